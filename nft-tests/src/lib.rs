@@ -1,0 +1,1 @@
+//! Harness shared by the conformance runner and the integration tests.

@@ -1,0 +1,1 @@
+//! nftshimd: speaks the kernel's side of nf_tables netlink.

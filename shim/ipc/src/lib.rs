@@ -1,0 +1,188 @@
+//! The control protocol between the interposer and nftshimd.
+//!
+//! Transport: a `SOCK_SEQPACKET` Unix socket at a filesystem path ([`DEFAULT_SOCKET`],
+//! overridden by `$NFTSHIM_SOCKET`); a path, not an abstract name, because abstract names
+//! are per network namespace and clients live in many.
+//!
+//! One control connection per emulated netlink socket. The application holds one end of
+//! a `socketpair(AF_UNIX, SOCK_SEQPACKET)` as its "netlink socket"; the other end is handed
+//! to the daemon in [`Op::Hello`] with `SCM_RIGHTS`, and the daemon writes every netlink
+//! reply and event record straight into it. So replies and multicast events reach the
+//! application at any time, and `poll`/`select`/`O_NONBLOCK` behave natively.
+//!
+//! Every control record is one datagram: a fixed [`Frame`] header (op, status) followed by
+//! the op's payload. Requests are answered in order with [`Op::Done`].
+//!
+//! | client → daemon | payload | fds | daemon's `Done.status` |
+//! |---|---|---|---|
+//! | `Hello` | [`Hello`] | app-socket far end, netns of the calling thread | port id, or -errno |
+//! | `Request` | one `sendmsg` datagram of netlink messages | – | bytes consumed, or -errno |
+//! | `SetSockOpt` | [`SockOpt`] | – | 0 or -errno |
+//! | `Bind` | [`Bind`] | – | port id, or -errno |
+//! | `Sync` | – | – | 1 if more reply bytes were queued since, else 0 |
+//!
+//! `Done` for a `Request` is sent only after every reply of that request has been written
+//! into the application's socket or queued in the daemon (when the socket is full; the
+//! daemon tops it up as the application reads). `Sync` lets a non-blocking reader that
+//! got `EAGAIN` make sure nothing is still queued in the daemon.
+
+/// Where nftshimd listens unless `$NFTSHIM_SOCKET` says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/nftshim/nftshim.sock";
+/// Environment variable naming the daemon's socket path.
+pub const ENV_SOCKET: &str = "NFTSHIM_SOCKET";
+/// Environment variable: `kernel` lets the interposer fall back to the real kernel
+/// socket when the daemon is unreachable. Anything else (or unset) fails closed.
+pub const ENV_FALLBACK: &str = "NFTSHIM_FALLBACK";
+/// Protocol version sent in [`Hello`].
+pub const VERSION: u32 = 1;
+/// Largest control record (a netlink datagram plus the frame). nft sends batches in
+/// datagrams of at most a few MiB; anything larger is refused with EMSGSIZE.
+pub const MAX_RECORD: usize = 64 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Op {
+    Hello = 1,
+    Request = 2,
+    SetSockOpt = 3,
+    Bind = 4,
+    Sync = 5,
+    /// daemon → client: the answer to the previous client record.
+    Done = 100,
+}
+
+impl Op {
+    pub fn from_u32(v: u32) -> Option<Op> {
+        Some(match v {
+            1 => Op::Hello,
+            2 => Op::Request,
+            3 => Op::SetSockOpt,
+            4 => Op::Bind,
+            5 => Op::Sync,
+            100 => Op::Done,
+            _ => return None,
+        })
+    }
+}
+
+/// Header of every control record: `op: u32`, `status: i64` (native endian; both ends
+/// are on one machine). `status` is meaningful in `Done` only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub op: Op,
+    pub status: i64,
+}
+
+impl Frame {
+    pub const LEN: usize = 12;
+
+    pub fn encode(self, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(Self::LEN + payload.len());
+        v.extend_from_slice(&(self.op as u32).to_ne_bytes());
+        v.extend_from_slice(&self.status.to_ne_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// Splits a record into its frame and payload.
+    pub fn decode(record: &[u8]) -> Option<(Frame, &[u8])> {
+        let op = Op::from_u32(u32::from_ne_bytes(record.get(0..4)?.try_into().ok()?))?;
+        let status = i64::from_ne_bytes(record.get(4..12)?.try_into().ok()?);
+        Some((Frame { op, status }, &record[Self::LEN..]))
+    }
+
+    pub fn done(status: i64) -> Vec<u8> {
+        Frame { op: Op::Done, status }.encode(&[])
+    }
+}
+
+/// Payload of [`Op::Hello`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub version: u32,
+    /// Thread id of the caller of `socket()`: its network namespace is the socket's.
+    pub tid: u32,
+}
+
+impl Hello {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = self.version.to_ne_bytes().to_vec();
+        v.extend_from_slice(&self.tid.to_ne_bytes());
+        v
+    }
+    pub fn decode(p: &[u8]) -> Option<Hello> {
+        Some(Hello {
+            version: u32::from_ne_bytes(p.get(0..4)?.try_into().ok()?),
+            tid: u32::from_ne_bytes(p.get(4..8)?.try_into().ok()?),
+        })
+    }
+}
+
+/// Payload of [`Op::SetSockOpt`]: the application's `setsockopt` on its netlink socket,
+/// for the options the daemon must know about (SOL_NETLINK ones, and the receive buffer
+/// size, which the daemon mirrors as the send buffer of its end).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SockOpt {
+    pub level: i32,
+    pub name: i32,
+    pub value: Vec<u8>,
+}
+
+impl SockOpt {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = self.level.to_ne_bytes().to_vec();
+        v.extend_from_slice(&self.name.to_ne_bytes());
+        v.extend_from_slice(&self.value);
+        v
+    }
+    pub fn decode(p: &[u8]) -> Option<SockOpt> {
+        Some(SockOpt {
+            level: i32::from_ne_bytes(p.get(0..4)?.try_into().ok()?),
+            name: i32::from_ne_bytes(p.get(4..8)?.try_into().ok()?),
+            value: p.get(8..)?.to_vec(),
+        })
+    }
+}
+
+/// Payload of [`Op::Bind`]: `sockaddr_nl.nl_pid` (0 = let the daemon pick) and
+/// `nl_groups` (legacy group bitmask).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bind {
+    pub pid: u32,
+    pub groups: u32,
+}
+
+impl Bind {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = self.pid.to_ne_bytes().to_vec();
+        v.extend_from_slice(&self.groups.to_ne_bytes());
+        v
+    }
+    pub fn decode(p: &[u8]) -> Option<Bind> {
+        Some(Bind {
+            pid: u32::from_ne_bytes(p.get(0..4)?.try_into().ok()?),
+            groups: u32::from_ne_bytes(p.get(4..8)?.try_into().ok()?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_roundtrip() {
+        let rec = Frame { op: Op::Request, status: 0 }.encode(b"abc");
+        let (f, p) = Frame::decode(&rec).unwrap();
+        assert_eq!(f.op, Op::Request);
+        assert_eq!(p, b"abc");
+        assert_eq!(Frame::decode(&Frame::done(-1)).unwrap().0.status, -1);
+        assert!(Frame::decode(&[1, 2]).is_none());
+        let h = Hello { version: VERSION, tid: 42 };
+        assert_eq!(Hello::decode(&h.encode()), Some(h));
+        let s = SockOpt { level: 270, name: 1, value: vec![7, 0, 0, 0] };
+        assert_eq!(SockOpt::decode(&s.encode()), Some(s));
+        let b = Bind { pid: 0, groups: 0 };
+        assert_eq!(Bind::decode(&b.encode()), Some(b));
+    }
+}
