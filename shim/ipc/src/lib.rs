@@ -20,6 +20,7 @@
 //! | `SetSockOpt` | [`SockOpt`] | – | 0 or -errno |
 //! | `Bind` | [`Bind`] | – | port id, or -errno |
 //! | `Sync` | – | – | 1 if more reply bytes were queued since, else 0 |
+//! | `Status` (its own connection, no Hello) | – | – | 0; the `Done` payload is JSON |
 //!
 //! `Done` for a `Request` is sent only after every reply of that request has been written
 //! into the application's socket or queued in the daemon (when the socket is full; the
@@ -47,6 +48,8 @@ pub enum Op {
     SetSockOpt = 3,
     Bind = 4,
     Sync = 5,
+    /// `nftshim status`: the daemon answers with one `Done` whose payload is JSON.
+    Status = 6,
     /// daemon → client: the answer to the previous client record.
     Done = 100,
 }
@@ -59,6 +62,7 @@ impl Op {
             3 => Op::SetSockOpt,
             4 => Op::Bind,
             5 => Op::Sync,
+            6 => Op::Status,
             100 => Op::Done,
             _ => return None,
         })
