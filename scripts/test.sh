@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test: unit, integration (real nft, namespaces, daemon started by the
+# tests) and the nft-py conformance suite, kernel against nftshimd.
+# Needs root (network namespaces) and the packages scripts/setup.sh installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export NFTSHIM_BIN_DIR="$PWD/target/release"
+SHARED="${NFTSHIM_SHARED:-$(cd .. && pwd)/shared}"
+
+scripts/setup.sh
+
+echo "== unit and integration tests"
+cargo test --release --workspace --locked 2>&1
+
+echo "== nft-py conformance (dataplane none)"
+mkdir -p target/conformance
+"$NFTSHIM_BIN_DIR/nft-conformance" --suite nft-py --dataplane none --jobs 2 \
+    --report target/conformance/nft-py.md --min-pass-rate 97 \
+    "$SHARED/conformance/nft-py"
