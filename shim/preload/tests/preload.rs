@@ -291,3 +291,60 @@ fn sockets_in_parallel_threads_get_their_own_replies() {
     let out = probe_under_preload(&ns, &daemon, &["threads", "4"]);
     assert!(out.contains("matched_replies: 400"), "{out}");
 }
+
+#[test]
+fn nft_batch_commands_and_a_multi_megabyte_batch_reach_the_daemon_whole() {
+    let ns = Netns::new();
+    let daemon = FakeDaemon::start(Behaviour::default());
+    let out = under_preload(&ns, &daemon, "nft", &["add", "table", "ip", "t"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let rules = 20_000;
+    let mut script = String::from("add table ip t\nadd chain ip t c\n");
+    for i in 0..rules {
+        script.push_str(&format!("add rule ip t c ip saddr 10.{}.{}.{} tcp dport {} counter accept comment \"rule {i}\"\n", i >> 16, (i >> 8) & 255, i & 255, 1000 + i % 5000));
+    }
+    let file = std::env::temp_dir().join(format!("nftshim-big-{}.nft", std::process::id()));
+    std::fs::write(&file, script).unwrap();
+    let out = under_preload(&ns, &daemon, "nft", &["-f", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let log = daemon.log();
+    let newrule = 0x0a00 | 6;
+    let biggest = log.datagrams.iter().max_by_key(|d| d.len()).unwrap();
+    let in_biggest = support::fake_daemon::count_type(biggest, newrule);
+    assert_eq!(
+        in_biggest,
+        rules,
+        "all rules in one batch datagram of {} bytes",
+        biggest.len()
+    );
+    assert!(
+        biggest.len() > 4 << 20,
+        "larger than any single Unix record: {}",
+        biggest.len()
+    );
+}
+
+#[test]
+fn iptables_nft_append_and_check_complete() {
+    let ns = Netns::new();
+    let daemon = FakeDaemon::start(Behaviour::default());
+    let out = under_preload(
+        &ns,
+        &daemon,
+        "iptables-nft",
+        &["-A", "INPUT", "-s", "10.0.0.1", "-j", "ACCEPT"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let msgs = daemon.log().messages();
+    assert!(
+        msgs.iter().any(|(t, _)| *t == 0x10),
+        "a batch BEGIN: {msgs:x?}"
+    );
+    assert!(
+        msgs.iter().any(|(t, _)| *t == 0x0a06),
+        "a NEWRULE: {msgs:x?}"
+    );
+}

@@ -63,6 +63,15 @@ impl Log {
     }
 }
 
+/// How many messages of type `ty` a datagram holds.
+pub fn count_type(datagram: &[u8], ty: u16) -> usize {
+    split_datagram(datagram)
+        .0
+        .iter()
+        .filter(|m| m.msg_type() == ty)
+        .count()
+}
+
 #[derive(Clone, Debug)]
 pub struct HelloSeen {
     pub hello: Hello,
