@@ -28,6 +28,34 @@
 //! daemon tops it up as the application reads). `Sync` lets a non-blocking reader that
 //! got `EAGAIN` make sure nothing is still queued in the daemon.
 //!
+//! ## What the interposer (shim/preload) relies on
+//! - `Hello` carries exactly two fds, in this order: the far end of the application's
+//!   socketpair (a blocking `SOCK_SEQPACKET` socket; the daemon may make it non-blocking),
+//!   and an `O_RDONLY` fd of the caller's `/proc/thread-self/ns/net`. `tid` is a thread
+//!   id of the caller (its process is the thread group of that tid). `Done` is the port
+//!   id, which must be non-zero and unique among the namespace's netlink sockets, or
+//!   -errno; nothing else is sent on the connection before it.
+//! - Every record written into the far end is one `send()` of one whole netlink record;
+//!   every reply message carries that port id as `nlmsg_pid`, as the kernel's do.
+//! - `Request`: `Done` comes after all replies are in the far end or queued; the status
+//!   is the datagram's byte count (the interposer returns it from `sendmsg`) or -errno.
+//!   The first `Request` autobinds the socket, as the kernel's first `sendmsg` does.
+//! - `Bind`: `pid` 0 keeps the assigned port id; another pid is taken if free
+//!   (-EADDRINUSE if not); a socket already bound (or autobound) to a different port id
+//!   gets -EINVAL. The status is the port id.
+//! - `SetSockOpt` (SOL_NETLINK): the daemon's status is the application's result, and on
+//!   success the interposer mirrors the value for `getsockopt`/`getsockname`: the kernel
+//!   answers ADD/DROP_MEMBERSHIP with -EINVAL for group 0 or above NFNLGRP_MAX (9),
+//!   -ENOPROTOOPT for options it does not know, and 0 for the boolean options
+//!   (PKTINFO 3, BROADCAST_ERROR 4, NO_ENOBUFS 5, LISTEN_ALL_NSID 8, CAP_ACK 10,
+//!   EXT_ACK 11, GET_STRICT_CHK 12). A value shorter than 4 bytes reads as 0.
+//! - `Sync`: deliver what is queued, then answer 1 if any record was written into the
+//!   far end since the previous answer on this connection (this Sync included), else 0.
+//!   The interposer then reads once more without blocking; a 0 makes the application
+//!   see EAGAIN.
+//! - End of the control connection (EOF) = the application closed its last copy of the
+//!   socket: drop the session, its memberships and its queue.
+//!
 //! ## Large datagrams
 //! A Unix datagram cannot be much larger than the sender's `SO_SNDBUF` (and never more than
 //! about 4 MiB), but nft sends a whole batch as one `sendmsg`. So the interposer splits a

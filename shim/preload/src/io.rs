@@ -22,7 +22,8 @@ pub unsafe fn send(
     name: *const sockaddr,
     namelen: socklen_t,
 ) -> Result<ssize_t, i32> {
-    let (dst_pid, _dst_groups) = if namelen != 0 {
+    // As the kernel: a null name is no name, whatever its length says.
+    let (dst_pid, _dst_groups) = if namelen != 0 && !name.is_null() {
         nladdr::read(name, namelen)?
     } else {
         let s = em.state();
