@@ -425,7 +425,7 @@ fn dup_and_close() {
     );
     say(
         "recv_on_original",
-        recv_all(fd, 0).map(|v| v.len() > 0).unwrap_or(false),
+        recv_all(fd, 0).map(|v| !v.is_empty()).unwrap_or(false),
     );
     say("close_original", res(unsafe { libc::close(fd) } as isize));
     say(
@@ -434,7 +434,7 @@ fn dup_and_close() {
     );
     say(
         "recv_on_dup",
-        recv_all(copy, 0).map(|v| v.len() > 0).unwrap_or(false),
+        recv_all(copy, 0).map(|v| !v.is_empty()).unwrap_or(false),
     );
     let high = unsafe { libc::fcntl(copy, libc::F_DUPFD_CLOEXEC, 100) };
     say(

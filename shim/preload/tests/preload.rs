@@ -348,3 +348,30 @@ fn iptables_nft_append_and_check_complete() {
         "a NEWRULE: {msgs:x?}"
     );
 }
+
+#[test]
+fn an_error_in_a_batch_reaches_nft_before_its_send_returns() {
+    // nft reads batch results with a zero-timeout select right after sendmsg: an error
+    // that arrived later would be lost and the command would "succeed".
+    let ns = Netns::new();
+    let daemon = FakeDaemon::start(Behaviour::default());
+    let out = under_preload(&ns, &daemon, "nft", &["add", "table", "ip", "refuse_me"]);
+    assert!(!out.status.success(), "the refusal was lost");
+    assert!(
+        text(&out.stderr).contains("Operation not permitted"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = under_preload(
+        &ns,
+        &daemon,
+        "iptables-nft",
+        &["-t", "raw", "-A", "PREROUTING", "-j", "ACCEPT"],
+    );
+    assert!(!out.status.success(), "iptables-nft lost the refusal");
+    assert!(
+        text(&out.stderr).contains("Operation not permitted"),
+        "{}",
+        text(&out.stderr)
+    );
+}

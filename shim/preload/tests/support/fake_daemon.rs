@@ -15,8 +15,12 @@ use std::time::{Duration, Instant};
 use netlink_proto::consts::*;
 use netlink_proto::extra::*;
 use netlink_proto::message::{done, split_datagram};
-use netlink_proto::{Attr, NfGenMsg, NlMsg, NlmsgErr};
+use netlink_proto::{Attr, AttrExt, NfGenMsg, NlMsg, NlmsgErr};
 use nftshim_ipc::{Bind, Frame, Hello, Op, SockOpt};
+
+/// A NEWTABLE with one of these names is refused with EPERM (`raw` for iptables-nft,
+/// which knows only its built-in tables).
+pub const REFUSED_TABLES: [&str; 2] = ["refuse_me", "raw"];
 
 /// How the fake daemon behaves.
 #[derive(Clone, Debug)]
@@ -439,6 +443,15 @@ impl Session {
             .contains(&sub)
             {
                 out.push(NlmsgErr::reply(-libc::ENOENT, &m, false, false, None).to_bytes());
+            } else if sub == NFT_MSG_NEWTABLE
+                && m.nf_attrs()
+                    .0
+                    .get(NFTA_TABLE_NAME)
+                    .and_then(|a| a.as_str())
+                    .is_some_and(|t| REFUSED_TABLES.contains(&t))
+            {
+                // Errors are reported whether or not the sender asked for an ACK.
+                out.push(NlmsgErr::reply(-libc::EPERM, &m, false, false, None).to_bytes());
             } else if ack {
                 out.push(NlmsgErr::reply(0, &m, false, false, None).to_bytes());
             }
