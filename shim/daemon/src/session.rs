@@ -204,7 +204,7 @@ impl<S: NamespaceState> Connection<S> {
             self.daemon
                 .registry
                 .join(v.netns, self.id, link.clone(), v.tgid_in_own_ns);
-        tracing::info!(
+        tracing::debug!(
             pid = v.pid,
             uid = v.uid,
             comm = %v.comm,

@@ -94,6 +94,25 @@ fn request_is_answered_with_done_and_the_namespace_is_listed() {
 }
 
 #[test]
+fn a_batch_of_megabytes_is_taken_in_one_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = DaemonProcess::start(dir.path());
+    let ns = TestNetns::new();
+    ns.run(|| {
+        let mut c = Client::connect(&d.socket).unwrap();
+        assert!(c.hello() > 0);
+        // The interposer raises its send buffer for big batches, as nft does.
+        nix::sys::socket::setsockopt(&c.ctl, nix::sys::socket::sockopt::SndBufForce, &(16 << 20))
+            .unwrap();
+        // 3 MiB: an AF_UNIX datagram cannot exceed about 4 MiB (one kmalloc), whatever
+        // the buffers say, so bigger batches need another transport than one record.
+        let batch = vec![0u8; 3 << 20];
+        assert_eq!(c.request(&batch), batch.len() as i64);
+        assert_eq!(c.request(b"and the next one"), 16);
+    });
+}
+
+#[test]
 fn a_netns_fd_the_caller_is_not_in_is_refused_with_eperm() {
     let dir = tempfile::tempdir().unwrap();
     let d = DaemonProcess::start(dir.path());
