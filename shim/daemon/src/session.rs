@@ -2,6 +2,19 @@
 //!
 //! Requests are handled in order and each is answered with one `Done`. Anything the
 //! protocol does not allow closes this connection only; the daemon serves on.
+//!
+//! What the client sees in `Done.status`:
+//! - `Hello`, `Bind`: the port id as a `u32` (so -4096 reads as 4294963200), or -errno.
+//!   A refused Hello (-EPERM: the netns fd is not one the caller is in; -EINVAL: not a
+//!   netns, wrong fds or socket kind; -EPROTONOSUPPORT: version) also closes the
+//!   connection.
+//! - `Request`: the datagram's length once every reply is in the application socket or
+//!   queued behind it. Unprivileged callers are answered by the engine (EPERM per
+//!   message), not refused here.
+//! - `SetSockOpt`: 0 or -errno as `setsockopt` on a netlink socket would give
+//!   (memberships need CAP_NET_ADMIN over the namespace).
+//! - `Sync`: 1 if the application has something to read now (after writing what fits).
+//! - `Status`: 0, with the JSON of [`crate::status::Status`] as payload.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
