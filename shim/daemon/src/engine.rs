@@ -1,0 +1,47 @@
+//! What the daemon needs from a namespace's nf_tables state. `nftshim_engine::Netns` is
+//! the real one; tests plug in fakes to drive the plumbing (multicast, queueing,
+//! persistence) while the engine is still a stub.
+
+use nftshim_engine::{Caller, Dataplane, Netns, Output};
+
+pub trait NamespaceState: Send + 'static {
+    fn empty() -> Self
+    where
+        Self: Sized;
+    /// Processes one datagram as the kernel's `nfnetlink_rcv` does.
+    fn handle_datagram(
+        &mut self,
+        caller: &Caller,
+        datagram: &[u8],
+        dataplane: &mut dyn Dataplane,
+    ) -> Output;
+    /// The generation id: a change means the ruleset changed and must be persisted.
+    fn genid(&self) -> u32;
+    fn to_persisted(&self) -> serde_json::Value;
+    fn from_persisted(value: serde_json::Value) -> Result<Self, String>
+    where
+        Self: Sized;
+}
+
+impl NamespaceState for Netns {
+    fn empty() -> Self {
+        Netns::new()
+    }
+    fn handle_datagram(
+        &mut self,
+        caller: &Caller,
+        datagram: &[u8],
+        dataplane: &mut dyn Dataplane,
+    ) -> Output {
+        Netns::handle_datagram(self, caller, datagram, dataplane)
+    }
+    fn genid(&self) -> u32 {
+        Netns::genid(self)
+    }
+    fn to_persisted(&self) -> serde_json::Value {
+        Netns::to_persisted(self)
+    }
+    fn from_persisted(value: serde_json::Value) -> Result<Self, String> {
+        Netns::from_persisted(value).map_err(|e| e.to_string())
+    }
+}
