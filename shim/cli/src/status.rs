@@ -201,6 +201,7 @@ mod tests {
                     generation: 4,
                     tables: Some(2),
                     sockets: None,
+                    cookie: None,
                 },
                 NamespaceStatus {
                     inode: 12,
@@ -208,8 +209,11 @@ mod tests {
                     generation: 1,
                     tables: None,
                     sockets: Some(1),
+                    cookie: None,
                 },
             ],
+            pid: None,
+            version: None,
         };
         let text = render(&report, Path::new("/run/x.sock"), Some(12));
         assert!(text.contains("data plane: none (NOT enforcing)"), "{text}");

@@ -20,7 +20,6 @@ pub mod sys;
 pub use config::{Cli, DataplaneKind};
 pub use engine::NamespaceState;
 pub use server::{Options, Server};
-pub use status::{NamespaceStatus, Status};
 
 use std::sync::{Mutex, MutexGuard};
 

@@ -14,7 +14,7 @@
 //! - `SetSockOpt`: 0 or -errno as `setsockopt` on a netlink socket would give
 //!   (memberships need CAP_NET_ADMIN over the namespace).
 //! - `Sync`: 1 if the application has something to read now (after writing what fits).
-//! - `Status`: 0, with the JSON of [`crate::status::Status`] as payload.
+//! - `Status`: 0, with the JSON of [`nftshim_ipc::StatusReport`] as payload.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
@@ -91,6 +91,8 @@ struct Connection<S: NamespaceState> {
     daemon: Arc<Daemon<S>>,
     id: SessionId,
     session: Option<Session<S>>,
+    /// Leading parts of a datagram too large for one control record (`Op::RequestPart`).
+    request_parts: Vec<u8>,
 }
 
 /// Serves one control connection to its end.
@@ -102,6 +104,7 @@ pub async fn serve<S: NamespaceState>(daemon: Arc<Daemon<S>>, conn: SeqPacketCon
             daemon,
             id,
             session: None,
+            request_parts: Vec::new(),
         };
         c.run(&conn).await;
     }
@@ -156,6 +159,27 @@ impl<S: NamespaceState> Connection<S> {
         if frame.op != Op::Hello && !record.fds.is_empty() {
             return Next::Close(format!("descriptors passed with {:?}", frame.op));
         }
+        let record = match frame.op {
+            Op::RequestPart => return self.request_part(&record.data[Frame::LEN..]),
+            Op::Request if !self.request_parts.is_empty() => {
+                let mut whole = std::mem::take(&mut self.request_parts);
+                whole.extend_from_slice(&record.data[Frame::LEN..]);
+                if whole.len() > MAX_RECORD {
+                    return Next::Reply(done(errno_reply(libc::EMSGSIZE)));
+                }
+                let mut data = record.data[..Frame::LEN].to_vec();
+                data.extend_from_slice(&whole);
+                Record {
+                    data,
+                    fds: record.fds,
+                }
+            }
+            _ => {
+                // Any other op between the parts of a datagram abandons them.
+                self.request_parts.clear();
+                record
+            }
+        };
         match (frame.op, self.session.is_some()) {
             (Op::Hello, false) => self.hello(conn, record).await,
             (Op::Status, _) => self.status().await,
@@ -239,6 +263,19 @@ impl<S: NamespaceState> Connection<S> {
             net_admin: v.net_admin,
         });
         Next::Reply(done(portid as i64))
+    }
+
+    /// Buffers a leading part of a large datagram; the closing `Request` completes it.
+    fn request_part(&mut self, part: &[u8]) -> Next {
+        if self.session.is_none() {
+            return Next::Close("RequestPart before Hello".into());
+        }
+        if self.request_parts.len() + part.len() > MAX_RECORD {
+            self.request_parts = Vec::new();
+            return Next::Reply(done(errno_reply(libc::EMSGSIZE)));
+        }
+        self.request_parts.extend_from_slice(part);
+        Next::Reply(done(0))
     }
 
     async fn request(&mut self, record: Record) -> Next {

@@ -1,31 +1,13 @@
 //! The answer to `Op::Status`: what `nftshim status` shows.
 
-use serde::{Deserialize, Serialize};
+use nftshim_ipc::{NamespaceStatus, StatusReport};
 
 use crate::engine::NamespaceState;
 use crate::server::Daemon;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NamespaceStatus {
-    pub cookie: u64,
-    pub inode: u64,
-    pub genid: u32,
-    pub sessions: usize,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Status {
-    pub dataplane: String,
-    /// False means rules are stored and listed but no packet is filtered.
-    pub enforcing: bool,
-    pub namespaces: Vec<NamespaceStatus>,
-    pub pid: u32,
-    pub version: String,
-}
-
 /// Collects the status. Blocking: waits for running batches to read generation ids.
-pub fn collect<S: NamespaceState>(daemon: &Daemon<S>) -> Status {
-    Status {
+pub fn collect<S: NamespaceState>(daemon: &Daemon<S>) -> StatusReport {
+    StatusReport {
         dataplane: daemon.dataplane.name.to_string(),
         enforcing: daemon.dataplane.enforcing,
         namespaces: daemon
@@ -33,13 +15,15 @@ pub fn collect<S: NamespaceState>(daemon: &Daemon<S>) -> Status {
             .snapshot()
             .iter()
             .map(|ns| NamespaceStatus {
-                cookie: ns.id.cookie,
                 inode: ns.id.inode,
-                genid: ns.genid(),
-                sessions: ns.session_count(),
+                cookie: Some(ns.id.cookie),
+                name: None,
+                generation: ns.genid(),
+                tables: None,
+                sockets: u32::try_from(ns.session_count()).ok(),
             })
             .collect(),
-        pid: std::process::id(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: Some(std::process::id()),
+        version: Some(env!("CARGO_PKG_VERSION").to_string()),
     }
 }

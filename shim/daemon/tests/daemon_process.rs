@@ -79,8 +79,8 @@ fn request_is_answered_with_done_and_the_namespace_is_listed() {
         let st = status(&d.socket);
         let entry = find_namespace(&st, cookie).expect("namespace listed by cookie");
         assert_eq!(entry["inode"].as_u64(), Some(inode));
-        assert_eq!(entry["sessions"], 1);
-        assert!(entry["genid"].is_u64());
+        assert_eq!(entry["sockets"], 1);
+        assert!(entry["generation"].is_u64());
     });
     // The session is gone with its connection; an untouched namespace is forgotten.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -205,7 +205,7 @@ fn two_namespaces_map_to_two_cookies() {
         find_namespace(&st, cookie_b).unwrap(),
     );
     assert_eq!(
-        (na["sessions"].as_u64(), nb["sessions"].as_u64()),
+        (na["sockets"].as_u64(), nb["sockets"].as_u64()),
         (Some(1), Some(1))
     );
     assert_ne!(na["inode"], nb["inode"]);
@@ -389,7 +389,7 @@ fn restored_namespaces_are_listed_and_other_boots_discarded() {
     let st = status(&d.socket);
     let entry = find_namespace(&st, cookie).expect("restored namespace listed");
     assert_eq!(entry["inode"].as_u64(), Some(4242));
-    assert_eq!(entry["sessions"], 0);
+    assert_eq!(entry["sockets"], 0);
     assert_eq!(namespaces_in(&st).len(), 1, "{st}");
     assert!(
         !store.path_for(cookie + 1_000_000).exists(),
@@ -411,7 +411,7 @@ fn restored_namespaces_are_listed_and_other_boots_discarded() {
         let mut c = Client::connect(&d.socket).unwrap();
         assert!(c.hello() > 0);
         let entry = find_namespace(&status(&d.socket), cookie).unwrap();
-        assert_eq!(entry["sessions"], 1);
+        assert_eq!(entry["sockets"], 1);
         assert_eq!(namespaces_in(&status(&d.socket)).len(), 1);
     });
 }

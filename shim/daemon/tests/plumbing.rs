@@ -340,14 +340,14 @@ fn a_changed_namespace_is_saved_atomically_and_restored() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let before_restart = find_namespace(&status(&d.socket), cookie).unwrap();
     assert_eq!(
-        before_restart["sessions"], 0,
+        before_restart["sockets"], 0,
         "kept although idle: it has a ruleset"
     );
     d.stop();
 
     let d = InProcess::start(dir.path(), Limits::default());
     let entry = find_namespace(&status(&d.socket), cookie).expect("restored");
-    assert_eq!(entry["genid"], 3);
+    assert_eq!(entry["generation"], 3);
     ns.run(|| {
         let c = opened(&d.socket);
         assert_eq!(c.request(b"log"), 3);

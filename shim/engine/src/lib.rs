@@ -48,7 +48,12 @@ impl Netns {
     }
 
     /// Processes one datagram as `nfnetlink_rcv` does.
-    pub fn handle_datagram(&mut self, _caller: &Caller, _datagram: &[u8], _dataplane: &mut dyn Dataplane) -> Output {
+    pub fn handle_datagram(
+        &mut self,
+        _caller: &Caller,
+        _datagram: &[u8],
+        _dataplane: &mut dyn Dataplane,
+    ) -> Output {
         Output::default()
     }
 

@@ -238,6 +238,11 @@ pub struct StatusReport {
     pub enforcing: bool,
     #[serde(default)]
     pub namespaces: Vec<NamespaceStatus>,
+    /// The daemon's process id and version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// One network namespace the daemon holds a ruleset for.
@@ -245,6 +250,9 @@ pub struct StatusReport {
 pub struct NamespaceStatus {
     /// Inode of the namespace (`stat -L /proc/PID/ns/net`), its identity.
     pub inode: u64,
+    /// The namespace's cookie (SO_NETNS_COOKIE): unlike the inode, never reused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<u64>,
     /// A name under /run/netns, when the daemon knows one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
