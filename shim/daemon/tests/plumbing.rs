@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::{find_namespace, status, Client, TestNetns};
 use netlink_proto::extra::{NETLINK_ADD_MEMBERSHIP, NETLINK_EXT_ACK, SOL_NETLINK};
 use nftshim_engine::{Caller, Dataplane, Output};
+use nftshim_ipc::Op;
 use nftshimd::outqueue::Limits;
 use nftshimd::{DataplaneKind, NamespaceState, Options, Server};
 use serde::{Deserialize, Serialize};
@@ -417,6 +418,31 @@ fn a_slow_listener_loses_events_but_nobody_else_waits() {
             "kept events stay in order"
         );
         assert_eq!(got[0], 0);
+    });
+    d.stop();
+}
+
+#[test]
+fn request_parts_reach_the_engine_as_one_datagram() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = InProcess::start(dir.path(), Limits::default());
+    let ns = TestNetns::new();
+    ns.run(|| {
+        let c = opened(&d.socket);
+        // "whoami" split in three: the engine must see the concatenation, once.
+        assert_eq!(c.call(Op::RequestPart, b"who"), 0);
+        assert_eq!(c.call(Op::RequestPart, b"am"), 0);
+        assert_eq!(c.request(b"i"), 6, "Done counts the whole datagram");
+        let w: Whoami = serde_json::from_slice(&c.try_read_app().unwrap()).unwrap();
+        assert_eq!(w.pid, std::process::id());
+        // Another op between parts abandons them: "who" + Sync + "ami" is not "whoami".
+        assert_eq!(c.call(Op::RequestPart, b"who"), 0);
+        let _ = c.call(Op::Sync, b"");
+        assert_eq!(c.request(b"ami"), 3);
+        assert!(
+            c.try_read_app().is_none(),
+            "the fake engine ignores \"ami\""
+        );
     });
     d.stop();
 }
