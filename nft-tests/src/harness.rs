@@ -1,0 +1,1 @@
+//! Building blocks for integration tests (see `nft-tests/tests/`).
