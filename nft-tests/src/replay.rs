@@ -425,18 +425,23 @@ impl<'a> Replayer<'a> {
         }
         let (k_ok, s_ok) = (added.0.success(), added.1.success());
         let mut steps = vec![Step::new(&add, added, Compare::Full)];
-        steps.push(Step::new(
-            "list ruleset",
-            self.pair.both(&["list ruleset"]),
-            Compare::Listing,
-        ));
+        let listed = self.pair.both(&["list ruleset"]);
+        // When the listings differ already, an `-a` diff would only repeat it.
+        let same_listing =
+            listing::normalise(&listed.0.stdout) == listing::normalise(&listed.1.stdout);
+        steps.push(Step::new("list ruleset", listed, Compare::Listing));
         if k_ok || s_ok {
             let listed = self.pair.both(&["-a", "list ruleset"]);
             let remove = |ok: bool, listing: &str| ok.then(|| removal(listing, table, chain));
             let k_remove = remove(k_ok, &listed.0.stdout);
             let s_remove = remove(s_ok, &listed.1.stdout);
             if k_ok && s_ok {
-                steps.push(Step::new("-a list ruleset", listed, Compare::Listing));
+                let compare = if same_listing {
+                    Compare::Listing
+                } else {
+                    Compare::Status
+                };
+                steps.push(Step::new("-a list ruleset", listed, compare));
             }
             match (k_remove, s_remove) {
                 (Some(k), Some(s)) => {
