@@ -23,6 +23,23 @@ pub fn normalise(listing: &str) -> String {
     out
 }
 
+/// Masks the process id in nft's `# new generation N by process PID (nft)` lines
+/// (printed by `--echo` and `monitor`): two runs never share it.
+pub fn mask_process_ids(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        match line.split_once(" by process ") {
+            Some((head, tail)) => {
+                let rest = tail.trim_start_matches(|c: char| c.is_ascii_digit());
+                out.push_str(&format!("{head} by process <pid>{rest}"));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Handles (`# handle N`) of the rules in chain `chain` of table `family table`, in a
 /// listing made with `nft -a list ruleset`.
 pub fn rule_handles(listing: &str, family: &str, table: &str, chain: &str) -> Vec<u64> {
@@ -85,6 +102,14 @@ mod tests {
             "\t\telements = { 1.2.3.4 timeout 30s expires <T>, 5.6.7.8 expires <T> }\n"
         );
         assert_eq!(normalise("a\nb"), "a\nb\n");
+    }
+
+    #[test]
+    fn process_ids_are_masked() {
+        assert_eq!(
+            mask_process_ids("add table ip t\n# new generation 2 by process 12882 (nft)\n"),
+            "add table ip t\n# new generation 2 by process <pid> (nft)\n"
+        );
     }
 
     #[test]
