@@ -71,7 +71,10 @@ impl Binaries {
         } else {
             let target = std::env::var_os("CARGO_TARGET_DIR")
                 .map(PathBuf::from)
-                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+                .unwrap_or_else(|| {
+                    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+                    manifest.parent().unwrap_or(manifest).join("target")
+                });
             candidates.push(target.join("release"));
             candidates.push(target.join("debug"));
         }

@@ -4,9 +4,10 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::{Read, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use wait_timeout::ChildExt;
@@ -81,15 +82,19 @@ where
     cmd
 }
 
-/// Runs `cmd` to completion (stdin from `input`, or empty), killing it after `limit`.
+/// Runs `cmd` to completion (stdin from `input`, or empty), killing it (and anything it
+/// started) after `limit`.
 pub fn run(mut cmd: Command, input: Option<&[u8]>, limit: Duration) -> CmdOutput {
-    cmd.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    // Own process group, so that a timeout kills grandchildren too and none of them
+    // keeps our pipes open.
+    cmd.process_group(0)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -102,38 +107,44 @@ pub fn run(mut cmd: Command, input: Option<&[u8]>, limit: Duration) -> CmdOutput
     };
     let stdin = child.stdin.take();
     let input = input.map(<[u8]>::to_vec);
-    let writer = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         if let (Some(mut stdin), Some(input)) = (stdin, input) {
             let _ = stdin.write_all(&input);
         }
     });
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
-    let exit = match child.wait_timeout(limit) {
-        Ok(Some(status)) => exit_of(status),
+    let (exit, grace) = match child.wait_timeout(limit) {
+        Ok(Some(status)) => (exit_of(status), limit),
         Ok(None) => {
-            let _ = child.kill();
+            // SAFETY: kill(2) on the process group we made for this child.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
             let _ = child.wait();
-            Exit::TimedOut
+            (Exit::TimedOut, Duration::from_secs(1))
         }
-        Err(e) => Exit::SpawnFailed(format!("wait: {e}")),
+        Err(e) => (
+            Exit::SpawnFailed(format!("wait: {e}")),
+            Duration::from_secs(1),
+        ),
     };
-    let _ = writer.join();
     CmdOutput {
         exit,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
+        stdout: stdout.recv_timeout(grace).unwrap_or_default(),
+        stderr: stderr.recv_timeout(grace).unwrap_or_default(),
     }
 }
 
-fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<String> {
+/// Reads a pipe to its end on a thread; the text arrives on the returned channel.
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut buf = Vec::new();
         if let Some(mut p) = pipe {
             let _ = p.read_to_end(&mut buf);
         }
-        String::from_utf8_lossy(&buf).into_owned()
-    })
+        let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+    });
+    rx
 }
 
 fn exit_of(status: std::process::ExitStatus) -> Exit {

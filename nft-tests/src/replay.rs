@@ -22,18 +22,22 @@
 //! itself failed, the sides can no longer be brought together and no more resyncs
 //! happen in that file.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::listing;
 use crate::netns::{next_serial, Netns};
-use crate::nft::{CmdOutput, NftSide, Target};
+use crate::nft::{CmdOutput, Exit, NftSide, Target};
 use crate::nftpy::{Directive, Line, TableDecl, TestFile};
 
 /// The text nft prints for EOPNOTSUPP: nftshimd's answer to what its data plane cannot
 /// enforce. A case that the kernel accepted and nftshimd refused with it is skipped.
 pub const UNSUPPORTED: &str = "Operation not supported";
+
+/// Consecutive timed-out commands after which a file is abandoned.
+const MAX_STALLS: u32 = 3;
 
 #[derive(Clone, Debug)]
 pub struct ReplayConfig {
@@ -123,6 +127,9 @@ pub fn replay_file(name: &str, file: &TestFile, cfg: &ReplayConfig) -> FileResul
 struct Pair {
     kernel: NftSide,
     shim: NftSide,
+    /// Commands in a row that hit the time limit: a hung daemon ends the file early
+    /// instead of costing the limit on every remaining command.
+    stalls: Cell<u32>,
     // Dropped (deleted) with the pair; declared after the sides that name them.
     _kernel_ns: Netns,
     _shim_ns: Netns,
@@ -147,6 +154,7 @@ impl Pair {
         Ok(Pair {
             kernel: side(&kernel_ns, &Target::Kernel),
             shim: side(&shim_ns, &cfg.shim_target),
+            stalls: Cell::new(0),
             _kernel_ns: kernel_ns,
             _shim_ns: shim_ns,
         })
@@ -155,11 +163,22 @@ impl Pair {
     /// Runs `kernel_args` on the kernel side and `shim_args` on the nftshim side at the
     /// same time (each side's own commands still run one after another).
     fn each(&self, kernel_args: &[&str], shim_args: &[&str]) -> (CmdOutput, CmdOutput) {
-        std::thread::scope(|s| {
-            let shim = s.spawn(|| self.shim.run(shim_args));
+        let (kernel, shim) = std::thread::scope(|s| {
+            let shim_side = &self.shim;
+            let shim = s.spawn(move || shim_side.run(shim_args));
             let kernel = self.kernel.run(kernel_args);
             (kernel, shim.join().expect("nft runner thread panicked"))
-        })
+        });
+        self.note_stall(&kernel, &shim);
+        (kernel, shim)
+    }
+
+    fn note_stall(&self, kernel: &CmdOutput, shim: &CmdOutput) {
+        if kernel.exit == Exit::TimedOut || shim.exit == Exit::TimedOut {
+            self.stalls.set(self.stalls.get() + 1);
+        } else {
+            self.stalls.set(0);
+        }
     }
 
     fn both(&self, args: &[&str]) -> (CmdOutput, CmdOutput) {
@@ -293,6 +312,9 @@ impl<'a> Replayer<'a> {
     }
 
     fn line(&mut self, line: &Line) -> anyhow::Result<()> {
+        if self.pair.stalls.get() >= MAX_STALLS {
+            anyhow::bail!("{MAX_STALLS} nft commands in a row timed out; giving up on this file");
+        }
         match &line.directive {
             Directive::Chain { name, spec } => {
                 self.chains.insert(name.clone(), spec.clone());
@@ -477,7 +499,9 @@ impl<'a> Replayer<'a> {
             return Ok(());
         }
         self.resyncs += 1;
+        let stalls = self.pair.stalls.get();
         self.pair = Pair::new(self.cfg)?;
+        self.pair.stalls.set(stalls);
         for c in &self.setup {
             self.pair.both(&[&c.command]);
         }

@@ -172,3 +172,37 @@ fn missing_binaries_are_a_clear_harness_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/nftshimd"));
 }
+
+#[test]
+fn a_hung_side_ends_the_file_instead_of_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    // The nftshim side never answers.
+    let hang = "#!/bin/sh\ncase \"$(ip netns identify $$)\" in *-s) exec sleep 60 ;; esac\nexec nft \"$@\"\n";
+    std::fs::write(dir.path().join("fake-nft"), hang).unwrap();
+    let start = Instant::now();
+    let out = runner(dir.path())
+        .args(["--timeout", "1"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("ERROR x.t: line 4: 3 nft commands in a row timed out"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("conformance: 0 passed, "),
+        "{stdout}"
+    );
+}

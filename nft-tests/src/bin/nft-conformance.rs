@@ -61,7 +61,7 @@ struct Args {
     #[arg(long, default_value = "nft")]
     nft: PathBuf,
     /// Time limit of one nft command, in seconds.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 15)]
     timeout: u64,
     /// Development aid: run the "nftshim" side against the kernel too.
     #[arg(long, value_enum, default_value = "nftshimd", hide = true)]
