@@ -1,1 +1,14 @@
-//! Harness shared by the conformance runner and the integration tests.
+//! Differential testing of nftshimd against the kernel: the `nft-conformance` runner's
+//! pieces and the harness the integration tests use.
+
+pub mod bins;
+pub mod cleanup;
+pub mod daemon;
+pub mod harness;
+pub mod listing;
+pub mod netns;
+pub mod nft;
+pub mod nftpy;
+pub mod replay;
+pub mod report;
+pub mod suite;

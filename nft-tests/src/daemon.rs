@@ -1,0 +1,141 @@
+//! A private nftshimd for one run: its own socket and state directory in a temporary
+//! directory, killed when dropped.
+
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use wait_timeout::ChildExt;
+
+pub struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    log: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts `BIN --socket DIR/sock --state-dir DIR/state --dataplane MODE` and waits
+    /// until its socket accepts connections.
+    pub fn start(bin: &Path, dataplane: &str) -> anyhow::Result<Daemon> {
+        let dir = tempfile::Builder::new()
+            .prefix("nftshim-daemon-")
+            .tempdir()?;
+        // Unprivileged test clients must reach the socket: the daemon, not the file
+        // mode, decides what they may do.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        let socket = dir.path().join("sock");
+        let state = dir.path().join("state");
+        let log = dir.path().join("nftshimd.log");
+        let log_file = File::create(&log)?;
+        let child = Command::new(bin)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--dataplane")
+            .arg(dataplane)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        crate::cleanup::register_pid(child.id() as i32);
+        let mut daemon = Daemon {
+            child,
+            socket,
+            log,
+            dir,
+        };
+        daemon.wait_ready(Duration::from_secs(15))?;
+        Ok(daemon)
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "nftshimd exited at start ({status}); log:\n{}",
+                    self.log_tail(40)
+                );
+            }
+            if connectable(&self.socket) {
+                return Ok(());
+            }
+            if start.elapsed() > limit {
+                bail!(
+                    "nftshimd did not open {} within {limit:?}; log:\n{}",
+                    self.socket.display(),
+                    self.log_tail(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `Err` with the exit status and the log's end if the daemon is no longer running.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait()? {
+            None => Ok(()),
+            Some(status) => Err(anyhow!(
+                "nftshimd exited ({status}); log:\n{}",
+                self.log_tail(40)
+            )),
+        }
+    }
+
+    /// The last `lines` lines of the daemon's stdout/stderr.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pid = self.child.id() as i32;
+        // SIGTERM first so that a well-behaved daemon can tidy up; then make sure.
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let exited = matches!(self.child.wait_timeout(Duration::from_secs(3)), Ok(Some(_)));
+        if !exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        crate::cleanup::forget_pid(pid);
+    }
+}
+
+fn connectable(path: &Path) -> bool {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let Ok(fd) = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    ) else {
+        return false;
+    };
+    let Ok(addr) = UnixAddr::new(path) else {
+        return false;
+    };
+    connect(fd.as_raw_fd(), &addr).is_ok()
+}
