@@ -720,3 +720,284 @@ impl VectorTable {
         self.table
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Match, Rule};
+
+    fn chain(rules: Vec<(Vec<Match>, Action)>) -> Chain {
+        Chain {
+            scope: L3Scope::Netdev,
+            policy: Verdict::Accept,
+            rules: rules
+                .into_iter()
+                .map(|(matches, action)| Rule { matches, action })
+                .collect(),
+        }
+    }
+
+    /// The rule indexes set in vector `id`.
+    fn rules_in(c: &CompiledChain, id: u32) -> Vec<usize> {
+        (0..c.nrules())
+            .filter(|&r| c.vector(id)[r / 64] & (1 << (r % 64)) != 0)
+            .collect()
+    }
+
+    fn v4(c: &CompiledChain, net: &str) -> Vec<usize> {
+        let net: Ipv4Net = net.parse().unwrap();
+        let id = c
+            .saddr
+            .v4
+            .iter()
+            .find(|(n, _)| *n == net)
+            .expect("prefix has an entry")
+            .1;
+        rules_in(c, id)
+    }
+
+    fn dport(ports: &[(u16, u16)]) -> Test {
+        Test::Dport(ports.iter().map(|&(a, b)| PortRange::new(a, b)).collect())
+    }
+
+    #[test]
+    fn enclosing_prefixes_are_ored_into_nested_ones() {
+        let c = compile(&chain(vec![
+            (
+                vec![Match::is(Test::IpSaddr(vec!["10.0.0.0/8"
+                    .parse()
+                    .unwrap()]))],
+                Action::Drop,
+            ),
+            (
+                vec![Match::is(Test::IpSaddr(vec!["10.1.0.0/16"
+                    .parse()
+                    .unwrap()]))],
+                Action::Drop,
+            ),
+            (
+                vec![Match::not(Test::IpSaddr(vec!["10.1.2.0/24"
+                    .parse()
+                    .unwrap()]))],
+                Action::Drop,
+            ),
+            (vec![], Action::Drop),
+        ]))
+        .unwrap();
+        assert_eq!(v4(&c, "10.0.0.0/8"), [0, 2, 3]);
+        assert_eq!(v4(&c, "10.1.0.0/16"), [0, 1, 2, 3]);
+        assert_eq!(v4(&c, "10.1.2.0/24"), [0, 1, 3]);
+        assert_eq!(v4(&c, "0.0.0.0/0"), [2, 3], "addresses no prefix covers");
+        // Not IPv4: only the rule that does not test the address.
+        assert_eq!(rules_in(&c, c.config.absent[Dim::Saddr as usize]), [3]);
+        // An IPv6 packet is "present" for the dimension but no IPv4 predicate holds on it.
+        let v6_default = c
+            .saddr
+            .v6
+            .iter()
+            .find(|(n, _)| n.prefix_len() == 0)
+            .unwrap()
+            .1;
+        assert_eq!(rules_in(&c, v6_default), [3]);
+        assert!(c.uses(Dim::Saddr) && !c.uses(Dim::Daddr) && !c.uses(Dim::Dport));
+    }
+
+    #[test]
+    fn negation_holds_on_other_present_values_only() {
+        let c = compile(&chain(vec![(
+            vec![Match::not(dport(&[(22, 22)]))],
+            Action::Drop,
+        )]))
+        .unwrap();
+        assert_eq!(rules_in(&c, c.dport[22]), Vec::<usize>::new());
+        assert_eq!(rules_in(&c, c.dport[80]), [0]);
+        assert_eq!(
+            rules_in(&c, c.dport[PORT_ABSENT]),
+            Vec::<usize>::new(),
+            "no ports: no match"
+        );
+    }
+
+    #[test]
+    fn ranges_are_cut_into_elementary_intervals() {
+        let c = compile(&chain(vec![
+            (vec![Match::is(dport(&[(10, 20)]))], Action::Drop),
+            (vec![Match::is(dport(&[(15, 30)]))], Action::Drop),
+            (vec![], Action::Drop),
+        ]))
+        .unwrap();
+        let at = |p: usize| rules_in(&c, c.dport[p]);
+        assert_eq!(at(9), [2]);
+        assert_eq!(at(10), [0, 2]);
+        assert_eq!(at(14), [0, 2]);
+        assert_eq!(at(15), [0, 1, 2]);
+        assert_eq!(at(20), [0, 1, 2]);
+        assert_eq!(at(21), [1, 2]);
+        assert_eq!(at(30), [1, 2]);
+        assert_eq!(at(31), [2]);
+        assert_eq!(at(65535), [2]);
+        assert_eq!(
+            at(PORT_ABSENT),
+            [2],
+            "wildcard rules match packets without ports"
+        );
+        // [0,10), [31,65536) and "absent" share the wildcard-only vector.
+        assert_eq!(c.distinct_vectors(), 4);
+    }
+
+    #[test]
+    fn identical_vectors_are_stored_once() {
+        let rules = (0..300)
+            .map(|_| (vec![Match::is(dport(&[(1, 100)]))], Action::Accept))
+            .collect();
+        let c = compile(&chain(rules)).unwrap();
+        // In range: all rules; outside or absent: none.
+        assert_eq!(c.distinct_vectors(), 2);
+        assert_eq!(c.vectors.len(), 2 * BLOCK_WORDS);
+    }
+
+    #[test]
+    fn icmp_and_icmpv6_types_share_a_dimension_by_kind() {
+        let c = compile(&chain(vec![
+            (vec![Match::is(Test::IcmpType(vec![8]))], Action::Drop),
+            (vec![Match::is(Test::Icmpv6Type(vec![128]))], Action::Drop),
+            (vec![Match::not(Test::IcmpType(vec![8]))], Action::Drop),
+            (
+                vec![
+                    Match::is(Test::IcmpType(vec![8])),
+                    Match::is(Test::Icmpv6Type(vec![8])),
+                ],
+                Action::Drop,
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(rules_in(&c, c.icmp[8]), [0]);
+        assert_eq!(rules_in(&c, c.icmp[0]), [2]);
+        assert_eq!(rules_in(&c, c.icmp[ICMP6_BASE + 128]), [1]);
+        assert_eq!(
+            rules_in(&c, c.icmp[ICMP6_BASE + 8]),
+            Vec::<usize>::new(),
+            "ICMPv6 is not ICMP"
+        );
+        assert_eq!(rules_in(&c, c.icmp[ICMP_ABSENT]), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn hash_dimensions_miss_to_the_vector_of_unlisted_values() {
+        let c = compile(&chain(vec![
+            (vec![Match::is(Test::Iif(vec![2, 3]))], Action::Drop),
+            (vec![Match::not(Test::Iif(vec![3]))], Action::Drop),
+        ]))
+        .unwrap();
+        let id = |v: u32| {
+            c.iif
+                .iter()
+                .find(|(k, _)| *k == v)
+                .map_or(c.config.miss[Dim::Iif as usize], |e| e.1)
+        };
+        assert_eq!(rules_in(&c, id(2)), [0, 1]);
+        assert_eq!(rules_in(&c, id(3)), [0]);
+        assert_eq!(rules_in(&c, id(9)), [1]);
+    }
+
+    #[test]
+    fn marks_use_one_dimension_per_mask() {
+        let c = compile(&chain(vec![
+            (
+                vec![Match::is(Test::Mark {
+                    mask: 0xff,
+                    values: vec![1, 0x101],
+                })],
+                Action::Drop,
+            ),
+            (
+                vec![Match::is(Test::Mark {
+                    mask: u32::MAX,
+                    values: vec![0x201],
+                })],
+                Action::Drop,
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(c.config.mark_mask, [0xff, u32::MAX]);
+        // 0x101 has bits outside 0xff: `mark & 0xff` never equals it.
+        assert_eq!(c.mark[0].iter().map(|e| e.0).collect::<Vec<_>>(), [1]);
+        assert!(c.uses(Dim::Mark0) && c.uses(Dim::Mark1));
+
+        let three = chain(
+            [u32::MAX, 0xff, 0xff00]
+                .into_iter()
+                .map(|mask| {
+                    (
+                        vec![Match::is(Test::Mark {
+                            mask,
+                            values: vec![0],
+                        })],
+                        Action::Drop,
+                    )
+                })
+                .collect(),
+        );
+        assert!(matches!(
+            compile(&three),
+            Err(BuildError::TooManyMarkMasks { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_enforce() {
+        let jump = chain(vec![
+            (vec![], Action::Accept),
+            (vec![], Action::Jump("other".into())),
+        ]);
+        assert_eq!(
+            compile(&jump),
+            Err(BuildError::UnsupportedAction {
+                rule: 1,
+                action: Action::Jump("other".into())
+            })
+        );
+        let bad = chain(vec![(vec![Match::is(dport(&[(20, 10)]))], Action::Drop)]);
+        assert!(matches!(
+            compile(&bad),
+            Err(BuildError::BadPortRange { rule: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn vectors_span_blocks_of_4096_rules() {
+        let n = 2 * BLOCK_RULES + 10;
+        let rules = (0..n)
+            .map(|i| {
+                (
+                    vec![Match::is(dport(&[(i as u16 % 1000, i as u16 % 1000)]))],
+                    Action::Drop,
+                )
+            })
+            .collect();
+        let c = compile(&chain(rules)).unwrap();
+        assert_eq!(c.config.nblocks, 3);
+        assert_eq!(c.config.max_steps, 4);
+        let expected: Vec<usize> = (0..n).filter(|i| i % 1000 == 7).collect();
+        assert_eq!(rules_in(&c, c.dport[7]), expected);
+        assert!(expected.contains(&8007), "a rule in the third block");
+    }
+
+    #[test]
+    fn config_reflects_the_chain() {
+        let mut c = chain(vec![
+            (vec![], Action::Continue),
+            (vec![], Action::Continue),
+            (vec![], Action::Drop),
+        ]);
+        c.scope = L3Scope::Ipv6;
+        c.policy = Verdict::Drop;
+        let compiled = compile(&c).unwrap();
+        assert_eq!(compiled.config.dims, 0);
+        assert_eq!(compiled.config.nrules, 3);
+        assert_eq!(compiled.config.max_steps, 1 + 2 + 1);
+        assert_eq!(compiled.config.policy, ActionKind::Drop as u32);
+        assert_eq!(compiled.config.l3_scope, SCOPE_IPV6);
+        assert_eq!(compiled.actions, [2, 2, 1]);
+    }
+}
