@@ -18,6 +18,10 @@ pub const IPPROTO_ICMPV6: u8 = 58;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PacketFields {
     pub l3: L3Fields,
+    /// The transport protocol (`meta l4proto`): known for IPv4, and for IPv6 when the
+    /// extension header chain could be walked as the kernel's `ipv6_find_hdr` does
+    /// (not truncated, and no extension header after a later fragment).
+    pub l4proto: Option<u8>,
     /// Source and destination port, when the transport header carries them and is there.
     pub ports: Option<(u16, u16)>,
     /// ICMP (on IPv4) or ICMPv6 (on IPv6) type, when that header is there.
@@ -35,26 +39,17 @@ pub enum L3Fields {
     V4 {
         saddr: Ipv4Addr,
         daddr: Ipv4Addr,
-        l4proto: u8,
     },
     V6 {
         saddr: Ipv6Addr,
         daddr: Ipv6Addr,
-        l4proto: u8,
     },
 }
 
 impl PacketFields {
-    pub fn l4proto(&self) -> Option<u8> {
-        match self.l3 {
-            L3Fields::None => None,
-            L3Fields::V4 { l4proto, .. } | L3Fields::V6 { l4proto, .. } => Some(l4proto),
-        }
-    }
-
     /// Source and destination port if this is a port-carrying protocol with its header.
     pub fn transport_ports(&self) -> Option<(u16, u16)> {
-        match self.l4proto() {
+        match self.l4proto {
             Some(proto) if PORT_PROTOCOLS.contains(&proto) => self.ports,
             _ => None,
         }
@@ -62,22 +57,16 @@ impl PacketFields {
 
     /// The ICMP type if this is an IPv4 ICMP packet with its header.
     pub fn icmpv4_type(&self) -> Option<u8> {
-        match self.l3 {
-            L3Fields::V4 {
-                l4proto: IPPROTO_ICMP,
-                ..
-            } => self.icmp_type,
+        match (&self.l3, self.l4proto) {
+            (L3Fields::V4 { .. }, Some(IPPROTO_ICMP)) => self.icmp_type,
             _ => None,
         }
     }
 
     /// The ICMPv6 type if this is an IPv6 ICMPv6 packet with its header.
     pub fn icmpv6_type(&self) -> Option<u8> {
-        match self.l3 {
-            L3Fields::V6 {
-                l4proto: IPPROTO_ICMPV6,
-                ..
-            } => self.icmp_type,
+        match (&self.l3, self.l4proto) {
+            (L3Fields::V6 { .. }, Some(IPPROTO_ICMPV6)) => self.icmp_type,
             _ => None,
         }
     }

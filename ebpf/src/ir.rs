@@ -9,7 +9,8 @@
 //!   when negated, as nft's implicit dependencies do (`tcp dport != 22` implies
 //!   `meta l4proto tcp`; `ip saddr` in an inet chain implies `meta nfproto ipv4`).
 //! - Presence: `ip saddr/daddr` on IPv4 packets, `ip6 saddr/daddr` on IPv6 packets,
-//!   `l4proto` on any IP packet (for later fragments too), ports on TCP, UDP, UDP-Lite,
+//!   `l4proto` on IP packets (later fragments too) unless an IPv6 extension header
+//!   chain cannot be walked (see [`crate::fields::PacketFields::l4proto`]), ports on TCP, UDP, UDP-Lite,
 //!   SCTP and DCCP packets whose transport header is there (not on later fragments),
 //!   `icmp type` on IPv4 ICMP and `icmpv6 type` on IPv6 ICMPv6 with a header, and
 //!   `iif`, `oif` and `mark` always (0 when there is no such device or mark).

@@ -87,7 +87,7 @@ fn field_in_set(test: &Test, p: &PacketFields) -> Option<bool> {
         (Test::IpSaddr(_) | Test::IpDaddr(_) | Test::Ip6Saddr(_) | Test::Ip6Daddr(_), _) => {
             return None
         }
-        (Test::L4Proto(protos), _) => protos.contains(&p.l4proto()?),
+        (Test::L4Proto(protos), _) => protos.contains(&p.l4proto?),
         (Test::Sport(ranges), _) => {
             let (sport, _) = p.transport_ports()?;
             ranges.iter().any(|r| r.contains(sport))

@@ -97,7 +97,7 @@ fn vector_id(chain: &CompiledChain, dim: Dim, p: &PacketFields) -> u32 {
         // The builder puts a /0 in each trie, so IP lookups cannot miss.
         Dim::Saddr => lpm(&chain.saddr, true).expect("/0 entry"),
         Dim::Daddr => lpm(&chain.daddr, false).expect("/0 entry"),
-        Dim::L4Proto => chain.l4proto[p.l4proto().map_or(L4PROTO_ABSENT, usize::from)],
+        Dim::L4Proto => chain.l4proto[p.l4proto.map_or(L4PROTO_ABSENT, usize::from)],
         Dim::Sport => chain.sport[ports.map_or(PORT_ABSENT, |(s, _)| s as usize)],
         Dim::Dport => chain.dport[ports.map_or(PORT_ABSENT, |(_, d)| d as usize)],
         Dim::Icmp => {

@@ -75,7 +75,7 @@ NS_LPM_MAP(saddr6_lpm, struct ns_lpm6_key);
 NS_LPM_MAP(daddr4_lpm, struct ns_lpm4_key);
 /* IPv6 destination address -> vector id of its longest prefix. */
 NS_LPM_MAP(daddr6_lpm, struct ns_lpm6_key);
-/* Layer-4 protocol (or NS_L4PROTO_ABSENT) -> vector id. */
+/* Layer-4 protocol (or NS_L4PROTO_ABSENT: not IP, or unknown) -> vector id. */
 NS_ARRAY_MAP(l4proto_vec, NS_L4PROTO_ABSENT + 1);
 /* Source port (or NS_PORT_ABSENT) -> vector id. */
 NS_ARRAY_MAP(sport_vec, NS_PORT_ABSENT + 1);
@@ -170,7 +170,7 @@ NS_INLINE int ns_lookup_vectors(const struct pkt_ctx *p, __u32 *ids)
 			   &ids[DIM_DADDR]) < 0)
 		return -1;
 	if (NS_DIM_ON(DIM_L4PROTO) &&
-	    ns_array_vector(&l4proto_vec, p->l3 != NS_L3_NONE ? p->l4proto : NS_L4PROTO_ABSENT,
+	    ns_array_vector(&l4proto_vec, (p->flags & PKT_F_L4PROTO) ? p->l4proto : NS_L4PROTO_ABSENT,
 			    &ids[DIM_L4PROTO]) < 0)
 		return -1;
 	if (NS_DIM_ON(DIM_SPORT) &&

@@ -23,6 +23,7 @@
 #define PKT_F_LATER_FRAG (1u << 1) /* fragment offset != 0: no transport header */
 #define PKT_F_PORTS (1u << 2)      /* sport/dport valid */
 #define PKT_F_ICMP (1u << 3)       /* icmp_type/icmp_code valid (ICMP on v4, ICMPv6 on v6) */
+#define PKT_F_L4PROTO (1u << 4)    /* l4proto valid (see parse_ipv6 for when it is not) */
 
 #define IPV6_MAX_EXT_HDRS 8 /* longer chains leave the transport fields absent */
 #define L3_MAX_OFFSET 1024  /* bound on the transport header offset, for the verifier */
@@ -30,7 +31,7 @@
 /* The fields of one packet that rules can test. */
 struct pkt_ctx {
 	__u8 l3;       /* NS_L3_* */
-	__u8 l4proto;  /* valid when l3 != NS_L3_NONE; for later fragments, the protocol */
+	__u8 l4proto;  /* with PKT_F_L4PROTO: transport protocol, also of later fragments */
 	__u8 flags;    /* PKT_F_* */
 	__u8 icmp_type;
 	__u8 icmp_code;
@@ -67,6 +68,12 @@ NS_INLINE int ns_has_ports(__u8 proto)
 {
 	return proto == 6 /* TCP */ || proto == 17 /* UDP */ || proto == 136 /* UDP-Lite */ ||
 	       proto == 132 /* SCTP */ || proto == 33 /* DCCP */;
+}
+
+/* The extension headers ipv6_find_hdr() walks (59, "no next header", ends the walk). */
+NS_INLINE int ns_ipv6_ext_hdr(__u8 nh)
+{
+	return nh == 0 || nh == 43 || nh == 44 || nh == 51 || nh == 60;
 }
 
 /* Reads the transport fields at data + off. */
@@ -115,6 +122,7 @@ NS_INLINE void parse_ipv4(void *data, void *data_end, __u32 off, struct pkt_ctx 
 		return;
 	p->l3 = NS_L3_IPV4;
 	p->l4proto = ip->protocol;
+	p->flags |= PKT_F_L4PROTO;
 	p->saddr[0] = ip->saddr;
 	p->daddr[0] = ip->daddr;
 	__u16 frag = bpf_ntohs(ip->frag_off);
@@ -146,18 +154,18 @@ NS_INLINE void parse_ipv6(void *data, void *data_end, __u32 off, struct pkt_ctx 
 	__builtin_memcpy(p->saddr, ip6->saddr, 16);
 	__builtin_memcpy(p->daddr, ip6->daddr, 16);
 
+	/* Walk the extension headers as the kernel's ipv6_find_hdr() does for nf_tables:
+	 * a truncated chain, or a later fragment followed by another extension header,
+	 * leaves the transport protocol unknown (nft then fails meta l4proto). */
 	__u8 nh = ip6->nexthdr;
 	off += sizeof(*ip6);
 	for (int i = 0; i < IPV6_MAX_EXT_HDRS; i++) {
 		if (off > L3_MAX_OFFSET)
-			break;
-		if (nh == 0 /* hop-by-hop */ || nh == 43 /* routing */ || nh == 60 /* dst opts */ ||
-		    nh == 51 /* AH */) {
+			return;
+		if (nh != 44 && ns_ipv6_ext_hdr(nh)) {
 			struct ns_ipv6_opt_hdr *opt = data + off;
-			if ((void *)(opt + 1) > data_end) {
-				p->l4proto = nh;
+			if ((void *)(opt + 1) > data_end)
 				return;
-			}
 			/* AH counts 4-byte words minus 2, the others 8-byte words minus 1. */
 			off += nh == 51 ? ((__u32)opt->hdrlen + 2) * 4 : ((__u32)opt->hdrlen + 1) * 8;
 			nh = opt->nexthdr;
@@ -165,26 +173,28 @@ NS_INLINE void parse_ipv6(void *data, void *data_end, __u32 off, struct pkt_ctx 
 		}
 		if (nh == 44 /* fragment */) {
 			struct ns_ipv6_frag_hdr *fh = data + off;
-			if ((void *)(fh + 1) > data_end) {
-				p->l4proto = nh;
+			/* Like the kernel, only next header and offset need to be there. */
+			if ((void *)fh + 4 > data_end)
 				return;
-			}
 			p->flags |= PKT_F_FRAG;
 			nh = fh->nexthdr;
 			off += sizeof(*fh);
 			if (bpf_ntohs(fh->frag_off) & 0xfff8) {
 				p->flags |= PKT_F_LATER_FRAG;
+				if (ns_ipv6_ext_hdr(nh))
+					return;
 				p->l4proto = nh;
+				p->flags |= PKT_F_L4PROTO;
 				return;
 			}
 			continue;
 		}
 		p->l4proto = nh;
+		p->flags |= PKT_F_L4PROTO;
 		parse_l4(data, data_end, off, p);
 		return;
 	}
-	/* Extension chain too long or too deep: transport fields stay absent. */
-	p->l4proto = nh;
+	/* More than IPV6_MAX_EXT_HDRS extension headers: the protocol stays unknown. */
 }
 
 /* Fills the L3/L4 fields of p from the frame [data, data_end). */

@@ -263,40 +263,39 @@ impl PacketSpec {
     /// What rules should see of this packet. `iif`, `oif` and `mark` come from how it is
     /// run (XDP: loopback, no mark; TC: the spec's skb fields).
     pub fn fields(&self, iif: u32, oif: u32, mark: u32) -> PacketFields {
-        let (l3, frag, l4) = match &self.l3 {
-            L3Spec::Arp => (L3Fields::None, Frag::None, None),
+        let (l3, frag, l4, l4proto) = match &self.l3 {
+            L3Spec::Arp => (L3Fields::None, Frag::None, None, None),
             L3Spec::V4 {
                 saddr,
                 daddr,
                 frag,
                 l4,
                 ..
-            } => (
-                L3Fields::V4 {
+            } => {
+                let l3 = L3Fields::V4 {
                     saddr: *saddr,
                     daddr: *daddr,
-                    l4proto: l4.proto(false),
-                },
-                *frag,
-                Some(*l4),
-            ),
+                };
+                (l3, *frag, Some(*l4), Some(l4.proto(false)))
+            }
             L3Spec::V6 {
                 saddr,
                 daddr,
                 frag,
                 l4,
-                ..
-            } => (
-                L3Fields::V6 {
+                exts,
+            } => {
+                let l3 = L3Fields::V6 {
                     saddr: *saddr,
                     daddr: *daddr,
-                    l4proto: l4.proto(true),
-                },
-                *frag,
-                Some(*l4),
-            ),
+                };
+                // etherparse puts AH after the fragment header: in a later fragment the
+                // kernel stops there, not knowing the protocol.
+                let known = !(*frag == Frag::Later && exts.auth);
+                (l3, *frag, Some(*l4), known.then(|| l4.proto(true)))
+            }
         };
-        let header = frag != Frag::Later;
+        let header = frag != Frag::Later && l4proto.is_some();
         let (ports, icmp_type) = match l4 {
             Some(L4Spec::Tcp { sport, dport } | L4Spec::Udp { sport, dport }) if header => {
                 (Some((sport, dport)), None)
@@ -306,6 +305,7 @@ impl PacketSpec {
         };
         PacketFields {
             l3,
+            l4proto,
             ports,
             icmp_type,
             iif,
