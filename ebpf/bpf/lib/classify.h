@@ -212,8 +212,8 @@ NS_INLINE int ns_lookup_vectors(const struct pkt_ctx *p, __u32 *ids)
 	}
 
 #define NS_AND_WORD(d)                  \
-	if (NS_DIM_ON(d))               \
-		w &= vb##d->w[t];
+	if (dims & (1u << (d)))         \
+		w &= vb##d->w[word];
 
 /* One bpf_loop step: scans the rest of the block holding s->pos. Returns 1 when the
  * scan is over (match, end of rules, or error), 0 to go on at the new s->pos. A rule
@@ -238,8 +238,21 @@ static long ns_scan_step(__u64 step, void *ctx)
 	NS_LOAD_BLOCK(8)
 	NS_LOAD_BLOCK(9)
 
+	/* Read once: a volatile read per word and dimension costs more than the AND. */
+	__u32 dims = cfg.dims;
+	/* Words past the one holding the last rule are all zero: stop there. */
+	__u32 last_word = (cfg.nrules - 1) >> 6;
+	__u64 end = VBLOCK_WORDS;
+	if (blk == last_word >> 6)
+		end = (last_word & (VBLOCK_WORDS - 1)) + 1;
 	__u64 mask = ~0ULL << (pos & 63);
 	for (__u64 t = (pos >> 6) & (VBLOCK_WORDS - 1); t < VBLOCK_WORDS; t++) {
+		if (t >= end)
+			break;
+		/* Hidden from clang: otherwise it turns vb->w[t] into pointers advanced
+		 * from a variable start, whose bounds the verifier loses. */
+		__u64 word = t;
+		asm volatile("" : "+r"(word));
 		__u64 w = mask;
 		mask = ~0ULL;
 		NS_AND_WORD(0)

@@ -332,9 +332,10 @@ pub fn load_or_skip(chain: &CompiledChain, options: LoadOptions) -> Option<Loade
     }
 }
 
+/// EPERM while creating maps (the first BPF syscalls): no CAP_BPF. A verifier
+/// rejection is EACCES on a program, and is a failure.
 fn bpf_denied(e: &LoadError) -> bool {
     let text = format!("{e:?}");
-    text.contains("PermissionDenied")
-        || text.contains("Operation not permitted")
-        || text.contains("Unsupported")
+    matches!(e, LoadError::Object(_))
+        && (text.contains("os error 1)") || text.contains("Operation not permitted"))
 }
