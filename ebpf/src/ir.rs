@@ -13,7 +13,11 @@
 //!   chain cannot be walked (see [`crate::fields::PacketFields::l4proto`]), ports on TCP, UDP, UDP-Lite,
 //!   SCTP and DCCP packets whose transport header is there (not on later fragments),
 //!   `icmp type` on IPv4 ICMP and `icmpv6 type` on IPv6 ICMPv6 with a header, and
-//!   `iif`, `oif` and `mark` always (0 when there is no such device or mark).
+//!   `iif`, `oif` and `mark` always (0 when there is no such device or mark). What a
+//!   hook knows: XDP has iif only (no mark); TC ingress iif and mark; TC egress also
+//!   oif (the device it is attached to) and, for forwarded packets, iif.
+//! - VLAN tags in the frame are looked through: a tagged frame is classified by the
+//!   packet inside.
 //! - Rules are tried in order; the first whose matches all hold and whose action is a
 //!   verdict decides; [`Action::Continue`] rules (no verdict, e.g. a bare `counter`) are
 //!   counted and evaluation goes on. No rule decides: the chain's policy.
