@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Rule actions and the counters a verdict updates. */
+#ifndef NFTSHIM_ACTIONS_H
+#define NFTSHIM_ACTIONS_H
+
+#include "common.h"
+
+struct ns_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* Program events, indices of dp_stats. Same numbering as Rust `loader::Stat`. */
+enum ns_stat {
+	NS_STAT_CLASSIFIED = 0, /* packets the chain classified */
+	NS_STAT_UNSCOPED = 1,   /* packets outside cfg.l3_scope, passed unclassified */
+	NS_STAT_ERROR = 2,      /* map lookups that cannot fail did: packet dropped */
+	NS_STAT_MAX = 3,
+};
+
+/* Rule index -> enum ns_action. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+} rule_actions SEC(".maps");
+
+/* Rule index -> packets/bytes that hit it, per CPU; index cfg.nrules counts the policy. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ns_counter);
+	__uint(max_entries, 1);
+} rule_counters SEC(".maps");
+
+/* enum ns_stat -> event count, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, NS_STAT_MAX);
+} dp_stats SEC(".maps");
+
+NS_INLINE void ns_count_rule(__u32 index, __u32 len)
+{
+	struct ns_counter *c = bpf_map_lookup_elem(&rule_counters, &index);
+	if (c) {
+		c->packets += 1;
+		c->bytes += len;
+	}
+}
+
+NS_INLINE void ns_stat(__u32 stat)
+{
+	__u64 *n = bpf_map_lookup_elem(&dp_stats, &stat);
+	if (n)
+		*n += 1;
+}
+
+#endif

@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Packet parsing: Ethernet (up to two VLAN tags), IPv4, IPv6 (extension headers
+ * skipped), TCP/UDP/UDP-Lite/SCTP/DCCP ports, ICMP/ICMPv6 type and code, into a
+ * struct pkt_ctx that the classifier reads. Only header bytes inside the linear data
+ * are read; a header cut short leaves its fields absent, so predicates on them fail,
+ * as nf_tables' payload loads do. */
+#ifndef NFTSHIM_PARSE_H
+#define NFTSHIM_PARSE_H
+
+#include "common.h"
+
+#define ETH_HLEN 14
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ETH_P_8021Q 0x8100
+#define ETH_P_8021AD 0x88A8
+
+#define NS_L3_NONE 0
+#define NS_L3_IPV4 4
+#define NS_L3_IPV6 6
+
+#define PKT_F_FRAG (1u << 0)       /* the packet is a fragment (first or later) */
+#define PKT_F_LATER_FRAG (1u << 1) /* fragment offset != 0: no transport header */
+#define PKT_F_PORTS (1u << 2)      /* sport/dport valid */
+#define PKT_F_ICMP (1u << 3)       /* icmp_type/icmp_code valid (ICMP on v4, ICMPv6 on v6) */
+#define PKT_F_L4PROTO (1u << 4)    /* l4proto valid (see parse_ipv6 for when it is not) */
+
+#define IPV6_MAX_EXT_HDRS 8 /* longer chains leave the transport fields absent */
+#define L3_MAX_OFFSET 1024  /* bound on the transport header offset, for the verifier */
+
+/* The fields of one packet that rules can test. */
+struct pkt_ctx {
+	__u8 l3;       /* NS_L3_* */
+	__u8 l4proto;  /* with PKT_F_L4PROTO: transport protocol, also of later fragments */
+	__u8 flags;    /* PKT_F_* */
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u8 pad[1];
+	__u16 sport;   /* host byte order */
+	__u16 dport;   /* host byte order */
+	__u16 pad2;
+	__u32 saddr[4]; /* network byte order; IPv4 in saddr[0] */
+	__u32 daddr[4];
+	__u32 iif;  /* input ifindex, 0 if none */
+	__u32 oif;  /* output ifindex, 0 if none */
+	__u32 mark;
+	__u32 len;  /* whole packet length, for byte counters */
+};
+
+struct ns_vlan_hdr {
+	__be16 tci;
+	__be16 proto;
+};
+
+struct ns_ipv6_opt_hdr {
+	__u8 nexthdr;
+	__u8 hdrlen;
+};
+
+struct ns_ipv6_frag_hdr {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off;
+	__be32 id;
+};
+
+NS_INLINE int ns_has_ports(__u8 proto)
+{
+	return proto == 6 /* TCP */ || proto == 17 /* UDP */ || proto == 136 /* UDP-Lite */ ||
+	       proto == 132 /* SCTP */ || proto == 33 /* DCCP */;
+}
+
+/* The extension headers ipv6_find_hdr() walks (59, "no next header", ends the walk). */
+NS_INLINE int ns_ipv6_ext_hdr(__u8 nh)
+{
+	return nh == 0 || nh == 43 || nh == 44 || nh == 51 || nh == 60;
+}
+
+/* Reads the transport fields at data + off. */
+NS_INLINE void parse_l4(void *data, void *data_end, __u32 off, struct pkt_ctx *p)
+{
+	if (off > L3_MAX_OFFSET)
+		return;
+	__u8 *l4 = data + off;
+	if (ns_has_ports(p->l4proto)) {
+		if ((void *)(l4 + 4) > data_end)
+			return;
+		p->sport = ((__u16)l4[0] << 8) | l4[1];
+		p->dport = ((__u16)l4[2] << 8) | l4[3];
+		p->flags |= PKT_F_PORTS;
+	} else if ((p->l3 == NS_L3_IPV4 && p->l4proto == 1) ||
+		   (p->l3 == NS_L3_IPV6 && p->l4proto == 58)) {
+		if ((void *)(l4 + 2) > data_end)
+			return;
+		p->icmp_type = l4[0];
+		p->icmp_code = l4[1];
+		p->flags |= PKT_F_ICMP;
+	}
+}
+
+NS_INLINE void parse_ipv4(void *data, void *data_end, __u32 off, struct pkt_ctx *p)
+{
+	struct iphdr_min {
+		__u8 ver_ihl;
+		__u8 tos;
+		__be16 tot_len;
+		__be16 id;
+		__be16 frag_off;
+		__u8 ttl;
+		__u8 protocol;
+		__be16 check;
+		__be32 saddr;
+		__be32 daddr;
+	} *ip = data + off;
+
+	if ((void *)(ip + 1) > data_end)
+		return;
+	if ((ip->ver_ihl >> 4) != 4)
+		return;
+	__u32 hlen = (ip->ver_ihl & 0xf) * 4;
+	if (hlen < sizeof(*ip))
+		return;
+	p->l3 = NS_L3_IPV4;
+	p->l4proto = ip->protocol;
+	p->flags |= PKT_F_L4PROTO;
+	p->saddr[0] = ip->saddr;
+	p->daddr[0] = ip->daddr;
+	__u16 frag = bpf_ntohs(ip->frag_off);
+	if (frag & 0x3fff) /* MF or offset */
+		p->flags |= PKT_F_FRAG;
+	if (frag & 0x1fff) {
+		p->flags |= PKT_F_LATER_FRAG;
+		return;
+	}
+	parse_l4(data, data_end, off + hlen, p);
+}
+
+NS_INLINE void parse_ipv6(void *data, void *data_end, __u32 off, struct pkt_ctx *p)
+{
+	struct ipv6hdr_min {
+		__be32 ver_tc_flow;
+		__be16 payload_len;
+		__u8 nexthdr;
+		__u8 hop_limit;
+		__u32 saddr[4];
+		__u32 daddr[4];
+	} *ip6 = data + off;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return;
+	if ((*(__u8 *)ip6 >> 4) != 6)
+		return;
+	p->l3 = NS_L3_IPV6;
+	__builtin_memcpy(p->saddr, ip6->saddr, 16);
+	__builtin_memcpy(p->daddr, ip6->daddr, 16);
+
+	/* Walk the extension headers as the kernel's ipv6_find_hdr() does for nf_tables:
+	 * a truncated chain, or a later fragment followed by another extension header,
+	 * leaves the transport protocol unknown (nft then fails meta l4proto). */
+	__u8 nh = ip6->nexthdr;
+	off += sizeof(*ip6);
+	for (int i = 0; i < IPV6_MAX_EXT_HDRS; i++) {
+		if (off > L3_MAX_OFFSET)
+			return;
+		if (nh != 44 && ns_ipv6_ext_hdr(nh)) {
+			struct ns_ipv6_opt_hdr *opt = data + off;
+			if ((void *)(opt + 1) > data_end)
+				return;
+			/* AH counts 4-byte words minus 2, the others 8-byte words minus 1. */
+			off += nh == 51 ? ((__u32)opt->hdrlen + 2) * 4 : ((__u32)opt->hdrlen + 1) * 8;
+			nh = opt->nexthdr;
+			continue;
+		}
+		if (nh == 44 /* fragment */) {
+			struct ns_ipv6_frag_hdr *fh = data + off;
+			/* Like the kernel, only next header and offset need to be there. */
+			if ((void *)fh + 4 > data_end)
+				return;
+			p->flags |= PKT_F_FRAG;
+			nh = fh->nexthdr;
+			off += sizeof(*fh);
+			if (bpf_ntohs(fh->frag_off) & 0xfff8) {
+				p->flags |= PKT_F_LATER_FRAG;
+				if (ns_ipv6_ext_hdr(nh))
+					return;
+				p->l4proto = nh;
+				p->flags |= PKT_F_L4PROTO;
+				return;
+			}
+			continue;
+		}
+		p->l4proto = nh;
+		p->flags |= PKT_F_L4PROTO;
+		parse_l4(data, data_end, off, p);
+		return;
+	}
+	/* More than IPV6_MAX_EXT_HDRS extension headers: the protocol stays unknown. */
+}
+
+/* Fills the L3/L4 fields of p from the frame [data, data_end). */
+NS_INLINE void parse_packet(void *data, void *data_end, struct pkt_ctx *p)
+{
+	__u8 *eth = data;
+	if ((void *)(eth + ETH_HLEN) > data_end)
+		return;
+	__u16 proto = ((__u16)eth[12] << 8) | eth[13];
+	__u32 off = ETH_HLEN;
+	for (int i = 0; i < 2; i++) {
+		if (proto != ETH_P_8021Q && proto != ETH_P_8021AD)
+			break;
+		__u8 *vlan = data + off;
+		if ((void *)(vlan + 4) > data_end)
+			return;
+		proto = ((__u16)vlan[2] << 8) | vlan[3];
+		off += 4;
+	}
+	if (proto == ETH_P_IP)
+		parse_ipv4(data, data_end, off, p);
+	else if (proto == ETH_P_IPV6)
+		parse_ipv6(data, data_end, off, p);
+}
+
+#endif

@@ -1,0 +1,73 @@
+//! What rules can see of one packet: the fields the BPF parser (bpf/lib/parse.h)
+//! extracts, as plain Rust values. The reference evaluator and the map simulator read
+//! this; tests build a real frame from it.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Transport protocols whose first four header bytes are source and destination port.
+pub const PORT_PROTOCOLS: [u8; 5] = [
+    6,   /* TCP */
+    17,  /* UDP */
+    136, /* UDP-Lite */
+    132, /* SCTP */
+    33,  /* DCCP */
+];
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PacketFields {
+    pub l3: L3Fields,
+    /// The transport protocol (`meta l4proto`): known for IPv4, and for IPv6 when the
+    /// extension header chain could be walked as the kernel's `ipv6_find_hdr` does
+    /// (not truncated, and no extension header after a later fragment).
+    pub l4proto: Option<u8>,
+    /// Source and destination port, when the transport header carries them and is there.
+    pub ports: Option<(u16, u16)>,
+    /// ICMP (on IPv4) or ICMPv6 (on IPv6) type, when that header is there.
+    pub icmp_type: Option<u8>,
+    /// Input and output ifindex, 0 when there is none.
+    pub iif: u32,
+    pub oif: u32,
+    pub mark: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum L3Fields {
+    /// Not IPv4 or IPv6 (ARP, or a malformed IP header).
+    None,
+    V4 {
+        saddr: Ipv4Addr,
+        daddr: Ipv4Addr,
+    },
+    V6 {
+        saddr: Ipv6Addr,
+        daddr: Ipv6Addr,
+    },
+}
+
+impl PacketFields {
+    /// Source and destination port if this is a port-carrying protocol with its header.
+    pub fn transport_ports(&self) -> Option<(u16, u16)> {
+        match self.l4proto {
+            Some(proto) if PORT_PROTOCOLS.contains(&proto) => self.ports,
+            _ => None,
+        }
+    }
+
+    /// The ICMP type if this is an IPv4 ICMP packet with its header.
+    pub fn icmpv4_type(&self) -> Option<u8> {
+        match (&self.l3, self.l4proto) {
+            (L3Fields::V4 { .. }, Some(IPPROTO_ICMP)) => self.icmp_type,
+            _ => None,
+        }
+    }
+
+    /// The ICMPv6 type if this is an IPv6 ICMPv6 packet with its header.
+    pub fn icmpv6_type(&self) -> Option<u8> {
+        match (&self.l3, self.l4proto) {
+            (L3Fields::V6 { .. }, Some(IPPROTO_ICMPV6)) => self.icmp_type,
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! Loads the embedded eBPF object for one [`CompiledChain`]: sets the read-only
+//! configuration and map sizes, creates the maps, fills them, verifies both programs,
+//! and runs them on frames with BPF_PROG_TEST_RUN. Attaching to interfaces is left to
+//! the daemon's data-plane issue.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray};
+use aya::programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp};
+use aya::{include_bytes_aligned, Ebpf, EbpfLoader, Pod};
+
+use crate::ir::Verdict;
+use crate::maps::{BpfConfig, CompiledChain, LpmEntries, BLOCK_WORDS};
+
+/// The compiled `bpf/nftshim.bpf.c` (built by build.rs).
+pub static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nftshim.bpf.o"));
+
+pub const XDP_PROGRAM: &str = "nftshim_xdp";
+pub const TC_PROGRAM: &str = "nftshim_tc";
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const TC_ACT_OK: u32 = 0;
+const TC_ACT_SHOT: u32 = 2;
+
+// Safety: plain #[repr(C)] integers, no padding, mirrored by `struct ns_config`.
+unsafe impl Pod for BpfConfig {}
+
+/// Packets and bytes that hit a rule (or the policy), summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+// Safety: two u64, as `struct ns_counter`.
+unsafe impl Pod for Counter {}
+
+/// Program events (`dp_stats`), summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub classified: u64,
+    /// Outside the chain's scope, passed unclassified.
+    pub unscoped: u64,
+    /// Map lookups that cannot fail did (the packet was dropped).
+    pub errors: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The TC program will be attached at egress: `skb->ifindex` is then the output
+    /// device (`meta oif`); at ingress `oif` is 0.
+    pub tc_egress: bool,
+}
+
+/// `struct __sk_buff` fields a TC test run can set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SkbMeta {
+    pub mark: u32,
+    /// Must be 0 or an existing ifindex of the caller's namespace (the kernel looks it up).
+    pub ifindex: u32,
+    /// Any value: becomes `skb->skb_iif`, the program's `meta iif`.
+    pub ingress_ifindex: u32,
+}
+
+/// One BPF_PROG_TEST_RUN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run {
+    pub verdict: Verdict,
+    /// Kernel-measured time per repetition.
+    pub duration: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("loading the eBPF object: {0}")]
+    Object(#[source] Box<aya::EbpfError>),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: Box<MapError>,
+    },
+    #[error("program {name}: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error("the eBPF object has no {0}")]
+    Missing(&'static str),
+    #[error("the chain needs {0} vector-table entries, more than a BPF array takes")]
+    TooLarge(usize),
+    #[error("program returned {0}, which is not a verdict")]
+    UnexpectedReturn(u32),
+}
+
+fn map_err(name: &'static str) -> impl FnOnce(MapError) -> LoadError {
+    move |e| LoadError::Map {
+        name,
+        source: Box::new(e),
+    }
+}
+
+fn prog_err(name: &'static str) -> impl FnOnce(ProgramError) -> LoadError {
+    move |e| LoadError::Program {
+        name,
+        source: Box::new(e),
+    }
+}
+
+/// One chain's maps and verified programs in the kernel. Dropping it frees them.
+pub struct LoadedChain {
+    ebpf: Ebpf,
+    nrules: u32,
+}
+
+impl LoadedChain {
+    pub fn load(chain: &CompiledChain, options: LoadOptions) -> Result<Self, LoadError> {
+        let mut config = chain.config;
+        config.egress = options.tc_egress as u32;
+        let entries = u32::try_from(chain.vector_entries())
+            .map_err(|_| LoadError::TooLarge(chain.vector_entries()))?;
+        // Every map needs at least one entry; empty ones are simply never read.
+        let size = |n: usize| (n as u32).max(1);
+        let mut loader = EbpfLoader::new();
+        loader
+            .override_global("cfg", &config, true)
+            .map_max_entries("vectors", entries.max(1))
+            .map_max_entries("rule_actions", size(chain.actions.len()))
+            .map_max_entries("rule_counters", config.nrules + 1)
+            .map_max_entries("saddr4_lpm", size(chain.saddr.v4.len()))
+            .map_max_entries("saddr6_lpm", size(chain.saddr.v6.len()))
+            .map_max_entries("daddr4_lpm", size(chain.daddr.v4.len()))
+            .map_max_entries("daddr6_lpm", size(chain.daddr.v6.len()))
+            .map_max_entries("iif_vec", size(chain.iif.len()))
+            .map_max_entries("oif_vec", size(chain.oif.len()))
+            .map_max_entries("mark0_vec", size(chain.mark[0].len()))
+            .map_max_entries("mark1_vec", size(chain.mark[1].len()));
+        let mut ebpf = loader
+            .load(OBJECT)
+            .map_err(|e| LoadError::Object(Box::new(e)))?;
+
+        fill_vectors(&mut ebpf, chain)?;
+        fill_array(&mut ebpf, "rule_actions", &chain.actions)?;
+        fill_lpm(&mut ebpf, ["saddr4_lpm", "saddr6_lpm"], &chain.saddr)?;
+        fill_lpm(&mut ebpf, ["daddr4_lpm", "daddr6_lpm"], &chain.daddr)?;
+        fill_array(&mut ebpf, "l4proto_vec", &chain.l4proto)?;
+        fill_array(&mut ebpf, "sport_vec", &chain.sport)?;
+        fill_array(&mut ebpf, "dport_vec", &chain.dport)?;
+        fill_array(&mut ebpf, "icmp_vec", &chain.icmp)?;
+        fill_hash(&mut ebpf, "iif_vec", &chain.iif)?;
+        fill_hash(&mut ebpf, "oif_vec", &chain.oif)?;
+        fill_hash(&mut ebpf, "mark0_vec", &chain.mark[0])?;
+        fill_hash(&mut ebpf, "mark1_vec", &chain.mark[1])?;
+
+        let xdp: &mut Xdp = program_mut(&mut ebpf, XDP_PROGRAM)?
+            .try_into()
+            .map_err(prog_err(XDP_PROGRAM))?;
+        xdp.load().map_err(prog_err(XDP_PROGRAM))?;
+        let tc: &mut SchedClassifier = program_mut(&mut ebpf, TC_PROGRAM)?
+            .try_into()
+            .map_err(prog_err(TC_PROGRAM))?;
+        tc.load().map_err(prog_err(TC_PROGRAM))?;
+        Ok(LoadedChain {
+            ebpf,
+            nrules: config.nrules,
+        })
+    }
+
+    /// Runs the XDP program on one frame (`repeat` times; the duration is per run). The
+    /// kernel runs it as received on the namespace's loopback.
+    pub fn run_xdp(&self, frame: &[u8], repeat: u32) -> Result<Run, LoadError> {
+        let prog: &Xdp = self
+            .program(XDP_PROGRAM)?
+            .try_into()
+            .map_err(prog_err(XDP_PROGRAM))?;
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..TestRunOptions::new()
+        };
+        let result = prog.test_run(opts).map_err(prog_err(XDP_PROGRAM))?;
+        let verdict = match result.return_value {
+            XDP_PASS => Verdict::Accept,
+            XDP_DROP => Verdict::Drop,
+            other => return Err(LoadError::UnexpectedReturn(other)),
+        };
+        Ok(Run {
+            verdict,
+            duration: result.duration,
+        })
+    }
+
+    /// Runs the TC program on one frame with the given skb fields.
+    pub fn run_tc(&self, frame: &[u8], meta: SkbMeta, repeat: u32) -> Result<Run, LoadError> {
+        let prog: &SchedClassifier = self
+            .program(TC_PROGRAM)?
+            .try_into()
+            .map_err(prog_err(TC_PROGRAM))?;
+        let ctx = sk_buff_ctx(meta);
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: Some(&ctx),
+            repeat,
+            ..TestRunOptions::new()
+        };
+        let result = prog.test_run(opts).map_err(prog_err(TC_PROGRAM))?;
+        let verdict = match result.return_value {
+            TC_ACT_OK => Verdict::Accept,
+            TC_ACT_SHOT => Verdict::Drop,
+            other => return Err(LoadError::UnexpectedReturn(other)),
+        };
+        Ok(Run {
+            verdict,
+            duration: result.duration,
+        })
+    }
+
+    /// Counters of rules `0..nrules`, then the policy's, summed over CPUs.
+    pub fn counters(&self) -> Result<Vec<Counter>, LoadError> {
+        let map = self
+            .ebpf
+            .map("rule_counters")
+            .ok_or(LoadError::Missing("rule_counters"))?;
+        let counters: PerCpuArray<&MapData, Counter> =
+            PerCpuArray::try_from(map).map_err(map_err("rule_counters"))?;
+        (0..=self.nrules)
+            .map(|i| {
+                let per_cpu = counters.get(&i, 0).map_err(map_err("rule_counters"))?;
+                Ok(per_cpu.iter().fold(Counter::default(), |sum, c| Counter {
+                    packets: sum.packets + c.packets,
+                    bytes: sum.bytes + c.bytes,
+                }))
+            })
+            .collect()
+    }
+
+    pub fn stats(&self) -> Result<Stats, LoadError> {
+        let map = self
+            .ebpf
+            .map("dp_stats")
+            .ok_or(LoadError::Missing("dp_stats"))?;
+        let stats: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map).map_err(map_err("dp_stats"))?;
+        let sum = |i: u32| -> Result<u64, LoadError> {
+            Ok(stats.get(&i, 0).map_err(map_err("dp_stats"))?.iter().sum())
+        };
+        Ok(Stats {
+            classified: sum(0)?,
+            unscoped: sum(1)?,
+            errors: sum(2)?,
+        })
+    }
+
+    /// The loaded programs, for attaching (`Xdp::attach`, `SchedClassifier::attach`).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    fn program(&self, name: &'static str) -> Result<&aya::programs::Program, LoadError> {
+        self.ebpf.program(name).ok_or(LoadError::Missing(name))
+    }
+}
+
+fn program_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut aya::programs::Program, LoadError> {
+    ebpf.program_mut(name).ok_or(LoadError::Missing(name))
+}
+
+fn map_data<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut aya::maps::Map, LoadError> {
+    ebpf.map_mut(name).ok_or(LoadError::Missing(name))
+}
+
+/// Writes the vector table; all-zero blocks are skipped (arrays start zeroed).
+fn fill_vectors(ebpf: &mut Ebpf, chain: &CompiledChain) -> Result<(), LoadError> {
+    let mut map: Array<&mut MapData, [u64; BLOCK_WORDS]> =
+        Array::try_from(map_data(ebpf, "vectors")?).map_err(map_err("vectors"))?;
+    for (key, block) in chain.vectors.chunks_exact(BLOCK_WORDS).enumerate() {
+        if block.iter().all(|&w| w == 0) {
+            continue;
+        }
+        let block: [u64; BLOCK_WORDS] = block.try_into().expect("chunks_exact");
+        map.set(key as u32, block, 0).map_err(map_err("vectors"))?;
+    }
+    Ok(())
+}
+
+/// Writes an array of u32; zero entries are skipped (arrays start zeroed).
+fn fill_array(ebpf: &mut Ebpf, name: &'static str, values: &[u32]) -> Result<(), LoadError> {
+    if values.is_empty() {
+        return Ok(());
+    }
+    let mut map: Array<&mut MapData, u32> =
+        Array::try_from(map_data(ebpf, name)?).map_err(map_err(name))?;
+    for (index, &value) in values.iter().enumerate() {
+        if value != 0 {
+            map.set(index as u32, value, 0).map_err(map_err(name))?;
+        }
+    }
+    Ok(())
+}
+
+fn fill_hash(ebpf: &mut Ebpf, name: &'static str, entries: &[(u32, u32)]) -> Result<(), LoadError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut map: BpfHashMap<&mut MapData, u32, u32> =
+        BpfHashMap::try_from(map_data(ebpf, name)?).map_err(map_err(name))?;
+    for &(key, value) in entries {
+        map.insert(key, value, 0).map_err(map_err(name))?;
+    }
+    Ok(())
+}
+
+fn fill_lpm(
+    ebpf: &mut Ebpf,
+    names: [&'static str; 2],
+    entries: &LpmEntries,
+) -> Result<(), LoadError> {
+    if !entries.v4.is_empty() {
+        let mut v4: LpmTrie<&mut MapData, u32, u32> =
+            LpmTrie::try_from(map_data(ebpf, names[0])?).map_err(map_err(names[0]))?;
+        for (net, id) in &entries.v4 {
+            let addr: Ipv4Addr = net.addr();
+            let key = Key::new(net.prefix_len() as u32, u32::from(addr).to_be());
+            v4.insert(&key, id, 0).map_err(map_err(names[0]))?;
+        }
+    }
+    if !entries.v6.is_empty() {
+        let mut v6: LpmTrie<&mut MapData, [u8; 16], u32> =
+            LpmTrie::try_from(map_data(ebpf, names[1])?).map_err(map_err(names[1]))?;
+        for (net, id) in &entries.v6 {
+            let key = Key::new(net.prefix_len() as u32, net.addr().octets());
+            v6.insert(&key, id, 0).map_err(map_err(names[1]))?;
+        }
+    }
+    Ok(())
+}
+
+/// A `struct __sk_buff` (uapi linux/bpf.h, 192 bytes) with the fields test runs may set.
+fn sk_buff_ctx(meta: SkbMeta) -> [u8; 192] {
+    const MARK: usize = 8;
+    const INGRESS_IFINDEX: usize = 36;
+    const IFINDEX: usize = 40;
+    let mut ctx = [0u8; 192];
+    ctx[MARK..MARK + 4].copy_from_slice(&meta.mark.to_ne_bytes());
+    ctx[INGRESS_IFINDEX..INGRESS_IFINDEX + 4].copy_from_slice(&meta.ingress_ifindex.to_ne_bytes());
+    ctx[IFINDEX..IFINDEX + 4].copy_from_slice(&meta.ifindex.to_ne_bytes());
+    ctx
+}
