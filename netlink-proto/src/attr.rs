@@ -13,11 +13,7 @@ pub enum ProtoError {
     #[error("malformed attribute at offset {offset}")]
     BadAttr { offset: usize },
     #[error("attribute {kind} has {len} bytes, expected {expected}")]
-    BadLength {
-        kind: u16,
-        len: usize,
-        expected: usize,
-    },
+    BadLength { kind: u16, len: usize, expected: usize },
     #[error("missing attribute {0}")]
     Missing(u16),
     #[error("{0}")]
@@ -39,20 +35,14 @@ pub const fn align4(len: usize) -> usize {
 
 impl Attr {
     pub fn new(kind: u16, value: impl Into<Vec<u8>>) -> Self {
-        Attr {
-            kind,
-            value: value.into(),
-        }
+        Attr { kind, value: value.into() }
     }
 
     /// A nested attribute; sets `NLA_F_NESTED` as libnftnl and the kernel do.
     pub fn nested(kind: u16, children: &[Attr]) -> Self {
         let mut value = Vec::new();
         emit_attrs(children, &mut value);
-        Attr {
-            kind: kind | NLA_F_NESTED,
-            value,
-        }
+        Attr { kind: kind | NLA_F_NESTED, value }
     }
 
     pub fn u8(kind: u16, v: u8) -> Self {
@@ -96,20 +86,12 @@ impl Attr {
     }
     /// The string up to the first NUL, as the kernel's `nla_strscpy` reads it.
     pub fn as_str(&self) -> Option<&str> {
-        let end = self
-            .value
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(self.value.len());
+        let end = self.value.iter().position(|&b| b == 0).unwrap_or(self.value.len());
         std::str::from_utf8(&self.value[..end]).ok()
     }
     /// The string bytes up to the first NUL (names need not be UTF-8 on the wire).
     pub fn str_bytes(&self) -> &[u8] {
-        let end = self
-            .value
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(self.value.len());
+        let end = self.value.iter().position(|&b| b == 0).unwrap_or(self.value.len());
         &self.value[..end]
     }
 
@@ -144,10 +126,7 @@ pub fn parse_attrs(buf: &[u8]) -> Result<Vec<Attr>, ProtoError> {
     for nla in NlasIterator::new(buf) {
         let nla = nla.map_err(|_| ProtoError::BadAttr { offset })?;
         let kind = u16::from_ne_bytes([buf[offset + 2], buf[offset + 3]]);
-        out.push(Attr {
-            kind,
-            value: nla.value().to_vec(),
-        });
+        out.push(Attr { kind, value: nla.value().to_vec() });
         offset += align4(usize::from(nla.length()));
     }
     Ok(out)
@@ -164,10 +143,7 @@ pub fn parse_attrs_lenient(buf: &[u8]) -> (Vec<Attr>, usize) {
             break;
         }
         let kind = u16::from_ne_bytes([buf[offset + 2], buf[offset + 3]]);
-        out.push(Attr {
-            kind,
-            value: buf[offset + 4..offset + len].to_vec(),
-        });
+        out.push(Attr { kind, value: buf[offset + 4..offset + len].to_vec() });
         offset = offset.saturating_add(align4(len));
     }
     (out, buf.len().saturating_sub(offset))
@@ -228,11 +204,7 @@ mod tests {
 
     #[test]
     fn strz_and_u32_roundtrip() {
-        let attrs = vec![
-            Attr::strz(1, "filter"),
-            Attr::u32_be(2, 7),
-            Attr::nested(3, &[Attr::u8(1, 9)]),
-        ];
+        let attrs = vec![Attr::strz(1, "filter"), Attr::u32_be(2, 7), Attr::nested(3, &[Attr::u8(1, 9)])];
         let mut buf = Vec::new();
         emit_attrs(&attrs, &mut buf);
         assert_eq!(buf.len() % 4, 0);

@@ -84,14 +84,7 @@ impl NlMsg {
     }
 
     /// An nfnetlink message: `nfgenmsg` then attributes.
-    pub fn nf(
-        message_type: u16,
-        flags: u16,
-        seq: u32,
-        port: u32,
-        gen: NfGenMsg,
-        attrs: &[Attr],
-    ) -> Self {
+    pub fn nf(message_type: u16, flags: u16, seq: u32, port: u32, gen: NfGenMsg, attrs: &[Attr]) -> Self {
         let mut payload = gen.to_bytes().to_vec();
         emit_attrs(attrs, &mut payload);
         NlMsg::new(message_type, flags, seq, port, payload)
@@ -105,13 +98,7 @@ pub fn split_datagram(buf: &[u8]) -> (Vec<NlMsg>, DatagramTail) {
     while offset < buf.len() {
         let rest = &buf[offset..];
         let Ok(nb) = NetlinkBuffer::new_checked(rest) else {
-            return (
-                msgs,
-                DatagramTail::Malformed {
-                    offset,
-                    len: rest.len(),
-                },
-            );
+            return (msgs, DatagramTail::Malformed { offset, len: rest.len() });
         };
         let len = nb.length() as usize;
         let mut header = NetlinkHeader::default();
@@ -120,10 +107,7 @@ pub fn split_datagram(buf: &[u8]) -> (Vec<NlMsg>, DatagramTail) {
         header.flags = nb.flags();
         header.sequence_number = nb.sequence_number();
         header.port_number = nb.port_number();
-        msgs.push(NlMsg {
-            header,
-            payload: rest[NLMSG_HDRLEN..len].to_vec(),
-        });
+        msgs.push(NlMsg { header, payload: rest[NLMSG_HDRLEN..len].to_vec() });
         offset = offset.saturating_add(align4(len));
     }
     (msgs, DatagramTail::Clean)
@@ -141,19 +125,11 @@ impl NfGenMsg {
     pub const LEN: usize = 4;
 
     pub fn new(family: u8, res_id: u16) -> Self {
-        NfGenMsg {
-            family,
-            version: NFNETLINK_V0,
-            res_id,
-        }
+        NfGenMsg { family, version: NFNETLINK_V0, res_id }
     }
     pub fn parse(buf: &[u8]) -> Option<Self> {
         let b = buf.get(..4)?;
-        Some(NfGenMsg {
-            family: b[0],
-            version: b[1],
-            res_id: u16::from_be_bytes([b[2], b[3]]),
-        })
+        Some(NfGenMsg { family: b[0], version: b[1], res_id: u16::from_be_bytes([b[2], b[3]]) })
     }
     pub fn to_bytes(self) -> [u8; 4] {
         let r = self.res_id.to_be_bytes();
@@ -179,13 +155,7 @@ impl NlmsgErr {
     /// the payload is echoed only for errors; `bad_attr_offset` is the byte offset of the
     /// offending attribute from the start of the request message (NLMSGERR_ATTR_OFFS),
     /// sent only when the socket asked for extended ACKs.
-    pub fn reply(
-        error: i32,
-        request: &NlMsg,
-        cap_ack: bool,
-        ext_ack: bool,
-        bad_attr_offset: Option<u32>,
-    ) -> NlMsg {
+    pub fn reply(error: i32, request: &NlMsg, cap_ack: bool, ext_ack: bool, bad_attr_offset: Option<u32>) -> NlMsg {
         let mut flags = 0u16;
         let echo = error != 0 && !cap_ack;
         if !echo {
@@ -214,23 +184,14 @@ impl NlmsgErr {
         payload.extend_from_slice(echoed);
         payload.resize(align4(payload.len()), 0);
         emit_attrs(&ext, &mut payload);
-        NlMsg::new(
-            NLMSG_ERROR,
-            flags,
-            request.seq(),
-            request.header.port_number,
-            payload,
-        )
+        NlMsg::new(NLMSG_ERROR, flags, request.seq(), request.header.port_number, payload)
     }
 
     /// Reads an `NLMSG_ERROR` payload.
     pub fn parse(msg: &NlMsg) -> Result<Self, ProtoError> {
         let p = &msg.payload;
         if p.len() < 4 + NLMSG_HDRLEN {
-            return Err(ProtoError::Truncated {
-                need: 4 + NLMSG_HDRLEN,
-                have: p.len(),
-            });
+            return Err(ProtoError::Truncated { need: 4 + NLMSG_HDRLEN, have: p.len() });
         }
         let error = i32::from_ne_bytes([p[0], p[1], p[2], p[3]]);
         let (inner, _) = split_datagram(&p[4..]);
@@ -255,12 +216,7 @@ impl NlmsgErr {
             Some(rest) if msg.flags() & NLM_F_ACK_TLVS != 0 => parse_attrs_lenient(rest).0,
             _ => Vec::new(),
         };
-        Ok(NlmsgErr {
-            error,
-            request,
-            request_payload,
-            ext,
-        })
+        Ok(NlmsgErr { error, request, request_payload, ext })
     }
 }
 
@@ -281,14 +237,7 @@ mod tests {
 
     #[test]
     fn nf_message_roundtrip() {
-        let m = NlMsg::nf(
-            0x0a00,
-            NLM_F_REQUEST | NLM_F_CREATE,
-            3,
-            0,
-            NfGenMsg::new(2, 0),
-            &[Attr::strz(1, "t")],
-        );
+        let m = NlMsg::nf(0x0a00, NLM_F_REQUEST | NLM_F_CREATE, 3, 0, NfGenMsg::new(2, 0), &[Attr::strz(1, "t")]);
         let bytes = m.to_bytes();
         let (msgs, tail) = split_datagram(&bytes);
         assert_eq!(tail, DatagramTail::Clean);
@@ -300,23 +249,13 @@ mod tests {
 
     #[test]
     fn error_reply_carries_offset() {
-        let req = NlMsg::nf(
-            0x0a06,
-            NLM_F_REQUEST,
-            9,
-            0,
-            NfGenMsg::new(2, 0),
-            &[Attr::strz(1, "t")],
-        );
+        let req = NlMsg::nf(0x0a06, NLM_F_REQUEST, 9, 0, NfGenMsg::new(2, 0), &[Attr::strz(1, "t")]);
         let err = NlmsgErr::reply(-2, &req, false, true, Some(20));
         let parsed = NlmsgErr::parse(&err).unwrap();
         assert_eq!(parsed.error, -2);
         assert_eq!(parsed.request.sequence_number, 9);
         assert_eq!(parsed.request_payload, req.payload);
-        assert_eq!(
-            parsed.ext,
-            vec![Attr::new(NLMSGERR_ATTR_OFFS, 20u32.to_ne_bytes().to_vec())]
-        );
+        assert_eq!(parsed.ext, vec![Attr::new(NLMSGERR_ATTR_OFFS, 20u32.to_ne_bytes().to_vec())]);
     }
 
     proptest! {
