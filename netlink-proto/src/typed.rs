@@ -86,6 +86,22 @@ impl AttrValue for u32 {
     }
 }
 
+/// A `u32` in host byte order, for the rare attributes the kernel reads with
+/// `nla_get_u32` (e.g. `NFTA_CT_EXPECT_TIMEOUT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostU32(pub u32);
+
+impl AttrValue for HostU32 {
+    fn decode(attr: &Attr) -> Option<Self> {
+        Some(HostU32(u32::from_ne_bytes(
+            attr.value.as_slice().try_into().ok()?,
+        )))
+    }
+    fn encode(&self, id: u16) -> Attr {
+        Attr::new(id, self.0.to_ne_bytes().to_vec())
+    }
+}
+
 /// Signed big-endian 32-bit values (hook priorities).
 impl AttrValue for i32 {
     fn decode(attr: &Attr) -> Option<Self> {

@@ -211,9 +211,11 @@ def nft_py_file(path):
                 spec = chains.get(c, "")
                 rec.run(ns, ["nft", "add", "chain", fam, table, c, "{ " + spec + "; }"])
             for line in lines:
-                body, _, rest = line.partition(";")
-                if not rest.startswith("ok"):
+                # BODY;ok  BODY;ok;CANONICAL  BODY;fail -- BODY may itself hold ';'.
+                m = re.match(r"^(.*?);(ok|fail)(?:;.*)?$", line)
+                if not m or m.group(2) != "ok":
                     continue
+                body = m.group(1)
                 if body.startswith("!"):
                     name, _, spec = body[1:].partition(" ")
                     rec.run(ns, ["nft", "add", "set", fam, table, name, "{ " + set_body(spec) + " }"])

@@ -10,7 +10,7 @@ use crate::expr::{
     connlimit::ConnlimitAttr, counter::CounterAttr, limit::LimitAttr, quota::QuotaAttr,
     synproxy::SynproxyAttr,
 };
-use crate::typed::{attr_enum, exact, getters, AttrItem, AttrValue, Nest, Str};
+use crate::typed::{attr_enum, exact, getters, AttrItem, AttrValue, HostU32, Nest, Str};
 
 attr_enum! {
     /// `NFTA_CT_HELPER_*`.
@@ -38,7 +38,8 @@ attr_enum! {
         L3proto(u16) = NFTA_CT_EXPECT_L3PROTO,
         L4proto(u8) = NFTA_CT_EXPECT_L4PROTO,
         Dport(u16) = NFTA_CT_EXPECT_DPORT,
-        Timeout(u32) = NFTA_CT_EXPECT_TIMEOUT,
+        /// Milliseconds, in host byte order (the kernel reads it with `nla_get_u32`).
+        Timeout(HostU32) = NFTA_CT_EXPECT_TIMEOUT,
         Size(u8) = NFTA_CT_EXPECT_SIZE,
     }
 }
