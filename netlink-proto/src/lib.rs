@@ -9,6 +9,7 @@
 //! Nothing here does I/O and nothing here panics on any input.
 
 pub mod attr;
+pub mod check;
 pub mod consts;
 pub mod data;
 pub mod expr;

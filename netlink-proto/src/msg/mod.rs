@@ -162,29 +162,27 @@ impl NftMessage {
             return None;
         }
         let nfgen = msg.nfgen()?;
-        let (attrs, left) = msg.nf_attrs();
-        let trailing = msg.payload[msg.payload.len() - left..].to_vec();
         let raw_body = || NftBody::Unknown {
             msg_type,
             payload: msg.payload[NfGenMsg::LEN..].to_vec(),
         };
-        let mut m = NftMessage {
+        let header = |body, trailing| NftMessage {
             flags: msg.flags(),
             seq: msg.seq(),
             port: msg.header.port_number,
             nfgen,
-            body: NftBody::from_attrs(msg_type, &attrs).unwrap_or_else(raw_body),
+            body,
             trailing,
             padding: Vec::new(),
         };
-        if !matches!(m.body, NftBody::Unknown { .. }) {
-            match padding_diff(&m.payload(), &msg.payload, &attrs) {
-                Some(padding) => m.padding = padding,
-                None => {
-                    m.body = raw_body();
-                    m.trailing.clear();
-                }
-            }
+        let (attrs, left) = msg.nf_attrs();
+        let Some(body) = NftBody::from_attrs(msg_type, &attrs) else {
+            return Some(header(raw_body(), Vec::new()));
+        };
+        let mut m = header(body, msg.payload[msg.payload.len() - left..].to_vec());
+        match padding_diff(&m.payload(), &msg.payload, &attrs) {
+            Some(padding) => m.padding = padding,
+            None => m = header(raw_body(), Vec::new()),
         }
         Some(m)
     }
