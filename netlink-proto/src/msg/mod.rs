@@ -122,6 +122,82 @@ bodies! {
     CompatGet(Compat) = NFT_COMPAT_GET_TYPE,
 }
 
+impl NftBody {
+    /// The table of any table message.
+    pub fn table(&self) -> Option<&Table> {
+        match self {
+            NftBody::NewTable(b)
+            | NftBody::GetTable(b)
+            | NftBody::DelTable(b)
+            | NftBody::DestroyTable(b) => Some(b),
+            _ => None,
+        }
+    }
+    /// The chain of any chain message.
+    pub fn chain(&self) -> Option<&Chain> {
+        match self {
+            NftBody::NewChain(b)
+            | NftBody::GetChain(b)
+            | NftBody::DelChain(b)
+            | NftBody::DestroyChain(b) => Some(b),
+            _ => None,
+        }
+    }
+    /// The rule of any rule message.
+    pub fn rule(&self) -> Option<&Rule> {
+        match self {
+            NftBody::NewRule(b)
+            | NftBody::GetRule(b)
+            | NftBody::DelRule(b)
+            | NftBody::GetRuleReset(b)
+            | NftBody::DestroyRule(b) => Some(b),
+            _ => None,
+        }
+    }
+    /// The set of any set message.
+    pub fn set(&self) -> Option<&Set> {
+        match self {
+            NftBody::NewSet(b)
+            | NftBody::GetSet(b)
+            | NftBody::DelSet(b)
+            | NftBody::DestroySet(b) => Some(b),
+            _ => None,
+        }
+    }
+    /// The element list of any set element message.
+    pub fn set_elems(&self) -> Option<&SetElemList> {
+        match self {
+            NftBody::NewSetElem(b)
+            | NftBody::GetSetElem(b)
+            | NftBody::DelSetElem(b)
+            | NftBody::GetSetElemReset(b)
+            | NftBody::DestroySetElem(b) => Some(b),
+            _ => None,
+        }
+    }
+    /// The object of any object message.
+    pub fn obj(&self) -> Option<&Obj> {
+        match self {
+            NftBody::NewObj(b)
+            | NftBody::GetObj(b)
+            | NftBody::DelObj(b)
+            | NftBody::GetObjReset(b)
+            | NftBody::DestroyObj(b) => Some(b),
+            _ => None,
+        }
+    }
+    /// The flowtable of any flowtable message.
+    pub fn flowtable(&self) -> Option<&Flowtable> {
+        match self {
+            NftBody::NewFlowtable(b)
+            | NftBody::GetFlowtable(b)
+            | NftBody::DelFlowtable(b)
+            | NftBody::DestroyFlowtable(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
 /// One nfnetlink message, typed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NftMessage {
