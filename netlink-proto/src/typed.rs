@@ -510,6 +510,8 @@ pub(crate) use getters;
 macro_rules! getter {
     ($enum:ident, $field:ident, $(#[$m:meta])* $fn:ident, $variant:ident, copy<$ret:ty>) => {
         $(#[$m])*
+        // `len` here is an attribute (NFTA_*_LEN), not a collection length.
+        #[allow(clippy::len_without_is_empty)]
         pub fn $fn(&self) -> Option<$ret> {
             #[allow(unreachable_patterns)]
             self.$field.iter().rev().find_map(|a| match a { $enum::$variant(v) => Some(*v), _ => None })
