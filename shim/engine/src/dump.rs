@@ -90,9 +90,21 @@ pub fn flowtable_use(t: &Table, f: &Flowtable) -> u32 {
 }
 
 pub fn table_msg(t: &Table, event: u16, flags: u16, seq: u32, portid: u32, res_id: u16) -> Vec<u8> {
+    table_msg_with_use(t, event, flags, seq, portid, res_id, table_use(t))
+}
+
+pub fn table_msg_with_use(
+    t: &Table,
+    event: u16,
+    flags: u16,
+    seq: u32,
+    portid: u32,
+    res_id: u16,
+    use_count: u32,
+) -> Vec<u8> {
     let mut a = vec![
         strz(NFTA_TABLE_NAME, t.name.as_bytes()),
-        be32(NFTA_TABLE_USE, table_use(t)),
+        be32(NFTA_TABLE_USE, use_count),
         be64(NFTA_TABLE_HANDLE, t.handle),
     ];
     // Deletion notifications name the object only (6.17+).
@@ -243,6 +255,17 @@ pub fn rule_msg(
     nft_msg(event, flags, seq, portid, t.family, res_id, &a)
 }
 
+/// NFTA_SET_COUNT: `nft_set_userspace_size` of the element count; the rbtree backend
+/// stores two elements per interval.
+fn set_count(s: &Set) -> u32 {
+    let n = s.nelems() as u32;
+    if s.flags & NFT_SET_INTERVAL != 0 && s.field_len.len() <= 1 {
+        n / 2
+    } else {
+        n
+    }
+}
+
 /// The backend the kernel would pick (`nft_select_set_ops`), named as `%ps` prints it.
 fn set_backend_name(s: &Set) -> &'static str {
     let interval = s.flags & NFT_SET_INTERVAL != 0;
@@ -319,7 +342,7 @@ pub fn set_msg(
     }
     a.push(nest(NFTA_SET_DESC, &desc));
     a.push(strz(NFTA_SET_TYPE, set_backend_name(s).as_bytes()));
-    a.push(be32(NFTA_SET_COUNT, s.nelems() as u32));
+    a.push(be32(NFTA_SET_COUNT, set_count(s)));
     match s.exprs.len() {
         0 => {}
         1 => a.push(expr_attr(NFTA_SET_EXPR, &s.exprs[0])),

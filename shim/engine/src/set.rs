@@ -904,7 +904,8 @@ fn overlaps(s: &Set, e: &Elem) -> bool {
 }
 
 /// Where the backend's walk shows a new element: bitmap ascending, rbtree descending,
-/// hashes newest first, pipapo in insertion order.
+/// hashes (whose order follows a per-set random hash seed) and pipapo in insertion
+/// order.
 fn insert_pos(s: &Set, e: &Elem) -> usize {
     if e.flags & NFT_SET_ELEM_CATCHALL != 0 {
         return s.elems.len();
@@ -937,7 +938,10 @@ fn insert_pos(s: &Set, e: &Elem) -> usize {
             .position(|x| x.flags & NFT_SET_ELEM_CATCHALL != 0 || x.key > e.key)
             .unwrap_or(s.elems.len());
     }
-    0
+    s.elems
+        .iter()
+        .position(|x| x.flags & NFT_SET_ELEM_CATCHALL != 0)
+        .unwrap_or(s.elems.len())
 }
 
 pub fn del_elems(tx: &mut Txn<'_>, m: &Msg<'_>) -> MsgResult {

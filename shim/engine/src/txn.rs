@@ -237,7 +237,33 @@ pub struct Notification {
 pub fn notifications(rs: &Ruleset, log: &[Trans], genid: u32) -> Vec<Notification> {
     let res_id = (genid & 0xffff) as u16;
     let mut out = Vec::new();
+    // Anonymous sets count in `table->use` until their own NEWSET is committed.
+    let mut pending_anon: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
     for t in log {
+        if let TransKind::NewSet {
+            snapshot,
+            update: false,
+            ..
+        } = &t.kind
+        {
+            if snapshot.is_anonymous() {
+                *pending_anon.entry(t.table).or_default() += 1;
+            }
+        }
+    }
+    for t in log {
+        if let TransKind::NewSet {
+            snapshot,
+            update: false,
+            ..
+        } = &t.kind
+        {
+            if snapshot.is_anonymous() {
+                if let Some(n) = pending_anon.get_mut(&t.table) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        }
         let m = &t.meta;
         let mut push = |msg: Vec<u8>| {
             out.push(Notification {
@@ -249,13 +275,16 @@ pub fn notifications(rs: &Ruleset, log: &[Trans], genid: u32) -> Vec<Notificatio
         match &t.kind {
             TransKind::NewTable { .. } => {
                 if let Some(tab) = table {
-                    push(dump::table_msg(
+                    let use_count =
+                        dump::table_use(tab) + pending_anon.get(&t.table).copied().unwrap_or(0);
+                    push(dump::table_msg_with_use(
                         tab,
                         NFT_MSG_NEWTABLE,
                         m.notify_flags(),
                         m.seq,
                         m.portid,
                         res_id,
+                        use_count,
                     ));
                 }
             }

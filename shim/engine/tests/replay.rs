@@ -30,10 +30,44 @@ fn messages(d: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
-/// Removes attributes whose content the kernel derives from its own memory layout:
-/// NFTA_SET_TYPE of NEWSET messages (a `%ps` of the backend's ops).
+/// Splits an attribute stream into whole attributes (header and padding included).
+fn attrs(b: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while b.len() - pos >= 4 {
+        let len = u16::from_ne_bytes([b[pos], b[pos + 1]]) as usize;
+        if len < 4 || pos + len > b.len() {
+            break;
+        }
+        let step = ((len + 3) & !3).min(b.len() - pos);
+        out.push(&b[pos..pos + step]);
+        pos += step;
+    }
+    out
+}
+
+/// Makes what the kernel does not determine comparable:
+/// - NFTA_SET_TYPE of NEWSET messages (a `%ps` of the backend's ops) is dropped;
+/// - elements of NEWSETELEM messages are sorted: hash backends walk in the order of a
+///   per-set random seed.
 fn normalize(msg: &[u8]) -> Vec<u8> {
     let ty = u16::from_ne_bytes([msg[4], msg[5]]);
+    if ty == 0x0a0c && msg.len() >= 20 {
+        let mut out = msg[..20].to_vec();
+        for a in attrs(&msg[20..]) {
+            if u16::from_ne_bytes([a[2], a[3]]) & 0x3fff == 3 {
+                let mut elems = attrs(&a[4..]);
+                elems.sort();
+                out.extend_from_slice(&a[..4]);
+                for e in elems {
+                    out.extend_from_slice(e);
+                }
+            } else {
+                out.extend_from_slice(a);
+            }
+        }
+        return out;
+    }
     if ty != 0x0a09 || msg.len() < 20 {
         return msg.to_vec();
     }
