@@ -137,6 +137,7 @@ fn replay(path: &Path) -> Result<(), String> {
     let mut ns = Netns::new();
     let mut dp = NoDataplane;
     let mut failures = Vec::new();
+    let mut compared = 0;
     for cmd in fixture["commands"].as_array().unwrap() {
         let name = cmd["command"].as_str().unwrap();
         let comm = comm_of(cmd);
@@ -166,6 +167,7 @@ fn replay(path: &Path) -> Result<(), String> {
                 .map(|r| unhex(r.as_str().unwrap()))
                 .collect();
             let (w, g) = (records(&want), records(&out.unicast));
+            compared += 1;
             if w != g {
                 failures.push(format!(
                     "{}: `{name}` exchange {i} (sent {})\n kernel:\n{} engine:\n{}",
@@ -192,6 +194,10 @@ fn replay(path: &Path) -> Result<(), String> {
                 show(&[g])
             ));
         }
+    }
+    eprintln!("{}: {compared} exchanges", path.display());
+    if compared == 0 {
+        return Err(format!("{}: nothing to compare", path.display()));
     }
     if failures.is_empty() {
         Ok(())
