@@ -239,7 +239,7 @@ pub fn init(cx: &Ctx<'_, '_>, nla: &Nla<'_>, stateful_only: bool) -> Result<Init
         binds_set: None,
         binds_chain: None,
     };
-    let mut attrs = canon_list(&raw, ty.regs)?;
+    let mut attrs = canon_list(&raw, ty.regs, ty.policy)?;
     match ty.name {
         "immediate" => init_immediate(cx, &dtb, &mut attrs, &mut out)?,
         "cmp" => init_cmp(&dtb)?,
@@ -270,16 +270,25 @@ pub fn init(cx: &Ctx<'_, '_>, nla: &Nla<'_>, stateful_only: bool) -> Result<Init
 
 /// The stored form of a list of attributes: flags dropped from type words, nests
 /// rebuilt the same way, registers renumbered.
-fn canon_list(raw: &[Nla<'_>], regs: &[u16]) -> Result<Vec<Attr>, i32> {
+fn canon_list(raw: &[Nla<'_>], regs: &[u16], policy: &[Pol]) -> Result<Vec<Attr>, i32> {
     raw.iter()
         .map(|a| {
             if regs.contains(&a.id()) && a.value.len() >= 4 {
                 let r = parse_reg(a.be32())?;
                 return Ok(be32(a.id(), dump_reg(r)));
             }
-            Ok(canon(a))
+            Ok(canon_with(a, policy))
         })
         .collect()
+}
+
+/// One attribute in dump form, strings (per the policy) as `nla_put_string` writes
+/// them: up to the first NUL, NUL-terminated.
+pub fn canon_with(a: &Nla<'_>, policy: &[Pol]) -> Attr {
+    match policy.get(usize::from(a.id())) {
+        Some(Pol::Str(_)) => strz(a.id(), a.cstr()),
+        _ => canon(a),
+    }
 }
 
 /// One attribute in dump form: nests (flagged NLA_F_NESTED) rebuilt recursively.
@@ -658,7 +667,7 @@ fn init_objref(
         {
             return Err(ENOENT);
         }
-        reorder(attrs, &[NFTA_OBJREF_IMM_TYPE, NFTA_OBJREF_IMM_NAME]);
+        reorder(attrs, &[NFTA_OBJREF_IMM_NAME, NFTA_OBJREF_IMM_TYPE]);
         return Ok(());
     }
     if tb.has(NFTA_OBJREF_SET_SREG) && (tb.has(NFTA_OBJREF_SET_NAME) || tb.has(NFTA_OBJREF_SET_ID))

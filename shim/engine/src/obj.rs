@@ -45,17 +45,13 @@ const OBJ_TYPES: &[ObjType] = &[
     ObjType {
         ty: NFT_OBJECT_QUOTA,
         policy: &[Pol::Any, Pol::U64, Pol::U32, Pol::Any, Pol::U64],
-        order: &[NFTA_QUOTA_BYTES, NFTA_QUOTA_FLAGS, NFTA_QUOTA_CONSUMED],
+        order: &[NFTA_QUOTA_BYTES, NFTA_QUOTA_CONSUMED, NFTA_QUOTA_FLAGS],
         update: true,
     },
     ObjType {
         ty: NFT_OBJECT_CT_HELPER,
         policy: &[Pol::Any, Pol::Str(15), Pol::U16, Pol::U8],
-        order: &[
-            NFTA_CT_HELPER_NAME,
-            NFTA_CT_HELPER_L3PROTO,
-            NFTA_CT_HELPER_L4PROTO,
-        ],
+        order: &[NFTA_CT_HELPER_NAME, NFTA_CT_HELPER_L4PROTO, NFTA_CT_HELPER_L3PROTO],
         update: false,
     },
     ObjType {
@@ -85,11 +81,7 @@ const OBJ_TYPES: &[ObjType] = &[
     ObjType {
         ty: NFT_OBJECT_CT_TIMEOUT,
         policy: &[Pol::Any, Pol::U16, Pol::U8, Pol::Nested],
-        order: &[
-            NFTA_CT_TIMEOUT_L3PROTO,
-            NFTA_CT_TIMEOUT_L4PROTO,
-            NFTA_CT_TIMEOUT_DATA,
-        ],
+        order: &[NFTA_CT_TIMEOUT_L4PROTO, NFTA_CT_TIMEOUT_L3PROTO, NFTA_CT_TIMEOUT_DATA],
         update: false,
     },
     ObjType {
@@ -141,7 +133,7 @@ fn obj_type(ty: u32) -> Option<&'static ObjType> {
 /// `nft_obj_init`: parses the data and applies the type's checks; returns the dump form.
 fn init(ty: &ObjType, data: &Nla<'_>) -> Result<Vec<Attr>, i32> {
     let tb = nla::parse_nested(data, ty.policy).map_err(|e| e.errno)?;
-    let mut attrs: Vec<Attr> = data.nested().iter().map(expr::canon).collect();
+    let mut attrs: Vec<Attr> = data.nested().iter().map(|a| expr::canon_with(a, ty.policy)).collect();
     let default = |attrs: &mut Vec<Attr>, a: Attr| {
         if !attrs.iter().any(|x| x.id() == a.id()) {
             attrs.push(a);
@@ -204,12 +196,20 @@ fn init(ty: &ObjType, data: &Nla<'_>) -> Result<Vec<Attr>, i32> {
             if !tb.has(NFTA_CT_TIMEOUT_L4PROTO) || !tb.has(NFTA_CT_TIMEOUT_DATA) {
                 return Err(EINVAL);
             }
+            // `nft_ct_timeout_obj_dump` opens this nest with `nla_nest_start`.
+            for a in attrs.iter_mut() {
+                if a.id() == NFTA_CT_TIMEOUT_DATA {
+                    a.kind |= 0x8000;
+                }
+            }
         }
         NFT_OBJECT_SECMARK => {
-            // No LSM here can turn a context into a secid.
             if !tb.has(NFTA_SECMARK_CTX) {
                 return Err(EINVAL);
             }
+            // No LSM here turns a context into a secid: `nft_secmark_compute_secid`
+            // gets secid 0.
+            return Err(ENOENT);
         }
         _ => {}
     }
