@@ -184,8 +184,9 @@ pub fn find_type(family: u8, name: &[u8]) -> Option<&'static ExprType> {
 }
 
 /// Whether the type has a `->dump` op (NFTA_EXPR_DATA is sent).
-pub fn has_dump(_name: &str) -> bool {
-    true
+pub fn has_dump(name: &str) -> bool {
+    // `nft_notrack_ops` has no `->dump`.
+    name != "notrack"
 }
 
 pub const EXPR_POLICY: &[Pol] = &[A, Pol::Str(MODULE_AUTOLOAD_LIMIT), N];
@@ -264,6 +265,7 @@ pub fn init(cx: &Ctx<'_, '_>, nla: &Nla<'_>, stateful_only: bool) -> Result<Init
         "match" | "target" => init_compat(&dtb)?,
         _ => {}
     }
+    crate::expr_dump::kernel_form(ty.name, &mut attrs)?;
     out.expr.data = attrs;
     Ok(out)
 }
@@ -757,12 +759,35 @@ fn init_meta(tb: &Tb<'_>, attrs: &mut Vec<Attr>) -> Result<(), i32> {
     let Some(key) = tb.be32(NFTA_META_KEY) else {
         return Err(EINVAL);
     };
-    if key > NFT_META_SDIFNAME {
-        return Err(EOPNOTSUPP);
-    }
-    match (tb.has(NFTA_META_DREG), tb.has(NFTA_META_SREG)) {
-        (true, false) => reorder(attrs, &[NFTA_META_KEY, NFTA_META_DREG]),
-        (false, true) => reorder(attrs, &[NFTA_META_KEY, NFTA_META_SREG]),
+    match (tb.be32(NFTA_META_DREG), tb.be32(NFTA_META_SREG)) {
+        (Some(dreg), None) => {
+            // `nft_meta_get_init`: the keys this kernel reads, and their sizes.
+            let len = match key {
+                NFT_META_PROTOCOL | NFT_META_IFTYPE | NFT_META_OIFTYPE => 2,
+                NFT_META_IIFNAME | NFT_META_OIFNAME | NFT_META_IIFKIND | NFT_META_OIFKIND
+                | NFT_META_SDIFNAME => 16,
+                NFT_META_SECPATH | NFT_META_TIME_DAY => 1,
+                NFT_META_TIME_NS => 8,
+                NFT_META_LEN | NFT_META_PRIORITY | NFT_META_MARK | NFT_META_IIF | NFT_META_OIF
+                | NFT_META_SKUID | NFT_META_SKGID | NFT_META_RTCLASSID | NFT_META_SECMARK
+                | NFT_META_NFPROTO | NFT_META_L4PROTO | NFT_META_PKTTYPE | NFT_META_CPU
+                | NFT_META_IIFGROUP | NFT_META_OIFGROUP | NFT_META_CGROUP | NFT_META_PRANDOM
+                | NFT_META_TIME_HOUR | NFT_META_SDIF => 4,
+                _ => return Err(EOPNOTSUPP),
+            };
+            check_store(parse_reg(dreg)?, len)?;
+            reorder(attrs, &[NFTA_META_KEY, NFTA_META_DREG]);
+        }
+        (None, Some(sreg)) => {
+            // `nft_meta_set_init`.
+            let len = match key {
+                NFT_META_MARK | NFT_META_PRIORITY | NFT_META_SECMARK => 4,
+                NFT_META_NFTRACE | NFT_META_PKTTYPE => 1,
+                _ => return Err(EOPNOTSUPP),
+            };
+            check_load(parse_reg(sreg)?, len)?;
+            reorder(attrs, &[NFTA_META_KEY, NFTA_META_SREG]);
+        }
         _ => return Err(EINVAL),
     }
     Ok(())

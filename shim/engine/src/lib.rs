@@ -23,6 +23,7 @@ pub mod compat;
 pub mod dataplane;
 pub mod errno;
 pub mod expr;
+mod expr_dump;
 pub mod msg;
 pub mod nla;
 pub mod state;

@@ -51,7 +51,11 @@ const OBJ_TYPES: &[ObjType] = &[
     ObjType {
         ty: NFT_OBJECT_CT_HELPER,
         policy: &[Pol::Any, Pol::Str(15), Pol::U16, Pol::U8],
-        order: &[NFTA_CT_HELPER_NAME, NFTA_CT_HELPER_L4PROTO, NFTA_CT_HELPER_L3PROTO],
+        order: &[
+            NFTA_CT_HELPER_NAME,
+            NFTA_CT_HELPER_L4PROTO,
+            NFTA_CT_HELPER_L3PROTO,
+        ],
         update: false,
     },
     ObjType {
@@ -81,7 +85,11 @@ const OBJ_TYPES: &[ObjType] = &[
     ObjType {
         ty: NFT_OBJECT_CT_TIMEOUT,
         policy: &[Pol::Any, Pol::U16, Pol::U8, Pol::Nested],
-        order: &[NFTA_CT_TIMEOUT_L4PROTO, NFTA_CT_TIMEOUT_L3PROTO, NFTA_CT_TIMEOUT_DATA],
+        order: &[
+            NFTA_CT_TIMEOUT_L4PROTO,
+            NFTA_CT_TIMEOUT_L3PROTO,
+            NFTA_CT_TIMEOUT_DATA,
+        ],
         update: false,
     },
     ObjType {
@@ -133,7 +141,11 @@ fn obj_type(ty: u32) -> Option<&'static ObjType> {
 /// `nft_obj_init`: parses the data and applies the type's checks; returns the dump form.
 fn init(ty: &ObjType, data: &Nla<'_>) -> Result<Vec<Attr>, i32> {
     let tb = nla::parse_nested(data, ty.policy).map_err(|e| e.errno)?;
-    let mut attrs: Vec<Attr> = data.nested().iter().map(|a| expr::canon_with(a, ty.policy)).collect();
+    let mut attrs: Vec<Attr> = data
+        .nested()
+        .iter()
+        .map(|a| expr::canon_with(a, ty.policy))
+        .collect();
     let default = |attrs: &mut Vec<Attr>, a: Attr| {
         if !attrs.iter().any(|x| x.id() == a.id()) {
             attrs.push(a);
@@ -166,19 +178,12 @@ fn init(ty: &ObjType, data: &Nla<'_>) -> Result<Vec<Attr>, i32> {
                 return Err(ENOENT);
             }
         }
-        NFT_OBJECT_LIMIT => {
-            if !tb.has(NFTA_LIMIT_RATE) || !tb.has(NFTA_LIMIT_UNIT) {
-                return Err(EINVAL);
-            }
-            default(&mut attrs, Attr::u32_be(NFTA_LIMIT_BURST, 0));
-            default(&mut attrs, Attr::u32_be(NFTA_LIMIT_TYPE, 0));
-            default(&mut attrs, Attr::u32_be(NFTA_LIMIT_FLAGS, 0));
-        }
+        NFT_OBJECT_LIMIT => crate::expr_dump::kernel_form("limit", &mut attrs)?,
         NFT_OBJECT_CONNLIMIT => {
             if !tb.has(NFTA_CONNLIMIT_COUNT) {
                 return Err(EINVAL);
             }
-            default(&mut attrs, Attr::u32_be(NFTA_CONNLIMIT_FLAGS, 0));
+            crate::expr_dump::kernel_form("connlimit", &mut attrs)?;
         }
         NFT_OBJECT_CT_EXPECT => {
             for id in [
