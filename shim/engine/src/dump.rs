@@ -257,7 +257,7 @@ pub fn rule_msg(
 
 /// NFTA_SET_COUNT: `nft_set_userspace_size` of the element count; the rbtree backend
 /// stores two elements per interval.
-fn set_count(s: &Set) -> u32 {
+pub fn set_count(s: &Set) -> u32 {
     let n = s.nelems() as u32;
     if s.flags & NFT_SET_INTERVAL != 0 && s.field_len.len() <= 1 {
         n / 2
@@ -290,6 +290,21 @@ fn set_backend_name(s: &Set) -> &'static str {
 pub fn set_msg(
     t: &Table,
     s: &Set,
+    event: u16,
+    flags: u16,
+    seq: u32,
+    portid: u32,
+    res_id: u16,
+) -> Vec<u8> {
+    set_msg_counted(t, s, set_count(s), event, flags, seq, portid, res_id)
+}
+
+/// A set message with NFTA_SET_COUNT given.
+#[allow(clippy::too_many_arguments)]
+pub fn set_msg_counted(
+    t: &Table,
+    s: &Set,
+    count: u32,
     event: u16,
     flags: u16,
     seq: u32,
@@ -342,7 +357,7 @@ pub fn set_msg(
     }
     a.push(nest(NFTA_SET_DESC, &desc));
     a.push(strz(NFTA_SET_TYPE, set_backend_name(s).as_bytes()));
-    a.push(be32(NFTA_SET_COUNT, set_count(s)));
+    a.push(be32(NFTA_SET_COUNT, count));
     match s.exprs.len() {
         0 => {}
         1 => a.push(expr_attr(NFTA_SET_EXPR, &s.exprs[0])),

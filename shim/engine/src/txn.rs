@@ -304,25 +304,21 @@ pub fn notifications(rs: &Ruleset, log: &[Trans], genid: u32) -> Vec<Notificatio
                 hook_devs,
                 ..
             } => {
-                let (tab, chain) = match table.and_then(|tab| {
-                    tab.chains
-                        .iter()
-                        .find(|c| c.handle == *handle)
-                        .map(|c| (tab, c))
-                }) {
-                    Some((tab, c)) => (Some(tab), c),
-                    None => (table, snapshot.as_ref()),
-                };
-                if let Some(tab) = tab {
-                    push(dump::chain_msg(
+                // Policy, counters and name as this transaction left them (later updates
+                // apply at their own commit step); the use count as the batch left it.
+                if let Some(tab) = table {
+                    let live = tab.chains.iter().find(|c| c.handle == *handle);
+                    let use_count = dump::chain_use(tab, live.unwrap_or(snapshot));
+                    push(dump::chain_msg_with_use(
                         tab,
-                        chain,
+                        snapshot,
                         NFT_MSG_NEWCHAIN,
                         m.notify_flags(),
                         m.seq,
                         m.portid,
                         res_id,
                         hook_devs.as_deref(),
+                        use_count,
                     ));
                 }
             }
@@ -420,15 +416,18 @@ pub fn notifications(rs: &Ruleset, log: &[Trans], genid: u32) -> Vec<Notificatio
             TransKind::NewSet {
                 handle, snapshot, ..
             } => {
+                // The definition as of this transaction; the element count as the batch
+                // left it.
                 if let Some(tab) = table {
-                    let set = tab
+                    let live = tab
                         .sets
                         .iter()
                         .find(|s| s.handle == *handle)
                         .unwrap_or(snapshot);
-                    push(dump::set_msg(
+                    push(dump::set_msg_counted(
                         tab,
-                        set,
+                        snapshot,
+                        dump::set_count(live),
                         NFT_MSG_NEWSET,
                         m.notify_flags(),
                         m.seq,
@@ -481,16 +480,11 @@ pub fn notifications(rs: &Ruleset, log: &[Trans], genid: u32) -> Vec<Notificatio
                     }
                 }
             }
-            TransKind::NewObj { handle, snapshot } => {
+            TransKind::NewObj { snapshot, .. } => {
                 if let Some(tab) = table {
-                    let obj = tab
-                        .objects
-                        .iter()
-                        .find(|o| o.handle == *handle)
-                        .unwrap_or(snapshot);
                     push(dump::obj_msg(
                         tab,
-                        obj,
+                        snapshot,
                         NFT_MSG_NEWOBJ,
                         m.notify_flags(),
                         m.seq,
