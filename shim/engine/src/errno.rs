@@ -26,12 +26,15 @@ pub const EOPNOTSUPP: i32 = 95;
 pub const EAFNOSUPPORT: i32 = 97;
 pub const ENOBUFS: i32 = 105;
 
-/// An error for one message: errno and, optionally, the offset of the offending
-/// attribute from the start of the message (`NL_SET_BAD_ATTR`).
+/// An error for one message: errno, and the extended ACK the kernel attaches: the
+/// offset of the offending attribute from the start of the message (`NL_SET_BAD_ATTR`),
+/// a message, and the policy the attribute failed (`NL_SET_ERR_MSG_ATTR_POL`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MsgErr {
     pub errno: i32,
     pub bad_attr: Option<u32>,
+    pub msg: Option<&'static str>,
+    pub policy: Option<crate::nla::Pol>,
 }
 
 impl MsgErr {
@@ -39,6 +42,8 @@ impl MsgErr {
         MsgErr {
             errno,
             bad_attr: off,
+            msg: None,
+            policy: None,
         }
     }
 }
@@ -48,6 +53,8 @@ impl From<i32> for MsgErr {
         MsgErr {
             errno,
             bad_attr: None,
+            msg: None,
+            policy: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::msg::*;
 use crate::nla::{self, Pol};
 use crate::state::Ruleset;
 use crate::txn::{self, Meta, Msg, MsgErr, MsgResult, Trans, Txn, ValidateDo};
-use crate::wire::{ack, pack, AckOpts, Req, NLMSG_GOODSIZE};
+use crate::wire::{ack, ack_ext, pack, AckOpts, Req, NLMSG_GOODSIZE};
 use crate::{chain, compat, dump, flowtable, get, obj, rule, set, table, validate};
 use crate::{Caller, Netns, Output};
 
@@ -121,7 +121,7 @@ fn rcv_skb(ns: &mut Netns, caller: &Caller, opts: AckOpts, d: &[u8], out: &mut O
         }
         if req.flags & NLM_F_ACK != 0 || err.is_some() {
             let e = err.unwrap_or(MsgErr::from(0));
-            out.unicast.push(ack(opts, &req, e.errno, e.bad_attr));
+            out.unicast.push(ack_ext(opts, &req, &e));
         }
     }
 }
@@ -208,7 +208,7 @@ fn rcv_skb_batch(
 /// How one pass over the batch's messages ended.
 struct Pass<'d> {
     /// `err_list`: (message, errno, bad attribute) for NLM_F_ACK messages and failures.
-    acks: Vec<(Req<'d>, i32, Option<u32>)>,
+    acks: Vec<(Req<'d>, MsgErr)>,
     failure: bool,
     /// The END message, if the batch was closed.
     end: Option<Req<'d>>,
@@ -248,9 +248,9 @@ fn rcv_batch<'d>(
     let mut forced_failure = false;
     let mut replays = 0;
     loop {
-        let mut acks: Vec<(Req<'d>, i32, Option<u32>)> = Vec::new();
+        let mut acks: Vec<(Req<'d>, MsgErr)> = Vec::new();
         if begin.flags & NLM_F_ACK != 0 {
-            acks.push((*begin, 0, None));
+            acks.push((*begin, MsgErr::from(0)));
         }
         let pass = run_pass(ns, caller, rest, subsys, do_mode.clone());
         acks.extend(pass.acks.iter().copied());
@@ -270,7 +270,7 @@ fn rcv_batch<'d>(
                 Ok(()) => {
                     if let Some(end) = pass.end {
                         if end.flags & NLM_F_ACK != 0 {
-                            acks.push((end, 0, None));
+                            acks.push((end, MsgErr::from(0)));
                         }
                     }
                 }
@@ -311,8 +311,8 @@ fn rcv_batch<'d>(
         if let Some((req, e)) = immediate {
             out.unicast.push(ack(opts, &req, e, None));
         }
-        for (req, e, off) in acks {
-            out.unicast.push(ack(opts, &req, e, off));
+        for (req, e) in acks {
+            out.unicast.push(ack_ext(opts, &req, &e));
         }
         return;
     }
@@ -361,7 +361,7 @@ fn run_pass<'d>(
                 let err = r.err();
                 if req.flags & NLM_F_ACK != 0 || err.is_some() {
                     let e = err.unwrap_or(MsgErr::from(0));
-                    acks.push((req, e.errno, e.bad_attr));
+                    acks.push((req, e));
                     if e.errno != 0 {
                         failure = true;
                     }
@@ -407,10 +407,9 @@ fn batch_msg(tx: &mut Txn<'_>, caller: &Caller, req: &Req<'_>, subsys: u16) -> B
     if kind != CbKind::Batch {
         return BatchStep::Done(Err(EINVAL.into()));
     }
-    // The batch path parses without extack: policy errors carry no attribute.
     let tb = match nla::parse(req.attr_bytes(), (NLMSG_HDRLEN + 4) as u32, policy) {
         Ok(tb) => tb,
-        Err(e) => return BatchStep::Done(Err(e.errno.into())),
+        Err(e) => return BatchStep::Done(Err(e)),
     };
     let msg = Msg {
         req: *req,

@@ -90,7 +90,7 @@ pub fn iter_attrs(buf: &[u8], base_off: u32) -> Vec<Nla<'_>> {
 }
 
 /// What a policy allows for one attribute number (`struct nla_policy`).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pol {
     /// Not in the policy: accepted without checks.
     Any,
@@ -147,6 +147,46 @@ pub fn parse_nested<'a>(nla: &Nla<'a>, policy: &[Pol]) -> Result<Tb<'a>, MsgErr>
 
 const MAX_POLICY_RECURSION_DEPTH: u32 = 10;
 
+/// The extended ACK message of `validate_nla` failures.
+pub const POLICY_MSG: &str = "Attribute failed policy validation";
+
+/// `netlink_policy_dump_write_attr`: a policy as NLMSGERR_ATTR_POLICY describes it
+/// (`NL_POLICY_TYPE_ATTR_*`). None for types the kernel does not describe.
+pub fn describe(pol: Pol) -> Option<Vec<netlink_proto::attr::Attr>> {
+    use netlink_proto::attr::Attr;
+    const TYPE: u16 = 1;
+    const MIN_VALUE_U: u16 = 4;
+    const MAX_VALUE_U: u16 = 5;
+    const MAX_LENGTH: u16 = 7;
+    let range = |ty: u32, max: u64| {
+        vec![
+            Attr::new(MIN_VALUE_U, 0u64.to_ne_bytes().to_vec()),
+            Attr::new(MAX_VALUE_U, max.to_ne_bytes().to_vec()),
+            Attr::new(TYPE, ty.to_ne_bytes().to_vec()),
+        ]
+    };
+    let with_len = |ty: u32, len: usize| {
+        let mut v = Vec::new();
+        if len > 0 {
+            v.push(Attr::new(MAX_LENGTH, (len as u32).to_ne_bytes().to_vec()));
+        }
+        v.push(Attr::new(TYPE, ty.to_ne_bytes().to_vec()));
+        v
+    };
+    // enum netlink_attribute_type.
+    Some(match pol {
+        Pol::Any | Pol::Reject => return None,
+        Pol::U8 => range(2, u64::from(u8::MAX)),
+        Pol::U16 => range(3, u64::from(u16::MAX)),
+        Pol::U32 => range(4, u64::from(u32::MAX)),
+        Pol::U64 => range(5, u64::MAX),
+        Pol::Bin(len) => with_len(10, len),
+        Pol::Str(len) => with_len(11, len),
+        Pol::Nested | Pol::NestedPol(_) => with_len(13, 0),
+        Pol::NestedArray(_) => with_len(14, 0),
+    })
+}
+
 fn parse_depth<'a>(
     buf: &'a [u8],
     base_off: u32,
@@ -168,7 +208,12 @@ fn parse_depth<'a>(
             if e.bad_attr.is_some() {
                 e
             } else {
-                MsgErr::at(e.errno, Some(nla.off))
+                MsgErr {
+                    errno: e.errno,
+                    bad_attr: Some(nla.off),
+                    msg: Some(POLICY_MSG),
+                    policy: Some(policy[id]),
+                }
             }
         })?;
         tb.slots[id] = Some(nla);
@@ -223,7 +268,10 @@ fn validate(nla: &Nla<'_>, pol: Pol, depth: u32) -> Result<(), MsgErr> {
                     continue;
                 }
                 if entry.value.len() < 4 {
-                    return Err(MsgErr::at(ERANGE, Some(entry.off)));
+                    return Err(MsgErr {
+                        msg: Some("Array element too short"),
+                        ..MsgErr::at(ERANGE, Some(entry.off))
+                    });
                 }
                 parse_depth(entry.value, entry.off + 4, p, depth + 1)?;
             }

@@ -103,17 +103,34 @@ pub struct AckOpts {
 /// `netlink_ack`: an NLMSG_ERROR record for `req`. `err` is positive errno or 0.
 /// `bad_attr` is the offset of the offending attribute from the start of `req`.
 pub fn ack(opts: AckOpts, req: &Req<'_>, err: i32, bad_attr: Option<u32>) -> Vec<u8> {
+    ack_ext(opts, req, &crate::errno::MsgErr::at(err, bad_attr))
+}
+
+/// `netlink_ack` with the whole extended ACK: message, offset, policy.
+pub fn ack_ext(opts: AckOpts, req: &Req<'_>, e: &crate::errno::MsgErr) -> Vec<u8> {
+    let (err, bad_attr) = (e.errno, e.bad_attr);
     let mut flags = 0u16;
     let capped = err == 0 || opts.cap_ack;
     if capped {
         flags |= NLM_F_CAPPED;
     }
     let mut tlvs = Vec::new();
+    if opts.ext_ack {
+        if let Some(m) = e.msg {
+            tlvs.push(strz(NLMSGERR_ATTR_MSG, m.as_bytes()));
+        }
+    }
     if opts.ext_ack && err != 0 {
         if let Some(off) = bad_attr {
             if (off as usize) < req.len() {
                 tlvs.push(Attr::new(NLMSGERR_ATTR_OFFS, off.to_ne_bytes().to_vec()));
             }
+        }
+        if let Some(desc) = e.policy.and_then(crate::nla::describe) {
+            // NLMSGERR_ATTR_POLICY, opened with `nla_nest_start`.
+            let mut n = nest(4, &desc);
+            n.kind |= 0x8000;
+            tlvs.push(n);
         }
     }
     if !tlvs.is_empty() {

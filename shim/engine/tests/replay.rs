@@ -183,8 +183,14 @@ fn records(datagrams: &[Vec<u8>]) -> Vec<Vec<Vec<u8>>> {
 
 /// The command name the kernel reported in NFTA_GEN_PROC_NAME, if any reply has it.
 fn comm_of(cmd: &serde_json::Value) -> String {
-    for ex in cmd["exchanges"].as_array().unwrap() {
-        for r in ex["recv"].as_array().unwrap() {
+    let replies = cmd["exchanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|ex| ex["recv"].as_array().unwrap().iter());
+    let events = cmd["multicast"].as_array().unwrap().iter();
+    {
+        for r in replies.chain(events) {
             for m in messages(&unhex(r.as_str().unwrap())) {
                 if u16::from_ne_bytes([m[4], m[5]]) == 0x0a0f && m.len() > 36 {
                     let name = &m[40..];
