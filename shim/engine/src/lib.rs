@@ -110,6 +110,10 @@ pub struct Netns {
     ruleset: Ruleset,
     genid: u32,
     counters: Counters,
+    /// `nft_net->validate_state == NFT_VALIDATE_DO`: set when a commit failed validation,
+    /// cleared by the next commit. Tables created meanwhile validate every rule at once.
+    #[serde(default)]
+    validate_sticky: bool,
     /// Fixed wall clock (ms since the epoch) for tests; the system clock otherwise.
     #[serde(skip)]
     clock_ms: Option<u64>,
@@ -122,6 +126,7 @@ impl Default for Netns {
             ruleset: Ruleset::default(),
             genid: 1,
             counters: Counters::default(),
+            validate_sticky: false,
             clock_ms: None,
         }
     }

@@ -244,7 +244,10 @@ fn rcv_batch<'d>(
         out.unicast.push(ack(opts, begin, ERESTART, None));
         return;
     }
-    let mut do_mode = ValidateDo::default();
+    let mut do_mode = ValidateDo {
+        tables: Default::default(),
+        new_tables: ns.validate_sticky,
+    };
     let mut forced_failure = false;
     let mut replays = 0;
     loop {
@@ -275,6 +278,7 @@ fn rcv_batch<'d>(
                     }
                 }
                 Err(CommitErr::Validate(tables)) if replays == 0 => {
+                    ns.validate_sticky = true;
                     // `-EAGAIN` from commit: replay the batch validating as it goes, so
                     // that the error lands on the message that caused it.
                     replays += 1;
@@ -517,6 +521,7 @@ fn commit(
         g = 1;
     }
     ns.genid = g;
+    ns.validate_sticky = false;
     let notes = txn::notifications(&rs, &log, g);
     ns.ruleset = rs;
     dp.apply(&crate::view::RulesetView::new(&ns.ruleset));
