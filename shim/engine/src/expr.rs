@@ -295,8 +295,19 @@ pub fn canon_with(a: &Nla<'_>, policy: &[Pol]) -> Attr {
 
 /// One attribute in dump form: nests (flagged NLA_F_NESTED) rebuilt recursively.
 pub fn canon(a: &Nla<'_>) -> Attr {
-    if a.kind & netlink_packet_core_nested() != 0 {
-        let children: Vec<Attr> = iter_attrs(a.value, 0).iter().map(canon).collect();
+    canon_depth(a, 0)
+}
+
+/// Nests deeper than any expression uses are kept as they came (and the recursion is
+/// bounded whatever a client sends).
+const CANON_MAX_DEPTH: u32 = 8;
+
+fn canon_depth(a: &Nla<'_>, depth: u32) -> Attr {
+    if a.kind & netlink_packet_core_nested() != 0 && depth < CANON_MAX_DEPTH {
+        let children: Vec<Attr> = iter_attrs(a.value, 0)
+            .iter()
+            .map(|c| canon_depth(c, depth + 1))
+            .collect();
         nest(a.id(), &children)
     } else {
         Attr::new(a.id(), a.value.to_vec())

@@ -186,7 +186,8 @@ fn rcv_skb_batch(
     };
     let genid = tb.be32(NFNL_BATCH_GENID).unwrap_or(0);
     // Old nft sent res_id in host byte order.
-    let raw = [begin.payload()[2], begin.payload()[3]];
+    // `nlmsg_data(nlh)` is read whatever the declared length; the datagram has the bytes.
+    let raw = [d[NLMSG_HDRLEN + 2], d[NLMSG_HDRLEN + 3]];
     let subsys = if u16::from_ne_bytes(raw) == SUBSYS_NFTABLES {
         SUBSYS_NFTABLES
     } else {
