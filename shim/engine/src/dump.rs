@@ -27,14 +27,21 @@ pub fn table_use(t: &Table) -> u32 {
 
 /// `chain->use`: its rules, plus every jump/goto to it from rules and map elements.
 pub fn chain_use(t: &Table, c: &Chain) -> u32 {
-    let mut n = c.rules.len() as u32;
+    c.rules.len() as u32
+        + jump_refs(t).get(c.name.as_str()).copied().unwrap_or(0)
+        + u32::from(c.bound)
+}
+
+/// Jumps and gotos to each chain of a table, from rules and verdict-map elements.
+pub fn jump_refs(t: &Table) -> std::collections::HashMap<&str, u32> {
+    let mut refs = std::collections::HashMap::new();
     for ch in &t.chains {
         for r in &ch.rules {
-            n += r
-                .exprs
-                .iter()
-                .filter(|e| expr::verdict_chain(e) == Some(c.name.as_str()))
-                .count() as u32;
+            for e in &r.exprs {
+                if let Some(target) = expr::verdict_chain(e) {
+                    *refs.entry(target).or_insert(0) += 1;
+                }
+            }
         }
     }
     for s in &t.sets {
@@ -43,16 +50,11 @@ pub fn chain_use(t: &Table, c: &Chain) -> u32 {
                 chain: Some(name), ..
             }) = &e.data
             {
-                if name == &c.name {
-                    n += 1;
-                }
+                *refs.entry(name.as_str()).or_insert(0) += 1;
             }
         }
     }
-    if c.bound {
-        n += 1;
-    }
-    n
+    refs
 }
 
 /// `obj->use`: objref expressions and object-map elements naming it.

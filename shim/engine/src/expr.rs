@@ -512,7 +512,7 @@ fn find_set<'a>(cx: &Ctx<'a, '_>, name: Option<Nla<'_>>, id: Option<u32>) -> Res
 /// `nf_tables_bind_set`: an anonymous set takes one binding only.
 fn bind_set(cx: &Ctx<'_, '_>, s: &Set, out: &mut Inited) -> Result<(), i32> {
     if s.is_anonymous() {
-        if crate::set::is_bound(cx.table(), &s.name) {
+        if cx.tx.set_bound(cx.table(), s) {
             return Err(EBUSY);
         }
         out.binds_set = Some(s.name.clone());

@@ -65,8 +65,12 @@ pub fn handle(
             if is_dump {
                 let mut msgs = Vec::new();
                 for t in rs.tables.iter().filter(|t| fam_ok(t)) {
+                    // One pass over the table for the use counts of all its chains.
+                    let refs = dump::jump_refs(t);
                     for c in &t.chains {
-                        msgs.push(dump::chain_msg(
+                        let jumps = refs.get(c.name.as_str()).copied().unwrap_or(0);
+                        let use_count = c.rules.len() as u32 + jumps + u32::from(c.bound);
+                        msgs.push(dump::chain_msg_with_use(
                             t,
                             c,
                             NFT_MSG_NEWCHAIN,
@@ -75,6 +79,7 @@ pub fn handle(
                             portid,
                             res_id,
                             None,
+                            use_count,
                         ));
                     }
                 }

@@ -218,6 +218,7 @@ struct Pass<'d> {
     rs: Ruleset,
     log: Vec<Trans>,
     validate_need: std::collections::BTreeSet<u64>,
+    bound_anon: std::collections::HashSet<(u64, u64)>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -267,6 +268,7 @@ fn rcv_batch<'d>(
                 pass.rs,
                 pass.log,
                 &pass.validate_need,
+                &pass.bound_anon,
                 pass.first,
                 dp,
                 out,
@@ -375,6 +377,7 @@ fn run_pass<'d>(
         }
     }
     let validate_need = std::mem::take(&mut tx.validate_need);
+    let bound_anon = std::mem::take(&mut tx.bound_anon);
     Pass {
         acks,
         failure,
@@ -383,6 +386,7 @@ fn run_pass<'d>(
         rs: tx.rs,
         log: tx.log,
         validate_need,
+        bound_anon,
     }
 }
 
@@ -471,6 +475,7 @@ fn commit(
     rs: Ruleset,
     log: Vec<Trans>,
     validate_need: &std::collections::BTreeSet<u64>,
+    bound_anon: &std::collections::HashSet<(u64, u64)>,
     first: Option<Req<'_>>,
     dp: &mut dyn Dataplane,
     out: &mut Output,
@@ -488,7 +493,7 @@ fn commit(
         {
             if let Some(tab) = rs.table_by_handle(t.table) {
                 if let Some(s) = tab.sets.iter().find(|s| s.handle == *handle) {
-                    if s.is_anonymous() && !crate::set::is_bound(tab, &s.name) {
+                    if s.is_anonymous() && !bound_anon.contains(&(tab.handle, s.handle)) {
                         return Err(CommitErr::Errno(EINVAL));
                     }
                 }

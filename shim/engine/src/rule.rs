@@ -141,6 +141,16 @@ pub fn new(tx: &mut Txn<'_>, m: &Msg<'_>) -> MsgResult {
     if needs_validate {
         tx.validate_need.insert(table);
     }
+    for name in &binds_sets {
+        if let Some(sh) = tx.rs.tables[ti]
+            .sets
+            .iter()
+            .find(|s| &s.name == name)
+            .map(|s| s.handle)
+        {
+            tx.bound_anon.insert((table, sh));
+        }
+    }
     let t = &mut tx.rs.tables[ti];
     for c in &binds_chains {
         if let Some(bc) = t.chains.iter_mut().find(|ch| &ch.name == c) {
@@ -313,9 +323,10 @@ fn release_rule_refs(tx: &mut Txn<'_>, ti: usize, rule: &Rule) -> Vec<Set> {
                 .iter()
                 .position(|s| s.name == name && s.is_anonymous())
             {
-                if !crate::set::is_bound(t, name) {
-                    freed.push(t.sets.remove(si));
-                }
+                // An anonymous set has no binding but this rule's.
+                let s = t.sets.remove(si);
+                tx.bound_anon.remove(&(t.handle, s.handle));
+                freed.push(s);
             }
         }
         if let Some(target) = expr::verdict_chain(e) {

@@ -387,6 +387,7 @@ pub fn new(tx: &mut Txn<'_>, m: &Msg<'_>) -> MsgResult {
     };
     let snapshot = Box::new(set.clone());
     tx.rs.tables[ti].sets.push(set);
+    tx.new_sets.insert((table, handle));
     let id = tb.be32(NFTA_SET_ID);
     tx.push(
         m.meta,
@@ -576,13 +577,14 @@ pub fn new_elems(tx: &mut Txn<'_>, m: &Msg<'_>) -> MsgResult {
     let si = elem_set(tx, ti, m, true)?;
     let t = &tx.rs.tables[ti];
     let s = &t.sets[si];
-    if is_bound(t, &s.name) && s.flags & (NFT_SET_CONSTANT | NFT_SET_ANONYMOUS) != 0 {
+    let bound = tx.set_bound(t, s);
+    if bound && s.flags & (NFT_SET_CONSTANT | NFT_SET_ANONYMOUS) != 0 {
         return Err(EBUSY.into());
     }
     let table = t.handle;
     let set_handle = s.handle;
     for e in list.nested() {
-        add_elem(tx, m, ti, set_handle, &e).map_err(|err| MsgErr::at(err, Some(e.off)))?;
+        add_elem(tx, m, ti, set_handle, bound, &e).map_err(|err| MsgErr::at(err, Some(e.off)))?;
     }
     if tx.validates_each(table) {
         if let Some(t) = tx.rs.table_by_handle(table) {
@@ -642,6 +644,7 @@ fn add_elem(
     m: &Msg<'_>,
     ti: usize,
     set_handle: u64,
+    bound: bool,
     attr: &Nla<'_>,
 ) -> Result<(), i32> {
     let tb = nla::parse_nested(attr, ELEM_POLICY).map_err(|e| e.errno)?;
@@ -829,7 +832,7 @@ fn add_elem(
     if !catchall && s.size != 0 && s.nelems() as u32 >= s.size {
         return Err(ENFILE);
     }
-    if jumps && is_bound(t, &s.name) {
+    if jumps && bound {
         tx.validate_need.insert(table);
     }
     let set_name = s.name.clone();
@@ -1129,7 +1132,7 @@ pub fn expired(e: &Elem, now_ms: u64) -> bool {
 /// Drops expired elements (the set backends' garbage collection).
 pub fn gc(rs: &mut crate::state::Ruleset, now_ms: u64) {
     for t in &mut rs.tables {
-        for s in &mut t.sets {
+        for s in t.sets.iter_mut().filter(|s| s.flags & NFT_SET_TIMEOUT != 0) {
             s.elems.retain(|e| !expired(e, now_ms));
         }
     }

@@ -150,6 +150,10 @@ pub struct Txn<'a> {
     pub validate_do: ValidateDo,
     /// Tables created in this batch.
     pub new_tables: BTreeSet<u64>,
+    /// Sets created in this batch: (table handle, set handle).
+    pub new_sets: std::collections::HashSet<(u64, u64)>,
+    /// Anonymous sets a rule of this batch bound: (table handle, set handle).
+    pub bound_anon: std::collections::HashSet<(u64, u64)>,
     pub now_ms: u64,
 }
 
@@ -167,6 +171,8 @@ impl<'a> Txn<'a> {
             validate_need: BTreeSet::new(),
             validate_do,
             new_tables: BTreeSet::new(),
+            new_sets: Default::default(),
+            bound_anon: Default::default(),
             now_ms,
         }
     }
@@ -218,6 +224,20 @@ impl<'a> Txn<'a> {
             } if t.table == table && *c == chain && *i == id => Some(*handle),
             _ => None,
         })
+    }
+
+    /// Whether a set has a binding (`!list_empty(&set->bindings)`). An anonymous set has
+    /// exactly one, from the rule it was created for; committed ones are always bound.
+    pub fn set_bound(&self, t: &Table, s: &Set) -> bool {
+        if s.is_anonymous() {
+            if self.new_sets.contains(&(t.handle, s.handle)) {
+                self.bound_anon.contains(&(t.handle, s.handle))
+            } else {
+                true
+            }
+        } else {
+            crate::set::is_bound(t, &s.name)
+        }
     }
 
     pub fn alloc_handle(&mut self, table: u64) -> u64 {

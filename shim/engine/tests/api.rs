@@ -349,3 +349,36 @@ fn persisted_state_lists_and_continues_identically() {
         .collect();
     assert_eq!(rules, vec![2, 3, 5]);
 }
+
+/// Scale check (run with `--ignored --release`): a kube-proxy-sized ruleset.
+#[test]
+#[ignore]
+fn large_rulesets_stay_fast() {
+    let mut ns = Netns::new();
+    let t0 = std::time::Instant::now();
+    let mut msgs = vec![table(1, "t")];
+    let mut seq = 2;
+    for i in 0..2000 {
+        msgs.push(chain(seq, "t", &format!("c{i}")));
+        seq += 1;
+    }
+    for i in 0..20000 {
+        msgs.push(rule(seq, 0, "t", &format!("c{}", i % 2000), "counter"));
+        seq += 1;
+    }
+    let out = ns.handle_datagram(&caller(), &batch(&msgs), &mut NoDataplane);
+    assert!(out.unicast.is_empty());
+    eprintln!("load 2000 chains, 20000 rules: {:?}", t0.elapsed());
+    let t1 = std::time::Instant::now();
+    let dumped: usize = dump_all(&mut ns).iter().map(|r| r.len()).sum();
+    eprintln!("dump everything ({dumped} bytes): {:?}", t1.elapsed());
+    let t2 = std::time::Instant::now();
+    for i in 0..50 {
+        ns.handle_datagram(
+            &caller(),
+            &batch(&[rule(1, 0, "t", &format!("c{i}"), "counter")]),
+            &mut NoDataplane,
+        );
+    }
+    eprintln!("50 single-rule batches: {:?}", t2.elapsed());
+}
