@@ -32,7 +32,6 @@ fn handle_of(listing: &str, needle: &str) -> u64 {
 }
 
 #[test]
-#[ignore = "needs nftshimd engine"]
 fn add_insert_replace_delete_by_handle() {
     let d = Differential::new("rules");
     d.ok_stdin(&["-f", "-"], BASE);
@@ -66,7 +65,6 @@ fn add_insert_replace_delete_by_handle() {
 }
 
 #[test]
-#[ignore = "needs nftshimd engine"]
 fn listing_variants() {
     let d = Differential::new("lists");
     d.ok_stdin(
@@ -122,7 +120,6 @@ table ip nat {
 }
 
 #[test]
-#[ignore = "needs nftshimd engine"]
 fn ruleset_files_load_atomically() {
     let d = Differential::new("files");
     let dir = tempfile::tempdir().unwrap();
@@ -169,7 +166,6 @@ table ip filter {
 }
 
 #[test]
-#[ignore = "needs nftshimd engine"]
 fn flush_chain_table_set_and_ruleset() {
     let d = Differential::new("flush");
     let setup = "table ip a {
@@ -198,7 +194,6 @@ table ip6 b {
 }
 
 #[test]
-#[ignore = "needs nftshimd engine"]
 fn echo_prints_what_was_added() {
     let d = Differential::new("echo");
     for cmd in [
@@ -226,7 +221,6 @@ fn echo_prints_what_was_added() {
 }
 
 #[test]
-#[ignore = "needs nftshimd engine"]
 fn check_mode_applies_nothing() {
     let d = Differential::new("check");
     d.ok_stdin(&["-f", "-"], BASE);
@@ -277,7 +271,6 @@ fn monitor_lines(ns: &Netns, shim: Option<&ShimDaemon>, actions: impl FnOnce()) 
 }
 
 #[test]
-#[ignore = "needs nftshimd engine"]
 fn monitor_sees_other_clients_changes() {
     let d = Differential::new("monitor");
     let changes = |ns: &Netns, shim: Option<&ShimDaemon>| {

@@ -105,7 +105,6 @@ fn datagrams() -> Vec<Vec<u8>> {
 }
 
 #[test]
-#[ignore = "needs nftshimd engine"]
 fn malformed_datagrams_get_the_kernels_errors() {
     let d = Differential::new("raw");
     let mut args = vec!["--ext-ack".to_string()];
@@ -127,7 +126,6 @@ fn malformed_datagrams_get_the_kernels_errors() {
 }
 
 #[test]
-#[ignore = "needs nftshimd engine"]
 fn garbage_on_the_control_socket_does_not_stop_the_daemon() {
     use nftshim_ipc::{Frame, Op};
     use nix::sys::socket::{

@@ -19,7 +19,6 @@ fn ruleset(ns: &Netns, shim: &ShimDaemon) -> String {
 }
 
 #[test]
-#[ignore = "needs nftshimd engine"]
 fn each_namespace_sees_only_its_own_ruleset() {
     let shim = ShimDaemon::start();
     let a = test_netns("iso-a");
@@ -77,7 +76,6 @@ fn each_namespace_sees_only_its_own_ruleset() {
 }
 
 #[test]
-#[ignore = "needs nftshimd engine"]
 fn caller_without_cap_net_admin_is_refused_like_by_the_kernel() {
     let d = Differential::new("priv");
     d.ok(&["add table ip t"]);

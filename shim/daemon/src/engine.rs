@@ -17,6 +17,8 @@ pub trait NamespaceState: Send + 'static {
     ) -> Output;
     /// The generation id: a change means the ruleset changed and must be persisted.
     fn genid(&self) -> u32;
+    /// Nothing happened yet that a client could observe: the namespace may be forgotten.
+    fn is_pristine(&self) -> bool;
     fn to_persisted(&self) -> serde_json::Value;
     fn from_persisted(value: serde_json::Value) -> Result<Self, String>
     where
@@ -37,6 +39,9 @@ impl NamespaceState for Netns {
     }
     fn genid(&self) -> u32 {
         Netns::genid(self)
+    }
+    fn is_pristine(&self) -> bool {
+        Netns::is_pristine(self)
     }
     fn to_persisted(&self) -> serde_json::Value {
         Netns::to_persisted(self)

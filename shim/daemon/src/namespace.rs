@@ -22,13 +22,17 @@ pub type SessionId = u64;
 pub struct SessionLink {
     pub socket: Arc<AppSocket>,
     pub groups: AtomicU32,
+    /// The socket's port id (changes on `bind`): the kernel leaves the sender of an
+    /// echoed change out of the multicast copy of it.
+    pub portid: AtomicU32,
 }
 
 impl SessionLink {
-    pub fn new(socket: Arc<AppSocket>) -> Self {
+    pub fn new(socket: Arc<AppSocket>, portid: u32) -> Self {
         SessionLink {
             socket,
             groups: AtomicU32::new(0),
+            portid: AtomicU32::new(portid),
         }
     }
 
@@ -77,11 +81,12 @@ impl<S: NamespaceState> Namespace<S> {
         let mut guard = lock(&self.state);
         let st = &mut *guard;
         let before = st.engine.genid();
+        let was_pristine = st.engine.is_pristine();
         let out = st
             .engine
             .handle_datagram(caller, datagram, st.dataplane.as_mut());
         let after = st.engine.genid();
-        if after != before {
+        if after != before || (was_pristine && !st.engine.is_pristine()) {
             self.has_state.store(true, Ordering::Relaxed);
             match store.save(
                 self.id.cookie,
@@ -97,8 +102,16 @@ impl<S: NamespaceState> Namespace<S> {
         }
         if !out.multicast.is_empty() {
             let members: Vec<Arc<SessionLink>> = lock(&self.sessions).values().cloned().collect();
-            for (group, record) in out.multicast {
-                for m in members.iter().filter(|m| m.is_member(group)) {
+            let skips = out
+                .multicast_skip_portid
+                .iter()
+                .copied()
+                .chain(std::iter::repeat(None));
+            for ((group, record), skip) in out.multicast.into_iter().zip(skips) {
+                let wanted = |m: &&Arc<SessionLink>| {
+                    m.is_member(group) && Some(m.portid.load(Ordering::Relaxed)) != skip
+                };
+                for m in members.iter().filter(wanted) {
                     m.socket.send_multicast(record.clone());
                 }
             }

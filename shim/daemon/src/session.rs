@@ -236,11 +236,14 @@ impl<S: NamespaceState> Connection<S> {
                 return Next::ReplyAndClose(done(errno_reply(libc::EINVAL)));
             }
         };
-        let link = Arc::new(SessionLink::new(socket.clone()));
+        // The port id is known once the namespace has allocated it, just below.
+        let link = Arc::new(SessionLink::new(socket.clone(), 0));
         let (ns, portid) =
             self.daemon
                 .registry
                 .join(v.netns, self.id, link.clone(), v.tgid_in_own_ns);
+        link.portid
+            .store(portid, std::sync::atomic::Ordering::Relaxed);
         tracing::debug!(
             pid = v.pid,
             uid = v.uid,
@@ -343,7 +346,12 @@ impl<S: NamespaceState> Connection<S> {
             .socket
             .bind(b.pid, b.groups, s.net_admin, |old, new| ns.rebind(old, new))
         {
-            Ok(portid) => portid as i64,
+            Ok(portid) => {
+                s.link
+                    .portid
+                    .store(portid, std::sync::atomic::Ordering::Relaxed);
+                portid as i64
+            }
             Err(errno) => errno_reply(errno),
         };
         s.link

@@ -67,11 +67,13 @@ fn request_is_answered_with_done_and_the_namespace_is_listed() {
     ns.run(|| {
         let mut c = Client::connect(&d.socket).unwrap();
         assert_eq!(c.hello(), tgid(), "first socket of a process gets its tgid");
-        // A GETGEN as nft sends it: the stub engine answers nothing, but Done must come.
+        // A GETGEN as nft sends it: the NEWGEN answer is queued before Done comes.
         let getgen = [
             20u8, 0, 0, 0, 0x10, 0x0a, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         ];
         assert_eq!(c.request(&getgen), getgen.len() as i64);
+        let newgen = c.try_read_app().expect("NEWGEN queued before Done");
+        assert_eq!(&newgen[4..6], &[0x0f, 0x0a], "NFT_MSG_NEWGEN of nf_tables");
         assert_eq!(c.request(&[]), 0);
         assert_eq!(c.sync(), 0, "nothing was queued for the application");
         assert_eq!(c.try_read_app(), None);

@@ -60,6 +60,14 @@ impl NamespaceState for FakeNetns {
                     .push((7, format!("event:{name}").into_bytes()));
                 out.unicast.push(b"ack".to_vec());
             }
+            // A change the sender asked to see echoed: the multicast copy skips it.
+            ["echo", name] => {
+                self.genid += 1;
+                out.multicast
+                    .push((7, format!("event:{name}").into_bytes()));
+                out.multicast_skip_portid.push(Some(caller.portid));
+                out.unicast.push(format!("echo:{name}").into_bytes());
+            }
             ["dump", n, size] => {
                 let (n, size): (u32, usize) = (n.parse().unwrap(), size.parse().unwrap());
                 for i in 0..n {
@@ -87,6 +95,9 @@ impl NamespaceState for FakeNetns {
 
     fn genid(&self) -> u32 {
         self.genid
+    }
+    fn is_pristine(&self) -> bool {
+        self.genid == 1 && self.log.is_empty()
     }
 
     fn to_persisted(&self) -> serde_json::Value {
@@ -442,6 +453,32 @@ fn request_parts_reach_the_engine_as_one_datagram() {
         assert!(
             c.try_read_app().is_none(),
             "the fake engine ignores \"ami\""
+        );
+    });
+    d.stop();
+}
+
+#[test]
+fn the_sender_of_an_echoed_change_is_left_out_of_its_multicast_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = InProcess::start(dir.path(), Limits::default());
+    let ns = TestNetns::new();
+    ns.run(|| {
+        let sender = opened(&d.socket);
+        let listener = opened(&d.socket);
+        for c in [&sender, &listener] {
+            assert_eq!(c.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, 7), 0);
+        }
+        assert_eq!(sender.request(b"echo:t"), 6);
+        assert_eq!(sender.try_read_app().as_deref(), Some(&b"echo:t"[..]));
+        assert_eq!(
+            listener.read_app(Duration::from_secs(5)).as_deref(),
+            Some(&b"event:t"[..])
+        );
+        assert_eq!(
+            sender.read_app(Duration::from_millis(200)),
+            None,
+            "no second copy"
         );
     });
     d.stop();

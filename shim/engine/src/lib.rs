@@ -152,6 +152,13 @@ impl Netns {
         self.genid
     }
 
+    /// Nothing ever happened here: no commit, and no handle was ever allocated (an
+    /// aborted batch, e.g. `nft -c`, still uses up handles in the kernel). A daemon may
+    /// forget a pristine namespace without changing what its clients will see.
+    pub fn is_pristine(&self) -> bool {
+        self.genid == 1 && self.counters == Counters::default()
+    }
+
     /// The committed ruleset, read-only.
     pub fn view(&self) -> RulesetView<'_> {
         RulesetView::new(&self.ruleset)

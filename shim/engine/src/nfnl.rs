@@ -146,7 +146,7 @@ fn rcv_msg(
     match subsys {
         SUBSYS_NFTABLES => {
             let (policy, kind) = nft_callback(cb).ok_or(MsgErr::from(EINVAL))?;
-            let tb = nla::parse(req.attr_bytes(), (NLMSG_HDRLEN + 4) as u32, policy)?;
+            let tb = nla::parse_msg(req.attr_bytes(), (NLMSG_HDRLEN + 4) as u32, policy)?;
             if kind != CbKind::Rcu {
                 return Err(EINVAL.into());
             }
@@ -416,7 +416,7 @@ fn batch_msg(tx: &mut Txn<'_>, caller: &Caller, req: &Req<'_>, subsys: u16) -> B
     if kind != CbKind::Batch {
         return BatchStep::Done(Err(EINVAL.into()));
     }
-    let tb = match nla::parse(req.attr_bytes(), (NLMSG_HDRLEN + 4) as u32, policy) {
+    let tb = match nla::parse_msg(req.attr_bytes(), (NLMSG_HDRLEN + 4) as u32, policy) {
         Ok(tb) => tb,
         Err(e) => return BatchStep::Done(Err(e)),
     };

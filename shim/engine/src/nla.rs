@@ -140,6 +140,28 @@ pub fn parse<'a>(buf: &'a [u8], base_off: u32, policy: &[Pol]) -> Result<Tb<'a>,
     parse_depth(buf, base_off, policy, 0)
 }
 
+/// The extended ACK message of a message whose attributes do not fill it exactly.
+pub const LEFTOVER_MSG: &str = "bytes leftover after parsing attributes";
+
+/// Parses a message's top-level attributes as nfnetlink does on this kernel: like
+/// [`parse`], and then bytes that do not form a whole attribute are EINVAL
+/// (`NL_VALIDATE_TRAILING`), reported after any per-attribute error.
+pub fn parse_msg<'a>(buf: &'a [u8], base_off: u32, policy: &[Pol]) -> Result<Tb<'a>, MsgErr> {
+    let tb = parse(buf, base_off, policy)?;
+    let used = iter_attrs(buf, base_off).last().map_or(0, |n| {
+        (n.off - base_off) as usize + align4(n.value.len() + 4)
+    });
+    if buf.len() > used {
+        return Err(MsgErr {
+            errno: EINVAL,
+            bad_attr: None,
+            msg: Some(LEFTOVER_MSG),
+            policy: None,
+        });
+    }
+    Ok(tb)
+}
+
 /// Parses the content of a nested attribute.
 pub fn parse_nested<'a>(nla: &Nla<'a>, policy: &[Pol]) -> Result<Tb<'a>, MsgErr> {
     parse(nla.value, nla.off + 4, policy)
