@@ -5,12 +5,50 @@
 //! have put on the wire: unicast records for the sender (each ACK/error a record of its
 //! own, dump parts packed into records), and multicast records for NFNLGRP_NFTABLES.
 //! Enforcement is behind [`Dataplane`]: every commit is checked, then applied.
+//!
+//! Module map (one concern each, mirroring the kernel's files):
+//! - [`nfnl`]: `nfnetlink_rcv`: datagrams, batches, ACKs, commit/abort, replay;
+//! - [`txn`]: the transaction of one batch (next-generation ruleset and its log) and the
+//!   notifications it produces at commit;
+//! - [`table`], [`chain`], [`rule`], [`set`], [`obj`], [`flowtable`]: the message
+//!   handlers of `nf_tables_api.c`, one module per object family;
+//! - [`expr`]: expression types (init checks, references, the kernel's dump form);
+//! - [`validate`]: commit-time validation (jump depth/loops, per-expression hooks);
+//! - [`dump`]: the `nf_tables_fill_*_info` message builders shared by dumps, gets and
+//!   notifications; [`get`]: GET requests and dumps;
+//! - [`compat`]: the NFNL_SUBSYS_NFT_COMPAT revision query;
+//! - [`view`]: the read-only ruleset view handed to the [`Dataplane`].
 
+pub mod compat;
 pub mod dataplane;
+pub mod errno;
+pub mod expr;
+pub mod msg;
+pub mod nla;
+pub mod state;
+pub mod view;
+pub mod wire;
+
+mod chain;
+mod dump;
+mod flowtable;
+mod get;
+mod nfnl;
+mod obj;
+mod rule;
+mod set;
+mod table;
+mod txn;
+mod validate;
 
 pub use dataplane::{Dataplane, DataplaneError, NoDataplane};
+pub use view::RulesetView;
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use state::Ruleset;
 
 /// Who sent a datagram, as the kernel would know it from the socket.
 #[derive(Clone, Debug)]
@@ -34,12 +72,58 @@ pub struct Output {
     pub unicast: Vec<Vec<u8>>,
     /// Records for members of a multicast group: (group number, record).
     pub multicast: Vec<(u32, Vec<u8>)>,
+    /// For each entry of `multicast`, a port id that must not receive it: the kernel's
+    /// `nlmsg_notify` skips the sender of an NLM_F_ECHO request, who gets the same
+    /// record by unicast instead.
+    pub multicast_skip_portid: Vec<Option<u32>>,
+}
+
+impl Output {
+    fn push_multicast(&mut self, group: u32, record: Vec<u8>, skip: Option<u32>) {
+        self.multicast.push((group, record));
+        self.multicast_skip_portid.push(skip);
+    }
+}
+
+/// Counters the kernel never rolls back on abort: table handles of the namespace, and
+/// the handle generator of each table (`table->hgenerator`), keyed by table handle.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Counters {
+    pub table_handle: u64,
+    pub hgen: BTreeMap<u64, u64>,
+    /// Names of anonymous binding chains (`__chain%llu`).
+    pub chain_id: u64,
+}
+
+impl Counters {
+    pub fn alloc_handle(&mut self, table_handle: u64) -> u64 {
+        let h = self.hgen.entry(table_handle).or_insert(0);
+        *h += 1;
+        *h
+    }
 }
 
 /// One namespace's nf_tables state.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Netns {
-    // filled by the engine
+    ruleset: Ruleset,
+    genid: u32,
+    counters: Counters,
+    /// Fixed wall clock (ms since the epoch) for tests; the system clock otherwise.
+    #[serde(skip)]
+    clock_ms: Option<u64>,
+}
+
+impl Default for Netns {
+    fn default() -> Self {
+        // `nf_tables_init_net`: base_seq starts at 1.
+        Netns {
+            ruleset: Ruleset::default(),
+            genid: 1,
+            counters: Counters::default(),
+            clock_ms: None,
+        }
+    }
 }
 
 impl Netns {
@@ -50,16 +134,21 @@ impl Netns {
     /// Processes one datagram as `nfnetlink_rcv` does.
     pub fn handle_datagram(
         &mut self,
-        _caller: &Caller,
-        _datagram: &[u8],
-        _dataplane: &mut dyn Dataplane,
+        caller: &Caller,
+        datagram: &[u8],
+        dataplane: &mut dyn Dataplane,
     ) -> Output {
-        Output::default()
+        nfnl::rcv(self, caller, datagram, dataplane)
     }
 
     /// The current generation id.
     pub fn genid(&self) -> u32 {
-        1
+        self.genid
+    }
+
+    /// The committed ruleset, read-only.
+    pub fn view(&self) -> RulesetView<'_> {
+        RulesetView::new(&self.ruleset)
     }
 
     /// Serialises the committed state for the state directory.
@@ -70,5 +159,19 @@ impl Netns {
     /// Restores state written by [`Netns::to_persisted`].
     pub fn from_persisted(v: serde_json::Value) -> Result<Netns, serde_json::Error> {
         serde_json::from_value(v)
+    }
+
+    /// Pins the wall clock used for element timeouts (tests).
+    pub fn set_clock_ms(&mut self, now_ms: Option<u64>) {
+        self.clock_ms = now_ms;
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock_ms.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0)
+        })
     }
 }

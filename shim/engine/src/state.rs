@@ -1,0 +1,269 @@
+//! The ruleset of one namespace: tables with their chains, rules, sets, objects and
+//! flowtables, as the kernel keeps them. Expressions are kept in the form the kernel
+//! dumps them (see `expr`), so that listing them needs no further translation.
+
+use netlink_proto::attr::Attr;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Ruleset {
+    pub tables: Vec<Table>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Table {
+    pub name: String,
+    pub family: u8,
+    /// `NFT_TABLE_F_*` as the user sees them.
+    pub flags: u32,
+    /// Port id of the owning socket when `NFT_TABLE_F_OWNER` is set.
+    pub owner: u32,
+    pub udata: Option<Vec<u8>>,
+    pub handle: u64,
+    pub chains: Vec<Chain>,
+    pub sets: Vec<Set>,
+    pub objects: Vec<Obj>,
+    pub flowtables: Vec<Flowtable>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Chain {
+    pub name: String,
+    pub handle: u64,
+    /// `NFT_CHAIN_BASE`, `NFT_CHAIN_HW_OFFLOAD`, `NFT_CHAIN_BINDING`.
+    pub flags: u32,
+    pub base: Option<BaseChain>,
+    pub udata: Option<Vec<u8>>,
+    pub rules: Vec<Rule>,
+    /// A binding chain that a rule has taken (`chain->bound`).
+    pub bound: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BaseChain {
+    pub hooknum: u32,
+    pub priority: i32,
+    /// "filter", "route" or "nat".
+    pub chain_type: String,
+    /// Devices of netdev-family (and inet ingress) chains.
+    pub devices: Vec<String>,
+    /// `NF_ACCEPT` or `NF_DROP`.
+    pub policy: u32,
+    /// Counters given with NFTA_CHAIN_COUNTERS: (packets, bytes).
+    pub counters: Option<(u64, u64)>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Rule {
+    pub handle: u64,
+    pub exprs: Vec<Expr>,
+    pub udata: Option<Vec<u8>>,
+    /// NFTA_RULE_COMPAT as sent (protocol and flags for xt matches); never dumped.
+    #[serde(with = "attr_hex::opt")]
+    pub compat: Option<Vec<Attr>>,
+}
+
+/// One expression: its name and the content of NFTA_EXPR_DATA in the kernel's dump form.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Expr {
+    pub name: String,
+    #[serde(with = "attr_hex")]
+    pub data: Vec<Attr>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Set {
+    pub name: String,
+    pub handle: u64,
+    pub flags: u32,
+    pub key_type: u32,
+    pub key_len: u32,
+    pub data_type: u32,
+    pub data_len: u32,
+    pub obj_type: u32,
+    pub policy: u32,
+    pub size: u32,
+    /// Field lengths of a concatenated key (NFTA_SET_DESC_CONCAT).
+    pub field_len: Vec<u32>,
+    pub timeout_ms: u64,
+    pub gc_interval: u32,
+    pub udata: Option<Vec<u8>>,
+    /// Stateful expressions attached to every element.
+    pub exprs: Vec<Expr>,
+    pub elems: Vec<Elem>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Elem {
+    /// Absent only for the catch-all element.
+    pub key: Option<Vec<u8>>,
+    pub key_end: Option<Vec<u8>>,
+    pub data: Option<ElemData>,
+    /// `NFT_SET_ELEM_INTERVAL_END`, `NFT_SET_ELEM_CATCHALL`.
+    pub flags: u32,
+    /// Timeout in ms when the set has `NFT_SET_TIMEOUT`; 0 means never.
+    pub timeout_ms: u64,
+    /// Wall-clock time (ms since the epoch) at which the element expires, if it does.
+    pub expires_at_ms: Option<u64>,
+    pub udata: Option<Vec<u8>>,
+    pub exprs: Vec<Expr>,
+    pub objref: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum ElemData {
+    Value(Vec<u8>),
+    Verdict { code: u32, chain: Option<String> },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Obj {
+    pub name: String,
+    pub handle: u64,
+    pub obj_type: u32,
+    /// NFTA_OBJ_DATA content in the kernel's dump form.
+    #[serde(with = "attr_hex")]
+    pub data: Vec<Attr>,
+    pub udata: Option<Vec<u8>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Flowtable {
+    pub name: String,
+    pub handle: u64,
+    pub hooknum: u32,
+    pub priority: i32,
+    pub devices: Vec<String>,
+    pub flags: u32,
+}
+
+impl Ruleset {
+    pub fn table(&self, family: u8, name: &[u8]) -> Option<&Table> {
+        self.tables
+            .iter()
+            .find(|t| t.family == family && t.name.as_bytes() == name)
+    }
+    pub fn table_idx(&self, family: u8, name: &[u8]) -> Option<usize> {
+        self.tables
+            .iter()
+            .position(|t| t.family == family && t.name.as_bytes() == name)
+    }
+    pub fn table_by_handle(&self, handle: u64) -> Option<&Table> {
+        self.tables.iter().find(|t| t.handle == handle)
+    }
+    pub fn table_idx_by_handle(&self, handle: u64) -> Option<usize> {
+        self.tables.iter().position(|t| t.handle == handle)
+    }
+}
+
+impl Table {
+    pub fn chain(&self, name: &[u8]) -> Option<&Chain> {
+        self.chains.iter().find(|c| c.name.as_bytes() == name)
+    }
+    pub fn chain_idx(&self, name: &[u8]) -> Option<usize> {
+        self.chains.iter().position(|c| c.name.as_bytes() == name)
+    }
+    pub fn chain_idx_by_handle(&self, handle: u64) -> Option<usize> {
+        self.chains.iter().position(|c| c.handle == handle)
+    }
+    pub fn set(&self, name: &[u8]) -> Option<&Set> {
+        self.sets.iter().find(|s| s.name.as_bytes() == name)
+    }
+    pub fn set_idx(&self, name: &[u8]) -> Option<usize> {
+        self.sets.iter().position(|s| s.name.as_bytes() == name)
+    }
+    pub fn obj_idx(&self, name: &[u8], obj_type: u32) -> Option<usize> {
+        self.objects
+            .iter()
+            .position(|o| o.name.as_bytes() == name && o.obj_type == obj_type)
+    }
+    pub fn flowtable_idx(&self, name: &[u8]) -> Option<usize> {
+        self.flowtables
+            .iter()
+            .position(|f| f.name.as_bytes() == name)
+    }
+    pub fn has_owner(&self) -> bool {
+        self.flags & netlink_proto::consts::NFT_TABLE_F_OWNER != 0
+    }
+}
+
+impl Chain {
+    pub fn is_base(&self) -> bool {
+        self.base.is_some()
+    }
+    pub fn is_binding(&self) -> bool {
+        self.flags & netlink_proto::consts::NFT_CHAIN_BINDING != 0
+    }
+}
+
+impl Set {
+    pub fn is_anonymous(&self) -> bool {
+        self.flags & netlink_proto::consts::NFT_SET_ANONYMOUS != 0
+    }
+    /// Elements that are not the catch-all (as `set->nelems` counts them).
+    pub fn nelems(&self) -> usize {
+        self.elems
+            .iter()
+            .filter(|e| e.flags & netlink_proto::consts::NFT_SET_ELEM_CATCHALL == 0)
+            .count()
+    }
+}
+
+impl Expr {
+    pub fn attr(&self, id: u16) -> Option<&Attr> {
+        self.data.iter().rev().find(|a| a.id() == id)
+    }
+}
+
+/// Attribute lists are persisted as the hex of their wire encoding: exact, and compact.
+mod attr_hex {
+    use netlink_proto::attr::{emit_attrs, parse_attrs, Attr};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn encode(attrs: &[Attr]) -> String {
+        let mut b = Vec::new();
+        emit_attrs(attrs, &mut b);
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    pub fn decode<E: serde::de::Error>(s: &str) -> Result<Vec<Attr>, E> {
+        if s.len() % 2 != 0 {
+            return Err(E::custom("odd hex length"));
+        }
+        let bytes: Result<Vec<u8>, _> = (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16))
+            .collect();
+        let bytes = bytes.map_err(E::custom)?;
+        parse_attrs(&bytes).map_err(E::custom)
+    }
+
+    pub fn serialize<S: Serializer>(attrs: &[Attr], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(attrs))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Attr>, D::Error> {
+        decode(&String::deserialize(d)?)
+    }
+
+    pub mod opt {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(
+            attrs: &Option<Vec<Attr>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match attrs {
+                Some(a) => s.serialize_some(&encode(a)),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Attr>>, D::Error> {
+            match Option::<String>::deserialize(d)? {
+                Some(h) => decode(&h).map(Some),
+                None => Ok(None),
+            }
+        }
+    }
+}
