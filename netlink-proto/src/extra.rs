@@ -64,3 +64,58 @@ pub const NFPROTO_ARP: u8 = 3;
 pub const NFPROTO_NETDEV: u8 = 5;
 pub const NFPROTO_BRIDGE: u8 = 7;
 pub const NFPROTO_IPV6: u8 = 10;
+
+// ---- newer uapi (kernel 6.x) than the headers `consts.rs` was generated from ----
+// The running kernel (6.18) knows these; nft 1.0.6 and iptables-nft 1.8.9 do not send
+// them, but a kernel dump or a newer client may.
+
+/// Get rules and reset their stateful expressions.
+pub const NFT_MSG_GETRULE_RESET: u16 = 25;
+pub const NFT_MSG_DESTROYTABLE: u16 = 26;
+pub const NFT_MSG_DESTROYCHAIN: u16 = 27;
+pub const NFT_MSG_DESTROYRULE: u16 = 28;
+pub const NFT_MSG_DESTROYSET: u16 = 29;
+pub const NFT_MSG_DESTROYSETELEM: u16 = 30;
+pub const NFT_MSG_DESTROYOBJ: u16 = 31;
+pub const NFT_MSG_DESTROYFLOWTABLE: u16 = 32;
+/// Get set elements and reset their stateful expressions.
+pub const NFT_MSG_GETSETELEM_RESET: u16 = 33;
+
+pub const NFT_TABLE_F_PERSIST: u32 = 4;
+
+/// Set backend name (string), dumped by newer kernels.
+pub const NFTA_SET_TYPE: u16 = 19;
+/// Number of set elements (u32), dumped by newer kernels.
+pub const NFTA_SET_COUNT: u16 = 20;
+
+pub const NFTA_BITWISE_SREG2: u16 = 8;
+pub const NFT_BITWISE_AND: u32 = 3;
+pub const NFT_BITWISE_OR: u32 = 4;
+pub const NFT_BITWISE_XOR: u32 = 5;
+
+pub const NFT_PAYLOAD_TUN_HEADER: u32 = 4;
+pub const NFT_META_BRI_BROUTE: u32 = 35;
+
+/// The `inner` expression (tunnel payload matching).
+pub const NFTA_INNER_UNSPEC: u16 = 0;
+pub const NFTA_INNER_NUM: u16 = 1;
+pub const NFTA_INNER_TYPE: u16 = 2;
+pub const NFTA_INNER_FLAGS: u16 = 3;
+pub const NFTA_INNER_HDRSIZE: u16 = 4;
+pub const NFTA_INNER_EXPR: u16 = 5;
+pub const NFT_INNER_UNSPEC: u32 = 0;
+pub const NFT_INNER_VXLAN: u32 = 1;
+pub const NFT_INNER_GENEVE: u32 = 2;
+pub const NFT_INNER_HDRSIZE: u32 = 1;
+pub const NFT_INNER_LL: u32 = 2;
+pub const NFT_INNER_NH: u32 = 4;
+pub const NFT_INNER_TH: u32 = 8;
+
+/// Conntrack data of a traced packet (kernel 6.x trace events).
+pub const NFTA_TRACE_CT_ID: u16 = 18;
+pub const NFTA_TRACE_CT_DIRECTION: u16 = 19;
+pub const NFTA_TRACE_CT_STATUS: u16 = 20;
+pub const NFTA_TRACE_CT_STATE: u16 = 21;
+
+/// A device name prefix (`devices = { "eth*" }`, kernel 6.16+).
+pub const NFTA_DEVICE_PREFIX: u16 = 2;

@@ -10,8 +10,15 @@
 
 pub mod attr;
 pub mod consts;
+pub mod data;
+pub mod expr;
 pub mod extra;
 pub mod message;
+pub mod msg;
+pub mod typed;
+
+#[cfg(test)]
+mod testutil;
 
 pub use attr::{Attr, AttrExt, ProtoError};
 pub use message::{NfGenMsg, NlMsg, NlmsgErr};

@@ -1,0 +1,28 @@
+//! `masq`: Masquerade: source NAT to the outgoing interface's address.
+
+use super::expr_struct;
+use crate::consts::*;
+use crate::data::Register;
+use crate::typed::{attr_enum, getters};
+
+attr_enum! {
+    /// `masq` expression attributes.
+    pub enum MasqAttr {
+        Flags(u32) = NFTA_MASQ_FLAGS,
+        RegProtoMin(Register) = NFTA_MASQ_REG_PROTO_MIN,
+        RegProtoMax(Register) = NFTA_MASQ_REG_PROTO_MAX,
+    }
+}
+
+expr_struct! {
+    /// The `masq` expression.
+    pub struct Masq(MasqAttr) = "masq";
+}
+
+impl Masq {
+    getters! { MasqAttr {
+        flags: Flags => copy<u32>,
+        reg_proto_min: RegProtoMin => copy<Register>,
+        reg_proto_max: RegProtoMax => copy<Register>,
+    } }
+}
