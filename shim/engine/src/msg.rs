@@ -9,26 +9,14 @@ pub use netlink_proto::consts::{
     NFT_MSG_NEWRULE, NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE,
 };
 
-pub const NFT_MSG_GETRULE_RESET: u16 = 25;
-pub const NFT_MSG_DESTROYTABLE: u16 = 26;
-pub const NFT_MSG_DESTROYCHAIN: u16 = 27;
-pub const NFT_MSG_DESTROYRULE: u16 = 28;
-pub const NFT_MSG_DESTROYSET: u16 = 29;
-pub const NFT_MSG_DESTROYSETELEM: u16 = 30;
-pub const NFT_MSG_DESTROYOBJ: u16 = 31;
-pub const NFT_MSG_DESTROYFLOWTABLE: u16 = 32;
-pub const NFT_MSG_GETSETELEM_RESET: u16 = 33;
 /// `NFT_MSG_MAX`: the number of nf_tables callbacks.
+pub use netlink_proto::extra::{NFT_MSG_GETRULE_RESET, NFT_MSG_DESTROYTABLE, NFT_MSG_DESTROYCHAIN, NFT_MSG_DESTROYRULE, NFT_MSG_DESTROYSET, NFT_MSG_DESTROYSETELEM, NFT_MSG_DESTROYOBJ, NFT_MSG_DESTROYFLOWTABLE, NFT_MSG_GETSETELEM_RESET, NFT_TABLE_F_PERSIST, NFTA_SET_TYPE, NFTA_SET_COUNT};
+
 pub const NFT_MSG_COUNT: u16 = 34;
 
-/// `NFT_TABLE_F_PERSIST` (6.9+) and the mask of user flags.
-pub const NFT_TABLE_F_PERSIST: u32 = 4;
 pub const NFT_TABLE_F_MASK: u32 = 7;
 /// `NFT_CHAIN_FLAGS`: BASE | HW_OFFLOAD | BINDING.
 pub const NFT_CHAIN_FLAGS: u32 = 7;
-/// NFTA_SET_TYPE / NFTA_SET_COUNT (6.16+): set backend name and element count.
-pub const NFTA_SET_TYPE: u16 = 19;
-pub const NFTA_SET_COUNT: u16 = 20;
 pub const NFT_OBJECT_MAX: u32 = 10;
 /// `NFT_NAME_MAXLEN - 1`: the longest accepted name.
 pub const NAME_MAX: usize = 255;
