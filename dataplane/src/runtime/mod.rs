@@ -122,3 +122,27 @@ impl Dataplane for EbpfDataplane {
         }
     }
 }
+
+/// Whether this process can load the data plane's programs at all (root or CAP_BPF
+/// and CAP_NET_ADMIN, a kernel with BPF, bpf_loop and TCX). nftshimd checks it at
+/// start rather than refusing every commit later.
+pub fn probe() -> Result<(), String> {
+    use nftshim_ebpf::ir::{Chain, L3Scope, Verdict};
+    use nftshim_ebpf::loader::{LoadOptions, LoadedChain};
+    let empty = Chain {
+        scope: L3Scope::Inet,
+        policy: Verdict::Accept,
+        rules: Vec::new(),
+    };
+    let compiled = nftshim_ebpf::maps::compile(&empty).map_err(|e| e.to_string())?;
+    LoadedChain::load(&compiled, LoadOptions { tc_egress: true })
+        .map(drop)
+        .map_err(|e| {
+            format!(
+                "{e}: {}",
+                std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            )
+        })
+}
