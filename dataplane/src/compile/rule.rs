@@ -431,6 +431,13 @@ impl RuleState<'_, '_> {
                     (0, 1) if fam == V6 && protos.iter().all(|&p| p == IPPROTO_ICMPV6) => {
                         Field::Icmpv6Type
                     }
+                    (0, 1) if fam == V4 | V6 => {
+                        return Err(
+                            "icmp/icmpv6 type without an IP version dependency (the kernel reads \
+                             the byte for both versions) is not supported by the eBPF data plane"
+                                .into(),
+                        )
+                    }
                     _ => {
                         return Err(format!(
                             "transport header field at offset {offset} length {} is not supported by the eBPF data plane",

@@ -79,6 +79,21 @@ impl Dataplane for EbpfDataplane {
     }
 
     fn check(&self, proposed: &RulesetView<'_>) -> Result<(), DataplaneError> {
+        let result = self.check_inner(proposed);
+        if let Err(e) = &result {
+            // The client sees only the errno; the reason goes to the log.
+            tracing::info!(netns_cookie = self.key.cookie, reason = %e.reason, "batch refused by the eBPF data plane");
+        }
+        result
+    }
+
+    fn apply(&mut self, committed: &RulesetView<'_>) {
+        self.apply_inner(committed)
+    }
+}
+
+impl EbpfDataplane {
+    fn check_inner(&self, proposed: &RulesetView<'_>) -> Result<(), DataplaneError> {
         let program = decompile(proposed)?;
         if program.is_empty() {
             return Ok(());
@@ -95,7 +110,7 @@ impl Dataplane for EbpfDataplane {
         result
     }
 
-    fn apply(&mut self, committed: &RulesetView<'_>) {
+    fn apply_inner(&mut self, committed: &RulesetView<'_>) {
         let program = match decompile(committed) {
             Ok(p) => p,
             Err(e) => {
