@@ -391,7 +391,7 @@ impl Topology {
 }
 
 /// Runs `f` on a thread inside the named namespace.
-fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+pub fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
     let file = std::fs::File::open(ns.path())?;
     std::thread::scope(|s| {
         s.spawn(|| {
