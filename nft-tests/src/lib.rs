@@ -9,6 +9,7 @@ pub mod listing;
 pub mod netns;
 pub mod nft;
 pub mod nftpy;
+pub mod packets;
 pub mod replay;
 pub mod report;
 pub mod suite;

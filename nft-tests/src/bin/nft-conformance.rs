@@ -18,6 +18,9 @@ use nft_tests::{cleanup, suite};
 enum Suite {
     /// nftables' tests/py `*.t` files.
     NftPy,
+    /// `*.nft` rulesets: crafted packets through the kernel and nftshimd (always with
+    /// the eBPF data plane), delivered or dropped alike (see `nft_tests::packets`).
+    Packets,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -63,10 +66,13 @@ struct Args {
     /// Time limit of one nft command, in seconds.
     #[arg(long, default_value_t = 15)]
     timeout: u64,
+    /// Packets suite self-test: nftshimd's data plane (`none` must make drop rules fail).
+    #[arg(long, value_enum, default_value = "ebpf", hide = true)]
+    packets_dataplane: Dataplane,
     /// Development aid: run the "nftshim" side against the kernel too.
     #[arg(long, value_enum, default_value = "nftshimd", hide = true)]
     nftshim_side: ShimSide,
-    /// `.t` files, or folders searched recursively for them.
+    /// `.t` files (`.nft` for packets), or folders searched recursively for them.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
 }
@@ -84,6 +90,9 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if let Suite::Packets = args.suite {
+        return run_packets(args);
+    }
     let start = Instant::now();
     let files = suite::collect(&args.paths)?;
     let dataplane = match args.dataplane {
@@ -150,4 +159,118 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `.nft` files under the given paths, sorted.
+fn nft_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    fn walk(p: &std::path::Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        if p.is_dir() {
+            for e in std::fs::read_dir(p)? {
+                walk(&e?.path(), out)?;
+            }
+        } else if p.extension().is_some_and(|e| e == "nft") {
+            out.push(p.to_path_buf());
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        if !p.exists() {
+            anyhow::bail!("{} does not exist", p.display());
+        }
+        walk(p, &mut out)?;
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn run_packets(args: &Args) -> anyhow::Result<ExitCode> {
+    use nft_tests::nft::NftSide;
+    use nft_tests::packets::{self, Outcome, Sides, Topology};
+    let files = nft_files(&args.paths)?;
+    let bins = Binaries::for_runner(args.nftshimd.clone(), args.preload.clone())?;
+    let dataplane = match args.packets_dataplane {
+        Dataplane::None => "none",
+        Dataplane::Ebpf => "ebpf",
+    };
+    let mut daemon = Daemon::start(&bins.nftshimd, dataplane)?;
+    let kernel = Topology::create("nftshim-pkt", "k")?;
+    let shim = Topology::create("nftshim-pkt", "s")?;
+    let limit = Duration::from_secs(args.timeout);
+    let sides = Sides {
+        kernel: NftSide {
+            netns: kernel.fw.name().to_string(),
+            target: Target::Kernel,
+            nft: args.nft.clone(),
+            limit,
+        },
+        shim: NftSide {
+            netns: shim.fw.name().to_string(),
+            target: Target::Shim {
+                preload: bins.preload.clone(),
+                socket: daemon.socket().into(),
+            },
+            nft: args.nft.clone(),
+            limit,
+        },
+    };
+    let probes = packets::corpus();
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let (mut agree, mut total) = (0usize, 0usize);
+    let mut harness_error = false;
+    for f in &files {
+        let name = f.display();
+        match packets::run_ruleset(&kernel, &shim, &sides, f, &probes) {
+            Ok(Outcome::Passed { probes }) => {
+                passed += 1;
+                agree += probes;
+                total += probes;
+                println!("PASS {name}: {probes} packets, same fate on both sides");
+            }
+            Ok(Outcome::Failed {
+                probes,
+                differ,
+                note,
+            }) => {
+                failed += 1;
+                agree += probes - differ.len();
+                total += probes;
+                println!("FAIL {name}: {} of {probes} packets differ", differ.len());
+                if let Some(n) = note {
+                    println!("  {n}");
+                }
+                for (p, k, s) in differ.iter().take(20) {
+                    let fate = |d: &bool| if *d { "delivered" } else { "dropped" };
+                    println!("  {p}: kernel {}, nftshimd {}", fate(k), fate(s));
+                }
+            }
+            Ok(Outcome::Skipped { why }) => {
+                skipped += 1;
+                println!("SKIP {name}: {why}");
+            }
+            Err(e) => {
+                failed += 1;
+                harness_error = true;
+                println!("ERROR {name}: {e:#}");
+            }
+        }
+        let _ = std::io::stdout().flush();
+        if let Err(e) = daemon.check_alive() {
+            println!("ERROR {e:#}");
+            harness_error = true;
+            break;
+        }
+    }
+    packets::flush(&sides);
+    drop(daemon);
+    println!("packets: {agree} of {total} verdicts agree");
+    println!("conformance: {passed} passed, {failed} failed, {skipped} skipped");
+    if harness_error {
+        return Ok(ExitCode::from(2));
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

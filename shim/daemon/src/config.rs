@@ -11,7 +11,8 @@ use crate::namespace::DataplaneFactory;
 pub enum DataplaneKind {
     /// Store and list rules, enforce nothing (protocol testing only).
     None,
-    /// Compile rulesets to eBPF and enforce them (not built yet).
+    /// Compile rulesets to eBPF (TCX programs on every interface of each namespace)
+    /// and enforce them; rulesets it cannot enforce exactly are refused (EOPNOTSUPP).
     Ebpf,
 }
 
@@ -46,22 +47,37 @@ pub struct DataplaneChoice {
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneUnavailable {
     #[error(
-        "--dataplane ebpf: the eBPF data plane is not built yet. nftshimd refuses to start \
-         rather than run a firewall that enforces nothing. For protocol testing only, run \
-         with --dataplane none (rules are stored and listed but NOT enforced)."
+        "--dataplane ebpf: cannot load the eBPF programs ({0}). nftshimd refuses to start \
+         rather than run a firewall that enforces nothing (it needs root, or CAP_BPF and \
+         CAP_NET_ADMIN, on a kernel with TCX). For protocol testing only, run with \
+         --dataplane none (rules are stored and listed but NOT enforced)."
     )]
-    EbpfNotBuilt,
+    EbpfUnavailable(String),
 }
 
 pub fn choose_dataplane(kind: DataplaneKind) -> Result<DataplaneChoice, DataplaneUnavailable> {
     match kind {
-        DataplaneKind::Ebpf => Err(DataplaneUnavailable::EbpfNotBuilt),
+        DataplaneKind::Ebpf => {
+            nftshim_dataplane::runtime::probe().map_err(DataplaneUnavailable::EbpfUnavailable)?;
+            Ok(DataplaneChoice {
+                name: "ebpf",
+                enforcing: true,
+                factory: Box::new(|id| {
+                    Box::new(nftshim_dataplane::EbpfDataplane::new(
+                        nftshim_dataplane::runtime::NetnsKey {
+                            cookie: id.cookie,
+                            inode: id.inode,
+                        },
+                    ))
+                }),
+            })
+        }
         DataplaneKind::None => {
             let probe = NoDataplane;
             Ok(DataplaneChoice {
                 name: probe.name(),
                 enforcing: probe.enforces(),
-                factory: Box::new(|| Box::new(NoDataplane)),
+                factory: Box::new(|_| Box::new(NoDataplane)),
             })
         }
     }

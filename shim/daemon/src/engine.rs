@@ -23,6 +23,10 @@ pub trait NamespaceState: Send + 'static {
     fn from_persisted(value: serde_json::Value) -> Result<Self, String>
     where
         Self: Sized;
+    /// Hands the committed ruleset to a data plane (after a restore). Fakes have none.
+    fn apply_to(&self, dataplane: &mut dyn Dataplane) {
+        let _ = dataplane;
+    }
 }
 
 impl NamespaceState for Netns {
@@ -48,5 +52,8 @@ impl NamespaceState for Netns {
     }
     fn from_persisted(value: serde_json::Value) -> Result<Self, String> {
         Netns::from_persisted(value).map_err(|e| e.to_string())
+    }
+    fn apply_to(&self, dataplane: &mut dyn Dataplane) {
+        dataplane.apply(&self.view());
     }
 }

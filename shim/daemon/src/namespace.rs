@@ -137,8 +137,9 @@ impl<S: NamespaceState> Namespace<S> {
     }
 }
 
-/// Makes the data plane of a new namespace.
-pub type DataplaneFactory = Box<dyn Fn() -> Box<dyn Dataplane> + Send + Sync>;
+/// Makes the data plane of a namespace (it finds the namespace by its identity when,
+/// and only while, it has something to enforce there).
+pub type DataplaneFactory = Box<dyn Fn(NetnsId) -> Box<dyn Dataplane> + Send + Sync>;
 
 pub struct Registry<S> {
     namespaces: Mutex<HashMap<u64, Arc<Namespace<S>>>>,
@@ -153,9 +154,12 @@ impl<S: NamespaceState> Registry<S> {
         }
     }
 
-    /// Installs a namespace restored from the state directory.
+    /// Installs a namespace restored from the state directory and enforces its ruleset
+    /// again.
     pub fn restore(&self, id: NetnsId, engine: S) {
-        let ns = Arc::new(Namespace::new(id, engine, (self.make_dataplane)(), true));
+        let mut dataplane = (self.make_dataplane)(id);
+        engine.apply_to(dataplane.as_mut());
+        let ns = Arc::new(Namespace::new(id, engine, dataplane, true));
         lock(&self.namespaces).insert(id.cookie, ns);
     }
 
@@ -174,7 +178,7 @@ impl<S: NamespaceState> Registry<S> {
                 Arc::new(Namespace::new(
                     id,
                     S::empty(),
-                    (self.make_dataplane)(),
+                    (self.make_dataplane)(id),
                     false,
                 ))
             })

@@ -22,13 +22,14 @@ fn tgid() -> i64 {
 }
 
 #[test]
-fn ebpf_dataplane_refuses_to_start_and_is_the_default() {
-    let dir = tempfile::tempdir().unwrap();
+fn ebpf_dataplane_is_the_default_and_status_says_enforcing() {
     for args in [&["--dataplane", "ebpf"][..], &[][..]] {
-        let (exit, err) = DaemonProcess::run_to_exit(dir.path(), args);
-        assert!(!exit.success());
-        assert!(err.contains("eBPF data plane is not built yet"), "{err}");
-        assert!(!dir.path().join("run/nftshim.sock").exists());
+        let dir = tempfile::tempdir().unwrap();
+        let d = DaemonProcess::start_with(dir.path(), args).expect("ebpf daemon starts");
+        assert!(!d.stderr().contains("NOT enforced"), "{}", d.stderr());
+        let st = status(&d.socket);
+        assert_eq!(st["dataplane"], "ebpf", "{args:?}");
+        assert_eq!(st["enforcing"], true, "{args:?}");
     }
 }
 

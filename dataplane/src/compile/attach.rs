@@ -1,0 +1,284 @@
+//! Which base chains a TC program stands for, and how they become one IR chain.
+//!
+//! A TC program sees, per interface and direction, what several netfilter hooks see:
+//! - ingress: netdev ingress (this device), then prerouting, then input for packets
+//!   the namespace delivers locally (destination in its local routing table);
+//! - egress: forward (packets that came in on a device: `skb_iif != 0`) or output
+//!   (generated here: `skb_iif == 0`), then postrouting, then netdev egress (this
+//!   device). Forward is enforced at egress, after the kernel's routing decision, so
+//!   that `oif` is known and packets the kernel would not forward are left to it.
+//!
+//! The chains are flattened in hook and priority order into one first-match list; a
+//! chain's rules are guarded by matches selecting the packets its hook sees, and its
+//! drop policy becomes a guarded last rule. This is exact when an `accept`, which in
+//! the kernel ends only its own base chain, cannot skip a later chain: so a chain
+//! with accept rules must be the last one its packets meet ([`check_composable`]).
+//! Chains of equal priority on one hook run in registration order, which the view
+//! does not tell; such ties are refused unless their order cannot matter.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use nftshim_ebpf::ir::{self, Action, L3Scope, Match, Test, Verdict};
+use nftshim_engine::DataplaneError;
+
+use super::rule::family_guard;
+use super::{refuse, Facts, Family, Hook, HookChain, Program, SymMatch};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+/// The IR chain of each (ifindex, direction) that has one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub chains: BTreeMap<(u32, Direction), ir::Chain>,
+}
+
+const V4: u8 = 1;
+const V6: u8 = 2;
+const OTHER: u8 = 4;
+
+/// Which of a hook's packets a chain sees at a TC attach point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    All,
+    /// Ingress packets for a local destination (input).
+    Local,
+    /// Egress packets generated in the namespace (output).
+    LocalOrigin,
+    /// Egress packets that came in on a device (forward).
+    Forwarded,
+}
+
+struct Stage<'p> {
+    chain: &'p HookChain,
+    class: Class,
+    /// Hook order at the attach point; priority orders chains within one.
+    order: u8,
+}
+
+fn families(f: Family) -> u8 {
+    match f {
+        Family::Ip => V4,
+        Family::Ip6 => V6,
+        Family::Inet => V4 | V6,
+        Family::Netdev => V4 | V6 | OTHER,
+    }
+}
+
+fn stages<'p>(program: &'p Program, dir: Direction, device: Option<&str>) -> Vec<Stage<'p>> {
+    let on_device = |c: &HookChain| device.is_some_and(|d| c.devices.iter().any(|x| x == d));
+    let mut out: Vec<Stage<'p>> = program
+        .chains
+        .iter()
+        .filter(|c| !c.is_noop())
+        .filter_map(|c| {
+            let (class, order) = match (dir, c.hook) {
+                (Direction::Ingress, Hook::Ingress) if on_device(c) => (Class::All, 0),
+                (Direction::Ingress, Hook::Prerouting) => (Class::All, 1),
+                (Direction::Ingress, Hook::Input) => (Class::Local, 2),
+                (Direction::Egress, Hook::Forward) => (Class::Forwarded, 0),
+                (Direction::Egress, Hook::Output) => (Class::LocalOrigin, 0),
+                (Direction::Egress, Hook::Postrouting) => (Class::All, 1),
+                (Direction::Egress, Hook::Egress) if on_device(c) => (Class::All, 2),
+                _ => return None,
+            };
+            Some(Stage {
+                chain: c,
+                class,
+                order,
+            })
+        })
+        .collect();
+    out.sort_by_key(|s| (s.order, s.chain.priority));
+    out
+}
+
+fn overlap(a: &Stage<'_>, b: &Stage<'_>) -> bool {
+    let classes = match (a.class, b.class) {
+        (Class::All, _) | (_, Class::All) => true,
+        (x, y) => x == y,
+    };
+    classes && families(a.chain.family) & families(b.chain.family) != 0
+}
+
+/// An accept ends only its own base chain: no chain may follow one with accept rules
+/// on the same packets. The check covers every device a netdev chain names, and any
+/// other device, so that it holds whatever links appear later.
+pub fn check_composable(program: &Program) -> Result<(), DataplaneError> {
+    let mut devices: BTreeSet<Option<&str>> = BTreeSet::new();
+    devices.insert(None);
+    for c in &program.chains {
+        for d in &c.devices {
+            devices.insert(Some(d.as_str()));
+        }
+    }
+    for dir in [Direction::Ingress, Direction::Egress] {
+        for device in &devices {
+            let st = stages(program, dir, *device);
+            for (i, a) in st.iter().enumerate() {
+                for b in &st[i + 1..] {
+                    if !overlap(a, b) {
+                        continue;
+                    }
+                    let same_hook = a.order == b.order && a.chain.hook == b.chain.hook;
+                    let pass_through =
+                        |c: &HookChain| !c.has_accept_rule() && c.policy == Verdict::Accept;
+                    if same_hook
+                        && a.chain.priority == b.chain.priority
+                        && !(pass_through(a.chain) && pass_through(b.chain))
+                    {
+                        return Err(refuse(format!(
+                            "{} and {} share hook {:?} and priority {}: their order is not \
+                             known to the eBPF data plane",
+                            a.chain.label(),
+                            b.chain.label(),
+                            a.chain.hook,
+                            a.chain.priority
+                        )));
+                    }
+                    if a.chain.has_accept_rule() {
+                        return Err(refuse(format!(
+                            "{} accepts packets that {} must see next: several base chains \
+                             with accept rules on one path are not supported by the eBPF data \
+                             plane yet",
+                            a.chain.label(),
+                            b.chain.label()
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The IR chains for the namespace as it is now.
+pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneError> {
+    let mut plan = Plan::default();
+    for (&ifindex, name) in &facts.links {
+        for dir in [Direction::Ingress, Direction::Egress] {
+            let st = stages(program, dir, Some(name));
+            if st.is_empty() {
+                continue;
+            }
+            plan.chains.insert((ifindex, dir), flatten(&st, facts)?);
+        }
+    }
+    Ok(plan)
+}
+
+fn flatten(stages: &[Stage<'_>], facts: &Facts) -> Result<ir::Chain, DataplaneError> {
+    let scope_fams = stages
+        .iter()
+        .fold(0, |acc, s| acc | families(s.chain.family));
+    let scope = if scope_fams & OTHER != 0 {
+        L3Scope::Netdev
+    } else if scope_fams == V4 {
+        L3Scope::Ipv4
+    } else if scope_fams == V6 {
+        L3Scope::Ipv6
+    } else {
+        L3Scope::Inet
+    };
+    let mut rules = Vec::new();
+    for s in stages {
+        let guards = guards(s, scope_fams, facts);
+        for r in &s.chain.rules {
+            let resolved = resolve(&r.matches, facts);
+            for g in &guards {
+                let mut matches = g.clone();
+                matches.extend(resolved.iter().cloned());
+                rules.push(ir::Rule {
+                    matches,
+                    action: r.action.clone(),
+                });
+            }
+        }
+        if s.chain.policy == Verdict::Drop {
+            for g in &guards {
+                rules.push(ir::Rule {
+                    matches: g.clone(),
+                    action: Action::Drop,
+                });
+            }
+        }
+    }
+    Ok(ir::Chain {
+        scope,
+        policy: Verdict::Accept,
+        rules,
+    })
+}
+
+/// Alternatives (a disjunction of conjunctions) selecting the packets of a stage.
+fn guards(s: &Stage<'_>, scope_fams: u8, facts: &Facts) -> Vec<Vec<Match>> {
+    let fams = families(s.chain.family);
+    let mut alts: Vec<Vec<Match>> = match s.class {
+        Class::Local => {
+            let mut v = Vec::new();
+            if fams & V4 != 0 {
+                v.push(vec![Match::is(Test::IpDaddr(facts.local_v4.clone()))]);
+            }
+            if fams & V6 != 0 {
+                v.push(vec![Match::is(Test::Ip6Daddr(facts.local_v6.clone()))]);
+            }
+            v
+        }
+        _ if fams == scope_fams => vec![vec![]],
+        _ => {
+            let mut v = Vec::new();
+            if fams & V4 != 0 {
+                v.push(vec![family_guard(V4)]);
+            }
+            if fams & V6 != 0 {
+                v.push(vec![family_guard(V6)]);
+            }
+            v
+        }
+    };
+    let class_match = match s.class {
+        Class::LocalOrigin => Some(Match::is(Test::Iif(vec![0]))),
+        Class::Forwarded => Some(Match::not(Test::Iif(vec![0]))),
+        _ => None,
+    };
+    if let Some(m) = class_match {
+        for a in &mut alts {
+            a.push(m.clone());
+        }
+    }
+    alts
+}
+
+/// Interface names to the indexes of the links that have them now.
+fn resolve(matches: &[SymMatch], facts: &Facts) -> Vec<Match> {
+    matches
+        .iter()
+        .map(|m| match m {
+            SymMatch::Ir(m) => m.clone(),
+            SymMatch::IfName {
+                output,
+                patterns,
+                negated,
+            } => {
+                let idx: Vec<u32> = facts
+                    .links
+                    .iter()
+                    .filter(|(_, name)| patterns.iter().any(|p| p.matches(name)))
+                    .map(|(&i, _)| i)
+                    .collect();
+                let test = if *output {
+                    Test::Oif(idx)
+                } else {
+                    Test::Iif(idx)
+                };
+                Match {
+                    test,
+                    negated: *negated,
+                }
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,296 @@
+//! From a committed ruleset to the eBPF rule IR, in two steps:
+//!
+//! 1. [`decompile`] reads every base chain's register bytecode back into predicates
+//!    ([`rule`]), the way `nft` itself prints it: a payload/meta load, optionally
+//!    masked, then a `cmp`, `range` or set `lookup`, with the dependencies nft emits
+//!    (`meta nfproto`, `meta l4proto`) before transport fields. The result, a
+//!    [`Program`], depends only on the ruleset. Whatever cannot be enforced exactly is
+//!    refused here, with the expression named.
+//! 2. [`instantiate`] ([`attach`]) turns a program into one IR chain per interface and
+//!    direction for the namespace's current [`Facts`] (interface names, local
+//!    addresses): base chains of the hooks a TC program stands for are flattened into
+//!    one first-match list, behind guards that select the packets each hook sees.
+//!    It is rerun whenever the facts change.
+
+pub mod attach;
+pub mod rule;
+pub mod sets;
+
+use std::collections::BTreeMap;
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use netlink_proto::consts::*;
+use netlink_proto::extra::{NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NFPROTO_NETDEV};
+use nftshim_ebpf::ir::{Action, Match, Verdict};
+use nftshim_engine::view::{BaseChain, Chain, Table};
+use nftshim_engine::{DataplaneError, RulesetView};
+
+pub use attach::{instantiate, Direction, Plan};
+
+/// The errno of every refusal: the ruleset is valid, the data plane cannot enforce it.
+pub const EOPNOTSUPP: i32 = libc::EOPNOTSUPP;
+
+pub fn refuse(reason: impl Into<String>) -> DataplaneError {
+    DataplaneError {
+        errno: EOPNOTSUPP,
+        reason: reason.into(),
+    }
+}
+
+/// Table families the data plane enforces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    Ip,
+    Ip6,
+    Inet,
+    Netdev,
+}
+
+/// Where a base chain hooks in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hook {
+    Prerouting,
+    Input,
+    Forward,
+    Output,
+    Postrouting,
+    /// netdev ingress (per device).
+    Ingress,
+    /// netdev egress (per device).
+    Egress,
+}
+
+impl Hook {
+    /// Whether the kernel gives rules of this hook an input device (`meta iif`,
+    /// `iifname`) and an output device (`meta oif`, `oifname`).
+    pub fn has_iif(self) -> bool {
+        matches!(
+            self,
+            Hook::Prerouting | Hook::Input | Hook::Forward | Hook::Ingress
+        )
+    }
+    pub fn has_oif(self) -> bool {
+        matches!(
+            self,
+            Hook::Forward | Hook::Output | Hook::Postrouting | Hook::Egress
+        )
+    }
+}
+
+/// A rule's predicate: an IR match, or one on interface names, which is resolved to
+/// interface indexes against the namespace's current links.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SymMatch {
+    Ir(Match),
+    IfName {
+        output: bool,
+        patterns: Vec<IfNamePattern>,
+        negated: bool,
+    },
+}
+
+/// `iifname "eth0"` (the whole 16-byte name) or `iifname "eth*"` (a prefix).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IfNamePattern {
+    /// The bytes `cmp` compares: a full name is NUL-padded to IFNAMSIZ.
+    pub bytes: Vec<u8>,
+}
+
+impl IfNamePattern {
+    /// Whether a device called `name` holds the compared bytes, as the kernel's
+    /// register (the name NUL-padded to 16 bytes) would.
+    pub fn matches(&self, name: &str) -> bool {
+        let mut padded = [0u8; 16];
+        let n = name.as_bytes();
+        if n.len() >= 16 {
+            return false;
+        }
+        padded[..n.len()].copy_from_slice(n);
+        self.bytes.len() <= 16 && padded[..self.bytes.len()] == self.bytes[..]
+    }
+}
+
+/// One rule, decompiled: all matches must hold; then the action (a rule that only
+/// counts is [`Action::Continue`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SymRule {
+    pub handle: u64,
+    pub matches: Vec<SymMatch>,
+    pub action: Action,
+}
+
+/// One enforced base chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookChain {
+    pub table: String,
+    pub chain: String,
+    pub family: Family,
+    pub hook: Hook,
+    pub priority: i32,
+    /// netdev chains: the devices they are bound to.
+    pub devices: Vec<String>,
+    pub policy: Verdict,
+    pub rules: Vec<SymRule>,
+}
+
+impl HookChain {
+    pub fn label(&self) -> String {
+        format!(
+            "chain {} {} {}",
+            family_name(self.family),
+            self.table,
+            self.chain
+        )
+    }
+    pub fn has_accept_rule(&self) -> bool {
+        self.rules.iter().any(|r| r.action == Action::Accept)
+    }
+    /// No rule and an accept policy: the chain does nothing.
+    pub fn is_noop(&self) -> bool {
+        self.rules.is_empty() && self.policy == Verdict::Accept
+    }
+}
+
+fn family_name(f: Family) -> &'static str {
+    match f {
+        Family::Ip => "ip",
+        Family::Ip6 => "ip6",
+        Family::Inet => "inet",
+        Family::Netdev => "netdev",
+    }
+}
+
+/// Everything of a ruleset the data plane enforces; independent of the namespace's
+/// interfaces and addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Program {
+    pub chains: Vec<HookChain>,
+}
+
+impl Program {
+    pub fn is_empty(&self) -> bool {
+        self.chains.iter().all(HookChain::is_noop)
+    }
+    /// Whether some chain needs the local-address set (input chains do).
+    pub fn needs_local_addresses(&self) -> bool {
+        self.chains.iter().any(|c| c.hook == Hook::Input)
+    }
+}
+
+/// What the namespace looks like right now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// ifindex -> name.
+    pub links: BTreeMap<u32, String>,
+    /// Destinations the kernel delivers locally (local routing table, broadcast,
+    /// multicast).
+    pub local_v4: Vec<Ipv4Net>,
+    pub local_v6: Vec<Ipv6Net>,
+}
+
+/// Reads every base chain of the ruleset into a [`Program`], or refuses the ruleset.
+pub fn decompile(view: &RulesetView<'_>) -> Result<Program, DataplaneError> {
+    let mut program = Program::default();
+    for table in view.tables() {
+        if table.is_dormant() {
+            // Dormant tables are unregistered from their hooks: nothing to enforce.
+            continue;
+        }
+        if !table.flowtables.is_empty() {
+            return Err(refuse(format!(
+                "table {}: flowtables are not supported by the eBPF data plane",
+                table.name
+            )));
+        }
+        for chain in &table.chains {
+            let Some(base) = &chain.base else {
+                // Regular chains run only when jumped to, and jumps are refused.
+                continue;
+            };
+            program
+                .chains
+                .push(decompile_chain(view, table, chain, base)?);
+        }
+    }
+    attach::check_composable(&program)?;
+    Ok(program)
+}
+
+fn decompile_chain(
+    view: &RulesetView<'_>,
+    table: &Table,
+    chain: &Chain,
+    base: &BaseChain,
+) -> Result<HookChain, DataplaneError> {
+    let label = |what: &str| format!("table {} chain {}: {what}", table.name, chain.name);
+    let family = match table.family {
+        NFPROTO_IPV4 => Family::Ip,
+        NFPROTO_IPV6 => Family::Ip6,
+        NFPROTO_INET => Family::Inet,
+        NFPROTO_NETDEV => Family::Netdev,
+        other => {
+            return Err(refuse(label(&format!(
+                "family {other} (arp/bridge) is not supported by the eBPF data plane"
+            ))))
+        }
+    };
+    let hook = match (family, base.hooknum) {
+        (Family::Netdev, NF_NETDEV_INGRESS) => Hook::Ingress,
+        (Family::Netdev, NF_NETDEV_EGRESS) => Hook::Egress,
+        (Family::Netdev, _) => return Err(refuse(label("unknown netdev hook"))),
+        (_, NF_INET_PRE_ROUTING) => Hook::Prerouting,
+        (_, NF_INET_LOCAL_IN) => Hook::Input,
+        (_, NF_INET_FORWARD) => Hook::Forward,
+        (_, NF_INET_LOCAL_OUT) => Hook::Output,
+        (_, NF_INET_POST_ROUTING) => Hook::Postrouting,
+        _ => {
+            return Err(refuse(label(
+                "the inet ingress hook is not supported by the eBPF data plane",
+            )))
+        }
+    };
+    match base.chain_type.as_str() {
+        // A route chain re-routes only when a rule changed the packet; rules here
+        // never do.
+        "filter" | "route" => {}
+        other => {
+            return Err(refuse(label(&format!(
+                "chains of type {other} are not supported by the eBPF data plane"
+            ))))
+        }
+    }
+    let policy = match base.policy {
+        NF_ACCEPT => Verdict::Accept,
+        NF_DROP => Verdict::Drop,
+        other => return Err(refuse(label(&format!("policy {other}")))),
+    };
+    let ctx = rule::ChainContext {
+        view,
+        table,
+        family,
+        hook,
+    };
+    let mut rules = Vec::new();
+    for (position, r) in chain.rules.iter().enumerate() {
+        let decompiled = rule::decompile_rule(&ctx, r).map_err(|why| {
+            refuse(label(&format!(
+                "rule {} (handle {}): {why}",
+                position + 1,
+                r.handle
+            )))
+        })?;
+        if let Some(d) = decompiled {
+            rules.push(d);
+        }
+    }
+    Ok(HookChain {
+        table: table.name.clone(),
+        chain: chain.name.clone(),
+        family,
+        hook,
+        priority: base.priority,
+        devices: base.devices.clone(),
+        policy,
+        rules,
+    })
+}

@@ -1,0 +1,797 @@
+//! One rule's register bytecode back to predicates.
+//!
+//! The rule is run symbolically: loads (`payload`, `meta`, masked by `bitwise`) put a
+//! known field into a register; `cmp`, `range` and `lookup` on that register become
+//! IR matches. What the rule establishes on the way (`meta nfproto`, `meta l4proto`,
+//! `ip protocol`) is remembered, because a transport-header load only means "port" or
+//! "ICMP type" under such a dependency, exactly as nft emits it. Anything else is an
+//! error naming the expression, and the whole ruleset is refused.
+
+use std::collections::{BTreeSet, HashMap};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use netlink_proto::consts::NFT_LOOKUP_F_INV;
+use netlink_proto::data::{Register, VerdictCode};
+use netlink_proto::expr::bitwise::BitwiseOp;
+use netlink_proto::expr::cmp::CmpOp;
+use netlink_proto::expr::meta::MetaKey;
+use netlink_proto::expr::payload::PayloadBase;
+use netlink_proto::expr::range::RangeOp;
+use netlink_proto::expr::Expr as TypedExpr;
+use nftshim_ebpf::fields::{IPPROTO_ICMP, IPPROTO_ICMPV6, PORT_PROTOCOLS};
+use nftshim_ebpf::ir::{Action, Match, PortRange, Test};
+use nftshim_engine::view::{Expr, Rule, Table};
+use nftshim_engine::RulesetView;
+
+use super::sets::{self, ByteRange};
+use super::{Family, Hook, IfNamePattern, SymMatch, SymRule};
+
+pub struct ChainContext<'v> {
+    pub view: &'v RulesetView<'v>,
+    pub table: &'v Table,
+    pub family: Family,
+    pub hook: Hook,
+}
+
+/// What a register holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Loaded {
+    source: Source,
+    len: u32,
+    /// `bitwise` mask (XOR 0) applied after the load.
+    mask: Option<Vec<u8>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Network { offset: u32 },
+    Transport { offset: u32 },
+    Meta(MetaKey),
+}
+
+/// The fields the IR can test, with how the loaded bytes relate to them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    /// The first `len` bytes of an address (a prefix of `len * 8` bits, or the mask's).
+    Saddr4,
+    Daddr4,
+    Saddr6,
+    Daddr6,
+    L4Proto,
+    NfProto,
+    Sport,
+    Dport,
+    IcmpType,
+    Icmpv6Type,
+    Iif,
+    Oif,
+    Mark,
+    IifName,
+    OifName,
+}
+
+const V4: u8 = 1;
+const V6: u8 = 2;
+const NFPROTO_IPV4: u128 = 2;
+const NFPROTO_IPV6: u128 = 10;
+
+/// A predicate's values before they are typed: inclusive ranges of key bytes.
+struct Values {
+    ranges: Vec<ByteRange>,
+    negated: bool,
+}
+
+struct RuleState<'a, 'v> {
+    ctx: &'a ChainContext<'v>,
+    regs: HashMap<u32, Loaded>,
+    /// IP versions the rule can still match (V4 | V6).
+    families: u8,
+    /// Transport protocols the rule can still match, once some predicate said.
+    l4protos: Option<BTreeSet<u8>>,
+    matches: Vec<SymMatch>,
+    /// The rule can never match (e.g. `meta nfproto ipv6` in an ip table).
+    never: bool,
+    statements: bool,
+    counter: bool,
+    verdict: Option<Action>,
+}
+
+/// Decompiles one rule. `Ok(None)`: the rule can never match or does nothing, so it
+/// can be left out without changing any verdict or counter.
+pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymRule>, String> {
+    let families = match ctx.family {
+        Family::Ip => V4,
+        Family::Ip6 => V6,
+        Family::Inet | Family::Netdev => V4 | V6,
+    };
+    let mut st = RuleState {
+        ctx,
+        regs: HashMap::new(),
+        families,
+        l4protos: None,
+        matches: Vec::new(),
+        never: false,
+        statements: false,
+        counter: false,
+        verdict: None,
+    };
+    for e in &rule.exprs {
+        if st.verdict.is_some() {
+            return Err(format!("expression {} after the verdict", e.name));
+        }
+        st.step(e)?;
+    }
+    if st.never {
+        return Ok(None);
+    }
+    let action = match st.verdict {
+        Some(a) => a,
+        None if st.counter => Action::Continue,
+        None => return Ok(None),
+    };
+    Ok(Some(SymRule {
+        handle: rule.handle,
+        matches: st.matches,
+        action,
+    }))
+}
+
+fn reg_offset(r: Option<Register>, what: &str) -> Result<u32, String> {
+    r.and_then(Register::byte_offset)
+        .ok_or_else(|| format!("{what}: missing or invalid register"))
+}
+
+impl RuleState<'_, '_> {
+    fn step(&mut self, e: &Expr) -> Result<(), String> {
+        let typed = TypedExpr::from_data(&e.name, &e.data);
+        if !typed.untyped_attrs().is_empty() {
+            return Err(format!(
+                "expression {} has attributes the data plane does not know",
+                e.name
+            ));
+        }
+        if self.statements && !matches!(typed, TypedExpr::Counter(_) | TypedExpr::Immediate(_)) {
+            // A match after a statement: the statement would act on packets the
+            // rule's later matches reject.
+            return Err(format!(
+                "expression {} after a statement is not supported",
+                e.name
+            ));
+        }
+        match &typed {
+            TypedExpr::Payload(p) => {
+                if p.sreg().is_some() {
+                    return Err(
+                        "payload writes (mangling) are not supported by the eBPF data plane".into(),
+                    );
+                }
+                let dreg = reg_offset(p.dreg(), "payload")?;
+                let (offset, len) = (p.offset().unwrap_or(0), p.len().unwrap_or(0));
+                let source =
+                    match p.base() {
+                        Some(PayloadBase::Network) => Source::Network { offset },
+                        Some(PayloadBase::Transport) => Source::Transport { offset },
+                        Some(PayloadBase::LinkLayer) => return Err(
+                            "link-layer payload matches are not supported by the eBPF data plane"
+                                .into(),
+                        ),
+                        _ => return Err("payload of inner/tunnel headers is not supported".into()),
+                    };
+                if self.ctx.family == Family::Netdev {
+                    return Err(
+                        "payload matches in netdev chains are not supported by the eBPF data plane \
+                         (the kernel reads raw header bytes that its parser treats differently)"
+                            .into(),
+                    );
+                }
+                self.load(
+                    dreg,
+                    Loaded {
+                        source,
+                        len,
+                        mask: None,
+                    },
+                );
+            }
+            TypedExpr::Meta(m) => {
+                if m.sreg().is_some() {
+                    return Err(
+                        "meta set statements are not supported by the eBPF data plane".into(),
+                    );
+                }
+                let dreg = reg_offset(m.dreg(), "meta")?;
+                let key = m.key().ok_or("meta without key")?;
+                let len = match key {
+                    MetaKey::L4proto | MetaKey::Nfproto => 1,
+                    MetaKey::Iif | MetaKey::Oif | MetaKey::Mark => 4,
+                    MetaKey::Iifname | MetaKey::Oifname => 16,
+                    other => {
+                        return Err(format!(
+                            "meta {} is not supported by the eBPF data plane",
+                            meta_name(other)
+                        ))
+                    }
+                };
+                self.load(
+                    dreg,
+                    Loaded {
+                        source: Source::Meta(key),
+                        len,
+                        mask: None,
+                    },
+                );
+            }
+            TypedExpr::Bitwise(b) => {
+                let sreg = reg_offset(b.sreg(), "bitwise")?;
+                let dreg = reg_offset(b.dreg(), "bitwise")?;
+                if !matches!(b.op(), None | Some(BitwiseOp::MaskXor)) {
+                    return Err("bitwise shifts and boolean operations are not supported".into());
+                }
+                let len = b.len().unwrap_or(0);
+                let mask = b
+                    .mask()
+                    .and_then(|d| d.value_bytes())
+                    .ok_or("bitwise without mask")?;
+                let xor = b.xor().and_then(|d| d.value_bytes()).unwrap_or(&[]);
+                if xor.iter().any(|&x| x != 0) {
+                    return Err("bitwise with a non-zero xor is not supported".into());
+                }
+                let mut loaded = self
+                    .regs
+                    .get(&sreg)
+                    .cloned()
+                    .ok_or("bitwise on an empty register")?;
+                if loaded.len != len || mask.len() != len as usize {
+                    return Err("bitwise length differs from the loaded field".into());
+                }
+                let combined = match &loaded.mask {
+                    Some(old) => old.iter().zip(mask).map(|(a, b)| a & b).collect(),
+                    None => mask.to_vec(),
+                };
+                loaded.mask = Some(combined);
+                self.load(dreg, loaded);
+            }
+            TypedExpr::Cmp(c) => {
+                let sreg = reg_offset(c.sreg(), "cmp")?;
+                let data = c
+                    .data()
+                    .and_then(|d| d.value_bytes())
+                    .ok_or("cmp without data")?;
+                let op = c.op().ok_or("cmp without operator")?;
+                let loaded = self
+                    .regs
+                    .get(&sreg)
+                    .cloned()
+                    .ok_or("cmp on an empty register")?;
+                let field = self.field(&loaded)?;
+                let values = self.cmp_values(field, &loaded, op, data)?;
+                self.predicate(field, &loaded, values)?;
+            }
+            TypedExpr::Range(r) => {
+                let sreg = reg_offset(r.sreg(), "range")?;
+                let from = r
+                    .from_data()
+                    .and_then(|d| d.value_bytes())
+                    .ok_or("range without start")?;
+                let to = r
+                    .to_data()
+                    .and_then(|d| d.value_bytes())
+                    .ok_or("range without end")?;
+                let loaded = self
+                    .regs
+                    .get(&sreg)
+                    .cloned()
+                    .ok_or("range on an empty register")?;
+                let field = self.field(&loaded)?;
+                if loaded.mask.is_some() || !big_endian(field) {
+                    return Err(format!("range on {field:?} is not supported"));
+                }
+                if from.len() != loaded.len as usize || to.len() != loaded.len as usize {
+                    return Err("range data length differs from the loaded field".into());
+                }
+                let negated = matches!(r.op(), Some(RangeOp::Neq));
+                if !matches!(r.op(), Some(RangeOp::Eq) | Some(RangeOp::Neq)) {
+                    return Err("range with an unknown operator".into());
+                }
+                let ranges = if from <= to {
+                    vec![(from.to_vec(), to.to_vec())]
+                } else {
+                    vec![]
+                };
+                self.predicate(field, &loaded, Values { ranges, negated })?;
+            }
+            TypedExpr::Lookup(l) => {
+                if l.dreg().is_some() {
+                    return Err(
+                        "maps and verdict maps are not supported by the eBPF data plane".into(),
+                    );
+                }
+                let sreg = reg_offset(l.sreg(), "lookup")?;
+                let loaded = self
+                    .regs
+                    .get(&sreg)
+                    .cloned()
+                    .ok_or("lookup on an empty register")?;
+                let field = self.field(&loaded)?;
+                let set = self
+                    .ctx
+                    .view
+                    .set_of(self.ctx.table, e)
+                    .ok_or("lookup of a set that does not exist")?;
+                if set.key_len != loaded.len {
+                    return Err(format!(
+                        "set {}: key length differs from the loaded field",
+                        set.name
+                    ));
+                }
+                let ranges = sets::key_ranges(set, None)?;
+                if loaded.mask.is_some() {
+                    return Err("set lookups on masked fields are not supported".into());
+                }
+                if !big_endian(field) && ranges.iter().any(|(lo, hi)| lo != hi) {
+                    return Err(format!("interval sets on {field:?} are not supported"));
+                }
+                let negated = l.flags().unwrap_or(0) & NFT_LOOKUP_F_INV != 0;
+                self.predicate(field, &loaded, Values { ranges, negated })?;
+            }
+            TypedExpr::Counter(_) => {
+                self.statements = true;
+                self.counter = true;
+            }
+            TypedExpr::Immediate(i) => {
+                let dreg = i.dreg().ok_or("immediate without register")?;
+                if dreg != Register::Verdict {
+                    return Err("immediate into a data register is not supported".into());
+                }
+                let code = i
+                    .data()
+                    .and_then(|d| d.verdict_code())
+                    .ok_or("immediate without verdict")?;
+                self.verdict = Some(match code {
+                    VerdictCode::Accept => Action::Accept,
+                    VerdictCode::Drop => Action::Drop,
+                    VerdictCode::Jump | VerdictCode::Goto | VerdictCode::Return => {
+                        return Err(format!(
+                            "verdict {} is not supported by the eBPF data plane yet",
+                            verdict_name(code)
+                        ))
+                    }
+                    other => {
+                        return Err(format!("verdict {} is not supported", verdict_name(other)))
+                    }
+                });
+            }
+            other => {
+                return Err(format!(
+                    "expression {} is not supported by the eBPF data plane",
+                    other.name()
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts `loaded` in the register at byte offset `dreg`, forgetting whatever it
+    /// overwrites (registers overlap: the 16-byte ones hold four 4-byte ones).
+    fn load(&mut self, dreg: u32, loaded: Loaded) {
+        let end = dreg + loaded.len.max(1);
+        self.regs
+            .retain(|&off, l| off + l.len.max(1) <= dreg || off >= end);
+        self.regs.insert(dreg, loaded);
+    }
+
+    /// Which field a loaded register holds, given what the rule established so far.
+    fn field(&self, l: &Loaded) -> Result<Field, String> {
+        let fam = self.families;
+        let f = match l.source {
+            Source::Meta(MetaKey::L4proto) => Field::L4Proto,
+            Source::Meta(MetaKey::Nfproto) => Field::NfProto,
+            Source::Meta(MetaKey::Iif) => Field::Iif,
+            Source::Meta(MetaKey::Oif) => Field::Oif,
+            Source::Meta(MetaKey::Mark) => Field::Mark,
+            Source::Meta(MetaKey::Iifname) => Field::IifName,
+            Source::Meta(MetaKey::Oifname) => Field::OifName,
+            Source::Meta(k) => return Err(format!("meta {} is not supported", meta_name(k))),
+            Source::Network { offset } if fam == V4 => match (offset, l.len) {
+                (12, 1..=4) => Field::Saddr4,
+                (16, 1..=4) => Field::Daddr4,
+                (9, 1) => Field::L4Proto,
+                _ => {
+                    return Err(format!(
+                        "ip header field at offset {offset} length {} is not supported by the eBPF data plane",
+                        l.len
+                    ))
+                }
+            },
+            Source::Network { offset } if fam == V6 => match (offset, l.len) {
+                (8, 1..=16) => Field::Saddr6,
+                (24, 1..=16) => Field::Daddr6,
+                _ => {
+                    return Err(format!(
+                        "ip6 header field at offset {offset} length {} is not supported by the eBPF data plane",
+                        l.len
+                    ))
+                }
+            },
+            Source::Network { .. } => {
+                return Err("network header match without an IP version dependency".into())
+            }
+            Source::Transport { offset } => {
+                let protos = self
+                    .l4protos
+                    .as_ref()
+                    .ok_or("transport header match without a protocol dependency")?;
+                let ports = protos.iter().all(|p| PORT_PROTOCOLS.contains(p));
+                match (offset, l.len) {
+                    (0, 2) if ports => Field::Sport,
+                    (2, 2) if ports => Field::Dport,
+                    (0, 1) if fam == V4 && protos.iter().all(|&p| p == IPPROTO_ICMP) => {
+                        Field::IcmpType
+                    }
+                    (0, 1) if fam == V6 && protos.iter().all(|&p| p == IPPROTO_ICMPV6) => {
+                        Field::Icmpv6Type
+                    }
+                    (0, 1) if fam == V4 | V6 => {
+                        return Err(
+                            "icmp/icmpv6 type without an IP version dependency (the kernel reads \
+                             the byte for both versions) is not supported by the eBPF data plane"
+                                .into(),
+                        )
+                    }
+                    _ => {
+                        return Err(format!(
+                            "transport header field at offset {offset} length {} is not supported by the eBPF data plane",
+                            l.len
+                        ))
+                    }
+                }
+            }
+        };
+        let len_ok = match f {
+            Field::Saddr4 | Field::Daddr4 | Field::Saddr6 | Field::Daddr6 => true,
+            Field::L4Proto | Field::NfProto | Field::IcmpType | Field::Icmpv6Type => l.len == 1,
+            Field::Sport | Field::Dport => l.len == 2,
+            Field::Iif | Field::Oif | Field::Mark => l.len == 4,
+            Field::IifName | Field::OifName => l.len <= 16,
+        };
+        if !len_ok {
+            return Err(format!("{f:?} loaded with length {}", l.len));
+        }
+        if l.mask.is_some()
+            && !matches!(
+                f,
+                Field::Saddr4 | Field::Daddr4 | Field::Saddr6 | Field::Daddr6 | Field::Mark
+            )
+        {
+            return Err(format!("masked {f:?} is not supported"));
+        }
+        let hook = self.ctx.hook;
+        match f {
+            Field::Iif | Field::IifName if !hook.has_iif() => {
+                return Err(format!(
+                    "{f:?} in a {hook:?} chain (no input device there) is not supported"
+                ))
+            }
+            Field::Oif | Field::OifName if !hook.has_oif() => {
+                return Err(format!(
+                    "{f:?} in a {hook:?} chain (no output device there) is not supported"
+                ))
+            }
+            Field::L4Proto | Field::NfProto if self.ctx.family == Family::Netdev => {
+                return Err(format!(
+                    "{f:?} in netdev chains is not supported by the eBPF data plane"
+                ))
+            }
+            _ => {}
+        }
+        Ok(f)
+    }
+
+    /// Values of a `cmp` on `field` (data in register byte order).
+    fn cmp_values(
+        &self,
+        field: Field,
+        l: &Loaded,
+        op: CmpOp,
+        data: &[u8],
+    ) -> Result<Values, String> {
+        // Interface names compare a prefix for wildcards (`"eth*"`).
+        let prefix_ok =
+            matches!(field, Field::IifName | Field::OifName) && data.len() <= l.len as usize;
+        if data.len() != l.len as usize && !prefix_ok {
+            return Err("cmp data length differs from the loaded field".into());
+        }
+        let exact = |negated| Values {
+            ranges: vec![(data.to_vec(), data.to_vec())],
+            negated,
+        };
+        match op {
+            CmpOp::Eq => Ok(exact(false)),
+            CmpOp::Neq => Ok(exact(true)),
+            CmpOp::Lt | CmpOp::Lte | CmpOp::Gt | CmpOp::Gte => {
+                if !big_endian(field) || field == Field::NfProto || l.mask.is_some() {
+                    return Err(format!("ordered comparison on {field:?} is not supported"));
+                }
+                let v = be(data);
+                let max = (1u128 << (8 * data.len())) - 1;
+                let (lo, hi) = match op {
+                    CmpOp::Lt if v == 0 => {
+                        return Ok(Values {
+                            ranges: vec![],
+                            negated: false,
+                        })
+                    }
+                    CmpOp::Lt => (0, v - 1),
+                    CmpOp::Lte => (0, v),
+                    CmpOp::Gt if v == max => {
+                        return Ok(Values {
+                            ranges: vec![],
+                            negated: false,
+                        })
+                    }
+                    CmpOp::Gt => (v + 1, max),
+                    _ => (v, max),
+                };
+                Ok(Values {
+                    ranges: vec![(to_be(lo, data.len()), to_be(hi, data.len()))],
+                    negated: false,
+                })
+            }
+            CmpOp::Unknown(x) => Err(format!("cmp operator {x}")),
+        }
+    }
+
+    /// Records a predicate; dependencies narrow what the rule can still match.
+    fn predicate(&mut self, field: Field, l: &Loaded, v: Values) -> Result<(), String> {
+        let Values { ranges, negated } = v;
+        let nums = || sets::numeric_ranges(&ranges);
+        let small = |max: u128| -> BTreeSet<u8> {
+            let mut s = BTreeSet::new();
+            for (lo, hi) in nums() {
+                for x in lo..=hi.min(max) {
+                    s.insert(x as u8);
+                }
+            }
+            s
+        };
+        let test = match field {
+            Field::NfProto => {
+                let listed = small(255);
+                let mut fams = 0;
+                if listed.contains(&(NFPROTO_IPV4 as u8)) != negated {
+                    fams |= V4;
+                }
+                if listed.contains(&(NFPROTO_IPV6 as u8)) != negated {
+                    fams |= V6;
+                }
+                self.families &= fams;
+                if self.families == 0 {
+                    self.never = true;
+                } else if self.ctx.family == Family::Inet && self.families != (V4 | V6) {
+                    self.matches.push(SymMatch::Ir(family_guard(self.families)));
+                }
+                return Ok(());
+            }
+            Field::L4Proto => {
+                let listed = small(255);
+                let allowed: BTreeSet<u8> = if negated {
+                    (0..=255u8).filter(|p| !listed.contains(p)).collect()
+                } else {
+                    listed.clone()
+                };
+                self.l4protos = Some(match self.l4protos.take() {
+                    Some(prev) => prev.intersection(&allowed).copied().collect(),
+                    None => allowed,
+                });
+                if self.l4protos.as_ref().is_some_and(BTreeSet::is_empty) {
+                    self.never = true;
+                }
+                // ip protocol is IPv4's l4proto; under an ip table the chain scope says v4.
+                let t = Test::L4Proto(listed.into_iter().collect());
+                if let Source::Network { .. } = l.source {
+                    if self.ctx.family == Family::Inet && self.families != V4 {
+                        return Err("ip protocol without an IPv4 dependency".into());
+                    }
+                }
+                t
+            }
+            Field::Saddr4 | Field::Daddr4 => {
+                let nets = self.v4_nets(l, &ranges)?;
+                if field == Field::Saddr4 {
+                    Test::IpSaddr(nets)
+                } else {
+                    Test::IpDaddr(nets)
+                }
+            }
+            Field::Saddr6 | Field::Daddr6 => {
+                let nets = self.v6_nets(l, &ranges)?;
+                if field == Field::Saddr6 {
+                    Test::Ip6Saddr(nets)
+                } else {
+                    Test::Ip6Daddr(nets)
+                }
+            }
+            Field::Sport | Field::Dport => {
+                let ports = nums()
+                    .into_iter()
+                    .map(|(lo, hi)| PortRange::new(lo as u16, hi as u16))
+                    .collect();
+                if field == Field::Sport {
+                    Test::Sport(ports)
+                } else {
+                    Test::Dport(ports)
+                }
+            }
+            Field::IcmpType => Test::IcmpType(small(255).into_iter().collect()),
+            Field::Icmpv6Type => Test::Icmpv6Type(small(255).into_iter().collect()),
+            Field::Iif | Field::Oif => {
+                let idx: Vec<u32> = ranges.iter().map(|(k, _)| host_u32(k)).collect();
+                if field == Field::Iif {
+                    Test::Iif(idx)
+                } else {
+                    Test::Oif(idx)
+                }
+            }
+            Field::Mark => {
+                let mask = l.mask.as_deref().map(host_u32).unwrap_or(u32::MAX);
+                let values: Vec<u32> = ranges.iter().map(|(k, _)| host_u32(k)).collect();
+                if values.iter().any(|v| v & !mask != 0) {
+                    return Err("meta mark compared with bits outside its mask".into());
+                }
+                Test::Mark { mask, values }
+            }
+            Field::IifName | Field::OifName => {
+                let patterns = ranges
+                    .iter()
+                    .map(|(k, _)| IfNamePattern { bytes: k.clone() })
+                    .collect();
+                self.matches.push(SymMatch::IfName {
+                    output: field == Field::OifName,
+                    patterns,
+                    negated,
+                });
+                return Ok(());
+            }
+        };
+        self.matches.push(SymMatch::Ir(Match { test, negated }));
+        Ok(())
+    }
+
+    fn v4_nets(&self, l: &Loaded, ranges: &[ByteRange]) -> Result<Vec<Ipv4Net>, String> {
+        let plen = prefix_len(l)?;
+        let mut nets = Vec::new();
+        for (lo, hi) in ranges {
+            if plen < l.len * 8 || lo == hi {
+                // A (masked) prefix: the loaded bytes of the address, the rest zero.
+                let mut addr = [0u8; 4];
+                addr[..lo.len()].copy_from_slice(lo);
+                if masked_out_bits(lo, l.mask.as_deref()) {
+                    return Err("address compared with bits outside its mask".into());
+                }
+                if lo != hi {
+                    return Err("address ranges on masked addresses are not supported".into());
+                }
+                nets.push(Ipv4Net::new(addr.into(), plen as u8).map_err(|e| e.to_string())?);
+            } else {
+                let pad = |b: &[u8], fill: u8| {
+                    let mut a = [fill; 4];
+                    a[..b.len()].copy_from_slice(b);
+                    a.to_vec()
+                };
+                nets.extend(sets::v4_prefixes(&[(pad(lo, 0), pad(hi, 0xff))]));
+            }
+        }
+        Ok(nets)
+    }
+
+    fn v6_nets(&self, l: &Loaded, ranges: &[ByteRange]) -> Result<Vec<Ipv6Net>, String> {
+        let plen = prefix_len(l)?;
+        let mut nets = Vec::new();
+        for (lo, hi) in ranges {
+            if plen < l.len * 8 || lo == hi {
+                let mut addr = [0u8; 16];
+                addr[..lo.len()].copy_from_slice(lo);
+                if masked_out_bits(lo, l.mask.as_deref()) {
+                    return Err("address compared with bits outside its mask".into());
+                }
+                if lo != hi {
+                    return Err("address ranges on masked addresses are not supported".into());
+                }
+                nets.push(Ipv6Net::new(addr.into(), plen as u8).map_err(|e| e.to_string())?);
+            } else {
+                let pad = |b: &[u8], fill: u8| {
+                    let mut a = [fill; 16];
+                    a[..b.len()].copy_from_slice(b);
+                    a.to_vec()
+                };
+                nets.extend(sets::v6_prefixes(&[(pad(lo, 0), pad(hi, 0xff))]));
+            }
+        }
+        Ok(nets)
+    }
+}
+
+/// The IR match that holds exactly on packets of the given IP version(s).
+pub fn family_guard(families: u8) -> Match {
+    if families == V4 {
+        Match::is(Test::IpSaddr(vec![Ipv4Net::default()]))
+    } else {
+        Match::is(Test::Ip6Saddr(vec![Ipv6Net::default()]))
+    }
+}
+
+/// Prefix length of a (masked) address load: `len * 8` bits, or the mask's leading
+/// ones when the mask is a prefix mask.
+fn prefix_len(l: &Loaded) -> Result<u32, String> {
+    match &l.mask {
+        None => Ok(l.len * 8),
+        Some(m) => {
+            let ones: u32 = m.iter().map(|b| b.count_ones()).sum();
+            let leading = m.iter().fold((0u32, true), |(n, going), &b| {
+                if !going {
+                    (n, false)
+                } else if b == 0xff {
+                    (n + 8, true)
+                } else {
+                    (n + b.leading_ones(), false)
+                }
+            });
+            if leading.0 != ones {
+                return Err("address masks that are not prefixes are not supported".into());
+            }
+            Ok(ones)
+        }
+    }
+}
+
+fn masked_out_bits(value: &[u8], mask: Option<&[u8]>) -> bool {
+    match mask {
+        None => false,
+        Some(m) => value.iter().zip(m).any(|(v, m)| v & !m != 0),
+    }
+}
+
+/// Fields compared as big-endian numbers (ranges make sense on them).
+fn big_endian(f: Field) -> bool {
+    matches!(
+        f,
+        Field::Saddr4
+            | Field::Daddr4
+            | Field::Saddr6
+            | Field::Daddr6
+            | Field::Sport
+            | Field::Dport
+            | Field::L4Proto
+            | Field::NfProto
+            | Field::IcmpType
+            | Field::Icmpv6Type
+    )
+}
+
+fn be(b: &[u8]) -> u128 {
+    b.iter().fold(0u128, |a, &x| (a << 8) | x as u128)
+}
+
+fn to_be(v: u128, len: usize) -> Vec<u8> {
+    (0..len).rev().map(|i| (v >> (8 * i)) as u8).collect()
+}
+
+/// A meta u32 (ifindex, mark) as the kernel stores it: host byte order.
+fn host_u32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    let n = b.len().min(4);
+    a[..n].copy_from_slice(&b[..n]);
+    u32::from_ne_bytes(a)
+}
+
+fn meta_name(k: MetaKey) -> String {
+    format!("{k:?}").to_lowercase()
+}
+
+fn verdict_name(c: VerdictCode) -> String {
+    match c {
+        VerdictCode::Accept => "accept".into(),
+        VerdictCode::Drop => "drop".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}

@@ -1,0 +1,204 @@
+//! Constant sets as value ranges, and ranges as what the IR takes (prefixes, port
+//! ranges, values).
+//!
+//! A set is constant between commits when nothing in the packet path changes it: no
+//! timeouts, no dynamic updates, not a map. Its elements are part of the ruleset, so
+//! every change to them is a commit that recompiles.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use netlink_proto::consts::*;
+use nftshim_engine::view::Set;
+
+/// An inclusive range of big-endian key bytes, both ends of the key's length.
+pub type ByteRange = (Vec<u8>, Vec<u8>);
+
+/// The key ranges of a constant set, or why it is not one.
+pub fn key_ranges(set: &Set, now_ms: Option<u64>) -> Result<Vec<ByteRange>, String> {
+    let name = &set.name;
+    let unsupported =
+        NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL | NFT_SET_OBJECT | NFT_SET_CONCAT;
+    if set.flags & unsupported != 0 {
+        return Err(format!(
+            "set {name}: maps, dynamic, timeout, object and concatenated sets are not supported by the eBPF data plane"
+        ));
+    }
+    if !set.exprs.is_empty() {
+        return Err(format!(
+            "set {name}: per-element expressions are not supported"
+        ));
+    }
+    let len = set.key_len as usize;
+    let mut starts = Vec::new();
+    let mut ends = Vec::new();
+    let mut ranges = Vec::new();
+    for e in &set.elems {
+        if e.flags & NFT_SET_ELEM_CATCHALL != 0 {
+            return Err(format!("set {name}: catch-all elements are not supported"));
+        }
+        if e.timeout_ms != 0 || e.expires_at_ms.is_some() || !e.exprs.is_empty() {
+            let _ = now_ms;
+            return Err(format!(
+                "set {name}: elements with timeouts or expressions are not supported"
+            ));
+        }
+        let Some(key) = e.key.clone() else {
+            return Err(format!("set {name}: element without key"));
+        };
+        if key.len() != len {
+            return Err(format!(
+                "set {name}: element key of {} bytes, set keys have {len}",
+                key.len()
+            ));
+        }
+        if let Some(end) = &e.key_end {
+            if end.len() != len {
+                return Err(format!("set {name}: element end of unexpected length"));
+            }
+            ranges.push((key, end.clone()));
+        } else if set.flags & NFT_SET_INTERVAL != 0 {
+            if e.flags & NFT_SET_ELEM_INTERVAL_END != 0 {
+                ends.push(key);
+            } else {
+                starts.push(key);
+            }
+        } else {
+            ranges.push((key.clone(), key));
+        }
+    }
+    // Interval sets as nft sends them: each start is closed by the lowest end marker
+    // above it (exclusive); a start without one runs to the top of the key space.
+    ends.sort();
+    for start in starts {
+        let end = ends.iter().find(|e| **e > start);
+        let last = match end {
+            Some(e) => match decrement(e) {
+                Some(l) => l,
+                None => continue,
+            },
+            None => vec![0xff; len],
+        };
+        if last >= start {
+            ranges.push((start, last));
+        }
+    }
+    ranges.sort();
+    Ok(ranges)
+}
+
+/// `bytes - 1` as a big-endian number; None below zero.
+fn decrement(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut v = bytes.to_vec();
+    for b in v.iter_mut().rev() {
+        if *b == 0 {
+            *b = 0xff;
+        } else {
+            *b -= 1;
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn be_u128(bytes: &[u8]) -> u128 {
+    bytes.iter().fold(0u128, |acc, &b| (acc << 8) | b as u128)
+}
+
+/// The smallest set of prefixes covering `[lo, hi]` in a `bits`-wide space.
+fn range_to_prefixes(lo: u128, hi: u128, bits: u32) -> Vec<(u128, u8)> {
+    let mut out = Vec::new();
+    let mut cur = lo;
+    loop {
+        if cur > hi {
+            break;
+        }
+        // The largest aligned block starting at cur that stays within hi.
+        let mut size_bits = if cur == 0 {
+            bits
+        } else {
+            cur.trailing_zeros().min(bits)
+        };
+        loop {
+            let span_ok = if size_bits >= 128 {
+                cur == 0 && hi == u128::MAX
+            } else {
+                let last = cur + ((1u128 << size_bits) - 1);
+                last <= hi && last >= cur
+            };
+            if span_ok {
+                break;
+            }
+            size_bits -= 1;
+        }
+        out.push((cur, (bits - size_bits) as u8));
+        if size_bits >= 128 {
+            break;
+        }
+        let next = cur.checked_add(1u128 << size_bits);
+        match next {
+            Some(n) if bits == 128 || n < (1u128 << bits) => cur = n,
+            _ => break,
+        }
+    }
+    out
+}
+
+pub fn v4_prefixes(ranges: &[ByteRange]) -> Vec<Ipv4Net> {
+    let mut out = Vec::new();
+    for (lo, hi) in ranges {
+        for (addr, plen) in range_to_prefixes(be_u128(lo), be_u128(hi), 32) {
+            if let Ok(n) = Ipv4Net::new(Ipv4Addr::from(addr as u32), plen) {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
+pub fn v6_prefixes(ranges: &[ByteRange]) -> Vec<Ipv6Net> {
+    let mut out = Vec::new();
+    for (lo, hi) in ranges {
+        for (addr, plen) in range_to_prefixes(be_u128(lo), be_u128(hi), 128) {
+            if let Ok(n) = Ipv6Net::new(Ipv6Addr::from(addr), plen) {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
+/// Inclusive big-endian ranges of small numbers (ports, protocols) as (first, last).
+pub fn numeric_ranges(ranges: &[ByteRange]) -> Vec<(u128, u128)> {
+    ranges
+        .iter()
+        .map(|(lo, hi)| (be_u128(lo), be_u128(hi)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_become_minimal_prefixes() {
+        let r = vec![(vec![10, 0, 0, 1], vec![10, 0, 0, 6])];
+        let p: Vec<String> = v4_prefixes(&r).iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            p,
+            ["10.0.0.1/32", "10.0.0.2/31", "10.0.0.4/31", "10.0.0.6/32"]
+        );
+        let all = vec![(vec![0; 4], vec![0xff; 4])];
+        assert_eq!(v4_prefixes(&all)[0].to_string(), "0.0.0.0/0");
+        let all6 = vec![(vec![0; 16], vec![0xff; 16])];
+        assert_eq!(v6_prefixes(&all6)[0].to_string(), "::/0");
+        let top = vec![(vec![255, 255, 255, 254], vec![0xff; 4])];
+        assert_eq!(v4_prefixes(&top)[0].to_string(), "255.255.255.254/31");
+    }
+
+    #[test]
+    fn decrement_borrows() {
+        assert_eq!(decrement(&[1, 0]), Some(vec![0, 0xff]));
+        assert_eq!(decrement(&[0, 0]), None);
+    }
+}

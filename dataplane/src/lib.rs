@@ -1,0 +1,35 @@
+//! nftshim's enforcing data plane: every committed ruleset of a network namespace is
+//! decompiled into the eBPF rule IR of `nftshim-ebpf` and enforced by TC (TCX)
+//! programs on every interface of that namespace.
+//!
+//! - [`compile`]: ruleset -> [`compile::Program`] (refusing what cannot be enforced
+//!   exactly) -> one IR chain per interface and direction for the namespace's current
+//!   interfaces and local addresses.
+//! - [`runtime`]: [`EbpfDataplane`], the engine's [`nftshim_engine::Dataplane`] for one
+//!   namespace: a worker thread inside the namespace loads, attaches and atomically
+//!   replaces the programs, and follows links and local addresses over rtnetlink.
+
+//!
+//! Enforced: ip/ip6/inet filter (and route) base chains at prerouting, input,
+//! forward, output, postrouting; netdev ingress/egress chains (meta matches only);
+//! `ip/ip6 saddr/daddr` (prefixes, ranges, sets), `meta l4proto`/`ip protocol`,
+//! `meta nfproto`, tcp/udp/udplite/sctp/dccp ports (values, ranges, `<`/`>`,
+//! sets), icmp/icmpv6 type, `meta iif/oif/iifname/oifname/mark` (mark with a mask),
+//! `!=` and negated lookups, constant named or anonymous sets, `counter`,
+//! accept/drop, policies, several base chains per hook when no accept can skip a later
+//! one. Everything else is refused (EOPNOTSUPP; the reason is logged): other
+//! expressions (ct, log, limit, reject, nat, mangling...), jump/goto/return, maps,
+//! dynamic or timeout sets, link-layer and other header fields, inet ingress, arp and
+//! bridge families, chains an accept would skip, ties of priority whose order matters.
+//!
+//! Known difference: the kernel judges IPv4 input and all output/postrouting packets
+//! before fragmentation or after reassembly, TC sees fragments. A later fragment has
+//! no ports, so port-based accepts with a drop policy drop the later fragments of a
+//! fragmented datagram that the kernel would deliver (never the other way round:
+//! the first fragment carries the verdict fields). Needs fragment support in the eBPF
+//! programs.
+
+pub mod compile;
+pub mod runtime;
+
+pub use runtime::EbpfDataplane;

@@ -1,0 +1,163 @@
+//! [`EbpfDataplane`]: the engine's data plane for one network namespace.
+//!
+//! `check` decompiles the proposed ruleset (refusing what cannot be enforced) and has
+//! the namespace's worker load and fill its programs; `apply` switches the worker to
+//! them. Everything that can fail happens in `check`, so a refusal aborts the batch
+//! and nothing of it applies.
+//!
+//! Namespace lifetime: the worker thread sits inside the namespace while the ruleset
+//! has something to enforce, which keeps the namespace alive as long as that ruleset
+//! does (so `ip netns del` of a namespace with a non-empty nftshim ruleset leaves it,
+//! and its interfaces, in place until the ruleset is flushed or nftshimd stops). With
+//! no ruleset the data plane holds nothing of the namespace. The alternative, holding
+//! nothing and re-finding the namespace on every link event, cannot attach to a new
+//! interface of a namespace only a file descriptor elsewhere keeps alive: an
+//! unenforced interface. Enforcement wins.
+
+pub mod netns;
+pub mod rtnl;
+pub mod worker;
+
+use std::sync::{Arc, Mutex};
+
+use nftshim_engine::{Dataplane, DataplaneError, RulesetView};
+
+use crate::compile::{decompile, refuse, Program};
+pub use netns::NetnsKey;
+use worker::{Worker, WorkerStatus};
+
+pub struct EbpfDataplane {
+    key: NetnsKey,
+    /// Started by the first ruleset with something to enforce, stopped when there is
+    /// none; a mutex because `check` takes `&self`.
+    worker: Mutex<Option<Worker>>,
+}
+
+impl EbpfDataplane {
+    pub fn new(key: NetnsKey) -> Self {
+        EbpfDataplane {
+            key,
+            worker: Mutex::new(None),
+        }
+    }
+
+    /// Programs attached now, or None when nothing is enforced.
+    pub fn status(&self) -> Option<WorkerStatus> {
+        self.lock().as_ref().map(Worker::status)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Worker>> {
+        self.worker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ensure_worker<'a>(
+        &self,
+        guard: &'a mut Option<Worker>,
+    ) -> Result<&'a Worker, DataplaneError> {
+        if guard.is_none() {
+            let w = Worker::start(self.key).map_err(|e| {
+                refuse(format!(
+                    "the eBPF data plane cannot enter this network namespace: {e}"
+                ))
+            })?;
+            tracing::info!(netns_cookie = self.key.cookie, "eBPF data plane started");
+            *guard = Some(w);
+        }
+        guard
+            .as_ref()
+            .ok_or_else(|| refuse("the eBPF data plane worker is missing"))
+    }
+}
+
+impl Dataplane for EbpfDataplane {
+    fn name(&self) -> &'static str {
+        "ebpf"
+    }
+
+    fn enforces(&self) -> bool {
+        true
+    }
+
+    fn check(&self, proposed: &RulesetView<'_>) -> Result<(), DataplaneError> {
+        let result = self.check_inner(proposed);
+        if let Err(e) = &result {
+            // The client sees only the errno; the reason goes to the log.
+            tracing::info!(netns_cookie = self.key.cookie, reason = %e.reason, "batch refused by the eBPF data plane");
+        }
+        result
+    }
+
+    fn apply(&mut self, committed: &RulesetView<'_>) {
+        self.apply_inner(committed)
+    }
+}
+
+impl EbpfDataplane {
+    fn check_inner(&self, proposed: &RulesetView<'_>) -> Result<(), DataplaneError> {
+        let program = decompile(proposed)?;
+        if program.is_empty() {
+            return Ok(());
+        }
+        let mut guard = self.lock();
+        let started_here = guard.is_none();
+        let result = self
+            .ensure_worker(&mut guard)
+            .and_then(|w| w.prepare(Arc::new(program)));
+        if result.is_err() && started_here {
+            // Nothing was enforced before: hold nothing of the namespace.
+            *guard = None;
+        }
+        result
+    }
+
+    fn apply_inner(&mut self, committed: &RulesetView<'_>) {
+        let program = match decompile(committed) {
+            Ok(p) => p,
+            Err(e) => {
+                // `check` accepted this very ruleset; only a restored one gets here.
+                tracing::error!(netns_cookie = self.key.cookie, error = %e, "ruleset NOT enforced: the eBPF data plane refuses it");
+                Program::default()
+            }
+        };
+        let mut guard = self.lock();
+        if program.is_empty() {
+            if guard.take().is_some() {
+                tracing::info!(
+                    netns_cookie = self.key.cookie,
+                    "eBPF data plane stopped: nothing to enforce"
+                );
+            }
+            return;
+        }
+        match self.ensure_worker(&mut guard) {
+            Ok(w) => w.commit(Arc::new(program)),
+            Err(e) => {
+                tracing::error!(netns_cookie = self.key.cookie, error = %e, "ruleset NOT enforced")
+            }
+        }
+    }
+}
+
+/// Whether this process can load the data plane's programs at all (root or CAP_BPF
+/// and CAP_NET_ADMIN, a kernel with BPF, bpf_loop and TCX). nftshimd checks it at
+/// start rather than refusing every commit later.
+pub fn probe() -> Result<(), String> {
+    use nftshim_ebpf::ir::{Chain, L3Scope, Verdict};
+    use nftshim_ebpf::loader::{LoadOptions, LoadedChain};
+    let empty = Chain {
+        scope: L3Scope::Inet,
+        policy: Verdict::Accept,
+        rules: Vec::new(),
+    };
+    let compiled = nftshim_ebpf::maps::compile(&empty).map_err(|e| e.to_string())?;
+    LoadedChain::load(&compiled, LoadOptions { tc_egress: true })
+        .map(drop)
+        .map_err(|e| {
+            format!(
+                "{e}: {}",
+                std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            )
+        })
+}

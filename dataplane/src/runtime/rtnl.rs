@@ -1,0 +1,273 @@
+//! Just enough rtnetlink for the data plane, in the calling thread's namespace: the
+//! links (ifindex, name), the destinations the kernel delivers locally (the local
+//! routing table), and a socket that wakes up when either may have changed.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use netlink_proto::attr::parse_attrs_lenient;
+
+use crate::compile::Facts;
+
+const NLMSG_HDRLEN: usize = 16;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_ERROR: u16 = 2;
+const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_GETROUTE: u16 = 26;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_DUMP: u16 = 0x300;
+const IFLA_IFNAME: u16 = 3;
+const RTA_DST: u16 = 1;
+const RTA_TABLE: u16 = 15;
+const RT_TABLE_LOCAL: u32 = 255;
+const RTN_LOCAL: u8 = 2;
+const RTN_BROADCAST: u8 = 3;
+const RTN_ANYCAST: u8 = 4;
+const RTN_MULTICAST: u8 = 5;
+/// RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR |
+/// RTMGRP_IPV6_ROUTE.
+const EVENT_GROUPS: u32 = 0x1 | 0x10 | 0x40 | 0x100 | 0x400;
+
+/// A NETLINK_ROUTE socket of the calling thread's namespace.
+pub struct RtnlSocket {
+    fd: OwnedFd,
+    seq: u32,
+}
+
+impl RtnlSocket {
+    fn open(groups: u32) -> io::Result<RtnlSocket> {
+        // SAFETY: plain socket(2); the fd is owned right away.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: raw is a fresh, valid fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: zeroed sockaddr_nl is a valid value; fields set below.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as u16;
+        addr.nl_groups = groups;
+        // SAFETY: addr is a valid sockaddr_nl of the size given.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &addr as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(RtnlSocket { fd, seq: 1 })
+    }
+
+    /// A socket subscribed to link, address and route events.
+    pub fn events() -> io::Result<RtnlSocket> {
+        Self::open(EVENT_GROUPS)
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Reads and discards whatever is queued; true if anything was (or the queue
+    /// overflowed, which means events were lost).
+    pub fn drain(&self) -> bool {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut any = false;
+        loop {
+            // SAFETY: buf is valid for its length.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n > 0 {
+                any = true;
+                continue;
+            }
+            if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOBUFS) {
+                any = true;
+                continue;
+            }
+            return any;
+        }
+    }
+
+    /// Sends one dump request and collects the messages of the answer: (type, body).
+    fn dump(&mut self, msg_type: u16, body: &[u8]) -> io::Result<Vec<(u16, Vec<u8>)>> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let len = NLMSG_HDRLEN + body.len();
+        let mut req = Vec::with_capacity(len);
+        req.extend_from_slice(&(len as u32).to_ne_bytes());
+        req.extend_from_slice(&msg_type.to_ne_bytes());
+        req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+        req.extend_from_slice(&seq.to_ne_bytes());
+        req.extend_from_slice(&0u32.to_ne_bytes());
+        req.extend_from_slice(body);
+        // SAFETY: req is valid for its length.
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let mut pfd = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let rc = unsafe { libc::poll(&mut pfd, 1, 5000) };
+            if rc == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "rtnetlink dump timed out",
+                ));
+            }
+            // SAFETY: buf is valid for its length.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let mut data = &buf[..n as usize];
+            while data.len() >= NLMSG_HDRLEN {
+                let mlen = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
+                let mtype = u16::from_ne_bytes([data[4], data[5]]);
+                let mseq = u32::from_ne_bytes([data[8], data[9], data[10], data[11]]);
+                if mlen < NLMSG_HDRLEN || mlen > data.len() {
+                    break;
+                }
+                if mseq == seq {
+                    match mtype {
+                        NLMSG_DONE => return Ok(out),
+                        NLMSG_ERROR => {
+                            let errno = data
+                                .get(16..20)
+                                .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                                .unwrap_or(-libc::EIO);
+                            if errno != 0 {
+                                return Err(io::Error::from_raw_os_error(-errno));
+                            }
+                        }
+                        t => out.push((t, data[NLMSG_HDRLEN..mlen].to_vec())),
+                    }
+                }
+                let aligned = (mlen + 3) & !3;
+                data = &data[aligned.min(data.len())..];
+            }
+        }
+    }
+}
+
+/// Reads the namespace's links and local destinations.
+pub fn read_facts() -> io::Result<Facts> {
+    let mut sock = RtnlSocket::open(0)?;
+    let mut facts = Facts::default();
+
+    let ifinfo = [0u8; 16];
+    for (t, body) in sock.dump(RTM_GETLINK, &ifinfo)? {
+        if t != RTM_NEWLINK || body.len() < 16 {
+            continue;
+        }
+        let index = i32::from_ne_bytes([body[4], body[5], body[6], body[7]]);
+        let (attrs, _) = parse_attrs_lenient(&body[16..]);
+        if let Some(name) = attrs.iter().find(|a| a.id() == IFLA_IFNAME) {
+            let name = name.value.split(|&b| b == 0).next().unwrap_or(&[]);
+            if index > 0 {
+                facts
+                    .links
+                    .insert(index as u32, String::from_utf8_lossy(name).into_owned());
+            }
+        }
+    }
+
+    for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
+        let mut rtmsg = [0u8; 12];
+        rtmsg[0] = family;
+        for (t, body) in sock.dump(RTM_GETROUTE, &rtmsg)? {
+            if t != RTM_NEWROUTE || body.len() < 12 {
+                continue;
+            }
+            let dst_len = body[1];
+            let mut table = body[4] as u32;
+            let rtype = body[7];
+            let (attrs, _) = parse_attrs_lenient(&body[12..]);
+            if let Some(a) = attrs.iter().find(|a| a.id() == RTA_TABLE) {
+                if a.value.len() == 4 {
+                    table = u32::from_ne_bytes([a.value[0], a.value[1], a.value[2], a.value[3]]);
+                }
+            }
+            if table != RT_TABLE_LOCAL
+                || !matches!(
+                    rtype,
+                    RTN_LOCAL | RTN_BROADCAST | RTN_ANYCAST | RTN_MULTICAST
+                )
+            {
+                continue;
+            }
+            let dst = attrs
+                .iter()
+                .find(|a| a.id() == RTA_DST)
+                .map(|a| a.value.clone());
+            match (family as i32, dst) {
+                (libc::AF_INET, Some(d)) if d.len() == 4 => {
+                    if let Ok(n) = Ipv4Net::new([d[0], d[1], d[2], d[3]].into(), dst_len) {
+                        facts.local_v4.push(n);
+                    }
+                }
+                (libc::AF_INET6, Some(d)) if d.len() == 16 => {
+                    let mut a = [0u8; 16];
+                    a.copy_from_slice(&d);
+                    if let Ok(n) = Ipv6Net::new(a.into(), dst_len) {
+                        facts.local_v6.push(n);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    // Delivered locally whatever the tables say: limited broadcast (ip_route_input
+    // treats it as local), and multicast, which is delivered if joined and dropped
+    // otherwise (without a multicast router), so input is the hook that can see it.
+    facts
+        .local_v4
+        .push("255.255.255.255/32".parse().expect("literal"));
+    facts.local_v4.push("224.0.0.0/4".parse().expect("literal"));
+    facts.local_v6.push("ff00::/8".parse().expect("literal"));
+    facts.local_v4.sort();
+    facts.local_v4.dedup();
+    facts.local_v6.sort();
+    facts.local_v6.dedup();
+    Ok(facts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_namespace_has_loopback_and_its_addresses() {
+        let f = read_facts().expect("rtnetlink dump");
+        assert!(f.links.values().any(|n| n == "lo"), "{f:?}");
+        // 127.0.0.0/8 is a local route whenever lo is up (always, outside fresh
+        // namespaces whose lo is down; this test runs in the host's).
+        if f.local_v4.iter().any(|n| n.to_string() == "127.0.0.0/8") {
+            assert!(f.local_v4.iter().any(|n| n.to_string() == "127.0.0.1/32"));
+        }
+        assert!(f.local_v4.iter().any(|n| n.to_string() == "224.0.0.0/4"));
+    }
+}

@@ -1,0 +1,463 @@
+//! The thread that enforces one namespace's ruleset. It lives inside the namespace
+//! (setns at start), because aya resolves interface names and TCX attaches by ifindex
+//! in the calling thread's namespace; it owns every program and link there.
+//!
+//! A ruleset change is a new [`Generation`]: all programs are loaded and their maps
+//! filled beside the live ones, then every attached TCX link is switched to its new
+//! program with `BPF_LINK_UPDATE` (atomic per interface and direction: a packet runs
+//! either the old or the new program), and only then are the old programs dropped.
+//! Link and address events over rtnetlink re-read the facts and, when they changed,
+//! build and switch to a new generation the same way, so new interfaces are covered
+//! as soon as the kernel announces them.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use aya::programs::links::LinkOrder;
+use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
+use aya::programs::{SchedClassifier, TcAttachType};
+use nftshim_ebpf::ir;
+use nftshim_ebpf::loader::{LoadOptions, LoadedChain, TC_PROGRAM};
+use nftshim_ebpf::maps;
+use nftshim_engine::DataplaneError;
+
+use super::netns::{self, NetnsKey};
+use super::rtnl::{self, RtnlSocket};
+use crate::compile::{instantiate, refuse, Direction, Facts, Program};
+
+/// What the worker reports for `nftshim status` and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerStatus {
+    /// (ifindex, direction) pairs with a program attached.
+    pub attached: Vec<(u32, Direction)>,
+    pub programs: usize,
+    /// Generations switched to since the worker started.
+    pub generations: u64,
+    /// Interfaces whose attach or switch failed (logged); retried on the next change.
+    pub errors: u64,
+}
+
+enum Command {
+    /// Build (load and fill) the programs of a ruleset without attaching them.
+    Prepare(Arc<Program>, Sender<Result<(), DataplaneError>>),
+    /// Switch to a ruleset (the prepared one if it is the same).
+    Commit(Arc<Program>, Sender<()>),
+}
+
+pub struct Worker {
+    commands: Sender<Command>,
+    wake: OwnedFd,
+    thread: Option<JoinHandle<()>>,
+    status: Arc<Mutex<WorkerStatus>>,
+}
+
+impl Worker {
+    /// Starts the worker in the namespace `key` names.
+    pub fn start(key: NetnsKey) -> io::Result<Worker> {
+        let netns = netns::open(key)?;
+        // SAFETY: eventfd(2); the fd is owned at once.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh fd that nothing else owns.
+        let wake = unsafe { OwnedFd::from_raw_fd(raw) };
+        let wake_thread = wake.try_clone()?;
+        let (tx, rx) = channel();
+        let (ready_tx, ready_rx) = channel();
+        let status = Arc::new(Mutex::new(WorkerStatus::default()));
+        let status_thread = status.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("nftshim-dp-{}", key.cookie))
+            .spawn(move || {
+                let started = (|| -> io::Result<(RtnlSocket, Facts)> {
+                    netns::enter(netns.as_fd())?;
+                    drop(netns);
+                    if netns::current_cookie()? != key.cookie {
+                        return Err(io::Error::other("namespace cookie changed"));
+                    }
+                    // Subscribe before reading, so no change falls in between.
+                    let events = RtnlSocket::events()?;
+                    let facts = rtnl::read_facts()?;
+                    Ok((events, facts))
+                })();
+                match started {
+                    Ok((events, facts)) => {
+                        let _ = ready_tx.send(Ok(()));
+                        let mut w = State::new(key, facts, status_thread);
+                        w.run(&rx, &events, wake_thread);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })?;
+        ready_rx
+            .recv()
+            .unwrap_or_else(|_| Err(io::Error::other("worker thread died")))?;
+        Ok(Worker {
+            commands: tx,
+            wake,
+            thread: Some(thread),
+            status,
+        })
+    }
+
+    fn send(&self, c: Command) {
+        if self.commands.send(c).is_ok() {
+            let one = 1u64;
+            // SAFETY: writing 8 bytes from a valid u64 to our eventfd.
+            unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
+    }
+
+    pub fn prepare(&self, program: Arc<Program>) -> Result<(), DataplaneError> {
+        let (tx, rx) = channel();
+        self.send(Command::Prepare(program, tx));
+        rx.recv()
+            .unwrap_or_else(|_| Err(refuse("the data plane worker of this namespace stopped")))
+    }
+
+    pub fn commit(&self, program: Arc<Program>) {
+        let (tx, rx) = channel();
+        self.send(Command::Commit(program, tx));
+        let _ = rx.recv();
+    }
+
+    pub fn status(&self) -> WorkerStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for Worker {
+    /// Detaches everything: dropping the sender ends the loop, which drops the links.
+    fn drop(&mut self) {
+        let (tx, _) = channel();
+        self.commands = tx;
+        let one = 1u64;
+        // SAFETY: as in `send`.
+        unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One ruleset's programs for one set of facts.
+struct Generation {
+    program: Arc<Program>,
+    facts: Facts,
+    /// Programs by id. A program the previous generation already runs (same chain,
+    /// same direction) is not loaded again: its id is in `assign` and the program
+    /// itself moves over at the switch.
+    progs: BTreeMap<u64, LoadedProg>,
+    /// Which program each (ifindex, direction) gets.
+    assign: BTreeMap<(u32, Direction), u64>,
+    /// Programs kept for interfaces yet to come.
+    spares: Vec<u64>,
+}
+
+/// No real interface has it (ifindexes are positive `int`s).
+const PHANTOM_IFINDEX: u32 = u32::MAX;
+
+struct LoadedProg {
+    chain: ir::Chain,
+    dir: Direction,
+    loaded: LoadedChain,
+}
+
+fn next_program_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Generation {
+    fn build(
+        program: Arc<Program>,
+        facts: &Facts,
+        live: Option<&Generation>,
+    ) -> Result<Generation, DataplaneError> {
+        // Also the chain of an interface that does not exist yet (matched by no
+        // interface name pattern, bound to no netdev chain): built ahead, so that a new
+        // interface gets its program the moment the kernel announces it.
+        let mut with_phantom = facts.clone();
+        with_phantom.links.insert(PHANTOM_IFINDEX, String::new());
+        let plan = instantiate(&program, &with_phantom)?;
+        let mut progs: BTreeMap<u64, LoadedProg> = BTreeMap::new();
+        let mut assign = BTreeMap::new();
+        let mut spares = Vec::new();
+        for ((ifindex, dir), chain) in plan.chains {
+            let same = |p: &LoadedProg| p.chain == chain && p.dir == dir;
+            let reused = live
+                .and_then(|g| g.progs.iter().find(|(_, p)| same(p)))
+                .or_else(|| progs.iter().find(|(_, p)| same(p)))
+                .map(|(&id, _)| id);
+            let id = match reused {
+                Some(id) => id,
+                None => {
+                    let compiled = maps::compile(&chain).map_err(|e| {
+                        refuse(format!(
+                            "the eBPF data plane cannot build this ruleset: {e}"
+                        ))
+                    })?;
+                    let options = LoadOptions {
+                        tc_egress: dir == Direction::Egress,
+                    };
+                    let loaded = LoadedChain::load(&compiled, options).map_err(|e| {
+                        refuse(format!("the eBPF data plane cannot load this ruleset: {e}"))
+                    })?;
+                    let id = next_program_id();
+                    progs.insert(id, LoadedProg { chain, dir, loaded });
+                    id
+                }
+            };
+            if ifindex == PHANTOM_IFINDEX {
+                spares.push(id);
+            } else {
+                assign.insert((ifindex, dir), id);
+            }
+        }
+        Ok(Generation {
+            program,
+            facts: facts.clone(),
+            progs,
+            assign,
+            spares,
+        })
+    }
+
+    /// Takes over the programs of `old` that this generation reuses.
+    fn adopt(&mut self, old: &mut Generation) {
+        let wanted: Vec<u64> = self.assign.values().chain(&self.spares).copied().collect();
+        for id in wanted {
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.progs.entry(id) {
+                if let Some(p) = old.progs.remove(&id) {
+                    slot.insert(p);
+                }
+            }
+        }
+    }
+
+    fn classifier(&mut self, id: u64) -> Option<&mut SchedClassifier> {
+        self.progs
+            .get_mut(&id)?
+            .loaded
+            .ebpf_mut()
+            .program_mut(TC_PROGRAM)?
+            .try_into()
+            .ok()
+    }
+}
+
+struct State {
+    key: NetnsKey,
+    facts: Facts,
+    live: Option<Generation>,
+    /// Built by Prepare, used by the Commit of the same program.
+    pending: Option<Generation>,
+    /// Attached links and the id of the program each runs.
+    links: BTreeMap<(u32, Direction), (u64, SchedClassifierLink)>,
+    status: Arc<Mutex<WorkerStatus>>,
+    generations: u64,
+    errors: u64,
+}
+
+impl State {
+    fn new(key: NetnsKey, facts: Facts, status: Arc<Mutex<WorkerStatus>>) -> State {
+        State {
+            key,
+            facts,
+            live: None,
+            pending: None,
+            links: BTreeMap::new(),
+            status,
+            generations: 0,
+            errors: 0,
+        }
+    }
+
+    fn run(&mut self, commands: &Receiver<Command>, events: &RtnlSocket, wake: OwnedFd) {
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: wake.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: events.raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: two valid pollfds.
+            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if rc < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                tracing::error!(
+                    netns_cookie = self.key.cookie,
+                    "poll failed; data plane worker stops"
+                );
+                return;
+            }
+            if fds[0].revents != 0 {
+                let mut buf = [0u8; 8];
+                // SAFETY: reading 8 bytes into a valid buffer from our eventfd.
+                unsafe { libc::read(wake.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+            }
+            loop {
+                match commands.try_recv() {
+                    Ok(c) => self.handle(c),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+                }
+            }
+            if fds[1].revents != 0 && events.drain() {
+                self.refresh_facts();
+            }
+        }
+    }
+
+    fn handle(&mut self, c: Command) {
+        match c {
+            Command::Prepare(program, reply) => {
+                let result = Generation::build(program, &self.facts, self.live.as_ref()).map(|g| {
+                    self.pending = Some(g);
+                });
+                self.publish();
+                let _ = reply.send(result);
+            }
+            Command::Commit(program, reply) => {
+                let prepared = self
+                    .pending
+                    .take()
+                    .filter(|g| g.program == program && g.facts == self.facts);
+                let next = match prepared {
+                    Some(g) => Ok(g),
+                    None => Generation::build(program, &self.facts, self.live.as_ref()),
+                };
+                match next {
+                    Ok(g) => self.switch(g),
+                    Err(e) => {
+                        // Check built the same program a moment ago; only a change of
+                        // facts in between can get here.
+                        self.errors += 1;
+                        tracing::error!(netns_cookie = self.key.cookie, error = %e, "cannot build the committed ruleset");
+                    }
+                }
+                self.publish();
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn refresh_facts(&mut self) {
+        let facts = match rtnl::read_facts() {
+            Ok(f) => f,
+            Err(e) => {
+                self.errors += 1;
+                tracing::error!(netns_cookie = self.key.cookie, error = %e, "cannot read links and addresses");
+                return;
+            }
+        };
+        if facts == self.facts {
+            return;
+        }
+        let t = Instant::now();
+        self.facts = facts;
+        if let Some(program) = self.live.as_ref().map(|g| g.program.clone()) {
+            match Generation::build(program, &self.facts, self.live.as_ref()) {
+                Ok(g) => self.switch(g),
+                Err(e) => {
+                    self.errors += 1;
+                    tracing::error!(netns_cookie = self.key.cookie, error = %e, "cannot rebuild after a link or address change");
+                }
+            }
+            tracing::debug!(netns_cookie = self.key.cookie, elapsed = ?t.elapsed(), "followed a link or address change");
+        }
+        self.publish();
+    }
+
+    /// Moves every link to the new generation's program, attaches new ones, detaches
+    /// the ones the new generation does not have, then drops the old programs.
+    fn switch(&mut self, mut next: Generation) {
+        if let Some(old) = self.live.as_mut() {
+            next.adopt(old);
+        }
+        let mut links = BTreeMap::new();
+        let assign = next.assign.clone();
+        let names = next.facts.links.clone();
+        for (&(ifindex, dir), &id) in &assign {
+            let old = self.links.remove(&(ifindex, dir));
+            if let Some((old_id, link)) = old {
+                if old_id == id {
+                    // Already runs this very program.
+                    links.insert((ifindex, dir), (id, link));
+                    continue;
+                }
+                let Some(prog) = next.classifier(id) else {
+                    self.errors += 1;
+                    continue;
+                };
+                match prog.attach_to_link(link).and_then(|l| prog.take_link(l)) {
+                    Ok(link) => {
+                        links.insert((ifindex, dir), (id, link));
+                    }
+                    Err(e) => {
+                        self.errors += 1;
+                        tracing::error!(netns_cookie = self.key.cookie, ifindex, ?dir, error = %e, "cannot switch the data plane program");
+                    }
+                }
+                continue;
+            }
+            let Some(name) = names.get(&ifindex) else {
+                continue;
+            };
+            let Some(prog) = next.classifier(id) else {
+                self.errors += 1;
+                continue;
+            };
+            let attach_type = match dir {
+                Direction::Ingress => TcAttachType::Ingress,
+                Direction::Egress => TcAttachType::Egress,
+            };
+            let attached = prog
+                .attach_with_options(
+                    name,
+                    attach_type,
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )
+                .and_then(|l| prog.take_link(l));
+            match attached {
+                Ok(link) => {
+                    links.insert((ifindex, dir), (id, link));
+                }
+                Err(e) => {
+                    self.errors += 1;
+                    tracing::error!(netns_cookie = self.key.cookie, ifindex, ?dir, error = %e, "cannot attach the data plane program");
+                }
+            }
+        }
+        // What is left was not in the new generation: dropping a link detaches it;
+        // then the old programs no link runs any more are dropped.
+        self.links = links;
+        self.live = Some(next);
+        self.generations += 1;
+    }
+
+    fn publish(&self) {
+        if let Ok(mut s) = self.status.lock() {
+            *s = WorkerStatus {
+                attached: self.links.keys().copied().collect(),
+                programs: self.live.as_ref().map_or(0, |g| g.progs.len()),
+                generations: self.generations,
+                errors: self.errors,
+            };
+        }
+    }
+}

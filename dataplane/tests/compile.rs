@@ -1,0 +1,399 @@
+//! The compiler on rulesets written by the real `nft` (see tests/fixtures/capture.sh):
+//! decompiled predicates, refusals, and the per-interface plans evaluated with the
+//! eBPF crate's reference evaluator.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use nftshim_dataplane::compile::{
+    decompile, instantiate, Direction, Facts, Family, Hook, IfNamePattern, Program, SymMatch,
+    SymRule,
+};
+use nftshim_ebpf::fields::{L3Fields, PacketFields};
+use nftshim_ebpf::ir::{Action, Match, PortRange, Test, Verdict};
+use nftshim_ebpf::reference::evaluate;
+use nftshim_ebpf::{Ipv4Net, Ipv6Net};
+use nftshim_engine::Netns;
+
+fn fixture(name: &str) -> serde_json::Value {
+    let path = format!(
+        "{}/tests/fixtures/{name}.state.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn netns(state: serde_json::Value) -> Netns {
+    Netns::from_persisted(state).expect("engine state")
+}
+
+fn program(name: &str) -> Program {
+    let ns = netns(fixture(name));
+    decompile(&ns.view()).unwrap_or_else(|e| panic!("{name}: refused: {e}"))
+}
+
+fn ir(test: Test) -> SymMatch {
+    SymMatch::Ir(Match::is(test))
+}
+fn not(test: Test) -> SymMatch {
+    SymMatch::Ir(Match::not(test))
+}
+fn v4() -> SymMatch {
+    ir(Test::IpSaddr(vec![Ipv4Net::default()]))
+}
+fn v6() -> SymMatch {
+    ir(Test::Ip6Saddr(vec![Ipv6Net::default()]))
+}
+fn net4(s: &str) -> Ipv4Net {
+    s.parse().unwrap()
+}
+/// Prefixes covering [lo, hi], computed independently of the crate (bit by bit).
+fn range4(lo: [u8; 4], hi: [u8; 4]) -> Vec<Ipv4Net> {
+    let (mut cur, hi) = (u32::from_be_bytes(lo) as u64, u32::from_be_bytes(hi) as u64);
+    let mut out = Vec::new();
+    while cur <= hi {
+        let mut plen = 32;
+        while plen > 0 {
+            let size = 1u64 << (33 - plen);
+            if cur % size != 0 || cur + size - 1 > hi {
+                break;
+            }
+            plen -= 1;
+        }
+        out.push(Ipv4Net::new(Ipv4Addr::from(cur as u32), plen).unwrap());
+        cur += 1u64 << (32 - plen);
+    }
+    out
+}
+
+fn ports(r: &[(u16, u16)]) -> Vec<PortRange> {
+    r.iter().map(|&(a, b)| PortRange::new(a, b)).collect()
+}
+
+#[test]
+fn every_predicate_form_decompiles() {
+    let p = program("basic");
+    assert_eq!(p.chains.len(), 1);
+    let c = &p.chains[0];
+    assert_eq!(
+        (c.family, c.hook, c.policy),
+        (Family::Inet, Hook::Input, Verdict::Drop)
+    );
+    let rules: Vec<(Vec<SymMatch>, Action)> = c
+        .rules
+        .iter()
+        .map(|r: &SymRule| (r.matches.clone(), r.action.clone()))
+        .collect();
+    let expected = vec![
+        (vec![ir(Test::Iif(vec![1]))], Action::Accept),
+        (vec![ir(Test::L4Proto(vec![1]))], Action::Accept),
+        (
+            vec![
+                v4(),
+                ir(Test::IpSaddr(vec![net4("10.0.0.0/8")])),
+                ir(Test::L4Proto(vec![6])),
+                ir(Test::Dport(ports(&[(22, 22), (80, 90)]))),
+            ],
+            Action::Accept,
+        ),
+        (
+            vec![
+                v6(),
+                ir(Test::Ip6Daddr(vec!["fe80::/64".parse().unwrap()])),
+                ir(Test::L4Proto(vec![17])),
+                not(Test::Sport(ports(&[(53, 53)]))),
+            ],
+            Action::Drop,
+        ),
+        (
+            vec![
+                ir(Test::L4Proto(vec![6])),
+                not(Test::Dport(ports(&[(8000, 8100)]))),
+            ],
+            Action::Continue,
+        ),
+        (
+            vec![ir(Test::Mark {
+                mask: 0xff,
+                values: vec![2],
+            })],
+            Action::Drop,
+        ),
+        (
+            vec![SymMatch::IfName {
+                output: false,
+                patterns: vec![IfNamePattern {
+                    bytes: b"veth".to_vec(),
+                }],
+                negated: false,
+            }],
+            Action::Drop,
+        ),
+        (
+            vec![
+                v6(),
+                ir(Test::L4Proto(vec![58])),
+                ir(Test::Icmpv6Type(vec![128])),
+            ],
+            Action::Accept,
+        ),
+        (
+            vec![
+                v4(),
+                ir(Test::IpSaddr(vec![net4("1.2.3.4/32"), net4("5.6.7.0/24")])),
+            ],
+            Action::Drop,
+        ),
+        (
+            vec![
+                v4(),
+                ir(Test::L4Proto(vec![17])),
+                ir(Test::Dport(ports(&[(53, 53)]))),
+            ],
+            Action::Accept,
+        ),
+        (
+            vec![v4(), ir(Test::IpDaddr(vec![net4("192.168.0.0/23")]))],
+            Action::Drop,
+        ),
+        // nft writes an address range as `cmp gte` and `cmp lte`: two predicates.
+        (
+            vec![
+                v4(),
+                ir(Test::IpDaddr(range4([192, 168, 2, 1], [255; 4]))),
+                ir(Test::IpDaddr(range4([0; 4], [192, 168, 2, 6]))),
+            ],
+            Action::Drop,
+        ),
+        (
+            vec![
+                ir(Test::L4Proto(vec![6])),
+                ir(Test::Sport(ports(&[(0, 1023)]))),
+            ],
+            Action::Drop,
+        ),
+    ];
+    assert_eq!(rules.len(), expected.len(), "{rules:#?}");
+    for (i, (got, want)) in rules.iter().zip(&expected).enumerate() {
+        assert_eq!(got, want, "rule {}", i + 1);
+    }
+}
+
+/// The ruleset with only table `table`'s chain `keep` among its base chains.
+fn only_chain(state: &serde_json::Value, keep: &str) -> Netns {
+    let mut s = state.clone();
+    for t in s["ruleset"]["tables"].as_array_mut().unwrap() {
+        t["chains"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|c| c["name"] == keep || c["base"].is_null());
+    }
+    netns(s)
+}
+
+#[test]
+fn unsupported_constructs_are_refused_with_a_reason() {
+    let state = fixture("refused");
+    let cases = [
+        ("c_log", "expression log"),
+        ("c_jump", "verdict jump"),
+        ("c_ct", "expression ct"),
+        ("c_ttl", "ip header field at offset 8"),
+        ("c_vmap", "verdict maps"),
+        ("c_oif_in_input", "no output device"),
+        ("c_nat", "type nat"),
+        ("c_th", "without a protocol dependency"),
+        ("c_limit", "expression limit"),
+        ("c_reject", "expression reject"),
+    ];
+    for (chain, why) in cases {
+        let ns = only_chain(&state, chain);
+        let err = decompile(&ns.view()).expect_err(chain);
+        assert_eq!(err.errno, libc::EOPNOTSUPP, "{chain}");
+        assert!(err.reason.contains(why), "{chain}: {}", err.reason);
+        assert!(
+            err.reason.contains(chain),
+            "{chain}: reason names the chain: {}",
+            err.reason
+        );
+    }
+    // With none of them, the table is fine.
+    let ns = only_chain(&state, "none of them");
+    assert!(decompile(&ns.view()).unwrap().is_empty());
+}
+
+fn facts() -> Facts {
+    Facts {
+        links: [(1, "lo".to_string()), (7, "veth0".to_string())].into(),
+        local_v4: vec![net4("127.0.0.0/8"), net4("10.1.0.1/32")],
+        local_v6: vec!["::1/128".parse().unwrap()],
+    }
+}
+
+fn tcp4(saddr: [u8; 4], daddr: [u8; 4], dport: u16, iif: u32) -> PacketFields {
+    PacketFields {
+        l3: L3Fields::V4 {
+            saddr: Ipv4Addr::from(saddr),
+            daddr: Ipv4Addr::from(daddr),
+        },
+        l4proto: Some(6),
+        ports: Some((40000, dport)),
+        icmp_type: None,
+        iif,
+        oif: 0,
+        mark: 0,
+    }
+}
+
+#[test]
+fn hooks_flatten_into_guarded_chains() {
+    let p = program("hooks");
+    let plan = instantiate(&p, &facts()).unwrap();
+    let ingress = &plan.chains[&(7, Direction::Ingress)];
+    let lo_ingress = &plan.chains[&(1, Direction::Ingress)];
+    let egress = &plan.chains[&(7, Direction::Egress)];
+    let eval = |c, pkt: &PacketFields| evaluate(c, pkt).unwrap().verdict;
+    // prerouting drops 203.0.113.0/24 whatever the destination.
+    assert_eq!(
+        eval(ingress, &tcp4([203, 0, 113, 9], [10, 9, 9, 9], 22, 7)),
+        Verdict::Drop
+    );
+    // input (policy drop, ssh accepted) sees local destinations only.
+    assert_eq!(
+        eval(ingress, &tcp4([192, 0, 2, 1], [10, 1, 0, 1], 22, 7)),
+        Verdict::Accept
+    );
+    assert_eq!(
+        eval(ingress, &tcp4([192, 0, 2, 1], [10, 1, 0, 1], 23, 7)),
+        Verdict::Drop
+    );
+    assert_eq!(
+        eval(ingress, &tcp4([192, 0, 2, 1], [10, 9, 9, 9], 23, 7)),
+        Verdict::Accept
+    );
+    // ip6 input drops echo requests; IPv6 others pass.
+    let echo6 = PacketFields {
+        l3: L3Fields::V6 {
+            saddr: Ipv6Addr::LOCALHOST,
+            daddr: Ipv6Addr::LOCALHOST,
+        },
+        l4proto: Some(58),
+        ports: None,
+        icmp_type: Some(128),
+        iif: 1,
+        oif: 0,
+        mark: 0,
+    };
+    assert_eq!(eval(lo_ingress, &echo6), Verdict::Drop);
+    assert_eq!(
+        eval(
+            ingress,
+            &PacketFields {
+                icmp_type: Some(129),
+                ..echo6.clone()
+            }
+        ),
+        Verdict::Accept
+    );
+    // netdev ingress on lo only: marked frames dropped there, not on veth0.
+    let marked = PacketFields {
+        mark: 3,
+        ..tcp4([192, 0, 2, 1], [10, 9, 9, 9], 80, 1)
+    };
+    assert_eq!(eval(lo_ingress, &marked), Verdict::Drop);
+    assert_eq!(
+        eval(
+            ingress,
+            &PacketFields {
+                iif: 7,
+                ..marked.clone()
+            }
+        ),
+        Verdict::Accept
+    );
+    // forward (egress, came in on a device) drops what leaves through lo; output counts.
+    let fwd = PacketFields {
+        oif: 7,
+        ..tcp4([192, 0, 2, 1], [10, 9, 9, 9], 80, 3)
+    };
+    assert_eq!(eval(egress, &fwd), Verdict::Accept);
+    let lo_egress = &plan.chains[&(1, Direction::Egress)];
+    assert_eq!(
+        eval(
+            lo_egress,
+            &PacketFields {
+                oif: 1,
+                ..fwd.clone()
+            }
+        ),
+        Verdict::Drop
+    );
+    let local = PacketFields {
+        oif: 1,
+        iif: 0,
+        ..fwd.clone()
+    };
+    assert_eq!(eval(lo_egress, &local), Verdict::Accept);
+}
+
+#[test]
+fn interface_names_resolve_against_current_links() {
+    let p = program("basic");
+    let mut f = facts();
+    let chain = |f: &Facts| instantiate(&p, f).unwrap().chains[&(7, Direction::Ingress)].clone();
+    // UDP to port 53 from 192.0.2.1 meets `iifname "veth*" drop` (rule 7) before
+    // `meta nfproto ipv4 udp dport 53 accept` (rule 10).
+    let dns = PacketFields {
+        l4proto: Some(17),
+        ports: Some((5000, 53)),
+        ..tcp4([192, 0, 2, 1], [10, 1, 0, 1], 53, 7)
+    };
+    assert_eq!(evaluate(&chain(&f), &dns).unwrap().verdict, Verdict::Drop);
+    // Renamed: no longer matched, rule 10 accepts.
+    f.links.insert(7, "eth0".into());
+    assert_eq!(evaluate(&chain(&f), &dns).unwrap().verdict, Verdict::Accept);
+    // Renamed back into the pattern: dropped again.
+    f.links.insert(7, "veth9".into());
+    assert_eq!(evaluate(&chain(&f), &dns).unwrap().verdict, Verdict::Drop);
+}
+
+#[test]
+fn chains_an_accept_would_skip_are_refused() {
+    let state = fixture("conflict");
+    let keep = |names: &[&str]| {
+        let mut s = state.clone();
+        for t in s["ruleset"]["tables"].as_array_mut().unwrap() {
+            t["chains"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|c| names.iter().any(|n| c["name"] == *n));
+        }
+        netns(s)
+    };
+    // a (accepts) then b: an accept in a must not skip b.
+    let err = decompile(&keep(&["a", "b"]).view()).unwrap_err();
+    assert!(
+        err.reason.contains("accepts packets that"),
+        "{}",
+        err.reason
+    );
+    // b and c: same priority, drop-only: order cannot matter, composed.
+    let p = decompile(&keep(&["b", "c"]).view()).unwrap();
+    let plan = instantiate(&p, &facts()).unwrap();
+    let c = &plan.chains[&(7, Direction::Ingress)];
+    let from = |s| tcp4(s, [10, 1, 0, 1], 80, 7);
+    assert_eq!(
+        evaluate(c, &from([192, 0, 2, 1])).unwrap().verdict,
+        Verdict::Drop
+    );
+    assert_eq!(
+        evaluate(c, &from([192, 0, 2, 2])).unwrap().verdict,
+        Verdict::Drop
+    );
+    assert_eq!(
+        evaluate(c, &from([192, 0, 2, 3])).unwrap().verdict,
+        Verdict::Accept
+    );
+    // a alone is fine.
+    assert!(decompile(&keep(&["a"]).view()).is_ok());
+}

@@ -1,0 +1,742 @@
+//! Packet differential tests: the same ruleset enforced by the kernel in one set of
+//! namespaces and by nftshimd (eBPF data plane) in another, the same crafted packets
+//! sent through both, and per packet: delivered or not, on each side.
+//!
+//! Topology (one per side), all addresses inside private namespaces:
+//!
+//! ```text
+//!   peer p0 ---- f0 fw f1 ---- r0 far
+//!   10.7.1.2   10.7.1.1  10.7.2.1  10.7.2.2   (and fd07:1::/64, fd07:2::/64)
+//! ```
+//!
+//! The ruleset is loaded into `fw`. Probes go peer -> fw (prerouting, input),
+//! peer -> far through fw (prerouting, forward, postrouting) and fw -> peer (output,
+//! postrouting). Inbound and forwarded probes are whole frames injected on `p0` with
+//! AF_PACKET; outbound ones are IP packets sent by raw sockets in `fw`, so they
+//! traverse its output path. A probe counts as delivered when a raw socket of its
+//! protocol in the destination namespace gets it (raw sockets see what passed the
+//! input hook). Each probe carries a unique id in its payload.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use etherparse::{IcmpEchoHeader, Icmpv4Type, Icmpv6Type, PacketBuilder};
+
+use crate::netns::Netns;
+
+const MAGIC: &[u8; 8] = b"NFTSHIMP";
+const MAC_PEER: [u8; 6] = [0x02, 0, 0, 0, 1, 2];
+const MAC_FW0: [u8; 6] = [0x02, 0, 0, 0, 1, 1];
+const MAC_FW1: [u8; 6] = [0x02, 0, 0, 0, 2, 1];
+const MAC_FAR: [u8; 6] = [0x02, 0, 0, 0, 2, 2];
+
+/// Where a probe goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// peer -> fw's address.
+    Inbound,
+    /// peer -> far, routed by fw.
+    Forward,
+    /// fw -> peer, generated in fw.
+    Outbound,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L4 {
+    Tcp {
+        sport: u16,
+        dport: u16,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
+    /// ICMP (v4) or ICMPv6 (v6) echo request (`reply: false`) or reply.
+    Echo {
+        reply: bool,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub id: u32,
+    pub path: Path,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub l4: L4,
+}
+
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let l4 = match self.l4 {
+            L4::Tcp { sport, dport } => format!("tcp {sport}->{dport}"),
+            L4::Udp { sport, dport } => format!("udp {sport}->{dport}"),
+            L4::Echo { reply: false } => "echo-request".into(),
+            L4::Echo { reply: true } => "echo-reply".into(),
+        };
+        write!(
+            f,
+            "#{} {:?} {} -> {} {l4}",
+            self.id, self.path, self.src, self.dst
+        )
+    }
+}
+
+fn v4(a: [u8; 4]) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(a))
+}
+fn v6(s: &str) -> IpAddr {
+    IpAddr::V6(s.parse::<Ipv6Addr>().expect("literal"))
+}
+
+/// The fixed probe corpus: ports around the usual rule boundaries, both families,
+/// spoofed sources, and every path.
+pub fn corpus() -> Vec<Probe> {
+    let ports = [
+        1, 22, 53, 80, 443, 1023, 1024, 8000, 8001, 8002, 8050, 8100, 8101, 65535,
+    ];
+    let mut out = Vec::new();
+    let mut push = |path, src, dst, l4| {
+        out.push(Probe {
+            id: out.len() as u32 + 1,
+            path,
+            src,
+            dst,
+            l4,
+        })
+    };
+    let families: [(IpAddr, IpAddr, IpAddr, IpAddr, IpAddr); 2] = [
+        (
+            v4([10, 7, 1, 2]),
+            v4([192, 0, 2, 5]),
+            v4([10, 7, 1, 1]),
+            v4([10, 7, 2, 2]),
+            v4([10, 7, 1, 1]),
+        ),
+        (
+            v6("fd07:1::2"),
+            v6("2001:db8::5"),
+            v6("fd07:1::1"),
+            v6("fd07:2::2"),
+            v6("fd07:1::1"),
+        ),
+    ];
+    for (peer, spoofed, fw, far, fw_out) in families {
+        for src in [peer, spoofed] {
+            for &p in &ports {
+                push(
+                    Path::Inbound,
+                    src,
+                    fw,
+                    L4::Tcp {
+                        sport: 40000,
+                        dport: p,
+                    },
+                );
+                push(
+                    Path::Inbound,
+                    src,
+                    fw,
+                    L4::Udp {
+                        sport: 40000,
+                        dport: p,
+                    },
+                );
+            }
+            push(
+                Path::Inbound,
+                src,
+                fw,
+                L4::Udp {
+                    sport: 53,
+                    dport: 5353,
+                },
+            );
+            push(
+                Path::Inbound,
+                src,
+                fw,
+                L4::Tcp {
+                    sport: 22,
+                    dport: 40000,
+                },
+            );
+            push(Path::Inbound, src, fw, L4::Echo { reply: false });
+            push(Path::Inbound, src, fw, L4::Echo { reply: true });
+        }
+        for &p in &[22, 53, 80, 8001, 8002] {
+            push(
+                Path::Forward,
+                peer,
+                far,
+                L4::Tcp {
+                    sport: 40000,
+                    dport: p,
+                },
+            );
+            push(
+                Path::Forward,
+                peer,
+                far,
+                L4::Udp {
+                    sport: 40000,
+                    dport: p,
+                },
+            );
+        }
+        push(
+            Path::Forward,
+            spoofed,
+            far,
+            L4::Tcp {
+                sport: 40000,
+                dport: 80,
+            },
+        );
+        push(Path::Forward, peer, far, L4::Echo { reply: false });
+        for &p in &[22, 53, 80, 443, 8001, 8002] {
+            push(
+                Path::Outbound,
+                fw_out,
+                peer,
+                L4::Tcp {
+                    sport: 40000,
+                    dport: p,
+                },
+            );
+            push(
+                Path::Outbound,
+                fw_out,
+                peer,
+                L4::Udp {
+                    sport: 40000,
+                    dport: p,
+                },
+            );
+        }
+        push(Path::Outbound, fw_out, peer, L4::Echo { reply: false });
+        push(Path::Outbound, fw_out, peer, L4::Echo { reply: true });
+    }
+    out
+}
+
+/// One side's three namespaces, removed when dropped.
+pub struct Topology {
+    pub peer: Netns,
+    pub fw: Netns,
+    pub far: Netns,
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip")?;
+    if !out.status.success() {
+        return Err(anyhow!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        ));
+    }
+    Ok(())
+}
+
+fn mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+impl Topology {
+    pub fn create(prefix: &str, side: &str) -> anyhow::Result<Topology> {
+        let t = Topology {
+            peer: Netns::create_unique(prefix, &format!("{side}-peer"))?,
+            fw: Netns::create_unique(prefix, &format!("{side}-fw"))?,
+            far: Netns::create_unique(prefix, &format!("{side}-far"))?,
+        };
+        let (peer, fw, far) = (t.peer.name(), t.fw.name(), t.far.name());
+        ip(&[
+            "link",
+            "add",
+            "p0",
+            "netns",
+            peer,
+            "address",
+            &mac(MAC_PEER),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "f0",
+            "netns",
+            fw,
+            "address",
+            &mac(MAC_FW0),
+        ])?;
+        ip(&[
+            "link",
+            "add",
+            "f1",
+            "netns",
+            fw,
+            "address",
+            &mac(MAC_FW1),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "r0",
+            "netns",
+            far,
+            "address",
+            &mac(MAC_FAR),
+        ])?;
+        let cfg: &[(&str, &[&str])] = &[
+            (peer, &["addr", "add", "10.7.1.2/24", "dev", "p0"]),
+            (peer, &["addr", "add", "fd07:1::2/64", "dev", "p0", "nodad"]),
+            (fw, &["addr", "add", "10.7.1.1/24", "dev", "f0"]),
+            (fw, &["addr", "add", "fd07:1::1/64", "dev", "f0", "nodad"]),
+            (fw, &["addr", "add", "10.7.2.1/24", "dev", "f1"]),
+            (fw, &["addr", "add", "fd07:2::1/64", "dev", "f1", "nodad"]),
+            (far, &["addr", "add", "10.7.2.2/24", "dev", "r0"]),
+            (far, &["addr", "add", "fd07:2::2/64", "dev", "r0", "nodad"]),
+        ];
+        for (ns, args) in cfg {
+            let mut a = vec!["-n", ns];
+            a.extend_from_slice(args);
+            ip(&a)?;
+        }
+        for (ns, dev) in [
+            (peer, "p0"),
+            (fw, "f0"),
+            (fw, "f1"),
+            (far, "r0"),
+            (peer, "lo"),
+            (fw, "lo"),
+            (far, "lo"),
+        ] {
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+        }
+        let routes: &[(&str, &[&str])] = &[
+            (peer, &["route", "add", "default", "via", "10.7.1.1"]),
+            (peer, &["-6", "route", "add", "default", "via", "fd07:1::1"]),
+            (far, &["route", "add", "default", "via", "10.7.2.1"]),
+            (far, &["-6", "route", "add", "default", "via", "fd07:2::1"]),
+        ];
+        for (ns, args) in routes {
+            let mut a = vec!["-n", ns];
+            a.extend_from_slice(args);
+            ip(&a)?;
+        }
+        // Static neighbours: no ARP/NDP round trips that a ruleset could block
+        // differently from one probe to the next.
+        let neigh: &[(&str, &str, &str, [u8; 6])] = &[
+            (peer, "10.7.1.1", "p0", MAC_FW0),
+            (peer, "fd07:1::1", "p0", MAC_FW0),
+            (fw, "10.7.1.2", "f0", MAC_PEER),
+            (fw, "fd07:1::2", "f0", MAC_PEER),
+            (fw, "10.7.2.2", "f1", MAC_FAR),
+            (fw, "fd07:2::2", "f1", MAC_FAR),
+            (far, "10.7.2.1", "r0", MAC_FW1),
+            (far, "fd07:2::1", "r0", MAC_FW1),
+        ];
+        for (ns, addr, dev, m) in neigh {
+            ip(&[
+                "-n",
+                ns,
+                "neigh",
+                "replace",
+                addr,
+                "lladdr",
+                &mac(*m),
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ])?;
+        }
+        for (key, value) in [
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv6.conf.all.forwarding", "1"),
+            ("net.ipv4.conf.all.rp_filter", "0"),
+            ("net.ipv4.conf.default.rp_filter", "0"),
+            ("net.ipv4.conf.f0.rp_filter", "0"),
+            ("net.ipv4.conf.f1.rp_filter", "0"),
+            ("net.ipv4.icmp_ratelimit", "0"),
+        ] {
+            let ok = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    fw,
+                    "sysctl",
+                    "-qw",
+                    &format!("{key}={value}"),
+                ])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if !ok {
+                return Err(anyhow!("sysctl {key}={value} in {fw} failed"));
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// Runs `f` on a thread inside the named namespace.
+pub fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+    let file = std::fs::File::open(ns.path())?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns(2) on a valid namespace fd; affects this thread only.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+    })
+}
+
+fn socket(domain: i32, ty: i32, proto: i32) -> io::Result<OwnedFd> {
+    // SAFETY: socket(2); the fd is owned at once.
+    let raw = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+fn payload(id: u32) -> Vec<u8> {
+    let mut p = MAGIC.to_vec();
+    p.extend_from_slice(&id.to_be_bytes());
+    p
+}
+
+/// The probe as an IP packet, or as an Ethernet frame from `src_mac` to `dst_mac`.
+fn build(p: &Probe, link: Option<([u8; 6], [u8; 6])>) -> Vec<u8> {
+    let data = payload(p.id);
+    macro_rules! finish {
+        ($b:expr) => {{
+            let b = $b;
+            let step = match p.l4 {
+                L4::Tcp { sport, dport } => {
+                    let b = b.tcp(sport, dport, p.id, 64000).syn();
+                    let mut v = Vec::new();
+                    b.write(&mut v, &data).expect("tcp packet");
+                    return v;
+                }
+                L4::Udp { sport, dport } => b.udp(sport, dport),
+                L4::Echo { .. } => {
+                    return echo(b, p, &data);
+                }
+            };
+            let mut v = Vec::new();
+            step.write(&mut v, &data).expect("udp packet");
+            v
+        }};
+    }
+    match (link, p.src, p.dst) {
+        (Some((s, d)), IpAddr::V4(a), IpAddr::V4(b)) => {
+            finish!(PacketBuilder::ethernet2(s, d).ipv4(a.octets(), b.octets(), 64))
+        }
+        (Some((s, d)), IpAddr::V6(a), IpAddr::V6(b)) => {
+            finish!(PacketBuilder::ethernet2(s, d).ipv6(a.octets(), b.octets(), 64))
+        }
+        (None, IpAddr::V4(a), IpAddr::V4(b)) => {
+            finish!(PacketBuilder::ipv4(a.octets(), b.octets(), 64))
+        }
+        (None, IpAddr::V6(a), IpAddr::V6(b)) => {
+            finish!(PacketBuilder::ipv6(a.octets(), b.octets(), 64))
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn echo(
+    b: etherparse::PacketBuilderStep<etherparse::IpHeaders>,
+    p: &Probe,
+    data: &[u8],
+) -> Vec<u8> {
+    let reply = matches!(p.l4, L4::Echo { reply: true });
+    let hdr = IcmpEchoHeader {
+        id: 0x4e53,
+        seq: p.id as u16,
+    };
+    let mut v = Vec::new();
+    let written = if p.src.is_ipv4() {
+        let t = if reply {
+            Icmpv4Type::EchoReply(hdr)
+        } else {
+            Icmpv4Type::EchoRequest(hdr)
+        };
+        b.icmpv4(t).write(&mut v, data).map_err(|e| e.to_string())
+    } else {
+        let t = if reply {
+            Icmpv6Type::EchoReply(hdr)
+        } else {
+            Icmpv6Type::EchoRequest(hdr)
+        };
+        b.icmpv6(t).write(&mut v, data).map_err(|e| e.to_string())
+    };
+    written.expect("icmp packet");
+    v
+}
+
+/// Raw sockets for TCP, UDP and ICMP(v6) of both families, non-blocking.
+fn receivers() -> io::Result<Vec<OwnedFd>> {
+    let mut v = Vec::new();
+    for (dom, protos) in [
+        (
+            libc::AF_INET,
+            [libc::IPPROTO_TCP, libc::IPPROTO_UDP, libc::IPPROTO_ICMP],
+        ),
+        (
+            libc::AF_INET6,
+            [libc::IPPROTO_TCP, libc::IPPROTO_UDP, libc::IPPROTO_ICMPV6],
+        ),
+    ] {
+        for proto in protos {
+            v.push(socket(dom, libc::SOCK_RAW | libc::SOCK_NONBLOCK, proto)?);
+        }
+    }
+    Ok(v)
+}
+
+/// Probe ids found in whatever the sockets have queued.
+fn received(socks: &[OwnedFd]) -> Vec<u32> {
+    let mut ids = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    for s in socks {
+        loop {
+            // SAFETY: buf is valid for its length.
+            let n = unsafe { libc::recv(s.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n <= 0 {
+                break;
+            }
+            let data = &buf[..n as usize];
+            if let Some(pos) = data.windows(MAGIC.len()).position(|w| w == MAGIC) {
+                if let Some(idb) = data.get(pos + 8..pos + 12) {
+                    ids.push(u32::from_be_bytes([idb[0], idb[1], idb[2], idb[3]]));
+                }
+            }
+        }
+    }
+    ids
+}
+
+/// Sends every probe through the topology; per probe, whether it was delivered.
+pub fn run(t: &Topology, probes: &[Probe]) -> anyhow::Result<Vec<bool>> {
+    let mut delivered = vec![false; probes.len()];
+    for path in [Path::Inbound, Path::Forward, Path::Outbound] {
+        let dest = match path {
+            Path::Inbound => &t.fw,
+            Path::Forward => &t.far,
+            Path::Outbound => &t.peer,
+        };
+        let socks = in_netns(dest, receivers).context("receivers")?;
+        received(&socks); // whatever an earlier phase left
+        let batch: Vec<&Probe> = probes.iter().filter(|p| p.path == path).collect();
+        match path {
+            Path::Inbound | Path::Forward => in_netns(&t.peer, || inject(&batch))?,
+            Path::Outbound => in_netns(&t.fw, || send_raw(&batch))?,
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        for id in received(&socks) {
+            if let Some(i) = probes.iter().position(|p| p.id == id && p.path == path) {
+                delivered[i] = true;
+            }
+        }
+    }
+    Ok(delivered)
+}
+
+/// Frames on p0 (peer side), as if they came from the wire.
+fn inject(batch: &[&Probe]) -> io::Result<()> {
+    let s = socket(libc::AF_PACKET, libc::SOCK_RAW, 0)?;
+    let name = std::ffi::CString::new("p0").expect("literal");
+    // SAFETY: if_nametoindex on a NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: zeroed sockaddr_ll is valid; fields set below.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_ifindex = ifindex as i32;
+    // SAFETY: addr is a valid sockaddr_ll.
+    if unsafe {
+        libc::bind(
+            s.as_raw_fd(),
+            &addr as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    for p in batch {
+        let frame = build(p, Some((MAC_PEER, MAC_FW0)));
+        // SAFETY: frame is valid for its length.
+        if unsafe { libc::send(s.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// IP packets sent by fw's own stack (raw sockets with the header included).
+fn send_raw(batch: &[&Probe]) -> io::Result<()> {
+    let s4 = socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW)?;
+    let s6 = socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_RAW)?;
+    for p in batch {
+        let pkt = build(p, None);
+        let rc = match p.dst {
+            IpAddr::V4(d) => {
+                // SAFETY: zeroed sockaddr_in is valid; fields set below.
+                let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+                sa.sin_family = libc::AF_INET as u16;
+                sa.sin_addr.s_addr = u32::from_ne_bytes(d.octets());
+                // SAFETY: pkt and sa are valid for the sizes given.
+                unsafe {
+                    libc::sendto(
+                        s4.as_fd().as_raw_fd(),
+                        pkt.as_ptr().cast(),
+                        pkt.len(),
+                        0,
+                        &sa as *const _ as *const libc::sockaddr,
+                        std::mem::size_of_val(&sa) as u32,
+                    )
+                }
+            }
+            IpAddr::V6(d) => {
+                // SAFETY: as above, for sockaddr_in6.
+                let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+                sa.sin6_family = libc::AF_INET6 as u16;
+                sa.sin6_addr.s6_addr = d.octets();
+                // SAFETY: pkt and sa are valid for the sizes given.
+                unsafe {
+                    libc::sendto(
+                        s6.as_fd().as_raw_fd(),
+                        pkt.as_ptr().cast(),
+                        pkt.len(),
+                        0,
+                        &sa as *const _ as *const libc::sockaddr,
+                        std::mem::size_of_val(&sa) as u32,
+                    )
+                }
+            }
+        };
+        // EPERM (a netfilter drop) and ENOBUFS (a TC drop) are what an output drop
+        // looks like to the sender: not errors here.
+        let errno = io::Error::last_os_error().raw_os_error();
+        if rc < 0 && errno != Some(libc::EPERM) && errno != Some(libc::ENOBUFS) {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// What one ruleset did.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// Every probe had the same fate on both sides.
+    Passed { probes: usize },
+    /// Probes whose fate differs: (probe, delivered by the kernel, by nftshimd).
+    Failed {
+        probes: usize,
+        differ: Vec<(Probe, bool, bool)>,
+        note: Option<String>,
+    },
+    /// nftshimd refused the ruleset (or the kernel did).
+    Skipped { why: String },
+}
+
+pub struct Sides {
+    pub kernel: crate::nft::NftSide,
+    pub shim: crate::nft::NftSide,
+}
+
+fn load(side: &crate::nft::NftSide, file: &std::path::Path) -> crate::nft::CmdOutput {
+    let flush = side.run(&["flush", "ruleset"]);
+    if !flush.success() {
+        return flush;
+    }
+    side.run(&[std::ffi::OsStr::new("-f"), file.as_os_str()])
+}
+
+/// Loads `file` on both sides and compares every probe's fate.
+pub fn run_ruleset(
+    kernel: &Topology,
+    shim: &Topology,
+    sides: &Sides,
+    file: &std::path::Path,
+    probes: &[Probe],
+) -> anyhow::Result<Outcome> {
+    let k = load(&sides.kernel, file);
+    if !k.success() {
+        return Ok(Outcome::Skipped {
+            why: format!(
+                "the kernel refuses it: {}",
+                k.stderr.lines().next().unwrap_or("")
+            ),
+        });
+    }
+    let s = load(&sides.shim, file);
+    if !s.success() {
+        let first = s
+            .stderr
+            .lines()
+            .find(|l| l.contains("Error"))
+            .unwrap_or("")
+            .to_string();
+        if s.stderr.contains("Operation not supported") {
+            return Ok(Outcome::Skipped {
+                why: format!("nftshimd refuses it: {first}"),
+            });
+        }
+        return Ok(Outcome::Failed {
+            probes: 0,
+            differ: Vec::new(),
+            note: Some(format!(
+                "nftshimd failed to load it ({}): {}",
+                s.exit,
+                s.stderr.trim_end()
+            )),
+        });
+    }
+    let on_kernel = run(kernel, probes)?;
+    let on_shim = run(shim, probes)?;
+    let differ: Vec<(Probe, bool, bool)> = probes
+        .iter()
+        .zip(on_kernel.iter().zip(&on_shim))
+        .filter(|(_, (a, b))| a != b)
+        .map(|(p, (&a, &b))| (p.clone(), a, b))
+        .collect();
+    Ok(if differ.is_empty() {
+        Outcome::Passed {
+            probes: probes.len(),
+        }
+    } else {
+        Outcome::Failed {
+            probes: probes.len(),
+            differ,
+            note: None,
+        }
+    })
+}
+
+/// Empties both rulesets (nftshimd then lets go of its namespace).
+pub fn flush(sides: &Sides) {
+    let _ = sides.kernel.run(&["flush", "ruleset"]);
+    let _ = sides.shim.run(&["flush", "ruleset"]);
+}

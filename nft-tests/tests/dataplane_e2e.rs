@@ -1,0 +1,193 @@
+//! End to end through the eBPF data plane: the unmodified nft loads an input chain
+//! into nftshimd for one namespace; a TCP client in another namespace is refused on
+//! the dropped port and served on the accepted one; flushing the ruleset lifts it.
+//! Needs root. Namespaces and the daemon are removed even when an assertion fails.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use nft_tests::bins::Binaries;
+use nft_tests::daemon::Daemon;
+use nft_tests::netns::Netns;
+use nft_tests::nft::{NftSide, Target};
+use nft_tests::packets::in_netns;
+
+const RULESET: &str = "table inet filter {
+  chain input {
+    type filter hook input priority 0;
+    tcp dport 8001 drop
+    tcp dport 8002 accept
+  }
+}
+";
+
+fn ip(args: &[&str]) {
+    let ok = std::process::Command::new("ip")
+        .args(args)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ip {args:?}");
+}
+
+fn connect(client: &Netns, port: u16) -> std::io::Result<String> {
+    in_netns(client, || {
+        let addr: SocketAddr = format!("10.8.0.2:{port}").parse().unwrap();
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(1500))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.write_all(b"ping\n")?;
+        let mut buf = [0u8; 16];
+        let n = s.read(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    })
+}
+
+#[test]
+fn tcp_across_namespaces_through_an_enforced_input_chain() {
+    nft_tests::cleanup::install_signal_cleanup();
+    let bins = Binaries::for_tests();
+    let client = Netns::create_unique("nftshim-e2e", "client").unwrap();
+    let server = Netns::create_unique("nftshim-e2e", "server").unwrap();
+    // Declared after the namespaces: dropped (killed) first, so it lets go of them.
+    let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
+    ip(&[
+        "link",
+        "add",
+        "c0",
+        "netns",
+        client.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "s0",
+        "netns",
+        server.name(),
+    ]);
+    ip(&[
+        "-n",
+        client.name(),
+        "addr",
+        "add",
+        "10.8.0.1/24",
+        "dev",
+        "c0",
+    ]);
+    ip(&[
+        "-n",
+        server.name(),
+        "addr",
+        "add",
+        "10.8.0.2/24",
+        "dev",
+        "s0",
+    ]);
+    for (ns, dev) in [
+        (&client, "c0"),
+        (&server, "s0"),
+        (&client, "lo"),
+        (&server, "lo"),
+    ] {
+        ip(&["-n", ns.name(), "link", "set", dev, "up"]);
+    }
+
+    // Echo servers on both ports, in the server namespace.
+    let listeners: Vec<TcpListener> = in_netns(&server, || {
+        [8001, 8002]
+            .iter()
+            .map(|p| TcpListener::bind(("0.0.0.0", *p)))
+            .collect()
+    })
+    .unwrap();
+    for l in listeners {
+        std::thread::spawn(move || {
+            for mut c in l.incoming().flatten() {
+                let mut buf = [0u8; 16];
+                let n = c.read(&mut buf).unwrap_or(0);
+                let _ = c.write_all(&buf[..n]);
+            }
+        });
+    }
+    assert_eq!(connect(&client, 8001).unwrap(), "ping\n", "no ruleset yet");
+
+    let shim = NftSide {
+        netns: server.name().to_string(),
+        target: Target::Shim {
+            preload: bins.preload.clone(),
+            socket: daemon.socket().into(),
+        },
+        nft: "nft".into(),
+        limit: Duration::from_secs(15),
+    };
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), RULESET).unwrap();
+    let out = shim.run(&[std::ffi::OsStr::new("-f"), file.path().as_os_str()]);
+    assert!(out.success(), "nft -f: {out:?}\n{}", daemon.log_tail(20));
+
+    let refused = connect(&client, 8001);
+    assert!(
+        refused.is_err(),
+        "port 8001 must be dropped, got {refused:?}"
+    );
+    assert_eq!(connect(&client, 8002).unwrap(), "ping\n");
+
+    // Unenforced again once the ruleset is gone.
+    assert!(shim.run(&["flush", "ruleset"]).success());
+    assert_eq!(connect(&client, 8001).unwrap(), "ping\n");
+}
+
+#[test]
+fn packet_suite_agrees_with_the_kernel_on_every_ruleset() {
+    let rulesets = concat!(env!("CARGO_MANIFEST_DIR"), "/rulesets");
+    let bins = Binaries::for_tests();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nft-conformance"))
+        .args(["--suite", "packets", "--nftshimd"])
+        .arg(&bins.nftshimd)
+        .arg("--preload")
+        .arg(&bins.preload)
+        .arg(rulesets)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or("");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        last.starts_with("conformance: ") && last.contains(" 0 failed"),
+        "{stdout}"
+    );
+    // The refusal examples are skipped, everything else passes.
+    let skipped = stdout.lines().filter(|l| l.starts_with("SKIP ")).count();
+    let files = std::fs::read_dir(rulesets)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "nft")
+        })
+        .count();
+    let refused = std::fs::read_dir(rulesets)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("refused-")
+        })
+        .count();
+    assert_eq!(skipped, refused, "{stdout}");
+    assert_eq!(
+        last,
+        format!(
+            "conformance: {} passed, 0 failed, {refused} skipped",
+            files - refused
+        )
+    );
+}
