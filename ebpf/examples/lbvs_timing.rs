@@ -33,6 +33,7 @@ fn chain(n: usize) -> Chain {
                     )])),
                 ],
                 action: Action::Accept,
+                ..Rule::default()
             }
         })
         .collect();

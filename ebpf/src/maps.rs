@@ -188,6 +188,8 @@ impl CompiledChain {
 pub enum BuildError {
     #[error("rule {rule}: {action:?} is not supported by the data plane yet")]
     UnsupportedAction { rule: usize, action: Action },
+    #[error("rule {rule}: {what} is not supported by the data plane yet")]
+    Unsupported { rule: usize, what: String },
     #[error("rule {rule}: empty port range {}-{}", range.first, range.last)]
     BadPortRange { rule: usize, range: PortRange },
     #[error("at most two distinct meta mark masks per chain, got {masks:x?}")]
@@ -209,6 +211,12 @@ pub fn compile(chain: &Chain) -> Result<CompiledChain, BuildError> {
     let mut actions = Vec::with_capacity(nrules);
     let mut continues = 0;
     for (rule, r) in chain.rules.iter().enumerate() {
+        if let Some(statement) = r.statements.first() {
+            return Err(BuildError::Unsupported {
+                rule,
+                what: format!("{statement:?}"),
+            });
+        }
         let kind = match &r.action {
             Action::Accept => ActionKind::Accept,
             Action::Drop => ActionKind::Drop,
@@ -446,6 +454,12 @@ impl Predicates {
                         // A value with bits outside the mask never equals `mark & mask`.
                         let values = values.iter().copied().filter(|v| v & !mask == 0).collect();
                         p.mark[slot].add(rule, KIND_V4, neg, values);
+                    }
+                    other => {
+                        return Err(BuildError::Unsupported {
+                            rule,
+                            what: format!("{other:?}"),
+                        })
                     }
                 }
             }
@@ -732,7 +746,7 @@ mod tests {
             policy: Verdict::Accept,
             rules: rules
                 .into_iter()
-                .map(|(matches, action)| Rule { matches, action })
+                .map(|(matches, action)| Rule::new(matches, action))
                 .collect(),
         }
     }

@@ -17,10 +17,10 @@ pub struct Evaluation {
 
 /// The reference can only run what the data plane runs.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("rule {rule}: {action:?} is not supported")]
+#[error("rule {rule}: {what} is not supported")]
 pub struct Unsupported {
     pub rule: usize,
-    pub action: Action,
+    pub what: String,
 }
 
 pub fn evaluate(chain: &Chain, packet: &PacketFields) -> Result<Evaluation, Unsupported> {
@@ -32,6 +32,12 @@ pub fn evaluate(chain: &Chain, packet: &PacketFields) -> Result<Evaluation, Unsu
     }
     let mut counted = Vec::new();
     for (index, rule) in chain.rules.iter().enumerate() {
+        if let Some(m) = rule.matches.iter().find(|m| !is_stateless(&m.test)) {
+            return Err(Unsupported {
+                rule: index,
+                what: format!("{:?}", m.test),
+            });
+        }
         if !rule.matches.iter().all(|m| holds(m, packet)) {
             continue;
         }
@@ -43,7 +49,7 @@ pub fn evaluate(chain: &Chain, packet: &PacketFields) -> Result<Evaluation, Unsu
             other => {
                 return Err(Unsupported {
                     rule: index,
-                    action: other.clone(),
+                    what: format!("{other:?}"),
                 })
             }
         };
@@ -71,6 +77,18 @@ pub fn holds(m: &Match, packet: &PacketFields) -> bool {
         None => false,
         Some(member) => member != m.negated,
     }
+}
+
+fn is_stateless(test: &Test) -> bool {
+    !matches!(
+        test,
+        Test::CtState(_)
+            | Test::CtStatus(_)
+            | Test::CtMark { .. }
+            | Test::InSet { .. }
+            | Test::Limit(_)
+            | Test::Quota(_)
+    )
 }
 
 /// `None` when the field is absent from the packet, else whether its value is in the set.
@@ -101,5 +119,14 @@ fn field_in_set(test: &Test, p: &PacketFields) -> Option<bool> {
         (Test::Iif(indexes), _) => indexes.contains(&p.iif),
         (Test::Oif(indexes), _) => indexes.contains(&p.oif),
         (Test::Mark { mask, values }, _) => values.contains(&(p.mark & mask)),
+        (
+            Test::CtState(_)
+            | Test::CtStatus(_)
+            | Test::CtMark { .. }
+            | Test::InSet { .. }
+            | Test::Limit(_)
+            | Test::Quota(_),
+            _,
+        ) => return None,
     })
 }

@@ -27,7 +27,7 @@ fn net6(s: &str) -> nftshim_ebpf::Ipv6Net {
 }
 
 fn rule(matches: Vec<Match>, action: Action) -> Rule {
-    Rule { matches, action }
+    Rule::new(matches, action)
 }
 
 fn ports(ranges: &[(u16, u16)]) -> Vec<PortRange> {

@@ -93,7 +93,7 @@ pub fn rule() -> impl Strategy<Value = Rule> {
                 .collect()
         });
     let action = prop_oneof![3 => Just(Action::Accept), 3 => Just(Action::Drop), 1 => Just(Action::Continue)];
-    (matches, action).prop_map(|(matches, action)| Rule { matches, action })
+    (matches, action).prop_map(|(matches, action)| Rule::new(matches, action))
 }
 
 pub fn chain(max_rules: usize) -> impl Strategy<Value = Chain> {
