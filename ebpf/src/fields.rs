@@ -30,6 +30,30 @@ pub struct PacketFields {
     pub iif: u32,
     pub oif: u32,
     pub mark: u32,
+    /// What conntrack says about the packet (before the chains run).
+    pub ct: CtFields,
+}
+
+/// The `ct` fields rules can test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtFields {
+    /// One of the [`crate::ir::ct_state`] bits.
+    pub state: u32,
+    /// [`crate::ir::ct_status`] bits of the connection (0 without one).
+    pub status: u32,
+    /// The connection's mark (0 without one).
+    pub mark: u32,
+}
+
+impl Default for CtFields {
+    /// No connection: what nf_tables sees without conntrack.
+    fn default() -> Self {
+        CtFields {
+            state: crate::ir::ct_state::INVALID,
+            status: 0,
+            mark: 0,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -372,9 +372,10 @@ impl SetElement {
 /// - `jump` pushes the position after the rule and runs the target; `goto` runs the
 ///   target without pushing; `return`, or the end of a regular chain, pops back; with
 ///   nothing to pop, the base chain's policy applies. At most [`JUMP_STACK_SIZE`]
-///   jumps can be pending (nf_tables refuses deeper rulesets with EMLINK; the kernel's
-///   data path drops a packet that would overflow); the map builder refuses such
-///   programs and cycles.
+///   jumps can be pending: a packet that would push one more is dropped, as
+///   nft_do_chain() does (nf_tables refuses, with EMLINK, rulesets 16 jumps/gotos deep,
+///   so a ruleset the control plane accepted never gets there). The map builder
+///   refuses cycles.
 /// - Rule numbering (counters, log events): the rules of `base_chains` in order, then
 ///   those of `chains` in name order. Counter numbers after the last rule are the base
 ///   chains' policies, in order.

@@ -1,21 +1,21 @@
-//! nftshim's data plane: an nftables chain compiled into an LBVS (Linear Bit Vector
-//! Search) eBPF classifier, run at XDP or TC.
+//! nftshim's data plane: a hook's nftables chains compiled into an LBVS (Linear Bit
+//! Vector Search) eBPF classifier, run at XDP or TC.
 //!
-//! - [`ir`]: the chain as rules of field predicates (what the engine will produce).
+//! - [`ir`]: the hook's program: base chains, regular chains, rules of field predicates
+//!   (what the engine will produce).
 //! - [`maps`]: compiles the IR into the maps' contents (pure Rust).
 //! - [`loader`]: loads `bpf/nftshim.bpf.c` with aya, fills the maps, runs it.
 //! - [`reference`](mod@reference): the IR evaluated directly, the oracle for tests.
 //! - [`simulate`]: the compiled maps evaluated in Rust the way the BPF program does.
 //! - [`fields`]: the packet fields rules can test.
 //!
-//! The C side is `bpf/`: `lib/parse.h` (packet -> `struct pkt_ctx`), `lib/classify.h`
-//! (LBVS maps and scan), `lib/actions.h` (rule actions, counters), and
+//! The C side is `bpf/`: `lib/parse.h` (packet -> `struct pkt_ctx`), `lib/lbvs.h`
+//! (LBVS maps, lookups and the block scan), `lib/eval.h` (chains: base chains in order,
+//! jump/goto/return, the bpf_loop driving it), `lib/actions.h` (counters, stats), and
 //! `nftshim.bpf.c` (the XDP and TC entry points sharing them).
 //!
-//! Not done yet: executing jump/goto/return (the IR has them, [`maps::compile`]
-//! refuses them; the scan can already resume "at or after rule k"), several chains or
-//! hooks per program, connection tracking, sets/maps beyond anonymous sets, a per-flow
-//! verdict cache, attaching to interfaces and atomic replacement on ruleset change.
+//! Not done yet: sets/maps beyond anonymous sets, a per-flow verdict cache, attaching
+//! to interfaces and atomic replacement on ruleset change.
 
 pub mod fields;
 pub mod ir;

@@ -1,4 +1,4 @@
-//! Loads the embedded eBPF object for one [`CompiledChain`]: sets the read-only
+//! Loads the embedded eBPF object for one [`CompiledProgram`]: sets the read-only
 //! configuration and map sizes, creates the maps, fills them, verifies both programs,
 //! and runs them on frames with BPF_PROG_TEST_RUN. Attaching to interfaces is left to
 //! the daemon's data-plane issue.
@@ -12,7 +12,7 @@ use aya::programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp}
 use aya::{include_bytes_aligned, Ebpf, EbpfLoader, Pod};
 
 use crate::ir::Verdict;
-use crate::maps::{BpfConfig, CompiledChain, LpmEntries, BLOCK_WORDS};
+use crate::maps::{BpfChain, BpfConfig, BpfRule, CompiledProgram, LpmEntries, BLOCK_WORDS};
 
 /// The compiled `bpf/nftshim.bpf.c` (built by build.rs).
 pub static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nftshim.bpf.o"));
@@ -27,6 +27,10 @@ const TC_ACT_SHOT: u32 = 2;
 
 // Safety: plain #[repr(C)] integers, no padding, mirrored by `struct ns_config`.
 unsafe impl Pod for BpfConfig {}
+// Safety: as `struct ns_chain`, four u32.
+unsafe impl Pod for BpfChain {}
+// Safety: as `struct ns_rule`: u8, u8, u16, u32, u32, no padding.
+unsafe impl Pod for BpfRule {}
 
 /// Packets and bytes that hit a rule (or the policy), summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -42,11 +46,17 @@ unsafe impl Pod for Counter {}
 /// Program events (`dp_stats`), summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Seen by some base chain.
     pub classified: u64,
-    /// Outside the chain's scope, passed unclassified.
+    /// Outside every base chain's scope, passed unclassified.
     pub unscoped: u64,
-    /// Map lookups that cannot fail did (the packet was dropped).
+    /// Map lookups that cannot fail did, or the step bound ran out (the packet was
+    /// dropped).
     pub errors: u64,
+    /// Jumps past NFT_JUMP_STACK_SIZE (the packet was dropped, as by the kernel).
+    pub jump_overflows: u64,
+    /// Log events lost for want of ring buffer space.
+    pub logs_lost: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -112,14 +122,17 @@ fn prog_err(name: &'static str) -> impl FnOnce(ProgramError) -> LoadError {
     }
 }
 
-/// One chain's maps and verified programs in the kernel. Dropping it frees them.
-pub struct LoadedChain {
+/// One program's maps and verified programs in the kernel. Dropping it frees them.
+pub struct LoadedProgram {
     ebpf: Ebpf,
-    nrules: u32,
+    ncounters: u32,
 }
 
-impl LoadedChain {
-    pub fn load(chain: &CompiledChain, options: LoadOptions) -> Result<Self, LoadError> {
+/// A loaded lone chain.
+pub type LoadedChain = LoadedProgram;
+
+impl LoadedProgram {
+    pub fn load(chain: &CompiledProgram, options: LoadOptions) -> Result<Self, LoadError> {
         let mut config = chain.config;
         config.egress = options.tc_egress as u32;
         let entries = u32::try_from(chain.vector_entries())
@@ -130,8 +143,9 @@ impl LoadedChain {
         loader
             .override_global("cfg", &config, true)
             .map_max_entries("vectors", entries.max(1))
-            .map_max_entries("rule_actions", size(chain.actions.len()))
-            .map_max_entries("rule_counters", config.nrules + 1)
+            .map_max_entries("rules", size(chain.rules.len()))
+            .map_max_entries("chains", size(chain.chains.len()))
+            .map_max_entries("rule_counters", size(chain.ncounters()))
             .map_max_entries("saddr4_lpm", size(chain.saddr.v4.len()))
             .map_max_entries("saddr6_lpm", size(chain.saddr.v6.len()))
             .map_max_entries("daddr4_lpm", size(chain.daddr.v4.len()))
@@ -139,13 +153,15 @@ impl LoadedChain {
             .map_max_entries("iif_vec", size(chain.iif.len()))
             .map_max_entries("oif_vec", size(chain.oif.len()))
             .map_max_entries("mark0_vec", size(chain.mark[0].len()))
-            .map_max_entries("mark1_vec", size(chain.mark[1].len()));
+            .map_max_entries("mark1_vec", size(chain.mark[1].len()))
+            .map_max_entries("ctmark_vec", size(chain.ctmark.len()));
         let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| LoadError::Object(Box::new(e)))?;
 
         fill_vectors(&mut ebpf, chain)?;
-        fill_array(&mut ebpf, "rule_actions", &chain.actions)?;
+        fill_pod_array(&mut ebpf, "rules", &chain.rules)?;
+        fill_pod_array(&mut ebpf, "chains", &chain.chains)?;
         fill_lpm(&mut ebpf, ["saddr4_lpm", "saddr6_lpm"], &chain.saddr)?;
         fill_lpm(&mut ebpf, ["daddr4_lpm", "daddr6_lpm"], &chain.daddr)?;
         fill_array(&mut ebpf, "l4proto_vec", &chain.l4proto)?;
@@ -156,6 +172,8 @@ impl LoadedChain {
         fill_hash(&mut ebpf, "oif_vec", &chain.oif)?;
         fill_hash(&mut ebpf, "mark0_vec", &chain.mark[0])?;
         fill_hash(&mut ebpf, "mark1_vec", &chain.mark[1])?;
+        fill_array(&mut ebpf, "ctstate_vec", &chain.ctstate)?;
+        fill_hash(&mut ebpf, "ctmark_vec", &chain.ctmark)?;
 
         let xdp: &mut Xdp = program_mut(&mut ebpf, XDP_PROGRAM)?
             .try_into()
@@ -165,9 +183,9 @@ impl LoadedChain {
             .try_into()
             .map_err(prog_err(TC_PROGRAM))?;
         tc.load().map_err(prog_err(TC_PROGRAM))?;
-        Ok(LoadedChain {
+        Ok(LoadedProgram {
             ebpf,
-            nrules: config.nrules,
+            ncounters: chain.ncounters() as u32,
         })
     }
 
@@ -220,7 +238,7 @@ impl LoadedChain {
         })
     }
 
-    /// Counters of rules `0..nrules`, then the policy's, summed over CPUs.
+    /// Counters of rules `0..nrules`, then the base chains' policies, summed over CPUs.
     pub fn counters(&self) -> Result<Vec<Counter>, LoadError> {
         let map = self
             .ebpf
@@ -228,7 +246,7 @@ impl LoadedChain {
             .ok_or(LoadError::Missing("rule_counters"))?;
         let counters: PerCpuArray<&MapData, Counter> =
             PerCpuArray::try_from(map).map_err(map_err("rule_counters"))?;
-        (0..=self.nrules)
+        (0..self.ncounters)
             .map(|i| {
                 let per_cpu = counters.get(&i, 0).map_err(map_err("rule_counters"))?;
                 Ok(per_cpu.iter().fold(Counter::default(), |sum, c| Counter {
@@ -253,6 +271,8 @@ impl LoadedChain {
             classified: sum(0)?,
             unscoped: sum(1)?,
             errors: sum(2)?,
+            jump_overflows: sum(3)?,
+            logs_lost: sum(4)?,
         })
     }
 
@@ -281,7 +301,7 @@ fn map_data<'a>(
 }
 
 /// Writes the vector table; all-zero blocks are skipped (arrays start zeroed).
-fn fill_vectors(ebpf: &mut Ebpf, chain: &CompiledChain) -> Result<(), LoadError> {
+fn fill_vectors(ebpf: &mut Ebpf, chain: &CompiledProgram) -> Result<(), LoadError> {
     let mut map: Array<&mut MapData, [u64; BLOCK_WORDS]> =
         Array::try_from(map_data(ebpf, "vectors")?).map_err(map_err("vectors"))?;
     for (key, block) in chain.vectors.chunks_exact(BLOCK_WORDS).enumerate() {
@@ -305,6 +325,23 @@ fn fill_array(ebpf: &mut Ebpf, name: &'static str, values: &[u32]) -> Result<(),
         if value != 0 {
             map.set(index as u32, value, 0).map_err(map_err(name))?;
         }
+    }
+    Ok(())
+}
+
+/// Writes an array of plain structs, all of them.
+fn fill_pod_array<T: Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    values: &[T],
+) -> Result<(), LoadError> {
+    if values.is_empty() {
+        return Ok(());
+    }
+    let mut map: Array<&mut MapData, T> =
+        Array::try_from(map_data(ebpf, name)?).map_err(map_err(name))?;
+    for (index, value) in values.iter().enumerate() {
+        map.set(index as u32, *value, 0).map_err(map_err(name))?;
     }
     Ok(())
 }

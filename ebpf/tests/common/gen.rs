@@ -3,7 +3,9 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use nftshim_ebpf::ir::{Action, Chain, L3Scope, Match, PortRange, Rule, Test, Verdict};
+use std::collections::BTreeMap;
+
+use nftshim_ebpf::ir::{Action, Chain, L3Scope, Match, PortRange, Program, Rule, Test, Verdict};
 use nftshim_ebpf::{Ipv4Net, Ipv6Net};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -85,15 +87,86 @@ pub fn test() -> impl Strategy<Value = Test> {
     ]
 }
 
+fn matches() -> impl Strategy<Value = Vec<Match>> {
+    prop::collection::vec((test(), prop::bool::weighted(0.25)), 0..=3).prop_map(|ms| {
+        ms.into_iter()
+            .map(|(test, negated)| Match { test, negated })
+            .collect()
+    })
+}
+
 pub fn rule() -> impl Strategy<Value = Rule> {
-    let matches =
-        prop::collection::vec((test(), prop::bool::weighted(0.25)), 0..=3).prop_map(|ms| {
-            ms.into_iter()
-                .map(|(test, negated)| Match { test, negated })
-                .collect()
-        });
     let action = prop_oneof![3 => Just(Action::Accept), 3 => Just(Action::Drop), 1 => Just(Action::Continue)];
-    (matches, action).prop_map(|(matches, action)| Rule::new(matches, action))
+    (matches(), action).prop_map(|(matches, action)| Rule::new(matches, action))
+}
+
+/// Regular chains of generated programs: `c0`, `c1`, ...; chain `ci` only jumps to
+/// later ones, so there are no loops.
+pub const REGULAR_CHAINS: usize = 4;
+
+fn regular_name(i: usize) -> String {
+    format!("c{i}")
+}
+
+/// A rule of a chain that may jump or go to regular chains `first..REGULAR_CHAINS`.
+fn program_rule(first: usize) -> impl Strategy<Value = Rule> {
+    let targets = first..REGULAR_CHAINS.max(first + 1);
+    let can_jump = first < REGULAR_CHAINS;
+    let jump = targets.clone().prop_map(move |t| {
+        if can_jump {
+            Action::Jump(regular_name(t))
+        } else {
+            Action::Continue
+        }
+    });
+    let goto = targets.prop_map(move |t| {
+        if can_jump {
+            Action::Goto(regular_name(t))
+        } else {
+            Action::Return
+        }
+    });
+    let action = prop_oneof![
+        3 => Just(Action::Accept),
+        3 => Just(Action::Drop),
+        2 => Just(Action::Continue),
+        3 => jump,
+        1 => goto,
+        1 => Just(Action::Return),
+    ];
+    (matches(), action).prop_map(|(matches, action)| Rule::new(matches, action))
+}
+
+fn program_chain(first_target: usize, max_rules: usize) -> impl Strategy<Value = Chain> {
+    let scope = select(&[L3Scope::Ipv4, L3Scope::Ipv6, L3Scope::Inet, L3Scope::Netdev][..]);
+    let policy = select(&[Verdict::Accept, Verdict::Drop][..]);
+    (
+        scope,
+        policy,
+        prop::collection::vec(program_rule(first_target), 0..=max_rules),
+    )
+        .prop_map(|(scope, policy, rules)| Chain {
+            scope,
+            policy,
+            rules,
+        })
+}
+
+/// 1-3 base chains and up to four regular chains jumping to each other.
+pub fn program(max_rules: usize) -> impl Strategy<Value = Program> {
+    let bases = prop::collection::vec(program_chain(0, max_rules), 1..=3);
+    let regulars = (0..REGULAR_CHAINS)
+        .map(|i| program_chain(i + 1, max_rules))
+        .collect::<Vec<_>>();
+    (bases, regulars).prop_map(|(base_chains, regulars)| Program {
+        base_chains,
+        chains: regulars
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| (regular_name(i), c))
+            .collect::<BTreeMap<_, _>>(),
+        ..Program::default()
+    })
 }
 
 pub fn chain(max_rules: usize) -> impl Strategy<Value = Chain> {

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses part of it
 
+pub mod check;
 pub mod gen;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -253,6 +254,14 @@ impl PacketSpec {
         self.cut(out)
     }
 
+    /// The bytes nf_tables counts for this packet: all after the link-layer header
+    /// (etherparse writes exact IP lengths and no padding).
+    pub fn l3_len(&self) -> usize {
+        self.frame()
+            .len()
+            .saturating_sub(14 + 4 * self.vlans as usize)
+    }
+
     fn cut(&self, mut frame: Vec<u8>) -> Vec<u8> {
         if let Some(n) = self.truncate {
             frame.truncate(n);
@@ -311,6 +320,7 @@ impl PacketSpec {
             iif,
             oif,
             mark,
+            ct: Default::default(),
         }
     }
 }
