@@ -6,6 +6,7 @@
 #include "lib/parse.h"
 #include "lib/actions.h"
 #include "lib/lbvs.h"
+#include "lib/conntrack.h"
 #include "lib/eval.h"
 
 #define XDP_DROP 1
@@ -19,8 +20,18 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* ct state bit number of a packet without conntrack: invalid (NF_CT_STATE_INVALID_BIT). */
-#define NS_CT_BIT_INVALID 0
+/* Tracks the parsed packet (or, without conntrack, leaves it INVALID as nf_tables
+ * sees packets then), runs the chains, and inserts a new connection it accepted. */
+NS_INLINE __u32 ns_run(struct ns_eval *e)
+{
+	__builtin_memset(&e->ct, 0, sizeof(e->ct));
+	if (NS_FEATURE(NS_F_CONNTRACK))
+		ns_conntrack(&e->ct, &e->pkt, bpf_ktime_get_ns());
+	__u32 verdict = ns_evaluate(e);
+	if (NS_FEATURE(NS_F_CONNTRACK))
+		ns_ct_commit(&e->ct, verdict == NS_ACCEPT);
+	return verdict;
+}
 
 /* XDP entry: classifies in the driver, before an skb exists (no mark, no output device). */
 SEC("xdp")
@@ -34,7 +45,7 @@ int nftshim_xdp(struct xdp_md *ctx)
 	__builtin_memset(&e->pkt, 0, sizeof(e->pkt));
 	parse_packet(data, data_end, data_end - data, &e->pkt);
 	e->pkt.iif = ctx->ingress_ifindex;
-	__u32 verdict = ns_evaluate(e, NS_CT_BIT_INVALID, 0);
+	__u32 verdict = ns_run(e);
 	return verdict == NS_ACCEPT ? XDP_PASS : XDP_DROP;
 }
 
@@ -55,6 +66,6 @@ int nftshim_tc(struct __sk_buff *skb)
 	e->pkt.iif = skb->ingress_ifindex;
 	e->pkt.oif = cfg.egress ? skb->ifindex : 0;
 	e->pkt.mark = skb->mark;
-	__u32 verdict = ns_evaluate(e, NS_CT_BIT_INVALID, 0);
+	__u32 verdict = ns_run(e);
 	return verdict == NS_ACCEPT ? TC_ACT_OK : TC_ACT_SHOT;
 }

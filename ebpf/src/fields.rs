@@ -2,7 +2,7 @@
 //! extracts, as plain Rust values. The reference evaluator and the map simulator read
 //! this; tests build a real frame from it.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Transport protocols whose first four header bytes are source and destination port.
 pub const PORT_PROTOCOLS: [u8; 5] = [
@@ -32,6 +32,28 @@ pub struct PacketFields {
     pub mark: u32,
     /// What conntrack says about the packet (before the chains run).
     pub ct: CtFields,
+    /// TCP flags, when the whole 20-byte TCP header is there.
+    pub tcp_flags: Option<u8>,
+    /// The ICMP/ICMPv6 identifier field, when the whole 8-byte header is there.
+    pub icmp_id: Option<u16>,
+    /// An ICMP error's quoted packet, when its addresses and 8 transport bytes are there
+    /// (and, on IPv6, no extension header precedes its transport header).
+    pub inner: Option<InnerTuple>,
+    /// A fragment other than the first (no transport header).
+    pub later_fragment: bool,
+}
+
+/// The transport tuple of the packet an ICMP error quotes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InnerTuple {
+    pub saddr: IpAddr,
+    pub daddr: IpAddr,
+    pub l4proto: u8,
+    /// Ports, or (ICMP) the id in both.
+    pub sport: u16,
+    pub dport: u16,
+    /// ICMP/ICMPv6 quoted: its type.
+    pub icmp_type: Option<u8>,
 }
 
 /// The `ct` fields rules can test.
@@ -43,6 +65,15 @@ pub struct CtFields {
     pub status: u32,
     /// The connection's mark (0 without one).
     pub mark: u32,
+}
+
+impl CtFields {
+    /// The packet belongs to a connection (new, established or related); without one
+    /// `ct mark` and `ct status` match nothing, as nft_ct_get_eval() breaks then.
+    pub fn has_conn(&self) -> bool {
+        use crate::ir::ct_state::{ESTABLISHED, NEW, RELATED};
+        self.state & (NEW | ESTABLISHED | RELATED) != 0
+    }
 }
 
 impl Default for CtFields {

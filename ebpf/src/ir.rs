@@ -232,10 +232,11 @@ pub enum Test {
     /// ([`ct_state`] bits, as the kernel's `NF_CT_STATE_*`). Always present.
     CtState(u32),
     /// `ct status`: holds when the connection's status has a bit of this mask
-    /// ([`ct_status`] bits, `IPS_*`). A packet without connection has status 0.
+    /// ([`ct_status`] bits, `IPS_*`). Like `ct mark`, absent (no match, even negated)
+    /// for packets without a connection (invalid, untracked), as nft_ct_get_eval() breaks.
     CtStatus(u32),
-    /// `ct mark & mask == value` for some value; a packet without connection has mark 0.
-    /// One mask per program.
+    /// `ct mark & mask == value` for some value; absent without a connection. One mask
+    /// per program.
     CtMark {
         mask: u32,
         values: Vec<u32>,

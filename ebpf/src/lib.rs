@@ -8,15 +8,19 @@
 //! - [`reference`](mod@reference): the IR evaluated directly, the oracle for tests.
 //! - [`simulate`]: the compiled maps evaluated in Rust the way the BPF program does.
 //! - [`fields`]: the packet fields rules can test.
+//! - [`conntrack`]: connection tracking as the data plane models it, in Rust (the
+//!   reference's), and its timeouts.
 //!
 //! The C side is `bpf/`: `lib/parse.h` (packet -> `struct pkt_ctx`), `lib/lbvs.h`
 //! (LBVS maps, lookups and the block scan), `lib/eval.h` (chains: base chains in order,
-//! jump/goto/return, the bpf_loop driving it), `lib/actions.h` (counters, stats), and
+//! jump/goto/return, the bpf_loop driving it), `lib/conntrack.h` (connection tracking
+//! in an LRU hash), `lib/actions.h` (counters, stats), and
 //! `nftshim.bpf.c` (the XDP and TC entry points sharing them).
 //!
 //! Not done yet: sets/maps beyond anonymous sets, a per-flow verdict cache, attaching
 //! to interfaces and atomic replacement on ruleset change.
 
+pub mod conntrack;
 pub mod fields;
 pub mod ir;
 pub mod loader;

@@ -11,6 +11,7 @@ use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray};
 use aya::programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp};
 use aya::{include_bytes_aligned, Ebpf, EbpfLoader, Pod};
 
+use crate::conntrack::Timeouts;
 use crate::ir::Verdict;
 use crate::maps::{BpfChain, BpfConfig, BpfRule, CompiledProgram, LpmEntries, BLOCK_WORDS};
 
@@ -59,11 +60,25 @@ pub struct Stats {
     pub logs_lost: u64,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoadOptions {
     /// The TC program will be attached at egress: `skb->ifindex` is then the output
     /// device (`meta oif`); at ingress `oif` is 0.
     pub tc_egress: bool,
+    /// Connection tracking timeouts (when the program tracks connections).
+    pub ct_timeouts: Timeouts,
+    /// Size of the connection table (least recently used entries are evicted).
+    pub ct_max: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            tc_egress: false,
+            ct_timeouts: Timeouts::default(),
+            ct_max: 65536,
+        }
+    }
 }
 
 /// `struct __sk_buff` fields a TC test run can set.
@@ -135,6 +150,7 @@ impl LoadedProgram {
     pub fn load(chain: &CompiledProgram, options: LoadOptions) -> Result<Self, LoadError> {
         let mut config = chain.config;
         config.egress = options.tc_egress as u32;
+        config.ct_timeout = options.ct_timeouts.to_config();
         let entries = u32::try_from(chain.vector_entries())
             .map_err(|_| LoadError::TooLarge(chain.vector_entries()))?;
         // Every map needs at least one entry; empty ones are simply never read.
@@ -154,7 +170,8 @@ impl LoadedProgram {
             .map_max_entries("oif_vec", size(chain.oif.len()))
             .map_max_entries("mark0_vec", size(chain.mark[0].len()))
             .map_max_entries("mark1_vec", size(chain.mark[1].len()))
-            .map_max_entries("ctmark_vec", size(chain.ctmark.len()));
+            .map_max_entries("ctmark_vec", size(chain.ctmark.len()))
+            .map_max_entries("ct_table", options.ct_max.max(1));
         let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| LoadError::Object(Box::new(e)))?;

@@ -232,7 +232,12 @@ fn field_in_set(test: &Test, p: &PacketFields) -> Option<bool> {
         (Test::Oif(indexes), _) => indexes.contains(&p.oif),
         (Test::Mark { mask, values }, _) => values.contains(&(p.mark & mask)),
         (Test::CtState(mask), _) => p.ct.state & mask != 0,
-        (Test::CtMark { mask, values }, _) => values.contains(&(p.ct.mark & mask)),
+        (Test::CtMark { mask, values }, _) => {
+            if !p.ct.has_conn() {
+                return None;
+            }
+            values.contains(&(p.ct.mark & mask))
+        }
         (Test::CtStatus(_) | Test::InSet { .. } | Test::Limit(_) | Test::Quota(_), _) => {
             return None
         }

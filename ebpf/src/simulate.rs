@@ -173,6 +173,7 @@ fn vector_id(program: &CompiledProgram, dim: Dim, p: &PacketFields) -> u32 {
         Dim::Mark0 => hash(&program.mark[0], p.mark & cfg.mark_mask[0]),
         Dim::Mark1 => hash(&program.mark[1], p.mark & cfg.mark_mask[1]),
         Dim::CtState => program.ctstate[p.ct.state.trailing_zeros() as usize % CTSTATE_VALUES],
+        Dim::CtMark if !p.ct.has_conn() => cfg.absent[Dim::CtMark as usize],
         Dim::CtMark => hash(&program.ctmark, p.ct.mark & cfg.ctmark_mask),
     }
 }

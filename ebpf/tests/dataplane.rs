@@ -364,7 +364,13 @@ fn tc_at_egress_sees_the_output_device() {
     )
     .frame();
     // A test run's skb is on loopback unless told otherwise.
-    let Some(egress) = load(&chain, LoadOptions { tc_egress: true }) else {
+    let Some(egress) = load(
+        &chain,
+        LoadOptions {
+            tc_egress: true,
+            ..LoadOptions::default()
+        },
+    ) else {
         return;
     };
     assert_eq!(
@@ -374,7 +380,14 @@ fn tc_at_egress_sees_the_output_device() {
             .verdict,
         Verdict::Drop
     );
-    let ingress = load(&chain, LoadOptions { tc_egress: false }).unwrap();
+    let ingress = load(
+        &chain,
+        LoadOptions {
+            tc_egress: false,
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
     assert_eq!(
         ingress
             .run_tc(&frame, SkbMeta::default(), 1)

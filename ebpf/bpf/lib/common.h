@@ -64,7 +64,8 @@ enum ns_ct_timeout {
 	NS_CTT_UDP_REPLIED = 9,
 	NS_CTT_ICMP = 10,
 	NS_CTT_GENERIC = 11,
-	NS_CT_NTIMEOUTS = 12,
+	NS_CTT_TCP_UNACK = 12, /* established before any reply (mid-stream pickup) */
+	NS_CT_NTIMEOUTS = 16,  /* room for an index masked with 15 */
 };
 
 /* Per-ruleset constants, set by the loader before the program is verified

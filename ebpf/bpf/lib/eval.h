@@ -13,6 +13,7 @@
 #include "parse.h"
 #include "actions.h"
 #include "lbvs.h"
+#include "conntrack.h"
 
 /* One chain: its rules are [start, end) of the program's rule numbering. */
 struct ns_chain {
@@ -46,6 +47,7 @@ struct ns_frame {
 /* Everything one packet's evaluation needs. */
 struct ns_eval {
 	struct pkt_ctx pkt;
+	struct ns_ct ct;
 	__u32 ids[NS_NDIMS]; /* the packet's vector id per dimension */
 	__u32 status;        /* NS_EVAL_* */
 	__u32 verdict;       /* with NS_EVAL_DONE: NS_ACCEPT, NS_DROP or NS_REJECT */
@@ -234,9 +236,9 @@ static long ns_eval_step(__u64 step, void *unused)
 	return e->status != NS_EVAL_RUNNING;
 }
 
-/* Runs the chains on e->pkt (parsed, with iif/oif/mark set). Returns NS_ACCEPT,
- * NS_DROP or NS_REJECT (then e->rule is the rejecting rule). */
-NS_INLINE __u32 ns_evaluate(struct ns_eval *e, __u32 ct_bit, __u32 ctmark)
+/* Runs the chains on e->pkt (parsed, with iif/oif/mark set) and e->ct (tracked).
+ * Returns NS_ACCEPT, NS_DROP or NS_REJECT (then e->rule is the rejecting rule). */
+NS_INLINE __u32 ns_evaluate(struct ns_eval *e)
 {
 	__u32 kind = e->pkt.l3 == NS_L3_IPV4 ? 0 : e->pkt.l3 == NS_L3_IPV6 ? 1 : 2;
 	e->base_mask = cfg.base_scope[kind];
@@ -245,7 +247,7 @@ NS_INLINE __u32 ns_evaluate(struct ns_eval *e, __u32 ct_bit, __u32 ctmark)
 		return NS_ACCEPT;
 	}
 	ns_stat(NS_STAT_CLASSIFIED);
-	if (ns_lookup_vectors(&e->pkt, ct_bit, ctmark, e->ids) < 0)
+	if (ns_lookup_vectors(&e->pkt, e->ct.state_bit, e->ct.has_ct, e->ct.mark, e->ids) < 0)
 		goto error;
 	e->status = NS_EVAL_RUNNING;
 	e->sp = 0;

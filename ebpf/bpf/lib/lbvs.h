@@ -162,17 +162,23 @@ NS_INLINE void ns_lookup_mark_vectors(__u32 mark, __u32 *ids)
 			       &ids[DIM_MARK1]);
 }
 
-/* Looks up the vector id of the ct mark dimension (again after `ct mark set`). */
-NS_INLINE void ns_lookup_ctmark_vector(__u32 ctmark, __u32 *ids)
+/* Looks up the vector id of the ct mark dimension (again after `ct mark set`). A
+ * packet without connection has no ct mark: no predicate on it holds. */
+NS_INLINE void ns_lookup_ctmark_vector(int has_ct, __u32 ctmark, __u32 *ids)
 {
-	if (NS_DIM_ON(DIM_CTMARK))
+	if (!NS_DIM_ON(DIM_CTMARK))
+		return;
+	if (!has_ct)
+		ids[DIM_CTMARK] = cfg.absent[DIM_CTMARK];
+	else
 		ns_hash_vector(&ctmark_vec, ctmark & cfg.ctmark_mask, cfg.miss[DIM_CTMARK],
 			       &ids[DIM_CTMARK]);
 }
 
 /* Looks up the packet's vector id in every dimension some rule tests; ct_bit is the
  * bit number of its ct state. */
-NS_INLINE int ns_lookup_vectors(const struct pkt_ctx *p, __u32 ct_bit, __u32 ctmark, __u32 *ids)
+NS_INLINE int ns_lookup_vectors(const struct pkt_ctx *p, __u32 ct_bit, int has_ct, __u32 ctmark,
+				__u32 *ids)
 {
 	if (NS_DIM_ON(DIM_SADDR) &&
 	    ns_addr_vector(&saddr4_lpm, &saddr6_lpm, p->saddr, p, cfg.absent[DIM_SADDR],
@@ -209,7 +215,7 @@ NS_INLINE int ns_lookup_vectors(const struct pkt_ctx *p, __u32 ct_bit, __u32 ctm
 	if (NS_DIM_ON(DIM_CTSTATE) &&
 	    ns_array_vector(&ctstate_vec, ct_bit & (NS_CTSTATE_VALUES - 1), &ids[DIM_CTSTATE]) < 0)
 		return -1;
-	ns_lookup_ctmark_vector(ctmark, ids);
+	ns_lookup_ctmark_vector(has_ct, ctmark, ids);
 	return 0;
 }
 

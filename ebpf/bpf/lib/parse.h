@@ -27,6 +27,7 @@
 #define PKT_F_L4PROTO (1u << 4)    /* l4proto valid (see parse_ipv6 for when it is not) */
 #define PKT_F_TCPFLAGS (1u << 5)   /* tcp_flags valid: a whole 20-byte TCP header is there */
 #define PKT_F_INNER (1u << 6)      /* ICMP error: `inner` holds the quoted packet's tuple */
+#define PKT_F_ICMPID (1u << 7)     /* icmp_id valid: the whole 8-byte ICMP header is there */
 
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
@@ -181,6 +182,7 @@ NS_INLINE void parse_l4(void *data, void *data_end, __u32 off, struct pkt_ctx *p
 		if ((void *)(l4 + 8) > data_end)
 			return;
 		p->icmp_id = ((__u16)l4[4] << 8) | l4[5];
+		p->flags |= PKT_F_ICMPID;
 		if (ns_icmp_is_error(p->l3, p->icmp_type))
 			parse_inner(data, data_end, off + 8, p);
 	}

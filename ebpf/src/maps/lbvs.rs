@@ -108,8 +108,12 @@ pub(super) fn build(rules: &[&Rule], nblocks: usize) -> Result<Dimensions, Build
     ] {
         if p.is_used() {
             d.dims |= dim.bit();
-            let (entries, miss) = build_hash(p, &mut table);
+            let (entries, miss, absent) = build_hash(p, &mut table);
             d.miss[dim as usize] = miss;
+            // Only the ct mark can be absent (no connection).
+            if dim == Dim::CtMark {
+                d.absent[dim as usize] = absent;
+            }
             *out = entries;
         }
     }
@@ -479,9 +483,10 @@ fn build_lpm(dim: &DimPreds<AddrSet>, table: &mut VectorTable) -> (LpmEntries, u
     (entries, absent)
 }
 
-/// Fills an exact-value dimension; returns its entries and the "miss" vector id.
-/// Entries whose vector is the miss vector are left out: the lookup misses to it.
-fn build_hash(dim: &DimPreds<Vec<u32>>, table: &mut VectorTable) -> (Vec<(u32, u32)>, u32) {
+/// Fills an exact-value dimension; returns its entries, the "miss" vector id and the
+/// "field absent" one. Entries whose vector is the miss vector are left out: the lookup
+/// misses to it.
+fn build_hash(dim: &DimPreds<Vec<u32>>, table: &mut VectorTable) -> (Vec<(u32, u32)>, u32, u32) {
     let mut by_value: HashMap<u32, Vec<usize>> = HashMap::new();
     for (p, pred) in dim.preds.iter().enumerate() {
         for v in &pred.values {
@@ -502,7 +507,8 @@ fn build_hash(dim: &DimPreds<Vec<u32>>, table: &mut VectorTable) -> (Vec<(u32, u
         })
         .filter(|&(_, id)| id != miss)
         .collect();
-    (entries, miss)
+    let absent = table.intern(classes.wild.clone());
+    (entries, miss, absent)
 }
 
 /// Deduplicated vectors, all `words` long, stored one after the other.

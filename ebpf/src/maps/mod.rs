@@ -131,8 +131,9 @@ pub const FEATURE_STMTS: u32 = 1 << 2;
 pub const FEATURE_REJECT: u32 = 1 << 3;
 pub const FEATURE_JUMPS: u32 = 1 << 4;
 
-/// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`).
-pub const CT_TIMEOUTS: usize = 12;
+/// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
+/// see [`crate::conntrack::Timeouts::to_config`].
+pub const CT_TIMEOUTS: usize = 16;
 
 /// The program's read-only configuration, `struct ns_config` in bpf/lib/common.h.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

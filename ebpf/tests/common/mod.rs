@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses part of it
 
 pub mod check;
+pub mod frames;
 pub mod gen;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -321,6 +322,16 @@ impl PacketSpec {
             oif,
             mark,
             ct: Default::default(),
+            tcp_flags: match l4 {
+                Some(L4Spec::Tcp { .. }) if header => Some(0),
+                _ => None,
+            },
+            icmp_id: match l4 {
+                Some(L4Spec::Icmp { .. }) if header => Some(0),
+                _ => None,
+            },
+            inner: None,
+            later_fragment: frag == Frag::Later,
         }
     }
 }
@@ -348,4 +359,15 @@ fn bpf_denied(e: &LoadError) -> bool {
     let text = format!("{e:?}");
     matches!(e, LoadError::Object(_))
         && (text.contains("os error 1)") || text.contains("Operation not permitted"))
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: what bpf_ktime_get_ns() reads.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // Safety: a valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
