@@ -163,8 +163,16 @@ pub enum Statement {
     SetMark { and: u32, xor: u32 },
     /// `ct mark set ...`: the same on the packet's connection (no effect without one).
     SetCtMark { and: u32, xor: u32 },
-    /// `log`: an event to user space with the rule's number and the packet's headers.
-    /// The prefix travels as an id ([`crate::maps`] numbers the distinct prefixes).
+    /// `meta mark set ct mark [and/or ...]`: `mark = (ct mark & and) ^ xor`. Without a
+    /// connection there is no ct mark: the rule stops here (nft_ct_get_eval breaks), as
+    /// if it had not matched from this statement on.
+    SetMarkFromCtMark { and: u32, xor: u32 },
+    /// `ct mark set meta mark [and/or ...]`: `ct mark = (mark & and) ^ xor` (no effect
+    /// without a connection).
+    SetCtMarkFromMark { and: u32, xor: u32 },
+    /// `log`: an event to user space with the rule's number and the packet's headers
+    /// ([`crate::loader::LogEvent`]). The prefix travels as an id: the index of the
+    /// prefix in [`crate::maps::CompiledProgram::log_prefixes`].
     Log { prefix: String },
 }
 
@@ -438,10 +446,14 @@ impl Program {
                                 ..
                             }
                     )
-                }) || r
-                    .statements
-                    .iter()
-                    .any(|s| matches!(s, Statement::SetCtMark { .. }))
+                }) || r.statements.iter().any(|s| {
+                    matches!(
+                        s,
+                        Statement::SetCtMark { .. }
+                            | Statement::SetMarkFromCtMark { .. }
+                            | Statement::SetCtMarkFromMark { .. }
+                    )
+                })
             })
         })
     }
