@@ -41,6 +41,9 @@ pub struct PacketFields {
     pub inner: Option<InnerTuple>,
     /// A fragment other than the first (no transport header).
     pub later_fragment: bool,
+    /// Bytes from the network header on (what byte counters, quotas and byte limits
+    /// count, as skb->len at the nf_tables hooks).
+    pub len: u32,
 }
 
 /// The transport tuple of the packet an ICMP error quotes.

@@ -14,8 +14,11 @@
 //! The C side is `bpf/`: `lib/parse.h` (packet -> `struct pkt_ctx`), `lib/lbvs.h`
 //! (LBVS maps, lookups and the block scan), `lib/eval.h` (chains: base chains in order,
 //! jump/goto/return, the bpf_loop driving it), `lib/conntrack.h` (connection tracking
-//! in an LRU hash), `lib/actions.h` (counters, stats), and
-//! `nftshim.bpf.c` (the XDP and TC entry points sharing them).
+//! in an LRU hash), `lib/stmts.h` (residual checks: ct status, sets, limit, quota;
+//! statements: mark/ct mark set, log), `lib/sets.h` (named sets as LPM/hash maps),
+//! `lib/log.h` (ring buffer events), `lib/reject.h` (TCP reset / ICMP unreachable
+//! answers), `lib/actions.h` (counters, stats), and `nftshim.bpf.c` (the XDP and TC
+//! entry points sharing them).
 //!
 //! Not done yet: sets/maps beyond anonymous sets, a per-flow verdict cache, attaching
 //! to interfaces and atomic replacement on ruleset change.

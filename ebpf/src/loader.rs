@@ -7,12 +7,14 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf};
 use aya::programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp};
 use aya::{include_bytes_aligned, Ebpf, EbpfLoader, Pod};
 
 use crate::conntrack::Timeouts;
-use crate::ir::Verdict;
+use crate::ir::{SetElement, Verdict};
+use crate::maps::checks::{BpfLimit, BpfQuota, BpfRuleExt};
+use crate::maps::sets::{self, SetEntry, SetIds};
 use crate::maps::{BpfChain, BpfConfig, BpfRule, CompiledProgram, LpmEntries, BLOCK_WORDS};
 
 /// The compiled `bpf/nftshim.bpf.c` (built by build.rs).
@@ -23,8 +25,13 @@ pub const TC_PROGRAM: &str = "nftshim_tc";
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
+const TC_ACT_REDIRECT: u32 = 7;
+
+/// Room for a test run's output frame (a reject answer is at most 22 + 1280 bytes).
+const DATA_OUT: usize = 4096;
 
 // Safety: plain #[repr(C)] integers, no padding, mirrored by `struct ns_config`.
 unsafe impl Pod for BpfConfig {}
@@ -32,7 +39,73 @@ unsafe impl Pod for BpfConfig {}
 unsafe impl Pod for BpfChain {}
 // Safety: as `struct ns_rule`: u8, u8, u16, u32, u32, no padding.
 unsafe impl Pod for BpfRule {}
+// Safety: as `struct ns_rule_ext`: 4 × (u8 × 4, u32) then 4 × 3 u32, no padding.
+unsafe impl Pod for BpfRuleExt {}
+// Safety: as `struct ns_limit`: u32 lock, u32, six u64, no padding.
+unsafe impl Pod for BpfLimit {}
+// Safety: two u64.
+unsafe impl Pod for BpfQuota {}
 
+/// `struct ns_set4_key` without its prefix length (aya's `Key` adds it).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Set4Key {
+    set: u32,
+    addr: u32,
+}
+// Safety: two u32.
+unsafe impl Pod for Set4Key {}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Set6Key {
+    set: u32,
+    addr: [u8; 16],
+}
+// Safety: u32 then 16 bytes, no padding.
+unsafe impl Pod for Set6Key {}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct SetPortKey {
+    set: u32,
+    port: u16,
+    pad: u16,
+}
+// Safety: u32, u16, u16.
+unsafe impl Pod for SetPortKey {}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(C)]
+struct SetValKey {
+    set: u32,
+    value: u32,
+}
+// Safety: two u32.
+unsafe impl Pod for SetValKey {}
+
+/// One `log` statement that ran (`struct ns_log_event`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEvent {
+    /// The rule's number in the program.
+    pub rule: u32,
+    /// Index into the program's `log_prefixes`.
+    pub prefix: u32,
+    pub iif: u32,
+    pub oif: u32,
+    /// The meta mark when the statement ran.
+    pub mark: u32,
+    /// Bytes from the network header on.
+    pub len: u32,
+    /// The `ct state` bit.
+    pub ct_state: u32,
+    /// Where the network header starts in `headers`.
+    pub l3_off: u16,
+    /// The frame's first bytes (at most 128).
+    pub headers: Vec<u8>,
+}
+
+const LOG_EVENT_SIZE: usize = 7 * 4 + 2 * 2 + 128;
 /// Packets and bytes that hit a rule (or the policy), summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
@@ -69,6 +142,9 @@ pub struct LoadOptions {
     pub ct_timeouts: Timeouts,
     /// Size of the connection table (least recently used entries are evicted).
     pub ct_max: u32,
+    /// Entries of each set map (all sets of a key type share one; a port range takes
+    /// up to 30).
+    pub set_max: u32,
 }
 
 impl Default for LoadOptions {
@@ -77,6 +153,7 @@ impl Default for LoadOptions {
             tc_egress: false,
             ct_timeouts: Timeouts::default(),
             ct_max: 65536,
+            set_max: 65536,
         }
     }
 }
@@ -92,11 +169,16 @@ pub struct SkbMeta {
 }
 
 /// One BPF_PROG_TEST_RUN.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Run {
+    /// The packet's fate (a rejected one is dropped).
     pub verdict: Verdict,
     /// Kernel-measured time per repetition.
     pub duration: Duration,
+    /// A reject's answer, sent back (TC redirect, XDP_TX): the frame.
+    pub reply: Option<Vec<u8>>,
+    /// TC: the skb's mark after the program.
+    pub mark: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +203,10 @@ pub enum LoadError {
     TooLarge(usize),
     #[error("program returned {0}, which is not a verdict")]
     UnexpectedReturn(u32),
+    #[error("no set named {0:?}")]
+    UnknownSet(String),
+    #[error("set {0:?} has another key type than the element")]
+    SetKeyMismatch(String),
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> LoadError {
@@ -141,6 +227,8 @@ fn prog_err(name: &'static str) -> impl FnOnce(ProgramError) -> LoadError {
 pub struct LoadedProgram {
     ebpf: Ebpf,
     ncounters: u32,
+    sets: SetIds,
+    log_prefixes: Vec<String>,
 }
 
 /// A loaded lone chain.
@@ -171,7 +259,14 @@ impl LoadedProgram {
             .map_max_entries("mark0_vec", size(chain.mark[0].len()))
             .map_max_entries("mark1_vec", size(chain.mark[1].len()))
             .map_max_entries("ctmark_vec", size(chain.ctmark.len()))
-            .map_max_entries("ct_table", options.ct_max.max(1));
+            .map_max_entries("ct_table", options.ct_max.max(1))
+            .map_max_entries("rule_ext", size(chain.rule_ext.len()))
+            .map_max_entries("limits", size(chain.limits.len()))
+            .map_max_entries("quotas", size(chain.quotas.len()))
+            .map_max_entries("set_v4", options.set_max.max(1))
+            .map_max_entries("set_v6", options.set_max.max(1))
+            .map_max_entries("set_port", options.set_max.max(1))
+            .map_max_entries("set_val", options.set_max.max(1));
         let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| LoadError::Object(Box::new(e)))?;
@@ -191,6 +286,19 @@ impl LoadedProgram {
         fill_hash(&mut ebpf, "mark1_vec", &chain.mark[1])?;
         fill_array(&mut ebpf, "ctstate_vec", &chain.ctstate)?;
         fill_hash(&mut ebpf, "ctmark_vec", &chain.ctmark)?;
+        fill_pod_array(&mut ebpf, "rule_ext", &chain.rule_ext)?;
+        // Buckets start full now (bpf_ktime_get_ns() is CLOCK_MONOTONIC).
+        let now = monotonic_ns();
+        let limits: Vec<BpfLimit> = chain
+            .limits
+            .iter()
+            .map(|l| BpfLimit { last: now, ..*l })
+            .collect();
+        fill_pod_array(&mut ebpf, "limits", &limits)?;
+        fill_pod_array(&mut ebpf, "quotas", &chain.quotas)?;
+        for entry in &chain.set_entries {
+            set_entry(&mut ebpf, entry, true)?;
+        }
 
         let xdp: &mut Xdp = program_mut(&mut ebpf, XDP_PROGRAM)?
             .try_into()
@@ -203,6 +311,8 @@ impl LoadedProgram {
         Ok(LoadedProgram {
             ebpf,
             ncounters: chain.ncounters() as u32,
+            sets: chain.sets.clone(),
+            log_prefixes: chain.log_prefixes.clone(),
         })
     }
 
@@ -213,20 +323,28 @@ impl LoadedProgram {
             .program(XDP_PROGRAM)?
             .try_into()
             .map_err(prog_err(XDP_PROGRAM))?;
+        let mut out = vec![0u8; DATA_OUT];
         let opts = TestRunOptions {
             data_in: Some(frame),
+            data_out: Some(&mut out),
             repeat,
             ..TestRunOptions::new()
         };
         let result = prog.test_run(opts).map_err(prog_err(XDP_PROGRAM))?;
-        let verdict = match result.return_value {
-            XDP_PASS => Verdict::Accept,
-            XDP_DROP => Verdict::Drop,
+        let (verdict, reply) = match result.return_value {
+            XDP_PASS => (Verdict::Accept, None),
+            XDP_DROP => (Verdict::Drop, None),
+            XDP_TX => {
+                out.truncate(result.data_size_out as usize);
+                (Verdict::Drop, Some(out))
+            }
             other => return Err(LoadError::UnexpectedReturn(other)),
         };
         Ok(Run {
             verdict,
             duration: result.duration,
+            reply,
+            mark: None,
         })
     }
 
@@ -237,22 +355,100 @@ impl LoadedProgram {
             .try_into()
             .map_err(prog_err(TC_PROGRAM))?;
         let ctx = sk_buff_ctx(meta);
+        let mut ctx_out = [0u8; 192];
+        let mut out = vec![0u8; DATA_OUT];
         let opts = TestRunOptions {
             data_in: Some(frame),
+            data_out: Some(&mut out),
             ctx_in: Some(&ctx),
+            ctx_out: Some(&mut ctx_out),
             repeat,
             ..TestRunOptions::new()
         };
         let result = prog.test_run(opts).map_err(prog_err(TC_PROGRAM))?;
-        let verdict = match result.return_value {
-            TC_ACT_OK => Verdict::Accept,
-            TC_ACT_SHOT => Verdict::Drop,
+        let (verdict, reply) = match result.return_value {
+            TC_ACT_OK => (Verdict::Accept, None),
+            TC_ACT_SHOT => (Verdict::Drop, None),
+            TC_ACT_REDIRECT => {
+                out.truncate(result.data_size_out as usize);
+                (Verdict::Drop, Some(out))
+            }
             other => return Err(LoadError::UnexpectedReturn(other)),
         };
         Ok(Run {
             verdict,
             duration: result.duration,
+            reply,
+            mark: Some(u32::from_ne_bytes(
+                ctx_out[SKB_MARK..SKB_MARK + 4].try_into().expect("4 bytes"),
+            )),
         })
+    }
+
+    /// Adds an element to a named set, at once for the running program.
+    pub fn set_insert(&mut self, set: &str, element: &SetElement) -> Result<(), LoadError> {
+        for entry in self.set_entries(set, element)? {
+            set_entry(&mut self.ebpf, &entry, true)?;
+        }
+        Ok(())
+    }
+
+    /// Removes an element from a named set (an element that is not there is ignored).
+    /// Elements of one set must not overlap (nft refuses overlapping intervals): the
+    /// prefixes of one would be removed from the other.
+    pub fn set_remove(&mut self, set: &str, element: &SetElement) -> Result<(), LoadError> {
+        for entry in self.set_entries(set, element)? {
+            set_entry(&mut self.ebpf, &entry, false)?;
+        }
+        Ok(())
+    }
+
+    fn set_entries(&self, set: &str, element: &SetElement) -> Result<Vec<SetEntry>, LoadError> {
+        let info = self
+            .sets
+            .0
+            .get(set)
+            .ok_or_else(|| LoadError::UnknownSet(set.to_string()))?;
+        if info.key != element.key() {
+            return Err(LoadError::SetKeyMismatch(set.to_string()));
+        }
+        Ok(sets::entries(info.id, element))
+    }
+
+    /// The prefix of a log event (`LogEvent::prefix`).
+    pub fn log_prefix(&self, id: u32) -> Option<&str> {
+        self.log_prefixes.get(id as usize).map(String::as_str)
+    }
+
+    /// Takes the log events written since the last call.
+    pub fn read_logs(&self) -> Result<Vec<LogEvent>, LoadError> {
+        let map = self
+            .ebpf
+            .map("log_events")
+            .ok_or(LoadError::Missing("log_events"))?;
+        let mut ring = RingBuf::try_from(map).map_err(map_err("log_events"))?;
+        let mut events = Vec::new();
+        while let Some(item) = ring.next() {
+            if item.len() < LOG_EVENT_SIZE {
+                continue;
+            }
+            let u32_at =
+                |i: usize| u32::from_ne_bytes(item[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+            let u16_at = |o: usize| u16::from_ne_bytes(item[o..o + 2].try_into().expect("2 bytes"));
+            let caplen = (u16_at(30) as usize).min(128);
+            events.push(LogEvent {
+                rule: u32_at(0),
+                prefix: u32_at(1),
+                iif: u32_at(2),
+                oif: u32_at(3),
+                mark: u32_at(4),
+                len: u32_at(5),
+                ct_state: u32_at(6),
+                l3_off: u16_at(28),
+                headers: item[32..32 + caplen].to_vec(),
+            });
+        }
+        Ok(events)
     }
 
     /// Counters of rules `0..nrules`, then the base chains' policies, summed over CPUs.
@@ -400,14 +596,101 @@ fn fill_lpm(
     Ok(())
 }
 
+/// Offset of `mark` in `struct __sk_buff`.
+const SKB_MARK: usize = 8;
+
 /// A `struct __sk_buff` (uapi linux/bpf.h, 192 bytes) with the fields test runs may set.
 fn sk_buff_ctx(meta: SkbMeta) -> [u8; 192] {
-    const MARK: usize = 8;
     const INGRESS_IFINDEX: usize = 36;
     const IFINDEX: usize = 40;
     let mut ctx = [0u8; 192];
-    ctx[MARK..MARK + 4].copy_from_slice(&meta.mark.to_ne_bytes());
+    ctx[SKB_MARK..SKB_MARK + 4].copy_from_slice(&meta.mark.to_ne_bytes());
     ctx[INGRESS_IFINDEX..INGRESS_IFINDEX + 4].copy_from_slice(&meta.ingress_ifindex.to_ne_bytes());
     ctx[IFINDEX..IFINDEX + 4].copy_from_slice(&meta.ifindex.to_ne_bytes());
     ctx
+}
+
+/// Adds (or removes) one set map entry.
+fn set_entry(ebpf: &mut Ebpf, entry: &SetEntry, add: bool) -> Result<(), LoadError> {
+    fn apply<K: Pod>(
+        ebpf: &mut Ebpf,
+        name: &'static str,
+        key: Key<K>,
+        add: bool,
+    ) -> Result<(), LoadError> {
+        let mut trie: LpmTrie<&mut MapData, K, u8> =
+            LpmTrie::try_from(map_data(ebpf, name)?).map_err(map_err(name))?;
+        if add {
+            trie.insert(&key, 1, 0).map_err(map_err(name))
+        } else {
+            match trie.remove(&key) {
+                Err(MapError::KeyNotFound) | Ok(()) => Ok(()),
+                Err(e) => Err(map_err(name)(e)),
+            }
+        }
+    }
+    match *entry {
+        SetEntry::V4 { set, net } => apply(
+            ebpf,
+            "set_v4",
+            Key::new(
+                32 + net.prefix_len() as u32,
+                Set4Key {
+                    set: set.to_be(),
+                    addr: u32::from(net.addr()).to_be(),
+                },
+            ),
+            add,
+        ),
+        SetEntry::V6 { set, net } => apply(
+            ebpf,
+            "set_v6",
+            Key::new(
+                32 + net.prefix_len() as u32,
+                Set6Key {
+                    set: set.to_be(),
+                    addr: net.addr().octets(),
+                },
+            ),
+            add,
+        ),
+        SetEntry::Port { set, port, len } => apply(
+            ebpf,
+            "set_port",
+            Key::new(
+                32 + len as u32,
+                SetPortKey {
+                    set: set.to_be(),
+                    port: port.to_be(),
+                    pad: 0,
+                },
+            ),
+            add,
+        ),
+        SetEntry::Value { set, value } => {
+            let name = "set_val";
+            let mut map: BpfHashMap<&mut MapData, SetValKey, u8> =
+                BpfHashMap::try_from(map_data(ebpf, name)?).map_err(map_err(name))?;
+            let key = SetValKey { set, value };
+            if add {
+                map.insert(key, 1, 0).map_err(map_err(name))
+            } else {
+                match map.remove(&key) {
+                    Err(MapError::KeyNotFound) | Ok(()) => Ok(()),
+                    Err(e) => Err(map_err(name)(e)),
+                }
+            }
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, the clock of bpf_ktime_get_ns().
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // Safety: a valid pointer to a timespec; CLOCK_MONOTONIC cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

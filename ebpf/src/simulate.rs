@@ -2,7 +2,8 @@
 //! look up one vector id per used dimension, then walk the chains' rule ranges taking
 //! set bits of the AND in order, following the rule table's actions and the chain
 //! table's ranges and policies. It lets the map builder be tested against the
-//! reference evaluator without a kernel.
+//! reference evaluator without a kernel. Residual checks, statements and reject are
+//! not simulated (programs with them are tested in the kernel).
 
 use crate::fields::{L3Fields, PacketFields};
 use crate::ir::{Verdict, JUMP_STACK_SIZE};
@@ -10,7 +11,7 @@ use crate::maps::{
     ActionKind, CompiledProgram, Dim, CTSTATE_VALUES, ICMP6_BASE, ICMP_ABSENT, KIND_IPV4,
     KIND_IPV6, KIND_OTHER, L4PROTO_ABSENT, PORT_ABSENT,
 };
-use crate::reference::Evaluation;
+use crate::reference::{Effects, Evaluation};
 
 pub fn classify(program: &CompiledProgram, p: &PacketFields) -> Evaluation {
     let cfg = &program.config;
@@ -26,6 +27,7 @@ pub fn classify(program: &CompiledProgram, p: &PacketFields) -> Evaluation {
             verdict: Verdict::Accept,
             counted,
             jump_overflow: false,
+            effects: Effects::default(),
         };
     }
     let ids: Vec<u32> = Dim::ALL
@@ -65,6 +67,7 @@ pub fn classify(program: &CompiledProgram, p: &PacketFields) -> Evaluation {
                             verdict: Verdict::Drop,
                             counted,
                             jump_overflow: true,
+                            effects: Effects::default(),
                         };
                     }
                     stack.push((chain, hit.unwrap_or(end) + 1));
@@ -99,6 +102,7 @@ pub fn classify(program: &CompiledProgram, p: &PacketFields) -> Evaluation {
                     verdict: Verdict::Drop,
                     counted,
                     jump_overflow: false,
+                    effects: Effects::default(),
                 }
             }
             Some(Verdict::Accept) => {
@@ -112,6 +116,7 @@ pub fn classify(program: &CompiledProgram, p: &PacketFields) -> Evaluation {
                         verdict: Verdict::Accept,
                         counted,
                         jump_overflow: false,
+                        effects: Effects::default(),
                     };
                 }
                 base = later.trailing_zeros() as usize;

@@ -12,7 +12,7 @@ use common::frames::{self, addr, fields_of, ACK, FIN, PSH, RST, SYN, URG};
 use common::{load_or_skip, monotonic_ns};
 use nftshim_ebpf::conntrack::{Timeouts, Tracker};
 use nftshim_ebpf::ir::{
-    ct_state, Action, Chain, L3Scope, Match, PortRange, Program, Rule, Test, Verdict,
+    ct_state, ct_status, Action, Chain, L3Scope, Match, PortRange, Program, Rule, Test, Verdict,
 };
 use nftshim_ebpf::loader::{Counter, LoadOptions, LoadedProgram, SkbMeta};
 use nftshim_ebpf::maps::compile_program;
@@ -26,6 +26,7 @@ const RELATED: usize = 4;
 const UNTRACKED: usize = 5;
 const NEW: usize = 6;
 const HAS_CONN: usize = 7;
+const ASSURED: usize = 9;
 
 /// Counts each ct state in its own rule; drops new UDP to 99 and new TCP to 7, so those
 /// connections are never confirmed.
@@ -60,6 +61,19 @@ fn ct_program() -> Program {
                 mask: u32::MAX,
                 values: vec![1],
             })],
+            Action::Continue,
+        ),
+        Rule::new(
+            vec![Match::is(Test::CtStatus(ct_status::SEEN_REPLY))],
+            Action::Continue,
+        ),
+        Rule::new(
+            vec![Match::is(Test::CtStatus(ct_status::ASSURED))],
+            Action::Continue,
+        ),
+        // A new connection is not confirmed until its first packet is accepted.
+        Rule::new(
+            vec![Match::not(Test::CtStatus(ct_status::CONFIRMED))],
             Action::Continue,
         ),
     ];
@@ -113,7 +127,7 @@ impl<'a> CtChecker<'a> {
         let now = monotonic_ns();
         let tracked = self.tracker.track(&fields, now);
         fields.ct = tracked.fields;
-        let want = self.reference.evaluate(&fields).unwrap();
+        let want = self.reference.evaluate_at(&fields, now).unwrap();
         self.tracker
             .commit(&tracked, want.verdict == Verdict::Accept);
         let len = frame.len() as u64 - 14;
@@ -186,6 +200,8 @@ fn tcp_handshake_teardown_and_pickup() {
     let counters = c.loaded.counters().unwrap();
     assert_eq!(counters[NEW].packets, 6);
     assert_eq!(counters[INVALID].packets, 4);
+    // The handshake's third packet and the data after it see ASSURED.
+    assert!(counters[ASSURED].packets >= 4, "{:?}", counters[ASSURED]);
 }
 
 #[test]

@@ -36,7 +36,7 @@ proptest! {
         packets in prop::collection::vec(gen::packet(), 32),
     ) {
         let compiled = maps::compile_program(&program).expect("generated programs compile");
-        let reference = Reference::new(&program).unwrap();
+        let mut reference = Reference::new(&program).unwrap();
         for spec in &packets {
             for fields in [spec.fields(1, 0, 0), spec.fields(spec.iif, 2, spec.mark)] {
                 let expected = reference.evaluate(&fields).unwrap();

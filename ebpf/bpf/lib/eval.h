@@ -14,6 +14,8 @@
 #include "actions.h"
 #include "lbvs.h"
 #include "conntrack.h"
+#include "stmts.h"
+#include "reject.h"
 
 /* One chain: its rules are [start, end) of the program's rule numbering. */
 struct ns_chain {
@@ -51,7 +53,7 @@ struct ns_eval {
 	__u32 ids[NS_NDIMS]; /* the packet's vector id per dimension */
 	__u32 status;        /* NS_EVAL_* */
 	__u32 verdict;       /* with NS_EVAL_DONE: NS_ACCEPT, NS_DROP or NS_REJECT */
-	__u32 rule;          /* the rule that rejected */
+	__u32 rule;          /* NS_REJECT: the rejecting rule's arg (how to answer) */
 	__u32 base;          /* current base chain */
 	__u32 base_mask;     /* base chains that see the packet */
 	__u32 chain;         /* current chain */
@@ -59,6 +61,9 @@ struct ns_eval {
 	__u32 end;           /* end of the current chain's rules */
 	__u32 sp;            /* jump stack depth */
 	struct ns_frame stack[NS_JUMP_STACK_SIZE];
+	__u32 nlogs;         /* log statements that ran, emitted after the chains */
+	struct ns_log_entry logs[NS_MAX_LOGS];
+	struct ns_reply reply; /* reject: the answer being built */
 };
 
 /* Chain id -> its rules and policy. */
@@ -176,7 +181,58 @@ NS_INLINE void ns_jump(struct ns_eval *e, __u32 rule, __u32 target)
 	ns_enter(e, target);
 }
 
-/* Rule `rule` matched in the LBVS sense: count it and carry out its action. */
+/* Runs a rule's statements in order. Returns 0 when one breaks the rule (`meta mark
+ * set ct mark` without a connection): the rule's action is then skipped. */
+NS_INLINE int ns_run_stmts(struct ns_eval *e, __u32 rule, const struct ns_rule_ext *x)
+{
+#pragma unroll
+	for (int i = 0; i < NS_MAX_STMTS; i++) {
+		const struct ns_stmt *s = &x->stmts[i];
+		switch (s->kind) {
+		case NS_STMT_NONE:
+			return 1;
+		case NS_STMT_SET_MARK_FROM_CT:
+			if (!e->ct.has_ct)
+				return 0;
+			e->pkt.mark = (e->ct.mark & s->a) ^ s->b;
+			ns_lookup_mark_vectors(e->pkt.mark, e->ids);
+			break;
+		case NS_STMT_SET_MARK:
+			e->pkt.mark = (e->pkt.mark & s->a) ^ s->b;
+			ns_lookup_mark_vectors(e->pkt.mark, e->ids);
+			break;
+		case NS_STMT_SET_CTMARK:
+		case NS_STMT_SET_CTMARK_FROM_MARK:
+			/* No connection (invalid, untracked): nothing to mark. */
+			if (!e->ct.has_ct)
+				break;
+			e->ct.mark = ((s->kind == NS_STMT_SET_CTMARK ? e->ct.mark : e->pkt.mark) & s->a) ^
+				     s->b;
+			e->ct.mark_set = 1;
+			ns_lookup_ctmark_vector(1, e->ct.mark, e->ids);
+			break;
+		case NS_STMT_LOG: {
+			__u32 n = e->nlogs;
+			if (n >= NS_MAX_LOGS) {
+				ns_stat(NS_STAT_LOG_LOST);
+				break;
+			}
+			struct ns_log_entry *l = &e->logs[n & (NS_MAX_LOGS - 1)];
+			l->rule = rule;
+			l->prefix = s->a;
+			l->mark = e->pkt.mark;
+			e->nlogs = n + 1;
+			break;
+		}
+		default:
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* Rule `rule` matched in the LBVS sense: check the rest, count it and carry out its
+ * statements and action. */
 NS_INLINE void ns_rule_matched(struct ns_eval *e, __u32 rule)
 {
 	struct ns_rule *r = bpf_map_lookup_elem(&rules, &rule);
@@ -184,7 +240,32 @@ NS_INLINE void ns_rule_matched(struct ns_eval *e, __u32 rule)
 		e->status = NS_EVAL_ERROR;
 		return;
 	}
+	struct ns_rule_ext *x = NULL;
+	if ((NS_FEATURE(NS_F_CHECKS) || NS_FEATURE(NS_F_STMTS)) &&
+	    (r->flags & (NS_RULE_CHECKS | NS_RULE_STMTS))) {
+		__u32 ext = r->ext;
+		x = bpf_map_lookup_elem(&rule_ext, &ext);
+		if (!x) {
+			e->status = NS_EVAL_ERROR;
+			return;
+		}
+	}
+	if (NS_FEATURE(NS_F_CHECKS) && x && (r->flags & NS_RULE_CHECKS)) {
+		int hold = ns_checks_hold(x, &e->pkt, &e->ct);
+		if (hold < 0) {
+			e->status = NS_EVAL_ERROR;
+			return;
+		}
+		if (!hold) {
+			e->pos = rule + 1;
+			return;
+		}
+	}
 	ns_count_rule(rule, e->pkt.len);
+	if (NS_FEATURE(NS_F_STMTS) && x && (r->flags & NS_RULE_STMTS) && !ns_run_stmts(e, rule, x)) {
+		e->pos = rule + 1;
+		return;
+	}
 	switch (r->kind) {
 	case NS_CONTINUE:
 		e->pos = rule + 1;
@@ -196,7 +277,7 @@ NS_INLINE void ns_rule_matched(struct ns_eval *e, __u32 rule)
 		ns_done(e, NS_DROP);
 		break;
 	case NS_REJECT:
-		e->rule = rule;
+		e->rule = r->arg;
 		ns_done(e, NS_REJECT);
 		break;
 	case NS_JUMP:
@@ -237,9 +318,10 @@ static long ns_eval_step(__u64 step, void *unused)
 }
 
 /* Runs the chains on e->pkt (parsed, with iif/oif/mark set) and e->ct (tracked).
- * Returns NS_ACCEPT, NS_DROP or NS_REJECT (then e->rule is the rejecting rule). */
+ * Returns NS_ACCEPT, NS_DROP or NS_REJECT (then e->rule says how to answer). */
 NS_INLINE __u32 ns_evaluate(struct ns_eval *e)
 {
+	e->nlogs = 0;
 	__u32 kind = e->pkt.l3 == NS_L3_IPV4 ? 0 : e->pkt.l3 == NS_L3_IPV6 ? 1 : 2;
 	e->base_mask = cfg.base_scope[kind];
 	if (!e->base_mask) {

@@ -4,9 +4,12 @@
 
 use std::collections::HashMap;
 
+use super::checks::{reject_arg, Extras};
+use super::sets::SetIds;
 use super::{
-    ActionKind, BpfChain, BpfRule, BuildError, BLOCK_RULES, FEATURE_CONNTRACK, FEATURE_JUMPS,
-    KIND_IPV4, KIND_IPV6, KIND_OTHER, MAX_BASE_CHAINS, MAX_STEPS,
+    ActionKind, BpfChain, BpfRule, BuildError, BLOCK_RULES, FEATURE_CHECKS, FEATURE_CONNTRACK,
+    FEATURE_JUMPS, FEATURE_REJECT, FEATURE_STMTS, KIND_IPV4, KIND_IPV6, KIND_OTHER,
+    MAX_BASE_CHAINS, MAX_STEPS, RULE_CHECKS, RULE_STMTS,
 };
 use crate::ir::{Action, Chain, ChainRef, L3Scope, Program, Rule};
 
@@ -19,9 +22,10 @@ pub(super) struct Layout<'a> {
     pub max_steps: u32,
     pub base_scope: [u32; 3],
     pub features: u32,
+    pub extras: Extras,
 }
 
-pub(super) fn layout(program: &Program) -> Result<Layout<'_>, BuildError> {
+pub(super) fn layout<'a>(program: &'a Program, sets: &SetIds) -> Result<Layout<'a>, BuildError> {
     if program.base_chains.len() > MAX_BASE_CHAINS {
         return Err(BuildError::TooManyBaseChains {
             chains: program.base_chains.len(),
@@ -44,6 +48,7 @@ pub(super) fn layout(program: &Program) -> Result<Layout<'_>, BuildError> {
     };
     let mut rule_refs = Vec::new();
     let mut rules = Vec::new();
+    let mut extras = Extras::default();
     let mut chains = Vec::with_capacity(ordered.len());
     // Chain ids each chain's rules jump or go to, for the loop check and step bound.
     let mut targets: Vec<Vec<u32>> = Vec::with_capacity(ordered.len());
@@ -52,18 +57,6 @@ pub(super) fn layout(program: &Program) -> Result<Layout<'_>, BuildError> {
         let mut chain_targets = Vec::new();
         for r in &chain.rules {
             let number = rule_refs.len();
-            if let Some(statement) = r.statements.first() {
-                return Err(BuildError::Unsupported {
-                    rule: number,
-                    what: format!("{statement:?}"),
-                });
-            }
-            if let Some(m) = r.matches.iter().find(|m| is_residual(&m.test)) {
-                return Err(BuildError::Unsupported {
-                    rule: number,
-                    what: format!("{:?}", m.test),
-                });
-            }
             let resolve = |name: &str| {
                 ids.get(name)
                     .copied()
@@ -79,22 +72,32 @@ pub(super) fn layout(program: &Program) -> Result<Layout<'_>, BuildError> {
                 Action::Return => (ActionKind::Return, 0),
                 Action::Jump(name) => (ActionKind::Jump, resolve(name)?),
                 Action::Goto(name) => (ActionKind::Goto, resolve(name)?),
-                other @ Action::Reject(_) => {
-                    return Err(BuildError::UnsupportedAction {
-                        rule: number,
-                        action: other.clone(),
-                    })
+                Action::Reject(reject) => {
+                    features |= FEATURE_REJECT;
+                    (ActionKind::Reject, reject_arg(reject))
                 }
             };
             if matches!(kind, ActionKind::Jump | ActionKind::Goto) {
                 features |= FEATURE_JUMPS;
                 chain_targets.push(arg);
             }
-            rules.push(BpfRule {
+            let mut rule = BpfRule {
                 kind: kind as u8,
                 arg,
                 ..BpfRule::default()
-            });
+            };
+            if let Some((ext, checks, stmts)) = extras.add(number, r, sets)? {
+                rule.ext = ext;
+                if checks {
+                    rule.flags |= RULE_CHECKS;
+                    features |= FEATURE_CHECKS;
+                }
+                if stmts {
+                    rule.flags |= RULE_STMTS;
+                    features |= FEATURE_STMTS;
+                }
+            }
+            rules.push(rule);
             rule_refs.push(r);
         }
         let policy = match chain_ref {
@@ -152,16 +155,8 @@ pub(super) fn layout(program: &Program) -> Result<Layout<'_>, BuildError> {
         max_steps: steps.clamp(1, MAX_STEPS) as u32,
         base_scope,
         features,
+        extras,
     })
-}
-
-/// Tests evaluated per candidate rule after the LBVS match, not as dimensions.
-pub(super) fn is_residual(test: &crate::ir::Test) -> bool {
-    use crate::ir::Test;
-    matches!(
-        test,
-        Test::CtStatus(_) | Test::InSet { .. } | Test::Limit(_) | Test::Quota(_)
-    )
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -30,11 +30,13 @@
 //! (jump targets resolved to chain ids), and a bound on the evaluation's steps.
 
 mod chains;
+pub mod checks;
 mod lbvs;
+pub mod sets;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use crate::ir::{Action, Chain, PortRange, Program, Verdict};
+use crate::ir::{Chain, PortRange, Program, Verdict};
 
 /// 64-bit words in one map entry of the vector table (4096 rules).
 pub const BLOCK_WORDS: usize = 64;
@@ -226,6 +228,17 @@ pub struct CompiledProgram {
     pub chains: Vec<BpfChain>,
     /// By rule number.
     pub rules: Vec<BpfRule>,
+    /// Residual checks and statements of the rules that have them (`BpfRule::ext`).
+    pub rule_ext: Vec<checks::BpfRuleExt>,
+    /// Token buckets of `limit` matches, full.
+    pub limits: Vec<checks::BpfLimit>,
+    pub quotas: Vec<checks::BpfQuota>,
+    /// `log` prefixes by id (the id in log events).
+    pub log_prefixes: Vec<String>,
+    /// Named sets: id and key type.
+    pub sets: sets::SetIds,
+    /// The set maps' initial entries.
+    pub set_entries: Vec<sets::SetEntry>,
 }
 
 /// The compiled form of a lone chain (a program with one base chain).
@@ -264,10 +277,6 @@ impl CompiledProgram {
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BuildError {
-    #[error("rule {rule}: {action:?} is not supported by the data plane yet")]
-    UnsupportedAction { rule: usize, action: Action },
-    #[error("rule {rule}: {what} is not supported by the data plane yet")]
-    Unsupported { rule: usize, what: String },
     #[error("rule {rule}: empty port range {}-{}", range.first, range.last)]
     BadPortRange { rule: usize, range: PortRange },
     #[error("at most two distinct meta mark masks per program, got {masks:x?}")]
@@ -282,6 +291,21 @@ pub enum BuildError {
     UnknownChain { rule: usize, chain: String },
     #[error("chain {chain:?} reaches itself through jumps/gotos")]
     ChainLoop { chain: String },
+    #[error(
+        "rule {rule}: more than {} residual checks (ct status, sets, limit, quota)",
+        checks::MAX_CHECKS
+    )]
+    TooManyChecks { rule: usize },
+    #[error("rule {rule}: more than {} statements", checks::MAX_STMTS)]
+    TooManyStatements { rule: usize },
+    #[error("rule {rule}: limit with a zero rate or out of range")]
+    BadLimit { rule: usize },
+    #[error("rule {rule}: no set named {set:?}")]
+    UnknownSet { rule: usize, set: String },
+    #[error("rule {rule}: set {set:?} has another key type than the field")]
+    SetKeyMismatch { rule: usize, set: String },
+    #[error("set {set:?}: an element of another key type")]
+    SetElementMismatch { set: String },
 }
 
 /// Compiles one chain, as a program with that base chain. Fails on what the data plane
@@ -292,7 +316,9 @@ pub fn compile(chain: &Chain) -> Result<CompiledChain, BuildError> {
 
 /// Compiles a program. Fails on what the data plane cannot enforce.
 pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError> {
-    let layout = chains::layout(program)?;
+    let set_ids = sets::SetIds::new(program);
+    let set_entries = sets::initial_entries(program, &set_ids)?;
+    let layout = chains::layout(program, &set_ids)?;
     let nrules = layout.rules.len();
     if nrules > MAX_RULES {
         return Err(BuildError::TooManyRules { rules: nrules });
@@ -329,13 +355,19 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         ctmark: dims.ctmark,
         chains: layout.chains,
         rules: layout.rules,
+        rule_ext: layout.extras.ext,
+        limits: layout.extras.limits,
+        quotas: layout.extras.quotas,
+        log_prefixes: layout.extras.log_prefixes,
+        sets: set_ids,
+        set_entries,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{ct_state, L3Scope, Match, Rule, Test};
+    use crate::ir::{ct_state, Action, L3Scope, Match, Rule, Test};
     use std::collections::BTreeMap;
 
     fn chain(rules: Vec<(Vec<Match>, Action)>) -> Chain {

@@ -4,7 +4,7 @@
 
 use nftshim_ebpf::fields::PacketFields;
 use nftshim_ebpf::ir::{Chain, Program, Verdict};
-use nftshim_ebpf::loader::{Counter, LoadedProgram, SkbMeta, Stats};
+use nftshim_ebpf::loader::{monotonic_ns, Counter, LoadedProgram, Run, SkbMeta, Stats};
 use nftshim_ebpf::reference::{Evaluation, Reference};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -31,7 +31,8 @@ impl<'a> Checker<'a> {
     }
 
     pub fn for_program(loaded: &'a LoadedProgram, program: &'a Program) -> Self {
-        let reference = Reference::new(program).unwrap();
+        // Limit buckets start full when the program was loaded, just before.
+        let reference = Reference::starting_at(program, monotonic_ns()).unwrap();
         let ncounters = reference.nrules() + program.base_chains.len();
         Checker {
             loaded,
@@ -60,14 +61,8 @@ impl<'a> Checker<'a> {
     pub fn packet(&mut self, spec: &PacketSpec) -> Result<Verdict, TestCaseError> {
         let frame = spec.frame();
         let want = self.expect(&spec.fields(LOOPBACK, 0, 0), spec.l3_len());
-        let got = self.loaded.run_xdp(&frame, 1).unwrap().verdict;
-        prop_assert_eq!(
-            got,
-            want.verdict,
-            "XDP verdict for {:?} (reference counted {:?})",
-            spec,
-            want.counted
-        );
+        let got = self.loaded.run_xdp(&frame, 1).unwrap();
+        self.compare("XDP", spec, &got, &want, None)?;
 
         let tc_want = self.expect(&spec.fields(spec.iif, 0, spec.mark), spec.l3_len());
         let meta = SkbMeta {
@@ -75,15 +70,56 @@ impl<'a> Checker<'a> {
             ingress_ifindex: spec.iif,
             ifindex: 0,
         };
-        let got = self.loaded.run_tc(&frame, meta, 1).unwrap().verdict;
-        prop_assert_eq!(
-            got,
-            tc_want.verdict,
-            "TC verdict for {:?} (reference counted {:?})",
-            spec,
-            tc_want.counted
-        );
+        let got = self.loaded.run_tc(&frame, meta, 1).unwrap();
+        self.compare("TC", spec, &got, &tc_want, Some(spec.mark))?;
         Ok(want.verdict)
+    }
+
+    /// The program's run agrees with the reference's evaluation: verdict, the mark (TC),
+    /// log events, and an answer only for rejected packets.
+    fn compare(
+        &self,
+        hook: &str,
+        spec: &PacketSpec,
+        got: &Run,
+        want: &Evaluation,
+        mark_in: Option<u32>,
+    ) -> Result<(), TestCaseError> {
+        prop_assert_eq!(
+            got.verdict,
+            want.verdict,
+            "{} verdict for {:?} (reference counted {:?})",
+            hook,
+            spec,
+            &want.counted
+        );
+        if let Some(mark) = mark_in {
+            prop_assert_eq!(
+                got.mark,
+                Some(want.effects.mark.unwrap_or(mark)),
+                "{} mark",
+                hook
+            );
+        }
+        if got.reply.is_some() {
+            prop_assert!(
+                want.effects.reject.is_some(),
+                "{} answered a packet it did not reject",
+                hook
+            );
+        }
+        let logs: Vec<(usize, String, u32)> = self
+            .loaded
+            .read_logs()
+            .unwrap()
+            .into_iter()
+            .map(|ev| {
+                let prefix = self.loaded.log_prefix(ev.prefix).unwrap_or("?").to_string();
+                (ev.rule as usize, prefix, ev.mark)
+            })
+            .collect();
+        prop_assert_eq!(logs, want.effects.logs.clone(), "{} log events", hook);
+        Ok(())
     }
 
     /// Counters and stats equal what the reference implies for all packets so far.

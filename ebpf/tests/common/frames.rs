@@ -189,6 +189,7 @@ pub fn fields_of(frame: &[u8], iif: u32, mark: u32) -> PacketFields {
         icmp_id: None,
         inner: None,
         later_fragment: false,
+        len: frame.len().saturating_sub(14) as u32,
     };
     match &sliced.net {
         Some(NetSlice::Ipv4(ip)) => {

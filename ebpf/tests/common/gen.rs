@@ -5,7 +5,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use std::collections::BTreeMap;
 
-use nftshim_ebpf::ir::{Action, Chain, L3Scope, Match, PortRange, Program, Rule, Test, Verdict};
+use nftshim_ebpf::ir::{
+    Action, Chain, IcmpxCode, L3Scope, Limit, Match, PortRange, Program, Quota, Reject, Rule,
+    SetField, Statement, Test, Verdict,
+};
 use nftshim_ebpf::{Ipv4Net, Ipv6Net};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -231,5 +234,106 @@ pub fn packet() -> impl Strategy<Value = PacketSpec> {
             mark,
             truncate: None,
         }
+    })
+}
+
+/// Matches beyond the LBVS dimensions: set lookups (in the sets `nets`, `ports`, `ifs`
+/// the test gives the program), limits slow enough that no token comes back during a
+/// test, and quotas.
+fn extra_test() -> impl Strategy<Value = Test> {
+    prop_oneof![
+        select(&[SetField::IpSaddr, SetField::IpDaddr][..]).prop_map(|field| Test::InSet {
+            field,
+            set: "nets".into()
+        }),
+        select(&[SetField::Sport, SetField::Dport][..]).prop_map(|field| Test::InSet {
+            field,
+            set: "ports".into()
+        }),
+        Just(Test::InSet {
+            field: SetField::Iif,
+            set: "ifs".into()
+        }),
+        (1u64..4, 0u32..3).prop_map(|(rate, burst)| Test::Limit(Limit {
+            rate,
+            unit_secs: 86400,
+            burst,
+            bytes: false,
+        })),
+        (0u64..400, 0u64..100).prop_map(|(bytes, used)| Test::Quota(Quota { bytes, used })),
+    ]
+}
+
+fn statement() -> impl Strategy<Value = Statement> {
+    prop_oneof![
+        select(&MARKS[..]).prop_map(Statement::set_mark),
+        (any::<u32>(), select(&MARKS[..])).prop_map(|(and, xor)| Statement::SetMark { and, xor }),
+        select(&["a", "b"][..]).prop_map(|p| Statement::Log {
+            prefix: p.to_string()
+        }),
+    ]
+}
+
+fn rule_with_extras(first: usize) -> impl Strategy<Value = Rule> {
+    let extras = prop::collection::vec((extra_test(), prop::bool::weighted(0.3)), 0..=2);
+    let statements = prop::collection::vec(statement(), 0..=2);
+    let reject = select(
+        &[
+            Reject::TcpReset,
+            Reject::Icmp(3),
+            Reject::Icmpx(IcmpxCode::AdminProhibited),
+        ][..],
+    );
+    (
+        program_rule(first),
+        extras,
+        statements,
+        prop::bool::weighted(0.1),
+        reject,
+    )
+        .prop_map(|(mut rule, extras, statements, rejects, how)| {
+            rule.matches.extend(
+                extras
+                    .into_iter()
+                    .map(|(test, negated)| Match { test, negated }),
+            );
+            rule.statements = statements;
+            if rejects {
+                rule.action = Action::Reject(how);
+            }
+            rule
+        })
+}
+
+fn chain_with_extras(first_target: usize, max_rules: usize) -> impl Strategy<Value = Chain> {
+    let scope = select(&[L3Scope::Ipv4, L3Scope::Ipv6, L3Scope::Inet, L3Scope::Netdev][..]);
+    let policy = select(&[Verdict::Accept, Verdict::Drop][..]);
+    (
+        scope,
+        policy,
+        prop::collection::vec(rule_with_extras(first_target), 0..=max_rules),
+    )
+        .prop_map(|(scope, policy, rules)| Chain {
+            scope,
+            policy,
+            rules,
+        })
+}
+
+/// Like [`program`], with set lookups, limits, quotas, mark and log statements and
+/// rejects. The caller supplies the sets.
+pub fn program_with_extras(max_rules: usize) -> impl Strategy<Value = Program> {
+    let bases = prop::collection::vec(chain_with_extras(0, max_rules), 1..=2);
+    let regulars = (0..REGULAR_CHAINS)
+        .map(|i| chain_with_extras(i + 1, max_rules))
+        .collect::<Vec<_>>();
+    (bases, regulars).prop_map(|(base_chains, regulars)| Program {
+        base_chains,
+        chains: regulars
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| (regular_name(i), c))
+            .collect::<BTreeMap<_, _>>(),
+        ..Program::default()
     })
 }

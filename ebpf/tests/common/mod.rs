@@ -332,6 +332,7 @@ impl PacketSpec {
             },
             inner: None,
             later_fragment: frag == Frag::Later,
+            len: self.l3_len() as u32,
         }
     }
 }
@@ -361,13 +362,5 @@ fn bpf_denied(e: &LoadError) -> bool {
         && (text.contains("os error 1)") || text.contains("Operation not permitted"))
 }
 
-/// CLOCK_MONOTONIC in nanoseconds: what bpf_ktime_get_ns() reads.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // Safety: a valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+#[allow(unused_imports)]
+pub use nftshim_ebpf::loader::monotonic_ns;
