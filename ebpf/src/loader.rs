@@ -610,6 +610,15 @@ fn sk_buff_ctx(meta: SkbMeta) -> [u8; 192] {
     ctx
 }
 
+/// A removal of an entry that is not there succeeded.
+fn not_there_is_fine(result: Result<(), MapError>) -> Result<(), MapError> {
+    match result {
+        Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other,
+    }
+}
+
 /// Adds (or removes) one set map entry.
 fn set_entry(ebpf: &mut Ebpf, entry: &SetEntry, add: bool) -> Result<(), LoadError> {
     fn apply<K: Pod>(
@@ -623,10 +632,7 @@ fn set_entry(ebpf: &mut Ebpf, entry: &SetEntry, add: bool) -> Result<(), LoadErr
         if add {
             trie.insert(&key, 1, 0).map_err(map_err(name))
         } else {
-            match trie.remove(&key) {
-                Err(MapError::KeyNotFound) | Ok(()) => Ok(()),
-                Err(e) => Err(map_err(name)(e)),
-            }
+            not_there_is_fine(trie.remove(&key)).map_err(map_err(name))
         }
     }
     match *entry {
@@ -675,10 +681,7 @@ fn set_entry(ebpf: &mut Ebpf, entry: &SetEntry, add: bool) -> Result<(), LoadErr
             if add {
                 map.insert(key, 1, 0).map_err(map_err(name))
             } else {
-                match map.remove(&key) {
-                    Err(MapError::KeyNotFound) | Ok(()) => Ok(()),
-                    Err(e) => Err(map_err(name)(e)),
-                }
+                not_there_is_fine(map.remove(&key)).map_err(map_err(name))
             }
         }
     }
