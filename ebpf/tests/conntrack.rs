@@ -421,8 +421,78 @@ fn frame_of(event: &Event, v6: bool, reverse: bool) -> Vec<u8> {
     }
 }
 
+/// The usual firewall head, whose first rules the builder turns into a fast path; a
+/// second base chain sees IPv6 only, so IPv6 established packets take the full path.
+fn fast_path_program() -> Program {
+    let state = |s| Match::is(Test::CtState(s));
+    let dport = |p| Match::is(Test::Dport(vec![PortRange::single(p)]));
+    Program {
+        base_chains: vec![
+            Chain {
+                scope: L3Scope::Inet,
+                policy: Verdict::Drop,
+                rules: vec![
+                    Rule::new(
+                        vec![state(ct_state::ESTABLISHED | ct_state::RELATED)],
+                        Action::Accept,
+                    ),
+                    Rule::new(vec![state(ct_state::INVALID)], Action::Drop),
+                    Rule::new(vec![dport(7)], Action::Drop),
+                    Rule::new(vec![state(ct_state::NEW), dport(99)], Action::Drop),
+                    Rule::new(vec![state(ct_state::UNTRACKED)], Action::Accept),
+                    Rule::new(vec![state(ct_state::NEW)], Action::Accept),
+                ],
+            },
+            Chain {
+                scope: L3Scope::Ipv6,
+                policy: Verdict::Accept,
+                rules: vec![Rule::new(
+                    vec![state(ct_state::ESTABLISHED)],
+                    Action::Continue,
+                )],
+            },
+        ],
+        conntrack: true,
+        ..Program::default()
+    }
+}
+
+#[test]
+fn the_fast_path_decides_as_the_rules_would() {
+    let program = fast_path_program();
+    let compiled = compile_program(&program).unwrap();
+    let fast = compiled.config.fast_rule;
+    // IPv4: established (bit 1) and related (bit 2) accept by rule 0, invalid drops by
+    // rule 1; new goes the full way. IPv6: a later base chain, so no fast accept.
+    assert_eq!(fast[0][1], 1 << 1);
+    assert_eq!(fast[0][2], 1 << 1);
+    assert_eq!(fast[0][0], (2 << 1) | 1);
+    assert_eq!(fast[0][3], 0);
+    assert_eq!((fast[1][1], fast[1][0]), (0, (2 << 1) | 1));
+    let Some(mut c) = CtChecker::new(&program, Timeouts::default()) else {
+        return;
+    };
+    let (a, b) = v4();
+    c.expect(&frames::udp(a, b, 5000, 53), ct_state::NEW);
+    c.expect(&frames::udp(b, a, 53, 5000), ct_state::ESTABLISHED);
+    c.expect(&frames::tcp(a, b, 1, 7, ACK), ct_state::NEW);
+    c.expect(&frames::tcp(a, b, 1, 7, 0), ct_state::INVALID);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn the_fast_path_agrees_with_the_model(
+        events in prop::collection::vec((event(), any::<bool>(), any::<bool>(), any::<bool>()), 1..25),
+    ) {
+        let program = fast_path_program();
+        let Some(mut c) = CtChecker::new(&program, Timeouts::default()) else { return Ok(()) };
+        for (event, v6, reverse, xdp) in &events {
+            let frame = frame_of(event, *v6, *reverse);
+            c.run(&frame, if *xdp { Hook::Xdp } else { Hook::Tc })?;
+        }
+    }
 
     #[test]
     fn bpf_conntrack_agrees_with_the_model(

@@ -86,6 +86,10 @@ struct ns_config {
 	__u32 miss[NS_NDIMS];   /* hash dimensions: vector when the key is not in the map */
 	__u32 absent[NS_NDIMS]; /* address dimensions: vector when the packet is not IP */
 	__u32 ct_timeout[NS_CT_NTIMEOUTS];
+	/* Fast path by packet kind and ct state bit: ((rule + 1) << 1 | drop) when the
+	 * first base chain's first rule that can match such packets tests nothing but the
+	 * ct state and decides (drop, or accept in the only base chain); 0 otherwise. */
+	__u32 fast_rule[3][8];
 };
 
 const volatile struct ns_config cfg = {};

@@ -329,6 +329,14 @@ NS_INLINE __u32 ns_evaluate(struct ns_eval *e)
 		return NS_ACCEPT;
 	}
 	ns_stat(NS_STAT_CLASSIFIED);
+	if (NS_FEATURE(NS_F_CONNTRACK)) {
+		/* e.g. `ct state established,related accept` first: no lookups, no scan. */
+		__u32 fast = cfg.fast_rule[kind & 3][e->ct.state_bit & 7];
+		if (fast) {
+			ns_count_rule((fast >> 1) - 1, e->pkt.len);
+			return (fast & 1) ? NS_DROP : NS_ACCEPT;
+		}
+	}
 	if (ns_lookup_vectors(&e->pkt, e->ct.state_bit, e->ct.has_ct, e->ct.mark, e->ids) < 0)
 		goto error;
 	e->status = NS_EVAL_RUNNING;

@@ -11,7 +11,7 @@ use super::{
     FEATURE_JUMPS, FEATURE_REJECT, FEATURE_STMTS, KIND_IPV4, KIND_IPV6, KIND_OTHER,
     MAX_BASE_CHAINS, MAX_STEPS, RULE_CHECKS, RULE_STMTS,
 };
-use crate::ir::{Action, Chain, ChainRef, L3Scope, Program, Rule};
+use crate::ir::{Action, Chain, ChainRef, L3Scope, Program, Rule, Test};
 
 pub(super) struct Layout<'a> {
     /// By rule number.
@@ -23,6 +23,7 @@ pub(super) struct Layout<'a> {
     pub base_scope: [u32; 3],
     pub features: u32,
     pub extras: Extras,
+    pub fast_rule: [[u32; 8]; 3],
 }
 
 pub(super) fn layout<'a>(program: &'a Program, sets: &SetIds) -> Result<Layout<'a>, BuildError> {
@@ -148,7 +149,14 @@ pub(super) fn layout<'a>(program: &'a Program, sets: &SetIds) -> Result<Layout<'
         }
     }
 
+    let fast_rule = if program.conntrack {
+        fast_rules(program, base_scope)
+    } else {
+        [[0; 8]; 3]
+    };
+
     Ok(Layout {
+        fast_rule,
         rule_refs,
         rules,
         chains,
@@ -157,6 +165,52 @@ pub(super) fn layout<'a>(program: &'a Program, sets: &SetIds) -> Result<Layout<'
         features,
         extras,
     })
+}
+
+/// For each packet kind and ct state, the rule that decides every such packet without
+/// looking at anything else, if there is one: the first rule of the first base chain
+/// that can match the state at all tests nothing but `ct state`, has no statements, and
+/// drops, or accepts while no later base chain sees the packet. Its counter is still
+/// counted; the LBVS lookups and scan are skipped (`ct state established,related
+/// accept` at the top of the only input chain).
+fn fast_rules(program: &Program, base_scope: [u32; 3]) -> [[u32; 8]; 3] {
+    let mut fast = [[0u32; 8]; 3];
+    for (kind, mask) in base_scope.iter().enumerate() {
+        if *mask == 0 {
+            continue;
+        }
+        let b = mask.trailing_zeros() as usize;
+        let last_base = mask.count_ones() == 1;
+        let first: usize = program.base_chains[..b].iter().map(|c| c.rules.len()).sum();
+        for (bit, slot) in fast[kind].iter_mut().enumerate() {
+            let state = 1u32 << bit;
+            let can_match = |r: &&Rule| {
+                r.matches.iter().all(|m| match m.test {
+                    Test::CtState(mask) => (state & mask != 0) != m.negated,
+                    _ => true,
+                })
+            };
+            let Some((i, r)) = program.base_chains[b]
+                .rules
+                .iter()
+                .enumerate()
+                .find(|(_, r)| can_match(r))
+            else {
+                continue;
+            };
+            let only_ct_state = r.matches.iter().all(|m| matches!(m.test, Test::CtState(_)))
+                && r.statements.is_empty();
+            let drop = match r.action {
+                Action::Drop => true,
+                Action::Accept if last_base => false,
+                _ => continue,
+            };
+            if only_ct_state {
+                *slot = (((first + i + 1) as u32) << 1) | drop as u32;
+            }
+        }
+    }
+    fast
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

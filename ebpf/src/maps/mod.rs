@@ -164,6 +164,9 @@ pub struct BpfConfig {
     pub absent: [u32; NDIMS],
     /// Set by the loader: conntrack timeouts in seconds.
     pub ct_timeout: [u32; CT_TIMEOUTS],
+    /// By packet kind and ct state bit: `(rule + 1) << 1 | drop` of a rule that decides
+    /// for all such packets before any other can match (see `chains::fast_rules`).
+    pub fast_rule: [[u32; 8]; 3],
 }
 
 /// One chain's rule range and policy (`struct ns_chain`).
@@ -333,6 +336,7 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         nbase: program.base_chains.len() as u32,
         base_scope: layout.base_scope,
         features: layout.features,
+        fast_rule: layout.fast_rule,
         mark_mask: dims.mark_mask,
         ctmark_mask: dims.ctmark_mask,
         miss: dims.miss,
