@@ -258,11 +258,16 @@ pub struct Tracked {
     pending: Option<Conn>,
 }
 
+/// A fragmented datagram: addresses, protocol, identification.
+type FragKey = (IpAddr, IpAddr, u8, u32);
+
 /// The connection table.
 #[derive(Clone, Debug, Default)]
 pub struct Tracker {
     pub timeouts: Timeouts,
     table: HashMap<FlowKey, Conn>,
+    /// What the first fragment of a datagram got: its state and connection.
+    fragments: HashMap<FragKey, (u32, Option<FlowKey>)>,
 }
 
 const NSEC: u64 = 1_000_000_000;
@@ -272,6 +277,7 @@ impl Tracker {
         Tracker {
             timeouts,
             table: HashMap::new(),
+            fragments: HashMap::new(),
         }
     }
 
@@ -288,8 +294,49 @@ impl Tracker {
         now + secs as u64 * NSEC
     }
 
-    /// Tracks one packet at time `now` (ns), before the chains run.
+    /// Tracks one packet at time `now` (ns), before the chains run. Later fragments
+    /// get what their datagram's first fragment got.
     pub fn track(&mut self, p: &PacketFields, now: u64) -> Tracked {
+        let datagram = match (&p.l3, p.l4proto, p.fragment_id) {
+            (L3Fields::V4 { saddr, daddr }, Some(proto), Some(id)) => {
+                Some(((*saddr).into(), (*daddr).into(), proto, id))
+            }
+            (L3Fields::V6 { saddr, daddr }, Some(proto), Some(id)) => {
+                Some(((*saddr).into(), (*daddr).into(), proto, id))
+            }
+            _ => None,
+        };
+        if p.later_fragment {
+            let first = datagram.and_then(|d| self.fragments.get(&d).copied());
+            let Some((state, key)) = first else {
+                return Tracked {
+                    fields: CtFields::default(),
+                    key: None,
+                    pending: None,
+                };
+            };
+            let conn = key
+                .and_then(|k| self.table.get(&k))
+                .filter(|c| c.expires > now);
+            return Tracked {
+                fields: CtFields {
+                    state,
+                    status: conn.map_or(0, |c| c.status),
+                    mark: conn.map_or(0, |c| c.mark),
+                },
+                key,
+                pending: None,
+            };
+        }
+        let tracked = self.track_packet(p, now);
+        if let Some(d) = datagram {
+            self.fragments
+                .insert(d, (tracked.fields.state, tracked.key));
+        }
+        tracked
+    }
+
+    fn track_packet(&mut self, p: &PacketFields, now: u64) -> Tracked {
         let invalid = Tracked {
             fields: CtFields::default(),
             key: None,
@@ -303,9 +350,6 @@ impl Tracker {
         let Some(proto) = p.l4proto else {
             return invalid;
         };
-        if p.later_fragment {
-            return invalid;
-        }
         let icmp = proto == if v6 { 58 } else { 1 };
         let mut tcp = None;
         let tuple = if icmp {

@@ -41,6 +41,8 @@ pub struct PacketFields {
     pub inner: Option<InnerTuple>,
     /// A fragment other than the first (no transport header).
     pub later_fragment: bool,
+    /// Any fragment: the datagram's identification (IPv4 16 bits, IPv6 32), when there.
+    pub fragment_id: Option<u32>,
     /// Bytes from the network header on (what byte counters, quotas and byte limits
     /// count, as skb->len at the nf_tables hooks).
     pub len: u32,

@@ -279,6 +279,27 @@ fn udp_icmp_related_and_untracked() {
 }
 
 #[test]
+fn later_fragments_share_their_first_fragments_state() {
+    let program = ct_program();
+    let Some(mut c) = CtChecker::new(&program, Timeouts::default()) else {
+        return;
+    };
+    let (a, b) = v4();
+    let (first, later) = frames::fragment_v4(&frames::udp(a, b, 5000, 53), 77);
+    // Before its first fragment, a later one has no connection.
+    c.expect(&later, ct_state::INVALID);
+    c.expect(&first, ct_state::NEW);
+    c.expect(&later, ct_state::NEW);
+    let (first, later) = frames::fragment_v4(&frames::udp(b, a, 53, 5000), 78);
+    c.expect(&first, ct_state::ESTABLISHED);
+    c.expect(&later, ct_state::ESTABLISHED);
+    // A TCP segment with bad flags: the whole datagram is invalid.
+    let (first, later) = frames::fragment_v4(&frames::tcp(a, b, 1, 2, 0), 79);
+    c.expect(&first, ct_state::INVALID);
+    c.expect(&later, ct_state::INVALID);
+}
+
+#[test]
 fn connections_expire() {
     let program = ct_program();
     let timeouts = Timeouts {
@@ -321,6 +342,11 @@ enum Event {
         wrong_dst: bool,
     },
     Other,
+    /// The IPv4 UDP datagram of `ports`, in two fragments with this id.
+    Fragments {
+        ports: usize,
+        id: u16,
+    },
 }
 
 const TCP_PORTS: [(u16, u16); 3] = [(40000, 80), (40001, 7), (40002, 443)];
@@ -346,6 +372,7 @@ fn plain_event() -> impl Strategy<Value = Event> {
         2 => (0..UDP_PORTS.len()).prop_map(|ports| Event::Udp { ports }),
         2 => (select(&[8u8, 0, 13, 14, 9, 128, 129, 135][..]), 1u16..3).prop_map(|(ty, id)| Event::Icmp { ty, id }),
         1 => Just(Event::Other),
+        1 => (0..UDP_PORTS.len(), 1u16..4).prop_map(|(ports, id)| Event::Fragments { ports, id }),
     ]
 }
 
@@ -418,6 +445,19 @@ fn frame_of(event: &Event, v6: bool, reverse: bool) -> Vec<u8> {
             frames::icmp_error(q_dst, dst, ty, code, &quoted, 64)
         }
         Event::Other => frames::other(a, b, 47),
+        // Sent as two frames by `frames_of`; as one, the whole datagram.
+        Event::Fragments { ports, .. } => frame_of(&Event::Udp { ports: *ports }, v6, reverse),
+    }
+}
+
+/// The frames of an event: two for fragments (IPv4 only), else one.
+fn frames_of(event: &Event, v6: bool, reverse: bool) -> Vec<Vec<u8>> {
+    match event {
+        Event::Fragments { id, .. } if !v6 => {
+            let (first, later) = frames::fragment_v4(&frame_of(event, v6, reverse), *id);
+            vec![first, later]
+        }
+        _ => vec![frame_of(event, v6, reverse)],
     }
 }
 
@@ -489,8 +529,9 @@ proptest! {
         let program = fast_path_program();
         let Some(mut c) = CtChecker::new(&program, Timeouts::default()) else { return Ok(()) };
         for (event, v6, reverse, xdp) in &events {
-            let frame = frame_of(event, *v6, *reverse);
-            c.run(&frame, if *xdp { Hook::Xdp } else { Hook::Tc })?;
+            for frame in frames_of(event, *v6, *reverse) {
+                c.run(&frame, if *xdp { Hook::Xdp } else { Hook::Tc })?;
+            }
         }
     }
 
@@ -501,8 +542,9 @@ proptest! {
         let program = ct_program();
         let Some(mut c) = CtChecker::new(&program, Timeouts::default()) else { return Ok(()) };
         for (event, v6, reverse, xdp) in &events {
-            let frame = frame_of(event, *v6, *reverse);
-            c.run(&frame, if *xdp { Hook::Xdp } else { Hook::Tc })?;
+            for frame in frames_of(event, *v6, *reverse) {
+                c.run(&frame, if *xdp { Hook::Xdp } else { Hook::Tc })?;
+            }
         }
     }
 }

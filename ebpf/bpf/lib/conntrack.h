@@ -29,8 +29,11 @@
  * - Others (SCTP, DCCP by ports; GRE and the rest by addresses): one generic flow, 600 s.
  *   nf_conntrack's own SCTP/DCCP/GRE state machines are not modelled.
  * - Not IP, IPv6 with an extension header chain that cannot be walked, truncated
- *   transport headers: no connection (INVALID). Later fragments: the kernel tracks the
- *   reassembled packet; here they have no transport header and are INVALID.
+ *   transport headers: no connection (INVALID).
+ * - Fragments: the kernel tracks the reassembled datagram. Here the first fragment is
+ *   tracked (it has the transport header) and what it got is remembered by datagram
+ *   (addresses, protocol, identification); later fragments get the same state and
+ *   connection. A later fragment that arrives before its first one is INVALID.
  * Entries are updated without locks: two CPUs racing on one flow may lose an update. */
 #ifndef NFTSHIM_CONNTRACK_H
 #define NFTSHIM_CONNTRACK_H
@@ -148,6 +151,30 @@ struct {
 	__type(value, struct ns_ct_entry);
 	__uint(max_entries, 65536);
 } ct_table SEC(".maps");
+
+/* A fragmented datagram, by its first fragment's addresses, protocol and id. */
+struct ns_frag_key {
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u32 id;
+	__u8 l3;
+	__u8 l4proto;
+	__u16 pad;
+};
+
+/* What tracking said about the first fragment. */
+struct ns_frag_val {
+	struct ns_ct_key key;
+	__u32 state_bit;
+	__u32 has_ct;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ns_frag_key);
+	__type(value, struct ns_frag_val);
+	__uint(max_entries, 4096);
+} ct_frags SEC(".maps");
 
 #define NS_NSEC 1000000000ULL
 
@@ -373,13 +400,61 @@ NS_INLINE int ns_icmpv6_untracked(__u8 type)
 	return (type >= 130 && type <= 136) || type == 143;
 }
 
-/* Tracks the packet in e->pkt before the chains run; fills c. */
-NS_INLINE void ns_conntrack(struct ns_ct *c, const struct pkt_ctx *p, __u64 now)
+NS_INLINE void ns_frag_key(struct ns_frag_key *k, const struct pkt_ctx *p)
 {
-	__builtin_memset(c, 0, sizeof(*c));
-	c->state_bit = NS_CT_BIT_INVALID;
-	if (p->l3 == NS_L3_NONE || !(p->flags & PKT_F_L4PROTO) || (p->flags & PKT_F_LATER_FRAG))
+	__builtin_memset(k, 0, sizeof(*k));
+	__builtin_memcpy(k->saddr, p->saddr, 16);
+	__builtin_memcpy(k->daddr, p->daddr, 16);
+	k->id = p->frag_id;
+	k->l3 = p->l3;
+	k->l4proto = p->l4proto;
+}
+
+/* A later fragment: what its first fragment got, with the connection as it is now. */
+NS_INLINE void ns_ct_later_fragment(struct ns_ct *c, const struct pkt_ctx *p, __u64 now)
+{
+	struct ns_frag_key fk;
+	if (!p->has_frag_id || !(p->flags & PKT_F_L4PROTO))
 		return;
+	ns_frag_key(&fk, p);
+	struct ns_frag_val *v = bpf_map_lookup_elem(&ct_frags, &fk);
+	if (!v)
+		return;
+	c->key = v->key;
+	c->state_bit = v->state_bit;
+	c->has_ct = v->has_ct;
+	if (!c->has_ct)
+		return;
+	struct ns_ct_entry *e = bpf_map_lookup_elem(&ct_table, &c->key);
+	if (e && e->expires > now) {
+		c->status = e->status;
+		c->mark = e->mark;
+	}
+}
+
+/* Remembers what a first fragment got, for the fragments after it. */
+NS_INLINE void ns_ct_first_fragment(const struct ns_ct *c, const struct pkt_ctx *p)
+{
+	struct ns_frag_key fk;
+	struct ns_frag_val v = {};
+	if (!p->has_frag_id || !(p->flags & PKT_F_L4PROTO))
+		return;
+	ns_frag_key(&fk, p);
+	v.key = c->key;
+	v.state_bit = c->state_bit;
+	v.has_ct = c->has_ct;
+	bpf_map_update_elem(&ct_frags, &fk, &v, BPF_ANY);
+}
+
+/* Tracks the packet in e->pkt before the chains run; fills c. */
+NS_INLINE void ns_conntrack_packet(struct ns_ct *c, const struct pkt_ctx *p, __u64 now)
+{
+	if (p->l3 == NS_L3_NONE || !(p->flags & PKT_F_L4PROTO))
+		return;
+	if (p->flags & PKT_F_LATER_FRAG) {
+		ns_ct_later_fragment(c, p, now);
+		return;
+	}
 
 	int icmp = (p->l3 == NS_L3_IPV4 && p->l4proto == 1) ||
 		   (p->l3 == NS_L3_IPV6 && p->l4proto == 58);
@@ -442,6 +517,16 @@ NS_INLINE void ns_conntrack(struct ns_ct *c, const struct pkt_ctx *p, __u64 now)
 		return;
 	if (!ns_ct_new(c, p, tcp_kind, from_a, now))
 		c->state_bit = NS_CT_BIT_INVALID;
+}
+
+/* Tracks the packet before the chains run; fills c. */
+NS_INLINE void ns_conntrack(struct ns_ct *c, const struct pkt_ctx *p, __u64 now)
+{
+	__builtin_memset(c, 0, sizeof(*c));
+	c->state_bit = NS_CT_BIT_INVALID;
+	ns_conntrack_packet(c, p, now);
+	if ((p->flags & PKT_F_FRAG) && !(p->flags & PKT_F_LATER_FRAG))
+		ns_ct_first_fragment(c, p);
 }
 
 /* After the chains: inserts a new connection whose packet was accepted, and writes a

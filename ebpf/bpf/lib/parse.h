@@ -71,6 +71,9 @@ struct pkt_ctx {
 	__u32 len;
 	__u16 l3_off; /* frame offset of the network header */
 	__u16 l4_off; /* frame offset of the transport header (with PKT_F_PORTS/ICMP) */
+	__u32 frag_id; /* fragments: the datagram's identification */
+	__u8 has_frag_id;
+	__u8 pad3[3];
 	struct pkt_inner inner;
 };
 
@@ -220,8 +223,11 @@ NS_INLINE void parse_ipv4(void *data, void *data_end, __u32 off, struct pkt_ctx 
 	p->saddr[0] = ip->saddr;
 	p->daddr[0] = ip->daddr;
 	__u16 frag = bpf_ntohs(ip->frag_off);
-	if (frag & 0x3fff) /* MF or offset */
+	if (frag & 0x3fff) { /* MF or offset */
 		p->flags |= PKT_F_FRAG;
+		p->frag_id = bpf_ntohs(ip->id);
+		p->has_frag_id = 1;
+	}
 	if (frag & 0x1fff) {
 		p->flags |= PKT_F_LATER_FRAG;
 		return;
@@ -276,6 +282,10 @@ NS_INLINE void parse_ipv6(void *data, void *data_end, __u32 off, struct pkt_ctx 
 			if ((void *)fh + 4 > data_end)
 				return;
 			p->flags |= PKT_F_FRAG;
+			if ((void *)(fh + 1) <= data_end) {
+				p->frag_id = bpf_ntohl(fh->id);
+				p->has_frag_id = 1;
+			}
 			nh = fh->nexthdr;
 			off += sizeof(*fh);
 			if (bpf_ntohs(fh->frag_off) & 0xfff8) {

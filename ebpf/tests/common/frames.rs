@@ -189,6 +189,7 @@ pub fn fields_of(frame: &[u8], iif: u32, mark: u32) -> PacketFields {
         icmp_id: None,
         inner: None,
         later_fragment: false,
+        fragment_id: None,
         len: frame.len().saturating_sub(14) as u32,
     };
     match &sliced.net {
@@ -232,5 +233,58 @@ pub fn fields_of(frame: &[u8], iif: u32, mark: u32) -> PacketFields {
         }
         _ => {}
     }
+    // IPv4 fragments (the tests fragment only IPv4), which etherparse leaves
+    // unparsed: flags, offset, id, and a first fragment's ports, by hand.
+    if frame[12..14] == [8, 0] {
+        let frag = be16(&frame[20..22]);
+        if frag & 0x3fff != 0 {
+            f.fragment_id = Some(be16(&frame[18..20]) as u32);
+            if frag & 0x1fff != 0 {
+                f.later_fragment = true;
+            } else if nftshim_ebpf::fields::PORT_PROTOCOLS.contains(&frame[23]) {
+                let l4 = &frame[14 + (frame[14] & 0xf) as usize * 4..];
+                f.ports = Some((be16(l4), be16(&l4[2..])));
+                if frame[23] == 6 && l4.len() >= 20 {
+                    f.tcp_flags = Some(l4[13]);
+                }
+            }
+        }
+    }
     f
+}
+
+/// Splits an IPv4 UDP/TCP frame into two fragments: the first with the transport
+/// header (rounded up to 8 bytes; more fragments set), the rest after it; both with
+/// identification `id`.
+pub fn fragment_v4(frame: &[u8], id: u16) -> (Vec<u8>, Vec<u8>) {
+    let hdr = &frame[14..34];
+    let data = &frame[34..];
+    let l4_header: usize = if frame[23] == 6 { 20 } else { 8 };
+    let l4_first = l4_header.div_ceil(8) * 8;
+    let piece = |payload: &[u8], offset_units: u16, more: bool| {
+        let mut ip = hdr.to_vec();
+        ip[2..4].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+        ip[4..6].copy_from_slice(&id.to_be_bytes());
+        let flags = if more { 0x2000 } else { 0 } | offset_units;
+        ip[6..8].copy_from_slice(&flags.to_be_bytes());
+        ip[10..12].copy_from_slice(&[0, 0]);
+        let sum = ip_checksum(&ip);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        [&frame[..14], &ip[..], payload].concat()
+    };
+    (
+        piece(&data[..l4_first], 0, true),
+        piece(&data[l4_first..], l4_first as u16 / 8, false),
+    )
+}
+
+fn ip_checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|w| u16::from_be_bytes([w[0], w[1]]) as u32)
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }

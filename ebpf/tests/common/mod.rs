@@ -332,6 +332,12 @@ impl PacketSpec {
             },
             inner: None,
             later_fragment: frag == Frag::Later,
+            // etherparse leaves the IPv4 identification 0; the IPv6 fragments say 7.
+            fragment_id: match (&self.l3, frag) {
+                (_, Frag::None) => None,
+                (L3Spec::V4 { .. }, _) => Some(0),
+                _ => Some(7),
+            },
             len: self.l3_len() as u32,
         }
     }
