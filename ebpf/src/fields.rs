@@ -15,7 +15,9 @@ pub const PORT_PROTOCOLS: [u8; 5] = [
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_ICMPV6: u8 = 58;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `PacketFields::default()` is a non-IP packet with nothing set, for
+/// `PacketFields { l3, .., ..Default::default() }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PacketFields {
     pub l3: L3Fields,
     /// The transport protocol (`meta l4proto`): known for IPv4, and for IPv6 when the
@@ -92,9 +94,10 @@ impl Default for CtFields {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum L3Fields {
     /// Not IPv4 or IPv6 (ARP, or a malformed IP header).
+    #[default]
     None,
     V4 {
         saddr: Ipv4Addr,

@@ -20,8 +20,13 @@
 //! answers), `lib/actions.h` (counters, stats), and `nftshim.bpf.c` (the XDP and TC
 //! entry points sharing them).
 //!
-//! Not done yet: sets/maps beyond anonymous sets, a per-flow verdict cache, attaching
-//! to interfaces and atomic replacement on ruleset change.
+//! Not done yet: sharing the connection table (and sets, buckets, quotas) between the
+//! programs of different hooks (each load has its own maps: the daemon needs map
+//! pinning or reuse); verdict maps, concatenated set keys and dynamic sets; NAT and the
+//! other statements (queue, dup, fwd, notrack, named counter/quota/limit objects);
+//! TCP window tracking and the SCTP/DCCP/GRE conntrack state machines; a per-flow
+//! verdict cache beyond the conntrack fast path; attaching to interfaces and atomic
+//! replacement on ruleset change (the `dataplane` crate's job).
 
 pub mod conntrack;
 pub mod fields;

@@ -2,7 +2,7 @@
 //! Pure Rust; [`crate::simulate`] runs the result the way the BPF program does, and
 //! [`crate::loader`] writes it into the kernel.
 //!
-//! LBVS map design ([`lbvs`]). Rule `i` is bit `i` of every bit-vector; the rules of all
+//! LBVS map design (`lbvs.rs`). Rule `i` is bit `i` of every bit-vector; the rules of all
 //! chains share one numbering (see [`Program`]), so a chain is a range of bits and one
 //! lookup per dimension serves every chain a packet goes through. Each dimension (a
 //! field or a pair of fields looked up together, see [`Dim`]) splits the packets into
@@ -26,7 +26,7 @@
 //!   id, and a "miss" vector for every other value.
 //! - Identical vectors are stored once: maps hold vector ids into one table.
 //!
-//! Chains ([`chains`]): a table of chain ranges and policies, a table of rule actions
+//! Chains (`chains.rs`): a table of chain ranges and policies, a table of rule actions
 //! (jump targets resolved to chain ids), and a bound on the evaluation's steps.
 
 mod chains;
