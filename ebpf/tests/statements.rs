@@ -436,3 +436,110 @@ proptest! {
         check.finish()?;
     }
 }
+
+/// The verifier's hardest case: every feature on (conntrack, jumps, residual checks,
+/// statements, reject) with every LBVS dimension, at several chain sizes.
+#[test]
+fn everything_at_once_verifies_at_every_chain_size() {
+    use nftshim_ebpf::ir::{IcmpxCode, Reject, Set, SetElement, SetField, SetKey};
+    for n in [1usize, 5000, 20_000] {
+        let mut rules: Vec<Rule> = (0..n)
+            .map(|i| {
+                Rule::new(
+                    vec![
+                        Match::is(Test::IpSaddr(vec![format!(
+                            "10.{}.{}.0/24",
+                            i >> 8 & 255,
+                            i & 255
+                        )
+                        .parse()
+                        .unwrap()])),
+                        Match::is(Test::Ip6Daddr(vec!["2001:db8::/32".parse().unwrap()])),
+                        Match::is(Test::L4Proto(vec![6])),
+                        Match::is(Test::Sport(vec![PortRange::new(1024, 65535)])),
+                        Match::is(Test::Dport(vec![PortRange::single((i % 60000) as u16)])),
+                        Match::not(Test::IcmpType(vec![8])),
+                        Match::not(Test::Iif(vec![9])),
+                        Match::is(Test::Oif(vec![0])),
+                        Match::is(Test::Mark {
+                            mask: 0xff,
+                            values: vec![0],
+                        }),
+                        Match::not(Test::Mark {
+                            mask: u32::MAX,
+                            values: vec![7],
+                        }),
+                        Match::not(Test::CtState(ct_state::INVALID)),
+                        Match::not(Test::CtMark {
+                            mask: u32::MAX,
+                            values: vec![1],
+                        }),
+                    ],
+                    Action::Accept,
+                )
+            })
+            .collect();
+        rules.push(
+            Rule::new(
+                vec![
+                    Match::is(Test::InSet {
+                        field: SetField::Dport,
+                        set: "ports".into(),
+                    }),
+                    Match::is(Test::CtStatus(1)),
+                    Match::is(limit(1, DAY, 1, false)),
+                    Match::not(Test::Quota(Quota { bytes: 1, used: 0 })),
+                ],
+                Action::Jump("sub".into()),
+            )
+            .with(Statement::set_mark(1))
+            .with(Statement::SetCtMark { and: 0, xor: 2 })
+            .with(Statement::Log { prefix: "x".into() })
+            .with(Statement::SetMarkFromCtMark { and: 1, xor: 0 }),
+        );
+        rules.push(Rule::new(
+            vec![],
+            Action::Reject(Reject::Icmpx(IcmpxCode::AdminProhibited)),
+        ));
+        let program = Program {
+            base_chains: vec![base(Verdict::Drop, rules)],
+            chains: BTreeMap::from([
+                (
+                    "sub".to_string(),
+                    Chain {
+                        scope: L3Scope::Inet,
+                        policy: Verdict::Accept,
+                        rules: vec![Rule::new(vec![], Action::Goto("sub2".into()))],
+                    },
+                ),
+                (
+                    "sub2".to_string(),
+                    Chain {
+                        scope: L3Scope::Inet,
+                        policy: Verdict::Accept,
+                        rules: vec![Rule::new(vec![], Action::Return)],
+                    },
+                ),
+            ]),
+            sets: BTreeMap::from([(
+                "ports".to_string(),
+                Set {
+                    key: SetKey::Port,
+                    elements: vec![SetElement::Port(PortRange::new(1, 100))],
+                },
+            )]),
+            conntrack: true,
+        };
+        let compiled = compile_program(&program).unwrap();
+        assert_eq!(compiled.config.dims, (1 << 12) - 1, "all dimensions in use");
+        assert_eq!(compiled.config.features, 0b11111, "all features in use");
+        let Some(loaded) = load_or_skip(&compiled, LoadOptions::default()) else {
+            return;
+        };
+        // A TCP SYN from no rule's prefix: new, the full scan, then rejected.
+        let frame = frames::tcp(addr("172.16.0.1"), addr("10.0.0.2"), 4000, 80, SYN);
+        let run = loaded.run_tc(&frame, SkbMeta::default(), 1).unwrap();
+        assert_eq!(run.verdict, Verdict::Drop);
+        assert!(run.reply.is_some(), "{n} rules: answered");
+    }
+}
