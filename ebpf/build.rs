@@ -1,6 +1,7 @@
 //! Compiles the C data plane (bpf/) into an eBPF object in OUT_DIR, which the crate
 //! embeds. Needs clang with the BPF target and libbpf's headers (Debian: clang,
-//! libbpf-dev). `-g` is required: aya refuses objects without BTF.
+//! libbpf-dev). `-g` is required: aya refuses objects without BTF. `-mcpu=v3` gives the
+//! atomic fetch-and-add that quotas use.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,7 +21,9 @@ fn main() {
     let clang = std::env::var("NFTSHIM_CLANG").unwrap_or_else(|_| "clang".to_string());
     let output = out_dir.join(OBJECT);
     let result = Command::new(&clang)
-        .args(["-g", "-O2", "-target", "bpf", "-Wall", "-Werror"])
+        .args([
+            "-g", "-O2", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror",
+        ])
         .arg("-I/usr/include/x86_64-linux-gnu")
         .arg("-c")
         .arg(manifest_dir.join(SOURCE))

@@ -1,20 +1,90 @@
 // SPDX-License-Identifier: GPL-2.0-only
-/* nftshim data plane: one nftables chain compiled to LBVS maps, enforced at XDP or TC.
- * Both programs parse into a struct pkt_ctx and share ns_classify(). */
+/* nftshim data plane: a hook's nftables chains compiled to LBVS maps, enforced at XDP
+ * or TC. Both programs parse into the per-CPU evaluation state, track connections,
+ * run the chains with ns_evaluate(), then carry out what only the hook can: the mark
+ * (TC), log events, and a reject's answer. */
 #include "lib/common.h"
 #include "lib/parse.h"
 #include "lib/actions.h"
-#include "lib/classify.h"
+#include "lib/lbvs.h"
+#include "lib/conntrack.h"
+#include "lib/sets.h"
+#include "lib/stmts.h"
+#include "lib/reject.h"
+#include "lib/eval.h"
+#include "lib/log.h"
 
 #define XDP_DROP 1
 #define XDP_PASS 2
+#define XDP_TX 3
 #define TC_ACT_OK 0
 #define TC_ACT_SHOT 2
 
-/* Header bytes TC makes linear before parsing (VLAN + IPv6 ext headers + L4 ports). */
+/* Header bytes TC makes linear before parsing (VLAN + IPv6 ext headers + L4 ports +
+ * an ICMP error's quoted headers). */
 #define NS_PULL_LEN 256
 
 char LICENSE[] SEC("license") = "GPL";
+
+/* Tracks the parsed packet (or, without conntrack, leaves it INVALID as nf_tables
+ * sees packets then), runs the chains, and inserts a new connection it accepted. */
+NS_INLINE __u32 ns_run(struct ns_eval *e)
+{
+	__builtin_memset(&e->ct, 0, sizeof(e->ct));
+	if (NS_FEATURE(NS_F_CONNTRACK))
+		ns_conntrack(&e->ct, &e->pkt, bpf_ktime_get_ns());
+	__u32 verdict = ns_evaluate(e);
+	if (NS_FEATURE(NS_F_CONNTRACK))
+		ns_ct_commit(&e->ct, verdict == NS_ACCEPT);
+	return verdict;
+}
+
+/* Reads what a reject's answer needs from the packet and builds its headers in
+ * e->reply. Returns 0 when no answer is due. `load` is the hook's load-bytes helper. */
+#define NS_PREPARE_REPLY(load, ctx, e, frame_len, ok)                                        \
+	do {                                                                                 \
+		struct pkt_ctx *p_ = &(e)->pkt;                                              \
+		struct ns_reply *r_ = &(e)->reply;                                           \
+		__u32 l3_ = p_->l3_off;                                                      \
+		(ok) = 0;                                                                    \
+		if (p_->l3 == NS_L3_NONE || (p_->flags & PKT_F_LATER_FRAG) || l3_ < 14 ||   \
+		    l3_ > NS_MAX_L2)                                                         \
+			break;                                                               \
+		if (load(ctx, 0, r_->l2, l3_) < 0)                                           \
+			break;                                                               \
+		/* Back to the sender: swap the MAC addresses. */                          \
+		__u8 mac_[6];                                                                \
+		__builtin_memcpy(mac_, r_->l2, 6);                                           \
+		__builtin_memcpy(r_->l2, r_->l2 + 6, 6);                                     \
+		__builtin_memcpy(r_->l2 + 6, mac_, 6);                                       \
+		if (((e)->rule & 0xff) == NS_REJECT_TCP_RST) {                               \
+			if (p_->l4proto != 6 || !(p_->flags & PKT_F_TCPFLAGS))               \
+				break;                                                       \
+			if (p_->l3 == NS_L3_IPV4 ? ns_v4_multicast_or_broadcast(p_->daddr[0]) \
+						 : !ns_v6_unicast(p_->saddr) ||             \
+							   !ns_v6_unicast(p_->daddr))        \
+				break;                                                       \
+			if (load(ctx, p_->l4_off, r_->tcp_in, 20) < 0)                       \
+				break;                                                       \
+			(ok) = ns_build_rst(r_, p_);                                         \
+			break;                                                               \
+		}                                                                            \
+		if (!ns_unreach_allowed(p_))                                                 \
+			break;                                                               \
+		__u32 max_ = p_->l3 == NS_L3_IPV4 ? NS_QUOTE_MAX_V4 : NS_QUOTE_MAX_V6;       \
+		__u32 q_ = p_->len < max_ ? p_->len : max_;                                  \
+		if ((frame_len) < l3_ + q_)                                                  \
+			q_ = (frame_len) > l3_ ? (frame_len) - l3_ : 0;                      \
+		if (q_ == 0 || q_ > NS_QUOTE_MAX_V6)                                         \
+			break;                                                               \
+		ns_zero_padding(r_, q_);                                                     \
+		if (load(ctx, l3_, r_->buf, q_) < 0)                                         \
+			break;                                                               \
+		r_->quote_len = q_;                                                          \
+		__u8 tos_ = p_->l3 == NS_L3_IPV4 ? r_->buf[1] : 0;                           \
+		__u8 code_ = p_->l3 == NS_L3_IPV4 ? (e)->rule >> 8 : (e)->rule >> 16;        \
+		(ok) = ns_build_unreach(r_, p_, code_, tos_);                                \
+	} while (0)
 
 /* XDP entry: classifies in the driver, before an skb exists (no mark, no output device). */
 SEC("xdp")
@@ -22,12 +92,41 @@ int nftshim_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct pkt_ctx p = {};
+	__u32 frame_len = data_end - data;
+	struct ns_eval *e = ns_eval_state();
+	if (!e)
+		return XDP_DROP;
+	__builtin_memset(&e->pkt, 0, sizeof(e->pkt));
+	parse_packet(data, data_end, frame_len, &e->pkt);
+	e->pkt.iif = ctx->ingress_ifindex;
+	__u32 verdict = ns_run(e);
+	if (NS_FEATURE(NS_F_STMTS))
+		NS_EMIT_LOGS(bpf_xdp_load_bytes, ctx, e, frame_len);
+	if (verdict == NS_ACCEPT)
+		return XDP_PASS;
+	if (!NS_FEATURE(NS_F_REJECT) || verdict != NS_REJECT)
+		return XDP_DROP;
 
-	parse_packet(data, data_end, &p);
-	p.iif = ctx->ingress_ifindex;
-	p.len = data_end - data;
-	return ns_classify(&p) == NS_ACCEPT ? XDP_PASS : XDP_DROP;
+	int ok;
+	NS_PREPARE_REPLY(bpf_xdp_load_bytes, ctx, e, frame_len, ok);
+	if (!ok)
+		return XDP_DROP;
+	struct ns_reply *r = &e->reply;
+	__u32 l3 = e->pkt.l3_off;
+	__u32 hdr = r->hdr_len;
+	/* An unreachable keeps the quoted part and makes room in front for the new
+	 * headers; a reset is written over the segment's headers. */
+	__u32 keep = l3 + (r->quote_len ? r->quote_len : hdr);
+	if (bpf_xdp_adjust_tail(ctx, (int)keep - (int)frame_len) < 0)
+		return XDP_DROP;
+	if (r->quote_len && bpf_xdp_adjust_head(ctx, -(int)hdr) < 0)
+		return XDP_DROP;
+	if (l3 < 14 || l3 > NS_MAX_L2 || hdr < 28 || hdr > 60)
+		return XDP_DROP;
+	if (bpf_xdp_store_bytes(ctx, 0, r->l2, l3) < 0 ||
+	    bpf_xdp_store_bytes(ctx, l3, r->hdr, hdr) < 0)
+		return XDP_DROP;
+	return XDP_TX;
 }
 
 /* TC entry, at ingress or (cfg.egress) egress: has the mark and, at egress, the output
@@ -35,15 +134,46 @@ int nftshim_xdp(struct xdp_md *ctx)
 SEC("classifier")
 int nftshim_tc(struct __sk_buff *skb)
 {
-	struct pkt_ctx p = {};
 	__u32 want = skb->len < NS_PULL_LEN ? skb->len : NS_PULL_LEN;
 
 	if (skb->data_end - skb->data < want)
 		bpf_skb_pull_data(skb, want);
-	parse_packet((void *)(long)skb->data, (void *)(long)skb->data_end, &p);
-	p.iif = skb->ingress_ifindex;
-	p.oif = cfg.egress ? skb->ifindex : 0;
-	p.mark = skb->mark;
-	p.len = skb->len;
-	return ns_classify(&p) == NS_ACCEPT ? TC_ACT_OK : TC_ACT_SHOT;
+	struct ns_eval *e = ns_eval_state();
+	if (!e)
+		return TC_ACT_SHOT;
+	__u32 frame_len = skb->len;
+	__builtin_memset(&e->pkt, 0, sizeof(e->pkt));
+	parse_packet((void *)(long)skb->data, (void *)(long)skb->data_end, frame_len, &e->pkt);
+	e->pkt.iif = skb->ingress_ifindex;
+	e->pkt.oif = cfg.egress ? skb->ifindex : 0;
+	e->pkt.mark = skb->mark;
+	__u32 verdict = ns_run(e);
+	if (NS_FEATURE(NS_F_STMTS)) {
+		NS_EMIT_LOGS(bpf_skb_load_bytes, skb, e, frame_len);
+		if (skb->mark != e->pkt.mark)
+			skb->mark = e->pkt.mark;
+	}
+	if (verdict == NS_ACCEPT)
+		return TC_ACT_OK;
+	if (!NS_FEATURE(NS_F_REJECT) || verdict != NS_REJECT)
+		return TC_ACT_SHOT;
+
+	int ok;
+	NS_PREPARE_REPLY(bpf_skb_load_bytes, skb, e, frame_len, ok);
+	if (!ok)
+		return TC_ACT_SHOT;
+	struct ns_reply *r = &e->reply;
+	__u32 l3 = e->pkt.l3_off;
+	__u32 hdr = r->hdr_len;
+	if (bpf_skb_change_tail(skb, l3 + (r->quote_len ? r->quote_len : hdr), 0) < 0)
+		return TC_ACT_SHOT;
+	if (r->quote_len && bpf_skb_change_head(skb, hdr, 0) < 0)
+		return TC_ACT_SHOT;
+	if (l3 < 14 || l3 > NS_MAX_L2 || hdr < 28 || hdr > 60)
+		return TC_ACT_SHOT;
+	if (bpf_skb_store_bytes(skb, 0, r->l2, l3, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, l3, r->hdr, hdr, 0) < 0)
+		return TC_ACT_SHOT;
+	/* Ingress: out of the device it came in on; egress: into the local stack. */
+	return bpf_redirect(skb->ifindex, cfg.egress ? BPF_F_INGRESS : 0);
 }

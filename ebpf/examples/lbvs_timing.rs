@@ -1,6 +1,8 @@
 //! Per-packet cost of the LBVS classifier as the chain grows, measured by the kernel
 //! with BPF_PROG_TEST_RUN. Worst case: no rule matches, so every word of the AND is
-//! scanned. Needs root.
+//! scanned. Then the same chain behind conntrack: a packet whose connection is not
+//! established (tracked, then the full scan), and a reply of an established one that
+//! `ct state established accept` at the top lets through on the fast path. Needs root.
 //!
 //!     cargo run -p nftshim-ebpf --release --example lbvs_timing
 
@@ -8,9 +10,11 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
-use nftshim_ebpf::ir::{Action, Chain, L3Scope, Match, PortRange, Rule, Test, Verdict};
+use nftshim_ebpf::ir::{
+    ct_state, Action, Chain, L3Scope, Match, PortRange, Program, Rule, Test, Verdict,
+};
 use nftshim_ebpf::loader::{LoadOptions, LoadedChain, SkbMeta};
-use nftshim_ebpf::maps::compile;
+use nftshim_ebpf::maps::{compile, compile_program};
 use nftshim_ebpf::Ipv4Net;
 
 const REPEAT: u32 = 200_000;
@@ -33,6 +37,7 @@ fn chain(n: usize) -> Chain {
                     )])),
                 ],
                 action: Action::Accept,
+                ..Rule::default()
             }
         })
         .collect();
@@ -53,6 +58,36 @@ fn tcp_frame(saddr: [u8; 4], dport: u16) -> Vec<u8> {
     frame
 }
 
+fn udp_frame(saddr: [u8; 4], daddr: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(saddr, daddr, 64)
+        .udp(sport, dport)
+        .write(&mut frame, &[0; 18])
+        .unwrap();
+    frame
+}
+
+/// The chain behind `ct state established,related accept`, with conntrack; the policy
+/// accepts new connections so that they get an entry.
+fn with_conntrack(mut chain: Chain) -> Program {
+    chain.rules.insert(
+        0,
+        Rule::new(
+            vec![Match::is(Test::CtState(
+                ct_state::ESTABLISHED | ct_state::RELATED,
+            ))],
+            Action::Accept,
+        ),
+    );
+    chain.policy = Verdict::Accept;
+    Program {
+        base_chains: vec![chain],
+        conntrack: true,
+        ..Program::default()
+    }
+}
+
 /// The fastest of a few rounds, as the kernel measures it (per packet).
 fn best(mut run: impl FnMut() -> Duration) -> Duration {
     (0..ROUNDS).map(|_| run()).min().unwrap()
@@ -60,7 +95,7 @@ fn best(mut run: impl FnMut() -> Duration) -> Duration {
 
 fn main() {
     println!(
-        "{:>7} {:>8} {:>10} {:>9} {:>8} {:>12} {:>12} {:>12}",
+        "{:>7} {:>8} {:>10} {:>9} {:>8} {:>12} {:>12} {:>12} {:>12} {:>12}",
         "rules",
         "vectors",
         "table KiB",
@@ -68,7 +103,9 @@ fn main() {
         "load",
         "xdp miss ns",
         "tc miss ns",
-        "xdp hit0 ns"
+        "xdp hit0 ns",
+        "ct new ns",
+        "ct est ns"
     );
     for n in [10, 1_000, 10_000] {
         let chain = chain(n);
@@ -104,8 +141,26 @@ fn main() {
             assert_eq!(run.verdict, Verdict::Accept);
             run.duration
         });
+
+        // Conntrack: an unanswered UDP flow stays NEW (tracked, then the full scan); its
+        // reply is ESTABLISHED and takes the fast path.
+        let ct = compile_program(&with_conntrack(chain)).expect("compiles");
+        let ct = LoadedChain::load(&ct, LoadOptions::default()).expect("loads");
+        let out = udp_frame([172, 16, 0, 1], [192, 168, 1, 1], 5000, 53);
+        let back = udp_frame([192, 168, 1, 1], [172, 16, 0, 1], 53, 5000);
+        let ct_new = best(|| {
+            let run = ct.run_tc(&out, SkbMeta::default(), REPEAT).unwrap();
+            assert_eq!(run.verdict, Verdict::Accept);
+            run.duration
+        });
+        ct.run_tc(&back, SkbMeta::default(), 1).unwrap();
+        let ct_est = best(|| {
+            let run = ct.run_tc(&back, SkbMeta::default(), REPEAT).unwrap();
+            assert_eq!(run.verdict, Verdict::Accept);
+            run.duration
+        });
         println!(
-            "{:>7} {:>8} {:>10} {:>7}ms {:>6}ms {:>12} {:>12} {:>12}",
+            "{:>7} {:>8} {:>10} {:>7}ms {:>6}ms {:>12} {:>12} {:>12} {:>12} {:>12}",
             n,
             compiled.distinct_vectors(),
             compiled.vectors.len() * 8 / 1024,
@@ -113,7 +168,9 @@ fn main() {
             load_time.as_millis(),
             xdp_miss.as_nanos(),
             tc_miss.as_nanos(),
-            xdp_hit.as_nanos()
+            xdp_hit.as_nanos(),
+            ct_new.as_nanos(),
+            ct_est.as_nanos()
         );
     }
 }

@@ -2,7 +2,7 @@
 //! extracts, as plain Rust values. The reference evaluator and the map simulator read
 //! this; tests build a real frame from it.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Transport protocols whose first four header bytes are source and destination port.
 pub const PORT_PROTOCOLS: [u8; 5] = [
@@ -15,7 +15,9 @@ pub const PORT_PROTOCOLS: [u8; 5] = [
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_ICMPV6: u8 = 58;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `PacketFields::default()` is a non-IP packet with nothing set, for
+/// `PacketFields { l3, .., ..Default::default() }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PacketFields {
     pub l3: L3Fields,
     /// The transport protocol (`meta l4proto`): known for IPv4, and for IPv6 when the
@@ -30,11 +32,72 @@ pub struct PacketFields {
     pub iif: u32,
     pub oif: u32,
     pub mark: u32,
+    /// What conntrack says about the packet (before the chains run).
+    pub ct: CtFields,
+    /// TCP flags, when the whole 20-byte TCP header is there.
+    pub tcp_flags: Option<u8>,
+    /// The ICMP/ICMPv6 identifier field, when the whole 8-byte header is there.
+    pub icmp_id: Option<u16>,
+    /// An ICMP error's quoted packet, when its addresses and 8 transport bytes are there
+    /// (and, on IPv6, no extension header precedes its transport header).
+    pub inner: Option<InnerTuple>,
+    /// A fragment other than the first (no transport header).
+    pub later_fragment: bool,
+    /// Any fragment: the datagram's identification (IPv4 16 bits, IPv6 32), when there.
+    pub fragment_id: Option<u32>,
+    /// Bytes from the network header on (what byte counters, quotas and byte limits
+    /// count, as skb->len at the nf_tables hooks).
+    pub len: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The transport tuple of the packet an ICMP error quotes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InnerTuple {
+    pub saddr: IpAddr,
+    pub daddr: IpAddr,
+    pub l4proto: u8,
+    /// Ports, or (ICMP) the id in both.
+    pub sport: u16,
+    pub dport: u16,
+    /// ICMP/ICMPv6 quoted: its type.
+    pub icmp_type: Option<u8>,
+}
+
+/// The `ct` fields rules can test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtFields {
+    /// One of the [`crate::ir::ct_state`] bits.
+    pub state: u32,
+    /// [`crate::ir::ct_status`] bits of the connection (0 without one).
+    pub status: u32,
+    /// The connection's mark (0 without one).
+    pub mark: u32,
+}
+
+impl CtFields {
+    /// The packet belongs to a connection (new, established or related); without one
+    /// `ct mark` and `ct status` match nothing, as nft_ct_get_eval() breaks then.
+    pub fn has_conn(&self) -> bool {
+        use crate::ir::ct_state::{ESTABLISHED, NEW, RELATED};
+        self.state & (NEW | ESTABLISHED | RELATED) != 0
+    }
+}
+
+impl Default for CtFields {
+    /// No connection: what nf_tables sees without conntrack.
+    fn default() -> Self {
+        CtFields {
+            state: crate::ir::ct_state::INVALID,
+            status: 0,
+            mark: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum L3Fields {
     /// Not IPv4 or IPv6 (ARP, or a malformed IP header).
+    #[default]
     None,
     V4 {
         saddr: Ipv4Addr,

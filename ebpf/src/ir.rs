@@ -21,6 +21,18 @@
 //! - Rules are tried in order; the first whose matches all hold and whose action is a
 //!   verdict decides; [`Action::Continue`] rules (no verdict, e.g. a bare `counter`) are
 //!   counted and evaluation goes on. No rule decides: the chain's policy.
+//!
+//! A hook runs a [`Program`]: its base chains in priority order and the regular chains
+//! they jump to, with named sets and connection tracking; see its doc for verdicts across
+//! chains. A lone [`Chain`] is a program with one base chain.
+//!
+//! Within a rule, stateless matches are tested first, then the stateful ones ([`Test::Limit`],
+//! [`Test::Quota`]) in rule order, then [`Rule::statements`] run, then the action. nft runs a
+//! rule's expressions strictly in order, so this differs only when a stateless match is
+//! written after a `limit`/`quota`: nft consumes tokens/bytes for packets that then fail that
+//! match, this data plane does not.
+
+use std::collections::BTreeMap;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
@@ -52,23 +64,128 @@ pub enum Verdict {
 }
 
 /// What a rule does when all its matches hold.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Action {
     Accept,
     Drop,
     /// No verdict: count the rule and go on with the next one.
+    #[default]
     Continue,
-    /// Representable, not executed yet: the map builder refuses chains that use them.
+    /// Run the regular chain of that name ([`Program::chains`]), then, unless it decided,
+    /// go on after this rule. Only in a [`Program`]; a lone [`Chain`] refuses it.
     Jump(String),
+    /// Run that chain instead of the rest of this one (no return here).
     Goto(String),
+    /// Back to the rule after the last jump; in a base chain: its policy.
     Return,
+    /// Drop, and answer the sender (nft `reject`).
+    Reject(Reject),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How `reject` answers. Never in answer to an ICMP error, a non-first fragment or
+/// (TCP reset) a packet that is itself a reset; then the packet is only dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reject {
+    /// `reject with icmp CODE` / `icmpv6 CODE`: destination unreachable (ICMP type 3,
+    /// ICMPv6 type 1) with this code, in the packet's family. Plain `reject` in an ip table
+    /// is `Icmp(3)` (port-unreachable), in an ip6 table `Icmp(4)`.
+    Icmp(u8),
+    /// `reject with icmpx CODE` (inet, netdev, bridge; plain `reject` there is port-unreachable):
+    /// the `NFT_REJECT_ICMPX_*` code, mapped per family to an ICMP/ICMPv6 code.
+    Icmpx(IcmpxCode),
+    /// `reject with tcp reset`: a RST for TCP packets; others are only dropped.
+    TcpReset,
+}
+
+/// `enum nft_reject_icmpx_code`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IcmpxCode {
+    NoRoute = 0,
+    PortUnreachable = 1,
+    HostUnreachable = 2,
+    AdminProhibited = 3,
+}
+
+impl IcmpxCode {
+    /// The ICMP (IPv4) destination-unreachable code (nft_reject_icmp_code()).
+    pub fn icmp_code(self) -> u8 {
+        match self {
+            IcmpxCode::NoRoute => 0,          // net unreachable
+            IcmpxCode::PortUnreachable => 3,  // port unreachable
+            IcmpxCode::HostUnreachable => 1,  // host unreachable
+            IcmpxCode::AdminProhibited => 13, // communication administratively filtered
+        }
+    }
+
+    /// The ICMPv6 destination-unreachable code (nft_reject_icmpv6_code()).
+    pub fn icmpv6_code(self) -> u8 {
+        match self {
+            IcmpxCode::NoRoute => 0,         // no route
+            IcmpxCode::PortUnreachable => 4, // port unreachable
+            IcmpxCode::HostUnreachable => 3, // address unreachable
+            IcmpxCode::AdminProhibited => 1, // administratively prohibited
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rule {
     /// All must hold (an empty list matches every packet the chain sees).
     pub matches: Vec<Match>,
     pub action: Action,
+    /// Side effects, in order, when the matches hold (before the action). The rule's
+    /// packet/byte counter always counts; it needs no statement.
+    pub statements: Vec<Statement>,
+}
+
+impl Rule {
+    pub fn new(matches: Vec<Match>, action: Action) -> Self {
+        Rule {
+            matches,
+            action,
+            statements: Vec::new(),
+        }
+    }
+
+    /// Adds a statement (builder style).
+    pub fn with(mut self, statement: Statement) -> Self {
+        self.statements.push(statement);
+        self
+    }
+}
+
+/// A rule's side effects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Statement {
+    /// `meta mark set ...`: `mark = (mark & and) ^ xor` (`set X` is `and 0, xor X`).
+    /// Later matches on `meta mark`, in this and following chains, see the new mark.
+    /// Only TC has a mark; at XDP the program sees and sets its own copy.
+    SetMark { and: u32, xor: u32 },
+    /// `ct mark set ...`: the same on the packet's connection (no effect without one).
+    SetCtMark { and: u32, xor: u32 },
+    /// `meta mark set ct mark [and/or ...]`: `mark = (ct mark & and) ^ xor`. Without a
+    /// connection there is no ct mark: the rule stops here (nft_ct_get_eval breaks), as
+    /// if it had not matched from this statement on.
+    SetMarkFromCtMark { and: u32, xor: u32 },
+    /// `ct mark set meta mark [and/or ...]`: `ct mark = (mark & and) ^ xor` (no effect
+    /// without a connection).
+    SetCtMarkFromMark { and: u32, xor: u32 },
+    /// `log`: an event to user space with the rule's number and the packet's headers
+    /// ([`crate::loader::LogEvent`]). The prefix travels as an id: the index of the
+    /// prefix in [`crate::maps::CompiledProgram::log_prefixes`].
+    Log { prefix: String },
+}
+
+impl Statement {
+    /// `meta mark set VALUE`.
+    pub fn set_mark(value: u32) -> Self {
+        Statement::SetMark { and: 0, xor: value }
+    }
+
+    /// `ct mark set VALUE`.
+    pub fn set_ct_mark(value: u32) -> Self {
+        Statement::SetCtMark { and: 0, xor: value }
+    }
 }
 
 /// One predicate: `test`, or its negation (`!=`). See the module doc for absent fields.
@@ -119,6 +236,234 @@ pub enum Test {
         mask: u32,
         values: Vec<u32>,
     },
+    /// `ct state`: holds when the packet's state bit is in this mask
+    /// ([`ct_state`] bits, as the kernel's `NF_CT_STATE_*`). Always present.
+    CtState(u32),
+    /// `ct status`: holds when the connection's status has a bit of this mask
+    /// ([`ct_status`] bits, `IPS_*`). Like `ct mark`, absent (no match, even negated)
+    /// for packets without a connection (invalid, untracked), as nft_ct_get_eval() breaks.
+    CtStatus(u32),
+    /// `ct mark & mask == value` for some value; absent without a connection. One mask
+    /// per program.
+    CtMark {
+        mask: u32,
+        values: Vec<u32>,
+    },
+    /// The field's value is an element of the named set ([`Program::sets`]), whose
+    /// elements can change without recompiling. Absent field: no match, as above.
+    InSet {
+        field: SetField,
+        set: String,
+    },
+    /// `limit rate N/unit [burst B]`: holds while the rule's token bucket has tokens
+    /// (nft_limit's arithmetic); negated: `limit rate over`. Stateful, see the module doc.
+    Limit(Limit),
+    /// `quota N bytes`: holds while the bytes seen (this packet included) stay below
+    /// `bytes`; negated: `quota over`. Every evaluated packet is added, as in nft_quota.
+    Quota(Quota),
+}
+
+/// `ct state` bits (`NF_CT_STATE_*`).
+pub mod ct_state {
+    pub const INVALID: u32 = 1 << 0;
+    pub const ESTABLISHED: u32 = 1 << 1;
+    pub const RELATED: u32 = 1 << 2;
+    pub const NEW: u32 = 1 << 3;
+    pub const UNTRACKED: u32 = 1 << 6;
+}
+
+/// `ct status` bits (`enum ip_conntrack_status`) this data plane sets.
+pub mod ct_status {
+    pub const EXPECTED: u32 = 1 << 0;
+    pub const SEEN_REPLY: u32 = 1 << 1;
+    pub const ASSURED: u32 = 1 << 2;
+    pub const CONFIRMED: u32 = 1 << 3;
+}
+
+/// `limit rate [over] RATE/UNIT [burst BURST]`, as nft sends it (NFTA_LIMIT_*).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    /// Packets (or bytes) per `unit_secs`.
+    pub rate: u64,
+    pub unit_secs: u64,
+    /// Packets (or bytes) above the rate; 0 in a packet limit means the kernel's 5.
+    pub burst: u32,
+    /// `bytes/second` rather than packets.
+    pub bytes: bool,
+}
+
+/// `quota [over] BYTES [used USED]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    pub bytes: u64,
+    /// Already consumed when the rule is loaded.
+    pub used: u64,
+}
+
+/// The packet field a set lookup reads; the set's [`SetKey`] must fit it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SetField {
+    IpSaddr,
+    IpDaddr,
+    Ip6Saddr,
+    Ip6Daddr,
+    L4Proto,
+    Sport,
+    Dport,
+    Iif,
+    Oif,
+    Mark,
+    CtMark,
+}
+
+impl SetField {
+    /// The key type a set needs to be looked up with this field.
+    pub fn key(self) -> SetKey {
+        match self {
+            SetField::IpSaddr | SetField::IpDaddr => SetKey::Ipv4,
+            SetField::Ip6Saddr | SetField::Ip6Daddr => SetKey::Ipv6,
+            SetField::L4Proto => SetKey::Proto,
+            SetField::Sport | SetField::Dport => SetKey::Port,
+            SetField::Iif | SetField::Oif | SetField::Mark | SetField::CtMark => SetKey::U32,
+        }
+    }
+}
+
+/// A named set: a key type and its elements. Address and port sets may hold prefixes and
+/// ranges (nft `flags interval`); the others hold single values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Set {
+    pub key: SetKey,
+    pub elements: Vec<SetElement>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SetKey {
+    /// `ipv4_addr`
+    Ipv4,
+    /// `ipv6_addr`
+    Ipv6,
+    /// `inet_service`
+    Port,
+    /// `inet_proto`
+    Proto,
+    /// `ifindex` (`iface_index`), `mark`
+    U32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SetElement {
+    Ipv4(Ipv4Net),
+    Ipv6(Ipv6Net),
+    Port(PortRange),
+    Proto(u8),
+    U32(u32),
+}
+
+impl SetElement {
+    pub fn key(&self) -> SetKey {
+        match self {
+            SetElement::Ipv4(_) => SetKey::Ipv4,
+            SetElement::Ipv6(_) => SetKey::Ipv6,
+            SetElement::Port(_) => SetKey::Port,
+            SetElement::Proto(_) => SetKey::Proto,
+            SetElement::U32(_) => SetKey::U32,
+        }
+    }
+}
+
+/// What one hook runs, as nf_tables does (nf_hook_slow over the base chains, nft_do_chain
+/// in each):
+/// - `base_chains` run in order (the compiler sorts them by priority). `accept`, or a
+///   policy of accept, ends only the current base chain: the next one sees the packet.
+///   `drop` and `reject` are final. A base chain whose scope does not cover the packet
+///   is skipped.
+/// - `jump` pushes the position after the rule and runs the target; `goto` runs the
+///   target without pushing; `return`, or the end of a regular chain, pops back; with
+///   nothing to pop, the base chain's policy applies. At most [`JUMP_STACK_SIZE`]
+///   jumps can be pending: a packet that would push one more is dropped, as
+///   nft_do_chain() does (nf_tables refuses, with EMLINK, rulesets 16 jumps/gotos deep,
+///   so a ruleset the control plane accepted never gets there). The map builder
+///   refuses cycles.
+/// - Rule numbering (counters, log events): the rules of `base_chains` in order, then
+///   those of `chains` in name order. Counter numbers after the last rule are the base
+///   chains' policies, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Program {
+    pub base_chains: Vec<Chain>,
+    /// Regular chains by name (names are program-wide: qualify them with the table if
+    /// several tables are compiled together). Their `policy` and `scope` are unused.
+    pub chains: BTreeMap<String, Chain>,
+    /// Named sets by name (program-wide, like chains).
+    pub sets: BTreeMap<String, Set>,
+    /// Track connections before the chains run (nf_tables does it for a netns as soon as
+    /// a rule uses a `ct` expression). Without it every packet's `ct state` is invalid.
+    pub conntrack: bool,
+}
+
+/// NFT_JUMP_STACK_SIZE.
+pub const JUMP_STACK_SIZE: usize = 16;
+
+impl Program {
+    /// A program running one base chain.
+    pub fn single(chain: Chain) -> Self {
+        Program {
+            base_chains: vec![chain],
+            ..Program::default()
+        }
+    }
+
+    /// Every chain in rule-numbering order: base chains, then regular ones by name.
+    pub fn chains_in_order(&self) -> impl Iterator<Item = (ChainRef<'_>, &Chain)> {
+        self.base_chains
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (ChainRef::Base(i), c))
+            .chain(
+                self.chains
+                    .iter()
+                    .map(|(name, c)| (ChainRef::Regular(name.as_str()), c)),
+            )
+    }
+
+    /// Total number of rules.
+    pub fn nrules(&self) -> usize {
+        self.chains_in_order().map(|(_, c)| c.rules.len()).sum()
+    }
+
+    /// Whether some rule tests a `ct` field or sets the ct mark.
+    pub fn uses_ct(&self) -> bool {
+        self.chains_in_order().any(|(_, c)| {
+            c.rules.iter().any(|r| {
+                r.matches.iter().any(|m| {
+                    matches!(
+                        m.test,
+                        Test::CtState(_)
+                            | Test::CtStatus(_)
+                            | Test::CtMark { .. }
+                            | Test::InSet {
+                                field: SetField::CtMark,
+                                ..
+                            }
+                    )
+                }) || r.statements.iter().any(|s| {
+                    matches!(
+                        s,
+                        Statement::SetCtMark { .. }
+                            | Statement::SetMarkFromCtMark { .. }
+                            | Statement::SetCtMarkFromMark { .. }
+                    )
+                })
+            })
+        })
+    }
+}
+
+/// A chain of a [`Program`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChainRef<'a> {
+    Base(usize),
+    Regular(&'a str),
 }
 
 /// An inclusive port range; `first == last` is a single port.

@@ -1,22 +1,34 @@
-//! nftshim's data plane: an nftables chain compiled into an LBVS (Linear Bit Vector
-//! Search) eBPF classifier, run at XDP or TC.
+//! nftshim's data plane: a hook's nftables chains compiled into an LBVS (Linear Bit
+//! Vector Search) eBPF classifier, run at XDP or TC.
 //!
-//! - [`ir`]: the chain as rules of field predicates (what the engine will produce).
+//! - [`ir`]: the hook's program: base chains, regular chains, rules of field predicates
+//!   (what the engine will produce).
 //! - [`maps`]: compiles the IR into the maps' contents (pure Rust).
 //! - [`loader`]: loads `bpf/nftshim.bpf.c` with aya, fills the maps, runs it.
 //! - [`reference`](mod@reference): the IR evaluated directly, the oracle for tests.
 //! - [`simulate`]: the compiled maps evaluated in Rust the way the BPF program does.
 //! - [`fields`]: the packet fields rules can test.
+//! - [`conntrack`]: connection tracking as the data plane models it, in Rust (the
+//!   reference's), and its timeouts.
 //!
-//! The C side is `bpf/`: `lib/parse.h` (packet -> `struct pkt_ctx`), `lib/classify.h`
-//! (LBVS maps and scan), `lib/actions.h` (rule actions, counters), and
-//! `nftshim.bpf.c` (the XDP and TC entry points sharing them).
+//! The C side is `bpf/`: `lib/parse.h` (packet -> `struct pkt_ctx`), `lib/lbvs.h`
+//! (LBVS maps, lookups and the block scan), `lib/eval.h` (chains: base chains in order,
+//! jump/goto/return, the bpf_loop driving it), `lib/conntrack.h` (connection tracking
+//! in an LRU hash), `lib/stmts.h` (residual checks: ct status, sets, limit, quota;
+//! statements: mark/ct mark set, log), `lib/sets.h` (named sets as LPM/hash maps),
+//! `lib/log.h` (ring buffer events), `lib/reject.h` (TCP reset / ICMP unreachable
+//! answers), `lib/actions.h` (counters, stats), and `nftshim.bpf.c` (the XDP and TC
+//! entry points sharing them).
 //!
-//! Not done yet: executing jump/goto/return (the IR has them, [`maps::compile`]
-//! refuses them; the scan can already resume "at or after rule k"), several chains or
-//! hooks per program, connection tracking, sets/maps beyond anonymous sets, a per-flow
-//! verdict cache, attaching to interfaces and atomic replacement on ruleset change.
+//! Not done yet: sharing the connection table (and sets, buckets, quotas) between the
+//! programs of different hooks (each load has its own maps: the daemon needs map
+//! pinning or reuse); verdict maps, concatenated set keys and dynamic sets; NAT and the
+//! other statements (queue, dup, fwd, notrack, named counter/quota/limit objects);
+//! TCP window tracking and the SCTP/DCCP/GRE conntrack state machines; a per-flow
+//! verdict cache beyond the conntrack fast path; attaching to interfaces and atomic
+//! replacement on ruleset change (the `dataplane` crate's job).
 
+pub mod conntrack;
 pub mod fields;
 pub mod ir;
 pub mod loader;

@@ -1,4 +1,4 @@
-//! Loads the embedded eBPF object for one [`CompiledChain`]: sets the read-only
+//! Loads the embedded eBPF object for one [`CompiledProgram`]: sets the read-only
 //! configuration and map sizes, creates the maps, fills them, verifies both programs,
 //! and runs them on frames with BPF_PROG_TEST_RUN. Attaching to interfaces is left to
 //! the daemon's data-plane issue.
@@ -7,12 +7,15 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf};
 use aya::programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp};
 use aya::{include_bytes_aligned, Ebpf, EbpfLoader, Pod};
 
-use crate::ir::Verdict;
-use crate::maps::{BpfConfig, CompiledChain, LpmEntries, BLOCK_WORDS};
+use crate::conntrack::Timeouts;
+use crate::ir::{SetElement, Verdict};
+use crate::maps::checks::{BpfLimit, BpfQuota, BpfRuleExt};
+use crate::maps::sets::{self, SetEntry, SetIds};
+use crate::maps::{BpfChain, BpfConfig, BpfRule, CompiledProgram, LpmEntries, BLOCK_WORDS};
 
 /// The compiled `bpf/nftshim.bpf.c` (built by build.rs).
 pub static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nftshim.bpf.o"));
@@ -22,12 +25,87 @@ pub const TC_PROGRAM: &str = "nftshim_tc";
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
+const TC_ACT_REDIRECT: u32 = 7;
+
+/// Room for a test run's output frame (a reject answer is at most 22 + 1280 bytes).
+const DATA_OUT: usize = 4096;
 
 // Safety: plain #[repr(C)] integers, no padding, mirrored by `struct ns_config`.
 unsafe impl Pod for BpfConfig {}
+// Safety: as `struct ns_chain`, four u32.
+unsafe impl Pod for BpfChain {}
+// Safety: as `struct ns_rule`: u8, u8, u16, u32, u32, no padding.
+unsafe impl Pod for BpfRule {}
+// Safety: as `struct ns_rule_ext`: 4 × (u8 × 4, u32) then 4 × 3 u32, no padding.
+unsafe impl Pod for BpfRuleExt {}
+// Safety: as `struct ns_limit`: u32 lock, u32, six u64, no padding.
+unsafe impl Pod for BpfLimit {}
+// Safety: two u64.
+unsafe impl Pod for BpfQuota {}
 
+/// `struct ns_set4_key` without its prefix length (aya's `Key` adds it).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Set4Key {
+    set: u32,
+    addr: u32,
+}
+// Safety: two u32.
+unsafe impl Pod for Set4Key {}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Set6Key {
+    set: u32,
+    addr: [u8; 16],
+}
+// Safety: u32 then 16 bytes, no padding.
+unsafe impl Pod for Set6Key {}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct SetPortKey {
+    set: u32,
+    port: u16,
+    pad: u16,
+}
+// Safety: u32, u16, u16.
+unsafe impl Pod for SetPortKey {}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(C)]
+struct SetValKey {
+    set: u32,
+    value: u32,
+}
+// Safety: two u32.
+unsafe impl Pod for SetValKey {}
+
+/// One `log` statement that ran (`struct ns_log_event`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEvent {
+    /// The rule's number in the program.
+    pub rule: u32,
+    /// Index into the program's `log_prefixes`.
+    pub prefix: u32,
+    pub iif: u32,
+    pub oif: u32,
+    /// The meta mark when the statement ran.
+    pub mark: u32,
+    /// Bytes from the network header on.
+    pub len: u32,
+    /// The `ct state` bit.
+    pub ct_state: u32,
+    /// Where the network header starts in `headers`.
+    pub l3_off: u16,
+    /// The frame's first bytes (at most 128).
+    pub headers: Vec<u8>,
+}
+
+const LOG_EVENT_SIZE: usize = 7 * 4 + 2 * 2 + 128;
 /// Packets and bytes that hit a rule (or the policy), summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
@@ -42,18 +120,42 @@ unsafe impl Pod for Counter {}
 /// Program events (`dp_stats`), summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Seen by some base chain.
     pub classified: u64,
-    /// Outside the chain's scope, passed unclassified.
+    /// Outside every base chain's scope, passed unclassified.
     pub unscoped: u64,
-    /// Map lookups that cannot fail did (the packet was dropped).
+    /// Map lookups that cannot fail did, or the step bound ran out (the packet was
+    /// dropped).
     pub errors: u64,
+    /// Jumps past NFT_JUMP_STACK_SIZE (the packet was dropped, as by the kernel).
+    pub jump_overflows: u64,
+    /// Log events lost for want of ring buffer space.
+    pub logs_lost: u64,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoadOptions {
     /// The TC program will be attached at egress: `skb->ifindex` is then the output
     /// device (`meta oif`); at ingress `oif` is 0.
     pub tc_egress: bool,
+    /// Connection tracking timeouts (when the program tracks connections).
+    pub ct_timeouts: Timeouts,
+    /// Size of the connection table (least recently used entries are evicted).
+    pub ct_max: u32,
+    /// Entries of each set map (all sets of a key type share one; a port range takes
+    /// up to 30).
+    pub set_max: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            tc_egress: false,
+            ct_timeouts: Timeouts::default(),
+            ct_max: 65536,
+            set_max: 65536,
+        }
+    }
 }
 
 /// `struct __sk_buff` fields a TC test run can set.
@@ -67,11 +169,16 @@ pub struct SkbMeta {
 }
 
 /// One BPF_PROG_TEST_RUN.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Run {
+    /// The packet's fate (a rejected one is dropped).
     pub verdict: Verdict,
     /// Kernel-measured time per repetition.
     pub duration: Duration,
+    /// A reject's answer, sent back (TC redirect, XDP_TX): the frame.
+    pub reply: Option<Vec<u8>>,
+    /// TC: the skb's mark after the program.
+    pub mark: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +203,10 @@ pub enum LoadError {
     TooLarge(usize),
     #[error("program returned {0}, which is not a verdict")]
     UnexpectedReturn(u32),
+    #[error("no set named {0:?}")]
+    UnknownSet(String),
+    #[error("set {0:?} has another key type than the element")]
+    SetKeyMismatch(String),
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> LoadError {
@@ -112,16 +223,22 @@ fn prog_err(name: &'static str) -> impl FnOnce(ProgramError) -> LoadError {
     }
 }
 
-/// One chain's maps and verified programs in the kernel. Dropping it frees them.
-pub struct LoadedChain {
+/// One program's maps and verified programs in the kernel. Dropping it frees them.
+pub struct LoadedProgram {
     ebpf: Ebpf,
-    nrules: u32,
+    ncounters: u32,
+    sets: SetIds,
+    log_prefixes: Vec<String>,
 }
 
-impl LoadedChain {
-    pub fn load(chain: &CompiledChain, options: LoadOptions) -> Result<Self, LoadError> {
+/// A loaded lone chain.
+pub type LoadedChain = LoadedProgram;
+
+impl LoadedProgram {
+    pub fn load(chain: &CompiledProgram, options: LoadOptions) -> Result<Self, LoadError> {
         let mut config = chain.config;
         config.egress = options.tc_egress as u32;
+        config.ct_timeout = options.ct_timeouts.to_config();
         let entries = u32::try_from(chain.vector_entries())
             .map_err(|_| LoadError::TooLarge(chain.vector_entries()))?;
         // Every map needs at least one entry; empty ones are simply never read.
@@ -130,8 +247,9 @@ impl LoadedChain {
         loader
             .override_global("cfg", &config, true)
             .map_max_entries("vectors", entries.max(1))
-            .map_max_entries("rule_actions", size(chain.actions.len()))
-            .map_max_entries("rule_counters", config.nrules + 1)
+            .map_max_entries("rules", size(chain.rules.len()))
+            .map_max_entries("chains", size(chain.chains.len()))
+            .map_max_entries("rule_counters", size(chain.ncounters()))
             .map_max_entries("saddr4_lpm", size(chain.saddr.v4.len()))
             .map_max_entries("saddr6_lpm", size(chain.saddr.v6.len()))
             .map_max_entries("daddr4_lpm", size(chain.daddr.v4.len()))
@@ -139,13 +257,23 @@ impl LoadedChain {
             .map_max_entries("iif_vec", size(chain.iif.len()))
             .map_max_entries("oif_vec", size(chain.oif.len()))
             .map_max_entries("mark0_vec", size(chain.mark[0].len()))
-            .map_max_entries("mark1_vec", size(chain.mark[1].len()));
+            .map_max_entries("mark1_vec", size(chain.mark[1].len()))
+            .map_max_entries("ctmark_vec", size(chain.ctmark.len()))
+            .map_max_entries("ct_table", options.ct_max.max(1))
+            .map_max_entries("rule_ext", size(chain.rule_ext.len()))
+            .map_max_entries("limits", size(chain.limits.len()))
+            .map_max_entries("quotas", size(chain.quotas.len()))
+            .map_max_entries("set_v4", options.set_max.max(1))
+            .map_max_entries("set_v6", options.set_max.max(1))
+            .map_max_entries("set_port", options.set_max.max(1))
+            .map_max_entries("set_val", options.set_max.max(1));
         let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| LoadError::Object(Box::new(e)))?;
 
         fill_vectors(&mut ebpf, chain)?;
-        fill_array(&mut ebpf, "rule_actions", &chain.actions)?;
+        fill_pod_array(&mut ebpf, "rules", &chain.rules)?;
+        fill_pod_array(&mut ebpf, "chains", &chain.chains)?;
         fill_lpm(&mut ebpf, ["saddr4_lpm", "saddr6_lpm"], &chain.saddr)?;
         fill_lpm(&mut ebpf, ["daddr4_lpm", "daddr6_lpm"], &chain.daddr)?;
         fill_array(&mut ebpf, "l4proto_vec", &chain.l4proto)?;
@@ -156,6 +284,21 @@ impl LoadedChain {
         fill_hash(&mut ebpf, "oif_vec", &chain.oif)?;
         fill_hash(&mut ebpf, "mark0_vec", &chain.mark[0])?;
         fill_hash(&mut ebpf, "mark1_vec", &chain.mark[1])?;
+        fill_array(&mut ebpf, "ctstate_vec", &chain.ctstate)?;
+        fill_hash(&mut ebpf, "ctmark_vec", &chain.ctmark)?;
+        fill_pod_array(&mut ebpf, "rule_ext", &chain.rule_ext)?;
+        // Buckets start full now (bpf_ktime_get_ns() is CLOCK_MONOTONIC).
+        let now = monotonic_ns();
+        let limits: Vec<BpfLimit> = chain
+            .limits
+            .iter()
+            .map(|l| BpfLimit { last: now, ..*l })
+            .collect();
+        fill_pod_array(&mut ebpf, "limits", &limits)?;
+        fill_pod_array(&mut ebpf, "quotas", &chain.quotas)?;
+        for entry in &chain.set_entries {
+            set_entry(&mut ebpf, entry, true)?;
+        }
 
         let xdp: &mut Xdp = program_mut(&mut ebpf, XDP_PROGRAM)?
             .try_into()
@@ -165,9 +308,11 @@ impl LoadedChain {
             .try_into()
             .map_err(prog_err(TC_PROGRAM))?;
         tc.load().map_err(prog_err(TC_PROGRAM))?;
-        Ok(LoadedChain {
+        Ok(LoadedProgram {
             ebpf,
-            nrules: config.nrules,
+            ncounters: chain.ncounters() as u32,
+            sets: chain.sets.clone(),
+            log_prefixes: chain.log_prefixes.clone(),
         })
     }
 
@@ -178,20 +323,28 @@ impl LoadedChain {
             .program(XDP_PROGRAM)?
             .try_into()
             .map_err(prog_err(XDP_PROGRAM))?;
+        let mut out = vec![0u8; DATA_OUT];
         let opts = TestRunOptions {
             data_in: Some(frame),
+            data_out: Some(&mut out),
             repeat,
             ..TestRunOptions::new()
         };
         let result = prog.test_run(opts).map_err(prog_err(XDP_PROGRAM))?;
-        let verdict = match result.return_value {
-            XDP_PASS => Verdict::Accept,
-            XDP_DROP => Verdict::Drop,
+        let (verdict, reply) = match result.return_value {
+            XDP_PASS => (Verdict::Accept, None),
+            XDP_DROP => (Verdict::Drop, None),
+            XDP_TX => {
+                out.truncate(result.data_size_out as usize);
+                (Verdict::Drop, Some(out))
+            }
             other => return Err(LoadError::UnexpectedReturn(other)),
         };
         Ok(Run {
             verdict,
             duration: result.duration,
+            reply,
+            mark: None,
         })
     }
 
@@ -202,25 +355,103 @@ impl LoadedChain {
             .try_into()
             .map_err(prog_err(TC_PROGRAM))?;
         let ctx = sk_buff_ctx(meta);
+        let mut ctx_out = [0u8; 192];
+        let mut out = vec![0u8; DATA_OUT];
         let opts = TestRunOptions {
             data_in: Some(frame),
+            data_out: Some(&mut out),
             ctx_in: Some(&ctx),
+            ctx_out: Some(&mut ctx_out),
             repeat,
             ..TestRunOptions::new()
         };
         let result = prog.test_run(opts).map_err(prog_err(TC_PROGRAM))?;
-        let verdict = match result.return_value {
-            TC_ACT_OK => Verdict::Accept,
-            TC_ACT_SHOT => Verdict::Drop,
+        let (verdict, reply) = match result.return_value {
+            TC_ACT_OK => (Verdict::Accept, None),
+            TC_ACT_SHOT => (Verdict::Drop, None),
+            TC_ACT_REDIRECT => {
+                out.truncate(result.data_size_out as usize);
+                (Verdict::Drop, Some(out))
+            }
             other => return Err(LoadError::UnexpectedReturn(other)),
         };
         Ok(Run {
             verdict,
             duration: result.duration,
+            reply,
+            mark: Some(u32::from_ne_bytes(
+                ctx_out[SKB_MARK..SKB_MARK + 4].try_into().expect("4 bytes"),
+            )),
         })
     }
 
-    /// Counters of rules `0..nrules`, then the policy's, summed over CPUs.
+    /// Adds an element to a named set, at once for the running program.
+    pub fn set_insert(&mut self, set: &str, element: &SetElement) -> Result<(), LoadError> {
+        for entry in self.set_entries(set, element)? {
+            set_entry(&mut self.ebpf, &entry, true)?;
+        }
+        Ok(())
+    }
+
+    /// Removes an element from a named set (an element that is not there is ignored).
+    /// Elements of one set must not overlap (nft refuses overlapping intervals): the
+    /// prefixes of one would be removed from the other.
+    pub fn set_remove(&mut self, set: &str, element: &SetElement) -> Result<(), LoadError> {
+        for entry in self.set_entries(set, element)? {
+            set_entry(&mut self.ebpf, &entry, false)?;
+        }
+        Ok(())
+    }
+
+    fn set_entries(&self, set: &str, element: &SetElement) -> Result<Vec<SetEntry>, LoadError> {
+        let info = self
+            .sets
+            .0
+            .get(set)
+            .ok_or_else(|| LoadError::UnknownSet(set.to_string()))?;
+        if info.key != element.key() {
+            return Err(LoadError::SetKeyMismatch(set.to_string()));
+        }
+        Ok(sets::entries(info.id, element))
+    }
+
+    /// The prefix of a log event (`LogEvent::prefix`).
+    pub fn log_prefix(&self, id: u32) -> Option<&str> {
+        self.log_prefixes.get(id as usize).map(String::as_str)
+    }
+
+    /// Takes the log events written since the last call.
+    pub fn read_logs(&self) -> Result<Vec<LogEvent>, LoadError> {
+        let map = self
+            .ebpf
+            .map("log_events")
+            .ok_or(LoadError::Missing("log_events"))?;
+        let mut ring = RingBuf::try_from(map).map_err(map_err("log_events"))?;
+        let mut events = Vec::new();
+        while let Some(item) = ring.next() {
+            if item.len() < LOG_EVENT_SIZE {
+                continue;
+            }
+            let u32_at =
+                |i: usize| u32::from_ne_bytes(item[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+            let u16_at = |o: usize| u16::from_ne_bytes(item[o..o + 2].try_into().expect("2 bytes"));
+            let caplen = (u16_at(30) as usize).min(128);
+            events.push(LogEvent {
+                rule: u32_at(0),
+                prefix: u32_at(1),
+                iif: u32_at(2),
+                oif: u32_at(3),
+                mark: u32_at(4),
+                len: u32_at(5),
+                ct_state: u32_at(6),
+                l3_off: u16_at(28),
+                headers: item[32..32 + caplen].to_vec(),
+            });
+        }
+        Ok(events)
+    }
+
+    /// Counters of rules `0..nrules`, then the base chains' policies, summed over CPUs.
     pub fn counters(&self) -> Result<Vec<Counter>, LoadError> {
         let map = self
             .ebpf
@@ -228,7 +459,7 @@ impl LoadedChain {
             .ok_or(LoadError::Missing("rule_counters"))?;
         let counters: PerCpuArray<&MapData, Counter> =
             PerCpuArray::try_from(map).map_err(map_err("rule_counters"))?;
-        (0..=self.nrules)
+        (0..self.ncounters)
             .map(|i| {
                 let per_cpu = counters.get(&i, 0).map_err(map_err("rule_counters"))?;
                 Ok(per_cpu.iter().fold(Counter::default(), |sum, c| Counter {
@@ -253,6 +484,8 @@ impl LoadedChain {
             classified: sum(0)?,
             unscoped: sum(1)?,
             errors: sum(2)?,
+            jump_overflows: sum(3)?,
+            logs_lost: sum(4)?,
         })
     }
 
@@ -281,7 +514,7 @@ fn map_data<'a>(
 }
 
 /// Writes the vector table; all-zero blocks are skipped (arrays start zeroed).
-fn fill_vectors(ebpf: &mut Ebpf, chain: &CompiledChain) -> Result<(), LoadError> {
+fn fill_vectors(ebpf: &mut Ebpf, chain: &CompiledProgram) -> Result<(), LoadError> {
     let mut map: Array<&mut MapData, [u64; BLOCK_WORDS]> =
         Array::try_from(map_data(ebpf, "vectors")?).map_err(map_err("vectors"))?;
     for (key, block) in chain.vectors.chunks_exact(BLOCK_WORDS).enumerate() {
@@ -305,6 +538,23 @@ fn fill_array(ebpf: &mut Ebpf, name: &'static str, values: &[u32]) -> Result<(),
         if value != 0 {
             map.set(index as u32, value, 0).map_err(map_err(name))?;
         }
+    }
+    Ok(())
+}
+
+/// Writes an array of plain structs, all of them.
+fn fill_pod_array<T: Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    values: &[T],
+) -> Result<(), LoadError> {
+    if values.is_empty() {
+        return Ok(());
+    }
+    let mut map: Array<&mut MapData, T> =
+        Array::try_from(map_data(ebpf, name)?).map_err(map_err(name))?;
+    for (index, value) in values.iter().enumerate() {
+        map.set(index as u32, *value, 0).map_err(map_err(name))?;
     }
     Ok(())
 }
@@ -346,14 +596,104 @@ fn fill_lpm(
     Ok(())
 }
 
+/// Offset of `mark` in `struct __sk_buff`.
+const SKB_MARK: usize = 8;
+
 /// A `struct __sk_buff` (uapi linux/bpf.h, 192 bytes) with the fields test runs may set.
 fn sk_buff_ctx(meta: SkbMeta) -> [u8; 192] {
-    const MARK: usize = 8;
     const INGRESS_IFINDEX: usize = 36;
     const IFINDEX: usize = 40;
     let mut ctx = [0u8; 192];
-    ctx[MARK..MARK + 4].copy_from_slice(&meta.mark.to_ne_bytes());
+    ctx[SKB_MARK..SKB_MARK + 4].copy_from_slice(&meta.mark.to_ne_bytes());
     ctx[INGRESS_IFINDEX..INGRESS_IFINDEX + 4].copy_from_slice(&meta.ingress_ifindex.to_ne_bytes());
     ctx[IFINDEX..IFINDEX + 4].copy_from_slice(&meta.ifindex.to_ne_bytes());
     ctx
+}
+
+/// A removal of an entry that is not there succeeded.
+fn not_there_is_fine(result: Result<(), MapError>) -> Result<(), MapError> {
+    match result {
+        Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other,
+    }
+}
+
+/// Adds (or removes) one set map entry.
+fn set_entry(ebpf: &mut Ebpf, entry: &SetEntry, add: bool) -> Result<(), LoadError> {
+    fn apply<K: Pod>(
+        ebpf: &mut Ebpf,
+        name: &'static str,
+        key: Key<K>,
+        add: bool,
+    ) -> Result<(), LoadError> {
+        let mut trie: LpmTrie<&mut MapData, K, u8> =
+            LpmTrie::try_from(map_data(ebpf, name)?).map_err(map_err(name))?;
+        if add {
+            trie.insert(&key, 1, 0).map_err(map_err(name))
+        } else {
+            not_there_is_fine(trie.remove(&key)).map_err(map_err(name))
+        }
+    }
+    match *entry {
+        SetEntry::V4 { set, net } => apply(
+            ebpf,
+            "set_v4",
+            Key::new(
+                32 + net.prefix_len() as u32,
+                Set4Key {
+                    set: set.to_be(),
+                    addr: u32::from(net.addr()).to_be(),
+                },
+            ),
+            add,
+        ),
+        SetEntry::V6 { set, net } => apply(
+            ebpf,
+            "set_v6",
+            Key::new(
+                32 + net.prefix_len() as u32,
+                Set6Key {
+                    set: set.to_be(),
+                    addr: net.addr().octets(),
+                },
+            ),
+            add,
+        ),
+        SetEntry::Port { set, port, len } => apply(
+            ebpf,
+            "set_port",
+            Key::new(
+                32 + len as u32,
+                SetPortKey {
+                    set: set.to_be(),
+                    port: port.to_be(),
+                    pad: 0,
+                },
+            ),
+            add,
+        ),
+        SetEntry::Value { set, value } => {
+            let name = "set_val";
+            let mut map: BpfHashMap<&mut MapData, SetValKey, u8> =
+                BpfHashMap::try_from(map_data(ebpf, name)?).map_err(map_err(name))?;
+            let key = SetValKey { set, value };
+            if add {
+                map.insert(key, 1, 0).map_err(map_err(name))
+            } else {
+                not_there_is_fine(map.remove(&key)).map_err(map_err(name))
+            }
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, the clock of bpf_ktime_get_ns().
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // Safety: a valid pointer to a timespec; CLOCK_MONOTONIC cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

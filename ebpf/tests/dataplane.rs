@@ -5,18 +5,13 @@
 
 mod common;
 
+use common::check::{Checker, LOOPBACK};
 use common::{gen, load_or_skip, Frag, L3Spec, L4Spec, PacketSpec, V6Exts};
-use nftshim_ebpf::fields::PacketFields;
 use nftshim_ebpf::ir::{Action, Chain, L3Scope, Match, PortRange, Rule, Test, Verdict};
-use nftshim_ebpf::loader::{Counter, LoadOptions, LoadedChain, SkbMeta, Stats};
-use nftshim_ebpf::maps::compile;
-use nftshim_ebpf::reference::{self, Evaluation};
+use nftshim_ebpf::loader::{LoadOptions, LoadedChain, SkbMeta};
+use nftshim_ebpf::maps::{compile, compile_program};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
-use proptest::test_runner::TestCaseError;
-
-/// What an XDP test run sees as its input device.
-const LOOPBACK: u32 = 1;
 
 fn net4(s: &str) -> nftshim_ebpf::Ipv4Net {
     s.parse().unwrap()
@@ -27,86 +22,11 @@ fn net6(s: &str) -> nftshim_ebpf::Ipv6Net {
 }
 
 fn rule(matches: Vec<Match>, action: Action) -> Rule {
-    Rule { matches, action }
+    Rule::new(matches, action)
 }
 
 fn ports(ranges: &[(u16, u16)]) -> Vec<PortRange> {
     ranges.iter().map(|&(a, b)| PortRange::new(a, b)).collect()
-}
-
-/// Runs packets through both programs, comparing each verdict with the reference and
-/// adding up the counters and stats the programs should have.
-struct Checker<'a> {
-    loaded: &'a LoadedChain,
-    chain: &'a Chain,
-    counters: Vec<Counter>,
-    stats: Stats,
-}
-
-impl<'a> Checker<'a> {
-    fn new(loaded: &'a LoadedChain, chain: &'a Chain) -> Self {
-        Checker {
-            loaded,
-            chain,
-            counters: vec![Counter::default(); chain.rules.len() + 1],
-            stats: Stats::default(),
-        }
-    }
-
-    fn expect(&mut self, fields: &PacketFields, len: usize) -> Evaluation {
-        let want = reference::evaluate(self.chain, fields).unwrap();
-        for &i in &want.counted {
-            self.counters[i].packets += 1;
-            self.counters[i].bytes += len as u64;
-        }
-        if want.counted.is_empty() {
-            self.stats.unscoped += 1;
-        } else {
-            self.stats.classified += 1;
-        }
-        want
-    }
-
-    /// Checks one packet at XDP and at TC ingress; returns the reference's verdict.
-    fn packet(&mut self, spec: &PacketSpec) -> Result<Verdict, TestCaseError> {
-        let frame = spec.frame();
-        let want = self.expect(&spec.fields(LOOPBACK, 0, 0), frame.len());
-        let got = self.loaded.run_xdp(&frame, 1).unwrap().verdict;
-        prop_assert_eq!(
-            got,
-            want.verdict,
-            "XDP verdict for {:?} (reference counted {:?})",
-            spec,
-            want.counted
-        );
-
-        let tc_want = self.expect(&spec.fields(spec.iif, 0, spec.mark), frame.len());
-        let meta = SkbMeta {
-            mark: spec.mark,
-            ingress_ifindex: spec.iif,
-            ifindex: 0,
-        };
-        let got = self.loaded.run_tc(&frame, meta, 1).unwrap().verdict;
-        prop_assert_eq!(
-            got,
-            tc_want.verdict,
-            "TC verdict for {:?} (reference counted {:?})",
-            spec,
-            tc_want.counted
-        );
-        Ok(want.verdict)
-    }
-
-    /// Counters and stats equal what the reference implies for all packets so far.
-    fn finish(self) -> Result<(), TestCaseError> {
-        prop_assert_eq!(
-            self.loaded.counters().unwrap(),
-            self.counters,
-            "per-rule counters (last: policy)"
-        );
-        prop_assert_eq!(self.loaded.stats().unwrap(), self.stats);
-        Ok(())
-    }
 }
 
 fn load(chain: &Chain, options: LoadOptions) -> Option<LoadedChain> {
@@ -444,7 +364,13 @@ fn tc_at_egress_sees_the_output_device() {
     )
     .frame();
     // A test run's skb is on loopback unless told otherwise.
-    let Some(egress) = load(&chain, LoadOptions { tc_egress: true }) else {
+    let Some(egress) = load(
+        &chain,
+        LoadOptions {
+            tc_egress: true,
+            ..LoadOptions::default()
+        },
+    ) else {
         return;
     };
     assert_eq!(
@@ -454,7 +380,14 @@ fn tc_at_egress_sees_the_output_device() {
             .verdict,
         Verdict::Drop
     );
-    let ingress = load(&chain, LoadOptions { tc_egress: false }).unwrap();
+    let ingress = load(
+        &chain,
+        LoadOptions {
+            tc_egress: false,
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
     assert_eq!(
         ingress
             .run_tc(&frame, SkbMeta::default(), 1)
@@ -632,6 +565,20 @@ proptest! {
     ) {
         let Some(loaded) = load(&chain, LoadOptions::default()) else { return Ok(()) };
         let mut check = Checker::new(&loaded, &chain);
+        for spec in &packets {
+            check.packet(spec)?;
+        }
+        check.finish()?;
+    }
+
+    #[test]
+    fn bpf_agrees_with_the_reference_on_random_programs(
+        program in gen::program(8),
+        packets in prop::collection::vec(gen::packet(), 24),
+    ) {
+        let compiled = compile_program(&program).expect("generated programs compile");
+        let Some(loaded) = load_or_skip(&compiled, LoadOptions::default()) else { return Ok(()) };
+        let mut check = Checker::for_program(&loaded, &program);
         for spec in &packets {
             check.packet(spec)?;
         }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* Rule actions and the counters a verdict updates. */
+/* Rule and policy counters, and the program's own event counts. */
 #ifndef NFTSHIM_ACTIONS_H
 #define NFTSHIM_ACTIONS_H
 
@@ -10,23 +10,18 @@ struct ns_counter {
 	__u64 bytes;
 };
 
-/* Program events, indices of dp_stats. Same numbering as Rust `loader::Stat`. */
+/* Program events, indices of dp_stats. Same numbering as Rust `loader::Stats`. */
 enum ns_stat {
-	NS_STAT_CLASSIFIED = 0, /* packets the chain classified */
-	NS_STAT_UNSCOPED = 1,   /* packets outside cfg.l3_scope, passed unclassified */
-	NS_STAT_ERROR = 2,      /* map lookups that cannot fail did: packet dropped */
-	NS_STAT_MAX = 3,
+	NS_STAT_CLASSIFIED = 0,    /* packets some base chain saw */
+	NS_STAT_UNSCOPED = 1,      /* packets no base chain's scope covers, passed */
+	NS_STAT_ERROR = 2,         /* map lookups that cannot fail did: packet dropped */
+	NS_STAT_JUMP_OVERFLOW = 3, /* a jump past NFT_JUMP_STACK_SIZE: dropped, as the kernel does */
+	NS_STAT_LOG_LOST = 4,      /* log events the ring buffer had no room for */
+	NS_STAT_MAX = 5,
 };
 
-/* Rule index -> enum ns_action. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32);
-	__type(value, __u32);
-	__uint(max_entries, 1);
-} rule_actions SEC(".maps");
-
-/* Rule index -> packets/bytes that hit it, per CPU; index cfg.nrules counts the policy. */
+/* Counter index -> packets/bytes, per CPU: rule i at index i (all chains' rules in
+ * one numbering), base chain b's policy at cfg.nrules + b. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);

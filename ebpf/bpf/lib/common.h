@@ -13,47 +13,87 @@
 /* LBVS dimensions, one per group of packet fields looked up together. The Rust map
  * builder (src/maps.rs, `Dim`) uses the same numbering. */
 enum ns_dim {
-	DIM_SADDR = 0,   /* ip saddr / ip6 saddr: LPM tries */
-	DIM_DADDR = 1,   /* ip daddr / ip6 daddr: LPM tries */
-	DIM_L4PROTO = 2, /* meta l4proto: array, 256 = not IP */
-	DIM_SPORT = 3,   /* transport source port: array, 65536 = no ports */
-	DIM_DPORT = 4,   /* transport destination port: array, 65536 = no ports */
-	DIM_ICMP = 5,    /* icmp type (0..255) / icmpv6 type (256..511): array, 512 = neither */
-	DIM_IIF = 6,     /* meta iif: hash */
-	DIM_OIF = 7,     /* meta oif: hash */
-	DIM_MARK0 = 8,   /* meta mark & cfg.mark_mask[0]: hash */
-	DIM_MARK1 = 9,   /* meta mark & cfg.mark_mask[1]: hash */
-	NS_NDIMS = 10,
+	DIM_SADDR = 0,    /* ip saddr / ip6 saddr: LPM tries */
+	DIM_DADDR = 1,    /* ip daddr / ip6 daddr: LPM tries */
+	DIM_L4PROTO = 2,  /* meta l4proto: array, 256 = not IP */
+	DIM_SPORT = 3,    /* transport source port: array, 65536 = no ports */
+	DIM_DPORT = 4,    /* transport destination port: array, 65536 = no ports */
+	DIM_ICMP = 5,     /* icmp type (0..255) / icmpv6 type (256..511): array, 512 = neither */
+	DIM_IIF = 6,      /* meta iif: hash */
+	DIM_OIF = 7,      /* meta oif: hash */
+	DIM_MARK0 = 8,    /* meta mark & cfg.mark_mask[0]: hash */
+	DIM_MARK1 = 9,    /* meta mark & cfg.mark_mask[1]: hash */
+	DIM_CTSTATE = 10, /* ct state: array indexed by the state's bit number */
+	DIM_CTMARK = 11,  /* ct mark & cfg.ctmark_mask: hash */
+	NS_NDIMS = 12,
 };
 
-/* What a chain decides for a packet. Same numbering as Rust `maps::ActionKind`. */
+/* Rule actions (`rules[i].kind`). Same numbering as Rust `maps::ActionKind`. */
 enum ns_action {
 	NS_ACCEPT = 0,
 	NS_DROP = 1,
 	NS_CONTINUE = 2, /* rule without verdict (counter only): evaluation goes on */
+	NS_JUMP = 3,
+	NS_GOTO = 4,
+	NS_RETURN = 5,
+	NS_REJECT = 6,
 };
 
-/* Which packets a chain sees (bits of cfg.l3_scope). Others pass unclassified. */
-#define NS_SCOPE_IPV4 (1u << 0)
-#define NS_SCOPE_IPV6 (1u << 1)
-#define NS_SCOPE_OTHER (1u << 2)
+#define NS_MAX_BASE 32       /* base chains per program (bits of cfg.base_scope[]) */
+#define NS_JUMP_STACK_SIZE 16 /* NFT_JUMP_STACK_SIZE */
+
+/* Optional parts of the program (bits of cfg.features). Off, the verifier prunes them. */
+#define NS_F_CONNTRACK (1u << 0) /* track connections before the chains */
+#define NS_F_CHECKS (1u << 1)    /* some rule has residual checks (sets, limit, quota, ct status) */
+#define NS_F_STMTS (1u << 2)     /* some rule has statements (mark set, log) */
+#define NS_F_REJECT (1u << 3)    /* some rule rejects */
+#define NS_F_JUMPS (1u << 4)     /* some rule jumps or gotos */
+
+/* Conntrack timeouts (cfg.ct_timeout[], seconds). Same numbering as Rust
+ * `loader::CtTimeouts`. */
+enum ns_ct_timeout {
+	NS_CTT_TCP_SYN_SENT = 0,
+	NS_CTT_TCP_SYN_RECV = 1,
+	NS_CTT_TCP_ESTABLISHED = 2,
+	NS_CTT_TCP_FIN_WAIT = 3,
+	NS_CTT_TCP_CLOSE_WAIT = 4,
+	NS_CTT_TCP_LAST_ACK = 5,
+	NS_CTT_TCP_TIME_WAIT = 6,
+	NS_CTT_TCP_CLOSE = 7,
+	NS_CTT_UDP_UNREPLIED = 8,
+	NS_CTT_UDP_REPLIED = 9,
+	NS_CTT_ICMP = 10,
+	NS_CTT_GENERIC = 11,
+	NS_CTT_TCP_UNACK = 12, /* established before any reply (mid-stream pickup) */
+	NS_CT_NTIMEOUTS = 16,  /* room for an index masked with 15 */
+};
 
 /* Per-ruleset constants, set by the loader before the program is verified
  * (EbpfLoader::override_global). Being read-only, the verifier prunes the code of
- * dimensions no rule tests. Layout = Rust `maps::BpfConfig`. */
+ * dimensions and features no rule uses. Layout = Rust `maps::BpfConfig`. */
 struct ns_config {
-	__u32 dims;       /* bit d set: some rule tests dimension d */
-	__u32 nrules;     /* rules in the chain; counter index nrules is the policy */
-	__u32 nblocks;    /* 4096-rule blocks per bit-vector */
-	__u32 max_steps;  /* bpf_loop bound: nblocks + continue rules + 1 */
-	__u32 policy;     /* ns_action when no rule matches */
-	__u32 l3_scope;   /* NS_SCOPE_* bits */
-	__u32 egress;     /* TC attached at egress: skb->ifindex is the output device */
+	__u32 dims;      /* bit d set: some rule tests dimension d */
+	__u32 nrules;    /* rules of all chains; counter nrules + b is base chain b's policy */
+	__u32 nblocks;   /* 4096-rule blocks per bit-vector */
+	__u32 max_steps; /* bpf_loop bound (worst case over all paths through the chains) */
+	__u32 nbase;     /* base chains are chain ids 0 .. nbase - 1, in hook order */
+	/* Per packet kind (0 IPv4, 1 IPv6, 2 other): bit b set when base chain b sees it. */
+	__u32 base_scope[3];
+	__u32 features;  /* NS_F_* */
+	__u32 egress;    /* TC attached at egress: skb->ifindex is the output device */
 	__u32 mark_mask[2];
+	__u32 ctmark_mask;
 	__u32 miss[NS_NDIMS];   /* hash dimensions: vector when the key is not in the map */
 	__u32 absent[NS_NDIMS]; /* address dimensions: vector when the packet is not IP */
+	__u32 ct_timeout[NS_CT_NTIMEOUTS];
+	/* Fast path by packet kind and ct state bit: ((rule + 1) << 1 | drop) when the
+	 * first base chain's first rule that can match such packets tests nothing but the
+	 * ct state and decides (drop, or accept in the only base chain); 0 otherwise. */
+	__u32 fast_rule[3][8];
 };
 
 const volatile struct ns_config cfg = {};
+
+#define NS_FEATURE(f) (cfg.features & (f))
 
 #endif

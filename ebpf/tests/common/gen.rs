@@ -3,7 +3,12 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use nftshim_ebpf::ir::{Action, Chain, L3Scope, Match, PortRange, Rule, Test, Verdict};
+use std::collections::BTreeMap;
+
+use nftshim_ebpf::ir::{
+    Action, Chain, IcmpxCode, L3Scope, Limit, Match, PortRange, Program, Quota, Reject, Rule,
+    SetField, Statement, Test, Verdict,
+};
 use nftshim_ebpf::{Ipv4Net, Ipv6Net};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -85,15 +90,86 @@ pub fn test() -> impl Strategy<Value = Test> {
     ]
 }
 
+fn matches() -> impl Strategy<Value = Vec<Match>> {
+    prop::collection::vec((test(), prop::bool::weighted(0.25)), 0..=3).prop_map(|ms| {
+        ms.into_iter()
+            .map(|(test, negated)| Match { test, negated })
+            .collect()
+    })
+}
+
 pub fn rule() -> impl Strategy<Value = Rule> {
-    let matches =
-        prop::collection::vec((test(), prop::bool::weighted(0.25)), 0..=3).prop_map(|ms| {
-            ms.into_iter()
-                .map(|(test, negated)| Match { test, negated })
-                .collect()
-        });
     let action = prop_oneof![3 => Just(Action::Accept), 3 => Just(Action::Drop), 1 => Just(Action::Continue)];
-    (matches, action).prop_map(|(matches, action)| Rule { matches, action })
+    (matches(), action).prop_map(|(matches, action)| Rule::new(matches, action))
+}
+
+/// Regular chains of generated programs: `c0`, `c1`, ...; chain `ci` only jumps to
+/// later ones, so there are no loops.
+pub const REGULAR_CHAINS: usize = 4;
+
+fn regular_name(i: usize) -> String {
+    format!("c{i}")
+}
+
+/// A rule of a chain that may jump or go to regular chains `first..REGULAR_CHAINS`.
+fn program_rule(first: usize) -> impl Strategy<Value = Rule> {
+    let targets = first..REGULAR_CHAINS.max(first + 1);
+    let can_jump = first < REGULAR_CHAINS;
+    let jump = targets.clone().prop_map(move |t| {
+        if can_jump {
+            Action::Jump(regular_name(t))
+        } else {
+            Action::Continue
+        }
+    });
+    let goto = targets.prop_map(move |t| {
+        if can_jump {
+            Action::Goto(regular_name(t))
+        } else {
+            Action::Return
+        }
+    });
+    let action = prop_oneof![
+        3 => Just(Action::Accept),
+        3 => Just(Action::Drop),
+        2 => Just(Action::Continue),
+        3 => jump,
+        1 => goto,
+        1 => Just(Action::Return),
+    ];
+    (matches(), action).prop_map(|(matches, action)| Rule::new(matches, action))
+}
+
+fn program_chain(first_target: usize, max_rules: usize) -> impl Strategy<Value = Chain> {
+    let scope = select(&[L3Scope::Ipv4, L3Scope::Ipv6, L3Scope::Inet, L3Scope::Netdev][..]);
+    let policy = select(&[Verdict::Accept, Verdict::Drop][..]);
+    (
+        scope,
+        policy,
+        prop::collection::vec(program_rule(first_target), 0..=max_rules),
+    )
+        .prop_map(|(scope, policy, rules)| Chain {
+            scope,
+            policy,
+            rules,
+        })
+}
+
+/// 1-3 base chains and up to four regular chains jumping to each other.
+pub fn program(max_rules: usize) -> impl Strategy<Value = Program> {
+    let bases = prop::collection::vec(program_chain(0, max_rules), 1..=3);
+    let regulars = (0..REGULAR_CHAINS)
+        .map(|i| program_chain(i + 1, max_rules))
+        .collect::<Vec<_>>();
+    (bases, regulars).prop_map(|(base_chains, regulars)| Program {
+        base_chains,
+        chains: regulars
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| (regular_name(i), c))
+            .collect::<BTreeMap<_, _>>(),
+        ..Program::default()
+    })
 }
 
 pub fn chain(max_rules: usize) -> impl Strategy<Value = Chain> {
@@ -158,5 +234,106 @@ pub fn packet() -> impl Strategy<Value = PacketSpec> {
             mark,
             truncate: None,
         }
+    })
+}
+
+/// Matches beyond the LBVS dimensions: set lookups (in the sets `nets`, `ports`, `ifs`
+/// the test gives the program), limits slow enough that no token comes back during a
+/// test, and quotas.
+fn extra_test() -> impl Strategy<Value = Test> {
+    prop_oneof![
+        select(&[SetField::IpSaddr, SetField::IpDaddr][..]).prop_map(|field| Test::InSet {
+            field,
+            set: "nets".into()
+        }),
+        select(&[SetField::Sport, SetField::Dport][..]).prop_map(|field| Test::InSet {
+            field,
+            set: "ports".into()
+        }),
+        Just(Test::InSet {
+            field: SetField::Iif,
+            set: "ifs".into()
+        }),
+        (1u64..4, 0u32..3).prop_map(|(rate, burst)| Test::Limit(Limit {
+            rate,
+            unit_secs: 86400,
+            burst,
+            bytes: false,
+        })),
+        (0u64..400, 0u64..100).prop_map(|(bytes, used)| Test::Quota(Quota { bytes, used })),
+    ]
+}
+
+fn statement() -> impl Strategy<Value = Statement> {
+    prop_oneof![
+        select(&MARKS[..]).prop_map(Statement::set_mark),
+        (any::<u32>(), select(&MARKS[..])).prop_map(|(and, xor)| Statement::SetMark { and, xor }),
+        select(&["a", "b"][..]).prop_map(|p| Statement::Log {
+            prefix: p.to_string()
+        }),
+    ]
+}
+
+fn rule_with_extras(first: usize) -> impl Strategy<Value = Rule> {
+    let extras = prop::collection::vec((extra_test(), prop::bool::weighted(0.3)), 0..=2);
+    let statements = prop::collection::vec(statement(), 0..=2);
+    let reject = select(
+        &[
+            Reject::TcpReset,
+            Reject::Icmp(3),
+            Reject::Icmpx(IcmpxCode::AdminProhibited),
+        ][..],
+    );
+    (
+        program_rule(first),
+        extras,
+        statements,
+        prop::bool::weighted(0.1),
+        reject,
+    )
+        .prop_map(|(mut rule, extras, statements, rejects, how)| {
+            rule.matches.extend(
+                extras
+                    .into_iter()
+                    .map(|(test, negated)| Match { test, negated }),
+            );
+            rule.statements = statements;
+            if rejects {
+                rule.action = Action::Reject(how);
+            }
+            rule
+        })
+}
+
+fn chain_with_extras(first_target: usize, max_rules: usize) -> impl Strategy<Value = Chain> {
+    let scope = select(&[L3Scope::Ipv4, L3Scope::Ipv6, L3Scope::Inet, L3Scope::Netdev][..]);
+    let policy = select(&[Verdict::Accept, Verdict::Drop][..]);
+    (
+        scope,
+        policy,
+        prop::collection::vec(rule_with_extras(first_target), 0..=max_rules),
+    )
+        .prop_map(|(scope, policy, rules)| Chain {
+            scope,
+            policy,
+            rules,
+        })
+}
+
+/// Like [`program`], with set lookups, limits, quotas, mark and log statements and
+/// rejects. The caller supplies the sets.
+pub fn program_with_extras(max_rules: usize) -> impl Strategy<Value = Program> {
+    let bases = prop::collection::vec(chain_with_extras(0, max_rules), 1..=2);
+    let regulars = (0..REGULAR_CHAINS)
+        .map(|i| chain_with_extras(i + 1, max_rules))
+        .collect::<Vec<_>>();
+    (bases, regulars).prop_map(|(base_chains, regulars)| Program {
+        base_chains,
+        chains: regulars
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| (regular_name(i), c))
+            .collect::<BTreeMap<_, _>>(),
+        ..Program::default()
     })
 }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses part of it
 
+pub mod check;
+pub mod frames;
 pub mod gen;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -253,6 +255,14 @@ impl PacketSpec {
         self.cut(out)
     }
 
+    /// The bytes nf_tables counts for this packet: all after the link-layer header
+    /// (etherparse writes exact IP lengths and no padding).
+    pub fn l3_len(&self) -> usize {
+        self.frame()
+            .len()
+            .saturating_sub(14 + 4 * self.vlans as usize)
+    }
+
     fn cut(&self, mut frame: Vec<u8>) -> Vec<u8> {
         if let Some(n) = self.truncate {
             frame.truncate(n);
@@ -311,6 +321,24 @@ impl PacketSpec {
             iif,
             oif,
             mark,
+            ct: Default::default(),
+            tcp_flags: match l4 {
+                Some(L4Spec::Tcp { .. }) if header => Some(0),
+                _ => None,
+            },
+            icmp_id: match l4 {
+                Some(L4Spec::Icmp { .. }) if header => Some(0),
+                _ => None,
+            },
+            inner: None,
+            later_fragment: frag == Frag::Later,
+            // etherparse leaves the IPv4 identification 0; the IPv6 fragments say 7.
+            fragment_id: match (&self.l3, frag) {
+                (_, Frag::None) => None,
+                (L3Spec::V4 { .. }, _) => Some(0),
+                _ => Some(7),
+            },
+            len: self.l3_len() as u32,
         }
     }
 }
@@ -339,3 +367,6 @@ fn bpf_denied(e: &LoadError) -> bool {
     matches!(e, LoadError::Object(_))
         && (text.contains("os error 1)") || text.contains("Operation not permitted"))
 }
+
+#[allow(unused_imports)]
+pub use nftshim_ebpf::loader::monotonic_ns;

@@ -1,15 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* LBVS classification (Linear Bit Vector Search, as in bpf-iptables): each dimension
- * maps the packet's field to a bit-vector with bit i set when rule i accepts that field
- * value; the first bit set in the AND of all dimensions' vectors is the first matching
- * rule. Vectors are stored once (deduplicated) in `vectors`; the per-dimension maps only
- * hold vector ids. The Rust builder (src/maps.rs) computes all of it. */
-#ifndef NFTSHIM_CLASSIFY_H
-#define NFTSHIM_CLASSIFY_H
+/* LBVS (Linear Bit Vector Search, as in bpf-iptables): each dimension maps the packet's
+ * field to a bit-vector with bit i set when rule i accepts that field value; the first
+ * bit set in the AND of all dimensions' vectors is the first matching rule. The rules of
+ * every chain of the program share one numbering, so one lookup per dimension serves
+ * all chains: a chain is a range of bits. Vectors are stored once (deduplicated) in
+ * `vectors`; the per-dimension maps only hold vector ids. The Rust builder
+ * (src/maps.rs) computes all of it. */
+#ifndef NFTSHIM_LBVS_H
+#define NFTSHIM_LBVS_H
 
 #include "common.h"
 #include "parse.h"
-#include "actions.h"
 
 #define VBLOCK_WORDS 64
 #define VBLOCK_SHIFT 12 /* 4096 rules per block */
@@ -18,6 +19,7 @@
 #define NS_PORT_ABSENT 65536
 #define NS_ICMP6_BASE 256
 #define NS_ICMP_ABSENT 512
+#define NS_CTSTATE_VALUES 8 /* ct state bit numbers 0..7 */
 
 /* 4096 bits of one bit-vector. */
 struct ns_vblock {
@@ -91,6 +93,10 @@ NS_HASH_MAP(oif_vec);
 NS_HASH_MAP(mark0_vec);
 /* mark & cfg.mark_mask[1] -> vector id; others use cfg.miss[DIM_MARK1]. */
 NS_HASH_MAP(mark1_vec);
+/* Bit number of the packet's ct state -> vector id. */
+NS_ARRAY_MAP(ctstate_vec, NS_CTSTATE_VALUES);
+/* ct mark & cfg.ctmark_mask -> vector id; others use cfg.miss[DIM_CTMARK]. */
+NS_HASH_MAP(ctmark_vec);
 
 #define NS_DIM_ON(d) (cfg.dims & (1u << (d)))
 
@@ -144,22 +150,35 @@ NS_INLINE void ns_hash_vector(void *map, __u32 key, __u32 miss, __u32 *id)
 	*id = v ? *v : miss;
 }
 
-/* State of one scan, shared with the bpf_loop callback. */
-struct ns_scan {
-	__u32 ids[NS_NDIMS]; /* the packet's vector id per dimension */
-	__u32 pos;           /* next rule index to consider */
-	__u32 rule;          /* the match, when status == NS_SCAN_FOUND */
-	__u32 kind;          /* its enum ns_action */
-	__u32 status;
-	__u32 len;           /* packet length, for counters of continue rules */
-};
 
-#define NS_SCAN_NONE 0
-#define NS_SCAN_FOUND 1
-#define NS_SCAN_ERROR 2
+/* Looks up the vector ids of the mark dimensions (again after `meta mark set`). */
+NS_INLINE void ns_lookup_mark_vectors(__u32 mark, __u32 *ids)
+{
+	if (NS_DIM_ON(DIM_MARK0))
+		ns_hash_vector(&mark0_vec, mark & cfg.mark_mask[0], cfg.miss[DIM_MARK0],
+			       &ids[DIM_MARK0]);
+	if (NS_DIM_ON(DIM_MARK1))
+		ns_hash_vector(&mark1_vec, mark & cfg.mark_mask[1], cfg.miss[DIM_MARK1],
+			       &ids[DIM_MARK1]);
+}
 
-/* Looks up the packet's vector id in every dimension some rule tests. */
-NS_INLINE int ns_lookup_vectors(const struct pkt_ctx *p, __u32 *ids)
+/* Looks up the vector id of the ct mark dimension (again after `ct mark set`). A
+ * packet without connection has no ct mark: no predicate on it holds. */
+NS_INLINE void ns_lookup_ctmark_vector(int has_ct, __u32 ctmark, __u32 *ids)
+{
+	if (!NS_DIM_ON(DIM_CTMARK))
+		return;
+	if (!has_ct)
+		ids[DIM_CTMARK] = cfg.absent[DIM_CTMARK];
+	else
+		ns_hash_vector(&ctmark_vec, ctmark & cfg.ctmark_mask, cfg.miss[DIM_CTMARK],
+			       &ids[DIM_CTMARK]);
+}
+
+/* Looks up the packet's vector id in every dimension some rule tests; ct_bit is the
+ * bit number of its ct state. */
+NS_INLINE int ns_lookup_vectors(const struct pkt_ctx *p, __u32 ct_bit, int has_ct, __u32 ctmark,
+				__u32 *ids)
 {
 	if (NS_DIM_ON(DIM_SADDR) &&
 	    ns_addr_vector(&saddr4_lpm, &saddr6_lpm, p->saddr, p, cfg.absent[DIM_SADDR],
@@ -192,12 +211,11 @@ NS_INLINE int ns_lookup_vectors(const struct pkt_ctx *p, __u32 *ids)
 		ns_hash_vector(&iif_vec, p->iif, cfg.miss[DIM_IIF], &ids[DIM_IIF]);
 	if (NS_DIM_ON(DIM_OIF))
 		ns_hash_vector(&oif_vec, p->oif, cfg.miss[DIM_OIF], &ids[DIM_OIF]);
-	if (NS_DIM_ON(DIM_MARK0))
-		ns_hash_vector(&mark0_vec, p->mark & cfg.mark_mask[0], cfg.miss[DIM_MARK0],
-			       &ids[DIM_MARK0]);
-	if (NS_DIM_ON(DIM_MARK1))
-		ns_hash_vector(&mark1_vec, p->mark & cfg.mark_mask[1], cfg.miss[DIM_MARK1],
-			       &ids[DIM_MARK1]);
+	ns_lookup_mark_vectors(p->mark, ids);
+	if (NS_DIM_ON(DIM_CTSTATE) &&
+	    ns_array_vector(&ctstate_vec, ct_bit & (NS_CTSTATE_VALUES - 1), &ids[DIM_CTSTATE]) < 0)
+		return -1;
+	ns_lookup_ctmark_vector(has_ct, ctmark, ids);
 	return 0;
 }
 
@@ -205,27 +223,27 @@ NS_INLINE int ns_lookup_vectors(const struct pkt_ctx *p, __u32 *ids)
 #define NS_LOAD_BLOCK(d)                                                        \
 	struct ns_vblock *vb##d = NULL;                                         \
 	if (NS_DIM_ON(d)) {                                                     \
-		__u32 key = s->ids[d] * cfg.nblocks + blk;                      \
+		__u32 key = ids[d] * cfg.nblocks + blk;                         \
 		vb##d = bpf_map_lookup_elem(&vectors, &key);                    \
 		if (!vb##d)                                                     \
-			goto error;                                             \
+			return -1;                                              \
 	}
 
 #define NS_AND_WORD(d)                  \
 	if (dims & (1u << (d)))         \
 		w &= vb##d->w[word];
 
-/* One bpf_loop step: scans the rest of the block holding s->pos. Returns 1 when the
- * scan is over (match, end of rules, or error), 0 to go on at the new s->pos. A rule
- * whose action is "continue" is counted here and the scan resumes after it. */
-static long ns_scan_step(__u64 step, void *ctx)
+/* The first rule in [pos, end) whose bit is set in every dimension's vector, looking
+ * only inside the 4096-rule block holding pos. Returns the rule, NS_SCAN_NEXT_BLOCK
+ * when none is in this block (the caller goes on at the next block if that is before
+ * end), or -1 on a map error. Needs pos < end <= cfg.nrules. */
+#define NS_SCAN_NEXT_BLOCK 0x7fffffff
+NS_INLINE int ns_scan_block(const __u32 *ids, __u32 pos, __u32 end)
 {
-	struct ns_scan *s = ctx;
-	__u32 pos = s->pos;
 	__u32 blk = pos >> VBLOCK_SHIFT;
 
-	if (pos >= cfg.nrules || blk >= cfg.nblocks)
-		return 1;
+	if (blk >= cfg.nblocks)
+		return -1;
 
 	NS_LOAD_BLOCK(0)
 	NS_LOAD_BLOCK(1)
@@ -237,17 +255,24 @@ static long ns_scan_step(__u64 step, void *ctx)
 	NS_LOAD_BLOCK(7)
 	NS_LOAD_BLOCK(8)
 	NS_LOAD_BLOCK(9)
+	NS_LOAD_BLOCK(10)
+	NS_LOAD_BLOCK(11)
 
 	/* Read once: a volatile read per word and dimension costs more than the AND. */
 	__u32 dims = cfg.dims;
-	/* Words past the one holding the last rule are all zero: stop there. */
-	__u32 last_word = (cfg.nrules - 1) >> 6;
-	__u64 end = VBLOCK_WORDS;
-	if (blk == last_word >> 6)
-		end = (last_word & (VBLOCK_WORDS - 1)) + 1;
+	/* Stop at the word holding end - 1 and mask the rules from end on: they belong
+	 * to the chains after this one. */
+	__u32 last = end - 1;
+	__u64 tend = VBLOCK_WORDS;
+	__u64 last_mask = ~0ULL;
+	if (blk == last >> VBLOCK_SHIFT) {
+		tend = ((last >> 6) & (VBLOCK_WORDS - 1)) + 1;
+		if ((last & 63) != 63)
+			last_mask = (1ULL << ((last & 63) + 1)) - 1;
+	}
 	__u64 mask = ~0ULL << (pos & 63);
 	for (__u64 t = (pos >> 6) & (VBLOCK_WORDS - 1); t < VBLOCK_WORDS; t++) {
-		if (t >= end)
+		if (t >= tend)
 			break;
 		/* Hidden from clang: otherwise it turns vb->w[t] into pointers advanced
 		 * from a variable start, whose bounds the verifier loses. */
@@ -255,6 +280,8 @@ static long ns_scan_step(__u64 step, void *ctx)
 		asm volatile("" : "+r"(word));
 		__u64 w = mask;
 		mask = ~0ULL;
+		if (t + 1 == tend)
+			w &= last_mask;
 		NS_AND_WORD(0)
 		NS_AND_WORD(1)
 		NS_AND_WORD(2)
@@ -265,70 +292,12 @@ static long ns_scan_step(__u64 step, void *ctx)
 		NS_AND_WORD(7)
 		NS_AND_WORD(8)
 		NS_AND_WORD(9)
-		if (!w)
-			continue;
-		__u32 rule = (blk << VBLOCK_SHIFT) | ((__u32)t << 6) | ns_lowest_bit(w);
-		/* Bits past the last rule are clear, except when no dimension is tested. */
-		if (rule >= cfg.nrules)
-			return 1;
-		__u32 *kind = bpf_map_lookup_elem(&rule_actions, &rule);
-		if (!kind)
-			goto error;
-		if (*kind == NS_CONTINUE) {
-			ns_count_rule(rule, s->len);
-			s->pos = rule + 1;
-			return 0;
-		}
-		s->rule = rule;
-		s->kind = *kind;
-		s->status = NS_SCAN_FOUND;
-		return 1;
+		NS_AND_WORD(10)
+		NS_AND_WORD(11)
+		if (w)
+			return (blk << VBLOCK_SHIFT) | ((__u32)t << 6) | ns_lowest_bit(w);
 	}
-	s->pos = (blk + 1) << VBLOCK_SHIFT;
-	return 0;
-error:
-	s->status = NS_SCAN_ERROR;
-	return 1;
-}
-
-/* The first rule at or after `start` whose predicates all hold and whose action ends
- * evaluation (continue rules on the way are counted). This is the primitive a return
- * from a jumped-to chain needs, resuming at the rule after the jump. */
-NS_INLINE void ns_first_match(struct ns_scan *s, __u32 start)
-{
-	s->pos = start;
-	s->status = NS_SCAN_NONE;
-	bpf_loop(cfg.max_steps, ns_scan_step, s, 0);
-}
-
-/* Classifies a parsed packet and returns its enum ns_action (accept or drop). */
-NS_INLINE __u32 ns_classify(const struct pkt_ctx *p)
-{
-	__u32 scope = p->l3 == NS_L3_IPV4   ? NS_SCOPE_IPV4
-		      : p->l3 == NS_L3_IPV6 ? NS_SCOPE_IPV6
-					    : NS_SCOPE_OTHER;
-	if (!(cfg.l3_scope & scope)) {
-		ns_stat(NS_STAT_UNSCOPED);
-		return NS_ACCEPT;
-	}
-	ns_stat(NS_STAT_CLASSIFIED);
-
-	struct ns_scan s = {};
-	if (ns_lookup_vectors(p, s.ids) < 0)
-		goto error;
-	s.len = p->len;
-	ns_first_match(&s, 0);
-	if (s.status == NS_SCAN_FOUND) {
-		ns_count_rule(s.rule, p->len);
-		return s.kind;
-	}
-	if (s.status == NS_SCAN_NONE) {
-		ns_count_rule(cfg.nrules, p->len);
-		return cfg.policy;
-	}
-error:
-	ns_stat(NS_STAT_ERROR);
-	return NS_DROP;
+	return NS_SCAN_NEXT_BLOCK;
 }
 
 #endif

@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* `reject`: the packet is turned into the answer and sent back where it came from (TC
+ * ingress: out of the same device; TC egress: into the local stack; XDP: XDP_TX), as
+ * nf_reject_ipv4/ipv6 build them:
+ * - TCP reset: no answer to a reset or a non-first fragment; seq/ack from the segment
+ *   (its ack number if it had ACK, else ACK of seq + SYN + FIN + payload); IPv4 DF, TTL
+ *   and hop limit 64, no options.
+ * - ICMP/ICMPv6 destination unreachable with the rule's code, quoting the packet from
+ *   its network header (up to 576 / 1280 bytes of answer); none to ICMP errors, non-
+ *   first fragments, multicast or broadcast destinations, or unusable IPv6 sources.
+ *   TOS of an IPv4 answer as icmp_send() (precedence "internet control").
+ * Simplified: the answer's source is the rejected packet's destination (the kernel
+ * picks a local address of the route back for forwarded packets); the link-layer
+ * header is the packet's with the MAC addresses swapped (VLAN tags kept); checksums of
+ * the rejected packet are not verified; IPv4 ID 0; no ICMP rate limit. */
+#ifndef NFTSHIM_REJECT_H
+#define NFTSHIM_REJECT_H
+
+#include "common.h"
+#include "parse.h"
+
+/* The rule's `arg` for NS_REJECT: kind, then the ICMP and ICMPv6 codes. Same encoding
+ * as Rust `maps::reject_arg`. */
+#define NS_REJECT_ICMP 0
+#define NS_REJECT_TCP_RST 1
+
+#define NS_MAX_L2 22          /* Ethernet + two VLAN tags */
+#define NS_QUOTE_CHUNK 256
+#define NS_QUOTE_CHUNKS 5
+#define NS_QUOTE_MAX_V4 548   /* 576 - 20 - 8 */
+#define NS_QUOTE_MAX_V6 1232  /* 1280 - 40 - 8 */
+
+/* The answer being built. */
+struct ns_reply {
+	__u8 l2[24];
+	__u8 hdr[64];   /* new network + transport (or ICMP) header */
+	__u8 tcp_in[20];/* the rejected segment's TCP header */
+	__u8 pseudo[40];
+	__u32 hdr_len;
+	__u32 quote_len;
+	/* The quote, zero padded to a whole chunk, for its checksum. */
+	__u8 buf[NS_QUOTE_CHUNK * NS_QUOTE_CHUNKS] __attribute__((aligned(8)));
+};
+
+/* Zeroes r->buf from the 8-byte word holding byte q to the end of q's chunk, before
+ * the quote (q bytes) is loaded: the checksum sums whole chunks. */
+NS_INLINE void ns_zero_padding(struct ns_reply *r, __u32 q)
+{
+	__u32 start = q & ~7u;
+	for (__u32 i = 0; i < NS_QUOTE_CHUNK / 8 + 1; i++) {
+		__u64 off = start + i * 8;
+		/* Hidden from clang, which would otherwise check one register and index
+		 * with another whose bounds the verifier does not know. */
+		asm volatile("" : "+r"(off));
+		if (off > sizeof(r->buf) - 8)
+			break;
+		*(__u64 *)(r->buf + off) = 0;
+	}
+}
+
+NS_INLINE __u16 ns_csum_fold(__u32 sum)
+{
+	__u32 s = (sum & 0xffff) + (sum >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return ~s & 0xffff;
+}
+
+/* One's complement sum of len bytes (a multiple of 4, at most 512) of buf, from seed. */
+NS_INLINE __u32 ns_csum_add(void *buf, __u32 len, __u32 seed)
+{
+	return (__u32)bpf_csum_diff(NULL, 0, buf, len, seed);
+}
+
+NS_INLINE void ns_put16(__u8 *b, __u16 v)
+{
+	b[0] = v >> 8;
+	b[1] = v;
+}
+
+NS_INLINE void ns_put32(__u8 *b, __u32 v)
+{
+	b[0] = v >> 24;
+	b[1] = v >> 16;
+	b[2] = v >> 8;
+	b[3] = v;
+}
+
+NS_INLINE __u32 ns_get32(const __u8 *b)
+{
+	return ((__u32)b[0] << 24) | ((__u32)b[1] << 16) | ((__u32)b[2] << 8) | b[3];
+}
+
+NS_INLINE int ns_v4_multicast_or_broadcast(__u32 addr_be)
+{
+	__u32 a = bpf_ntohl(addr_be);
+	return (a >> 28) == 0xe || a == 0xffffffff;
+}
+
+NS_INLINE int ns_v6_unicast(const __u32 *a)
+{
+	int any = !a[0] && !a[1] && !a[2] && !a[3];
+	return !any && (bpf_ntohl(a[0]) >> 24) != 0xff;
+}
+
+/* Writes the answer's IP header (payload of `payload` bytes of protocol `proto`) at
+ * r->hdr; returns its length. */
+NS_INLINE __u32 ns_reply_ip(struct ns_reply *r, const struct pkt_ctx *p, __u8 proto,
+			    __u32 payload, __u8 tos, __u16 frag_off)
+{
+	__u8 *h = r->hdr;
+	if (p->l3 == NS_L3_IPV4) {
+		h[0] = 0x45;
+		h[1] = tos;
+		ns_put16(h + 2, 20 + payload);
+		ns_put16(h + 4, 0);
+		ns_put16(h + 6, frag_off);
+		h[8] = 64;
+		h[9] = proto;
+		ns_put16(h + 10, 0);
+		__builtin_memcpy(h + 12, &p->daddr[0], 4);
+		__builtin_memcpy(h + 16, &p->saddr[0], 4);
+		__u16 c = ns_csum_fold(ns_csum_add(h, 20, 0));
+		__builtin_memcpy(h + 10, &c, 2);
+		return 20;
+	}
+	h[0] = 0x60;
+	h[1] = 0;
+	h[2] = 0;
+	h[3] = 0;
+	ns_put16(h + 4, payload);
+	h[6] = proto;
+	h[7] = 64;
+	__builtin_memcpy(h + 8, p->daddr, 16);
+	__builtin_memcpy(h + 24, p->saddr, 16);
+	return 40;
+}
+
+/* Sum of the pseudo header for a transport checksum of the answer (addresses already
+ * swapped in r->hdr). */
+NS_INLINE __u32 ns_pseudo_sum(struct ns_reply *r, const struct pkt_ctx *p, __u8 proto, __u32 len)
+{
+	__u8 *ph = r->pseudo;
+	if (p->l3 == NS_L3_IPV4) {
+		__builtin_memcpy(ph, r->hdr + 12, 8);
+		ph[8] = 0;
+		ph[9] = proto;
+		ns_put16(ph + 10, len);
+		return ns_csum_add(ph, 12, 0);
+	}
+	__builtin_memcpy(ph, r->hdr + 8, 32);
+	ns_put32(ph + 32, len);
+	ns_put32(ph + 36, proto);
+	return ns_csum_add(ph, 40, 0);
+}
+
+/* Builds a TCP reset for the segment in p (its TCP header already in r->tcp_in); 0 when
+ * none is due. */
+NS_INLINE int ns_build_rst(struct ns_reply *r, const struct pkt_ctx *p)
+{
+	if (p->l4proto != 6 || !(p->flags & PKT_F_TCPFLAGS) || (p->tcp_flags & TCP_RST))
+		return 0;
+	const __u8 *in = r->tcp_in;
+	__u32 ip_len = ns_reply_ip(r, p, 6, 20, 0, p->l3 == NS_L3_IPV4 ? 0x4000 : 0);
+	if (ip_len != 20 && ip_len != 40)
+		return 0;
+	__u8 *t = r->hdr + ip_len;
+	__builtin_memcpy(t, in + 2, 2); /* source port: its destination */
+	__builtin_memcpy(t + 2, in, 2);
+	__u8 flags = in[13];
+	if (flags & TCP_ACK) {
+		__builtin_memcpy(t + 4, in + 8, 4);
+		ns_put32(t + 8, 0);
+		t[13] = TCP_RST;
+	} else {
+		__u32 seg = p->len - (p->l4_off - p->l3_off);
+		__u32 doff = (in[12] >> 4) * 4;
+		__u32 payload = seg > doff ? seg - doff : 0;
+		ns_put32(t + 4, 0);
+		ns_put32(t + 8, ns_get32(in + 4) + !!(flags & TCP_SYN) + !!(flags & TCP_FIN) + payload);
+		t[13] = TCP_RST | TCP_ACK;
+	}
+	t[12] = 5 << 4;
+	ns_put16(t + 14, 0); /* window */
+	ns_put16(t + 16, 0); /* checksum */
+	ns_put16(t + 18, 0); /* urgent pointer */
+	__u32 sum = ns_pseudo_sum(r, p, 6, 20);
+	__u16 c = ns_csum_fold(ns_csum_add(t, 20, sum));
+	__builtin_memcpy(t + 16, &c, 2);
+	r->hdr_len = ip_len + 20;
+	r->quote_len = 0;
+	return 1;
+}
+
+/* Builds the ICMP/ICMPv6 destination unreachable header for p with the quote already
+ * in r->buf (r->quote_len bytes, zero padded); 0 when none is due. */
+NS_INLINE int ns_build_unreach(struct ns_reply *r, const struct pkt_ctx *p, __u8 code, __u8 tos)
+{
+	__u32 q = r->quote_len;
+	if (q > NS_QUOTE_MAX_V6)
+		return 0;
+	int v4 = p->l3 == NS_L3_IPV4;
+	__u32 ip_len = ns_reply_ip(r, p, v4 ? 1 : 58, 8 + q, v4 ? (tos & 0x1e) | 0xc0 : 0, 0);
+	if (ip_len != 20 && ip_len != 40)
+		return 0;
+	__u8 *ic = r->hdr + ip_len;
+	ic[0] = v4 ? 3 : 1;
+	ic[1] = code;
+	ns_put16(ic + 2, 0);
+	ns_put32(ic + 4, 0);
+	__u32 sum = v4 ? 0 : ns_pseudo_sum(r, p, 58, 8 + q);
+	sum = ns_csum_add(ic, 8, sum);
+	for (__u32 i = 0; i < NS_QUOTE_CHUNKS; i++) {
+		if (i * NS_QUOTE_CHUNK >= q)
+			break;
+		sum = ns_csum_add(r->buf + i * NS_QUOTE_CHUNK, NS_QUOTE_CHUNK, sum);
+	}
+	__u16 c = ns_csum_fold(sum);
+	__builtin_memcpy(ic + 2, &c, 2);
+	r->hdr_len = ip_len + 8;
+	return 1;
+}
+
+/* Whether an ICMP error may answer p (icmp_send() / icmpv6_send() rules). */
+NS_INLINE int ns_unreach_allowed(const struct pkt_ctx *p)
+{
+	if (p->l3 == NS_L3_IPV4) {
+		if (ns_v4_multicast_or_broadcast(p->daddr[0]) || !p->saddr[0])
+			return 0;
+		if ((p->flags & PKT_F_L4PROTO) && p->l4proto == 1) {
+			if (!(p->flags & PKT_F_ICMP))
+				return 0;
+			if (p->icmp_type > 18 || ns_icmp_is_error(NS_L3_IPV4, p->icmp_type))
+				return 0;
+		}
+		return 1;
+	}
+	if (!ns_v6_unicast(p->saddr) || (bpf_ntohl(p->daddr[0]) >> 24) == 0xff)
+		return 0;
+	if ((p->flags & PKT_F_L4PROTO) && p->l4proto == 58) {
+		if (!(p->flags & PKT_F_ICMP) || p->icmp_type < 128)
+			return 0;
+	}
+	return 1;
+}
+
+#endif

@@ -1,0 +1,258 @@
+//! The per-rule extras of the map builder: residual checks (ct status, set lookups,
+//! limit, quota), statements (mark set, ct mark set, log), reject answers, the limit
+//! and quota tables and the log prefixes (bpf/lib/stmts.h, reject.h).
+
+use std::collections::BTreeMap;
+
+use super::{sets, BuildError};
+use crate::ir::{Limit, Quota, Reject, Rule, SetField, Statement, Test};
+
+/// Checks and statements per rule (`NS_MAX_CHECKS`, `NS_MAX_STMTS`).
+pub const MAX_CHECKS: usize = 4;
+pub const MAX_STMTS: usize = 4;
+
+pub const CHECK_CTSTATUS: u8 = 1;
+pub const CHECK_SET: u8 = 2;
+pub const CHECK_LIMIT: u8 = 3;
+pub const CHECK_QUOTA: u8 = 4;
+
+pub const STMT_SET_MARK: u32 = 1;
+pub const STMT_SET_CTMARK: u32 = 2;
+pub const STMT_SET_MARK_FROM_CT: u32 = 3;
+pub const STMT_SET_CTMARK_FROM_MARK: u32 = 4;
+pub const STMT_LOG: u32 = 5;
+
+/// `struct ns_check`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct BpfCheck {
+    pub kind: u8,
+    pub negated: u8,
+    /// Set lookups: the [`SetField`] as `enum ns_set_field`.
+    pub field: u8,
+    pub pad: u8,
+    /// ct status: the mask; set: the set id; limit/quota: the table index.
+    pub arg: u32,
+}
+
+/// `struct ns_stmt`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct BpfStmt {
+    pub kind: u32,
+    pub a: u32,
+    pub b: u32,
+}
+
+/// `struct ns_rule_ext`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct BpfRuleExt {
+    pub checks: [BpfCheck; MAX_CHECKS],
+    pub stmts: [BpfStmt; MAX_STMTS],
+}
+
+/// `struct ns_limit`: the bucket as nft_limit_init() sets it up. `last` is filled in by
+/// the loader (the time the bucket starts full).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct BpfLimit {
+    /// `struct bpf_spin_lock`, owned by the kernel.
+    pub lock: u32,
+    pub bytes: u32,
+    pub tokens: u64,
+    pub last: u64,
+    pub tokens_max: u64,
+    pub cost: u64,
+    pub rate: u64,
+    pub nsecs: u64,
+}
+
+/// `struct ns_quota`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct BpfQuota {
+    pub consumed: u64,
+    pub quota: u64,
+}
+
+/// The kernel's default packet burst (NFT_LIMIT_PKT_BURST_DEFAULT).
+pub const DEFAULT_PACKET_BURST: u32 = 5;
+
+/// The bucket of a limit, computed as nft_limit_init() does (and refused where it
+/// refuses: zero rate, overflows).
+pub fn limit_bucket(limit: &Limit, rule: usize) -> Result<BpfLimit, BuildError> {
+    let overflow = || BuildError::BadLimit { rule };
+    if limit.rate == 0 {
+        return Err(overflow());
+    }
+    let nsecs = limit
+        .unit_secs
+        .checked_mul(1_000_000_000)
+        .ok_or_else(overflow)?;
+    let burst = if !limit.bytes && limit.burst == 0 {
+        DEFAULT_PACKET_BURST
+    } else {
+        limit.burst
+    } as u64;
+    let rate_with_burst = limit.rate.checked_add(burst).ok_or_else(overflow)?;
+    let (tokens_max, cost) = if limit.bytes {
+        let t = nsecs.checked_mul(rate_with_burst).ok_or_else(overflow)?;
+        (t / limit.rate, 0)
+    } else {
+        let cost = nsecs / limit.rate;
+        (cost.checked_mul(burst).ok_or_else(overflow)?, cost)
+    };
+    Ok(BpfLimit {
+        lock: 0,
+        bytes: limit.bytes as u32,
+        tokens: tokens_max,
+        last: 0,
+        tokens_max,
+        cost,
+        rate: limit.rate,
+        nsecs,
+    })
+}
+
+/// The `arg` of a reject rule: kind, ICMP code, ICMPv6 code (`NS_REJECT_*`).
+pub fn reject_arg(reject: &Reject) -> u32 {
+    let (kind, v4, v6) = match reject {
+        Reject::TcpReset => (1, 0, 0),
+        Reject::Icmp(code) => (0, *code, *code),
+        Reject::Icmpx(code) => (0, code.icmp_code(), code.icmpv6_code()),
+    };
+    kind | (v4 as u32) << 8 | (v6 as u32) << 16
+}
+
+/// Collects the extras of all rules.
+#[derive(Default)]
+pub(super) struct Extras {
+    pub ext: Vec<BpfRuleExt>,
+    pub limits: Vec<BpfLimit>,
+    pub quotas: Vec<BpfQuota>,
+    pub log_prefixes: Vec<String>,
+    prefix_ids: BTreeMap<String, u32>,
+}
+
+impl Extras {
+    /// The rule's extension entry, if it needs one (and whether it has checks and
+    /// statements).
+    pub fn add(
+        &mut self,
+        rule: usize,
+        r: &Rule,
+        sets: &sets::SetIds,
+    ) -> Result<Option<(u32, bool, bool)>, BuildError> {
+        let mut x = BpfRuleExt::default();
+        // Stateless residuals first, then what consumes (limit, quota), each in rule
+        // order: a bucket is only charged for packets that match everything else.
+        let mut checks = Vec::new();
+        for m in &r.matches {
+            let negated = m.negated as u8;
+            match &m.test {
+                Test::CtStatus(mask) => checks.push(BpfCheck {
+                    kind: CHECK_CTSTATUS,
+                    negated,
+                    arg: *mask,
+                    ..BpfCheck::default()
+                }),
+                Test::InSet { field, set } => {
+                    let id = sets.lookup(rule, *field, set)?;
+                    checks.push(BpfCheck {
+                        kind: CHECK_SET,
+                        negated,
+                        field: set_field_number(*field),
+                        arg: id,
+                        ..BpfCheck::default()
+                    })
+                }
+                _ => {}
+            }
+        }
+        for m in &r.matches {
+            let negated = m.negated as u8;
+            match &m.test {
+                Test::Limit(limit) => {
+                    self.limits.push(limit_bucket(limit, rule)?);
+                    checks.push(BpfCheck {
+                        kind: CHECK_LIMIT,
+                        negated,
+                        arg: self.limits.len() as u32 - 1,
+                        ..BpfCheck::default()
+                    });
+                }
+                Test::Quota(Quota { bytes, used }) => {
+                    self.quotas.push(BpfQuota {
+                        consumed: *used,
+                        quota: *bytes,
+                    });
+                    checks.push(BpfCheck {
+                        kind: CHECK_QUOTA,
+                        negated,
+                        arg: self.quotas.len() as u32 - 1,
+                        ..BpfCheck::default()
+                    });
+                }
+                _ => {}
+            }
+        }
+        if checks.len() > MAX_CHECKS {
+            return Err(BuildError::TooManyChecks { rule });
+        }
+        if r.statements.len() > MAX_STMTS {
+            return Err(BuildError::TooManyStatements { rule });
+        }
+        if checks.is_empty() && r.statements.is_empty() {
+            return Ok(None);
+        }
+        x.checks[..checks.len()].copy_from_slice(&checks);
+        for (slot, s) in x.stmts.iter_mut().zip(&r.statements) {
+            *slot = match s {
+                Statement::SetMark { and, xor } => stmt(STMT_SET_MARK, *and, *xor),
+                Statement::SetCtMark { and, xor } => stmt(STMT_SET_CTMARK, *and, *xor),
+                Statement::SetMarkFromCtMark { and, xor } => {
+                    stmt(STMT_SET_MARK_FROM_CT, *and, *xor)
+                }
+                Statement::SetCtMarkFromMark { and, xor } => {
+                    stmt(STMT_SET_CTMARK_FROM_MARK, *and, *xor)
+                }
+                Statement::Log { prefix } => {
+                    let next = self.log_prefixes.len() as u32;
+                    let id = *self.prefix_ids.entry(prefix.clone()).or_insert(next);
+                    if id == next {
+                        self.log_prefixes.push(prefix.clone());
+                    }
+                    stmt(STMT_LOG, id, 0)
+                }
+            };
+        }
+        self.ext.push(x);
+        Ok(Some((
+            self.ext.len() as u32 - 1,
+            !checks.is_empty(),
+            !r.statements.is_empty(),
+        )))
+    }
+}
+
+fn stmt(kind: u32, a: u32, b: u32) -> BpfStmt {
+    BpfStmt { kind, a, b }
+}
+
+/// `enum ns_set_field`.
+pub fn set_field_number(field: SetField) -> u8 {
+    match field {
+        SetField::IpSaddr => 0,
+        SetField::IpDaddr => 1,
+        SetField::Ip6Saddr => 2,
+        SetField::Ip6Daddr => 3,
+        SetField::L4Proto => 4,
+        SetField::Sport => 5,
+        SetField::Dport => 6,
+        SetField::Iif => 7,
+        SetField::Oif => 8,
+        SetField::Mark => 9,
+        SetField::CtMark => 10,
+    }
+}

@@ -1,0 +1,550 @@
+//! The LBVS part of the map builder: the rules' stateless predicates sorted into
+//! dimensions, and each dimension's classes turned into deduplicated bit-vectors (see
+//! the [`super`] doc for the design).
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+
+use super::{
+    BuildError, Dim, LpmEntries, BLOCK_WORDS, CTSTATE_VALUES, ICMP6_BASE, ICMP_ABSENT, NDIMS,
+};
+use crate::ir::{PortRange, Rule, Test};
+
+/// Every dimension's maps, for the rules of one program.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct Dimensions {
+    /// [`Dim::bit`]s of the dimensions some rule tests.
+    pub dims: u32,
+    pub miss: [u32; NDIMS],
+    pub absent: [u32; NDIMS],
+    pub mark_mask: [u32; 2],
+    pub ctmark_mask: u32,
+    pub vectors: Vec<u64>,
+    pub saddr: LpmEntries,
+    pub daddr: LpmEntries,
+    pub l4proto: Vec<u32>,
+    pub sport: Vec<u32>,
+    pub dport: Vec<u32>,
+    pub icmp: Vec<u32>,
+    pub iif: Vec<(u32, u32)>,
+    pub oif: Vec<(u32, u32)>,
+    pub mark: [Vec<(u32, u32)>; 2],
+    pub ctstate: Vec<u32>,
+    pub ctmark: Vec<(u32, u32)>,
+}
+
+/// Builds the dimensions of `rules` (the program's rules in their numbering), with
+/// vectors of `nblocks` 4096-rule blocks.
+pub(super) fn build(rules: &[&Rule], nblocks: usize) -> Result<Dimensions, BuildError> {
+    let preds = Predicates::collect(rules)?;
+    let mut table = VectorTable::new(nblocks * BLOCK_WORDS);
+    let mut d = Dimensions {
+        mark_mask: preds.mark_masks,
+        ctmark_mask: preds.ctmark_mask,
+        ..Dimensions::default()
+    };
+
+    for (dim, p, out) in [
+        (Dim::Saddr, &preds.saddr, &mut d.saddr),
+        (Dim::Daddr, &preds.daddr, &mut d.daddr),
+    ] {
+        if p.is_used() {
+            d.dims |= dim.bit();
+            let (entries, absent) = build_lpm(p, &mut table);
+            d.absent[dim as usize] = absent;
+            *out = entries;
+        }
+    }
+
+    let one = |end: u32| {
+        [Segment {
+            kind: KIND_V4,
+            start: 0,
+            end,
+        }]
+    };
+    let icmp_segments = [
+        Segment {
+            kind: KIND_V4,
+            start: 0,
+            end: ICMP6_BASE as u32,
+        },
+        Segment {
+            kind: KIND_V6,
+            start: ICMP6_BASE as u32,
+            end: ICMP_ABSENT as u32,
+        },
+    ];
+    for (dim, p, segments, out) in [
+        (Dim::L4Proto, &preds.l4proto, &one(256)[..], &mut d.l4proto),
+        (Dim::Sport, &preds.sport, &one(65536)[..], &mut d.sport),
+        (Dim::Dport, &preds.dport, &one(65536)[..], &mut d.dport),
+        (Dim::Icmp, &preds.icmp, &icmp_segments[..], &mut d.icmp),
+        (
+            Dim::CtState,
+            &preds.ctstate,
+            &one(CTSTATE_VALUES as u32)[..],
+            &mut d.ctstate,
+        ),
+    ] {
+        if p.is_used() {
+            d.dims |= dim.bit();
+            *out = build_array(p, segments, &mut table);
+        }
+    }
+    // The ct state is always known: no "absent" entry.
+    d.ctstate.truncate(CTSTATE_VALUES);
+
+    let [mark0, mark1] = &mut d.mark;
+    for (dim, p, out) in [
+        (Dim::Iif, &preds.iif, &mut d.iif),
+        (Dim::Oif, &preds.oif, &mut d.oif),
+        (Dim::Mark0, &preds.mark[0], mark0),
+        (Dim::Mark1, &preds.mark[1], mark1),
+        (Dim::CtMark, &preds.ctmark, &mut d.ctmark),
+    ] {
+        if p.is_used() {
+            d.dims |= dim.bit();
+            let (entries, miss, absent) = build_hash(p, &mut table);
+            d.miss[dim as usize] = miss;
+            // Only the ct mark can be absent (no connection).
+            if dim == Dim::CtMark {
+                d.absent[dim as usize] = absent;
+            }
+            *out = entries;
+        }
+    }
+    d.vectors = table.into_words();
+    Ok(d)
+}
+
+/// Presence kinds: which flavour of a dimension's field a class or predicate is about.
+/// A predicate holds only on classes of its own kind (ip vs ip6 addresses, ICMP vs
+/// ICMPv6 types); single-kind dimensions use KIND_V4.
+const KIND_V4: u8 = 0;
+const KIND_V6: u8 = 1;
+
+/// One rule's predicate on one dimension.
+struct Pred<V> {
+    rule: usize,
+    kind: u8,
+    negated: bool,
+    values: V,
+}
+
+/// All predicates on one dimension, and which belong to each rule.
+struct DimPreds<V> {
+    preds: Vec<Pred<V>>,
+    per_rule: Vec<Vec<usize>>,
+}
+
+impl<V> DimPreds<V> {
+    fn new(nrules: usize) -> Self {
+        DimPreds {
+            preds: Vec::new(),
+            per_rule: vec![Vec::new(); nrules],
+        }
+    }
+
+    fn add(&mut self, rule: usize, kind: u8, negated: bool, values: V) {
+        self.per_rule[rule].push(self.preds.len());
+        self.preds.push(Pred {
+            rule,
+            kind,
+            negated,
+            values,
+        });
+    }
+
+    fn is_used(&self) -> bool {
+        !self.preds.is_empty()
+    }
+}
+
+enum AddrSet {
+    V4(Vec<Ipv4Net>),
+    V6(Vec<Ipv6Net>),
+}
+
+/// The IR's stateless matches, sorted into dimensions (the others are residual checks).
+pub(super) struct Predicates {
+    saddr: DimPreds<AddrSet>,
+    daddr: DimPreds<AddrSet>,
+    /// Arrays: inclusive ranges of array indexes.
+    l4proto: DimPreds<Vec<(u32, u32)>>,
+    sport: DimPreds<Vec<(u32, u32)>>,
+    dport: DimPreds<Vec<(u32, u32)>>,
+    icmp: DimPreds<Vec<(u32, u32)>>,
+    iif: DimPreds<Vec<u32>>,
+    oif: DimPreds<Vec<u32>>,
+    mark: [DimPreds<Vec<u32>>; 2],
+    mark_masks: [u32; 2],
+    /// Array over ct state bit numbers.
+    ctstate: DimPreds<Vec<(u32, u32)>>,
+    ctmark: DimPreds<Vec<u32>>,
+    ctmark_mask: u32,
+}
+
+impl Predicates {
+    /// Sorts the matches of `rules` (the program's rules in their numbering).
+    pub(super) fn collect(rules: &[&Rule]) -> Result<Self, BuildError> {
+        let n = rules.len();
+        let mut p = Predicates {
+            saddr: DimPreds::new(n),
+            daddr: DimPreds::new(n),
+            l4proto: DimPreds::new(n),
+            sport: DimPreds::new(n),
+            dport: DimPreds::new(n),
+            icmp: DimPreds::new(n),
+            iif: DimPreds::new(n),
+            oif: DimPreds::new(n),
+            mark: [DimPreds::new(n), DimPreds::new(n)],
+            mark_masks: [0; 2],
+            ctstate: DimPreds::new(n),
+            ctmark: DimPreds::new(n),
+            ctmark_mask: 0,
+        };
+        let mut ctmask: Option<u32> = None;
+        let mut masks: Vec<u32> = Vec::new();
+        for (rule, r) in rules.iter().enumerate() {
+            for m in &r.matches {
+                let neg = m.negated;
+                match &m.test {
+                    Test::IpSaddr(nets) => {
+                        p.saddr.add(rule, KIND_V4, neg, AddrSet::V4(trunc4(nets)))
+                    }
+                    Test::IpDaddr(nets) => {
+                        p.daddr.add(rule, KIND_V4, neg, AddrSet::V4(trunc4(nets)))
+                    }
+                    Test::Ip6Saddr(nets) => {
+                        p.saddr.add(rule, KIND_V6, neg, AddrSet::V6(trunc6(nets)))
+                    }
+                    Test::Ip6Daddr(nets) => {
+                        p.daddr.add(rule, KIND_V6, neg, AddrSet::V6(trunc6(nets)))
+                    }
+                    Test::L4Proto(protos) => p.l4proto.add(rule, KIND_V4, neg, points(protos, 0)),
+                    Test::Sport(ranges) => {
+                        p.sport.add(rule, KIND_V4, neg, port_ranges(rule, ranges)?)
+                    }
+                    Test::Dport(ranges) => {
+                        p.dport.add(rule, KIND_V4, neg, port_ranges(rule, ranges)?)
+                    }
+                    Test::IcmpType(types) => p.icmp.add(rule, KIND_V4, neg, points(types, 0)),
+                    Test::Icmpv6Type(types) => {
+                        p.icmp
+                            .add(rule, KIND_V6, neg, points(types, ICMP6_BASE as u32))
+                    }
+                    Test::Iif(indexes) => p.iif.add(rule, KIND_V4, neg, indexes.clone()),
+                    Test::Oif(indexes) => p.oif.add(rule, KIND_V4, neg, indexes.clone()),
+                    Test::Mark { mask, values } => {
+                        let slot = match masks.iter().position(|m| m == mask) {
+                            Some(slot) => slot,
+                            None => {
+                                masks.push(*mask);
+                                masks.len() - 1
+                            }
+                        };
+                        if slot >= 2 {
+                            return Err(BuildError::TooManyMarkMasks { masks });
+                        }
+                        // A value with bits outside the mask never equals `mark & mask`.
+                        let values = values.iter().copied().filter(|v| v & !mask == 0).collect();
+                        p.mark[slot].add(rule, KIND_V4, neg, values);
+                    }
+                    Test::CtState(mask) => {
+                        let bits: Vec<(u32, u32)> = (0..CTSTATE_VALUES as u32)
+                            .filter(|b| mask & (1 << b) != 0)
+                            .map(|b| (b, b))
+                            .collect();
+                        p.ctstate.add(rule, KIND_V4, neg, bits)
+                    }
+                    Test::CtMark { mask, values } => {
+                        if *ctmask.get_or_insert(*mask) != *mask {
+                            return Err(BuildError::TooManyCtMarkMasks {
+                                masks: vec![ctmask.unwrap_or(0), *mask],
+                            });
+                        }
+                        let values = values.iter().copied().filter(|v| v & !mask == 0).collect();
+                        p.ctmark.add(rule, KIND_V4, neg, values);
+                    }
+                    // Residual checks, evaluated after the LBVS match (see checks.rs).
+                    Test::CtStatus(_) | Test::InSet { .. } | Test::Limit(_) | Test::Quota(_) => {}
+                }
+            }
+        }
+        for (slot, mask) in masks.iter().enumerate() {
+            p.mark_masks[slot] = *mask;
+        }
+        p.ctmark_mask = ctmask.unwrap_or(0);
+        Ok(p)
+    }
+}
+
+fn trunc4(nets: &[Ipv4Net]) -> Vec<Ipv4Net> {
+    nets.iter().map(Ipv4Net::trunc).collect()
+}
+
+fn trunc6(nets: &[Ipv6Net]) -> Vec<Ipv6Net> {
+    nets.iter().map(Ipv6Net::trunc).collect()
+}
+
+fn points(values: &[u8], base: u32) -> Vec<(u32, u32)> {
+    values
+        .iter()
+        .map(|&v| (base + v as u32, base + v as u32))
+        .collect()
+}
+
+fn port_ranges(rule: usize, ranges: &[PortRange]) -> Result<Vec<(u32, u32)>, BuildError> {
+    ranges
+        .iter()
+        .map(|r| {
+            if r.first > r.last {
+                Err(BuildError::BadPortRange { rule, range: *r })
+            } else {
+                Ok((r.first as u32, r.last as u32))
+            }
+        })
+        .collect()
+}
+
+/// Computes class vectors of one dimension: a class is given by its kind and the
+/// predicates whose value set contains it.
+struct ClassVectors<'a, V> {
+    dim: &'a DimPreds<V>,
+    words: usize,
+    /// Rules without a predicate on the dimension: the "field absent" vector.
+    wild: Vec<u64>,
+    /// Per kind: the vector of a present class no predicate contains.
+    uncontained: [Vec<u64>; 2],
+    pred_stamp: Vec<u64>,
+    rule_stamp: Vec<u64>,
+    generation: u64,
+}
+
+impl<'a, V> ClassVectors<'a, V> {
+    fn new(dim: &'a DimPreds<V>, words: usize) -> Self {
+        let mut wild = vec![0u64; words];
+        let mut uncontained = [vec![0u64; words], vec![0u64; words]];
+        for (rule, preds) in dim.per_rule.iter().enumerate() {
+            if preds.is_empty() {
+                set_bit(&mut wild, rule, true);
+            }
+            for (kind, v) in uncontained.iter_mut().enumerate() {
+                let holds = preds
+                    .iter()
+                    .all(|&p| dim.preds[p].kind == kind as u8 && dim.preds[p].negated);
+                set_bit(v, rule, holds);
+            }
+        }
+        ClassVectors {
+            dim,
+            words,
+            wild,
+            uncontained,
+            pred_stamp: vec![0; dim.preds.len()],
+            rule_stamp: vec![0; dim.per_rule.len()],
+            generation: 0,
+        }
+    }
+
+    /// The vector of a present class of `kind` that exactly the predicates in
+    /// `containing` contain (duplicates allowed).
+    fn present(&mut self, kind: u8, containing: &[usize]) -> Vec<u64> {
+        debug_assert_eq!(self.uncontained[kind as usize].len(), self.words);
+        self.generation += 1;
+        let generation = self.generation;
+        for &p in containing {
+            self.pred_stamp[p] = generation;
+        }
+        let mut v = self.uncontained[kind as usize].clone();
+        for &p in containing {
+            let rule = self.dim.preds[p].rule;
+            if self.rule_stamp[rule] == generation {
+                continue;
+            }
+            self.rule_stamp[rule] = generation;
+            let holds = self.dim.per_rule[rule].iter().all(|&q| {
+                let pred = &self.dim.preds[q];
+                pred.kind == kind && ((self.pred_stamp[q] == generation) != pred.negated)
+            });
+            set_bit(&mut v, rule, holds);
+        }
+        v
+    }
+}
+
+fn set_bit(v: &mut [u64], bit: usize, on: bool) {
+    if on {
+        v[bit / 64] |= 1 << (bit % 64);
+    } else {
+        v[bit / 64] &= !(1 << (bit % 64));
+    }
+}
+
+/// A part of an array dimension's index space holding one kind of value.
+struct Segment {
+    kind: u8,
+    start: u32,
+    end: u32,
+}
+
+/// Fills an array dimension: one vector id per index, then the "absent" entry.
+fn build_array(
+    dim: &DimPreds<Vec<(u32, u32)>>,
+    segments: &[Segment],
+    table: &mut VectorTable,
+) -> Vec<u32> {
+    let domain = segments.last().map_or(0, |s| s.end);
+    let mut cuts: BTreeSet<u32> = segments.iter().flat_map(|s| [s.start, s.end]).collect();
+    for pred in &dim.preds {
+        for &(lo, hi) in &pred.values {
+            cuts.insert(lo);
+            cuts.insert(hi + 1);
+        }
+    }
+    let cuts: Vec<u32> = cuts.into_iter().collect();
+    // Interval i is [cuts[i], cuts[i + 1]).
+    let mut containing: Vec<Vec<usize>> = vec![Vec::new(); cuts.len() - 1];
+    for (p, pred) in dim.preds.iter().enumerate() {
+        for &(lo, hi) in &pred.values {
+            let first = cuts.binary_search(&lo).expect("lo is a cut");
+            let end = cuts.binary_search(&(hi + 1)).expect("hi + 1 is a cut");
+            for c in &mut containing[first..end] {
+                c.push(p);
+            }
+        }
+    }
+    let mut classes = ClassVectors::new(dim, table.words);
+    let mut array = vec![0u32; domain as usize + 1];
+    for (i, pair) in cuts.windows(2).enumerate() {
+        let kind = segments
+            .iter()
+            .find(|s| s.start <= pair[0] && pair[0] < s.end)
+            .map_or(KIND_V4, |s| s.kind);
+        let id = table.intern(classes.present(kind, &containing[i]));
+        array[pair[0] as usize..pair[1] as usize].fill(id);
+    }
+    array[domain as usize] = table.intern(classes.wild.clone());
+    array
+}
+
+/// Fills an address dimension's tries; returns them and the "not IP" vector id.
+fn build_lpm(dim: &DimPreds<AddrSet>, table: &mut VectorTable) -> (LpmEntries, u32) {
+    let mut by_net4: HashMap<Ipv4Net, Vec<usize>> = HashMap::new();
+    let mut by_net6: HashMap<Ipv6Net, Vec<usize>> = HashMap::new();
+    by_net4.insert(Ipv4Net::default(), Vec::new());
+    by_net6.insert(Ipv6Net::default(), Vec::new());
+    for (p, pred) in dim.preds.iter().enumerate() {
+        match &pred.values {
+            AddrSet::V4(nets) => nets
+                .iter()
+                .for_each(|n| by_net4.entry(*n).or_default().push(p)),
+            AddrSet::V6(nets) => nets
+                .iter()
+                .for_each(|n| by_net6.entry(*n).or_default().push(p)),
+        }
+    }
+    let mut classes = ClassVectors::new(dim, table.words);
+    let mut entries = LpmEntries::default();
+    let mut nets4: Vec<Ipv4Net> = by_net4.keys().copied().collect();
+    nets4.sort();
+    for net in nets4 {
+        // Predicates listing this prefix or one enclosing it contain the whole class.
+        let containing: Vec<usize> = (0..=net.prefix_len())
+            .filter_map(|len| {
+                by_net4.get(&Ipv4Net::new(net.addr(), len).expect("len <= 32").trunc())
+            })
+            .flatten()
+            .copied()
+            .collect();
+        entries
+            .v4
+            .push((net, table.intern(classes.present(KIND_V4, &containing))));
+    }
+    let mut nets6: Vec<Ipv6Net> = by_net6.keys().copied().collect();
+    nets6.sort();
+    for net in nets6 {
+        let containing: Vec<usize> = (0..=net.prefix_len())
+            .filter_map(|len| {
+                by_net6.get(&Ipv6Net::new(net.addr(), len).expect("len <= 128").trunc())
+            })
+            .flatten()
+            .copied()
+            .collect();
+        entries
+            .v6
+            .push((net, table.intern(classes.present(KIND_V6, &containing))));
+    }
+    let absent = table.intern(classes.wild.clone());
+    (entries, absent)
+}
+
+/// Fills an exact-value dimension; returns its entries, the "miss" vector id and the
+/// "field absent" one. Entries whose vector is the miss vector are left out: the lookup
+/// misses to it.
+fn build_hash(dim: &DimPreds<Vec<u32>>, table: &mut VectorTable) -> (Vec<(u32, u32)>, u32, u32) {
+    let mut by_value: HashMap<u32, Vec<usize>> = HashMap::new();
+    for (p, pred) in dim.preds.iter().enumerate() {
+        for v in &pred.values {
+            by_value.entry(*v).or_default().push(p);
+        }
+    }
+    let mut classes = ClassVectors::new(dim, table.words);
+    let miss = table.intern(classes.present(KIND_V4, &[]));
+    let mut values: Vec<u32> = by_value.keys().copied().collect();
+    values.sort_unstable();
+    let entries = values
+        .into_iter()
+        .map(|value| {
+            (
+                value,
+                table.intern(classes.present(KIND_V4, &by_value[&value])),
+            )
+        })
+        .filter(|&(_, id)| id != miss)
+        .collect();
+    let absent = table.intern(classes.wild.clone());
+    (entries, miss, absent)
+}
+
+/// Deduplicated vectors, all `words` long, stored one after the other.
+struct VectorTable {
+    words: usize,
+    table: Vec<u64>,
+    by_hash: HashMap<u64, Vec<u32>>,
+}
+
+impl VectorTable {
+    fn new(words: usize) -> Self {
+        VectorTable {
+            words,
+            table: Vec::new(),
+            by_hash: HashMap::new(),
+        }
+    }
+
+    fn intern(&mut self, v: Vec<u64>) -> u32 {
+        debug_assert_eq!(v.len(), self.words);
+        let mut h = DefaultHasher::new();
+        v.hash(&mut h);
+        let ids = self.by_hash.entry(h.finish()).or_default();
+        for &id in ids.iter() {
+            let at = id as usize * self.words;
+            if self.table[at..at + self.words] == v[..] {
+                return id;
+            }
+        }
+        let id = (self.table.len() / self.words) as u32;
+        self.table.extend_from_slice(&v);
+        ids.push(id);
+        id
+    }
+
+    fn into_words(self) -> Vec<u64> {
+        self.table
+    }
+}
