@@ -242,6 +242,7 @@ fn tcp4(saddr: [u8; 4], daddr: [u8; 4], dport: u16, iif: u32) -> PacketFields {
         iif,
         oif: 0,
         mark: 0,
+        ..PacketFields::default()
     }
 }
 
@@ -283,6 +284,7 @@ fn hooks_flatten_into_guarded_chains() {
         iif: 1,
         oif: 0,
         mark: 0,
+        ..PacketFields::default()
     };
     assert_eq!(eval(lo_ingress, &echo6), Verdict::Drop);
     assert_eq!(

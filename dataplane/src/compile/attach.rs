@@ -191,18 +191,12 @@ fn flatten(stages: &[Stage<'_>], facts: &Facts) -> Result<ir::Chain, DataplaneEr
             for g in &guards {
                 let mut matches = g.clone();
                 matches.extend(resolved.iter().cloned());
-                rules.push(ir::Rule {
-                    matches,
-                    action: r.action.clone(),
-                });
+                rules.push(ir::Rule::new(matches, r.action.clone()));
             }
         }
         if s.chain.policy == Verdict::Drop {
             for g in &guards {
-                rules.push(ir::Rule {
-                    matches: g.clone(),
-                    action: Action::Drop,
-                });
+                rules.push(ir::Rule::new(g.clone(), Action::Drop));
             }
         }
     }

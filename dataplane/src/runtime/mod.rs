@@ -150,14 +150,20 @@ pub fn probe() -> Result<(), String> {
         rules: Vec::new(),
     };
     let compiled = nftshim_ebpf::maps::compile(&empty).map_err(|e| e.to_string())?;
-    LoadedChain::load(&compiled, LoadOptions { tc_egress: true })
-        .map(drop)
-        .map_err(|e| {
-            format!(
-                "{e}: {}",
-                std::error::Error::source(&e)
-                    .map(|s| s.to_string())
-                    .unwrap_or_default()
-            )
-        })
+    LoadedChain::load(
+        &compiled,
+        LoadOptions {
+            tc_egress: true,
+            ..LoadOptions::default()
+        },
+    )
+    .map(drop)
+    .map_err(|e| {
+        format!(
+            "{e}: {}",
+            std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        )
+    })
 }

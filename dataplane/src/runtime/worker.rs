@@ -208,6 +208,7 @@ impl Generation {
                     })?;
                     let options = LoadOptions {
                         tc_egress: dir == Direction::Egress,
+                        ..LoadOptions::default()
                     };
                     let loaded = LoadedChain::load(&compiled, options).map_err(|e| {
                         refuse(format!("the eBPF data plane cannot load this ruleset: {e}"))
