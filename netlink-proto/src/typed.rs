@@ -261,12 +261,36 @@ impl<T> Deref for Nest<T> {
     }
 }
 
+/// How deep typed nests may go. The kernel validates at most 10 levels of nested
+/// policies; the deepest real message (a set element's dynset expression's data's
+/// verdict) is far below this. Deeper nests stay raw, so that a hostile message of
+/// thousands of levels (e.g. dynset in dynset in ...) cannot exhaust the stack.
+pub const MAX_TYPED_DEPTH: u32 = 32;
+
+thread_local! {
+    static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `f` one typed nesting level deeper; None (keep raw) past [`MAX_TYPED_DEPTH`].
+pub fn nested<R>(f: impl FnOnce() -> Option<R>) -> Option<R> {
+    let depth = DEPTH.with(|d| d.get());
+    if depth >= MAX_TYPED_DEPTH {
+        return None;
+    }
+    DEPTH.with(|d| d.set(depth + 1));
+    let r = f();
+    DEPTH.with(|d| d.set(depth));
+    r
+}
+
 impl<T: AttrItem> AttrValue for Nest<T> {
     fn decode(attr: &Attr) -> Option<Self> {
-        let children = parse_attrs(&attr.value).ok()?;
-        Some(Nest {
-            items: T::from_attrs(&children),
-            flags: attr.kind & !NLA_TYPE_MASK,
+        nested(|| {
+            let children = parse_attrs(&attr.value).ok()?;
+            Some(Nest {
+                items: T::from_attrs(&children),
+                flags: attr.kind & !NLA_TYPE_MASK,
+            })
         })
     }
     fn encode(&self, id: u16) -> Attr {
@@ -486,6 +510,8 @@ pub(crate) use getters;
 macro_rules! getter {
     ($enum:ident, $field:ident, $(#[$m:meta])* $fn:ident, $variant:ident, copy<$ret:ty>) => {
         $(#[$m])*
+        // `len` here is an attribute (NFTA_*_LEN), not a collection length.
+        #[allow(clippy::len_without_is_empty)]
         pub fn $fn(&self) -> Option<$ret> {
             #[allow(unreachable_patterns)]
             self.$field.iter().rev().find_map(|a| match a { $enum::$variant(v) => Some(*v), _ => None })

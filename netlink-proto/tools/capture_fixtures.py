@@ -12,7 +12,8 @@ duplicates dropped, and written as fixture files for the byte-exact round-trip t
 Messages are listed once per file and attribute layout: a message with the same type,
 flags, family and attribute tree (types and lengths) as an earlier one is left out.
 
-Usage (as root): tools/capture_fixtures.py [OUTDIR]   (default: tests/fixtures)
+Usage (as root): tools/capture_fixtures.py [OUTDIR [special|nft|ipt]]
+(default: tests/fixtures, everything)
 The namespaces it creates are named nftshim-proto-<pid>-<n> and removed on exit.
 """
 
@@ -310,9 +311,17 @@ table inet t {
 """
         rec.run(ns, ["nft", "-f", "-"], stdin=script)
         # This kernel has no flowtable support (ENOENT), but what nft sends is still worth
-        # keeping.
+        # keeping: the flowtable, and (in a batch the kernel then rejects) `flow add`.
         rec.run(ns, ["nft", "add", "flowtable", "inet", "t", "ft",
                      "{ hook ingress priority filter; devices = { lo }; counter; }"])
+        rec.run(ns, ["nft", "-f", "-"], stdin="""
+table inet f {
+  flowtable ft { hook ingress priority filter; devices = { lo }; }
+  chain c { type filter hook forward priority 0; flow add @ft; }
+}
+""")
+        rec.run(ns, ["nft", "add", "rule", "inet", "t", "input", "tcp", "dport", "80",
+                     "synproxy", "mss", "1460", "wscale", "7", "timestamp", "sack-perm"])
         rec.run(ns, ["nft", "-a", "list", "ruleset"])
         rec.run(ns, ["nft", "list", "set", "inet", "t", "s4"])
         rec.run(ns, ["nft", "reset", "counters"])
@@ -348,11 +357,15 @@ table inet t {
 
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
-    special()
-    for path in sorted(NFT_PY.rglob("*.t")):
-        nft_py_file(path)
-    for path in sorted(IPT.glob("*.t")):
-        ipt_file(path)
+    only = sys.argv[2] if len(sys.argv) > 2 else None
+    if only in (None, "special"):
+        special()
+    if only in (None, "nft"):
+        for path in sorted(NFT_PY.rglob("*.t")):
+            nft_py_file(path)
+    if only in (None, "ipt"):
+        for path in sorted(IPT.glob("*.t")):
+            ipt_file(path)
 
 
 if __name__ == "__main__":

@@ -49,3 +49,40 @@ impl Bitwise {
         sreg2: Sreg2 => copy<Register>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn shift_left_as_nft_sends_and_kernel_dumps_it() {
+        // nft add rule inet test-inet output 'ct mark set (meta mark | 0x10) << 8'
+        let sent = elem("400001800c00010062697477697365003000028008000100000000010800020000000001080006000000000108000300000000040c0007800800010008000000");
+        let Expr::Bitwise(b) = &sent.expr else {
+            panic!()
+        };
+        assert_eq!(
+            (b.sreg(), b.dreg(), b.len()),
+            (Some(Register::Reg1), Some(Register::Reg1), Some(4))
+        );
+        assert_eq!(b.op(), Some(BitwiseOp::Lshift));
+        assert_eq!(
+            b.data().unwrap().value_bytes(),
+            Some(&8u32.to_ne_bytes()[..]),
+            "shift amount in host order"
+        );
+        // The kernel dumps LEN before OP; the order is kept.
+        let dumped = elem("400001000c00010062697477697365003000020008000100000000010800020000000001080003000000000408000600000000010c0007000800010008000000");
+        let Expr::Bitwise(d) = &dumped.expr else {
+            panic!()
+        };
+        assert_eq!(d.attrs[2], BitwiseAttr::Len(4));
+        assert_eq!(d.attrs[3], BitwiseAttr::Op(BitwiseOp::Lshift));
+        assert_eq!(
+            d.data(),
+            Some(&crate::typed::Nest::plain(b.data().unwrap().items.clone()))
+        );
+    }
+}

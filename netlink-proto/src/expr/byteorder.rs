@@ -38,3 +38,25 @@ impl Byteorder {
         size: Size => copy<u32>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn host_to_network() {
+        // nft add rule inet test-inet output 'ct expiration != {33-55, 66-88}'
+        let e = elem("400001800e000100627974656f726465720000002c00028008000100000000010800020000000001080003000000000108000400000000040800050000000004");
+        let Expr::Byteorder(b) = &e.expr else {
+            panic!()
+        };
+        assert_eq!(
+            (b.sreg(), b.dreg()),
+            (Some(Register::Reg1), Some(Register::Reg1))
+        );
+        assert_eq!(b.op(), Some(ByteorderOp::Hton));
+        assert_eq!((b.len(), b.size()), (Some(4), Some(4)));
+    }
+}

@@ -39,3 +39,27 @@ impl Cmp {
         data: Data => nest<Data>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn equal_to_tcp() {
+        // iptables-nft -p tcp: cmp eq reg 1 0x06.
+        let e = elem("2c00018008000100636d700020000280080001000000000108000200000000000c0003800500010006000000");
+        let Expr::Cmp(c) = &e.expr else { panic!() };
+        assert_eq!((c.sreg(), c.op()), (Some(Register::Reg1), Some(CmpOp::Eq)));
+        assert_eq!(c.data().unwrap().value_bytes(), Some(&[6u8][..]));
+    }
+
+    #[test]
+    fn equal_to_port_22() {
+        // iptables-nft --dport 22: cmp eq reg 1 0x0016 (network order).
+        let e = elem("2c00018008000100636d700020000280080001000000000108000200000000000c0003800600010000160000");
+        let Expr::Cmp(c) = &e.expr else { panic!() };
+        assert_eq!(c.data().unwrap().value_bytes(), Some(&[0u8, 22][..]));
+    }
+}

@@ -58,3 +58,27 @@ impl Ct {
         sreg: Sreg => copy<Register>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn state_load() {
+        // nft -f - ('ct state new'): ct state => reg 1.
+        let e = elem("2000018007000100637400001400028008000200000000000800010000000001");
+        let Expr::Ct(c) = &e.expr else { panic!() };
+        assert_eq!(
+            (c.key(), c.dreg(), c.direction()),
+            (Some(CtKey::State), Some(Register::Reg1), None)
+        );
+        let dumped = elem("2000010007000100637400001400020008000100000000010800020000000000");
+        let Expr::Ct(d) = &dumped.expr else { panic!() };
+        assert_eq!(
+            d.attrs,
+            [CtAttr::Dreg(Register::Reg1), CtAttr::Key(CtKey::State)]
+        );
+    }
+}

@@ -24,3 +24,18 @@ impl Dup {
         sreg_dev: SregDev => copy<Register>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn dup_to_address() {
+        // nft add rule ip6 test-ip6 input 'dup to abcd::1'
+        let e = elem("1800018008000100647570000c0002800800010000000001");
+        let Expr::Dup(d) = &e.expr else { panic!() };
+        assert_eq!((d.sreg_addr(), d.sreg_dev()), (Some(Register::Reg1), None));
+    }
+}

@@ -45,3 +45,22 @@ impl Exthdr {
         sreg: Sreg => copy<Register>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn tcp_option_write() {
+        // nft add rule inet test-inet input 'tcp option maxseg size set 1360'
+        let e = elem("3c0001800b00010065787468647200002c00028008000700000000010500020002000000080003000000000208000400000000020800060000000001");
+        let Expr::Exthdr(x) = &e.expr else { panic!() };
+        assert_eq!(
+            (x.sreg(), x.header_type(), x.op()),
+            (Some(Register::Reg1), Some(2), Some(ExthdrOp::Tcpopt))
+        );
+        assert_eq!((x.offset(), x.len(), x.dreg()), (Some(2), Some(2), None));
+    }
+}

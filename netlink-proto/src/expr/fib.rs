@@ -36,3 +36,27 @@ impl Fib {
         flags: Flags => copy<u32>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn oif_by_saddr_and_iif() {
+        // nft add rule ip test-ip prerouting 'fib saddr . iif oif ne 0'
+        let e = elem(
+            "2800018008000100666962001c000280080003000000000908000200000000010800010000000001",
+        );
+        let Expr::Fib(f) = &e.expr else { panic!() };
+        assert_eq!(
+            f.flags(),
+            Some(u32::from(NFTA_FIB_F_SADDR | NFTA_FIB_F_IIF))
+        );
+        assert_eq!(
+            (f.result(), f.dreg()),
+            (Some(FibResult::Oif), Some(Register::Reg1))
+        );
+    }
+}

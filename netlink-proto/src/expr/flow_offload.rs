@@ -21,3 +21,19 @@ impl FlowOffload {
         table_name: TableName => str,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn flow_add() {
+        // nft -f - ('flow add @ft', in a batch this kernel rejects: no flowtable support)
+        let e = elem("2400018011000100666c6f775f6f66666c6f6164000000000c0002800700010066740000");
+        let Expr::FlowOffload(f) = &e.expr else {
+            panic!()
+        };
+        assert_eq!(f.table_name(), Some("ft"));
+    }
+}

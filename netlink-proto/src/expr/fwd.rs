@@ -26,3 +26,18 @@ impl Fwd {
         nfproto: Nfproto => copy<u32>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn fwd_to_device() {
+        // nft add rule netdev test-netdev ingress 'fwd to "lo"'
+        let e = elem("1800018008000100667764000c0002800800010000000001");
+        let Expr::Fwd(f) = &e.expr else { panic!() };
+        assert_eq!((f.sreg_dev(), f.nfproto()), (Some(Register::Reg1), None));
+    }
+}

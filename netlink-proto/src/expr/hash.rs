@@ -46,3 +46,22 @@ impl Hash {
         set_id: SetId => copy<u32>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn symhash() {
+        // nft add rule arp test-arp output 'queue to symhash mod 65536'
+        let e = elem("34000180090001006861736800000000240002800800020000000001080004000001000008000600000000000800070000000001");
+        let Expr::Hash(h) = &e.expr else { panic!() };
+        assert_eq!(
+            (h.dreg(), h.modulus(), h.offset()),
+            (Some(Register::Reg1), Some(65536), Some(0))
+        );
+        assert_eq!(h.hash_type(), Some(HashType::Sym));
+    }
+}

@@ -33,3 +33,34 @@ impl Inner {
         expr: Expr => nest<ExprElem>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    // nft 1.0.6 cannot write `inner` expressions: built here, checked to re-read.
+    #[test]
+    fn built_inner_with_payload_roundtrips() {
+        use crate::expr::{payload, ExprElem};
+        use crate::typed::AttrValue;
+        let p = Expr::Payload(payload::Payload::new(vec![payload::PayloadAttr::Base(
+            payload::PayloadBase::Inner,
+        )]));
+        let i = Inner::new(vec![
+            InnerAttr::Num(0),
+            InnerAttr::Type(crate::extra::NFT_INNER_VXLAN),
+            InnerAttr::Flags(crate::extra::NFT_INNER_NH),
+            InnerAttr::Hdrsize(8),
+            InnerAttr::Expr(ExprElem::new(p.clone())),
+        ]);
+        let a = ExprElem::new(Expr::Inner(i)).encode(crate::consts::NFTA_LIST_ELEM);
+        let mut bytes = Vec::new();
+        a.emit(&mut bytes);
+        let back = elem(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let Expr::Inner(i) = &back.expr else { panic!() };
+        assert_eq!(i.expr().map(|x| &x.expr), Some(&p));
+        assert_eq!(i.hdrsize(), Some(8));
+    }
+}

@@ -37,3 +37,34 @@ impl Limit {
         flags: Flags => copy<u32>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn byte_rate_from_nft() {
+        // nft add rule arp test-arp output 'limit rate 1 kbytes/second'
+        let e = elem("3c0001800a0001006c696d69740000002c0002800c00010000000000000004000c000200000000000000000108000400000000010800050000000000");
+        let Expr::Limit(l) = &e.expr else { panic!() };
+        assert_eq!((l.rate(), l.unit(), l.burst()), (Some(1024), Some(1), None));
+        assert_eq!(
+            (l.limit_type(), l.flags()),
+            (Some(LimitType::PktBytes), Some(0))
+        );
+    }
+
+    #[test]
+    fn packet_rate_dumped_by_kernel() {
+        // nft list ruleset: 'limit rate 20/second burst 5 packets'.
+        let e = elem("440001000a0001006c696d6974000000340002000c00010000000000000000140c0002000000000000000001080003000000000508000400000000000800050000000000");
+        let Expr::Limit(l) = &e.expr else { panic!() };
+        assert_eq!(
+            (l.rate(), l.unit(), l.burst()),
+            (Some(20), Some(1), Some(5))
+        );
+        assert_eq!(l.limit_type(), Some(LimitType::Pkts));
+    }
+}

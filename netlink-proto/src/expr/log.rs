@@ -31,3 +31,21 @@ impl Log {
         flags: Flags => copy<u32>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn plain_log_and_nflog_group() {
+        // nft add rule ip test-ip4 input 'icmp id 1245 log': empty data.
+        let e = elem("10000180080001006c6f670004000280");
+        let Expr::Log(l) = &e.expr else { panic!() };
+        assert!(l.attrs.is_empty());
+        // iptables-nft -S after -j NFLOG --nflog-group 1: the kernel dumps GROUP.
+        let e = elem("18000100080001006c6f67000c0002000600010000010000");
+        let Expr::Log(l) = &e.expr else { panic!() };
+        assert_eq!((l.group(), l.prefix()), (Some(1), None));
+    }
+}

@@ -30,3 +30,30 @@ impl Lookup {
         flags: Flags => copy<u32>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn anonymous_set_by_id_and_named_set_dump() {
+        // nft -f - ('ip daddr . tcp dport @c'): sreg 1, set "c", set id 2.
+        let sent = elem("2c0001800b0001006c6f6f6b757000001c000280080002000000000106000100630000000800040000000002");
+        let Expr::Lookup(l) = &sent.expr else {
+            panic!()
+        };
+        assert_eq!(
+            (l.sreg(), l.set(), l.set_id()),
+            (Some(Register::Reg1), Some("c"), Some(2))
+        );
+        assert_eq!(l.flags(), None);
+        // nft -a list ruleset: the kernel adds FLAGS 0, no set id.
+        let dumped = elem("2c0001000b0001006c6f6f6b757000001c000200060001006300000008000200000000010800050000000000");
+        let Expr::Lookup(d) = &dumped.expr else {
+            panic!()
+        };
+        assert_eq!((d.set(), d.set_id(), d.flags()), (Some("c"), None, Some(0)));
+    }
+}

@@ -26,3 +26,17 @@ impl Masq {
         reg_proto_max: RegProtoMax => copy<Register>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn masquerade() {
+        // nft add rule ip test-ip4 postrouting '... masquerade': no attributes.
+        let e = elem("14000180090001006d6173710000000004000280");
+        let Expr::Masq(m) = &e.expr else { panic!() };
+        assert!(m.attrs.is_empty() && m.flags().is_none());
+    }
+}

@@ -68,3 +68,37 @@ impl Meta {
         sreg: Sreg => copy<Register>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn l4proto_load_from_iptables() {
+        // iptables-nft -p tcp: meta l4proto => reg 1 (KEY sent before DREG).
+        let e = elem("24000180090001006d657461000000001400028008000200000000100800010000000001");
+        let Expr::Meta(m) = &e.expr else { panic!() };
+        assert_eq!(
+            m.attrs,
+            [
+                MetaAttr::Key(MetaKey::L4proto),
+                MetaAttr::Dreg(Register::Reg1)
+            ]
+        );
+        assert_eq!(m.sreg(), None);
+    }
+
+    #[test]
+    fn protocol_load_dumped_by_kernel() {
+        // nft list ruleset (ebtables among): meta protocol => reg 1.
+        let e = elem("24000100090001006d657461000000001400020008000200000000010800010000000001");
+        let Expr::Meta(m) = &e.expr else { panic!() };
+        assert_eq!(
+            (m.key(), m.dreg()),
+            (Some(MetaKey::Protocol), Some(Register::Reg1))
+        );
+        assert_eq!(MetaKey::from(99), MetaKey::Unknown(99));
+    }
+}

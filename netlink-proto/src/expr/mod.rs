@@ -189,6 +189,31 @@ impl ExprElem {
 
 impl AttrValue for ExprElem {
     fn decode(attr: &Attr) -> Option<Self> {
+        crate::typed::nested(|| Self::decode_here(attr))
+    }
+
+    fn encode(&self, id: u16) -> Attr {
+        let mut children = vec![Attr::strz(NFTA_EXPR_NAME, self.expr.name())];
+        let data = self.expr.data_attrs();
+        if self.data_flags.is_some() || !data.is_empty() {
+            let mut value = Vec::new();
+            crate::attr::emit_attrs(&data, &mut value);
+            children.push(Attr {
+                kind: NFTA_EXPR_DATA | self.data_flags.unwrap_or(0),
+                value,
+            });
+        }
+        let mut value = Vec::new();
+        crate::attr::emit_attrs(&children, &mut value);
+        Attr {
+            kind: id | self.flags,
+            value,
+        }
+    }
+}
+
+impl ExprElem {
+    fn decode_here(attr: &Attr) -> Option<Self> {
         let children = parse_attrs(&attr.value).ok()?;
         let (name_attr, data_attr) = match children.as_slice() {
             [n] => (n, None),
@@ -211,25 +236,6 @@ impl AttrValue for ExprElem {
             flags: attr.kind & !NLA_TYPE_MASK,
             data_flags,
         })
-    }
-
-    fn encode(&self, id: u16) -> Attr {
-        let mut children = vec![Attr::strz(NFTA_EXPR_NAME, self.expr.name())];
-        let data = self.expr.data_attrs();
-        if self.data_flags.is_some() || !data.is_empty() {
-            let mut value = Vec::new();
-            crate::attr::emit_attrs(&data, &mut value);
-            children.push(Attr {
-                kind: NFTA_EXPR_DATA | self.data_flags.unwrap_or(0),
-                value,
-            });
-        }
-        let mut value = Vec::new();
-        crate::attr::emit_attrs(&children, &mut value);
-        Attr {
-            kind: id | self.flags,
-            value,
-        }
     }
 }
 
@@ -358,6 +364,33 @@ mod tests {
             ExprItem::from_attr(&list_elem(&[name, data])),
             ExprItem::Expr(_)
         ));
+    }
+
+    #[test]
+    fn hostile_nesting_stays_raw_past_the_depth_limit() {
+        // dynset in dynset in ... 3000 levels, near the 64 KiB attribute limit. Parsed
+        // on a small stack: past MAX_TYPED_DEPTH the rest must stay raw, not recurse.
+        let mut a = list_elem(&[Attr::strz(NFTA_EXPR_NAME, "counter")]);
+        for _ in 0..3000 {
+            let mut data = Vec::new();
+            Attr::new(crate::consts::NFTA_DYNSET_EXPR, a.value.clone()).emit(&mut data);
+            a = list_elem(&[
+                Attr::strz(NFTA_EXPR_NAME, "dynset"),
+                Attr::new(NFTA_EXPR_DATA, data),
+            ]);
+        }
+        let handle = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let item = ExprItem::from_attr(&a);
+                assert_eq!(item.to_attr(), a);
+                matches!(item, ExprItem::Expr(_))
+            })
+            .unwrap();
+        assert!(
+            handle.join().expect("no stack overflow"),
+            "the outer levels are typed"
+        );
     }
 
     #[test]

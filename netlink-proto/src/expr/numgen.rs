@@ -40,3 +40,26 @@ impl Numgen {
         set_id: SetId => copy<u32>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn incremental() {
+        // nft add rule arp test-arp output 'queue flags bypass to numgen inc mod 65536'
+        let e = elem("340001800b0001006e756d67656e0000240002800800010000000001080002000001000008000300000000000800040000000000");
+        let Expr::Numgen(n) = &e.expr else { panic!() };
+        assert_eq!(
+            (n.dreg(), n.modulus(), n.ng_type(), n.offset()),
+            (
+                Some(Register::Reg1),
+                Some(65536),
+                Some(NgType::Incremental),
+                Some(0)
+            )
+        );
+    }
+}

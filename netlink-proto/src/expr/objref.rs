@@ -31,3 +31,29 @@ impl Objref {
         set_id: SetId => copy<u32>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn named_counter_and_unterminated_quota_name() {
+        // nft -f - ('counter name cnt')
+        let e = elem("240001800b0001006f626a726566000014000280080001000000000107000200636e7400");
+        let Expr::Objref(o) = &e.expr else { panic!() };
+        assert_eq!(
+            (o.imm_type(), o.imm_name()),
+            (Some(ObjType::Counter), Some("cnt"))
+        );
+        // nft add rule ... 'quota name "qt1"': nft sends the quoted name without NUL.
+        let e = elem("240001800b0001006f626a72656600001400028008000100000000020700020071743100");
+        let Expr::Objref(o) = &e.expr else { panic!() };
+        assert_eq!(
+            (o.imm_type(), o.imm_name()),
+            (Some(ObjType::Quota), Some("qt1"))
+        );
+        assert!(matches!(&o.attrs[1], ObjrefAttr::ImmName(s) if !s.nul));
+    }
+}

@@ -26,3 +26,21 @@ impl Osf {
         flags: Flags => copy<u32>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn os_name() {
+        // nft add rule inet osfinet osfchain 'ct mark set osf name map { ... }'
+        let e = elem("20000180080001006f7366001400028008000100000000010500020000000000");
+        let Expr::Osf(o) = &e.expr else { panic!() };
+        assert_eq!(
+            (o.dreg(), o.ttl(), o.flags()),
+            (Some(Register::Reg1), Some(0), None)
+        );
+    }
+}

@@ -28,3 +28,18 @@ impl Queue {
         sreg_qnum: SregQnum => copy<Register>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn queue_number_from_register() {
+        // nft add rule arp test-arp output 'queue to jhash oif . meta mark mod 32'
+        let e = elem("1c0001800a00010071756575650000000c0002800800040000000001");
+        let Expr::Queue(q) = &e.expr else { panic!() };
+        assert_eq!((q.sreg_qnum(), q.num()), (Some(Register::Reg1), None));
+    }
+}

@@ -25,3 +25,20 @@ impl Quota {
         consumed: Consumed => copy<u64>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn byte_quota() {
+        // nft add rule arp test-arp output 'quota 1025 bytes'
+        let e = elem("340001800a00010071756f7461000000240002800c00010000000000000004010c00040000000000000000000800020000000000");
+        let Expr::Quota(q) = &e.expr else { panic!() };
+        assert_eq!(
+            (q.bytes(), q.consumed(), q.flags()),
+            (Some(1025), Some(0), Some(0))
+        );
+    }
+}

@@ -37,3 +37,23 @@ impl Range {
         to_data: ToData => nest<Data>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn source_port_range_from_iptables() {
+        // iptables-nft -A INPUT -p udp -m udp --sport 1:1023
+        let e = elem("3c0001800a00010072616e67650000002c000280080001000000000108000200000000000c00038006000100000100000c0004800600010003ff0000");
+        let Expr::Range(r) = &e.expr else { panic!() };
+        assert_eq!(
+            (r.sreg(), r.op()),
+            (Some(Register::Reg1), Some(RangeOp::Eq))
+        );
+        assert_eq!(r.from_data().unwrap().value_bytes(), Some(&[0u8, 1][..]));
+        assert_eq!(r.to_data().unwrap().value_bytes(), Some(&[3u8, 0xff][..]));
+    }
+}

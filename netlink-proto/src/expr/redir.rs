@@ -26,3 +26,17 @@ impl Redir {
         flags: Flags => copy<u32>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn redirect() {
+        // nft list ruleset after '... redirect' (ip6): no attributes, plain nest.
+        let e = elem("140001000a000100726564697200000004000200");
+        assert!(matches!(&e.expr, Expr::Redir(r) if r.attrs.is_empty()));
+        assert_eq!(e.data_flags, Some(0));
+    }
+}

@@ -32,3 +32,28 @@ impl Reject {
         icmp_code: IcmpCode => copy<u8>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn icmp_host_unreachable_and_tcp_reset() {
+        // nft add rule inet test-inet input 'reject with icmp host-unreachable'
+        let e = elem("240001800b00010072656a65637400001400028008000100000000000500020001000000");
+        let Expr::Reject(r) = &e.expr else { panic!() };
+        assert_eq!(
+            (r.reject_type(), r.icmp_code()),
+            (Some(RejectType::IcmpUnreach), Some(1))
+        );
+        // nft list ruleset: 'reject with tcp reset'.
+        let e = elem("1c0001000b00010072656a65637400000c0002000800010000000001");
+        let Expr::Reject(r) = &e.expr else { panic!() };
+        assert_eq!(
+            (r.reject_type(), r.icmp_code()),
+            (Some(RejectType::TcpRst), None)
+        );
+    }
+}

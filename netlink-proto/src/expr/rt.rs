@@ -35,3 +35,21 @@ impl Rt {
         key: Key => copy<RtKey>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn classid() {
+        // nft add rule inet test-inet output 'rt classid "cosmos"'
+        let e = elem("2000018007000100727400001400028008000200000000000800010000000001");
+        let Expr::Rt(r) = &e.expr else { panic!() };
+        assert_eq!(
+            (r.key(), r.dreg()),
+            (Some(RtKey::Classid), Some(Register::Reg1))
+        );
+    }
+}

@@ -36,3 +36,21 @@ impl Socket {
         level: Level => copy<u32>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn transparent() {
+        // nft add rule inet sockin sockchain 'socket transparent 0'
+        let e = elem("2c0001800b000100736f636b657400001c000280080001000000000008000200000000010800030000000000");
+        let Expr::Socket(s) = &e.expr else { panic!() };
+        assert_eq!(
+            (s.key(), s.dreg(), s.level()),
+            (Some(SocketKey::Transparent), Some(Register::Reg1), Some(0))
+        );
+    }
+}

@@ -26,3 +26,21 @@ impl Tproxy {
         reg_port: RegPort => copy<Register>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn to_address() {
+        // nft add rule inet x y 'meta l4proto 17 tproxy ip to 192.0.2.1'
+        let e = elem("240001800b0001007470726f787900001400028008000100000000020800020000000001");
+        let Expr::Tproxy(t) = &e.expr else { panic!() };
+        assert_eq!(
+            (t.family(), t.reg_addr(), t.reg_port()),
+            (Some(2), Some(Register::Reg1), None)
+        );
+    }
+}

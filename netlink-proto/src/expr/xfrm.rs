@@ -41,3 +41,26 @@ impl Xfrm {
         spnum: Spnum => copy<u32>,
     } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::testutil::elem;
+    use crate::expr::Expr;
+
+    #[test]
+    fn ipsec_in_daddr() {
+        // nft add rule inet ipsec-inet ipsec-forw 'ipsec in ip6 daddr dead::beef'
+        let e = elem("34000180090001007866726d00000000240002800800020000000002050003000000000008000400000000000800010000000001");
+        let Expr::Xfrm(x) = &e.expr else { panic!() };
+        assert_eq!(
+            (x.key(), x.dir(), x.spnum(), x.dreg()),
+            (
+                Some(XfrmKey::DaddrIp6),
+                Some(0),
+                Some(0),
+                Some(Register::Reg1)
+            )
+        );
+    }
+}

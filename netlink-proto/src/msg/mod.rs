@@ -122,6 +122,82 @@ bodies! {
     CompatGet(Compat) = NFT_COMPAT_GET_TYPE,
 }
 
+impl NftBody {
+    /// The table of any table message.
+    pub fn table(&self) -> Option<&Table> {
+        match self {
+            NftBody::NewTable(b)
+            | NftBody::GetTable(b)
+            | NftBody::DelTable(b)
+            | NftBody::DestroyTable(b) => Some(b),
+            _ => None,
+        }
+    }
+    /// The chain of any chain message.
+    pub fn chain(&self) -> Option<&Chain> {
+        match self {
+            NftBody::NewChain(b)
+            | NftBody::GetChain(b)
+            | NftBody::DelChain(b)
+            | NftBody::DestroyChain(b) => Some(b),
+            _ => None,
+        }
+    }
+    /// The rule of any rule message.
+    pub fn rule(&self) -> Option<&Rule> {
+        match self {
+            NftBody::NewRule(b)
+            | NftBody::GetRule(b)
+            | NftBody::DelRule(b)
+            | NftBody::GetRuleReset(b)
+            | NftBody::DestroyRule(b) => Some(b),
+            _ => None,
+        }
+    }
+    /// The set of any set message.
+    pub fn set(&self) -> Option<&Set> {
+        match self {
+            NftBody::NewSet(b)
+            | NftBody::GetSet(b)
+            | NftBody::DelSet(b)
+            | NftBody::DestroySet(b) => Some(b),
+            _ => None,
+        }
+    }
+    /// The element list of any set element message.
+    pub fn set_elems(&self) -> Option<&SetElemList> {
+        match self {
+            NftBody::NewSetElem(b)
+            | NftBody::GetSetElem(b)
+            | NftBody::DelSetElem(b)
+            | NftBody::GetSetElemReset(b)
+            | NftBody::DestroySetElem(b) => Some(b),
+            _ => None,
+        }
+    }
+    /// The object of any object message.
+    pub fn obj(&self) -> Option<&Obj> {
+        match self {
+            NftBody::NewObj(b)
+            | NftBody::GetObj(b)
+            | NftBody::DelObj(b)
+            | NftBody::GetObjReset(b)
+            | NftBody::DestroyObj(b) => Some(b),
+            _ => None,
+        }
+    }
+    /// The flowtable of any flowtable message.
+    pub fn flowtable(&self) -> Option<&Flowtable> {
+        match self {
+            NftBody::NewFlowtable(b)
+            | NftBody::GetFlowtable(b)
+            | NftBody::DelFlowtable(b)
+            | NftBody::DestroyFlowtable(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
 /// One nfnetlink message, typed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NftMessage {
@@ -162,29 +238,27 @@ impl NftMessage {
             return None;
         }
         let nfgen = msg.nfgen()?;
-        let (attrs, left) = msg.nf_attrs();
-        let trailing = msg.payload[msg.payload.len() - left..].to_vec();
         let raw_body = || NftBody::Unknown {
             msg_type,
             payload: msg.payload[NfGenMsg::LEN..].to_vec(),
         };
-        let mut m = NftMessage {
+        let header = |body, trailing| NftMessage {
             flags: msg.flags(),
             seq: msg.seq(),
             port: msg.header.port_number,
             nfgen,
-            body: NftBody::from_attrs(msg_type, &attrs).unwrap_or_else(raw_body),
+            body,
             trailing,
             padding: Vec::new(),
         };
-        if !matches!(m.body, NftBody::Unknown { .. }) {
-            match padding_diff(&m.payload(), &msg.payload, &attrs) {
-                Some(padding) => m.padding = padding,
-                None => {
-                    m.body = raw_body();
-                    m.trailing.clear();
-                }
-            }
+        let (attrs, left) = msg.nf_attrs();
+        let Some(body) = NftBody::from_attrs(msg_type, &attrs) else {
+            return Some(header(raw_body(), Vec::new()));
+        };
+        let mut m = header(body, msg.payload[msg.payload.len() - left..].to_vec());
+        match padding_diff(&m.payload(), &msg.payload, &attrs) {
+            Some(padding) => m.padding = padding,
+            None => m = header(raw_body(), Vec::new()),
         }
         Some(m)
     }
