@@ -82,6 +82,11 @@ xt_struct! {
 }
 
 xt_struct! {
+    /// `struct ebt_arpreply_info` (`-j arpreply`).
+    EbtArpreplyInfo = 12; { mac: [6] @ 0, target: u32 @ 8 }
+}
+
+xt_struct! {
     /// `struct arpt_mangle` (arptables `-j mangle`).
     ArptMangle = 48; { flags: u8 @ 40, target: u32 @ 44 }
 }
