@@ -180,6 +180,31 @@ xt_struct! {
     NptTginfo = 36; { src_pfx: [16] @ 0, dst_pfx: [16] @ 16, src_pfx_len: u8 @ 32, dst_pfx_len: u8 @ 33 }
 }
 
+xt_struct! {
+    /// `struct xt_secmark_target_info` (and `_v1`: same size) (`-j SECMARK`).
+    SecmarkTargetInfo = 264; { mode: u8 @ 0, secctx: [256] @ 8 }
+}
+
+xt_struct! {
+    /// `struct xt_set_info_target_v0` (`-j SET`, revision 0).
+    SetInfoTargetV0 = 64; { add_index: u16 @ 0, del_index: u16 @ 32 }
+}
+
+xt_struct! {
+    /// `struct xt_set_info_target_v1` (revision 1: two `struct xt_set_info`).
+    SetInfoTargetV1 = 8; { add_index: u16 @ 0, add_dim: u8 @ 2, del_index: u16 @ 4, del_dim: u8 @ 6 }
+}
+
+xt_struct! {
+    /// `struct xt_set_info_target_v2` (revision 2: adds flags and a timeout).
+    SetInfoTargetV2 = 16; { add_index: u16 @ 0, add_dim: u8 @ 2, del_index: u16 @ 4, del_dim: u8 @ 6 }
+}
+
+xt_struct! {
+    /// `struct xt_set_info_target_v3` (revision 3: adds a map set).
+    SetInfoTargetV3 = 20; { add_index: u16 @ 0, add_dim: u8 @ 2, del_index: u16 @ 4, del_dim: u8 @ 6 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

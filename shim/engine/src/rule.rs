@@ -134,6 +134,7 @@ pub fn new(tx: &mut Txn<'_>, m: &Msg<'_>) -> MsgResult {
             table: &t.name,
             base: t.chains[ci].base.as_ref(),
             compat: compat.as_deref(),
+            tables: &tx.rs.tables,
         };
         crate::xt_check::check_rule(&xt, &mut exprs)
             .map_err(|(i, err)| MsgErr::at(err, list.nested().get(i).map(|e| e.off)))?;

@@ -25,7 +25,7 @@ use netlink_proto::xt::targets::*;
 use netlink_proto::xt::{strnlen, xt_align};
 
 use crate::errno::*;
-use crate::state::{BaseChain, Expr};
+use crate::state::{BaseChain, Expr, Table};
 
 pub(crate) const EPROTONOSUPPORT: i32 = 93;
 const EDOM: i32 = 33;
@@ -73,6 +73,9 @@ pub struct Par<'a> {
     pub proto: u16,
     pub inv: bool,
     pub rev: u8,
+    /// Every table of the namespace (for state the kernel keeps per namespace, such as
+    /// rate estimators).
+    pub tables: &'a [Table],
 }
 
 type Check = fn(&Par<'_>, &[u8]) -> Result<(), i32>;
@@ -195,6 +198,7 @@ const MATCHES: &[Ext] = &[
     ext("pkttype", 0, ANY, PkttypeInfo::SIZE),
     ext("policy", 0, F46, PolicyInfo::SIZE).check(policy),
     ext("quota", 0, ANY, QuotaInfo::SIZE).check(quota),
+    ext("rateest", 0, ANY, RateestMatchInfo::SIZE).check(rateest),
     ext("recent", 0, F46, RecentMtinfo::SIZE).check(recent),
     ext("recent", 1, F46, RecentMtinfoV1::SIZE).check(recent),
     ext("rpfilter", 0, F46, RpfilterInfo::SIZE)
@@ -314,6 +318,7 @@ const TARGETS: &[Ext] = &[
     ext("NFQUEUE", 2, ANY, NfqInfoV3::SIZE).check(nfqueue),
     ext("NFQUEUE", 3, ANY, NfqInfoV3::SIZE).check(nfqueue),
     ext("NOTRACK", 0, F46, 0).table("raw"),
+    ext("RATEEST", 0, F46, RateestTargetInfo::SIZE).check(rateest_tg),
     ext("REDIRECT", 0, F4, NatIpv4MultiRangeCompat::SIZE)
         .table("nat")
         .hooks(PRE | OUT)
@@ -330,6 +335,12 @@ const TARGETS: &[Ext] = &[
         .table("filter")
         .hooks(IN | FWD | OUT)
         .check(reject6),
+    ext("SECMARK", 0, F46, SecmarkTargetInfo::SIZE).check(secmark),
+    ext("SECMARK", 1, F46, SecmarkTargetInfo::SIZE).check(secmark),
+    ext("SET", 0, F4, SetInfoTargetV0::SIZE),
+    ext("SET", 1, F46, SetInfoTargetV1::SIZE),
+    ext("SET", 2, F46, SetInfoTargetV2::SIZE),
+    ext("SET", 3, F46, SetInfoTargetV3::SIZE),
     ext("SNAT", 0, F4, NatIpv4MultiRangeCompat::SIZE)
         .table("nat")
         .hooks(POST | IN)
@@ -393,8 +404,8 @@ const TARGETS: &[Ext] = &[
 
 /// Extensions this kernel has that the registry does not model (from its answers to
 /// the revision query): refused with EOPNOTSUPP rather than ENOENT.
-const KERNEL_ONLY_MATCHES: &[&str] = &["bpf", "l2tp", "nfacct", "osf", "rateest", "realm", "among"];
-const KERNEL_ONLY_TARGETS: &[&str] = &["RATEEST", "SECMARK", "SET", "ERROR"];
+const KERNEL_ONLY_MATCHES: &[&str] = &["bpf", "l2tp", "nfacct", "osf", "realm", "among"];
+const KERNEL_ONLY_TARGETS: &[&str] = &[];
 
 fn registry(target: bool) -> &'static [Ext] {
     if target {
@@ -496,6 +507,8 @@ pub struct RuleCtx<'a> {
     pub base: Option<&'a BaseChain>,
     /// NFTA_RULE_COMPAT's attributes, if the rule has one.
     pub compat: Option<&'a [Attr]>,
+    /// Every table of the namespace, as the transaction has it so far.
+    pub tables: &'a [Table],
 }
 
 /// `nft_match_init` / `nft_target_init` for every match and target of a new rule
@@ -550,6 +563,7 @@ fn check_one(
         proto,
         inv,
         rev,
+        tables: cx.tables,
     };
     // xt_check_match / xt_check_target
     if let Some(s) = x.size {
@@ -669,6 +683,7 @@ fn cgroup_v0(_: &Par<'_>, info: &[u8]) -> Result<(), i32> {
 
 fn cgroup_path(has_path: u8, has_classid: u8, path: &[u8]) -> Result<(), i32> {
     einval_if(has_path != 0 && has_classid != 0)?;
+    einval_if(has_path == 0 && has_classid == 0)?;
     // cgroup_get_from_path: only the root is known to exist in every namespace.
     if has_path != 0 && &path[..strnlen(path)] != b"/" {
         return Err(ENOENT);
@@ -933,6 +948,57 @@ fn policy(par: &Par<'_>, info: &[u8]) -> Result<(), i32> {
 
 fn quota(_: &Par<'_>, info: &[u8]) -> Result<(), i32> {
     einval_if(parse(QuotaInfo::parse, info)?.flags & !0x1 != 0)
+}
+
+/// The (interval, ewma_log) of the rate estimator `name` (`xt_rateest_lookup`): one
+/// exists per namespace while a RATEEST rule of that name does.
+fn estimator(tables: &[Table], name: &[u8]) -> Option<(u8, u8)> {
+    let name = &name[..strnlen(name)];
+    tables
+        .iter()
+        .flat_map(|t| &t.chains)
+        .flat_map(|c| &c.rules)
+        .flat_map(|r| &r.exprs)
+        .filter_map(|e| match parts(e) {
+            Some((n, 0, info)) if e.name == "target" && n == "RATEEST" => {
+                RateestTargetInfo::parse(info)
+            }
+            _ => None,
+        })
+        .find(|r| &r.name[..strnlen(&r.name)] == name)
+        .map(|r| (r.interval, r.ewma_log))
+}
+
+fn rateest(par: &Par<'_>, info: &[u8]) -> Result<(), i32> {
+    const ABS: u16 = 2;
+    const REL: u16 = 4;
+    const BPS: u16 = 16;
+    const PPS: u16 = 32;
+    let r = parse(RateestMatchInfo::parse, info)?;
+    einval_if((r.flags & (ABS | REL)).count_ones() != 1)?;
+    einval_if(r.flags & (BPS | PPS) == 0)?;
+    einval_if(!matches!(r.mode, 1..=3))?;
+    if estimator(par.tables, &r.name1).is_none() {
+        return Err(ENOENT);
+    }
+    if r.flags & REL != 0 && estimator(par.tables, &r.name2).is_none() {
+        return Err(ENOENT);
+    }
+    Ok(())
+}
+
+fn rateest_tg(par: &Par<'_>, info: &[u8]) -> Result<(), i32> {
+    let r = parse(RateestTargetInfo::parse, info)?;
+    if strnlen(&r.name) >= r.name.len() {
+        return Err(ENAMETOOLONG);
+    }
+    if let Some((interval, ewma_log)) = estimator(par.tables, &r.name) {
+        // An existing estimator: the parameters must be given, and the same.
+        let unset = r.interval == 0 && r.ewma_log == 0;
+        return einval_if(unset || (r.interval, r.ewma_log) != (interval, ewma_log));
+    }
+    // gen_new_estimator: interval -2..=3 (a signed char), ewma_log 1..=30.
+    einval_if(!(-2..=3).contains(&(r.interval as i8)) || r.ewma_log == 0 || r.ewma_log >= 31)
 }
 
 fn recent(_: &Par<'_>, info: &[u8]) -> Result<(), i32> {
@@ -1343,6 +1409,15 @@ fn reject6(par: &Par<'_>, info: &[u8]) -> Result<(), i32> {
     let with = parse(RejectInfo::parse, info)?.with;
     einval_if(with == ECHOREPLY)?;
     einval_if(with == TCP_RESET && !is_proto(par, IPPROTO_TCP))
+}
+
+fn secmark(par: &Par<'_>, info: &[u8]) -> Result<(), i32> {
+    const MODE_SEL: u8 = 1;
+    einval_if(par.table != "mangle" && par.table != "security")?;
+    einval_if(parse(SecmarkTargetInfo::parse, info)?.mode != MODE_SEL)?;
+    // security_secctx_to_secid finds no context: this kernel has no SELinux policy
+    // loaded, and nftshimd none to consult.
+    Err(ENOENT)
 }
 
 fn tcpmss(par: &Par<'_>, info: &[u8]) -> Result<(), i32> {
