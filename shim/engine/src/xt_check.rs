@@ -684,11 +684,26 @@ fn cgroup_v0(_: &Par<'_>, info: &[u8]) -> Result<(), i32> {
 fn cgroup_path(has_path: u8, has_classid: u8, path: &[u8]) -> Result<(), i32> {
     einval_if(has_path != 0 && has_classid != 0)?;
     einval_if(has_path == 0 && has_classid == 0)?;
-    // cgroup_get_from_path: only the root is known to exist in every namespace.
-    if has_path != 0 && &path[..strnlen(path)] != b"/" {
-        return Err(ENOENT);
+    if has_path != 0 {
+        // cgroup_get_from_path on the default (v2) hierarchy, as mounted here.
+        let path = String::from_utf8_lossy(&path[..strnlen(path)]).into_owned();
+        let rel = path.trim_start_matches('/');
+        let exists = !rel.split('/').any(|c| c == "..") && cgroup2_root().join(rel).is_dir();
+        einval_if(!exists)?;
     }
     Ok(())
+}
+
+/// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup`, or `.../unified` on
+/// hybrid systems).
+fn cgroup2_root() -> std::path::PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.get(2) == Some(&"cgroup2"))
+        .and_then(|f| f.get(1).map(|m| std::path::PathBuf::from(*m)))
+        .unwrap_or_else(|| "/sys/fs/cgroup".into())
 }
 
 fn cgroup_v1(_: &Par<'_>, info: &[u8]) -> Result<(), i32> {
@@ -932,7 +947,7 @@ fn physdev(par: &Par<'_>, info: &[u8]) -> Result<(), i32> {
     einval_if(
         p.bitmask & (OUT_OP | ISOUT) != 0
             && (p.bitmask & BRIDGED == 0 || p.invert & BRIDGED != 0)
-            && par.hook_mask & (OUT | FWD | POST) != 0,
+            && par.hook_mask & OUT != 0,
     )
 }
 
@@ -1009,7 +1024,7 @@ fn recent(_: &Par<'_>, info: &[u8]) -> Result<(), i32> {
     const TTL: u8 = 16;
     const REAP: u8 = 32;
     const VALID: u8 = 0x3f;
-    const MAX_NSTAMPS: u32 = 256;
+    const MAX_NSTAMPS: u32 = 65_536;
     let r = parse(RecentMtinfo::parse, info)?;
     einval_if(r.check_set & !VALID != 0)?;
     einval_if((r.check_set & (SET | REMOVE | CHECK | UPDATE)).count_ones() != 1)?;
@@ -1070,7 +1085,26 @@ fn string(_: &Par<'_>, info: &[u8]) -> Result<(), i32> {
     if !matches!(algo, b"bm" | b"kmp" | b"fsm") {
         return Err(ENOENT);
     }
-    einval_if(s.patlen == 0)
+    einval_if(s.patlen == 0)?;
+    if algo == b"fsm" {
+        fsm_pattern(&s.pattern[..usize::from(s.patlen)])?;
+    }
+    Ok(())
+}
+
+/// `fsm_init`: the pattern is an array of `struct ts_fsm_token` {u16 type, u8 value,
+/// u8 recur}; types up to TS_FSM_SPACE (13), recurrences up to TS_FSM_HEAD_IGNORE (4),
+/// which only the first of several tokens may use.
+fn fsm_pattern(p: &[u8]) -> Result<(), i32> {
+    const HEAD_IGNORE: u8 = 4;
+    einval_if(p.len() % 4 != 0 || p.is_empty())?;
+    let n = p.len() / 4;
+    for (i, t) in p.chunks_exact(4).enumerate() {
+        let ty = u16::from_ne_bytes([t[0], t[1]]);
+        einval_if(ty > 13 || t[3] > HEAD_IGNORE)?;
+        einval_if(t[3] == HEAD_IGNORE && (i != 0 || i == n - 1))?;
+    }
+    Ok(())
 }
 
 fn tcp(_: &Par<'_>, info: &[u8]) -> Result<(), i32> {
