@@ -46,14 +46,20 @@ fn counts_passes_failures_and_skips() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         stdout.lines().last(),
         Some("conformance: 2 passed, 1 failed, 1 skipped"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("FAIL ") && stdout.contains("-p tcp --dport 23") && stdout.contains("+-A INPUT -p tcp -m tcp --dport 24"),
+        stdout.contains("FAIL ")
+            && stdout.contains("-p tcp --dport 23")
+            && stdout.contains("+-A INPUT -p tcp -m tcp --dport 24"),
         "the failure shows the save diff:\n{stdout}"
     );
 }

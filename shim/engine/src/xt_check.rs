@@ -1097,8 +1097,8 @@ fn string(_: &Par<'_>, info: &[u8]) -> Result<(), i32> {
 /// which only the first of several tokens may use.
 fn fsm_pattern(p: &[u8]) -> Result<(), i32> {
     const HEAD_IGNORE: u8 = 4;
-    einval_if(p.len() % 4 != 0 || p.is_empty())?;
-    let n = p.len() / 4;
+    let (n, rest) = (p.len() / 4, p.len() % 4);
+    einval_if(rest != 0 || n == 0)?;
     for (i, t) in p.chunks_exact(4).enumerate() {
         let ty = u16::from_ne_bytes([t[0], t[1]]);
         einval_if(ty > 13 || t[3] > HEAD_IGNORE)?;
@@ -1196,9 +1196,9 @@ fn ebt_ip6(par: &Par<'_>, info: &[u8]) -> Result<(), i32> {
 }
 
 fn ebt_arp(par: &Par<'_>, info: &[u8]) -> Result<(), i32> {
-    let a = parse(EbtArpInfo::parse, info)?;
-    einval_if(!(ethproto_is(par, 0x0806) || ethproto_is(par, 0x8035)))?;
-    einval_if(a.bitmask & !0xff != 0 || a.invflags & !0xff != 0)
+    // EBT_ARP_MASK covers all eight bits of bitmask and invflags: only the size counts.
+    parse(EbtArpInfo::parse, info)?;
+    einval_if(!(ethproto_is(par, 0x0806) || ethproto_is(par, 0x8035)))
 }
 
 fn ebt_vlan(par: &Par<'_>, info: &[u8]) -> Result<(), i32> {
@@ -1535,4 +1535,391 @@ fn arpt_mangle(_: &Par<'_>, info: &[u8]) -> Result<(), i32> {
     let m = parse(ArptMangle::parse, info)?;
     einval_if(m.flags & !0x0f != 0 || m.flags & 0x0f == 0)?;
     einval_if(!matches!(m.target, 0 | 1 | XT_CONTINUE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xt(kind: &str, name: &str, rev: u32, info: Vec<u8>) -> Expr {
+        let (n, r, i) = if kind == "match" {
+            (NFTA_MATCH_NAME, NFTA_MATCH_REV, NFTA_MATCH_INFO)
+        } else {
+            (NFTA_TARGET_NAME, NFTA_TARGET_REV, NFTA_TARGET_INFO)
+        };
+        Expr {
+            name: kind.into(),
+            data: vec![
+                Attr::strz(n, name),
+                Attr::u32_be(r, rev),
+                Attr::new(i, info),
+            ],
+        }
+    }
+
+    fn base(hooknum: u32, chain_type: &str) -> BaseChain {
+        BaseChain {
+            hooknum,
+            priority: 0,
+            chain_type: chain_type.into(),
+            devices: vec![],
+            policy: 1,
+            counters: None,
+        }
+    }
+
+    fn compat(proto: u32, flags: u32) -> Vec<Attr> {
+        vec![
+            Attr::u32_be(NFTA_RULE_COMPAT_PROTO, proto),
+            Attr::u32_be(NFTA_RULE_COMPAT_FLAGS, flags),
+        ]
+    }
+
+    /// Checks one expression in table `table`, chain hook `hook` (None: user chain).
+    fn check(
+        family: u8,
+        table: &str,
+        hook: Option<u32>,
+        compat: Option<&[Attr]>,
+        e: Expr,
+    ) -> Result<Vec<u8>, i32> {
+        let b = hook.map(|h| base(h, "filter"));
+        let cx = RuleCtx {
+            family,
+            table,
+            base: b.as_ref(),
+            compat,
+            tables: &[],
+        };
+        let mut exprs = vec![e];
+        check_rule(&cx, &mut exprs).map_err(|(i, err)| {
+            assert_eq!(i, 0);
+            err
+        })?;
+        Ok(exprs[0].data[2].value.clone())
+    }
+
+    #[test]
+    fn revisions_as_this_kernel_answers() {
+        assert_eq!(find_revision(NFPROTO_IPV4, b"conntrack", 3, false), Ok(3));
+        assert_eq!(
+            find_revision(NFPROTO_IPV4, b"conntrack", 0, false),
+            Err(EPROTONOSUPPORT)
+        );
+        assert_eq!(
+            find_revision(NFPROTO_IPV4, b"string", 0, false),
+            Err(EPROTONOSUPPORT)
+        );
+        assert_eq!(find_revision(NFPROTO_IPV6, b"addrtype", 1, false), Ok(1));
+        assert_eq!(
+            find_revision(NFPROTO_IPV6, b"addrtype", 0, false),
+            Err(EPROTONOSUPPORT)
+        );
+        assert_eq!(find_revision(NFPROTO_BRIDGE, b"tcp", 0, false), Err(ENOENT));
+        assert_eq!(find_revision(NFPROTO_BRIDGE, b"ip", 0, false), Ok(0));
+        assert_eq!(find_revision(NFPROTO_BRIDGE, b"comment", 0, false), Ok(0));
+        assert_eq!(
+            find_revision(NFPROTO_IPV4, b"MARK", 0, true),
+            Err(EPROTONOSUPPORT)
+        );
+        assert_eq!(find_revision(NFPROTO_ARP, b"MARK", 2, true), Ok(2));
+        assert_eq!(find_revision(NFPROTO_BRIDGE, b"MARK", 2, true), Err(ENOENT));
+        assert_eq!(find_revision(NFPROTO_IPV4, b"DNAT", 0, true), Ok(2));
+        assert_eq!(
+            find_revision(NFPROTO_IPV6, b"DNAT", 0, true),
+            Err(EPROTONOSUPPORT)
+        );
+        assert_eq!(
+            find_revision(NFPROTO_IPV4, b"CLUSTERIP", 0, true),
+            Err(ENOENT)
+        );
+        // Known to the kernel, not modelled here: refused as an unknown extension.
+        assert_eq!(find_revision(NFPROTO_IPV4, b"bpf", 0, false), Err(ENOENT));
+    }
+
+    #[test]
+    fn generic_checks() {
+        let v4 = NFPROTO_IPV4;
+        let state = || xt("match", "state", 0, vec![2, 0, 0, 0]);
+        // The blob is stored as the kernel dumps it: padded to XT_ALIGN.
+        assert_eq!(
+            check(v4, "filter", Some(1), None, state()),
+            Ok(vec![2, 0, 0, 0, 0, 0, 0, 0])
+        );
+        // Shorter than the struct; longer than its aligned size.
+        let short = xt("match", "state", 0, vec![2, 0, 0]);
+        assert_eq!(check(v4, "filter", Some(1), None, short), Err(EINVAL));
+        let long = xt("match", "state", 0, vec![0; 9]);
+        assert_eq!(check(v4, "filter", Some(1), None, long), Err(EINVAL));
+        // Unknown, unknown revision, revision beyond u8, kernel-only, the ERROR target.
+        assert_eq!(
+            check(v4, "filter", None, None, xt("match", "nosuch", 0, vec![])),
+            Err(ENOENT)
+        );
+        assert_eq!(
+            check(
+                v4,
+                "filter",
+                None,
+                None,
+                xt("match", "state", 1, vec![0; 8])
+            ),
+            Err(ENOENT)
+        );
+        assert_eq!(
+            check(
+                v4,
+                "filter",
+                None,
+                None,
+                xt("match", "state", 256, vec![0; 8])
+            ),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            check(v4, "filter", None, None, xt("match", "bpf", 0, vec![])),
+            Err(EOPNOTSUPP)
+        );
+        assert_eq!(
+            check(
+                v4,
+                "filter",
+                None,
+                None,
+                xt("target", "ERROR", 0, vec![0; 32])
+            ),
+            Err(EINVAL)
+        );
+        // NFTA_RULE_COMPAT: both attributes, only the inversion flag, a 16-bit protocol.
+        let partial = vec![Attr::u32_be(NFTA_RULE_COMPAT_PROTO, 6)];
+        assert_eq!(
+            check(v4, "filter", None, Some(&partial), state()),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            check(v4, "filter", None, Some(&compat(6, 1)), state()),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            check(v4, "filter", None, Some(&compat(0x10000, 0)), state()),
+            Err(EINVAL)
+        );
+        assert!(check(v4, "filter", None, Some(&compat(6, 2)), state()).is_ok());
+        // Table, hooks (user chains have none at init), protocol.
+        let reject = || xt("target", "REJECT", 0, vec![0; 8]);
+        assert_eq!(check(v4, "mangle", None, None, reject()), Err(EINVAL));
+        assert!(check(v4, "filter", Some(NF_INET_LOCAL_IN), None, reject()).is_ok());
+        assert_eq!(
+            check(v4, "filter", Some(NF_INET_PRE_ROUTING), None, reject()),
+            Err(EINVAL)
+        );
+        let mac = || xt("match", "mac", 0, vec![0; 16]);
+        assert_eq!(
+            check(v4, "filter", Some(NF_INET_LOCAL_OUT), None, mac()),
+            Err(EINVAL)
+        );
+        assert!(check(v4, "filter", None, None, mac()).is_ok());
+        let tcp = || xt("match", "tcp", 0, vec![0; 16]);
+        assert!(check(v4, "filter", None, Some(&compat(6, 0)), tcp()).is_ok());
+        assert_eq!(
+            check(v4, "filter", None, Some(&compat(6, 2)), tcp()),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            check(v4, "filter", None, Some(&compat(17, 0)), tcp()),
+            Err(EINVAL)
+        );
+        assert_eq!(check(v4, "filter", None, None, tcp()), Err(EINVAL));
+    }
+
+    #[test]
+    fn checkentry_examples() {
+        let v4 = NFPROTO_IPV4;
+        let tcp = compat(6, 0);
+        // REJECT --reject-with tcp-reset needs -p tcp.
+        let reset = || xt("target", "REJECT", 0, vec![7, 0, 0, 0]);
+        assert!(check(v4, "filter", None, Some(&tcp), reset()).is_ok());
+        assert_eq!(check(v4, "filter", None, None, reset()), Err(EINVAL));
+        // multiport: at most 15 ports, a port protocol.
+        let mp = |count| {
+            let mut b = vec![1u8, count];
+            b.resize(48, 0);
+            xt("match", "multiport", 1, b)
+        };
+        assert!(check(v4, "filter", None, Some(&tcp), mp(15)).is_ok());
+        assert_eq!(check(v4, "filter", None, Some(&tcp), mp(16)), Err(EINVAL));
+        assert_eq!(
+            check(v4, "filter", None, Some(&compat(1, 0)), mp(2)),
+            Err(EINVAL)
+        );
+        // dscp above 0x3f is EDOM.
+        assert_eq!(
+            check(
+                v4,
+                "filter",
+                None,
+                None,
+                xt("match", "dscp", 0, vec![0x40, 0, 0, 0, 0, 0, 0, 0])
+            ),
+            Err(EDOM)
+        );
+        // LOG level and prefix termination.
+        let mut log = vec![8u8];
+        log.resize(32, 0);
+        assert_eq!(
+            check(v4, "filter", None, None, xt("target", "LOG", 0, log)),
+            Err(EINVAL)
+        );
+        let mut log = vec![4u8, 0];
+        log.resize(32, b'x');
+        assert_eq!(
+            check(v4, "filter", None, None, xt("target", "LOG", 0, log)),
+            Err(EINVAL)
+        );
+        // SNAT revision 0 wants exactly one range.
+        let snat = |n: u8| {
+            let mut b = vec![n, 0, 0, 0];
+            b.resize(24, 0);
+            xt("target", "SNAT", 0, b)
+        };
+        assert!(check(v4, "nat", None, None, snat(1)).is_ok());
+        assert_eq!(check(v4, "nat", None, None, snat(2)), Err(EINVAL));
+        assert_eq!(check(v4, "filter", None, None, snat(1)), Err(EINVAL));
+        // CT helpers need a protocol they serve; timeout policies do not exist here.
+        let ct = |helper: &[u8], timeout: &[u8]| {
+            let mut b = vec![0u8; 72];
+            b[12..12 + helper.len()].copy_from_slice(helper);
+            b[28..28 + timeout.len()].copy_from_slice(timeout);
+            xt("target", "CT", 2, b)
+        };
+        assert!(check(v4, "raw", None, Some(&tcp), ct(b"ftp", b"")).is_ok());
+        assert_eq!(
+            check(v4, "raw", None, Some(&compat(17, 0)), ct(b"ftp", b"")),
+            Err(ENOENT)
+        );
+        assert_eq!(check(v4, "raw", None, None, ct(b"ftp", b"")), Err(ENOENT));
+        assert_eq!(
+            check(v4, "raw", None, Some(&tcp), ct(b"", b"t")),
+            Err(ENOENT)
+        );
+        assert_eq!(check(v4, "raw", None, None, ct(b"", b"t")), Err(EINVAL));
+        // hashlimit names become /proc files.
+        let hl = |name: &[u8]| {
+            let mut b = vec![0u8; 312];
+            b[..name.len()].copy_from_slice(name);
+            b[256] = 1; // avg
+            b[264] = 5; // burst
+            b[284] = 1; // gc_interval
+            b[288] = 1; // expire
+            xt("match", "hashlimit", 3, b)
+        };
+        assert!(check(v4, "filter", None, None, hl(b"web")).is_ok());
+        assert_eq!(check(v4, "filter", None, None, hl(b"a/b")), Err(EINVAL));
+        assert_eq!(check(v4, "filter", None, None, hl(b"")), Err(EINVAL));
+        // ebtables ip: only with -p IPv4 (the ethertype as sent, big endian).
+        let ip = || xt("match", "ip", 0, vec![0; 28]);
+        let ipv4 = compat(u32::from(u16::from_ne_bytes(0x0800u16.to_be_bytes())), 0);
+        assert!(check(NFPROTO_BRIDGE, "filter", None, Some(&ipv4), ip()).is_ok());
+        assert_eq!(
+            check(NFPROTO_BRIDGE, "filter", None, None, ip()),
+            Err(EINVAL)
+        );
+    }
+
+    #[test]
+    fn rate_estimators_come_from_the_ruleset() {
+        let est = |name: &[u8], interval: u8, ewma: u8| {
+            let mut b = vec![0u8; 32];
+            b[..name.len()].copy_from_slice(name);
+            b[16] = interval;
+            b[17] = ewma;
+            xt("target", "RATEEST", 0, b)
+        };
+        let mut m = vec![0u8; 72];
+        m[..2].copy_from_slice(b"E1");
+        m[32] = 2 | 16; // ABS | BPS
+        m[34] = 1; // EQ
+        let rateest = xt("match", "rateest", 0, m);
+        let mut table = crate::state::Table {
+            name: "filter".into(),
+            family: NFPROTO_IPV4,
+            flags: 0,
+            owner: 0,
+            udata: None,
+            handle: 1,
+            chains: vec![],
+            sets: vec![],
+            objects: vec![],
+            flowtables: vec![],
+        };
+        let with = |tables: &[Table], e: Expr| {
+            let cx = RuleCtx {
+                family: NFPROTO_IPV4,
+                table: "filter",
+                base: None,
+                compat: None,
+                tables,
+            };
+            check_rule(&cx, &mut [e]).map_err(|(_, err)| err)
+        };
+        assert_eq!(
+            with(std::slice::from_ref(&table), rateest.clone()),
+            Err(ENOENT)
+        );
+        assert!(with(&[], est(b"E1", 0xfe, 2)).is_ok());
+        assert_eq!(with(&[], est(b"E1", 4, 2)), Err(EINVAL), "interval above 3");
+        table.chains.push(crate::state::Chain {
+            name: "INPUT".into(),
+            handle: 2,
+            flags: 0,
+            base: None,
+            udata: None,
+            rules: vec![crate::state::Rule {
+                handle: 3,
+                exprs: vec![est(b"E1", 0xfe, 2)],
+                udata: None,
+                compat: None,
+            }],
+            bound: false,
+        });
+        let tables = std::slice::from_ref(&table);
+        assert!(with(tables, rateest).is_ok());
+        assert!(with(tables, est(b"E1", 0xfe, 2)).is_ok());
+        assert_eq!(
+            with(tables, est(b"E1", 0xff, 2)),
+            Err(EINVAL),
+            "other parameters"
+        );
+        assert_eq!(with(tables, est(b"E1", 0, 0)), Err(EINVAL), "none given");
+    }
+
+    #[test]
+    fn validation_at_commit() {
+        let masq = xt("target", "MASQUERADE", 0, vec![0; 24]);
+        assert!(validate(&masq, NFPROTO_IPV4, &base(NF_INET_POST_ROUTING, "nat")).is_ok());
+        assert_eq!(
+            validate(&masq, NFPROTO_IPV4, &base(NF_INET_POST_ROUTING, "filter")),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            validate(&masq, NFPROTO_IPV4, &base(NF_INET_PRE_ROUTING, "nat")),
+            Err(EINVAL)
+        );
+        let mac = xt("match", "mac", 0, vec![0; 16]);
+        assert_eq!(
+            validate(&mac, NFPROTO_IPV4, &base(NF_INET_LOCAL_OUT, "filter")),
+            Err(EINVAL)
+        );
+        assert!(validate(&mac, NFPROTO_IPV4, &base(NF_INET_LOCAL_IN, "filter")).is_ok());
+        let snat = xt("target", "snat", 0, vec![0; 16]);
+        assert!(validate(&snat, NFPROTO_BRIDGE, &base(NF_INET_POST_ROUTING, "filter")).is_ok());
+        assert_eq!(
+            validate(
+                &mac,
+                netlink_proto::extra::NFPROTO_NETDEV,
+                &base(0, "filter")
+            ),
+            Err(EOPNOTSUPP)
+        );
+    }
 }
