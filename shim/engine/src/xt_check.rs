@@ -91,6 +91,8 @@ struct Ext {
     hooks: u32,
     proto: u16,
     check: Option<Check>,
+    /// What checkentry writes back into the blob (and so into dumps).
+    rewrite: Option<fn(&mut [u8])>,
 }
 
 const fn ext(name: &'static str, rev: u8, fams: u8, size: usize) -> Ext {
@@ -103,12 +105,17 @@ const fn ext(name: &'static str, rev: u8, fams: u8, size: usize) -> Ext {
         hooks: 0,
         proto: 0,
         check: None,
+        rewrite: None,
     }
 }
 
 impl Ext {
     const fn check(mut self, f: Check) -> Ext {
         self.check = Some(f);
+        self
+    }
+    const fn rewrite(mut self, f: fn(&mut [u8])) -> Ext {
+        self.rewrite = Some(f);
         self
     }
     const fn table(mut self, t: &'static str) -> Ext {
@@ -170,7 +177,9 @@ const MATCHES: &[Ext] = &[
     ext("frag", 0, F6, Ip6tFrag::SIZE).check(frag),
     ext("hashlimit", 1, F46, HashlimitMtinfo1::SIZE).check(hashlimit_v1),
     ext("hashlimit", 2, F46, HashlimitMtinfo2::SIZE).check(hashlimit_v2),
-    ext("hashlimit", 3, F46, HashlimitMtinfo3::SIZE).check(hashlimit_v3),
+    ext("hashlimit", 3, F46, HashlimitMtinfo3::SIZE)
+        .check(hashlimit_v3)
+        .rewrite(hashlimit_v3_caps),
     ext("hbh", 0, F6, Ip6tOpts::SIZE).check(opts),
     ext("helper", 0, ANY, HelperInfo::SIZE),
     ext("hl", 0, F6, TtlInfo::SIZE),
@@ -388,9 +397,13 @@ const TARGETS: &[Ext] = &[
     ext("dnat", 0, FB, EbtNatInfo::SIZE)
         .hooks(BR_USER | PRE | OUT | BR_BROUTING)
         .check(ebt_dnat),
-    ext("log", 0, FB, EbtLogInfo::SIZE).check(ebt_log),
+    ext("log", 0, FB, EbtLogInfo::SIZE)
+        .check(ebt_log)
+        .rewrite(|b| terminate(b, 1 + 30)),
     ext("mark", 0, FB, EbtMarkTInfo::SIZE).check(ebt_mark),
-    ext("nflog", 0, FB, EbtNflogInfo::SIZE).check(ebt_nflog),
+    ext("nflog", 0, FB, EbtNflogInfo::SIZE)
+        .check(ebt_nflog)
+        .rewrite(|b| terminate(b, 12 + 64)),
     ext("redirect", 0, FB, EbtRedirectInfo::SIZE)
         .hooks(BR_USER | PRE | BR_BROUTING)
         .check(ebt_redirect),
@@ -521,30 +534,33 @@ pub fn check_rule(cx: &RuleCtx<'_>, exprs: &mut [Expr]) -> Result<(), (usize, i3
         let Some((name, rev, info)) = parts(e) else {
             continue;
         };
-        let size = check_one(cx, &name, rev, info, target).map_err(|err| (i, err))?;
-        if let Some(size) = size {
-            let info_id = if target {
-                NFTA_TARGET_INFO
-            } else {
-                NFTA_MATCH_INFO
-            };
-            if let Some(a) = e.data.iter_mut().find(|a| a.kind & 0x3fff == info_id) {
+        let x = check_one(cx, &name, rev, info, target).map_err(|err| (i, err))?;
+        let info_id = if target {
+            NFTA_TARGET_INFO
+        } else {
+            NFTA_MATCH_INFO
+        };
+        if let Some(a) = e.data.iter_mut().find(|a| a.kind & 0x3fff == info_id) {
+            if let Some(size) = x.size {
                 a.value.resize(size, 0);
                 a.value.resize(xt_align(size), 0);
+            }
+            if let Some(rewrite) = x.rewrite {
+                rewrite(&mut a.value);
             }
         }
     }
     Ok(())
 }
 
-/// One expression: the struct size on success (`None` for variable-size ones).
+/// One expression: its registration on success.
 fn check_one(
     cx: &RuleCtx<'_>,
     name: &str,
     rev: u32,
     info: &[u8],
     target: bool,
-) -> Result<Option<usize>, i32> {
+) -> Result<&'static Ext, i32> {
     // nft_*_select_ops
     let rev = u8::try_from(rev).map_err(|_| EINVAL)?;
     if target && (name == "ERROR" || name.is_empty() || name == "standard") {
@@ -583,7 +599,7 @@ fn check_one(
     if let Some(check) = x.check {
         check(&par, info)?;
     }
-    Ok(x.size)
+    Ok(x)
 }
 
 /// `nft_match_validate` / `nft_target_validate` for a rule reached from base chain
@@ -845,6 +861,25 @@ fn hashlimit_common(par: &Par<'_>, name: &[u8], c: HashlimitCfg) -> Result<(), i
 /// `POW2_BELOW32`/`POW2_BELOW64`: the largest power of two not above `x` (x > 0).
 fn pow2_below(x: u64) -> u64 {
     1u64 << (63 - x.leading_zeros())
+}
+
+/// Revision 3 checks the blob's own cfg, capping the table size and maximum in place
+/// (`HASHLIMIT_MAX_SIZE`); revisions 1 and 2 cap a copy.
+fn hashlimit_v3_caps(b: &mut [u8]) {
+    const MAX_SIZE: u32 = 1_048_576;
+    for off in [276, 280] {
+        if let Some(field) = b.get_mut(off..off + 4) {
+            let v = u32::from_ne_bytes([field[0], field[1], field[2], field[3]]);
+            field.copy_from_slice(&v.min(MAX_SIZE).to_ne_bytes());
+        }
+    }
+}
+
+/// ebtables' log and nflog terminate the prefix (a `char[]` ending at `end`) in place.
+fn terminate(b: &mut [u8], end: usize) {
+    if let Some(last) = b.get_mut(end - 1) {
+        *last = 0;
+    }
 }
 
 fn hashlimit_v1(par: &Par<'_>, info: &[u8]) -> Result<(), i32> {

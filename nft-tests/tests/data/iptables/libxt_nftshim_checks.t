@@ -15,6 +15,7 @@
 -m hashlimit --hashlimit-upto 10/sec --hashlimit-name a.b;=;OK
 -m hashlimit --hashlimit-upto 10/sec --hashlimit-name ..;;FAIL
 -m hashlimit --hashlimit-upto 10/sec --hashlimit-burst 5 --hashlimit-mode srcip --hashlimit-name hl1;=;OK
+-m hashlimit --hashlimit-upto 5/sec --hashlimit-name big --hashlimit-htable-size 2000000 --hashlimit-htable-max 3000000;-m hashlimit --hashlimit-upto 5/sec --hashlimit-burst 5 --hashlimit-name big --hashlimit-htable-size 1048576 --hashlimit-htable-max 1048576;OK
 -m recent --rcheck --hitcount 65535 --name foo;=;OK
 -m recent --rcheck --hitcount 65536 --name foo;;FAIL
 -m recent --name ..;;FAIL
