@@ -49,6 +49,7 @@ pub mod extra;
 pub mod message;
 pub mod msg;
 pub mod typed;
+pub mod xt;
 
 #[cfg(test)]
 mod testutil;

@@ -4,7 +4,9 @@
 pub mod bins;
 pub mod cleanup;
 pub mod daemon;
+pub mod differential;
 pub mod harness;
+pub mod iptables;
 pub mod listing;
 pub mod netns;
 pub mod nft;

@@ -167,9 +167,19 @@ pub struct NftSide {
 impl NftSide {
     /// Runs `nft ARGS...` on this side.
     pub fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> CmdOutput {
+        self.run_program(self.nft.as_os_str(), args, None)
+    }
+
+    /// Runs any client, `PROGRAM ARGS...` with `input` on stdin, on this side.
+    pub fn run_program<S: AsRef<OsStr>>(
+        &self,
+        program: &OsStr,
+        args: &[S],
+        input: Option<&[u8]>,
+    ) -> CmdOutput {
         run(
-            command_in(&self.netns, &self.target, self.nft.as_os_str(), args),
-            None,
+            command_in(&self.netns, &self.target, program, args),
+            input,
             self.limit,
         )
     }

@@ -22,22 +22,18 @@
 //! itself failed, the sides can no longer be brought together and no more resyncs
 //! happen in that file.
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub use crate::differential::UNSUPPORTED;
+use crate::differential::{judge, unsupported, Compare, Pair, Step};
 use crate::listing;
-use crate::netns::{next_serial, Netns};
-use crate::nft::{CmdOutput, Exit, NftSide, Target};
+use crate::nft::Target;
 use crate::nftpy::{Directive, Line, TableDecl, TestFile};
 
-/// The text nft prints for EOPNOTSUPP: nftshimd's answer to what its data plane cannot
-/// enforce. A case that the kernel accepted and nftshimd refused with it is skipped.
-pub const UNSUPPORTED: &str = "Operation not supported";
-
 /// Consecutive timed-out commands after which a file is abandoned.
-const MAX_STALLS: u32 = 3;
+pub const MAX_STALLS: u32 = 3;
 
 #[derive(Clone, Debug)]
 pub struct ReplayConfig {
@@ -121,159 +117,6 @@ pub fn replay_file(name: &str, file: &TestFile, cfg: &ReplayConfig) -> FileResul
     }
     result.elapsed = start.elapsed();
     result
-}
-
-/// The two namespaces and how to run nft in each.
-struct Pair {
-    kernel: NftSide,
-    shim: NftSide,
-    /// Commands in a row that hit the time limit: a hung daemon ends the file early
-    /// instead of costing the limit on every remaining command.
-    stalls: Cell<u32>,
-    // Dropped (deleted) with the pair; declared after the sides that name them.
-    _kernel_ns: Netns,
-    _shim_ns: Netns,
-}
-
-impl Pair {
-    fn new(cfg: &ReplayConfig) -> anyhow::Result<Pair> {
-        let base = format!(
-            "{}-{}-{}",
-            cfg.netns_prefix,
-            std::process::id(),
-            next_serial()
-        );
-        let kernel_ns = Netns::create(format!("{base}-k"))?;
-        let shim_ns = Netns::create(format!("{base}-s"))?;
-        let side = |ns: &Netns, target: &Target| NftSide {
-            netns: ns.name().to_string(),
-            target: target.clone(),
-            nft: cfg.nft.clone(),
-            limit: cfg.limit,
-        };
-        Ok(Pair {
-            kernel: side(&kernel_ns, &Target::Kernel),
-            shim: side(&shim_ns, &cfg.shim_target),
-            stalls: Cell::new(0),
-            _kernel_ns: kernel_ns,
-            _shim_ns: shim_ns,
-        })
-    }
-
-    /// Runs `kernel_args` on the kernel side and `shim_args` on the nftshim side at the
-    /// same time (each side's own commands still run one after another).
-    fn each(&self, kernel_args: &[&str], shim_args: &[&str]) -> (CmdOutput, CmdOutput) {
-        let (kernel, shim) = std::thread::scope(|s| {
-            let shim_side = &self.shim;
-            let shim = s.spawn(move || shim_side.run(shim_args));
-            let kernel = self.kernel.run(kernel_args);
-            (kernel, shim.join().expect("nft runner thread panicked"))
-        });
-        self.note_stall(&kernel, &shim);
-        (kernel, shim)
-    }
-
-    fn note_stall(&self, kernel: &CmdOutput, shim: &CmdOutput) {
-        if kernel.exit == Exit::TimedOut || shim.exit == Exit::TimedOut {
-            self.stalls.set(self.stalls.get() + 1);
-        } else {
-            self.stalls.set(0);
-        }
-    }
-
-    fn both(&self, args: &[&str]) -> (CmdOutput, CmdOutput) {
-        self.each(args, args)
-    }
-}
-
-/// How a step's stdout is compared.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Compare {
-    /// Exit status, stderr and stdout.
-    Full,
-    /// Exit status, stderr and the normalised listing on stdout.
-    Listing,
-    /// Exit status and stderr only (the command lines may differ, e.g. handles).
-    Status,
-}
-
-struct Step {
-    command: String,
-    kernel: CmdOutput,
-    shim: CmdOutput,
-    compare: Compare,
-}
-
-impl Step {
-    fn new(command: &str, (kernel, shim): (CmdOutput, CmdOutput), compare: Compare) -> Step {
-        Step {
-            command: command.to_string(),
-            kernel,
-            shim,
-            compare,
-        }
-    }
-
-    /// Why the two sides disagree, or `None`.
-    fn difference(&self) -> Option<String> {
-        use std::fmt::Write;
-        let (k, s) = (&self.kernel, &self.shim);
-        let mut out = String::new();
-        if k.exit != s.exit {
-            let _ = writeln!(out, "    status: kernel {}, nftshim {}", k.exit, s.exit);
-        }
-        if trim_lines(&k.stderr) != trim_lines(&s.stderr) {
-            let _ = writeln!(out, "    stderr (kernel):\n{}", indent(&k.stderr));
-            let _ = writeln!(out, "    stderr (nftshim):\n{}", indent(&s.stderr));
-        }
-        let (ko, so) = match self.compare {
-            Compare::Full => (trim_lines(&k.stdout), trim_lines(&s.stdout)),
-            Compare::Listing => (listing::normalise(&k.stdout), listing::normalise(&s.stdout)),
-            Compare::Status => (String::new(), String::new()),
-        };
-        if ko != so {
-            let diff = similar::TextDiff::from_lines(&ko, &so)
-                .unified_diff()
-                .context_radius(3)
-                .header("kernel", "nftshim")
-                .to_string();
-            let _ = writeln!(out, "    stdout diff:\n{}", indent(&diff));
-        }
-        (!out.is_empty()).then(|| format!("  $ nft {}\n{out}", self.command))
-    }
-}
-
-fn trim_lines(s: &str) -> String {
-    let mut out: Vec<&str> = s.lines().map(str::trim_end).collect();
-    while out.last() == Some(&"") {
-        out.pop();
-    }
-    out.join("\n")
-}
-
-fn indent(s: &str) -> String {
-    let body = trim_lines(s);
-    if body.is_empty() {
-        return "      (empty)".to_string();
-    }
-    body.lines()
-        .map(|l| format!("      | {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The skip rule: the kernel accepted, nftshimd refused as unsupported.
-fn unsupported(kernel: &CmdOutput, shim: &CmdOutput) -> Option<String> {
-    if kernel.success() && !shim.success() && shim.stderr.contains(UNSUPPORTED) {
-        let line = shim
-            .stderr
-            .lines()
-            .find(|l| l.contains(UNSUPPORTED))
-            .unwrap_or(UNSUPPORTED);
-        Some(format!("nftshimd: {}", line.trim()))
-    } else {
-        None
-    }
 }
 
 /// One setup command as replayed after a resync.
@@ -406,8 +249,8 @@ impl<'a> Replayer<'a> {
             return Ok(false);
         }
         let steps = vec![
-            Step::new(&command, out, Compare::Full),
-            Step::new(
+            Step::nft(&command, out, Compare::Full),
+            Step::nft(
                 "list ruleset",
                 self.pair.both(&["list ruleset"]),
                 Compare::Listing,
@@ -446,12 +289,12 @@ impl<'a> Replayer<'a> {
             return self.resync();
         }
         let (k_ok, s_ok) = (added.0.success(), added.1.success());
-        let mut steps = vec![Step::new(&add, added, Compare::Full)];
+        let mut steps = vec![Step::nft(&add, added, Compare::Full)];
         let listed = self.pair.both(&["list ruleset"]);
         // When the listings differ already, an `-a` diff would only repeat it.
         let same_listing =
             listing::normalise(&listed.0.stdout) == listing::normalise(&listed.1.stdout);
-        steps.push(Step::new("list ruleset", listed, Compare::Listing));
+        steps.push(Step::nft("list ruleset", listed, Compare::Listing));
         if k_ok || s_ok {
             let listed = self.pair.both(&["-a", "list ruleset"]);
             let remove = |ok: bool, listing: &str| ok.then(|| removal(listing, table, chain));
@@ -463,12 +306,12 @@ impl<'a> Replayer<'a> {
                 } else {
                     Compare::Status
                 };
-                steps.push(Step::new("-a list ruleset", listed, compare));
+                steps.push(Step::nft("-a list ruleset", listed, compare));
             }
             match (k_remove, s_remove) {
                 (Some(k), Some(s)) => {
                     let out = self.pair.each(&[&k], &[&s]);
-                    steps.push(Step::new(&k, out, Compare::Status));
+                    steps.push(Step::nft(&k, out, Compare::Status));
                 }
                 (Some(k), None) => drop(self.pair.kernel.run(&[&k])),
                 (None, Some(s)) => drop(self.pair.shim.run(&[&s])),
@@ -516,14 +359,5 @@ fn removal(listing_a: &str, table: &TableDecl, chain: &str) -> String {
     match listing::rule_handles(listing_a, &table.family, &table.name, chain)[..] {
         [handle] => format!("delete rule {scope} handle {handle}"),
         _ => format!("flush chain {scope}"),
-    }
-}
-
-fn judge(steps: &[Step]) -> Outcome {
-    let diffs: Vec<String> = steps.iter().filter_map(Step::difference).collect();
-    if diffs.is_empty() {
-        Outcome::Passed
-    } else {
-        Outcome::Failed(diffs.join(""))
     }
 }

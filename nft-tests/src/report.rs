@@ -72,9 +72,33 @@ pub fn console(r: &FileResult) -> String {
     out
 }
 
+/// How the nft-py suite counts and compares, for the report.
+pub const NFT_PY_METHOD: &[&str] = &[
+    "a case is one command a `.t` line implies: a rule line counts once per (table, chain) \
+     it is tried in; a table line once plus once per chain; a set, element or object line \
+     once per table",
+    "compared: exit status, stderr, stdout, then `nft list ruleset` (element expiry times \
+     masked) and, for accepted rules, `nft -a list ruleset` and the rule's removal by handle",
+    "skipped: the kernel accepted and nftshimd answered `Operation not supported` (or the \
+     case's chain was refused that way)",
+];
+
+/// How the iptables suite counts and compares, for the report.
+pub const IPTABLES_METHOD: &[&str] = &[
+    "a case is one command a `.t` line implies: a rule line counts once per (binary, chain) \
+     (`libxt_*` files run with iptables-nft and ip6tables-nft); an `@`/`%` line once per \
+     binary",
+    "compared: exit status, stderr and stdout of `-A`, then `iptables-nft-save` / \
+     `ip6tables-nft-save` without `#` lines (`ebtables-nft -L` / `arptables-nft -L` of the \
+     table), and for accepted rules the exit status and stderr of `-D`",
+    "skipped: the kernel accepted and nftshimd answered `Operation not supported`",
+];
+
 /// Facts about the run that the report states.
 pub struct RunInfo {
     pub suite: String,
+    /// What a case is and what is compared, one bullet each.
+    pub method: &'static [&'static str],
     pub shim_side: String,
     pub dataplane: String,
     pub jobs: usize,
@@ -106,20 +130,10 @@ pub fn markdown(info: &RunInfo, results: &[FileResult]) -> String {
         info.jobs,
         info.elapsed.as_secs_f64()
     );
-    let _ = writeln!(
-        md,
-        "- a case is one command a `.t` line implies: a rule line counts once per \
-        (table, chain) it is tried in; a table line once plus once per chain; a set, element or \
-        object line once per table"
-    );
-    let _ = writeln!(md, "- compared: exit status, stderr, stdout, then `nft list ruleset` \
-        (element expiry times masked) and, for accepted rules, `nft -a list ruleset` and the rule's \
-        removal by handle");
-    let _ = writeln!(
-        md,
-        "- skipped: the kernel accepted and nftshimd answered `Operation not \
-        supported` (or the case's chain was refused that way)\n"
-    );
+    for line in info.method {
+        let _ = writeln!(md, "- {line}");
+    }
+    md.push('\n');
     let errors: Vec<&FileResult> = results
         .iter()
         .filter(|r| r.harness_error.is_some())
@@ -282,6 +296,7 @@ mod tests {
     fn markdown_has_every_failure_and_skip() {
         let info = RunInfo {
             suite: "nft-py".into(),
+            method: NFT_PY_METHOD,
             shim_side: "nftshimd".into(),
             dataplane: "none".into(),
             jobs: 1,

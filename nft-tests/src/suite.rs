@@ -6,8 +6,7 @@ use std::sync::mpsc;
 
 use anyhow::{bail, Context};
 
-use crate::nftpy::TestFile;
-use crate::replay::{replay_file, FileResult, ReplayConfig};
+use crate::replay::FileResult;
 
 /// A file to run and the name reports use for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,11 +56,15 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `files` on `jobs` worker threads. `report` is called in the main thread with
-/// each result, in the order of `files`, as soon as it and all before it are done.
+/// Replays one file: its name for reports and its text.
+pub type ReplayFn<'a> = dyn Fn(&str, &str) -> FileResult + Sync + 'a;
+
+/// Runs `replay` over `files` on `jobs` worker threads. `report` is called in the main
+/// thread with each result, in the order of `files`, as soon as it and all before it
+/// are done.
 pub fn run(
     files: &[SuiteFile],
-    cfg: &ReplayConfig,
+    replay: &ReplayFn<'_>,
     jobs: usize,
     mut report: impl FnMut(&FileResult),
 ) -> Vec<FileResult> {
@@ -75,7 +78,7 @@ pub fn run(
             s.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(file) = files.get(i) else { break };
-                if tx.send((i, run_one(file, cfg))).is_err() {
+                if tx.send((i, run_one(file, replay))).is_err() {
                     break;
                 }
             });
@@ -93,7 +96,7 @@ pub fn run(
     done.into_iter().flatten().collect()
 }
 
-fn run_one(file: &SuiteFile, cfg: &ReplayConfig) -> FileResult {
+fn run_one(file: &SuiteFile, replay: &ReplayFn<'_>) -> FileResult {
     let text = match std::fs::read_to_string(&file.path) {
         Ok(t) => t,
         Err(e) => {
@@ -104,17 +107,14 @@ fn run_one(file: &SuiteFile, cfg: &ReplayConfig) -> FileResult {
             }
         }
     };
-    let parsed = TestFile::parse(&text);
     // A harness bug in one file must not take the namespaces of others down with it;
     // the guards inside clean up while unwinding.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        replay_file(&file.name, &parsed, cfg)
-    }))
-    .unwrap_or_else(|panic| FileResult {
-        name: file.name.clone(),
-        harness_error: Some(format!("harness panicked: {}", panic_text(&panic))),
-        ..FileResult::default()
-    })
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| replay(&file.name, &text)))
+        .unwrap_or_else(|panic| FileResult {
+            name: file.name.clone(),
+            harness_error: Some(format!("harness panicked: {}", panic_text(&panic))),
+            ..FileResult::default()
+        })
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {

@@ -10,9 +10,9 @@ use clap::{Parser, ValueEnum};
 use nft_tests::bins::Binaries;
 use nft_tests::daemon::Daemon;
 use nft_tests::nft::Target;
-use nft_tests::replay::ReplayConfig;
+use nft_tests::replay::{self, ReplayConfig};
 use nft_tests::report::{self, RunInfo, Totals};
-use nft_tests::{cleanup, suite};
+use nft_tests::{cleanup, iptables, nftpy, suite};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Suite {
@@ -21,6 +21,18 @@ enum Suite {
     /// `*.nft` rulesets: crafted packets through the kernel and nftshimd (always with
     /// the eBPF data plane), delivered or dropped alike (see `nft_tests::packets`).
     Packets,
+    /// iptables' extensions/*.t files, run with the iptables-nft family.
+    Iptables,
+}
+
+impl Suite {
+    fn name(self) -> &'static str {
+        match self {
+            Suite::NftPy => "nft-py",
+            Suite::Packets => "packets",
+            Suite::Iptables => "iptables",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -120,8 +132,17 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         limit: Duration::from_secs(args.timeout),
         netns_prefix: "nftshim-conf".into(),
     };
+    let replay: Box<suite::ReplayFn<'_>> = match args.suite {
+        Suite::NftPy => Box::new(|name: &str, text: &str| {
+            replay::replay_file(name, &nftpy::TestFile::parse(text), &cfg)
+        }),
+        Suite::Iptables => Box::new(|name: &str, text: &str| {
+            iptables::replay_file(name, &iptables::testfile::TestFile::parse(text), &cfg)
+        }),
+        Suite::Packets => unreachable!("the packet suite is run by run_packets"),
+    };
     let mut daemon_error = None;
-    let results = suite::run(&files, &cfg, args.jobs, |r| {
+    let results = suite::run(&files, &*replay, args.jobs, |r| {
         print!("{}", report::console(r));
         let _ = std::io::stdout().flush();
         if daemon_error.is_none() {
@@ -135,7 +156,12 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let totals = Totals::of(&results);
     if let Some(path) = &args.report {
         let info = RunInfo {
-            suite: "nft-py".into(),
+            suite: args.suite.name().into(),
+            method: match args.suite {
+                Suite::NftPy => report::NFT_PY_METHOD,
+                Suite::Iptables => report::IPTABLES_METHOD,
+                Suite::Packets => unreachable!("the packet suite is run by run_packets"),
+            },
             shim_side,
             dataplane: dataplane.into(),
             jobs: args.jobs,

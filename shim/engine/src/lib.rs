@@ -16,7 +16,8 @@
 //! - [`validate`]: commit-time validation (jump depth/loops, per-expression hooks);
 //! - [`dump`]: the `nf_tables_fill_*_info` message builders shared by dumps, gets and
 //!   notifications; [`get`]: GET requests and dumps;
-//! - [`compat`]: the NFNL_SUBSYS_NFT_COMPAT revision query;
+//! - [`compat`]: the NFNL_SUBSYS_NFT_COMPAT revision query; `xt_check`: the xtables
+//!   extensions supported, and the kernel's checks of their `match`/`target` blobs;
 //! - [`view`]: the read-only ruleset view handed to the [`Dataplane`].
 
 pub mod compat;
@@ -41,6 +42,7 @@ mod set;
 mod table;
 mod txn;
 mod validate;
+mod xt_check;
 
 pub use dataplane::{Dataplane, DataplaneError, NoDataplane};
 pub use view::RulesetView;

@@ -12,6 +12,7 @@ use crate::nla::Pol;
 use crate::state::{Rule, Set};
 use crate::txn::{Meta, Msg, MsgErr, MsgResult, TransKind, Txn};
 use crate::{chain, table, validate};
+use netlink_proto::attr::Attr;
 
 pub const POLICY: &[Pol] = &[
     Pol::Any,
@@ -124,6 +125,19 @@ pub fn new(tx: &mut Txn<'_>, m: &Msg<'_>) -> MsgResult {
             }
             exprs.push(inited.expr);
         }
+        let t = &tx.rs.tables[ti];
+        let compat: Option<Vec<Attr>> =
+            m.tb.get(NFTA_RULE_COMPAT)
+                .map(|a| a.nested().iter().map(|x| x.to_attr()).collect());
+        let xt = crate::xt_check::RuleCtx {
+            family,
+            table: &t.name,
+            base: t.chains[ci].base.as_ref(),
+            compat: compat.as_deref(),
+            tables: &tx.rs.tables,
+        };
+        crate::xt_check::check_rule(&xt, &mut exprs)
+            .map_err(|(i, err)| MsgErr::at(err, list.nested().get(i).map(|e| e.off)))?;
     }
     let rule = Rule {
         handle,

@@ -234,38 +234,8 @@ fn expression<'t>(
                 hooks(cx, IN | FWD)?;
             }
         }
-        "target" => compat_target(e, cx)?,
+        "match" | "target" => crate::xt_check::validate(e, cx.family, cx.base)?,
         _ => {}
-    }
-    Ok(())
-}
-
-/// `nft_target_validate`: xtables targets that name a table or restrict hooks.
-fn compat_target(e: &Expr, cx: &Ctx<'_>) -> Result<(), i32> {
-    let name = e.attr(NFTA_TARGET_NAME).map(|a| {
-        let end = a
-            .value
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(a.value.len());
-        a.value[..end].to_vec()
-    });
-    let (table, mask): (Option<&str>, u32) = match name.as_deref() {
-        Some(b"REJECT") => (None, IN | FWD | OUT),
-        Some(b"MASQUERADE") => (Some("nat"), POST),
-        Some(b"SNAT") => (Some("nat"), POST | IN),
-        Some(b"DNAT") | Some(b"REDIRECT") => (Some("nat"), PRE | OUT),
-        Some(b"NETMAP") => (Some("nat"), PRE | POST | OUT | IN),
-        Some(b"TPROXY") => (Some("mangle"), PRE),
-        Some(b"TCPMSS") => (None, FWD | OUT | POST),
-        Some(b"CT") | Some(b"NOTRACK") => (Some("raw"), PRE | OUT),
-        _ => (None, 0),
-    };
-    if mask != 0 && (1 << cx.base.hooknum) & mask == 0 {
-        return Err(EINVAL);
-    }
-    if table == Some("nat") && cx.base.chain_type != "nat" {
-        return Err(EINVAL);
     }
     Ok(())
 }

@@ -1,0 +1,81 @@
+# Kernel checks (xt_check_match/xt_check_target and checkentry) that the upstream
+# corpus does not reach; the kernel decides what is right.
+:INPUT
+-j REJECT;=;OK
+-p tcp -j TCPMSS --clamp-mss-to-pmtu;;FAIL
+-j TCPMSS --set-mss 100;;FAIL
+-p tcp -j TCPMSS --set-mss 100;=;OK
+-m owner --uid-owner 0;;FAIL
+-m addrtype --limit-iface-out --src-type LOCAL;;FAIL
+-m addrtype --limit-iface-in --src-type LOCAL;=;OK
+-m policy --dir out --pol none;;FAIL
+-m policy --dir in --pol none;=;OK
+-m devgroup --dst-group 1;;FAIL
+-m devgroup --src-group 1;=;OK
+-m hashlimit --hashlimit-upto 10/sec --hashlimit-name a.b;=;OK
+-m hashlimit --hashlimit-upto 10/sec --hashlimit-name ..;;FAIL
+-m hashlimit --hashlimit-upto 10/sec --hashlimit-burst 5 --hashlimit-mode srcip --hashlimit-name hl1;=;OK
+-m hashlimit --hashlimit-upto 5/sec --hashlimit-name big --hashlimit-htable-size 2000000 --hashlimit-htable-max 3000000;-m hashlimit --hashlimit-upto 5/sec --hashlimit-burst 5 --hashlimit-name big --hashlimit-htable-size 1048576 --hashlimit-htable-max 1048576;OK
+-m recent --rcheck --hitcount 65535 --name foo;=;OK
+-m recent --rcheck --hitcount 65536 --name foo;;FAIL
+-m recent --name ..;;FAIL
+-m connlabel --label 127;=;OK
+-m string --algo fsm --string x;;FAIL
+-m time --timestart 10:00 --timestop 11:00;=;OK
+-p tcp -m ecn --ecn-tcp-cwr;=;OK
+-m ecn --ecn-tcp-cwr;;FAIL
+-p tcp -j SYNPROXY --mss 1460;=;OK
+-j SYNPROXY --mss 1460;;FAIL
+-j NFQUEUE --queue-balance 65530:65535;=;OK
+-j NFQUEUE --queue-num 3;=;OK
+-j AUDIT --type accept;=;OK
+-j LOG --log-prefix abc --log-level 7;=;OK
+-j NFLOG --nflog-group 3 --nflog-prefix x;=;OK
+-j MARK --set-xmark 0x1/0xff;=;OK
+-j CONNMARK --set-mark 1;=;OK
+-j CLASSIFY --set-class 1:1;;FAIL
+:OUTPUT
+-m mac --mac-source 00:11:22:33:44:55;;FAIL
+-p tcp -j TCPMSS --clamp-mss-to-pmtu;=;OK
+-m owner --uid-owner 0;=;OK
+-m cgroup --path /;=;OK
+-m cgroup --path /init.scope;;FAIL
+-m cgroup --path /nosuch;;FAIL
+-j CLASSIFY --set-class 1:1;=;OK
+:FORWARD
+-m physdev --physdev-out eth0;;FAIL
+-m physdev --physdev-is-bridged --physdev-out eth0;=;OK
+-m socket;;FAIL
+*raw
+:PREROUTING
+-p tcp -j CT --helper ftp;=;OK
+-p udp -j CT --helper ftp;;FAIL
+-j CT --helper ftp;;FAIL
+-p tcp -j CT --helper nosuch;;FAIL
+-p udp -j CT --helper sip;=;OK
+-p tcp -j CT --timeout foo;;FAIL
+-j CT --timeout foo;;FAIL
+-j NOTRACK;=;OK
+-j TRACE;=;OK
+-m rpfilter;=;OK
+-m socket;=;OK
+-j CHECKSUM --checksum-fill;;FAIL
+*mangle
+:PREROUTING
+-j REJECT;;FAIL
+-j CHECKSUM --checksum-fill;=;OK
+-j DSCP --set-dscp 10;=;OK
+-j TOS --set-tos 0x10;=;OK
+-p tcp -j TPROXY --on-port 1 --tproxy-mark 1;=;OK
+-j TPROXY --on-port 1 --tproxy-mark 1;;FAIL
+-j CONNSECMARK --save;=;OK
+-j NOTRACK;;FAIL
+*nat
+:POSTROUTING
+-j MASQUERADE;=;OK
+-j MASQUERADE --to-ports 1000-2000;;FAIL
+-p tcp -j MASQUERADE --to-ports 1000-2000;=;OK
+:PREROUTING
+-j MASQUERADE;;FAIL
+-p tcp -j REDIRECT --to-ports 8080;=;OK
+-j RETURN;=;OK
