@@ -9,7 +9,7 @@ use nftshim_dataplane::compile::{
     SymRule,
 };
 use nftshim_ebpf::fields::{L3Fields, PacketFields};
-use nftshim_ebpf::ir::{Action, Match, PortRange, Test, Verdict};
+use nftshim_ebpf::ir::{ct_state, Action, Match, PortRange, Test, Verdict};
 use nftshim_ebpf::reference::evaluate;
 use nftshim_ebpf::{Ipv4Net, Ipv6Net};
 use nftshim_engine::Netns;
@@ -197,7 +197,6 @@ fn unsupported_constructs_are_refused_with_a_reason() {
     let cases = [
         ("c_log", "expression log"),
         ("c_jump", "verdict jump"),
-        ("c_ct", "expression ct"),
         ("c_ttl", "ip header field at offset 8"),
         ("c_vmap", "verdict maps"),
         ("c_oif_in_input", "no output device"),
@@ -220,6 +219,66 @@ fn unsupported_constructs_are_refused_with_a_reason() {
     // With none of them, the table is fine.
     let ns = only_chain(&state, "none of them");
     assert!(decompile(&ns.view()).unwrap().is_empty());
+}
+
+#[test]
+fn ct_state_forms_decompile_to_the_states_they_hold_for() {
+    use ct_state::*;
+    let p = program("ct");
+    let c = &p.chains[0];
+    let got: Vec<(Vec<SymMatch>, Action)> = c
+        .rules
+        .iter()
+        .map(|r| (r.matches.clone(), r.action.clone()))
+        .collect();
+    let ct = |bits| ir(Test::CtState(bits));
+    let expected = vec![
+        // ct state established,related accept
+        (vec![ct(ESTABLISHED | RELATED)], Action::Accept),
+        // ct state invalid drop
+        (vec![ct(INVALID)], Action::Drop),
+        // ct state new tcp dport 22 accept
+        (
+            vec![
+                ct(NEW),
+                ir(Test::L4Proto(vec![6])),
+                ir(Test::Dport(ports(&[(22, 22)]))),
+            ],
+            Action::Accept,
+        ),
+        // ct state != established counter
+        (
+            vec![ct(INVALID | RELATED | NEW | UNTRACKED)],
+            Action::Continue,
+        ),
+        // ct state untracked accept
+        (vec![ct(UNTRACKED)], Action::Accept),
+        // ct state { new, untracked } counter
+        (vec![ct(NEW | UNTRACKED)], Action::Continue),
+        // ct state == established accept
+        (vec![ct(ESTABLISHED)], Action::Accept),
+        // ct state != { invalid, new } counter
+        (
+            vec![ct(ESTABLISHED | RELATED | UNTRACKED)],
+            Action::Continue,
+        ),
+    ];
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn ct_state_is_refused_until_programs_share_a_connection_table() {
+    // Decompiled exactly, but each interface and direction has its own program and
+    // connection table: a reply would look new. Refused rather than enforced wrongly.
+    let p = program("ct");
+    let err = instantiate(&p, &facts()).expect_err("ct state must not be enforced yet");
+    assert_eq!(err.errno, libc::EOPNOTSUPP);
+    assert!(err.reason.contains("ct state"), "{}", err.reason);
+    assert!(err.reason.contains("chain inet t input"), "{}", err.reason);
+    // The refused fixture's ct chain decompiles too, and is refused the same way.
+    let ns = only_chain(&fixture("refused"), "c_ct");
+    let p = decompile(&ns.view()).unwrap();
+    assert!(instantiate(&p, &facts()).is_err());
 }
 
 fn facts() -> Facts {

@@ -157,6 +157,16 @@ pub fn check_composable(program: &Program) -> Result<(), DataplaneError> {
 
 /// The IR chains for the namespace as it is now.
 pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneError> {
+    if let Some(c) = program.chains.iter().find(|c| c.uses_ct()) {
+        // Each interface and direction runs its own program with its own connection
+        // table, so a reply would not find the connection its request created: the
+        // state would be wrong, not just approximate.
+        return Err(refuse(format!(
+            "{}: ct state needs one connection table for every interface and direction; \
+             the eBPF programs do not share one yet",
+            c.label()
+        )));
+    }
     let mut plan = Plan::default();
     for (&ifindex, name) in &facts.links {
         for dir in [Direction::Ingress, Direction::Egress] {

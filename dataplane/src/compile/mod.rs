@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_proto::consts::*;
 use netlink_proto::extra::{NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NFPROTO_NETDEV};
-use nftshim_ebpf::ir::{Action, Match, Verdict};
+use nftshim_ebpf::ir::{Action, Match, Test, Verdict};
 use nftshim_engine::view::{BaseChain, Chain, Table};
 use nftshim_engine::{DataplaneError, RulesetView};
 
@@ -144,6 +144,20 @@ impl HookChain {
     }
     pub fn has_accept_rule(&self) -> bool {
         self.rules.iter().any(|r| r.action == Action::Accept)
+    }
+    /// Whether a rule tests the connection tracking state.
+    pub fn uses_ct(&self) -> bool {
+        self.rules.iter().any(|r| {
+            r.matches.iter().any(|m| {
+                matches!(
+                    m,
+                    SymMatch::Ir(Match {
+                        test: Test::CtState(_),
+                        ..
+                    })
+                )
+            })
+        })
     }
     /// No rule and an accept policy: the chain does nothing.
     pub fn is_noop(&self) -> bool {

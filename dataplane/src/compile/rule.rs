@@ -14,12 +14,13 @@ use netlink_proto::consts::NFT_LOOKUP_F_INV;
 use netlink_proto::data::{Register, VerdictCode};
 use netlink_proto::expr::bitwise::BitwiseOp;
 use netlink_proto::expr::cmp::CmpOp;
+use netlink_proto::expr::ct::CtKey;
 use netlink_proto::expr::meta::MetaKey;
 use netlink_proto::expr::payload::PayloadBase;
 use netlink_proto::expr::range::RangeOp;
 use netlink_proto::expr::Expr as TypedExpr;
 use nftshim_ebpf::fields::{IPPROTO_ICMP, IPPROTO_ICMPV6, PORT_PROTOCOLS};
-use nftshim_ebpf::ir::{Action, Match, PortRange, Test};
+use nftshim_ebpf::ir::{ct_state, Action, Match, PortRange, Test};
 use nftshim_engine::view::{Expr, Rule, Table};
 use nftshim_engine::RulesetView;
 
@@ -44,9 +45,15 @@ struct Loaded {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Source {
-    Network { offset: u32 },
-    Transport { offset: u32 },
+    Network {
+        offset: u32,
+    },
+    Transport {
+        offset: u32,
+    },
     Meta(MetaKey),
+    /// `ct state` (the only conntrack key the data plane reads so far).
+    CtState,
 }
 
 /// The fields the IR can test, with how the loaded bytes relate to them.
@@ -68,6 +75,8 @@ enum Field {
     Mark,
     IifName,
     OifName,
+    /// `ct state`: a 4-byte host-order word with exactly one `NF_CT_STATE_*` bit.
+    CtState,
 }
 
 const V4: u8 = 1;
@@ -217,6 +226,30 @@ impl RuleState<'_, '_> {
                     Loaded {
                         source: Source::Meta(key),
                         len,
+                        mask: None,
+                    },
+                );
+            }
+            TypedExpr::Ct(c) => {
+                if c.sreg().is_some() {
+                    return Err("ct set statements are not supported by the eBPF data plane".into());
+                }
+                let dreg = reg_offset(c.dreg(), "ct")?;
+                match c.key() {
+                    Some(CtKey::State) if c.direction().is_none() => {}
+                    Some(CtKey::State) => return Err("ct state with a direction".into()),
+                    Some(other) => {
+                        return Err(format!(
+                            "ct {other:?} is not supported by the eBPF data plane"
+                        ))
+                    }
+                    None => return Err("ct without key".into()),
+                }
+                self.load(
+                    dreg,
+                    Loaded {
+                        source: Source::CtState,
+                        len: 4,
                         mask: None,
                     },
                 );
@@ -392,6 +425,7 @@ impl RuleState<'_, '_> {
             Source::Meta(MetaKey::Iifname) => Field::IifName,
             Source::Meta(MetaKey::Oifname) => Field::OifName,
             Source::Meta(k) => return Err(format!("meta {} is not supported", meta_name(k))),
+            Source::CtState => Field::CtState,
             Source::Network { offset } if fam == V4 => match (offset, l.len) {
                 (12, 1..=4) => Field::Saddr4,
                 (16, 1..=4) => Field::Daddr4,
@@ -451,7 +485,7 @@ impl RuleState<'_, '_> {
             Field::Saddr4 | Field::Daddr4 | Field::Saddr6 | Field::Daddr6 => true,
             Field::L4Proto | Field::NfProto | Field::IcmpType | Field::Icmpv6Type => l.len == 1,
             Field::Sport | Field::Dport => l.len == 2,
-            Field::Iif | Field::Oif | Field::Mark => l.len == 4,
+            Field::Iif | Field::Oif | Field::Mark | Field::CtState => l.len == 4,
             Field::IifName | Field::OifName => l.len <= 16,
         };
         if !len_ok {
@@ -460,7 +494,12 @@ impl RuleState<'_, '_> {
         if l.mask.is_some()
             && !matches!(
                 f,
-                Field::Saddr4 | Field::Daddr4 | Field::Saddr6 | Field::Daddr6 | Field::Mark
+                Field::Saddr4
+                    | Field::Daddr4
+                    | Field::Saddr6
+                    | Field::Daddr6
+                    | Field::Mark
+                    | Field::CtState
             )
         {
             return Err(format!("masked {f:?} is not supported"));
@@ -476,6 +515,11 @@ impl RuleState<'_, '_> {
                 return Err(format!(
                     "{f:?} in a {hook:?} chain (no output device there) is not supported"
                 ))
+            }
+            Field::CtState if self.ctx.family == Family::Netdev => {
+                return Err(
+                    "ct state in netdev chains (no conntrack there) is not supported".into(),
+                )
             }
             Field::L4Proto | Field::NfProto if self.ctx.family == Family::Netdev => {
                 return Err(format!(
@@ -640,6 +684,17 @@ impl RuleState<'_, '_> {
                 }
                 Test::Mark { mask, values }
             }
+            Field::CtState => {
+                let bits = ct_state_bits(l, &ranges, negated)?;
+                if bits == 0 {
+                    self.never = true;
+                } else {
+                    // The negation is already in the bits.
+                    self.matches
+                        .push(SymMatch::Ir(Match::is(Test::CtState(bits))));
+                }
+                return Ok(());
+            }
             Field::IifName | Field::OifName => {
                 let patterns = ranges
                     .iter()
@@ -722,6 +777,29 @@ pub fn family_guard(families: u8) -> Match {
 
 /// Prefix length of a (masked) address load: `len * 8` bits, or the mask's leading
 /// ones when the mask is a prefix mask.
+/// The states a `ct state` predicate holds for. The register holds exactly one of
+/// these bits, so whatever nft emits (`& mask != 0`, `== value`, a set of values, any of
+/// them negated) is evaluated on each possible state: the result is exact.
+const CT_STATES: [u32; 5] = [
+    ct_state::INVALID,
+    ct_state::ESTABLISHED,
+    ct_state::RELATED,
+    ct_state::NEW,
+    ct_state::UNTRACKED,
+];
+
+fn ct_state_bits(l: &Loaded, ranges: &[ByteRange], negated: bool) -> Result<u32, String> {
+    if ranges.iter().any(|(lo, hi)| lo != hi || lo.len() != 4) {
+        return Err("ct state compared with a range".into());
+    }
+    let mask = l.mask.as_deref().map(host_u32).unwrap_or(u32::MAX);
+    let values: Vec<u32> = ranges.iter().map(|(k, _)| host_u32(k)).collect();
+    Ok(CT_STATES
+        .iter()
+        .filter(|&&state| values.contains(&(state & mask)) != negated)
+        .fold(0, |acc, &state| acc | state))
+}
+
 fn prefix_len(l: &Loaded) -> Result<u32, String> {
     match &l.mask {
         None => Ok(l.len * 8),
