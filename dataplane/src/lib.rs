@@ -16,11 +16,15 @@
 //! `meta nfproto`, tcp/udp/udplite/sctp/dccp ports (values, ranges, `<`/`>`,
 //! sets), icmp/icmpv6 type, `meta iif/oif/iifname/oifname/mark` (mark with a mask),
 //! `!=` and negated lookups, constant named or anonymous sets, `counter`,
-//! accept/drop, policies, several base chains per hook when no accept can skip a later
-//! one. Everything else is refused (EOPNOTSUPP; the reason is logged): other
-//! expressions (ct, log, limit, reject, nat, mangling...), jump/goto/return, maps,
-//! dynamic or timeout sets, link-layer and other header fields, inet ingress, arp and
-//! bridge families, chains an accept would skip, ties of priority whose order matters.
+//! accept/drop, policies, several base chains per hook when no accept (theirs or of a
+//! chain they jump to) can skip a later one; `jump` to regular chains, `goto` and
+//! `return` inside regular chains. `ct state` is decompiled exactly but refused when
+//! the programs are built: each interface and direction has its own connection table,
+//! so replies would look new. Everything else is refused (EOPNOTSUPP; the reason is
+//! logged): other expressions (other ct keys, log, limit, reject, nat, mangling...),
+//! `goto`/`return` in base chains, maps, dynamic or timeout sets, link-layer and other
+//! header fields, inet ingress, arp and bridge families, chains an accept would skip,
+//! ties of priority whose order matters.
 //!
 //! Known difference: the kernel judges IPv4 input and all output/postrouting packets
 //! before fragmentation or after reassembly, TC sees fragments. A later fragment has

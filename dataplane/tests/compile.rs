@@ -10,9 +10,17 @@ use nftshim_dataplane::compile::{
 };
 use nftshim_ebpf::fields::{L3Fields, PacketFields};
 use nftshim_ebpf::ir::{ct_state, Action, Match, PortRange, Test, Verdict};
-use nftshim_ebpf::reference::evaluate;
+use nftshim_ebpf::reference::{Evaluation, Reference, Unsupported};
 use nftshim_ebpf::{Ipv4Net, Ipv6Net};
 use nftshim_engine::Netns;
+
+/// The eBPF crate's reference evaluator on a planned program.
+fn evaluate(
+    p: &nftshim_ebpf::ir::Program,
+    packet: &PacketFields,
+) -> Result<Evaluation, Unsupported> {
+    Reference::new(p)?.evaluate(packet)
+}
 
 fn fixture(name: &str) -> serde_json::Value {
     let path = format!(
@@ -196,7 +204,6 @@ fn unsupported_constructs_are_refused_with_a_reason() {
     let state = fixture("refused");
     let cases = [
         ("c_log", "expression log"),
-        ("c_jump", "verdict jump"),
         ("c_ttl", "ip header field at offset 8"),
         ("c_vmap", "verdict maps"),
         ("c_oif_in_input", "no output device"),
@@ -457,4 +464,65 @@ fn chains_an_accept_would_skip_are_refused() {
     );
     // a alone is fine.
     assert!(decompile(&keep(&["a"]).view()).is_ok());
+}
+
+#[test]
+fn jump_goto_and_return_run_regular_chains() {
+    let p = program("jumps");
+    let keys: Vec<&str> = p.regular.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["inet t blocked", "inet t ssh", "inet t web"]);
+    let input = &p.chains[0];
+    let actions: Vec<Action> = input.rules.iter().map(|r| r.action.clone()).collect();
+    assert_eq!(
+        actions,
+        [
+            Action::Jump("inet t blocked".into()),
+            Action::Jump("inet t web".into()),
+            Action::Accept
+        ]
+    );
+    let web: Vec<Action> = p.regular["inet t web"]
+        .rules
+        .iter()
+        .map(|r| r.action.clone())
+        .collect();
+    assert_eq!(web, [Action::Goto("inet t ssh".into()), Action::Drop]);
+    assert_eq!(p.regular["inet t ssh"].rules[1].action, Action::Return);
+
+    let plan = instantiate(&p, &facts()).unwrap();
+    let prog = &plan.chains[&(7, Direction::Ingress)];
+    let verdict = |saddr, dport| {
+        evaluate(prog, &tcp4(saddr, [10, 1, 0, 1], dport, 7))
+            .unwrap()
+            .verdict
+    };
+    // blocked drops before anything else.
+    assert_eq!(verdict([192, 0, 2, 1], 22), Verdict::Drop);
+    // web goes to ssh, which accepts.
+    assert_eq!(verdict([10, 2, 3, 4], 22), Verdict::Accept);
+    // ssh returns past web (a goto does not come back there): input accepts port 80.
+    assert_eq!(verdict([10, 2, 3, 4], 80), Verdict::Accept);
+    // Without the goto, web drops port 80.
+    assert_eq!(verdict([172, 16, 0, 1], 80), Verdict::Drop);
+    // Nothing decides: back in input, whose policy drops.
+    assert_eq!(verdict([172, 16, 0, 1], 443), Verdict::Drop);
+    // Not for a local address: input does not see it.
+    let fwd = evaluate(prog, &tcp4([192, 0, 2, 1], [10, 9, 9, 9], 22, 7)).unwrap();
+    assert_eq!(fwd.verdict, Verdict::Accept);
+}
+
+#[test]
+fn goto_and_return_in_base_chains_and_maps_in_targets_are_refused() {
+    let state = fixture("jumps-refused");
+    let cases = [
+        ("c_goto", "verdict goto in a base chain"),
+        ("c_return", "verdict return in a base chain"),
+        ("c_vmap_in_target", "verdict maps"),
+    ];
+    for (chain, why) in cases {
+        let ns = only_chain(&state, chain);
+        let err = decompile(&ns.view()).expect_err(chain);
+        assert_eq!(err.errno, libc::EOPNOTSUPP, "{chain}");
+        assert!(err.reason.contains(why), "{chain}: {}", err.reason);
+    }
 }

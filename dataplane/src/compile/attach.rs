@@ -22,7 +22,7 @@ use nftshim_ebpf::ir::{self, Action, L3Scope, Match, Test, Verdict};
 use nftshim_engine::DataplaneError;
 
 use super::rule::family_guard;
-use super::{refuse, Facts, Family, Hook, HookChain, Program, SymMatch};
+use super::{refuse, rules_use_ct, Facts, Family, Hook, HookChain, Program, SymMatch};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Direction {
@@ -30,10 +30,11 @@ pub enum Direction {
     Egress,
 }
 
-/// The IR chain of each (ifindex, direction) that has one.
+/// The IR program of each (ifindex, direction) that has one: the flattened base
+/// chains as its one base chain, and the regular chains they jump to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
-    pub chains: BTreeMap<(u32, Direction), ir::Chain>,
+    pub chains: BTreeMap<(u32, Direction), ir::Program>,
 }
 
 const V4: u8 = 1;
@@ -125,7 +126,7 @@ pub fn check_composable(program: &Program) -> Result<(), DataplaneError> {
                     }
                     let same_hook = a.order == b.order && a.chain.hook == b.chain.hook;
                     let pass_through =
-                        |c: &HookChain| !c.has_accept_rule() && c.policy == Verdict::Accept;
+                        |c: &HookChain| !program.accepts(c) && c.policy == Verdict::Accept;
                     if same_hook
                         && a.chain.priority == b.chain.priority
                         && !(pass_through(a.chain) && pass_through(b.chain))
@@ -139,7 +140,7 @@ pub fn check_composable(program: &Program) -> Result<(), DataplaneError> {
                             a.chain.priority
                         )));
                     }
-                    if a.chain.has_accept_rule() {
+                    if program.accepts(a.chain) {
                         return Err(refuse(format!(
                             "{} accepts packets that {} must see next: several base chains \
                              with accept rules on one path are not supported by the eBPF data \
@@ -157,14 +158,26 @@ pub fn check_composable(program: &Program) -> Result<(), DataplaneError> {
 
 /// The IR chains for the namespace as it is now.
 pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneError> {
-    if let Some(c) = program.chains.iter().find(|c| c.uses_ct()) {
+    let ct_label = program
+        .chains
+        .iter()
+        .find(|c| c.uses_ct())
+        .map(HookChain::label)
+        .or_else(|| {
+            program
+                .regular
+                .values()
+                .find(|c| rules_use_ct(&c.rules))
+                .map(|c| c.label.clone())
+        });
+    if let Some(label) = ct_label {
         // Each interface and direction runs its own program with its own connection
         // table, so a reply would not find the connection its request created: the
         // state would be wrong, not just approximate.
         return Err(refuse(format!(
             "{}: ct state needs one connection table for every interface and direction; \
              the eBPF programs do not share one yet",
-            c.label()
+            label
         )));
     }
     let mut plan = Plan::default();
@@ -174,7 +187,9 @@ pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneEr
             if st.is_empty() {
                 continue;
             }
-            plan.chains.insert((ifindex, dir), flatten(&st, facts)?);
+            let base = flatten(&st, facts)?;
+            plan.chains
+                .insert((ifindex, dir), with_regular_chains(base, program, facts));
         }
     }
     Ok(plan)
@@ -215,6 +230,29 @@ fn flatten(stages: &[Stage<'_>], facts: &Facts) -> Result<ir::Chain, DataplaneEr
         policy: Verdict::Accept,
         rules,
     })
+}
+
+/// A program of `base` and every regular chain (interface names resolved). Jumps need
+/// no guards: a regular chain runs only for the packets of the rule that jumped.
+fn with_regular_chains(base: ir::Chain, program: &Program, facts: &Facts) -> ir::Program {
+    let scope = base.scope;
+    let mut out = ir::Program::single(base);
+    for (key, c) in &program.regular {
+        let rules = c
+            .rules
+            .iter()
+            .map(|r| ir::Rule::new(resolve(&r.matches, facts), r.action.clone()))
+            .collect();
+        out.chains.insert(
+            key.clone(),
+            ir::Chain {
+                scope,
+                policy: Verdict::Accept,
+                rules,
+            },
+        );
+    }
+    out
 }
 
 /// Alternatives (a disjunction of conjunctions) selecting the packets of a stage.

@@ -142,27 +142,28 @@ impl HookChain {
             self.chain
         )
     }
-    pub fn has_accept_rule(&self) -> bool {
-        self.rules.iter().any(|r| r.action == Action::Accept)
-    }
     /// Whether a rule tests the connection tracking state.
     pub fn uses_ct(&self) -> bool {
-        self.rules.iter().any(|r| {
-            r.matches.iter().any(|m| {
-                matches!(
-                    m,
-                    SymMatch::Ir(Match {
-                        test: Test::CtState(_),
-                        ..
-                    })
-                )
-            })
-        })
+        rules_use_ct(&self.rules)
     }
     /// No rule and an accept policy: the chain does nothing.
     pub fn is_noop(&self) -> bool {
         self.rules.is_empty() && self.policy == Verdict::Accept
     }
+}
+
+pub fn rules_use_ct(rules: &[SymRule]) -> bool {
+    rules.iter().any(|r| {
+        r.matches.iter().any(|m| {
+            matches!(
+                m,
+                SymMatch::Ir(Match {
+                    test: Test::CtState(_),
+                    ..
+                })
+            )
+        })
+    })
 }
 
 fn family_name(f: Family) -> &'static str {
@@ -174,14 +175,49 @@ fn family_name(f: Family) -> &'static str {
     }
 }
 
+/// A regular chain some base chain jumps (or goes) to, directly or not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegularChain {
+    pub label: String,
+    pub rules: Vec<SymRule>,
+}
+
+/// The program-wide name of a regular chain (jump targets are per table).
+pub fn regular_chain_key(family: Family, table: &str, chain: &str) -> String {
+    format!("{} {table} {chain}", family_name(family))
+}
+
 /// Everything of a ruleset the data plane enforces; independent of the namespace's
 /// interfaces and addresses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Program {
     pub chains: Vec<HookChain>,
+    /// Regular chains reachable from `chains`, by [`regular_chain_key`].
+    pub regular: BTreeMap<String, RegularChain>,
 }
 
 impl Program {
+    /// Whether a packet can be accepted by this base chain: by one of its rules or by
+    /// a rule of a chain it jumps to (an accept there ends the base chain too).
+    pub fn accepts(&self, chain: &HookChain) -> bool {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut todo: Vec<&Vec<SymRule>> = vec![&chain.rules];
+        while let Some(rules) = todo.pop() {
+            for r in rules {
+                match &r.action {
+                    Action::Accept => return true,
+                    Action::Jump(t) | Action::Goto(t) if seen.insert(t.as_str()) => {
+                        if let Some(c) = self.regular.get(t) {
+                            todo.push(&c.rules);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        false
+    }
+
     pub fn is_empty(&self) -> bool {
         self.chains.iter().all(HookChain::is_noop)
     }
@@ -218,12 +254,12 @@ pub fn decompile(view: &RulesetView<'_>) -> Result<Program, DataplaneError> {
         }
         for chain in &table.chains {
             let Some(base) = &chain.base else {
-                // Regular chains run only when jumped to, and jumps are refused.
+                // Regular chains run only when jumped to: added with their callers.
                 continue;
             };
-            program
-                .chains
-                .push(decompile_chain(view, table, chain, base)?);
+            let hook_chain = decompile_chain(view, table, chain, base)?;
+            add_jump_targets(view, table, &hook_chain, &mut program)?;
+            program.chains.push(hook_chain);
         }
     }
     attach::check_composable(&program)?;
@@ -283,20 +319,9 @@ fn decompile_chain(
         table,
         family,
         hook,
+        base: true,
     };
-    let mut rules = Vec::new();
-    for (position, r) in chain.rules.iter().enumerate() {
-        let decompiled = rule::decompile_rule(&ctx, r).map_err(|why| {
-            refuse(label(&format!(
-                "rule {} (handle {}): {why}",
-                position + 1,
-                r.handle
-            )))
-        })?;
-        if let Some(d) = decompiled {
-            rules.push(d);
-        }
-    }
+    let rules = decompile_rules(&ctx, chain)?;
     Ok(HookChain {
         table: table.name.clone(),
         chain: chain.name.clone(),
@@ -307,4 +332,88 @@ fn decompile_chain(
         policy,
         rules,
     })
+}
+
+fn decompile_rules(
+    ctx: &rule::ChainContext<'_>,
+    chain: &Chain,
+) -> Result<Vec<SymRule>, DataplaneError> {
+    let mut rules = Vec::new();
+    for (position, r) in chain.rules.iter().enumerate() {
+        let decompiled = rule::decompile_rule(ctx, r).map_err(|why| {
+            refuse(format!(
+                "table {} chain {}: rule {} (handle {}): {why}",
+                ctx.table.name,
+                chain.name,
+                position + 1,
+                r.handle
+            ))
+        })?;
+        if let Some(d) = decompiled {
+            rules.push(d);
+        }
+    }
+    Ok(rules)
+}
+
+/// Decompiles the regular chains `base` reaches through jumps and gotos, under its hook
+/// (what a rule may test depends on the hook, so a chain reached from several hooks is
+/// checked under each; its predicates do not depend on the hook).
+fn add_jump_targets(
+    view: &RulesetView<'_>,
+    table: &Table,
+    base: &HookChain,
+    program: &mut Program,
+) -> Result<(), DataplaneError> {
+    let ctx = rule::ChainContext {
+        view,
+        table,
+        family: base.family,
+        hook: base.hook,
+        base: false,
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo: Vec<String> = targets(&base.rules);
+    while let Some(key) = todo.pop() {
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        let chain = table
+            .chains
+            .iter()
+            .find(|c| {
+                c.base.is_none() && regular_chain_key(base.family, &table.name, &c.name) == key
+            })
+            .ok_or_else(|| {
+                refuse(format!(
+                    "{}: jump to a chain that is not a regular chain of its table",
+                    base.label()
+                ))
+            })?;
+        let rules = decompile_rules(&ctx, chain)?;
+        todo.extend(targets(&rules));
+        program.regular.insert(
+            key,
+            RegularChain {
+                label: format!(
+                    "chain {} {} {}",
+                    family_name(base.family),
+                    table.name,
+                    chain.name
+                ),
+                rules,
+            },
+        );
+    }
+    Ok(())
+}
+
+fn targets(rules: &[SymRule]) -> Vec<String> {
+    rules
+        .iter()
+        .filter_map(|r| match &r.action {
+            Action::Jump(t) | Action::Goto(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect()
 }

@@ -32,6 +32,8 @@ pub struct ChainContext<'v> {
     pub table: &'v Table,
     pub family: Family,
     pub hook: Hook,
+    /// A base chain (else a regular chain reached by a jump or goto).
+    pub base: bool,
 }
 
 /// What a register holds.
@@ -380,14 +382,32 @@ impl RuleState<'_, '_> {
                     .data()
                     .and_then(|d| d.verdict_code())
                     .ok_or("immediate without verdict")?;
+                let target = || -> Result<String, String> {
+                    let name = i
+                        .data()
+                        .and_then(|d| d.verdict_attrs())
+                        .and_then(|v| v.chain())
+                        .ok_or("jump or goto without a chain name")?;
+                    Ok(super::regular_chain_key(
+                        self.ctx.family,
+                        &self.ctx.table.name,
+                        name,
+                    ))
+                };
                 self.verdict = Some(match code {
                     VerdictCode::Accept => Action::Accept,
                     VerdictCode::Drop => Action::Drop,
-                    VerdictCode::Jump | VerdictCode::Goto | VerdictCode::Return => {
+                    VerdictCode::Jump => Action::Jump(target()?),
+                    // In a regular chain the IR does what nft_do_chain() does. In a base
+                    // chain both would end the flattened chain of every hook at once
+                    // (its policy), skipping this chain's policy and the later chains.
+                    VerdictCode::Goto if !self.ctx.base => Action::Goto(target()?),
+                    VerdictCode::Return if !self.ctx.base => Action::Return,
+                    VerdictCode::Goto | VerdictCode::Return => {
                         return Err(format!(
-                            "verdict {} is not supported by the eBPF data plane yet",
-                            verdict_name(code)
-                        ))
+                        "verdict {} in a base chain is not supported by the eBPF data plane yet",
+                        verdict_name(code)
+                    ))
                     }
                     other => {
                         return Err(format!("verdict {} is not supported", verdict_name(other)))

@@ -166,7 +166,7 @@ struct Generation {
 const PHANTOM_IFINDEX: u32 = u32::MAX;
 
 struct LoadedProg {
-    chain: ir::Chain,
+    chain: ir::Program,
     dir: Direction,
     loaded: LoadedChain,
 }
@@ -201,7 +201,7 @@ impl Generation {
             let id = match reused {
                 Some(id) => id,
                 None => {
-                    let compiled = maps::compile(&chain).map_err(|e| {
+                    let compiled = maps::compile_program(&chain).map_err(|e| {
                         refuse(format!(
                             "the eBPF data plane cannot build this ruleset: {e}"
                         ))
