@@ -18,7 +18,8 @@
 //! `!=` and negated lookups, constant named or anonymous sets, `counter`,
 //! accept/drop, policies, several base chains per hook when no accept (theirs or of a
 //! chain they jump to) can skip a later one; `jump` to regular chains, `goto` and
-//! `return` inside regular chains. `ct state` is decompiled exactly but refused when
+//! `return` inside regular chains; `meta mark set CONSTANT` (not in input chains: TC
+//! sets it before routing; not in route chains: no re-routing). `ct state` is decompiled exactly but refused when
 //! the programs are built: each interface and direction has its own connection table,
 //! so replies would look new. Everything else is refused (EOPNOTSUPP; the reason is
 //! logged): other expressions (other ct keys, log, limit, reject, nat, mangling...),

@@ -9,7 +9,7 @@ use nftshim_dataplane::compile::{
     SymRule,
 };
 use nftshim_ebpf::fields::{L3Fields, PacketFields};
-use nftshim_ebpf::ir::{ct_state, Action, Match, PortRange, Test, Verdict};
+use nftshim_ebpf::ir::{ct_state, Action, Match, PortRange, Statement, Test, Verdict};
 use nftshim_ebpf::reference::{Evaluation, Reference, Unsupported};
 use nftshim_ebpf::{Ipv4Net, Ipv6Net};
 use nftshim_engine::Netns;
@@ -522,6 +522,49 @@ fn goto_and_return_in_base_chains_and_maps_in_targets_are_refused() {
     for (chain, why) in cases {
         let ns = only_chain(&state, chain);
         let err = decompile(&ns.view()).expect_err(chain);
+        assert_eq!(err.errno, libc::EOPNOTSUPP, "{chain}");
+        assert!(err.reason.contains(why), "{chain}: {}", err.reason);
+    }
+}
+
+#[test]
+fn meta_mark_set_constant_runs_before_the_verdict() {
+    let state = fixture("mark");
+    let p = decompile(&only_chain(&state, "pre").view()).unwrap();
+    let got: Vec<(Action, Vec<Statement>)> = p.chains[0]
+        .rules
+        .iter()
+        .map(|r| (r.action.clone(), r.statements.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Action::Accept, vec![Statement::set_mark(0x10)]),
+            (Action::Continue, vec![Statement::set_mark(7)]),
+            (Action::Continue, vec![Statement::set_mark(0x2a)]),
+        ]
+    );
+    let plan = instantiate(&p, &facts()).unwrap();
+    let prog = &plan.chains[&(7, Direction::Ingress)];
+    let ssh = evaluate(prog, &tcp4([192, 0, 2, 1], [10, 1, 0, 1], 22, 7)).unwrap();
+    assert_eq!(
+        (ssh.verdict, ssh.effects.mark),
+        (Verdict::Accept, Some(0x10))
+    );
+    let other = evaluate(prog, &tcp4([192, 0, 2, 1], [10, 1, 0, 1], 23, 7)).unwrap();
+    assert_eq!(
+        (other.verdict, other.effects.mark),
+        (Verdict::Accept, Some(0x2a))
+    );
+
+    let cases = [
+        ("c_input", "meta mark set in an input chain"),
+        ("c_route", "meta mark set in a route chain"),
+        ("c_from_reg", "bitwise with a non-zero xor"),
+        ("c_priority", "meta priority set"),
+    ];
+    for (chain, why) in cases {
+        let err = decompile(&only_chain(&state, chain).view()).expect_err(chain);
         assert_eq!(err.errno, libc::EOPNOTSUPP, "{chain}");
         assert!(err.reason.contains(why), "{chain}: {}", err.reason);
     }

@@ -216,7 +216,9 @@ fn flatten(stages: &[Stage<'_>], facts: &Facts) -> Result<ir::Chain, DataplaneEr
             for g in &guards {
                 let mut matches = g.clone();
                 matches.extend(resolved.iter().cloned());
-                rules.push(ir::Rule::new(matches, r.action.clone()));
+                let mut rule = ir::Rule::new(matches, r.action.clone());
+                rule.statements = r.statements.clone();
+                rules.push(rule);
             }
         }
         if s.chain.policy == Verdict::Drop {
@@ -241,7 +243,11 @@ fn with_regular_chains(base: ir::Chain, program: &Program, facts: &Facts) -> ir:
         let rules = c
             .rules
             .iter()
-            .map(|r| ir::Rule::new(resolve(&r.matches, facts), r.action.clone()))
+            .map(|r| {
+                let mut rule = ir::Rule::new(resolve(&r.matches, facts), r.action.clone());
+                rule.statements = r.statements.clone();
+                rule
+            })
             .collect();
         out.chains.insert(
             key.clone(),

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_proto::consts::*;
 use netlink_proto::extra::{NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NFPROTO_NETDEV};
-use nftshim_ebpf::ir::{Action, Match, Test, Verdict};
+use nftshim_ebpf::ir::{Action, Match, Statement, Test, Verdict};
 use nftshim_engine::view::{BaseChain, Chain, Table};
 use nftshim_engine::{DataplaneError, RulesetView};
 
@@ -117,6 +117,8 @@ pub struct SymRule {
     pub handle: u64,
     pub matches: Vec<SymMatch>,
     pub action: Action,
+    /// Side effects when the matches hold, before the action.
+    pub statements: Vec<Statement>,
 }
 
 /// One enforced base chain.
@@ -322,6 +324,12 @@ fn decompile_chain(
         base: true,
     };
     let rules = decompile_rules(&ctx, chain)?;
+    if base.chain_type == "route" && rules.iter().any(|r| !r.statements.is_empty()) {
+        // The kernel re-routes when a route chain changed the mark; TC cannot.
+        return Err(refuse(label(
+            "meta mark set in a route chain is not supported by the eBPF data plane",
+        )));
+    }
     Ok(HookChain {
         table: table.name.clone(),
         chain: chain.name.clone(),

@@ -20,7 +20,7 @@ use netlink_proto::expr::payload::PayloadBase;
 use netlink_proto::expr::range::RangeOp;
 use netlink_proto::expr::Expr as TypedExpr;
 use nftshim_ebpf::fields::{IPPROTO_ICMP, IPPROTO_ICMPV6, PORT_PROTOCOLS};
-use nftshim_ebpf::ir::{ct_state, Action, Match, PortRange, Test};
+use nftshim_ebpf::ir::{ct_state, Action, Match, PortRange, Statement, Test};
 use nftshim_engine::view::{Expr, Rule, Table};
 use nftshim_engine::RulesetView;
 
@@ -56,6 +56,8 @@ enum Source {
     Meta(MetaKey),
     /// `ct state` (the only conntrack key the data plane reads so far).
     CtState,
+    /// A 4-byte constant (`immediate`), the value of a `meta mark set`.
+    Const(u32),
 }
 
 /// The fields the IR can test, with how the loaded bytes relate to them.
@@ -104,6 +106,8 @@ struct RuleState<'a, 'v> {
     never: bool,
     statements: bool,
     counter: bool,
+    /// Side effects, in rule order (counters are implicit in the IR).
+    effects: Vec<Statement>,
     verdict: Option<Action>,
 }
 
@@ -124,6 +128,7 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         never: false,
         statements: false,
         counter: false,
+        effects: Vec::new(),
         verdict: None,
     };
     for e in &rule.exprs {
@@ -137,13 +142,14 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
     }
     let action = match st.verdict {
         Some(a) => a,
-        None if st.counter => Action::Continue,
+        None if st.counter || !st.effects.is_empty() => Action::Continue,
         None => return Ok(None),
     };
     Ok(Some(SymRule {
         handle: rule.handle,
         matches: st.matches,
         action,
+        statements: st.effects,
     }))
 }
 
@@ -161,7 +167,13 @@ impl RuleState<'_, '_> {
                 e.name
             ));
         }
-        if self.statements && !matches!(typed, TypedExpr::Counter(_) | TypedExpr::Immediate(_)) {
+        // A statement's operands (`immediate` into a data register) may follow one.
+        if self.statements
+            && !matches!(
+                typed,
+                TypedExpr::Counter(_) | TypedExpr::Immediate(_) | TypedExpr::Meta(_)
+            )
+        {
             // A match after a statement: the statement would act on packets the
             // rule's later matches reject.
             return Err(format!(
@@ -205,10 +217,12 @@ impl RuleState<'_, '_> {
                 );
             }
             TypedExpr::Meta(m) => {
-                if m.sreg().is_some() {
-                    return Err(
-                        "meta set statements are not supported by the eBPF data plane".into(),
-                    );
+                if let Some(sreg) = m.sreg() {
+                    let sreg = reg_offset(Some(sreg), "meta set")?;
+                    return self.meta_set(m.key(), sreg);
+                }
+                if self.statements {
+                    return Err("expression meta after a statement is not supported".into());
                 }
                 let dreg = reg_offset(m.dreg(), "meta")?;
                 let key = m.key().ok_or("meta without key")?;
@@ -376,7 +390,23 @@ impl RuleState<'_, '_> {
             TypedExpr::Immediate(i) => {
                 let dreg = i.dreg().ok_or("immediate without register")?;
                 if dreg != Register::Verdict {
-                    return Err("immediate into a data register is not supported".into());
+                    let value = i.data().and_then(|d| d.value_bytes());
+                    let Some(bytes) = value.filter(|b| b.len() == 4) else {
+                        return Err(
+                            "immediate into a data register (other than a 32-bit value) is not supported"
+                                .into(),
+                        );
+                    };
+                    let dreg = reg_offset(Some(dreg), "immediate")?;
+                    self.load(
+                        dreg,
+                        Loaded {
+                            source: Source::Const(host_u32(bytes)),
+                            len: 4,
+                            mask: None,
+                        },
+                    );
+                    return Ok(());
                 }
                 let code = i
                     .data()
@@ -424,6 +454,33 @@ impl RuleState<'_, '_> {
         Ok(())
     }
 
+    /// `meta KEY set` from the register at `sreg`: only `meta mark set CONSTANT`.
+    fn meta_set(&mut self, key: Option<MetaKey>, sreg: u32) -> Result<(), String> {
+        if key != Some(MetaKey::Mark) {
+            return Err(format!(
+                "meta {} set is not supported by the eBPF data plane",
+                key.map(meta_name).unwrap_or_default()
+            ));
+        }
+        if self.ctx.hook == Hook::Input {
+            // TC sets it before routing, the kernel's input hook after: an `ip rule
+            // fwmark` would route differently.
+            return Err(
+                "meta mark set in an input chain is not supported by the eBPF data plane".into(),
+            );
+        }
+        let Some(Loaded {
+            source: Source::Const(value),
+            ..
+        }) = self.regs.get(&sreg)
+        else {
+            return Err("meta mark set from anything but a constant is not supported".into());
+        };
+        self.effects.push(Statement::set_mark(*value));
+        self.statements = true;
+        Ok(())
+    }
+
     /// Puts `loaded` in the register at byte offset `dreg`, forgetting whatever it
     /// overwrites (registers overlap: the 16-byte ones hold four 4-byte ones).
     fn load(&mut self, dreg: u32, loaded: Loaded) {
@@ -446,6 +503,7 @@ impl RuleState<'_, '_> {
             Source::Meta(MetaKey::Oifname) => Field::OifName,
             Source::Meta(k) => return Err(format!("meta {} is not supported", meta_name(k))),
             Source::CtState => Field::CtState,
+            Source::Const(_) => return Err("a match on a constant is not supported".into()),
             Source::Network { offset } if fam == V4 => match (offset, l.len) {
                 (12, 1..=4) => Field::Saddr4,
                 (16, 1..=4) => Field::Daddr4,
