@@ -569,3 +569,16 @@ fn meta_mark_set_constant_runs_before_the_verdict() {
         assert!(err.reason.contains(why), "{chain}: {}", err.reason);
     }
 }
+
+#[test]
+fn an_accept_in_a_jumped_chain_counts_for_the_caller() {
+    let ns = netns(fixture("jumps-accept"));
+    let err = decompile(&ns.view()).expect_err("the second chain would be skipped");
+    assert_eq!(err.errno, libc::EOPNOTSUPP);
+    assert!(
+        err.reason
+            .contains("chain inet t first accepts packets that chain inet t second"),
+        "{}",
+        err.reason
+    );
+}
