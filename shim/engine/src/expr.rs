@@ -156,8 +156,8 @@ pub static TYPES: &[ExprType] = &[
         regs: &[],
     },
     tf("reject", &[IP, IP6, INET, NETDEV], &[A, U32, U8], &[]),
-    tv("match", &[A, Pol::Str(31), U32, Pol::Any], &[]),
-    tv("target", &[A, Pol::Str(31), U32, Pol::Any], &[]),
+    tv("match", &[A, Pol::NulStr(29), U32, Pol::Any], &[]),
+    tv("target", &[A, Pol::NulStr(29), U32, Pol::Any], &[]),
     t(
         "hash",
         &[A, U32, U32, U32, U32, U32, U32, U32, S, U32],
@@ -198,6 +198,8 @@ pub struct Ctx<'a, 'b> {
     pub family: u8,
     /// Name of the rule's chain; None for set and element expressions.
     pub chain: Option<&'a str>,
+    /// The rule's NFTA_RULE_COMPAT (`ctx->nla[NFTA_RULE_COMPAT]`), for xtables checks.
+    pub rule_compat: Option<Nla<'a>>,
 }
 
 impl<'a, 'b> Ctx<'a, 'b> {
@@ -262,7 +264,7 @@ pub fn init(cx: &Ctx<'_, '_>, nla: &Nla<'_>, stateful_only: bool) -> Result<Init
             reorder(&mut attrs, &[NFTA_COUNTER_BYTES, NFTA_COUNTER_PACKETS]);
         }
         "meta" => init_meta(&dtb, &mut attrs)?,
-        "match" | "target" => init_compat(&dtb)?,
+        "match" | "target" => init_compat(cx, ty.name == "target", &dtb, &mut attrs)?,
         _ => {}
     }
     crate::expr_dump::kernel_form(ty.name, &mut attrs)?;
@@ -288,7 +290,7 @@ fn canon_list(raw: &[Nla<'_>], regs: &[u16], policy: &[Pol]) -> Result<Vec<Attr>
 /// them: up to the first NUL, NUL-terminated.
 pub fn canon_with(a: &Nla<'_>, policy: &[Pol]) -> Attr {
     match policy.get(usize::from(a.id())) {
-        Some(Pol::Str(_)) => strz(a.id(), a.cstr()),
+        Some(Pol::Str(_) | Pol::NulStr(_)) => strz(a.id(), a.cstr()),
         _ => canon(a),
     }
 }
@@ -329,7 +331,7 @@ pub fn parse_reg(reg: u32) -> Result<u32, i32> {
 
 /// `nft_dump_register`.
 pub fn dump_reg(reg: u32) -> u32 {
-    if reg % 4 == 0 {
+    if reg.is_multiple_of(4) {
         reg / 4
     } else {
         reg - 4 + 8
@@ -804,11 +806,90 @@ fn init_meta(tb: &Tb<'_>, attrs: &mut Vec<Attr>) -> Result<(), i32> {
     Ok(())
 }
 
-fn init_compat(tb: &Tb<'_>) -> Result<(), i32> {
-    if !tb.has(NFTA_MATCH_NAME) || !tb.has(NFTA_MATCH_REV) || !tb.has(NFTA_MATCH_INFO) {
+/// `nft_match_select_ops`/`nft_target_select_ops` and `nft_match_init`/`nft_target_init`:
+/// the extension must exist; then the xtables checks, which may rewrite the info.
+fn init_compat(cx: &Ctx<'_, '_>, target: bool, tb: &Tb<'_>, attrs: &mut [Attr]) -> Result<(), i32> {
+    let (Some(name), Some(rev), Some(info)) = (
+        tb.get(NFTA_MATCH_NAME),
+        tb.be32(NFTA_MATCH_REV),
+        tb.get(NFTA_MATCH_INFO),
+    ) else {
+        return Err(EINVAL);
+    };
+    // NLA_POLICY_MAX(NLA_BE32, 255).
+    if rev > 255 {
+        return Err(ERANGE);
+    }
+    let name = name.cstr();
+    if target && matches!(name, b"ERROR" | b"" | b"standard") {
         return Err(EINVAL);
     }
+    let ext = crate::xt::find(cx.family, name, rev, target).ok_or(ENOENT)?;
+    let (mut proto, mut inv) = (0u16, false);
+    if let Some(c) = &cx.rule_compat {
+        let ctb = nla::parse_nested(c, &[Pol::Any, Pol::U32, Pol::U32]).map_err(|e| e.errno)?;
+        let (Some(p), Some(f)) = (
+            ctb.be32(NFTA_RULE_COMPAT_PROTO),
+            ctb.be32(NFTA_RULE_COMPAT_FLAGS),
+        ) else {
+            return Err(EINVAL);
+        };
+        if f & !NFT_RULE_COMPAT_F_INV != 0 || p > u32::from(u16::MAX) {
+            return Err(EINVAL);
+        }
+        inv = f & NFT_RULE_COMPAT_F_INV != 0;
+        proto = p as u16;
+    }
+    let t = cx.table();
+    let hook_mask = cx
+        .chain
+        .and_then(|c| t.chains.iter().find(|ch| ch.name == c))
+        .and_then(|c| c.base.as_ref())
+        .map_or(0, |b| 1u32 << b.hooknum);
+    let rateest = |n: &[u8]| rateest_exists(cx.tx, n);
+    let xcx = crate::xt::CheckCx {
+        family: cx.family,
+        table: &t.name,
+        hook_mask,
+        proto,
+        inv,
+        rateest: &rateest,
+    };
+    let stored = crate::xt::check(ext, &xcx, info.value)?;
+    let info_id = if target {
+        NFTA_TARGET_INFO
+    } else {
+        NFTA_MATCH_INFO
+    };
+    for a in attrs.iter_mut() {
+        if a.kind & 0x3fff == info_id {
+            *a = Attr::new(info_id, stored.clone());
+        }
+    }
     Ok(())
+}
+
+/// `xt_rateest_lookup`: an estimator of that name, made by some RATEEST target of the
+/// namespace (in any table, committed or earlier in this batch).
+fn rateest_exists(tx: &Txn<'_>, name: &[u8]) -> bool {
+    tx.rs.tables.iter().any(|t| {
+        t.chains.iter().any(|c| {
+            c.rules.iter().any(|r| {
+                r.exprs.iter().any(|e| {
+                    e.name == "target"
+                        && e.attr(NFTA_TARGET_NAME)
+                            .is_some_and(|a| cstr_bytes(&a.value) == b"RATEEST")
+                        && e.attr(NFTA_TARGET_INFO)
+                            .is_some_and(|a| cstr_bytes(&a.value[..a.value.len().min(16)]) == name)
+                })
+            })
+        })
+    })
+}
+
+fn cstr_bytes(v: &[u8]) -> &[u8] {
+    let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
+    &v[..end]
 }
 
 fn find_nested(buf: &[u8], id: u16) -> Option<&[u8]> {

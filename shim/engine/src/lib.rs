@@ -16,7 +16,9 @@
 //! - [`validate`]: commit-time validation (jump depth/loops, per-expression hooks);
 //! - [`dump`]: the `nf_tables_fill_*_info` message builders shared by dumps, gets and
 //!   notifications; [`get`]: GET requests and dumps;
-//! - [`compat`]: the NFNL_SUBSYS_NFT_COMPAT revision query;
+//! - [`compat`]: the NFNL_SUBSYS_NFT_COMPAT revision query; `xt`: the xtables
+//!   extensions behind nft_compat's `match`/`target` (existence per family, generic
+//!   checks measured on this kernel, checkentry of the common ones);
 //! - [`view`]: the read-only ruleset view handed to the [`Dataplane`].
 
 pub mod compat;
@@ -41,6 +43,7 @@ mod set;
 mod table;
 mod txn;
 mod validate;
+mod xt;
 
 pub use dataplane::{Dataplane, DataplaneError, NoDataplane};
 pub use view::RulesetView;
@@ -77,6 +80,10 @@ pub struct Output {
     /// `nlmsg_notify` skips the sender of an NLM_F_ECHO request, who gets the same
     /// record by unicast instead.
     pub multicast_skip_portid: Vec<Option<u32>>,
+    /// Whether the persisted state changed: a commit, but also what the kernel keeps
+    /// without a new generation (handles consumed by aborted batches, counter and quota
+    /// resets, elements removed on timeout). The daemon saves the state when set.
+    pub state_changed: bool,
 }
 
 impl Output {
@@ -117,6 +124,9 @@ pub struct Netns {
     /// Fixed wall clock (ms since the epoch) for tests; the system clock otherwise.
     #[serde(skip)]
     clock_ms: Option<u64>,
+    /// Set by changes that do not show in genid/counters (resets, element timeouts).
+    #[serde(skip)]
+    dirty: bool,
 }
 
 impl Default for Netns {
@@ -128,6 +138,7 @@ impl Default for Netns {
             counters: Counters::default(),
             validate_sticky: false,
             clock_ms: None,
+            dirty: false,
         }
     }
 }
@@ -145,6 +156,31 @@ impl Netns {
         dataplane: &mut dyn Dataplane,
     ) -> Output {
         nfnl::rcv(self, caller, datagram, dataplane)
+    }
+
+    /// The sending socket `portid` was closed (NETLINK_URELEASE, `nft_rcv_nl_event`):
+    /// tables it owns (NFT_TABLE_F_OWNER) go away with everything in them, without
+    /// notifications or a new generation; tables that also have NFT_TABLE_F_PERSIST
+    /// just lose their owner. Returns whether anything changed (the dataplane was then
+    /// given the new ruleset).
+    pub fn socket_closed(&mut self, portid: u32, dataplane: &mut dyn Dataplane) -> bool {
+        let mut changed = false;
+        self.ruleset.tables.retain_mut(|t| {
+            if !t.has_owner() || t.owner != portid {
+                return true;
+            }
+            changed = true;
+            if t.flags & crate::msg::NFT_TABLE_F_PERSIST != 0 {
+                t.flags &= !netlink_proto::consts::NFT_TABLE_F_OWNER;
+                t.owner = 0;
+                return true;
+            }
+            false
+        });
+        if changed {
+            dataplane.apply(&RulesetView::new(&self.ruleset));
+        }
+        changed
     }
 
     /// The current generation id.

@@ -75,14 +75,19 @@ pub fn rcv(ns: &mut Netns, caller: &Caller, d: &[u8], dp: &mut dyn Dataplane) ->
         out.unicast.push(ack(opts, &first, EPERM, None));
         return out;
     }
+    let before = (ns.genid, ns.counters.clone(), ns.validate_sticky);
     // The set backends' garbage collection of timed-out elements.
     let now = ns.now_ms();
-    crate::set::gc(&mut ns.ruleset, now);
+    if crate::set::gc(&mut ns.ruleset, now) {
+        ns.dirty = true;
+    }
     if first.msg_type == NFNL_MSG_BATCH_BEGIN {
         rcv_skb_batch(ns, caller, opts, d, dp, &mut out);
     } else {
         rcv_skb(ns, caller, opts, d, &mut out);
     }
+    out.state_changed = std::mem::take(&mut ns.dirty)
+        || before != (ns.genid, ns.counters.clone(), ns.validate_sticky);
     out
 }
 

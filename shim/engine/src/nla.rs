@@ -100,6 +100,9 @@ pub enum Pol {
     U64,
     /// NLA_STRING with a maximum length (0: unlimited).
     Str(usize),
+    /// NLA_NUL_STRING with a maximum length (0: unlimited): also EINVAL without a NUL
+    /// within the first `max + 1` bytes.
+    NulStr(usize),
     /// NLA_BINARY with a maximum length (0: unlimited).
     Bin(usize),
     Nested,
@@ -182,6 +185,7 @@ pub fn describe(pol: Pol) -> Option<Vec<netlink_proto::attr::Attr>> {
         Pol::U64 => range(5, u64::MAX),
         Pol::Bin(len) => with_len(10, len),
         Pol::Str(len) => with_len(11, len),
+        Pol::NulStr(len) => with_len(12, len),
         Pol::Nested | Pol::NestedPol(_) => with_len(13, 0),
         Pol::NestedArray(_) => with_len(14, 0),
     })
@@ -237,6 +241,13 @@ fn validate(nla: &Nla<'_>, pol: Pol, depth: u32) -> Result<(), MsgErr> {
         Pol::U16 => min(2),
         Pol::U32 => min(4),
         Pol::U64 => min(8),
+        Pol::NulStr(max) => {
+            let minlen = if max > 0 { len.min(max + 1) } else { len };
+            if minlen == 0 || !nla.value[..minlen].contains(&0) {
+                return Err(EINVAL.into());
+            }
+            validate(nla, Pol::Str(max), depth)
+        }
         Pol::Str(max) => {
             if len < 1 {
                 return Err(ERANGE.into());

@@ -103,6 +103,7 @@ pub fn new(tx: &mut Txn<'_>, m: &Msg<'_>) -> MsgResult {
             ti,
             family,
             chain: Some(&chain_name),
+            rule_compat: m.tb.get(NFTA_RULE_COMPAT),
         };
         for (n, e) in list.nested().iter().enumerate() {
             if e.id() != NFTA_LIST_ELEM || n == MAX_EXPRS {
