@@ -7,15 +7,15 @@
 //! Enforcement is behind [`Dataplane`]: every commit is checked, then applied.
 //!
 //! Module map (one concern each, mirroring the kernel's files):
-//! - [`nfnl`]: `nfnetlink_rcv`: datagrams, batches, ACKs, commit/abort, replay;
-//! - [`txn`]: the transaction of one batch (next-generation ruleset and its log) and the
+//! - `nfnl`: `nfnetlink_rcv`: datagrams, batches, ACKs, commit/abort, replay;
+//! - `txn`: the transaction of one batch (next-generation ruleset and its log) and the
 //!   notifications it produces at commit;
-//! - [`table`], [`chain`], [`rule`], [`set`], [`obj`], [`flowtable`]: the message
+//! - `table`, `chain`, `rule`, `set`, `obj`, `flowtable`: the message
 //!   handlers of `nf_tables_api.c`, one module per object family;
 //! - [`expr`]: expression types (init checks, references, the kernel's dump form);
-//! - [`validate`]: commit-time validation (jump depth/loops, per-expression hooks);
-//! - [`dump`]: the `nf_tables_fill_*_info` message builders shared by dumps, gets and
-//!   notifications; [`get`]: GET requests and dumps;
+//! - `validate`: commit-time validation (jump depth/loops, per-expression hooks);
+//! - `dump`: the `nf_tables_fill_*_info` message builders shared by dumps, gets and
+//!   notifications; `get`: GET requests and dumps;
 //! - [`compat`]: the NFNL_SUBSYS_NFT_COMPAT revision query; `xt`: the xtables
 //!   extensions behind nft_compat's `match`/`target` (existence per family, generic
 //!   checks measured on this kernel, checkentry of the common ones);
