@@ -26,6 +26,7 @@ pub mod dataplane;
 pub mod errno;
 pub mod expr;
 mod expr_dump;
+mod expr_init;
 pub mod msg;
 pub mod nla;
 pub mod state;

@@ -112,6 +112,8 @@ pub enum Pol {
     NestedArray(&'static [Pol]),
     /// NLA_REJECT: the attribute must not be sent.
     Reject,
+    /// NLA_POLICY_MAX(NLA_BE32, max): ERANGE above `max`.
+    Be32Max(u32),
 }
 
 /// Parsed attributes indexed by number: the last of duplicates wins, as in the kernel.
@@ -136,6 +138,27 @@ impl<'a> Tb<'a> {
     pub fn off(&self, id: u16) -> Option<u32> {
         self.get(id).map(|a| a.off)
     }
+}
+
+thread_local! {
+    static LEFTOVER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The extended ACK message `__nla_validate_parse` leaves when bytes follow the last
+/// attribute (parsing still succeeds).
+pub const LEFTOVER_MSG: &str = "bytes leftover after parsing attributes";
+
+/// The parse nfnetlink makes of a message's attributes, with the extended ACK: also
+/// says whether some level (this one or a nest its policy validates) had bytes left
+/// over, which leaves a message in the ACK of a later error.
+pub fn parse_msg<'a>(
+    buf: &'a [u8],
+    base_off: u32,
+    policy: &[Pol],
+) -> (Result<Tb<'a>, MsgErr>, bool) {
+    LEFTOVER.with(|l| l.set(false));
+    let r = parse(buf, base_off, policy);
+    (r, LEFTOVER.with(|l| l.replace(false)))
 }
 
 /// `nla_parse_deprecated(tb, maxtype = policy.len() - 1, ...)`.
@@ -182,6 +205,7 @@ pub fn describe(pol: Pol) -> Option<Vec<netlink_proto::attr::Attr>> {
         Pol::U8 => range(2, u64::from(u8::MAX)),
         Pol::U16 => range(3, u64::from(u16::MAX)),
         Pol::U32 => range(4, u64::from(u32::MAX)),
+        Pol::Be32Max(max) => range(4, u64::from(max)),
         Pol::U64 => range(5, u64::MAX),
         Pol::Bin(len) => with_len(10, len),
         Pol::Str(len) => with_len(11, len),
@@ -203,7 +227,14 @@ fn parse_depth<'a>(
     let mut tb = Tb {
         slots: vec![None; policy.len().max(1)],
     };
-    for nla in iter_attrs(buf, base_off) {
+    let attrs = iter_attrs(buf, base_off);
+    let used = attrs.last().map_or(0, |a| {
+        (a.off - base_off) as usize + align4(4 + a.value.len())
+    });
+    if used < buf.len() {
+        LEFTOVER.with(|l| l.set(true));
+    }
+    for nla in attrs {
         let id = usize::from(nla.id());
         if id == 0 || id >= policy.len() {
             continue;
@@ -240,6 +271,14 @@ fn validate(nla: &Nla<'_>, pol: Pol, depth: u32) -> Result<(), MsgErr> {
         Pol::U8 => min(1),
         Pol::U16 => min(2),
         Pol::U32 => min(4),
+        Pol::Be32Max(max) => {
+            min(4)?;
+            if nla.be32() > max {
+                Err(ERANGE.into())
+            } else {
+                Ok(())
+            }
+        }
         Pol::U64 => min(8),
         Pol::NulStr(max) => {
             let minlen = if max > 0 { len.min(max + 1) } else { len };

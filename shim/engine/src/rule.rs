@@ -105,11 +105,19 @@ pub fn new(tx: &mut Txn<'_>, m: &Msg<'_>) -> MsgResult {
             chain: Some(&chain_name),
             rule_compat: m.tb.get(NFTA_RULE_COMPAT),
         };
-        for (n, e) in list.nested().iter().enumerate() {
+        // `nf_tables_expr_parse` for every expression, then `->init` of each.
+        let elems = list.nested();
+        let mut parsed = Vec::new();
+        for (n, e) in elems.iter().enumerate() {
             if e.id() != NFTA_LIST_ELEM || n == MAX_EXPRS {
                 return Err(EINVAL.into());
             }
-            let inited = expr::init(&cx, e, false).map_err(|err| MsgErr::at(err, Some(e.off)))?;
+            parsed.push(expr::parse(&cx, e).map_err(|err| MsgErr::at(err, Some(e.off)))?);
+        }
+        let mut regs = expr::Regs::default();
+        for (e, p) in elems.iter().zip(&parsed) {
+            let inited =
+                expr::init_parsed(&cx, p, &mut regs).map_err(|err| MsgErr::at(err, Some(e.off)))?;
             needs_validate |= inited.validate;
             if let Some(s) = &inited.binds_set {
                 if binds_sets.contains(s) {

@@ -84,7 +84,13 @@ fn chain(seq: u32, table: &str, name: &str) -> Vec<u8> {
 
 /// A rule with one expression: `counter` or `reject`.
 fn rule(seq: u32, flags: u16, table: &str, chain: &str, expr: &str) -> Vec<u8> {
-    let e = nest(1, &[strz(1, expr), nest(2, &[])]);
+    // reject: NFTA_REJECT_TYPE NFT_REJECT_TCP_RST.
+    let data = if expr == "reject" {
+        vec![attr(1, &1u32.to_be_bytes())]
+    } else {
+        vec![]
+    };
+    let e = nest(1, &[strz(1, expr), nest(2, &data)]);
     msg(
         nft(6),
         REQ | CREATE | APPEND | flags,
