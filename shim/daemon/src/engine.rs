@@ -17,8 +17,12 @@ pub trait NamespaceState: Send + 'static {
     ) -> Output;
     /// The generation id: a change means the ruleset changed and must be persisted.
     fn genid(&self) -> u32;
-    /// Nothing happened yet that a client could observe: the namespace may be forgotten.
-    fn is_pristine(&self) -> bool;
+    /// The socket `portid` closed: tables it owns (NFT_TABLE_F_OWNER) go with it, as
+    /// `nft_rcv_nl_event` does. Returns whether the ruleset changed.
+    fn socket_closed(&mut self, portid: u32, dataplane: &mut dyn Dataplane) -> bool {
+        let _ = (portid, dataplane);
+        false
+    }
     fn to_persisted(&self) -> serde_json::Value;
     fn from_persisted(value: serde_json::Value) -> Result<Self, String>
     where
@@ -44,8 +48,8 @@ impl NamespaceState for Netns {
     fn genid(&self) -> u32 {
         Netns::genid(self)
     }
-    fn is_pristine(&self) -> bool {
-        Netns::is_pristine(self)
+    fn socket_closed(&mut self, portid: u32, dataplane: &mut dyn Dataplane) -> bool {
+        Netns::socket_closed(self, portid, dataplane)
     }
     fn to_persisted(&self) -> serde_json::Value {
         Netns::to_persisted(self)

@@ -81,24 +81,14 @@ impl<S: NamespaceState> Namespace<S> {
         let mut guard = lock(&self.state);
         let st = &mut *guard;
         let before = st.engine.genid();
-        let was_pristine = st.engine.is_pristine();
         let out = st
             .engine
             .handle_datagram(caller, datagram, st.dataplane.as_mut());
         let after = st.engine.genid();
-        if after != before || (was_pristine && !st.engine.is_pristine()) {
-            self.has_state.store(true, Ordering::Relaxed);
-            match store.save(
-                self.id.cookie,
-                self.id.inode,
-                after,
-                st.engine.to_persisted(),
-            ) {
-                Ok(()) => tracing::debug!(cookie = self.id.cookie, genid = after, "state saved"),
-                Err(e) => {
-                    tracing::error!(cookie = self.id.cookie, error = %e, "could not save namespace state")
-                }
-            }
+        // A new generation, or state the kernel keeps without one (handles used up by an
+        // aborted batch, counter resets...): either way it must survive a restart.
+        if after != before || out.state_changed {
+            self.save(st, store);
         }
         if !out.multicast.is_empty() {
             let members: Vec<Arc<SessionLink>> = lock(&self.sessions).values().cloned().collect();
@@ -117,6 +107,33 @@ impl<S: NamespaceState> Namespace<S> {
             }
         }
         out.unicast
+    }
+
+    /// Writes the namespace's state to the state directory; it must survive a restart.
+    fn save(&self, st: &State<S>, store: &StateStore) {
+        self.has_state.store(true, Ordering::Relaxed);
+        let genid = st.engine.genid();
+        match store.save(
+            self.id.cookie,
+            self.id.inode,
+            genid,
+            st.engine.to_persisted(),
+        ) {
+            Ok(()) => tracing::debug!(cookie = self.id.cookie, genid, "state saved"),
+            Err(e) => {
+                tracing::error!(cookie = self.id.cookie, error = %e, "could not save namespace state")
+            }
+        }
+    }
+
+    /// A socket of this namespace closed: the engine drops the tables it owned.
+    /// Blocking: call from a blocking thread.
+    pub fn socket_closed(&self, portid: u32, store: &StateStore) {
+        let mut guard = lock(&self.state);
+        let st = &mut *guard;
+        if st.engine.socket_closed(portid, st.dataplane.as_mut()) {
+            self.save(st, store);
+        }
     }
 
     /// Generation id (blocking: waits for a running batch).

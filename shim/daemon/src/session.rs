@@ -50,6 +50,13 @@ struct Session<S: NamespaceState> {
 impl<S: NamespaceState> Drop for Session<S> {
     fn drop(&mut self) {
         self.drainer.abort();
+        let (ns, store, portid) = (
+            self.ns.clone(),
+            self.daemon.store.clone(),
+            self.socket.portid,
+        );
+        // Tables owned by this socket go with it; the engine may touch the data plane.
+        tokio::task::spawn_blocking(move || ns.socket_closed(portid, &store));
         self.daemon
             .registry
             .leave(&self.ns, self.id, self.socket.portid);

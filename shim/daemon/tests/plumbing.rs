@@ -96,9 +96,6 @@ impl NamespaceState for FakeNetns {
     fn genid(&self) -> u32 {
         self.genid
     }
-    fn is_pristine(&self) -> bool {
-        self.genid == 1 && self.log.is_empty()
-    }
 
     fn to_persisted(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap()

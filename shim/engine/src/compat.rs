@@ -19,9 +19,9 @@ const POLICY: &[Pol] = &[
     Pol::U32,
 ];
 
-/// `xt_find_revision`: the best revision, or the errno (see [`crate::xt_check`]).
+/// `xt_find_revision`: the best revision, or the errno.
 pub fn find_revision(family: u8, name: &[u8], rev: u32, target: bool) -> Result<u32, i32> {
-    crate::xt_check::find_revision(family, name, rev, target)
+    crate::xt::find_revision(family, name, rev, target)
 }
 
 pub fn handle(
@@ -29,7 +29,7 @@ pub fn handle(
     req: &Req<'_>,
     out: &mut Output,
 ) -> Result<(), crate::errno::MsgErr> {
-    if req.msg_type & 0xff != NFNL_MSG_COMPAT_GET as u16 {
+    if req.msg_type & 0xff != NFNL_MSG_COMPAT_GET {
         return Err(EINVAL.into());
     }
     let tb = nla::parse(req.attr_bytes(), 20, POLICY)?;
@@ -62,7 +62,7 @@ pub fn handle(
     let mut msg = Vec::new();
     put_msg(
         &mut msg,
-        (crate::msg::SUBSYS_NFT_COMPAT << 8) | u16::from(NFNL_MSG_COMPAT_GET),
+        (crate::msg::SUBSYS_NFT_COMPAT << 8) | NFNL_MSG_COMPAT_GET,
         flags,
         req.seq,
         caller.portid,
@@ -75,20 +75,22 @@ pub fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xt_check::EPROTONOSUPPORT;
 
     #[test]
     fn revisions() {
         assert_eq!(find_revision(NFPROTO_IPV4, b"conntrack", 3, false), Ok(3));
-        assert_eq!(
-            find_revision(NFPROTO_IPV4, b"conntrack", 0, false),
-            Err(EPROTONOSUPPORT)
-        );
+        assert_eq!(find_revision(NFPROTO_IPV4, b"conntrack", 0, false), Err(93));
         assert_eq!(
             find_revision(NFPROTO_IPV4, b"nosuch", 0, false),
             Err(ENOENT)
         );
         assert_eq!(find_revision(NFPROTO_IPV6, b"icmp", 0, false), Err(ENOENT));
         assert_eq!(find_revision(NFPROTO_IPV4, b"REJECT", 0, true), Ok(0));
+        // The family's own revision answers with the family's best...
+        assert_eq!(find_revision(NFPROTO_IPV4, b"SNAT", 0, true), Ok(0));
+        // ...a revision only the generic list has, with the best of both.
+        assert_eq!(find_revision(NFPROTO_IPV4, b"SNAT", 2, true), Ok(2));
+        assert!(crate::xt::find(NFPROTO_IPV6, b"SNAT", 1, true).is_some());
+        assert!(crate::xt::find(NFPROTO_IPV6, b"SNAT", 0, true).is_none());
     }
 }

@@ -12,6 +12,7 @@ use netlink_proto::consts::*;
 use netlink_proto::extra::{NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NFPROTO_NETDEV};
 
 use crate::errno::*;
+pub use crate::expr_init::Regs;
 use crate::msg::*;
 use crate::nla::{self, iter_attrs, Nla, Pol, Tb};
 use crate::state::{Expr, Set, Table};
@@ -80,6 +81,8 @@ const fn tf(
 
 use Pol::{Any as A, Nested as N, U32, U64, U8};
 const S: Pol = Pol::Str(NAME_MAX);
+/// NLA_POLICY_MAX(NLA_BE32, 255).
+const B255: Pol = Pol::Be32Max(255);
 
 const IP: u8 = NFPROTO_IPV4;
 const IP6: u8 = NFPROTO_IPV6;
@@ -94,7 +97,7 @@ pub static TYPES: &[ExprType] = &[
     tv("lookup", &[A, S, U32, U32, U32, U32], &[2, 3]),
     t(
         "bitwise",
-        &[A, U32, U32, U32, N, N, U32, N, U32],
+        &[A, U32, U32, U32, N, N, B255, N, U32],
         &[1, 2, 8],
     ),
     t("byteorder", &[A, U32, U32, U32, U32, U32], &[1, 2]),
@@ -111,7 +114,7 @@ pub static TYPES: &[ExprType] = &[
     t("range", &[A, U32, U32, N, N], &[1]),
     tv("meta", &[A, U32, U32, U32], &[1, 3]),
     tv("rt", &[A, U32, U32], &[1]),
-    t("exthdr", &[A, U32, U8, U32, U32, U32, U32, U32], &[1, 7]),
+    t("exthdr", &[A, U32, U8, U32, B255, U32, B255, U32], &[1, 7]),
     ts("last", &[A, U32, U64]),
     ts("counter", &[A, U64, U64]),
     tv("objref", &[A, U32, S, U32, S, U32], &[3]),
@@ -155,9 +158,9 @@ pub static TYPES: &[ExprType] = &[
         validate: false,
         regs: &[],
     },
-    tf("reject", &[IP, IP6, INET, NETDEV], &[A, U32, U8], &[]),
-    tv("match", &[A, Pol::Str(31), U32, Pol::Any], &[]),
-    tv("target", &[A, Pol::Str(31), U32, Pol::Any], &[]),
+    tf("reject", &[IP, IP6, INET, NETDEV], &[A, B255, U8], &[]),
+    tv("match", &[A, Pol::NulStr(29), B255, Pol::Any], &[]),
+    tv("target", &[A, Pol::NulStr(29), B255, Pol::Any], &[]),
     t(
         "hash",
         &[A, U32, U32, U32, U32, U32, U32, U32, S, U32],
@@ -198,6 +201,8 @@ pub struct Ctx<'a, 'b> {
     pub family: u8,
     /// Name of the rule's chain; None for set and element expressions.
     pub chain: Option<&'a str>,
+    /// The rule's NFTA_RULE_COMPAT (`ctx->nla[NFTA_RULE_COMPAT]`), for xtables checks.
+    pub rule_compat: Option<Nla<'a>>,
 }
 
 impl<'a, 'b> Ctx<'a, 'b> {
@@ -217,8 +222,17 @@ pub struct Inited {
     pub binds_chain: Option<String>,
 }
 
-/// `nf_tables_expr_parse` + `->init` for one NFTA_LIST_ELEM / NFTA_*_EXPR attribute.
-pub fn init(cx: &Ctx<'_, '_>, nla: &Nla<'_>, stateful_only: bool) -> Result<Inited, i32> {
+/// An expression after `nf_tables_expr_parse`: its type and parsed data.
+pub struct Parsed<'a> {
+    ty: &'static ExprType,
+    tb: Tb<'a>,
+    data: Option<Nla<'a>>,
+}
+
+/// `nf_tables_expr_parse` for one NFTA_LIST_ELEM / NFTA_*_EXPR attribute: the type,
+/// its data against the type's policy, and `->select_ops`. A rule parses all its
+/// expressions before it initialises any.
+pub fn parse<'a>(cx: &Ctx<'_, '_>, nla: &Nla<'a>) -> Result<Parsed<'a>, i32> {
     let tb = nla::parse_nested(nla, EXPR_POLICY).map_err(|e| e.errno)?;
     let name = tb.get(NFTA_EXPR_NAME).ok_or(EINVAL)?;
     let ty = find_type(cx.family, name.strcmp_bytes()).ok_or(ENOENT)?;
@@ -227,10 +241,29 @@ pub fn init(cx: &Ctx<'_, '_>, nla: &Nla<'_>, stateful_only: bool) -> Result<Init
         Some(d) => nla::parse_nested(d, ty.policy).map_err(|e| e.errno)?,
         None => Tb::default(),
     };
-    if stateful_only && !ty.stateful {
+    crate::expr_init::select(cx.family, ty.name, &dtb)?;
+    if matches!(ty.name, "match" | "target") {
+        select_compat(cx, ty.name == "target", &dtb)?;
+    }
+    Ok(Parsed { ty, tb: dtb, data })
+}
+
+/// `nf_tables_expr_parse` + `->init` of one expression on its own (set and element
+/// expressions, which must be stateful).
+pub fn init(cx: &Ctx<'_, '_>, nla: &Nla<'_>, stateful_only: bool) -> Result<Inited, i32> {
+    let p = parse(cx, nla)?;
+    if stateful_only && !p.ty.stateful {
         return Err(EOPNOTSUPP);
     }
-    let raw: Vec<Nla<'_>> = data.map(|d| d.nested()).unwrap_or_default();
+    init_parsed(cx, &p, &mut Regs::default())
+}
+
+/// `nf_tables_newexpr`: `->init` of a parsed expression; `regs` tracks the registers
+/// the rule's earlier expressions stored.
+pub fn init_parsed(cx: &Ctx<'_, '_>, p: &Parsed<'_>, regs: &mut Regs) -> Result<Inited, i32> {
+    let ty = p.ty;
+    let dtb = &p.tb;
+    let raw: Vec<Nla<'_>> = p.data.map(|d| d.nested()).unwrap_or_default();
     let mut out = Inited {
         expr: Expr {
             name: ty.name.to_string(),
@@ -241,13 +274,13 @@ pub fn init(cx: &Ctx<'_, '_>, nla: &Nla<'_>, stateful_only: bool) -> Result<Init
         binds_chain: None,
     };
     let mut attrs = canon_list(&raw, ty.regs, ty.policy)?;
+    crate::expr_init::init(cx.family, ty.name, dtb, regs)?;
     match ty.name {
-        "immediate" => init_immediate(cx, &dtb, &mut attrs, &mut out)?,
-        "cmp" => init_cmp(&dtb)?,
-        "lookup" => init_lookup(cx, &dtb, &mut attrs, &mut out)?,
-        "dynset" => init_dynset(cx, &dtb, &mut attrs, &mut out)?,
-        "objref" => init_objref(cx, &dtb, &mut attrs, &mut out)?,
-        "payload" => init_payload(&dtb, &mut attrs)?,
+        "immediate" => init_immediate(cx, dtb, &mut attrs, &mut out, regs)?,
+        "lookup" => init_lookup(cx, dtb, &mut attrs, &mut out, regs)?,
+        "dynset" => init_dynset(cx, dtb, &mut attrs, &mut out, regs)?,
+        "objref" => init_objref(cx, dtb, &mut attrs, &mut out, regs)?,
+        "payload" => init_payload(dtb, &mut attrs, regs)?,
         "counter" => {
             set_default(
                 &mut attrs,
@@ -261,8 +294,8 @@ pub fn init(cx: &Ctx<'_, '_>, nla: &Nla<'_>, stateful_only: bool) -> Result<Init
             );
             reorder(&mut attrs, &[NFTA_COUNTER_BYTES, NFTA_COUNTER_PACKETS]);
         }
-        "meta" => init_meta(&dtb, &mut attrs)?,
-        "match" | "target" => init_compat(&dtb)?,
+        "meta" => init_meta(dtb, &mut attrs, regs)?,
+        "match" | "target" => init_compat(cx, ty.name == "target", dtb, &mut attrs)?,
         _ => {}
     }
     crate::expr_dump::kernel_form(ty.name, &mut attrs)?;
@@ -275,9 +308,11 @@ pub fn init(cx: &Ctx<'_, '_>, nla: &Nla<'_>, stateful_only: bool) -> Result<Init
 fn canon_list(raw: &[Nla<'_>], regs: &[u16], policy: &[Pol]) -> Result<Vec<Attr>, i32> {
     raw.iter()
         .map(|a| {
+            // (A bad register fails later, where `->init` parses it.)
             if regs.contains(&a.id()) && a.value.len() >= 4 {
-                let r = parse_reg(a.be32())?;
-                return Ok(be32(a.id(), dump_reg(r)));
+                if let Ok(r) = parse_reg(a.be32()) {
+                    return Ok(be32(a.id(), dump_reg(r)));
+                }
             }
             Ok(canon_with(a, policy))
         })
@@ -288,7 +323,7 @@ fn canon_list(raw: &[Nla<'_>], regs: &[u16], policy: &[Pol]) -> Result<Vec<Attr>
 /// them: up to the first NUL, NUL-terminated.
 pub fn canon_with(a: &Nla<'_>, policy: &[Pol]) -> Attr {
     match policy.get(usize::from(a.id())) {
-        Some(Pol::Str(_)) => strz(a.id(), a.cstr()),
+        Some(Pol::Str(_) | Pol::NulStr(_)) => strz(a.id(), a.cstr()),
         _ => canon(a),
     }
 }
@@ -329,7 +364,7 @@ pub fn parse_reg(reg: u32) -> Result<u32, i32> {
 
 /// `nft_dump_register`.
 pub fn dump_reg(reg: u32) -> u32 {
-    if reg % 4 == 0 {
+    if reg.is_multiple_of(4) {
         reg / 4
     } else {
         reg - 4 + 8
@@ -360,21 +395,6 @@ fn replace(attrs: &mut Vec<Attr>, a: Attr) {
         Some(i) => attrs[i] = a,
         None => attrs.push(a),
     }
-}
-
-fn init_cmp(tb: &Tb<'_>) -> Result<(), i32> {
-    let (Some(_), Some(op), Some(data)) = (
-        tb.get(NFTA_CMP_SREG),
-        tb.be32(NFTA_CMP_OP),
-        tb.get(NFTA_CMP_DATA),
-    ) else {
-        return Err(EINVAL);
-    };
-    if op > NFT_CMP_GTE {
-        return Err(EINVAL);
-    }
-    value_data(&data, 16)?;
-    Ok(())
 }
 
 /// `nft_data_init` for a value: NFTA_DATA_VALUE of 1..=size bytes.
@@ -444,13 +464,15 @@ fn init_immediate(
     tb: &Tb<'_>,
     attrs: &mut Vec<Attr>,
     out: &mut Inited,
+    regs: &mut Regs,
 ) -> Result<(), i32> {
     let (Some(dreg), Some(data)) = (tb.be32(NFTA_IMMEDIATE_DREG), tb.get(NFTA_IMMEDIATE_DATA))
     else {
         return Err(EINVAL);
     };
-    let reg = parse_reg(dreg)?;
-    let dump = if reg == 0 {
+    // `nft_reg_to_type`: the data must be a verdict for NFT_REG_VERDICT, a value else;
+    // the register is parsed after the data.
+    let dump = if dreg == NFT_REG_VERDICT {
         let v = verdict_data(cx.tx, cx.ti, &data, false)?;
         if let Some(c) = &v.chain {
             let t = cx.table();
@@ -474,22 +496,11 @@ fn init_immediate(
             return Err(EINVAL);
         }
         let v = value_data(&data, 16)?;
-        check_store(reg, v.len())?;
+        regs.store(tb.get(NFTA_IMMEDIATE_DREG), v.len() as u32)?;
         crate::dump::data_value(NFTA_IMMEDIATE_DATA, v)
     };
     replace(attrs, dump);
     reorder(attrs, &[NFTA_IMMEDIATE_DREG, NFTA_IMMEDIATE_DATA]);
-    Ok(())
-}
-
-/// `nft_validate_register_store` for a value of `len` bytes.
-fn check_store(reg: u32, len: usize) -> Result<(), i32> {
-    if reg < 4 || len == 0 {
-        return Err(EINVAL);
-    }
-    if reg as usize * 4 + len > 80 {
-        return Err(ERANGE);
-    }
     Ok(())
 }
 
@@ -525,33 +536,31 @@ fn init_lookup(
     tb: &Tb<'_>,
     attrs: &mut Vec<Attr>,
     out: &mut Inited,
+    regs: &mut Regs,
 ) -> Result<(), i32> {
     if !tb.has(NFTA_LOOKUP_SET) || !tb.has(NFTA_LOOKUP_SREG) {
         return Err(EINVAL);
     }
     let s = find_set(cx, tb.get(NFTA_LOOKUP_SET), tb.be32(NFTA_LOOKUP_SET_ID))?;
+    regs.load(tb.get(NFTA_LOOKUP_SREG), s.key_len)?;
     let flags = tb.be32(NFTA_LOOKUP_FLAGS).unwrap_or(0);
     if flags & !NFT_LOOKUP_F_INV != 0 {
         return Err(EINVAL);
     }
     let invert = flags & NFT_LOOKUP_F_INV != 0;
-    if invert && s.flags & NFT_SET_MAP != 0 {
-        return Err(EINVAL);
-    }
-    let sreg = parse_reg(tb.be32(NFTA_LOOKUP_SREG).unwrap_or(0))?;
-    check_load(sreg, s.key_len as usize)?;
     if let Some(d) = tb.be32(NFTA_LOOKUP_DREG) {
         if invert || s.flags & NFT_SET_MAP == 0 {
             return Err(EINVAL);
         }
-        let dreg = parse_reg(d)?;
         if s.data_type == NFT_DATA_VERDICT {
-            if dreg != 0 {
+            if parse_reg(d)? != 0 {
                 return Err(EINVAL);
             }
         } else {
-            check_store(dreg, s.data_len as usize)?;
+            regs.store(tb.get(NFTA_LOOKUP_DREG), s.data_len)?;
         }
+    } else if invert && s.flags & NFT_SET_MAP != 0 {
+        return Err(EINVAL);
     }
     bind_set(cx, s, out)?;
     replace(attrs, strz(NFTA_LOOKUP_SET, s.name.as_bytes()));
@@ -568,22 +577,12 @@ fn init_lookup(
     Ok(())
 }
 
-/// `nft_validate_register_load`.
-fn check_load(reg: u32, len: usize) -> Result<(), i32> {
-    if reg < 4 || len == 0 {
-        return Err(EINVAL);
-    }
-    if reg as usize * 4 + len > 80 {
-        return Err(ERANGE);
-    }
-    Ok(())
-}
-
 fn init_dynset(
     cx: &Ctx<'_, '_>,
     tb: &Tb<'_>,
     attrs: &mut Vec<Attr>,
     out: &mut Inited,
+    regs: &mut Regs,
 ) -> Result<(), i32> {
     if !tb.has(NFTA_DYNSET_SET_NAME) || !tb.has(NFTA_DYNSET_OP) || !tb.has(NFTA_DYNSET_SREG_KEY) {
         return Err(EINVAL);
@@ -610,15 +609,12 @@ fn init_dynset(
     if tb.has(NFTA_DYNSET_TIMEOUT) && s.flags & NFT_SET_TIMEOUT == 0 {
         return Err(EOPNOTSUPP);
     }
-    check_load(
-        parse_reg(tb.be32(NFTA_DYNSET_SREG_KEY).unwrap_or(0))?,
-        s.key_len as usize,
-    )?;
-    if let Some(d) = tb.be32(NFTA_DYNSET_SREG_DATA) {
+    regs.load(tb.get(NFTA_DYNSET_SREG_KEY), s.key_len)?;
+    if tb.has(NFTA_DYNSET_SREG_DATA) {
         if s.flags & NFT_SET_MAP == 0 || s.data_type == NFT_DATA_VERDICT {
             return Err(EOPNOTSUPP);
         }
-        check_load(parse_reg(d)?, s.data_len as usize)?;
+        regs.load(tb.get(NFTA_DYNSET_SREG_DATA), s.data_len)?;
     } else if s.flags & NFT_SET_MAP != 0 {
         return Err(EINVAL);
     }
@@ -669,6 +665,7 @@ fn init_objref(
     tb: &Tb<'_>,
     attrs: &mut Vec<Attr>,
     out: &mut Inited,
+    regs: &mut Regs,
 ) -> Result<(), i32> {
     if let (Some(ty), Some(name)) = (tb.be32(NFTA_OBJREF_IMM_TYPE), tb.get(NFTA_OBJREF_IMM_NAME)) {
         let t = cx.table();
@@ -693,10 +690,7 @@ fn init_objref(
         if s.flags & NFT_SET_OBJECT == 0 {
             return Err(EINVAL);
         }
-        check_load(
-            parse_reg(tb.be32(NFTA_OBJREF_SET_SREG).unwrap_or(0))?,
-            s.key_len as usize,
-        )?;
+        regs.load(tb.get(NFTA_OBJREF_SET_SREG), s.key_len)?;
         bind_set(cx, s, out)?;
         replace(attrs, strz(NFTA_OBJREF_SET_NAME, s.name.as_bytes()));
         reorder(attrs, &[NFTA_OBJREF_SET_SREG, NFTA_OBJREF_SET_NAME]);
@@ -705,7 +699,7 @@ fn init_objref(
     Err(EINVAL)
 }
 
-fn init_payload(tb: &Tb<'_>, attrs: &mut Vec<Attr>) -> Result<(), i32> {
+fn init_payload(tb: &Tb<'_>, attrs: &mut Vec<Attr>, regs: &mut Regs) -> Result<(), i32> {
     let (Some(base), Some(off), Some(len)) = (
         tb.be32(NFTA_PAYLOAD_BASE),
         tb.be32(NFTA_PAYLOAD_OFFSET),
@@ -722,10 +716,7 @@ fn init_payload(tb: &Tb<'_>, attrs: &mut Vec<Attr>) -> Result<(), i32> {
     match (tb.has(NFTA_PAYLOAD_SREG), tb.has(NFTA_PAYLOAD_DREG)) {
         (true, true) | (false, false) => Err(EINVAL),
         (false, true) => {
-            check_store(
-                parse_reg(tb.be32(NFTA_PAYLOAD_DREG).unwrap_or(0))?,
-                len as usize,
-            )?;
+            regs.store(tb.get(NFTA_PAYLOAD_DREG), len)?;
             reorder(
                 attrs,
                 &[
@@ -738,10 +729,8 @@ fn init_payload(tb: &Tb<'_>, attrs: &mut Vec<Attr>) -> Result<(), i32> {
             Ok(())
         }
         (true, false) => {
-            check_load(
-                parse_reg(tb.be32(NFTA_PAYLOAD_SREG).unwrap_or(0))?,
-                len as usize,
-            )?;
+            payload_set_csum(tb)?;
+            regs.load(tb.get(NFTA_PAYLOAD_SREG), len)?;
             for id in [
                 NFTA_PAYLOAD_CSUM_TYPE,
                 NFTA_PAYLOAD_CSUM_OFFSET,
@@ -766,7 +755,32 @@ fn init_payload(tb: &Tb<'_>, attrs: &mut Vec<Attr>) -> Result<(), i32> {
     }
 }
 
-fn init_meta(tb: &Tb<'_>, attrs: &mut Vec<Attr>) -> Result<(), i32> {
+/// `nft_payload_set_init`'s checksum options.
+fn payload_set_csum(tb: &Tb<'_>) -> Result<(), i32> {
+    let csum_offset = tb.be32(NFTA_PAYLOAD_CSUM_OFFSET).unwrap_or(0);
+    if csum_offset > 255 {
+        return Err(ERANGE);
+    }
+    if tb.be32(NFTA_PAYLOAD_CSUM_FLAGS).unwrap_or(0) & !NFT_PAYLOAD_L4CSUM_PSEUDOHDR != 0 {
+        return Err(EINVAL);
+    }
+    match tb
+        .be32(NFTA_PAYLOAD_CSUM_TYPE)
+        .unwrap_or(NFT_PAYLOAD_CSUM_NONE)
+    {
+        NFT_PAYLOAD_CSUM_NONE | NFT_PAYLOAD_CSUM_INET => Ok(()),
+        NFT_PAYLOAD_CSUM_SCTP => {
+            let base = tb.be32(NFTA_PAYLOAD_BASE).unwrap_or(0);
+            if base != NFT_PAYLOAD_TRANSPORT_HEADER || csum_offset != 8 {
+                return Err(EINVAL);
+            }
+            Ok(())
+        }
+        _ => Err(EOPNOTSUPP),
+    }
+}
+
+fn init_meta(tb: &Tb<'_>, attrs: &mut Vec<Attr>, regs: &mut Regs) -> Result<(), i32> {
     let Some(key) = tb.be32(NFTA_META_KEY) else {
         return Err(EINVAL);
     };
@@ -786,7 +800,8 @@ fn init_meta(tb: &Tb<'_>, attrs: &mut Vec<Attr>) -> Result<(), i32> {
                 | NFT_META_TIME_HOUR | NFT_META_SDIF => 4,
                 _ => return Err(EOPNOTSUPP),
             };
-            check_store(parse_reg(dreg)?, len)?;
+            let _ = dreg;
+            regs.store(tb.get(NFTA_META_DREG), len)?;
             reorder(attrs, &[NFTA_META_KEY, NFTA_META_DREG]);
         }
         (None, Some(sreg)) => {
@@ -796,7 +811,8 @@ fn init_meta(tb: &Tb<'_>, attrs: &mut Vec<Attr>) -> Result<(), i32> {
                 NFT_META_NFTRACE | NFT_META_PKTTYPE => 1,
                 _ => return Err(EOPNOTSUPP),
             };
-            check_load(parse_reg(sreg)?, len)?;
+            let _ = sreg;
+            regs.load(tb.get(NFTA_META_SREG), len)?;
             reorder(attrs, &[NFTA_META_KEY, NFTA_META_SREG]);
         }
         _ => return Err(EINVAL),
@@ -804,11 +820,102 @@ fn init_meta(tb: &Tb<'_>, attrs: &mut Vec<Attr>) -> Result<(), i32> {
     Ok(())
 }
 
-fn init_compat(tb: &Tb<'_>) -> Result<(), i32> {
-    if !tb.has(NFTA_MATCH_NAME) || !tb.has(NFTA_MATCH_REV) || !tb.has(NFTA_MATCH_INFO) {
+/// `nft_match_select_ops`/`nft_target_select_ops`: the extension must exist.
+fn select_compat(cx: &Ctx<'_, '_>, target: bool, tb: &Tb<'_>) -> Result<(), i32> {
+    let (Some(name), Some(rev), Some(_)) = (
+        tb.get(NFTA_MATCH_NAME),
+        tb.be32(NFTA_MATCH_REV),
+        tb.get(NFTA_MATCH_INFO),
+    ) else {
+        return Err(EINVAL);
+    };
+    // NLA_POLICY_MAX(NLA_BE32, 255).
+    if rev > 255 {
+        return Err(ERANGE);
+    }
+    let name = name.cstr();
+    if target && matches!(name, b"ERROR" | b"" | b"standard") {
         return Err(EINVAL);
     }
+    crate::xt::find(cx.family, name, rev, target).ok_or(ENOENT)?;
     Ok(())
+}
+
+/// `nft_match_init`/`nft_target_init`: the xtables checks, which may rewrite the info.
+fn init_compat(cx: &Ctx<'_, '_>, target: bool, tb: &Tb<'_>, attrs: &mut [Attr]) -> Result<(), i32> {
+    let (Some(name), Some(rev), Some(info)) = (
+        tb.get(NFTA_MATCH_NAME),
+        tb.be32(NFTA_MATCH_REV),
+        tb.get(NFTA_MATCH_INFO),
+    ) else {
+        return Err(EINVAL);
+    };
+    let ext = crate::xt::find(cx.family, name.cstr(), rev, target).ok_or(ENOENT)?;
+    let (mut proto, mut inv) = (0u16, false);
+    if let Some(c) = &cx.rule_compat {
+        let ctb = nla::parse_nested(c, &[Pol::Any, Pol::U32, Pol::U32]).map_err(|e| e.errno)?;
+        let (Some(p), Some(f)) = (
+            ctb.be32(NFTA_RULE_COMPAT_PROTO),
+            ctb.be32(NFTA_RULE_COMPAT_FLAGS),
+        ) else {
+            return Err(EINVAL);
+        };
+        if f & !NFT_RULE_COMPAT_F_INV != 0 || p > u32::from(u16::MAX) {
+            return Err(EINVAL);
+        }
+        inv = f & NFT_RULE_COMPAT_F_INV != 0;
+        proto = p as u16;
+    }
+    let t = cx.table();
+    let hook_mask = cx
+        .chain
+        .and_then(|c| t.chains.iter().find(|ch| ch.name == c))
+        .and_then(|c| c.base.as_ref())
+        .map_or(0, |b| 1u32 << b.hooknum);
+    let rateest = |n: &[u8]| rateest_exists(cx.tx, n);
+    let xcx = crate::xt::CheckCx {
+        family: cx.family,
+        table: &t.name,
+        hook_mask,
+        proto,
+        inv,
+        rateest: &rateest,
+    };
+    let stored = crate::xt::check(ext, &xcx, info.value)?;
+    let info_id = if target {
+        NFTA_TARGET_INFO
+    } else {
+        NFTA_MATCH_INFO
+    };
+    for a in attrs.iter_mut() {
+        if a.kind & 0x3fff == info_id {
+            *a = Attr::new(info_id, stored.clone());
+        }
+    }
+    Ok(())
+}
+
+/// `xt_rateest_lookup`: an estimator of that name, made by some RATEEST target of the
+/// namespace (in any table, committed or earlier in this batch).
+fn rateest_exists(tx: &Txn<'_>, name: &[u8]) -> bool {
+    tx.rs.tables.iter().any(|t| {
+        t.chains.iter().any(|c| {
+            c.rules.iter().any(|r| {
+                r.exprs.iter().any(|e| {
+                    e.name == "target"
+                        && e.attr(NFTA_TARGET_NAME)
+                            .is_some_and(|a| cstr_bytes(&a.value) == b"RATEEST")
+                        && e.attr(NFTA_TARGET_INFO)
+                            .is_some_and(|a| cstr_bytes(&a.value[..a.value.len().min(16)]) == name)
+                })
+            })
+        })
+    })
+}
+
+fn cstr_bytes(v: &[u8]) -> &[u8] {
+    let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
+    &v[..end]
 }
 
 fn find_nested(buf: &[u8], id: u16) -> Option<&[u8]> {

@@ -212,7 +212,6 @@ pub fn kernel_form(name: &str, attrs: &mut Vec<Attr>) -> Result<(), i32> {
         }
         "log" => {
             if get(attrs, NFTA_LOG_GROUP).is_some() {
-                drop_if_zero(attrs, NFTA_LOG_SNAPLEN);
                 drop_if_zero(attrs, NFTA_LOG_QTHRESHOLD);
                 order(
                     attrs,

@@ -487,6 +487,7 @@ fn reset_exprs(exprs: &mut [Expr]) {
 }
 
 fn reset_rules(ns: &mut Netns, rules: &[(u64, u64, u64)]) {
+    ns.dirty = true;
     for (th, ch, rh) in rules {
         let Some(ti) = ns.ruleset.table_idx_by_handle(*th) else {
             continue;
@@ -505,6 +506,7 @@ fn reset_rules(ns: &mut Netns, rules: &[(u64, u64, u64)]) {
 }
 
 fn reset_elems(ns: &mut Netns, ti: usize, si: usize, only: Option<usize>) {
+    ns.dirty = true;
     let s = &mut ns.ruleset.tables[ti].sets[si];
     for (i, e) in s.elems.iter_mut().enumerate() {
         if only.is_none_or(|o| o == i) {
@@ -514,6 +516,7 @@ fn reset_elems(ns: &mut Netns, ti: usize, si: usize, only: Option<usize>) {
 }
 
 fn reset_obj(ns: &mut Netns, ti: usize, oi: usize) {
+    ns.dirty = true;
     let o = &mut ns.ruleset.tables[ti].objects[oi];
     match o.obj_type {
         NFT_OBJECT_COUNTER => reset_attrs(ResetKind::Counter, &mut o.data),

@@ -7,17 +7,18 @@
 //! Enforcement is behind [`Dataplane`]: every commit is checked, then applied.
 //!
 //! Module map (one concern each, mirroring the kernel's files):
-//! - [`nfnl`]: `nfnetlink_rcv`: datagrams, batches, ACKs, commit/abort, replay;
-//! - [`txn`]: the transaction of one batch (next-generation ruleset and its log) and the
+//! - `nfnl`: `nfnetlink_rcv`: datagrams, batches, ACKs, commit/abort, replay;
+//! - `txn`: the transaction of one batch (next-generation ruleset and its log) and the
 //!   notifications it produces at commit;
-//! - [`table`], [`chain`], [`rule`], [`set`], [`obj`], [`flowtable`]: the message
+//! - `table`, `chain`, `rule`, `set`, `obj`, `flowtable`: the message
 //!   handlers of `nf_tables_api.c`, one module per object family;
 //! - [`expr`]: expression types (init checks, references, the kernel's dump form);
-//! - [`validate`]: commit-time validation (jump depth/loops, per-expression hooks);
-//! - [`dump`]: the `nf_tables_fill_*_info` message builders shared by dumps, gets and
-//!   notifications; [`get`]: GET requests and dumps;
-//! - [`compat`]: the NFNL_SUBSYS_NFT_COMPAT revision query; `xt_check`: the xtables
-//!   extensions supported, and the kernel's checks of their `match`/`target` blobs;
+//! - `validate`: commit-time validation (jump depth/loops, per-expression hooks);
+//! - `dump`: the `nf_tables_fill_*_info` message builders shared by dumps, gets and
+//!   notifications; `get`: GET requests and dumps;
+//! - [`compat`]: the NFNL_SUBSYS_NFT_COMPAT revision query; `xt`: the xtables
+//!   extensions behind nft_compat's `match`/`target` (existence per family, generic
+//!   checks measured on this kernel, checkentry of the common ones);
 //! - [`view`]: the read-only ruleset view handed to the [`Dataplane`].
 
 pub mod compat;
@@ -25,6 +26,7 @@ pub mod dataplane;
 pub mod errno;
 pub mod expr;
 mod expr_dump;
+mod expr_init;
 pub mod msg;
 pub mod nla;
 pub mod state;
@@ -42,7 +44,7 @@ mod set;
 mod table;
 mod txn;
 mod validate;
-mod xt_check;
+mod xt;
 
 pub use dataplane::{Dataplane, DataplaneError, NoDataplane};
 pub use view::RulesetView;
@@ -79,6 +81,10 @@ pub struct Output {
     /// `nlmsg_notify` skips the sender of an NLM_F_ECHO request, who gets the same
     /// record by unicast instead.
     pub multicast_skip_portid: Vec<Option<u32>>,
+    /// Whether the persisted state changed: a commit, but also what the kernel keeps
+    /// without a new generation (handles consumed by aborted batches, counter and quota
+    /// resets, elements removed on timeout). The daemon saves the state when set.
+    pub state_changed: bool,
 }
 
 impl Output {
@@ -119,6 +125,9 @@ pub struct Netns {
     /// Fixed wall clock (ms since the epoch) for tests; the system clock otherwise.
     #[serde(skip)]
     clock_ms: Option<u64>,
+    /// Set by changes that do not show in genid/counters (resets, element timeouts).
+    #[serde(skip)]
+    dirty: bool,
 }
 
 impl Default for Netns {
@@ -130,6 +139,7 @@ impl Default for Netns {
             counters: Counters::default(),
             validate_sticky: false,
             clock_ms: None,
+            dirty: false,
         }
     }
 }
@@ -149,16 +159,34 @@ impl Netns {
         nfnl::rcv(self, caller, datagram, dataplane)
     }
 
+    /// The sending socket `portid` was closed (NETLINK_URELEASE, `nft_rcv_nl_event`):
+    /// tables it owns (NFT_TABLE_F_OWNER) go away with everything in them, without
+    /// notifications or a new generation; tables that also have NFT_TABLE_F_PERSIST
+    /// just lose their owner. Returns whether anything changed (the dataplane was then
+    /// given the new ruleset).
+    pub fn socket_closed(&mut self, portid: u32, dataplane: &mut dyn Dataplane) -> bool {
+        let mut changed = false;
+        self.ruleset.tables.retain_mut(|t| {
+            if !t.has_owner() || t.owner != portid {
+                return true;
+            }
+            changed = true;
+            if t.flags & crate::msg::NFT_TABLE_F_PERSIST != 0 {
+                t.flags &= !netlink_proto::consts::NFT_TABLE_F_OWNER;
+                t.owner = 0;
+                return true;
+            }
+            false
+        });
+        if changed {
+            dataplane.apply(&RulesetView::new(&self.ruleset));
+        }
+        changed
+    }
+
     /// The current generation id.
     pub fn genid(&self) -> u32 {
         self.genid
-    }
-
-    /// Nothing ever happened here: no commit, and no handle was ever allocated (an
-    /// aborted batch, e.g. `nft -c`, still uses up handles in the kernel). A daemon may
-    /// forget a pristine namespace without changing what its clients will see.
-    pub fn is_pristine(&self) -> bool {
-        self.genid == 1 && self.counters == Counters::default()
     }
 
     /// The committed ruleset, read-only.

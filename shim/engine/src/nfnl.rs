@@ -75,14 +75,19 @@ pub fn rcv(ns: &mut Netns, caller: &Caller, d: &[u8], dp: &mut dyn Dataplane) ->
         out.unicast.push(ack(opts, &first, EPERM, None));
         return out;
     }
+    let before = (ns.genid, ns.counters.clone(), ns.validate_sticky);
     // The set backends' garbage collection of timed-out elements.
     let now = ns.now_ms();
-    crate::set::gc(&mut ns.ruleset, now);
+    if crate::set::gc(&mut ns.ruleset, now) {
+        ns.dirty = true;
+    }
     if first.msg_type == NFNL_MSG_BATCH_BEGIN {
         rcv_skb_batch(ns, caller, opts, d, dp, &mut out);
     } else {
         rcv_skb(ns, caller, opts, d, &mut out);
     }
+    out.state_changed = std::mem::take(&mut ns.dirty)
+        || before != (ns.genid, ns.counters.clone(), ns.validate_sticky);
     out
 }
 
@@ -146,16 +151,18 @@ fn rcv_msg(
     match subsys {
         SUBSYS_NFTABLES => {
             let (policy, kind) = nft_callback(cb).ok_or(MsgErr::from(EINVAL))?;
-            let tb = nla::parse_msg(req.attr_bytes(), (NLMSG_HDRLEN + 4) as u32, policy)?;
+            let (tb, leftover) =
+                nla::parse_msg(req.attr_bytes(), (NLMSG_HDRLEN + 4) as u32, policy);
+            let tb = tb?;
             if kind != CbKind::Rcu {
-                return Err(EINVAL.into());
+                return Err(leftover_msg(EINVAL.into(), leftover));
             }
             let msg = Msg {
                 req: *req,
                 tb,
                 meta: Meta::from_req(req, caller.portid),
             };
-            get::handle(ns, caller, &msg, out)
+            get::handle(ns, caller, &msg, out).map_err(|e| leftover_msg(e, leftover))
         }
         SUBSYS_NFT_COMPAT => compat::handle(caller, req, out).map(|_| Handled::Done),
         _ => Err(EINVAL.into()),
@@ -416,7 +423,8 @@ fn batch_msg(tx: &mut Txn<'_>, caller: &Caller, req: &Req<'_>, subsys: u16) -> B
     if kind != CbKind::Batch {
         return BatchStep::Done(Err(EINVAL.into()));
     }
-    let tb = match nla::parse_msg(req.attr_bytes(), (NLMSG_HDRLEN + 4) as u32, policy) {
+    let (tb, leftover) = nla::parse_msg(req.attr_bytes(), (NLMSG_HDRLEN + 4) as u32, policy);
+    let tb = match tb {
         Ok(tb) => tb,
         Err(e) => return BatchStep::Done(Err(e)),
     };
@@ -425,7 +433,16 @@ fn batch_msg(tx: &mut Txn<'_>, caller: &Caller, req: &Req<'_>, subsys: u16) -> B
         tb,
         meta: Meta::from_req(req, caller.portid),
     };
-    BatchStep::Done(dispatch(tx, &msg))
+    BatchStep::Done(dispatch(tx, &msg).map_err(|e| leftover_msg(e, leftover)))
+}
+
+/// An error after a parse that left bytes over carries that parse's message, unless
+/// something set another.
+fn leftover_msg(mut e: MsgErr, leftover: bool) -> MsgErr {
+    if leftover && e.msg.is_none() {
+        e.msg = Some(nla::LEFTOVER_MSG);
+    }
+    e
 }
 
 fn dispatch(tx: &mut Txn<'_>, m: &Msg<'_>) -> MsgResult {

@@ -100,6 +100,9 @@ pub enum Pol {
     U64,
     /// NLA_STRING with a maximum length (0: unlimited).
     Str(usize),
+    /// NLA_NUL_STRING with a maximum length (0: unlimited): also EINVAL without a NUL
+    /// within the first `max + 1` bytes.
+    NulStr(usize),
     /// NLA_BINARY with a maximum length (0: unlimited).
     Bin(usize),
     Nested,
@@ -109,6 +112,8 @@ pub enum Pol {
     NestedArray(&'static [Pol]),
     /// NLA_REJECT: the attribute must not be sent.
     Reject,
+    /// NLA_POLICY_MAX(NLA_BE32, max): ERANGE above `max`.
+    Be32Max(u32),
 }
 
 /// Parsed attributes indexed by number: the last of duplicates wins, as in the kernel.
@@ -135,31 +140,30 @@ impl<'a> Tb<'a> {
     }
 }
 
+thread_local! {
+    static LEFTOVER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The extended ACK message `__nla_validate_parse` leaves when bytes follow the last
+/// attribute (parsing still succeeds).
+pub const LEFTOVER_MSG: &str = "bytes leftover after parsing attributes";
+
+/// The parse nfnetlink makes of a message's attributes, with the extended ACK: also
+/// says whether some level (this one or a nest its policy validates) had bytes left
+/// over, which leaves a message in the ACK of a later error.
+pub fn parse_msg<'a>(
+    buf: &'a [u8],
+    base_off: u32,
+    policy: &[Pol],
+) -> (Result<Tb<'a>, MsgErr>, bool) {
+    LEFTOVER.with(|l| l.set(false));
+    let r = parse(buf, base_off, policy);
+    (r, LEFTOVER.with(|l| l.replace(false)))
+}
+
 /// `nla_parse_deprecated(tb, maxtype = policy.len() - 1, ...)`.
 pub fn parse<'a>(buf: &'a [u8], base_off: u32, policy: &[Pol]) -> Result<Tb<'a>, MsgErr> {
     parse_depth(buf, base_off, policy, 0)
-}
-
-/// The extended ACK message of a message whose attributes do not fill it exactly.
-pub const LEFTOVER_MSG: &str = "bytes leftover after parsing attributes";
-
-/// Parses a message's top-level attributes as nfnetlink does on this kernel: like
-/// [`parse`], and then bytes that do not form a whole attribute are EINVAL
-/// (`NL_VALIDATE_TRAILING`), reported after any per-attribute error.
-pub fn parse_msg<'a>(buf: &'a [u8], base_off: u32, policy: &[Pol]) -> Result<Tb<'a>, MsgErr> {
-    let tb = parse(buf, base_off, policy)?;
-    let used = iter_attrs(buf, base_off).last().map_or(0, |n| {
-        (n.off - base_off) as usize + align4(n.value.len() + 4)
-    });
-    if buf.len() > used {
-        return Err(MsgErr {
-            errno: EINVAL,
-            bad_attr: None,
-            msg: Some(LEFTOVER_MSG),
-            policy: None,
-        });
-    }
-    Ok(tb)
 }
 
 /// Parses the content of a nested attribute.
@@ -201,9 +205,11 @@ pub fn describe(pol: Pol) -> Option<Vec<netlink_proto::attr::Attr>> {
         Pol::U8 => range(2, u64::from(u8::MAX)),
         Pol::U16 => range(3, u64::from(u16::MAX)),
         Pol::U32 => range(4, u64::from(u32::MAX)),
+        Pol::Be32Max(max) => range(4, u64::from(max)),
         Pol::U64 => range(5, u64::MAX),
         Pol::Bin(len) => with_len(10, len),
         Pol::Str(len) => with_len(11, len),
+        Pol::NulStr(len) => with_len(12, len),
         Pol::Nested | Pol::NestedPol(_) => with_len(13, 0),
         Pol::NestedArray(_) => with_len(14, 0),
     })
@@ -221,7 +227,14 @@ fn parse_depth<'a>(
     let mut tb = Tb {
         slots: vec![None; policy.len().max(1)],
     };
-    for nla in iter_attrs(buf, base_off) {
+    let attrs = iter_attrs(buf, base_off);
+    let used = attrs.last().map_or(0, |a| {
+        (a.off - base_off) as usize + align4(4 + a.value.len())
+    });
+    if used < buf.len() {
+        LEFTOVER.with(|l| l.set(true));
+    }
+    for nla in attrs {
         let id = usize::from(nla.id());
         if id == 0 || id >= policy.len() {
             continue;
@@ -258,7 +271,22 @@ fn validate(nla: &Nla<'_>, pol: Pol, depth: u32) -> Result<(), MsgErr> {
         Pol::U8 => min(1),
         Pol::U16 => min(2),
         Pol::U32 => min(4),
+        Pol::Be32Max(max) => {
+            min(4)?;
+            if nla.be32() > max {
+                Err(ERANGE.into())
+            } else {
+                Ok(())
+            }
+        }
         Pol::U64 => min(8),
+        Pol::NulStr(max) => {
+            let minlen = if max > 0 { len.min(max + 1) } else { len };
+            if minlen == 0 || !nla.value[..minlen].contains(&0) {
+                return Err(EINVAL.into());
+            }
+            validate(nla, Pol::Str(max), depth)
+        }
         Pol::Str(max) => {
             if len < 1 {
                 return Err(ERANGE.into());

@@ -12,7 +12,6 @@ use crate::nla::Pol;
 use crate::state::{Rule, Set};
 use crate::txn::{Meta, Msg, MsgErr, MsgResult, TransKind, Txn};
 use crate::{chain, table, validate};
-use netlink_proto::attr::Attr;
 
 pub const POLICY: &[Pol] = &[
     Pol::Any,
@@ -104,12 +103,21 @@ pub fn new(tx: &mut Txn<'_>, m: &Msg<'_>) -> MsgResult {
             ti,
             family,
             chain: Some(&chain_name),
+            rule_compat: m.tb.get(NFTA_RULE_COMPAT),
         };
-        for (n, e) in list.nested().iter().enumerate() {
+        // `nf_tables_expr_parse` for every expression, then `->init` of each.
+        let elems = list.nested();
+        let mut parsed = Vec::new();
+        for (n, e) in elems.iter().enumerate() {
             if e.id() != NFTA_LIST_ELEM || n == MAX_EXPRS {
                 return Err(EINVAL.into());
             }
-            let inited = expr::init(&cx, e, false).map_err(|err| MsgErr::at(err, Some(e.off)))?;
+            parsed.push(expr::parse(&cx, e).map_err(|err| MsgErr::at(err, Some(e.off)))?);
+        }
+        let mut regs = expr::Regs::default();
+        for (e, p) in elems.iter().zip(&parsed) {
+            let inited =
+                expr::init_parsed(&cx, p, &mut regs).map_err(|err| MsgErr::at(err, Some(e.off)))?;
             needs_validate |= inited.validate;
             if let Some(s) = &inited.binds_set {
                 if binds_sets.contains(s) {
@@ -125,19 +133,6 @@ pub fn new(tx: &mut Txn<'_>, m: &Msg<'_>) -> MsgResult {
             }
             exprs.push(inited.expr);
         }
-        let t = &tx.rs.tables[ti];
-        let compat: Option<Vec<Attr>> =
-            m.tb.get(NFTA_RULE_COMPAT)
-                .map(|a| a.nested().iter().map(|x| x.to_attr()).collect());
-        let xt = crate::xt_check::RuleCtx {
-            family,
-            table: &t.name,
-            base: t.chains[ci].base.as_ref(),
-            compat: compat.as_deref(),
-            tables: &tx.rs.tables,
-        };
-        crate::xt_check::check_rule(&xt, &mut exprs)
-            .map_err(|(i, err)| MsgErr::at(err, list.nested().get(i).map(|e| e.off)))?;
     }
     let rule = Rule {
         handle,

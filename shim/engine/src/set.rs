@@ -415,6 +415,7 @@ fn set_exprs(
         ti,
         family,
         chain: None,
+        rule_compat: None,
     };
     let mut out = Vec::new();
     if let Some(e) = tb.get(NFTA_SET_EXPR) {
@@ -723,6 +724,7 @@ fn add_elem(
         ti,
         family,
         chain: None,
+        rule_compat: None,
     };
     let mut exprs = Vec::new();
     if let Some(e) = tb.get(NFTA_SET_ELEM_EXPR) {
@@ -876,7 +878,7 @@ fn overlaps(s: &Set, e: &Elem) -> bool {
         return s.elems.iter().any(|x| match (&x.key, &x.key_end) {
             (Some(xs), xe) => {
                 let xe = xe.as_ref().unwrap_or(xs);
-                !(ke < xs || k > xe) && !(xs == k && xe == ke)
+                ke >= xs && k <= xe && !(xs == k && xe == ke)
             }
             _ => false,
         });
@@ -1130,10 +1132,14 @@ pub fn expired(e: &Elem, now_ms: u64) -> bool {
 }
 
 /// Drops expired elements (the set backends' garbage collection).
-pub fn gc(rs: &mut crate::state::Ruleset, now_ms: u64) {
+pub fn gc(rs: &mut crate::state::Ruleset, now_ms: u64) -> bool {
+    let mut removed = false;
     for t in &mut rs.tables {
         for s in t.sets.iter_mut().filter(|s| s.flags & NFT_SET_TIMEOUT != 0) {
+            let n = s.elems.len();
             s.elems.retain(|e| !expired(e, now_ms));
+            removed |= s.elems.len() != n;
         }
     }
+    removed
 }

@@ -227,7 +227,7 @@ mod attr_hex {
     }
 
     pub fn decode<E: serde::de::Error>(s: &str) -> Result<Vec<Attr>, E> {
-        if s.len() % 2 != 0 {
+        if !s.len().is_multiple_of(2) {
             return Err(E::custom("odd hex length"));
         }
         let bytes: Result<Vec<u8>, _> = (0..s.len())

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use netlink_proto::consts::*;
 use netlink_proto::extra::*;
 use netlink_proto::extra::{
-    NFPROTO_BRIDGE, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NFPROTO_NETDEV,
+    NFPROTO_ARP, NFPROTO_BRIDGE, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NFPROTO_NETDEV,
 };
 
 use crate::errno::*;
@@ -212,11 +212,7 @@ fn expression<'t>(
                 },
             )?;
         }
-        "rt" => {
-            if u(NFTA_RT_KEY) == Some(NFT_RT_TCPMSS) {
-                hooks(cx, FWD | OUT | POST)?;
-            }
-        }
+        "rt" if u(NFTA_RT_KEY) == Some(NFT_RT_TCPMSS) => hooks(cx, FWD | OUT | POST)?,
         "meta" => {
             let key = u(NFTA_META_KEY).unwrap_or(0);
             if e.attr(NFTA_META_SREG).is_some() {
@@ -234,8 +230,41 @@ fn expression<'t>(
                 hooks(cx, IN | FWD)?;
             }
         }
-        "match" | "target" => crate::xt_check::validate(e, cx.family, cx.base)?,
+        "match" => compat(e, cx, false)?,
+        "target" => compat(e, cx, true)?,
         _ => {}
     }
     Ok(())
+}
+
+/// `nft_match_validate` / `nft_target_validate`.
+fn compat(e: &Expr, cx: &Ctx<'_>, target: bool) -> Result<(), i32> {
+    if !matches!(
+        cx.family,
+        NFPROTO_IPV4 | NFPROTO_IPV6 | NFPROTO_INET | NFPROTO_BRIDGE | NFPROTO_ARP
+    ) {
+        return Err(EOPNOTSUPP);
+    }
+    hooks(cx, PRE | IN | FWD | OUT | POST)?;
+    let (name_id, rev_id) = if target {
+        (NFTA_TARGET_NAME, NFTA_TARGET_REV)
+    } else {
+        (NFTA_MATCH_NAME, NFTA_MATCH_REV)
+    };
+    let name = e.attr(name_id).map_or(&[][..], |a| {
+        let end = a
+            .value
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(a.value.len());
+        &a.value[..end]
+    });
+    let rev = e
+        .attr(rev_id)
+        .and_then(|a| a.value.get(..4))
+        .map_or(0, |v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
+    match crate::xt::find(cx.family, name, rev, target) {
+        Some(ext) => crate::xt::validate(ext, cx.family, cx.base.hooknum, &cx.base.chain_type),
+        None => Ok(()),
+    }
 }

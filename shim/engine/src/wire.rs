@@ -32,6 +32,7 @@ impl<'a> Req<'a> {
         }
     }
     /// `nlmsg_len` as declared.
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
         u32::from_ne_bytes([self.bytes[0], self.bytes[1], self.bytes[2], self.bytes[3]]) as usize
     }

@@ -84,7 +84,13 @@ fn chain(seq: u32, table: &str, name: &str) -> Vec<u8> {
 
 /// A rule with one expression: `counter` or `reject`.
 fn rule(seq: u32, flags: u16, table: &str, chain: &str, expr: &str) -> Vec<u8> {
-    let e = nest(1, &[strz(1, expr), nest(2, &[])]);
+    // reject: NFTA_REJECT_TYPE NFT_REJECT_TCP_RST.
+    let data = if expr == "reject" {
+        vec![attr(1, &1u32.to_be_bytes())]
+    } else {
+        vec![]
+    };
+    let e = nest(1, &[strz(1, expr), nest(2, &data)]);
     msg(
         nft(6),
         REQ | CREATE | APPEND | flags,
@@ -348,6 +354,103 @@ fn persisted_state_lists_and_continues_identically() {
         .map(|r| r.handle)
         .collect();
     assert_eq!(rules, vec![2, 3, 5]);
+}
+
+#[test]
+fn state_changed_reports_what_must_be_saved() {
+    let mut ns = Netns::new();
+    let out = ns.handle_datagram(
+        &caller(),
+        &batch(&[table(1, "t"), chain(2, "t", "c")]),
+        &mut NoDataplane,
+    );
+    assert!(out.state_changed, "a commit");
+    let out = ns.handle_datagram(
+        &caller(),
+        &msg(nft(1), REQ | DUMP, 1, 0, 0, &[]),
+        &mut NoDataplane,
+    );
+    assert!(!out.state_changed, "a dump");
+    let out = ns.handle_datagram(
+        &caller(),
+        &batch(&[rule(1, 0, "t", "c", "counter"), chain(2, "nosuch", "x")]),
+        &mut NoDataplane,
+    );
+    assert_eq!(ns.genid(), 2);
+    assert!(out.state_changed, "an aborted batch that used up a handle");
+    let out = ns.handle_datagram(
+        &caller(),
+        &batch(&[chain(1, "nosuch", "x")]),
+        &mut NoDataplane,
+    );
+    assert!(!out.state_changed, "an aborted batch that changed nothing");
+    ns.handle_datagram(
+        &caller(),
+        &batch(&[rule(1, 0, "t", "c", "counter")]),
+        &mut NoDataplane,
+    );
+    // NFT_MSG_GETRULE_RESET.
+    let out = ns.handle_datagram(
+        &caller(),
+        &msg(nft(25), REQ | DUMP, 1, 0, 0, &[]),
+        &mut NoDataplane,
+    );
+    assert!(out.state_changed, "a counter reset");
+}
+
+#[test]
+fn closing_the_owner_socket_drops_its_tables() {
+    const OWNER: u32 = 2;
+    const PERSIST: u32 = 4;
+    let mut ns = Netns::new();
+    let owned = |seq: u32, name: &str, flags: u32| {
+        msg(
+            nft(0),
+            REQ,
+            seq,
+            2,
+            0,
+            &[strz(1, name), attr(2, &flags.to_be_bytes())],
+        )
+    };
+    let out = ns.handle_datagram(
+        &caller(),
+        &batch(&[
+            owned(1, "mine", OWNER),
+            owned(2, "kept", OWNER | PERSIST),
+            table(3, "other"),
+        ]),
+        &mut NoDataplane,
+    );
+    assert_eq!(summary(&out.unicast), vec![]);
+    let genid = ns.genid();
+    let applied = Arc::new(Mutex::new(0));
+    struct Count(Arc<Mutex<u32>>);
+    impl Dataplane for Count {
+        fn name(&self) -> &'static str {
+            "count"
+        }
+        fn enforces(&self) -> bool {
+            false
+        }
+        fn apply(&mut self, _: &RulesetView<'_>) {
+            *self.0.lock().unwrap() += 1;
+        }
+    }
+    assert!(!ns.socket_closed(caller().portid + 1, &mut Count(applied.clone())));
+    assert!(ns.socket_closed(caller().portid, &mut Count(applied.clone())));
+    assert_eq!(*applied.lock().unwrap(), 1);
+    assert_eq!(ns.genid(), genid, "no new generation");
+    let names: Vec<(String, u32)> = ns
+        .view()
+        .tables()
+        .iter()
+        .map(|t| (t.name.clone(), t.flags))
+        .collect();
+    assert_eq!(
+        names,
+        vec![("kept".to_string(), PERSIST), ("other".to_string(), 0)]
+    );
 }
 
 /// Scale check (run with `--ignored --release`): a kube-proxy-sized ruleset.

@@ -167,7 +167,7 @@ def main():
     ns = "nftshim-raw-" + uuid.uuid4().hex[:8]
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
-        subprocess.run(["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__), "--inside",
+        subprocess.run(["ip", "netns", "exec", ns, sys.executable, os.path.abspath(sys.argv[0]), "--inside",
                         os.path.abspath(sys.argv[1])], check=True)
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
