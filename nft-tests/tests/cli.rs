@@ -298,3 +298,21 @@ fn monitor_sees_other_clients_changes() {
     });
     assert_eq!(shim, kernel);
 }
+
+#[test]
+fn family_rules_of_ct_helpers_and_osf() {
+    let d = Differential::new("family");
+    d.ok(&["add table ip t"]);
+    d.ok(&["add table inet i"]);
+    // A ct helper takes its table's family unless told otherwise, and may not contradict it.
+    d.ok(&["add ct helper ip t h1 { type \"ftp\" protocol tcp; }"]);
+    d.same(&["add ct helper ip t h2 { type \"ftp\" protocol tcp; l3proto ip6; }"]);
+    d.ok(&["add ct helper inet i h3 { type \"ftp\" protocol tcp; }"]);
+    // osf fingerprints IPv4: refused in ip6 tables, accepted in inet ones.
+    d.ok(&["add table ip6 s"]);
+    d.ok(&["add chain ip6 s c { type filter hook input priority 0; }"]);
+    d.same(&["add rule ip6 s c osf name \"Linux\""]);
+    d.ok(&["add chain inet i c { type filter hook input priority 0; }"]);
+    d.ok(&["add rule inet i c osf name \"Linux\""]);
+    d.same_ruleset();
+}

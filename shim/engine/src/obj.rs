@@ -13,6 +13,9 @@ use crate::nla::{self, Nla, Pol};
 use crate::state::Obj;
 use crate::table;
 use crate::txn::{Meta, Msg, MsgErr, MsgResult, TransKind, Txn};
+use netlink_proto::extra::{
+    NFPROTO_BRIDGE, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NFPROTO_NETDEV,
+};
 
 pub const POLICY: &[Pol] = &[
     Pol::Any,
@@ -139,7 +142,7 @@ fn obj_type(ty: u32) -> Option<&'static ObjType> {
 }
 
 /// `nft_obj_init`: parses the data and applies the type's checks; returns the dump form.
-fn init(ty: &ObjType, data: &Nla<'_>) -> Result<Vec<Attr>, i32> {
+fn init(ty: &ObjType, family: u8, data: &Nla<'_>) -> Result<Vec<Attr>, i32> {
     let tb = nla::parse_nested(data, ty.policy).map_err(|e| e.errno)?;
     let mut attrs: Vec<Attr> = data
         .nested()
@@ -177,6 +180,20 @@ fn init(ty: &ObjType, data: &Nla<'_>) -> Result<Vec<Attr>, i32> {
             if !found {
                 return Err(ENOENT);
             }
+            // `nft_ct_helper_obj_init`: the helper's family defaults to the table's and
+            // must not contradict it; the dump names the families a helper was found for.
+            let l3 = match tb.get(NFTA_CT_HELPER_L3PROTO) {
+                Some(a) => u8::try_from(a.be16()).map_err(|_| EAFNOSUPPORT)?,
+                None => family,
+            };
+            let dumped = match (l3, family) {
+                (NFPROTO_IPV4, NFPROTO_IPV6) | (NFPROTO_IPV6, NFPROTO_IPV4) => return Err(EINVAL),
+                (NFPROTO_IPV4 | NFPROTO_IPV6, _) => l3,
+                (NFPROTO_NETDEV | NFPROTO_BRIDGE | NFPROTO_INET, _) => NFPROTO_INET,
+                _ => return Err(EAFNOSUPPORT),
+            };
+            attrs.retain(|a| a.id() != NFTA_CT_HELPER_L3PROTO);
+            attrs.push(Attr::u16_be(NFTA_CT_HELPER_L3PROTO, u16::from(dumped)));
         }
         NFT_OBJECT_LIMIT => crate::expr_dump::kernel_form("limit", &mut attrs)?,
         NFT_OBJECT_CONNLIMIT => {
@@ -252,7 +269,7 @@ pub fn new(tx: &mut Txn<'_>, m: &Msg<'_>) -> MsgResult {
         let Some(ot) = obj_type(ty).filter(|o| o.update) else {
             return Ok(());
         };
-        let attrs = init(ot, &data)?;
+        let attrs = init(ot, family, &data)?;
         let o = &mut tx.rs.tables[ti].objects[oi];
         o.data = update_data(ty, &o.data, attrs);
         let snapshot = Box::new(o.clone());
@@ -261,7 +278,7 @@ pub fn new(tx: &mut Txn<'_>, m: &Msg<'_>) -> MsgResult {
         return Ok(());
     }
     let ot = obj_type(ty).ok_or(MsgErr::from(ENOENT))?;
-    let attrs = init(ot, &data)?;
+    let attrs = init(ot, family, &data)?;
     let handle = tx.alloc_handle(table);
     let obj = Obj {
         name: table::name_of(&name),

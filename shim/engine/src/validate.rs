@@ -197,7 +197,13 @@ fn expression<'t>(
         "tproxy" => hooks(cx, PRE)?,
         "synproxy" => hooks(cx, IN | FWD)?,
         "socket" => hooks(cx, PRE | IN | OUT)?,
-        "osf" => hooks(cx, PRE | IN | FWD)?,
+        "osf" => {
+            // nf_osf fingerprints IPv4 only: this kernel refuses it in ip6 tables.
+            if !matches!(cx.family, NFPROTO_IPV4 | NFPROTO_INET) {
+                return Err(EOPNOTSUPP);
+            }
+            hooks(cx, PRE | IN | FWD)?
+        }
         "xfrm" => {
             let dir = e
                 .attr(NFTA_XFRM_DIR)
