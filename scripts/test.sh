@@ -12,8 +12,13 @@ scripts/setup.sh
 echo "== unit and integration tests"
 cargo test --release --workspace --locked 2>&1
 
-echo "== nft-py conformance (dataplane none)"
 mkdir -p target/conformance
+echo "== iptables conformance (dataplane none)"
+"$NFTSHIM_BIN_DIR/nft-conformance" --suite iptables --dataplane none --jobs 2 \
+    --report target/conformance/iptables.md --min-pass-rate 90 \
+    "$SHARED/conformance/iptables"
+
+echo "== nft-py conformance (dataplane none)"
 "$NFTSHIM_BIN_DIR/nft-conformance" --suite nft-py --dataplane none --jobs 2 \
     --report target/conformance/nft-py.md --min-pass-rate 97 \
     "$SHARED/conformance/nft-py"

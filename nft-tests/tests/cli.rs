@@ -314,5 +314,11 @@ fn family_rules_of_ct_helpers_and_osf() {
     d.same(&["add rule ip6 s c osf name \"Linux\""]);
     d.ok(&["add chain inet i c { type filter hook input priority 0; }"]);
     d.ok(&["add rule inet i c osf name \"Linux\""]);
+    // ct timeouts and expectations default to the table's family; expectations are
+    // IPv4 or IPv6 only.
+    d.ok(&["add ct timeout ip t c1 { protocol tcp; policy = { established:122 } ;}"]);
+    d.ok(&["add ct timeout inet i c2 { protocol udp; policy = { replied:14 } ;}"]);
+    d.ok(&["add ct expectation ip t e1 { protocol tcp; dport 1234; timeout 2m; size 12; }"]);
+    d.same(&["add ct expectation inet i e2 { protocol tcp; dport 1; timeout 2m; size 1; }"]);
     d.same_ruleset();
 }

@@ -213,11 +213,25 @@ fn init(ty: &ObjType, family: u8, data: &Nla<'_>) -> Result<Vec<Attr>, i32> {
                     return Err(EINVAL);
                 }
             }
+            // `nft_ct_expect_obj_init`: l3num defaults to the table's family, and an
+            // expectation is for IPv4 or IPv6 only.
+            let l3 = tb
+                .get(NFTA_CT_EXPECT_L3PROTO)
+                .map_or(u16::from(family), |a| a.be16());
+            if l3 != u16::from(NFPROTO_IPV4) && l3 != u16::from(NFPROTO_IPV6) {
+                return Err(EAFNOSUPPORT);
+            }
+            default(&mut attrs, Attr::u16_be(NFTA_CT_EXPECT_L3PROTO, l3));
         }
         NFT_OBJECT_CT_TIMEOUT => {
             if !tb.has(NFTA_CT_TIMEOUT_L4PROTO) || !tb.has(NFTA_CT_TIMEOUT_DATA) {
                 return Err(EINVAL);
             }
+            // `nft_ct_timeout_obj_init`: l3num defaults to the table's family.
+            default(
+                &mut attrs,
+                Attr::u16_be(NFTA_CT_TIMEOUT_L3PROTO, u16::from(family)),
+            );
             // `nft_ct_timeout_obj_dump` opens this nest with `nla_nest_start`.
             for a in attrs.iter_mut() {
                 if a.id() == NFTA_CT_TIMEOUT_DATA {
