@@ -320,5 +320,12 @@ fn family_rules_of_ct_helpers_and_osf() {
     d.ok(&["add ct timeout inet i c2 { protocol udp; policy = { replied:14 } ;}"]);
     d.ok(&["add ct expectation ip t e1 { protocol tcp; dport 1234; timeout 2m; size 12; }"]);
     d.same(&["add ct expectation inet i e2 { protocol tcp; dport 1; timeout 2m; size 1; }"]);
+    // A synproxy object, named or through a map, only in input and forward.
+    d.ok(&["add synproxy ip t s1 mss 1460 wscale 7"]);
+    d.ok(&["add chain ip t o { type filter hook output priority 0; }"]);
+    d.same(&["add rule ip t o synproxy name tcp dport map { 443 : \"s1\" }"]);
+    d.same(&["add rule ip t o synproxy name \"s1\""]);
+    d.ok(&["add chain ip t in { type filter hook input priority 0; }"]);
+    d.ok(&["add rule ip t in synproxy name tcp dport map { 443 : \"s1\" }"]);
     d.same_ruleset();
 }

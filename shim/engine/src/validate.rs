@@ -196,6 +196,19 @@ fn expression<'t>(
         }
         "tproxy" => hooks(cx, PRE)?,
         "synproxy" => hooks(cx, IN | FWD)?,
+        "objref" => {
+            // `nft_obj_validate`: the referenced object type's hooks, for a named object
+            // or for every object a map can yield.
+            let obj_type = match expr::attr_u32(e, NFTA_OBJREF_IMM_TYPE) {
+                Some(ty) => Some(ty),
+                None => expr::set_ref(e)
+                    .and_then(|name| t.sets.iter().find(|s| s.name == name))
+                    .map(|s| s.obj_type),
+            };
+            if obj_type == Some(NFT_OBJECT_SYNPROXY) {
+                hooks(cx, IN | FWD)?;
+            }
+        }
         "socket" => hooks(cx, PRE | IN | OUT)?,
         "osf" => {
             // nf_osf fingerprints IPv4 only: this kernel refuses it in ip6 tables.
