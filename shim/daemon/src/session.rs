@@ -55,8 +55,13 @@ impl<S: NamespaceState> Drop for Session<S> {
             self.daemon.store.clone(),
             self.socket.portid,
         );
-        // Tables owned by this socket go with it; the engine may touch the data plane.
-        tokio::task::spawn_blocking(move || ns.socket_closed(portid, &store));
+        // Tables owned by this socket go with it; the engine may touch the data plane, so
+        // off the async threads when a runtime is still there (not at shutdown).
+        let release = move || ns.socket_closed(portid, &store);
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(release)),
+            Err(_) => release(),
+        }
         self.daemon
             .registry
             .leave(&self.ns, self.id, self.socket.portid);
