@@ -191,3 +191,41 @@ fn packet_suite_agrees_with_the_kernel_on_every_ruleset() {
         )
     );
 }
+
+/// A rule the data plane cannot enforce is refused on its own message, so nft points at
+/// that rule (as it does for the kernel's own EOPNOTSUPP), and nothing of the batch
+/// applies.
+#[test]
+fn a_refused_rule_is_reported_on_its_own_line_and_nothing_applies() {
+    nft_tests::cleanup::install_signal_cleanup();
+    let bins = Binaries::for_tests();
+    let ns = Netns::create_unique("nftshim-e2e", "refuse").unwrap();
+    let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
+    let shim = NftSide {
+        netns: ns.name().to_string(),
+        target: Target::Shim {
+            preload: bins.preload.clone(),
+            socket: daemon.socket().into(),
+        },
+        nft: "nft".into(),
+        limit: Duration::from_secs(15),
+    };
+    // `osf` fingerprints operating systems from SYN options: nothing in the data plane does.
+    let ruleset = "table inet filter {\n  chain input {\n    type filter hook input priority 0;\n    tcp dport 22 accept\n    osf name \"Linux\" drop\n    tcp dport 23 drop\n  }\n}\n";
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), ruleset).unwrap();
+    let out = shim.run(&[std::ffi::OsStr::new("-f"), file.path().as_os_str()]);
+    assert!(!out.success(), "{out:?}");
+    let first = out.stderr.lines().next().unwrap_or("");
+    assert!(
+        first.contains(":5:")
+            && first.ends_with("Error: Could not process rule: Operation not supported"),
+        "the error must point at line 5, the osf rule: {out:?}"
+    );
+    assert!(out.stderr.contains("osf name \"Linux\" drop"), "{out:?}");
+    let listed = shim.run(&["list", "ruleset"]);
+    assert!(
+        listed.success() && listed.stdout.is_empty(),
+        "nothing may apply: {listed:?}"
+    );
+}

@@ -275,32 +275,8 @@ fn decompile_chain(
     base: &BaseChain,
 ) -> Result<HookChain, DataplaneError> {
     let label = |what: &str| format!("table {} chain {}: {what}", table.name, chain.name);
-    let family = match table.family {
-        NFPROTO_IPV4 => Family::Ip,
-        NFPROTO_IPV6 => Family::Ip6,
-        NFPROTO_INET => Family::Inet,
-        NFPROTO_NETDEV => Family::Netdev,
-        other => {
-            return Err(refuse(label(&format!(
-                "family {other} (arp/bridge) is not supported by the eBPF data plane"
-            ))))
-        }
-    };
-    let hook = match (family, base.hooknum) {
-        (Family::Netdev, NF_NETDEV_INGRESS) => Hook::Ingress,
-        (Family::Netdev, NF_NETDEV_EGRESS) => Hook::Egress,
-        (Family::Netdev, _) => return Err(refuse(label("unknown netdev hook"))),
-        (_, NF_INET_PRE_ROUTING) => Hook::Prerouting,
-        (_, NF_INET_LOCAL_IN) => Hook::Input,
-        (_, NF_INET_FORWARD) => Hook::Forward,
-        (_, NF_INET_LOCAL_OUT) => Hook::Output,
-        (_, NF_INET_POST_ROUTING) => Hook::Postrouting,
-        _ => {
-            return Err(refuse(label(
-                "the inet ingress hook is not supported by the eBPF data plane",
-            )))
-        }
-    };
+    let family = table_family(table).map_err(|why| refuse(label(&why)))?;
+    let hook = hook_of(family, base).map_err(|why| refuse(label(&why)))?;
     match base.chain_type.as_str() {
         // A route chain re-routes only when a rule changed the packet; rules here
         // never do.
@@ -340,6 +316,66 @@ fn decompile_chain(
         policy,
         rules,
     })
+}
+
+/// The data plane's family of a table, or why it has none.
+fn table_family(table: &Table) -> Result<Family, String> {
+    match table.family {
+        NFPROTO_IPV4 => Ok(Family::Ip),
+        NFPROTO_IPV6 => Ok(Family::Ip6),
+        NFPROTO_INET => Ok(Family::Inet),
+        NFPROTO_NETDEV => Ok(Family::Netdev),
+        other => Err(format!(
+            "family {other} (arp/bridge) is not supported by the eBPF data plane"
+        )),
+    }
+}
+
+/// Where a base chain of `family` hooks in, or why it cannot.
+fn hook_of(family: Family, base: &BaseChain) -> Result<Hook, String> {
+    match (family, base.hooknum) {
+        (Family::Netdev, NF_NETDEV_INGRESS) => Ok(Hook::Ingress),
+        (Family::Netdev, NF_NETDEV_EGRESS) => Ok(Hook::Egress),
+        (Family::Netdev, _) => Err("unknown netdev hook".into()),
+        (_, NF_INET_PRE_ROUTING) => Ok(Hook::Prerouting),
+        (_, NF_INET_LOCAL_IN) => Ok(Hook::Input),
+        (_, NF_INET_FORWARD) => Ok(Hook::Forward),
+        (_, NF_INET_LOCAL_OUT) => Ok(Hook::Output),
+        (_, NF_INET_POST_ROUTING) => Ok(Hook::Postrouting),
+        _ => Err("the inet ingress hook is not supported by the eBPF data plane".into()),
+    }
+}
+
+/// What [`decompile`] would refuse in one rule, judged from the rule and its chain
+/// alone, so that the refusal can be reported on the message that adds the rule. A
+/// regular chain is judged under the hook that allows the most (forward, or netdev
+/// ingress); what depends on the hooks it is reached from is left to [`decompile`].
+pub fn check_rule(
+    view: &RulesetView<'_>,
+    table: &Table,
+    chain: &Chain,
+    rule: &nftshim_engine::view::Rule,
+) -> Result<(), DataplaneError> {
+    if table.is_dormant() {
+        return Ok(());
+    }
+    let label = |why: String| refuse(format!("table {} chain {}: {why}", table.name, chain.name));
+    let family = table_family(table).map_err(label)?;
+    let (hook, base) = match &chain.base {
+        Some(b) => (hook_of(family, b).map_err(label)?, true),
+        None if family == Family::Netdev => (Hook::Ingress, false),
+        None => (Hook::Forward, false),
+    };
+    let ctx = rule::ChainContext {
+        view,
+        table,
+        family,
+        hook,
+        base,
+    };
+    rule::decompile_rule(&ctx, rule)
+        .map(drop)
+        .map_err(|why| label(format!("rule (handle {}): {why}", rule.handle)))
 }
 
 fn decompile_rules(

@@ -20,9 +20,10 @@ pub mod worker;
 
 use std::sync::{Arc, Mutex};
 
+use nftshim_engine::view::{Chain, Rule, Table};
 use nftshim_engine::{Dataplane, DataplaneError, RulesetView};
 
-use crate::compile::{decompile, refuse, Program};
+use crate::compile::{check_rule, decompile, refuse, Program};
 pub use netns::NetnsKey;
 use worker::{Worker, WorkerStatus};
 
@@ -83,6 +84,20 @@ impl Dataplane for EbpfDataplane {
         if let Err(e) = &result {
             // The client sees only the errno; the reason goes to the log.
             tracing::info!(netns_cookie = self.key.cookie, reason = %e.reason, "batch refused by the eBPF data plane");
+        }
+        result
+    }
+
+    fn check_rule(
+        &self,
+        proposed: &RulesetView<'_>,
+        table: &Table,
+        chain: &Chain,
+        rule: &Rule,
+    ) -> Result<(), DataplaneError> {
+        let result = check_rule(proposed, table, chain, rule);
+        if let Err(e) = &result {
+            tracing::info!(netns_cookie = self.key.cookie, reason = %e.reason, "rule refused by the eBPF data plane");
         }
         result
     }

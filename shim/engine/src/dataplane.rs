@@ -3,10 +3,12 @@
 //! The engine calls [`Dataplane::check`] with the ruleset a batch would produce before it
 //! commits, and [`Dataplane::apply`] after. A data plane refuses what it cannot enforce
 //! (EOPNOTSUPP): the whole batch is then aborted, so nothing is ever accepted and left
-//! unenforced. As with the kernel's commit errors, the error is reported on the first
-//! message of the batch.
+//! unenforced. [`Dataplane::check_rule`] runs as each rule is added, so that most
+//! refusals land on the rule's own message, where the kernel reports an expression it
+//! cannot initialise; what only the whole ruleset shows is reported, as the kernel's
+//! commit errors are, on the first message of the batch.
 
-use crate::view::RulesetView;
+use crate::view::{Chain, Rule, RulesetView, Table};
 
 /// A refusal from the data plane.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +28,19 @@ pub trait Dataplane: Send {
     /// Whether the ruleset a batch would commit can be enforced.
     fn check(&self, proposed: &RulesetView<'_>) -> Result<(), DataplaneError> {
         let _ = proposed;
+        Ok(())
+    }
+    /// Whether one rule, just added by a batch message to `chain` of `table` in the
+    /// ruleset `proposed` (the batch so far), can be enforced, as far as the rule alone
+    /// tells.
+    fn check_rule(
+        &self,
+        proposed: &RulesetView<'_>,
+        table: &Table,
+        chain: &Chain,
+        rule: &Rule,
+    ) -> Result<(), DataplaneError> {
+        let _ = (proposed, table, chain, rule);
         Ok(())
     }
     /// Enforces a committed ruleset.

@@ -264,7 +264,7 @@ fn rcv_batch<'d>(
         if begin.flags & NLM_F_ACK != 0 {
             acks.push((*begin, MsgErr::from(0)));
         }
-        let pass = run_pass(ns, caller, rest, subsys, do_mode.clone());
+        let pass = run_pass(ns, caller, rest, subsys, do_mode.clone(), &*dp);
         acks.extend(pass.acks.iter().copied());
         let failure = pass.failure || forced_failure;
         let mut immediate: Option<(Req<'d>, i32)> = None;
@@ -339,6 +339,7 @@ fn run_pass<'d>(
     rest: &'d [u8],
     subsys: u16,
     do_mode: ValidateDo,
+    dp: &dyn Dataplane,
 ) -> Pass<'d> {
     let now = ns.now_ms();
     let mut tx = Txn::new(ns.ruleset.clone(), &mut ns.counters, do_mode, now);
@@ -360,7 +361,14 @@ fn run_pass<'d>(
         if first.is_none() {
             first = Some(req);
         }
-        let res = batch_msg(&mut tx, caller, &req, subsys);
+        let mut res = batch_msg(&mut tx, caller, &req, subsys);
+        if req.msg_type & 0xff == NFT_MSG_NEWRULE {
+            if let BatchStep::Done(Ok(_)) = res {
+                if let Some(e) = check_new_rule(&tx, dp) {
+                    res = BatchStep::Done(Err(e.errno.abs().into()));
+                }
+            }
+        }
         match res {
             BatchStep::Begin => {
                 acks.clear();
@@ -395,6 +403,20 @@ fn run_pass<'d>(
         validate_need,
         bound_anon,
     }
+}
+
+/// The data plane's verdict on the rule the last message added.
+fn check_new_rule(tx: &Txn<'_>, dp: &dyn Dataplane) -> Option<crate::DataplaneError> {
+    let last = tx.log.last()?;
+    let txn::TransKind::NewRule { chain, handle, .. } = &last.kind else {
+        return None;
+    };
+    let table = tx.rs.table_by_handle(last.table)?;
+    let chain = table.chains.iter().find(|c| c.handle == *chain)?;
+    // From the end: most rules are appended.
+    let rule = chain.rules.iter().rev().find(|r| r.handle == *handle)?;
+    dp.check_rule(&crate::view::RulesetView::new(&tx.rs), table, chain, rule)
+        .err()
 }
 
 enum BatchStep {
