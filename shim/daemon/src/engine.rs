@@ -23,7 +23,14 @@ pub trait NamespaceState: Send + 'static {
         let _ = (portid, dataplane);
         false
     }
-    fn to_persisted(&self) -> serde_json::Value;
+    /// The state as JSON, for the state directory (serialised directly: building a
+    /// `serde_json::Value` first costs a large ruleset's commit far more).
+    fn to_persisted(&self) -> Box<serde_json::value::RawValue>;
+    /// The state as it is now, to be serialised later by the state writer.
+    fn persist_snapshot(&self) -> crate::persist::Snapshot {
+        let json = self.to_persisted();
+        Box::new(move || json)
+    }
     fn from_persisted(value: serde_json::Value) -> Result<Self, String>
     where
         Self: Sized;
@@ -51,8 +58,13 @@ impl NamespaceState for Netns {
     fn socket_closed(&mut self, portid: u32, dataplane: &mut dyn Dataplane) -> bool {
         Netns::socket_closed(self, portid, dataplane)
     }
-    fn to_persisted(&self) -> serde_json::Value {
-        Netns::to_persisted(self)
+    fn to_persisted(&self) -> Box<serde_json::value::RawValue> {
+        Netns::to_persisted_raw(self)
+    }
+    fn persist_snapshot(&self) -> crate::persist::Snapshot {
+        // Rules are shared, not copied: cheaper than serialising here.
+        let copy = self.clone();
+        Box::new(move || copy.to_persisted_raw())
     }
     fn from_persisted(value: serde_json::Value) -> Result<Self, String> {
         Netns::from_persisted(value).map_err(|e| e.to_string())

@@ -112,18 +112,12 @@ impl<S: NamespaceState> Namespace<S> {
     /// Writes the namespace's state to the state directory; it must survive a restart.
     fn save(&self, st: &State<S>, store: &StateStore) {
         self.has_state.store(true, Ordering::Relaxed);
-        let genid = st.engine.genid();
-        match store.save(
+        store.save_later(
             self.id.cookie,
             self.id.inode,
-            genid,
-            st.engine.to_persisted(),
-        ) {
-            Ok(()) => tracing::debug!(cookie = self.id.cookie, genid, "state saved"),
-            Err(e) => {
-                tracing::error!(cookie = self.id.cookie, error = %e, "could not save namespace state")
-            }
-        }
+            st.engine.genid(),
+            st.engine.persist_snapshot(),
+        );
     }
 
     /// A socket of this namespace closed: the engine drops the tables it owned.

@@ -1,5 +1,11 @@
 //! The state directory: one JSON file per namespace, `netns-<cookie>.json`, written
-//! atomically after every change and restored at start.
+//! atomically (temp file, then rename) after every change and restored at start.
+//!
+//! A change is written by a background thread ([`StateStore::save_later`]) from a
+//! snapshot taken under the namespace's lock, so that a commit's reply does not wait for
+//! a large ruleset to be serialised. Snapshots of one namespace queued behind each other
+//! are coalesced: only the newest is written. [`StateStore::flush`] waits for the queue
+//! (at shutdown, and for tests).
 //!
 //! Each file carries the boot id. Namespace cookies only mean something within one boot,
 //! and after a reboot the kernel's own rulesets are empty too, so files from another boot
@@ -9,6 +15,8 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,10 +33,36 @@ pub struct PersistedNamespace {
     pub state: serde_json::Value,
 }
 
+/// What [`StateStore::save`] writes: a [`PersistedNamespace`] with a borrowed state.
+#[derive(Serialize)]
+struct PersistedRecord<'a, T: Serialize + ?Sized> {
+    format: u32,
+    boot_id: &'a str,
+    cookie: u64,
+    inode: u64,
+    genid: u32,
+    state: &'a T,
+}
+
 #[derive(Debug)]
 pub struct StateStore {
     dir: PathBuf,
     boot_id: String,
+    /// The writer thread's queue, started by the first [`StateStore::save_later`].
+    writer: Mutex<Option<Sender<WriteJob>>>,
+}
+
+/// A namespace's state, taken under its lock and serialised by the writer.
+pub type Snapshot = Box<dyn FnOnce() -> Box<serde_json::value::RawValue> + Send>;
+
+enum WriteJob {
+    Save {
+        cookie: u64,
+        inode: u64,
+        genid: u32,
+        snapshot: Snapshot,
+    },
+    Flush(Sender<()>),
 }
 
 /// What [`StateStore::restore`] found.
@@ -58,7 +92,101 @@ impl StateStore {
         Ok(StateStore {
             dir: dir.to_path_buf(),
             boot_id,
+            writer: Mutex::new(None),
         })
+    }
+
+    /// Queues a namespace's state to be written by the writer thread.
+    pub fn save_later(&self, cookie: u64, inode: u64, genid: u32, snapshot: Snapshot) {
+        let job = WriteJob::Save {
+            cookie,
+            inode,
+            genid,
+            snapshot,
+        };
+        if let Err(unsent) = self.queue(job) {
+            // No writer thread: write here.
+            if let WriteJob::Save { snapshot, .. } = unsent {
+                self.save_logged(cookie, inode, genid, &*snapshot());
+            }
+        }
+    }
+
+    /// Returns once every state queued before has been written.
+    pub fn flush(&self) {
+        let (done, wait) = channel();
+        if self.queue(WriteJob::Flush(done)).is_ok() {
+            let _ = wait.recv();
+        }
+    }
+
+    fn queue(&self, job: WriteJob) -> Result<(), WriteJob> {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if writer.is_none() {
+            let (tx, rx) = channel();
+            let store = StateStore {
+                dir: self.dir.clone(),
+                boot_id: self.boot_id.clone(),
+                writer: Mutex::new(None),
+            };
+            let spawned = std::thread::Builder::new()
+                .name("nftshim-state".into())
+                .spawn(move || store.write_queued(rx));
+            if spawned.is_err() {
+                return Err(job);
+            }
+            *writer = Some(tx);
+        }
+        let Some(w) = writer.as_ref() else {
+            return Err(job);
+        };
+        w.send(job).map_err(|e| {
+            // The writer is gone: start a new one next time.
+            *writer = None;
+            e.0
+        })
+    }
+
+    /// The writer thread: waits for a job, takes whatever else is queued, writes the
+    /// newest snapshot of each namespace, then answers the flushes among them.
+    fn write_queued(&self, jobs: Receiver<WriteJob>) {
+        while let Ok(first) = jobs.recv() {
+            let mut newest: Vec<(u64, u64, u32, Snapshot)> = Vec::new();
+            let mut flushed = Vec::new();
+            for job in std::iter::once(first).chain(jobs.try_iter()) {
+                match job {
+                    WriteJob::Save {
+                        cookie,
+                        inode,
+                        genid,
+                        snapshot,
+                    } => {
+                        newest.retain(|(c, ..)| *c != cookie);
+                        newest.push((cookie, inode, genid, snapshot));
+                    }
+                    WriteJob::Flush(done) => flushed.push(done),
+                }
+            }
+            for (cookie, inode, genid, snapshot) in newest {
+                self.save_logged(cookie, inode, genid, &*snapshot());
+            }
+            for done in flushed {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn save_logged(
+        &self,
+        cookie: u64,
+        inode: u64,
+        genid: u32,
+        state: &serde_json::value::RawValue,
+    ) {
+        match self.save(cookie, inode, genid, state) {
+            Ok(()) => tracing::debug!(cookie, genid, "state saved"),
+            Err(e) => tracing::error!(cookie, error = %e, "could not save namespace state"),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -69,18 +197,21 @@ impl StateStore {
         self.dir.join(format!("netns-{cookie}.json"))
     }
 
-    /// Writes a namespace's state: temp file, fsync, rename, fsync of the directory, so
-    /// a crash leaves either the old file or the new one, never a torn one.
-    pub fn save(
+    /// Writes a namespace's state: temp file, then rename, so that a crash of the daemon
+    /// leaves either the old file or the new one, never a torn one. No fsync: it would
+    /// only matter if the machine went down, and after a reboot the state is discarded
+    /// anyway (another boot id), as the kernel's rulesets are. It would cost a commit
+    /// milliseconds for nothing.
+    pub fn save<T: Serialize + ?Sized>(
         &self,
         cookie: u64,
         inode: u64,
         genid: u32,
-        state: serde_json::Value,
+        state: &T,
     ) -> io::Result<()> {
-        let record = PersistedNamespace {
+        let record = PersistedRecord {
             format: FORMAT,
-            boot_id: self.boot_id.clone(),
+            boot_id: &self.boot_id,
             cookie,
             inode,
             genid,
@@ -96,10 +227,8 @@ impl StateStore {
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(&bytes)?;
-        f.sync_all()?;
         drop(f);
-        fs::rename(&tmp, &path)?;
-        fs::File::open(&self.dir)?.sync_all()
+        fs::rename(&tmp, &path)
     }
 
     /// Reads every namespace file of this boot; removes those of other boots and stale
@@ -153,12 +282,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::with_boot_id(dir.path(), "boot-a".into()).unwrap();
         store
-            .save(7, 4026531840, 3, json!({"tables": ["t"]}))
+            .save(7, 4026531840, 3, &json!({"tables": ["t"]}))
             .unwrap();
-        store.save(9, 4026531841, 2, json!({})).unwrap();
+        store.save(9, 4026531841, 2, &json!({})).unwrap();
         // Rewriting replaces, and leaves no temp file behind.
         store
-            .save(7, 4026531840, 4, json!({"tables": ["t", "u"]}))
+            .save(7, 4026531840, 4, &json!({"tables": ["t", "u"]}))
             .unwrap();
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()

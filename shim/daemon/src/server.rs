@@ -162,6 +162,9 @@ impl<S: NamespaceState> Server<S> {
         tracing::info!("shutting down");
         self.listener.remove_file();
         sessions.shutdown().await;
+        // Every change acknowledged so far is on disk before the daemon goes.
+        let store = self.daemon.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.flush()).await;
         Ok(())
     }
 }

@@ -379,13 +379,18 @@ fn restored_namespaces_are_listed_and_other_boots_discarded() {
     // Whatever the engine persists today, under this boot's id...
     let store = nftshimd::persist::StateStore::open(&state).unwrap();
     store
-        .save(cookie, 4242, 1, nftshim_engine::Netns::new().to_persisted())
+        .save(
+            cookie,
+            4242,
+            1,
+            &nftshim_engine::Netns::new().to_persisted(),
+        )
         .unwrap();
     // ...and a file from another boot.
     let stale =
         nftshimd::persist::StateStore::with_boot_id(&state, "not-this-boot".into()).unwrap();
     stale
-        .save(cookie + 1_000_000, 1, 1, serde_json::json!({}))
+        .save(cookie + 1_000_000, 1, 1, &serde_json::json!({}))
         .unwrap();
 
     let d = DaemonProcess::start(dir.path());

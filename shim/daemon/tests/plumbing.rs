@@ -97,8 +97,8 @@ impl NamespaceState for FakeNetns {
         self.genid
     }
 
-    fn to_persisted(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap()
+    fn to_persisted(&self) -> Box<serde_json::value::RawValue> {
+        serde_json::value::to_raw_value(self).unwrap()
     }
 
     fn from_persisted(value: serde_json::Value) -> Result<Self, String> {
@@ -313,6 +313,25 @@ fn the_engine_sees_who_is_calling() {
     d.stop();
 }
 
+/// Waits for the state writer (it works in the background) to have saved `genid`.
+fn wait_saved(file: &Path, genid: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let saved = std::fs::read(file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["genid"].as_u64());
+        if saved == Some(genid) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "generation {genid} not saved: {saved:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn a_changed_namespace_is_saved_atomically_and_restored() {
     let dir = tempfile::tempdir().unwrap();
@@ -326,8 +345,10 @@ fn a_changed_namespace_is_saved_atomically_and_restored() {
         assert_eq!(c.request(b"log"), 3);
         assert!(!file.exists(), "nothing changed, nothing saved");
         assert_eq!(c.request(b"commit:a"), 8);
+        wait_saved(&file, 2);
         let first = ino(&file);
         assert_eq!(c.request(b"commit:b"), 8);
+        wait_saved(&file, 3);
         let second = ino(&file);
         assert_ne!(first, second, "replaced by rename, not rewritten in place");
         assert_eq!(c.request(b"whoami"), 6);

@@ -113,7 +113,7 @@ impl Counters {
 }
 
 /// One namespace's nf_tables state.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Netns {
     ruleset: Ruleset,
     genid: u32,
@@ -199,7 +199,14 @@ impl Netns {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 
-    /// Restores state written by [`Netns::to_persisted`].
+    /// The same, as JSON text, without building a `serde_json::Value` on the way.
+    pub fn to_persisted_raw(&self) -> Box<serde_json::value::RawValue> {
+        serde_json::value::to_raw_value(self).unwrap_or_else(|_| {
+            serde_json::value::RawValue::from_string("null".into()).expect("valid JSON")
+        })
+    }
+
+    /// Restores state written by [`Netns::to_persisted`] or [`Netns::to_persisted_raw`].
     pub fn from_persisted(v: serde_json::Value) -> Result<Netns, serde_json::Error> {
         serde_json::from_value(v)
     }

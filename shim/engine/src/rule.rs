@@ -134,7 +134,7 @@ pub fn new(tx: &mut Txn<'_>, m: &Msg<'_>) -> MsgResult {
             exprs.push(inited.expr);
         }
     }
-    let rule = Rule {
+    let rule = std::sync::Arc::new(Rule {
         handle,
         exprs,
         udata: m
@@ -146,7 +146,7 @@ pub fn new(tx: &mut Txn<'_>, m: &Msg<'_>) -> MsgResult {
             .tb
             .get(NFTA_RULE_COMPAT)
             .map(|a| a.nested().iter().map(|x| x.to_attr()).collect()),
-    };
+    });
     if needs_validate {
         tx.validate_need.insert(table);
     }
@@ -183,7 +183,7 @@ pub fn new(tx: &mut Txn<'_>, m: &Msg<'_>) -> MsgResult {
             table,
             TransKind::DelRule {
                 chain: chain_name.clone(),
-                snapshot: Box::new(removed),
+                snapshot: removed,
                 freed_sets: freed,
             },
         );
@@ -208,7 +208,7 @@ pub fn new(tx: &mut Txn<'_>, m: &Msg<'_>) -> MsgResult {
             chain: chain_handle,
             handle,
             id,
-            snapshot: Box::new(rule),
+            snapshot: rule,
         },
     );
     if tx.validates_each(table) {
@@ -314,7 +314,7 @@ pub fn delete(tx: &mut Txn<'_>, meta: Meta, table: u64, chain: u64, handle: u64)
         table,
         TransKind::DelRule {
             chain: chain_name,
-            snapshot: Box::new(rule),
+            snapshot: rule,
             freed_sets: freed,
         },
     );

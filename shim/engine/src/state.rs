@@ -34,7 +34,9 @@ pub struct Chain {
     pub flags: u32,
     pub base: Option<BaseChain>,
     pub udata: Option<Vec<u8>>,
-    pub rules: Vec<Rule>,
+    /// Shared with earlier generations: a batch clones the ruleset, and a rule it does
+    /// not touch is not copied.
+    pub rules: Vec<std::sync::Arc<Rule>>,
     /// A binding chain that a rule has taken (`chain->bound`).
     pub bound: bool,
 }
@@ -221,9 +223,15 @@ mod attr_hex {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn encode(attrs: &[Attr]) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut b = Vec::new();
         emit_attrs(attrs, &mut b);
-        b.iter().map(|x| format!("{x:02x}")).collect()
+        let mut s = String::with_capacity(b.len() * 2);
+        for x in b {
+            s.push(DIGITS[usize::from(x >> 4)] as char);
+            s.push(DIGITS[usize::from(x & 15)] as char);
+        }
+        s
     }
 
     pub fn decode<E: serde::de::Error>(s: &str) -> Result<Vec<Attr>, E> {

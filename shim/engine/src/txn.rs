@@ -83,11 +83,11 @@ pub enum TransKind {
         chain: u64,
         handle: u64,
         id: Option<u32>,
-        snapshot: Box<Rule>,
+        snapshot: std::sync::Arc<Rule>,
     },
     DelRule {
         chain: String,
-        snapshot: Box<Rule>,
+        snapshot: std::sync::Arc<Rule>,
         freed_sets: Vec<Set>,
     },
     NewSet {
