@@ -137,6 +137,13 @@ const CT_HELPERS: &[(&str, &[u8])] = &[
     ("tftp", &[17]),
 ];
 
+/// Whether this kernel has a conntrack helper of that name for that layer 4 protocol.
+pub(crate) fn ct_helper_exists(name: &[u8], l4: u8) -> bool {
+    CT_HELPERS
+        .iter()
+        .any(|(n, protos)| n.as_bytes() == name && protos.contains(&l4))
+}
+
 fn obj_type(ty: u32) -> Option<&'static ObjType> {
     OBJ_TYPES.iter().find(|t| t.ty == ty)
 }
@@ -174,10 +181,7 @@ fn init(ty: &ObjType, family: u8, data: &Nla<'_>) -> Result<Vec<Attr>, i32> {
         NFT_OBJECT_CT_HELPER => {
             let name = tb.get(NFTA_CT_HELPER_NAME).ok_or(EINVAL)?;
             let l4 = tb.get(NFTA_CT_HELPER_L4PROTO).ok_or(EINVAL)?.u8();
-            let found = CT_HELPERS
-                .iter()
-                .any(|(n, protos)| n.as_bytes() == name.cstr() && protos.contains(&l4));
-            if !found {
+            if !ct_helper_exists(name.cstr(), l4) {
                 return Err(ENOENT);
             }
             // `nft_ct_helper_obj_init`: the helper's family defaults to the table's and

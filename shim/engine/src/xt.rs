@@ -238,6 +238,86 @@ fn limit_ok(avg: u32, burst: u32) -> bool {
     burst != 0 && user2credits(avg.wrapping_mul(burst)) >= user2credits(avg)
 }
 
+/// `xt_ct_tg_check`: a conntrack template, with a helper and a timeout policy that
+/// must exist for the rule's protocol (`-p`, not inverted).
+fn ct_target(rev: u8, cx: &CheckCx<'_>, b: &[u8]) -> Result<(), i32> {
+    const NOTRACK: u16 = 1;
+    if u16_at(b, 0) & NOTRACK != 0 {
+        return Ok(());
+    }
+    ct_get(cx.family)?;
+    let proto = if cx.inv { 0 } else { cx.proto };
+    let helper = b.get(12..28).unwrap_or(&[]);
+    if helper.first().is_some_and(|&c| c != 0) {
+        ok_if(helper.contains(&0), ENAMETOOLONG)?;
+        let found = u8::try_from(proto)
+            .is_ok_and(|p| p != 0 && crate::obj::ct_helper_exists(cstr_at(b, 12, 16), p));
+        ok_if(found, ENOENT)?;
+    }
+    let timeout = if rev == 0 {
+        &[][..]
+    } else {
+        b.get(28..60).unwrap_or(&[])
+    };
+    if timeout.first().is_some_and(|&c| c != 0) {
+        ok_if(timeout.contains(&0), ENAMETOOLONG)?;
+        ok_if(proto != 0, EINVAL)?;
+        // Timeout policies live in nfnetlink_cttimeout, which no namespace here has.
+        return Err(ENOENT);
+    }
+    Ok(())
+}
+
+/// `xt_check_proc_name`: the name of a table that gets a /proc file.
+fn check_proc_name(name: &[u8]) -> Result<(), i32> {
+    let len = name.iter().position(|&c| c == 0).unwrap_or(name.len());
+    ok_if(len != 0, EINVAL)?;
+    ok_if(len != name.len(), ENAMETOOLONG)?;
+    let name = &name[..len];
+    ok_if(
+        name != b"." && name != b".." && !name.contains(&b'/'),
+        EINVAL,
+    )
+}
+
+/// `hashlimit_mt_check{,_v1,_v2}` up to the rate checks: the table name, the
+/// timers, the size caps (revision 3 keeps the capped values in the rule, as the
+/// kernel checks its info in place; older revisions check a copy), masks and mode.
+fn hashlimit(rev: u8, family: u8, b: &mut [u8]) -> Result<(), i32> {
+    // (name length, offsets of mode, size, max, gc_interval, expire, srcmask)
+    let (name_len, mode, size, max, gc, expire, srcmask) = match rev {
+        1 => (16, 16, 28, 32, 36, 40, 44),
+        _ => (
+            255,
+            272,
+            276,
+            280,
+            284,
+            288,
+            if rev == 2 { 292 } else { 296 },
+        ),
+    };
+    check_proc_name(b.get(..name_len).unwrap_or(&[]))?;
+    ok_if(u32_at(b, gc) != 0 && u32_at(b, expire) != 0, EINVAL)?;
+    const MAX_SIZE: u32 = 1 << 20;
+    if rev == 3 {
+        for off in [size, max] {
+            if u32_at(b, off) > MAX_SIZE {
+                if let Some(field) = b.get_mut(off..off + 4) {
+                    field.copy_from_slice(&MAX_SIZE.to_ne_bytes());
+                }
+            }
+        }
+    }
+    let bits = if family == NFPROTO_IPV4 { 32 } else { 128 };
+    ok_if(
+        u8_at(b, srcmask) <= bits && u8_at(b, srcmask + 1) <= bits,
+        EINVAL,
+    )?;
+    // XT_HASHLIMIT_ALL.
+    ok_if(u32_at(b, mode) & !0x7f == 0, EINVAL)
+}
+
 /// NF_NAT_RANGE_MAP_IPS.
 const MAP_IPS: u32 = 1;
 
@@ -282,8 +362,9 @@ fn checkentry(ext: &Ext, cx: &CheckCx<'_>, b: &mut [u8]) -> Result<(), i32> {
         }
         (false, "addrtype") if ext.rev == 1 => {
             let (src, dst, flags) = (u16_at(b, 0), u16_at(b, 2), u32_at(b, 4));
-            const IN: u32 = 1;
-            const OUT: u32 = 2;
+            // XT_ADDRTYPE_LIMIT_IFACE_IN / _OUT (1 and 2 are the inversions).
+            const IN: u32 = 4;
+            const OUT: u32 = 8;
             ok_if(!(flags & IN != 0 && flags & OUT != 0), EINVAL)?;
             let pre_in = (1 << NF_INET_PRE_ROUTING) | (1 << NF_INET_LOCAL_IN);
             let post_out = (1 << NF_INET_POST_ROUTING) | (1 << NF_INET_LOCAL_OUT);
@@ -298,6 +379,69 @@ fn checkentry(ext: &Ext, cx: &CheckCx<'_>, b: &mut [u8]) -> Result<(), i32> {
             }
             Ok(())
         }
+        (false, "policy") => {
+            // `struct xt_policy_info`: four 76-byte elements, then flags and len.
+            let (flags, len) = (u16_at(b, 304), u16_at(b, 306));
+            const IN: u16 = 1;
+            const OUT: u16 = 2;
+            let pre_in = (1 << NF_INET_PRE_ROUTING) | (1 << NF_INET_LOCAL_IN);
+            let post_out = (1 << NF_INET_POST_ROUTING) | (1 << NF_INET_LOCAL_OUT);
+            ok_if(flags & (IN | OUT) != 0, EINVAL)?;
+            ok_if(!(cx.hook_mask & pre_in != 0 && flags & OUT != 0), EINVAL)?;
+            ok_if(!(cx.hook_mask & post_out != 0 && flags & IN != 0), EINVAL)?;
+            ok_if(len <= 4, EINVAL)
+        }
+        (false, "devgroup") => {
+            let flags = u32_at(b, 0);
+            const SRC: u32 = 1;
+            const DST: u32 = 4;
+            let src_hooks =
+                (1 << NF_INET_PRE_ROUTING) | (1 << NF_INET_LOCAL_IN) | (1 << NF_INET_FORWARD);
+            let dst_hooks =
+                (1 << NF_INET_FORWARD) | (1 << NF_INET_LOCAL_OUT) | (1 << NF_INET_POST_ROUTING);
+            ok_if(flags & !0x0f == 0, EINVAL)?;
+            ok_if(
+                !(flags & SRC != 0 && cx.hook_mask & !src_hooks != 0),
+                EINVAL,
+            )?;
+            ok_if(
+                !(flags & DST != 0 && cx.hook_mask & !dst_hooks != 0),
+                EINVAL,
+            )
+        }
+        (false, "ecn") => {
+            let (operation, invert) = (u8_at(b, 0), u8_at(b, 1));
+            const MATCH_MASK: u8 = 0xce;
+            const ECE_CWR: u8 = 0x10 | 0x20;
+            ok_if(
+                operation & MATCH_MASK == 0 && invert & MATCH_MASK == 0,
+                EINVAL,
+            )?;
+            ok_if(
+                !(operation & ECE_CWR != 0 && (cx.proto != IPPROTO_TCP || cx.inv)),
+                EINVAL,
+            )
+        }
+        (false, "recent") => {
+            let (seconds, hit_count, check_set) = (u32_at(b, 0), u32_at(b, 4), u8_at(b, 8));
+            const SET: u8 = 2;
+            const REMOVE: u8 = 8;
+            const ACTIONS: u8 = 1 | SET | 4 | REMOVE;
+            const MODIFIERS: u8 = 16 | 32;
+            const REAP: u8 = 32;
+            ok_if(check_set & !(ACTIONS | MODIFIERS) == 0, EINVAL)?;
+            ok_if((check_set & ACTIONS).count_ones() == 1, EINVAL)?;
+            ok_if(
+                !(check_set & (SET | REMOVE) != 0
+                    && (seconds != 0 || hit_count != 0 || check_set & MODIFIERS != 0)),
+                EINVAL,
+            )?;
+            ok_if(!(check_set & REAP != 0 && seconds == 0), EINVAL)?;
+            // XT_RECENT_MAX_NSTAMPS.
+            ok_if(hit_count < 65536, EINVAL)?;
+            check_proc_name(b.get(10..210).unwrap_or(&[]))
+        }
+        (false, "hashlimit") => hashlimit(ext.rev, fam, b),
         (false, "connbytes") => {
             ok_if(u8_at(b, 16) <= 2 && u8_at(b, 17) <= 2, EINVAL)?;
             ct_get(fam)
@@ -507,7 +651,8 @@ fn checkentry(ext: &Ext, cx: &CheckCx<'_>, b: &mut [u8]) -> Result<(), i32> {
             ok_if(cx.proto == IPPROTO_TCP && !cx.inv, EINVAL)?;
             ct_get(fam)
         }
-        (true, "CONNMARK" | "CONNSECMARK" | "CT") => ct_get(fam),
+        (true, "CONNMARK" | "CONNSECMARK") => ct_get(fam),
+        (true, "CT") => ct_target(ext.rev, cx, b),
         (true, "TPROXY") => ok_if(
             (cx.proto == IPPROTO_TCP || cx.proto == IPPROTO_UDP) && !cx.inv,
             EINVAL,

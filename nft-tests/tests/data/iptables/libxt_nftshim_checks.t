@@ -65,3 +65,31 @@
 -j MASQUERADE;;FAIL
 -p tcp -j REDIRECT --to-ports 8080;=;OK
 -j RETURN;=;OK
+*filter
+:INPUT
+-m addrtype --limit-iface-out --src-type LOCAL;;FAIL
+-m policy --dir out --pol none;;FAIL
+-m devgroup --dst-group 1;;FAIL
+-m hashlimit --hashlimit-upto 10/sec --hashlimit-name ..;;FAIL
+-m hashlimit --hashlimit-upto 10/sec --hashlimit-name .;;FAIL
+-m hashlimit --hashlimit-upto 10/sec --hashlimit-name a/b;;FAIL
+-m hashlimit --hashlimit-upto 5/sec --hashlimit-name big --hashlimit-htable-size 2000000 --hashlimit-htable-max 3000000;-m hashlimit --hashlimit-upto 5/sec --hashlimit-burst 5 --hashlimit-name big --hashlimit-htable-size 1048576 --hashlimit-htable-max 1048576;OK
+-m recent --rcheck --hitcount 65536 --name foo;;FAIL
+-m recent --rcheck --hitcount 65535 --name foo;-m recent --rcheck --hitcount 65535 --name foo --mask 255.255.255.255 --rsource;OK
+-m recent --set --name a/b;;FAIL
+-m recent --set --name ..;;FAIL
+-m ecn --ecn-tcp-cwr;;FAIL
+-p udp -m ecn --ecn-tcp-ece;;FAIL
+! -p tcp -m ecn --ecn-tcp-ece;;FAIL
+-p udp -m ecn --ecn-ip-ect 1;=;OK
+:OUTPUT
+-m devgroup --src-group 1;;FAIL
+:FORWARD
+-m devgroup --src-group 1 --dst-group 2;-m devgroup --src-group 0x1 --dst-group 0x2;OK
+*raw
+:PREROUTING
+-p udp -j CT --helper ftp;;FAIL
+-j CT --helper ftp;;FAIL
+-p tcp -j CT --helper nosuch;;FAIL
+-p tcp -j CT --timeout foo;;FAIL
+-j CT --timeout foo;;FAIL
