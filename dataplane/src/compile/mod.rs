@@ -13,6 +13,7 @@
 //!    It is rerun whenever the facts change.
 
 pub mod attach;
+pub mod maps;
 pub mod rule;
 pub mod sets;
 
@@ -373,7 +374,7 @@ pub fn check_rule(
         hook,
         base,
     };
-    rule::decompile_rule(&ctx, rule)
+    decompile_expanded(&ctx, rule)
         .map(drop)
         .map_err(|why| label(format!("rule (handle {}): {why}", rule.handle)))
 }
@@ -384,7 +385,7 @@ fn decompile_rules(
 ) -> Result<Vec<SymRule>, DataplaneError> {
     let mut rules = Vec::new();
     for (position, r) in chain.rules.iter().enumerate() {
-        let decompiled = rule::decompile_rule(ctx, r).map_err(|why| {
+        let refused = |why: String| {
             refuse(format!(
                 "table {} chain {}: rule {} (handle {}): {why}",
                 ctx.table.name,
@@ -392,12 +393,28 @@ fn decompile_rules(
                 position + 1,
                 r.handle
             ))
-        })?;
-        if let Some(d) = decompiled {
-            rules.push(d);
-        }
+        };
+        rules.extend(decompile_expanded(ctx, r).map_err(refused)?);
     }
     Ok(rules)
+}
+
+/// One rule's predicates: one rule, or one per element of the map it looks up.
+fn decompile_expanded(
+    ctx: &rule::ChainContext<'_>,
+    r: &nftshim_engine::view::Rule,
+) -> Result<Vec<SymRule>, String> {
+    let decompiled = match maps::expand_rule(ctx.view, ctx.table, r)? {
+        None => rule::decompile_rule(ctx, r)?.into_iter().collect(),
+        Some(expanded) => {
+            let mut out = Vec::new();
+            for e in &expanded {
+                out.extend(rule::decompile_rule(ctx, e)?);
+            }
+            out
+        }
+    };
+    Ok(decompiled)
 }
 
 /// Decompiles the regular chains `base` reaches through jumps and gotos, under its hook

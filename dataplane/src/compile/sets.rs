@@ -9,19 +9,33 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_proto::consts::*;
-use nftshim_engine::view::Set;
+use nftshim_engine::view::{ElemData, Set};
 
 /// An inclusive range of big-endian key bytes, both ends of the key's length.
 pub type ByteRange = (Vec<u8>, Vec<u8>);
 
 /// The key ranges of a constant set, or why it is not one.
 pub fn key_ranges(set: &Set, now_ms: Option<u64>) -> Result<Vec<ByteRange>, String> {
+    let _ = now_ms;
+    if set.flags & NFT_SET_MAP != 0 {
+        return Err(format!(
+            "set {}: a map used as a set is not supported by the eBPF data plane",
+            set.name
+        ));
+    }
+    let mut ranges: Vec<ByteRange> = element_ranges(set)?.into_iter().map(|(r, _)| r).collect();
+    ranges.sort();
+    Ok(ranges)
+}
+
+/// The elements of a constant set or map: each one's inclusive range of key bytes and,
+/// in a map, its data; or why the set is not constant.
+pub fn element_ranges(set: &Set) -> Result<Vec<(ByteRange, Option<&ElemData>)>, String> {
     let name = &set.name;
-    let unsupported =
-        NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL | NFT_SET_OBJECT | NFT_SET_CONCAT;
+    let unsupported = NFT_SET_TIMEOUT | NFT_SET_EVAL | NFT_SET_OBJECT | NFT_SET_CONCAT;
     if set.flags & unsupported != 0 {
         return Err(format!(
-            "set {name}: maps, dynamic, timeout, object and concatenated sets are not supported by the eBPF data plane"
+            "set {name}: dynamic, timeout, object and concatenated sets are not supported by the eBPF data plane"
         ));
     }
     if !set.exprs.is_empty() {
@@ -38,7 +52,6 @@ pub fn key_ranges(set: &Set, now_ms: Option<u64>) -> Result<Vec<ByteRange>, Stri
             return Err(format!("set {name}: catch-all elements are not supported"));
         }
         if e.timeout_ms != 0 || e.expires_at_ms.is_some() || !e.exprs.is_empty() {
-            let _ = now_ms;
             return Err(format!(
                 "set {name}: elements with timeouts or expressions are not supported"
             ));
@@ -52,25 +65,26 @@ pub fn key_ranges(set: &Set, now_ms: Option<u64>) -> Result<Vec<ByteRange>, Stri
                 key.len()
             ));
         }
+        let data = e.data.as_ref();
         if let Some(end) = &e.key_end {
             if end.len() != len {
                 return Err(format!("set {name}: element end of unexpected length"));
             }
-            ranges.push((key, end.clone()));
+            ranges.push(((key, end.clone()), data));
         } else if set.flags & NFT_SET_INTERVAL != 0 {
             if e.flags & NFT_SET_ELEM_INTERVAL_END != 0 {
                 ends.push(key);
             } else {
-                starts.push(key);
+                starts.push((key, data));
             }
         } else {
-            ranges.push((key.clone(), key));
+            ranges.push(((key.clone(), key), data));
         }
     }
     // Interval sets as nft sends them: each start is closed by the lowest end marker
     // above it (exclusive); a start without one runs to the top of the key space.
     ends.sort();
-    for start in starts {
+    for (start, data) in starts {
         let end = ends.iter().find(|e| **e > start);
         let last = match end {
             Some(e) => match decrement(e) {
@@ -80,10 +94,9 @@ pub fn key_ranges(set: &Set, now_ms: Option<u64>) -> Result<Vec<ByteRange>, Stri
             None => vec![0xff; len],
         };
         if last >= start {
-            ranges.push((start, last));
+            ranges.push(((start, last), data));
         }
     }
-    ranges.sort();
     Ok(ranges)
 }
 
