@@ -205,7 +205,6 @@ fn unsupported_constructs_are_refused_with_a_reason() {
     let cases = [
         ("c_log", "expression log"),
         ("c_ttl", "ip header field at offset 8"),
-        ("c_vmap", "verdict maps"),
         ("c_oif_in_input", "no output device"),
         ("c_nat", "type nat"),
         ("c_th", "without a protocol dependency"),
@@ -512,12 +511,11 @@ fn jump_goto_and_return_run_regular_chains() {
 }
 
 #[test]
-fn goto_and_return_in_base_chains_and_maps_in_targets_are_refused() {
+fn goto_and_return_in_base_chains_are_refused() {
     let state = fixture("jumps-refused");
     let cases = [
         ("c_goto", "verdict goto in a base chain"),
         ("c_return", "verdict return in a base chain"),
-        ("c_vmap_in_target", "verdict maps"),
     ];
     for (chain, why) in cases {
         let ns = only_chain(&state, chain);
@@ -581,4 +579,19 @@ fn an_accept_in_a_jumped_chain_counts_for_the_caller() {
         "{}",
         err.reason
     );
+}
+
+/// A verdict map becomes one rule per element, each with the element's verdict.
+#[test]
+fn verdict_maps_expand_to_one_rule_per_element() {
+    let state = fixture("refused");
+    let ns = only_chain(&state, "c_vmap");
+    let program = decompile(&ns.view()).expect("a vmap is enforced");
+    let rules = &program.chains[0].rules;
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(rules[0].action, nftshim_ebpf::ir::Action::Accept);
+    let state = fixture("jumps-refused");
+    let ns = only_chain(&state, "c_vmap_in_target");
+    let program = decompile(&ns.view()).expect("a vmap in a jump target is enforced");
+    assert!(!program.regular.is_empty(), "the jump target is compiled");
 }
