@@ -259,6 +259,10 @@ pub fn notifications(rs: &Ruleset, log: &[Trans], genid: u32) -> Vec<Notificatio
     let mut out = Vec::new();
     // Anonymous sets count in `table->use` until their own NEWSET is committed.
     let mut pending_anon: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+    let mut rule_positions: std::collections::HashMap<
+        (u64, u64),
+        std::collections::HashMap<u64, usize>,
+    > = std::collections::HashMap::new();
     for t in log {
         if let TransKind::NewSet {
             snapshot,
@@ -367,7 +371,16 @@ pub fn notifications(rs: &Ruleset, log: &[Trans], genid: u32) -> Vec<Notificatio
             } => {
                 if let Some(tab) = table {
                     if let Some(c) = tab.chains.iter().find(|c| c.handle == *chain) {
-                        let pos = c.rules.iter().position(|r| r.handle == *handle);
+                        // Positions by handle, once per chain: a batch of N rules would
+                        // otherwise search the chain N times.
+                        let index = rule_positions.entry((t.table, *chain)).or_insert_with(|| {
+                            c.rules
+                                .iter()
+                                .enumerate()
+                                .map(|(i, r)| (r.handle, i))
+                                .collect()
+                        });
+                        let pos = index.get(handle).copied();
                         let rule = pos.map(|p| &c.rules[p]).unwrap_or(snapshot);
                         // The kernel names the previous rule unless the new one is first or last.
                         let position = match pos {
