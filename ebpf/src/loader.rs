@@ -246,7 +246,8 @@ impl LoadedProgram {
         let mut loader = EbpfLoader::new();
         loader
             .override_global("cfg", &config, true)
-            .map_max_entries("vectors", entries.max(1))
+            .map_max_entries("vectors", size(chain.block_entries()))
+            .map_max_entries("vector_blocks", entries.max(1))
             .map_max_entries("rules", size(chain.rules.len()))
             .map_max_entries("chains", size(chain.chains.len()))
             .map_max_entries("rule_counters", size(chain.ncounters()))
@@ -513,11 +514,13 @@ fn map_data<'a>(
     ebpf.map_mut(name).ok_or(LoadError::Missing(name))
 }
 
-/// Writes the vector table; all-zero blocks are skipped (arrays start zeroed).
+/// Writes the vector table: its index, and its blocks but the all-zero ones (arrays
+/// start zeroed).
 fn fill_vectors(ebpf: &mut Ebpf, chain: &CompiledProgram) -> Result<(), LoadError> {
+    fill_array(ebpf, "vector_blocks", &chain.vector_blocks)?;
     let mut map: Array<&mut MapData, [u64; BLOCK_WORDS]> =
         Array::try_from(map_data(ebpf, "vectors")?).map_err(map_err("vectors"))?;
-    for (key, block) in chain.vectors.chunks_exact(BLOCK_WORDS).enumerate() {
+    for (key, block) in chain.blocks.chunks_exact(BLOCK_WORDS).enumerate() {
         if block.iter().all(|&w| w == 0) {
             continue;
         }

@@ -37,7 +37,7 @@ pub fn classify(program: &CompiledProgram, p: &PacketFields) -> Evaluation {
         .collect();
     let matches = |rule: usize| {
         ids.iter()
-            .all(|&id| program.vector(id)[rule / 64] & (1 << (rule % 64)) != 0)
+            .all(|&id| program.vector_bit(id, rule))
     };
 
     let mut base = scope.trailing_zeros() as usize;

@@ -3,9 +3,10 @@
  * field to a bit-vector with bit i set when rule i accepts that field value; the first
  * bit set in the AND of all dimensions' vectors is the first matching rule. The rules of
  * every chain of the program share one numbering, so one lookup per dimension serves
- * all chains: a chain is a range of bits. Vectors are stored once (deduplicated) in
- * `vectors`; the per-dimension maps only hold vector ids. The Rust builder
- * (src/maps.rs) computes all of it. */
+ * all chains: a chain is a range of bits. Vectors are stored as 4096-rule blocks, each
+ * distinct block once in `vectors`, with `vector_blocks` naming a vector's blocks; the
+ * per-dimension maps only hold vector ids. The Rust builder (src/maps) computes all
+ * of it. */
 #ifndef NFTSHIM_LBVS_H
 #define NFTSHIM_LBVS_H
 
@@ -36,13 +37,22 @@ struct ns_lpm6_key {
 	__u32 addr[4];
 };
 
-/* Vector table: entry (vector id * cfg.nblocks + b) holds rules 4096*b .. 4096*b+4095. */
+/* Distinct blocks of the vector table (block 0: all zeros). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
 	__type(value, struct ns_vblock);
 	__uint(max_entries, 1);
 } vectors SEC(".maps");
+
+/* Vector index: entry (vector id * cfg.nblocks + b) is the id in `vectors` of the block
+ * holding rules 4096*b .. 4096*b+4095 of that vector. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+} vector_blocks SEC(".maps");
 
 #define NS_LPM_MAP(name, keytype)                       \
 	struct {                                        \
@@ -224,7 +234,10 @@ NS_INLINE int ns_lookup_vectors(const struct pkt_ctx *p, __u32 ct_bit, int has_c
 	struct ns_vblock *vb##d = NULL;                                         \
 	if (NS_DIM_ON(d)) {                                                     \
 		__u32 key = ids[d] * cfg.nblocks + blk;                         \
-		vb##d = bpf_map_lookup_elem(&vectors, &key);                    \
+		__u32 *bid##d = bpf_map_lookup_elem(&vector_blocks, &key);      \
+		if (!bid##d)                                                    \
+			return -1;                                              \
+		vb##d = bpf_map_lookup_elem(&vectors, bid##d);                  \
 		if (!vb##d)                                                     \
 			return -1;                                              \
 	}

@@ -2,9 +2,7 @@
 //! dimensions, and each dimension's classes turned into deduplicated bit-vectors (see
 //! the [`super`] doc for the design).
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{Hash, Hasher};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
@@ -22,7 +20,10 @@ pub(super) struct Dimensions {
     pub absent: [u32; NDIMS],
     pub mark_mask: [u32; 2],
     pub ctmark_mask: u32,
-    pub vectors: Vec<u64>,
+    /// Distinct 4096-rule blocks (block 0 is all zeros) and, per vector and block,
+    /// the block's id: see [`super::CompiledProgram::blocks`].
+    pub blocks: Vec<u64>,
+    pub vector_blocks: Vec<u32>,
     pub saddr: LpmEntries,
     pub daddr: LpmEntries,
     pub l4proto: Vec<u32>,
@@ -117,7 +118,7 @@ pub(super) fn build(rules: &[&Rule], nblocks: usize) -> Result<Dimensions, Build
             *out = entries;
         }
     }
-    d.vectors = table.into_words();
+    (d.blocks, d.vector_blocks) = table.into_parts();
     Ok(d)
 }
 
@@ -418,7 +419,7 @@ fn build_array(
             }
         }
     }
-    let mut classes = ClassVectors::new(dim, table.words);
+    let mut classes = ClassVectors::new(dim, table.words());
     let mut array = vec![0u32; domain as usize + 1];
     for (i, pair) in cuts.windows(2).enumerate() {
         let kind = segments
@@ -448,7 +449,7 @@ fn build_lpm(dim: &DimPreds<AddrSet>, table: &mut VectorTable) -> (LpmEntries, u
                 .for_each(|n| by_net6.entry(*n).or_default().push(p)),
         }
     }
-    let mut classes = ClassVectors::new(dim, table.words);
+    let mut classes = ClassVectors::new(dim, table.words());
     let mut entries = LpmEntries::default();
     let mut nets4: Vec<Ipv4Net> = by_net4.keys().copied().collect();
     nets4.sort();
@@ -493,7 +494,7 @@ fn build_hash(dim: &DimPreds<Vec<u32>>, table: &mut VectorTable) -> (Vec<(u32, u
             by_value.entry(*v).or_default().push(p);
         }
     }
-    let mut classes = ClassVectors::new(dim, table.words);
+    let mut classes = ClassVectors::new(dim, table.words());
     let miss = table.intern(classes.present(KIND_V4, &[]));
     let mut values: Vec<u32> = by_value.keys().copied().collect();
     values.sort_unstable();
@@ -511,40 +512,63 @@ fn build_hash(dim: &DimPreds<Vec<u32>>, table: &mut VectorTable) -> (Vec<(u32, u
     (entries, miss, absent)
 }
 
-/// Deduplicated vectors, all `words` long, stored one after the other.
+/// Bit-vectors stored as 4096-rule blocks, each distinct block once: a rule set's
+/// vectors differ from each other in few blocks (a class's own rules), so storing whole
+/// vectors would cost classes x rules bits where this costs about classes x one block.
 struct VectorTable {
-    words: usize,
-    table: Vec<u64>,
-    by_hash: HashMap<u64, Vec<u32>>,
+    nblocks: usize,
+    /// Distinct blocks, `BLOCK_WORDS` words each; block 0 is all zeros.
+    blocks: Vec<u64>,
+    block_ids: HashMap<Box<[u64]>, u32>,
+    /// Per vector, its blocks' ids.
+    vector_blocks: Vec<u32>,
+    vector_ids: HashMap<Vec<u32>, u32>,
 }
 
 impl VectorTable {
     fn new(words: usize) -> Self {
-        VectorTable {
-            words,
-            table: Vec::new(),
-            by_hash: HashMap::new(),
-        }
+        let mut t = VectorTable {
+            nblocks: words / BLOCK_WORDS,
+            blocks: Vec::new(),
+            block_ids: HashMap::new(),
+            vector_blocks: Vec::new(),
+            vector_ids: HashMap::new(),
+        };
+        t.intern_block(&[0; BLOCK_WORDS]);
+        t
     }
 
-    fn intern(&mut self, v: Vec<u64>) -> u32 {
-        debug_assert_eq!(v.len(), self.words);
-        let mut h = DefaultHasher::new();
-        v.hash(&mut h);
-        let ids = self.by_hash.entry(h.finish()).or_default();
-        for &id in ids.iter() {
-            let at = id as usize * self.words;
-            if self.table[at..at + self.words] == v[..] {
-                return id;
-            }
+    /// Words of one whole vector.
+    fn words(&self) -> usize {
+        self.nblocks * BLOCK_WORDS
+    }
+
+    fn intern_block(&mut self, block: &[u64]) -> u32 {
+        if let Some(&id) = self.block_ids.get(block) {
+            return id;
         }
-        let id = (self.table.len() / self.words) as u32;
-        self.table.extend_from_slice(&v);
-        ids.push(id);
+        let id = (self.blocks.len() / BLOCK_WORDS) as u32;
+        self.blocks.extend_from_slice(block);
+        self.block_ids.insert(block.into(), id);
         id
     }
 
-    fn into_words(self) -> Vec<u64> {
-        self.table
+    fn intern(&mut self, v: Vec<u64>) -> u32 {
+        debug_assert_eq!(v.len(), self.nblocks * BLOCK_WORDS);
+        let ids: Vec<u32> = v
+            .chunks_exact(BLOCK_WORDS)
+            .map(|b| self.intern_block(b))
+            .collect();
+        if let Some(&id) = self.vector_ids.get(&ids) {
+            return id;
+        }
+        let id = (self.vector_blocks.len() / self.nblocks.max(1)) as u32;
+        self.vector_blocks.extend_from_slice(&ids);
+        self.vector_ids.insert(ids, id);
+        id
+    }
+
+    fn into_parts(self) -> (Vec<u64>, Vec<u32>) {
+        (self.blocks, self.vector_blocks)
     }
 }

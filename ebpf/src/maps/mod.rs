@@ -210,9 +210,11 @@ pub struct LpmEntries {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompiledProgram {
     pub config: BpfConfig,
-    /// The vector table: `nblocks * 64` words per vector, vector after vector, so map
-    /// entry `k` of `vectors` is words `64k .. 64k + 64`.
-    pub vectors: Vec<u64>,
+    /// The vector table, as distinct 4096-rule blocks of 64 words (map `vectors`;
+    /// block 0 is all zeros) and, for entry `vector id * nblocks + block` (map
+    /// `vector_blocks`), the id of that block of that vector.
+    pub blocks: Vec<u64>,
+    pub vector_blocks: Vec<u32>,
     pub saddr: LpmEntries,
     pub daddr: LpmEntries,
     /// Array contents, indexed by value (last entry: field absent).
@@ -257,9 +259,14 @@ impl CompiledProgram {
         self.nrules() + self.config.nbase as usize
     }
 
-    /// Entries of the vector table map (vectors × blocks).
+    /// Entries of the vector index (vectors × blocks).
     pub fn vector_entries(&self) -> usize {
-        self.vectors.len() / BLOCK_WORDS
+        self.vector_blocks.len()
+    }
+
+    /// Distinct blocks stored.
+    pub fn block_entries(&self) -> usize {
+        self.blocks.len() / BLOCK_WORDS
     }
 
     /// Distinct bit-vectors after deduplication.
@@ -271,10 +278,11 @@ impl CompiledProgram {
         self.config.dims & dim.bit() != 0
     }
 
-    /// The words of vector `id`.
-    pub fn vector(&self, id: u32) -> &[u64] {
-        let words = self.config.nblocks as usize * BLOCK_WORDS;
-        &self.vectors[id as usize * words..(id as usize + 1) * words]
+    /// Whether vector `id` has the bit of `rule`.
+    pub fn vector_bit(&self, id: u32, rule: usize) -> bool {
+        let nblocks = self.config.nblocks as usize;
+        let block = self.vector_blocks[id as usize * nblocks + rule / 4096] as usize;
+        self.blocks[block * BLOCK_WORDS + (rule % 4096) / 64] & (1 << (rule % 64)) != 0
     }
 }
 
@@ -345,7 +353,8 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
     };
     Ok(CompiledProgram {
         config,
-        vectors: dims.vectors,
+        blocks: dims.blocks,
+        vector_blocks: dims.vector_blocks,
         saddr: dims.saddr,
         daddr: dims.daddr,
         l4proto: dims.l4proto,
@@ -388,7 +397,7 @@ mod tests {
     /// The rule indexes set in vector `id`.
     fn rules_in(c: &CompiledChain, id: u32) -> Vec<usize> {
         (0..c.nrules())
-            .filter(|&r| c.vector(id)[r / 64] & (1 << (r % 64)) != 0)
+            .filter(|&r| c.vector_bit(id, r))
             .collect()
     }
 
@@ -501,7 +510,7 @@ mod tests {
         let c = compile(&chain(rules)).unwrap();
         // In range: all rules; outside or absent: none.
         assert_eq!(c.distinct_vectors(), 2);
-        assert_eq!(c.vectors.len(), 2 * BLOCK_WORDS);
+        assert_eq!(c.vector_entries(), 2);
     }
 
     #[test]
