@@ -518,14 +518,21 @@ fn map_data<'a>(
 /// start zeroed).
 fn fill_vectors(ebpf: &mut Ebpf, chain: &CompiledProgram) -> Result<(), LoadError> {
     fill_array(ebpf, "vector_blocks", &chain.vector_blocks)?;
-    let mut map: Array<&mut MapData, [u64; BLOCK_WORDS]> =
+    // `struct ns_vblock`: the words, then the mask of the words that are not zero.
+    let mut map: Array<&mut MapData, [u64; BLOCK_WORDS + 1]> =
         Array::try_from(map_data(ebpf, "vectors")?).map_err(map_err("vectors"))?;
     for (key, block) in chain.blocks.chunks_exact(BLOCK_WORDS).enumerate() {
         if block.iter().all(|&w| w == 0) {
             continue;
         }
-        let block: [u64; BLOCK_WORDS] = block.try_into().expect("chunks_exact");
-        map.set(key as u32, block, 0).map_err(map_err("vectors"))?;
+        let mut value = [0u64; BLOCK_WORDS + 1];
+        value[..BLOCK_WORDS].copy_from_slice(block);
+        value[BLOCK_WORDS] = block
+            .iter()
+            .enumerate()
+            .filter(|(_, &w)| w != 0)
+            .fold(0, |acc, (i, _)| acc | 1 << i);
+        map.set(key as u32, value, 0).map_err(map_err("vectors"))?;
     }
     Ok(())
 }

@@ -35,10 +35,7 @@ pub fn classify(program: &CompiledProgram, p: &PacketFields) -> Evaluation {
         .filter(|d| program.uses(**d))
         .map(|d| vector_id(program, *d, p))
         .collect();
-    let matches = |rule: usize| {
-        ids.iter()
-            .all(|&id| program.vector_bit(id, rule))
-    };
+    let matches = |rule: usize| ids.iter().all(|&id| program.vector_bit(id, rule));
 
     let mut base = scope.trailing_zeros() as usize;
     let mut chain = base;

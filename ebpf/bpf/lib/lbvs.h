@@ -22,9 +22,12 @@
 #define NS_ICMP_ABSENT 512
 #define NS_CTSTATE_VALUES 8 /* ct state bit numbers 0..7 */
 
-/* 4096 bits of one bit-vector. */
+/* 4096 bits of one bit-vector, and which of its words are not zero: the scan ANDs
+ * these first and reads only the words every dimension has bits in, so a block where
+ * no rule can match costs one AND per dimension, not 64. */
 struct ns_vblock {
 	__u64 w[VBLOCK_WORDS];
+	__u64 nonzero;
 };
 
 struct ns_lpm4_key {
@@ -246,6 +249,10 @@ NS_INLINE int ns_lookup_vectors(const struct pkt_ctx *p, __u32 ct_bit, int has_c
 	if (dims & (1u << (d)))         \
 		w &= vb##d->w[word];
 
+#define NS_AND_NONZERO(d)               \
+	if (dims & (1u << (d)))         \
+		cand &= vb##d->nonzero;
+
 /* The first rule in [pos, end) whose bit is set in every dimension's vector, looking
  * only inside the 4096-rule block holding pos. Returns the rule, NS_SCAN_NEXT_BLOCK
  * when none is in this block (the caller goes on at the next block if that is before
@@ -273,9 +280,10 @@ NS_INLINE int ns_scan_block(const __u32 *ids, __u32 pos, __u32 end)
 
 	/* Read once: a volatile read per word and dimension costs more than the AND. */
 	__u32 dims = cfg.dims;
-	/* Stop at the word holding end - 1 and mask the rules from end on: they belong
-	 * to the chains after this one. */
+	/* Words [first, tend) of this block, the last one masked at end - 1: the rules
+	 * from end on belong to the chains after this one. */
 	__u32 last = end - 1;
+	__u64 first = (pos >> 6) & (VBLOCK_WORDS - 1);
 	__u64 tend = VBLOCK_WORDS;
 	__u64 last_mask = ~0ULL;
 	if (blk == last >> VBLOCK_SHIFT) {
@@ -283,16 +291,34 @@ NS_INLINE int ns_scan_block(const __u32 *ids, __u32 pos, __u32 end)
 		if ((last & 63) != 63)
 			last_mask = (1ULL << ((last & 63) + 1)) - 1;
 	}
-	__u64 mask = ~0ULL << (pos & 63);
-	for (__u64 t = (pos >> 6) & (VBLOCK_WORDS - 1); t < VBLOCK_WORDS; t++) {
-		if (t >= tend)
+	/* Candidate words: non-zero in every dimension, within [first, tend). */
+	__u64 cand = ~0ULL << first;
+	if (tend < VBLOCK_WORDS)
+		cand &= (1ULL << tend) - 1;
+	NS_AND_NONZERO(0)
+	NS_AND_NONZERO(1)
+	NS_AND_NONZERO(2)
+	NS_AND_NONZERO(3)
+	NS_AND_NONZERO(4)
+	NS_AND_NONZERO(5)
+	NS_AND_NONZERO(6)
+	NS_AND_NONZERO(7)
+	NS_AND_NONZERO(8)
+	NS_AND_NONZERO(9)
+	NS_AND_NONZERO(10)
+	NS_AND_NONZERO(11)
+	for (int i = 0; i < VBLOCK_WORDS; i++) {
+		if (!cand)
 			break;
+		__u64 t = ns_lowest_bit(cand);
+		cand &= cand - 1;
 		/* Hidden from clang: otherwise it turns vb->w[t] into pointers advanced
 		 * from a variable start, whose bounds the verifier loses. */
-		__u64 word = t;
+		__u64 word = t & (VBLOCK_WORDS - 1);
 		asm volatile("" : "+r"(word));
-		__u64 w = mask;
-		mask = ~0ULL;
+		__u64 w = ~0ULL;
+		if (t == first)
+			w = ~0ULL << (pos & 63);
 		if (t + 1 == tend)
 			w &= last_mask;
 		NS_AND_WORD(0)
@@ -308,7 +334,7 @@ NS_INLINE int ns_scan_block(const __u32 *ids, __u32 pos, __u32 end)
 		NS_AND_WORD(10)
 		NS_AND_WORD(11)
 		if (w)
-			return (blk << VBLOCK_SHIFT) | ((__u32)t << 6) | ns_lowest_bit(w);
+			return (blk << VBLOCK_SHIFT) | ((__u32)word << 6) | ns_lowest_bit(w);
 	}
 	return NS_SCAN_NEXT_BLOCK;
 }

@@ -396,9 +396,7 @@ mod tests {
 
     /// The rule indexes set in vector `id`.
     fn rules_in(c: &CompiledChain, id: u32) -> Vec<usize> {
-        (0..c.nrules())
-            .filter(|&r| c.vector_bit(id, r))
-            .collect()
+        (0..c.nrules()).filter(|&r| c.vector_bit(id, r)).collect()
     }
 
     fn v4(c: &CompiledChain, net: &str) -> Vec<usize> {
