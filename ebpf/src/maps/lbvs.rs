@@ -515,14 +515,16 @@ fn build_hash(dim: &DimPreds<Vec<u32>>, table: &mut VectorTable) -> (Vec<(u32, u
 /// Bit-vectors stored as 4096-rule blocks, each distinct block once: a rule set's
 /// vectors differ from each other in few blocks (a class's own rules), so storing whole
 /// vectors would cost classes x rules bits where this costs about classes x one block.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 struct VectorTable {
     nblocks: usize,
     /// Distinct blocks, `BLOCK_WORDS` words each; block 0 is all zeros.
     blocks: Vec<u64>,
-    block_ids: HashMap<Box<[u64]>, u32>,
+    block_ids: FastMap<Box<[u64]>, u32>,
     /// Per vector, its blocks' ids.
     vector_blocks: Vec<u32>,
-    vector_ids: HashMap<Vec<u32>, u32>,
+    vector_ids: FastMap<Vec<u32>, u32>,
 }
 
 impl VectorTable {
@@ -530,9 +532,9 @@ impl VectorTable {
         let mut t = VectorTable {
             nblocks: words / BLOCK_WORDS,
             blocks: Vec::new(),
-            block_ids: HashMap::new(),
+            block_ids: FastMap::default(),
             vector_blocks: Vec::new(),
-            vector_ids: HashMap::new(),
+            vector_ids: FastMap::default(),
         };
         t.intern_block(&[0; BLOCK_WORDS]);
         t
@@ -544,6 +546,10 @@ impl VectorTable {
     }
 
     fn intern_block(&mut self, block: &[u64]) -> u32 {
+        // Most blocks of a large ruleset's vectors are empty.
+        if !self.blocks.is_empty() && block.iter().all(|&w| w == 0) {
+            return 0;
+        }
         if let Some(&id) = self.block_ids.get(block) {
             return id;
         }
