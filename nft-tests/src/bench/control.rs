@@ -1,0 +1,200 @@
+//! Control-plane cost, measured as the user sees it: the wall-clock time of the real
+//! `nft` process (start to exit) against the kernel or through the interposer.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+
+use super::ruleset::{probe_rule, traffic_drop_rule, CHAIN, TABLE};
+use super::sender::Sender;
+use super::stats::{summarize, Summary};
+use super::topology::Topology;
+use crate::nft::{command_in, run, CmdOutput, Target};
+
+/// Longest a single `nft` run may take (50,000 rules at once included).
+const NFT_LIMIT: Duration = Duration::from_secs(600);
+
+/// Who enforces the receiver's ruleset.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    pub label: &'static str,
+    pub target: Target,
+    pub netns: String,
+}
+
+impl Backend {
+    fn nft<S: AsRef<OsStr>>(&self, args: &[S]) -> (CmdOutput, Duration) {
+        let cmd = command_in(&self.netns, &self.target, OsStr::new("nft"), args);
+        let start = Instant::now();
+        let out = run(cmd, None, NFT_LIMIT);
+        (out, start.elapsed())
+    }
+
+    fn nft_ok<S: AsRef<OsStr>>(&self, args: &[S]) -> anyhow::Result<(CmdOutput, Duration)> {
+        let (out, took) = self.nft(args);
+        if !out.success() {
+            let shown: Vec<String> = args
+                .iter()
+                .map(|a| a.as_ref().to_string_lossy().into_owned())
+                .collect();
+            bail!(
+                "{}: `nft {}` failed ({}): {}",
+                self.label,
+                shown.join(" "),
+                out.exit,
+                first_error(&out.stderr)
+            );
+        }
+        Ok((out, took))
+    }
+
+    /// `nft -f FILE`: its wall-clock time.
+    pub fn load(&self, file: &Path) -> anyhow::Result<Duration> {
+        Ok(self.nft_ok(&[OsStr::new("-f"), file.as_os_str()])?.1)
+    }
+
+    pub fn flush(&self) -> anyhow::Result<()> {
+        self.nft_ok(&["flush", "ruleset"]).map(|_| ())
+    }
+
+    /// `nft -e -a add rule ... RULE`: the new rule's handle and the time taken.
+    fn add(&self, rule: &str) -> anyhow::Result<(u64, Duration)> {
+        let (out, took) = self.nft_ok(&["-e", "-a", "add", "rule", "inet", TABLE, CHAIN, rule])?;
+        let handle = echoed_handle(&out.stdout)
+            .ok_or_else(|| anyhow!("{}: no handle echoed in {:?}", self.label, out.stdout))?;
+        Ok((handle, took))
+    }
+
+    fn delete(&self, handle: u64) -> anyhow::Result<Duration> {
+        let handle = handle.to_string();
+        Ok(self
+            .nft_ok(&["delete", "rule", "inet", TABLE, CHAIN, "handle", &handle])?
+            .1)
+    }
+
+    /// `runs` times: add one rule at the end of the chain, then delete it again.
+    pub fn add_delete(&self, runs: usize) -> anyhow::Result<(Summary, Summary)> {
+        let rule = probe_rule();
+        let (mut adds, mut deletes) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let (handle, took) = self.add(&rule)?;
+            adds.push(took);
+            deletes.push(self.delete(handle)?);
+        }
+        match (summarize(&adds), summarize(&deletes)) {
+            (Some(a), Some(d)) => Ok((a, d)),
+            _ => bail!("no runs"),
+        }
+    }
+}
+
+/// How long a rule took to act on traffic.
+#[derive(Clone, Copy, Debug)]
+pub struct Effect {
+    /// From starting `nft add rule` until its process exited.
+    pub command: Duration,
+    /// From starting it until the last packet the filter let through was counted.
+    pub effect: Duration,
+}
+
+/// Sends traffic at a steady rate, adds a rule that drops it, and watches the
+/// receiver's counter until it stops. The rule is deleted again afterwards.
+pub fn time_to_effect(backend: &Backend, topo: &mut Topology) -> anyhow::Result<Effect> {
+    const GAP: Duration = Duration::from_micros(20);
+    const POLL: Duration = Duration::from_micros(200);
+    // The counter must stand still this long for the rule to count as in force.
+    const QUIET: Duration = Duration::from_millis(300);
+    const GIVE_UP: Duration = Duration::from_secs(120);
+    let mut sender = Sender::start(topo, Some(GAP))?;
+    std::thread::sleep(Duration::from_millis(300));
+    sender.check_running()?;
+    let before = topo.delivered()?;
+    std::thread::sleep(Duration::from_millis(100));
+    if topo.delivered()? == before {
+        bail!(
+            "{}: no traffic arrives before the rule is added",
+            backend.label
+        );
+    }
+    let rule = traffic_drop_rule();
+    let b = backend.clone();
+    let start = Instant::now();
+    let mut adder = Some(std::thread::spawn(move || {
+        let r = b.add(&rule);
+        (r, start.elapsed())
+    }));
+    let mut last = topo.delivered()?;
+    let mut last_change = Duration::ZERO;
+    let mut added: Option<(anyhow::Result<(u64, Duration)>, Duration)> = None;
+    loop {
+        std::thread::sleep(POLL);
+        let now = topo.delivered()?;
+        let t = start.elapsed();
+        if now != last {
+            last = now;
+            last_change = t;
+        }
+        if adder.as_ref().is_some_and(|a| a.is_finished()) {
+            let joined = adder.take().map(|a| a.join());
+            added = match joined {
+                Some(Ok(result)) => Some(result),
+                _ => bail!("{}: the nft thread panicked", backend.label),
+            };
+        }
+        if added.is_some() && t.saturating_sub(last_change) >= QUIET || t > GIVE_UP {
+            break;
+        }
+    }
+    drop(sender);
+    let Some((result, command)) = added else {
+        bail!(
+            "{}: `nft add rule` did not finish within {GIVE_UP:?}",
+            backend.label
+        );
+    };
+    let (handle, _) = result?;
+    backend.delete(handle)?;
+    if start.elapsed() > GIVE_UP {
+        bail!(
+            "{}: the drop rule did not stop the traffic within {GIVE_UP:?}",
+            backend.label
+        );
+    }
+    Ok(Effect {
+        command,
+        effect: last_change,
+    })
+}
+
+/// The handle in `nft -e -a` output: `... # handle 42`.
+pub fn echoed_handle(stdout: &str) -> Option<u64> {
+    stdout
+        .lines()
+        .filter_map(|l| l.rsplit_once("# handle "))
+        .filter_map(|(_, h)| h.trim().parse().ok())
+        .last()
+}
+
+/// The first line that says what went wrong.
+fn first_error(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find(|l| l.contains("Error"))
+        .or_else(|| stderr.lines().next())
+        .unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handle_from_echo() {
+        let out =
+            "add rule inet bench input ip saddr 203.0.113.7 tcp dport 4444 drop # handle 1234\n";
+        assert_eq!(echoed_handle(out), Some(1234));
+        assert_eq!(echoed_handle("nothing\n"), None);
+    }
+}
