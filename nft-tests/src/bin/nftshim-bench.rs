@@ -31,10 +31,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let command = std::iter::once("nftshim-bench".to_string())
-        .chain(std::env::args().skip(1))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
     let mut config = if args.quick {
         Config::quick()
     } else {
