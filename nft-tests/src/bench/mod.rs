@@ -41,9 +41,11 @@ use topology::Topology;
 pub struct Config {
     pub sizes: Vec<usize>,
     pub quick: bool,
-    /// Throughput: time before counting, and the counting window.
+    /// Throughput: time before counting, the counting window, and how many windows
+    /// (the best counts).
     pub warmup: Duration,
     pub window: Duration,
+    pub windows: usize,
     /// Test runs: repetitions per BPF_PROG_TEST_RUN, and rounds (the best is kept).
     pub repeat: u32,
     pub rounds: usize,
@@ -56,6 +58,7 @@ impl Config {
             quick: true,
             warmup: Duration::from_millis(200),
             window: Duration::from_millis(300),
+            windows: 1,
             repeat: 10_000,
             rounds: 3,
         }
@@ -67,7 +70,8 @@ impl Config {
             sizes: vec![1, 10, 100, 1_000, 10_000, 50_000],
             quick: false,
             warmup: Duration::from_millis(500),
-            window: Duration::from_secs(2),
+            window: Duration::from_secs(1),
+            windows: 3,
             repeat: 100_000,
             rounds: 5,
         }
@@ -75,14 +79,14 @@ impl Config {
 
     /// Runs of `nft add rule` + `nft delete rule` at size `n`: fewer at big sizes,
     /// where nftshimd recompiles the whole program for each, so that a full run stays
-    /// under 20 minutes (nftshimd
-    /// took about 5 s per change at 10,000 rules when this was written).
+    /// within bounds (nftshimd took 5–9 s
+    /// per change at 10,000 rules and minutes at 50,000 when this was written).
     pub fn add_delete_runs(&self, n: usize) -> usize {
         match (self.quick, n) {
             (true, _) => 3,
             (false, 0..=1_000) => 30,
             (false, 1_001..=10_000) => 10,
-            _ => 3,
+            _ => 1,
         }
     }
 }
@@ -146,6 +150,17 @@ pub struct Report {
     /// Measurements that failed, with why.
     pub errors: Vec<String>,
     pub elapsed: Duration,
+    /// /proc/loadavg (1, 5, 15 min) at the start and at the end: how busy the machine
+    /// was with other work.
+    pub load_start: String,
+    pub load_end: String,
+}
+
+/// The three load averages from /proc/loadavg.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Records a failed measurement and goes on.
@@ -178,6 +193,7 @@ fn probe_conntrack(shim: &Backend, dir: &Path) -> anyhow::Result<Result<(), Stri
 /// Runs every measurement at every size. Progress goes to stderr.
 pub fn run(config: &Config, bins: &Binaries, command: String) -> anyhow::Result<Report> {
     let started = Instant::now();
+    let load_start = load_average();
     crate::cleanup::install_signal_cleanup();
     let mut topo = Topology::create().context("creating the namespaces")?;
     let daemon = Daemon::start(&bins.nftshimd, "ebpf")?;
@@ -240,7 +256,7 @@ pub fn run(config: &Config, bins: &Binaries, command: String) -> anyhow::Result<
             side.pps = keep(
                 &mut errors,
                 what("throughput"),
-                throughput::measure(&mut topo, config.warmup, config.window),
+                throughput::measure(&mut topo, config.warmup, config.window, config.windows),
             );
             eprintln!("  {label}: {:?} pps", side.pps.map(|p| p.round()));
             if label == "nftshim" {
@@ -305,7 +321,7 @@ pub fn run(config: &Config, bins: &Binaries, command: String) -> anyhow::Result<
         result.ceiling_pps = keep(
             &mut errors,
             format!("N={n} ceiling throughput"),
-            throughput::measure(&mut topo, config.warmup, config.window),
+            throughput::measure(&mut topo, config.warmup, config.window, config.windows),
         );
         eprintln!("  ceiling: {:?} pps", result.ceiling_pps.map(|p| p.round()));
         sizes.push(result);
@@ -320,5 +336,7 @@ pub fn run(config: &Config, bins: &Binaries, command: String) -> anyhow::Result<
         sizes,
         errors,
         elapsed: started.elapsed(),
+        load_start,
+        load_end: load_average(),
     })
 }

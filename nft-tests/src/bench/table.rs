@@ -179,7 +179,18 @@ pub fn render(report: &Report, date: &str) -> String {
         "- Machine: {} CPUs ({}), kernel {}.",
         m.cpus, m.cpu_model, m.kernel
     );
-    let _ = writeln!(s, "- Command: `{}`", report.command);
+    let _ = writeln!(
+        s,
+        "- Load average (1, 5, 15 min) at the start: {}; at the end: {} (above the CPU \
+         count, other work competed with the benchmark).",
+        report.load_start, report.load_end
+    );
+    let _ = writeln!(
+        s,
+        "- Command: `{}` (as root, after `cargo build --release --workspace`; \
+         trafgen from netsniff-ng, which scripts/setup.sh installs).",
+        report.command
+    );
     let _ = writeln!(
         s,
         "- Ruleset: `table inet bench`, one input chain, policy accept, N generated rules \
@@ -246,8 +257,9 @@ pub fn render(report: &Report, date: &str) -> String {
         s,
         "trafgen (one CPU) sends 60-byte UDP frames of 8 flows over a veth pair into the \
          receiving namespace; packets per second that reach UDP there (`Ip: InDelivers`, \
-         counted after the kernel's input hook and after TC ingress alike), and the ratio \
-         to the unfiltered ceiling measured at the same size.\n"
+         counted after the kernel's input hook and after TC ingress alike), the best of \
+         the counting windows (other work on the machine only lowers a window), and the \
+         ratio to the unfiltered ceiling measured at the same size.\n"
     );
     let _ = writeln!(
         s,
@@ -389,6 +401,8 @@ mod tests {
             sizes,
             errors: vec!["N=1 kernel flush: boom".into()],
             elapsed: Duration::from_secs(60),
+            load_start: "0.10 0.20 0.30".into(),
+            load_end: "1.00 2.00 3.00".into(),
         }
     }
 
@@ -438,6 +452,7 @@ mod tests {
         let r = report(vec![size(10, 100, 400_000.0, 450_000.0)]);
         let doc = render(&r, "2026-11-26");
         assert!(doc.contains("- Machine: 2 CPUs (Test CPU), kernel 6.18."));
+        assert!(doc.contains("at the start: 0.10 0.20 0.30; at the end: 1.00 2.00 3.00"));
         assert!(doc.contains("| 10 | 100 ns | – | – |"));
         assert!(doc.contains("| 10 | 500,000 | 400,000 | 0.80× | 450,000 | 0.90× | 1.12× |"));
         assert!(doc.contains("| 20.0 ms / 40.0 ms |") || doc.contains("| 20 ms / 40 ms |"));
