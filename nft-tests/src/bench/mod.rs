@@ -190,8 +190,15 @@ fn probe_conntrack(shim: &Backend, dir: &Path) -> anyhow::Result<Result<(), Stri
     Ok(result)
 }
 
-/// Runs every measurement at every size. Progress goes to stderr.
-pub fn run(config: &Config, bins: &Binaries, command: String) -> anyhow::Result<Report> {
+/// Runs every measurement at every size. Progress goes to stderr; `after_each` gets
+/// the report so far after each size (so that a long run interrupted late still
+/// leaves its results).
+pub fn run(
+    config: &Config,
+    bins: &Binaries,
+    command: String,
+    mut after_each: impl FnMut(&Report),
+) -> anyhow::Result<Report> {
     let started = Instant::now();
     let load_start = load_average();
     crate::cleanup::install_signal_cleanup();
@@ -325,6 +332,17 @@ pub fn run(config: &Config, bins: &Binaries, command: String) -> anyhow::Result<
         );
         eprintln!("  ceiling: {:?} pps", result.ceiling_pps.map(|p| p.round()));
         sizes.push(result);
+        after_each(&Report {
+            machine: Machine::probe(),
+            command: command.clone(),
+            quick: config.quick,
+            conntrack: conntrack.clone(),
+            sizes: sizes.clone(),
+            errors: errors.clone(),
+            elapsed: started.elapsed(),
+            load_start: load_start.clone(),
+            load_end: load_average(),
+        });
     }
     drop(daemon);
     drop(topo);

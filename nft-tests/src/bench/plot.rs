@@ -34,6 +34,32 @@ fn series(
     }
 }
 
+/// An axis label: 3 significant digits at most, with k/M for thousands and millions.
+pub fn short(v: f64) -> String {
+    let (scaled, suffix) = if v >= 1e6 {
+        (v / 1e6, "M")
+    } else if v >= 1e3 {
+        (v / 1e3, "k")
+    } else {
+        (v, "")
+    };
+    let digits = if scaled >= 100.0 || scaled.fract() == 0.0 {
+        0
+    } else if scaled >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let text = format!("{scaled:.digits$}");
+    // 2.50 -> 2.5, 2.00 -> 2
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    };
+    format!("{text}{suffix}")
+}
+
 /// A log-log line chart of `lines` into `path`.
 fn draw(path: &Path, title: &str, y_desc: &str, lines: &[Series]) -> anyhow::Result<()> {
     let all: Vec<(f64, f64)> = lines.iter().flat_map(|s| s.points.clone()).collect();
@@ -57,8 +83,8 @@ fn draw(path: &Path, title: &str, y_desc: &str, lines: &[Series]) -> anyhow::Res
         .configure_mesh()
         .x_desc("rules (N)")
         .y_desc(y_desc)
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.3e}"))
+        .x_label_formatter(&|x| short(*x))
+        .y_label_formatter(&|y| short(*y))
         .draw()
         .map_err(e)?;
     for s in lines.iter().filter(|s| !s.points.is_empty()) {
@@ -140,4 +166,20 @@ pub fn write_all(report: &Report, dir: &Path) -> anyhow::Result<()> {
         ],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short;
+
+    #[test]
+    fn axis_labels_are_short() {
+        assert_eq!(short(1.0), "1");
+        assert_eq!(short(250.0), "250");
+        assert_eq!(short(2500.0), "2.5k");
+        assert_eq!(short(10_000.0), "10k");
+        assert_eq!(short(123_456.0), "123k");
+        assert_eq!(short(1_500_000.0), "1.5M");
+        assert_eq!(short(0.25), "0.25");
+    }
 }

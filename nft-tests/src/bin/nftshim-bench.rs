@@ -45,16 +45,26 @@ fn main() -> anyhow::Result<()> {
         .out_dir
         .unwrap_or_else(|| PathBuf::from(if args.quick { "target/bench" } else { "docs" }));
     std::fs::create_dir_all(&out_dir)?;
-    let report = bench::run(&config, &bins, command)?;
-    let date = std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let doc = bench::table::render(&report, &date);
+    let date = || {
+        std::process::Command::new("date")
+            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
     let md = out_dir.join("benchmarks.md");
-    std::fs::write(&md, &doc)?;
-    bench::plot::write_all(&report, &out_dir)?;
+    let write = |report: &bench::Report| -> anyhow::Result<String> {
+        let doc = bench::table::render(report, &date());
+        std::fs::write(&md, &doc)?;
+        bench::plot::write_all(report, &out_dir)?;
+        Ok(doc)
+    };
+    let report = bench::run(&config, &bins, command, |partial| {
+        if let Err(e) = write(partial) {
+            eprintln!("warning: writing the partial report: {e:#}");
+        }
+    })?;
+    let doc = write(&report)?;
     println!("{doc}");
     eprintln!("wrote {} and its plots", md.display());
     if !report.errors.is_empty() {
