@@ -178,9 +178,9 @@ pub fn time_to_effect(backend: &Backend, topo: &mut Topology) -> anyhow::Result<
 pub fn last_listed_handle(stdout: &str) -> Option<u64> {
     stdout
         .lines()
+        .rev()
         .filter_map(|l| l.rsplit_once("# handle "))
-        .filter_map(|(_, h)| h.trim().parse().ok())
-        .last()
+        .find_map(|(_, h)| h.trim().parse().ok())
 }
 
 /// The first line that says what went wrong.

@@ -28,7 +28,7 @@ pub fn summarize(sample: &[Duration]) -> Option<Summary> {
     sorted.sort();
     // The median of an even sample is the mean of the middle two.
     let mid = sorted.len() / 2;
-    let median = if sorted.len() % 2 == 0 {
+    let median = if sorted.len().is_multiple_of(2) {
         (sorted[mid - 1] + sorted[mid]) / 2
     } else {
         sorted[mid]
