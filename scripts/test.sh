@@ -22,3 +22,6 @@ echo "== nft-py conformance (dataplane none)"
 "$NFTSHIM_BIN_DIR/nft-conformance" --suite nft-py --dataplane none --jobs 2 \
     --report target/conformance/nft-py.md --min-pass-rate 97 \
     "$SHARED/conformance/nft-py"
+
+echo "== benchmark smoke test (quick mode: N <= 1,000; asserts nothing about timings)"
+"$NFTSHIM_BIN_DIR/nftshim-bench" --quick --out-dir target/bench

@@ -1,6 +1,7 @@
 //! Differential testing of nftshimd against the kernel: the `nft-conformance` runner's
 //! pieces and the harness the integration tests use.
 
+pub mod bench;
 pub mod bins;
 pub mod cleanup;
 pub mod daemon;
