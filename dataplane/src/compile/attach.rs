@@ -156,40 +156,35 @@ pub fn check_composable(program: &Program) -> Result<(), DataplaneError> {
     Ok(())
 }
 
-/// The IR chains for the namespace as it is now.
+/// Whether some chain reads or sets connection tracking state.
+pub fn uses_ct(program: &Program) -> bool {
+    program.chains.iter().any(HookChain::uses_ct)
+        || program.regular.values().any(|c| rules_use_ct(&c.rules))
+}
+
+/// The IR chains for the namespace as it is now. When some rule uses conntrack, every
+/// interface and direction gets a program, which tracks (nf_conntrack sees every
+/// packet of the namespace once it is on) into the namespace's shared connection
+/// table, even where no chain applies.
 pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneError> {
-    let ct_label = program
-        .chains
-        .iter()
-        .find(|c| c.uses_ct())
-        .map(HookChain::label)
-        .or_else(|| {
-            program
-                .regular
-                .values()
-                .find(|c| rules_use_ct(&c.rules))
-                .map(|c| c.label.clone())
-        });
-    if let Some(label) = ct_label {
-        // Each interface and direction runs its own program with its own connection
-        // table, so a reply would not find the connection its request created: the
-        // state would be wrong, not just approximate.
-        return Err(refuse(format!(
-            "{}: ct state needs one connection table for every interface and direction; \
-             the eBPF programs do not share one yet",
-            label
-        )));
-    }
+    let track = uses_ct(program);
     let mut plan = Plan::default();
     for (&ifindex, name) in &facts.links {
         for dir in [Direction::Ingress, Direction::Egress] {
             let st = stages(program, dir, Some(name));
-            if st.is_empty() {
+            let mut chains = if !st.is_empty() {
+                with_regular_chains(flatten(&st, facts)?, program, facts)
+            } else if track {
+                ir::Program::single(ir::Chain {
+                    scope: L3Scope::Inet,
+                    policy: Verdict::Accept,
+                    rules: Vec::new(),
+                })
+            } else {
                 continue;
-            }
-            let base = flatten(&st, facts)?;
-            plan.chains
-                .insert((ifindex, dir), with_regular_chains(base, program, facts));
+            };
+            chains.conntrack = track;
+            plan.chains.insert((ifindex, dir), chains);
         }
     }
     Ok(plan)

@@ -15,6 +15,7 @@
 //! unenforced interface. Enforcement wins.
 
 pub mod netns;
+pub mod pins;
 pub mod rtnl;
 pub mod worker;
 

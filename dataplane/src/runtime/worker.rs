@@ -10,7 +10,7 @@
 //! build and switch to a new generation the same way, so new interfaces are covered
 //! as soon as the kernel announces them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -24,9 +24,11 @@ use aya::programs::{SchedClassifier, TcAttachType};
 use nftshim_ebpf::ir;
 use nftshim_ebpf::loader::{LoadOptions, LoadedChain, TC_PROGRAM};
 use nftshim_ebpf::maps;
+use nftshim_ebpf::shared::SharedState;
 use nftshim_engine::DataplaneError;
 
 use super::netns::{self, NetnsKey};
+use super::pins;
 use super::rtnl::{self, RtnlSocket};
 use crate::compile::{instantiate, refuse, Direction, Facts, Program};
 
@@ -75,21 +77,23 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name(format!("nftshim-dp-{}", key.cookie))
             .spawn(move || {
-                let started = (|| -> io::Result<(RtnlSocket, Facts)> {
+                let started = (|| -> io::Result<(RtnlSocket, Facts, SharedState)> {
                     netns::enter(netns.as_fd())?;
                     drop(netns);
                     if netns::current_cookie()? != key.cookie {
                         return Err(io::Error::other("namespace cookie changed"));
                     }
+                    pins::ensure_bpffs()?;
+                    let shared = SharedState::open(pins::netns_dir(key.cookie))?;
                     // Subscribe before reading, so no change falls in between.
                     let events = RtnlSocket::events()?;
                     let facts = rtnl::read_facts()?;
-                    Ok((events, facts))
+                    Ok((events, facts, shared))
                 })();
                 match started {
-                    Ok((events, facts)) => {
+                    Ok((events, facts, shared)) => {
                         let _ = ready_tx.send(Ok(()));
-                        let mut w = State::new(key, facts, status_thread);
+                        let mut w = State::new(key, facts, shared, status_thread);
                         w.run(&rx, &events, wake_thread);
                     }
                     Err(e) => {
@@ -165,10 +169,28 @@ struct Generation {
 /// No real interface has it (ifindexes are positive `int`s).
 const PHANTOM_IFINDEX: u32 = u32::MAX;
 
+/// The loopback device's ifindex in every namespace (LOOPBACK_IFINDEX).
+const LOOPBACK_IFINDEX: u32 = 1;
+
 struct LoadedProg {
     chain: ir::Program,
     dir: Direction,
+    /// Loopback's ingress program (its packets were tracked at its egress).
+    loopback: bool,
     loaded: LoadedChain,
+}
+
+/// The limits' and quotas' states a program uses.
+fn states(program: &ir::Program) -> impl Iterator<Item = ir::StateId> + '_ {
+    program.chains_in_order().flat_map(|(_, c)| {
+        c.rules.iter().flat_map(|r| {
+            r.matches.iter().filter_map(|m| match &m.test {
+                ir::Test::Limit(l) => l.state,
+                ir::Test::Quota(q) => q.state,
+                _ => None,
+            })
+        })
+    })
 }
 
 fn next_program_id() -> u64 {
@@ -182,6 +204,7 @@ impl Generation {
         program: Arc<Program>,
         facts: &Facts,
         live: Option<&Generation>,
+        shared: &mut SharedState,
     ) -> Result<Generation, DataplaneError> {
         // Also the chain of an interface that does not exist yet (matched by no
         // interface name pattern, bound to no netdev chain): built ahead, so that a new
@@ -193,7 +216,8 @@ impl Generation {
         let mut assign = BTreeMap::new();
         let mut spares = Vec::new();
         for ((ifindex, dir), chain) in plan.chains {
-            let same = |p: &LoadedProg| p.chain == chain && p.dir == dir;
+            let loopback = ifindex == LOOPBACK_IFINDEX && dir == Direction::Ingress;
+            let same = |p: &LoadedProg| p.chain == chain && p.dir == dir && p.loopback == loopback;
             let reused = live
                 .and_then(|g| g.progs.iter().find(|(_, p)| same(p)))
                 .or_else(|| progs.iter().find(|(_, p)| same(p)))
@@ -208,13 +232,23 @@ impl Generation {
                     })?;
                     let options = LoadOptions {
                         tc_egress: dir == Direction::Egress,
+                        tc_loopback_ingress: loopback,
                         ..LoadOptions::default()
                     };
-                    let loaded = LoadedChain::load(&compiled, options).map_err(|e| {
-                        refuse(format!("the eBPF data plane cannot load this ruleset: {e}"))
-                    })?;
+                    let loaded =
+                        LoadedChain::load_shared(&compiled, options, shared).map_err(|e| {
+                            refuse(format!("the eBPF data plane cannot load this ruleset: {e}"))
+                        })?;
                     let id = next_program_id();
-                    progs.insert(id, LoadedProg { chain, dir, loaded });
+                    progs.insert(
+                        id,
+                        LoadedProg {
+                            chain,
+                            dir,
+                            loopback,
+                            loaded,
+                        },
+                    );
                     id
                 }
             };
@@ -259,6 +293,8 @@ impl Generation {
 struct State {
     key: NetnsKey,
     facts: Facts,
+    /// The namespace's shared maps; unpinned when the worker stops.
+    shared: Option<SharedState>,
     live: Option<Generation>,
     /// Built by Prepare, used by the Commit of the same program.
     pending: Option<Generation>,
@@ -270,10 +306,16 @@ struct State {
 }
 
 impl State {
-    fn new(key: NetnsKey, facts: Facts, status: Arc<Mutex<WorkerStatus>>) -> State {
+    fn new(
+        key: NetnsKey,
+        facts: Facts,
+        shared: SharedState,
+        status: Arc<Mutex<WorkerStatus>>,
+    ) -> State {
         State {
             key,
             facts,
+            shared: Some(shared),
             live: None,
             pending: None,
             links: BTreeMap::new(),
@@ -327,7 +369,7 @@ impl State {
     fn handle(&mut self, c: Command) {
         match c {
             Command::Prepare(program, reply) => {
-                let result = Generation::build(program, &self.facts, self.live.as_ref()).map(|g| {
+                let result = self.build(program).map(|g| {
                     self.pending = Some(g);
                 });
                 self.publish();
@@ -340,7 +382,7 @@ impl State {
                     .filter(|g| g.program == program && g.facts == self.facts);
                 let next = match prepared {
                     Some(g) => Ok(g),
-                    None => Generation::build(program, &self.facts, self.live.as_ref()),
+                    None => self.build(program),
                 };
                 match next {
                     Ok(g) => self.switch(g),
@@ -354,6 +396,30 @@ impl State {
                 self.publish();
                 let _ = reply.send(());
             }
+        }
+    }
+
+    /// A generation of `program` for the current facts, on the shared maps.
+    fn build(&mut self, program: Arc<Program>) -> Result<Generation, DataplaneError> {
+        let shared = self
+            .shared
+            .as_mut()
+            .ok_or_else(|| refuse("the data plane worker of this namespace stopped"))?;
+        Generation::build(program, &self.facts, self.live.as_ref(), shared)
+    }
+
+    /// Frees the limit and quota slots of rules neither the live nor the prepared
+    /// generation has: they are gone, and come back (if ever) with fresh state.
+    fn free_unused_states(&mut self) {
+        let live: BTreeSet<ir::StateId> = self
+            .live
+            .iter()
+            .chain(self.pending.iter())
+            .flat_map(|g| g.progs.values())
+            .flat_map(|p| states(&p.chain))
+            .collect();
+        if let Some(shared) = self.shared.as_mut() {
+            shared.retain(&live);
         }
     }
 
@@ -372,7 +438,7 @@ impl State {
         let t = Instant::now();
         self.facts = facts;
         if let Some(program) = self.live.as_ref().map(|g| g.program.clone()) {
-            match Generation::build(program, &self.facts, self.live.as_ref()) {
+            match self.build(program) {
                 Ok(g) => self.switch(g),
                 Err(e) => {
                     self.errors += 1;
@@ -449,6 +515,7 @@ impl State {
         self.links = links;
         self.live = Some(next);
         self.generations += 1;
+        self.free_unused_states();
     }
 
     fn publish(&self) {
@@ -459,6 +526,21 @@ impl State {
                 generations: self.generations,
                 errors: self.errors,
             };
+        }
+    }
+}
+
+impl Drop for State {
+    /// The ruleset is gone (or the daemon stops): detach, drop the programs, then
+    /// unpin the shared maps so that the kernel frees them.
+    fn drop(&mut self) {
+        self.links.clear();
+        self.pending = None;
+        self.live = None;
+        if let Some(shared) = self.shared.take() {
+            if let Err(e) = shared.remove() {
+                tracing::warn!(netns_cookie = self.key.cookie, error = %e, "cannot unpin the shared maps");
+            }
         }
     }
 }
