@@ -311,7 +311,10 @@ impl RuleState<'_, '_> {
                 // Only what the real-flow test needs so far: a TCP reset for TCP
                 // packets delivered locally (the reset goes back out of the device
                 // the segment came in on, as the kernel's route back would).
-                let tcp_only = self.l4protos.as_ref().is_some_and(|p| p.iter().all(|&x| x == 6));
+                let tcp_only = self
+                    .l4protos
+                    .as_ref()
+                    .is_some_and(|p| p.iter().all(|&x| x == 6));
                 if r.reject_type() != Some(netlink_proto::expr::reject::RejectType::TcpRst)
                     || self.ctx.hook != Hook::Input
                     || !tcp_only
