@@ -253,4 +253,122 @@ fn stateful_input_chain_with_real_tcp_flows() {
         exchange(&mut out, "out 4\n").is_err(),
         "replies to the server's connection must be dropped without the ct rule"
     );
+    // Nothing pinned is left behind once the ruleset goes.
+    assert!(side.run(&["flush", "ruleset"]).success());
+}
+
+/// Program and link ids attached with TCX to `dev` of `ns` (BPF_PROG_QUERY).
+fn tcx_attached(ns: &Netns, dev: &str, ingress: bool) -> (Vec<u32>, Vec<u32>) {
+    const BPF_PROG_QUERY: libc::c_long = 16;
+    const BPF_TCX_INGRESS: u32 = 46;
+    const BPF_TCX_EGRESS: u32 = 47;
+    let dev = std::ffi::CString::new(dev).unwrap();
+    in_netns(ns, || {
+        // SAFETY: a valid NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(dev.as_ptr()) };
+        if ifindex == 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut progs = [0u32; 8];
+        let mut links = [0u32; 8];
+        // The query part of `union bpf_attr`: target_ifindex, attach_type,
+        // query_flags, attach_flags, prog_ids, count, pad, prog_attach_flags,
+        // link_ids, link_attach_flags, revision.
+        let mut attr = [0u8; 64];
+        attr[0..4].copy_from_slice(&ifindex.to_ne_bytes());
+        let ty = if ingress {
+            BPF_TCX_INGRESS
+        } else {
+            BPF_TCX_EGRESS
+        };
+        attr[4..8].copy_from_slice(&ty.to_ne_bytes());
+        attr[16..24].copy_from_slice(&(progs.as_mut_ptr() as u64).to_ne_bytes());
+        attr[24..28].copy_from_slice(&(progs.len() as u32).to_ne_bytes());
+        attr[40..48].copy_from_slice(&(links.as_mut_ptr() as u64).to_ne_bytes());
+        // SAFETY: bpf(2) with an attr of the size passed, pointing at live buffers.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_QUERY,
+                attr.as_mut_ptr(),
+                attr.len() as u32,
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let n = u32::from_ne_bytes(attr[24..28].try_into().unwrap()) as usize;
+        Ok((progs[..n].to_vec(), links[..n].to_vec()))
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_killed_daemon_leaves_the_rules_enforced_and_the_next_takes_them_over() {
+    nft_tests::cleanup::install_signal_cleanup();
+    let bins = Binaries::for_tests();
+    let client = Netns::create_unique("nftshim-takeover", "client").unwrap();
+    let server = Netns::create_unique("nftshim-takeover", "server").unwrap();
+    let mut daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
+    topology(&client, &server);
+    echo_servers(&server, "0.0.0.0", &[8080, 7070, 9090]);
+    echo_servers(&client, "0.0.0.0", &[5555]);
+    let side = shim(&server, &bins, &daemon);
+    load(&side, &daemon, RULESET);
+    assert_enforced(&client);
+    let mut out = open(&server, CLIENT, 5555).expect("the server connects out");
+    assert_eq!(exchange(&mut out, "before\n").unwrap(), "before\n");
+
+    let before: Vec<_> = [true, false]
+        .iter()
+        .map(|&ingress| tcx_attached(&server, "s0", ingress))
+        .collect();
+    for (progs, links) in &before {
+        assert_eq!(
+            (progs.len(), links.len()),
+            (1, 1),
+            "one program per direction"
+        );
+    }
+
+    // No daemon: the pinned links go on enforcing, connections included.
+    daemon.kill();
+    assert_enforced(&client);
+    assert_eq!(exchange(&mut out, "down\n").unwrap(), "down\n");
+    for (ingress, old) in [true, false].into_iter().zip(&before) {
+        assert_eq!(&tcx_attached(&server, "s0", ingress), old);
+    }
+
+    // The next daemon restores the ruleset; the same links run its programs.
+    daemon.restart(&bins.nftshimd, "ebpf").unwrap();
+    assert_enforced(&client);
+    assert_eq!(
+        exchange(&mut out, "after\n").unwrap(),
+        "after\n",
+        "connections survive the restart\n{}",
+        daemon.log_tail(20)
+    );
+    let after: Vec<_> = [true, false]
+        .iter()
+        .map(|&ingress| tcx_attached(&server, "s0", ingress))
+        .collect();
+    for ((progs, links), (old_progs, old_links)) in after.iter().zip(&before) {
+        assert_eq!(
+            (progs.len(), links.len()),
+            (1, 1),
+            "still one program per direction"
+        );
+        assert_eq!(
+            links, old_links,
+            "the pinned link is taken over, not attached anew"
+        );
+        assert_ne!(progs, old_progs, "and runs the new daemon's program");
+    }
+
+    // The ruleset goes: the links are detached and the pins removed.
+    assert!(side.run(&["flush", "ruleset"]).success());
+    for ingress in [true, false] {
+        assert_eq!(tcx_attached(&server, "s0", ingress), (vec![], vec![]));
+    }
+    assert!(open(&client, SERVER, 7070).is_ok(), "unenforced again");
 }

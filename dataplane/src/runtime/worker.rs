@@ -27,6 +27,7 @@ use nftshim_ebpf::maps;
 use nftshim_ebpf::shared::SharedState;
 use nftshim_engine::DataplaneError;
 
+use super::links as pinned_links;
 use super::netns::{self, NetnsKey};
 use super::pins;
 use super::rtnl::{self, RtnlSocket};
@@ -49,6 +50,8 @@ enum Command {
     Prepare(Arc<Program>, Sender<Result<(), DataplaneError>>),
     /// Switch to a ruleset (the prepared one if it is the same).
     Commit(Arc<Program>, Sender<()>),
+    /// The ruleset is gone: detach everything and unpin the shared maps.
+    Retire(Sender<()>),
 }
 
 pub struct Worker {
@@ -133,6 +136,16 @@ impl Worker {
         let _ = rx.recv();
     }
 
+    /// Stops enforcing for good (the namespace's ruleset is gone): links detached,
+    /// pins and shared state removed. Dropping a worker instead (daemon shutdown)
+    /// leaves the pinned links enforcing the last ruleset until the next daemon
+    /// takes them over.
+    pub fn retire(self) {
+        let (tx, rx) = channel();
+        self.send(Command::Retire(tx));
+        let _ = rx.recv();
+    }
+
     pub fn status(&self) -> WorkerStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -171,6 +184,9 @@ const PHANTOM_IFINDEX: u32 = u32::MAX;
 
 /// The loopback device's ifindex in every namespace (LOOPBACK_IFINDEX).
 const LOOPBACK_IFINDEX: u32 = 1;
+
+/// The program id of a link adopted from an earlier worker (ids start at 1).
+const ADOPTED: u64 = 0;
 
 struct LoadedProg {
     chain: ir::Program,
@@ -312,13 +328,19 @@ impl State {
         shared: SharedState,
         status: Arc<Mutex<WorkerStatus>>,
     ) -> State {
+        // Links an earlier nftshimd left attached: switched to this worker's programs
+        // by its first commit (a restored ruleset), or detached if it has none there.
+        let links = pinned_links::adopt(shared.dir())
+            .into_iter()
+            .map(|(k, link)| (k, (ADOPTED, link)))
+            .collect();
         State {
+            links,
             key,
             facts,
             shared: Some(shared),
             live: None,
             pending: None,
-            links: BTreeMap::new(),
             status,
             generations: 0,
             errors: 0,
@@ -396,6 +418,43 @@ impl State {
                 self.publish();
                 let _ = reply.send(());
             }
+            Command::Retire(reply) => {
+                self.retire();
+                self.publish();
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    /// Where this namespace's links are pinned.
+    fn pin_dir(&self) -> Option<std::path::PathBuf> {
+        self.shared.as_ref().map(|s| s.dir().to_path_buf())
+    }
+
+    /// Unpins a link that is dropped next (then it detaches).
+    fn unpin_link(&mut self, ifindex: u32, dir: Direction) {
+        if let Some(d) = self.pin_dir() {
+            if let Err(e) = pinned_links::unpin(&pinned_links::pin_path(&d, ifindex, dir)) {
+                self.errors += 1;
+                tracing::error!(netns_cookie = self.key.cookie, ifindex, ?dir, error = %e, "cannot unpin a link");
+            }
+        }
+    }
+
+    /// Detaches every link, drops the programs and removes every pin.
+    fn retire(&mut self) {
+        let keys: Vec<(u32, Direction)> = self.links.keys().copied().collect();
+        for (ifindex, dir) in keys {
+            self.unpin_link(ifindex, dir);
+        }
+        self.links.clear();
+        self.pending = None;
+        self.live = None;
+        if let Some(shared) = self.shared.take() {
+            if let Err(e) = shared.remove() {
+                self.errors += 1;
+                tracing::warn!(netns_cookie = self.key.cookie, error = %e, "cannot remove the pinned state");
+            }
         }
     }
 
@@ -459,6 +518,9 @@ impl State {
         let mut links = BTreeMap::new();
         let assign = next.assign.clone();
         let names = next.facts.links.clone();
+        let Some(pin_dir) = self.pin_dir() else {
+            return;
+        };
         for (&(ifindex, dir), &id) in &assign {
             let old = self.links.remove(&(ifindex, dir));
             if let Some((old_id, link)) = old {
@@ -474,13 +536,16 @@ impl State {
                 match prog.attach_to_link(link).and_then(|l| prog.take_link(l)) {
                     Ok(link) => {
                         links.insert((ifindex, dir), (id, link));
+                        continue;
                     }
                     Err(e) => {
+                        // E.g. an adopted link of an interface that is gone (its ifindex
+                        // reused): unpinned, it detaches; a fresh one is attached.
                         self.errors += 1;
-                        tracing::error!(netns_cookie = self.key.cookie, ifindex, ?dir, error = %e, "cannot switch the data plane program");
+                        tracing::error!(netns_cookie = self.key.cookie, ifindex, ?dir, error = %e, "cannot switch the data plane program; attaching anew");
+                        self.unpin_link(ifindex, dir);
                     }
                 }
-                continue;
             }
             let Some(name) = names.get(&ifindex) else {
                 continue;
@@ -499,7 +564,9 @@ impl State {
                     attach_type,
                     TcAttachOptions::TcxOrder(LinkOrder::default()),
                 )
-                .and_then(|l| prog.take_link(l));
+                .and_then(|l| prog.take_link(l))
+                .map_err(|e| e.to_string())
+                .and_then(|l| pinned_links::pin(l, &pin_dir, ifindex, dir));
             match attached {
                 Ok(link) => {
                     links.insert((ifindex, dir), (id, link));
@@ -510,8 +577,12 @@ impl State {
                 }
             }
         }
-        // What is left was not in the new generation: dropping a link detaches it;
-        // then the old programs no link runs any more are dropped.
+        // What is left was not in the new generation: unpinned and dropped, a link
+        // detaches; then the old programs no link runs any more are dropped.
+        let gone: Vec<(u32, Direction)> = self.links.keys().copied().collect();
+        for (ifindex, dir) in gone {
+            self.unpin_link(ifindex, dir);
+        }
         self.links = links;
         self.live = Some(next);
         self.generations += 1;
@@ -531,16 +602,16 @@ impl State {
 }
 
 impl Drop for State {
-    /// The ruleset is gone (or the daemon stops): detach, drop the programs, then
-    /// unpin the shared maps so that the kernel frees them.
+    /// The daemon stops (or the worker is dropped without [`Worker::retire`]): the
+    /// pinned links and maps stay, enforcing the last ruleset for the next daemon,
+    /// unless nothing else holds the namespace: then it goes with this thread, and so
+    /// does everything pinned for it.
     fn drop(&mut self) {
+        if !netns::held_elsewhere(self.key.inode) {
+            self.retire();
+        }
         self.links.clear();
         self.pending = None;
         self.live = None;
-        if let Some(shared) = self.shared.take() {
-            if let Err(e) = shared.remove() {
-                tracing::warn!(netns_cookie = self.key.cookie, error = %e, "cannot unpin the shared maps");
-            }
-        }
     }
 }
