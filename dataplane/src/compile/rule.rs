@@ -22,7 +22,7 @@ use netlink_proto::expr::range::RangeOp;
 use netlink_proto::expr::Expr as TypedExpr;
 use nftshim_ebpf::fields::{IPPROTO_ICMP, IPPROTO_ICMPV6, PORT_PROTOCOLS};
 use nftshim_ebpf::ir::{
-    ct_state, Action, Limit, Match, PortRange, Quota, StateId, Statement, Test,
+    ct_state, ct_status, Action, Limit, Match, PortRange, Quota, StateId, Statement, Test,
 };
 use nftshim_engine::view::{Expr, Rule, Table};
 use nftshim_engine::RulesetView;
@@ -940,16 +940,33 @@ impl RuleState<'_, '_> {
                 Test::Mark { mask, values }
             }
             Field::CtMark => {
+                if ranges.iter().any(|(lo, hi)| lo != hi) {
+                    return Err("ct mark ranges are not supported by the eBPF data plane".into());
+                }
                 let mask = l.mask.as_deref().map(host_u32).unwrap_or(u32::MAX);
-                let values: Vec<u32> = ranges.iter().map(|(k, _)| host_u32(k)).collect();
-                if values.iter().any(|v| v & !mask != 0) {
-                    return Err("ct mark compared with bits outside its mask".into());
+                // A value with bits outside the mask is never equal.
+                let values: Vec<u32> = ranges
+                    .iter()
+                    .map(|(k, _)| host_u32(k))
+                    .filter(|v| v & !mask == 0)
+                    .collect();
+                if values.is_empty() {
+                    // Never equal: the match fails, or (negated) holds for every
+                    // packet with a connection.
+                    if negated {
+                        self.matches.push(SymMatch::Ir(has_connection()));
+                    } else {
+                        self.never = true;
+                    }
+                    return Ok(());
                 }
                 Test::CtMark { mask, values }
             }
             Field::CtStatus => {
-                let m = ct_status_match(l, &ranges, negated)?;
-                self.matches.push(SymMatch::Ir(m));
+                match ct_status_matches(l, &ranges, negated)? {
+                    Some(ms) => self.matches.extend(ms.into_iter().map(SymMatch::Ir)),
+                    None => self.never = true,
+                }
                 return Ok(());
             }
             Field::CtState => {
@@ -1068,29 +1085,67 @@ fn ct_state_bits(l: &Loaded, ranges: &[ByteRange], negated: bool) -> Result<u32,
         .fold(0, |acc, &state| acc | state))
 }
 
-/// A `ct status` predicate as the IR's "some bit of the mask is set": nft emits
-/// `status & MASK != 0` (and `== 0` negated), or `status & BIT == BIT` for one bit.
-fn ct_status_match(l: &Loaded, ranges: &[ByteRange], negated: bool) -> Result<Match, String> {
-    let [(lo, hi)] = ranges else {
-        return Err("ct status compared with several values".into());
-    };
-    if lo != hi || lo.len() != 4 {
+/// The match that holds for packets with a connection (new, established or related):
+/// where `ct status` and `ct mark` are present.
+fn has_connection() -> Match {
+    Match::is(Test::CtState(
+        ct_state::NEW | ct_state::ESTABLISHED | ct_state::RELATED,
+    ))
+}
+
+/// The status words a connection has here, by level: new (not confirmed yet),
+/// confirmed, seen a reply, assured. Each level has the bits of the one before; no
+/// other bit is ever set (they need NAT, helpers, expectations or offload, which the
+/// data plane refuses).
+const CT_STATUS_LEVELS: [u32; 4] = [
+    0,
+    ct_status::CONFIRMED,
+    ct_status::CONFIRMED | ct_status::SEEN_REPLY,
+    ct_status::CONFIRMED | ct_status::SEEN_REPLY | ct_status::ASSURED,
+];
+
+/// The bit level k adds to level k - 1.
+const CT_STATUS_LEVEL_BITS: [u32; 4] = [
+    0,
+    ct_status::CONFIRMED,
+    ct_status::SEEN_REPLY,
+    ct_status::ASSURED,
+];
+
+/// A `ct status` predicate (any mask, values, negation) evaluated on each status a
+/// connection can have. The levels it holds for must be contiguous: "at least level
+/// i" is `ct status` bit i set, "at most level j" bit j + 1 clear. `None`: it never
+/// holds.
+fn ct_status_matches(
+    l: &Loaded,
+    ranges: &[ByteRange],
+    negated: bool,
+) -> Result<Option<Vec<Match>>, String> {
+    if ranges.iter().any(|(lo, hi)| lo != hi || lo.len() != 4) {
         return Err("ct status compared with a range".into());
     }
     let mask = l.mask.as_deref().map(host_u32).unwrap_or(u32::MAX);
-    let value = host_u32(lo);
-    // Whether `status & mask == value` means "some bit of mask is set".
-    let some_bit = if value == 0 {
-        false
-    } else if value == mask && mask.count_ones() == 1 {
-        true
-    } else {
-        return Err("ct status compared with a value other than 0 or its one-bit mask".into());
+    let values: Vec<u32> = ranges.iter().map(|(k, _)| host_u32(k)).collect();
+    let levels: Vec<usize> = (0..CT_STATUS_LEVELS.len())
+        .filter(|&k| values.contains(&(CT_STATUS_LEVELS[k] & mask)) != negated)
+        .collect();
+    let (Some(&lo), Some(&hi)) = (levels.first(), levels.last()) else {
+        return Ok(None);
     };
-    Ok(Match {
-        test: Test::CtStatus(mask),
-        negated: some_bit == negated,
-    })
+    if hi - lo + 1 != levels.len() {
+        return Err("ct status predicate that no conjunction of status bits expresses".into());
+    }
+    let mut out = Vec::new();
+    if lo > 0 {
+        out.push(Match::is(Test::CtStatus(CT_STATUS_LEVEL_BITS[lo])));
+    }
+    if hi + 1 < CT_STATUS_LEVELS.len() {
+        out.push(Match::not(Test::CtStatus(CT_STATUS_LEVEL_BITS[hi + 1])));
+    }
+    if out.is_empty() {
+        out.push(has_connection());
+    }
+    Ok(Some(out))
 }
 
 fn prefix_len(l: &Loaded) -> Result<u32, String> {
@@ -1164,5 +1219,63 @@ fn verdict_name(c: VerdictCode) -> String {
         VerdictCode::Accept => "accept".into(),
         VerdictCode::Drop => "drop".into(),
         other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(mask: Option<u32>, values: &[u32], negated: bool) -> Option<Vec<Match>> {
+        let l = Loaded {
+            source: Source::CtStatus,
+            len: 4,
+            mask: mask.map(|m| m.to_ne_bytes().to_vec()),
+        };
+        let ranges: Vec<ByteRange> = values
+            .iter()
+            .map(|v| (v.to_ne_bytes().to_vec(), v.to_ne_bytes().to_vec()))
+            .collect();
+        ct_status_matches(&l, &ranges, negated).unwrap()
+    }
+
+    #[test]
+    fn ct_status_forms_become_status_levels() {
+        use ct_status::*;
+        // ct status seen-reply: bitwise & 2, cmp neq 0.
+        assert_eq!(
+            status(Some(SEEN_REPLY), &[0], true),
+            Some(vec![Match::is(Test::CtStatus(SEEN_REPLY))])
+        );
+        // ct status ! seen-reply: bitwise & 2, cmp eq 0.
+        assert_eq!(
+            status(Some(SEEN_REPLY), &[0], false),
+            Some(vec![Match::not(Test::CtStatus(SEEN_REPLY))])
+        );
+        // ct status expected: never set here.
+        assert_eq!(status(Some(EXPECTED), &[0], true), None);
+        // ct status != expected (the whole word): every connection.
+        assert_eq!(status(None, &[EXPECTED], true), Some(vec![has_connection()]));
+        // ct status { expected, seen-reply, assured, confirmed, dying }: only a
+        // confirmed connection without a reply has one of these words.
+        assert_eq!(
+            status(None, &[EXPECTED, SEEN_REPLY, ASSURED, CONFIRMED, 512], false),
+            Some(vec![
+                Match::is(Test::CtStatus(CONFIRMED)),
+                Match::not(Test::CtStatus(SEEN_REPLY))
+            ])
+        );
+    }
+
+    #[test]
+    fn ct_status_predicates_no_conjunction_expresses_are_refused() {
+        let l = Loaded {
+            source: Source::CtStatus,
+            len: 4,
+            mask: None,
+        };
+        // Everything but "confirmed, no reply yet": new or replied.
+        let v = ct_status::CONFIRMED.to_ne_bytes().to_vec();
+        assert!(ct_status_matches(&l, &[(v.clone(), v)], true).is_err());
     }
 }
