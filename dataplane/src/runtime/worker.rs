@@ -604,10 +604,12 @@ impl State {
 impl Drop for State {
     /// The daemon stops (or the worker is dropped without [`Worker::retire`]): the
     /// pinned links and maps stay, enforcing the last ruleset for the next daemon,
-    /// unless nothing else holds the namespace: then it goes with this thread, and so
-    /// does everything pinned for it.
+    /// unless no link is attached or nothing else holds the namespace (then it goes
+    /// with this thread): then everything pinned for it goes.
     fn drop(&mut self) {
-        if !netns::held_elsewhere(self.key.inode) {
+        // Nothing attached (e.g. only a refused or checked-only batch was prepared):
+        // nothing to keep enforcing either.
+        if self.links.is_empty() || !netns::held_elsewhere(self.key.inode) {
             self.retire();
         }
         self.links.clear();
