@@ -232,3 +232,52 @@ fn one_connection_table_for_every_program_and_generation() {
         );
     }
 }
+
+#[test]
+fn a_forwarded_connection_dropped_at_egress_is_not_kept() {
+    let Some(mut pins) = PinDir::new("fwd") else {
+        return;
+    };
+    let shared = &mut pins.0;
+    let (peer, far) = (addr("10.7.1.2"), addr("10.7.2.2"));
+    let accept_all = program(vec![Rule::new(vec![], Action::Accept)], true);
+    let established = program(
+        vec![Rule::new(
+            vec![Match::is(Test::CtState(ct_state::ESTABLISHED))],
+            Action::Accept,
+        )],
+        true,
+    );
+    let ingress = load(&accept_all, LoadOptions::default(), shared);
+    let egress = |p: &Program, shared: &mut SharedState| {
+        load(
+            p,
+            LoadOptions {
+                tc_egress: true,
+                ..LoadOptions::default()
+            },
+            shared,
+        )
+    };
+    // Forward (at egress) accepts only established traffic: the SYN is dropped there.
+    let forward_strict = egress(&established, shared);
+    let forward_open = egress(&accept_all, shared);
+    // A forwarded packet: it came in on a device.
+    let fwd = SkbMeta {
+        ingress_ifindex: 5,
+        ..SkbMeta::default()
+    };
+    let run = |p: &LoadedProgram, frame: &[u8], meta| {
+        p.run_tc(frame, meta, 1).unwrap().verdict == Verdict::Accept
+    };
+    for (port, forward, kept) in [(1000, &forward_strict, false), (1001, &forward_open, true)] {
+        let syn = frames::tcp(peer, far, port, 80, SYN);
+        assert!(run(&ingress, &syn, SkbMeta::default()));
+        assert_eq!(run(forward, &syn, fwd), kept);
+        // The answer comes back in on the other side: established only if the
+        // connection was confirmed.
+        let synack = frames::tcp(far, peer, 80, port, SYN | ACK);
+        assert!(run(&ingress, &synack, SkbMeta::default()));
+        assert_eq!(run(&forward_strict, &synack, fwd), kept, "port {port}");
+    }
+}

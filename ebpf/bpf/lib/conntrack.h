@@ -129,7 +129,11 @@ struct ns_ct_entry {
 	__u32 status;    /* NS_IPS_* */
 	__u8 a_is_orig;  /* endpoint a sent the first packet */
 	__u8 tcp_state;
-	__u8 pad[6];
+	/* Inserted at an ingress whose packet may still be forwarded: confirmed (or, when
+	 * the forward or postrouting chains drop it, deleted) by the egress that sees the
+	 * packet next, as nf_conntrack confirms at postrouting. */
+	__u8 tentative;
+	__u8 pad[5];
 };
 
 /* What tracking says about the packet being evaluated. */
@@ -547,7 +551,9 @@ NS_INLINE void ns_conntrack(struct ns_ct *c, const struct pkt_ctx *p, __u64 now,
 }
 
 /* After the chains: inserts a new connection whose packet was accepted, and writes a
- * `ct mark set` back to the connection. */
+ * `ct mark set` back to the connection. An ingress insert is tentative (the packet may
+ * be forwarded, and the forward chain may drop it); the egress a forwarded packet
+ * reaches (observing) confirms it, or deletes it when that packet is dropped there. */
 NS_INLINE void ns_ct_commit(struct ns_ct *c, int accepted)
 {
 	if (c->pending) {
@@ -555,13 +561,26 @@ NS_INLINE void ns_ct_commit(struct ns_ct *c, int accepted)
 			return;
 		c->new.status = NS_IPS_CONFIRMED;
 		c->new.mark = c->mark;
+		c->new.tentative = !c->observed && !cfg.egress;
 		bpf_map_update_elem(&ct_table, &c->key, &c->new,
 				    c->observed ? BPF_NOEXIST : BPF_ANY);
 		return;
 	}
-	if (c->has_ct && c->mark_set) {
+	if (!c->has_ct)
+		return;
+	if (c->observed || c->mark_set) {
 		struct ns_ct_entry *e = bpf_map_lookup_elem(&ct_table, &c->key);
-		if (e)
+		if (!e)
+			return;
+		/* Only the packet that opened it decides (not a related ICMP error). */
+		if (c->observed && e->tentative && c->state_bit == NS_CT_BIT_NEW) {
+			if (!accepted) {
+				bpf_map_delete_elem(&ct_table, &c->key);
+				return;
+			}
+			e->tentative = 0;
+		}
+		if (c->mark_set)
 			e->mark = c->mark;
 	}
 }
