@@ -1255,11 +1255,18 @@ mod tests {
         // ct status expected: never set here.
         assert_eq!(status(Some(EXPECTED), &[0], true), None);
         // ct status != expected (the whole word): every connection.
-        assert_eq!(status(None, &[EXPECTED], true), Some(vec![has_connection()]));
+        assert_eq!(
+            status(None, &[EXPECTED], true),
+            Some(vec![has_connection()])
+        );
         // ct status { expected, seen-reply, assured, confirmed, dying }: only a
         // confirmed connection without a reply has one of these words.
         assert_eq!(
-            status(None, &[EXPECTED, SEEN_REPLY, ASSURED, CONFIRMED, 512], false),
+            status(
+                None,
+                &[EXPECTED, SEEN_REPLY, ASSURED, CONFIRMED, 512],
+                false
+            ),
             Some(vec![
                 Match::is(Test::CtStatus(CONFIRMED)),
                 Match::not(Test::CtStatus(SEEN_REPLY))

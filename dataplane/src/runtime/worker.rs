@@ -80,6 +80,9 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name(format!("nftshim-dp-{}", key.cookie))
             .spawn(move || {
+                // Before anything is pinned, so that no other worker of this process
+                // takes this namespace's pins for stale; dropped last.
+                let _in_use = pins::in_use(key.cookie);
                 let started = (|| -> io::Result<(RtnlSocket, Facts, SharedState)> {
                     netns::enter(netns.as_fd())?;
                     drop(netns);
@@ -87,6 +90,7 @@ impl Worker {
                         return Err(io::Error::other("namespace cookie changed"));
                     }
                     pins::ensure_bpffs()?;
+                    pins::remove_stale();
                     let shared = SharedState::open(pins::netns_dir(key.cookie))?;
                     // Subscribe before reading, so no change falls in between.
                     let events = RtnlSocket::events()?;
