@@ -298,6 +298,24 @@ fn a_ruleset_with_ct_tracks_on_every_interface_and_direction() {
 }
 
 #[test]
+fn ct_before_connection_tracking_is_refused() {
+    // A prerouting or output chain at priority -200 or before runs ahead of
+    // nf_conntrack: its packets have no connection yet.
+    for (hook, priority, refused) in [
+        (Hook::Prerouting, -300, true),
+        (Hook::Output, -200, true),
+        (Hook::Output, -199, false),
+        (Hook::Input, -300, false),
+    ] {
+        let mut p = program("ct");
+        p.chains[0].hook = hook;
+        p.chains[0].priority = priority;
+        let got = instantiate(&p, &facts());
+        assert_eq!(got.is_err(), refused, "{hook:?} {priority}: {got:?}");
+    }
+}
+
+#[test]
 fn a_limit_keeps_its_rules_identity() {
     let ns = only_chain(&fixture("refused"), "c_limit");
     let p = decompile(&ns.view()).unwrap();
