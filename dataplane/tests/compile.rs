@@ -208,8 +208,7 @@ fn unsupported_constructs_are_refused_with_a_reason() {
         ("c_oif_in_input", "no output device"),
         ("c_nat", "type nat"),
         ("c_th", "without a protocol dependency"),
-        ("c_limit", "expression limit"),
-        ("c_reject", "expression reject"),
+        ("c_reject", "reject other than with tcp reset"),
     ];
     for (chain, why) in cases {
         let ns = only_chain(&state, chain);
@@ -273,18 +272,63 @@ fn ct_state_forms_decompile_to_the_states_they_hold_for() {
 }
 
 #[test]
-fn ct_state_is_refused_until_programs_share_a_connection_table() {
-    // Decompiled exactly, but each interface and direction has its own program and
-    // connection table: a reply would look new. Refused rather than enforced wrongly.
+fn a_ruleset_with_ct_tracks_on_every_interface_and_direction() {
+    // nf_conntrack sees every packet of the namespace once a ct expression exists: every
+    // link and direction gets a program that tracks into the shared table, the ones no
+    // chain applies to included (an empty accepting chain).
     let p = program("ct");
-    let err = instantiate(&p, &facts()).expect_err("ct state must not be enforced yet");
-    assert_eq!(err.errno, libc::EOPNOTSUPP);
-    assert!(err.reason.contains("ct state"), "{}", err.reason);
-    assert!(err.reason.contains("chain inet t input"), "{}", err.reason);
-    // The refused fixture's ct chain decompiles too, and is refused the same way.
-    let ns = only_chain(&fixture("refused"), "c_ct");
+    let plan = instantiate(&p, &facts()).unwrap();
+    let keys: Vec<(u32, Direction)> = plan.chains.keys().copied().collect();
+    assert_eq!(
+        keys,
+        [
+            (1, Direction::Ingress),
+            (1, Direction::Egress),
+            (7, Direction::Ingress),
+            (7, Direction::Egress)
+        ]
+    );
+    assert!(plan.chains.values().all(|c| c.conntrack));
+    let egress = &plan.chains[&(7, Direction::Egress)];
+    assert!(egress.base_chains.iter().all(|c| c.rules.is_empty()));
+    // Without ct, only the input chain's direction has programs, and they do not track.
+    let plan = instantiate(&program("basic"), &facts()).unwrap();
+    assert!(plan.chains.values().all(|c| !c.conntrack));
+}
+
+#[test]
+fn ct_before_connection_tracking_is_refused() {
+    // A prerouting or output chain at priority -200 or before runs ahead of
+    // nf_conntrack: its packets have no connection yet.
+    for (hook, priority, refused) in [
+        (Hook::Prerouting, -300, true),
+        (Hook::Output, -200, true),
+        (Hook::Output, -199, false),
+        (Hook::Input, -300, false),
+    ] {
+        let mut p = program("ct");
+        p.chains[0].hook = hook;
+        p.chains[0].priority = priority;
+        let got = instantiate(&p, &facts());
+        assert_eq!(got.is_err(), refused, "{hook:?} {priority}: {got:?}");
+    }
+}
+
+#[test]
+fn a_limit_keeps_its_rules_identity() {
+    let ns = only_chain(&fixture("refused"), "c_limit");
     let p = decompile(&ns.view()).unwrap();
-    assert!(instantiate(&p, &facts()).is_err());
+    let rule = &p.chains[0].rules[0];
+    let [SymMatch::Ir(Match {
+        test: Test::Limit(limit),
+        negated: false,
+    })] = rule.matches.as_slice()
+    else {
+        panic!("{:?}", rule.matches)
+    };
+    let state = limit.state.expect("a shared bucket");
+    assert_eq!((state.rule, state.expr), (rule.handle, 0));
+    assert_eq!((limit.rate, limit.unit_secs, limit.burst), (1, 1, 5));
 }
 
 fn facts() -> Facts {

@@ -27,12 +27,13 @@
 char LICENSE[] SEC("license") = "GPL";
 
 /* Tracks the parsed packet (or, without conntrack, leaves it INVALID as nf_tables
- * sees packets then), runs the chains, and inserts a new connection it accepted. */
-NS_INLINE __u32 ns_run(struct ns_eval *e)
+ * sees packets then), runs the chains, and inserts a new connection it accepted.
+ * `tracked`: an earlier program already tracked this packet (see ns_conntrack). */
+NS_INLINE __u32 ns_run(struct ns_eval *e, int tracked)
 {
 	__builtin_memset(&e->ct, 0, sizeof(e->ct));
 	if (NS_FEATURE(NS_F_CONNTRACK))
-		ns_conntrack(&e->ct, &e->pkt, bpf_ktime_get_ns());
+		ns_conntrack(&e->ct, &e->pkt, bpf_ktime_get_ns(), tracked);
 	__u32 verdict = ns_evaluate(e);
 	if (NS_FEATURE(NS_F_CONNTRACK))
 		ns_ct_commit(&e->ct, verdict == NS_ACCEPT);
@@ -99,7 +100,7 @@ int nftshim_xdp(struct xdp_md *ctx)
 	__builtin_memset(&e->pkt, 0, sizeof(e->pkt));
 	parse_packet(data, data_end, frame_len, &e->pkt);
 	e->pkt.iif = ctx->ingress_ifindex;
-	__u32 verdict = ns_run(e);
+	__u32 verdict = ns_run(e, 0); /* XDP is not attached by the runtime: tracks always */
 	if (NS_FEATURE(NS_F_STMTS))
 		NS_EMIT_LOGS(bpf_xdp_load_bytes, ctx, e, frame_len);
 	if (verdict == NS_ACCEPT)
@@ -147,7 +148,9 @@ int nftshim_tc(struct __sk_buff *skb)
 	e->pkt.iif = skb->ingress_ifindex;
 	e->pkt.oif = cfg.egress ? skb->ifindex : 0;
 	e->pkt.mark = skb->mark;
-	__u32 verdict = ns_run(e);
+	/* Forwarded packets were tracked at their input device, loopback's at its egress. */
+	int tracked = cfg.egress ? skb->ingress_ifindex != 0 : cfg.loopback_ingress;
+	__u32 verdict = ns_run(e, tracked);
 	if (NS_FEATURE(NS_F_STMTS)) {
 		NS_EMIT_LOGS(bpf_skb_load_bytes, skb, e, frame_len);
 		if (skb->mark != e->pkt.mark)

@@ -290,6 +290,8 @@ pub struct Limit {
     pub burst: u32,
     /// `bytes/second` rather than packets.
     pub bytes: bool,
+    /// Whose bucket this is; `None`: its own (this rule of this program).
+    pub state: Option<StateId>,
 }
 
 /// `quota [over] BYTES [used USED]`.
@@ -298,6 +300,23 @@ pub struct Quota {
     pub bytes: u64,
     /// Already consumed when the rule is loaded.
     pub used: u64,
+    /// Whose counter this is; `None`: its own (this rule of this program).
+    pub state: Option<StateId>,
+}
+
+/// The nf_tables expression a limit or quota belongs to. The kernel keeps their state
+/// in the rule's expression, so every program enforcing that rule (each interface and
+/// direction, each guard alternative the rule is copied into, each generation while
+/// the rule exists) must share one bucket: the loader keys the namespace's shared
+/// tables by this. Rule handles are never reused in a table, table handles never in a
+/// namespace, and a replaced rule gets a new handle, so a changed rule starts afresh,
+/// as in the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StateId {
+    pub table: u64,
+    pub rule: u64,
+    /// The expression's index in the rule.
+    pub expr: u32,
 }
 
 /// The packet field a set lookup reads; the set's [`SetKey`] must fit it.

@@ -34,6 +34,7 @@ pub mod ir;
 pub mod loader;
 pub mod maps;
 pub mod reference;
+pub mod shared;
 pub mod simulate;
 
 pub use ipnet::{Ipv4Net, Ipv6Net};

@@ -14,8 +14,10 @@ use aya::{include_bytes_aligned, Ebpf, EbpfLoader, Pod};
 use crate::conntrack::Timeouts;
 use crate::ir::{SetElement, Verdict};
 use crate::maps::checks::{BpfLimit, BpfQuota, BpfRuleExt};
+use crate::maps::checks::{CHECK_LIMIT, CHECK_QUOTA};
 use crate::maps::sets::{self, SetEntry, SetIds};
 use crate::maps::{BpfChain, BpfConfig, BpfRule, CompiledProgram, LpmEntries, BLOCK_WORDS};
+use crate::shared::{SharedState, SHARED_CT_MAX, SHARED_MAPS, SHARED_SLOTS};
 
 /// The compiled `bpf/nftshim.bpf.c` (built by build.rs).
 pub static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nftshim.bpf.o"));
@@ -138,6 +140,9 @@ pub struct LoadOptions {
     /// The TC program will be attached at egress: `skb->ifindex` is then the output
     /// device (`meta oif`); at ingress `oif` is 0.
     pub tc_egress: bool,
+    /// The TC program will be attached at the loopback device's ingress, whose packets
+    /// conntrack saw at its egress already.
+    pub tc_loopback_ingress: bool,
     /// Connection tracking timeouts (when the program tracks connections).
     pub ct_timeouts: Timeouts,
     /// Size of the connection table (least recently used entries are evicted).
@@ -151,6 +156,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             tc_egress: false,
+            tc_loopback_ingress: false,
             ct_timeouts: Timeouts::default(),
             ct_max: 65536,
             set_max: 65536,
@@ -207,6 +213,10 @@ pub enum LoadError {
     UnknownSet(String),
     #[error("set {0:?} has another key type than the element")]
     SetKeyMismatch(String),
+    #[error("a limit or quota without a state id cannot use the shared tables")]
+    Unshared,
+    #[error("more than {SHARED_SLOTS} limits or quotas in the namespace")]
+    NoSlot,
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> LoadError {
@@ -223,6 +233,14 @@ fn prog_err(name: &'static str) -> impl FnOnce(ProgramError) -> LoadError {
     }
 }
 
+/// What a program of the shared tables needs: pin paths, and the (slot, new) of each
+/// of its limits and quotas.
+struct Shared {
+    pins: Vec<(&'static str, std::path::PathBuf)>,
+    limits: Vec<(u32, bool)>,
+    quotas: Vec<(u32, bool)>,
+}
+
 /// One program's maps and verified programs in the kernel. Dropping it frees them.
 pub struct LoadedProgram {
     ebpf: Ebpf,
@@ -235,9 +253,72 @@ pub struct LoadedProgram {
 pub type LoadedChain = LoadedProgram;
 
 impl LoadedProgram {
+    /// Loads a program with maps of its own.
     pub fn load(chain: &CompiledProgram, options: LoadOptions) -> Result<Self, LoadError> {
+        Self::load_with(chain, options, None)
+    }
+
+    /// Loads a program that uses the namespace's shared maps (connections, limits,
+    /// quotas): pinned in `shared`'s directory, created there by the first program.
+    pub fn load_shared(
+        chain: &CompiledProgram,
+        options: LoadOptions,
+        shared: &mut SharedState,
+    ) -> Result<Self, LoadError> {
+        let mut fresh = Vec::new();
+        let result = (|| {
+            let mut take = |slots: &mut crate::shared::Slots,
+                            states: &[Option<crate::ir::StateId>],
+                            limit: bool|
+             -> Result<Vec<(u32, bool)>, LoadError> {
+                let mut out = Vec::new();
+                for state in states {
+                    let id = state.ok_or(LoadError::Unshared)?;
+                    let slot = slots.slot(id).ok_or(LoadError::NoSlot)?;
+                    if slot.1 {
+                        fresh.push((limit, id));
+                    }
+                    out.push(slot);
+                }
+                Ok(out)
+            };
+            let limits = take(&mut shared.limits, &chain.limit_states, true)?;
+            let quotas = take(&mut shared.quotas, &chain.quota_states, false)?;
+            let pins = SHARED_MAPS
+                .iter()
+                .map(|&n| (n, shared.pin_path(n)))
+                .collect();
+            Self::load_with(
+                chain,
+                options,
+                Some(Shared {
+                    pins,
+                    limits,
+                    quotas,
+                }),
+            )
+        })();
+        if result.is_err() {
+            // Slots this load took are not initialised: the next load must start them.
+            for (limit, id) in fresh {
+                if limit {
+                    shared.limits.forget(id);
+                } else {
+                    shared.quotas.forget(id);
+                }
+            }
+        }
+        result
+    }
+
+    fn load_with(
+        chain: &CompiledProgram,
+        options: LoadOptions,
+        shared: Option<Shared>,
+    ) -> Result<Self, LoadError> {
         let mut config = chain.config;
         config.egress = options.tc_egress as u32;
+        config.loopback_ingress = options.tc_loopback_ingress as u32;
         config.ct_timeout = options.ct_timeouts.to_config();
         let entries = u32::try_from(chain.vector_entries())
             .map_err(|_| LoadError::TooLarge(chain.vector_entries()))?;
@@ -268,6 +349,16 @@ impl LoadedProgram {
             .map_max_entries("set_v6", options.set_max.max(1))
             .map_max_entries("set_port", options.set_max.max(1))
             .map_max_entries("set_val", options.set_max.max(1));
+        if let Some(sh) = &shared {
+            // One size for every program of the namespace: the pinned map's.
+            loader
+                .map_max_entries("ct_table", SHARED_CT_MAX)
+                .map_max_entries("limits", SHARED_SLOTS)
+                .map_max_entries("quotas", SHARED_SLOTS);
+            for (name, path) in &sh.pins {
+                loader.map_pin_path(name, path.as_path());
+            }
+        }
         let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| LoadError::Object(Box::new(e)))?;
@@ -287,7 +378,6 @@ impl LoadedProgram {
         fill_hash(&mut ebpf, "mark1_vec", &chain.mark[1])?;
         fill_array(&mut ebpf, "ctstate_vec", &chain.ctstate)?;
         fill_hash(&mut ebpf, "ctmark_vec", &chain.ctmark)?;
-        fill_pod_array(&mut ebpf, "rule_ext", &chain.rule_ext)?;
         // Buckets start full now (bpf_ktime_get_ns() is CLOCK_MONOTONIC).
         let now = monotonic_ns();
         let limits: Vec<BpfLimit> = chain
@@ -295,8 +385,33 @@ impl LoadedProgram {
             .iter()
             .map(|l| BpfLimit { last: now, ..*l })
             .collect();
-        fill_pod_array(&mut ebpf, "limits", &limits)?;
-        fill_pod_array(&mut ebpf, "quotas", &chain.quotas)?;
+        if let Some(Shared {
+            limits: limit_slots,
+            quotas: quota_slots,
+            ..
+        }) = &shared
+        {
+            // Checks point at the shared slots; only new slots are initialised, the
+            // others carry on with their rule's state.
+            let mut ext = chain.rule_ext.clone();
+            for x in &mut ext {
+                for c in &mut x.checks {
+                    let slots = match c.kind {
+                        CHECK_LIMIT => limit_slots,
+                        CHECK_QUOTA => quota_slots,
+                        _ => continue,
+                    };
+                    c.arg = slots.get(c.arg as usize).ok_or(LoadError::NoSlot)?.0;
+                }
+            }
+            fill_pod_array(&mut ebpf, "rule_ext", &ext)?;
+            fill_pod_slots(&mut ebpf, "limits", &limits, limit_slots)?;
+            fill_pod_slots(&mut ebpf, "quotas", &chain.quotas, quota_slots)?;
+        } else {
+            fill_pod_array(&mut ebpf, "rule_ext", &chain.rule_ext)?;
+            fill_pod_array(&mut ebpf, "limits", &limits)?;
+            fill_pod_array(&mut ebpf, "quotas", &chain.quotas)?;
+        }
         for entry in &chain.set_entries {
             set_entry(&mut ebpf, entry, true)?;
         }
@@ -565,6 +680,26 @@ fn fill_pod_array<T: Pod>(
         Array::try_from(map_data(ebpf, name)?).map_err(map_err(name))?;
     for (index, value) in values.iter().enumerate() {
         map.set(index as u32, *value, 0).map_err(map_err(name))?;
+    }
+    Ok(())
+}
+
+/// Writes `values[i]` at slot `slots[i].0` where the slot is new (`slots[i].1`).
+fn fill_pod_slots<T: Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    values: &[T],
+    slots: &[(u32, bool)],
+) -> Result<(), LoadError> {
+    if !slots.iter().any(|&(_, fresh)| fresh) {
+        return Ok(());
+    }
+    let mut map: Array<&mut MapData, T> =
+        Array::try_from(map_data(ebpf, name)?).map_err(map_err(name))?;
+    for (value, &(slot, fresh)) in values.iter().zip(slots) {
+        if fresh {
+            map.set(slot, *value, 0).map_err(map_err(name))?;
+        }
     }
     Ok(())
 }

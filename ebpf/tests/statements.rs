@@ -47,6 +47,7 @@ fn limit(rate: u64, unit_secs: u64, burst: u32, bytes: bool) -> Test {
         unit_secs,
         burst,
         bytes,
+        state: None,
     })
 }
 
@@ -157,6 +158,7 @@ fn a_quota_counts_every_packet_and_is_over_past_its_bytes() {
         Test::Quota(Quota {
             bytes: 5 * len / 2,
             used,
+            state: None,
         })
     };
     let program = limited(Match::is(quota(0)));
@@ -201,6 +203,7 @@ fn a_quota_counts_every_packet_and_is_over_past_its_bytes() {
     let program = limited(Match::is(Test::Quota(Quota {
         bytes: 2 * len,
         used: 0,
+        state: None,
     })));
     let loaded = load(&program).unwrap();
     let verdicts: Vec<Verdict> = (0..3)
@@ -488,7 +491,11 @@ fn everything_at_once_verifies_at_every_chain_size() {
                     }),
                     Match::is(Test::CtStatus(1)),
                     Match::is(limit(1, DAY, 1, false)),
-                    Match::not(Test::Quota(Quota { bytes: 1, used: 0 })),
+                    Match::not(Test::Quota(Quota {
+                        bytes: 1,
+                        used: 0,
+                        state: None,
+                    })),
                 ],
                 Action::Jump("sub".into()),
             )

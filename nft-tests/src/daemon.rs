@@ -1,7 +1,6 @@
 //! A private nftshimd for one run: its own socket and state directory in a temporary
 //! directory, killed when dropped.
 
-use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -28,21 +27,8 @@ impl Daemon {
         // mode, decides what they may do.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
         let socket = dir.path().join("sock");
-        let state = dir.path().join("state");
         let log = dir.path().join("nftshimd.log");
-        let log_file = File::create(&log)?;
-        let child = Command::new(bin)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("--dataplane")
-            .arg(dataplane)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
+        let child = spawn(bin, dataplane, dir.path(), &socket, &log)?;
         crate::cleanup::register_pid(child.id() as i32);
         let mut daemon = Daemon {
             child,
@@ -75,6 +61,23 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Kills the daemon outright (SIGKILL: none of its code runs any more), as a
+    /// crash would.
+    pub fn kill(&mut self) {
+        let pid = self.child.id() as i32;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        crate::cleanup::forget_pid(pid);
+    }
+
+    /// Starts another daemon on the same socket and state directory (after [`Daemon::kill`]).
+    pub fn restart(&mut self, bin: &Path, dataplane: &str) -> anyhow::Result<()> {
+        let _ = std::fs::remove_file(&self.socket);
+        self.child = spawn(bin, dataplane, self.dir.path(), &self.socket, &self.log)?;
+        crate::cleanup::register_pid(self.child.id() as i32);
+        self.wait_ready(Duration::from_secs(15))
     }
 
     pub fn socket(&self) -> &Path {
@@ -121,6 +124,33 @@ impl Drop for Daemon {
         }
         crate::cleanup::forget_pid(pid);
     }
+}
+
+/// `BIN --socket SOCKET --state-dir DIR/state --dataplane MODE`, logging (appending)
+/// to `log`.
+fn spawn(
+    bin: &Path,
+    dataplane: &str,
+    dir: &Path,
+    socket: &Path,
+    log: &Path,
+) -> anyhow::Result<Child> {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    Command::new(bin)
+        .arg("--socket")
+        .arg(socket)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--dataplane")
+        .arg(dataplane)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))
 }
 
 fn connectable(path: &Path) -> bool {

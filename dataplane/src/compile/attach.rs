@@ -156,40 +156,64 @@ pub fn check_composable(program: &Program) -> Result<(), DataplaneError> {
     Ok(())
 }
 
-/// The IR chains for the namespace as it is now.
+/// Whether some chain reads or sets connection tracking state.
+pub fn uses_ct(program: &Program) -> bool {
+    program.chains.iter().any(HookChain::uses_ct)
+        || program.regular.values().any(|c| rules_use_ct(&c.rules))
+}
+
+/// nf_conntrack runs at prerouting and output with priority -200
+/// (NF_IP_PRI_CONNTRACK): a chain there at -200 or before sees packets without their
+/// connection (`ct state` invalid). The programs track before every chain, so a ct
+/// expression in such a chain, or in a regular chain it may reach, is refused.
+fn check_before_conntrack(program: &Program) -> Result<(), DataplaneError> {
+    const NF_IP_PRI_CONNTRACK: i32 = -200;
+    let regular_ct = program.regular.values().any(|c| rules_use_ct(&c.rules));
+    for c in &program.chains {
+        if !matches!(c.hook, Hook::Prerouting | Hook::Output) || c.priority > NF_IP_PRI_CONNTRACK {
+            continue;
+        }
+        let jumps = c
+            .rules
+            .iter()
+            .any(|r| matches!(r.action, Action::Jump(_) | Action::Goto(_)));
+        if c.uses_ct() || (jumps && regular_ct) {
+            return Err(refuse(format!(
+                "{}: ct expressions at priority {} (connection tracking runs at -200, after it)                  are not supported by the eBPF data plane",
+                c.label(),
+                c.priority
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The IR chains for the namespace as it is now. When some rule uses conntrack, every
+/// interface and direction gets a program, which tracks (nf_conntrack sees every
+/// packet of the namespace once it is on) into the namespace's shared connection
+/// table, even where no chain applies.
 pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneError> {
-    let ct_label = program
-        .chains
-        .iter()
-        .find(|c| c.uses_ct())
-        .map(HookChain::label)
-        .or_else(|| {
-            program
-                .regular
-                .values()
-                .find(|c| rules_use_ct(&c.rules))
-                .map(|c| c.label.clone())
-        });
-    if let Some(label) = ct_label {
-        // Each interface and direction runs its own program with its own connection
-        // table, so a reply would not find the connection its request created: the
-        // state would be wrong, not just approximate.
-        return Err(refuse(format!(
-            "{}: ct state needs one connection table for every interface and direction; \
-             the eBPF programs do not share one yet",
-            label
-        )));
+    let track = uses_ct(program);
+    if track {
+        check_before_conntrack(program)?;
     }
     let mut plan = Plan::default();
     for (&ifindex, name) in &facts.links {
         for dir in [Direction::Ingress, Direction::Egress] {
             let st = stages(program, dir, Some(name));
-            if st.is_empty() {
+            let mut chains = if !st.is_empty() {
+                with_regular_chains(flatten(&st, facts)?, program, facts)
+            } else if track {
+                ir::Program::single(ir::Chain {
+                    scope: L3Scope::Inet,
+                    policy: Verdict::Accept,
+                    rules: Vec::new(),
+                })
+            } else {
                 continue;
-            }
-            let base = flatten(&st, facts)?;
-            plan.chains
-                .insert((ifindex, dir), with_regular_chains(base, program, facts));
+            };
+            chains.conntrack = track;
+            plan.chains.insert((ifindex, dir), chains);
         }
     }
     Ok(plan)

@@ -155,15 +155,30 @@ impl HookChain {
     }
 }
 
+/// Whether a rule reads or sets connection tracking state (nf_tables starts tracking a
+/// namespace's packets as soon as one such expression exists).
 pub fn rules_use_ct(rules: &[SymRule]) -> bool {
     rules.iter().any(|r| {
         r.matches.iter().any(|m| {
             matches!(
                 m,
                 SymMatch::Ir(Match {
-                    test: Test::CtState(_),
+                    test: Test::CtState(_)
+                        | Test::CtStatus(_)
+                        | Test::CtMark { .. }
+                        | Test::InSet {
+                            field: nftshim_ebpf::ir::SetField::CtMark,
+                            ..
+                        },
                     ..
                 })
+            )
+        }) || r.statements.iter().any(|s| {
+            matches!(
+                s,
+                Statement::SetCtMark { .. }
+                    | Statement::SetMarkFromCtMark { .. }
+                    | Statement::SetCtMarkFromMark { .. }
             )
         })
     })

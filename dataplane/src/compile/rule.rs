@@ -10,17 +10,20 @@
 use std::collections::{BTreeSet, HashMap};
 
 use ipnet::{Ipv4Net, Ipv6Net};
-use netlink_proto::consts::NFT_LOOKUP_F_INV;
+use netlink_proto::consts::{NFT_LIMIT_F_INV, NFT_LOOKUP_F_INV, NFT_QUOTA_F_INV};
 use netlink_proto::data::{Register, VerdictCode};
 use netlink_proto::expr::bitwise::BitwiseOp;
 use netlink_proto::expr::cmp::CmpOp;
 use netlink_proto::expr::ct::CtKey;
+use netlink_proto::expr::limit::LimitType;
 use netlink_proto::expr::meta::MetaKey;
 use netlink_proto::expr::payload::PayloadBase;
 use netlink_proto::expr::range::RangeOp;
 use netlink_proto::expr::Expr as TypedExpr;
 use nftshim_ebpf::fields::{IPPROTO_ICMP, IPPROTO_ICMPV6, PORT_PROTOCOLS};
-use nftshim_ebpf::ir::{ct_state, Action, Match, PortRange, Statement, Test};
+use nftshim_ebpf::ir::{
+    ct_state, ct_status, Action, Limit, Match, PortRange, Quota, StateId, Statement, Test,
+};
 use nftshim_engine::view::{Expr, Rule, Table};
 use nftshim_engine::RulesetView;
 
@@ -54,8 +57,10 @@ enum Source {
         offset: u32,
     },
     Meta(MetaKey),
-    /// `ct state` (the only conntrack key the data plane reads so far).
+    /// `ct state`, `ct status`, `ct mark` (no direction).
     CtState,
+    CtStatus,
+    CtMark,
     /// A 4-byte constant (`immediate`), the value of a `meta mark set`.
     Const(u32),
 }
@@ -81,6 +86,9 @@ enum Field {
     OifName,
     /// `ct state`: a 4-byte host-order word with exactly one `NF_CT_STATE_*` bit.
     CtState,
+    /// `ct status`, `ct mark`: 4-byte host-order words.
+    CtStatus,
+    CtMark,
 }
 
 const V4: u8 = 1;
@@ -109,6 +117,14 @@ struct RuleState<'a, 'v> {
     /// Side effects, in rule order (counters are implicit in the IR).
     effects: Vec<Statement>,
     verdict: Option<Action>,
+    /// A limit or quota was met: they consume, so a later match would make them
+    /// charge packets the IR (which tests stateless matches first) would not.
+    stateful: bool,
+    /// Identity of the rule's limits and quotas: table and rule handle, and the
+    /// expression being decompiled.
+    table_handle: u64,
+    rule_handle: u64,
+    expr_index: u32,
 }
 
 /// Decompiles one rule. `Ok(None)`: the rule can never match or does nothing, so it
@@ -130,11 +146,16 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         counter: false,
         effects: Vec::new(),
         verdict: None,
+        stateful: false,
+        table_handle: ctx.table.handle,
+        rule_handle: rule.handle,
+        expr_index: 0,
     };
-    for e in &rule.exprs {
+    for (i, e) in rule.exprs.iter().enumerate() {
         if st.verdict.is_some() {
             return Err(format!("expression {} after the verdict", e.name));
         }
+        st.expr_index = i as u32;
         st.step(e)?;
     }
     if st.never {
@@ -171,7 +192,10 @@ impl RuleState<'_, '_> {
         if self.statements
             && !matches!(
                 typed,
-                TypedExpr::Counter(_) | TypedExpr::Immediate(_) | TypedExpr::Meta(_)
+                TypedExpr::Counter(_)
+                    | TypedExpr::Immediate(_)
+                    | TypedExpr::Meta(_)
+                    | TypedExpr::Ct(_)
             )
         {
             // A match after a statement: the statement would act on packets the
@@ -247,28 +271,101 @@ impl RuleState<'_, '_> {
                 );
             }
             TypedExpr::Ct(c) => {
-                if c.sreg().is_some() {
-                    return Err("ct set statements are not supported by the eBPF data plane".into());
+                if self.ctx.family == Family::Netdev {
+                    return Err("ct in netdev chains (no conntrack there) is not supported".into());
+                }
+                if let Some(sreg) = c.sreg() {
+                    let sreg = reg_offset(Some(sreg), "ct set")?;
+                    return self.ct_set(c.key(), c.direction().is_some(), sreg);
+                }
+                if self.statements {
+                    return Err("expression ct after a statement is not supported".into());
                 }
                 let dreg = reg_offset(c.dreg(), "ct")?;
-                match c.key() {
-                    Some(CtKey::State) if c.direction().is_none() => {}
-                    Some(CtKey::State) => return Err("ct state with a direction".into()),
+                if c.direction().is_some() {
+                    return Err(
+                        "ct keys with a direction are not supported by the eBPF data plane".into(),
+                    );
+                }
+                let source = match c.key() {
+                    Some(CtKey::State) => Source::CtState,
+                    Some(CtKey::Status) => Source::CtStatus,
+                    Some(CtKey::Mark) => Source::CtMark,
                     Some(other) => {
                         return Err(format!(
                             "ct {other:?} is not supported by the eBPF data plane"
                         ))
                     }
                     None => return Err("ct without key".into()),
-                }
+                };
                 self.load(
                     dreg,
                     Loaded {
-                        source: Source::CtState,
+                        source,
                         len: 4,
                         mask: None,
                     },
                 );
+            }
+            TypedExpr::Reject(r) => {
+                // Only what the real-flow test needs so far: a TCP reset for TCP
+                // packets delivered locally (the reset goes back out of the device
+                // the segment came in on, as the kernel's route back would).
+                let tcp_only = self
+                    .l4protos
+                    .as_ref()
+                    .is_some_and(|p| p.iter().all(|&x| x == 6));
+                if r.reject_type() != Some(netlink_proto::expr::reject::RejectType::TcpRst)
+                    || self.ctx.hook != Hook::Input
+                    || !tcp_only
+                {
+                    return Err(
+                        "reject other than with tcp reset of tcp packets in input is not supported by the eBPF data plane"
+                            .into(),
+                    );
+                }
+                self.verdict = Some(Action::Reject(nftshim_ebpf::ir::Reject::TcpReset));
+            }
+            TypedExpr::Limit(l) => {
+                let flags = l.flags().unwrap_or(0);
+                if flags & !NFT_LIMIT_F_INV != 0 {
+                    return Err("limit flags the data plane does not know".into());
+                }
+                let limit = Limit {
+                    rate: l.rate().ok_or("limit without rate")?,
+                    unit_secs: l.unit().ok_or("limit without unit")?,
+                    burst: l.burst().unwrap_or(0),
+                    bytes: match l.limit_type() {
+                        None | Some(LimitType::Pkts) => false,
+                        Some(LimitType::PktBytes) => true,
+                        Some(LimitType::Unknown(_)) => {
+                            return Err("limit of an unknown type".into())
+                        }
+                    },
+                    state: Some(self.state_id()),
+                };
+                if limit.rate == 0 || limit.unit_secs == 0 {
+                    return Err("limit with a zero rate or unit".into());
+                }
+                self.stateful_match(Match {
+                    test: Test::Limit(limit),
+                    negated: flags & NFT_LIMIT_F_INV != 0,
+                })?;
+            }
+            TypedExpr::Quota(q) => {
+                let flags = q.flags().unwrap_or(0);
+                if flags & !NFT_QUOTA_F_INV != 0 {
+                    return Err("quota flags the data plane does not know".into());
+                }
+                let quota = Quota {
+                    bytes: q.bytes().ok_or("quota without bytes")?,
+                    used: q.consumed().unwrap_or(0),
+                    state: Some(self.state_id()),
+                };
+                self.stateful_match(Match {
+                    test: Test::Quota(quota),
+                    negated: flags & NFT_QUOTA_F_INV != 0,
+                })?;
             }
             TypedExpr::Bitwise(b) => {
                 let sreg = reg_offset(b.sreg(), "bitwise")?;
@@ -454,6 +551,58 @@ impl RuleState<'_, '_> {
         Ok(())
     }
 
+    /// The identity of the expression being decompiled (a limit's or quota's state).
+    fn state_id(&self) -> StateId {
+        StateId {
+            table: self.table_handle,
+            rule: self.rule_handle,
+            expr: self.expr_index,
+        }
+    }
+
+    /// A limit or quota: after every stateless match (see `stateful`), before any
+    /// statement (a counter before it would count packets it then stops).
+    fn stateful_match(&mut self, m: Match) -> Result<(), String> {
+        self.stateful = true;
+        self.matches.push(SymMatch::Ir(m));
+        Ok(())
+    }
+
+    /// `ct KEY set` from the register at `sreg`: `ct mark set` a constant or the
+    /// (masked) meta mark.
+    fn ct_set(&mut self, key: Option<CtKey>, direction: bool, sreg: u32) -> Result<(), String> {
+        if key != Some(CtKey::Mark) || direction {
+            return Err(format!(
+                "ct {key:?} set is not supported by the eBPF data plane"
+            ));
+        }
+        let statement =
+            match self.regs.get(&sreg) {
+                Some(Loaded {
+                    source: Source::Const(value),
+                    ..
+                }) => Statement::SetCtMark {
+                    and: 0,
+                    xor: *value,
+                },
+                Some(Loaded {
+                    source: Source::Meta(MetaKey::Mark),
+                    len: 4,
+                    mask,
+                }) => Statement::SetCtMarkFromMark {
+                    and: mask.as_deref().map(host_u32).unwrap_or(u32::MAX),
+                    xor: 0,
+                },
+                _ => return Err(
+                    "ct mark set from anything but a constant or the meta mark is not supported"
+                        .into(),
+                ),
+            };
+        self.effects.push(statement);
+        self.statements = true;
+        Ok(())
+    }
+
     /// `meta KEY set` from the register at `sreg`: only `meta mark set CONSTANT`.
     fn meta_set(&mut self, key: Option<MetaKey>, sreg: u32) -> Result<(), String> {
         if key != Some(MetaKey::Mark) {
@@ -469,14 +618,26 @@ impl RuleState<'_, '_> {
                 "meta mark set in an input chain is not supported by the eBPF data plane".into(),
             );
         }
-        let Some(Loaded {
-            source: Source::Const(value),
-            ..
-        }) = self.regs.get(&sreg)
-        else {
-            return Err("meta mark set from anything but a constant is not supported".into());
-        };
-        self.effects.push(Statement::set_mark(*value));
+        let statement =
+            match self.regs.get(&sreg) {
+                Some(Loaded {
+                    source: Source::Const(value),
+                    ..
+                }) => Statement::set_mark(*value),
+                Some(Loaded {
+                    source: Source::CtMark,
+                    mask,
+                    ..
+                }) => Statement::SetMarkFromCtMark {
+                    and: mask.as_deref().map(host_u32).unwrap_or(u32::MAX),
+                    xor: 0,
+                },
+                _ => return Err(
+                    "meta mark set from anything but a constant or the ct mark is not supported"
+                        .into(),
+                ),
+            };
+        self.effects.push(statement);
         self.statements = true;
         Ok(())
     }
@@ -503,6 +664,8 @@ impl RuleState<'_, '_> {
             Source::Meta(MetaKey::Oifname) => Field::OifName,
             Source::Meta(k) => return Err(format!("meta {} is not supported", meta_name(k))),
             Source::CtState => Field::CtState,
+            Source::CtStatus => Field::CtStatus,
+            Source::CtMark => Field::CtMark,
             Source::Const(_) => return Err("a match on a constant is not supported".into()),
             Source::Network { offset } if fam == V4 => match (offset, l.len) {
                 (12, 1..=4) => Field::Saddr4,
@@ -563,7 +726,12 @@ impl RuleState<'_, '_> {
             Field::Saddr4 | Field::Daddr4 | Field::Saddr6 | Field::Daddr6 => true,
             Field::L4Proto | Field::NfProto | Field::IcmpType | Field::Icmpv6Type => l.len == 1,
             Field::Sport | Field::Dport => l.len == 2,
-            Field::Iif | Field::Oif | Field::Mark | Field::CtState => l.len == 4,
+            Field::Iif
+            | Field::Oif
+            | Field::Mark
+            | Field::CtState
+            | Field::CtStatus
+            | Field::CtMark => l.len == 4,
             Field::IifName | Field::OifName => l.len <= 16,
         };
         if !len_ok {
@@ -578,6 +746,8 @@ impl RuleState<'_, '_> {
                     | Field::Daddr6
                     | Field::Mark
                     | Field::CtState
+                    | Field::CtStatus
+                    | Field::CtMark
             )
         {
             return Err(format!("masked {f:?} is not supported"));
@@ -594,7 +764,9 @@ impl RuleState<'_, '_> {
                     "{f:?} in a {hook:?} chain (no output device there) is not supported"
                 ))
             }
-            Field::CtState if self.ctx.family == Family::Netdev => {
+            Field::CtState | Field::CtStatus | Field::CtMark
+                if self.ctx.family == Family::Netdev =>
+            {
                 return Err(
                     "ct state in netdev chains (no conntrack there) is not supported".into(),
                 )
@@ -665,6 +837,11 @@ impl RuleState<'_, '_> {
 
     /// Records a predicate; dependencies narrow what the rule can still match.
     fn predicate(&mut self, field: Field, l: &Loaded, v: Values) -> Result<(), String> {
+        if self.stateful {
+            return Err(
+                "a match after limit or quota is not supported by the eBPF data plane".into(),
+            );
+        }
         let Values { ranges, negated } = v;
         let nums = || sets::numeric_ranges(&ranges);
         let small = |max: u128| -> BTreeSet<u8> {
@@ -761,6 +938,36 @@ impl RuleState<'_, '_> {
                     return Err("meta mark compared with bits outside its mask".into());
                 }
                 Test::Mark { mask, values }
+            }
+            Field::CtMark => {
+                if ranges.iter().any(|(lo, hi)| lo != hi) {
+                    return Err("ct mark ranges are not supported by the eBPF data plane".into());
+                }
+                let mask = l.mask.as_deref().map(host_u32).unwrap_or(u32::MAX);
+                // A value with bits outside the mask is never equal.
+                let values: Vec<u32> = ranges
+                    .iter()
+                    .map(|(k, _)| host_u32(k))
+                    .filter(|v| v & !mask == 0)
+                    .collect();
+                if values.is_empty() {
+                    // Never equal: the match fails, or (negated) holds for every
+                    // packet with a connection.
+                    if negated {
+                        self.matches.push(SymMatch::Ir(has_connection()));
+                    } else {
+                        self.never = true;
+                    }
+                    return Ok(());
+                }
+                Test::CtMark { mask, values }
+            }
+            Field::CtStatus => {
+                match ct_status_matches(l, &ranges, negated)? {
+                    Some(ms) => self.matches.extend(ms.into_iter().map(SymMatch::Ir)),
+                    None => self.never = true,
+                }
+                return Ok(());
             }
             Field::CtState => {
                 let bits = ct_state_bits(l, &ranges, negated)?;
@@ -878,6 +1085,69 @@ fn ct_state_bits(l: &Loaded, ranges: &[ByteRange], negated: bool) -> Result<u32,
         .fold(0, |acc, &state| acc | state))
 }
 
+/// The match that holds for packets with a connection (new, established or related):
+/// where `ct status` and `ct mark` are present.
+fn has_connection() -> Match {
+    Match::is(Test::CtState(
+        ct_state::NEW | ct_state::ESTABLISHED | ct_state::RELATED,
+    ))
+}
+
+/// The status words a connection has here, by level: new (not confirmed yet),
+/// confirmed, seen a reply, assured. Each level has the bits of the one before; no
+/// other bit is ever set (they need NAT, helpers, expectations or offload, which the
+/// data plane refuses).
+const CT_STATUS_LEVELS: [u32; 4] = [
+    0,
+    ct_status::CONFIRMED,
+    ct_status::CONFIRMED | ct_status::SEEN_REPLY,
+    ct_status::CONFIRMED | ct_status::SEEN_REPLY | ct_status::ASSURED,
+];
+
+/// The bit level k adds to level k - 1.
+const CT_STATUS_LEVEL_BITS: [u32; 4] = [
+    0,
+    ct_status::CONFIRMED,
+    ct_status::SEEN_REPLY,
+    ct_status::ASSURED,
+];
+
+/// A `ct status` predicate (any mask, values, negation) evaluated on each status a
+/// connection can have. The levels it holds for must be contiguous: "at least level
+/// i" is `ct status` bit i set, "at most level j" bit j + 1 clear. `None`: it never
+/// holds.
+fn ct_status_matches(
+    l: &Loaded,
+    ranges: &[ByteRange],
+    negated: bool,
+) -> Result<Option<Vec<Match>>, String> {
+    if ranges.iter().any(|(lo, hi)| lo != hi || lo.len() != 4) {
+        return Err("ct status compared with a range".into());
+    }
+    let mask = l.mask.as_deref().map(host_u32).unwrap_or(u32::MAX);
+    let values: Vec<u32> = ranges.iter().map(|(k, _)| host_u32(k)).collect();
+    let levels: Vec<usize> = (0..CT_STATUS_LEVELS.len())
+        .filter(|&k| values.contains(&(CT_STATUS_LEVELS[k] & mask)) != negated)
+        .collect();
+    let (Some(&lo), Some(&hi)) = (levels.first(), levels.last()) else {
+        return Ok(None);
+    };
+    if hi - lo + 1 != levels.len() {
+        return Err("ct status predicate that no conjunction of status bits expresses".into());
+    }
+    let mut out = Vec::new();
+    if lo > 0 {
+        out.push(Match::is(Test::CtStatus(CT_STATUS_LEVEL_BITS[lo])));
+    }
+    if hi + 1 < CT_STATUS_LEVELS.len() {
+        out.push(Match::not(Test::CtStatus(CT_STATUS_LEVEL_BITS[hi + 1])));
+    }
+    if out.is_empty() {
+        out.push(has_connection());
+    }
+    Ok(Some(out))
+}
+
 fn prefix_len(l: &Loaded) -> Result<u32, String> {
     match &l.mask {
         None => Ok(l.len * 8),
@@ -949,5 +1219,70 @@ fn verdict_name(c: VerdictCode) -> String {
         VerdictCode::Accept => "accept".into(),
         VerdictCode::Drop => "drop".into(),
         other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(mask: Option<u32>, values: &[u32], negated: bool) -> Option<Vec<Match>> {
+        let l = Loaded {
+            source: Source::CtStatus,
+            len: 4,
+            mask: mask.map(|m| m.to_ne_bytes().to_vec()),
+        };
+        let ranges: Vec<ByteRange> = values
+            .iter()
+            .map(|v| (v.to_ne_bytes().to_vec(), v.to_ne_bytes().to_vec()))
+            .collect();
+        ct_status_matches(&l, &ranges, negated).unwrap()
+    }
+
+    #[test]
+    fn ct_status_forms_become_status_levels() {
+        use ct_status::*;
+        // ct status seen-reply: bitwise & 2, cmp neq 0.
+        assert_eq!(
+            status(Some(SEEN_REPLY), &[0], true),
+            Some(vec![Match::is(Test::CtStatus(SEEN_REPLY))])
+        );
+        // ct status ! seen-reply: bitwise & 2, cmp eq 0.
+        assert_eq!(
+            status(Some(SEEN_REPLY), &[0], false),
+            Some(vec![Match::not(Test::CtStatus(SEEN_REPLY))])
+        );
+        // ct status expected: never set here.
+        assert_eq!(status(Some(EXPECTED), &[0], true), None);
+        // ct status != expected (the whole word): every connection.
+        assert_eq!(
+            status(None, &[EXPECTED], true),
+            Some(vec![has_connection()])
+        );
+        // ct status { expected, seen-reply, assured, confirmed, dying }: only a
+        // confirmed connection without a reply has one of these words.
+        assert_eq!(
+            status(
+                None,
+                &[EXPECTED, SEEN_REPLY, ASSURED, CONFIRMED, 512],
+                false
+            ),
+            Some(vec![
+                Match::is(Test::CtStatus(CONFIRMED)),
+                Match::not(Test::CtStatus(SEEN_REPLY))
+            ])
+        );
+    }
+
+    #[test]
+    fn ct_status_predicates_no_conjunction_expresses_are_refused() {
+        let l = Loaded {
+            source: Source::CtStatus,
+            len: 4,
+            mask: None,
+        };
+        // Everything but "confirmed, no reply yet": new or replied.
+        let v = ct_status::CONFIRMED.to_ne_bytes().to_vec();
+        assert!(ct_status_matches(&l, &[(v.clone(), v)], true).is_err());
     }
 }

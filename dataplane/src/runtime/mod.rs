@@ -14,7 +14,9 @@
 //! interface of a namespace only a file descriptor elsewhere keeps alive: an
 //! unenforced interface. Enforcement wins.
 
+pub mod links;
 pub mod netns;
+pub mod pins;
 pub mod rtnl;
 pub mod worker;
 
@@ -136,7 +138,8 @@ impl EbpfDataplane {
         };
         let mut guard = self.lock();
         if program.is_empty() {
-            if guard.take().is_some() {
+            if let Some(w) = guard.take() {
+                w.retire();
                 tracing::info!(
                     netns_cookie = self.key.cookie,
                     "eBPF data plane stopped: nothing to enforce"

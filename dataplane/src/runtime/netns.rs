@@ -77,6 +77,15 @@ pub fn open(key: NetnsKey) -> io::Result<OwnedFd> {
     ))
 }
 
+/// Whether something besides this process keeps the namespace alive (another
+/// process inside it, or a bind mount such as `ip netns add`'s). When nothing does,
+/// it goes away once this process lets go of it. An fd held by a process outside
+/// it is not seen.
+pub fn held_elsewhere(inode: u64) -> bool {
+    let own = PathBuf::from(format!("/proc/{}/", std::process::id()));
+    candidates(inode).iter().any(|p| !p.starts_with(&own))
+}
+
 /// Moves the calling thread into the namespace.
 pub fn enter(netns: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: setns(2) on a valid fd; affects only the calling thread.

@@ -10,7 +10,7 @@
 //! build and switch to a new generation the same way, so new interfaces are covered
 //! as soon as the kernel announces them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -24,9 +24,12 @@ use aya::programs::{SchedClassifier, TcAttachType};
 use nftshim_ebpf::ir;
 use nftshim_ebpf::loader::{LoadOptions, LoadedChain, TC_PROGRAM};
 use nftshim_ebpf::maps;
+use nftshim_ebpf::shared::SharedState;
 use nftshim_engine::DataplaneError;
 
+use super::links as pinned_links;
 use super::netns::{self, NetnsKey};
+use super::pins;
 use super::rtnl::{self, RtnlSocket};
 use crate::compile::{instantiate, refuse, Direction, Facts, Program};
 
@@ -47,6 +50,8 @@ enum Command {
     Prepare(Arc<Program>, Sender<Result<(), DataplaneError>>),
     /// Switch to a ruleset (the prepared one if it is the same).
     Commit(Arc<Program>, Sender<()>),
+    /// The ruleset is gone: detach everything and unpin the shared maps.
+    Retire(Sender<()>),
 }
 
 pub struct Worker {
@@ -75,21 +80,27 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name(format!("nftshim-dp-{}", key.cookie))
             .spawn(move || {
-                let started = (|| -> io::Result<(RtnlSocket, Facts)> {
+                // Before anything is pinned, so that no other worker of this process
+                // takes this namespace's pins for stale; dropped last.
+                let _in_use = pins::in_use(key.cookie);
+                let started = (|| -> io::Result<(RtnlSocket, Facts, SharedState)> {
                     netns::enter(netns.as_fd())?;
                     drop(netns);
                     if netns::current_cookie()? != key.cookie {
                         return Err(io::Error::other("namespace cookie changed"));
                     }
+                    pins::ensure_bpffs()?;
+                    pins::remove_stale();
+                    let shared = SharedState::open(pins::netns_dir(key.cookie))?;
                     // Subscribe before reading, so no change falls in between.
                     let events = RtnlSocket::events()?;
                     let facts = rtnl::read_facts()?;
-                    Ok((events, facts))
+                    Ok((events, facts, shared))
                 })();
                 match started {
-                    Ok((events, facts)) => {
+                    Ok((events, facts, shared)) => {
                         let _ = ready_tx.send(Ok(()));
-                        let mut w = State::new(key, facts, status_thread);
+                        let mut w = State::new(key, facts, shared, status_thread);
                         w.run(&rx, &events, wake_thread);
                     }
                     Err(e) => {
@@ -129,6 +140,16 @@ impl Worker {
         let _ = rx.recv();
     }
 
+    /// Stops enforcing for good (the namespace's ruleset is gone): links detached,
+    /// pins and shared state removed. Dropping a worker instead (daemon shutdown)
+    /// leaves the pinned links enforcing the last ruleset until the next daemon
+    /// takes them over.
+    pub fn retire(self) {
+        let (tx, rx) = channel();
+        self.send(Command::Retire(tx));
+        let _ = rx.recv();
+    }
+
     pub fn status(&self) -> WorkerStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -165,10 +186,31 @@ struct Generation {
 /// No real interface has it (ifindexes are positive `int`s).
 const PHANTOM_IFINDEX: u32 = u32::MAX;
 
+/// The loopback device's ifindex in every namespace (LOOPBACK_IFINDEX).
+const LOOPBACK_IFINDEX: u32 = 1;
+
+/// The program id of a link adopted from an earlier worker (ids start at 1).
+const ADOPTED: u64 = 0;
+
 struct LoadedProg {
     chain: ir::Program,
     dir: Direction,
+    /// Loopback's ingress program (its packets were tracked at its egress).
+    loopback: bool,
     loaded: LoadedChain,
+}
+
+/// The limits' and quotas' states a program uses.
+fn states(program: &ir::Program) -> impl Iterator<Item = ir::StateId> + '_ {
+    program.chains_in_order().flat_map(|(_, c)| {
+        c.rules.iter().flat_map(|r| {
+            r.matches.iter().filter_map(|m| match &m.test {
+                ir::Test::Limit(l) => l.state,
+                ir::Test::Quota(q) => q.state,
+                _ => None,
+            })
+        })
+    })
 }
 
 fn next_program_id() -> u64 {
@@ -182,6 +224,7 @@ impl Generation {
         program: Arc<Program>,
         facts: &Facts,
         live: Option<&Generation>,
+        shared: &mut SharedState,
     ) -> Result<Generation, DataplaneError> {
         // Also the chain of an interface that does not exist yet (matched by no
         // interface name pattern, bound to no netdev chain): built ahead, so that a new
@@ -193,7 +236,8 @@ impl Generation {
         let mut assign = BTreeMap::new();
         let mut spares = Vec::new();
         for ((ifindex, dir), chain) in plan.chains {
-            let same = |p: &LoadedProg| p.chain == chain && p.dir == dir;
+            let loopback = ifindex == LOOPBACK_IFINDEX && dir == Direction::Ingress;
+            let same = |p: &LoadedProg| p.chain == chain && p.dir == dir && p.loopback == loopback;
             let reused = live
                 .and_then(|g| g.progs.iter().find(|(_, p)| same(p)))
                 .or_else(|| progs.iter().find(|(_, p)| same(p)))
@@ -208,13 +252,23 @@ impl Generation {
                     })?;
                     let options = LoadOptions {
                         tc_egress: dir == Direction::Egress,
+                        tc_loopback_ingress: loopback,
                         ..LoadOptions::default()
                     };
-                    let loaded = LoadedChain::load(&compiled, options).map_err(|e| {
-                        refuse(format!("the eBPF data plane cannot load this ruleset: {e}"))
-                    })?;
+                    let loaded =
+                        LoadedChain::load_shared(&compiled, options, shared).map_err(|e| {
+                            refuse(format!("the eBPF data plane cannot load this ruleset: {e}"))
+                        })?;
                     let id = next_program_id();
-                    progs.insert(id, LoadedProg { chain, dir, loaded });
+                    progs.insert(
+                        id,
+                        LoadedProg {
+                            chain,
+                            dir,
+                            loopback,
+                            loaded,
+                        },
+                    );
                     id
                 }
             };
@@ -259,6 +313,8 @@ impl Generation {
 struct State {
     key: NetnsKey,
     facts: Facts,
+    /// The namespace's shared maps; unpinned when the worker stops.
+    shared: Option<SharedState>,
     live: Option<Generation>,
     /// Built by Prepare, used by the Commit of the same program.
     pending: Option<Generation>,
@@ -270,13 +326,25 @@ struct State {
 }
 
 impl State {
-    fn new(key: NetnsKey, facts: Facts, status: Arc<Mutex<WorkerStatus>>) -> State {
+    fn new(
+        key: NetnsKey,
+        facts: Facts,
+        shared: SharedState,
+        status: Arc<Mutex<WorkerStatus>>,
+    ) -> State {
+        // Links an earlier nftshimd left attached: switched to this worker's programs
+        // by its first commit (a restored ruleset), or detached if it has none there.
+        let links = pinned_links::adopt(shared.dir())
+            .into_iter()
+            .map(|(k, link)| (k, (ADOPTED, link)))
+            .collect();
         State {
+            links,
             key,
             facts,
+            shared: Some(shared),
             live: None,
             pending: None,
-            links: BTreeMap::new(),
             status,
             generations: 0,
             errors: 0,
@@ -327,7 +395,7 @@ impl State {
     fn handle(&mut self, c: Command) {
         match c {
             Command::Prepare(program, reply) => {
-                let result = Generation::build(program, &self.facts, self.live.as_ref()).map(|g| {
+                let result = self.build(program).map(|g| {
                     self.pending = Some(g);
                 });
                 self.publish();
@@ -340,7 +408,7 @@ impl State {
                     .filter(|g| g.program == program && g.facts == self.facts);
                 let next = match prepared {
                     Some(g) => Ok(g),
-                    None => Generation::build(program, &self.facts, self.live.as_ref()),
+                    None => self.build(program),
                 };
                 match next {
                     Ok(g) => self.switch(g),
@@ -354,6 +422,67 @@ impl State {
                 self.publish();
                 let _ = reply.send(());
             }
+            Command::Retire(reply) => {
+                self.retire();
+                self.publish();
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    /// Where this namespace's links are pinned.
+    fn pin_dir(&self) -> Option<std::path::PathBuf> {
+        self.shared.as_ref().map(|s| s.dir().to_path_buf())
+    }
+
+    /// Unpins a link that is dropped next (then it detaches).
+    fn unpin_link(&mut self, ifindex: u32, dir: Direction) {
+        if let Some(d) = self.pin_dir() {
+            if let Err(e) = pinned_links::unpin(&pinned_links::pin_path(&d, ifindex, dir)) {
+                self.errors += 1;
+                tracing::error!(netns_cookie = self.key.cookie, ifindex, ?dir, error = %e, "cannot unpin a link");
+            }
+        }
+    }
+
+    /// Detaches every link, drops the programs and removes every pin.
+    fn retire(&mut self) {
+        let keys: Vec<(u32, Direction)> = self.links.keys().copied().collect();
+        for (ifindex, dir) in keys {
+            self.unpin_link(ifindex, dir);
+        }
+        self.links.clear();
+        self.pending = None;
+        self.live = None;
+        if let Some(shared) = self.shared.take() {
+            if let Err(e) = shared.remove() {
+                self.errors += 1;
+                tracing::warn!(netns_cookie = self.key.cookie, error = %e, "cannot remove the pinned state");
+            }
+        }
+    }
+
+    /// A generation of `program` for the current facts, on the shared maps.
+    fn build(&mut self, program: Arc<Program>) -> Result<Generation, DataplaneError> {
+        let shared = self
+            .shared
+            .as_mut()
+            .ok_or_else(|| refuse("the data plane worker of this namespace stopped"))?;
+        Generation::build(program, &self.facts, self.live.as_ref(), shared)
+    }
+
+    /// Frees the limit and quota slots of rules neither the live nor the prepared
+    /// generation has: they are gone, and come back (if ever) with fresh state.
+    fn free_unused_states(&mut self) {
+        let live: BTreeSet<ir::StateId> = self
+            .live
+            .iter()
+            .chain(self.pending.iter())
+            .flat_map(|g| g.progs.values())
+            .flat_map(|p| states(&p.chain))
+            .collect();
+        if let Some(shared) = self.shared.as_mut() {
+            shared.retain(&live);
         }
     }
 
@@ -372,7 +501,7 @@ impl State {
         let t = Instant::now();
         self.facts = facts;
         if let Some(program) = self.live.as_ref().map(|g| g.program.clone()) {
-            match Generation::build(program, &self.facts, self.live.as_ref()) {
+            match self.build(program) {
                 Ok(g) => self.switch(g),
                 Err(e) => {
                     self.errors += 1;
@@ -393,6 +522,9 @@ impl State {
         let mut links = BTreeMap::new();
         let assign = next.assign.clone();
         let names = next.facts.links.clone();
+        let Some(pin_dir) = self.pin_dir() else {
+            return;
+        };
         for (&(ifindex, dir), &id) in &assign {
             let old = self.links.remove(&(ifindex, dir));
             if let Some((old_id, link)) = old {
@@ -408,13 +540,16 @@ impl State {
                 match prog.attach_to_link(link).and_then(|l| prog.take_link(l)) {
                     Ok(link) => {
                         links.insert((ifindex, dir), (id, link));
+                        continue;
                     }
                     Err(e) => {
+                        // E.g. an adopted link of an interface that is gone (its ifindex
+                        // reused): unpinned, it detaches; a fresh one is attached.
                         self.errors += 1;
-                        tracing::error!(netns_cookie = self.key.cookie, ifindex, ?dir, error = %e, "cannot switch the data plane program");
+                        tracing::error!(netns_cookie = self.key.cookie, ifindex, ?dir, error = %e, "cannot switch the data plane program; attaching anew");
+                        self.unpin_link(ifindex, dir);
                     }
                 }
-                continue;
             }
             let Some(name) = names.get(&ifindex) else {
                 continue;
@@ -433,7 +568,9 @@ impl State {
                     attach_type,
                     TcAttachOptions::TcxOrder(LinkOrder::default()),
                 )
-                .and_then(|l| prog.take_link(l));
+                .and_then(|l| prog.take_link(l))
+                .map_err(|e| e.to_string())
+                .and_then(|l| pinned_links::pin(l, &pin_dir, ifindex, dir));
             match attached {
                 Ok(link) => {
                     links.insert((ifindex, dir), (id, link));
@@ -444,11 +581,16 @@ impl State {
                 }
             }
         }
-        // What is left was not in the new generation: dropping a link detaches it;
-        // then the old programs no link runs any more are dropped.
+        // What is left was not in the new generation: unpinned and dropped, a link
+        // detaches; then the old programs no link runs any more are dropped.
+        let gone: Vec<(u32, Direction)> = self.links.keys().copied().collect();
+        for (ifindex, dir) in gone {
+            self.unpin_link(ifindex, dir);
+        }
         self.links = links;
         self.live = Some(next);
         self.generations += 1;
+        self.free_unused_states();
     }
 
     fn publish(&self) {
@@ -460,5 +602,22 @@ impl State {
                 errors: self.errors,
             };
         }
+    }
+}
+
+impl Drop for State {
+    /// The daemon stops (or the worker is dropped without [`Worker::retire`]): the
+    /// pinned links and maps stay, enforcing the last ruleset for the next daemon,
+    /// unless no link is attached or nothing else holds the namespace (then it goes
+    /// with this thread): then everything pinned for it goes.
+    fn drop(&mut self) {
+        // Nothing attached (e.g. only a refused or checked-only batch was prepared):
+        // nothing to keep enforcing either.
+        if self.links.is_empty() || !netns::held_elsewhere(self.key.inode) {
+            self.retire();
+        }
+        self.links.clear();
+        self.pending = None;
+        self.live = None;
     }
 }

@@ -90,6 +90,8 @@ struct ns_config {
 	 * first base chain's first rule that can match such packets tests nothing but the
 	 * ct state and decides (drop, or accept in the only base chain); 0 otherwise. */
 	__u32 fast_rule[3][8];
+	/* TC ingress of the loopback device: its packets were tracked at its egress. */
+	__u32 loopback_ingress;
 };
 
 const volatile struct ns_config cfg = {};

@@ -129,7 +129,11 @@ struct ns_ct_entry {
 	__u32 status;    /* NS_IPS_* */
 	__u8 a_is_orig;  /* endpoint a sent the first packet */
 	__u8 tcp_state;
-	__u8 pad[6];
+	/* Inserted at an ingress whose packet may still be forwarded: confirmed (or, when
+	 * the forward or postrouting chains drop it, deleted) by the egress that sees the
+	 * packet next, as nf_conntrack confirms at postrouting. */
+	__u8 tentative;
+	__u8 pad[5];
 };
 
 /* What tracking says about the packet being evaluated. */
@@ -142,7 +146,7 @@ struct ns_ct {
 	__u8 has_ct;            /* new, established or related */
 	__u8 pending;           /* a new connection, inserted if the packet is accepted */
 	__u8 mark_set;          /* `ct mark set` ran: write mark back */
-	__u8 pad;
+	__u8 observed;          /* tracked before (ns_conntrack): insert only if absent */
 };
 
 struct {
@@ -446,9 +450,13 @@ NS_INLINE void ns_ct_first_fragment(const struct ns_ct *c, const struct pkt_ctx 
 	bpf_map_update_elem(&ct_frags, &fk, &v, BPF_ANY);
 }
 
-/* Tracks the packet in e->pkt before the chains run; fills c. */
-NS_INLINE void ns_conntrack_packet(struct ns_ct *c, const struct pkt_ctx *p, __u64 now)
+/* Tracks the packet in e->pkt before the chains run; fills c. With `observe`, the
+ * packet was tracked already (see ns_conntrack): the entry is updated on a copy, so
+ * the state is what tracking said then, and the table is left as it is. */
+NS_INLINE void ns_conntrack_packet(struct ns_ct *c, const struct pkt_ctx *p, __u64 now,
+				   int observe)
 {
+	struct ns_ct_entry copy;
 	if (p->l3 == NS_L3_NONE || !(p->flags & PKT_F_L4PROTO))
 		return;
 	if (p->flags & PKT_F_LATER_FRAG) {
@@ -488,8 +496,13 @@ NS_INLINE void ns_conntrack_packet(struct ns_ct *c, const struct pkt_ctx *p, __u
 		return;
 	struct ns_ct_entry *e = bpf_map_lookup_elem(&ct_table, &c->key);
 	if (e && e->expires <= now) {
-		bpf_map_delete_elem(&ct_table, &c->key);
+		if (!observe)
+			bpf_map_delete_elem(&ct_table, &c->key);
 		e = NULL;
+	}
+	if (e && observe) {
+		copy = *e;
+		e = &copy;
 	}
 	if (e) {
 		/* A flow from an endpoint to itself has one tuple: always the original. */
@@ -500,14 +513,16 @@ NS_INLINE void ns_conntrack_packet(struct ns_ct *c, const struct pkt_ctx *p, __u
 		if (r > 0) {
 			/* The only reply so far is a reset: nf_conntrack deletes the entry
 			 * (the packet keeps it). */
-			if (p->l4proto == 6 && tcp_kind == NS_TCP_RST_SET && !seen_before)
+			if (p->l4proto == 6 && tcp_kind == NS_TCP_RST_SET && !seen_before &&
+			    !observe)
 				bpf_map_delete_elem(&ct_table, &c->key);
 			return;
 		}
 		if (r == 0)
 			return;
 		/* Reopened: the old connection goes, this packet starts a new one. */
-		bpf_map_delete_elem(&ct_table, &c->key);
+		if (!observe)
+			bpf_map_delete_elem(&ct_table, &c->key);
 		c->has_ct = 0;
 		c->status = 0;
 		c->mark = 0;
@@ -519,18 +534,26 @@ NS_INLINE void ns_conntrack_packet(struct ns_ct *c, const struct pkt_ctx *p, __u
 		c->state_bit = NS_CT_BIT_INVALID;
 }
 
-/* Tracks the packet before the chains run; fills c. */
-NS_INLINE void ns_conntrack(struct ns_ct *c, const struct pkt_ctx *p, __u64 now)
+/* Tracks the packet before the chains run; fills c. `observe`: nf_conntrack tracks a
+ * packet once (prerouting or output), but the shared table is met by every program on
+ * the packet's way: a forwarded packet at its output device's egress, and a packet on
+ * loopback at its ingress, were tracked already (at the input device's ingress, at
+ * loopback's egress). They see the state that tracking gave them without changing the
+ * connection again. */
+NS_INLINE void ns_conntrack(struct ns_ct *c, const struct pkt_ctx *p, __u64 now, int observe)
 {
 	__builtin_memset(c, 0, sizeof(*c));
 	c->state_bit = NS_CT_BIT_INVALID;
-	ns_conntrack_packet(c, p, now);
-	if ((p->flags & PKT_F_FRAG) && !(p->flags & PKT_F_LATER_FRAG))
+	ns_conntrack_packet(c, p, now, observe);
+	c->observed = observe;
+	if (!observe && (p->flags & PKT_F_FRAG) && !(p->flags & PKT_F_LATER_FRAG))
 		ns_ct_first_fragment(c, p);
 }
 
 /* After the chains: inserts a new connection whose packet was accepted, and writes a
- * `ct mark set` back to the connection. */
+ * `ct mark set` back to the connection. An ingress insert is tentative (the packet may
+ * be forwarded, and the forward chain may drop it); the egress a forwarded packet
+ * reaches (observing) confirms it, or deletes it when that packet is dropped there. */
 NS_INLINE void ns_ct_commit(struct ns_ct *c, int accepted)
 {
 	if (c->pending) {
@@ -538,12 +561,26 @@ NS_INLINE void ns_ct_commit(struct ns_ct *c, int accepted)
 			return;
 		c->new.status = NS_IPS_CONFIRMED;
 		c->new.mark = c->mark;
-		bpf_map_update_elem(&ct_table, &c->key, &c->new, BPF_ANY);
+		c->new.tentative = !c->observed && !cfg.egress;
+		bpf_map_update_elem(&ct_table, &c->key, &c->new,
+				    c->observed ? BPF_NOEXIST : BPF_ANY);
 		return;
 	}
-	if (c->has_ct && c->mark_set) {
+	if (!c->has_ct)
+		return;
+	if (c->observed || c->mark_set) {
 		struct ns_ct_entry *e = bpf_map_lookup_elem(&ct_table, &c->key);
-		if (e)
+		if (!e)
+			return;
+		/* Only the packet that opened it decides (not a related ICMP error). */
+		if (c->observed && e->tentative && c->state_bit == NS_CT_BIT_NEW) {
+			if (!accepted) {
+				bpf_map_delete_elem(&ct_table, &c->key);
+				return;
+			}
+			e->tentative = 0;
+		}
+		if (c->mark_set)
 			e->mark = c->mark;
 	}
 }

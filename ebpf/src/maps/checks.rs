@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::{sets, BuildError};
-use crate::ir::{Limit, Quota, Reject, Rule, SetField, Statement, Test};
+use crate::ir::{Limit, Quota, Reject, Rule, SetField, StateId, Statement, Test};
 
 /// Checks and statements per rule (`NS_MAX_CHECKS`, `NS_MAX_STMTS`).
 pub const MAX_CHECKS: usize = 4;
@@ -131,8 +131,27 @@ pub(super) struct Extras {
     pub ext: Vec<BpfRuleExt>,
     pub limits: Vec<BpfLimit>,
     pub quotas: Vec<BpfQuota>,
+    /// Whose state each entry of `limits` / `quotas` is.
+    pub limit_states: Vec<Option<StateId>>,
+    pub quota_states: Vec<Option<StateId>>,
     pub log_prefixes: Vec<String>,
     prefix_ids: BTreeMap<String, u32>,
+}
+
+/// The table index of a limit or quota: a new entry, unless one of the same state is
+/// there (a rule copied into several guard alternatives shares its bucket).
+fn state_index<T>(
+    values: &mut Vec<T>,
+    states: &mut Vec<Option<StateId>>,
+    state: Option<StateId>,
+    value: impl FnOnce() -> Result<T, BuildError>,
+) -> Result<u32, BuildError> {
+    if let Some(i) = state.and_then(|id| states.iter().position(|s| *s == Some(id))) {
+        return Ok(i as u32);
+    }
+    values.push(value()?);
+    states.push(state);
+    Ok(values.len() as u32 - 1)
 }
 
 impl Extras {
@@ -174,23 +193,31 @@ impl Extras {
             let negated = m.negated as u8;
             match &m.test {
                 Test::Limit(limit) => {
-                    self.limits.push(limit_bucket(limit, rule)?);
+                    let arg = state_index(
+                        &mut self.limits,
+                        &mut self.limit_states,
+                        limit.state,
+                        || limit_bucket(limit, rule),
+                    )?;
                     checks.push(BpfCheck {
                         kind: CHECK_LIMIT,
                         negated,
-                        arg: self.limits.len() as u32 - 1,
+                        arg,
                         ..BpfCheck::default()
                     });
                 }
-                Test::Quota(Quota { bytes, used }) => {
-                    self.quotas.push(BpfQuota {
-                        consumed: *used,
-                        quota: *bytes,
-                    });
+                Test::Quota(Quota { bytes, used, state }) => {
+                    let arg =
+                        state_index(&mut self.quotas, &mut self.quota_states, *state, || {
+                            Ok(BpfQuota {
+                                consumed: *used,
+                                quota: *bytes,
+                            })
+                        })?;
                     checks.push(BpfCheck {
                         kind: CHECK_QUOTA,
                         negated,
-                        arg: self.quotas.len() as u32 - 1,
+                        arg,
                         ..BpfCheck::default()
                     });
                 }

@@ -167,6 +167,9 @@ pub struct BpfConfig {
     /// By packet kind and ct state bit: `(rule + 1) << 1 | drop` of a rule that decides
     /// for all such packets before any other can match (see `chains::fast_rules`).
     pub fast_rule: [[u32; 8]; 3],
+    /// Set by the loader: TC ingress of the loopback device, whose packets conntrack
+    /// saw at its egress already.
+    pub loopback_ingress: u32,
 }
 
 /// One chain's rule range and policy (`struct ns_chain`).
@@ -238,6 +241,9 @@ pub struct CompiledProgram {
     /// Token buckets of `limit` matches, full.
     pub limits: Vec<checks::BpfLimit>,
     pub quotas: Vec<checks::BpfQuota>,
+    /// Whose state each entry of `limits` / `quotas` is (shared tables key by it).
+    pub limit_states: Vec<Option<crate::ir::StateId>>,
+    pub quota_states: Vec<Option<crate::ir::StateId>>,
     /// `log` prefixes by id (the id in log events).
     pub log_prefixes: Vec<String>,
     /// Named sets: id and key type.
@@ -371,6 +377,8 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         rule_ext: layout.extras.ext,
         limits: layout.extras.limits,
         quotas: layout.extras.quotas,
+        limit_states: layout.extras.limit_states,
+        quota_states: layout.extras.quota_states,
         log_prefixes: layout.extras.log_prefixes,
         sets: set_ids,
         set_entries,

@@ -259,8 +259,13 @@ fn extra_test() -> impl Strategy<Value = Test> {
             unit_secs: 86400,
             burst,
             bytes: false,
+            state: None,
         })),
-        (0u64..400, 0u64..100).prop_map(|(bytes, used)| Test::Quota(Quota { bytes, used })),
+        (0u64..400, 0u64..100).prop_map(|(bytes, used)| Test::Quota(Quota {
+            bytes,
+            used,
+            state: None
+        })),
     ]
 }
 
