@@ -84,11 +84,28 @@ pub fn rcv(ns: &mut Netns, caller: &Caller, d: &[u8], dp: &mut dyn Dataplane) ->
     if first.msg_type == NFNL_MSG_BATCH_BEGIN {
         rcv_skb_batch(ns, caller, opts, d, dp, &mut out);
     } else {
+        if shows_counters(first.msg_type) {
+            crate::counts::fold(&mut ns.ruleset, &dp.take_counts());
+        }
         rcv_skb(ns, caller, opts, d, &mut out);
     }
     out.state_changed = std::mem::take(&mut ns.dirty)
         || before != (ns.genid, ns.counters.clone(), ns.validate_sticky);
     out
+}
+
+/// Whether a request outside a batch answers with counters the data plane counts
+/// (rules, counter objects, base chain counters), so that they must be read first.
+fn shows_counters(msg_type: u16) -> bool {
+    msg_type >> 8 == SUBSYS_NFTABLES
+        && matches!(
+            msg_type & 0xff,
+            NFT_MSG_GETRULE
+                | NFT_MSG_GETRULE_RESET
+                | NFT_MSG_GETOBJ
+                | NFT_MSG_GETOBJ_RESET
+                | NFT_MSG_GETCHAIN
+        )
 }
 
 /// Splits off the next message the way `netlink_rcv_skb` walks an skb. Returns the
