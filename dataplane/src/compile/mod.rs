@@ -23,7 +23,7 @@ use netlink_proto::consts::*;
 use netlink_proto::extra::{NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NFPROTO_NETDEV};
 use nftshim_ebpf::ir::{Action, Match, Statement, Test, Verdict};
 use nftshim_engine::view::{BaseChain, Chain, Table};
-use nftshim_engine::{DataplaneError, RulesetView};
+use nftshim_engine::{CounterRef, DataplaneError, RulesetView};
 
 pub use attach::{instantiate, Direction, Plan};
 
@@ -119,6 +119,8 @@ pub struct SymRule {
     pub action: Action,
     /// Side effects when the matches hold, before the action.
     pub statements: Vec<Statement>,
+    /// The ruleset's counters that count what this rule's IR counter counts.
+    pub counters: Vec<CounterRef>,
 }
 
 /// One enforced base chain.
@@ -133,6 +135,8 @@ pub struct HookChain {
     pub devices: Vec<String>,
     pub policy: Verdict,
     pub rules: Vec<SymRule>,
+    /// The chain's own counters (packets that meet its policy), when it has them.
+    pub policy_counter: Option<CounterRef>,
 }
 
 impl HookChain {
@@ -148,9 +152,9 @@ impl HookChain {
     pub fn uses_ct(&self) -> bool {
         rules_use_ct(&self.rules)
     }
-    /// No rule and an accept policy: the chain does nothing.
+    /// No rule, an accept policy and nothing to count: the chain does nothing.
     pub fn is_noop(&self) -> bool {
-        self.rules.is_empty() && self.policy == Verdict::Accept
+        self.rules.is_empty() && self.policy == Verdict::Accept && self.policy_counter.is_none()
     }
 }
 
@@ -339,6 +343,10 @@ fn decompile_chain(
         devices: base.devices.clone(),
         policy,
         rules,
+        policy_counter: base.counters.map(|_| CounterRef::Chain {
+            table: table.handle,
+            chain: chain.handle,
+        }),
     })
 }
 

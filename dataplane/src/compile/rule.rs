@@ -10,8 +10,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use ipnet::{Ipv4Net, Ipv6Net};
-use netlink_proto::consts::NFT_LOOKUP_F_INV;
-use netlink_proto::data::{Register, VerdictCode};
+use netlink_proto::consts::{NFT_LOOKUP_F_INV, NFT_OBJECT_COUNTER};
+use netlink_proto::data::{ObjType, Register, VerdictCode};
 use netlink_proto::expr::bitwise::BitwiseOp;
 use netlink_proto::expr::cmp::CmpOp;
 use netlink_proto::expr::ct::CtKey;
@@ -22,7 +22,7 @@ use netlink_proto::expr::Expr as TypedExpr;
 use nftshim_ebpf::fields::{IPPROTO_ICMP, IPPROTO_ICMPV6, PORT_PROTOCOLS};
 use nftshim_ebpf::ir::{ct_state, Action, Match, PortRange, Statement, Test};
 use nftshim_engine::view::{Expr, Rule, Table};
-use nftshim_engine::RulesetView;
+use nftshim_engine::{CounterRef, RulesetView};
 
 use super::sets::{self, ByteRange};
 use super::{Family, Hook, IfNamePattern, SymMatch, SymRule};
@@ -106,6 +106,11 @@ struct RuleState<'a, 'v> {
     never: bool,
     statements: bool,
     counter: bool,
+    /// The counters this rule's `counter` and `counter name` expressions stand for.
+    counters: Vec<CounterRef>,
+    /// The handle of the rule and the index of the expression being read.
+    handle: u64,
+    expr_index: u32,
     /// Side effects, in rule order (counters are implicit in the IR).
     effects: Vec<Statement>,
     verdict: Option<Action>,
@@ -128,10 +133,14 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         never: false,
         statements: false,
         counter: false,
+        counters: Vec::new(),
+        handle: rule.handle,
+        expr_index: 0,
         effects: Vec::new(),
         verdict: None,
     };
-    for e in &rule.exprs {
+    for (i, e) in rule.exprs.iter().enumerate() {
+        st.expr_index = i as u32;
         if st.verdict.is_some() {
             return Err(format!("expression {} after the verdict", e.name));
         }
@@ -150,6 +159,7 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         matches: st.matches,
         action,
         statements: st.effects,
+        counters: st.counters,
     }))
 }
 
@@ -171,7 +181,10 @@ impl RuleState<'_, '_> {
         if self.statements
             && !matches!(
                 typed,
-                TypedExpr::Counter(_) | TypedExpr::Immediate(_) | TypedExpr::Meta(_)
+                TypedExpr::Counter(_)
+                    | TypedExpr::Objref(_)
+                    | TypedExpr::Immediate(_)
+                    | TypedExpr::Meta(_)
             )
         {
             // A match after a statement: the statement would act on packets the
@@ -384,8 +397,39 @@ impl RuleState<'_, '_> {
                 self.predicate(field, &loaded, Values { ranges, negated })?;
             }
             TypedExpr::Counter(_) => {
+                // Counters are the last thing before statements and the verdict: the
+                // IR rule's own counter (when all matches hold) is exactly this one.
                 self.statements = true;
                 self.counter = true;
+                self.counters.push(CounterRef::Rule {
+                    table: self.ctx.table.handle,
+                    rule: self.handle,
+                    expr: self.expr_index,
+                });
+            }
+            TypedExpr::Objref(o) => {
+                // `counter name NAME`: the named object counts what the rule's counter
+                // would. Maps of objects and other object types are not supported.
+                let name = match (o.imm_type(), o.imm_name()) {
+                    (Some(ObjType::Counter), Some(name)) if o.set_sreg().is_none() => name,
+                    _ => return Err(
+                        "objref other than a named counter is not supported by the eBPF data plane"
+                            .into(),
+                    ),
+                };
+                let object = self
+                    .ctx
+                    .table
+                    .objects
+                    .iter()
+                    .find(|ob| ob.name == name && ob.obj_type == NFT_OBJECT_COUNTER)
+                    .ok_or("counter name of an object that does not exist")?;
+                self.statements = true;
+                self.counter = true;
+                self.counters.push(CounterRef::Object {
+                    table: self.ctx.table.handle,
+                    object: object.handle,
+                });
             }
             TypedExpr::Immediate(i) => {
                 let dreg = i.dreg().ok_or("immediate without register")?;

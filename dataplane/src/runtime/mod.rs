@@ -20,7 +20,7 @@ pub mod worker;
 
 use std::sync::{Arc, Mutex};
 
-use nftshim_engine::{Dataplane, DataplaneError, RulesetView};
+use nftshim_engine::{CountDelta, Dataplane, DataplaneError, RulesetView};
 
 use crate::compile::{decompile, refuse, Program};
 pub use netns::NetnsKey;
@@ -31,6 +31,8 @@ pub struct EbpfDataplane {
     /// Started by the first ruleset with something to enforce, stopped when there is
     /// none; a mutex because `check` takes `&self`.
     worker: Mutex<Option<Worker>>,
+    /// Counts of a worker that stopped, not yet handed to the engine.
+    carry: Vec<CountDelta>,
 }
 
 impl EbpfDataplane {
@@ -38,6 +40,7 @@ impl EbpfDataplane {
         EbpfDataplane {
             key,
             worker: Mutex::new(None),
+            carry: Vec::new(),
         }
     }
 
@@ -90,6 +93,14 @@ impl Dataplane for EbpfDataplane {
     fn apply(&mut self, committed: &RulesetView<'_>) {
         self.apply_inner(committed)
     }
+
+    fn take_counts(&mut self) -> Vec<CountDelta> {
+        let mut deltas = std::mem::take(&mut self.carry);
+        if let Some(w) = self.lock().as_ref() {
+            deltas.extend(w.take_counts());
+        }
+        deltas
+    }
 }
 
 impl EbpfDataplane {
@@ -119,9 +130,11 @@ impl EbpfDataplane {
                 Program::default()
             }
         };
-        let mut guard = self.lock();
+        let mut guard = self.worker.lock().unwrap_or_else(|p| p.into_inner());
         if program.is_empty() {
-            if guard.take().is_some() {
+            if let Some(w) = guard.take() {
+                // Rules of dormant tables keep what they counted.
+                self.carry.extend(w.take_counts());
                 tracing::info!(
                     netns_cookie = self.key.cookie,
                     "eBPF data plane stopped: nothing to enforce"

@@ -22,9 +22,9 @@ use aya::programs::links::LinkOrder;
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
 use aya::programs::{SchedClassifier, TcAttachType};
 use nftshim_ebpf::ir;
-use nftshim_ebpf::loader::{LoadOptions, LoadedChain, TC_PROGRAM};
+use nftshim_ebpf::loader::{Counter, LoadOptions, LoadedChain, TC_PROGRAM};
 use nftshim_ebpf::maps;
-use nftshim_engine::DataplaneError;
+use nftshim_engine::{CountDelta, CounterRef, DataplaneError};
 
 use super::netns::{self, NetnsKey};
 use super::rtnl::{self, RtnlSocket};
@@ -47,6 +47,8 @@ enum Command {
     Prepare(Arc<Program>, Sender<Result<(), DataplaneError>>),
     /// Switch to a ruleset (the prepared one if it is the same).
     Commit(Arc<Program>, Sender<()>),
+    /// What the programs counted since the last time.
+    TakeCounts(Sender<Vec<CountDelta>>),
 }
 
 pub struct Worker {
@@ -129,6 +131,14 @@ impl Worker {
         let _ = rx.recv();
     }
 
+    /// Packets and bytes counted since the last call, for every counter of the
+    /// ruleset, summed over interfaces, directions and generations of programs.
+    pub fn take_counts(&self) -> Vec<CountDelta> {
+        let (tx, rx) = channel();
+        self.send(Command::TakeCounts(tx));
+        rx.recv().unwrap_or_default()
+    }
+
     pub fn status(&self) -> WorkerStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -168,7 +178,48 @@ const PHANTOM_IFINDEX: u32 = u32::MAX;
 struct LoadedProg {
     chain: ir::Program,
     dir: Direction,
+    /// Per counter slot, the ruleset's counters it counts for (part of what makes a
+    /// program reusable: the same slots must keep meaning the same counters).
+    counters: Vec<Vec<CounterRef>>,
+    /// Per counter slot, what was already handed out.
+    seen: Vec<Counter>,
     loaded: LoadedChain,
+}
+
+/// Counts handed out by `take_counts`, or kept from programs that are gone.
+type Tally = BTreeMap<CounterRef, (u64, u64)>;
+
+impl LoadedProg {
+    /// Adds what each slot counted since the last call to the counters it stands for.
+    fn collect(&mut self, tally: &mut Tally) {
+        if self.counters.iter().all(Vec::is_empty) {
+            return;
+        }
+        let now = match self.loaded.counters() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the data plane's counters");
+                return;
+            }
+        };
+        self.seen.resize(now.len(), Counter::default());
+        for (slot, keys) in self.counters.iter().enumerate() {
+            let (Some(cur), Some(seen)) = (now.get(slot), self.seen.get_mut(slot)) else {
+                break;
+            };
+            let packets = cur.packets.wrapping_sub(seen.packets);
+            let bytes = cur.bytes.wrapping_sub(seen.bytes);
+            *seen = *cur;
+            if packets == 0 && bytes == 0 {
+                continue;
+            }
+            for k in keys {
+                let t = tally.entry(*k).or_default();
+                t.0 = t.0.wrapping_add(packets);
+                t.1 = t.1.wrapping_add(bytes);
+            }
+        }
+    }
 }
 
 fn next_program_id() -> u64 {
@@ -193,7 +244,12 @@ impl Generation {
         let mut assign = BTreeMap::new();
         let mut spares = Vec::new();
         for ((ifindex, dir), chain) in plan.chains {
-            let same = |p: &LoadedProg| p.chain == chain && p.dir == dir;
+            let counters = plan
+                .counters
+                .get(&(ifindex, dir))
+                .cloned()
+                .unwrap_or_default();
+            let same = |p: &LoadedProg| p.chain == chain && p.dir == dir && p.counters == counters;
             let reused = live
                 .and_then(|g| g.progs.iter().find(|(_, p)| same(p)))
                 .or_else(|| progs.iter().find(|(_, p)| same(p)))
@@ -214,7 +270,16 @@ impl Generation {
                         refuse(format!("the eBPF data plane cannot load this ruleset: {e}"))
                     })?;
                     let id = next_program_id();
-                    progs.insert(id, LoadedProg { chain, dir, loaded });
+                    progs.insert(
+                        id,
+                        LoadedProg {
+                            chain,
+                            dir,
+                            counters,
+                            seen: Vec::new(),
+                            loaded,
+                        },
+                    );
                     id
                 }
             };
@@ -267,6 +332,8 @@ struct State {
     status: Arc<Mutex<WorkerStatus>>,
     generations: u64,
     errors: u64,
+    /// Counted by programs dropped since the last `take_counts`.
+    carry: Tally,
 }
 
 impl State {
@@ -280,6 +347,7 @@ impl State {
             status,
             generations: 0,
             errors: 0,
+            carry: Tally::new(),
         }
     }
 
@@ -353,6 +421,23 @@ impl State {
                 }
                 self.publish();
                 let _ = reply.send(());
+            }
+            Command::TakeCounts(reply) => {
+                let mut tally = std::mem::take(&mut self.carry);
+                if let Some(g) = self.live.as_mut() {
+                    for p in g.progs.values_mut() {
+                        p.collect(&mut tally);
+                    }
+                }
+                let deltas = tally
+                    .into_iter()
+                    .map(|(counter, (packets, bytes))| CountDelta {
+                        counter,
+                        packets,
+                        bytes,
+                    })
+                    .collect();
+                let _ = reply.send(deltas);
             }
         }
     }
@@ -445,8 +530,14 @@ impl State {
             }
         }
         // What is left was not in the new generation: dropping a link detaches it;
-        // then the old programs no link runs any more are dropped.
+        // then the old programs no link runs any more are dropped, after their last
+        // counts are kept (a rule keeps its counter across generations).
         self.links = links;
+        if let Some(mut old) = self.live.take() {
+            for p in old.progs.values_mut() {
+                p.collect(&mut self.carry);
+            }
+        }
         self.live = Some(next);
         self.generations += 1;
     }
