@@ -386,6 +386,25 @@ impl Topology {
                 return Err(anyhow!("sysctl {key}={value} in {fw} failed"));
             }
         }
+        // ICMP errors that peer and far (and fw, for IPv6) answer probes with are
+        // rate limited per destination: how many get through would depend on timing,
+        // and counters see them.
+        for (ns, key) in [
+            (peer, "net.ipv4.icmp_ratelimit"),
+            (far, "net.ipv4.icmp_ratelimit"),
+            (peer, "net.ipv6.icmp.ratelimit"),
+            (fw, "net.ipv6.icmp.ratelimit"),
+            (far, "net.ipv6.icmp.ratelimit"),
+        ] {
+            let ok = Command::new("ip")
+                .args(["netns", "exec", ns, "sysctl", "-qw", &format!("{key}=0")])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if !ok {
+                return Err(anyhow!("sysctl {key}=0 in {ns} failed"));
+            }
+        }
         Ok(t)
     }
 }

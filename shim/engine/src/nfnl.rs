@@ -81,12 +81,16 @@ pub fn rcv(ns: &mut Netns, caller: &Caller, d: &[u8], dp: &mut dyn Dataplane) ->
     if crate::set::gc(&mut ns.ruleset, now) {
         ns.dirty = true;
     }
-    if first.msg_type == NFNL_MSG_BATCH_BEGIN {
+    // Counts from the data plane, before they are listed or reset, and before a batch
+    // (a chain update with NFTA_CHAIN_COUNTERS sets values that earlier packets must
+    // not be added to).
+    let is_batch = first.msg_type == NFNL_MSG_BATCH_BEGIN;
+    if is_batch || shows_counters(first.msg_type) {
+        crate::counts::fold(&mut ns.ruleset, &dp.take_counts());
+    }
+    if is_batch {
         rcv_skb_batch(ns, caller, opts, d, dp, &mut out);
     } else {
-        if shows_counters(first.msg_type) {
-            crate::counts::fold(&mut ns.ruleset, &dp.take_counts());
-        }
         rcv_skb(ns, caller, opts, d, &mut out);
     }
     out.state_changed = std::mem::take(&mut ns.dirty)
