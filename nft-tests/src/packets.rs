@@ -553,9 +553,76 @@ fn received(socks: &[OwnedFd]) -> Vec<u32> {
     ids
 }
 
+/// Raw sockets of the sender (peer) for what comes back: ICMP/ICMPv6 (errors quoting
+/// a probe, echo replies) and TCP of both families (resets), non-blocking.
+struct ReplySockets {
+    icmp: Vec<OwnedFd>,
+    tcp4: OwnedFd,
+    tcp6: OwnedFd,
+}
+
+fn reply_sockets() -> io::Result<ReplySockets> {
+    let raw = |dom, proto| socket(dom, libc::SOCK_RAW | libc::SOCK_NONBLOCK, proto);
+    Ok(ReplySockets {
+        icmp: vec![
+            raw(libc::AF_INET, libc::IPPROTO_ICMP)?,
+            raw(libc::AF_INET6, libc::IPPROTO_ICMPV6)?,
+        ],
+        tcp4: raw(libc::AF_INET, libc::IPPROTO_TCP)?,
+        tcp6: raw(libc::AF_INET6, libc::IPPROTO_TCP)?,
+    })
+}
+
+/// The ids of the probes the queued packets answer: ICMP that quotes or echoes a probe,
+/// and TCP resets acknowledging a probe's SYN (its sequence number is its id; the
+/// reset acknowledges the SYN and the payload).
+fn replies(socks: &ReplySockets) -> Vec<u32> {
+    let mut ids = received(&socks.icmp);
+    let mut buf = vec![0u8; 65536];
+    for (s, v4) in [(&socks.tcp4, true), (&socks.tcp6, false)] {
+        loop {
+            // SAFETY: buf is valid for its length.
+            let n = unsafe { libc::recv(s.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n <= 0 {
+                break;
+            }
+            let data = &buf[..n as usize];
+            // IPv4 raw sockets deliver the IP header, IPv6 ones do not.
+            let off = if v4 {
+                data.first().map_or(0, |b| usize::from(b & 0xf) * 4)
+            } else {
+                0
+            };
+            let Some(tcp) = data.get(off..off + 20) else {
+                continue;
+            };
+            let (rst, ack) = (tcp[13] & 0x04 != 0, tcp[13] & 0x10 != 0);
+            if rst && ack {
+                let acked = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
+                ids.push(acked.wrapping_sub(1 + payload(0).len() as u32));
+            }
+        }
+    }
+    ids
+}
+
+/// Per probe: whether it was delivered, and how many answers came back to its sender
+/// (inbound and forwarded probes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fates {
+    pub delivered: Vec<bool>,
+    pub replies: Vec<u32>,
+}
+
 /// Sends every probe through the topology; per probe, whether it was delivered.
 pub fn run(t: &Topology, probes: &[Probe]) -> anyhow::Result<Vec<bool>> {
+    Ok(observe(t, probes)?.delivered)
+}
+
+/// Sends every probe through the topology and records its [`Fates`].
+pub fn observe(t: &Topology, probes: &[Probe]) -> anyhow::Result<Fates> {
     let mut delivered = vec![false; probes.len()];
+    let mut answered = vec![0u32; probes.len()];
     for path in [Path::Inbound, Path::Forward, Path::Outbound] {
         let dest = match path {
             Path::Inbound => &t.fw,
@@ -564,6 +631,14 @@ pub fn run(t: &Topology, probes: &[Probe]) -> anyhow::Result<Vec<bool>> {
         };
         let socks = in_netns(dest, receivers).context("receivers")?;
         received(&socks); // whatever an earlier phase left
+        let back = match path {
+            Path::Inbound | Path::Forward => {
+                let r = in_netns(&t.peer, reply_sockets).context("reply sockets")?;
+                replies(&r);
+                Some(r)
+            }
+            Path::Outbound => None,
+        };
         let batch: Vec<&Probe> = probes.iter().filter(|p| p.path == path).collect();
         match path {
             Path::Inbound | Path::Forward => in_netns(&t.peer, || inject(&batch))?,
@@ -575,8 +650,16 @@ pub fn run(t: &Topology, probes: &[Probe]) -> anyhow::Result<Vec<bool>> {
                 delivered[i] = true;
             }
         }
+        for id in back.as_ref().map(replies).unwrap_or_default() {
+            if let Some(i) = probes.iter().position(|p| p.id == id && p.path == path) {
+                answered[i] += 1;
+            }
+        }
     }
-    Ok(delivered)
+    Ok(Fates {
+        delivered,
+        replies: answered,
+    })
 }
 
 /// Frames on p0 (peer side), as if they came from the wire.
@@ -668,8 +751,8 @@ fn send_raw(batch: &[&Probe]) -> io::Result<()> {
 /// What one ruleset did.
 #[derive(Clone, Debug)]
 pub enum Outcome {
-    /// Every probe had the same fate on both sides.
-    Passed { probes: usize },
+    /// Every probe had the same fate on both sides; `answered` of them got answers.
+    Passed { probes: usize, answered: usize },
     /// Probes whose fate differs: (probe, delivered by the kernel, by nftshimd).
     Failed {
         probes: usize,
@@ -733,16 +816,27 @@ pub fn run_ruleset(
             )),
         });
     }
-    let on_kernel = run(kernel, probes)?;
-    let on_shim = run(shim, probes)?;
+    let on_kernel = observe(kernel, probes)?;
+    let on_shim = observe(shim, probes)?;
     let differ: Vec<(Probe, bool, bool)> = probes
         .iter()
-        .zip(on_kernel.iter().zip(&on_shim))
+        .zip(on_kernel.delivered.iter().zip(&on_shim.delivered))
         .filter(|(_, (a, b))| a != b)
         .map(|(p, (&a, &b))| (p.clone(), a, b))
         .collect();
+    let answers: Vec<String> = probes
+        .iter()
+        .zip(on_kernel.replies.iter().zip(&on_shim.replies))
+        .filter(|(_, (a, b))| a != b)
+        .map(|(p, (a, b))| format!("  {p}: answered {a} times by the kernel, {b} by nftshimd"))
+        .collect();
     let counted = std::fs::read_to_string(file).is_ok_and(|text| text.contains("counter"));
-    let note = if differ.is_empty() && counted {
+    let note = if !answers.is_empty() {
+        Some(format!(
+            "answers to the sender differ:\n{}",
+            answers.join("\n")
+        ))
+    } else if differ.is_empty() && counted {
         counters_agree(kernel, shim, sides, probes)?.err()
     } else {
         None
@@ -750,6 +844,7 @@ pub fn run_ruleset(
     Ok(if differ.is_empty() && note.is_none() {
         Outcome::Passed {
             probes: probes.len(),
+            answered: on_kernel.replies.iter().filter(|&&n| n > 0).count(),
         }
     } else {
         Outcome::Failed {

@@ -264,6 +264,7 @@ fn with_regular_chains(
 ) -> (ir::Program, Vec<Vec<CounterRef>>) {
     let scope = base.scope;
     let mut out = ir::Program::single(base);
+    out.route_answers = super::reject::routes_answers(program);
     let mut slots = Vec::new();
     // `program.regular` and `out.chains` are both ordered by key: rule numbering order.
     for (key, c) in &program.regular {

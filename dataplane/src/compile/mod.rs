@@ -13,6 +13,7 @@
 //!    It is rerun whenever the facts change.
 
 pub mod attach;
+pub mod reject;
 pub mod rule;
 pub mod sets;
 
@@ -224,6 +225,23 @@ impl Program {
         false
     }
 
+    /// The regular chains `chain` reaches through jumps and gotos.
+    pub fn reachable<'p>(&'p self, chain: &'p HookChain) -> impl Iterator<Item = &'p RegularChain> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut todo: Vec<&String> = chain.rules.iter().filter_map(target_of).collect();
+        let mut out = Vec::new();
+        while let Some(t) = todo.pop() {
+            if !seen.insert(t) {
+                continue;
+            }
+            if let Some(c) = self.regular.get(t) {
+                todo.extend(c.rules.iter().filter_map(target_of));
+                out.push(c);
+            }
+        }
+        out.into_iter()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.chains.iter().all(HookChain::is_noop)
     }
@@ -269,6 +287,7 @@ pub fn decompile(view: &RulesetView<'_>) -> Result<Program, DataplaneError> {
         }
     }
     attach::check_composable(&program)?;
+    reject::check(&program)?;
     Ok(program)
 }
 
@@ -422,6 +441,13 @@ fn add_jump_targets(
         );
     }
     Ok(())
+}
+
+fn target_of(r: &SymRule) -> Option<&String> {
+    match &r.action {
+        Action::Jump(t) | Action::Goto(t) => Some(t),
+        _ => None,
+    }
 }
 
 fn targets(rules: &[SymRule]) -> Vec<String> {

@@ -183,6 +183,7 @@ impl RuleState<'_, '_> {
                 typed,
                 TypedExpr::Counter(_)
                     | TypedExpr::Objref(_)
+                    | TypedExpr::Reject(_)
                     | TypedExpr::Immediate(_)
                     | TypedExpr::Meta(_)
             )
@@ -487,6 +488,9 @@ impl RuleState<'_, '_> {
                         return Err(format!("verdict {} is not supported", verdict_name(other)))
                     }
                 });
+            }
+            TypedExpr::Reject(r) => {
+                self.verdict = Some(super::reject::action(self.ctx.family, self.ctx.hook, r)?);
             }
             other => {
                 return Err(format!(
