@@ -163,6 +163,45 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
     }))
 }
 
+/// A `log` statement the daemon can print as nf_log_syslog would, or why not.
+fn log_spec(
+    ctx: &ChainContext<'_>,
+    l: &netlink_proto::expr::log::Log,
+) -> Result<crate::runtime::logline::LogSpec, String> {
+    use crate::runtime::logline::{LogSpec, SUPPORTED_FLAGS};
+    if l.group().is_some() {
+        return Err("log group (nflog) is not supported by the eBPF data plane".into());
+    }
+    // nft_log_init: NFT_LOGLEVEL_WARNING by default; 8 is audit.
+    let level = l.level().unwrap_or(4);
+    if level > 7 {
+        return Err("log level audit is not supported by the eBPF data plane".into());
+    }
+    let flags = l.flags().unwrap_or(0);
+    if flags & !SUPPORTED_FLAGS != 0 {
+        return Err(format!(
+            "log flags 0x{:x} are not supported by the eBPF data plane (skuid needs the \
+             packet's socket)",
+            flags & !SUPPORTED_FLAGS
+        ));
+    }
+    match (ctx.family, ctx.hook) {
+        (Family::Netdev, _) => {
+            Err("log in netdev chains is not supported by the eBPF data plane".into())
+        }
+        // Seen at TC egress, where the link-layer header the kernel prints (the one
+        // the packet came in with) is already replaced.
+        (_, Hook::Forward) => {
+            Err("log in forward chains is not supported by the eBPF data plane".into())
+        }
+        _ => Ok(LogSpec {
+            prefix: l.prefix().unwrap_or("").to_string(),
+            level,
+            flags,
+        }),
+    }
+}
+
 fn reg_offset(r: Option<Register>, what: &str) -> Result<u32, String> {
     r.and_then(Register::byte_offset)
         .ok_or_else(|| format!("{what}: missing or invalid register"))
@@ -184,6 +223,7 @@ impl RuleState<'_, '_> {
                 TypedExpr::Counter(_)
                     | TypedExpr::Objref(_)
                     | TypedExpr::Reject(_)
+                    | TypedExpr::Log(_)
                     | TypedExpr::Immediate(_)
                     | TypedExpr::Meta(_)
             )
@@ -488,6 +528,11 @@ impl RuleState<'_, '_> {
                         return Err(format!("verdict {} is not supported", verdict_name(other)))
                     }
                 });
+            }
+            TypedExpr::Log(l) => {
+                let spec = log_spec(self.ctx, l)?;
+                self.effects.push(Statement::Log { prefix: spec.key() });
+                self.statements = true;
             }
             TypedExpr::Reject(r) => {
                 self.verdict = Some(super::reject::action(self.ctx.family, self.ctx.hook, r)?);

@@ -26,6 +26,7 @@ use nftshim_ebpf::loader::{Counter, LoadOptions, LoadedChain, TC_PROGRAM};
 use nftshim_ebpf::maps;
 use nftshim_engine::{CountDelta, CounterRef, DataplaneError};
 
+use super::logline::{self, LogSpec};
 use super::netns::{self, NetnsKey};
 use super::rtnl::{self, RtnlSocket};
 use crate::compile::{instantiate, refuse, Direction, Facts, Program};
@@ -170,6 +171,49 @@ struct Generation {
     assign: BTreeMap<(u32, Direction), u64>,
     /// Programs kept for interfaces yet to come.
     spares: Vec<u64>,
+}
+
+/// Writes the lines of the log events the programs reported, as the kernel's
+/// nf_log_syslog would print them, through the daemon's logger.
+fn write_logs<'a>(key: NetnsKey, facts: &Facts, progs: impl Iterator<Item = &'a LoadedProg>) {
+    for p in progs {
+        if p.loaded.log_prefix(0).is_none() {
+            continue;
+        }
+        let events = match p.loaded.read_logs() {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(netns_cookie = key.cookie, error = %e, "cannot read log events");
+                continue;
+            }
+        };
+        for ev in events {
+            let Some(spec) = p.loaded.log_prefix(ev.prefix).and_then(LogSpec::from_key) else {
+                continue;
+            };
+            let name = |i: u32| facts.links.get(&i).map(String::as_str);
+            // The hook's devices: ingress has an input device only, egress (output,
+            // postrouting) an output device only.
+            let (input, output) = match p.dir {
+                Direction::Ingress => (Some(name(ev.iif).unwrap_or("")), None),
+                Direction::Egress => (None, Some(name(ev.oif).unwrap_or(""))),
+            };
+            let packet = logline::Packet {
+                frame: &ev.headers,
+                l3_off: usize::from(ev.l3_off),
+                len: ev.len as usize,
+                mark: ev.mark,
+            };
+            // The line alone, as the kernel's: its syslog level is the event's level.
+            let line = logline::format(&spec, input, output, &packet);
+            match spec.level {
+                0..=3 => tracing::error!(target: "nft_log", "{line}"),
+                4 => tracing::warn!(target: "nft_log", "{line}"),
+                5 | 6 => tracing::info!(target: "nft_log", "{line}"),
+                _ => tracing::debug!(target: "nft_log", "{line}"),
+            }
+        }
+    }
 }
 
 /// No real interface has it (ifindexes are positive `int`s).
@@ -365,8 +409,10 @@ impl State {
                     revents: 0,
                 },
             ];
+            // Log events wait in each program's ring buffer: read them every 100 ms.
+            let timeout = if self.logs() { 100 } else { -1 };
             // SAFETY: two valid pollfds.
-            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
             if rc < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
                 tracing::error!(
                     netns_cookie = self.key.cookie,
@@ -389,7 +435,17 @@ impl State {
             if fds[1].revents != 0 && events.drain() {
                 self.refresh_facts();
             }
+            if let Some(g) = self.live.as_ref() {
+                write_logs(self.key, &self.facts, g.progs.values());
+            }
         }
+    }
+
+    /// Whether some live program has `log` statements.
+    fn logs(&self) -> bool {
+        self.live
+            .as_ref()
+            .is_some_and(|g| g.progs.values().any(|p| p.loaded.log_prefix(0).is_some()))
     }
 
     fn handle(&mut self, c: Command) {
@@ -534,6 +590,7 @@ impl State {
         // counts are kept (a rule keeps its counter across generations).
         self.links = links;
         if let Some(mut old) = self.live.take() {
+            write_logs(self.key, &self.facts, old.progs.values());
             for p in old.progs.values_mut() {
                 p.collect(&mut self.carry);
             }
