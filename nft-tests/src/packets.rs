@@ -553,7 +553,8 @@ fn received(socks: &[OwnedFd]) -> Vec<u32> {
     ids
 }
 
-/// Raw sockets of the sender (peer) for what comes back: ICMP/ICMPv6 (errors quoting
+/// Raw sockets of the sender (peer, or fw for outbound probes) for what comes back:
+/// ICMP/ICMPv6 (errors quoting
 /// a probe, echo replies) and TCP of both families (resets), non-blocking.
 struct ReplySockets {
     icmp: Vec<OwnedFd>,
@@ -606,8 +607,7 @@ fn replies(socks: &ReplySockets) -> Vec<u32> {
     ids
 }
 
-/// Per probe: whether it was delivered, and how many answers came back to its sender
-/// (inbound and forwarded probes).
+/// Per probe: whether it was delivered, and how many answers came back to its sender.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fates {
     pub delivered: Vec<bool>,
@@ -631,14 +631,12 @@ pub fn observe(t: &Topology, probes: &[Probe]) -> anyhow::Result<Fates> {
         };
         let socks = in_netns(dest, receivers).context("receivers")?;
         received(&socks); // whatever an earlier phase left
-        let back = match path {
-            Path::Inbound | Path::Forward => {
-                let r = in_netns(&t.peer, reply_sockets).context("reply sockets")?;
-                replies(&r);
-                Some(r)
-            }
-            Path::Outbound => None,
+        let source = match path {
+            Path::Inbound | Path::Forward => &t.peer,
+            Path::Outbound => &t.fw,
         };
+        let back = in_netns(source, reply_sockets).context("reply sockets")?;
+        replies(&back); // whatever an earlier phase left
         let batch: Vec<&Probe> = probes.iter().filter(|p| p.path == path).collect();
         match path {
             Path::Inbound | Path::Forward => in_netns(&t.peer, || inject(&batch))?,
@@ -650,7 +648,7 @@ pub fn observe(t: &Topology, probes: &[Probe]) -> anyhow::Result<Fates> {
                 delivered[i] = true;
             }
         }
-        for id in back.as_ref().map(replies).unwrap_or_default() {
+        for id in replies(&back) {
             if let Some(i) = probes.iter().position(|p| p.id == id && p.path == path) {
                 answered[i] += 1;
             }

@@ -287,7 +287,7 @@ pub fn decompile(view: &RulesetView<'_>) -> Result<Program, DataplaneError> {
         }
     }
     attach::check_composable(&program)?;
-    reject::check(&program)?;
+    reject::check(&mut program)?;
     Ok(program)
 }
 
