@@ -862,8 +862,8 @@ add rule ip nftshim_unrelated early ip saddr 192.0.2.99 drop
 
 /// For rulesets with counters, after the probes went through: both listings (with
 /// the counters) are the same; they still are after an unrelated commit and the
-/// probes once more (counts survive a new generation of programs), and after
-/// `nft reset counters`. Err: what differs.
+/// probes once more, after a new interface and the probes once more (counts survive
+/// new generations of programs), and after `nft reset counters`. Err: what differs.
 fn counters_agree(
     kernel: &Topology,
     shim: &Topology,
@@ -900,6 +900,25 @@ fn counters_agree(
         run(kernel, probes)?;
         run(shim, probes)?;
         if let Err(e) = same_listing("after an unrelated commit and the probes again") {
+            return Ok(Err(e));
+        }
+        // A new interface: the data plane follows it with a new generation of programs.
+        for t in [kernel, shim] {
+            let ns = t.fw.name();
+            ip(&[
+                "-n", ns, "link", "add", "new0", "type", "veth", "peer", "name", "new1",
+            ])?;
+            ip(&["-n", ns, "link", "set", "new0", "up"])?;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        run(kernel, probes)?;
+        run(shim, probes)?;
+        let listed = same_listing("after an interface appeared and the probes again");
+        // The topology serves the next rulesets as it was.
+        for t in [kernel, shim] {
+            ip(&["-n", t.fw.name(), "link", "del", "new0"])?;
+        }
+        if let Err(e) = listed {
             return Ok(Err(e));
         }
         if let Err(e) = both(&["reset", "counters"], None) {
