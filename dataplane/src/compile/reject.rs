@@ -11,7 +11,7 @@
 //! - at input, prerouting (TCP reset only) and netdev ingress, when no chain sits on
 //!   the way out (forward, output, postrouting, netdev egress);
 //! - at output, when only output (and forward) chains exist and what the output chains
-//!   do to the answer is known from the ruleset alone ([`answer_fate`]): they let it
+//!   do to the answer is known from the ruleset alone (`answer_fate`): they let it
 //!   through (the reject stays), or they drop it (the kernel's answer never arrives:
 //!   the reject becomes a drop).
 //!
