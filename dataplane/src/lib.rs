@@ -33,7 +33,10 @@
 //! header fields, inet ingress, arp and bridge families, chains an accept would skip,
 //! ties of priority whose order matters.
 //!
-//! Known differences: the kernel rate-limits the ICMP errors `reject` sends
+//! Known differences: counters in netdev ingress chains count a frame's bytes from
+//! its network header for IP packets (as the kernel, for untagged frames without
+//! padding) but from its link-layer header for other frames (the kernel: 14 bytes
+//! less); the kernel rate-limits the ICMP errors `reject` sends
 //! (`icmp_ratelimit`), the programs do not; counts reach listings when they are asked
 //! for (and before each batch), not continuously, so the state directory holds them as
 //! of the last commit.

@@ -440,6 +440,7 @@ impl RuleState<'_, '_> {
             TypedExpr::Counter(_) => {
                 // Counters are the last thing before statements and the verdict: the
                 // IR rule's own counter (when all matches hold) is exactly this one.
+                self.counter_allowed()?;
                 self.statements = true;
                 self.counter = true;
                 self.counters.push(CounterRef::Rule {
@@ -465,6 +466,7 @@ impl RuleState<'_, '_> {
                     .iter()
                     .find(|ob| ob.name == name && ob.obj_type == NFT_OBJECT_COUNTER)
                     .ok_or("counter name of an object that does not exist")?;
+                self.counter_allowed()?;
                 self.statements = true;
                 self.counter = true;
                 self.counters.push(CounterRef::Object {
@@ -543,6 +545,19 @@ impl RuleState<'_, '_> {
                     other.name()
                 ))
             }
+        }
+        Ok(())
+    }
+
+    /// The programs count a packet's bytes from its network header on (what the IP
+    /// hooks count); at netdev egress the kernel counts the link-layer header too.
+    fn counter_allowed(&self) -> Result<(), String> {
+        if self.ctx.hook == Hook::Egress {
+            return Err(
+                "counters in netdev egress chains are not supported by the eBPF data plane \
+                 (the kernel counts the link-layer header there)"
+                    .into(),
+            );
         }
         Ok(())
     }
