@@ -312,6 +312,16 @@ impl Topology {
             a.extend_from_slice(args);
             ip(&a)?;
         }
+        // No router solicitations (repeated, with backoff, for as long as a link is
+        // up): rules that count every frame of a link would count them at times that
+        // differ between the two sides.
+        for (ns, dev) in [(peer, "p0"), (fw, "f0"), (fw, "f1"), (far, "r0")] {
+            sysctl(
+                ns,
+                &format!("net.ipv6.conf.{dev}.router_solicitations"),
+                "0",
+            )?;
+        }
         for (ns, dev) in [
             (peer, "p0"),
             (fw, "f0"),
@@ -396,17 +406,29 @@ impl Topology {
             (fw, "net.ipv6.icmp.ratelimit"),
             (far, "net.ipv6.icmp.ratelimit"),
         ] {
-            let ok = Command::new("ip")
-                .args(["netns", "exec", ns, "sysctl", "-qw", &format!("{key}=0")])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if !ok {
-                return Err(anyhow!("sysctl {key}=0 in {ns} failed"));
-            }
+            sysctl(ns, key, "0")?;
         }
         Ok(t)
     }
+}
+
+fn sysctl(ns: &str, key: &str, value: &str) -> anyhow::Result<()> {
+    let ok = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            &format!("{key}={value}"),
+        ])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        return Err(anyhow!("sysctl {key}={value} in {ns} failed"));
+    }
+    Ok(())
 }
 
 /// Runs `f` on a thread inside the named namespace.
