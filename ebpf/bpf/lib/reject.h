@@ -246,11 +246,14 @@ NS_INLINE int ns_unreach_allowed(const struct pkt_ctx *p)
 /* The link-layer addresses of an answer leaving by the route back to the sender, as
  * the kernel's answer from an IP hook does (ip_route_me_harder/icmp_route_lookup):
  * a FIB lookup from the packet's destination to its source through the device it came
- * in on. Returns 0 when there is no such route (the kernel sends no answer then). No
+ * in on (none on lo: its sources are local). Returns 0 when there is no such route (the kernel sends no answer then). No
  * neighbour entry yet: the kernel would resolve one; the answer goes to the MAC the
  * packet came from (already in r->l2). */
 NS_INLINE int ns_route_answer(struct __sk_buff *skb, struct ns_reply *r, const struct pkt_ctx *p)
 {
+	/* From a local address: the route back is through lo, where it came in. */
+	if (skb->ifindex == 1) /* LOOPBACK_IFINDEX */
+		return 1;
 	struct bpf_fib_lookup fib;
 	__builtin_memset(&fib, 0, sizeof(fib));
 	if (p->l3 == NS_L3_IPV4) {
