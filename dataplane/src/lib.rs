@@ -19,13 +19,27 @@
 //! accept/drop, policies, several base chains per hook when no accept (theirs or of a
 //! chain they jump to) can skip a later one; `jump` to regular chains, `goto` and
 //! `return` inside regular chains; `meta mark set CONSTANT` (not in input chains: TC
-//! sets it before routing; not in route chains: no re-routing). `ct state` is decompiled exactly but refused when
-//! the programs are built: each interface and direction has its own connection table,
-//! so replies would look new. Everything else is refused (EOPNOTSUPP; the reason is
-//! logged): other expressions (other ct keys, log, limit, reject, nat, mangling...),
+//! sets it before routing; not in route chains: no re-routing); `counter name` and
+//! base chain counters, read back by the worker ([`EbpfDataplane`]'s `take_counts`:
+//! per program counter slot, summed over interfaces and kept across generations);
+//! `reject` ([`compile::reject`]: where its answer takes the kernel's path); `log`
+//! ([`runtime::logline`]: nf_log_syslog's line through the daemon's logger; not in
+//! forward or netdev chains, no nflog group). `ct state` is decompiled exactly but
+//! refused when the programs are built: each interface and direction has its own
+//! connection table, so replies would look new. Everything else is refused
+//! (EOPNOTSUPP; the reason is logged): other expressions (other ct keys, limit, quota,
+//! nat, mangling...),
 //! `goto`/`return` in base chains, maps, dynamic or timeout sets, link-layer and other
 //! header fields, inet ingress, arp and bridge families, chains an accept would skip,
 //! ties of priority whose order matters.
+//!
+//! Known differences: counters in netdev ingress chains count a frame's bytes from
+//! its network header for IP packets (as the kernel, for untagged frames without
+//! padding) but from its link-layer header for other frames (the kernel: 14 bytes
+//! less); the kernel rate-limits the ICMP errors `reject` sends
+//! (`icmp_ratelimit`), the programs do not; counts reach listings when they are asked
+//! for (and before each batch), not continuously, so the state directory holds them as
+//! of the last commit.
 //!
 //! Known difference: the kernel judges IPv4 input and all output/postrouting packets
 //! before fragmentation or after reassembly, TC sees fragments. A later fragment has

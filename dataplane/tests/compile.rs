@@ -187,6 +187,28 @@ fn every_predicate_form_decompiles() {
     }
 }
 
+#[test]
+fn log_and_reject_at_input_are_enforced() {
+    use nftshim_ebpf::ir::{IcmpxCode, Reject};
+    let state = fixture("refused");
+    let program = decompile(&only_chain(&state, "c_log").view()).unwrap();
+    let rule = &program.chains[0].rules[0];
+    // Level warning (4), no flags, prefix "x": the worker's LogSpec key.
+    assert_eq!(
+        rule.statements,
+        vec![Statement::Log {
+            prefix: "4/0/x".into()
+        }]
+    );
+    assert_eq!(rule.action, Action::Accept);
+    let program = decompile(&only_chain(&state, "c_reject").view()).unwrap();
+    // Plain `reject` in an inet table: icmpx port-unreachable.
+    assert_eq!(
+        program.chains[0].rules[0].action,
+        Action::Reject(Reject::Icmpx(IcmpxCode::PortUnreachable))
+    );
+}
+
 /// The ruleset with only table `table`'s chain `keep` among its base chains.
 fn only_chain(state: &serde_json::Value, keep: &str) -> Netns {
     let mut s = state.clone();
@@ -203,12 +225,10 @@ fn only_chain(state: &serde_json::Value, keep: &str) -> Netns {
 fn unsupported_constructs_are_refused_with_a_reason() {
     let state = fixture("refused");
     let cases = [
-        ("c_log", "expression log"),
         ("c_ttl", "ip header field at offset 8"),
         ("c_oif_in_input", "no output device"),
         ("c_nat", "type nat"),
         ("c_th", "without a protocol dependency"),
-        ("c_reject", "reject other than with tcp reset"),
     ];
     for (chain, why) in cases {
         let ns = only_chain(&state, chain);

@@ -166,6 +166,8 @@ int nftshim_tc(struct __sk_buff *skb)
 	if (!ok)
 		return TC_ACT_SHOT;
 	struct ns_reply *r = &e->reply;
+	if (!cfg.egress && NS_FEATURE(NS_F_ROUTE_ANSWERS) && !ns_route_answer(skb, r, &e->pkt))
+		return TC_ACT_SHOT;
 	__u32 l3 = e->pkt.l3_off;
 	__u32 hdr = r->hdr_len;
 	if (bpf_skb_change_tail(skb, l3 + (r->quote_len ? r->quote_len : hdr), 0) < 0)

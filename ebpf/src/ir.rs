@@ -418,6 +418,11 @@ pub struct Program {
     /// Track connections before the chains run (nf_tables does it for a netns as soon as
     /// a rule uses a `ct` expression). Without it every packet's `ct state` is invalid.
     pub conntrack: bool,
+    /// `reject` answers at TC ingress leave as the kernel's answers from an IP hook do:
+    /// by the route back to the sender (a FIB lookup, through the device the packet came
+    /// in on; no route there: no answer). Otherwise (netdev ingress, as
+    /// nft_reject_netdev) they go back out of that device to the MAC they came from.
+    pub route_answers: bool,
 }
 
 /// NFT_JUMP_STACK_SIZE.

@@ -312,6 +312,16 @@ impl Topology {
             a.extend_from_slice(args);
             ip(&a)?;
         }
+        // No router solicitations (repeated, with backoff, for as long as a link is
+        // up): rules that count every frame of a link would count them at times that
+        // differ between the two sides.
+        for (ns, dev) in [(peer, "p0"), (fw, "f0"), (fw, "f1"), (far, "r0")] {
+            sysctl(
+                ns,
+                &format!("net.ipv6.conf.{dev}.router_solicitations"),
+                "0",
+            )?;
+        }
         for (ns, dev) in [
             (peer, "p0"),
             (fw, "f0"),
@@ -386,8 +396,39 @@ impl Topology {
                 return Err(anyhow!("sysctl {key}={value} in {fw} failed"));
             }
         }
+        // ICMP errors that peer and far (and fw, for IPv6) answer probes with are
+        // rate limited per destination: how many get through would depend on timing,
+        // and counters see them.
+        for (ns, key) in [
+            (peer, "net.ipv4.icmp_ratelimit"),
+            (far, "net.ipv4.icmp_ratelimit"),
+            (peer, "net.ipv6.icmp.ratelimit"),
+            (fw, "net.ipv6.icmp.ratelimit"),
+            (far, "net.ipv6.icmp.ratelimit"),
+        ] {
+            sysctl(ns, key, "0")?;
+        }
         Ok(t)
     }
+}
+
+fn sysctl(ns: &str, key: &str, value: &str) -> anyhow::Result<()> {
+    let ok = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            &format!("{key}={value}"),
+        ])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        return Err(anyhow!("sysctl {key}={value} in {ns} failed"));
+    }
+    Ok(())
 }
 
 /// Runs `f` on a thread inside the named namespace.
@@ -534,9 +575,76 @@ fn received(socks: &[OwnedFd]) -> Vec<u32> {
     ids
 }
 
+/// Raw sockets of the sender (peer, or fw for outbound probes) for what comes back:
+/// ICMP/ICMPv6 (errors quoting
+/// a probe, echo replies) and TCP of both families (resets), non-blocking.
+struct ReplySockets {
+    icmp: Vec<OwnedFd>,
+    tcp4: OwnedFd,
+    tcp6: OwnedFd,
+}
+
+fn reply_sockets() -> io::Result<ReplySockets> {
+    let raw = |dom, proto| socket(dom, libc::SOCK_RAW | libc::SOCK_NONBLOCK, proto);
+    Ok(ReplySockets {
+        icmp: vec![
+            raw(libc::AF_INET, libc::IPPROTO_ICMP)?,
+            raw(libc::AF_INET6, libc::IPPROTO_ICMPV6)?,
+        ],
+        tcp4: raw(libc::AF_INET, libc::IPPROTO_TCP)?,
+        tcp6: raw(libc::AF_INET6, libc::IPPROTO_TCP)?,
+    })
+}
+
+/// The ids of the probes the queued packets answer: ICMP that quotes or echoes a probe,
+/// and TCP resets acknowledging a probe's SYN (its sequence number is its id; the
+/// reset acknowledges the SYN and the payload).
+fn replies(socks: &ReplySockets) -> Vec<u32> {
+    let mut ids = received(&socks.icmp);
+    let mut buf = vec![0u8; 65536];
+    for (s, v4) in [(&socks.tcp4, true), (&socks.tcp6, false)] {
+        loop {
+            // SAFETY: buf is valid for its length.
+            let n = unsafe { libc::recv(s.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n <= 0 {
+                break;
+            }
+            let data = &buf[..n as usize];
+            // IPv4 raw sockets deliver the IP header, IPv6 ones do not.
+            let off = if v4 {
+                data.first().map_or(0, |b| usize::from(b & 0xf) * 4)
+            } else {
+                0
+            };
+            let Some(tcp) = data.get(off..off + 20) else {
+                continue;
+            };
+            let (rst, ack) = (tcp[13] & 0x04 != 0, tcp[13] & 0x10 != 0);
+            if rst && ack {
+                let acked = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
+                ids.push(acked.wrapping_sub(1 + payload(0).len() as u32));
+            }
+        }
+    }
+    ids
+}
+
+/// Per probe: whether it was delivered, and how many answers came back to its sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fates {
+    pub delivered: Vec<bool>,
+    pub replies: Vec<u32>,
+}
+
 /// Sends every probe through the topology; per probe, whether it was delivered.
 pub fn run(t: &Topology, probes: &[Probe]) -> anyhow::Result<Vec<bool>> {
+    Ok(observe(t, probes)?.delivered)
+}
+
+/// Sends every probe through the topology and records its [`Fates`].
+pub fn observe(t: &Topology, probes: &[Probe]) -> anyhow::Result<Fates> {
     let mut delivered = vec![false; probes.len()];
+    let mut answered = vec![0u32; probes.len()];
     for path in [Path::Inbound, Path::Forward, Path::Outbound] {
         let dest = match path {
             Path::Inbound => &t.fw,
@@ -545,6 +653,12 @@ pub fn run(t: &Topology, probes: &[Probe]) -> anyhow::Result<Vec<bool>> {
         };
         let socks = in_netns(dest, receivers).context("receivers")?;
         received(&socks); // whatever an earlier phase left
+        let source = match path {
+            Path::Inbound | Path::Forward => &t.peer,
+            Path::Outbound => &t.fw,
+        };
+        let back = in_netns(source, reply_sockets).context("reply sockets")?;
+        replies(&back); // whatever an earlier phase left
         let batch: Vec<&Probe> = probes.iter().filter(|p| p.path == path).collect();
         match path {
             Path::Inbound | Path::Forward => in_netns(&t.peer, || inject(&batch))?,
@@ -556,8 +670,16 @@ pub fn run(t: &Topology, probes: &[Probe]) -> anyhow::Result<Vec<bool>> {
                 delivered[i] = true;
             }
         }
+        for id in replies(&back) {
+            if let Some(i) = probes.iter().position(|p| p.id == id && p.path == path) {
+                answered[i] += 1;
+            }
+        }
     }
-    Ok(delivered)
+    Ok(Fates {
+        delivered,
+        replies: answered,
+    })
 }
 
 /// Frames on p0 (peer side), as if they came from the wire.
@@ -649,8 +771,8 @@ fn send_raw(batch: &[&Probe]) -> io::Result<()> {
 /// What one ruleset did.
 #[derive(Clone, Debug)]
 pub enum Outcome {
-    /// Every probe had the same fate on both sides.
-    Passed { probes: usize },
+    /// Every probe had the same fate on both sides; `answered` of them got answers.
+    Passed { probes: usize, answered: usize },
     /// Probes whose fate differs: (probe, delivered by the kernel, by nftshimd).
     Failed {
         probes: usize,
@@ -714,25 +836,119 @@ pub fn run_ruleset(
             )),
         });
     }
-    let on_kernel = run(kernel, probes)?;
-    let on_shim = run(shim, probes)?;
+    let on_kernel = observe(kernel, probes)?;
+    let on_shim = observe(shim, probes)?;
     let differ: Vec<(Probe, bool, bool)> = probes
         .iter()
-        .zip(on_kernel.iter().zip(&on_shim))
+        .zip(on_kernel.delivered.iter().zip(&on_shim.delivered))
         .filter(|(_, (a, b))| a != b)
         .map(|(p, (&a, &b))| (p.clone(), a, b))
         .collect();
-    Ok(if differ.is_empty() {
+    let answers: Vec<String> = probes
+        .iter()
+        .zip(on_kernel.replies.iter().zip(&on_shim.replies))
+        .filter(|(_, (a, b))| a != b)
+        .map(|(p, (a, b))| format!("  {p}: answered {a} times by the kernel, {b} by nftshimd"))
+        .collect();
+    let counted = std::fs::read_to_string(file).is_ok_and(|text| text.contains("counter"));
+    let note = if !answers.is_empty() {
+        Some(format!(
+            "answers to the sender differ:\n{}",
+            answers.join("\n")
+        ))
+    } else if differ.is_empty() && counted {
+        counters_agree(kernel, shim, sides, probes)?.err()
+    } else {
+        None
+    };
+    Ok(if differ.is_empty() && note.is_none() {
         Outcome::Passed {
             probes: probes.len(),
+            answered: on_kernel.replies.iter().filter(|&&n| n > 0).count(),
         }
     } else {
         Outcome::Failed {
             probes: probes.len(),
             differ,
-            note: None,
+            note,
         }
     })
+}
+
+/// A commit that changes every ingress program (a chain that sees every packet first
+/// and drops none of the probes), so that the programs counting so far are replaced.
+const UNRELATED_COMMIT: &str = "add table ip nftshim_unrelated
+add chain ip nftshim_unrelated early { type filter hook prerouting priority -500; }
+add rule ip nftshim_unrelated early ip saddr 192.0.2.99 drop
+";
+
+/// For rulesets with counters, after the probes went through: both listings (with
+/// the counters) are the same; they still are after an unrelated commit and the
+/// probes once more, after a new interface and the probes once more (counts survive
+/// new generations of programs), and after `nft reset counters`. Err: what differs.
+fn counters_agree(
+    kernel: &Topology,
+    shim: &Topology,
+    sides: &Sides,
+    probes: &[Probe],
+) -> anyhow::Result<Result<(), String>> {
+    let same_listing = |when: &str| -> Result<(), String> {
+        let k = sides.kernel.run(&["list", "ruleset"]);
+        let s = sides.shim.run(&["list", "ruleset"]);
+        if k.success() && s.success() && k.stdout == s.stdout {
+            return Ok(());
+        }
+        Err(format!(
+            "counters differ {when}:\n--- kernel ({})\n{}{}--- nftshimd ({})\n{}{}",
+            k.exit, k.stdout, k.stderr, s.exit, s.stdout, s.stderr
+        ))
+    };
+    let both = |args: &[&str], input: Option<&[u8]>| -> Result<(), String> {
+        for side in [&sides.kernel, &sides.shim] {
+            let out = side.run_program(side.nft.as_os_str(), args, input);
+            if !out.success() {
+                return Err(format!("nft {args:?}: {}", out.stderr.trim_end()));
+            }
+        }
+        Ok(())
+    };
+    let steps = || -> anyhow::Result<Result<(), String>> {
+        if let Err(e) = same_listing("after the probes") {
+            return Ok(Err(e));
+        }
+        if let Err(e) = both(&["-f", "-"], Some(UNRELATED_COMMIT.as_bytes())) {
+            return Ok(Err(e));
+        }
+        run(kernel, probes)?;
+        run(shim, probes)?;
+        if let Err(e) = same_listing("after an unrelated commit and the probes again") {
+            return Ok(Err(e));
+        }
+        // A new interface: the data plane follows it with a new generation of programs.
+        for t in [kernel, shim] {
+            let ns = t.fw.name();
+            ip(&[
+                "-n", ns, "link", "add", "new0", "type", "veth", "peer", "name", "new1",
+            ])?;
+            ip(&["-n", ns, "link", "set", "new0", "up"])?;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        run(kernel, probes)?;
+        run(shim, probes)?;
+        let listed = same_listing("after an interface appeared and the probes again");
+        // The topology serves the next rulesets as it was.
+        for t in [kernel, shim] {
+            ip(&["-n", t.fw.name(), "link", "del", "new0"])?;
+        }
+        if let Err(e) = listed {
+            return Ok(Err(e));
+        }
+        if let Err(e) = both(&["reset", "counters"], None) {
+            return Ok(Err(e));
+        }
+        Ok(same_listing("after nft reset counters"))
+    };
+    steps()
 }
 
 /// Empties both rulesets (nftshimd then lets go of its namespace).

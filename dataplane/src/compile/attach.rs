@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use nftshim_ebpf::ir::{self, Action, L3Scope, Match, Test, Verdict};
-use nftshim_engine::DataplaneError;
+use nftshim_engine::{CounterRef, DataplaneError};
 
 use super::rule::family_guard;
 use super::{refuse, rules_use_ct, Facts, Family, Hook, HookChain, Program, SymMatch};
@@ -35,6 +35,9 @@ pub enum Direction {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub chains: BTreeMap<(u32, Direction), ir::Program>,
+    /// For each program, per IR counter slot (rule numbering, see [`ir::Program`]): the
+    /// ruleset's counters that slot counts for. Slots past the list count for none.
+    pub counters: BTreeMap<(u32, Direction), Vec<Vec<CounterRef>>>,
 }
 
 const V4: u8 = 1;
@@ -201,25 +204,35 @@ pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneEr
     for (&ifindex, name) in &facts.links {
         for dir in [Direction::Ingress, Direction::Egress] {
             let st = stages(program, dir, Some(name));
-            let mut chains = if !st.is_empty() {
-                with_regular_chains(flatten(&st, facts)?, program, facts)
+            let (mut chains, slots) = if !st.is_empty() {
+                let (base, mut slots) = flatten(&st, facts)?;
+                let (ir_program, regular_slots) = with_regular_chains(base, program, facts);
+                slots.extend(regular_slots);
+                (ir_program, slots)
             } else if track {
-                ir::Program::single(ir::Chain {
+                // Tracks only: no rule, nothing counted.
+                let only_tracks = ir::Program::single(ir::Chain {
                     scope: L3Scope::Inet,
                     policy: Verdict::Accept,
                     rules: Vec::new(),
-                })
+                });
+                (only_tracks, Vec::new())
             } else {
                 continue;
             };
             chains.conntrack = track;
             plan.chains.insert((ifindex, dir), chains);
+            plan.counters.insert((ifindex, dir), slots);
         }
     }
     Ok(plan)
 }
 
-fn flatten(stages: &[Stage<'_>], facts: &Facts) -> Result<ir::Chain, DataplaneError> {
+/// The flattened chain and, per rule, the counters it counts for.
+fn flatten(
+    stages: &[Stage<'_>],
+    facts: &Facts,
+) -> Result<(ir::Chain, Vec<Vec<CounterRef>>), DataplaneError> {
     let scope_fams = stages
         .iter()
         .fold(0, |acc, s| acc | families(s.chain.family));
@@ -233,6 +246,7 @@ fn flatten(stages: &[Stage<'_>], facts: &Facts) -> Result<ir::Chain, DataplaneEr
         L3Scope::Inet
     };
     let mut rules = Vec::new();
+    let mut slots = Vec::new();
     for s in stages {
         let guards = guards(s, scope_fams, facts);
         for r in &s.chain.rules {
@@ -243,26 +257,44 @@ fn flatten(stages: &[Stage<'_>], facts: &Facts) -> Result<ir::Chain, DataplaneEr
                 let mut rule = ir::Rule::new(matches, r.action.clone());
                 rule.statements = r.statements.clone();
                 rules.push(rule);
+                slots.push(r.counters.clone());
             }
         }
-        if s.chain.policy == Verdict::Drop {
+        // The policy as a guarded last rule: a drop, or (to count the packets that
+        // meet an accept policy for the chain's own counters) a rule that only counts.
+        let policy_action = match s.chain.policy {
+            Verdict::Drop => Some(Action::Drop),
+            Verdict::Accept if s.chain.policy_counter.is_some() => Some(Action::Continue),
+            Verdict::Accept => None,
+        };
+        if let Some(action) = policy_action {
             for g in &guards {
-                rules.push(ir::Rule::new(g.clone(), Action::Drop));
+                rules.push(ir::Rule::new(g.clone(), action.clone()));
+                slots.push(s.chain.policy_counter.into_iter().collect());
             }
         }
     }
-    Ok(ir::Chain {
+    let chain = ir::Chain {
         scope,
         policy: Verdict::Accept,
         rules,
-    })
+    };
+    Ok((chain, slots))
 }
 
-/// A program of `base` and every regular chain (interface names resolved). Jumps need
-/// no guards: a regular chain runs only for the packets of the rule that jumped.
-fn with_regular_chains(base: ir::Chain, program: &Program, facts: &Facts) -> ir::Program {
+/// A program of `base` and every regular chain (interface names resolved), and the
+/// counters of the regular chains' rules in rule-numbering order. Jumps need no guards:
+/// a regular chain runs only for the packets of the rule that jumped.
+fn with_regular_chains(
+    base: ir::Chain,
+    program: &Program,
+    facts: &Facts,
+) -> (ir::Program, Vec<Vec<CounterRef>>) {
     let scope = base.scope;
     let mut out = ir::Program::single(base);
+    out.route_answers = super::reject::routes_answers(program);
+    let mut slots = Vec::new();
+    // `program.regular` and `out.chains` are both ordered by key: rule numbering order.
     for (key, c) in &program.regular {
         let rules = c
             .rules
@@ -270,6 +302,7 @@ fn with_regular_chains(base: ir::Chain, program: &Program, facts: &Facts) -> ir:
             .map(|r| {
                 let mut rule = ir::Rule::new(resolve(&r.matches, facts), r.action.clone());
                 rule.statements = r.statements.clone();
+                slots.push(r.counters.clone());
                 rule
             })
             .collect();
@@ -282,7 +315,7 @@ fn with_regular_chains(base: ir::Chain, program: &Program, facts: &Facts) -> ir:
             },
         );
     }
-    out
+    (out, slots)
 }
 
 /// Alternatives (a disjunction of conjunctions) selecting the packets of a stage.

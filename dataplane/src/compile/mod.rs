@@ -14,6 +14,7 @@
 
 pub mod attach;
 pub mod maps;
+pub mod reject;
 pub mod rule;
 pub mod sets;
 
@@ -24,7 +25,7 @@ use netlink_proto::consts::*;
 use netlink_proto::extra::{NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NFPROTO_NETDEV};
 use nftshim_ebpf::ir::{Action, Match, Statement, Test, Verdict};
 use nftshim_engine::view::{BaseChain, Chain, Table};
-use nftshim_engine::{DataplaneError, RulesetView};
+use nftshim_engine::{CounterRef, DataplaneError, RulesetView};
 
 pub use attach::{instantiate, Direction, Plan};
 
@@ -120,6 +121,8 @@ pub struct SymRule {
     pub action: Action,
     /// Side effects when the matches hold, before the action.
     pub statements: Vec<Statement>,
+    /// The ruleset's counters that count what this rule's IR counter counts.
+    pub counters: Vec<CounterRef>,
 }
 
 /// One enforced base chain.
@@ -134,6 +137,8 @@ pub struct HookChain {
     pub devices: Vec<String>,
     pub policy: Verdict,
     pub rules: Vec<SymRule>,
+    /// The chain's own counters (packets that meet its policy), when it has them.
+    pub policy_counter: Option<CounterRef>,
 }
 
 impl HookChain {
@@ -149,9 +154,9 @@ impl HookChain {
     pub fn uses_ct(&self) -> bool {
         rules_use_ct(&self.rules)
     }
-    /// No rule and an accept policy: the chain does nothing.
+    /// No rule, an accept policy and nothing to count: the chain does nothing.
     pub fn is_noop(&self) -> bool {
-        self.rules.is_empty() && self.policy == Verdict::Accept
+        self.rules.is_empty() && self.policy == Verdict::Accept && self.policy_counter.is_none()
     }
 }
 
@@ -236,6 +241,23 @@ impl Program {
         false
     }
 
+    /// The regular chains `chain` reaches through jumps and gotos.
+    pub fn reachable<'p>(&'p self, chain: &'p HookChain) -> impl Iterator<Item = &'p RegularChain> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut todo: Vec<&String> = chain.rules.iter().filter_map(target_of).collect();
+        let mut out = Vec::new();
+        while let Some(t) = todo.pop() {
+            if !seen.insert(t) {
+                continue;
+            }
+            if let Some(c) = self.regular.get(t) {
+                todo.extend(c.rules.iter().filter_map(target_of));
+                out.push(c);
+            }
+        }
+        out.into_iter()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.chains.iter().all(HookChain::is_noop)
     }
@@ -281,6 +303,7 @@ pub fn decompile(view: &RulesetView<'_>) -> Result<Program, DataplaneError> {
         }
     }
     attach::check_composable(&program)?;
+    reject::check(&mut program)?;
     Ok(program)
 }
 
@@ -331,6 +354,10 @@ fn decompile_chain(
         devices: base.devices.clone(),
         policy,
         rules,
+        policy_counter: base.counters.map(|_| CounterRef::Chain {
+            table: table.handle,
+            chain: chain.handle,
+        }),
     })
 }
 
@@ -482,6 +509,13 @@ fn add_jump_targets(
         );
     }
     Ok(())
+}
+
+fn target_of(r: &SymRule) -> Option<&String> {
+    match &r.action {
+        Action::Jump(t) | Action::Goto(t) => Some(t),
+        _ => None,
+    }
 }
 
 fn targets(rules: &[SymRule]) -> Vec<String> {

@@ -10,8 +10,10 @@
 use std::collections::{BTreeSet, HashMap};
 
 use ipnet::{Ipv4Net, Ipv6Net};
-use netlink_proto::consts::{NFT_LIMIT_F_INV, NFT_LOOKUP_F_INV, NFT_QUOTA_F_INV};
-use netlink_proto::data::{Register, VerdictCode};
+use netlink_proto::consts::{
+    NFT_LIMIT_F_INV, NFT_LOOKUP_F_INV, NFT_OBJECT_COUNTER, NFT_QUOTA_F_INV,
+};
+use netlink_proto::data::{ObjType, Register, VerdictCode};
 use netlink_proto::expr::bitwise::BitwiseOp;
 use netlink_proto::expr::cmp::CmpOp;
 use netlink_proto::expr::ct::CtKey;
@@ -25,7 +27,7 @@ use nftshim_ebpf::ir::{
     ct_state, ct_status, Action, Limit, Match, PortRange, Quota, StateId, Statement, Test,
 };
 use nftshim_engine::view::{Expr, Rule, Table};
-use nftshim_engine::RulesetView;
+use nftshim_engine::{CounterRef, RulesetView};
 
 use super::sets::{self, ByteRange};
 use super::{Family, Hook, IfNamePattern, SymMatch, SymRule};
@@ -114,17 +116,21 @@ struct RuleState<'a, 'v> {
     never: bool,
     statements: bool,
     counter: bool,
+    /// The counters this rule's `counter` and `counter name` expressions stand for.
+    counters: Vec<CounterRef>,
+    /// The handle of the rule and the index of the expression being read.
+    handle: u64,
+    expr_index: u32,
     /// Side effects, in rule order (counters are implicit in the IR).
     effects: Vec<Statement>,
     verdict: Option<Action>,
     /// A limit or quota was met: they consume, so a later match would make them
     /// charge packets the IR (which tests stateless matches first) would not.
     stateful: bool,
-    /// Identity of the rule's limits and quotas: table and rule handle, and the
-    /// expression being decompiled.
+    /// Identity of the rule's limits and quotas: table and rule handle (and
+    /// `expr_index`).
     table_handle: u64,
     rule_handle: u64,
-    expr_index: u32,
 }
 
 /// Decompiles one rule. `Ok(None)`: the rule can never match or does nothing, so it
@@ -144,12 +150,14 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         never: false,
         statements: false,
         counter: false,
+        counters: Vec::new(),
+        handle: rule.handle,
+        expr_index: 0,
         effects: Vec::new(),
         verdict: None,
         stateful: false,
         table_handle: ctx.table.handle,
         rule_handle: rule.handle,
-        expr_index: 0,
     };
     for (i, e) in rule.exprs.iter().enumerate() {
         if st.verdict.is_some() {
@@ -171,7 +179,47 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         matches: st.matches,
         action,
         statements: st.effects,
+        counters: st.counters,
     }))
+}
+
+/// A `log` statement the daemon can print as nf_log_syslog would, or why not.
+fn log_spec(
+    ctx: &ChainContext<'_>,
+    l: &netlink_proto::expr::log::Log,
+) -> Result<crate::runtime::logline::LogSpec, String> {
+    use crate::runtime::logline::{LogSpec, SUPPORTED_FLAGS};
+    if l.group().is_some() {
+        return Err("log group (nflog) is not supported by the eBPF data plane".into());
+    }
+    // nft_log_init: NFT_LOGLEVEL_WARNING by default; 8 is audit.
+    let level = l.level().unwrap_or(4);
+    if level > 7 {
+        return Err("log level audit is not supported by the eBPF data plane".into());
+    }
+    let flags = l.flags().unwrap_or(0);
+    if flags & !SUPPORTED_FLAGS != 0 {
+        return Err(format!(
+            "log flags 0x{:x} are not supported by the eBPF data plane (skuid needs the \
+             packet's socket)",
+            flags & !SUPPORTED_FLAGS
+        ));
+    }
+    match (ctx.family, ctx.hook) {
+        (Family::Netdev, _) => {
+            Err("log in netdev chains is not supported by the eBPF data plane".into())
+        }
+        // Seen at TC egress, where the link-layer header the kernel prints (the one
+        // the packet came in with) is already replaced.
+        (_, Hook::Forward) => {
+            Err("log in forward chains is not supported by the eBPF data plane".into())
+        }
+        _ => Ok(LogSpec {
+            prefix: l.prefix().unwrap_or("").to_string(),
+            level,
+            flags,
+        }),
+    }
 }
 
 fn reg_offset(r: Option<Register>, what: &str) -> Result<u32, String> {
@@ -193,6 +241,9 @@ impl RuleState<'_, '_> {
             && !matches!(
                 typed,
                 TypedExpr::Counter(_)
+                    | TypedExpr::Objref(_)
+                    | TypedExpr::Reject(_)
+                    | TypedExpr::Log(_)
                     | TypedExpr::Immediate(_)
                     | TypedExpr::Meta(_)
                     | TypedExpr::Ct(_)
@@ -306,25 +357,6 @@ impl RuleState<'_, '_> {
                         mask: None,
                     },
                 );
-            }
-            TypedExpr::Reject(r) => {
-                // Only what the real-flow test needs so far: a TCP reset for TCP
-                // packets delivered locally (the reset goes back out of the device
-                // the segment came in on, as the kernel's route back would).
-                let tcp_only = self
-                    .l4protos
-                    .as_ref()
-                    .is_some_and(|p| p.iter().all(|&x| x == 6));
-                if r.reject_type() != Some(netlink_proto::expr::reject::RejectType::TcpRst)
-                    || self.ctx.hook != Hook::Input
-                    || !tcp_only
-                {
-                    return Err(
-                        "reject other than with tcp reset of tcp packets in input is not supported by the eBPF data plane"
-                            .into(),
-                    );
-                }
-                self.verdict = Some(Action::Reject(nftshim_ebpf::ir::Reject::TcpReset));
             }
             TypedExpr::Limit(l) => {
                 let flags = l.flags().unwrap_or(0);
@@ -481,8 +513,41 @@ impl RuleState<'_, '_> {
                 self.predicate(field, &loaded, Values { ranges, negated })?;
             }
             TypedExpr::Counter(_) => {
+                // Counters are the last thing before statements and the verdict: the
+                // IR rule's own counter (when all matches hold) is exactly this one.
+                self.counter_allowed()?;
                 self.statements = true;
                 self.counter = true;
+                self.counters.push(CounterRef::Rule {
+                    table: self.ctx.table.handle,
+                    rule: self.handle,
+                    expr: self.expr_index,
+                });
+            }
+            TypedExpr::Objref(o) => {
+                // `counter name NAME`: the named object counts what the rule's counter
+                // would. Maps of objects and other object types are not supported.
+                let name = match (o.imm_type(), o.imm_name()) {
+                    (Some(ObjType::Counter), Some(name)) if o.set_sreg().is_none() => name,
+                    _ => return Err(
+                        "objref other than a named counter is not supported by the eBPF data plane"
+                            .into(),
+                    ),
+                };
+                let object = self
+                    .ctx
+                    .table
+                    .objects
+                    .iter()
+                    .find(|ob| ob.name == name && ob.obj_type == NFT_OBJECT_COUNTER)
+                    .ok_or("counter name of an object that does not exist")?;
+                self.counter_allowed()?;
+                self.statements = true;
+                self.counter = true;
+                self.counters.push(CounterRef::Object {
+                    table: self.ctx.table.handle,
+                    object: object.handle,
+                });
             }
             TypedExpr::Immediate(i) => {
                 let dreg = i.dreg().ok_or("immediate without register")?;
@@ -540,6 +605,14 @@ impl RuleState<'_, '_> {
                         return Err(format!("verdict {} is not supported", verdict_name(other)))
                     }
                 });
+            }
+            TypedExpr::Log(l) => {
+                let spec = log_spec(self.ctx, l)?;
+                self.effects.push(Statement::Log { prefix: spec.key() });
+                self.statements = true;
+            }
+            TypedExpr::Reject(r) => {
+                self.verdict = Some(super::reject::action(self.ctx.family, self.ctx.hook, r)?);
             }
             other => {
                 return Err(format!(
@@ -600,6 +673,19 @@ impl RuleState<'_, '_> {
             };
         self.effects.push(statement);
         self.statements = true;
+        Ok(())
+    }
+
+    /// The programs count a packet's bytes from its network header on (what the IP
+    /// hooks count); at netdev egress the kernel counts the link-layer header too.
+    fn counter_allowed(&self) -> Result<(), String> {
+        if self.ctx.hook == Hook::Egress {
+            return Err(
+                "counters in netdev egress chains are not supported by the eBPF data plane \
+                 (the kernel counts the link-layer header there)"
+                    .into(),
+            );
+        }
         Ok(())
     }
 

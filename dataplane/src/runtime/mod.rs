@@ -15,6 +15,7 @@
 //! unenforced interface. Enforcement wins.
 
 pub mod links;
+pub mod logline;
 pub mod netns;
 pub mod pins;
 pub mod rtnl;
@@ -23,7 +24,7 @@ pub mod worker;
 use std::sync::{Arc, Mutex};
 
 use nftshim_engine::view::{Chain, Rule, Table};
-use nftshim_engine::{Dataplane, DataplaneError, RulesetView};
+use nftshim_engine::{CountDelta, Dataplane, DataplaneError, RulesetView};
 
 use crate::compile::{check_rule, decompile, refuse, Program};
 pub use netns::NetnsKey;
@@ -34,6 +35,8 @@ pub struct EbpfDataplane {
     /// Started by the first ruleset with something to enforce, stopped when there is
     /// none; a mutex because `check` takes `&self`.
     worker: Mutex<Option<Worker>>,
+    /// Counts of a worker that stopped, not yet handed to the engine.
+    carry: Vec<CountDelta>,
 }
 
 impl EbpfDataplane {
@@ -41,6 +44,7 @@ impl EbpfDataplane {
         EbpfDataplane {
             key,
             worker: Mutex::new(None),
+            carry: Vec::new(),
         }
     }
 
@@ -107,6 +111,14 @@ impl Dataplane for EbpfDataplane {
     fn apply(&mut self, committed: &RulesetView<'_>) {
         self.apply_inner(committed)
     }
+
+    fn take_counts(&mut self) -> Vec<CountDelta> {
+        let mut deltas = std::mem::take(&mut self.carry);
+        if let Some(w) = self.lock().as_ref() {
+            deltas.extend(w.take_counts());
+        }
+        deltas
+    }
 }
 
 impl EbpfDataplane {
@@ -136,9 +148,11 @@ impl EbpfDataplane {
                 Program::default()
             }
         };
-        let mut guard = self.lock();
+        let mut guard = self.worker.lock().unwrap_or_else(|p| p.into_inner());
         if program.is_empty() {
             if let Some(w) = guard.take() {
+                // Rules of dormant tables keep what they counted.
+                self.carry.extend(w.take_counts());
                 w.retire();
                 tracing::info!(
                     netns_cookie = self.key.cookie,

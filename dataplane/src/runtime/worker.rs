@@ -22,12 +22,13 @@ use aya::programs::links::LinkOrder;
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
 use aya::programs::{SchedClassifier, TcAttachType};
 use nftshim_ebpf::ir;
-use nftshim_ebpf::loader::{LoadOptions, LoadedChain, TC_PROGRAM};
+use nftshim_ebpf::loader::{Counter, LoadOptions, LoadedChain, TC_PROGRAM};
 use nftshim_ebpf::maps;
 use nftshim_ebpf::shared::SharedState;
-use nftshim_engine::DataplaneError;
+use nftshim_engine::{CountDelta, CounterRef, DataplaneError};
 
 use super::links as pinned_links;
+use super::logline::{self, LogSpec};
 use super::netns::{self, NetnsKey};
 use super::pins;
 use super::rtnl::{self, RtnlSocket};
@@ -52,6 +53,8 @@ enum Command {
     Commit(Arc<Program>, Sender<()>),
     /// The ruleset is gone: detach everything and unpin the shared maps.
     Retire(Sender<()>),
+    /// What the programs counted since the last time.
+    TakeCounts(Sender<Vec<CountDelta>>),
 }
 
 pub struct Worker {
@@ -150,6 +153,14 @@ impl Worker {
         let _ = rx.recv();
     }
 
+    /// Packets and bytes counted since the last call, for every counter of the
+    /// ruleset, summed over interfaces, directions and generations of programs.
+    pub fn take_counts(&self) -> Vec<CountDelta> {
+        let (tx, rx) = channel();
+        self.send(Command::TakeCounts(tx));
+        rx.recv().unwrap_or_default()
+    }
+
     pub fn status(&self) -> WorkerStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -183,6 +194,49 @@ struct Generation {
     spares: Vec<u64>,
 }
 
+/// Writes the lines of the log events the programs reported, as the kernel's
+/// nf_log_syslog would print them, through the daemon's logger.
+fn write_logs<'a>(key: NetnsKey, facts: &Facts, progs: impl Iterator<Item = &'a LoadedProg>) {
+    for p in progs {
+        if p.loaded.log_prefix(0).is_none() {
+            continue;
+        }
+        let events = match p.loaded.read_logs() {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(netns_cookie = key.cookie, error = %e, "cannot read log events");
+                continue;
+            }
+        };
+        for ev in events {
+            let Some(spec) = p.loaded.log_prefix(ev.prefix).and_then(LogSpec::from_key) else {
+                continue;
+            };
+            let name = |i: u32| facts.links.get(&i).map(String::as_str);
+            // The hook's devices: ingress has an input device only, egress (output,
+            // postrouting) an output device only.
+            let (input, output) = match p.dir {
+                Direction::Ingress => (Some(name(ev.iif).unwrap_or("")), None),
+                Direction::Egress => (None, Some(name(ev.oif).unwrap_or(""))),
+            };
+            let packet = logline::Packet {
+                frame: &ev.headers,
+                l3_off: usize::from(ev.l3_off),
+                len: ev.len as usize,
+                mark: ev.mark,
+            };
+            // The line alone, as the kernel's: its syslog level is the event's level.
+            let line = logline::format(&spec, input, output, &packet);
+            match spec.level {
+                0..=3 => tracing::error!(target: "nft_log", "{line}"),
+                4 => tracing::warn!(target: "nft_log", "{line}"),
+                5 | 6 => tracing::info!(target: "nft_log", "{line}"),
+                _ => tracing::debug!(target: "nft_log", "{line}"),
+            }
+        }
+    }
+}
+
 /// No real interface has it (ifindexes are positive `int`s).
 const PHANTOM_IFINDEX: u32 = u32::MAX;
 
@@ -197,6 +251,11 @@ struct LoadedProg {
     dir: Direction,
     /// Loopback's ingress program (its packets were tracked at its egress).
     loopback: bool,
+    /// Per counter slot, the ruleset's counters it counts for (part of what makes a
+    /// program reusable: the same slots must keep meaning the same counters).
+    counters: Vec<Vec<CounterRef>>,
+    /// Per counter slot, what was already handed out.
+    seen: Vec<Counter>,
     loaded: LoadedChain,
 }
 
@@ -211,6 +270,42 @@ fn states(program: &ir::Program) -> impl Iterator<Item = ir::StateId> + '_ {
             })
         })
     })
+}
+
+/// Counts handed out by `take_counts`, or kept from programs that are gone.
+type Tally = BTreeMap<CounterRef, (u64, u64)>;
+
+impl LoadedProg {
+    /// Adds what each slot counted since the last call to the counters it stands for.
+    fn collect(&mut self, tally: &mut Tally) {
+        if self.counters.iter().all(Vec::is_empty) {
+            return;
+        }
+        let now = match self.loaded.counters() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the data plane's counters");
+                return;
+            }
+        };
+        self.seen.resize(now.len(), Counter::default());
+        for (slot, keys) in self.counters.iter().enumerate() {
+            let (Some(cur), Some(seen)) = (now.get(slot), self.seen.get_mut(slot)) else {
+                break;
+            };
+            let packets = cur.packets.wrapping_sub(seen.packets);
+            let bytes = cur.bytes.wrapping_sub(seen.bytes);
+            *seen = *cur;
+            if packets == 0 && bytes == 0 {
+                continue;
+            }
+            for k in keys {
+                let t = tally.entry(*k).or_default();
+                t.0 = t.0.wrapping_add(packets);
+                t.1 = t.1.wrapping_add(bytes);
+            }
+        }
+    }
 }
 
 fn next_program_id() -> u64 {
@@ -237,7 +332,17 @@ impl Generation {
         let mut spares = Vec::new();
         for ((ifindex, dir), chain) in plan.chains {
             let loopback = ifindex == LOOPBACK_IFINDEX && dir == Direction::Ingress;
-            let same = |p: &LoadedProg| p.chain == chain && p.dir == dir && p.loopback == loopback;
+            let counters = plan
+                .counters
+                .get(&(ifindex, dir))
+                .cloned()
+                .unwrap_or_default();
+            let same = |p: &LoadedProg| {
+                p.chain == chain
+                    && p.dir == dir
+                    && p.loopback == loopback
+                    && p.counters == counters
+            };
             let reused = live
                 .and_then(|g| g.progs.iter().find(|(_, p)| same(p)))
                 .or_else(|| progs.iter().find(|(_, p)| same(p)))
@@ -266,6 +371,8 @@ impl Generation {
                             chain,
                             dir,
                             loopback,
+                            counters,
+                            seen: Vec::new(),
                             loaded,
                         },
                     );
@@ -323,6 +430,8 @@ struct State {
     status: Arc<Mutex<WorkerStatus>>,
     generations: u64,
     errors: u64,
+    /// Counted by programs dropped since the last `take_counts`.
+    carry: Tally,
 }
 
 impl State {
@@ -348,6 +457,7 @@ impl State {
             status,
             generations: 0,
             errors: 0,
+            carry: Tally::new(),
         }
     }
 
@@ -365,8 +475,10 @@ impl State {
                     revents: 0,
                 },
             ];
+            // Log events wait in each program's ring buffer: read them every 100 ms.
+            let timeout = if self.logs() { 100 } else { -1 };
             // SAFETY: two valid pollfds.
-            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
             if rc < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
                 tracing::error!(
                     netns_cookie = self.key.cookie,
@@ -389,7 +501,17 @@ impl State {
             if fds[1].revents != 0 && events.drain() {
                 self.refresh_facts();
             }
+            if let Some(g) = self.live.as_ref() {
+                write_logs(self.key, &self.facts, g.progs.values());
+            }
         }
+    }
+
+    /// Whether some live program has `log` statements.
+    fn logs(&self) -> bool {
+        self.live
+            .as_ref()
+            .is_some_and(|g| g.progs.values().any(|p| p.loaded.log_prefix(0).is_some()))
     }
 
     fn handle(&mut self, c: Command) {
@@ -421,6 +543,23 @@ impl State {
                 }
                 self.publish();
                 let _ = reply.send(());
+            }
+            Command::TakeCounts(reply) => {
+                let mut tally = std::mem::take(&mut self.carry);
+                if let Some(g) = self.live.as_mut() {
+                    for p in g.progs.values_mut() {
+                        p.collect(&mut tally);
+                    }
+                }
+                let deltas = tally
+                    .into_iter()
+                    .map(|(counter, (packets, bytes))| CountDelta {
+                        counter,
+                        packets,
+                        bytes,
+                    })
+                    .collect();
+                let _ = reply.send(deltas);
             }
             Command::Retire(reply) => {
                 self.retire();
@@ -582,12 +721,19 @@ impl State {
             }
         }
         // What is left was not in the new generation: unpinned and dropped, a link
-        // detaches; then the old programs no link runs any more are dropped.
+        // detaches; then the old programs no link runs any more are dropped, after
+        // their last counts are kept (a rule keeps its counter across generations).
         let gone: Vec<(u32, Direction)> = self.links.keys().copied().collect();
         for (ifindex, dir) in gone {
             self.unpin_link(ifindex, dir);
         }
         self.links = links;
+        if let Some(mut old) = self.live.take() {
+            write_logs(self.key, &self.facts, old.progs.values());
+            for p in old.progs.values_mut() {
+                p.collect(&mut self.carry);
+            }
+        }
         self.live = Some(next);
         self.generations += 1;
         self.free_unused_states();

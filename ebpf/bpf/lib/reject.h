@@ -243,4 +243,37 @@ NS_INLINE int ns_unreach_allowed(const struct pkt_ctx *p)
 	return 1;
 }
 
+/* The link-layer addresses of an answer leaving by the route back to the sender, as
+ * the kernel's answer from an IP hook does (ip_route_me_harder/icmp_route_lookup):
+ * a FIB lookup from the packet's destination to its source through the device it came
+ * in on (none on lo: its sources are local). Returns 0 when there is no such route (the kernel sends no answer then). No
+ * neighbour entry yet: the kernel would resolve one; the answer goes to the MAC the
+ * packet came from (already in r->l2). */
+NS_INLINE int ns_route_answer(struct __sk_buff *skb, struct ns_reply *r, const struct pkt_ctx *p)
+{
+	/* From a local address: the route back is through lo, where it came in. */
+	if (skb->ifindex == 1) /* LOOPBACK_IFINDEX */
+		return 1;
+	struct bpf_fib_lookup fib;
+	__builtin_memset(&fib, 0, sizeof(fib));
+	if (p->l3 == NS_L3_IPV4) {
+		fib.family = 2; /* AF_INET */
+		fib.ipv4_src = p->daddr[0];
+		fib.ipv4_dst = p->saddr[0];
+	} else {
+		fib.family = 10; /* AF_INET6 */
+		__builtin_memcpy(fib.ipv6_src, p->daddr, 16);
+		__builtin_memcpy(fib.ipv6_dst, p->saddr, 16);
+	}
+	fib.ifindex = skb->ifindex;
+	long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return 1;
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS || fib.ifindex != skb->ifindex)
+		return 0;
+	__builtin_memcpy(r->l2, fib.dmac, 6);
+	__builtin_memcpy(r->l2 + 6, fib.smac, 6);
+	return 1;
+}
+
 #endif

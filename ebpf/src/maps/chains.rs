@@ -8,8 +8,8 @@ use super::checks::{reject_arg, Extras};
 use super::sets::SetIds;
 use super::{
     ActionKind, BpfChain, BpfRule, BuildError, BLOCK_RULES, FEATURE_CHECKS, FEATURE_CONNTRACK,
-    FEATURE_JUMPS, FEATURE_REJECT, FEATURE_STMTS, KIND_IPV4, KIND_IPV6, KIND_OTHER,
-    MAX_BASE_CHAINS, MAX_STEPS, RULE_CHECKS, RULE_STMTS,
+    FEATURE_JUMPS, FEATURE_REJECT, FEATURE_ROUTE_ANSWERS, FEATURE_STMTS, KIND_IPV4, KIND_IPV6,
+    KIND_OTHER, MAX_BASE_CHAINS, MAX_STEPS, RULE_CHECKS, RULE_STMTS,
 };
 use crate::ir::{Action, Chain, ChainRef, L3Scope, Program, Rule, Test};
 
@@ -75,6 +75,9 @@ pub(super) fn layout<'a>(program: &'a Program, sets: &SetIds) -> Result<Layout<'
                 Action::Goto(name) => (ActionKind::Goto, resolve(name)?),
                 Action::Reject(reject) => {
                     features |= FEATURE_REJECT;
+                    if program.route_answers {
+                        features |= FEATURE_ROUTE_ANSWERS;
+                    }
                     (ActionKind::Reject, reject_arg(reject))
                 }
             };

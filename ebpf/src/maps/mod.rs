@@ -132,6 +132,7 @@ pub const FEATURE_CHECKS: u32 = 1 << 1;
 pub const FEATURE_STMTS: u32 = 1 << 2;
 pub const FEATURE_REJECT: u32 = 1 << 3;
 pub const FEATURE_JUMPS: u32 = 1 << 4;
+pub const FEATURE_ROUTE_ANSWERS: u32 = 1 << 5;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].

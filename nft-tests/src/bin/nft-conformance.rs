@@ -247,11 +247,14 @@ fn run_packets(args: &Args) -> anyhow::Result<ExitCode> {
     for f in &files {
         let name = f.display();
         match packets::run_ruleset(&kernel, &shim, &sides, f, &probes) {
-            Ok(Outcome::Passed { probes }) => {
+            Ok(Outcome::Passed { probes, answered }) => {
                 passed += 1;
                 agree += probes;
                 total += probes;
-                println!("PASS {name}: {probes} packets, same fate on both sides");
+                println!(
+                    "PASS {name}: {probes} packets, same fate on both sides \
+                     ({answered} answered to the sender alike)"
+                );
             }
             Ok(Outcome::Failed {
                 probes,

@@ -47,6 +47,33 @@ pub trait Dataplane: Send {
     fn apply(&mut self, committed: &RulesetView<'_>) {
         let _ = committed;
     }
+    /// What the data plane counted since the last call, per counter. The engine adds it
+    /// to the values it stores before it answers a GET, so that listings, resets and
+    /// persistence see the packets the data plane counted (the kernel's counters live
+    /// with the rules; here they live in the engine's ruleset).
+    fn take_counts(&mut self) -> Vec<CountDelta> {
+        Vec::new()
+    }
+}
+
+/// A counter of the ruleset, by handles (stable across generations, unlike positions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CounterRef {
+    /// The `counter` expression at index `expr` of rule `rule` (handles are per table).
+    Rule { table: u64, rule: u64, expr: u32 },
+    /// A named counter object (`counter name ...`).
+    Object { table: u64, object: u64 },
+    /// A base chain's own counters (NFTA_CHAIN_COUNTERS, as iptables-nft creates them):
+    /// the packets that met the chain's policy, as `nft_update_chain_stats` counts.
+    Chain { table: u64, chain: u64 },
+}
+
+/// Packets and bytes to add to one counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CountDelta {
+    pub counter: CounterRef,
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 /// `--dataplane none`: stores and lists, enforces nothing. For protocol testing only.

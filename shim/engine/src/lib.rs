@@ -22,6 +22,7 @@
 //! - [`view`]: the read-only ruleset view handed to the [`Dataplane`].
 
 pub mod compat;
+mod counts;
 pub mod dataplane;
 pub mod errno;
 pub mod expr;
@@ -46,7 +47,7 @@ mod txn;
 mod validate;
 mod xt;
 
-pub use dataplane::{Dataplane, DataplaneError, NoDataplane};
+pub use dataplane::{CountDelta, CounterRef, Dataplane, DataplaneError, NoDataplane};
 pub use view::RulesetView;
 
 use std::collections::BTreeMap;

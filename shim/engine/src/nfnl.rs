@@ -81,7 +81,14 @@ pub fn rcv(ns: &mut Netns, caller: &Caller, d: &[u8], dp: &mut dyn Dataplane) ->
     if crate::set::gc(&mut ns.ruleset, now) {
         ns.dirty = true;
     }
-    if first.msg_type == NFNL_MSG_BATCH_BEGIN {
+    // Counts from the data plane, before they are listed or reset, and before a batch
+    // (a chain update with NFTA_CHAIN_COUNTERS sets values that earlier packets must
+    // not be added to).
+    let is_batch = first.msg_type == NFNL_MSG_BATCH_BEGIN;
+    if is_batch || shows_counters(first.msg_type) {
+        crate::counts::fold(&mut ns.ruleset, &dp.take_counts());
+    }
+    if is_batch {
         rcv_skb_batch(ns, caller, opts, d, dp, &mut out);
     } else {
         rcv_skb(ns, caller, opts, d, &mut out);
@@ -89,6 +96,20 @@ pub fn rcv(ns: &mut Netns, caller: &Caller, d: &[u8], dp: &mut dyn Dataplane) ->
     out.state_changed = std::mem::take(&mut ns.dirty)
         || before != (ns.genid, ns.counters.clone(), ns.validate_sticky);
     out
+}
+
+/// Whether a request outside a batch answers with counters the data plane counts
+/// (rules, counter objects, base chain counters), so that they must be read first.
+fn shows_counters(msg_type: u16) -> bool {
+    msg_type >> 8 == SUBSYS_NFTABLES
+        && matches!(
+            msg_type & 0xff,
+            NFT_MSG_GETRULE
+                | NFT_MSG_GETRULE_RESET
+                | NFT_MSG_GETOBJ
+                | NFT_MSG_GETOBJ_RESET
+                | NFT_MSG_GETCHAIN
+        )
 }
 
 /// Splits off the next message the way `netlink_rcv_skb` walks an skb. Returns the

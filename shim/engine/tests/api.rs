@@ -485,3 +485,93 @@ fn large_rulesets_stay_fast() {
     }
     eprintln!("50 single-rule batches: {:?}", t2.elapsed());
 }
+
+/// Hands out what a data plane counted, once.
+struct Counted(Vec<nftshim_engine::CountDelta>);
+
+impl Dataplane for Counted {
+    fn name(&self) -> &'static str {
+        "counted"
+    }
+    fn enforces(&self) -> bool {
+        true
+    }
+    fn take_counts(&mut self) -> Vec<nftshim_engine::CountDelta> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+/// NFTA_COUNTER_PACKETS and NFTA_COUNTER_BYTES of the rule's first expression.
+fn rule_counter(ns: &Netns) -> (u64, u64) {
+    let t = &ns.view().tables()[0];
+    let e = &t.chains[0].rules[0].exprs[0];
+    let get = |id: u16| {
+        e.data
+            .iter()
+            .find(|a| a.id() == id)
+            .map(|a| u64::from_be_bytes(a.value.as_slice().try_into().unwrap()))
+            .unwrap()
+    };
+    (get(2), get(1))
+}
+
+#[test]
+fn dumps_show_what_the_dataplane_counted_and_resets_zero_it() {
+    use nftshim_engine::{CountDelta, CounterRef};
+    let mut ns = Netns::new();
+    let out = ns.handle_datagram(
+        &caller(),
+        &batch(&[
+            table(1, "t"),
+            chain(2, "t", "c"),
+            rule(3, 0, "t", "c", "counter"),
+        ]),
+        &mut NoDataplane,
+    );
+    assert_eq!(summary(&out.unicast), vec![]);
+    let t = &ns.view().tables()[0];
+    let counter = CounterRef::Rule {
+        table: t.handle,
+        rule: t.chains[0].rules[0].handle,
+        expr: 0,
+    };
+    let gone = CounterRef::Rule {
+        table: t.handle,
+        rule: 999,
+        expr: 0,
+    };
+    let deltas = |packets, bytes| {
+        vec![
+            CountDelta {
+                counter,
+                packets,
+                bytes,
+            },
+            CountDelta {
+                counter: gone,
+                packets: 1,
+                bytes: 1,
+            },
+        ]
+    };
+    // A table dump does not read counters; a rule dump does.
+    let mut dp = Counted(deltas(3, 252));
+    ns.handle_datagram(&caller(), &msg(nft(1), REQ | DUMP, 8, 0, 0, &[]), &mut dp);
+    assert_eq!(rule_counter(&ns), (0, 0));
+    let out = ns.handle_datagram(&caller(), &msg(nft(7), REQ | DUMP, 9, 0, 0, &[]), &mut dp);
+    let want: Vec<u8> = [attr(1, &252u64.to_be_bytes()), attr(2, &3u64.to_be_bytes())].concat();
+    assert!(
+        out.unicast
+            .iter()
+            .any(|r| r.windows(want.len()).any(|w| w == want)),
+        "the dump carries bytes 252 packets 3"
+    );
+    assert_eq!(rule_counter(&ns), (3, 252));
+    // GETRULE_RESET: what was counted until now, then zero.
+    let mut dp = Counted(deltas(2, 168));
+    ns.handle_datagram(&caller(), &msg(nft(25), REQ | DUMP, 10, 0, 0, &[]), &mut dp);
+    assert_eq!(rule_counter(&ns), (0, 0));
+    let mut dp = Counted(deltas(1, 84));
+    ns.handle_datagram(&caller(), &msg(nft(7), REQ | DUMP, 11, 0, 0, &[]), &mut dp);
+    assert_eq!(rule_counter(&ns), (1, 84));
+}

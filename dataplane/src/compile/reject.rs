@@ -1,0 +1,381 @@
+//! `reject`: the answer nft_reject_{ipv4,ipv6,inet,netdev} would send, as an IR action,
+//! and where the eBPF programs send it along the path the kernel's answer takes.
+//!
+//! The kernel sends its answer from the hook: from ip/ip6/inet chains through the local
+//! output path (output and postrouting chains, then the device; an answer to a local
+//! packet then comes in on `lo`), from a netdev ingress chain straight out of the
+//! device. The TC program answers at ingress out of the same device (by the route back
+//! for IP hooks), at egress into the local stack of that device, and its answer is not
+//! judged by the chains the kernel's answer would meet. So a reject is enforced where
+//! that makes no difference:
+//! - at input, prerouting (TCP reset only) and netdev ingress, when no chain sits on
+//!   the way out (forward, output, postrouting, netdev egress);
+//! - at output, when only output (and forward) chains exist and what the output chains
+//!   do to the answer is known from the ruleset alone (`answer_fate`): they let it
+//!   through (the reject stays), or they drop it (the kernel's answer never arrives:
+//!   the reject becomes a drop).
+//!
+//! Known difference: the kernel rate-limits ICMP errors (`net.ipv4.icmp_ratelimit`,
+//! `net.ipv6.icmp.ratelimit`, per destination); the eBPF programs answer every packet.
+
+use netlink_proto::expr::reject::{Reject as TypedReject, RejectType};
+use nftshim_ebpf::ir::{Action, IcmpxCode, Match, Reject, Test};
+use nftshim_engine::DataplaneError;
+
+use super::{refuse, Family, Hook, HookChain, Program, SymMatch, SymRule};
+
+/// The action of `reject` in a chain of `family` at `hook`.
+pub fn action(family: Family, hook: Hook, r: &TypedReject) -> Result<Action, String> {
+    let code = || r.icmp_code().ok_or("reject without an ICMP code");
+    let reject = match r.reject_type().ok_or("reject without a type")? {
+        RejectType::TcpRst => Reject::TcpReset,
+        // nft_reject_ipv4/ipv6 send their family's unreachable with this code;
+        // nft_reject_inet and _netdev the packet's family's, with the same code.
+        RejectType::IcmpUnreach => Reject::Icmp(code()?),
+        RejectType::IcmpxUnreach => match family {
+            Family::Inet | Family::Netdev => Reject::Icmpx(icmpx(code()?)?),
+            // nft never sends it there; the kernel's ipv4/ipv6 eval would only drop.
+            Family::Ip | Family::Ip6 => {
+                return Err("reject with icmpx in an ip/ip6 table is not supported".into())
+            }
+        },
+        RejectType::Unknown(t) => return Err(format!("reject of unknown type {t}")),
+    };
+    match hook {
+        // Output: [`check`] decides from the whole program.
+        Hook::Input | Hook::Ingress | Hook::Output => {}
+        Hook::Prerouting if reject == Reject::TcpReset => {}
+        // The kernel answers a forwarded packet from an address of its own (the route
+        // back), the eBPF program from the packet's destination.
+        Hook::Prerouting | Hook::Forward if reject != Reject::TcpReset => {
+            return Err(
+                "reject with an ICMP error for forwarded packets is not supported by \
+                        the eBPF data plane (the answer's source address would differ)"
+                    .into(),
+            )
+        }
+        _ => {
+            return Err(format!(
+                "reject in a {hook:?} chain is not supported by the eBPF data plane (its \
+                 answer would not pass the chains the kernel's answer passes)"
+            ))
+        }
+    }
+    Ok(Action::Reject(reject))
+}
+
+fn icmpx(code: u8) -> Result<IcmpxCode, String> {
+    Ok(match code {
+        0 => IcmpxCode::NoRoute,
+        1 => IcmpxCode::PortUnreachable,
+        2 => IcmpxCode::HostUnreachable,
+        3 => IcmpxCode::AdminProhibited,
+        other => return Err(format!("reject with icmpx code {other}")),
+    })
+}
+
+/// The answers of rejects at input, prerouting and netdev ingress leave through the
+/// egress side, where the kernel's output path and the eBPF program's differ: no chain
+/// may sit there.
+pub fn check(program: &mut Program) -> Result<(), DataplaneError> {
+    resolve_output(program)?;
+    let Some(rejecting) = program.chains.iter().find(|c| rejects(program, c)) else {
+        return Ok(());
+    };
+    let netdev = program
+        .chains
+        .iter()
+        .find(|c| c.hook == Hook::Ingress && rejects(program, c));
+    let ip = program
+        .chains
+        .iter()
+        .find(|c| c.hook != Hook::Ingress && rejects(program, c));
+    if let (Some(n), Some(i)) = (netdev, ip) {
+        return Err(refuse(format!(
+            "{} and {} both reject: answers routed (ip hooks) and sent back as they came \
+             (netdev) in one program are not supported by the eBPF data plane",
+            n.label(),
+            i.label()
+        )));
+    }
+    if rejecting.hook == Hook::Output {
+        return Ok(());
+    }
+    let outbound = program.chains.iter().find(|c| {
+        !c.is_noop()
+            && matches!(
+                c.hook,
+                Hook::Forward | Hook::Output | Hook::Postrouting | Hook::Egress
+            )
+    });
+    match outbound {
+        Some(c) => Err(refuse(format!(
+            "{} rejects packets, and {} would judge the answers differently from the \
+             kernel: reject with chains on the way out is not supported by the eBPF data \
+             plane yet",
+            rejecting.label(),
+            c.label()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Whether a packet can be rejected by `chain` or a chain it jumps to.
+fn rejects(program: &Program, chain: &HookChain) -> bool {
+    let mut rules: Vec<&SymRule> = chain.rules.iter().collect();
+    rules.extend(program.reachable(chain).flat_map(|r| r.rules.iter()));
+    rules.iter().any(|r| matches!(r.action, Action::Reject(_)))
+}
+
+/// Whether reject answers are routed: the rejects are in ip/ip6/inet chains.
+pub fn routes_answers(program: &Program) -> bool {
+    program
+        .chains
+        .iter()
+        .any(|c| c.hook != Hook::Ingress && rejects(program, c))
+}
+
+/// Rejects in output chains: kept, turned into drops, or refused (see the module doc).
+fn resolve_output(program: &mut Program) -> Result<(), DataplaneError> {
+    let outputs: Vec<usize> = (0..program.chains.len())
+        .filter(|&i| program.chains[i].hook == Hook::Output && rejects(program, &program.chains[i]))
+        .collect();
+    let Some(&first) = outputs.first() else {
+        return Ok(());
+    };
+    let label = program.chains[first].label();
+    if let Some(c) = program
+        .chains
+        .iter()
+        .find(|c| !c.is_noop() && !matches!(c.hook, Hook::Output | Hook::Forward))
+    {
+        return Err(refuse(format!(
+            "{label} rejects packets, and the answers would meet {} differently from the \
+             kernel's: reject in output chains with chains at other hooks is not supported \
+             by the eBPF data plane yet",
+            c.label()
+        )));
+    }
+    // Every reject of the output chains and of the chains they reach, by position.
+    let mut regular_rejects: Vec<(String, usize, Reject, u8)> = Vec::new();
+    let mut base_rejects: Vec<(usize, usize, Reject, u8)> = Vec::new();
+    for &ci in &outputs {
+        let c = &program.chains[ci];
+        let fams = families(c.family);
+        for (ri, r) in c.rules.iter().enumerate() {
+            if let Action::Reject(rj) = r.action {
+                base_rejects.push((ci, ri, rj, fams));
+            }
+        }
+        for (name, rc) in program.regular.iter() {
+            if !program.reachable(c).any(|x| std::ptr::eq(x, rc)) {
+                continue;
+            }
+            for (ri, r) in rc.rules.iter().enumerate() {
+                if let Action::Reject(rj) = r.action {
+                    regular_rejects.push((name.clone(), ri, rj, fams));
+                }
+            }
+        }
+    }
+    let decide = |rj: Reject, fams: u8| -> Result<Action, DataplaneError> {
+        let mut fates = Vec::new();
+        for fam in [V4, V6] {
+            if fams & fam != 0 {
+                fates.push(answer_fate(program, &Answer::of(rj, fam)));
+            }
+        }
+        match fates.as_slice() {
+            [Fate::Passes, ..] if fates.iter().all(|f| *f == Fate::Passes) => {
+                Ok(Action::Reject(rj))
+            }
+            [Fate::Dropped, ..] if fates.iter().all(|f| *f == Fate::Dropped) => Ok(Action::Drop),
+            _ => Err(refuse(format!(
+                "{label}: what the output chains do to the answers of its reject cannot be \
+                 known from the ruleset alone (the kernel judges its answers there again); \
+                 not supported by the eBPF data plane"
+            ))),
+        }
+    };
+    let mut base_actions = Vec::new();
+    for (ci, ri, rj, fams) in &base_rejects {
+        base_actions.push((*ci, *ri, decide(*rj, *fams)?));
+    }
+    let mut regular_actions = Vec::new();
+    for (name, ri, rj, fams) in &regular_rejects {
+        regular_actions.push((name.clone(), *ri, decide(*rj, *fams)?));
+    }
+    for (ci, ri, a) in base_actions {
+        program.chains[ci].rules[ri].action = a;
+    }
+    for (name, ri, a) in regular_actions {
+        if let Some(c) = program.regular.get_mut(&name) {
+            c.rules[ri].action = a;
+        }
+    }
+    Ok(())
+}
+
+const V4: u8 = 1;
+const V6: u8 = 2;
+
+fn families(f: Family) -> u8 {
+    match f {
+        Family::Ip => V4,
+        Family::Ip6 => V6,
+        Family::Inet | Family::Netdev => V4 | V6,
+    }
+}
+
+/// The kernel's answer to a packet rejected at output, as the output chains see it: a
+/// TCP reset or an ICMP/ICMPv6 destination unreachable, to the local sender (through
+/// `lo`, mark 0 unless `fwmark_reflect`, which is not known here: marks are unknown).
+/// Addresses and the reset's ports are not known.
+struct Answer {
+    family: u8,
+    /// IPPROTO_TCP, IPPROTO_ICMP or IPPROTO_ICMPV6.
+    l4proto: u8,
+}
+
+impl Answer {
+    fn of(r: Reject, family: u8) -> Answer {
+        let l4proto = match (r, family) {
+            (Reject::TcpReset, _) => 6,
+            (_, V4) => 1,
+            _ => 58,
+        };
+        Answer { family, l4proto }
+    }
+    fn is_icmp_error(&self) -> bool {
+        self.l4proto != 6
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    /// Accepted by every output chain: the local sender gets it.
+    Passes,
+    /// Dropped (or rejected, which for an answer sends nothing more).
+    Dropped,
+    /// Depends on what the ruleset cannot tell.
+    Unknown,
+}
+
+/// How a chain's evaluation of the answer ends.
+enum Flow {
+    /// The end of a regular chain or `return`: back to the caller.
+    Continue,
+    Accept,
+    Dropped,
+    Unknown,
+}
+
+/// What the output chains, in priority order, do to `a`.
+fn answer_fate(program: &Program, a: &Answer) -> Fate {
+    let mut chains: Vec<&HookChain> = program
+        .chains
+        .iter()
+        .filter(|c| c.hook == Hook::Output && families(c.family) & a.family != 0)
+        .collect();
+    chains.sort_by_key(|c| c.priority);
+    for c in chains {
+        match eval_rules(program, &c.rules, a, 0) {
+            Flow::Accept => continue,
+            Flow::Dropped => return Fate::Dropped,
+            Flow::Unknown => return Fate::Unknown,
+            Flow::Continue => {
+                if c.policy_counter.is_some() {
+                    // The chain's own counters would count the answer.
+                    return Fate::Unknown;
+                }
+                if c.policy == nftshim_ebpf::ir::Verdict::Drop {
+                    return Fate::Dropped;
+                }
+            }
+        }
+    }
+    Fate::Passes
+}
+
+fn eval_rules(program: &Program, rules: &[SymRule], a: &Answer, depth: usize) -> Flow {
+    if depth > nftshim_ebpf::ir::JUMP_STACK_SIZE {
+        return Flow::Unknown;
+    }
+    for r in rules {
+        match matches(r, a) {
+            Some(false) => continue,
+            None => return Flow::Unknown,
+            Some(true) => {}
+        }
+        if !r.counters.is_empty() || !r.statements.is_empty() {
+            // The answer would be counted, logged or marked.
+            return Flow::Unknown;
+        }
+        let target = |t: &String| program.regular.get(t).map(|c| c.rules.as_slice());
+        match &r.action {
+            Action::Continue => {}
+            Action::Accept => return Flow::Accept,
+            Action::Drop => return Flow::Dropped,
+            // No answer to an ICMP error, nor a reset to a reset.
+            Action::Reject(Reject::TcpReset) => return Flow::Dropped,
+            Action::Reject(_) if a.is_icmp_error() => return Flow::Dropped,
+            Action::Reject(_) => return Flow::Unknown,
+            Action::Return => return Flow::Continue,
+            Action::Jump(t) => match target(t).map(|rs| eval_rules(program, rs, a, depth + 1)) {
+                Some(Flow::Continue) => {}
+                Some(other) => return other,
+                None => return Flow::Unknown,
+            },
+            Action::Goto(t) => {
+                return target(t).map_or(Flow::Unknown, |rs| eval_rules(program, rs, a, depth + 1))
+            }
+        }
+    }
+    Flow::Continue
+}
+
+/// Whether all of a rule's matches hold for the answer: None when unknown.
+fn matches(r: &SymRule, a: &Answer) -> Option<bool> {
+    let mut all = Some(true);
+    for m in &r.matches {
+        match match_answer(m, a) {
+            Some(false) => return Some(false),
+            None => all = None,
+            Some(true) => {}
+        }
+    }
+    all
+}
+
+fn match_answer(m: &SymMatch, a: &Answer) -> Option<bool> {
+    let (test, negated) = match m {
+        SymMatch::IfName {
+            output: true,
+            patterns,
+            negated,
+        } => return Some(patterns.iter().any(|p| p.matches("lo")) != *negated),
+        SymMatch::IfName { .. } => return None,
+        SymMatch::Ir(Match { test, negated }) => (test, *negated),
+    };
+    // A field the answer does not have fails the match, negated or not.
+    let is = |present: bool, holds: Option<bool>| -> Option<bool> {
+        if !present {
+            return Some(false);
+        }
+        holds.map(|h| h != negated)
+    };
+    let v4 = a.family == V4;
+    let everything4 = |nets: &Vec<ipnet::Ipv4Net>| nets.iter().any(|n| n.prefix_len() == 0);
+    let everything6 = |nets: &Vec<ipnet::Ipv6Net>| nets.iter().any(|n| n.prefix_len() == 0);
+    match test {
+        Test::IpSaddr(n) | Test::IpDaddr(n) => is(v4, everything4(n).then_some(true)),
+        Test::Ip6Saddr(n) | Test::Ip6Daddr(n) => is(!v4, everything6(n).then_some(true)),
+        Test::L4Proto(p) => is(true, Some(p.contains(&a.l4proto))),
+        Test::Sport(_) | Test::Dport(_) => is(!a.is_icmp_error(), None),
+        Test::IcmpType(t) => is(a.l4proto == 1, Some(t.contains(&3))),
+        Test::Icmpv6Type(t) => is(a.l4proto == 58, Some(t.contains(&1))),
+        // LOOPBACK_IFINDEX.
+        Test::Oif(idx) => is(true, Some(idx.contains(&1))),
+        _ => None,
+    }
+}

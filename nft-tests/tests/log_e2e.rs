@@ -1,0 +1,105 @@
+//! `log` through the eBPF data plane: the same ruleset in the kernel's and nftshimd's
+//! `fw` namespace (see `nft_tests::packets`), the same probes through both; nftshimd's
+//! log must hold the lines the kernel's nf_log_syslog prints for them. The kernel logs
+//! from a namespace other than the first only with `net.netfilter.nf_log_all_netns=1`
+//! (a global switch this test leaves alone): when it is set the lines are compared
+//! with the kernel's own (dmesg), otherwise with the kernel's lines recorded in
+//! `tests/data/log_e2e.expected` (same topology and probes).
+//! Needs root. Namespaces and the daemon are removed even when an assertion fails.
+
+use std::time::Duration;
+
+use nft_tests::bins::Binaries;
+use nft_tests::daemon::Daemon;
+use nft_tests::nft::{NftSide, Target};
+use nft_tests::packets::{self, Topology};
+
+const RULESET: &str = r#"table inet filter {
+  chain input {
+    type filter hook input priority 0;
+    tcp dport 22 log prefix "nlt-ssh " accept
+    udp dport 53 log prefix "nlt-dns " level info flags ether drop
+    meta nfproto ipv4 icmp type echo-request log prefix "nlt-echo4 " level err
+    meta nfproto ipv6 icmpv6 type echo-request log prefix "nlt-echo6 "
+    tcp dport 80 log prefix "nlt-http " flags tcp sequence,options
+  }
+  chain output {
+    type filter hook output priority 0;
+    tcp dport 443 log prefix "nlt-out " flags ip options
+    udp dport 53 log prefix "nlt-out-dns " level notice
+  }
+}
+"#;
+
+const MARK: &str = "nlt-";
+
+/// The lines from `MARK` on, trailing spaces trimmed, sorted (the kernel prints them
+/// as packets come, nftshimd as it reads each program's events).
+fn lines_of(text: &str) -> Vec<String> {
+    let mut v: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.find(MARK).map(|i| l[i..].trim_end().to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn log_lines_are_the_kernels() {
+    nft_tests::cleanup::install_signal_cleanup();
+    let bins = Binaries::for_tests();
+    let kernel = Topology::create("nftshim-log", "k").unwrap();
+    let shim = Topology::create("nftshim-log", "s").unwrap();
+    // Declared after the namespaces: dropped (killed) first, so it lets go of them.
+    let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
+    let limit = Duration::from_secs(15);
+    let sides = [
+        NftSide {
+            netns: kernel.fw.name().to_string(),
+            target: Target::Kernel,
+            nft: "nft".into(),
+            limit,
+        },
+        NftSide {
+            netns: shim.fw.name().to_string(),
+            target: Target::Shim {
+                preload: bins.preload.clone(),
+                socket: daemon.socket().into(),
+            },
+            nft: "nft".into(),
+            limit,
+        },
+    ];
+    for side in &sides {
+        let out = side.run_program("nft".as_ref(), &["-f", "-"], Some(RULESET.as_bytes()));
+        assert!(out.success(), "{out:?}\n{}", daemon.log_tail(20));
+    }
+    let all_netns = std::fs::read_to_string("/proc/sys/net/netfilter/nf_log_all_netns")
+        .is_ok_and(|v| v.trim() == "1");
+    let dmesg_before = if all_netns { dmesg() } else { String::new() };
+    let probes = packets::corpus();
+    packets::run(&kernel, &probes).unwrap();
+    packets::run(&shim, &probes).unwrap();
+    // The worker reads events every 100 ms.
+    std::thread::sleep(Duration::from_millis(300));
+    let got = lines_of(&daemon.log_tail(100_000));
+    let want = if all_netns {
+        let after = dmesg();
+        lines_of(after.strip_prefix(dmesg_before.as_str()).unwrap_or(&after))
+    } else {
+        lines_of(include_str!("data/log_e2e.expected"))
+    };
+    assert!(!want.is_empty());
+    assert_eq!(
+        got,
+        want,
+        "nftshimd:\n{}\nkernel:\n{}",
+        got.join("\n"),
+        want.join("\n")
+    );
+}
+
+fn dmesg() -> String {
+    let out = std::process::Command::new("dmesg").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -1,0 +1,98 @@
+//! `reject` seen by local applications, through the eBPF data plane and through the
+//! kernel: a TCP connect and a UDP exchange on `lo` to rejected ports are refused at
+//! once (a reset, an ICMP port unreachable) on both sides; an accepted port is not.
+//! Needs root. Namespaces and the daemon are removed even when an assertion fails.
+
+use std::io::ErrorKind;
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use nft_tests::bins::Binaries;
+use nft_tests::daemon::Daemon;
+use nft_tests::netns::Netns;
+use nft_tests::nft::{NftSide, Target};
+use nft_tests::packets::in_netns;
+
+const RULESET: &str = "table inet filter {
+  chain input {
+    type filter hook input priority 0;
+    tcp dport 9 reject with tcp reset
+    udp dport 9 reject
+    tcp dport 10 reject with icmpx admin-prohibited
+  }
+}
+";
+
+/// What a local client sees: (TCP to 9, UDP to 9, TCP to 10, TCP to 11).
+fn client_view(ns: &Netns) -> Vec<ErrorKind> {
+    in_netns(ns, || {
+        let _listener = TcpListener::bind("127.0.0.1:11")?;
+        let tcp = |port: u16| {
+            let addr = ([127, 0, 0, 1], port).into();
+            match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+                Ok(_) => ErrorKind::Other,
+                Err(e) => e.kind(),
+            }
+        };
+        let udp = UdpSocket::bind("127.0.0.1:0")?;
+        udp.set_read_timeout(Some(Duration::from_secs(2)))?;
+        udp.connect("127.0.0.1:9")?;
+        udp.send(b"x")?;
+        let mut buf = [0u8; 4];
+        let udp_kind = match udp.recv(&mut buf) {
+            Ok(_) => ErrorKind::Other,
+            Err(e) => e.kind(),
+        };
+        Ok(vec![tcp(9), udp_kind, tcp(10), tcp(11)])
+    })
+    .unwrap()
+}
+
+#[test]
+fn local_clients_are_refused_as_by_the_kernel() {
+    nft_tests::cleanup::install_signal_cleanup();
+    let bins = Binaries::for_tests();
+    let kernel = Netns::create_unique("nftshim-rej", "k").unwrap();
+    let shim = Netns::create_unique("nftshim-rej", "s").unwrap();
+    // Declared after the namespaces: dropped (killed) first, so it lets go of them.
+    let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
+    let limit = Duration::from_secs(15);
+    let sides = [
+        NftSide {
+            netns: kernel.name().to_string(),
+            target: Target::Kernel,
+            nft: "nft".into(),
+            limit,
+        },
+        NftSide {
+            netns: shim.name().to_string(),
+            target: Target::Shim {
+                preload: bins.preload.clone(),
+                socket: daemon.socket().into(),
+            },
+            nft: "nft".into(),
+            limit,
+        },
+    ];
+    for (side, ns) in sides.iter().zip([&kernel, &shim]) {
+        let up = std::process::Command::new("ip")
+            .args(["-n", ns.name(), "link", "set", "lo", "up"])
+            .status()
+            .unwrap();
+        assert!(up.success());
+        let out = side.run_program("nft".as_ref(), &["-f", "-"], Some(RULESET.as_bytes()));
+        assert!(out.success(), "{out:?}\n{}", daemon.log_tail(20));
+    }
+    let k = client_view(&kernel);
+    assert_eq!(
+        k,
+        vec![
+            ErrorKind::ConnectionRefused,
+            ErrorKind::ConnectionRefused,
+            ErrorKind::HostUnreachable,
+            ErrorKind::Other
+        ],
+        "the kernel's view"
+    );
+    assert_eq!(client_view(&shim), k, "{}", daemon.log_tail(20));
+}
