@@ -8,6 +8,8 @@
 //! - [`reference`](mod@reference): the IR evaluated directly, the oracle for tests.
 //! - [`simulate`]: the compiled maps evaluated in Rust the way the BPF program does.
 //! - [`fields`]: the packet fields rules can test.
+//! - [`residual`]: per-rule programs for what LBVS does not index (other header
+//!   bytes, masks, ranges, any-key lookups), run on LBVS's candidates only.
 //! - [`conntrack`]: connection tracking as the data plane models it, in Rust (the
 //!   reference's), and its timeouts.
 //!
@@ -34,6 +36,7 @@ pub mod ir;
 pub mod loader;
 pub mod maps;
 pub mod reference;
+pub mod residual;
 pub mod simulate;
 
 pub use ipnet::{Ipv4Net, Ipv6Net};

@@ -460,6 +460,10 @@ fn field_in_set(test: &Test, p: &PacketFields) -> Option<bool> {
             }
             p.ct.status & mask != 0
         }
+        (Test::Residual(program), _) => match &p.headers {
+            Some(headers) => program.holds(headers, &p.meta_values()),
+            None => false,
+        },
         // Set lookups need the program's sets; limits and quotas its state.
         (Test::InSet { .. } | Test::Limit(_) | Test::Quota(_), _) => return None,
     })

@@ -48,6 +48,7 @@ enum ns_action {
 #define NS_F_STMTS (1u << 2)     /* some rule has statements (mark set, log) */
 #define NS_F_REJECT (1u << 3)    /* some rule rejects */
 #define NS_F_JUMPS (1u << 4)     /* some rule jumps or gotos */
+#define NS_F_RESIDUAL (1u << 5)  /* some rule has a residual program (lib/residual.h) */
 
 /* Conntrack timeouts (cfg.ct_timeout[], seconds). Same numbering as Rust
  * `loader::CtTimeouts`. */
