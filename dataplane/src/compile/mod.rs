@@ -13,6 +13,7 @@
 //!    It is rerun whenever the facts change.
 
 pub mod attach;
+mod residual;
 pub mod rule;
 pub mod sets;
 
