@@ -74,6 +74,28 @@ pub enum Insn {
         key: MetaKey,
         dreg: u8,
     },
+    /// `exthdr` of IPv6: the extension header of type `header`, found as the kernel's
+    /// ipv6_find_hdr() finds it (not in a later fragment). With `present`: 1 or 0 into
+    /// the 4-byte register `dreg`; otherwise `len` bytes at `offset` in the header
+    /// (break when there is no such header or bytes). Only on IPv6 packets.
+    Ipv6Exthdr {
+        header: u8,
+        offset: u8,
+        len: u8,
+        dreg: u8,
+        present: bool,
+    },
+    /// `exthdr` of TCP options (nft_exthdr_tcp_eval): the first option of `kind` in the
+    /// TCP header of a TCP packet (not a later fragment). With `present`: 1 or 0;
+    /// otherwise `len` bytes at `offset` in the option (break when there is none, or
+    /// the option is cut short).
+    TcpOption {
+        kind: u8,
+        offset: u8,
+        len: u8,
+        dreg: u8,
+        present: bool,
+    },
     /// `data` into `dreg`.
     Immediate {
         dreg: u8,
@@ -183,6 +205,15 @@ impl ResidualProgram {
                         && within(*dreg, *len as usize)
                 }
                 Insn::Meta { dreg, .. } => within(*dreg, 4),
+                Insn::Ipv6Exthdr {
+                    len, dreg, present, ..
+                }
+                | Insn::TcpOption {
+                    len, dreg, present, ..
+                } => {
+                    (1..=MAX_DATA as u8).contains(len)
+                        && within(*dreg, if *present { 4 } else { *len as usize })
+                }
                 Insn::Immediate { dreg, data } => {
                     (1..=MAX_DATA).contains(&data.len()) && within(*dreg, data.len())
                 }
@@ -297,6 +328,33 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             store(regs, *dreg, data);
             true
         }
+        Insn::Ipv6Exthdr {
+            header,
+            offset,
+            len,
+            dreg,
+            present,
+        } => {
+            let found = if h.protocol == 0x86dd {
+                ipv6_find_hdr(&h.network, *header)
+            } else {
+                None
+            };
+            exthdr_result(regs, &h.network, found, *offset, *len, *dreg, *present)
+        }
+        Insn::TcpOption {
+            kind,
+            offset,
+            len,
+            dreg,
+            present,
+        } => {
+            let found = match (m.l4proto, h.transport) {
+                (Some(6), Some(th)) => tcp_option(&h.network, th, *kind, *offset, *len),
+                _ => None,
+            };
+            exthdr_result(regs, &h.network, found, 0, *len, *dreg, *present)
+        }
         Insn::Bitwise {
             sreg,
             dreg,
@@ -395,6 +453,105 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             member != *negated
         }
     }
+}
+
+/// The end of an `exthdr` load: `found` is where the bytes start (before `offset`).
+fn exthdr_result(
+    regs: &mut [u8; REGS_LEN],
+    packet: &[u8],
+    found: Option<usize>,
+    offset: u8,
+    len: u8,
+    dreg: u8,
+    present: bool,
+) -> bool {
+    if present {
+        store(regs, dreg, &(found.is_some() as u32).to_ne_bytes());
+        return true;
+    }
+    let Some(start) = found.map(|f| f + offset as usize) else {
+        return false;
+    };
+    match packet.get(start..start + len as usize) {
+        Some(bytes) => {
+            store(regs, dreg, bytes);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Extension headers ipv6_find_hdr() steps over.
+fn ipv6_ext(nh: u8) -> bool {
+    matches!(nh, 0 | 43 | 44 | 51 | 60)
+}
+
+/// How many extension headers the walk follows (`NS_RES_MAX_EXTHDRS`, as the parser's
+/// IPV6_MAX_EXT_HDRS): a header further down is not found.
+pub const MAX_EXTHDRS: usize = 8;
+
+/// Offset (in the datagram) of the IPv6 extension header `target`, as ipv6_find_hdr()
+/// with a target: `None` when it is not there, cut short, or after a later fragment.
+fn ipv6_find_hdr(ip: &[u8], target: u8) -> Option<usize> {
+    if ip.len() < 40 {
+        return None;
+    }
+    let mut nexthdr = ip[6];
+    let mut start = 40usize;
+    for _ in 0..MAX_EXTHDRS {
+        let found = nexthdr == target;
+        if !ipv6_ext(nexthdr) {
+            return found.then_some(start);
+        }
+        let hp = ip.get(start..start + 2)?;
+        if nexthdr == 43 {
+            ip.get(start..start + 4)?;
+        }
+        let hdrlen = match nexthdr {
+            44 => {
+                let fo = ip.get(start + 2..start + 4)?;
+                if u16::from_be_bytes([fo[0], fo[1]]) & !7 != 0 {
+                    return None;
+                }
+                8
+            }
+            51 => (hp[1] as usize + 2) * 4,
+            _ => (hp[1] as usize + 1) * 8,
+        };
+        if found {
+            return Some(start);
+        }
+        nexthdr = hp[0];
+        start += hdrlen;
+    }
+    None
+}
+
+/// Offset (in the datagram) of the TCP option `kind`, as nft_exthdr_tcp_eval() finds
+/// it: `None` when there is none, or the option (or `offset + len` in it) is cut short.
+fn tcp_option(ip: &[u8], th: usize, kind: u8, offset: u8, len: u8) -> Option<usize> {
+    let tcp = ip.get(th..th + 20)?;
+    let hdrlen = (tcp[12] >> 4) as usize * 4;
+    if hdrlen < 20 {
+        return None;
+    }
+    let opt = ip.get(th..th + hdrlen)?;
+    let mut i = 20;
+    while i + 1 < hdrlen {
+        let optl = if opt[i] <= 1 || opt[i + 1] == 0 {
+            1
+        } else {
+            opt[i + 1] as usize
+        };
+        if opt[i] == kind {
+            if i + optl > hdrlen || len as usize + offset as usize > optl {
+                return None;
+            }
+            return Some(th + i + offset as usize);
+        }
+        i += optl;
+    }
+    None
 }
 
 /// Stores a loaded value: its bytes, and zeros to the end of its last 4-byte register.

@@ -106,7 +106,53 @@ fn load() -> impl Strategy<Value = (Vec<Insn>, usize)> {
             16,
         )
     });
-    prop_oneof![6 => payload, 3 => meta, 1 => wide]
+    let exthdr = (
+        select(&[0u8, 43, 44, 51, 60, 135, 6, 17, 58][..]),
+        0u8..10,
+        1u8..=4,
+        any::<bool>(),
+    )
+        .prop_map(|(header, offset, len, present)| {
+            let insn = Insn::Ipv6Exthdr {
+                header,
+                offset,
+                len,
+                dreg: 0,
+                present,
+            };
+            (vec![insn], if present { 1 } else { len as usize })
+        });
+    let tcpopt = (
+        select(&[0u8, 1, 2, 3, 4, 5, 8, 30, 0xff][..]),
+        0u8..4,
+        1u8..=4,
+        any::<bool>(),
+    )
+        .prop_map(|(kind, offset, len, present)| {
+            let insn = Insn::TcpOption {
+                kind,
+                offset,
+                len,
+                dreg: 0,
+                present,
+            };
+            (vec![insn], if present { 1 } else { len as usize })
+        });
+    prop_oneof![6 => payload, 3 => meta, 1 => wide, 2 => exthdr, 3 => tcpopt]
+}
+
+/// TCP option bytes: kinds, lengths (sane and not) and padding.
+const OPTION_BYTES: [u8; 9] = [0x00, 0x01, 0x02, 0x03, 0x04, 0x08, 0x0a, 0x1e, 0xff];
+
+/// Inserts `options` (a multiple of 4 bytes) after the 20-byte TCP header at frame
+/// offset `th`, fixing the data offset and the IP length.
+fn add_tcp_options(frame: &mut Vec<u8>, l3: usize, v6: bool, th: usize, options: &[u8]) {
+    let n = options.len();
+    frame.splice(th + 20..th + 20, options.iter().copied());
+    frame[th + 12] = (((20 + n) / 4) as u8) << 4 | (frame[th + 12] & 0xf);
+    let at = if v6 { l3 + 4 } else { l3 + 2 };
+    let len = u16::from_be_bytes([frame[at], frame[at + 1]]) + n as u16;
+    frame[at..at + 2].copy_from_slice(&len.to_be_bytes());
 }
 
 /// What may come between the load and the test.
@@ -249,10 +295,14 @@ fn headers(spec: &PacketSpec, frame: &[u8], fields: &PacketFields) -> Option<Hea
     })
 }
 
-fn packet() -> impl Strategy<Value = (PacketSpec, Vec<(prop::sample::Index, u8)>)> {
+type Edits = Vec<(prop::sample::Index, u8)>;
+
+fn packet() -> impl Strategy<Value = (PacketSpec, Edits, Vec<u8>)> {
+    let options = (0usize..=10).prop_flat_map(|words| vec(select(&OPTION_BYTES[..]), words * 4));
     (
         gen::packet(),
         vec((any::<prop::sample::Index>(), byte()), 0..6),
+        options,
     )
 }
 
@@ -273,8 +323,17 @@ proptest! {
         };
         let mut reference = Reference::new(&program).unwrap();
         let mut counters = vec![Counter::default(); compiled.ncounters()];
-        for (spec, edits) in packets {
+        for (spec, edits, options) in packets {
             let mut frame = spec.frame();
+            // TCP options, where the transport header is there.
+            let l3 = 14 + 4 * spec.vlans as usize;
+            let plain = spec.fields(0, 0, 0);
+            if let (Some(6), Some(h)) = (plain.l4proto, headers(&spec, &frame, &plain)) {
+                if let Some(th) = h.transport {
+                    let v6 = matches!(spec.l3, L3Spec::V6 { .. });
+                    add_tcp_options(&mut frame, l3, v6, l3 + th, &options);
+                }
+            }
             let offsets = mutable_offsets(&spec, &frame);
             if !offsets.is_empty() {
                 for (index, value) in &edits {
@@ -284,10 +343,11 @@ proptest! {
             for (hook, iif, mark) in [("XDP", common::check::LOOPBACK, 0), ("TC", spec.iif, spec.mark)] {
                 let mut fields = spec.fields(iif, 0, mark);
                 fields.headers = headers(&spec, &frame, &fields);
+                fields.len = (frame.len() - l3) as u32;
                 let want = reference.evaluate(&fields).unwrap();
                 for &i in &want.counted {
                     counters[i].packets += 1;
-                    counters[i].bytes += spec.l3_len() as u64;
+                    counters[i].bytes += fields.len as u64;
                 }
                 let got = if hook == "XDP" {
                     loaded.run_xdp(&frame, 1).unwrap()

@@ -36,6 +36,12 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
     match insn {
         Insn::Payload { dreg, len, .. } => Some((*dreg, round(*len as usize))),
         Insn::Meta { dreg, .. } => Some((*dreg, 4)),
+        Insn::Ipv6Exthdr {
+            dreg, len, present, ..
+        }
+        | Insn::TcpOption {
+            dreg, len, present, ..
+        } => Some((*dreg, if *present { 4 } else { round(*len as usize) })),
         Insn::Immediate { dreg, data } => Some((*dreg, round(data.len()))),
         Insn::Bitwise { dreg, len, .. } => Some((*dreg, round(*len as usize))),
         Insn::Shift { dreg, .. } => Some((*dreg, 4)),
@@ -47,7 +53,11 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
 fn reads(insn: &Insn) -> Option<(u8, usize)> {
     let round = |n: usize| n.div_ceil(4) * 4;
     match insn {
-        Insn::Payload { .. } | Insn::Meta { .. } | Insn::Immediate { .. } => None,
+        Insn::Payload { .. }
+        | Insn::Meta { .. }
+        | Insn::Immediate { .. }
+        | Insn::Ipv6Exthdr { .. }
+        | Insn::TcpOption { .. } => None,
         Insn::Bitwise { sreg, len, .. } => Some((*sreg, round(*len as usize))),
         Insn::Shift { sreg, .. } => Some((*sreg, 4)),
         Insn::Byteorder { sreg, len, .. } => Some((*sreg, *len as usize)),

@@ -10,7 +10,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use ipnet::{Ipv4Net, Ipv6Net};
-use netlink_proto::consts::NFT_LOOKUP_F_INV;
+use netlink_proto::consts::{NFT_EXTHDR_F_PRESENT, NFT_LOOKUP_F_INV};
 use netlink_proto::data::{Register, VerdictCode};
 use netlink_proto::expr::bitwise::BitwiseOp;
 use netlink_proto::expr::cmp::CmpOp;
@@ -319,6 +319,23 @@ impl RuleState<'_, '_> {
                     Err(_) => self.forget(dreg, len),
                 }
             }
+            TypedExpr::Exthdr(x) => {
+                if x.sreg().is_some() {
+                    return Err(
+                        "exthdr writes (option mangling) are not supported by the eBPF data plane"
+                            .into(),
+                    );
+                }
+                let dreg = reg_offset(x.dreg(), "exthdr")?;
+                let insn = self.exthdr_insn(x, dreg)?;
+                let len = match &insn {
+                    Insn::Ipv6Exthdr { present: true, .. }
+                    | Insn::TcpOption { present: true, .. } => 4,
+                    _ => x.len().unwrap_or(0),
+                };
+                self.trace.load(dreg, len, Some(insn));
+                self.forget(dreg, len);
+            }
             TypedExpr::Byteorder(b) => {
                 let sreg = reg_offset(b.sreg(), "byteorder")?;
                 let dreg = reg_offset(b.dreg(), "byteorder")?;
@@ -577,6 +594,52 @@ impl RuleState<'_, '_> {
         self.regs
             .retain(|&off, l| off + l.len.max(1) <= dreg || off >= end);
         self.regs.insert(dreg, loaded);
+    }
+
+    /// The residual load of an `exthdr` expression: IPv6 extension headers (under an
+    /// IPv6 dependency: the kernel reads byte 6 of any network header) and TCP options.
+    fn exthdr_insn(
+        &self,
+        x: &netlink_proto::expr::exthdr::Exthdr,
+        dreg: u32,
+    ) -> Result<Insn, String> {
+        use netlink_proto::expr::exthdr::ExthdrOp;
+        let flags = x.flags().unwrap_or(0);
+        if flags & !NFT_EXTHDR_F_PRESENT != 0 {
+            return Err(format!("exthdr flags {flags:#x} are not supported"));
+        }
+        let present = flags & NFT_EXTHDR_F_PRESENT != 0;
+        let kind = x.header_type().ok_or("exthdr without type")?;
+        let offset = u8::try_from(x.offset().unwrap_or(0)).map_err(|_| "exthdr offset")?;
+        let len = u8::try_from(x.len().unwrap_or(0)).map_err(|_| "exthdr length")?;
+        let dreg = res_reg(dreg).ok_or("exthdr: invalid register")?;
+        if self.ctx.family == Family::Netdev {
+            return Err("exthdr in netdev chains is not supported by the eBPF data plane".into());
+        }
+        match x.op() {
+            None | Some(ExthdrOp::Ipv6) => {
+                if self.families != V6 {
+                    return Err("exthdr of IPv6 without an IPv6 dependency".into());
+                }
+                Ok(Insn::Ipv6Exthdr {
+                    header: kind,
+                    offset,
+                    len,
+                    dreg,
+                    present,
+                })
+            }
+            Some(ExthdrOp::Tcpopt) => Ok(Insn::TcpOption {
+                kind,
+                offset,
+                len,
+                dreg,
+                present,
+            }),
+            Some(other) => Err(format!(
+                "exthdr of {other:?} is not supported by the eBPF data plane"
+            )),
+        }
     }
 
     /// Forgets what the registers at `dreg` hold (a value only residual tests use).

@@ -33,7 +33,11 @@ enum ns_res_op {
 	NS_RES_CMP = 7,       /* flags: enum ns_res_cmp; memcmp(sreg, data, len) */
 	NS_RES_RANGE = 8,     /* flags: negated; data <= sreg <= data2 */
 	NS_RES_LOOKUP = 9,    /* flags: negated; elements [first, first + count) */
+	NS_RES_EXTHDR6 = 10,  /* arg: header type; flags: present; offset, len, dreg */
+	NS_RES_TCPOPT = 11,   /* arg: option kind; flags: present; offset, len, dreg */
 };
+
+#define NS_RES_MAX_EXTHDRS 8 /* IPv6 extension headers walked (as parse.h) */
 
 enum ns_res_meta {
 	NS_RES_META_LEN = 1,
@@ -87,7 +91,8 @@ struct ns_res_state {
 	__u8 nfproto;
 	__u8 l4proto;
 	__u8 has_l4proto;
-	__u8 pad[3];
+	__u8 ipv6;
+	__u8 pad[2];
 	/* The run: next operation, result (1 holds, 0 break, -1 error). */
 	__u32 pc;
 	__s32 result;
@@ -187,6 +192,76 @@ static long ns_res_elem_step(__u64 i, void *unused)
 	return 0;
 }
 
+/* Frame offset of IPv6 extension header `target`, as ipv6_find_hdr() finds it with a
+ * target (not past a later fragment); 0 when it is not there or cut short. */
+static __attribute__((noinline)) __u32 ns_res_find_ipv6(struct ns_res_state *rs, __u8 target)
+{
+	__u32 nh = rs->nh;
+	if (!rs->ipv6 || nh + 40 > rs->end || nh + 40 > rs->hdr_len)
+		return 0;
+	__u8 next = rs->hdr[(nh + 6) & (NS_RES_HDR_MAX - 1)];
+	__u32 start = nh + 40;
+	for (int i = 0; i < NS_RES_MAX_EXTHDRS; i++) {
+		int found = next == target;
+		if (next != 0 && next != 43 && next != 44 && next != 51 && next != 60)
+			return found ? start : 0;
+		/* Routing headers must have 4 bytes, fragment headers their offset. */
+		__u32 need = next == 43 || next == 44 ? 4 : 2;
+		if (start + need > rs->end || start + need > rs->hdr_len)
+			return 0;
+		__u8 b0 = rs->hdr[start & (NS_RES_HDR_MAX - 1)];
+		__u8 b1 = rs->hdr[(start + 1) & (NS_RES_HDR_MAX - 1)];
+		__u32 hdrlen;
+		if (next == 44) {
+			__u8 f0 = rs->hdr[(start + 2) & (NS_RES_HDR_MAX - 1)];
+			__u8 f1 = rs->hdr[(start + 3) & (NS_RES_HDR_MAX - 1)];
+			if (((f0 << 8) | f1) & ~7)
+				return 0;
+			hdrlen = 8;
+		} else if (next == 51) {
+			hdrlen = ((__u32)b1 + 2) * 4;
+		} else {
+			hdrlen = ((__u32)b1 + 1) * 8;
+		}
+		if (found)
+			return start;
+		next = b0;
+		start += hdrlen;
+		if (start > NS_RES_HDR_MAX)
+			return 0;
+	}
+	return 0;
+}
+
+/* Frame offset of the bytes at `offset` in the first TCP option `kind` that has
+ * offset + len bytes, as nft_exthdr_tcp_eval() finds it; 0 when there is none. */
+static __attribute__((noinline)) __u32 ns_res_find_tcpopt(struct ns_res_state *rs, __u8 kind, __u32 offset, __u32 len)
+{
+	__u32 th = rs->th;
+	if (!th || !rs->has_l4proto || rs->l4proto != 6 || th + 20 > rs->end ||
+	    th + 20 > rs->hdr_len)
+		return 0;
+	__u32 hdrlen = (rs->hdr[(th + 12) & (NS_RES_HDR_MAX - 1)] >> 4) * 4;
+	if (hdrlen < 20 || th + hdrlen > rs->end || th + hdrlen > rs->hdr_len)
+		return 0;
+	__u32 i = 20;
+	/* At most 40 option bytes, each option at least one. */
+	for (int n = 0; n < 40; n++) {
+		if (i + 1 >= hdrlen)
+			return 0;
+		__u8 k = rs->hdr[(th + i) & (NS_RES_HDR_MAX - 1)];
+		__u8 l = rs->hdr[(th + i + 1) & (NS_RES_HDR_MAX - 1)];
+		__u32 optl = k <= 1 || l == 0 ? 1 : l;
+		if (k == kind) {
+			if (i + optl > hdrlen || len + offset > optl)
+				return 0;
+			return th + i + offset;
+		}
+		i += optl;
+	}
+	return 0;
+}
+
 /* Runs one operation: 1 go on, 0 break, -1 error. */
 NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in)
 {
@@ -248,6 +323,31 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in)
 			if (k >= n)
 				break;
 			regs[(dreg + k) & (NS_RES_REGS - 1)] = v >> (8 * k);
+		}
+		return 1;
+	}
+	case NS_RES_EXTHDR6:
+	case NS_RES_TCPOPT: {
+		__u32 at = in->op == NS_RES_EXTHDR6 ? ns_res_find_ipv6(rs, in->arg)
+						     : ns_res_find_tcpopt(rs, in->arg, in->offset, len);
+		if (in->flags & 1) {
+			if (dreg + 4 > NS_RES_REGS)
+				return -1;
+			ns_res_clear(regs, dreg, 4);
+			regs[dreg & (NS_RES_REGS - 1)] = at != 0;
+			return 1;
+		}
+		if (!at)
+			return 0;
+		if (in->op == NS_RES_EXTHDR6)
+			at += in->offset;
+		if (len == 0 || at + len > rs->end || at + len > rs->hdr_len)
+			return 0;
+		ns_res_clear(regs, dreg, len);
+		for (__u32 k = 0; k < NS_RES_DATA; k++) {
+			if (k >= len)
+				break;
+			regs[(dreg + k) & (NS_RES_REGS - 1)] = rs->hdr[(at + k) & (NS_RES_HDR_MAX - 1)];
 		}
 		return 1;
 	}
@@ -375,6 +475,7 @@ NS_INLINE int ns_residual_holds(__u32 first, __u32 count, const struct pkt_ctx *
 	rs->protocol = p->l3 == NS_L3_IPV4 ? ETH_P_IP : p->l3 == NS_L3_IPV6 ? ETH_P_IPV6 : 0;
 	rs->l4proto = p->l4proto;
 	rs->has_l4proto = (p->flags & PKT_F_L4PROTO) != 0;
+	rs->ipv6 = p->l3 == NS_L3_IPV6;
 	rs->pc = first;
 	rs->result = 1;
 	bpf_loop(count, ns_res_step, NULL, 0);

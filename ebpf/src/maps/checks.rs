@@ -29,6 +29,8 @@ pub const RES_BYTEORDER: u8 = 6;
 pub const RES_CMP: u8 = 7;
 pub const RES_RANGE: u8 = 8;
 pub const RES_LOOKUP: u8 = 9;
+pub const RES_EXTHDR6: u8 = 10;
+pub const RES_TCPOPT: u8 = 11;
 
 /// `struct ns_res_insn`: one residual operation. `flags` holds the payload base, the
 /// cmp operator, the negation of a range or lookup, or the shift direction; `arg` the
@@ -328,6 +330,28 @@ impl Extras {
                         MetaKey::Mark => 5,
                     };
                     b.dreg = *dreg;
+                }
+                Insn::Ipv6Exthdr {
+                    header: kind,
+                    offset,
+                    len,
+                    dreg,
+                    present,
+                }
+                | Insn::TcpOption {
+                    kind,
+                    offset,
+                    len,
+                    dreg,
+                    present,
+                } => {
+                    b.op = if matches!(insn, Insn::Ipv6Exthdr { .. }) {
+                        RES_EXTHDR6
+                    } else {
+                        RES_TCPOPT
+                    };
+                    (b.arg, b.offset, b.len, b.dreg) = (*kind, *offset as u16, *len, *dreg);
+                    b.flags = *present as u8;
                 }
                 Insn::Immediate { dreg, data } => {
                     b.op = RES_IMMEDIATE;
