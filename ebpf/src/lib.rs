@@ -17,7 +17,8 @@
 //! (LBVS maps, lookups and the block scan), `lib/eval.h` (chains: base chains in order,
 //! jump/goto/return, the bpf_loop driving it), `lib/conntrack.h` (connection tracking
 //! in an LRU hash), `lib/stmts.h` (residual checks: ct status, sets, limit, quota;
-//! statements: mark/ct mark set, log), `lib/sets.h` (named sets as LPM/hash maps),
+//! statements: mark/ct mark set, log), `lib/residual.h` (the residual program
+//! interpreter), `lib/sets.h` (named sets as LPM/hash maps),
 //! `lib/log.h` (ring buffer events), `lib/reject.h` (TCP reset / ICMP unreachable
 //! answers), `lib/actions.h` (counters, stats), and `nftshim.bpf.c` (the XDP and TC
 //! entry points sharing them).
