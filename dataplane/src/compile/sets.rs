@@ -17,11 +17,20 @@ pub type ByteRange = (Vec<u8>, Vec<u8>);
 /// The key ranges of a constant set, or why it is not one.
 pub fn key_ranges(set: &Set, now_ms: Option<u64>) -> Result<Vec<ByteRange>, String> {
     let name = &set.name;
-    let unsupported =
-        NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL | NFT_SET_OBJECT | NFT_SET_CONCAT;
+    let unsupported = NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL | NFT_SET_OBJECT;
     if set.flags & unsupported != 0 {
         return Err(format!(
-            "set {name}: maps, dynamic, timeout, object and concatenated sets are not supported by the eBPF data plane"
+            "set {name}: maps, dynamic, timeout and object sets are not supported by the eBPF data plane"
+        ));
+    }
+    // Concatenated keys compare as whole byte strings only without intervals (with
+    // them, each field is a range of its own).
+    let concat = set.flags & NFT_SET_CONCAT != 0 || set.field_len.len() > 1;
+    let intervals =
+        set.flags & NFT_SET_INTERVAL != 0 || set.elems.iter().any(|e| e.key_end.is_some());
+    if concat && intervals {
+        return Err(format!(
+            "set {name}: concatenated interval sets are not supported by the eBPF data plane"
         ));
     }
     if !set.exprs.is_empty() {
