@@ -374,33 +374,16 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
         Insn::Shift {
             sreg,
             dreg,
-            len,
             left,
             by,
+            ..
         } => {
-            let words = (*len as usize).div_ceil(4);
-            let word = |regs: &[u8; REGS_LEN], i: usize| {
-                let o = *sreg as usize + 4 * i;
-                u32::from_ne_bytes(regs[o..o + 4].try_into().unwrap())
-            };
-            let src: Vec<u32> = (0..words).map(|i| word(regs, i)).collect();
-            let mut out = vec![0u32; words];
-            let mut carry = 0u32;
-            if *left {
-                for i in (0..words).rev() {
-                    out[i] = (src[i] << by) | carry;
-                    carry = src[i] >> (32 - *by as u32);
-                }
-            } else {
-                for i in 0..words {
-                    out[i] = carry | (src[i] >> by);
-                    carry = src[i] << (32 - *by as u32);
-                }
-            }
-            for (i, w) in out.iter().enumerate() {
-                let o = *dreg as usize + 4 * i;
-                regs[o..o + 4].copy_from_slice(&w.to_ne_bytes());
-            }
+            // One host-order word ([`ResidualProgram::check`] refuses longer shifts).
+            let o = *sreg as usize;
+            let w = u32::from_ne_bytes(regs[o..o + 4].try_into().unwrap());
+            let w = if *left { w << by } else { w >> by };
+            let d = *dreg as usize;
+            regs[d..d + 4].copy_from_slice(&w.to_ne_bytes());
             true
         }
         Insn::Byteorder {
@@ -626,23 +609,22 @@ mod tests {
     }
 
     #[test]
-    fn shifts_carry_across_host_order_words() {
-        // Two words 0x00000001, 0x80000000 shifted left by 1: the top bit of the
-        // second carries into the first.
+    fn shifts_work_on_the_host_order_word() {
+        // 0x12 loaded as the first byte of a register is 0x00000012 on this host.
         let mut regs = [0u8; REGS_LEN];
-        regs[0..4].copy_from_slice(&1u32.to_ne_bytes());
-        regs[4..8].copy_from_slice(&0x8000_0000u32.to_ne_bytes());
+        regs[0] = 0x12;
         let h = Headers::default();
         let m = MetaValues::default();
-        let shift = Insn::Shift {
+        let shift = |left| Insn::Shift {
             sreg: 0,
-            dreg: 0,
-            len: 8,
-            left: true,
-            by: 1,
+            dreg: 4,
+            len: 4,
+            left,
+            by: 4,
         };
-        assert!(step(&shift, &mut regs, &h, &m));
-        assert_eq!(regs[0..4], 3u32.to_ne_bytes());
-        assert_eq!(regs[4..8], 0u32.to_ne_bytes());
+        assert!(step(&shift(true), &mut regs, &h, &m));
+        assert_eq!(regs[4..8], 0x120u32.to_ne_bytes());
+        assert!(step(&shift(false), &mut regs, &h, &m));
+        assert_eq!(regs[4..8], 0x1u32.to_ne_bytes());
     }
 }
