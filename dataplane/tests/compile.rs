@@ -11,6 +11,7 @@ use nftshim_dataplane::compile::{
 use nftshim_ebpf::fields::{L3Fields, PacketFields};
 use nftshim_ebpf::ir::{ct_state, Action, Match, PortRange, Statement, Test, Verdict};
 use nftshim_ebpf::reference::{Evaluation, Reference, Unsupported};
+use nftshim_ebpf::residual::{CmpOp, Insn, PayloadBase, ResidualProgram};
 use nftshim_ebpf::{Ipv4Net, Ipv6Net};
 use nftshim_engine::Netns;
 
@@ -225,10 +226,8 @@ fn only_chain(state: &serde_json::Value, keep: &str) -> Netns {
 fn unsupported_constructs_are_refused_with_a_reason() {
     let state = fixture("refused");
     let cases = [
-        ("c_ttl", "ip header field at offset 8"),
         ("c_oif_in_input", "no output device"),
         ("c_nat", "type nat"),
-        ("c_th", "without a protocol dependency"),
     ];
     for (chain, why) in cases {
         let ns = only_chain(&state, chain);
@@ -244,6 +243,63 @@ fn unsupported_constructs_are_refused_with_a_reason() {
     // With none of them, the table is fine.
     let ns = only_chain(&state, "none of them");
     assert!(decompile(&ns.view()).unwrap().is_empty());
+}
+
+/// The residual program of the one rule of base chain `chain` of the fixture.
+fn residual_of(state: &serde_json::Value, chain: &str) -> Vec<Insn> {
+    let p = decompile(&only_chain(state, chain).view()).expect(chain);
+    let programs: Vec<&ResidualProgram> = p.chains[0].rules[0]
+        .matches
+        .iter()
+        .filter_map(|m| match m {
+            SymMatch::Ir(Match {
+                test: Test::Residual(program),
+                negated: false,
+            }) => Some(program),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(programs.len(), 1, "{chain}: {:?}", p.chains[0].rules[0]);
+    programs[0].insns.clone()
+}
+
+#[test]
+fn header_fields_lbvs_does_not_index_become_residual_programs() {
+    let state = fixture("refused");
+    // ip ttl 1 (under the inet table's ipv4 dependency, which LBVS takes).
+    assert_eq!(
+        residual_of(&state, "c_ttl"),
+        [
+            Insn::Payload {
+                base: PayloadBase::Network,
+                offset: 8,
+                len: 1,
+                dreg: 0
+            },
+            Insn::Cmp {
+                sreg: 0,
+                op: CmpOp::Eq,
+                data: vec![1]
+            },
+        ]
+    );
+    // th dport 22: the kernel reads the bytes of any transport header.
+    assert_eq!(
+        residual_of(&state, "c_th"),
+        [
+            Insn::Payload {
+                base: PayloadBase::Transport,
+                offset: 2,
+                len: 2,
+                dreg: 0
+            },
+            Insn::Cmp {
+                sreg: 0,
+                op: CmpOp::Eq,
+                data: vec![0, 22]
+            },
+        ]
+    );
 }
 
 #[test]
@@ -622,7 +678,7 @@ fn meta_mark_set_constant_runs_before_the_verdict() {
     let cases = [
         ("c_input", "meta mark set in an input chain"),
         ("c_route", "meta mark set in a route chain"),
-        ("c_from_reg", "bitwise with a non-zero xor"),
+        ("c_from_reg", "meta mark set from anything but a constant"),
         ("c_priority", "meta priority set"),
     ];
     for (chain, why) in cases {

@@ -100,6 +100,8 @@ int nftshim_xdp(struct xdp_md *ctx)
 	__builtin_memset(&e->pkt, 0, sizeof(e->pkt));
 	parse_packet(data, data_end, frame_len, &e->pkt);
 	e->pkt.iif = ctx->ingress_ifindex;
+	if (NS_FEATURE(NS_F_RESIDUAL))
+		NS_RES_CAPTURE(bpf_xdp_load_bytes, ctx, frame_len);
 	__u32 verdict = ns_run(e, 0); /* XDP is not attached by the runtime: tracks always */
 	if (NS_FEATURE(NS_F_STMTS))
 		NS_EMIT_LOGS(bpf_xdp_load_bytes, ctx, e, frame_len);
@@ -148,6 +150,8 @@ int nftshim_tc(struct __sk_buff *skb)
 	e->pkt.iif = skb->ingress_ifindex;
 	e->pkt.oif = cfg.egress ? skb->ifindex : 0;
 	e->pkt.mark = skb->mark;
+	if (NS_FEATURE(NS_F_RESIDUAL))
+		NS_RES_CAPTURE(bpf_skb_load_bytes, skb, frame_len);
 	/* Forwarded packets were tracked at their input device, loopback's at its egress. */
 	int tracked = cfg.egress ? skb->ingress_ifindex != 0 : cfg.loopback_ingress;
 	__u32 verdict = ns_run(e, tracked);

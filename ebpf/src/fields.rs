@@ -48,6 +48,9 @@ pub struct PacketFields {
     /// Bytes from the network header on (what byte counters, quotas and byte limits
     /// count, as skb->len at the nf_tables hooks).
     pub len: u32,
+    /// The header bytes residual programs read ([`crate::residual`]); without them
+    /// every payload load fails.
+    pub headers: Option<crate::residual::Headers>,
 }
 
 /// The transport tuple of the packet an ICMP error quotes.
@@ -123,6 +126,20 @@ impl PacketFields {
         match (&self.l3, self.l4proto) {
             (L3Fields::V4 { .. }, Some(IPPROTO_ICMP)) => self.icmp_type,
             _ => None,
+        }
+    }
+
+    /// What residual programs read besides header bytes.
+    pub fn meta_values(&self) -> crate::residual::MetaValues {
+        crate::residual::MetaValues {
+            len: self.len,
+            nfproto: match self.l3 {
+                L3Fields::V4 { .. } => 2,
+                L3Fields::V6 { .. } => 10,
+                L3Fields::None => 0,
+            },
+            l4proto: self.l4proto,
+            mark: self.mark,
         }
     }
 

@@ -36,6 +36,8 @@ use std::collections::BTreeMap;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
+pub use crate::residual::ResidualProgram;
+
 /// One chain, as the data plane enforces it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chain {
@@ -261,6 +263,10 @@ pub enum Test {
     /// `quota N bytes`: holds while the bytes seen (this packet included) stay below
     /// `bytes`; negated: `quota over`. Every evaluated packet is added, as in nft_quota.
     Quota(Quota),
+    /// Everything else the rule tests, as a register program run only on the rules LBVS
+    /// found ([`crate::residual`]); holds when the program runs to its end. Never negated
+    /// (the program carries its own negations).
+    Residual(ResidualProgram),
 }
 
 /// `ct state` bits (`NF_CT_STATE_*`).

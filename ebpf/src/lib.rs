@@ -8,6 +8,8 @@
 //! - [`reference`](mod@reference): the IR evaluated directly, the oracle for tests.
 //! - [`simulate`]: the compiled maps evaluated in Rust the way the BPF program does.
 //! - [`fields`]: the packet fields rules can test.
+//! - [`residual`]: per-rule programs for what LBVS does not index (other header
+//!   bytes, masks, ranges, any-key lookups), run on LBVS's candidates only.
 //! - [`conntrack`]: connection tracking as the data plane models it, in Rust (the
 //!   reference's), and its timeouts.
 //!
@@ -15,7 +17,8 @@
 //! (LBVS maps, lookups and the block scan), `lib/eval.h` (chains: base chains in order,
 //! jump/goto/return, the bpf_loop driving it), `lib/conntrack.h` (connection tracking
 //! in an LRU hash), `lib/stmts.h` (residual checks: ct status, sets, limit, quota;
-//! statements: mark/ct mark set, log), `lib/sets.h` (named sets as LPM/hash maps),
+//! statements: mark/ct mark set, log), `lib/residual.h` (the residual program
+//! interpreter), `lib/sets.h` (named sets as LPM/hash maps),
 //! `lib/log.h` (ring buffer events), `lib/reject.h` (TCP reset / ICMP unreachable
 //! answers), `lib/actions.h` (counters, stats), and `nftshim.bpf.c` (the XDP and TC
 //! entry points sharing them).
@@ -34,6 +37,7 @@ pub mod ir;
 pub mod loader;
 pub mod maps;
 pub mod reference;
+pub mod residual;
 pub mod shared;
 pub mod simulate;
 

@@ -13,7 +13,7 @@ use aya::{include_bytes_aligned, Ebpf, EbpfLoader, Pod};
 
 use crate::conntrack::Timeouts;
 use crate::ir::{SetElement, Verdict};
-use crate::maps::checks::{BpfLimit, BpfQuota, BpfRuleExt};
+use crate::maps::checks::{BpfLimit, BpfQuota, BpfResidualElem, BpfResidualInsn, BpfRuleExt};
 use crate::maps::checks::{CHECK_LIMIT, CHECK_QUOTA};
 use crate::maps::sets::{self, SetEntry, SetIds};
 use crate::maps::{BpfChain, BpfConfig, BpfRule, CompiledProgram, LpmEntries, BLOCK_WORDS};
@@ -47,6 +47,10 @@ unsafe impl Pod for BpfRuleExt {}
 unsafe impl Pod for BpfLimit {}
 // Safety: two u64.
 unsafe impl Pod for BpfQuota {}
+// Safety: as `struct ns_res_insn`: 6 × u8, u16, 2 × u32, 32 × u8, no padding.
+unsafe impl Pod for BpfResidualInsn {}
+// Safety: 32 × u8.
+unsafe impl Pod for BpfResidualElem {}
 
 /// `struct ns_set4_key` without its prefix length (aya's `Key` adds it).
 #[derive(Clone, Copy)]
@@ -345,6 +349,8 @@ impl LoadedProgram {
             .map_max_entries("rule_ext", size(chain.rule_ext.len()))
             .map_max_entries("limits", size(chain.limits.len()))
             .map_max_entries("quotas", size(chain.quotas.len()))
+            .map_max_entries("residual_insns", size(chain.residual_insns.len()))
+            .map_max_entries("residual_elems", size(chain.residual_elems.len()))
             .map_max_entries("set_v4", options.set_max.max(1))
             .map_max_entries("set_v6", options.set_max.max(1))
             .map_max_entries("set_port", options.set_max.max(1))
@@ -412,6 +418,8 @@ impl LoadedProgram {
             fill_pod_array(&mut ebpf, "limits", &limits)?;
             fill_pod_array(&mut ebpf, "quotas", &chain.quotas)?;
         }
+        fill_pod_array(&mut ebpf, "residual_insns", &chain.residual_insns)?;
+        fill_pod_array(&mut ebpf, "residual_elems", &chain.residual_elems)?;
         for entry in &chain.set_entries {
             set_entry(&mut ebpf, entry, true)?;
         }

@@ -460,6 +460,11 @@ fn field_in_set(test: &Test, p: &PacketFields) -> Option<bool> {
             }
             p.ct.status & mask != 0
         }
+        // Without header bytes (not IP) only meta loads succeed.
+        (Test::Residual(program), _) => {
+            let none = crate::residual::Headers::default();
+            program.holds(p.headers.as_ref().unwrap_or(&none), &p.meta_values())
+        }
         // Set lookups need the program's sets; limits and quotas its state.
         (Test::InSet { .. } | Test::Limit(_) | Test::Quota(_), _) => return None,
     })

@@ -15,6 +15,7 @@
 pub mod attach;
 pub mod maps;
 pub mod reject;
+mod residual;
 pub mod rule;
 pub mod sets;
 

@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_proto::consts::{
-    NFT_LIMIT_F_INV, NFT_LOOKUP_F_INV, NFT_OBJECT_COUNTER, NFT_QUOTA_F_INV,
+    NFT_EXTHDR_F_PRESENT, NFT_LIMIT_F_INV, NFT_LOOKUP_F_INV, NFT_OBJECT_COUNTER, NFT_QUOTA_F_INV,
 };
 use netlink_proto::data::{ObjType, Register, VerdictCode};
 use netlink_proto::expr::bitwise::BitwiseOp;
@@ -26,9 +26,11 @@ use nftshim_ebpf::fields::{IPPROTO_ICMP, IPPROTO_ICMPV6, PORT_PROTOCOLS};
 use nftshim_ebpf::ir::{
     ct_state, ct_status, Action, Limit, Match, PortRange, Quota, StateId, Statement, Test,
 };
+use nftshim_ebpf::residual::{self, Insn, PayloadBase as ResBase};
 use nftshim_engine::view::{Expr, Rule, Table};
 use nftshim_engine::{CounterRef, RulesetView};
 
+use super::residual::Trace;
 use super::sets::{self, ByteRange};
 use super::{Family, Hook, IfNamePattern, SymMatch, SymRule};
 
@@ -131,6 +133,8 @@ struct RuleState<'a, 'v> {
     /// `expr_index`).
     table_handle: u64,
     rule_handle: u64,
+    /// The rule's loads and the tests LBVS cannot index, as a residual program.
+    trace: Trace,
 }
 
 /// Decompiles one rule. `Ok(None)`: the rule can never match or does nothing, so it
@@ -158,6 +162,7 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         stateful: false,
         table_handle: ctx.table.handle,
         rule_handle: rule.handle,
+        trace: Trace::default(),
     };
     for (i, e) in rule.exprs.iter().enumerate() {
         if st.verdict.is_some() {
@@ -168,6 +173,10 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
     }
     if st.never {
         return Ok(None);
+    }
+    if let Some(program) = st.trace.program()? {
+        st.matches
+            .push(SymMatch::Ir(Match::is(Test::Residual(program))));
     }
     let action = match st.verdict {
         Some(a) => a,
@@ -282,6 +291,12 @@ impl RuleState<'_, '_> {
                             .into(),
                     );
                 }
+                let base = match source {
+                    Source::Transport { .. } => ResBase::Transport,
+                    _ => ResBase::Network,
+                };
+                self.trace
+                    .load(dreg, len, payload_insn(base, offset, len, dreg));
                 self.load(
                     dreg,
                     Loaded {
@@ -303,7 +318,8 @@ impl RuleState<'_, '_> {
                 let key = m.key().ok_or("meta without key")?;
                 let len = match key {
                     MetaKey::L4proto | MetaKey::Nfproto => 1,
-                    MetaKey::Iif | MetaKey::Oif | MetaKey::Mark => 4,
+                    MetaKey::Protocol => 2,
+                    MetaKey::Iif | MetaKey::Oif | MetaKey::Mark | MetaKey::Len => 4,
                     MetaKey::Iifname | MetaKey::Oifname => 16,
                     other => {
                         return Err(format!(
@@ -312,14 +328,34 @@ impl RuleState<'_, '_> {
                         ))
                     }
                 };
-                self.load(
-                    dreg,
-                    Loaded {
-                        source: Source::Meta(key),
-                        len,
-                        mask: None,
-                    },
-                );
+                let res_key = match key {
+                    MetaKey::Len => Some(residual::MetaKey::Len),
+                    MetaKey::Protocol => Some(residual::MetaKey::Protocol),
+                    MetaKey::Nfproto => Some(residual::MetaKey::NfProto),
+                    MetaKey::L4proto => Some(residual::MetaKey::L4Proto),
+                    MetaKey::Mark => Some(residual::MetaKey::Mark),
+                    _ => None,
+                };
+                let insn = res_key.and_then(|key| {
+                    Some(Insn::Meta {
+                        key,
+                        dreg: res_reg(dreg)?,
+                    })
+                });
+                self.trace.load(dreg, len, insn);
+                if matches!(key, MetaKey::Len | MetaKey::Protocol) {
+                    // Only residual programs test these.
+                    self.forget(dreg, len);
+                } else {
+                    self.load(
+                        dreg,
+                        Loaded {
+                            source: Source::Meta(key),
+                            len,
+                            mask: None,
+                        },
+                    );
+                }
             }
             TypedExpr::Ct(c) => {
                 if self.ctx.family == Family::Netdev {
@@ -349,6 +385,7 @@ impl RuleState<'_, '_> {
                     }
                     None => return Err("ct without key".into()),
                 };
+                self.trace.load(dreg, 4, None);
                 self.load(
                     dreg,
                     Loaded {
@@ -402,32 +439,47 @@ impl RuleState<'_, '_> {
             TypedExpr::Bitwise(b) => {
                 let sreg = reg_offset(b.sreg(), "bitwise")?;
                 let dreg = reg_offset(b.dreg(), "bitwise")?;
-                if !matches!(b.op(), None | Some(BitwiseOp::MaskXor)) {
-                    return Err("bitwise shifts and boolean operations are not supported".into());
-                }
                 let len = b.len().unwrap_or(0);
-                let mask = b
-                    .mask()
-                    .and_then(|d| d.value_bytes())
-                    .ok_or("bitwise without mask")?;
-                let xor = b.xor().and_then(|d| d.value_bytes()).unwrap_or(&[]);
-                if xor.iter().any(|&x| x != 0) {
-                    return Err("bitwise with a non-zero xor is not supported".into());
+                self.trace
+                    .transform(sreg, dreg, len, bitwise_insn(b, sreg, dreg, len));
+                // LBVS takes masked fields; anything else is left to residual tests.
+                match self.masked(b, sreg, len) {
+                    Ok(loaded) => self.load(dreg, loaded),
+                    Err(_) => self.forget(dreg, len),
                 }
-                let mut loaded = self
-                    .regs
-                    .get(&sreg)
-                    .cloned()
-                    .ok_or("bitwise on an empty register")?;
-                if loaded.len != len || mask.len() != len as usize {
-                    return Err("bitwise length differs from the loaded field".into());
+            }
+            TypedExpr::Exthdr(x) => {
+                if x.sreg().is_some() {
+                    return Err(
+                        "exthdr writes (option mangling) are not supported by the eBPF data plane"
+                            .into(),
+                    );
                 }
-                let combined = match &loaded.mask {
-                    Some(old) => old.iter().zip(mask).map(|(a, b)| a & b).collect(),
-                    None => mask.to_vec(),
+                let dreg = reg_offset(x.dreg(), "exthdr")?;
+                let insn = self.exthdr_insn(x, dreg)?;
+                let len = match &insn {
+                    Insn::Ipv6Exthdr { present: true, .. }
+                    | Insn::TcpOption { present: true, .. } => 4,
+                    _ => x.len().unwrap_or(0),
                 };
-                loaded.mask = Some(combined);
-                self.load(dreg, loaded);
+                self.trace.load(dreg, len, Some(insn));
+                self.forget(dreg, len);
+            }
+            TypedExpr::Byteorder(b) => {
+                let sreg = reg_offset(b.sreg(), "byteorder")?;
+                let dreg = reg_offset(b.dreg(), "byteorder")?;
+                let len = b.len().unwrap_or(0);
+                let insn = (|| {
+                    b.op()?;
+                    Some(Insn::Byteorder {
+                        sreg: res_reg(sreg)?,
+                        dreg: res_reg(dreg)?,
+                        len: u8::try_from(len).ok()?,
+                        size: u8::try_from(b.size()?).ok()?,
+                    })
+                })();
+                self.trace.transform(sreg, dreg, len, insn);
+                self.forget(dreg, len);
             }
             TypedExpr::Cmp(c) => {
                 let sreg = reg_offset(c.sreg(), "cmp")?;
@@ -436,14 +488,28 @@ impl RuleState<'_, '_> {
                     .and_then(|d| d.value_bytes())
                     .ok_or("cmp without data")?;
                 let op = c.op().ok_or("cmp without operator")?;
-                let loaded = self
-                    .regs
-                    .get(&sreg)
-                    .cloned()
-                    .ok_or("cmp on an empty register")?;
-                let field = self.field(&loaded)?;
-                let values = self.cmp_values(field, &loaded, op, data)?;
-                self.predicate(field, &loaded, values)?;
+                let indexed = (|| {
+                    let loaded = self
+                        .regs
+                        .get(&sreg)
+                        .cloned()
+                        .ok_or("cmp on an empty register")?;
+                    let field = self.field(&loaded)?;
+                    let values = self.cmp_values(field, &loaded, op, data)?;
+                    Ok::<_, String>((field, loaded, values))
+                })();
+                if let Err(why) = indexed
+                    .and_then(|(field, loaded, values)| self.try_predicate(field, &loaded, values))
+                {
+                    let insn = (|| {
+                        Some(Insn::Cmp {
+                            sreg: res_reg(sreg)?,
+                            op: res_cmp(op)?,
+                            data: data.to_vec(),
+                        })
+                    })();
+                    self.residual_test(sreg, data.len() as u32, insn, why)?;
+                }
             }
             TypedExpr::Range(r) => {
                 let sreg = reg_offset(r.sreg(), "range")?;
@@ -455,28 +521,44 @@ impl RuleState<'_, '_> {
                     .to_data()
                     .and_then(|d| d.value_bytes())
                     .ok_or("range without end")?;
-                let loaded = self
-                    .regs
-                    .get(&sreg)
-                    .cloned()
-                    .ok_or("range on an empty register")?;
-                let field = self.field(&loaded)?;
-                if loaded.mask.is_some() || !big_endian(field) {
-                    return Err(format!("range on {field:?} is not supported"));
-                }
-                if from.len() != loaded.len as usize || to.len() != loaded.len as usize {
-                    return Err("range data length differs from the loaded field".into());
-                }
                 let negated = matches!(r.op(), Some(RangeOp::Neq));
                 if !matches!(r.op(), Some(RangeOp::Eq) | Some(RangeOp::Neq)) {
                     return Err("range with an unknown operator".into());
                 }
+                let indexed = (|| {
+                    let loaded = self
+                        .regs
+                        .get(&sreg)
+                        .cloned()
+                        .ok_or("range on an empty register")?;
+                    let field = self.field(&loaded)?;
+                    if loaded.mask.is_some() || !big_endian(field) {
+                        return Err(format!("range on {field:?} is not supported"));
+                    }
+                    if from.len() != loaded.len as usize || to.len() != loaded.len as usize {
+                        return Err("range data length differs from the loaded field".into());
+                    }
+                    Ok((field, loaded))
+                })();
                 let ranges = if from <= to {
                     vec![(from.to_vec(), to.to_vec())]
                 } else {
                     vec![]
                 };
-                self.predicate(field, &loaded, Values { ranges, negated })?;
+                if let Err(why) = indexed.and_then(|(field, loaded)| {
+                    self.try_predicate(field, &loaded, Values { ranges, negated })
+                }) {
+                    let insn = (|| {
+                        (from.len() == to.len()).then_some(())?;
+                        Some(Insn::Range {
+                            sreg: res_reg(sreg)?,
+                            negated,
+                            from: from.to_vec(),
+                            to: to.to_vec(),
+                        })
+                    })();
+                    self.residual_test(sreg, from.len() as u32, insn, why)?;
+                }
             }
             TypedExpr::Lookup(l) => {
                 if l.dreg().is_some() {
@@ -485,32 +567,51 @@ impl RuleState<'_, '_> {
                     );
                 }
                 let sreg = reg_offset(l.sreg(), "lookup")?;
-                let loaded = self
-                    .regs
-                    .get(&sreg)
-                    .cloned()
-                    .ok_or("lookup on an empty register")?;
-                let field = self.field(&loaded)?;
                 let set = self
                     .ctx
                     .view
                     .set_of(self.ctx.table, e)
                     .ok_or("lookup of a set that does not exist")?;
-                if set.key_len != loaded.len {
-                    return Err(format!(
-                        "set {}: key length differs from the loaded field",
-                        set.name
-                    ));
-                }
                 let ranges = sets::key_ranges(set, None)?;
-                if loaded.mask.is_some() {
-                    return Err("set lookups on masked fields are not supported".into());
-                }
-                if !big_endian(field) && ranges.iter().any(|(lo, hi)| lo != hi) {
-                    return Err(format!("interval sets on {field:?} are not supported"));
-                }
                 let negated = l.flags().unwrap_or(0) & NFT_LOOKUP_F_INV != 0;
-                self.predicate(field, &loaded, Values { ranges, negated })?;
+                let indexed = (|| {
+                    let loaded = self
+                        .regs
+                        .get(&sreg)
+                        .cloned()
+                        .ok_or("lookup on an empty register")?;
+                    let field = self.field(&loaded)?;
+                    if set.key_len != loaded.len {
+                        return Err(format!(
+                            "set {}: key length differs from the loaded field",
+                            set.name
+                        ));
+                    }
+                    if loaded.mask.is_some() {
+                        return Err("set lookups on masked fields are not supported".into());
+                    }
+                    if !big_endian(field) && ranges.iter().any(|(lo, hi)| lo != hi) {
+                        return Err(format!("interval sets on {field:?} are not supported"));
+                    }
+                    Ok((field, loaded))
+                })();
+                if let Err(why) = indexed.and_then(|(field, loaded)| {
+                    let values = Values {
+                        ranges: ranges.clone(),
+                        negated,
+                    };
+                    self.try_predicate(field, &loaded, values)
+                }) {
+                    let insn = (|| {
+                        Some(Insn::Lookup {
+                            sreg: res_reg(sreg)?,
+                            len: u8::try_from(set.key_len).ok()?,
+                            negated,
+                            elements: ranges.clone(),
+                        })
+                    })();
+                    self.residual_test(sreg, set.key_len, insn, why)?;
+                }
             }
             TypedExpr::Counter(_) => {
                 // Counters are the last thing before statements and the verdict: the
@@ -560,6 +661,11 @@ impl RuleState<'_, '_> {
                         );
                     };
                     let dreg = reg_offset(Some(dreg), "immediate")?;
+                    let insn = res_reg(dreg).map(|d| Insn::Immediate {
+                        dreg: d,
+                        data: bytes.to_vec(),
+                    });
+                    self.trace.load(dreg, 4, insn);
                     self.load(
                         dreg,
                         Loaded {
@@ -735,6 +841,126 @@ impl RuleState<'_, '_> {
         self.regs
             .retain(|&off, l| off + l.len.max(1) <= dreg || off >= end);
         self.regs.insert(dreg, loaded);
+    }
+
+    /// The residual load of an `exthdr` expression: IPv6 extension headers (under an
+    /// IPv6 dependency: the kernel reads byte 6 of any network header) and TCP options.
+    fn exthdr_insn(
+        &self,
+        x: &netlink_proto::expr::exthdr::Exthdr,
+        dreg: u32,
+    ) -> Result<Insn, String> {
+        use netlink_proto::expr::exthdr::ExthdrOp;
+        let flags = x.flags().unwrap_or(0);
+        if flags & !NFT_EXTHDR_F_PRESENT != 0 {
+            return Err(format!("exthdr flags {flags:#x} are not supported"));
+        }
+        let present = flags & NFT_EXTHDR_F_PRESENT != 0;
+        let kind = x.header_type().ok_or("exthdr without type")?;
+        let offset = u8::try_from(x.offset().unwrap_or(0)).map_err(|_| "exthdr offset")?;
+        let len = u8::try_from(x.len().unwrap_or(0)).map_err(|_| "exthdr length")?;
+        let dreg = res_reg(dreg).ok_or("exthdr: invalid register")?;
+        if self.ctx.family == Family::Netdev {
+            return Err("exthdr in netdev chains is not supported by the eBPF data plane".into());
+        }
+        match x.op() {
+            None | Some(ExthdrOp::Ipv6) => {
+                if self.families != V6 {
+                    return Err("exthdr of IPv6 without an IPv6 dependency".into());
+                }
+                Ok(Insn::Ipv6Exthdr {
+                    header: kind,
+                    offset,
+                    len,
+                    dreg,
+                    present,
+                })
+            }
+            Some(ExthdrOp::Tcpopt) => Ok(Insn::TcpOption {
+                kind,
+                offset,
+                len,
+                dreg,
+                present,
+            }),
+            Some(other) => Err(format!(
+                "exthdr of {other:?} is not supported by the eBPF data plane"
+            )),
+        }
+    }
+
+    /// Forgets what the registers at `dreg` hold (a value only residual tests use).
+    fn forget(&mut self, dreg: u32, len: u32) {
+        let end = dreg + len.max(1);
+        self.regs
+            .retain(|&off, l| off + l.len.max(1) <= dreg || off >= end);
+    }
+
+    /// A masked field for LBVS: `bitwise` with a mask and no xor on a known field.
+    fn masked(
+        &self,
+        b: &netlink_proto::expr::bitwise::Bitwise,
+        sreg: u32,
+        len: u32,
+    ) -> Result<Loaded, String> {
+        if !matches!(b.op(), None | Some(BitwiseOp::MaskXor)) {
+            return Err("bitwise shifts and boolean operations are not supported".into());
+        }
+        let mask = b
+            .mask()
+            .and_then(|d| d.value_bytes())
+            .ok_or("bitwise without mask")?;
+        let xor = b.xor().and_then(|d| d.value_bytes()).unwrap_or(&[]);
+        if xor.iter().any(|&x| x != 0) {
+            return Err("bitwise with a non-zero xor is not supported".into());
+        }
+        let mut loaded = self
+            .regs
+            .get(&sreg)
+            .cloned()
+            .ok_or("bitwise on an empty register")?;
+        if loaded.len != len || mask.len() != len as usize {
+            return Err("bitwise length differs from the loaded field".into());
+        }
+        let combined = match &loaded.mask {
+            Some(old) => old.iter().zip(mask).map(|(a, b)| a & b).collect(),
+            None => mask.to_vec(),
+        };
+        loaded.mask = Some(combined);
+        Ok(loaded)
+    }
+
+    /// [`Self::predicate`], leaving the rule's state as it was when it fails.
+    fn try_predicate(&mut self, field: Field, l: &Loaded, v: Values) -> Result<(), String> {
+        let saved = (
+            self.families,
+            self.l4protos.clone(),
+            self.never,
+            self.matches.len(),
+        );
+        let result = self.predicate(field, l, v);
+        if result.is_err() {
+            self.families = saved.0;
+            self.l4protos = saved.1;
+            self.never = saved.2;
+            self.matches.truncate(saved.3);
+        }
+        result
+    }
+
+    /// A test LBVS cannot index, as a residual operation; `why` is the refusal if the
+    /// residual program cannot do it either.
+    fn residual_test(
+        &mut self,
+        sreg: u32,
+        len: u32,
+        insn: Option<Insn>,
+        why: String,
+    ) -> Result<(), String> {
+        if self.ctx.family == Family::Netdev {
+            return Err(why);
+        }
+        self.trace.test(sreg, len, insn, why)
     }
 
     /// Which field a loaded register holds, given what the rule established so far.
@@ -1306,6 +1532,75 @@ fn verdict_name(c: VerdictCode) -> String {
         VerdictCode::Drop => "drop".into(),
         other => format!("{other:?}").to_lowercase(),
     }
+}
+
+/// A register's byte offset -> the residual register file's.
+fn res_reg(byte_offset: u32) -> Option<u8> {
+    super::residual::reg(byte_offset)
+}
+
+/// The residual load of a payload expression, if it is within what the BPF program
+/// copies of the packet.
+fn payload_insn(base: ResBase, offset: u32, len: u32, dreg: u32) -> Option<Insn> {
+    if !(1..=residual::MAX_DATA as u32).contains(&len) || offset + len > residual::MAX_PAYLOAD_END {
+        return None;
+    }
+    Some(Insn::Payload {
+        base,
+        offset: offset as u16,
+        len: len as u8,
+        dreg: res_reg(dreg)?,
+    })
+}
+
+/// The residual form of a `bitwise` expression: mask/xor, or a shift by a constant.
+fn bitwise_insn(
+    b: &netlink_proto::expr::bitwise::Bitwise,
+    sreg: u32,
+    dreg: u32,
+    len: u32,
+) -> Option<Insn> {
+    let (sreg, dreg, len8) = (res_reg(sreg)?, res_reg(dreg)?, u8::try_from(len).ok()?);
+    match b.op() {
+        None | Some(BitwiseOp::MaskXor) => {
+            let mask = b.mask()?.value_bytes()?.to_vec();
+            let xor = match b.xor().and_then(|d| d.value_bytes()) {
+                Some(x) => x.to_vec(),
+                None => vec![0; len as usize],
+            };
+            (mask.len() == len as usize && xor.len() == len as usize).then_some(Insn::Bitwise {
+                sreg,
+                dreg,
+                len: len8,
+                mask,
+                xor,
+            })
+        }
+        Some(op @ (BitwiseOp::Lshift | BitwiseOp::Rshift)) => {
+            let data = b.data()?.value_bytes()?;
+            let by = u32::from_ne_bytes(data.try_into().ok()?);
+            Some(Insn::Shift {
+                sreg,
+                dreg,
+                len: len8,
+                left: op == BitwiseOp::Lshift,
+                by: u8::try_from(by).ok()?,
+            })
+        }
+        _ => None,
+    }
+}
+
+fn res_cmp(op: CmpOp) -> Option<residual::CmpOp> {
+    Some(match op {
+        CmpOp::Eq => residual::CmpOp::Eq,
+        CmpOp::Neq => residual::CmpOp::Neq,
+        CmpOp::Lt => residual::CmpOp::Lt,
+        CmpOp::Lte => residual::CmpOp::Lte,
+        CmpOp::Gt => residual::CmpOp::Gt,
+        CmpOp::Gte => residual::CmpOp::Gte,
+        CmpOp::Unknown(_) => return None,
+    })
 }
 
 #[cfg(test)]

@@ -32,10 +32,20 @@ pub fn key_ranges(set: &Set, now_ms: Option<u64>) -> Result<Vec<ByteRange>, Stri
 /// in a map, its data; or why the set is not constant.
 pub fn element_ranges(set: &Set) -> Result<Vec<(ByteRange, Option<&ElemData>)>, String> {
     let name = &set.name;
-    let unsupported = NFT_SET_TIMEOUT | NFT_SET_EVAL | NFT_SET_OBJECT | NFT_SET_CONCAT;
+    let unsupported = NFT_SET_TIMEOUT | NFT_SET_EVAL | NFT_SET_OBJECT;
     if set.flags & unsupported != 0 {
         return Err(format!(
-            "set {name}: dynamic, timeout, object and concatenated sets are not supported by the eBPF data plane"
+            "set {name}: dynamic, timeout and object sets are not supported by the eBPF data plane"
+        ));
+    }
+    // Concatenated keys compare as whole byte strings only without intervals (with
+    // them, each field is a range of its own).
+    let concat = set.flags & NFT_SET_CONCAT != 0 || set.field_len.len() > 1;
+    let intervals =
+        set.flags & NFT_SET_INTERVAL != 0 || set.elems.iter().any(|e| e.key_end.is_some());
+    if concat && intervals {
+        return Err(format!(
+            "set {name}: concatenated interval sets are not supported by the eBPF data plane"
         ));
     }
     if !set.exprs.is_empty() {
@@ -192,6 +202,62 @@ pub fn numeric_ranges(ranges: &[ByteRange]) -> Vec<(u128, u128)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nftshim_engine::view::Elem;
+
+    fn set(flags: u32, field_len: Vec<u32>, elems: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Set {
+        Set {
+            name: "s".into(),
+            handle: 1,
+            flags,
+            key_type: 0,
+            key_len: 8,
+            data_type: 0,
+            data_len: 0,
+            obj_type: 0,
+            policy: 0,
+            size: 0,
+            field_len,
+            timeout_ms: 0,
+            gc_interval: 0,
+            udata: None,
+            exprs: vec![],
+            elems: elems
+                .into_iter()
+                .map(|(key, key_end)| Elem {
+                    key: Some(key),
+                    key_end,
+                    data: None,
+                    flags: 0,
+                    timeout_ms: 0,
+                    expires_at_ms: None,
+                    udata: None,
+                    exprs: vec![],
+                    objref: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn concatenated_keys_are_exact_values_and_refused_with_intervals() {
+        let key = vec![10, 0, 0, 1, 0, 22, 0, 0];
+        let exact = set(NFT_SET_ANONYMOUS, vec![4, 2], vec![(key.clone(), None)]);
+        assert_eq!(
+            key_ranges(&exact, None),
+            Ok(vec![(key.clone(), key.clone())])
+        );
+        let ranged = set(
+            NFT_SET_INTERVAL | NFT_SET_CONCAT,
+            vec![4, 2],
+            vec![(key.clone(), Some(key.clone()))],
+        );
+        assert!(key_ranges(&ranged, None)
+            .unwrap_err()
+            .contains("concatenated interval"));
+        // Without the flag, an element end is enough to tell.
+        let ended = set(0, vec![4, 2], vec![(key.clone(), Some(key))]);
+        assert!(key_ranges(&ended, None).is_err());
+    }
 
     #[test]
     fn ranges_become_minimal_prefixes() {

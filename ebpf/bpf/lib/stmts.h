@@ -11,6 +11,7 @@
 #include "parse.h"
 #include "conntrack.h"
 #include "sets.h"
+#include "residual.h"
 
 #define NS_MAX_CHECKS 4
 #define NS_MAX_STMTS 4
@@ -22,6 +23,7 @@ enum ns_check_kind {
 	NS_CHECK_SET = 2,      /* field: enum ns_set_field, arg: set id */
 	NS_CHECK_LIMIT = 3,    /* arg: index into limits */
 	NS_CHECK_QUOTA = 4,    /* arg: index into quotas */
+	NS_CHECK_RESIDUAL = 5, /* field: operations, arg: the first in residual_insns */
 };
 
 /* Same layout as Rust `maps::BpfCheck`. */
@@ -164,6 +166,13 @@ NS_INLINE int ns_checks_hold(const struct ns_rule_ext *x, const struct pkt_ctx *
 			member = ns_set_member(c->field, c->arg, p, ct);
 			if (member < 0) /* the field is absent */
 				return 0;
+			break;
+		case NS_CHECK_RESIDUAL:
+			if (!NS_FEATURE(NS_F_RESIDUAL))
+				return -1;
+			member = ns_residual_holds(c->arg, c->field, p);
+			if (member < 0)
+				return -1;
 			break;
 		case NS_CHECK_LIMIT:
 			member = ns_limit_pass(c->arg, p->len);

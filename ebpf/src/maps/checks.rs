@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{sets, BuildError};
 use crate::ir::{Limit, Quota, Reject, Rule, SetField, StateId, Statement, Test};
+use crate::residual::{self, CmpOp, Insn, MetaKey, PayloadBase, ResidualProgram};
 
 /// Checks and statements per rule (`NS_MAX_CHECKS`, `NS_MAX_STMTS`).
 pub const MAX_CHECKS: usize = 4;
@@ -15,6 +16,49 @@ pub const CHECK_CTSTATUS: u8 = 1;
 pub const CHECK_SET: u8 = 2;
 pub const CHECK_LIMIT: u8 = 3;
 pub const CHECK_QUOTA: u8 = 4;
+/// A residual program: `field` operations from `arg` in `residual_insns`.
+pub const CHECK_RESIDUAL: u8 = 5;
+
+/// Residual operations (`enum ns_res_op`).
+pub const RES_PAYLOAD: u8 = 1;
+pub const RES_META: u8 = 2;
+pub const RES_IMMEDIATE: u8 = 3;
+pub const RES_BITWISE: u8 = 4;
+pub const RES_SHIFT: u8 = 5;
+pub const RES_BYTEORDER: u8 = 6;
+pub const RES_CMP: u8 = 7;
+pub const RES_RANGE: u8 = 8;
+pub const RES_LOOKUP: u8 = 9;
+pub const RES_EXTHDR6: u8 = 10;
+pub const RES_TCPOPT: u8 = 11;
+
+/// `struct ns_res_insn`: one residual operation. `flags` holds the payload base, the
+/// cmp operator, the negation of a range or lookup, or the shift direction; `arg` the
+/// meta key, the byte-order word size or the shift.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct BpfResidualInsn {
+    pub op: u8,
+    pub flags: u8,
+    pub sreg: u8,
+    pub dreg: u8,
+    pub len: u8,
+    pub arg: u8,
+    pub offset: u16,
+    /// Lookups: the elements `[first, first + count)` of `residual_elems`.
+    pub first: u32,
+    pub count: u32,
+    pub data: [u8; 16],
+    pub data2: [u8; 16],
+}
+
+/// `struct ns_res_elem`: an inclusive key range of a lookup (memcmp order).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct BpfResidualElem {
+    pub from: [u8; 16],
+    pub to: [u8; 16],
+}
 
 pub const STMT_SET_MARK: u32 = 1;
 pub const STMT_SET_CTMARK: u32 = 2;
@@ -136,6 +180,8 @@ pub(super) struct Extras {
     pub quota_states: Vec<Option<StateId>>,
     pub log_prefixes: Vec<String>,
     prefix_ids: BTreeMap<String, u32>,
+    pub residual_insns: Vec<BpfResidualInsn>,
+    pub residual_elems: Vec<BpfResidualElem>,
 }
 
 /// The table index of a limit or quota: a new entry, unless one of the same state is
@@ -170,6 +216,22 @@ impl Extras {
         for m in &r.matches {
             let negated = m.negated as u8;
             match &m.test {
+                Test::Residual(program) => {
+                    if m.negated {
+                        return Err(BuildError::BadResidual {
+                            rule,
+                            what: "a negated residual program".into(),
+                        });
+                    }
+                    let first = self.residual_insns.len() as u32;
+                    self.add_residual(rule, program)?;
+                    checks.push(BpfCheck {
+                        kind: CHECK_RESIDUAL,
+                        field: program.insns.len() as u8,
+                        arg: first,
+                        ..BpfCheck::default()
+                    })
+                }
                 Test::CtStatus(mask) => checks.push(BpfCheck {
                     kind: CHECK_CTSTATUS,
                     negated,
@@ -260,6 +322,147 @@ impl Extras {
             !checks.is_empty(),
             !r.statements.is_empty(),
         )))
+    }
+}
+
+impl Extras {
+    /// Appends a residual program's operations (and its lookups' elements).
+    fn add_residual(&mut self, rule: usize, program: &ResidualProgram) -> Result<(), BuildError> {
+        program
+            .check()
+            .map_err(|what| BuildError::BadResidual { rule, what })?;
+        for insn in &program.insns {
+            let mut b = BpfResidualInsn::default();
+            match insn {
+                Insn::Payload {
+                    base,
+                    offset,
+                    len,
+                    dreg,
+                } => {
+                    b.op = RES_PAYLOAD;
+                    b.flags = match base {
+                        PayloadBase::Network => 1,
+                        PayloadBase::Transport => 2,
+                    };
+                    (b.offset, b.len, b.dreg) = (*offset, *len, *dreg);
+                }
+                Insn::Meta { key, dreg } => {
+                    b.op = RES_META;
+                    b.arg = match key {
+                        MetaKey::Len => 1,
+                        MetaKey::Protocol => 2,
+                        MetaKey::NfProto => 3,
+                        MetaKey::L4Proto => 4,
+                        MetaKey::Mark => 5,
+                    };
+                    b.dreg = *dreg;
+                }
+                Insn::Ipv6Exthdr {
+                    header: kind,
+                    offset,
+                    len,
+                    dreg,
+                    present,
+                }
+                | Insn::TcpOption {
+                    kind,
+                    offset,
+                    len,
+                    dreg,
+                    present,
+                } => {
+                    b.op = if matches!(insn, Insn::Ipv6Exthdr { .. }) {
+                        RES_EXTHDR6
+                    } else {
+                        RES_TCPOPT
+                    };
+                    (b.arg, b.offset, b.len, b.dreg) = (*kind, *offset as u16, *len, *dreg);
+                    b.flags = *present as u8;
+                }
+                Insn::Immediate { dreg, data } => {
+                    b.op = RES_IMMEDIATE;
+                    (b.dreg, b.len) = (*dreg, data.len() as u8);
+                    b.data[..data.len()].copy_from_slice(data);
+                }
+                Insn::Bitwise {
+                    sreg,
+                    dreg,
+                    len,
+                    mask,
+                    xor,
+                } => {
+                    b.op = RES_BITWISE;
+                    (b.sreg, b.dreg, b.len) = (*sreg, *dreg, *len);
+                    b.data[..mask.len()].copy_from_slice(mask);
+                    b.data2[..xor.len()].copy_from_slice(xor);
+                }
+                Insn::Shift {
+                    sreg,
+                    dreg,
+                    len,
+                    left,
+                    by,
+                } => {
+                    b.op = RES_SHIFT;
+                    (b.sreg, b.dreg, b.len, b.flags, b.arg) =
+                        (*sreg, *dreg, *len, *left as u8, *by);
+                }
+                Insn::Byteorder {
+                    sreg,
+                    dreg,
+                    len,
+                    size,
+                } => {
+                    b.op = RES_BYTEORDER;
+                    (b.sreg, b.dreg, b.len, b.arg) = (*sreg, *dreg, *len, *size);
+                }
+                Insn::Cmp { sreg, op, data } => {
+                    b.op = RES_CMP;
+                    b.flags = match op {
+                        CmpOp::Eq => 0,
+                        CmpOp::Neq => 1,
+                        CmpOp::Lt => 2,
+                        CmpOp::Lte => 3,
+                        CmpOp::Gt => 4,
+                        CmpOp::Gte => 5,
+                    };
+                    (b.sreg, b.len) = (*sreg, data.len() as u8);
+                    b.data[..data.len()].copy_from_slice(data);
+                }
+                Insn::Range {
+                    sreg,
+                    negated,
+                    from,
+                    to,
+                } => {
+                    b.op = RES_RANGE;
+                    (b.sreg, b.len, b.flags) = (*sreg, from.len() as u8, *negated as u8);
+                    b.data[..from.len()].copy_from_slice(from);
+                    b.data2[..to.len()].copy_from_slice(to);
+                }
+                Insn::Lookup {
+                    sreg,
+                    len,
+                    negated,
+                    elements,
+                } => {
+                    b.op = RES_LOOKUP;
+                    (b.sreg, b.len, b.flags) = (*sreg, *len, *negated as u8);
+                    b.first = self.residual_elems.len() as u32;
+                    b.count = elements.len() as u32;
+                    for (lo, hi) in elements {
+                        let mut e = BpfResidualElem::default();
+                        e.from[..lo.len()].copy_from_slice(lo);
+                        e.to[..hi.len()].copy_from_slice(hi);
+                        self.residual_elems.push(e);
+                    }
+                }
+            }
+            self.residual_insns.push(b);
+        }
+        debug_assert!(program.insns.len() <= residual::MAX_INSNS);
+        Ok(())
     }
 }
 

@@ -272,7 +272,11 @@ impl Predicates {
                         p.ctmark.add(rule, KIND_V4, neg, values);
                     }
                     // Residual checks, evaluated after the LBVS match (see checks.rs).
-                    Test::CtStatus(_) | Test::InSet { .. } | Test::Limit(_) | Test::Quota(_) => {}
+                    Test::CtStatus(_)
+                    | Test::InSet { .. }
+                    | Test::Limit(_)
+                    | Test::Quota(_)
+                    | Test::Residual(_) => {}
                 }
             }
         }

@@ -133,6 +133,7 @@ pub const FEATURE_STMTS: u32 = 1 << 2;
 pub const FEATURE_REJECT: u32 = 1 << 3;
 pub const FEATURE_JUMPS: u32 = 1 << 4;
 pub const FEATURE_ROUTE_ANSWERS: u32 = 1 << 5;
+pub const FEATURE_RESIDUAL: u32 = 1 << 6;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].
@@ -251,6 +252,9 @@ pub struct CompiledProgram {
     pub sets: sets::SetIds,
     /// The set maps' initial entries.
     pub set_entries: Vec<sets::SetEntry>,
+    /// Residual programs' operations and their lookups' elements ([`checks::CHECK_RESIDUAL`]).
+    pub residual_insns: Vec<checks::BpfResidualInsn>,
+    pub residual_elems: Vec<checks::BpfResidualElem>,
 }
 
 /// The compiled form of a lone chain (a program with one base chain).
@@ -314,6 +318,8 @@ pub enum BuildError {
         checks::MAX_CHECKS
     )]
     TooManyChecks { rule: usize },
+    #[error("rule {rule}: residual program: {what}")]
+    BadResidual { rule: usize, what: String },
     #[error("rule {rule}: more than {} statements", checks::MAX_STMTS)]
     TooManyStatements { rule: usize },
     #[error("rule {rule}: limit with a zero rate or out of range")]
@@ -343,6 +349,10 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
     }
     let nblocks = nrules.div_ceil(BLOCK_RULES).max(1);
     let dims = lbvs::build(&layout.rule_refs, nblocks)?;
+    let mut features = layout.features;
+    if !layout.extras.residual_insns.is_empty() {
+        features |= FEATURE_RESIDUAL;
+    }
     let config = BpfConfig {
         dims: dims.dims,
         nrules: nrules as u32,
@@ -350,7 +360,7 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         max_steps: layout.max_steps,
         nbase: program.base_chains.len() as u32,
         base_scope: layout.base_scope,
-        features: layout.features,
+        features,
         fast_rule: layout.fast_rule,
         mark_mask: dims.mark_mask,
         ctmark_mask: dims.ctmark_mask,
@@ -383,6 +393,8 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         log_prefixes: layout.extras.log_prefixes,
         sets: set_ids,
         set_entries,
+        residual_insns: layout.extras.residual_insns,
+        residual_elems: layout.extras.residual_elems,
     })
 }
 

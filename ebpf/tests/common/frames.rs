@@ -191,6 +191,7 @@ pub fn fields_of(frame: &[u8], iif: u32, mark: u32) -> PacketFields {
         later_fragment: false,
         fragment_id: None,
         len: frame.len().saturating_sub(14) as u32,
+        headers: None,
     };
     match &sliced.net {
         Some(NetSlice::Ipv4(ip)) => {

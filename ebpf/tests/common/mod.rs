@@ -339,6 +339,7 @@ impl PacketSpec {
                 _ => Some(7),
             },
             len: self.l3_len() as u32,
+            headers: None,
         }
     }
 }

@@ -1,0 +1,182 @@
+//! A rule's residual program ([`nftshim_ebpf::residual`]), built while the rule is
+//! decompiled: every load is recorded as the operation that repeats it, and every test
+//! LBVS cannot index (`cmp`, `range`, `lookup` on anything but the indexed fields)
+//! becomes an operation of the program. At the end the loads that no residual test
+//! reads are dropped: the indexed predicates they fed already fail on packets without
+//! the field, as the load would have.
+
+use nftshim_ebpf::residual::{Insn, ResidualProgram, REGS_LEN};
+
+#[derive(Clone, Debug, Default)]
+pub struct Trace {
+    insns: Vec<Insn>,
+    /// Register bytes (bit n = byte n) holding a value no residual operation can
+    /// reproduce (interface names, ct state, ...).
+    opaque: u64,
+    tests: usize,
+}
+
+/// Bits of register bytes `[off, off + len)`.
+fn bytes(off: u8, len: usize) -> u64 {
+    (off as usize..(off as usize + len).min(REGS_LEN)).fold(0, |m, b| m | 1 << b)
+}
+
+/// A register's byte offset as netlink gives it ([`netlink_proto::data::Register::byte_offset`]:
+/// the verdict register is bytes 0..16) -> offset in the residual register file.
+pub fn reg(byte_offset: u32) -> Option<u8> {
+    byte_offset
+        .checked_sub(16)
+        .filter(|&r| (r as usize) < REGS_LEN)
+        .map(|r| r as u8)
+}
+
+/// What an operation writes (register, bytes) and reads.
+fn writes(insn: &Insn) -> Option<(u8, usize)> {
+    let round = |n: usize| n.div_ceil(4) * 4;
+    match insn {
+        Insn::Payload { dreg, len, .. } => Some((*dreg, round(*len as usize))),
+        Insn::Meta { dreg, .. } => Some((*dreg, 4)),
+        Insn::Ipv6Exthdr {
+            dreg, len, present, ..
+        }
+        | Insn::TcpOption {
+            dreg, len, present, ..
+        } => Some((*dreg, if *present { 4 } else { round(*len as usize) })),
+        Insn::Immediate { dreg, data } => Some((*dreg, round(data.len()))),
+        Insn::Bitwise { dreg, len, .. } => Some((*dreg, round(*len as usize))),
+        Insn::Shift { dreg, .. } => Some((*dreg, 4)),
+        Insn::Byteorder { dreg, len, .. } => Some((*dreg, *len as usize)),
+        Insn::Cmp { .. } | Insn::Range { .. } | Insn::Lookup { .. } => None,
+    }
+}
+
+fn reads(insn: &Insn) -> Option<(u8, usize)> {
+    let round = |n: usize| n.div_ceil(4) * 4;
+    match insn {
+        Insn::Payload { .. }
+        | Insn::Meta { .. }
+        | Insn::Immediate { .. }
+        | Insn::Ipv6Exthdr { .. }
+        | Insn::TcpOption { .. } => None,
+        Insn::Bitwise { sreg, len, .. } => Some((*sreg, round(*len as usize))),
+        Insn::Shift { sreg, .. } => Some((*sreg, 4)),
+        Insn::Byteorder { sreg, len, .. } => Some((*sreg, *len as usize)),
+        Insn::Cmp { sreg, data, .. } => Some((*sreg, data.len())),
+        Insn::Range { sreg, from, .. } => Some((*sreg, from.len())),
+        Insn::Lookup { sreg, len, .. } => Some((*sreg, *len as usize)),
+    }
+}
+
+impl Trace {
+    /// A load into `len` bytes at `dreg` (netlink byte offset): `insn` repeats it, or
+    /// `None` when no residual operation can.
+    pub fn load(&mut self, dreg: u32, len: u32, insn: Option<Insn>) {
+        let Some(d) = reg(dreg) else { return };
+        match insn {
+            Some(insn) => {
+                self.opaque &= !bytes(d, len as usize);
+                self.insns.push(insn);
+            }
+            None => self.opaque |= bytes(d, len as usize),
+        }
+    }
+
+    /// An operation from `sreg` to `dreg`: opaque if its source is.
+    pub fn transform(&mut self, sreg: u32, dreg: u32, len: u32, insn: Option<Insn>) {
+        let source_opaque = reg(sreg).is_none_or(|s| self.opaque & bytes(s, len as usize) != 0);
+        self.load(dreg, len, insn.filter(|_| !source_opaque));
+    }
+
+    /// A test LBVS cannot index (`why` says what kept it from LBVS): added to the
+    /// program if the register it reads holds a value the program can reproduce.
+    pub fn test(
+        &mut self,
+        sreg: u32,
+        len: u32,
+        insn: Option<Insn>,
+        why: String,
+    ) -> Result<(), String> {
+        let Some(s) = reg(sreg) else { return Err(why) };
+        if s as usize + len as usize > REGS_LEN || self.opaque & bytes(s, len as usize) != 0 {
+            return Err(why);
+        }
+        let Some(insn) = insn else { return Err(why) };
+        self.insns.push(insn);
+        self.tests += 1;
+        Ok(())
+    }
+
+    /// The residual program, if the rule has residual tests: the tests and the loads
+    /// they read.
+    pub fn program(&self) -> Result<Option<ResidualProgram>, String> {
+        if self.tests == 0 {
+            return Ok(None);
+        }
+        let mut live = 0u64;
+        let mut kept = Vec::new();
+        for insn in self.insns.iter().rev() {
+            if let Some((d, n)) = writes(insn) {
+                let w = bytes(d, n);
+                if live & w == 0 {
+                    continue;
+                }
+                live &= !w;
+            }
+            if let Some((s, n)) = reads(insn) {
+                live |= bytes(s, n);
+            }
+            kept.push(insn.clone());
+        }
+        kept.reverse();
+        let program = ResidualProgram { insns: kept };
+        program
+            .check()
+            .map_err(|e| format!("residual check not supported by the eBPF data plane: {e}"))?;
+        Ok(Some(program))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nftshim_ebpf::residual::{CmpOp, PayloadBase};
+
+    fn payload(offset: u16, dreg: u8) -> Insn {
+        Insn::Payload {
+            base: PayloadBase::Network,
+            offset,
+            len: 1,
+            dreg,
+        }
+    }
+
+    #[test]
+    fn loads_no_residual_test_reads_are_dropped() {
+        let mut t = Trace::default();
+        t.load(16, 1, Some(payload(9, 0))); // ip protocol, tested by LBVS
+        t.load(16, 1, Some(payload(8, 0))); // ip ttl
+        let cmp = Insn::Cmp {
+            sreg: 0,
+            op: CmpOp::Eq,
+            data: vec![64],
+        };
+        t.test(16, 1, Some(cmp.clone()), "ttl".into()).unwrap();
+        assert_eq!(
+            t.program().unwrap().unwrap().insns,
+            vec![payload(8, 0), cmp]
+        );
+    }
+
+    #[test]
+    fn tests_on_opaque_registers_are_refused_with_the_reason() {
+        let mut t = Trace::default();
+        t.load(16, 16, None); // an interface name
+        let cmp = Insn::Cmp {
+            sreg: 0,
+            op: CmpOp::Lt,
+            data: vec![1; 4],
+        };
+        assert_eq!(t.test(16, 4, Some(cmp), "why".into()), Err("why".into()));
+        assert_eq!(t.program(), Ok(None));
+    }
+}

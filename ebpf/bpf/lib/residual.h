@@ -1,0 +1,485 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Residual programs: what a candidate rule tests beyond the LBVS fields, as a short
+ * run of nf_tables-like register operations (payload and meta loads, bitwise, shifts,
+ * byte order, cmp, range, lookups in a list of key ranges). The Rust builder
+ * (src/maps/checks.rs) writes them into residual_insns; src/residual.rs is the
+ * reference. A load of bytes the packet does not have, or a failing test, stops the
+ * program: the rule does not match (NFT_BREAK).
+ *
+ * The chains run in a bpf_loop callback, which has no packet pointer, so each hook
+ * copies the frame's first NS_RES_HDR_MAX bytes into per-CPU scratch first
+ * (NS_RES_CAPTURE). Loads end at most MAX_PAYLOAD_END (256) bytes after their base,
+ * and the parser never puts a transport header past 1024 + VLAN bytes, so every load
+ * the builder accepts lies inside the copy whenever the packet has the bytes. */
+#ifndef NFTSHIM_RESIDUAL_H
+#define NFTSHIM_RESIDUAL_H
+
+#include "common.h"
+#include "parse.h"
+
+#define NS_RES_HDR_MAX 2048 /* power of two: indexes are masked with it */
+#define NS_RES_REGS 64      /* NFT_REG32_00 .. NFT_REG32_15 */
+#define NS_RES_DATA 16
+#define NS_RES_MAX_INSNS 32
+#define NS_RES_MAX_ELEMS 256
+
+enum ns_res_op {
+	NS_RES_PAYLOAD = 1,   /* flags: 1 network, 2 transport; offset, len, dreg */
+	NS_RES_META = 2,      /* arg: enum ns_res_meta; dreg */
+	NS_RES_IMMEDIATE = 3, /* data[len] -> dreg */
+	NS_RES_BITWISE = 4,   /* dreg = (sreg & data) ^ data2, whole words */
+	NS_RES_SHIFT = 5,     /* one host-order word: flags 1 left / 0 right, arg bits */
+	NS_RES_BYTEORDER = 6, /* swap each arg-byte word of len bytes */
+	NS_RES_CMP = 7,       /* flags: enum ns_res_cmp; memcmp(sreg, data, len) */
+	NS_RES_RANGE = 8,     /* flags: negated; data <= sreg <= data2 */
+	NS_RES_LOOKUP = 9,    /* flags: negated; elements [first, first + count) */
+	NS_RES_EXTHDR6 = 10,  /* arg: header type; flags: present; offset, len, dreg */
+	NS_RES_TCPOPT = 11,   /* arg: option kind; flags: present; offset, len, dreg */
+};
+
+#define NS_RES_MAX_EXTHDRS 8 /* IPv6 extension headers walked (as parse.h) */
+
+enum ns_res_meta {
+	NS_RES_META_LEN = 1,
+	NS_RES_META_PROTOCOL = 2,
+	NS_RES_META_NFPROTO = 3,
+	NS_RES_META_L4PROTO = 4,
+	NS_RES_META_MARK = 5,
+};
+
+enum ns_res_cmp {
+	NS_RES_EQ = 0,
+	NS_RES_NEQ = 1,
+	NS_RES_LT = 2,
+	NS_RES_LTE = 3,
+	NS_RES_GT = 4,
+	NS_RES_GTE = 5,
+};
+
+/* Same layout as Rust `maps::checks::BpfResidualInsn`. */
+struct ns_res_insn {
+	__u8 op;
+	__u8 flags;
+	__u8 sreg; /* byte offsets into the register file */
+	__u8 dreg;
+	__u8 len;
+	__u8 arg;
+	__u16 offset;
+	__u32 first;
+	__u32 count;
+	__u8 data[NS_RES_DATA];
+	__u8 data2[NS_RES_DATA];
+};
+
+/* Same layout as Rust `maps::checks::BpfResidualElem`. */
+struct ns_res_elem {
+	__u8 from[NS_RES_DATA];
+	__u8 to[NS_RES_DATA];
+};
+
+/* The packet's header copy and one program's run. */
+struct ns_res_state {
+	__u8 regs[NS_RES_REGS];
+	__u32 hdr_len; /* bytes copied into hdr */
+	/* Of the packet being run on (frame offsets; th 0: no transport header). */
+	__u32 nh;
+	__u32 th;
+	__u32 end; /* end of the datagram (the kernel trims what follows) */
+	__u32 len;
+	__u32 mark;
+	__u16 protocol; /* ethertype, network order bytes */
+	__u8 nfproto;
+	__u8 l4proto;
+	__u8 has_l4proto;
+	__u8 ipv6;
+	__u8 pad[2];
+	/* The run: next operation, result (1 holds, 0 break, -1 error). */
+	__u32 pc;
+	__s32 result;
+	/* A lookup's scan. */
+	__u32 elem;
+	__u32 key_sreg;
+	__u32 key_len;
+	__u32 found;
+	__u8 hdr[NS_RES_HDR_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ns_res_insn);
+	__uint(max_entries, 1);
+} residual_insns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ns_res_elem);
+	__uint(max_entries, 1);
+} residual_elems SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ns_res_state);
+	__uint(max_entries, 1);
+} residual_scratch SEC(".maps");
+
+NS_INLINE struct ns_res_state *ns_res_state(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&residual_scratch, &zero);
+}
+
+/* Copies the frame's first bytes for residual programs; `load` is the hook's
+ * load-bytes helper. Without a copy, every payload load breaks. */
+#define NS_RES_CAPTURE(load, ctx, frame_len)                                                 \
+	do {                                                                                 \
+		struct ns_res_state *rs_ = ns_res_state();                                   \
+		if (!rs_)                                                                    \
+			break;                                                               \
+		__u32 n_ = (frame_len);                                                      \
+		if (n_ > NS_RES_HDR_MAX)                                                     \
+			n_ = NS_RES_HDR_MAX;                                                 \
+		rs_->hdr_len = 0;                                                            \
+		if (n_ > 0 && load(ctx, 0, rs_->hdr, n_) == 0)                               \
+			rs_->hdr_len = n_;                                                   \
+	} while (0)
+
+/* memcmp of len (<= 16) register bytes at sreg against data. */
+NS_INLINE int ns_res_memcmp(const __u8 *regs, __u32 sreg, const __u8 *data, __u32 len)
+{
+	for (__u32 k = 0; k < NS_RES_DATA; k++) {
+		if (k >= len)
+			break;
+		__u8 a = regs[(sreg + k) & (NS_RES_REGS - 1)];
+		__u8 b = data[k];
+		if (a != b)
+			return a < b ? -1 : 1;
+	}
+	return 0;
+}
+
+/* Zeroes the registers a load of len bytes at dreg fills (to the end of its last
+ * 4-byte register, as the kernel's loads do). */
+NS_INLINE void ns_res_clear(__u8 *regs, __u32 dreg, __u32 len)
+{
+	for (__u32 k = 0; k < NS_RES_DATA; k++) {
+		if (k >= ((len + 3) & ~3u))
+			break;
+		regs[(dreg + k) & (NS_RES_REGS - 1)] = 0;
+	}
+}
+
+/* One element of a lookup's scan (bpf_loop callback). */
+static long ns_res_elem_step(__u64 i, void *unused)
+{
+	struct ns_res_state *rs = ns_res_state();
+	if (!rs)
+		return 1;
+	__u32 idx = rs->elem;
+	struct ns_res_elem *el = bpf_map_lookup_elem(&residual_elems, &idx);
+	if (!el) {
+		rs->result = -1;
+		return 1;
+	}
+	rs->elem = idx + 1;
+	if (ns_res_memcmp(rs->regs, rs->key_sreg, el->from, rs->key_len) >= 0 &&
+	    ns_res_memcmp(rs->regs, rs->key_sreg, el->to, rs->key_len) <= 0) {
+		rs->found = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* Frame offset of IPv6 extension header `target`, as ipv6_find_hdr() finds it with a
+ * target (not past a later fragment); 0 when it is not there or cut short. */
+static __attribute__((noinline)) __u32 ns_res_find_ipv6(struct ns_res_state *rs, __u8 target)
+{
+	__u32 nh = rs->nh;
+	if (!rs->ipv6 || nh + 40 > rs->end || nh + 40 > rs->hdr_len)
+		return 0;
+	__u8 next = rs->hdr[(nh + 6) & (NS_RES_HDR_MAX - 1)];
+	__u32 start = nh + 40;
+	for (int i = 0; i < NS_RES_MAX_EXTHDRS; i++) {
+		int found = next == target;
+		if (next != 0 && next != 43 && next != 44 && next != 51 && next != 60)
+			return found ? start : 0;
+		/* Routing headers must have 4 bytes, fragment headers their offset. */
+		__u32 need = next == 43 || next == 44 ? 4 : 2;
+		if (start + need > rs->end || start + need > rs->hdr_len)
+			return 0;
+		__u8 b0 = rs->hdr[start & (NS_RES_HDR_MAX - 1)];
+		__u8 b1 = rs->hdr[(start + 1) & (NS_RES_HDR_MAX - 1)];
+		__u32 hdrlen;
+		if (next == 44) {
+			__u8 f0 = rs->hdr[(start + 2) & (NS_RES_HDR_MAX - 1)];
+			__u8 f1 = rs->hdr[(start + 3) & (NS_RES_HDR_MAX - 1)];
+			if (((f0 << 8) | f1) & ~7)
+				return 0;
+			hdrlen = 8;
+		} else if (next == 51) {
+			hdrlen = ((__u32)b1 + 2) * 4;
+		} else {
+			hdrlen = ((__u32)b1 + 1) * 8;
+		}
+		if (found)
+			return start;
+		next = b0;
+		start += hdrlen;
+		if (start > NS_RES_HDR_MAX)
+			return 0;
+	}
+	return 0;
+}
+
+/* Frame offset of the bytes at `offset` in the first TCP option `kind` that has
+ * offset + len bytes, as nft_exthdr_tcp_eval() finds it; 0 when there is none. */
+static __attribute__((noinline)) __u32 ns_res_find_tcpopt(struct ns_res_state *rs, __u8 kind, __u32 offset, __u32 len)
+{
+	__u32 th = rs->th;
+	if (!th || !rs->has_l4proto || rs->l4proto != 6 || th + 20 > rs->end ||
+	    th + 20 > rs->hdr_len)
+		return 0;
+	__u32 hdrlen = (rs->hdr[(th + 12) & (NS_RES_HDR_MAX - 1)] >> 4) * 4;
+	if (hdrlen < 20 || th + hdrlen > rs->end || th + hdrlen > rs->hdr_len)
+		return 0;
+	__u32 i = 20;
+	/* At most 40 option bytes, each option at least one. */
+	for (int n = 0; n < 40; n++) {
+		if (i + 1 >= hdrlen)
+			return 0;
+		__u8 k = rs->hdr[(th + i) & (NS_RES_HDR_MAX - 1)];
+		__u8 l = rs->hdr[(th + i + 1) & (NS_RES_HDR_MAX - 1)];
+		__u32 optl = k <= 1 || l == 0 ? 1 : l;
+		if (k == kind) {
+			if (i + optl > hdrlen || len + offset > optl)
+				return 0;
+			return th + i + offset;
+		}
+		i += optl;
+	}
+	return 0;
+}
+
+/* Runs one operation: 1 go on, 0 break, -1 error. */
+NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in)
+{
+	__u32 sreg = in->sreg, dreg = in->dreg, len = in->len;
+	__u8 *regs = rs->regs;
+
+	if (len > NS_RES_DATA || sreg + len > NS_RES_REGS || dreg + len > NS_RES_REGS)
+		return -1;
+	switch (in->op) {
+	case NS_RES_PAYLOAD: {
+		__u32 base = in->flags == 1 ? rs->nh : in->flags == 2 ? rs->th : 0;
+		if (!base)
+			return 0;
+		__u32 off = base + in->offset;
+		if (len == 0 || off + len > rs->end || off + len > rs->hdr_len)
+			return 0;
+		ns_res_clear(regs, dreg, len);
+		for (__u32 k = 0; k < NS_RES_DATA; k++) {
+			if (k >= len)
+				break;
+			regs[(dreg + k) & (NS_RES_REGS - 1)] =
+				rs->hdr[(off + k) & (NS_RES_HDR_MAX - 1)];
+		}
+		return 1;
+	}
+	case NS_RES_META: {
+		__u32 v;
+		__u32 n = 4;
+		switch (in->arg) {
+		case NS_RES_META_LEN:
+			v = rs->len;
+			break;
+		case NS_RES_META_PROTOCOL:
+			/* The ethertype's bytes in network order. */
+			v = bpf_htons(rs->protocol);
+			n = 2;
+			break;
+		case NS_RES_META_NFPROTO:
+			v = rs->nfproto;
+			n = 1;
+			break;
+		case NS_RES_META_L4PROTO:
+			if (!rs->has_l4proto)
+				return 0;
+			v = rs->l4proto;
+			n = 1;
+			break;
+		case NS_RES_META_MARK:
+			v = rs->mark;
+			break;
+		default:
+			return -1;
+		}
+		if (dreg + 4 > NS_RES_REGS)
+			return -1;
+		ns_res_clear(regs, dreg, n);
+		/* Host order, as the kernel stores them (little-endian here). */
+		for (__u32 k = 0; k < 4; k++) {
+			if (k >= n)
+				break;
+			regs[(dreg + k) & (NS_RES_REGS - 1)] = v >> (8 * k);
+		}
+		return 1;
+	}
+	case NS_RES_EXTHDR6:
+	case NS_RES_TCPOPT: {
+		__u32 at = in->op == NS_RES_EXTHDR6 ? ns_res_find_ipv6(rs, in->arg)
+						     : ns_res_find_tcpopt(rs, in->arg, in->offset, len);
+		if (in->flags & 1) {
+			if (dreg + 4 > NS_RES_REGS)
+				return -1;
+			ns_res_clear(regs, dreg, 4);
+			regs[dreg & (NS_RES_REGS - 1)] = at != 0;
+			return 1;
+		}
+		if (!at)
+			return 0;
+		if (in->op == NS_RES_EXTHDR6)
+			at += in->offset;
+		if (len == 0 || at + len > rs->end || at + len > rs->hdr_len)
+			return 0;
+		ns_res_clear(regs, dreg, len);
+		for (__u32 k = 0; k < NS_RES_DATA; k++) {
+			if (k >= len)
+				break;
+			regs[(dreg + k) & (NS_RES_REGS - 1)] = rs->hdr[(at + k) & (NS_RES_HDR_MAX - 1)];
+		}
+		return 1;
+	}
+	case NS_RES_IMMEDIATE:
+		ns_res_clear(regs, dreg, len);
+		for (__u32 k = 0; k < NS_RES_DATA; k++) {
+			if (k >= len)
+				break;
+			regs[(dreg + k) & (NS_RES_REGS - 1)] = in->data[k];
+		}
+		return 1;
+	case NS_RES_BITWISE:
+		/* Whole 4-byte registers; mask and xor are zero past len. */
+		for (__u32 k = 0; k < NS_RES_DATA; k++) {
+			if (k >= ((len + 3) & ~3u))
+				break;
+			__u8 s = regs[(sreg + k) & (NS_RES_REGS - 1)];
+			regs[(dreg + k) & (NS_RES_REGS - 1)] = (s & in->data[k]) ^ in->data2[k];
+		}
+		return 1;
+	case NS_RES_SHIFT: {
+		/* One word (the builder refuses longer shifts), host order. */
+		__u32 w = 0;
+		for (__u32 k = 0; k < 4; k++)
+			w |= (__u32)regs[(sreg + k) & (NS_RES_REGS - 1)] << (8 * k);
+		__u32 by = in->arg & 31;
+		w = in->flags ? w << by : w >> by;
+		for (__u32 k = 0; k < 4; k++)
+			regs[(dreg + k) & (NS_RES_REGS - 1)] = w >> (8 * k);
+		return 1;
+	}
+	case NS_RES_BYTEORDER: {
+		__u32 size = in->arg;
+		if (size != 2 && size != 4 && size != 8)
+			return -1;
+		__u8 tmp[NS_RES_DATA];
+		for (__u32 k = 0; k < NS_RES_DATA; k++)
+			tmp[k] = regs[(sreg + k) & (NS_RES_REGS - 1)];
+		for (__u32 k = 0; k < NS_RES_DATA; k++) {
+			if (k >= len)
+				break;
+			/* Byte j of a word comes from byte size - 1 - j. */
+			__u32 word = k & ~(size - 1);
+			__u32 from = word + size - 1 - (k - word);
+			regs[(dreg + k) & (NS_RES_REGS - 1)] = tmp[from & (NS_RES_DATA - 1)];
+		}
+		return 1;
+	}
+	case NS_RES_CMP: {
+		int d = ns_res_memcmp(regs, sreg, in->data, len);
+		switch (in->flags) {
+		case NS_RES_EQ:
+			return d == 0;
+		case NS_RES_NEQ:
+			return d != 0;
+		case NS_RES_LT:
+			return d < 0;
+		case NS_RES_LTE:
+			return d <= 0;
+		case NS_RES_GT:
+			return d > 0;
+		case NS_RES_GTE:
+			return d >= 0;
+		}
+		return -1;
+	}
+	case NS_RES_RANGE: {
+		int inside = ns_res_memcmp(regs, sreg, in->data, len) >= 0 &&
+			     ns_res_memcmp(regs, sreg, in->data2, len) <= 0;
+		return inside != (in->flags & 1);
+	}
+	case NS_RES_LOOKUP: {
+		__u32 count = in->count;
+		if (count > NS_RES_MAX_ELEMS)
+			return -1;
+		rs->elem = in->first;
+		rs->key_sreg = sreg;
+		rs->key_len = len;
+		rs->found = 0;
+		if (count)
+			bpf_loop(count, ns_res_elem_step, NULL, 0);
+		if (rs->result < 0)
+			return -1;
+		return rs->found != (in->flags & 1);
+	}
+	}
+	return -1;
+}
+
+/* One operation of the running program (bpf_loop callback). */
+static long ns_res_step(__u64 i, void *unused)
+{
+	struct ns_res_state *rs = ns_res_state();
+	if (!rs)
+		return 1;
+	__u32 pc = rs->pc;
+	struct ns_res_insn *in = bpf_map_lookup_elem(&residual_insns, &pc);
+	if (!in) {
+		rs->result = -1;
+		return 1;
+	}
+	rs->pc = pc + 1;
+	int r = ns_res_exec(rs, in);
+	if (r <= 0) {
+		rs->result = r;
+		return 1;
+	}
+	return 0;
+}
+
+/* Runs the count operations from first on packet p: 1 holds, 0 does not, -1 error. */
+NS_INLINE int ns_residual_holds(__u32 first, __u32 count, const struct pkt_ctx *p)
+{
+	struct ns_res_state *rs = ns_res_state();
+	if (!rs || count > NS_RES_MAX_INSNS)
+		return -1;
+	rs->nh = p->l3 != NS_L3_NONE ? p->l3_off : 0;
+	/* The kernel loads from the transport header only when the protocol is known
+	 * and the packet is not a later fragment. */
+	rs->th = (p->flags & PKT_F_L4PROTO) && !(p->flags & PKT_F_LATER_FRAG) ? p->l4_off : 0;
+	rs->end = rs->nh + p->len;
+	rs->len = p->len;
+	rs->mark = p->mark;
+	rs->nfproto = p->l3 == NS_L3_IPV4 ? 2 : p->l3 == NS_L3_IPV6 ? 10 : 0;
+	rs->protocol = p->l3 == NS_L3_IPV4 ? ETH_P_IP : p->l3 == NS_L3_IPV6 ? ETH_P_IPV6 : 0;
+	rs->l4proto = p->l4proto;
+	rs->has_l4proto = (p->flags & PKT_F_L4PROTO) != 0;
+	rs->ipv6 = p->l3 == NS_L3_IPV6;
+	rs->pc = first;
+	rs->result = 1;
+	bpf_loop(count, ns_res_step, NULL, 0);
+	return rs->result;
+}
+
+#endif

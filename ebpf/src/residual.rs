@@ -1,0 +1,630 @@
+//! Residual programs: what a rule tests beyond the LBVS fields (other header bytes,
+//! other meta keys, masks, shifts, byte order, ranges, lookups with any key), as a
+//! short run of nf_tables-like register operations. bpf/lib/residual.h runs them,
+//! only for the rules LBVS found as candidates; [`ResidualProgram::holds`] is the
+//! reference, written from the kernel's expressions (nft_payload, nft_meta, nft_cmp,
+//! nft_bitwise, nft_byteorder, nft_range, nft_lookup) over [`Headers`].
+//!
+//! Semantics: the program holds when it runs to its end. A load of bytes the packet
+//! does not have (out of the datagram, no transport header, a later fragment) and a
+//! test that fails stop it, as NFT_BREAK does. Registers are the 64 data bytes of
+//! nf_tables' register file (NFT_REG32_00 at 0, NFT_REG_1 = bytes 0..16, ...).
+
+/// Bytes of the register file (NFT_REG32_00 .. NFT_REG32_15).
+pub const REGS_LEN: usize = 64;
+/// Operations per program (`NS_RES_MAX_INSNS`).
+pub const MAX_INSNS: usize = 32;
+/// Bytes of an operation's data (one nft_data, `NFT_DATA_VALUE_MAXLEN`).
+pub const MAX_DATA: usize = 16;
+/// Elements one lookup scans (`NS_RES_MAX_ELEMS`).
+pub const MAX_ELEMS: usize = 256;
+/// A payload load must end this many bytes after its base, at most. With the BPF
+/// program's header copy (`NS_RES_HDR_MAX`) this keeps every accepted load inside the
+/// copy whenever the packet has the bytes.
+pub const MAX_PAYLOAD_END: u32 = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PayloadBase {
+    /// From the network header (`@nh`).
+    Network,
+    /// From the transport header (`@th`): absent on later fragments and when the
+    /// protocol is unknown (NFT_PKTINFO_L4PROTO unset).
+    Transport,
+}
+
+/// `meta` keys whose value the data plane knows exactly at every IP hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MetaKey {
+    /// `meta length`: skb->len, the bytes from the network header on (4 bytes, host order).
+    Len,
+    /// `meta protocol`: the ethertype (2 bytes, network order).
+    Protocol,
+    /// `meta nfproto` (1 byte): NFPROTO_IPV4 (2) or NFPROTO_IPV6 (10).
+    NfProto,
+    /// `meta l4proto` (1 byte), absent when unknown.
+    L4Proto,
+    /// `meta mark` (4 bytes, host order), as statements before this rule left it.
+    Mark,
+}
+
+/// `enum nft_cmp_ops`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CmpOp {
+    Eq,
+    Neq,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+}
+
+/// One operation. Registers (`sreg`, `dreg`) are byte offsets into the register file;
+/// the builder checks that every access stays inside it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Insn {
+    /// `len` packet bytes at `offset` from `base` into `dreg` (the rest of the last
+    /// 4-byte register zeroed, as nft_payload_eval does).
+    Payload {
+        base: PayloadBase,
+        offset: u16,
+        len: u8,
+        dreg: u8,
+    },
+    Meta {
+        key: MetaKey,
+        dreg: u8,
+    },
+    /// `exthdr` of IPv6: the extension header of type `header`, found as the kernel's
+    /// ipv6_find_hdr() finds it (not in a later fragment). With `present`: 1 or 0 into
+    /// the 4-byte register `dreg`; otherwise `len` bytes at `offset` in the header
+    /// (break when there is no such header or bytes). Only on IPv6 packets.
+    Ipv6Exthdr {
+        header: u8,
+        offset: u8,
+        len: u8,
+        dreg: u8,
+        present: bool,
+    },
+    /// `exthdr` of TCP options (nft_exthdr_tcp_eval): the first option of `kind` in the
+    /// TCP header of a TCP packet (not a later fragment). With `present`: 1 or 0;
+    /// otherwise `len` bytes at `offset` in the option (break when there is none, or
+    /// the option is cut short).
+    TcpOption {
+        kind: u8,
+        offset: u8,
+        len: u8,
+        dreg: u8,
+        present: bool,
+    },
+    /// `data` into `dreg`.
+    Immediate {
+        dreg: u8,
+        data: Vec<u8>,
+    },
+    /// `dreg = (sreg & mask) ^ xor`, over whole 4-byte registers (`mask`/`xor` are `len`
+    /// bytes; the rest of the last register becomes 0).
+    Bitwise {
+        sreg: u8,
+        dreg: u8,
+        len: u8,
+        mask: Vec<u8>,
+        xor: Vec<u8>,
+    },
+    /// Shift of one host-order 32-bit word (nft_bitwise NFT_BITWISE_LSHIFT/RSHIFT),
+    /// `0 < by < 32`, `len <= 4`.
+    Shift {
+        sreg: u8,
+        dreg: u8,
+        len: u8,
+        left: bool,
+        by: u8,
+    },
+    /// Byte swap of each `size`-byte word of `len` bytes (hton and ntoh are the same on a
+    /// little-endian host); `size` is 2, 4 or 8.
+    Byteorder {
+        sreg: u8,
+        dreg: u8,
+        len: u8,
+        size: u8,
+    },
+    /// `memcmp(sreg, data, data.len())` against `op` (nft_cmp_eval).
+    Cmp {
+        sreg: u8,
+        op: CmpOp,
+        data: Vec<u8>,
+    },
+    /// `from <= sreg <= to` (memcmp order), or its negation.
+    Range {
+        sreg: u8,
+        negated: bool,
+        from: Vec<u8>,
+        to: Vec<u8>,
+    },
+    /// The `len` bytes at `sreg` are in one of the inclusive ranges (memcmp order, as
+    /// the kernel's sets order keys; a single element is `(k, k)`), or not (`negated`).
+    Lookup {
+        sreg: u8,
+        len: u8,
+        negated: bool,
+        elements: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+}
+
+/// A rule's residual program.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ResidualProgram {
+    pub insns: Vec<Insn>,
+}
+
+/// The packet bytes residual programs read, with what the BPF parser knows of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers {
+    /// The datagram from its network header to its end (`PacketFields::len` bytes, or
+    /// fewer if the frame is cut short).
+    pub network: Vec<u8>,
+    /// Offset of the transport header in `network`, when the kernel would load from it
+    /// (protocol known, not a later fragment).
+    pub transport: Option<usize>,
+    /// The ethertype (`meta protocol`).
+    pub protocol: u16,
+}
+
+/// What a program reads besides header bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MetaValues {
+    pub len: u32,
+    /// 0 for non-IP packets.
+    pub nfproto: u8,
+    pub l4proto: Option<u8>,
+    pub mark: u32,
+}
+
+impl ResidualProgram {
+    /// Whether the program runs to its end on this packet.
+    pub fn holds(&self, headers: &Headers, meta: &MetaValues) -> bool {
+        let mut regs = [0u8; REGS_LEN];
+        self.insns.iter().all(|i| step(i, &mut regs, headers, meta))
+    }
+
+    /// The problem that keeps the BPF program from running this one, if any.
+    pub fn check(&self) -> Result<(), String> {
+        if self.insns.is_empty() || self.insns.len() > MAX_INSNS {
+            return Err(format!(
+                "{} operations (1 to {MAX_INSNS})",
+                self.insns.len()
+            ));
+        }
+        let within = |reg: u8, len: usize| reg as usize % 4 == 0 && reg as usize + len <= REGS_LEN;
+        for insn in &self.insns {
+            let ok = match insn {
+                Insn::Payload {
+                    offset, len, dreg, ..
+                } => {
+                    (1..=MAX_DATA as u8).contains(len)
+                        && *offset as u32 + *len as u32 <= MAX_PAYLOAD_END
+                        && within(*dreg, *len as usize)
+                }
+                Insn::Meta { dreg, .. } => within(*dreg, 4),
+                Insn::Ipv6Exthdr {
+                    len, dreg, present, ..
+                }
+                | Insn::TcpOption {
+                    len, dreg, present, ..
+                } => {
+                    (1..=MAX_DATA as u8).contains(len)
+                        && within(*dreg, if *present { 4 } else { *len as usize })
+                }
+                Insn::Immediate { dreg, data } => {
+                    (1..=MAX_DATA).contains(&data.len()) && within(*dreg, data.len())
+                }
+                Insn::Bitwise {
+                    sreg,
+                    dreg,
+                    len,
+                    mask,
+                    xor,
+                } => {
+                    (1..=MAX_DATA as u8).contains(len)
+                        && mask.len() == *len as usize
+                        && xor.len() == *len as usize
+                        && within(*sreg, *len as usize)
+                        && within(*dreg, *len as usize)
+                }
+                Insn::Shift {
+                    sreg,
+                    dreg,
+                    len,
+                    by,
+                    ..
+                } => {
+                    // One word: nft_bitwise's carry across words reads registers it
+                    // already wrote when sreg == dreg; not modelled.
+                    (1..=4).contains(len)
+                        && (1..32).contains(by)
+                        && within(*sreg, *len as usize)
+                        && within(*dreg, *len as usize)
+                }
+                Insn::Byteorder {
+                    sreg,
+                    dreg,
+                    len,
+                    size,
+                } => {
+                    // 8-byte words: only one (the kernel indexes its source in 4-byte
+                    // steps for the second).
+                    (matches!(size, 2 | 4) || (*size == 8 && *len == 8))
+                        && (1..=MAX_DATA as u8).contains(len)
+                        && *len % *size == 0
+                        && within(*sreg, *len as usize)
+                        && within(*dreg, *len as usize)
+                }
+                Insn::Cmp { sreg, data, .. } => {
+                    (1..=MAX_DATA).contains(&data.len()) && within(*sreg, data.len())
+                }
+                Insn::Range { sreg, from, to, .. } => {
+                    (1..=MAX_DATA).contains(&from.len())
+                        && from.len() == to.len()
+                        && within(*sreg, from.len())
+                }
+                Insn::Lookup {
+                    sreg,
+                    len,
+                    elements,
+                    ..
+                } => {
+                    (1..=MAX_DATA as u8).contains(len)
+                        && elements.len() <= MAX_ELEMS
+                        && elements
+                            .iter()
+                            .all(|(a, b)| a.len() == *len as usize && b.len() == *len as usize)
+                        && within(*sreg, *len as usize)
+                }
+            };
+            if !ok {
+                return Err(format!("operation out of bounds: {insn:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs one operation; false: the rule stops here (NFT_BREAK).
+fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> bool {
+    match insn {
+        Insn::Payload {
+            base,
+            offset,
+            len,
+            dreg,
+        } => {
+            let start = match base {
+                PayloadBase::Network => 0,
+                PayloadBase::Transport => match h.transport {
+                    Some(t) => t,
+                    None => return false,
+                },
+            } + *offset as usize;
+            let Some(bytes) = h.network.get(start..start + *len as usize) else {
+                return false;
+            };
+            store(regs, *dreg, bytes);
+            true
+        }
+        Insn::Meta { key, dreg } => {
+            let value: Vec<u8> = match key {
+                MetaKey::Len => m.len.to_ne_bytes().to_vec(),
+                MetaKey::Protocol => h.protocol.to_be_bytes().to_vec(),
+                MetaKey::NfProto => vec![m.nfproto],
+                MetaKey::L4Proto => match m.l4proto {
+                    Some(p) => vec![p],
+                    None => return false,
+                },
+                MetaKey::Mark => m.mark.to_ne_bytes().to_vec(),
+            };
+            store(regs, *dreg, &value);
+            true
+        }
+        Insn::Immediate { dreg, data } => {
+            store(regs, *dreg, data);
+            true
+        }
+        Insn::Ipv6Exthdr {
+            header,
+            offset,
+            len,
+            dreg,
+            present,
+        } => {
+            let found = if h.protocol == 0x86dd {
+                ipv6_find_hdr(&h.network, *header)
+            } else {
+                None
+            };
+            exthdr_result(regs, &h.network, found, *offset, *len, *dreg, *present)
+        }
+        Insn::TcpOption {
+            kind,
+            offset,
+            len,
+            dreg,
+            present,
+        } => {
+            let found = match (m.l4proto, h.transport) {
+                (Some(6), Some(th)) => tcp_option(&h.network, th, *kind, *offset, *len),
+                _ => None,
+            };
+            exthdr_result(regs, &h.network, found, 0, *len, *dreg, *present)
+        }
+        Insn::Bitwise {
+            sreg,
+            dreg,
+            len,
+            mask,
+            xor,
+        } => {
+            let n = (*len as usize).div_ceil(4) * 4;
+            let src: Vec<u8> = regs[*sreg as usize..*sreg as usize + n].to_vec();
+            for i in 0..n {
+                let mk = mask.get(i).copied().unwrap_or(0);
+                let x = xor.get(i).copied().unwrap_or(0);
+                regs[*dreg as usize + i] = (src[i] & mk) ^ x;
+            }
+            true
+        }
+        Insn::Shift {
+            sreg,
+            dreg,
+            left,
+            by,
+            ..
+        } => {
+            // One host-order word ([`ResidualProgram::check`] refuses longer shifts).
+            let o = *sreg as usize;
+            let w = u32::from_ne_bytes(regs[o..o + 4].try_into().unwrap());
+            let w = if *left { w << by } else { w >> by };
+            let d = *dreg as usize;
+            regs[d..d + 4].copy_from_slice(&w.to_ne_bytes());
+            true
+        }
+        Insn::Byteorder {
+            sreg,
+            dreg,
+            len,
+            size,
+        } => {
+            let src: Vec<u8> = regs[*sreg as usize..*sreg as usize + *len as usize].to_vec();
+            for (c, chunk) in src.chunks(*size as usize).enumerate() {
+                for (j, b) in chunk.iter().rev().enumerate() {
+                    regs[*dreg as usize + c * *size as usize + j] = *b;
+                }
+            }
+            true
+        }
+        Insn::Cmp { sreg, op, data } => {
+            let got = &regs[*sreg as usize..*sreg as usize + data.len()];
+            let ord = got.cmp(data.as_slice());
+            use std::cmp::Ordering::*;
+            match op {
+                CmpOp::Eq => ord == Equal,
+                CmpOp::Neq => ord != Equal,
+                CmpOp::Lt => ord == Less,
+                CmpOp::Lte => ord != Greater,
+                CmpOp::Gt => ord == Greater,
+                CmpOp::Gte => ord != Less,
+            }
+        }
+        Insn::Range {
+            sreg,
+            negated,
+            from,
+            to,
+        } => {
+            let got = &regs[*sreg as usize..*sreg as usize + from.len()];
+            let inside = from.as_slice() <= got && got <= to.as_slice();
+            inside != *negated
+        }
+        Insn::Lookup {
+            sreg,
+            len,
+            negated,
+            elements,
+        } => {
+            let got = &regs[*sreg as usize..*sreg as usize + *len as usize];
+            let member = elements
+                .iter()
+                .any(|(lo, hi)| lo.as_slice() <= got && got <= hi.as_slice());
+            member != *negated
+        }
+    }
+}
+
+/// The end of an `exthdr` load: `found` is where the bytes start (before `offset`).
+fn exthdr_result(
+    regs: &mut [u8; REGS_LEN],
+    packet: &[u8],
+    found: Option<usize>,
+    offset: u8,
+    len: u8,
+    dreg: u8,
+    present: bool,
+) -> bool {
+    if present {
+        store(regs, dreg, &(found.is_some() as u32).to_ne_bytes());
+        return true;
+    }
+    let Some(start) = found.map(|f| f + offset as usize) else {
+        return false;
+    };
+    match packet.get(start..start + len as usize) {
+        Some(bytes) => {
+            store(regs, dreg, bytes);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Extension headers ipv6_find_hdr() steps over.
+fn ipv6_ext(nh: u8) -> bool {
+    matches!(nh, 0 | 43 | 44 | 51 | 60)
+}
+
+/// How many extension headers the walk follows (`NS_RES_MAX_EXTHDRS`, as the parser's
+/// IPV6_MAX_EXT_HDRS): a header further down is not found.
+pub const MAX_EXTHDRS: usize = 8;
+
+/// Offset (in the datagram) of the IPv6 extension header `target`, as ipv6_find_hdr()
+/// with a target: `None` when it is not there, cut short, or after a later fragment.
+fn ipv6_find_hdr(ip: &[u8], target: u8) -> Option<usize> {
+    if ip.len() < 40 {
+        return None;
+    }
+    let mut nexthdr = ip[6];
+    let mut start = 40usize;
+    for _ in 0..MAX_EXTHDRS {
+        let found = nexthdr == target;
+        if !ipv6_ext(nexthdr) {
+            return found.then_some(start);
+        }
+        let hp = ip.get(start..start + 2)?;
+        if nexthdr == 43 {
+            ip.get(start..start + 4)?;
+        }
+        let hdrlen = match nexthdr {
+            44 => {
+                let fo = ip.get(start + 2..start + 4)?;
+                if u16::from_be_bytes([fo[0], fo[1]]) & !7 != 0 {
+                    return None;
+                }
+                8
+            }
+            51 => (hp[1] as usize + 2) * 4,
+            _ => (hp[1] as usize + 1) * 8,
+        };
+        if found {
+            return Some(start);
+        }
+        nexthdr = hp[0];
+        start += hdrlen;
+    }
+    None
+}
+
+/// Offset (in the datagram) of the TCP option `kind`, as nft_exthdr_tcp_eval() finds
+/// it: `None` when there is none, or the option (or `offset + len` in it) is cut short.
+fn tcp_option(ip: &[u8], th: usize, kind: u8, offset: u8, len: u8) -> Option<usize> {
+    let tcp = ip.get(th..th + 20)?;
+    let hdrlen = (tcp[12] >> 4) as usize * 4;
+    if hdrlen < 20 {
+        return None;
+    }
+    let opt = ip.get(th..th + hdrlen)?;
+    let mut i = 20;
+    while i + 1 < hdrlen {
+        let optl = if opt[i] <= 1 || opt[i + 1] == 0 {
+            1
+        } else {
+            opt[i + 1] as usize
+        };
+        if opt[i] == kind {
+            if i + optl > hdrlen || len as usize + offset as usize > optl {
+                return None;
+            }
+            return Some(th + i + offset as usize);
+        }
+        i += optl;
+    }
+    None
+}
+
+/// Stores a loaded value: its bytes, and zeros to the end of its last 4-byte register.
+fn store(regs: &mut [u8; REGS_LEN], dreg: u8, value: &[u8]) {
+    let d = dreg as usize;
+    let end = d + value.len().div_ceil(4) * 4;
+    regs[d..end].fill(0);
+    regs[d..d + value.len()].copy_from_slice(value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(insns: Vec<Insn>, network: &[u8], transport: Option<usize>) -> bool {
+        ResidualProgram { insns }.holds(
+            &Headers {
+                network: network.to_vec(),
+                transport,
+                protocol: 0x0800,
+            },
+            &MetaValues::default(),
+        )
+    }
+
+    #[test]
+    fn masked_flags_compare_like_memcmp() {
+        // tcp flags & (syn | ack) == syn, on a SYN and on a SYN-ACK.
+        let prog = |flags: u8| {
+            let mut pkt = vec![0u8; 40];
+            pkt[20 + 13] = flags;
+            run(
+                vec![
+                    Insn::Payload {
+                        base: PayloadBase::Transport,
+                        offset: 13,
+                        len: 1,
+                        dreg: 0,
+                    },
+                    Insn::Bitwise {
+                        sreg: 0,
+                        dreg: 0,
+                        len: 1,
+                        mask: vec![0x12],
+                        xor: vec![0],
+                    },
+                    Insn::Cmp {
+                        sreg: 0,
+                        op: CmpOp::Eq,
+                        data: vec![0x02],
+                    },
+                ],
+                &pkt,
+                Some(20),
+            )
+        };
+        assert!(prog(0x02));
+        assert!(!prog(0x12));
+    }
+
+    #[test]
+    fn loads_past_the_datagram_or_without_transport_header_break() {
+        let load = |base, offset| Insn::Payload {
+            base,
+            offset,
+            len: 2,
+            dreg: 0,
+        };
+        assert!(!run(vec![load(PayloadBase::Network, 19)], &[0; 20], None));
+        assert!(run(vec![load(PayloadBase::Network, 18)], &[0; 20], None));
+        assert!(!run(vec![load(PayloadBase::Transport, 0)], &[0; 40], None));
+    }
+
+    #[test]
+    fn shifts_work_on_the_host_order_word() {
+        // 0x12 loaded as the first byte of a register is 0x00000012 on this host.
+        let mut regs = [0u8; REGS_LEN];
+        regs[0] = 0x12;
+        let h = Headers::default();
+        let m = MetaValues::default();
+        let shift = |left| Insn::Shift {
+            sreg: 0,
+            dreg: 4,
+            len: 4,
+            left,
+            by: 4,
+        };
+        assert!(step(&shift(true), &mut regs, &h, &m));
+        assert_eq!(regs[4..8], 0x120u32.to_ne_bytes());
+        assert!(step(&shift(false), &mut regs, &h, &m));
+        assert_eq!(regs[4..8], 0x1u32.to_ne_bytes());
+    }
+}
