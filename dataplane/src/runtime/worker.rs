@@ -338,10 +338,7 @@ impl Generation {
                 .cloned()
                 .unwrap_or_default();
             let same = |p: &LoadedProg| {
-                p.chain == chain
-                    && p.dir == dir
-                    && p.loopback == loopback
-                    && p.counters == counters
+                p.chain == chain && p.dir == dir && p.loopback == loopback && p.counters == counters
             };
             let reused = live
                 .and_then(|g| g.progs.iter().find(|(_, p)| same(p)))

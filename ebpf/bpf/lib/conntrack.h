@@ -133,7 +133,11 @@ struct ns_ct_entry {
 	 * the forward or postrouting chains drop it, deleted) by the egress that sees the
 	 * packet next, as nf_conntrack confirms at postrouting. */
 	__u8 tentative;
-	__u8 pad[5];
+	/* Killed by its packet (a first reply that is a reset): that packet keeps it on
+	 * its way (the egress observing a forwarded one deletes it), the next packet of
+	 * the flow deletes it and finds none, as nf_conntrack's kill does. */
+	__u8 dying;
+	__u8 pad[4];
 };
 
 /* What tracking says about the packet being evaluated. */
@@ -495,13 +499,15 @@ NS_INLINE void ns_conntrack_packet(struct ns_ct *c, const struct pkt_ctx *p, __u
 	if (from_a < 0)
 		return;
 	struct ns_ct_entry *e = bpf_map_lookup_elem(&ct_table, &c->key);
-	if (e && e->expires <= now) {
+	if (e && (e->expires <= now || (e->dying && !observe))) {
 		if (!observe)
 			bpf_map_delete_elem(&ct_table, &c->key);
 		e = NULL;
 	}
 	if (e && observe) {
 		copy = *e;
+		if (copy.dying)
+			bpf_map_delete_elem(&ct_table, &c->key);
 		e = &copy;
 	}
 	if (e) {
@@ -511,11 +517,11 @@ NS_INLINE void ns_conntrack_packet(struct ns_ct *c, const struct pkt_ctx *p, __u
 		__u32 seen_before = e->status & NS_IPS_SEEN_REPLY;
 		int r = ns_ct_update(c, e, p, tcp_kind, dir, now);
 		if (r > 0) {
-			/* The only reply so far is a reset: nf_conntrack deletes the entry
-			 * (the packet keeps it). */
+			/* The only reply so far is a reset: nf_conntrack kills the entry
+			 * (the packet keeps it; see `dying`). */
 			if (p->l4proto == 6 && tcp_kind == NS_TCP_RST_SET && !seen_before &&
 			    !observe)
-				bpf_map_delete_elem(&ct_table, &c->key);
+				e->dying = 1;
 			return;
 		}
 		if (r == 0)

@@ -40,6 +40,9 @@ struct ns_reply {
 	__u32 quote_len;
 	/* The quote, zero padded to a whole chunk, for its checksum. */
 	__u8 buf[NS_QUOTE_CHUNK * NS_QUOTE_CHUNKS] __attribute__((aligned(8)));
+	/* The route back (ns_route_answer): here rather than on the 512-byte stack, which
+	 * the chain loop and residual programs below the entry point already use. */
+	struct bpf_fib_lookup fib;
 };
 
 /* Zeroes r->buf from the 8-byte word holding byte q to the end of q's chunk, before
@@ -254,25 +257,25 @@ NS_INLINE int ns_route_answer(struct __sk_buff *skb, struct ns_reply *r, const s
 	/* From a local address: the route back is through lo, where it came in. */
 	if (skb->ifindex == 1) /* LOOPBACK_IFINDEX */
 		return 1;
-	struct bpf_fib_lookup fib;
-	__builtin_memset(&fib, 0, sizeof(fib));
+	struct bpf_fib_lookup *fib = &r->fib;
+	__builtin_memset(fib, 0, sizeof(*fib));
 	if (p->l3 == NS_L3_IPV4) {
-		fib.family = 2; /* AF_INET */
-		fib.ipv4_src = p->daddr[0];
-		fib.ipv4_dst = p->saddr[0];
+		fib->family = 2; /* AF_INET */
+		fib->ipv4_src = p->daddr[0];
+		fib->ipv4_dst = p->saddr[0];
 	} else {
-		fib.family = 10; /* AF_INET6 */
-		__builtin_memcpy(fib.ipv6_src, p->daddr, 16);
-		__builtin_memcpy(fib.ipv6_dst, p->saddr, 16);
+		fib->family = 10; /* AF_INET6 */
+		__builtin_memcpy(fib->ipv6_src, p->daddr, 16);
+		__builtin_memcpy(fib->ipv6_dst, p->saddr, 16);
 	}
-	fib.ifindex = skb->ifindex;
-	long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+	fib->ifindex = skb->ifindex;
+	long rc = bpf_fib_lookup(skb, fib, sizeof(*fib), BPF_FIB_LOOKUP_OUTPUT);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return 1;
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS || fib.ifindex != skb->ifindex)
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS || fib->ifindex != skb->ifindex)
 		return 0;
-	__builtin_memcpy(r->l2, fib.dmac, 6);
-	__builtin_memcpy(r->l2 + 6, fib.smac, 6);
+	__builtin_memcpy(r->l2, fib->dmac, 6);
+	__builtin_memcpy(r->l2 + 6, fib->smac, 6);
 	return 1;
 }
 
