@@ -23,5 +23,10 @@ echo "== nft-py conformance (dataplane none)"
     --report target/conformance/nft-py.md --min-pass-rate 97 \
     "$SHARED/conformance/nft-py"
 
+echo "== nft-py conformance (eBPF data plane: every case agrees or is a deliberate refusal)"
+"$NFTSHIM_BIN_DIR/nft-conformance" --suite nft-py --dataplane ebpf --jobs 2 \
+    --report target/conformance/nft-py-ebpf.md --min-pass-rate 55 --max-failed 0 \
+    "$SHARED/conformance/nft-py"
+
 echo "== benchmark smoke test (quick mode: N <= 1,000; asserts nothing about timings)"
 "$NFTSHIM_BIN_DIR/nftshim-bench" --quick --out-dir target/bench

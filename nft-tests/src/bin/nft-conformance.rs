@@ -72,6 +72,10 @@ struct Args {
     /// Exit 1 if passed/(passed+failed+skipped) is below this percentage.
     #[arg(long)]
     min_pass_rate: Option<f64>,
+    /// Exit 1 if more cases than this differ from the kernel (with a data plane, only
+    /// deliberate refusals may stand between a case and agreement: use 0).
+    #[arg(long)]
+    max_failed: Option<usize>,
     /// The nft binary.
     #[arg(long, default_value = "nft")]
     nft: PathBuf,
@@ -180,6 +184,15 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             eprintln!(
                 "nft-conformance: pass rate {:.2}% is below {min}%",
                 totals.pass_rate()
+            );
+            return Ok(ExitCode::from(1));
+        }
+    }
+    if let Some(max) = args.max_failed {
+        if totals.failed > max {
+            eprintln!(
+                "nft-conformance: {} cases differ from the kernel (at most {max} allowed)",
+                totals.failed
             );
             return Ok(ExitCode::from(1));
         }
