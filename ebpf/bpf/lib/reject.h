@@ -270,7 +270,10 @@ NS_INLINE int ns_route_answer(struct __sk_buff *skb, struct ns_reply *r, const s
 	}
 	fib->ifindex = skb->ifindex;
 	long rc = bpf_fib_lookup(skb, fib, sizeof(*fib), BPF_FIB_LOOKUP_OUTPUT);
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+	/* Without forwarding on the device the helper looks nothing up (it answers
+	 * FWD_DISABLED even for local routes): answer out of the device the packet came
+	 * in on, the route back to a peer on its link. */
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH || rc == BPF_FIB_LKUP_RET_FWD_DISABLED)
 		return 1;
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS || fib->ifindex != skb->ifindex)
 		return 0;
