@@ -460,12 +460,13 @@ fn rename_chain(t: &mut crate::state::Table, ci: usize, new_name: String) {
     let old = std::mem::replace(&mut t.chains[ci].name, new_name.clone());
     for c in &mut t.chains {
         for r in &mut c.rules {
-            // Copied (from the previous generation) only when it changes.
-            for i in 0..r.exprs.len() {
-                let mut e = r.exprs[i].clone();
-                crate::expr::rename_verdict_chain(&mut e, &old, &new_name);
-                if e != r.exprs[i] {
-                    std::sync::Arc::make_mut(r).exprs[i] = e;
+            // Only rules that jump to it are copied (from the previous generation).
+            if r.exprs
+                .iter()
+                .any(|e| crate::expr::verdict_chain(e) == Some(old.as_str()))
+            {
+                for e in &mut std::sync::Arc::make_mut(r).exprs {
+                    crate::expr::rename_verdict_chain(e, &old, &new_name);
                 }
             }
         }
