@@ -75,3 +75,36 @@ pub(crate) fn delete_netns(name: &str) {
         Err(e) => eprintln!("warning: cannot run `ip netns del {name}`: {e}"),
     }
 }
+
+/// Joins `a` and `b` with a veth pair (`a_dev` in `a` with `a_addr`, `b_dev` in `b`
+/// with `b_addr`, both CIDR), and brings both ends and both loopbacks up.
+pub fn veth_pair(
+    (a, a_dev, a_addr): (&Netns, &str, &str),
+    (b, b_dev, b_addr): (&Netns, &str, &str),
+) -> anyhow::Result<()> {
+    let ip = |args: &[&str]| -> anyhow::Result<()> {
+        let ok = Command::new("ip").args(args).status()?.success();
+        ok.then_some(())
+            .ok_or_else(|| anyhow!("ip {args:?} failed"))
+    };
+    ip(&[
+        "link",
+        "add",
+        a_dev,
+        "netns",
+        a.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_dev,
+        "netns",
+        b.name(),
+    ])?;
+    ip(&["-n", a.name(), "addr", "add", a_addr, "dev", a_dev])?;
+    ip(&["-n", b.name(), "addr", "add", b_addr, "dev", b_dev])?;
+    for (ns, dev) in [(a, a_dev), (b, b_dev), (a, "lo"), (b, "lo")] {
+        ip(&["-n", ns.name(), "link", "set", dev, "up"])?;
+    }
+    Ok(())
+}

@@ -22,15 +22,6 @@ const RULESET: &str = "table inet filter {
 }
 ";
 
-fn ip(args: &[&str]) {
-    let ok = std::process::Command::new("ip")
-        .args(args)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "ip {args:?}");
-}
-
 fn connect(client: &Netns, port: u16) -> std::io::Result<String> {
     in_netns(client, || {
         let addr: SocketAddr = format!("10.8.0.2:{port}").parse().unwrap();
@@ -51,46 +42,11 @@ fn tcp_across_namespaces_through_an_enforced_input_chain() {
     let server = Netns::create_unique("nftshim-e2e", "server").unwrap();
     // Declared after the namespaces: dropped (killed) first, so it lets go of them.
     let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
-    ip(&[
-        "link",
-        "add",
-        "c0",
-        "netns",
-        client.name(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "s0",
-        "netns",
-        server.name(),
-    ]);
-    ip(&[
-        "-n",
-        client.name(),
-        "addr",
-        "add",
-        "10.8.0.1/24",
-        "dev",
-        "c0",
-    ]);
-    ip(&[
-        "-n",
-        server.name(),
-        "addr",
-        "add",
-        "10.8.0.2/24",
-        "dev",
-        "s0",
-    ]);
-    for (ns, dev) in [
-        (&client, "c0"),
-        (&server, "s0"),
-        (&client, "lo"),
-        (&server, "lo"),
-    ] {
-        ip(&["-n", ns.name(), "link", "set", dev, "up"]);
-    }
+    nft_tests::netns::veth_pair(
+        (&client, "c0", "10.8.0.1/24"),
+        (&server, "s0", "10.8.0.2/24"),
+    )
+    .unwrap();
 
     // Echo servers on both ports, in the server namespace.
     let listeners: Vec<TcpListener> = in_netns(&server, || {

@@ -31,57 +31,10 @@ const RULESET: &str = "table inet filter {
 const CLIENT: &str = "10.9.0.1";
 const SERVER: &str = "10.9.0.2";
 
-fn ip(args: &[&str]) {
-    let ok = std::process::Command::new("ip")
-        .args(args)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "ip {args:?}");
-}
-
 /// Two namespaces joined by a veth, loopback up.
 fn topology(client: &Netns, server: &Netns) {
-    ip(&[
-        "link",
-        "add",
-        "c0",
-        "netns",
-        client.name(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "s0",
-        "netns",
-        server.name(),
-    ]);
-    ip(&[
-        "-n",
-        client.name(),
-        "addr",
-        "add",
-        "10.9.0.1/24",
-        "dev",
-        "c0",
-    ]);
-    ip(&[
-        "-n",
-        server.name(),
-        "addr",
-        "add",
-        "10.9.0.2/24",
-        "dev",
-        "s0",
-    ]);
-    for (ns, dev) in [
-        (client, "c0"),
-        (server, "s0"),
-        (client, "lo"),
-        (server, "lo"),
-    ] {
-        ip(&["-n", ns.name(), "link", "set", dev, "up"]);
-    }
+    nft_tests::netns::veth_pair((client, "c0", "10.9.0.1/24"), (server, "s0", "10.9.0.2/24"))
+        .unwrap();
 }
 
 /// Echo servers (line by line) on `ports` in `ns`.
