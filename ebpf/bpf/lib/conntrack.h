@@ -393,7 +393,8 @@ NS_INLINE void ns_ct_related(struct ns_ct *c, const struct pkt_ctx *p, __u64 now
 			   in->dport, in->icmp_type) < 0)
 		return;
 	struct ns_ct_entry *e = bpf_map_lookup_elem(&ct_table, &c->key);
-	if (!e || e->expires <= now)
+	/* A dying entry is one the kernel has killed already (see `dying`). */
+	if (!e || e->expires <= now || e->dying)
 		return;
 	c->has_ct = 1;
 	c->state_bit = NS_CT_BIT_RELATED;
