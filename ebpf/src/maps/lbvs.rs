@@ -318,54 +318,68 @@ fn port_ranges(rule: usize, ranges: &[PortRange]) -> Result<Vec<(u32, u32)>, Bui
 
 /// Computes class vectors of one dimension: a class is given by its kind and the
 /// predicates whose value set contains it.
+///
+/// Predicates that contain every class of their kind (`ip saddr 0.0.0.0/0`, the guard
+/// an inet rule gets for its family) are "universal": they are folded into one base
+/// vector per kind once, so that a class costs only the rules of the predicates that
+/// set it apart (with thousands of guarded rules, every class would otherwise walk
+/// all of them).
 struct ClassVectors<'a, V> {
     dim: &'a DimPreds<V>,
-    words: usize,
+    /// Per kind: the vector of a class that only the universal predicates contain.
+    base: [Vec<u64>; 2],
+    /// Per predicate: the kind it is universal for.
+    universal: Vec<Option<u8>>,
     /// Rules without a predicate on the dimension: the "field absent" vector.
     wild: Vec<u64>,
-    /// Per kind: the vector of a present class no predicate contains.
-    uncontained: [Vec<u64>; 2],
     pred_stamp: Vec<u64>,
     rule_stamp: Vec<u64>,
     generation: u64,
 }
 
 impl<'a, V> ClassVectors<'a, V> {
-    fn new(dim: &'a DimPreds<V>, words: usize) -> Self {
+    /// `universal[kind]`: the predicates that contain every class of that kind.
+    fn new(dim: &'a DimPreds<V>, words: usize, universal: [&[usize]; 2]) -> Self {
+        let mut marks = vec![None; dim.preds.len()];
+        for (kind, preds) in universal.iter().enumerate() {
+            for &p in preds.iter() {
+                marks[p] = Some(kind as u8);
+            }
+        }
         let mut wild = vec![0u64; words];
-        let mut uncontained = [vec![0u64; words], vec![0u64; words]];
+        let mut base = [vec![0u64; words], vec![0u64; words]];
         for (rule, preds) in dim.per_rule.iter().enumerate() {
             if preds.is_empty() {
                 set_bit(&mut wild, rule, true);
             }
-            for (kind, v) in uncontained.iter_mut().enumerate() {
-                let holds = preds
-                    .iter()
-                    .all(|&p| dim.preds[p].kind == kind as u8 && dim.preds[p].negated);
+            for (kind, v) in base.iter_mut().enumerate() {
+                let holds = preds.iter().all(|&p| {
+                    let pred = &dim.preds[p];
+                    pred.kind == kind as u8 && ((marks[p] == Some(kind as u8)) != pred.negated)
+                });
                 set_bit(v, rule, holds);
             }
         }
         ClassVectors {
             dim,
-            words,
+            base,
+            universal: marks,
             wild,
-            uncontained,
             pred_stamp: vec![0; dim.preds.len()],
             rule_stamp: vec![0; dim.per_rule.len()],
             generation: 0,
         }
     }
 
-    /// The vector of a present class of `kind` that exactly the predicates in
-    /// `containing` contain (duplicates allowed).
+    /// The vector of a present class of `kind` that exactly the universal predicates
+    /// and those in `containing` contain (duplicates allowed).
     fn present(&mut self, kind: u8, containing: &[usize]) -> Vec<u64> {
-        debug_assert_eq!(self.uncontained[kind as usize].len(), self.words);
         self.generation += 1;
         let generation = self.generation;
         for &p in containing {
             self.pred_stamp[p] = generation;
         }
-        let mut v = self.uncontained[kind as usize].clone();
+        let mut v = self.base[kind as usize].clone();
         for &p in containing {
             let rule = self.dim.preds[p].rule;
             if self.rule_stamp[rule] == generation {
@@ -374,7 +388,9 @@ impl<'a, V> ClassVectors<'a, V> {
             self.rule_stamp[rule] = generation;
             let holds = self.dim.per_rule[rule].iter().all(|&q| {
                 let pred = &self.dim.preds[q];
-                pred.kind == kind && ((self.pred_stamp[q] == generation) != pred.negated)
+                let contained =
+                    self.pred_stamp[q] == generation || self.universal[q] == Some(kind);
+                pred.kind == kind && (contained != pred.negated)
             });
             set_bit(&mut v, rule, holds);
         }
@@ -423,7 +439,7 @@ fn build_array(
             }
         }
     }
-    let mut classes = ClassVectors::new(dim, table.words());
+    let mut classes = ClassVectors::new(dim, table.words(), [&[], &[]]);
     let mut array = vec![0u32; domain as usize + 1];
     for (i, pair) in cuts.windows(2).enumerate() {
         let kind = segments
@@ -453,13 +469,18 @@ fn build_lpm(dim: &DimPreds<AddrSet>, table: &mut VectorTable) -> (LpmEntries, u
                 .for_each(|n| by_net6.entry(*n).or_default().push(p)),
         }
     }
-    let mut classes = ClassVectors::new(dim, table.words());
+    let universal = [
+        &by_net4[&Ipv4Net::default()][..],
+        &by_net6[&Ipv6Net::default()][..],
+    ];
+    let mut classes = ClassVectors::new(dim, table.words(), universal);
     let mut entries = LpmEntries::default();
     let mut nets4: Vec<Ipv4Net> = by_net4.keys().copied().collect();
     nets4.sort();
     for net in nets4 {
-        // Predicates listing this prefix or one enclosing it contain the whole class.
-        let containing: Vec<usize> = (0..=net.prefix_len())
+        // Predicates listing this prefix or one enclosing it contain the whole class
+        // (those of /0 are universal).
+        let containing: Vec<usize> = (1..=net.prefix_len())
             .filter_map(|len| {
                 by_net4.get(&Ipv4Net::new(net.addr(), len).expect("len <= 32").trunc())
             })
@@ -473,7 +494,7 @@ fn build_lpm(dim: &DimPreds<AddrSet>, table: &mut VectorTable) -> (LpmEntries, u
     let mut nets6: Vec<Ipv6Net> = by_net6.keys().copied().collect();
     nets6.sort();
     for net in nets6 {
-        let containing: Vec<usize> = (0..=net.prefix_len())
+        let containing: Vec<usize> = (1..=net.prefix_len())
             .filter_map(|len| {
                 by_net6.get(&Ipv6Net::new(net.addr(), len).expect("len <= 128").trunc())
             })
@@ -498,7 +519,7 @@ fn build_hash(dim: &DimPreds<Vec<u32>>, table: &mut VectorTable) -> (Vec<(u32, u
             by_value.entry(*v).or_default().push(p);
         }
     }
-    let mut classes = ClassVectors::new(dim, table.words());
+    let mut classes = ClassVectors::new(dim, table.words(), [&[], &[]]);
     let miss = table.intern(classes.present(KIND_V4, &[]));
     let mut values: Vec<u32> = by_value.keys().copied().collect();
     values.sort_unstable();
