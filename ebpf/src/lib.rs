@@ -33,6 +33,7 @@
 
 pub mod conntrack;
 pub mod fields;
+pub mod image;
 pub mod ir;
 pub mod loader;
 pub mod maps;

@@ -3,7 +3,6 @@
 //! and runs them on frames with BPF_PROG_TEST_RUN. Attaching to interfaces is left to
 //! the daemon's data-plane issue.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
@@ -16,7 +15,8 @@ use crate::ir::{SetElement, Verdict};
 use crate::maps::checks::{BpfLimit, BpfQuota, BpfResidualElem, BpfResidualInsn, BpfRuleExt};
 use crate::maps::checks::{CHECK_LIMIT, CHECK_QUOTA};
 use crate::maps::sets::{self, SetEntry, SetIds};
-use crate::maps::{BpfChain, BpfConfig, BpfRule, CompiledProgram, LpmEntries, BLOCK_WORDS};
+use crate::image::{self, Capacity, Image, NoRoom};
+use crate::maps::{BpfChain, BpfConfig, BpfLive, BpfRule, CompiledProgram};
 use crate::shared::{SharedState, SHARED_CT_MAX, SHARED_MAPS, SHARED_SLOTS};
 
 /// The compiled `bpf/nftshim.bpf.c` (built by build.rs).
@@ -37,6 +37,8 @@ const DATA_OUT: usize = 4096;
 
 // Safety: plain #[repr(C)] integers, no padding, mirrored by `struct ns_config`.
 unsafe impl Pod for BpfConfig {}
+// Safety: as `struct ns_live`, u32 fields only.
+unsafe impl Pod for BpfLive {}
 // Safety: as `struct ns_chain`, four u32.
 unsafe impl Pod for BpfChain {}
 // Safety: as `struct ns_rule`: u8, u8, u16, u32, u32, no padding.
@@ -221,6 +223,10 @@ pub enum LoadError {
     Unshared,
     #[error("more than {SHARED_SLOTS} limits or quotas in the namespace")]
     NoSlot,
+    #[error("the program was verified with other constants")]
+    OtherConstants,
+    #[error(transparent)]
+    NoRoom(#[from] NoRoom),
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> LoadError {
@@ -251,6 +257,14 @@ pub struct LoadedProgram {
     ncounters: u32,
     sets: SetIds,
     log_prefixes: Vec<String>,
+    /// The constants it was verified with.
+    config: BpfConfig,
+    /// Its maps' sizes.
+    caps: Capacity,
+    /// What its maps hold.
+    image: Image,
+    /// Map writes of the last load or patch.
+    writes: u64,
 }
 
 /// A loaded lone chain.
@@ -269,29 +283,7 @@ impl LoadedProgram {
         options: LoadOptions,
         shared: &mut SharedState,
     ) -> Result<Self, LoadError> {
-        let mut fresh = Vec::new();
-        let result = (|| {
-            let mut take = |slots: &mut crate::shared::Slots,
-                            states: &[Option<crate::ir::StateId>],
-                            limit: bool|
-             -> Result<Vec<(u32, bool)>, LoadError> {
-                let mut out = Vec::new();
-                for state in states {
-                    let id = state.ok_or(LoadError::Unshared)?;
-                    let slot = slots.slot(id).ok_or(LoadError::NoSlot)?;
-                    if slot.1 {
-                        fresh.push((limit, id));
-                    }
-                    out.push(slot);
-                }
-                Ok(out)
-            };
-            let limits = take(&mut shared.limits, &chain.limit_states, true)?;
-            let quotas = take(&mut shared.quotas, &chain.quota_states, false)?;
-            let pins = SHARED_MAPS
-                .iter()
-                .map(|&n| (n, shared.pin_path(n)))
-                .collect();
+        with_shared_slots(chain, shared, |limits, quotas, pins| {
             Self::load_with(
                 chain,
                 options,
@@ -301,18 +293,19 @@ impl LoadedProgram {
                     quotas,
                 }),
             )
-        })();
-        if result.is_err() {
-            // Slots this load took are not initialised: the next load must start them.
-            for (limit, id) in fresh {
-                if limit {
-                    shared.limits.forget(id);
-                } else {
-                    shared.quotas.forget(id);
-                }
-            }
+        })
+    }
+
+    /// The program's constants for `chain` under `options`, with vectors of `stride`
+    /// entries.
+    fn constants(chain: &CompiledProgram, options: &LoadOptions, stride: u32) -> BpfConfig {
+        BpfConfig {
+            egress: options.tc_egress as u32,
+            loopback_ingress: options.tc_loopback_ingress as u32,
+            ct_timeout: options.ct_timeouts.to_config(),
+            block_stride: stride,
+            ..chain.config
         }
-        result
     }
 
     fn load_with(
@@ -320,41 +313,36 @@ impl LoadedProgram {
         options: LoadOptions,
         shared: Option<Shared>,
     ) -> Result<Self, LoadError> {
-        let mut config = chain.config;
-        config.egress = options.tc_egress as u32;
-        config.loopback_ingress = options.tc_loopback_ingress as u32;
-        config.ct_timeout = options.ct_timeouts.to_config();
-        let entries = u32::try_from(chain.vector_entries())
-            .map_err(|_| LoadError::TooLarge(chain.vector_entries()))?;
+        let caps = Capacity::for_program(chain);
+        let config = Self::constants(chain, &options, caps.stride);
+        let entries = u32::try_from(caps.vector_entries())
+            .map_err(|_| LoadError::TooLarge(caps.vector_entries() as usize))?;
         // Every map needs at least one entry; empty ones are simply never read.
         let size = |n: usize| (n as u32).max(1);
         let mut loader = EbpfLoader::new();
         loader
             .override_global("cfg", &config, true)
-            .map_max_entries("vectors", size(chain.block_entries()))
-            .map_max_entries("vector_blocks", entries.max(1))
-            .map_max_entries("rules", size(chain.rules.len()))
-            .map_max_entries("chains", size(chain.chains.len()))
-            .map_max_entries("rule_counters", size(chain.ncounters()))
-            .map_max_entries("saddr4_lpm", size(chain.saddr.v4.len()))
-            .map_max_entries("saddr6_lpm", size(chain.saddr.v6.len()))
-            .map_max_entries("daddr4_lpm", size(chain.daddr.v4.len()))
-            .map_max_entries("daddr6_lpm", size(chain.daddr.v6.len()))
-            .map_max_entries("iif_vec", size(chain.iif.len()))
-            .map_max_entries("oif_vec", size(chain.oif.len()))
-            .map_max_entries("mark0_vec", size(chain.mark[0].len()))
-            .map_max_entries("mark1_vec", size(chain.mark[1].len()))
-            .map_max_entries("ctmark_vec", size(chain.ctmark.len()))
+            .map_max_entries("vectors", caps.blocks)
+            .map_max_entries("vector_blocks", entries)
+            .map_max_entries("rules", caps.rules)
+            .map_max_entries("chains", caps.chains)
+            .map_max_entries("rule_counters", caps.counters)
             .map_max_entries("ct_table", options.ct_max.max(1))
-            .map_max_entries("rule_ext", size(chain.rule_ext.len()))
+            .map_max_entries("rule_ext", caps.rule_ext)
             .map_max_entries("limits", size(chain.limits.len()))
             .map_max_entries("quotas", size(chain.quotas.len()))
-            .map_max_entries("residual_insns", size(chain.residual_insns.len()))
-            .map_max_entries("residual_elems", size(chain.residual_elems.len()))
+            .map_max_entries("residual_insns", caps.residual_insns)
+            .map_max_entries("residual_elems", caps.residual_elems)
             .map_max_entries("set_v4", options.set_max.max(1))
             .map_max_entries("set_v6", options.set_max.max(1))
             .map_max_entries("set_port", options.set_max.max(1))
             .map_max_entries("set_val", options.set_max.max(1));
+        for (name, max) in image::LPM_MAPS.iter().zip(caps.lpm) {
+            loader.map_max_entries(name, max);
+        }
+        for (name, max) in image::HASH_MAPS.iter().zip(caps.hash) {
+            loader.map_max_entries(name, max);
+        }
         if let Some(sh) = &shared {
             // One size for every program of the namespace: the pinned map's.
             loader
@@ -369,59 +357,26 @@ impl LoadedProgram {
             .load(OBJECT)
             .map_err(|e| LoadError::Object(Box::new(e)))?;
 
-        fill_vectors(&mut ebpf, chain)?;
-        fill_pod_array(&mut ebpf, "rules", &chain.rules)?;
-        fill_pod_array(&mut ebpf, "chains", &chain.chains)?;
-        fill_lpm(&mut ebpf, ["saddr4_lpm", "saddr6_lpm"], &chain.saddr)?;
-        fill_lpm(&mut ebpf, ["daddr4_lpm", "daddr6_lpm"], &chain.daddr)?;
-        fill_array(&mut ebpf, "l4proto_vec", &chain.l4proto)?;
-        fill_array(&mut ebpf, "sport_vec", &chain.sport)?;
-        fill_array(&mut ebpf, "dport_vec", &chain.dport)?;
-        fill_array(&mut ebpf, "icmp_vec", &chain.icmp)?;
-        fill_hash(&mut ebpf, "iif_vec", &chain.iif)?;
-        fill_hash(&mut ebpf, "oif_vec", &chain.oif)?;
-        fill_hash(&mut ebpf, "mark0_vec", &chain.mark[0])?;
-        fill_hash(&mut ebpf, "mark1_vec", &chain.mark[1])?;
-        fill_array(&mut ebpf, "ctstate_vec", &chain.ctstate)?;
-        fill_hash(&mut ebpf, "ctmark_vec", &chain.ctmark)?;
-        // Buckets start full now (bpf_ktime_get_ns() is CLOCK_MONOTONIC).
-        let now = monotonic_ns();
-        let limits: Vec<BpfLimit> = chain
-            .limits
-            .iter()
-            .map(|l| BpfLimit { last: now, ..*l })
-            .collect();
-        if let Some(Shared {
-            limits: limit_slots,
-            quotas: quota_slots,
-            ..
-        }) = &shared
-        {
-            // Checks point at the shared slots; only new slots are initialised, the
-            // others carry on with their rule's state.
-            let mut ext = chain.rule_ext.clone();
-            for x in &mut ext {
-                for c in &mut x.checks {
-                    let slots = match c.kind {
-                        CHECK_LIMIT => limit_slots,
-                        CHECK_QUOTA => quota_slots,
-                        _ => continue,
-                    };
-                    c.arg = slots.get(c.arg as usize).ok_or(LoadError::NoSlot)?.0;
-                }
-            }
-            fill_pod_array(&mut ebpf, "rule_ext", &ext)?;
-            fill_pod_slots(&mut ebpf, "limits", &limits, limit_slots)?;
-            fill_pod_slots(&mut ebpf, "quotas", &chain.quotas, quota_slots)?;
-        } else {
-            fill_pod_array(&mut ebpf, "rule_ext", &chain.rule_ext)?;
-            fill_pod_array(&mut ebpf, "limits", &limits)?;
-            fill_pod_array(&mut ebpf, "quotas", &chain.quotas)?;
-        }
-        fill_pod_array(&mut ebpf, "residual_insns", &chain.residual_insns)?;
-        fill_pod_array(&mut ebpf, "residual_elems", &chain.residual_elems)?;
+        let rule_ext = match &shared {
+            Some(sh) => resolve_slots(&chain.rule_ext, &sh.limits, &sh.quotas)?,
+            None => chain.rule_ext.clone(),
+        };
+        let empty = Image::default();
+        let image = empty.successor(chain, &rule_ext, &caps)?;
+        let writes = empty
+            .write_diff(&image, &caps, &mut ebpf)
+            .map_err(map_err("the ruleset's maps"))?;
         for entry in &chain.set_entries {
             set_entry(&mut ebpf, entry, true)?;
+        }
+        match &shared {
+            // Only new shared slots are initialised, the others carry on with their
+            // rule's state.
+            Some(sh) => init_fresh_slots(&mut ebpf, chain, &sh.limits, &sh.quotas)?,
+            None => {
+                fill_pod_array(&mut ebpf, "limits", &full_buckets(chain))?;
+                fill_pod_array(&mut ebpf, "quotas", &chain.quotas)?;
+            }
         }
 
         let xdp: &mut Xdp = program_mut(&mut ebpf, XDP_PROGRAM)?
@@ -437,7 +392,77 @@ impl LoadedProgram {
             ncounters: chain.ncounters() as u32,
             sets: chain.sets.clone(),
             log_prefixes: chain.log_prefixes.clone(),
+            config,
+            caps,
+            image,
+            writes: writes + chain.set_entries.len() as u64,
         })
+    }
+
+    /// Rewrites this program's maps, in place, to enforce `chain` instead: only the
+    /// entries that differ are written. Fails, writing nothing, when the program's
+    /// constants differ or its maps have no room; fails after writing some when a map
+    /// write does (then the program is half-way and must be dropped). The program
+    /// must not be attached: a packet would see parts of both rulesets.
+    pub fn patch_shared(
+        &mut self,
+        chain: &CompiledProgram,
+        options: LoadOptions,
+        shared: &mut SharedState,
+    ) -> Result<u64, LoadError> {
+        self.check_constants(chain, &options)?;
+        with_shared_slots(chain, shared, |limits, quotas, _| {
+            let rule_ext = resolve_slots(&chain.rule_ext, &limits, &quotas)?;
+            let writes = self.rewrite(chain, rule_ext)?;
+            init_fresh_slots(&mut self.ebpf, chain, &limits, &quotas)?;
+            Ok(writes)
+        })
+    }
+
+    /// [`Self::patch_shared`] for a program with maps of its own: its limits and
+    /// quotas start afresh.
+    pub fn patch(&mut self, chain: &CompiledProgram, options: LoadOptions) -> Result<u64, LoadError> {
+        self.check_constants(chain, &options)?;
+        let writes = self.rewrite(chain, chain.rule_ext.clone())?;
+        fill_pod_array(&mut self.ebpf, "limits", &full_buckets(chain))?;
+        fill_pod_array(&mut self.ebpf, "quotas", &chain.quotas)?;
+        Ok(writes)
+    }
+
+    fn check_constants(&self, chain: &CompiledProgram, options: &LoadOptions) -> Result<(), LoadError> {
+        if Self::constants(chain, options, self.caps.stride) == self.config {
+            Ok(())
+        } else {
+            Err(LoadError::OtherConstants)
+        }
+    }
+
+    /// Writes what differs between the maps' image and `chain`'s.
+    fn rewrite(&mut self, chain: &CompiledProgram, rule_ext: Vec<BpfRuleExt>) -> Result<u64, LoadError> {
+        let next = self.image.successor(chain, &rule_ext, &self.caps)?;
+        let mut writes = self
+            .image
+            .write_diff(&next, &self.caps, &mut self.ebpf)
+            .map_err(map_err("the ruleset's maps"))?;
+        let (gone, new) = self.image.set_changes(&next);
+        for e in gone.iter() {
+            set_entry(&mut self.ebpf, e, false)?;
+        }
+        for e in new.iter() {
+            set_entry(&mut self.ebpf, e, true)?;
+        }
+        writes += (gone.len() + new.len()) as u64;
+        self.image = next;
+        self.ncounters = chain.ncounters() as u32;
+        self.sets = chain.sets.clone();
+        self.log_prefixes = chain.log_prefixes.clone();
+        self.writes = writes;
+        Ok(writes)
+    }
+
+    /// Map updates and deletions of the last load or patch.
+    pub fn last_writes(&self) -> u64 {
+        self.writes
     }
 
     /// Runs the XDP program on one frame (`repeat` times; the duration is per run). The
@@ -513,6 +538,7 @@ impl LoadedProgram {
     pub fn set_insert(&mut self, set: &str, element: &SetElement) -> Result<(), LoadError> {
         for entry in self.set_entries(set, element)? {
             set_entry(&mut self.ebpf, &entry, true)?;
+            self.image.set_entry(entry, true);
         }
         Ok(())
     }
@@ -523,6 +549,7 @@ impl LoadedProgram {
     pub fn set_remove(&mut self, set: &str, element: &SetElement) -> Result<(), LoadError> {
         for entry in self.set_entries(set, element)? {
             set_entry(&mut self.ebpf, &entry, false)?;
+            self.image.set_entry(entry, false);
         }
         Ok(())
     }
@@ -581,17 +608,16 @@ impl LoadedProgram {
             .ebpf
             .map("rule_counters")
             .ok_or(LoadError::Missing("rule_counters"))?;
-        let counters: PerCpuArray<&MapData, Counter> =
-            PerCpuArray::try_from(map).map_err(map_err("rule_counters"))?;
-        (0..self.ncounters)
-            .map(|i| {
-                let per_cpu = counters.get(&i, 0).map_err(map_err("rule_counters"))?;
-                Ok(per_cpu.iter().fold(Counter::default(), |sum, c| Counter {
-                    packets: sum.packets + c.packets,
-                    bytes: sum.bytes + c.bytes,
-                }))
-            })
-            .collect()
+        let aya::maps::Map::PerCpuArray(data) = map else {
+            return Err(LoadError::Missing("rule_counters"));
+        };
+        read_counters(data, self.ncounters).map_err(|e| LoadError::Map {
+            name: "rule_counters",
+            source: Box::new(MapError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_map_lookup_batch",
+                io_error: e,
+            })),
+        })
     }
 
     pub fn stats(&self) -> Result<Stats, LoadError> {
@@ -637,44 +663,6 @@ fn map_data<'a>(
     ebpf.map_mut(name).ok_or(LoadError::Missing(name))
 }
 
-/// Writes the vector table: its index, and its blocks but the all-zero ones (arrays
-/// start zeroed).
-fn fill_vectors(ebpf: &mut Ebpf, chain: &CompiledProgram) -> Result<(), LoadError> {
-    fill_array(ebpf, "vector_blocks", &chain.vector_blocks)?;
-    // `struct ns_vblock`: the words, then the mask of the words that are not zero.
-    let mut map: Array<&mut MapData, [u64; BLOCK_WORDS + 1]> =
-        Array::try_from(map_data(ebpf, "vectors")?).map_err(map_err("vectors"))?;
-    for (key, block) in chain.blocks.chunks_exact(BLOCK_WORDS).enumerate() {
-        if block.iter().all(|&w| w == 0) {
-            continue;
-        }
-        let mut value = [0u64; BLOCK_WORDS + 1];
-        value[..BLOCK_WORDS].copy_from_slice(block);
-        value[BLOCK_WORDS] = block
-            .iter()
-            .enumerate()
-            .filter(|(_, &w)| w != 0)
-            .fold(0, |acc, (i, _)| acc | 1 << i);
-        map.set(key as u32, value, 0).map_err(map_err("vectors"))?;
-    }
-    Ok(())
-}
-
-/// Writes an array of u32; zero entries are skipped (arrays start zeroed).
-fn fill_array(ebpf: &mut Ebpf, name: &'static str, values: &[u32]) -> Result<(), LoadError> {
-    if values.is_empty() {
-        return Ok(());
-    }
-    let mut map: Array<&mut MapData, u32> =
-        Array::try_from(map_data(ebpf, name)?).map_err(map_err(name))?;
-    for (index, &value) in values.iter().enumerate() {
-        if value != 0 {
-            map.set(index as u32, value, 0).map_err(map_err(name))?;
-        }
-    }
-    Ok(())
-}
-
 /// Writes an array of plain structs, all of them.
 fn fill_pod_array<T: Pod>(
     ebpf: &mut Ebpf,
@@ -712,41 +700,159 @@ fn fill_pod_slots<T: Pod>(
     Ok(())
 }
 
-fn fill_hash(ebpf: &mut Ebpf, name: &'static str, entries: &[(u32, u32)]) -> Result<(), LoadError> {
-    if entries.is_empty() {
-        return Ok(());
+/// Takes the shared limit and quota slots of `chain`'s states and runs `f` with them
+/// (and the pin paths); if `f` fails, the slots it would have started are forgotten,
+/// so that the next load starts them.
+fn with_shared_slots<T>(
+    chain: &CompiledProgram,
+    shared: &mut SharedState,
+    f: impl FnOnce(
+        Vec<(u32, bool)>,
+        Vec<(u32, bool)>,
+        Vec<(&'static str, std::path::PathBuf)>,
+    ) -> Result<T, LoadError>,
+) -> Result<T, LoadError> {
+    let mut fresh = Vec::new();
+    let result = (|| {
+        let mut take = |slots: &mut crate::shared::Slots,
+                        states: &[Option<crate::ir::StateId>],
+                        limit: bool|
+         -> Result<Vec<(u32, bool)>, LoadError> {
+            let mut out = Vec::new();
+            for state in states {
+                let id = state.ok_or(LoadError::Unshared)?;
+                let slot = slots.slot(id).ok_or(LoadError::NoSlot)?;
+                if slot.1 {
+                    fresh.push((limit, id));
+                }
+                out.push(slot);
+            }
+            Ok(out)
+        };
+        let limits = take(&mut shared.limits, &chain.limit_states, true)?;
+        let quotas = take(&mut shared.quotas, &chain.quota_states, false)?;
+        let pins = SHARED_MAPS
+            .iter()
+            .map(|&n| (n, shared.pin_path(n)))
+            .collect();
+        f(limits, quotas, pins)
+    })();
+    if result.is_err() {
+        for (limit, id) in fresh {
+            if limit {
+                shared.limits.forget(id);
+            } else {
+                shared.quotas.forget(id);
+            }
+        }
     }
-    let mut map: BpfHashMap<&mut MapData, u32, u32> =
-        BpfHashMap::try_from(map_data(ebpf, name)?).map_err(map_err(name))?;
-    for &(key, value) in entries {
-        map.insert(key, value, 0).map_err(map_err(name))?;
-    }
-    Ok(())
+    result
 }
 
-fn fill_lpm(
+/// The rules' checks with their limits and quotas pointing at the shared slots.
+fn resolve_slots(
+    rule_ext: &[BpfRuleExt],
+    limit_slots: &[(u32, bool)],
+    quota_slots: &[(u32, bool)],
+) -> Result<Vec<BpfRuleExt>, LoadError> {
+    let mut ext = rule_ext.to_vec();
+    for x in &mut ext {
+        for c in &mut x.checks {
+            let slots = match c.kind {
+                CHECK_LIMIT => limit_slots,
+                CHECK_QUOTA => quota_slots,
+                _ => continue,
+            };
+            c.arg = slots.get(c.arg as usize).ok_or(LoadError::NoSlot)?.0;
+        }
+    }
+    Ok(ext)
+}
+
+/// `chain`'s token buckets, full now (bpf_ktime_get_ns() is CLOCK_MONOTONIC).
+fn full_buckets(chain: &CompiledProgram) -> Vec<BpfLimit> {
+    let now = monotonic_ns();
+    chain
+        .limits
+        .iter()
+        .map(|l| BpfLimit { last: now, ..*l })
+        .collect()
+}
+
+/// Starts the shared limit and quota slots that are new.
+fn init_fresh_slots(
     ebpf: &mut Ebpf,
-    names: [&'static str; 2],
-    entries: &LpmEntries,
+    chain: &CompiledProgram,
+    limit_slots: &[(u32, bool)],
+    quota_slots: &[(u32, bool)],
 ) -> Result<(), LoadError> {
-    if !entries.v4.is_empty() {
-        let mut v4: LpmTrie<&mut MapData, u32, u32> =
-            LpmTrie::try_from(map_data(ebpf, names[0])?).map_err(map_err(names[0]))?;
-        for (net, id) in &entries.v4 {
-            let addr: Ipv4Addr = net.addr();
-            let key = Key::new(net.prefix_len() as u32, u32::from(addr).to_be());
-            v4.insert(&key, id, 0).map_err(map_err(names[0]))?;
+    fill_pod_slots(ebpf, "limits", &full_buckets(chain), limit_slots)?;
+    fill_pod_slots(ebpf, "quotas", &chain.quotas, quota_slots)
+}
+
+/// The first `n` entries of the per-CPU `rule_counters`, summed over CPUs, read
+/// with BPF_MAP_LOOKUP_BATCH: one system call for a 10,000-rule program rather than
+/// one per rule.
+fn read_counters(map: &MapData, n: u32) -> std::io::Result<Vec<Counter>> {
+    use std::os::fd::{AsFd, AsRawFd};
+    const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+    /// `union bpf_attr`'s `batch` member.
+    #[repr(C)]
+    #[derive(Default)]
+    struct BatchAttr {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
+    }
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+    let mut sums = vec![Counter::default(); n as usize];
+    let mut keys = vec![0u32; n as usize];
+    let mut values = vec![Counter::default(); n as usize * cpus];
+    let (mut start, mut next) = (0u32, 0u32);
+    let mut done = 0usize;
+    let fd = map.fd().as_fd().as_raw_fd();
+    while done < n as usize {
+        let mut attr = BatchAttr {
+            in_batch: if done == 0 { 0 } else { &mut start as *mut u32 as u64 },
+            out_batch: &mut next as *mut u32 as u64,
+            keys: keys[done..].as_mut_ptr() as u64,
+            values: values[done * cpus..].as_mut_ptr() as u64,
+            count: (n as usize - done) as u32,
+            map_fd: fd as u32,
+            ..BatchAttr::default()
+        };
+        // SAFETY: the buffers hold `count` keys and `count * cpus` values (`struct
+        // ns_counter` is 16 bytes, already 8-aligned) and outlive the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_BATCH,
+                &mut attr as *mut BatchAttr,
+                std::mem::size_of::<BatchAttr>(),
+            )
+        };
+        let err = (rc < 0).then(std::io::Error::last_os_error);
+        done += attr.count as usize;
+        match err {
+            // The end of the map: `count` says what was read.
+            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
+            Some(e) => return Err(e),
+            None if attr.count == 0 => break,
+            None => start = next,
         }
     }
-    if !entries.v6.is_empty() {
-        let mut v6: LpmTrie<&mut MapData, [u8; 16], u32> =
-            LpmTrie::try_from(map_data(ebpf, names[1])?).map_err(map_err(names[1]))?;
-        for (net, id) in &entries.v6 {
-            let key = Key::new(net.prefix_len() as u32, net.addr().octets());
-            v6.insert(&key, id, 0).map_err(map_err(names[1]))?;
+    for (i, sum) in sums.iter_mut().enumerate().take(done) {
+        for c in &values[i * cpus..(i + 1) * cpus] {
+            sum.packets += c.packets;
+            sum.bytes += c.bytes;
         }
     }
-    Ok(())
+    Ok(sums)
 }
 
 /// Offset of `mark` in `struct __sk_buff`.

@@ -14,13 +14,13 @@ use crate::maps::{
 use crate::reference::{Effects, Evaluation};
 
 pub fn classify(program: &CompiledProgram, p: &PacketFields) -> Evaluation {
-    let cfg = &program.config;
+    let live = &program.live;
     let kind = match p.l3 {
         L3Fields::V4 { .. } => KIND_IPV4,
         L3Fields::V6 { .. } => KIND_IPV6,
         L3Fields::None => KIND_OTHER,
     };
-    let scope = cfg.base_scope[kind];
+    let scope = live.base_scope[kind];
     let mut counted = Vec::new();
     if scope == 0 {
         return Evaluation {
@@ -126,7 +126,7 @@ pub fn classify(program: &CompiledProgram, p: &PacketFields) -> Evaluation {
 }
 
 fn vector_id(program: &CompiledProgram, dim: Dim, p: &PacketFields) -> u32 {
-    let cfg = &program.config;
+    let (cfg, live) = (&program.config, &program.live);
     let lpm = |entries: &crate::maps::LpmEntries, src: bool| match p.l3 {
         L3Fields::V4 { saddr, daddr, .. } => {
             let a = if src { saddr } else { daddr };
@@ -146,13 +146,13 @@ fn vector_id(program: &CompiledProgram, dim: Dim, p: &PacketFields) -> u32 {
                 .max_by_key(|(n, _)| n.prefix_len())
                 .map(|(_, id)| *id)
         }
-        L3Fields::None => Some(cfg.absent[dim as usize]),
+        L3Fields::None => Some(live.absent[dim as usize]),
     };
     let hash = |entries: &[(u32, u32)], key: u32| {
         entries
             .iter()
             .find(|(k, _)| *k == key)
-            .map_or(cfg.miss[dim as usize], |(_, id)| *id)
+            .map_or(live.miss[dim as usize], |(_, id)| *id)
     };
     let ports = p.transport_ports();
     match dim {
@@ -175,7 +175,7 @@ fn vector_id(program: &CompiledProgram, dim: Dim, p: &PacketFields) -> u32 {
         Dim::Mark0 => hash(&program.mark[0], p.mark & cfg.mark_mask[0]),
         Dim::Mark1 => hash(&program.mark[1], p.mark & cfg.mark_mask[1]),
         Dim::CtState => program.ctstate[p.ct.state.trailing_zeros() as usize % CTSTATE_VALUES],
-        Dim::CtMark if !p.ct.has_conn() => cfg.absent[Dim::CtMark as usize],
+        Dim::CtMark if !p.ct.has_conn() => live.absent[Dim::CtMark as usize],
         Dim::CtMark => hash(&program.ctmark, p.ct.mark & cfg.ctmark_mask),
     }
 }

@@ -501,7 +501,7 @@ fn fast_path_program() -> Program {
 fn the_fast_path_decides_as_the_rules_would() {
     let program = fast_path_program();
     let compiled = compile_program(&program).unwrap();
-    let fast = compiled.config.fast_rule;
+    let fast = compiled.live.fast_rule;
     // IPv4: established (bit 1) and related (bit 2) accept by rule 0, invalid drops by
     // rule 1; new goes the full way. IPv6: a later base chain, so no fast accept.
     assert_eq!(fast[0][1], 1 << 1);

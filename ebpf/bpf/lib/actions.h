@@ -21,7 +21,7 @@ enum ns_stat {
 };
 
 /* Counter index -> packets/bytes, per CPU: rule i at index i (all chains' rules in
- * one numbering), base chain b's policy at cfg.nrules + b. */
+ * one numbering), base chain b's policy at live.nrules + b. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);

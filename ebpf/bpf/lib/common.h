@@ -70,33 +70,44 @@ enum ns_ct_timeout {
 	NS_CT_NTIMEOUTS = 16,  /* room for an index masked with 15 */
 };
 
-/* Per-ruleset constants, set by the loader before the program is verified
+/* Per-program constants, set by the loader before the program is verified
  * (EbpfLoader::override_global). Being read-only, the verifier prunes the code of
- * dimensions and features no rule uses. Layout = Rust `maps::BpfConfig`. */
+ * dimensions and features no rule uses. Two rulesets with the same constants can
+ * share one loaded program: a commit then rewrites only the maps (ebpf/src/patch.rs).
+ * Layout = Rust `maps::BpfConfig`. */
 struct ns_config {
 	__u32 dims;      /* bit d set: some rule tests dimension d */
+	__u32 features;  /* NS_F_* */
+	__u32 egress;    /* TC attached at egress: skb->ifindex is the output device */
+	__u32 mark_mask[2];
+	__u32 ctmark_mask;
+	__u32 ct_timeout[NS_CT_NTIMEOUTS];
+	/* TC ingress of the loopback device: its packets were tracked at its egress. */
+	__u32 loopback_ingress;
+	/* Entries per vector in `vector_blocks` (room for vectors to grow in place). */
+	__u32 block_stride;
+};
+
+const volatile struct ns_config cfg = {};
+
+/* Per-ruleset values a commit may rewrite in place (the program's .bss, written by
+ * the loader before the program is attached). Layout = Rust `maps::BpfLive`. */
+struct ns_live {
 	__u32 nrules;    /* rules of all chains; counter nrules + b is base chain b's policy */
 	__u32 nblocks;   /* 4096-rule blocks per bit-vector */
 	__u32 max_steps; /* bpf_loop bound (worst case over all paths through the chains) */
 	__u32 nbase;     /* base chains are chain ids 0 .. nbase - 1, in hook order */
 	/* Per packet kind (0 IPv4, 1 IPv6, 2 other): bit b set when base chain b sees it. */
 	__u32 base_scope[3];
-	__u32 features;  /* NS_F_* */
-	__u32 egress;    /* TC attached at egress: skb->ifindex is the output device */
-	__u32 mark_mask[2];
-	__u32 ctmark_mask;
 	__u32 miss[NS_NDIMS];   /* hash dimensions: vector when the key is not in the map */
 	__u32 absent[NS_NDIMS]; /* address dimensions: vector when the packet is not IP */
-	__u32 ct_timeout[NS_CT_NTIMEOUTS];
 	/* Fast path by packet kind and ct state bit: ((rule + 1) << 1 | drop) when the
 	 * first base chain's first rule that can match such packets tests nothing but the
 	 * ct state and decides (drop, or accept in the only base chain); 0 otherwise. */
 	__u32 fast_rule[3][8];
-	/* TC ingress of the loopback device: its packets were tracked at its egress. */
-	__u32 loopback_ingress;
 };
 
-const volatile struct ns_config cfg = {};
+volatile struct ns_live live = {};
 
 #define NS_FEATURE(f) (cfg.features & (f))
 

@@ -137,7 +137,7 @@ NS_INLINE void ns_policy(struct ns_eval *e)
 		e->status = NS_EVAL_ERROR;
 		return;
 	}
-	ns_count_rule(cfg.nrules + b, e->pkt.len);
+	ns_count_rule(live.nrules + b, e->pkt.len);
 	if (ch->policy == NS_ACCEPT)
 		ns_next_base(e);
 	else
@@ -323,7 +323,7 @@ NS_INLINE __u32 ns_evaluate(struct ns_eval *e)
 {
 	e->nlogs = 0;
 	__u32 kind = e->pkt.l3 == NS_L3_IPV4 ? 0 : e->pkt.l3 == NS_L3_IPV6 ? 1 : 2;
-	e->base_mask = cfg.base_scope[kind];
+	e->base_mask = live.base_scope[kind];
 	if (!e->base_mask) {
 		ns_stat(NS_STAT_UNSCOPED);
 		return NS_ACCEPT;
@@ -331,7 +331,7 @@ NS_INLINE __u32 ns_evaluate(struct ns_eval *e)
 	ns_stat(NS_STAT_CLASSIFIED);
 	if (NS_FEATURE(NS_F_CONNTRACK)) {
 		/* e.g. `ct state established,related accept` first: no lookups, no scan. */
-		__u32 fast = cfg.fast_rule[kind & 3][e->ct.state_bit & 7];
+		__u32 fast = live.fast_rule[kind < 3 ? kind : 2][e->ct.state_bit & 7];
 		if (fast) {
 			ns_count_rule((fast >> 1) - 1, e->pkt.len);
 			return (fast & 1) ? NS_DROP : NS_ACCEPT;
@@ -343,7 +343,7 @@ NS_INLINE __u32 ns_evaluate(struct ns_eval *e)
 	e->sp = 0;
 	e->base = ns_lowest_bit(e->base_mask);
 	ns_enter(e, e->base);
-	bpf_loop(cfg.max_steps, ns_eval_step, NULL, 0);
+	bpf_loop(live.max_steps, ns_eval_step, NULL, 0);
 	if (e->status == NS_EVAL_DONE)
 		return e->verdict;
 error:

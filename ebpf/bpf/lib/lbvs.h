@@ -48,7 +48,7 @@ struct {
 	__uint(max_entries, 1);
 } vectors SEC(".maps");
 
-/* Vector index: entry (vector id * cfg.nblocks + b) is the id in `vectors` of the block
+/* Vector index: entry (vector id * cfg.block_stride + b) is the id in `vectors` of the block
  * holding rules 4096*b .. 4096*b+4095 of that vector. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -98,17 +98,17 @@ NS_ARRAY_MAP(sport_vec, NS_PORT_ABSENT + 1);
 NS_ARRAY_MAP(dport_vec, NS_PORT_ABSENT + 1);
 /* ICMP type, NS_ICMP6_BASE + ICMPv6 type, or NS_ICMP_ABSENT -> vector id. */
 NS_ARRAY_MAP(icmp_vec, NS_ICMP_ABSENT + 1);
-/* Input ifindex -> vector id; others use cfg.miss[DIM_IIF]. */
+/* Input ifindex -> vector id; others use live.miss[DIM_IIF]. */
 NS_HASH_MAP(iif_vec);
-/* Output ifindex -> vector id; others use cfg.miss[DIM_OIF]. */
+/* Output ifindex -> vector id; others use live.miss[DIM_OIF]. */
 NS_HASH_MAP(oif_vec);
-/* mark & cfg.mark_mask[0] -> vector id; others use cfg.miss[DIM_MARK0]. */
+/* mark & cfg.mark_mask[0] -> vector id; others use live.miss[DIM_MARK0]. */
 NS_HASH_MAP(mark0_vec);
-/* mark & cfg.mark_mask[1] -> vector id; others use cfg.miss[DIM_MARK1]. */
+/* mark & cfg.mark_mask[1] -> vector id; others use live.miss[DIM_MARK1]. */
 NS_HASH_MAP(mark1_vec);
 /* Bit number of the packet's ct state -> vector id. */
 NS_ARRAY_MAP(ctstate_vec, NS_CTSTATE_VALUES);
-/* ct mark & cfg.ctmark_mask -> vector id; others use cfg.miss[DIM_CTMARK]. */
+/* ct mark & cfg.ctmark_mask -> vector id; others use live.miss[DIM_CTMARK]. */
 NS_HASH_MAP(ctmark_vec);
 
 #define NS_DIM_ON(d) (cfg.dims & (1u << (d)))
@@ -168,10 +168,10 @@ NS_INLINE void ns_hash_vector(void *map, __u32 key, __u32 miss, __u32 *id)
 NS_INLINE void ns_lookup_mark_vectors(__u32 mark, __u32 *ids)
 {
 	if (NS_DIM_ON(DIM_MARK0))
-		ns_hash_vector(&mark0_vec, mark & cfg.mark_mask[0], cfg.miss[DIM_MARK0],
+		ns_hash_vector(&mark0_vec, mark & cfg.mark_mask[0], live.miss[DIM_MARK0],
 			       &ids[DIM_MARK0]);
 	if (NS_DIM_ON(DIM_MARK1))
-		ns_hash_vector(&mark1_vec, mark & cfg.mark_mask[1], cfg.miss[DIM_MARK1],
+		ns_hash_vector(&mark1_vec, mark & cfg.mark_mask[1], live.miss[DIM_MARK1],
 			       &ids[DIM_MARK1]);
 }
 
@@ -182,9 +182,9 @@ NS_INLINE void ns_lookup_ctmark_vector(int has_ct, __u32 ctmark, __u32 *ids)
 	if (!NS_DIM_ON(DIM_CTMARK))
 		return;
 	if (!has_ct)
-		ids[DIM_CTMARK] = cfg.absent[DIM_CTMARK];
+		ids[DIM_CTMARK] = live.absent[DIM_CTMARK];
 	else
-		ns_hash_vector(&ctmark_vec, ctmark & cfg.ctmark_mask, cfg.miss[DIM_CTMARK],
+		ns_hash_vector(&ctmark_vec, ctmark & cfg.ctmark_mask, live.miss[DIM_CTMARK],
 			       &ids[DIM_CTMARK]);
 }
 
@@ -194,11 +194,11 @@ NS_INLINE int ns_lookup_vectors(const struct pkt_ctx *p, __u32 ct_bit, int has_c
 				__u32 *ids)
 {
 	if (NS_DIM_ON(DIM_SADDR) &&
-	    ns_addr_vector(&saddr4_lpm, &saddr6_lpm, p->saddr, p, cfg.absent[DIM_SADDR],
+	    ns_addr_vector(&saddr4_lpm, &saddr6_lpm, p->saddr, p, live.absent[DIM_SADDR],
 			   &ids[DIM_SADDR]) < 0)
 		return -1;
 	if (NS_DIM_ON(DIM_DADDR) &&
-	    ns_addr_vector(&daddr4_lpm, &daddr6_lpm, p->daddr, p, cfg.absent[DIM_DADDR],
+	    ns_addr_vector(&daddr4_lpm, &daddr6_lpm, p->daddr, p, live.absent[DIM_DADDR],
 			   &ids[DIM_DADDR]) < 0)
 		return -1;
 	if (NS_DIM_ON(DIM_L4PROTO) &&
@@ -221,9 +221,9 @@ NS_INLINE int ns_lookup_vectors(const struct pkt_ctx *p, __u32 ct_bit, int has_c
 			return -1;
 	}
 	if (NS_DIM_ON(DIM_IIF))
-		ns_hash_vector(&iif_vec, p->iif, cfg.miss[DIM_IIF], &ids[DIM_IIF]);
+		ns_hash_vector(&iif_vec, p->iif, live.miss[DIM_IIF], &ids[DIM_IIF]);
 	if (NS_DIM_ON(DIM_OIF))
-		ns_hash_vector(&oif_vec, p->oif, cfg.miss[DIM_OIF], &ids[DIM_OIF]);
+		ns_hash_vector(&oif_vec, p->oif, live.miss[DIM_OIF], &ids[DIM_OIF]);
 	ns_lookup_mark_vectors(p->mark, ids);
 	if (NS_DIM_ON(DIM_CTSTATE) &&
 	    ns_array_vector(&ctstate_vec, ct_bit & (NS_CTSTATE_VALUES - 1), &ids[DIM_CTSTATE]) < 0)
@@ -236,7 +236,7 @@ NS_INLINE int ns_lookup_vectors(const struct pkt_ctx *p, __u32 ct_bit, int has_c
 #define NS_LOAD_BLOCK(d)                                                        \
 	struct ns_vblock *vb##d = NULL;                                         \
 	if (NS_DIM_ON(d)) {                                                     \
-		__u32 key = ids[d] * cfg.nblocks + blk;                         \
+		__u32 key = ids[d] * cfg.block_stride + blk;                         \
 		__u32 *bid##d = bpf_map_lookup_elem(&vector_blocks, &key);      \
 		if (!bid##d)                                                    \
 			return -1;                                              \
@@ -256,13 +256,13 @@ NS_INLINE int ns_lookup_vectors(const struct pkt_ctx *p, __u32 ct_bit, int has_c
 /* The first rule in [pos, end) whose bit is set in every dimension's vector, looking
  * only inside the 4096-rule block holding pos. Returns the rule, NS_SCAN_NEXT_BLOCK
  * when none is in this block (the caller goes on at the next block if that is before
- * end), or -1 on a map error. Needs pos < end <= cfg.nrules. */
+ * end), or -1 on a map error. Needs pos < end <= live.nrules. */
 #define NS_SCAN_NEXT_BLOCK 0x7fffffff
 NS_INLINE int ns_scan_block(const __u32 *ids, __u32 pos, __u32 end)
 {
 	__u32 blk = pos >> VBLOCK_SHIFT;
 
-	if (blk >= cfg.nblocks)
+	if (blk >= live.nblocks)
 		return -1;
 
 	NS_LOAD_BLOCK(0)

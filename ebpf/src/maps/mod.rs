@@ -139,12 +139,34 @@ pub const FEATURE_RESIDUAL: u32 = 1 << 6;
 /// see [`crate::conntrack::Timeouts::to_config`].
 pub const CT_TIMEOUTS: usize = 16;
 
-/// The program's read-only configuration, `struct ns_config` in bpf/lib/common.h.
+/// The program's read-only configuration, `struct ns_config` in bpf/lib/common.h:
+/// what the verifier sees as constants. Programs whose configurations are equal can
+/// take each other's rulesets by rewriting maps (`crate::patch`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct BpfConfig {
     /// [`Dim::bit`]s of the dimensions some rule tests.
     pub dims: u32,
+    /// `FEATURE_*` bits.
+    pub features: u32,
+    /// Set by the loader: the TC program is attached at egress.
+    pub egress: u32,
+    pub mark_mask: [u32; 2],
+    pub ctmark_mask: u32,
+    /// Set by the loader: conntrack timeouts in seconds.
+    pub ct_timeout: [u32; CT_TIMEOUTS],
+    /// Set by the loader: TC ingress of the loopback device, whose packets conntrack
+    /// saw at its egress already.
+    pub loopback_ingress: u32,
+    /// Set by the loader: entries per vector in `vector_blocks` (at least `nblocks`).
+    pub block_stride: u32,
+}
+
+/// The ruleset's values the program reads from its .bss (`struct ns_live`): a commit
+/// may rewrite them in place.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct BpfLive {
     /// Rules of all chains.
     pub nrules: u32,
     /// 4096-rule blocks per vector.
@@ -154,24 +176,13 @@ pub struct BpfConfig {
     pub nbase: u32,
     /// Per packet kind ([`KIND_IPV4`], ...): bit b set when base chain b sees it.
     pub base_scope: [u32; 3],
-    /// `FEATURE_*` bits.
-    pub features: u32,
-    /// Set by the loader: the TC program is attached at egress.
-    pub egress: u32,
-    pub mark_mask: [u32; 2],
-    pub ctmark_mask: u32,
     /// Hash dimensions: vector id for values not in the map.
     pub miss: [u32; NDIMS],
     /// Address dimensions: vector id for packets that are not IP.
     pub absent: [u32; NDIMS],
-    /// Set by the loader: conntrack timeouts in seconds.
-    pub ct_timeout: [u32; CT_TIMEOUTS],
     /// By packet kind and ct state bit: `(rule + 1) << 1 | drop` of a rule that decides
     /// for all such packets before any other can match (see `chains::fast_rules`).
     pub fast_rule: [[u32; 8]; 3],
-    /// Set by the loader: TC ingress of the loopback device, whose packets conntrack
-    /// saw at its egress already.
-    pub loopback_ingress: u32,
 }
 
 /// One chain's rule range and policy (`struct ns_chain`).
@@ -215,6 +226,7 @@ pub struct LpmEntries {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompiledProgram {
     pub config: BpfConfig,
+    pub live: BpfLive,
     /// The vector table, as distinct 4096-rule blocks of 64 words (map `vectors`;
     /// block 0 is all zeros) and, for entry `vector id * nblocks + block` (map
     /// `vector_blocks`), the id of that block of that vector.
@@ -262,12 +274,12 @@ pub type CompiledChain = CompiledProgram;
 
 impl CompiledProgram {
     pub fn nrules(&self) -> usize {
-        self.config.nrules as usize
+        self.live.nrules as usize
     }
 
     /// Counter slots: one per rule, then one per base chain's policy.
     pub fn ncounters(&self) -> usize {
-        self.nrules() + self.config.nbase as usize
+        self.nrules() + self.live.nbase as usize
     }
 
     /// Entries of the vector index (vectors × blocks).
@@ -282,7 +294,7 @@ impl CompiledProgram {
 
     /// Distinct bit-vectors after deduplication.
     pub fn distinct_vectors(&self) -> usize {
-        self.vector_entries() / self.config.nblocks as usize
+        self.vector_entries() / self.live.nblocks as usize
     }
 
     pub fn uses(&self, dim: Dim) -> bool {
@@ -291,7 +303,7 @@ impl CompiledProgram {
 
     /// Whether vector `id` has the bit of `rule`.
     pub fn vector_bit(&self, id: u32, rule: usize) -> bool {
-        let nblocks = self.config.nblocks as usize;
+        let nblocks = self.live.nblocks as usize;
         let block = self.vector_blocks[id as usize * nblocks + rule / 4096] as usize;
         self.blocks[block * BLOCK_WORDS + (rule % 4096) / 64] & (1 << (rule % 64)) != 0
     }
@@ -355,21 +367,24 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
     }
     let config = BpfConfig {
         dims: dims.dims,
+        features,
+        mark_mask: dims.mark_mask,
+        ctmark_mask: dims.ctmark_mask,
+        ..BpfConfig::default()
+    };
+    let live = BpfLive {
         nrules: nrules as u32,
         nblocks: nblocks as u32,
         max_steps: layout.max_steps,
         nbase: program.base_chains.len() as u32,
         base_scope: layout.base_scope,
-        features,
         fast_rule: layout.fast_rule,
-        mark_mask: dims.mark_mask,
-        ctmark_mask: dims.ctmark_mask,
         miss: dims.miss,
         absent: dims.absent,
-        ..BpfConfig::default()
     };
     Ok(CompiledProgram {
         config,
+        live,
         blocks: dims.blocks,
         vector_blocks: dims.vector_blocks,
         saddr: dims.saddr,
@@ -465,7 +480,7 @@ mod tests {
         assert_eq!(v4(&c, "10.1.2.0/24"), [0, 1, 3]);
         assert_eq!(v4(&c, "0.0.0.0/0"), [2, 3], "addresses no prefix covers");
         // Not IPv4: only the rule that does not test the address.
-        assert_eq!(rules_in(&c, c.config.absent[Dim::Saddr as usize]), [3]);
+        assert_eq!(rules_in(&c, c.live.absent[Dim::Saddr as usize]), [3]);
         // An IPv6 packet is "present" for the dimension but no IPv4 predicate holds on it.
         let v6_default = c
             .saddr
@@ -569,7 +584,7 @@ mod tests {
             c.iif
                 .iter()
                 .find(|(k, _)| *k == v)
-                .map_or(c.config.miss[Dim::Iif as usize], |e| e.1)
+                .map_or(c.live.miss[Dim::Iif as usize], |e| e.1)
         };
         assert_eq!(rules_in(&c, id(2)), [0, 1]);
         assert_eq!(rules_in(&c, id(3)), [0]);
@@ -670,9 +685,9 @@ mod tests {
             })
             .collect();
         let c = compile(&chain(rules)).unwrap();
-        assert_eq!(c.config.nblocks, 3);
+        assert_eq!(c.live.nblocks, 3);
         // Three blocks, the end, and every rule able to match once.
-        assert_eq!(c.config.max_steps as usize, 3 + 1 + n);
+        assert_eq!(c.live.max_steps as usize, 3 + 1 + n);
         let expected: Vec<usize> = (0..n).filter(|i| i % 1000 == 7).collect();
         assert_eq!(rules_in(&c, c.dport[7]), expected);
         assert!(expected.contains(&8007), "a rule in the third block");
@@ -689,10 +704,10 @@ mod tests {
         c.policy = Verdict::Drop;
         let compiled = compile(&c).unwrap();
         assert_eq!(compiled.config.dims, 0);
-        assert_eq!(compiled.config.nrules, 3);
-        assert_eq!(compiled.config.max_steps, 1 + 1 + 3);
-        assert_eq!(compiled.config.nbase, 1);
-        assert_eq!(compiled.config.base_scope, [0, 1, 0]);
+        assert_eq!(compiled.live.nrules, 3);
+        assert_eq!(compiled.live.max_steps, 1 + 1 + 3);
+        assert_eq!(compiled.live.nbase, 1);
+        assert_eq!(compiled.live.base_scope, [0, 1, 0]);
         assert_eq!(
             compiled.chains,
             [BpfChain {
@@ -748,7 +763,7 @@ mod tests {
                 (ActionKind::Return as u8, 0),
             ]
         );
-        assert_eq!(c.config.base_scope, [0b11, 0b01, 0b01]);
+        assert_eq!(c.live.base_scope, [0b11, 0b01, 0b01]);
         assert_eq!(c.ncounters(), 6 + 2);
         // ct state new is bit 3: only that class holds rule 3; the rest are wildcards.
         assert!(c.uses(Dim::CtState));
@@ -758,6 +773,6 @@ mod tests {
         // a = 1 + 1 + 2 + z.
         let z = 3;
         let a = 4 + z;
-        assert_eq!(c.config.max_steps, (4 + z) + (3 + a));
+        assert_eq!(c.live.max_steps, (4 + z) + (3 + a));
     }
 }

@@ -1,0 +1,470 @@
+//! What a loaded program's maps hold, in the program's own numbering of blocks and
+//! vectors, and the map writes that turn one ruleset's maps into another's.
+//!
+//! A fresh load writes an image over an empty one. A later commit whose program
+//! constants (`BpfConfig`) are unchanged rewrites a spare program's maps in place,
+//! with only the entries that differ; the links then switch to it (the dataplane
+//! worker does that), so no packet sees half of two rulesets.
+//!
+//! The compiler numbers blocks and vectors by first appearance, so one new rule can
+//! renumber most of them. The image keeps its own numbering: a block keeps its slot
+//! while the new ruleset still has that content, and a vector id goes to the new
+//! vector that the keys which pointed at it point at first. One rule appended to a
+//! long chain then rewrites the blocks that hold its bit, the index entries of the
+//! vectors whose bits changed, and the keys of its own values; nothing else.
+
+use std::collections::{HashMap, HashSet};
+
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData};
+use aya::{Ebpf, Pod};
+
+use crate::maps::checks::{BpfResidualElem, BpfResidualInsn, BpfRuleExt};
+use crate::maps::sets::SetEntry;
+use crate::maps::{BpfChain, BpfLive, BpfRule, CompiledProgram, LpmEntries, BLOCK_WORDS};
+
+/// Room a loaded program keeps for its ruleset to grow in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    /// Slots of `vectors` (blocks).
+    pub blocks: u32,
+    /// Vector ids.
+    pub rows: u32,
+    /// Entries per vector in `vector_blocks`: the most blocks a vector can have.
+    pub stride: u32,
+    pub rules: u32,
+    /// `rule_counters`: rules, then the base chains' policies.
+    pub counters: u32,
+    pub chains: u32,
+    pub rule_ext: u32,
+    pub residual_insns: u32,
+    pub residual_elems: u32,
+    /// saddr4, saddr6, daddr4, daddr6.
+    pub lpm: [u32; 4],
+    /// iif, oif, mark0, mark1, ctmark.
+    pub hash: [u32; 5],
+}
+
+/// `n` and a quarter more, at least 16 more.
+fn room(n: usize) -> u32 {
+    u32::try_from(n + n / 4 + 16).unwrap_or(u32::MAX)
+}
+
+impl Capacity {
+    /// The room a fresh load of `c` gets.
+    pub fn for_program(c: &CompiledProgram) -> Capacity {
+        let lpm = |e: &LpmEntries| [room(e.v4.len()), room(e.v6.len())];
+        let [s4, s6] = lpm(&c.saddr);
+        let [d4, d6] = lpm(&c.daddr);
+        Capacity {
+            blocks: room(c.block_entries()),
+            rows: room(c.distinct_vectors()),
+            stride: c.live.nblocks + 1,
+            rules: room(c.rules.len()),
+            counters: room(c.rules.len()) + crate::maps::MAX_BASE_CHAINS as u32,
+            chains: room(c.chains.len()),
+            rule_ext: room(c.rule_ext.len()),
+            residual_insns: room(c.residual_insns.len()),
+            residual_elems: room(c.residual_elems.len()),
+            lpm: [s4, s6, d4, d6],
+            hash: [
+                room(c.iif.len()),
+                room(c.oif.len()),
+                room(c.mark[0].len()),
+                room(c.mark[1].len()),
+                room(c.ctmark.len()),
+            ],
+        }
+    }
+
+    /// Entries of `vector_blocks`.
+    pub fn vector_entries(&self) -> u64 {
+        u64::from(self.rows) * u64::from(self.stride)
+    }
+}
+
+/// The new ruleset does not fit the program's maps (then it gets a fresh program).
+#[derive(Debug, thiserror::Error)]
+#[error("no room for the new ruleset in the loaded program's {0}")]
+pub struct NoRoom(pub &'static str);
+
+/// An LPM key: prefix length and address (an IPv4 address in the low 32 bits).
+type Prefix = (u8, u128);
+
+/// The maps' contents as written, in the program's numbering.
+#[derive(Clone, Debug, Default)]
+pub struct Image {
+    live: BpfLive,
+    /// Block slot -> its words (None: never written, all zeros; slot 0 stays so).
+    blocks: Vec<Option<Box<[u64]>>>,
+    /// Vector id -> the block slot of each of its blocks.
+    rows: Vec<Vec<u32>>,
+    /// saddr4, saddr6, daddr4, daddr6: prefix -> vector id.
+    lpm: [HashMap<Prefix, u32>; 4],
+    /// l4proto, sport, dport, icmp, ctstate: index -> vector id.
+    arrays: [Vec<u32>; 5],
+    /// iif, oif, mark0, mark1, ctmark: key -> vector id.
+    hashes: [HashMap<u32, u32>; 5],
+    rules: Vec<BpfRule>,
+    chains: Vec<BpfChain>,
+    rule_ext: Vec<BpfRuleExt>,
+    residual_insns: Vec<BpfResidualInsn>,
+    residual_elems: Vec<BpfResidualElem>,
+    sets: HashSet<SetEntry>,
+}
+
+pub(crate) const LPM_MAPS: [&str; 4] = ["saddr4_lpm", "saddr6_lpm", "daddr4_lpm", "daddr6_lpm"];
+const ARRAY_MAPS: [&str; 5] = [
+    "l4proto_vec",
+    "sport_vec",
+    "dport_vec",
+    "icmp_vec",
+    "ctstate_vec",
+];
+pub(crate) const HASH_MAPS: [&str; 5] = ["iif_vec", "oif_vec", "mark0_vec", "mark1_vec", "ctmark_vec"];
+
+fn lpm_keys(e: &LpmEntries) -> [Vec<(Prefix, u32)>; 2] {
+    [
+        e.v4.iter()
+            .map(|(n, id)| ((n.prefix_len(), u128::from(u32::from(n.addr()))), *id))
+            .collect(),
+        e.v6.iter()
+            .map(|(n, id)| ((n.prefix_len(), u128::from(n.addr())), *id))
+            .collect(),
+    ]
+}
+
+impl Image {
+    /// The image of `c` (whose `rule_ext` is `rule_ext`: limit and quota slots
+    /// resolved) that keeps as much of `self` as it can, within `cap`.
+    pub fn successor(
+        &self,
+        c: &CompiledProgram,
+        rule_ext: &[BpfRuleExt],
+        cap: &Capacity,
+    ) -> Result<Image, NoRoom> {
+        let fits = |n: usize, max: u32, what| {
+            if n <= max as usize {
+                Ok(())
+            } else {
+                Err(NoRoom(what))
+            }
+        };
+        fits(c.live.nblocks as usize, cap.stride, "vector index")?;
+        fits(c.rules.len(), cap.rules, "rules")?;
+        fits(c.ncounters(), cap.counters, "counters")?;
+        fits(c.chains.len(), cap.chains, "chains")?;
+        fits(rule_ext.len(), cap.rule_ext, "rule checks")?;
+        fits(c.residual_insns.len(), cap.residual_insns, "residual programs")?;
+        fits(c.residual_elems.len(), cap.residual_elems, "residual elements")?;
+        let lpm_new = {
+            let [s4, s6] = lpm_keys(&c.saddr);
+            let [d4, d6] = lpm_keys(&c.daddr);
+            [s4, s6, d4, d6]
+        };
+        for (i, e) in lpm_new.iter().enumerate() {
+            fits(e.len(), cap.lpm[i], LPM_MAPS[i])?;
+        }
+        let hash_new: [&[(u32, u32)]; 5] = [&c.iif, &c.oif, &c.mark[0], &c.mark[1], &c.ctmark];
+        for (i, e) in hash_new.iter().enumerate() {
+            fits(e.len(), cap.hash[i], HASH_MAPS[i])?;
+        }
+        let array_new: [&[u32]; 5] = [&c.l4proto, &c.sport, &c.dport, &c.icmp, &c.ctstate];
+
+        let block_slot = self.place_blocks(c, cap)?;
+        let vector_id = self.place_vectors(c, cap, &lpm_new, &array_new, &hash_new)?;
+
+        let mut next = Image {
+            live: c.live,
+            blocks: self.blocks.clone(),
+            rows: self.rows.clone(),
+            rules: c.rules.clone(),
+            chains: c.chains.clone(),
+            rule_ext: rule_ext.to_vec(),
+            residual_insns: c.residual_insns.clone(),
+            residual_elems: c.residual_elems.clone(),
+            sets: c.set_entries.iter().copied().collect(),
+            ..Image::default()
+        };
+        next.blocks.resize(next.blocks.len().max(cap.blocks as usize), None);
+        for (logical, &slot) in block_slot.iter().enumerate().skip(1) {
+            let words = &c.blocks[logical * BLOCK_WORDS..(logical + 1) * BLOCK_WORDS];
+            let cell = &mut next.blocks[slot as usize];
+            if cell.as_deref() != Some(words) {
+                *cell = Some(words.into());
+            }
+        }
+        let nblocks = c.live.nblocks as usize;
+        next.rows.resize(next.rows.len().max(cap.rows as usize), Vec::new());
+        for (logical, &id) in vector_id.iter().enumerate() {
+            next.rows[id as usize] = c.vector_blocks[logical * nblocks..(logical + 1) * nblocks]
+                .iter()
+                .map(|&b| block_slot[b as usize])
+                .collect();
+        }
+        let to_id = |logical: u32| vector_id[logical as usize];
+        for (d, s) in next.live.miss.iter_mut().zip(c.live.miss) {
+            *d = if vector_id.is_empty() { 0 } else { to_id(s) };
+        }
+        for (d, s) in next.live.absent.iter_mut().zip(c.live.absent) {
+            *d = if vector_id.is_empty() { 0 } else { to_id(s) };
+        }
+        for (i, e) in lpm_new.iter().enumerate() {
+            next.lpm[i] = e.iter().map(|&(k, v)| (k, to_id(v))).collect();
+        }
+        for (i, e) in array_new.iter().enumerate() {
+            next.arrays[i] = e.iter().map(|&v| to_id(v)).collect();
+        }
+        for (i, e) in hash_new.iter().enumerate() {
+            next.hashes[i] = e.iter().map(|&(k, v)| (k, to_id(v))).collect();
+        }
+        Ok(next)
+    }
+
+    /// Block slot of each of `c`'s blocks: the slot that holds that content already,
+    /// else one whose content the new ruleset no longer has.
+    fn place_blocks(&self, c: &CompiledProgram, cap: &Capacity) -> Result<Vec<u32>, NoRoom> {
+        let have: HashMap<&[u64], u32> = self
+            .blocks
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter_map(|(slot, b)| Some((b.as_deref()?, slot as u32)))
+            .collect();
+        let n = c.block_entries();
+        let mut slot = vec![0u32; n];
+        let mut used = vec![false; (cap.blocks as usize).max(self.blocks.len())];
+        used[0] = true;
+        let mut fresh = Vec::new();
+        for (logical, s) in slot.iter_mut().enumerate().skip(1) {
+            let words = &c.blocks[logical * BLOCK_WORDS..(logical + 1) * BLOCK_WORDS];
+            match have.get(words) {
+                Some(&old) => {
+                    *s = old;
+                    used[old as usize] = true;
+                }
+                None => fresh.push(logical),
+            }
+        }
+        let mut free = (1..cap.blocks).filter(|&s| !used[s as usize]);
+        for logical in fresh {
+            slot[logical] = free.next().ok_or(NoRoom("vector blocks"))?;
+        }
+        Ok(slot)
+    }
+
+    /// Vector id of each of `c`'s vectors: the id the first key pointing at it had
+    /// (unless another vector took that id first), else a free one.
+    fn place_vectors(
+        &self,
+        c: &CompiledProgram,
+        cap: &Capacity,
+        lpm_new: &[Vec<(Prefix, u32)>; 4],
+        array_new: &[&[u32]; 5],
+        hash_new: &[&[(u32, u32)]; 5],
+    ) -> Result<Vec<u32>, NoRoom> {
+        const NONE: u32 = u32::MAX;
+        let n = c.distinct_vectors();
+        let mut id = vec![NONE; n];
+        let mut taken = vec![false; (cap.rows as usize).max(self.rows.len())];
+        let mut claim = |old: Option<u32>, logical: u32| {
+            let (Some(old), Some(slot)) = (old, id.get_mut(logical as usize)) else {
+                return;
+            };
+            if *slot == NONE && !taken[old as usize] {
+                taken[old as usize] = true;
+                *slot = old;
+            }
+        };
+        for (i, e) in array_new.iter().enumerate() {
+            for (k, &v) in e.iter().enumerate() {
+                claim(self.arrays[i].get(k).copied(), v);
+            }
+        }
+        for (i, e) in hash_new.iter().enumerate() {
+            for &(k, v) in e.iter() {
+                claim(self.hashes[i].get(&k).copied(), v);
+            }
+        }
+        for (i, e) in lpm_new.iter().enumerate() {
+            for (k, v) in e {
+                claim(self.lpm[i].get(k).copied(), *v);
+            }
+        }
+        for d in crate::maps::Dim::ALL {
+            if c.uses(d) {
+                let d = d as usize;
+                claim(Some(self.live.miss[d]), c.live.miss[d]);
+                claim(Some(self.live.absent[d]), c.live.absent[d]);
+            }
+        }
+        let mut free = (0..cap.rows).filter(|&v| !taken[v as usize]);
+        for v in id.iter_mut().filter(|v| **v == NONE) {
+            *v = free.next().ok_or(NoRoom("vectors"))?;
+        }
+        Ok(id)
+    }
+
+    /// Writes into `ebpf`'s maps what differs between `self` (what they hold) and
+    /// `next`; returns the number of map updates and deletions.
+    pub fn write_diff(
+        &self,
+        next: &Image,
+        cap: &Capacity,
+        ebpf: &mut Ebpf,
+    ) -> Result<u64, aya::maps::MapError> {
+        let mut writes = 0u64;
+        if self.live != next.live {
+            let mut bss: Array<&mut MapData, BpfLive> = Array::try_from(map(ebpf, ".bss")?)?;
+            bss.set(0, next.live, 0)?;
+            writes += 1;
+        }
+        {
+            // `struct ns_vblock`: the words, then the mask of the words that are not zero.
+            let mut vectors: Array<&mut MapData, [u64; BLOCK_WORDS + 1]> =
+                Array::try_from(map(ebpf, "vectors")?)?;
+            for (slot, words) in next.blocks.iter().enumerate() {
+                let Some(words) = words else { continue };
+                if self.blocks.get(slot).and_then(Option::as_deref) == Some(&words[..]) {
+                    continue;
+                }
+                let mut value = [0u64; BLOCK_WORDS + 1];
+                value[..BLOCK_WORDS].copy_from_slice(words);
+                value[BLOCK_WORDS] = words
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &w)| w != 0)
+                    .fold(0, |acc, (i, _)| acc | 1 << i);
+                vectors.set(slot as u32, value, 0)?;
+                writes += 1;
+            }
+        }
+        {
+            let mut index: Array<&mut MapData, u32> =
+                Array::try_from(map(ebpf, "vector_blocks")?)?;
+            for (id, row) in next.rows.iter().enumerate() {
+                let old = self.rows.get(id);
+                for (b, &slot) in row.iter().enumerate() {
+                    if old.and_then(|r| r.get(b)).copied().unwrap_or(0) != slot {
+                        index.set(id as u32 * cap.stride + b as u32, slot, 0)?;
+                        writes += 1;
+                    }
+                }
+            }
+        }
+        for (i, name) in ARRAY_MAPS.iter().enumerate() {
+            writes += write_array(ebpf, name, &self.arrays[i], &next.arrays[i])?;
+        }
+        for (i, name) in HASH_MAPS.iter().enumerate() {
+            writes += write_hash(ebpf, name, &self.hashes[i], &next.hashes[i])?;
+        }
+        for (i, name) in LPM_MAPS.iter().enumerate() {
+            writes += if i % 2 == 0 {
+                write_lpm(ebpf, name, &self.lpm[i], &next.lpm[i], |a| (a as u32).to_be())?
+            } else {
+                write_lpm(ebpf, name, &self.lpm[i], &next.lpm[i], |a| a.to_be_bytes())?
+            };
+        }
+        writes += write_array(ebpf, "rules", &self.rules, &next.rules)?;
+        writes += write_array(ebpf, "chains", &self.chains, &next.chains)?;
+        writes += write_array(ebpf, "rule_ext", &self.rule_ext, &next.rule_ext)?;
+        writes += write_array(ebpf, "residual_insns", &self.residual_insns, &next.residual_insns)?;
+        writes += write_array(ebpf, "residual_elems", &self.residual_elems, &next.residual_elems)?;
+        Ok(writes)
+    }
+
+    /// Set entries to remove and to add to go from `self` to `next`.
+    pub fn set_changes<'a>(&'a self, next: &'a Image) -> (Vec<SetEntry>, Vec<SetEntry>) {
+        (
+            self.sets.difference(&next.sets).copied().collect(),
+            next.sets.difference(&self.sets).copied().collect(),
+        )
+    }
+
+    /// Keeps the image in step with a set element added or removed at run time.
+    pub fn set_entry(&mut self, entry: SetEntry, present: bool) {
+        if present {
+            self.sets.insert(entry);
+        } else {
+            self.sets.remove(&entry);
+        }
+    }
+}
+
+fn map<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut aya::maps::Map, aya::maps::MapError> {
+    ebpf.map_mut(name).ok_or(aya::maps::MapError::InvalidName {
+        name: name.to_string(),
+    })
+}
+
+/// Array entries of `next` that differ from `old` (entries not written are zeros).
+fn write_array<T: Pod + PartialEq + Default>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    old: &[T],
+    next: &[T],
+) -> Result<u64, aya::maps::MapError> {
+    let zero = T::default();
+    let changed: Vec<(u32, T)> = next
+        .iter()
+        .enumerate()
+        .filter(|(i, v)| old.get(*i).unwrap_or(&zero) != *v)
+        .map(|(i, v)| (i as u32, *v))
+        .collect();
+    if changed.is_empty() {
+        return Ok(0);
+    }
+    let mut array: Array<&mut MapData, T> = Array::try_from(map(ebpf, name)?)?;
+    for &(i, v) in &changed {
+        array.set(i, v, 0)?;
+    }
+    Ok(changed.len() as u64)
+}
+
+fn write_hash(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    old: &HashMap<u32, u32>,
+    next: &HashMap<u32, u32>,
+) -> Result<u64, aya::maps::MapError> {
+    if old == next {
+        return Ok(0);
+    }
+    let mut hash: BpfHashMap<&mut MapData, u32, u32> = BpfHashMap::try_from(map(ebpf, name)?)?;
+    let mut writes = 0;
+    for k in old.keys().filter(|k| !next.contains_key(k)) {
+        hash.remove(k)?;
+        writes += 1;
+    }
+    for (k, v) in next.iter().filter(|(k, v)| old.get(k) != Some(v)) {
+        hash.insert(k, v, 0)?;
+        writes += 1;
+    }
+    Ok(writes)
+}
+
+fn write_lpm<K: Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    old: &HashMap<Prefix, u32>,
+    next: &HashMap<Prefix, u32>,
+    key: impl Fn(u128) -> K,
+) -> Result<u64, aya::maps::MapError> {
+    if old == next {
+        return Ok(0);
+    }
+    let mut trie: LpmTrie<&mut MapData, K, u32> = LpmTrie::try_from(map(ebpf, name)?)?;
+    let mut writes = 0;
+    for &(len, addr) in old.keys().filter(|k| !next.contains_key(k)) {
+        trie.remove(&Key::new(u32::from(len), key(addr)))?;
+        writes += 1;
+    }
+    for (&(len, addr), v) in next.iter().filter(|(k, v)| old.get(k) != Some(v)) {
+        trie.insert(&Key::new(u32::from(len), key(addr)), v, 0)?;
+        writes += 1;
+    }
+    Ok(writes)
+}
