@@ -24,7 +24,7 @@ pub mod worker;
 use std::sync::{Arc, Mutex};
 
 use nftshim_engine::view::{Chain, Rule, Table};
-use nftshim_engine::{CountDelta, Dataplane, DataplaneError, RulesetView};
+use nftshim_engine::{CountDelta, Dataplane, DataplaneError, DataplaneStats, RulesetView};
 
 use crate::compile::{check_rule, decompile, refuse, Program};
 pub use netns::NetnsKey;
@@ -112,26 +112,42 @@ impl Dataplane for EbpfDataplane {
         self.apply_inner(committed)
     }
 
+    fn stats(&self) -> Option<DataplaneStats> {
+        let st = self.status()?;
+        Some(DataplaneStats {
+            programs: st.programs as u64,
+            loads: st.loads,
+            patches: st.patches,
+            map_writes: st.map_writes,
+        })
+    }
+
     fn take_counts(&mut self) -> Vec<CountDelta> {
+        let t = std::time::Instant::now();
         let mut deltas = std::mem::take(&mut self.carry);
         if let Some(w) = self.lock().as_ref() {
             deltas.extend(w.take_counts());
         }
+        tracing::debug!(netns_cookie = self.key.cookie, elapsed = ?t.elapsed(), "counters taken");
         deltas
     }
 }
 
 impl EbpfDataplane {
     fn check_inner(&self, proposed: &RulesetView<'_>) -> Result<(), DataplaneError> {
+        let t = std::time::Instant::now();
         let program = decompile(proposed)?;
+        tracing::debug!(netns_cookie = self.key.cookie, elapsed = ?t.elapsed(), "ruleset decompiled");
         if program.is_empty() {
             return Ok(());
         }
         let mut guard = self.lock();
         let started_here = guard.is_none();
+        let t = std::time::Instant::now();
         let result = self
             .ensure_worker(&mut guard)
             .and_then(|w| w.prepare(Arc::new(program)));
+        tracing::debug!(netns_cookie = self.key.cookie, elapsed = ?t.elapsed(), "programs prepared");
         if result.is_err() && started_here {
             // Nothing was enforced before: hold nothing of the namespace.
             *guard = None;
@@ -161,8 +177,12 @@ impl EbpfDataplane {
             }
             return;
         }
+        let t = std::time::Instant::now();
         match self.ensure_worker(&mut guard) {
-            Ok(w) => w.commit(Arc::new(program)),
+            Ok(w) => {
+                w.commit(Arc::new(program));
+                tracing::debug!(netns_cookie = self.key.cookie, elapsed = ?t.elapsed(), "programs switched");
+            }
             Err(e) => {
                 tracing::error!(netns_cookie = self.key.cookie, error = %e, "ruleset NOT enforced")
             }

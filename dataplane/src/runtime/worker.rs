@@ -22,7 +22,7 @@ use aya::programs::links::LinkOrder;
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
 use aya::programs::{SchedClassifier, TcAttachType};
 use nftshim_ebpf::ir;
-use nftshim_ebpf::loader::{Counter, LoadOptions, LoadedChain, TC_PROGRAM};
+use nftshim_ebpf::loader::{Counter, LoadError, LoadOptions, LoadedChain, TC_PROGRAM};
 use nftshim_ebpf::maps;
 use nftshim_ebpf::shared::SharedState;
 use nftshim_engine::{CountDelta, CounterRef, DataplaneError};
@@ -44,6 +44,12 @@ pub struct WorkerStatus {
     pub generations: u64,
     /// Interfaces whose attach or switch failed (logged); retried on the next change.
     pub errors: u64,
+    /// Programs loaded (and verified) afresh since the worker started.
+    pub loads: u64,
+    /// Programs that took a new ruleset by rewriting their maps in place.
+    pub patches: u64,
+    /// Map entries written (updated or deleted) since the worker started.
+    pub map_writes: u64,
 }
 
 enum Command {
@@ -308,6 +314,45 @@ impl LoadedProg {
     }
 }
 
+/// What building a generation did, for the worker's status.
+#[derive(Default)]
+struct BuildTally {
+    loads: u64,
+    patches: u64,
+    writes: u64,
+}
+
+/// A retired program (one the last switch left, attached nowhere) of the same hook,
+/// rewritten in place to enforce `compiled`: no program load, and only the map entries
+/// that differ are written. None if no spare has the same constants and room.
+fn patch_spare(
+    retired: &mut Vec<LoadedProg>,
+    compiled: &maps::CompiledProgram,
+    options: LoadOptions,
+    dir: Direction,
+    loopback: bool,
+    shared: &mut SharedState,
+) -> Option<LoadedChain> {
+    let mut i = 0;
+    while i < retired.len() {
+        let spare = &mut retired[i];
+        if spare.dir != dir || spare.loopback != loopback {
+            i += 1;
+            continue;
+        }
+        match spare.loaded.patch_shared(compiled, options, shared) {
+            Ok(_) => return Some(retired.swap_remove(i).loaded),
+            Err(LoadError::OtherConstants | LoadError::NoRoom(_)) => i += 1,
+            Err(e) => {
+                // Written half-way: of no use any more.
+                tracing::warn!(error = %e, "cannot rewrite a spare program; dropped");
+                retired.swap_remove(i);
+            }
+        }
+    }
+    None
+}
+
 fn next_program_id() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -319,7 +364,9 @@ impl Generation {
         program: Arc<Program>,
         facts: &Facts,
         live: Option<&Generation>,
+        retired: &mut Vec<LoadedProg>,
         shared: &mut SharedState,
+        tally: &mut BuildTally,
     ) -> Result<Generation, DataplaneError> {
         // Also the chain of an interface that does not exist yet (matched by no
         // interface name pattern, bound to no netdev chain): built ahead, so that a new
@@ -328,6 +375,7 @@ impl Generation {
         with_phantom.links.insert(PHANTOM_IFINDEX, String::new());
         let plan = instantiate(&program, &with_phantom)?;
         let mut progs: BTreeMap<u64, LoadedProg> = BTreeMap::new();
+        let mut compiled_chains: Vec<(ir::Program, Arc<maps::CompiledProgram>)> = Vec::new();
         let mut assign = BTreeMap::new();
         let mut spares = Vec::new();
         for ((ifindex, dir), chain) in plan.chains {
@@ -347,20 +395,46 @@ impl Generation {
             let id = match reused {
                 Some(id) => id,
                 None => {
-                    let compiled = maps::compile_program(&chain).map_err(|e| {
-                        refuse(format!(
-                            "the eBPF data plane cannot build this ruleset: {e}"
-                        ))
-                    })?;
+                    // Interfaces often get the same chains (loopback's ingress and the
+                    // others' differ only in how they are loaded): compiled once.
+                    let compiled = match compiled_chains.iter().find(|(c, _)| *c == chain) {
+                        Some((_, compiled)) => compiled.clone(),
+                        None => {
+                            let compiled =
+                                Arc::new(maps::compile_program(&chain).map_err(|e| {
+                                    refuse(format!(
+                                        "the eBPF data plane cannot build this ruleset: {e}"
+                                    ))
+                                })?);
+                            compiled_chains.push((chain.clone(), compiled.clone()));
+                            compiled
+                        }
+                    };
                     let options = LoadOptions {
                         tc_egress: dir == Direction::Egress,
                         tc_loopback_ingress: loopback,
                         ..LoadOptions::default()
                     };
-                    let loaded =
-                        LoadedChain::load_shared(&compiled, options, shared).map_err(|e| {
-                            refuse(format!("the eBPF data plane cannot load this ruleset: {e}"))
-                        })?;
+                    let patched = patch_spare(retired, &compiled, options, dir, loopback, shared);
+                    let (loaded, seen) = match patched {
+                        Some(loaded) => {
+                            tally.patches += 1;
+                            // Counts start now: what the slots hold is another ruleset's.
+                            let seen = loaded.counters().unwrap_or_default();
+                            (loaded, seen)
+                        }
+                        None => {
+                            tally.loads += 1;
+                            let loaded = LoadedChain::load_shared(&compiled, options, shared)
+                                .map_err(|e| {
+                                    refuse(format!(
+                                        "the eBPF data plane cannot load this ruleset: {e}"
+                                    ))
+                                })?;
+                            (loaded, Vec::new())
+                        }
+                    };
+                    tally.writes += loaded.last_writes();
                     let id = next_program_id();
                     progs.insert(
                         id,
@@ -369,7 +443,7 @@ impl Generation {
                             dir,
                             loopback,
                             counters,
-                            seen: Vec::new(),
+                            seen,
                             loaded,
                         },
                     );
@@ -429,6 +503,12 @@ struct State {
     errors: u64,
     /// Counted by programs dropped since the last `take_counts`.
     carry: Tally,
+    /// Programs the last switch retired: attached nowhere, kept to take a later
+    /// ruleset by rewriting their maps (double buffering without reloads).
+    retired: Vec<LoadedProg>,
+    loads: u64,
+    patches: u64,
+    map_writes: u64,
 }
 
 impl State {
@@ -455,6 +535,10 @@ impl State {
             generations: 0,
             errors: 0,
             carry: Tally::new(),
+            retired: Vec::new(),
+            loads: 0,
+            patches: 0,
+            map_writes: 0,
         }
     }
 
@@ -590,6 +674,7 @@ impl State {
         self.links.clear();
         self.pending = None;
         self.live = None;
+        self.retired.clear();
         if let Some(shared) = self.shared.take() {
             if let Err(e) = shared.remove() {
                 self.errors += 1;
@@ -604,7 +689,19 @@ impl State {
             .shared
             .as_mut()
             .ok_or_else(|| refuse("the data plane worker of this namespace stopped"))?;
-        Generation::build(program, &self.facts, self.live.as_ref(), shared)
+        let mut tally = BuildTally::default();
+        let g = Generation::build(
+            program,
+            &self.facts,
+            self.live.as_ref(),
+            &mut self.retired,
+            shared,
+            &mut tally,
+        );
+        self.loads += tally.loads;
+        self.patches += tally.patches;
+        self.map_writes += tally.writes;
+        g
     }
 
     /// Frees the limit and quota slots of rules neither the live nor the prepared
@@ -730,6 +827,8 @@ impl State {
             for p in old.progs.values_mut() {
                 p.collect(&mut self.carry);
             }
+            // The programs no link runs any more are the next commit's spares.
+            self.retired = std::mem::take(&mut old.progs).into_values().collect();
         }
         self.live = Some(next);
         self.generations += 1;
@@ -743,6 +842,9 @@ impl State {
                 programs: self.live.as_ref().map_or(0, |g| g.progs.len()),
                 generations: self.generations,
                 errors: self.errors,
+                loads: self.loads,
+                patches: self.patches,
+                map_writes: self.map_writes,
             };
         }
     }

@@ -48,8 +48,16 @@ pub fn render(report: &StatusReport, socket: &Path, own: Option<u64>) -> String 
     }
     let _ = writeln!(
         s,
-        "  {:<24} {:>12} {:>10} {:>7} {:>8}",
-        "NAMESPACE", "INODE", "GENERATION", "TABLES", "SOCKETS"
+        "  {:<24} {:>12} {:>10} {:>7} {:>8} {:>8} {:>6} {:>8} {:>11}",
+        "NAMESPACE",
+        "INODE",
+        "GENERATION",
+        "TABLES",
+        "SOCKETS",
+        "PROGRAMS",
+        "LOADS",
+        "PATCHES",
+        "MAP WRITES"
     );
     let opt = |v: Option<u32>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
     for ns in &report.namespaces {
@@ -57,14 +65,25 @@ pub fn render(report: &StatusReport, socket: &Path, own: Option<u64>) -> String 
         if Some(ns.inode) == own {
             name.push_str(" (this one)");
         }
+        // Data plane: programs attached, loaded afresh, rewritten in place, and the
+        // map entries written so far.
+        let dp = |f: fn(&nftshim_ipc::DataplaneStatus) -> u64| {
+            ns.dataplane
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |d| f(d).to_string())
+        };
         let _ = writeln!(
             s,
-            "  {:<24} {:>12} {:>10} {:>7} {:>8}",
+            "  {:<24} {:>12} {:>10} {:>7} {:>8} {:>8} {:>6} {:>8} {:>11}",
             name,
             ns.inode,
             ns.generation,
             opt(ns.tables),
-            opt(ns.sockets)
+            opt(ns.sockets),
+            dp(|d| d.programs),
+            dp(|d| d.loads),
+            dp(|d| d.patches),
+            dp(|d| d.map_writes)
         );
     }
     s
@@ -202,6 +221,12 @@ mod tests {
                     tables: Some(2),
                     sockets: None,
                     cookie: None,
+                    dataplane: Some(nftshim_ipc::DataplaneStatus {
+                        programs: 2,
+                        loads: 3,
+                        patches: 5,
+                        map_writes: 7,
+                    }),
                 },
                 NamespaceStatus {
                     inode: 12,
@@ -210,6 +235,7 @@ mod tests {
                     tables: None,
                     sockets: Some(1),
                     cookie: None,
+                    dataplane: None,
                 },
             ],
             pid: None,
@@ -221,7 +247,7 @@ mod tests {
         let blue = text.lines().find(|l| l.contains("blue")).unwrap();
         assert_eq!(
             blue.split_whitespace().collect::<Vec<_>>(),
-            ["blue", "11", "4", "2", "-"]
+            ["blue", "11", "4", "2", "-", "2", "3", "5", "7"]
         );
         let ours = text.lines().find(|l| l.contains("(this one)")).unwrap();
         assert!(ours.contains(" 12 "), "{ours}");

@@ -147,7 +147,8 @@ fn exec_serves_nft_from_the_daemon_in_the_callers_namespace() {
 }
 
 const REPORT: &str = r#"{"dataplane":"none","enforcing":false,"namespaces":[
-    {"inode":4026532281,"name":"blue","generation":3,"tables":2,"sockets":1},
+    {"inode":4026532281,"name":"blue","generation":3,"tables":2,"sockets":1,
+     "dataplane":{"programs":2,"loads":3,"patches":4,"map_writes":5}},
     {"inode":4026531840,"generation":1,"extra":"ignored"}]}"#;
 
 #[test]
@@ -172,7 +173,7 @@ fn status_shows_the_report_and_warns_when_nothing_is_enforced() {
         .expect("blue listed");
     assert_eq!(
         blue.split_whitespace().collect::<Vec<_>>(),
-        ["blue", "4026532281", "3", "2", "1"]
+        ["blue", "4026532281", "3", "2", "1", "2", "3", "4", "5"]
     );
     let unnamed = stdout
         .lines()
@@ -180,8 +181,8 @@ fn status_shows_the_report_and_warns_when_nothing_is_enforced() {
         .expect("second namespace listed");
     let unnamed: Vec<&str> = unnamed.split_whitespace().collect();
     assert!(
-        unnamed == ["-", "4026531840", "1", "-", "-"]
-            || unnamed == ["-", "(this", "one)", "4026531840", "1", "-", "-"],
+        unnamed == ["-", "4026531840", "1", "-", "-", "-", "-", "-", "-"]
+            || unnamed == ["-", "(this", "one)", "4026531840", "1", "-", "-", "-", "-", "-", "-"],
         "{unnamed:?}"
     );
     assert!(

@@ -135,6 +135,10 @@ impl<S: NamespaceState> Namespace<S> {
         lock(&self.state).engine.genid()
     }
 
+    pub fn dataplane_stats(&self) -> Option<nftshim_engine::DataplaneStats> {
+        lock(&self.state).dataplane.stats()
+    }
+
     pub fn session_count(&self) -> usize {
         lock(&self.sessions).len()
     }

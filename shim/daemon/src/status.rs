@@ -1,6 +1,6 @@
 //! The answer to `Op::Status`: what `nftshim status` shows.
 
-use nftshim_ipc::{NamespaceStatus, StatusReport};
+use nftshim_ipc::{DataplaneStatus, NamespaceStatus, StatusReport};
 
 use crate::engine::NamespaceState;
 use crate::server::Daemon;
@@ -21,6 +21,12 @@ pub fn collect<S: NamespaceState>(daemon: &Daemon<S>) -> StatusReport {
                 generation: ns.genid(),
                 tables: None,
                 sockets: u32::try_from(ns.session_count()).ok(),
+                dataplane: ns.dataplane_stats().map(|s| DataplaneStatus {
+                    programs: s.programs,
+                    loads: s.loads,
+                    patches: s.patches,
+                    map_writes: s.map_writes,
+                }),
             })
             .collect(),
         pid: Some(std::process::id()),

@@ -54,6 +54,23 @@ pub trait Dataplane: Send {
     fn take_counts(&mut self) -> Vec<CountDelta> {
         Vec::new()
     }
+    /// What the data plane did so far, for `nftshim status` (None: nothing to say).
+    fn stats(&self) -> Option<DataplaneStats> {
+        None
+    }
+}
+
+/// How a data plane has been keeping up with commits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DataplaneStats {
+    /// Programs attached now.
+    pub programs: u64,
+    /// Programs loaded (and verified) afresh.
+    pub loads: u64,
+    /// Programs that took a new ruleset by rewriting their maps in place.
+    pub patches: u64,
+    /// Map entries written (updated or deleted) so far.
+    pub map_writes: u64,
 }
 
 /// A counter of the ruleset, by handles (stable across generations, unlike positions).

@@ -263,6 +263,22 @@ pub struct NamespaceStatus {
     /// Emulated netlink sockets currently open in the namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sockets: Option<u32>,
+    /// The data plane's work for this namespace, when it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataplane: Option<DataplaneStatus>,
+}
+
+/// How the data plane has been keeping up with a namespace's commits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DataplaneStatus {
+    /// eBPF programs attached now.
+    pub programs: u64,
+    /// Programs loaded (and verified) afresh.
+    pub loads: u64,
+    /// Programs that took a new ruleset by rewriting their maps in place.
+    pub patches: u64,
+    /// Map entries written (updated or deleted) so far: a commit costs the difference.
+    pub map_writes: u64,
 }
 
 #[cfg(test)]
