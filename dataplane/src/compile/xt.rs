@@ -401,10 +401,22 @@ fn icmp(cx: &XtCx<'_>, b: Blob<'_>, version: u8, protocol: u8) -> Result<Decompi
     }
     need_protocol(cx, name, &[protocol])?;
     let (typ, min, max, invert) = (b.u8(0), b.u8(1), b.u8(2), b.u8(3) & 1 != 0);
+    // Any code (what `--icmp-type NAME` of a whole type sends): the IR's indexed type.
+    let types = |t: Vec<u8>| {
+        if version == V4 {
+            Test::IcmpType(t)
+        } else {
+            Test::Icmpv6Type(t)
+        }
+    };
+    match (typ, min, max, invert) {
+        (0xff, _, _, false) => return Ok(one(types((0..=255).collect()), false)),
+        (0xff, _, _, true) => return Ok(Decompiled::Never),
+        (_, 0, 0xff, _) => return Ok(one(types(vec![typ]), invert)),
+        _ => {}
+    }
     // The (type, code) pairs it holds for, as one range of the two bytes.
-    let pairs: Option<ByteRange> = if typ == 0xff {
-        Some((vec![0, 0], vec![0xff, 0xff]))
-    } else if min <= max {
+    let pairs: Option<ByteRange> = if min <= max {
         Some((vec![typ, min], vec![typ, max]))
     } else {
         None
@@ -412,8 +424,8 @@ fn icmp(cx: &XtCx<'_>, b: Blob<'_>, version: u8, protocol: u8) -> Result<Decompi
     let (elements, negated) = match (pairs, invert) {
         (Some(p), false) => (vec![p], false),
         (None, true) => (vec![(vec![0, 0], vec![0xff, 0xff])], false),
-        (Some(p), true) if typ != 0xff => (vec![p], true),
-        _ => return Ok(Decompiled::Never),
+        (Some(p), true) => (vec![p], true),
+        (None, false) => return Ok(Decompiled::Never),
     };
     Ok(Decompiled::Residual(
         vec![],

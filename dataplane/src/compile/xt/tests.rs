@@ -262,12 +262,18 @@ fn icmp_type_and_code() {
         negated,
         elements: vec![(lo.to_vec(), hi.to_vec())],
     };
-    // --icmp-type echo-request: type 8, codes 0..255.
-    let Ok(Decompiled::Residual(_, insns)) = m(&c, "icmp", 0, Info::new(8).u8(0, 8).u8(2, 0xff))
+    // --icmp-type echo-request: type 8, codes 0..255: the indexed type.
+    assert_eq!(
+        m(&c, "icmp", 0, Info::new(8).u8(0, 8).u8(2, 0xff)),
+        Ok(one(Test::IcmpType(vec![8]), false))
+    );
+    // --icmp-type 3/0:3 (not an iptables spelling, but a valid blob): type and code.
+    let Ok(Decompiled::Residual(_, insns)) =
+        m(&c, "icmp", 0, Info::new(8).u8(0, 3).u8(1, 0).u8(2, 3))
     else {
         panic!()
     };
-    assert_eq!(insns[1], lookup(false, [8, 0], [8, 0xff]));
+    assert_eq!(insns[1], lookup(false, [3, 0], [3, 3]));
     // ! --icmp-type 3/1
     let Ok(Decompiled::Residual(_, insns)) = m(
         &c,
