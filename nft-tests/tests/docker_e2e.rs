@@ -72,6 +72,41 @@ const REJECTING: &str = "\
 COMMIT
 ";
 
+/// [`REJECTING`] for IPv6: ICMPv6 echo requests in, UDP answered with an
+/// administratively prohibited.
+const REJECTING6: &str = "\
+*filter
+:INPUT DROP [0:0]
+-A INPUT -i lo -j ACCEPT
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 128 -j ACCEPT
+-A INPUT -p tcp -m multiport --dports 22,1000:1010 -m comment --comment \"admin ports\" -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 113 -j REJECT --reject-with tcp-reset
+-A INPUT -p tcp -m multiport ! --dports 0:1023 -j REJECT --reject-with tcp-reset
+-A INPUT -p udp -m udp --dport 53 -j ACCEPT
+-A INPUT -p udp -j REJECT --reject-with icmp6-adm-prohibited
+COMMIT
+";
+
+/// The save of a restore that declared only INPUT: `*-save` lists the other built-in
+/// chains too.
+fn with_builtins(rules: &str) -> String {
+    rules.replace(
+        ":INPUT DROP [0:0]\n",
+        ":INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n",
+    )
+}
+
+/// Save output with every chain's `[packets:bytes]` zeroed.
+fn strip_counters(save: &str) -> String {
+    save.lines()
+        .map(|l| match (l.starts_with(':'), l.rfind(" [")) {
+            (true, Some(at)) => format!("{} [0:0]\n", &l[..at]),
+            _ => format!("{l}\n"),
+        })
+        .collect()
+}
+
 /// What became of a connection attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fate {
@@ -79,6 +114,8 @@ enum Fate {
     Echoed,
     /// A TCP reset or an ICMP port unreachable (ECONNREFUSED).
     Refused,
+    /// An ICMP administratively prohibited (EACCES).
+    Prohibited,
     /// Nothing came back.
     TimedOut,
 }
@@ -109,7 +146,12 @@ fn tcp(ns: &Netns, addr: &str, port: u16) -> Fate {
 
 fn udp(ns: &Netns, addr: &str, port: u16) -> Fate {
     in_netns(ns, || {
-        let s = UdpSocket::bind("0.0.0.0:0")?;
+        let any = if addr.starts_with('[') {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        };
+        let s = UdpSocket::bind(any)?;
         s.connect(format!("{addr}:{port}"))?;
         s.set_read_timeout(Some(WAIT))?;
         s.send(b"ping")?;
@@ -118,6 +160,7 @@ fn udp(ns: &Netns, addr: &str, port: u16) -> Fate {
             Ok(4) if &buf[..4] == b"ping" => Fate::Echoed,
             Ok(_) => Fate::TimedOut,
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => Fate::Refused,
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => Fate::Prohibited,
             Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
                 Fate::TimedOut
             }
@@ -127,16 +170,17 @@ fn udp(ns: &Netns, addr: &str, port: u16) -> Fate {
     .unwrap()
 }
 
-/// Echo servers in `ns` (any address) on these TCP and UDP ports, for the test's life.
+/// Echo servers in `ns` (any address, IPv4 and IPv6) on these TCP and UDP ports, for
+/// the test's life.
 fn serve(ns: &Netns, tcp_ports: &[u16], udp_ports: &[u16]) {
     let (tcps, udps) = in_netns(ns, || {
         let t: Vec<TcpListener> = tcp_ports
             .iter()
-            .map(|p| TcpListener::bind(("0.0.0.0", *p)))
+            .map(|p| TcpListener::bind(("::", *p)))
             .collect::<Result<_, _>>()?;
         let u: Vec<UdpSocket> = udp_ports
             .iter()
-            .map(|p| UdpSocket::bind(("0.0.0.0", *p)))
+            .map(|p| UdpSocket::bind(("::", *p)))
             .collect::<Result<_, _>>()?;
         Ok((t, u))
     })
@@ -188,19 +232,20 @@ impl Side<'_> {
         Side { topo, fw }
     }
 
-    fn restore(&self, rules: &str) -> CmdOutput {
+    /// `TOOL-nft-restore` (iptables, ip6tables) of `rules`.
+    fn restore(&self, tool: &str, rules: &str) -> CmdOutput {
         self.fw.run_program(
-            "iptables-nft-restore".as_ref(),
+            format!("{tool}-nft-restore").as_ref(),
             &[] as &[&str],
             Some(rules.as_bytes()),
         )
     }
 
-    fn save(&self) -> String {
+    fn save(&self, tool: &str) -> String {
         let out = self
             .fw
-            .run_program("iptables-nft-save".as_ref(), &[] as &[&str], None);
-        assert!(out.success(), "iptables-nft-save: {out:?}");
+            .run_program(format!("{tool}-nft-save").as_ref(), &[] as &[&str], None);
+        assert!(out.success(), "{tool}-nft-save: {out:?}");
         strip_comments(&out.stdout)
     }
 }
@@ -208,9 +253,13 @@ impl Side<'_> {
 /// A probe: its name, how to run it on a side, and the fate the ruleset gives it.
 type Probe = (&'static str, fn(&Topology) -> Fate, Fate);
 
+const IPT: &str = "iptables";
+const IP6T: &str = "ip6tables";
 const FAR: &str = "10.7.2.2";
 const FW: &str = "10.7.1.1";
 const PEER: &str = "10.7.1.2";
+const FW6: &str = "[fd07:1::1]";
+const PEER6: &str = "[fd07:1::2]";
 
 /// Every probe's fate on both sides, and what the ruleset says it must be.
 fn probe_both(kernel: &Side, shim: &Side, daemon: &Daemon, probes: &[Probe]) {
@@ -232,17 +281,17 @@ fn probe_both(kernel: &Side, shim: &Side, daemon: &Daemon, probes: &[Probe]) {
     );
 }
 
-/// Restores `rules` on both sides; both must succeed and save back `saved`.
-fn load(kernel: &Side, shim: &Side, daemon: &Daemon, rules: &str, saved: &str) {
+/// Restores `rules` with `tool` on both sides; both must succeed and save back `saved`.
+fn load(kernel: &Side, shim: &Side, daemon: &Daemon, tool: &str, rules: &str, saved: &str) {
     for (side, who) in [(kernel, "kernel"), (shim, "nftshimd")] {
-        let out = side.restore(rules);
+        let out = side.restore(tool, rules);
         assert!(
             out.success(),
-            "{who}: iptables-nft-restore: {out:?}\n{}",
+            "{who}: {tool}-nft-restore: {out:?}\n{}",
             daemon.log_tail(10)
         );
     }
-    let (k, s) = (kernel.save(), shim.save());
+    let (k, s) = (kernel.save(tool), shim.save(tool));
     assert_eq!(k, saved, "the kernel saves back what was restored");
     assert_eq!(s, k, "nftshimd saves back what the kernel does");
 }
@@ -263,7 +312,7 @@ fn docker_rulesets_enforced_as_the_kernel_does() {
         },
     );
 
-    load(&kernel, &shim, &daemon, FORWARDING, FORWARDING);
+    load(&kernel, &shim, &daemon, IPT, FORWARDING, FORWARDING);
     probe_both(
         &kernel,
         &shim,
@@ -321,10 +370,20 @@ fn docker_rulesets_enforced_as_the_kernel_does() {
         ],
     );
 
-    // The chains' policy counters (what the DROP policies dropped, what OUTPUT let
-    // out) agree too.
-    let counted = shim.save();
-    assert_eq!(counted, kernel.save(), "policy counters after the probes");
+    // What the DROP policies dropped agrees too (OUTPUT's count depends on when each
+    // side's TCP stack sends its last ACKs and FINs, not on the ruleset).
+    let policies = |save: &str| -> Vec<String> {
+        save.lines()
+            .filter(|l| l.starts_with(":INPUT") || l.starts_with(":FORWARD"))
+            .map(str::to_string)
+            .collect()
+    };
+    let counted = shim.save(IPT);
+    assert_eq!(
+        policies(&counted),
+        policies(&kernel.save(IPT)),
+        "policy counters"
+    );
 
     // Docker's chains with a rejecting INPUT: the data plane cannot send the answers
     // past the forward chain as the kernel does, so nftshimd refuses the whole
@@ -333,23 +392,34 @@ fn docker_rulesets_enforced_as_the_kernel_does() {
         "-A INPUT -p udp -m udp --dport 53 -j ACCEPT\n",
         "-A INPUT -p udp -m udp --dport 53 -j ACCEPT\n-A INPUT -p udp -j REJECT --reject-with icmp-port-unreachable\n",
     );
-    assert!(kernel.restore(&both).success());
-    let refused = shim.restore(&both);
+    assert!(kernel.restore(IPT, &both).success());
+    let refused = shim.restore(IPT, &both);
     assert!(
         !refused.success() && refused.stderr.contains("Operation not supported"),
         "{refused:?}"
     );
-    assert_eq!(shim.save(), counted, "a refused restore applies nothing");
+    assert_eq!(
+        policies(&shim.save(IPT)),
+        policies(&counted),
+        "a refused restore keeps the counters"
+    );
+    assert_eq!(
+        strip_counters(&shim.save(IPT)),
+        FORWARDING,
+        "a refused restore applies nothing"
+    );
 
     for side in [&kernel, &shim] {
         assert!(side.fw.run(&["flush", "ruleset"]).success());
     }
-    // iptables-nft-save lists the built-in chains the restore did not create.
-    let saved = REJECTING.replace(
-        ":INPUT DROP [0:0]\n",
-        ":INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n",
+    load(
+        &kernel,
+        &shim,
+        &daemon,
+        IPT,
+        REJECTING,
+        &with_builtins(REJECTING),
     );
-    load(&kernel, &shim, &daemon, REJECTING, &saved);
     probe_both(
         &kernel,
         &shim,
@@ -383,6 +453,52 @@ fn docker_rulesets_enforced_as_the_kernel_does() {
             (
                 "tcp fw->peer:9000",
                 |t| tcp(&t.fw, PEER, 9000),
+                Fate::Echoed,
+            ),
+        ],
+    );
+
+    for side in [&kernel, &shim] {
+        assert!(side.fw.run(&["flush", "ruleset"]).success());
+    }
+    load(
+        &kernel,
+        &shim,
+        &daemon,
+        IP6T,
+        REJECTING6,
+        &with_builtins(REJECTING6),
+    );
+    probe_both(
+        &kernel,
+        &shim,
+        &daemon,
+        &[
+            ("tcp6 peer->fw:22", |t| tcp(&t.peer, FW6, 22), Fate::Echoed),
+            (
+                "tcp6 peer->fw:113",
+                |t| tcp(&t.peer, FW6, 113),
+                Fate::Refused,
+            ),
+            (
+                "tcp6 peer->fw:2222",
+                |t| tcp(&t.peer, FW6, 2222),
+                Fate::Refused,
+            ),
+            (
+                "tcp6 peer->fw:500",
+                |t| tcp(&t.peer, FW6, 500),
+                Fate::TimedOut,
+            ),
+            ("udp6 peer->fw:53", |t| udp(&t.peer, FW6, 53), Fate::Echoed),
+            (
+                "udp6 peer->fw:5353",
+                |t| udp(&t.peer, FW6, 5353),
+                Fate::Prohibited,
+            ),
+            (
+                "tcp6 fw->peer:9000",
+                |t| tcp(&t.fw, PEER6, 9000),
                 Fate::Echoed,
             ),
         ],
