@@ -90,6 +90,9 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("length", 0) => length(cx, b),
         ("dscp", 0) => dscp(cx, b),
         ("tos", 1) => tos(cx, b),
+        ("ttl", 0) => hop_limit(cx, b, V4),
+        ("hl", 0) => hop_limit(cx, b, V6),
+        ("helper", 0) => helper(b),
         ("limit", _) => Err(
             "xt match limit is not supported by the eBPF data plane (xt_limit counts credits \
              in jiffies, not nft_limit's nanosecond tokens)"
@@ -617,6 +620,52 @@ fn dscp(cx: &XtCx<'_>, b: Blob<'_>) -> Result<Decompiled, String> {
 fn tos(cx: &XtCx<'_>, b: Blob<'_>) -> Result<Decompiled, String> {
     let v = version(cx, "tos")?;
     Ok(ds_field(v, b.u8(0), b.u8(1), b.u8(2) != 0))
+}
+
+/// `struct ipt_ttl_info` / `ip6t_hl_info`: mode u8 @0 (eq, ne, lt, gt), value @1;
+/// IPv4's TTL (byte 8), IPv6's hop limit (byte 7).
+fn hop_limit(cx: &XtCx<'_>, b: Blob<'_>, v: u8) -> Result<Decompiled, String> {
+    let name = if v == V4 { "ttl" } else { "hl" };
+    if version(cx, name)? != v {
+        return Err(format!(
+            "xt match {name} in a table of the other IP version"
+        ));
+    }
+    let op = match b.u8(0) {
+        0 => CmpOp::Eq,
+        1 => CmpOp::Neq,
+        2 => CmpOp::Lt,
+        3 => CmpOp::Gt,
+        // ttl_mt()/hl_mt(): no other mode matches.
+        _ => return Ok(Decompiled::Never),
+    };
+    Ok(Decompiled::Residual(
+        vec![],
+        vec![
+            Insn::Payload {
+                base: PayloadBase::Network,
+                offset: if v == V4 { 8 } else { 7 },
+                len: 1,
+                dreg: SCRATCH,
+            },
+            Insn::Cmp {
+                sreg: SCRATCH,
+                op,
+                data: vec![b.u8(1)],
+            },
+        ],
+    ))
+}
+
+/// `struct xt_helper_info`: invert u32 @0, name @4. helper_mt() looks at the helper of
+/// the connection's master: only expected connections have one, and this data plane
+/// has no helpers, so none does: the match is its inversion.
+fn helper(b: Blob<'_>) -> Result<Decompiled, String> {
+    Ok(if b.u32(0) != 0 {
+        Decompiled::Always
+    } else {
+        Decompiled::Never
+    })
 }
 
 // --- targets ---------------------------------------------------------------------------

@@ -386,6 +386,46 @@ fn iprange_and_length() {
 }
 
 #[test]
+fn ttl_hop_limit_and_helper() {
+    // -m ttl --ttl-lt 5
+    let Ok(Decompiled::Residual(ms, insns)) = m(&input(), "ttl", 0, Info::new(8).u8(0, 2).u8(1, 5))
+    else {
+        panic!()
+    };
+    assert!(ms.is_empty());
+    assert_eq!(
+        insns,
+        vec![
+            Insn::Payload {
+                base: PayloadBase::Network,
+                offset: 8,
+                len: 1,
+                dreg: SCRATCH
+            },
+            Insn::Cmp {
+                sreg: SCRATCH,
+                op: CmpOp::Lt,
+                data: vec![5]
+            }
+        ]
+    );
+    // -m hl --hl-gt 5 reads the hop limit; not in an ip table.
+    let c6 = cx(Family::Ip6, Hook::Input, None);
+    let Ok(Decompiled::Residual(_, insns)) = m(&c6, "hl", 0, Info::new(8).u8(0, 3).u8(1, 5)) else {
+        panic!()
+    };
+    assert!(matches!(insns[0], Insn::Payload { offset: 7, .. }));
+    assert!(m(&input(), "hl", 0, Info::new(8)).is_err());
+    // -m helper --helper ftp: no connection has a master here.
+    let ftp = || Info::new(40).put(4, b"ftp");
+    assert_eq!(m(&input(), "helper", 0, ftp()), Ok(Decompiled::Never));
+    assert_eq!(
+        m(&input(), "helper", 0, ftp().u32(0, 1)),
+        Ok(Decompiled::Always)
+    );
+}
+
+#[test]
 fn refused_matches() {
     let c = input();
     let e = m(&c, "limit", 0, Info::new(40)).unwrap_err();
