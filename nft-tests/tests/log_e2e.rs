@@ -79,6 +79,10 @@ fn iptables_log_target_lines_are_the_kernels() {
 /// both, and compares nftshimd's log lines with the kernel's (those `keep` selects,
 /// when they come from the recorded file).
 fn same_lines_as_the_kernel(program: &str, args: &[&str], rules: &str, keep: fn(&str) -> bool) {
+    // One at a time: the other test's probes would slow this daemon's event reads
+    // past the wait below.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     nft_tests::cleanup::install_signal_cleanup();
     let bins = Binaries::for_tests();
     let kernel = Topology::create("nftshim-log", "k").unwrap();
