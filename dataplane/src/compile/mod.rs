@@ -18,6 +18,7 @@ pub mod reject;
 mod residual;
 pub mod rule;
 pub mod sets;
+pub mod xt;
 
 use std::collections::BTreeMap;
 

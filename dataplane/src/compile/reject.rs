@@ -41,6 +41,12 @@ pub fn action(family: Family, hook: Hook, r: &TypedReject) -> Result<Action, Str
         },
         RejectType::Unknown(t) => return Err(format!("reject of unknown type {t}")),
     };
+    at_hook(hook, reject)
+}
+
+/// The action of a reject sending `reject` at `hook` (nft `reject`, iptables `REJECT`:
+/// both send nf_send_unreach/nf_send_reset's answers), if it is enforced there.
+pub fn at_hook(hook: Hook, reject: Reject) -> Result<Action, String> {
     match hook {
         // Output: [`check`] decides from the whole program.
         Hook::Input | Hook::Ingress | Hook::Output => {}

@@ -16,6 +16,13 @@ pub struct Trace {
     tests: usize,
 }
 
+/// The register bytes (residual offsets) compat matches load into for their own
+/// tests: NFT_REG32_12 to NFT_REG32_15, which iptables-nft never uses.
+pub const SCRATCH: u8 = (REGS_LEN - 16) as u8;
+pub const SCRATCH_LEN: u32 = 16;
+/// [`SCRATCH`] as a netlink register byte offset (the verdict register is 0..16).
+pub const SCRATCH_NETLINK: u32 = SCRATCH as u32 + 16;
+
 /// Bits of register bytes `[off, off + len)`.
 fn bytes(off: u8, len: usize) -> u64 {
     (off as usize..(off as usize + len).min(REGS_LEN)).fold(0, |m, b| m | 1 << b)
@@ -104,6 +111,15 @@ impl Trace {
         self.insns.push(insn);
         self.tests += 1;
         Ok(())
+    }
+
+    /// A test the data plane wrote itself (a compat match): `insns` load into and test
+    /// only the [`SCRATCH`] registers, which are opaque afterwards (no nft expression
+    /// put these values there).
+    pub fn scratch_test(&mut self, insns: Vec<Insn>) {
+        self.insns.extend(insns);
+        self.tests += 1;
+        self.opaque |= bytes(SCRATCH, SCRATCH_LEN as usize);
     }
 
     /// The residual program, if the rule has residual tests: the tests and the loads

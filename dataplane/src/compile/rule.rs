@@ -95,8 +95,8 @@ enum Field {
     CtMark,
 }
 
-const V4: u8 = 1;
-const V6: u8 = 2;
+pub(super) const V4: u8 = 1;
+pub(super) const V6: u8 = 2;
 const NFPROTO_IPV4: u128 = 2;
 const NFPROTO_IPV6: u128 = 10;
 
@@ -197,16 +197,32 @@ fn log_spec(
     ctx: &ChainContext<'_>,
     l: &netlink_proto::expr::log::Log,
 ) -> Result<crate::runtime::logline::LogSpec, String> {
-    use crate::runtime::logline::{LogSpec, SUPPORTED_FLAGS};
     if l.group().is_some() {
         return Err("log group (nflog) is not supported by the eBPF data plane".into());
     }
     // nft_log_init: NFT_LOGLEVEL_WARNING by default; 8 is audit.
-    let level = l.level().unwrap_or(4);
+    log_spec_of(
+        ctx.family,
+        ctx.hook,
+        l.prefix().unwrap_or(""),
+        l.level().unwrap_or(4),
+        l.flags().unwrap_or(0),
+    )
+}
+
+/// A syslog line (nf_log_syslog's, which nft `log` and iptables `LOG` both print)
+/// with this prefix, level and `NF_LOG_*` flags, from a chain of `family` at `hook`.
+pub(super) fn log_spec_of(
+    family: Family,
+    hook: Hook,
+    prefix: &str,
+    level: u32,
+    flags: u32,
+) -> Result<crate::runtime::logline::LogSpec, String> {
+    use crate::runtime::logline::{LogSpec, SUPPORTED_FLAGS};
     if level > 7 {
         return Err("log level audit is not supported by the eBPF data plane".into());
     }
-    let flags = l.flags().unwrap_or(0);
     if flags & !SUPPORTED_FLAGS != 0 {
         return Err(format!(
             "log flags 0x{:x} are not supported by the eBPF data plane (skuid needs the \
@@ -214,7 +230,7 @@ fn log_spec(
             flags & !SUPPORTED_FLAGS
         ));
     }
-    match (ctx.family, ctx.hook) {
+    match (family, hook) {
         (Family::Netdev, _) => {
             Err("log in netdev chains is not supported by the eBPF data plane".into())
         }
@@ -224,7 +240,7 @@ fn log_spec(
             Err("log in forward chains is not supported by the eBPF data plane".into())
         }
         _ => Ok(LogSpec {
-            prefix: l.prefix().unwrap_or("").to_string(),
+            prefix: prefix.to_string(),
             level,
             flags,
         }),
@@ -252,6 +268,7 @@ impl RuleState<'_, '_> {
                 TypedExpr::Counter(_)
                     | TypedExpr::Objref(_)
                     | TypedExpr::Reject(_)
+                    | TypedExpr::Target(_)
                     | TypedExpr::Log(_)
                     | TypedExpr::Immediate(_)
                     | TypedExpr::Meta(_)
@@ -720,12 +737,61 @@ impl RuleState<'_, '_> {
             TypedExpr::Reject(r) => {
                 self.verdict = Some(super::reject::action(self.ctx.family, self.ctx.hook, r)?);
             }
+            TypedExpr::Match(m) => {
+                let d = super::xt::decompile_match(&self.xt_cx(), m)?;
+                self.apply_xt(d)?;
+            }
+            TypedExpr::Target(t) => {
+                let d = super::xt::decompile_target(&self.xt_cx(), t)?;
+                self.apply_xt(d)?;
+            }
             other => {
                 return Err(format!(
                     "expression {} is not supported by the eBPF data plane",
                     other.name()
                 ))
             }
+        }
+        Ok(())
+    }
+
+    /// What a compat expression's decompiler needs to know of the rule so far.
+    fn xt_cx(&self) -> super::xt::XtCx<'_> {
+        super::xt::XtCx {
+            family: self.ctx.family,
+            hook: self.ctx.hook,
+            families: self.families,
+            l4protos: self.l4protos.as_ref(),
+        }
+    }
+
+    /// Records what a compat `match` or `target` stands for.
+    fn apply_xt(&mut self, d: super::xt::Decompiled) -> Result<(), String> {
+        use super::xt::Decompiled;
+        if self.stateful && matches!(d, Decompiled::Matches(_) | Decompiled::Residual(..)) {
+            return Err(
+                "a match after limit or quota is not supported by the eBPF data plane".into(),
+            );
+        }
+        match d {
+            Decompiled::Always => {}
+            Decompiled::Never => self.never = true,
+            Decompiled::Matches(ms) => self.matches.extend(ms.into_iter().map(SymMatch::Ir)),
+            Decompiled::Residual(ms, insns) => {
+                self.matches.extend(ms.into_iter().map(SymMatch::Ir));
+                // The scratch registers are the extension's own: forget what nft had
+                // there (a later read of them is refused, not misread).
+                self.forget(
+                    super::residual::SCRATCH_NETLINK,
+                    super::residual::SCRATCH_LEN,
+                );
+                self.trace.scratch_test(insns);
+            }
+            Decompiled::Statement(st) => {
+                self.effects.push(st);
+                self.statements = true;
+            }
+            Decompiled::Verdict(a) => self.verdict = Some(a),
         }
         Ok(())
     }
@@ -803,13 +869,7 @@ impl RuleState<'_, '_> {
                 key.map(meta_name).unwrap_or_default()
             ));
         }
-        if self.ctx.hook == Hook::Input {
-            // TC sets it before routing, the kernel's input hook after: an `ip rule
-            // fwmark` would route differently.
-            return Err(
-                "meta mark set in an input chain is not supported by the eBPF data plane".into(),
-            );
-        }
+        mark_set_allowed(self.ctx.hook)?;
         let statement =
             match self.regs.get(&sreg) {
                 Some(Loaded {
@@ -1363,6 +1423,18 @@ impl RuleState<'_, '_> {
     }
 }
 
+/// Whether a statement may change the packet's mark at `hook`.
+pub(super) fn mark_set_allowed(hook: Hook) -> Result<(), String> {
+    if hook == Hook::Input {
+        // TC sets it before routing, the kernel's input hook after: an `ip rule
+        // fwmark` would route differently.
+        return Err(
+            "meta mark set in an input chain is not supported by the eBPF data plane".into(),
+        );
+    }
+    Ok(())
+}
+
 /// The IR match that holds exactly on packets of the given IP version(s).
 pub fn family_guard(families: u8) -> Match {
     if families == V4 {
@@ -1399,7 +1471,7 @@ fn ct_state_bits(l: &Loaded, ranges: &[ByteRange], negated: bool) -> Result<u32,
 
 /// The match that holds for packets with a connection (new, established or related):
 /// where `ct status` and `ct mark` are present.
-fn has_connection() -> Match {
+pub(super) fn has_connection() -> Match {
     Match::is(Test::CtState(
         ct_state::NEW | ct_state::ESTABLISHED | ct_state::RELATED,
     ))
@@ -1438,8 +1510,14 @@ fn ct_status_matches(
     }
     let mask = l.mask.as_deref().map(host_u32).unwrap_or(u32::MAX);
     let values: Vec<u32> = ranges.iter().map(|(k, _)| host_u32(k)).collect();
+    ct_status_where(|status| values.contains(&(status & mask)) != negated)
+}
+
+/// The IR matches that hold exactly on the connections whose status word `holds`
+/// (see [`CT_STATUS_LEVELS`]); `None`: no connection's.
+pub(super) fn ct_status_where(holds: impl Fn(u32) -> bool) -> Result<Option<Vec<Match>>, String> {
     let levels: Vec<usize> = (0..CT_STATUS_LEVELS.len())
-        .filter(|&k| values.contains(&(CT_STATUS_LEVELS[k] & mask)) != negated)
+        .filter(|&k| holds(CT_STATUS_LEVELS[k]))
         .collect();
     let (Some(&lo), Some(&hi)) = (levels.first(), levels.last()) else {
         return Ok(None);

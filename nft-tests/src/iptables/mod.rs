@@ -86,6 +86,8 @@ struct Replayer<'a> {
     /// `@`/`%` commands so far, replayed after a resync.
     setup: Vec<String>,
     setup_diverged: bool,
+    /// Why nftshimd refused a setup command: the later lines need what it set up.
+    setup_refused: Option<String>,
     cases: Vec<Case>,
     warnings: Vec<String>,
     resyncs: usize,
@@ -101,6 +103,7 @@ impl<'a> Replayer<'a> {
             table: None,
             setup: Vec::new(),
             setup_diverged: false,
+            setup_refused: None,
             cases: Vec::new(),
             warnings: Vec::new(),
             resyncs: 0,
@@ -110,6 +113,23 @@ impl<'a> Replayer<'a> {
     fn line(&mut self, line: &Line) -> anyhow::Result<()> {
         if self.pair.stalls.get() >= MAX_STALLS {
             anyhow::bail!("{MAX_STALLS} commands in a row timed out; giving up on this file");
+        }
+        if let Some(why) = &self.setup_refused {
+            let skipped = Outcome::Skipped(format!("after a refused setup command ({why})"));
+            match &line.directive {
+                Directive::External(cmd) => {
+                    let scope = format!("{} setup", self.tool.name());
+                    self.push(line, scope, cmd, skipped);
+                }
+                Directive::Rule { rule, .. } => {
+                    for chain in self.chains.clone() {
+                        let scope = self.scope(&chain);
+                        self.push(line, scope, rule, skipped.clone());
+                    }
+                }
+                _ => {}
+            }
+            return Ok(());
         }
         match &line.directive {
             Directive::Chains(chains) => self.chains = chains.clone(),
@@ -218,6 +238,13 @@ impl<'a> Replayer<'a> {
         let command = nft_variant(cmd);
         let args = ["-c".to_string(), command.clone()];
         let (_, out) = self.run("sh", &args);
+        if let Some(reason) = unsupported(&out.0, &out.1) {
+            self.setup_diverged = true;
+            self.setup_refused = Some(reason.clone());
+            let scope = format!("{} setup", self.tool.name());
+            self.push(line, scope, cmd, Outcome::Skipped(reason));
+            return Ok(());
+        }
         let steps = vec![
             Step::new(command.clone(), out, Compare::Full),
             self.listing(),

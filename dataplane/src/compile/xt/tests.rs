@@ -1,0 +1,543 @@
+//! Blobs as iptables-nft 1.8.9 sends them (layouts of the x86_64 uapi structs), and
+//! the IR each must become.
+
+use super::*;
+use netlink_proto::expr::compat::{MatchAttr, TargetAttr};
+use nftshim_ebpf::ir::ct_status;
+
+fn xt_match(name: &str, rev: u32, info: Vec<u8>) -> XtMatch {
+    XtMatch::new(vec![
+        MatchAttr::Name(name.into()),
+        MatchAttr::Rev(rev),
+        MatchAttr::Info(info),
+    ])
+}
+
+fn xt_target(name: &str, rev: u32, info: Vec<u8>) -> XtTarget {
+    XtTarget::new(vec![
+        TargetAttr::Name(name.into()),
+        TargetAttr::Rev(rev),
+        TargetAttr::Info(info),
+    ])
+}
+
+/// A zeroed blob of `size` bytes with fields written at their offsets.
+struct Info(Vec<u8>);
+
+impl Info {
+    fn new(size: usize) -> Self {
+        Info(vec![0; size])
+    }
+    fn put(mut self, off: usize, bytes: &[u8]) -> Self {
+        self.0[off..off + bytes.len()].copy_from_slice(bytes);
+        self
+    }
+    fn u8(self, off: usize, v: u8) -> Self {
+        self.put(off, &[v])
+    }
+    fn u16(self, off: usize, v: u16) -> Self {
+        self.put(off, &v.to_ne_bytes())
+    }
+    fn u32(self, off: usize, v: u32) -> Self {
+        self.put(off, &v.to_ne_bytes())
+    }
+}
+
+fn protos(p: &[u8]) -> BTreeSet<u8> {
+    p.iter().copied().collect()
+}
+
+fn cx<'a>(family: Family, hook: Hook, l4: Option<&'a BTreeSet<u8>>) -> XtCx<'a> {
+    XtCx {
+        family,
+        hook,
+        families: if family == Family::Ip6 { V6 } else { V4 },
+        l4protos: l4,
+    }
+}
+
+fn m(c: &XtCx<'_>, name: &str, rev: u32, info: Info) -> Result<Decompiled, String> {
+    decompile_match(c, &xt_match(name, rev, info.0))
+}
+
+fn t(c: &XtCx<'_>, name: &str, rev: u32, info: Info) -> Result<Decompiled, String> {
+    decompile_target(c, &xt_target(name, rev, info.0))
+}
+
+fn input() -> XtCx<'static> {
+    cx(Family::Ip, Hook::Input, None)
+}
+
+/// `-m conntrack` revision 3 with these flags, inverted flags, state and status masks.
+fn conntrack3(flags: u16, inv: u16, state: u16, status: u16) -> Info {
+    Info::new(168)
+        .u16(146, flags)
+        .u16(148, inv)
+        .u16(150, state)
+        .u16(152, status)
+}
+
+#[test]
+fn conntrack_states() {
+    let c = input();
+    use ct_state::*;
+    // --ctstate RELATED,ESTABLISHED
+    assert_eq!(
+        m(&c, "conntrack", 3, conntrack3(1, 0, 0b110, 0)),
+        Ok(one(Test::CtState(ESTABLISHED | RELATED), false))
+    );
+    // ! --ctstate NEW,INVALID: every other state, untracked included.
+    assert_eq!(
+        m(&c, "conntrack", 3, conntrack3(1, 1, 0b1001, 0)),
+        Ok(one(Test::CtState(ESTABLISHED | RELATED | UNTRACKED), false))
+    );
+    // --ctstate UNTRACKED is xt_conntrack's bit 8.
+    assert_eq!(
+        m(&c, "conntrack", 3, conntrack3(1, 0, 1 << 8, 0)),
+        Ok(one(Test::CtState(UNTRACKED), false))
+    );
+    // --ctstate DNAT: no connection is NATed here.
+    assert_eq!(
+        m(&c, "conntrack", 3, conntrack3(1, 0, 1 << 7, 0)),
+        Ok(Decompiled::Never)
+    );
+    // ! --ctstate SNAT: every state.
+    assert_eq!(
+        m(&c, "conntrack", 3, conntrack3(1, 1, 1 << 6, 0)),
+        Ok(one(
+            Test::CtState(INVALID | ESTABLISHED | RELATED | NEW | UNTRACKED),
+            false
+        ))
+    );
+    // Revision 1: 8-bit masks at 150 and 151.
+    let rev1 = Info::new(152).u16(146, 1).u8(150, 0b1000);
+    assert_eq!(
+        m(&c, "conntrack", 1, rev1),
+        Ok(one(Test::CtState(NEW), false))
+    );
+    // -m state --state INVALID,UNTRACKED (xt_state's untracked bit is 6).
+    assert_eq!(
+        m(&c, "state", 0, Info::new(8).u32(0, 1 | 1 << 6)),
+        Ok(one(Test::CtState(INVALID | UNTRACKED), false))
+    );
+}
+
+#[test]
+fn conntrack_status_and_refused_options() {
+    let c = input();
+    // --ctstatus ASSURED
+    assert_eq!(
+        m(&c, "conntrack", 3, conntrack3(1 << 6, 0, 0, 4)),
+        Ok(Decompiled::Matches(vec![Match::is(Test::CtStatus(
+            ct_status::ASSURED
+        ))]))
+    );
+    // --ctstate NEW --ctstatus ! SEEN_REPLY
+    assert_eq!(
+        m(&c, "conntrack", 3, conntrack3(1 | 1 << 6, 1 << 6, 8, 2)),
+        Ok(Decompiled::Matches(vec![
+            Match::is(Test::CtState(ct_state::NEW)),
+            Match::not(Test::CtStatus(ct_status::SEEN_REPLY))
+        ]))
+    );
+    // --ctstate INVALID,ESTABLISHED --ctstatus ASSURED: "invalid, or assured".
+    assert!(m(&c, "conntrack", 3, conntrack3(1 | 1 << 6, 0, 3, 4)).is_err());
+    // --ctproto tcp, --ctdir ORIGINAL: not kept by the tracker.
+    let e = m(&c, "conntrack", 3, conntrack3(1 << 1, 0, 0, 0)).unwrap_err();
+    assert!(e.contains("--ctproto"), "{e}");
+    assert!(m(&c, "conntrack", 3, conntrack3(1 << 12, 0, 0, 0)).is_err());
+}
+
+#[test]
+fn comment_holds_always() {
+    let info = Info::new(256).put(0, b"admin ports");
+    assert_eq!(m(&input(), "comment", 0, info), Ok(Decompiled::Always));
+}
+
+/// `-m multiport` revision 1: flags, the ports (a range: pflags on its start).
+fn multiport_info(flags: u8, ports: &[u16], ranges: &[usize], invert: bool) -> Info {
+    let mut i = Info::new(48).u8(0, flags).u8(1, ports.len() as u8);
+    for (k, p) in ports.iter().enumerate() {
+        i = i.u16(2 + 2 * k, *p);
+    }
+    for &k in ranges {
+        i = i.u8(32 + k, 1);
+    }
+    i.u8(47, invert as u8)
+}
+
+#[test]
+fn multiport_ports_ranges_and_inversion() {
+    let tcp = protos(&[6]);
+    let c = cx(Family::Ip, Hook::Input, Some(&tcp));
+    // --dports 22,80,1000:1010
+    assert_eq!(
+        m(
+            &c,
+            "multiport",
+            1,
+            multiport_info(1, &[22, 80, 1000, 1010], &[2], false)
+        ),
+        Ok(one(
+            Test::Dport(vec![
+                PortRange::new(22, 22),
+                PortRange::new(80, 80),
+                PortRange::new(1000, 1010)
+            ]),
+            false
+        ))
+    );
+    // ! --sports 5:9
+    assert_eq!(
+        m(&c, "multiport", 1, multiport_info(0, &[5, 9], &[0], true)),
+        Ok(one(Test::Sport(vec![PortRange::new(5, 9)]), true))
+    );
+    // --ports (either direction) is a disjunction of two fields.
+    assert!(m(&c, "multiport", 1, multiport_info(2, &[22], &[], false)).is_err());
+    // Without a protocol dependency the IR's ports would not be what it reads.
+    assert!(m(
+        &input(),
+        "multiport",
+        1,
+        multiport_info(1, &[22], &[], false)
+    )
+    .is_err());
+}
+
+#[test]
+fn tcp_and_udp_ports_and_flags() {
+    let tcp = protos(&[6]);
+    let c = cx(Family::Ip, Hook::Input, Some(&tcp));
+    // -p tcp ! --dport 22 (compat form): spts 0:65535, dpts 22:22, invflags 2.
+    let info = Info::new(16).u16(2, 0xffff).u16(4, 22).u16(6, 22).u8(11, 2);
+    assert_eq!(
+        m(&c, "tcp", 0, info),
+        Ok(Decompiled::Matches(vec![
+            Match::is(Test::Sport(vec![PortRange::new(0, 0xffff)])),
+            Match::not(Test::Dport(vec![PortRange::new(22, 22)])),
+        ]))
+    );
+    // --syn: flags SYN of SYN,RST,ACK,FIN, tested on the header byte.
+    let syn = Info::new(16)
+        .u16(2, 0xffff)
+        .u16(6, 0xffff)
+        .u8(9, 0x17)
+        .u8(10, 0x02);
+    let Ok(Decompiled::Residual(ms, insns)) = m(&c, "tcp", 0, syn) else {
+        panic!()
+    };
+    assert!(ms.is_empty());
+    assert_eq!(
+        insns.last(),
+        Some(&Insn::Cmp {
+            sreg: SCRATCH,
+            op: CmpOp::Eq,
+            data: vec![2]
+        })
+    );
+    // --tcp-option 2: refused.
+    let opt = Info::new(16).u16(2, 0xffff).u16(6, 0xffff).u8(8, 2);
+    assert!(m(&c, "tcp", 0, opt).is_err());
+    // -p udp --sport 5:6 under a udp dependency, and not under tcp's.
+    let udp = protos(&[17]);
+    let cu = cx(Family::Ip, Hook::Input, Some(&udp));
+    let info = || Info::new(16).u16(0, 5).u16(2, 6).u16(6, 0xffff).u8(8, 1);
+    assert_eq!(
+        m(&cu, "udp", 0, info()),
+        Ok(Decompiled::Matches(vec![
+            Match::not(Test::Sport(vec![PortRange::new(5, 6)])),
+            Match::is(Test::Dport(vec![PortRange::new(0, 0xffff)])),
+        ]))
+    );
+    assert!(m(&c, "udp", 0, info()).is_err());
+}
+
+#[test]
+fn icmp_type_and_code() {
+    let icmp = protos(&[1]);
+    let c = cx(Family::Ip, Hook::Input, Some(&icmp));
+    let lookup = |negated, lo: [u8; 2], hi: [u8; 2]| Insn::Lookup {
+        sreg: SCRATCH,
+        len: 2,
+        negated,
+        elements: vec![(lo.to_vec(), hi.to_vec())],
+    };
+    // --icmp-type echo-request: type 8, codes 0..255: the indexed type.
+    assert_eq!(
+        m(&c, "icmp", 0, Info::new(8).u8(0, 8).u8(2, 0xff)),
+        Ok(one(Test::IcmpType(vec![8]), false))
+    );
+    // --icmp-type 3/0:3 (not an iptables spelling, but a valid blob): type and code.
+    let Ok(Decompiled::Residual(_, insns)) =
+        m(&c, "icmp", 0, Info::new(8).u8(0, 3).u8(1, 0).u8(2, 3))
+    else {
+        panic!()
+    };
+    assert_eq!(insns[1], lookup(false, [3, 0], [3, 3]));
+    // ! --icmp-type 3/1
+    let Ok(Decompiled::Residual(_, insns)) = m(
+        &c,
+        "icmp",
+        0,
+        Info::new(8).u8(0, 3).u8(1, 1).u8(2, 1).u8(3, 1),
+    ) else {
+        panic!()
+    };
+    assert_eq!(insns[1], lookup(true, [3, 1], [3, 1]));
+    // ! --icmp-type any: never.
+    assert_eq!(
+        m(&c, "icmp", 0, Info::new(8).u8(0, 0xff).u8(2, 0xff).u8(3, 1)),
+        Ok(Decompiled::Never)
+    );
+    // icmp6 needs an ip6 table.
+    assert!(m(&c, "icmp6", 0, Info::new(8).u8(0, 128)).is_err());
+}
+
+#[test]
+fn marks_and_connmarks() {
+    let c = input();
+    // -m mark ! --mark 1/0xff
+    assert_eq!(
+        m(&c, "mark", 1, Info::new(16).u32(0, 1).u32(4, 0xff).u8(8, 1)),
+        Ok(one(
+            Test::Mark {
+                mask: 0xff,
+                values: vec![1]
+            },
+            true
+        ))
+    );
+    // A value with bits outside the mask is never equal.
+    assert_eq!(
+        m(&c, "mark", 1, Info::new(16).u32(0, 0x100).u32(4, 0xff)),
+        Ok(Decompiled::Never)
+    );
+    // -m connmark ! --mark 0x100/0xff: every packet with a connection.
+    assert_eq!(
+        m(
+            &c,
+            "connmark",
+            1,
+            Info::new(16).u32(0, 0x100).u32(4, 0xff).u8(8, 1)
+        ),
+        Ok(Decompiled::Matches(vec![has_connection()]))
+    );
+    assert_eq!(
+        m(&c, "connmark", 1, Info::new(16).u32(0, 1).u32(4, 3)),
+        Ok(one(
+            Test::CtMark {
+                mask: 3,
+                values: vec![1]
+            },
+            false
+        ))
+    );
+}
+
+#[test]
+fn iprange_and_length() {
+    let c = input();
+    // --src-range 10.0.0.0-10.0.0.255 ! --dst-range 1.2.3.4-1.2.3.4
+    let info = Info::new(72)
+        .put(0, &[10, 0, 0, 0])
+        .put(16, &[10, 0, 0, 255])
+        .put(32, &[1, 2, 3, 4])
+        .put(48, &[1, 2, 3, 4])
+        .u8(64, 1 | 2 | 0x20);
+    assert_eq!(
+        m(&c, "iprange", 1, info),
+        Ok(Decompiled::Matches(vec![
+            Match::is(Test::IpSaddr(vec!["10.0.0.0/24".parse().unwrap()])),
+            Match::not(Test::IpDaddr(vec!["1.2.3.4/32".parse().unwrap()])),
+        ]))
+    );
+    // --length 100:200 (IPv4 total length, big endian in the header).
+    let Ok(Decompiled::Residual(_, insns)) =
+        m(&c, "length", 0, Info::new(8).u16(0, 100).u16(2, 200))
+    else {
+        panic!()
+    };
+    assert_eq!(
+        insns[1],
+        Insn::Lookup {
+            sreg: SCRATCH,
+            len: 2,
+            negated: false,
+            elements: vec![(vec![0, 100], vec![0, 200])]
+        }
+    );
+    // IPv6 --length 20:60: payload lengths 65516..65535 (wrapped) and 0..20.
+    let c6 = cx(Family::Ip6, Hook::Input, None);
+    let Ok(Decompiled::Residual(_, insns)) =
+        m(&c6, "length", 0, Info::new(8).u16(0, 20).u16(2, 60))
+    else {
+        panic!()
+    };
+    let Insn::Lookup { elements, .. } = &insns[1] else {
+        panic!()
+    };
+    assert_eq!(
+        elements,
+        &vec![
+            (vec![0xff, 0xec], vec![0xff, 0xff]),
+            (vec![0, 0], vec![0, 20])
+        ]
+    );
+}
+
+#[test]
+fn ttl_hop_limit_and_helper() {
+    // -m ttl --ttl-lt 5
+    let Ok(Decompiled::Residual(ms, insns)) = m(&input(), "ttl", 0, Info::new(8).u8(0, 2).u8(1, 5))
+    else {
+        panic!()
+    };
+    assert!(ms.is_empty());
+    assert_eq!(
+        insns,
+        vec![
+            Insn::Payload {
+                base: PayloadBase::Network,
+                offset: 8,
+                len: 1,
+                dreg: SCRATCH
+            },
+            Insn::Cmp {
+                sreg: SCRATCH,
+                op: CmpOp::Lt,
+                data: vec![5]
+            }
+        ]
+    );
+    // -m hl --hl-gt 5 reads the hop limit; not in an ip table.
+    let c6 = cx(Family::Ip6, Hook::Input, None);
+    let Ok(Decompiled::Residual(_, insns)) = m(&c6, "hl", 0, Info::new(8).u8(0, 3).u8(1, 5)) else {
+        panic!()
+    };
+    assert!(matches!(insns[0], Insn::Payload { offset: 7, .. }));
+    assert!(m(&input(), "hl", 0, Info::new(8)).is_err());
+    // -m helper --helper ftp: no connection has a master here.
+    let ftp = || Info::new(40).put(4, b"ftp");
+    assert_eq!(m(&input(), "helper", 0, ftp()), Ok(Decompiled::Never));
+    assert_eq!(
+        m(&input(), "helper", 0, ftp().u32(0, 1)),
+        Ok(Decompiled::Always)
+    );
+}
+
+#[test]
+fn refused_matches() {
+    let c = input();
+    let e = m(&c, "limit", 0, Info::new(40)).unwrap_err();
+    assert!(e.contains("limit"), "{e}");
+    assert!(m(&c, "pkttype", 0, Info::new(8)).is_err());
+    assert!(m(&c, "addrtype", 1, Info::new(8)).is_err());
+    assert!(m(&c, "mac", 0, Info::new(16)).is_err());
+}
+
+#[test]
+fn reject_codes_per_family_and_hook() {
+    let v4 = |with| t(&input(), "REJECT", 0, Info::new(8).u32(0, with));
+    assert_eq!(
+        v4(3),
+        Ok(Decompiled::Verdict(Action::Reject(Reject::Icmp(3))))
+    );
+    assert_eq!(
+        v4(7),
+        Ok(Decompiled::Verdict(Action::Reject(Reject::TcpReset)))
+    );
+    assert_eq!(
+        v4(8),
+        Ok(Decompiled::Verdict(Action::Reject(Reject::Icmp(13))))
+    );
+    assert_eq!(
+        v4(6),
+        Ok(Decompiled::Verdict(Action::Reject(Reject::Icmp(10))))
+    );
+    let c6 = cx(Family::Ip6, Hook::Input, None);
+    let v6 = |with| t(&c6, "REJECT", 0, Info::new(8).u32(0, with));
+    assert_eq!(
+        v6(1),
+        Ok(Decompiled::Verdict(Action::Reject(Reject::Icmp(1))))
+    );
+    assert_eq!(
+        v6(6),
+        Ok(Decompiled::Verdict(Action::Reject(Reject::TcpReset)))
+    );
+    assert_eq!(
+        v6(7),
+        Ok(Decompiled::Verdict(Action::Reject(Reject::Icmp(5))))
+    );
+    // Forwarded packets: the answer's source address would differ.
+    let fwd = cx(Family::Ip, Hook::Forward, None);
+    assert!(t(&fwd, "REJECT", 0, Info::new(8).u32(0, 3)).is_err());
+}
+
+#[test]
+fn log_mark_and_connmark_targets() {
+    let c = input();
+    // -j LOG --log-prefix "marked " --log-level 6 --log-tcp-sequence
+    let log = Info::new(32).u8(0, 6).u8(1, 1).put(2, b"marked ");
+    assert_eq!(
+        t(&c, "LOG", 0, log),
+        Ok(Decompiled::Statement(Statement::Log {
+            prefix: "6/1/marked ".into()
+        }))
+    );
+    // --log-uid needs the socket.
+    assert!(t(&c, "LOG", 0, Info::new(32).u8(1, 8)).is_err());
+    let out = cx(Family::Ip, Hook::Output, None);
+    // -j MARK --set-xmark 1/3
+    assert_eq!(
+        t(&out, "MARK", 2, Info::new(8).u32(0, 1).u32(4, 3)),
+        Ok(Decompiled::Statement(Statement::SetMark {
+            and: !3,
+            xor: 1
+        }))
+    );
+    // Not at input: TC marks before routing.
+    assert!(t(&c, "MARK", 2, Info::new(8).u32(0, 1).u32(4, 3)).is_err());
+    let connmark = |ctmark, ctmask, nfmask, mode| {
+        Info::new(16)
+            .u32(0, ctmark)
+            .u32(4, ctmask)
+            .u32(8, nfmask)
+            .u8(14, mode)
+    };
+    // --set-mark 4, --save-mark, --restore-mark
+    assert_eq!(
+        t(&c, "CONNMARK", 2, connmark(4, !0, 0, 0)),
+        Ok(Decompiled::Statement(Statement::SetCtMark {
+            and: 0,
+            xor: 4
+        }))
+    );
+    assert_eq!(
+        t(&c, "CONNMARK", 2, connmark(0, !0, !0, 1)),
+        Ok(Decompiled::Statement(Statement::SetCtMarkFromMark {
+            and: !0,
+            xor: 0
+        }))
+    );
+    assert_eq!(
+        t(&out, "CONNMARK", 2, connmark(0, 0xff, !0, 2)),
+        Ok(Decompiled::Statement(Statement::SetMarkFromCtMark {
+            and: 0xff,
+            xor: 0
+        }))
+    );
+    // --save-mark --mask 0xff keeps the rest of the ct mark: refused.
+    assert!(t(&c, "CONNMARK", 2, connmark(0, 0xff, 0xff, 1)).is_err());
+}
+
+#[test]
+fn refused_targets() {
+    let c = input();
+    for name in ["MASQUERADE", "SNAT", "DNAT", "REDIRECT"] {
+        let e = t(&c, name, 0, Info::new(24)).unwrap_err();
+        assert!(e.contains("NAT"), "{e}");
+    }
+    for name in ["TCPMSS", "CHECKSUM", "NFLOG", "NOTRACK", "CT"] {
+        assert!(t(&c, name, 0, Info::new(8)).is_err(), "{name}");
+    }
+}
