@@ -412,6 +412,7 @@ fn facts() -> Facts {
         links: [(1, "lo".to_string()), (7, "veth0".to_string())].into(),
         local_v4: vec![net4("127.0.0.0/8"), net4("10.1.0.1/32")],
         local_v6: vec!["::1/128".parse().unwrap()],
+        no_arp: Default::default(),
     }
 }
 
