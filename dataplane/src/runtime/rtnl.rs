@@ -320,6 +320,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn arp_skips_noarp_non_ethernet_and_ports_but_not_vrf_ports() {
+        let link = |index, ether, noarp, master, kind: Option<&str>| LinkInfo {
+            index,
+            ether,
+            noarp,
+            master,
+            kind: kind.map(str::to_string),
+        };
+        let links = [
+            link(1, false, true, None, None),          // lo
+            link(2, true, false, None, Some("veth")),  // plain
+            link(3, true, false, None, Some("bridge")),
+            link(4, true, false, Some(3), Some("veth")), // bridge port
+            link(5, true, false, None, Some("vrf")),
+            link(6, true, false, Some(5), Some("veth")), // vrf port
+            link(7, true, true, None, Some("veth")),  // ip link set noarp on
+            link(8, false, false, None, Some("ipip")),
+        ];
+        let skipped: Vec<u32> = no_arp(&links).into_iter().collect();
+        assert_eq!(skipped, [1, 4, 7, 8]);
+    }
+
+    #[test]
     fn own_namespace_has_loopback_and_its_addresses() {
         let f = read_facts().expect("rtnetlink dump");
         assert!(f.links.values().any(|n| n == "lo"), "{f:?}");

@@ -68,9 +68,19 @@ fn has_arp_table(ruleset: &str) -> bool {
 }
 
 /// Sends the ARP probes of `probes` through `t`, marking those delivered.
-pub(super) fn observe(t: &Topology, probes: &[Probe], delivered: &mut [bool]) -> anyhow::Result<()> {
-    let requests: Vec<&Probe> = probes.iter().filter(|p| p.path == Path::ArpRequest).collect();
-    let solicits: Vec<&Probe> = probes.iter().filter(|p| p.path == Path::ArpSolicit).collect();
+pub(super) fn observe(
+    t: &Topology,
+    probes: &[Probe],
+    delivered: &mut [bool],
+) -> anyhow::Result<()> {
+    let requests: Vec<&Probe> = probes
+        .iter()
+        .filter(|p| p.path == Path::ArpRequest)
+        .collect();
+    let solicits: Vec<&Probe> = probes
+        .iter()
+        .filter(|p| p.path == Path::ArpSolicit)
+        .collect();
     if requests.is_empty() && solicits.is_empty() {
         return Ok(());
     }
