@@ -23,7 +23,9 @@ use std::collections::BTreeMap;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_proto::consts::*;
-use netlink_proto::extra::{NFPROTO_ARP, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NFPROTO_NETDEV};
+use netlink_proto::extra::{
+    NFPROTO_ARP, NFPROTO_BRIDGE, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NFPROTO_NETDEV,
+};
 use nftshim_ebpf::ir::{Action, Match, Statement, Test, Verdict};
 use nftshim_engine::view::{BaseChain, Chain, Table};
 use nftshim_engine::{CounterRef, DataplaneError, RulesetView};
@@ -376,8 +378,12 @@ fn table_family(table: &Table) -> Result<Family, String> {
         NFPROTO_INET => Ok(Family::Inet),
         NFPROTO_NETDEV => Ok(Family::Netdev),
         NFPROTO_ARP => Ok(Family::Arp),
+        // Its hooks run inside the bridge (per port copy, with the port as iif/oif,
+        // on pktinfo nft_do_chain_bridge validates its own way), where TC cannot
+        // follow every frame: refused whole rather than enforced approximately.
+        NFPROTO_BRIDGE => Err("the bridge family is not supported by the eBPF data plane".into()),
         other => Err(format!(
-            "family {other} (bridge) is not supported by the eBPF data plane"
+            "family {other} is not supported by the eBPF data plane"
         )),
     }
 }
