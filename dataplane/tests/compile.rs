@@ -412,6 +412,7 @@ fn facts() -> Facts {
         links: [(1, "lo".to_string()), (7, "veth0".to_string())].into(),
         local_v4: vec![net4("127.0.0.0/8"), net4("10.1.0.1/32")],
         local_v6: vec!["::1/128".parse().unwrap()],
+        no_arp: Default::default(),
     }
 }
 
@@ -714,4 +715,44 @@ fn verdict_maps_expand_to_one_rule_per_element() {
     let ns = only_chain(&state, "c_vmap_in_target");
     let program = decompile(&ns.view()).expect("a vmap in a jump target is enforced");
     assert!(!program.regular.is_empty(), "the jump target is compiled");
+}
+
+/// Rules of a planned program that test [`Test::ArpHook`], and all its rules.
+fn arp_guarded(p: &nftshim_ebpf::ir::Program) -> (usize, usize) {
+    let rules = p.base_chains.iter().flat_map(|c| &c.rules);
+    let guarded = rules
+        .clone()
+        .filter(|r| r.matches.iter().any(|m| m.test == Test::ArpHook && !m.negated))
+        .count();
+    (guarded, rules.count())
+}
+
+#[test]
+fn arp_chains_see_arp_frames_of_links_that_do_arp() {
+    let p = program("arp");
+    let hooks: Vec<(Family, Hook)> = p.chains.iter().map(|c| (c.family, c.hook)).collect();
+    assert!(hooks.contains(&(Family::Arp, Hook::Input)), "{hooks:?}");
+    assert!(hooks.contains(&(Family::Arp, Hook::Output)), "{hooks:?}");
+    let mut f = facts();
+    f.no_arp.insert(1); // lo: IFF_NOARP
+    let plan = instantiate(&p, &f).unwrap();
+    // veth0 ingress: the arp input chain's two rules and its drop policy, each behind
+    // the ARP guard; the inet chain's policy (per family) is not.
+    let ingress = &plan.chains[&(7, Direction::Ingress)];
+    assert_eq!(arp_guarded(ingress), (3, 5));
+    // egress: arp output alone.
+    assert_eq!(arp_guarded(&plan.chains[&(7, Direction::Egress)]), (1, 1));
+    // lo: the inet chain only, and no egress program at all.
+    assert_eq!(arp_guarded(&plan.chains[&(1, Direction::Ingress)]).0, 0);
+    assert!(!plan.chains.contains_key(&(1, Direction::Egress)));
+    // IP packets never meet the arp chains: the inet input policy decides.
+    let eval = |c, pkt: &PacketFields| evaluate(c, pkt).unwrap().verdict;
+    assert_eq!(
+        eval(ingress, &tcp4([192, 0, 2, 1], [10, 1, 0, 1], 22, 7)),
+        Verdict::Drop
+    );
+    assert_eq!(
+        eval(ingress, &tcp4([192, 0, 2, 1], [10, 9, 9, 9], 22, 7)),
+        Verdict::Accept
+    );
 }

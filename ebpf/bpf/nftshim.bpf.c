@@ -5,6 +5,7 @@
  * (TC), log events, and a reject's answer. */
 #include "lib/common.h"
 #include "lib/parse.h"
+#include "lib/arp.h"
 #include "lib/actions.h"
 #include "lib/lbvs.h"
 #include "lib/conntrack.h"
@@ -147,6 +148,7 @@ int nftshim_tc(struct __sk_buff *skb)
 	__u32 frame_len = skb->len;
 	__builtin_memset(&e->pkt, 0, sizeof(e->pkt));
 	parse_packet((void *)(long)skb->data, (void *)(long)skb->data_end, frame_len, &e->pkt);
+	ns_classify_arp(skb, &e->pkt, frame_len, cfg.egress);
 	e->pkt.iif = skb->ingress_ifindex;
 	e->pkt.oif = cfg.egress ? skb->ifindex : 0;
 	e->pkt.mark = skb->mark;

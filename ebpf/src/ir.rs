@@ -267,6 +267,9 @@ pub enum Test {
     /// found ([`crate::residual`]); holds when the program runs to its end. Never negated
     /// (the program carries its own negations).
     Residual(ResidualProgram),
+    /// The packet is an ARP frame the kernel's ARP hook of this direction sees here
+    /// (`bpf/lib/arp.h`): what selects the packets of arp family chains.
+    ArpHook,
 }
 
 /// `ct state` bits (`NF_CT_STATE_*`).

@@ -467,5 +467,7 @@ fn field_in_set(test: &Test, p: &PacketFields) -> Option<bool> {
         }
         // Set lookups need the program's sets; limits and quotas its state.
         (Test::InSet { .. } | Test::Limit(_) | Test::Quota(_), _) => return None,
+        // The model's packets are IP or raw frames, never ARP frames of an ARP hook.
+        (Test::ArpHook, _) => return None,
     })
 }

@@ -15,7 +15,10 @@
 //! AF_PACKET; outbound ones are IP packets sent by raw sockets in `fw`, so they
 //! traverse its output path. A probe counts as delivered when a raw socket of its
 //! protocol in the destination namespace gets it (raw sockets see what passed the
-//! input hook). Each probe carries a unique id in its payload.
+//! input hook). Each probe carries a unique id in its payload. Rulesets with an arp
+//! table get ARP probes too ([`arp`]).
+
+mod arp;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -43,6 +46,10 @@ pub enum Path {
     Forward,
     /// fw -> peer, generated in fw.
     Outbound,
+    /// peer asks fw for its address; fw answers ([`arp`]).
+    ArpRequest,
+    /// fw resolves an address of peer's link ([`arp`]).
+    ArpSolicit,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +66,8 @@ pub enum L4 {
     Echo {
         reply: bool,
     },
+    /// No IP packet: an ARP frame ([`Path::ArpRequest`]).
+    Arp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,6 +86,7 @@ impl std::fmt::Display for Probe {
             L4::Udp { sport, dport } => format!("udp {sport}->{dport}"),
             L4::Echo { reply: false } => "echo-request".into(),
             L4::Echo { reply: true } => "echo-reply".into(),
+            L4::Arp => "arp".into(),
         };
         write!(
             f,
@@ -480,6 +490,7 @@ fn build(p: &Probe, link: Option<([u8; 6], [u8; 6])>) -> Vec<u8> {
                 L4::Echo { .. } => {
                     return echo(b, p, &data);
                 }
+                L4::Arp => return Vec::new(),
             };
             let mut v = Vec::new();
             step.write(&mut v, &data).expect("udp packet");
@@ -645,24 +656,21 @@ pub fn run(t: &Topology, probes: &[Probe]) -> anyhow::Result<Vec<bool>> {
 pub fn observe(t: &Topology, probes: &[Probe]) -> anyhow::Result<Fates> {
     let mut delivered = vec![false; probes.len()];
     let mut answered = vec![0u32; probes.len()];
-    for path in [Path::Inbound, Path::Forward, Path::Outbound] {
-        let dest = match path {
-            Path::Inbound => &t.fw,
-            Path::Forward => &t.far,
-            Path::Outbound => &t.peer,
-        };
+    // IP probes (ARP ones are observed by [`arp::observe`]): (path, destination, source).
+    for (path, dest, source) in [
+        (Path::Inbound, &t.fw, &t.peer),
+        (Path::Forward, &t.far, &t.peer),
+        (Path::Outbound, &t.peer, &t.fw),
+    ] {
         let socks = in_netns(dest, receivers).context("receivers")?;
         received(&socks); // whatever an earlier phase left
-        let source = match path {
-            Path::Inbound | Path::Forward => &t.peer,
-            Path::Outbound => &t.fw,
-        };
         let back = in_netns(source, reply_sockets).context("reply sockets")?;
         replies(&back); // whatever an earlier phase left
         let batch: Vec<&Probe> = probes.iter().filter(|p| p.path == path).collect();
-        match path {
-            Path::Inbound | Path::Forward => in_netns(&t.peer, || inject(&batch))?,
-            Path::Outbound => in_netns(&t.fw, || send_raw(&batch))?,
+        if path == Path::Outbound {
+            in_netns(&t.fw, || send_raw(&batch))?
+        } else {
+            in_netns(&t.peer, || inject(&batch))?
         }
         std::thread::sleep(Duration::from_millis(200));
         for id in received(&socks) {
@@ -676,6 +684,7 @@ pub fn observe(t: &Topology, probes: &[Probe]) -> anyhow::Result<Fates> {
             }
         }
     }
+    arp::observe(t, probes, &mut delivered)?;
     Ok(Fates {
         delivered,
         replies: answered,
@@ -836,6 +845,8 @@ pub fn run_ruleset(
             )),
         });
     }
+    let ruleset = std::fs::read_to_string(file).unwrap_or_default();
+    let probes = &arp::with_arp_probes(probes, &ruleset);
     let on_kernel = observe(kernel, probes)?;
     let on_shim = observe(shim, probes)?;
     let differ: Vec<(Probe, bool, bool)> = probes

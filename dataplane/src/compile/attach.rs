@@ -7,6 +7,10 @@
 //!   (generated here: `skb_iif == 0`), then postrouting, then netdev egress (this
 //!   device). Forward is enforced at egress, after the kernel's routing decision, so
 //!   that `oif` is known and packets the kernel would not forward are left to it.
+//! - arp input (ingress) and output (egress) see the ARP frames the program tells
+//!   apart as the kernel's ARP hooks' (`Test::ArpHook`, `bpf/lib/arp.h`), on the links
+//!   whose frames those hooks see ([`Facts::no_arp`]); after netdev ingress, before
+//!   netdev egress.
 //!
 //! The chains are flattened in hook and priority order into one first-match list; a
 //! chain's rules are guarded by matches selecting the packets its hook sees, and its
@@ -43,6 +47,8 @@ pub struct Plan {
 const V4: u8 = 1;
 const V6: u8 = 2;
 const OTHER: u8 = 4;
+/// ARP frames at an ARP hook.
+const ARP: u8 = 8;
 
 /// Which of a hook's packets a chain sees at a TC attach point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +60,8 @@ enum Class {
     LocalOrigin,
     /// Egress packets that came in on a device (forward).
     Forwarded,
+    /// ARP frames at the ARP hook of the direction.
+    Arp,
 }
 
 struct Stage<'p> {
@@ -68,11 +76,19 @@ fn families(f: Family) -> u8 {
         Family::Ip => V4,
         Family::Ip6 => V6,
         Family::Inet => V4 | V6,
-        Family::Netdev => V4 | V6 | OTHER,
+        Family::Netdev => V4 | V6 | OTHER | ARP,
+        Family::Arp => ARP,
     }
 }
 
-fn stages<'p>(program: &'p Program, dir: Direction, device: Option<&str>) -> Vec<Stage<'p>> {
+/// The stages of one attach point: `device` is the link's name (`None`: any link no
+/// netdev chain names), `arp` whether the ARP hooks see its frames.
+fn stages<'p>(
+    program: &'p Program,
+    dir: Direction,
+    device: Option<&str>,
+    arp: bool,
+) -> Vec<Stage<'p>> {
     let on_device = |c: &HookChain| device.is_some_and(|d| c.devices.iter().any(|x| x == d));
     let mut out: Vec<Stage<'p>> = program
         .chains
@@ -80,6 +96,9 @@ fn stages<'p>(program: &'p Program, dir: Direction, device: Option<&str>) -> Vec
         .filter(|c| !c.is_noop())
         .filter_map(|c| {
             let (class, order) = match (dir, c.hook) {
+                _ if c.family == Family::Arp && !arp => return None,
+                (Direction::Ingress, Hook::Input) if c.family == Family::Arp => (Class::Arp, 2),
+                (Direction::Egress, Hook::Output) if c.family == Family::Arp => (Class::Arp, 0),
                 (Direction::Ingress, Hook::Ingress) if on_device(c) => (Class::All, 0),
                 (Direction::Ingress, Hook::Prerouting) => (Class::All, 1),
                 (Direction::Ingress, Hook::Input) => (Class::Local, 2),
@@ -121,7 +140,7 @@ pub fn check_composable(program: &Program) -> Result<(), DataplaneError> {
     }
     for dir in [Direction::Ingress, Direction::Egress] {
         for device in &devices {
-            let st = stages(program, dir, *device);
+            let st = stages(program, dir, *device, true);
             for (i, a) in st.iter().enumerate() {
                 for b in &st[i + 1..] {
                     if !overlap(a, b) {
@@ -203,7 +222,8 @@ pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneEr
     let mut plan = Plan::default();
     for (&ifindex, name) in &facts.links {
         for dir in [Direction::Ingress, Direction::Egress] {
-            let st = stages(program, dir, Some(name));
+            let arp = !facts.no_arp.contains(&ifindex);
+            let st = stages(program, dir, Some(name), arp);
             let (mut chains, slots) = if !st.is_empty() {
                 let (base, mut slots) = flatten(&st, facts)?;
                 let (ir_program, regular_slots) = with_regular_chains(base, program, facts);
@@ -236,7 +256,7 @@ fn flatten(
     let scope_fams = stages
         .iter()
         .fold(0, |acc, s| acc | families(s.chain.family));
-    let scope = if scope_fams & OTHER != 0 {
+    let scope = if scope_fams & (OTHER | ARP) != 0 {
         L3Scope::Netdev
     } else if scope_fams == V4 {
         L3Scope::Ipv4
@@ -322,6 +342,7 @@ fn with_regular_chains(
 fn guards(s: &Stage<'_>, scope_fams: u8, facts: &Facts) -> Vec<Vec<Match>> {
     let fams = families(s.chain.family);
     let mut alts: Vec<Vec<Match>> = match s.class {
+        Class::Arp => vec![vec![Match::is(Test::ArpHook)]],
         Class::Local => {
             let mut v = Vec::new();
             if fams & V4 != 0 {

@@ -24,7 +24,9 @@ use std::collections::BTreeMap;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_proto::consts::*;
-use netlink_proto::extra::{NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NFPROTO_NETDEV};
+use netlink_proto::extra::{
+    NFPROTO_ARP, NFPROTO_BRIDGE, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NFPROTO_NETDEV,
+};
 use nftshim_ebpf::ir::{Action, Match, Statement, Test, Verdict};
 use nftshim_engine::view::{BaseChain, Chain, Table};
 use nftshim_engine::{CounterRef, DataplaneError, RulesetView};
@@ -48,6 +50,8 @@ pub enum Family {
     Ip6,
     Inet,
     Netdev,
+    /// arp: input and output, ARP frames only (see `bpf/lib/arp.h`).
+    Arp,
 }
 
 /// Where a base chain hooks in.
@@ -197,6 +201,7 @@ fn family_name(f: Family) -> &'static str {
         Family::Ip6 => "ip6",
         Family::Inet => "inet",
         Family::Netdev => "netdev",
+        Family::Arp => "arp",
     }
 }
 
@@ -278,6 +283,9 @@ pub struct Facts {
     /// multicast).
     pub local_v4: Vec<Ipv4Net>,
     pub local_v6: Vec<Ipv6Net>,
+    /// Links whose frames the kernel's ARP hooks never see as theirs: no ARP
+    /// (IFF_NOARP), not Ethernet, or the port of a master that takes its frames.
+    pub no_arp: std::collections::BTreeSet<u32>,
 }
 
 /// Reads every base chain of the ruleset into a [`Program`], or refuses the ruleset.
@@ -370,11 +378,20 @@ fn table_family(table: &Table) -> Result<Family, String> {
         NFPROTO_IPV6 => Ok(Family::Ip6),
         NFPROTO_INET => Ok(Family::Inet),
         NFPROTO_NETDEV => Ok(Family::Netdev),
+        NFPROTO_ARP => Ok(Family::Arp),
+        // Its hooks run inside the bridge (per port copy, with the port as iif/oif,
+        // on pktinfo nft_do_chain_bridge validates its own way), where TC cannot
+        // follow every frame: refused whole rather than enforced approximately.
+        NFPROTO_BRIDGE => Err("the bridge family is not supported by the eBPF data plane".into()),
         other => Err(format!(
-            "family {other} (arp/bridge) is not supported by the eBPF data plane"
+            "family {other} is not supported by the eBPF data plane"
         )),
     }
 }
+
+/// The arp family's hook numbers (`NF_ARP_IN`, `NF_ARP_OUT`).
+const NF_ARP_IN: u32 = 0;
+const NF_ARP_OUT: u32 = 1;
 
 /// Where a base chain of `family` hooks in, or why it cannot.
 fn hook_of(family: Family, base: &BaseChain) -> Result<Hook, String> {
@@ -382,6 +399,9 @@ fn hook_of(family: Family, base: &BaseChain) -> Result<Hook, String> {
         (Family::Netdev, NF_NETDEV_INGRESS) => Ok(Hook::Ingress),
         (Family::Netdev, NF_NETDEV_EGRESS) => Ok(Hook::Egress),
         (Family::Netdev, _) => Err("unknown netdev hook".into()),
+        (Family::Arp, NF_ARP_IN) => Ok(Hook::Input),
+        (Family::Arp, NF_ARP_OUT) => Ok(Hook::Output),
+        (Family::Arp, _) => Err("the arp forward hook is not supported by the eBPF data plane".into()),
         (_, NF_INET_PRE_ROUTING) => Ok(Hook::Prerouting),
         (_, NF_INET_LOCAL_IN) => Ok(Hook::Input),
         (_, NF_INET_FORWARD) => Ok(Hook::Forward),
@@ -409,6 +429,8 @@ pub fn check_rule(
     let (hook, base) = match &chain.base {
         Some(b) => (hook_of(family, b).map_err(label)?, true),
         None if family == Family::Netdev => (Hook::Ingress, false),
+        // Input has the input device, output the output device: input allows as much.
+        None if family == Family::Arp => (Hook::Input, false),
         None => (Hook::Forward, false),
     };
     let ctx = rule::ChainContext {

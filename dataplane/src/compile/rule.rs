@@ -144,6 +144,8 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         Family::Ip => V4,
         Family::Ip6 => V6,
         Family::Inet | Family::Netdev => V4 | V6,
+        // ARP frames: no IP header (network payload goes to residual programs).
+        Family::Arp => 0,
     };
     let mut st = RuleState {
         ctx,
@@ -231,8 +233,8 @@ pub(super) fn log_spec_of(
         ));
     }
     match (family, hook) {
-        (Family::Netdev, _) => {
-            Err("log in netdev chains is not supported by the eBPF data plane".into())
+        (Family::Netdev | Family::Arp, _) => {
+            Err("log in netdev and arp chains is not supported by the eBPF data plane".into())
         }
         // Seen at TC egress, where the link-layer header the kernel prints (the one
         // the packet came in with) is already replaced.
@@ -375,8 +377,10 @@ impl RuleState<'_, '_> {
                 }
             }
             TypedExpr::Ct(c) => {
-                if self.ctx.family == Family::Netdev {
-                    return Err("ct in netdev chains (no conntrack there) is not supported".into());
+                if matches!(self.ctx.family, Family::Netdev | Family::Arp) {
+                    return Err(
+                        "ct in netdev and arp chains (no conntrack there) is not supported".into(),
+                    );
                 }
                 if let Some(sreg) = c.sreg() {
                     let sreg = reg_offset(Some(sreg), "ct set")?;
@@ -1147,6 +1151,10 @@ impl RuleState<'_, '_> {
                 return Err(format!(
                     "{f:?} in netdev chains is not supported by the eBPF data plane"
                 ))
+            }
+            // ARP packets have neither: left to a residual program, which knows that.
+            Field::L4Proto | Field::NfProto if self.ctx.family == Family::Arp => {
+                return Err(format!("{f:?} of an ARP packet"))
             }
             _ => {}
         }

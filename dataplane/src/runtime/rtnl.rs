@@ -20,6 +20,11 @@ const RTM_GETROUTE: u16 = 26;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_DUMP: u16 = 0x300;
 const IFLA_IFNAME: u16 = 3;
+const IFLA_MASTER: u16 = 10;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+const ARPHRD_ETHER: u16 = 1;
+const IFF_NOARP: u32 = 0x80;
 const RTA_DST: u16 = 1;
 const RTA_TABLE: u16 = 15;
 const RT_TABLE_LOCAL: u32 = 255;
@@ -179,11 +184,13 @@ pub fn read_facts() -> io::Result<Facts> {
     let mut facts = Facts::default();
 
     let ifinfo = [0u8; 16];
+    let mut links = Vec::new();
     for (t, body) in sock.dump(RTM_GETLINK, &ifinfo)? {
         if t != RTM_NEWLINK || body.len() < 16 {
             continue;
         }
         let index = i32::from_ne_bytes([body[4], body[5], body[6], body[7]]);
+        links.push(link_info(&body));
         let (attrs, _) = parse_attrs_lenient(&body[16..]);
         if let Some(name) = attrs.iter().find(|a| a.id() == IFLA_IFNAME) {
             let name = name.value.split(|&b| b == 0).next().unwrap_or(&[]);
@@ -194,6 +201,8 @@ pub fn read_facts() -> io::Result<Facts> {
             }
         }
     }
+
+    facts.no_arp = no_arp(&links);
 
     for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
         let mut rtmsg = [0u8; 12];
@@ -255,9 +264,83 @@ pub fn read_facts() -> io::Result<Facts> {
     Ok(facts)
 }
 
+/// What decides whether a link's frames reach the ARP hooks as its own.
+struct LinkInfo {
+    index: u32,
+    ether: bool,
+    noarp: bool,
+    master: Option<u32>,
+    kind: Option<String>,
+}
+
+/// Reads an RTM_NEWLINK body (ifinfomsg and attributes).
+fn link_info(body: &[u8]) -> LinkInfo {
+    let index = u32::from_ne_bytes([body[4], body[5], body[6], body[7]]);
+    let ifi_type = u16::from_ne_bytes([body[2], body[3]]);
+    let flags = u32::from_ne_bytes([body[8], body[9], body[10], body[11]]);
+    let (attrs, _) = parse_attrs_lenient(&body[16..]);
+    let master = attrs
+        .iter()
+        .find(|a| a.id() == IFLA_MASTER && a.value.len() == 4)
+        .map(|a| u32::from_ne_bytes([a.value[0], a.value[1], a.value[2], a.value[3]]))
+        .filter(|&m| m != 0);
+    let kind = attrs.iter().find(|a| a.id() == IFLA_LINKINFO).and_then(|info| {
+        let (nested, _) = parse_attrs_lenient(&info.value);
+        nested.iter().find(|a| a.id() == IFLA_INFO_KIND).map(|k| {
+            let name = k.value.split(|&b| b == 0).next().unwrap_or(&[]);
+            String::from_utf8_lossy(name).into_owned()
+        })
+    });
+    LinkInfo {
+        index,
+        ether: ifi_type == ARPHRD_ETHER,
+        noarp: flags & IFF_NOARP != 0,
+        master,
+        kind,
+    }
+}
+
+/// The links whose frames arp_rcv()/arp_xmit() never see as theirs: no ARP, not
+/// Ethernet (the programs read an Ethernet header), or the port of a master whose
+/// rx_handler takes its frames (bridge, bond, team: ARP runs on the master; a VRF's
+/// ports keep theirs).
+fn no_arp(links: &[LinkInfo]) -> std::collections::BTreeSet<u32> {
+    let kind_of = |i: u32| links.iter().find(|l| l.index == i).and_then(|l| l.kind.as_deref());
+    links
+        .iter()
+        .filter(|l| {
+            !l.ether || l.noarp || l.master.is_some_and(|m| kind_of(m) != Some("vrf"))
+        })
+        .map(|l| l.index)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arp_skips_noarp_non_ethernet_and_ports_but_not_vrf_ports() {
+        let link = |index, ether, noarp, master, kind: Option<&str>| LinkInfo {
+            index,
+            ether,
+            noarp,
+            master,
+            kind: kind.map(str::to_string),
+        };
+        let links = [
+            link(1, false, true, None, None),          // lo
+            link(2, true, false, None, Some("veth")),  // plain
+            link(3, true, false, None, Some("bridge")),
+            link(4, true, false, Some(3), Some("veth")), // bridge port
+            link(5, true, false, None, Some("vrf")),
+            link(6, true, false, Some(5), Some("veth")), // vrf port
+            link(7, true, true, None, Some("veth")),  // ip link set noarp on
+            link(8, false, false, None, Some("ipip")),
+        ];
+        let skipped: Vec<u32> = no_arp(&links).into_iter().collect();
+        assert_eq!(skipped, [1, 4, 7, 8]);
+    }
 
     #[test]
     fn own_namespace_has_loopback_and_its_addresses() {

@@ -73,7 +73,8 @@ struct pkt_ctx {
 	__u16 l4_off; /* frame offset of the transport header (with PKT_F_PORTS/ICMP) */
 	__u32 frag_id; /* fragments: the datagram's identification */
 	__u8 has_frag_id;
-	__u8 pad3[3];
+	__u8 arp; /* an ARP packet the kernel's ARP hooks see here (lib/arp.h) */
+	__u8 pad3[2];
 	struct pkt_inner inner;
 };
 

@@ -464,15 +464,18 @@ NS_INLINE int ns_residual_holds(__u32 first, __u32 count, const struct pkt_ctx *
 	struct ns_res_state *rs = ns_res_state();
 	if (!rs || count > NS_RES_MAX_INSNS)
 		return -1;
-	rs->nh = p->l3 != NS_L3_NONE ? p->l3_off : 0;
+	rs->nh = p->l3 != NS_L3_NONE || p->arp ? p->l3_off : 0;
 	/* The kernel loads from the transport header only when the protocol is known
 	 * and the packet is not a later fragment. */
 	rs->th = (p->flags & PKT_F_L4PROTO) && !(p->flags & PKT_F_LATER_FRAG) ? p->l4_off : 0;
 	rs->end = rs->nh + p->len;
 	rs->len = p->len;
 	rs->mark = p->mark;
-	rs->nfproto = p->l3 == NS_L3_IPV4 ? 2 : p->l3 == NS_L3_IPV6 ? 10 : 0;
-	rs->protocol = p->l3 == NS_L3_IPV4 ? ETH_P_IP : p->l3 == NS_L3_IPV6 ? ETH_P_IPV6 : 0;
+	rs->nfproto = p->l3 == NS_L3_IPV4 ? 2 : p->l3 == NS_L3_IPV6 ? 10 : p->arp ? 3 : 0;
+	rs->protocol = p->l3 == NS_L3_IPV4   ? ETH_P_IP
+		       : p->l3 == NS_L3_IPV6 ? ETH_P_IPV6
+		       : p->arp		     ? ETH_P_ARP
+					     : 0;
 	rs->l4proto = p->l4proto;
 	rs->has_l4proto = (p->flags & PKT_F_L4PROTO) != 0;
 	rs->ipv6 = p->l3 == NS_L3_IPV6;

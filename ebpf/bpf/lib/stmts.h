@@ -24,6 +24,7 @@ enum ns_check_kind {
 	NS_CHECK_LIMIT = 3,    /* arg: index into limits */
 	NS_CHECK_QUOTA = 4,    /* arg: index into quotas */
 	NS_CHECK_RESIDUAL = 5, /* field: operations, arg: the first in residual_insns */
+	NS_CHECK_ARP = 6,      /* the packet is one the ARP hooks see (pkt_ctx.arp) */
 };
 
 /* Same layout as Rust `maps::BpfCheck`. */
@@ -173,6 +174,9 @@ NS_INLINE int ns_checks_hold(const struct ns_rule_ext *x, const struct pkt_ctx *
 			member = ns_residual_holds(c->arg, c->field, p);
 			if (member < 0)
 				return -1;
+			break;
+		case NS_CHECK_ARP:
+			member = p->arp;
 			break;
 		case NS_CHECK_LIMIT:
 			member = ns_limit_pass(c->arg, p->len);

@@ -18,6 +18,8 @@ pub const CHECK_LIMIT: u8 = 3;
 pub const CHECK_QUOTA: u8 = 4;
 /// A residual program: `field` operations from `arg` in `residual_insns`.
 pub const CHECK_RESIDUAL: u8 = 5;
+/// `NS_CHECK_ARP`: [`Test::ArpHook`].
+pub const CHECK_ARP: u8 = 6;
 
 /// Residual operations (`enum ns_res_op`).
 pub const RES_PAYLOAD: u8 = 1;
@@ -232,6 +234,11 @@ impl Extras {
                         ..BpfCheck::default()
                     })
                 }
+                Test::ArpHook => checks.push(BpfCheck {
+                    kind: CHECK_ARP,
+                    negated,
+                    ..BpfCheck::default()
+                }),
                 Test::CtStatus(mask) => checks.push(BpfCheck {
                     kind: CHECK_CTSTATUS,
                     negated,
