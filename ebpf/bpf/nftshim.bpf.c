@@ -30,11 +30,18 @@ char LICENSE[] SEC("license") = "GPL";
 /* Tracks the parsed packet (or, without conntrack, leaves it INVALID as nf_tables
  * sees packets then), runs the chains, and inserts a new connection it accepted.
  * `tracked`: an earlier program already tracked this packet (see ns_conntrack). */
-NS_INLINE __u32 ns_run(struct ns_eval *e, int tracked)
+/* A subprogram of its own: the tracker's locals then take no room on the stack that
+ * the chains' bpf_loop callbacks add to (the verifier's 512 bytes are per call chain). */
+static __noinline void ns_track(struct ns_eval *e, int tracked)
 {
 	__builtin_memset(&e->ct, 0, sizeof(e->ct));
 	if (NS_FEATURE(NS_F_CONNTRACK))
 		ns_conntrack(&e->ct, &e->pkt, bpf_ktime_get_ns(), tracked);
+}
+
+NS_INLINE __u32 ns_run(struct ns_eval *e, int tracked)
+{
+	ns_track(e, tracked);
 	__u32 verdict = ns_evaluate(e);
 	if (NS_FEATURE(NS_F_CONNTRACK))
 		ns_ct_commit(&e->ct, verdict == NS_ACCEPT);
