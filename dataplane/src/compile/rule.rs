@@ -162,7 +162,7 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         stateful: false,
         table_handle: ctx.table.handle,
         rule_handle: rule.handle,
-        trace: Trace::default(),
+        trace: Trace::new(ctx.family == Family::Netdev),
     };
     for (i, e) in rule.exprs.iter().enumerate() {
         if st.verdict.is_some() {
@@ -284,27 +284,26 @@ impl RuleState<'_, '_> {
                         ),
                         _ => return Err("payload of inner/tunnel headers is not supported".into()),
                     };
-                if self.ctx.family == Family::Netdev {
-                    return Err(
-                        "payload matches in netdev chains are not supported by the eBPF data plane \
-                         (the kernel reads raw header bytes that its parser treats differently)"
-                            .into(),
-                    );
-                }
                 let base = match source {
                     Source::Transport { .. } => ResBase::Transport,
                     _ => ResBase::Network,
                 };
                 self.trace
                     .load(dreg, len, payload_insn(base, offset, len, dreg));
-                self.load(
-                    dreg,
-                    Loaded {
-                        source,
-                        len,
-                        mask: None,
-                    },
-                );
+                if self.netdev_view() {
+                    // Header fields as the IP hooks parse them are not what netdev
+                    // chains see: only the residual program (netdev view) tests them.
+                    self.forget(dreg, len);
+                } else {
+                    self.load(
+                        dreg,
+                        Loaded {
+                            source,
+                            len,
+                            mask: None,
+                        },
+                    );
+                }
             }
             TypedExpr::Meta(m) => {
                 if let Some(sreg) = m.sreg() {
@@ -343,7 +342,11 @@ impl RuleState<'_, '_> {
                     })
                 });
                 self.trace.load(dreg, len, insn);
-                if matches!(key, MetaKey::Len | MetaKey::Protocol) {
+                let parsed = matches!(
+                    key,
+                    MetaKey::Len | MetaKey::Protocol | MetaKey::L4proto | MetaKey::Nfproto
+                );
+                if matches!(key, MetaKey::Len | MetaKey::Protocol) || (parsed && self.netdev_view()) {
                     // Only residual programs test these.
                     self.forget(dreg, len);
                 } else {
@@ -860,12 +863,10 @@ impl RuleState<'_, '_> {
         let offset = u8::try_from(x.offset().unwrap_or(0)).map_err(|_| "exthdr offset")?;
         let len = u8::try_from(x.len().unwrap_or(0)).map_err(|_| "exthdr length")?;
         let dreg = res_reg(dreg).ok_or("exthdr: invalid register")?;
-        if self.ctx.family == Family::Netdev {
-            return Err("exthdr in netdev chains is not supported by the eBPF data plane".into());
-        }
         match x.op() {
             None | Some(ExthdrOp::Ipv6) => {
-                if self.families != V6 {
+                // The netdev view walks any packet, as the kernel does.
+                if self.families != V6 && !self.netdev_view() {
                     return Err("exthdr of IPv6 without an IPv6 dependency".into());
                 }
                 Ok(Insn::Ipv6Exthdr {
@@ -887,6 +888,12 @@ impl RuleState<'_, '_> {
                 "exthdr of {other:?} is not supported by the eBPF data plane"
             )),
         }
+    }
+
+    /// Packet fields are read as netdev chains see them (`Insn::NetdevView`), by the
+    /// residual program only.
+    fn netdev_view(&self) -> bool {
+        self.ctx.family == Family::Netdev
     }
 
     /// Forgets what the registers at `dreg` hold (a value only residual tests use).
@@ -957,9 +964,6 @@ impl RuleState<'_, '_> {
         insn: Option<Insn>,
         why: String,
     ) -> Result<(), String> {
-        if self.ctx.family == Family::Netdev {
-            return Err(why);
-        }
         self.trace.test(sreg, len, insn, why)
     }
 
