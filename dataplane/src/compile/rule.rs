@@ -175,6 +175,13 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         return Ok(None);
     }
     if let Some(program) = st.trace.program()? {
+        if ctx.family == Family::Netdev && !st.effects.is_empty() {
+            // Every header test of a netdev rule is residual: with statements the BPF
+            // program exceeds the 512-byte stack and the kernel refuses it (slowly).
+            return Err("statements in netdev rules that test packet headers are not \
+                        supported by the eBPF data plane (BPF stack limit)"
+                .into());
+        }
         st.matches
             .push(SymMatch::Ir(Match::is(Test::Residual(program))));
     }
@@ -419,6 +426,9 @@ impl RuleState<'_, '_> {
                 if limit.rate == 0 || limit.unit_secs == 0 {
                     return Err("limit with a zero rate or unit".into());
                 }
+                if limit.bytes {
+                    self.bytes_allowed("byte limits")?;
+                }
                 self.stateful_match(Match {
                     test: Test::Limit(limit),
                     negated: flags & NFT_LIMIT_F_INV != 0,
@@ -429,6 +439,7 @@ impl RuleState<'_, '_> {
                 if flags & !NFT_QUOTA_F_INV != 0 {
                     return Err("quota flags the data plane does not know".into());
                 }
+                self.bytes_allowed("quotas")?;
                 let quota = Quota {
                     bytes: q.bytes().ok_or("quota without bytes")?,
                     used: q.consumed().unwrap_or(0),
@@ -788,12 +799,17 @@ impl RuleState<'_, '_> {
     /// The programs count a packet's bytes from its network header on (what the IP
     /// hooks count); at netdev egress the kernel counts the link-layer header too.
     fn counter_allowed(&self) -> Result<(), String> {
+        self.bytes_allowed("counters")
+    }
+
+    /// `what` charges skb->len: at netdev egress that has the link-layer header, which
+    /// the programs' packet length does not.
+    fn bytes_allowed(&self, what: &str) -> Result<(), String> {
         if self.ctx.hook == Hook::Egress {
-            return Err(
-                "counters in netdev egress chains are not supported by the eBPF data plane \
+            return Err(format!(
+                "{what} in netdev egress chains are not supported by the eBPF data plane \
                  (the kernel counts the link-layer header there)"
-                    .into(),
-            );
+            ));
         }
         Ok(())
     }

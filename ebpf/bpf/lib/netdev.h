@@ -39,6 +39,7 @@ NS_INLINE int ns_res_has(const struct ns_res_state *rs, __u32 off, __u32 n)
 /* __nft_set_pktinfo_ipv4_validate: `net_len` is skb->len minus the network offset. */
 NS_INLINE void ns_res_netdev_ipv4(struct ns_res_state *rs, __u32 nh, __u32 net_len)
 {
+	struct ns_res_view *v = &rs->nd;
 	if (!ns_res_has(rs, nh, 20))
 		return;
 	__u8 b0 = ns_res_byte(rs, nh);
@@ -48,11 +49,11 @@ NS_INLINE void ns_res_netdev_ipv4(struct ns_res_state *rs, __u32 nh, __u32 net_l
 	__u32 tot = ((__u32)ns_res_byte(rs, nh + 2) << 8) | ns_res_byte(rs, nh + 3);
 	if (net_len < tot || tot < hlen)
 		return;
-	rs->l4proto = ns_res_byte(rs, nh + 9);
-	rs->has_l4proto = 1;
-	rs->th = nh + hlen;
-	rs->has_th = 1;
-	rs->fragoff = (((ns_res_byte(rs, nh + 6) << 8) | ns_res_byte(rs, nh + 7)) & 0x1fff) != 0;
+	v->l4proto = ns_res_byte(rs, nh + 9);
+	v->has_l4proto = 1;
+	v->th = nh + hlen;
+	v->has_th = 1;
+	v->fragoff = (((ns_res_byte(rs, nh + 6) << 8) | ns_res_byte(rs, nh + 7)) & 0x1fff) != 0;
 }
 
 /* __nft_set_pktinfo_ipv6_validate, with ipv6_find_hdr(target -1, IP6_FH_F_AUTH):
@@ -61,6 +62,7 @@ NS_INLINE void ns_res_netdev_ipv4(struct ns_res_state *rs, __u32 nh, __u32 net_l
  * cut short, or more than NS_RES_MAX_EXTHDRS of them, leaves no transport protocol. */
 NS_INLINE void ns_res_netdev_ipv6(struct ns_res_state *rs, __u32 nh, __u32 net_len, __u32 data)
 {
+	struct ns_res_view *v = &rs->nd;
 	if (!ns_res_has(rs, nh, 40) || (ns_res_byte(rs, nh) >> 4) != 6)
 		return;
 	__u32 plen = ((__u32)ns_res_byte(rs, nh + 4) << 8) | ns_res_byte(rs, nh + 5);
@@ -73,10 +75,10 @@ NS_INLINE void ns_res_netdev_ipv6(struct ns_res_state *rs, __u32 nh, __u32 net_l
 			/* AH (IP6_FH_F_AUTH), "no next header" (59) or the transport. */
 			if (next == 51 && !ns_res_has(rs, start, 2))
 				return;
-			rs->l4proto = next;
-			rs->has_l4proto = 1;
-			rs->th = start;
-			rs->has_th = 1;
+			v->l4proto = next;
+			v->has_l4proto = 1;
+			v->th = start;
+			v->has_th = 1;
 			return;
 		}
 		__u32 need = next == 43 || next == 44 ? 4 : 2;
@@ -89,11 +91,11 @@ NS_INLINE void ns_res_netdev_ipv6(struct ns_res_state *rs, __u32 nh, __u32 net_l
 				if (hnext == 0 || hnext == 43 || hnext == 44 || hnext == 51 ||
 				    hnext == 60)
 					return; /* -ENOENT */
-				rs->l4proto = hnext;
-				rs->has_l4proto = 1;
-				rs->th = data;
-				rs->has_th = 1;
-				rs->fragoff = 1;
+				v->l4proto = hnext;
+				v->has_l4proto = 1;
+				v->th = data;
+				v->has_th = 1;
+				v->fragoff = 1;
 				return;
 			}
 			start += 8;
@@ -106,31 +108,38 @@ NS_INLINE void ns_res_netdev_ipv6(struct ns_res_state *rs, __u32 nh, __u32 net_l
 	}
 }
 
-/* Replaces the run's view of the packet (rs->nh, th, end, len, protocol, nfproto,
- * l4proto) by the netdev hooks'. */
-static __attribute__((noinline)) int ns_res_netdev_view(struct ns_res_state *rs)
+/* Prepares rs->nd from the header copy, once per packet (called by NS_RES_CAPTURE in
+ * the hook's own frame, not in the chains' deeper bpf_loop frames). */
+static __attribute__((noinline)) int ns_res_netdev_prepare(struct ns_res_state *rs)
 {
-	__u32 nh = ETH_HLEN;
 	__u32 data = cfg.egress ? 0 : ETH_HLEN; /* frame offset of skb->data */
 	__u32 frame = rs->frame_len;
-	rs->nh = nh;
-	rs->th = 0;
-	rs->has_th = 0;
-	rs->fragoff = 0;
-	rs->end = frame;
-	rs->len = frame > data ? frame - data : 0;
+	__builtin_memset(&rs->nd, 0, sizeof(rs->nd));
+	rs->nd.len = frame > data ? frame - data : 0;
+	__u32 net_len = frame > ETH_HLEN ? frame - ETH_HLEN : 0;
+	if (rs->skb_protocol == ETH_P_IP)
+		ns_res_netdev_ipv4(rs, ETH_HLEN, net_len);
+	else if (rs->skb_protocol == ETH_P_IPV6)
+		ns_res_netdev_ipv6(rs, ETH_HLEN, net_len, data);
+	return 0;
+}
+
+/* Switches the run's view of the packet (rs->nh, th, end, len, protocol, nfproto,
+ * l4proto) to the netdev hooks'. */
+NS_INLINE void ns_res_netdev_view(struct ns_res_state *rs)
+{
+	rs->nh = ETH_HLEN;
+	rs->end = rs->frame_len;
+	rs->len = rs->nd.len;
 	rs->protocol = rs->skb_protocol;
 	rs->nfproto = NFPROTO_NETDEV;
-	rs->l4proto = 0;
-	rs->has_l4proto = 0;
+	rs->th = rs->nd.th;
+	rs->has_th = rs->nd.has_th;
+	rs->fragoff = rs->nd.fragoff;
+	rs->l4proto = rs->nd.l4proto;
+	rs->has_l4proto = rs->nd.has_l4proto;
 	/* nft_exthdr reads ipv6_hdr(skb) whatever the protocol. */
 	rs->ipv6 = 1;
-	__u32 net_len = frame > nh ? frame - nh : 0;
-	if (rs->skb_protocol == ETH_P_IP)
-		ns_res_netdev_ipv4(rs, nh, net_len);
-	else if (rs->skb_protocol == ETH_P_IPV6)
-		ns_res_netdev_ipv6(rs, nh, net_len, data);
-	return 0;
 }
 
 #endif

@@ -78,6 +78,16 @@ struct ns_res_elem {
 	__u8 to[NS_RES_DATA];
 };
 
+/* The packet as netdev chains see it (netdev.h), prepared once per packet. */
+struct ns_res_view {
+	__u32 th;   /* frame offset of the transport header, with has_th */
+	__u32 len;  /* skb->len */
+	__u8 l4proto;
+	__u8 has_l4proto;
+	__u8 has_th;
+	__u8 fragoff; /* a later fragment */
+};
+
 /* The packet's header copy and one program's run. */
 struct ns_res_state {
 	__u8 regs[NS_RES_REGS];
@@ -99,6 +109,7 @@ struct ns_res_state {
 	__u32 frame_len;
 	__u16 skb_protocol; /* skb->protocol, host order */
 	__u8 pad[2];
+	struct ns_res_view nd; /* what NS_RES_NETDEV switches to */
 	/* The run: next operation, result (1 holds, 0 break, -1 error). */
 	__u32 pc;
 	__s32 result;
@@ -153,6 +164,7 @@ NS_INLINE struct ns_res_state *ns_res_state(void)
 		rs_->hdr_len = 0;                                                            \
 		if (n_ > 0 && load(ctx, 0, rs_->hdr, n_) == 0)                               \
 			rs_->hdr_len = n_;                                                   \
+		ns_res_netdev_prepare(rs_);                                                  \
 	} while (0)
 
 /* memcmp of len (<= 16) register bytes at sreg against data. */
