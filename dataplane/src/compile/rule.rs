@@ -175,11 +175,13 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         return Ok(None);
     }
     if let Some(program) = st.trace.program()? {
-        if ctx.family == Family::Netdev && !st.effects.is_empty() {
-            // Every header test of a netdev rule is residual: with statements the BPF
-            // program exceeds the 512-byte stack and the kernel refuses it (slowly).
-            return Err("statements in netdev rules that test packet headers are not \
-                        supported by the eBPF data plane (BPF stack limit)"
+        let rejects = matches!(st.verdict, Some(Action::Reject(_)));
+        if ctx.family == Family::Netdev && (rejects || !st.effects.is_empty()) {
+            // Every header test of a netdev rule is residual: with statements or a
+            // reject the BPF program exceeds the 512-byte stack, and the kernel
+            // refuses it (after seconds of verification).
+            return Err("statements and reject in netdev rules that test packet headers \
+                        are not supported by the eBPF data plane (BPF stack limit)"
                 .into());
         }
         st.matches
