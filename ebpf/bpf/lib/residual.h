@@ -164,7 +164,8 @@ NS_INLINE struct ns_res_state *ns_res_state(void)
 		rs_->hdr_len = 0;                                                            \
 		if (n_ > 0 && load(ctx, 0, rs_->hdr, n_) == 0)                               \
 			rs_->hdr_len = n_;                                                   \
-		ns_res_netdev_prepare(rs_);                                                  \
+		if (NS_FEATURE(NS_F_NETDEV_VIEW))                                            \
+			ns_res_netdev_prepare(rs_);                                          \
 	} while (0)
 
 /* memcmp of len (<= 16) register bytes at sreg against data. */
@@ -261,7 +262,7 @@ static __attribute__((noinline)) __u32 ns_res_find_ipv6(struct ns_res_state *rs,
 static __attribute__((noinline)) __u32 ns_res_find_tcpopt(struct ns_res_state *rs, __u8 kind, __u32 offset, __u32 len)
 {
 	__u32 th = rs->th;
-	if (!rs->has_th || rs->fragoff || !rs->has_l4proto || rs->l4proto != 6 || th + 20 > rs->end ||
+	if (!rs->has_th || (NS_FEATURE(NS_F_NETDEV_VIEW) && rs->fragoff) || !rs->has_l4proto || rs->l4proto != 6 || th + 20 > rs->end ||
 	    th + 20 > rs->hdr_len)
 		return 0;
 	__u32 hdrlen = (rs->hdr[(th + 12) & (NS_RES_HDR_MAX - 1)] >> 4) * 4;
@@ -303,7 +304,8 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in)
 		} else if (in->flags == 2 && rs->has_th) {
 			/* nft_payload_fast_eval (1, 2 or 4 aligned bytes) reads later
 			 * fragments at thoff too; nft_payload_eval breaks on them. */
-			if (rs->fragoff && !ns_res_fast_payload(in->offset, len))
+			if (NS_FEATURE(NS_F_NETDEV_VIEW) && rs->fragoff &&
+			    !ns_res_fast_payload(in->offset, len))
 				return 0;
 			base = rs->th;
 		} else {
@@ -386,6 +388,8 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in)
 		return 1;
 	}
 	case NS_RES_NETDEV:
+		if (!NS_FEATURE(NS_F_NETDEV_VIEW))
+			return -1;
 		ns_res_netdev_view(rs);
 		return 1;
 	case NS_RES_IMMEDIATE:
