@@ -756,3 +756,74 @@ fn arp_chains_see_arp_frames_of_links_that_do_arp() {
         Verdict::Accept
     );
 }
+
+/// A frame from 192.0.2.1 to 10.9.9.9: TCP to `dport`, the IPv4 version/IHL byte given.
+fn tcp4_frame(ver_ihl: u8, dport: u16) -> Vec<u8> {
+    let mut f = vec![0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 1, 0x08, 0x00];
+    f.extend_from_slice(&[ver_ihl, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&[192, 0, 2, 1, 10, 9, 9, 9]);
+    f.extend_from_slice(&[0x9c, 0x40]);
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xfa, 0, 0, 0, 0, 0]);
+    f
+}
+
+#[test]
+fn netdev_chains_read_headers_in_the_netdev_view() {
+    use nftshim_ebpf::residual::{Headers, NetdevFrame};
+    let p = program("netdev-headers");
+    let chain = |family, hook| {
+        p.chains
+            .iter()
+            .find(|c| c.family == family && c.hook == hook)
+            .unwrap()
+    };
+    // In netdev chains every header test is a residual program in the netdev view.
+    for c in [
+        chain(Family::Netdev, Hook::Ingress),
+        chain(Family::Netdev, Hook::Egress),
+    ] {
+        for r in &c.rules {
+            let residual = r.matches.iter().find_map(|m| match m {
+                SymMatch::Ir(Match {
+                    test: Test::Residual(program),
+                    ..
+                }) => Some(program),
+                _ => None,
+            });
+            let program = residual.unwrap_or_else(|| panic!("{}: {:?}", c.chain, r.matches));
+            assert_eq!(program.insns[0], Insn::NetdevView, "{}", c.chain);
+            assert_eq!(r.matches.len(), 1, "{}: nothing indexed", c.chain);
+        }
+    }
+    // The same match in an ip table is still indexed by LBVS.
+    let input = chain(Family::Ip, Hook::Input);
+    assert!(input.rules[0]
+        .matches
+        .iter()
+        .all(|m| !matches!(m, SymMatch::Ir(Match { test: Test::Residual(_), .. }))));
+
+    // Evaluated on frames as the kernel's netdev ingress sees them.
+    let plan = instantiate(&p, &facts()).unwrap();
+    let lo_ingress = &plan.chains[&(1, Direction::Ingress)];
+    let at_ingress = |frame: Vec<u8>| {
+        let packet = PacketFields {
+            iif: 1,
+            headers: Some(Headers {
+                netdev: Some(NetdevFrame {
+                    frame,
+                    skb_protocol: 0x0800,
+                    egress: false,
+                }),
+                ..Headers::default()
+            }),
+            ..tcp4([192, 0, 2, 1], [10, 9, 9, 9], 22, 1)
+        };
+        evaluate(lo_ingress, &packet).unwrap().verdict
+    };
+    assert_eq!(at_ingress(tcp4_frame(0x45, 22)), Verdict::Drop);
+    assert_eq!(at_ingress(tcp4_frame(0x45, 23)), Verdict::Accept);
+    // An IPv4 header nft_set_pktinfo_ipv4_validate refuses: no transport protocol,
+    // so `tcp dport 22` cannot match (the IP hooks never see such a packet).
+    assert_eq!(at_ingress(tcp4_frame(0x55, 22)), Verdict::Accept);
+}

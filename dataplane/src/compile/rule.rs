@@ -164,7 +164,7 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         stateful: false,
         table_handle: ctx.table.handle,
         rule_handle: rule.handle,
-        trace: Trace::default(),
+        trace: Trace::new(ctx.family == Family::Netdev),
     };
     for (i, e) in rule.exprs.iter().enumerate() {
         if st.verdict.is_some() {
@@ -177,6 +177,15 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         return Ok(None);
     }
     if let Some(program) = st.trace.program()? {
+        let rejects = matches!(st.verdict, Some(Action::Reject(_)));
+        if ctx.family == Family::Netdev && (rejects || !st.effects.is_empty()) {
+            // Every header test of a netdev rule is residual: with statements or a
+            // reject the BPF program exceeds the 512-byte stack, and the kernel
+            // refuses it (after seconds of verification).
+            return Err("statements and reject in netdev rules that test packet headers \
+                        are not supported by the eBPF data plane (BPF stack limit)"
+                .into());
+        }
         st.matches
             .push(SymMatch::Ir(Match::is(Test::Residual(program))));
     }
@@ -303,27 +312,26 @@ impl RuleState<'_, '_> {
                         ),
                         _ => return Err("payload of inner/tunnel headers is not supported".into()),
                     };
-                if self.ctx.family == Family::Netdev {
-                    return Err(
-                        "payload matches in netdev chains are not supported by the eBPF data plane \
-                         (the kernel reads raw header bytes that its parser treats differently)"
-                            .into(),
-                    );
-                }
                 let base = match source {
                     Source::Transport { .. } => ResBase::Transport,
                     _ => ResBase::Network,
                 };
                 self.trace
                     .load(dreg, len, payload_insn(base, offset, len, dreg));
-                self.load(
-                    dreg,
-                    Loaded {
-                        source,
-                        len,
-                        mask: None,
-                    },
-                );
+                if self.netdev_view() {
+                    // Header fields as the IP hooks parse them are not what netdev
+                    // chains see: only the residual program (netdev view) tests them.
+                    self.forget(dreg, len);
+                } else {
+                    self.load(
+                        dreg,
+                        Loaded {
+                            source,
+                            len,
+                            mask: None,
+                        },
+                    );
+                }
             }
             TypedExpr::Meta(m) => {
                 if let Some(sreg) = m.sreg() {
@@ -362,7 +370,11 @@ impl RuleState<'_, '_> {
                     })
                 });
                 self.trace.load(dreg, len, insn);
-                if matches!(key, MetaKey::Len | MetaKey::Protocol) {
+                let parsed = matches!(
+                    key,
+                    MetaKey::Len | MetaKey::Protocol | MetaKey::L4proto | MetaKey::Nfproto
+                );
+                if matches!(key, MetaKey::Len | MetaKey::Protocol) || (parsed && self.netdev_view()) {
                     // Only residual programs test these.
                     self.forget(dreg, len);
                 } else {
@@ -437,6 +449,9 @@ impl RuleState<'_, '_> {
                 if limit.rate == 0 || limit.unit_secs == 0 {
                     return Err("limit with a zero rate or unit".into());
                 }
+                if limit.bytes {
+                    self.bytes_allowed("byte limits")?;
+                }
                 self.stateful_match(Match {
                     test: Test::Limit(limit),
                     negated: flags & NFT_LIMIT_F_INV != 0,
@@ -447,6 +462,7 @@ impl RuleState<'_, '_> {
                 if flags & !NFT_QUOTA_F_INV != 0 {
                     return Err("quota flags the data plane does not know".into());
                 }
+                self.bytes_allowed("quotas")?;
                 let quota = Quota {
                     bytes: q.bytes().ok_or("quota without bytes")?,
                     used: q.consumed().unwrap_or(0),
@@ -855,12 +871,17 @@ impl RuleState<'_, '_> {
     /// The programs count a packet's bytes from its network header on (what the IP
     /// hooks count); at netdev egress the kernel counts the link-layer header too.
     fn counter_allowed(&self) -> Result<(), String> {
+        self.bytes_allowed("counters")
+    }
+
+    /// `what` charges skb->len: at netdev egress that has the link-layer header, which
+    /// the programs' packet length does not.
+    fn bytes_allowed(&self, what: &str) -> Result<(), String> {
         if self.ctx.hook == Hook::Egress {
-            return Err(
-                "counters in netdev egress chains are not supported by the eBPF data plane \
+            return Err(format!(
+                "{what} in netdev egress chains are not supported by the eBPF data plane \
                  (the kernel counts the link-layer header there)"
-                    .into(),
-            );
+            ));
         }
         Ok(())
     }
@@ -924,12 +945,10 @@ impl RuleState<'_, '_> {
         let offset = u8::try_from(x.offset().unwrap_or(0)).map_err(|_| "exthdr offset")?;
         let len = u8::try_from(x.len().unwrap_or(0)).map_err(|_| "exthdr length")?;
         let dreg = res_reg(dreg).ok_or("exthdr: invalid register")?;
-        if self.ctx.family == Family::Netdev {
-            return Err("exthdr in netdev chains is not supported by the eBPF data plane".into());
-        }
         match x.op() {
             None | Some(ExthdrOp::Ipv6) => {
-                if self.families != V6 {
+                // The netdev view walks any packet, as the kernel does.
+                if self.families != V6 && !self.netdev_view() {
                     return Err("exthdr of IPv6 without an IPv6 dependency".into());
                 }
                 Ok(Insn::Ipv6Exthdr {
@@ -951,6 +970,12 @@ impl RuleState<'_, '_> {
                 "exthdr of {other:?} is not supported by the eBPF data plane"
             )),
         }
+    }
+
+    /// Packet fields are read as netdev chains see them (`Insn::NetdevView`), by the
+    /// residual program only.
+    fn netdev_view(&self) -> bool {
+        self.ctx.family == Family::Netdev
     }
 
     /// Forgets what the registers at `dreg` hold (a value only residual tests use).
@@ -1021,9 +1046,6 @@ impl RuleState<'_, '_> {
         insn: Option<Insn>,
         why: String,
     ) -> Result<(), String> {
-        if self.ctx.family == Family::Netdev {
-            return Err(why);
-        }
         self.trace.test(sreg, len, insn, why)
     }
 
