@@ -706,7 +706,13 @@ fn mark_statements_take_the_meta_or_ct_mark_with_and_or_xor() {
     ));
     let p = decompile(&only_chain(&state, "pre").view()).unwrap();
     let rules = &p.chains[0].rules;
-    assert_eq!(rules[0].statements, [Statement::SetMark { and: !0x10, xor: 0x10 }]);
+    assert_eq!(
+        rules[0].statements,
+        [Statement::SetMark {
+            and: !0x10,
+            xor: 0x10
+        }]
+    );
     // Reading the ct mark breaks the rule without a connection, before any statement.
     assert_eq!(rules[1].matches, [has_conn.clone()]);
     assert_eq!(
@@ -734,7 +740,10 @@ fn mark_statements_take_the_meta_or_ct_mark_with_and_or_xor() {
         [Statement::SetCtMarkFromMark { and: !0, xor: 3 }]
     );
     assert_eq!(rules[1].matches, [has_conn]);
-    assert_eq!(rules[1].statements, [Statement::SetCtMark { and: 0xff, xor: 0 }]);
+    assert_eq!(
+        rules[1].statements,
+        [Statement::SetCtMark { and: 0xff, xor: 0 }]
+    );
 
     // The prerouting plan on the reference: ct mark 0x1234_5678, meta mark 0x2.
     let p = decompile(&only_chain(&state, "pre").view()).unwrap();

@@ -69,7 +69,11 @@ enum Source {
     Const(u32),
     /// `(mark & and) ^ xor` of the meta mark or (`ct`) the ct mark, after a `bitwise`
     /// with a non-zero xor: only `meta mark set` and `ct mark set` take it.
-    MarkExpr { ct: bool, and: u32, xor: u32 },
+    MarkExpr {
+        ct: bool,
+        and: u32,
+        xor: u32,
+    },
 }
 
 /// The value a `meta mark set` or `ct mark set` writes.
@@ -77,9 +81,15 @@ enum Source {
 enum MarkOperand {
     Const(u32),
     /// `(meta mark & and) ^ xor`
-    Meta { and: u32, xor: u32 },
+    Meta {
+        and: u32,
+        xor: u32,
+    },
     /// `(ct mark & and) ^ xor`
-    Ct { and: u32, xor: u32 },
+    Ct {
+        and: u32,
+        xor: u32,
+    },
 }
 
 /// The fields the IR can test, with how the loaded bytes relate to them.
@@ -801,7 +811,11 @@ impl RuleState<'_, '_> {
             Source::Const(value) => MarkOperand::Const(value),
             Source::Meta(MetaKey::Mark) if loaded.len == 4 => MarkOperand::Meta { and, xor: 0 },
             Source::CtMark if loaded.len == 4 => MarkOperand::Ct { and, xor: 0 },
-            Source::MarkExpr { ct: false, and, xor } => MarkOperand::Meta { and, xor },
+            Source::MarkExpr {
+                ct: false,
+                and,
+                xor,
+            } => MarkOperand::Meta { and, xor },
             Source::MarkExpr { ct: true, and, xor } => MarkOperand::Ct { and, xor },
             _ => return None,
         })
@@ -818,7 +832,10 @@ impl RuleState<'_, '_> {
         if !matches!(b.op(), None | Some(BitwiseOp::MaskXor)) || len != 4 {
             return None;
         }
-        let mask = b.mask().and_then(|d| d.value_bytes()).filter(|m| m.len() == 4)?;
+        let mask = b
+            .mask()
+            .and_then(|d| d.value_bytes())
+            .filter(|m| m.len() == 4)?;
         let xor = match b.xor().and_then(|d| d.value_bytes()) {
             Some(x) if x.len() == 4 => host_u32(x),
             Some(_) => return None,
@@ -847,8 +864,7 @@ impl RuleState<'_, '_> {
     fn needs_connection(&mut self) -> Result<(), String> {
         if self.stateful {
             return Err(
-                "ct mark read after limit or quota is not supported by the eBPF data plane"
-                    .into(),
+                "ct mark read after limit or quota is not supported by the eBPF data plane".into(),
             );
         }
         self.matches.push(SymMatch::Ir(has_connection()));
