@@ -679,8 +679,98 @@ fn meta_mark_set_constant_runs_before_the_verdict() {
     let cases = [
         ("c_input", "meta mark set in an input chain"),
         ("c_route", "meta mark set in a route chain"),
-        ("c_from_reg", "meta mark set from anything but a constant"),
         ("c_priority", "meta priority set"),
+    ];
+    for (chain, why) in cases {
+        let err = decompile(&only_chain(&state, chain).view()).expect_err(chain);
+        assert_eq!(err.errno, libc::EOPNOTSUPP, "{chain}");
+        assert!(err.reason.contains(why), "{chain}: {}", err.reason);
+    }
+}
+
+#[test]
+fn mark_statements_take_the_meta_or_ct_mark_with_and_or_xor() {
+    let state = fixture("mark");
+    let p = decompile(&only_chain(&state, "c_from_reg").view()).unwrap();
+    assert_eq!(
+        p.chains[0].rules[0].statements,
+        // meta mark | 0x10
+        [Statement::SetMark {
+            and: !0x10,
+            xor: 0x10
+        }]
+    );
+
+    let state = fixture("mark-bitwise");
+    let has_conn = ir(Test::CtState(
+        ct_state::NEW | ct_state::ESTABLISHED | ct_state::RELATED,
+    ));
+    let p = decompile(&only_chain(&state, "pre").view()).unwrap();
+    let rules = &p.chains[0].rules;
+    assert_eq!(
+        rules[0].statements,
+        [Statement::SetMark {
+            and: !0x10,
+            xor: 0x10
+        }]
+    );
+    // Reading the ct mark breaks the rule without a connection, before any statement.
+    assert_eq!(rules[1].matches, [has_conn.clone()]);
+    assert_eq!(
+        rules[1].statements,
+        [Statement::SetMarkFromCtMark {
+            and: 0xffff_0000,
+            xor: 1
+        }]
+    );
+    assert!(rules[2].matches.contains(&has_conn));
+    assert_eq!(
+        (&rules[2].action, &rules[2].statements[..]),
+        (
+            &Action::Accept,
+            &[Statement::SetCtMark {
+                and: !0x100,
+                xor: 0x100
+            }][..]
+        )
+    );
+    let p = decompile(&only_chain(&state, "out").view()).unwrap();
+    let rules = &p.chains[0].rules;
+    assert_eq!(
+        rules[0].statements,
+        [Statement::SetCtMarkFromMark { and: !0, xor: 3 }]
+    );
+    assert_eq!(rules[1].matches, [has_conn]);
+    assert_eq!(
+        rules[1].statements,
+        [Statement::SetCtMark { and: 0xff, xor: 0 }]
+    );
+
+    // The prerouting plan on the reference: ct mark 0x1234_5678, meta mark 0x2.
+    let p = decompile(&only_chain(&state, "pre").view()).unwrap();
+    let plan = instantiate(&p, &facts()).unwrap();
+    let prog = &plan.chains[&(7, Direction::Ingress)];
+    let mut ssh = tcp4([192, 0, 2, 1], [10, 1, 0, 1], 22, 7);
+    ssh.mark = 2;
+    ssh.ct.state = ct_state::ESTABLISHED;
+    ssh.ct.mark = 0x1234_5678;
+    let run = evaluate(prog, &ssh).unwrap();
+    assert_eq!(
+        (run.verdict, run.effects.mark, run.effects.ct_mark),
+        (Verdict::Accept, Some(0x1234_0001), Some(0x1234_5778))
+    );
+    // Untracked: the ct mark rules do not match; only `meta mark | 0x10` ran.
+    let mut untracked = tcp4([192, 0, 2, 1], [10, 1, 0, 1], 22, 7);
+    untracked.mark = 2;
+    let run = evaluate(prog, &untracked).unwrap();
+    assert_eq!(
+        (run.verdict, run.effects.mark, run.effects.ct_mark),
+        (Verdict::Accept, Some(0x12), None)
+    );
+
+    let cases = [
+        ("c_shift", "meta mark set from anything but a constant"),
+        ("c_limit", "ct mark read after limit or quota"),
     ];
     for (chain, why) in cases {
         let err = decompile(&only_chain(&state, chain).view()).expect_err(chain);

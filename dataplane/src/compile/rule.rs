@@ -67,6 +67,29 @@ enum Source {
     CtMark,
     /// A 4-byte constant (`immediate`), the value of a `meta mark set`.
     Const(u32),
+    /// `(mark & and) ^ xor` of the meta mark or (`ct`) the ct mark, after a `bitwise`
+    /// with a non-zero xor: only `meta mark set` and `ct mark set` take it.
+    MarkExpr {
+        ct: bool,
+        and: u32,
+        xor: u32,
+    },
+}
+
+/// The value a `meta mark set` or `ct mark set` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MarkOperand {
+    Const(u32),
+    /// `(meta mark & and) ^ xor`
+    Meta {
+        and: u32,
+        xor: u32,
+    },
+    /// `(ct mark & and) ^ xor`
+    Ct {
+        and: u32,
+        xor: u32,
+    },
 }
 
 /// The fields the IR can test, with how the loaded bytes relate to them.
@@ -479,10 +502,14 @@ impl RuleState<'_, '_> {
                 let len = b.len().unwrap_or(0);
                 self.trace
                     .transform(sreg, dreg, len, bitwise_insn(b, sreg, dreg, len));
-                // LBVS takes masked fields; anything else is left to residual tests.
+                // LBVS takes masked fields, mark statements marks with and/xor;
+                // anything else is left to residual tests.
                 match self.masked(b, sreg, len) {
                     Ok(loaded) => self.load(dreg, loaded),
-                    Err(_) => self.forget(dreg, len),
+                    Err(_) => match self.mark_expr(b, sreg, len) {
+                        Some(loaded) => self.load(dreg, loaded),
+                        None => self.forget(dreg, len),
+                    },
                 }
             }
             TypedExpr::Exthdr(x) => {
@@ -833,38 +860,100 @@ impl RuleState<'_, '_> {
         Ok(())
     }
 
-    /// `ct KEY set` from the register at `sreg`: `ct mark set` a constant or the
-    /// (masked) meta mark.
+    /// `ct KEY set` from the register at `sreg`: `ct mark set` a constant, or the
+    /// meta mark or ct mark with and/xor.
     fn ct_set(&mut self, key: Option<CtKey>, direction: bool, sreg: u32) -> Result<(), String> {
         if key != Some(CtKey::Mark) || direction {
             return Err(format!(
                 "ct {key:?} set is not supported by the eBPF data plane"
             ));
         }
-        let statement =
-            match self.regs.get(&sreg) {
-                Some(Loaded {
-                    source: Source::Const(value),
-                    ..
-                }) => Statement::SetCtMark {
-                    and: 0,
-                    xor: *value,
-                },
-                Some(Loaded {
-                    source: Source::Meta(MetaKey::Mark),
-                    len: 4,
-                    mask,
-                }) => Statement::SetCtMarkFromMark {
-                    and: mask.as_deref().map(host_u32).unwrap_or(u32::MAX),
-                    xor: 0,
-                },
-                _ => return Err(
-                    "ct mark set from anything but a constant or the meta mark is not supported"
+        let statement = match self.mark_operand(sreg) {
+            Some(MarkOperand::Const(value)) => Statement::set_ct_mark(value),
+            Some(MarkOperand::Meta { and, xor }) => Statement::SetCtMarkFromMark { and, xor },
+            Some(MarkOperand::Ct { and, xor }) => {
+                self.needs_connection()?;
+                Statement::SetCtMark { and, xor }
+            }
+            None => {
+                return Err(
+                    "ct mark set from anything but a constant or the meta or ct mark is not \
+                     supported"
                         .into(),
-                ),
-            };
+                )
+            }
+        };
         self.effects.push(statement);
         self.statements = true;
+        Ok(())
+    }
+
+    /// What a mark statement's register holds: a constant, or the meta or ct mark with
+    /// and/xor (`None`: anything else).
+    fn mark_operand(&self, sreg: u32) -> Option<MarkOperand> {
+        let loaded = self.regs.get(&sreg)?;
+        let and = loaded.mask.as_deref().map(host_u32).unwrap_or(u32::MAX);
+        Some(match loaded.source {
+            Source::Const(value) => MarkOperand::Const(value),
+            Source::Meta(MetaKey::Mark) if loaded.len == 4 => MarkOperand::Meta { and, xor: 0 },
+            Source::CtMark if loaded.len == 4 => MarkOperand::Ct { and, xor: 0 },
+            Source::MarkExpr {
+                ct: false,
+                and,
+                xor,
+            } => MarkOperand::Meta { and, xor },
+            Source::MarkExpr { ct: true, and, xor } => MarkOperand::Ct { and, xor },
+            _ => return None,
+        })
+    }
+
+    /// `bitwise` (mask and xor) on the meta or ct mark, for a mark statement:
+    /// `((x & a) ^ b) & m ^ y` is `(x & (a & m)) ^ ((b & m) ^ y)`.
+    fn mark_expr(
+        &self,
+        b: &netlink_proto::expr::bitwise::Bitwise,
+        sreg: u32,
+        len: u32,
+    ) -> Option<Loaded> {
+        if !matches!(b.op(), None | Some(BitwiseOp::MaskXor)) || len != 4 {
+            return None;
+        }
+        let mask = b
+            .mask()
+            .and_then(|d| d.value_bytes())
+            .filter(|m| m.len() == 4)?;
+        let xor = match b.xor().and_then(|d| d.value_bytes()) {
+            Some(x) if x.len() == 4 => host_u32(x),
+            Some(_) => return None,
+            None => 0,
+        };
+        let (ct, and, old_xor) = match self.mark_operand(sreg)? {
+            MarkOperand::Const(_) => return None,
+            MarkOperand::Meta { and, xor } => (false, and, xor),
+            MarkOperand::Ct { and, xor } => (true, and, xor),
+        };
+        let m = host_u32(mask);
+        Some(Loaded {
+            source: Source::MarkExpr {
+                ct,
+                and: and & m,
+                xor: (old_xor & m) ^ xor,
+            },
+            len: 4,
+            mask: None,
+        })
+    }
+
+    /// A statement reads the ct mark: without a connection nft_ct_get_eval breaks the
+    /// rule at the load, before any statement or counter (loads after statements are
+    /// refused), which is the rule not matching.
+    fn needs_connection(&mut self) -> Result<(), String> {
+        if self.stateful {
+            return Err(
+                "ct mark read after limit or quota is not supported by the eBPF data plane".into(),
+            );
+        }
+        self.matches.push(SymMatch::Ir(has_connection()));
         Ok(())
     }
 
@@ -886,7 +975,8 @@ impl RuleState<'_, '_> {
         Ok(())
     }
 
-    /// `meta KEY set` from the register at `sreg`: only `meta mark set CONSTANT`.
+    /// `meta KEY set` from the register at `sreg`: `meta mark set` a constant, or the
+    /// meta mark or ct mark with and/xor.
     fn meta_set(&mut self, key: Option<MetaKey>, sreg: u32) -> Result<(), String> {
         if key != Some(MetaKey::Mark) {
             return Err(format!(
@@ -895,25 +985,21 @@ impl RuleState<'_, '_> {
             ));
         }
         mark_set_allowed(self.ctx.hook)?;
-        let statement =
-            match self.regs.get(&sreg) {
-                Some(Loaded {
-                    source: Source::Const(value),
-                    ..
-                }) => Statement::set_mark(*value),
-                Some(Loaded {
-                    source: Source::CtMark,
-                    mask,
-                    ..
-                }) => Statement::SetMarkFromCtMark {
-                    and: mask.as_deref().map(host_u32).unwrap_or(u32::MAX),
-                    xor: 0,
-                },
-                _ => return Err(
-                    "meta mark set from anything but a constant or the ct mark is not supported"
+        let statement = match self.mark_operand(sreg) {
+            Some(MarkOperand::Const(value)) => Statement::set_mark(value),
+            Some(MarkOperand::Meta { and, xor }) => Statement::SetMark { and, xor },
+            Some(MarkOperand::Ct { and, xor }) => {
+                self.needs_connection()?;
+                Statement::SetMarkFromCtMark { and, xor }
+            }
+            None => {
+                return Err(
+                    "meta mark set from anything but a constant or the meta or ct mark is not \
+                     supported"
                         .into(),
-                ),
-            };
+                )
+            }
+        };
         self.effects.push(statement);
         self.statements = true;
         Ok(())
@@ -1008,6 +1094,9 @@ impl RuleState<'_, '_> {
             .get(&sreg)
             .cloned()
             .ok_or("bitwise on an empty register")?;
+        if matches!(loaded.source, Source::MarkExpr { .. }) {
+            return Err("bitwise on a mark expression is not a masked field".into());
+        }
         if loaded.len != len || mask.len() != len as usize {
             return Err("bitwise length differs from the loaded field".into());
         }
@@ -1065,6 +1154,9 @@ impl RuleState<'_, '_> {
             Source::CtStatus => Field::CtStatus,
             Source::CtMark => Field::CtMark,
             Source::Const(_) => return Err("a match on a constant is not supported".into()),
+            Source::MarkExpr { .. } => {
+                return Err("a match on a mark with and/xor is not supported".into())
+            }
             Source::Network { offset } if fam == V4 => match (offset, l.len) {
                 (12, 1..=4) => Field::Saddr4,
                 (16, 1..=4) => Field::Daddr4,
