@@ -369,23 +369,22 @@ impl RuleState<'_, '_> {
                     return Err("expression ct after a statement is not supported".into());
                 }
                 let dreg = reg_offset(c.dreg(), "ct")?;
-                if c.direction().is_some() {
-                    return Err(
-                        "ct keys with a direction are not supported by the eBPF data plane".into(),
-                    );
-                }
-                let source = match c.key() {
-                    Some(CtKey::State) => Source::CtState,
-                    Some(CtKey::Status) => Source::CtStatus,
-                    Some(CtKey::Mark) => Source::CtMark,
-                    Some(other) => {
-                        return Err(format!(
-                            "ct {other:?} is not supported by the eBPF data plane"
-                        ))
+                let key = c.key().ok_or("ct without key")?;
+                let res_dreg = res_reg(dreg).ok_or("ct: invalid register")?;
+                let (insn, len) =
+                    super::ct::load(key, c.direction(), self.ctx.family, res_dreg)?;
+                self.trace.load(dreg, len, Some(insn));
+                // State, status and mark are LBVS fields too; the other keys only
+                // residual programs test.
+                let source = match key {
+                    CtKey::State => Source::CtState,
+                    CtKey::Status => Source::CtStatus,
+                    CtKey::Mark => Source::CtMark,
+                    _ => {
+                        self.forget(dreg, len);
+                        return Ok(());
                     }
-                    None => return Err("ct without key".into()),
                 };
-                self.trace.load(dreg, 4, None);
                 self.load(
                     dreg,
                     Loaded {
