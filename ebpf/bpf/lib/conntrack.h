@@ -409,7 +409,8 @@ NS_INLINE void ns_ct_related(struct ns_ct *c, const struct pkt_ctx *p, __u64 now
 	if (from_a < 0)
 		return;
 	struct ns_ct_entry *e = bpf_map_lookup_elem(&ct_table, &c->key);
-	if (!e || e->expires <= now)
+	/* A killed connection is out of nf_conntrack's hash at once. */
+	if (!e || e->expires <= now || e->dying)
 		return;
 	/* The error answers the quoted packet: it goes the other way of the connection
 	 * (nf_conntrack finds the quoted tuple inverted). */
