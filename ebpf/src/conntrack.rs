@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::fields::{CtFields, L3Fields, PacketFields};
+use crate::fields::{CtConn, CtFields, L3Fields, PacketFields};
 use crate::ir::{ct_state, ct_status};
 
 /// Conntrack timeouts in seconds (the kernel's defaults by default).
@@ -194,6 +194,27 @@ struct FlowKey {
     reply: (IpAddr, u16),
 }
 
+impl FlowKey {
+    /// The connection's tuples, for a packet going the reply way or not.
+    fn conn(&self, reply: bool, icmp_code: u8) -> CtConn {
+        let icmp = (self.query != 0).then(|| {
+            let answer = match self.query {
+                8 => 0,
+                q => q + 1,
+            };
+            (self.query, answer, icmp_code)
+        });
+        CtConn::new(
+            reply,
+            self.orig.0,
+            self.reply.0,
+            self.proto,
+            (self.orig.1, self.reply.1),
+            icmp,
+        )
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Conn {
     expires: u64,
@@ -201,6 +222,8 @@ struct Conn {
     status: u32,
     mark: u32,
     tcp: TcpState,
+    /// ICMP: the code of the query that opened it (part of its tuples).
+    icmp_code: u8,
 }
 
 /// The flow of a packet: its key as sent (original direction) or as answered.
@@ -266,8 +289,9 @@ type FragKey = (IpAddr, IpAddr, u8, u32);
 pub struct Tracker {
     pub timeouts: Timeouts,
     table: HashMap<FlowKey, Conn>,
-    /// What the first fragment of a datagram got: its state and connection.
-    fragments: HashMap<FragKey, (u32, Option<FlowKey>)>,
+    /// What the first fragment of a datagram got: its state and connection (with the
+    /// first fragment's direction).
+    fragments: HashMap<FragKey, (u32, Option<FlowKey>, Option<CtConn>)>,
 }
 
 const NSEC: u64 = 1_000_000_000;
@@ -308,7 +332,7 @@ impl Tracker {
         };
         if p.later_fragment {
             let first = datagram.and_then(|d| self.fragments.get(&d).copied());
-            let Some((state, key)) = first else {
+            let Some((state, key, tuples)) = first else {
                 return Tracked {
                     fields: CtFields::default(),
                     key: None,
@@ -323,6 +347,7 @@ impl Tracker {
                     state,
                     status: conn.map_or(0, |c| c.status),
                     mark: conn.map_or(0, |c| c.mark),
+                    conn: tuples,
                 },
                 key,
                 pending: None,
@@ -330,8 +355,10 @@ impl Tracker {
         }
         let tracked = self.track_packet(p, now);
         if let Some(d) = datagram {
-            self.fragments
-                .insert(d, (tracked.fields.state, tracked.key));
+            self.fragments.insert(
+                d,
+                (tracked.fields.state, tracked.key, tracked.fields.conn),
+            );
         }
         tracked
     }
@@ -446,7 +473,8 @@ impl Tracker {
         if tuple.icmp_reply {
             return invalid;
         }
-        self.new_conn(tuple, tcp, now).unwrap_or(invalid)
+        let code = if icmp { p.icmp_code } else { 0 };
+        self.new_conn(tuple, tcp, code, now).unwrap_or(invalid)
     }
 
     fn reopens(&self, key: &FlowKey, reply: bool) -> bool {
@@ -459,7 +487,13 @@ impl Tracker {
             )
     }
 
-    fn new_conn(&self, tuple: Tuple, tcp: Option<TcpKind>, now: u64) -> Option<Tracked> {
+    fn new_conn(
+        &self,
+        tuple: Tuple,
+        tcp: Option<TcpKind>,
+        icmp_code: u8,
+        now: u64,
+    ) -> Option<Tracked> {
         let t = &self.timeouts;
         let (tcp_state, expires) = match tcp {
             Some(kind) => match tcp_next(false, kind, TcpState::None) {
@@ -483,6 +517,7 @@ impl Tracker {
                 state: ct_state::NEW,
                 status: 0,
                 mark: 0,
+                conn: Some(tuple.as_sent().conn(false, icmp_code)),
             },
             key: Some(tuple.as_sent()),
             pending: Some(Conn {
@@ -491,6 +526,7 @@ impl Tracker {
                 status: 0,
                 mark: 0,
                 tcp: tcp_state,
+                icmp_code,
             }),
         })
     }
@@ -562,6 +598,7 @@ impl Tracker {
             state,
             status: conn.status,
             mark: conn.mark,
+            conn: Some(key.conn(reply, conn.icmp_code)),
         };
         if kill {
             self.table.remove(&key);
@@ -599,11 +636,14 @@ impl Tracker {
             .filter(|k| tuple.query == 0 || (*k == tuple.as_answer()) == tuple.icmp_reply)
             .find(|k| self.table.get(k).is_some_and(|c| c.expires > now))?;
         let conn = &self.table[&key];
+        // The error answers the quoted packet: it goes the other way of the connection.
+        let reply = key == tuple.as_sent();
         Some(Tracked {
             fields: CtFields {
                 state: ct_state::RELATED,
                 status: conn.status,
                 mark: conn.mark,
+                conn: Some(key.conn(reply, conn.icmp_code)),
             },
             key: Some(key),
             pending: None,

@@ -28,6 +28,8 @@ pub struct PacketFields {
     pub ports: Option<(u16, u16)>,
     /// ICMP (on IPv4) or ICMPv6 (on IPv6) type, when that header is there.
     pub icmp_type: Option<u8>,
+    /// Its code (0 when the header is not there).
+    pub icmp_code: u8,
     /// Input and output ifindex, 0 when there is none.
     pub iif: u32,
     pub oif: u32,
@@ -75,9 +77,97 @@ pub struct CtFields {
     pub status: u32,
     /// The connection's mark (0 without one).
     pub mark: u32,
+    /// The connection's tuples and the packet's direction (with a connection).
+    pub conn: Option<CtConn>,
+}
+
+/// A connection's tuples as nf_conntrack stores them, and the packet's direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtConn {
+    /// The packet goes the reply way (IP_CT_DIR_REPLY).
+    pub reply: bool,
+    /// The original tuple's source and destination address.
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    /// `src.u.all` and `dst.u.all` of the original tuple then of the reply tuple
+    /// (network order): ports, ICMP id and type/code, or 0.
+    pub l4: [[u8; 4]; 2],
+}
+
+impl CtConn {
+    /// The tuples of a connection from `src` to `dst` of `proto`, opened by a packet
+    /// with ports `sport`, `dport` (ICMP queries: the id in both, and `icmp` the
+    /// query's type and code, with its reply's type).
+    pub fn new(
+        reply: bool,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: u8,
+        (sport, dport): (u16, u16),
+        icmp: Option<(u8, u8, u8)>,
+    ) -> CtConn {
+        let [s0, s1] = sport.to_be_bytes();
+        let [d0, d1] = dport.to_be_bytes();
+        let l4 = match icmp {
+            Some((query, answer, code)) => [[s0, s1, query, code], [s0, s1, answer, code]],
+            // The protocols nf_conntrack keys by ports (DCCP has no tracker in 6.18).
+            None if matches!(proto, 6 | 17 | 136 | 132) => {
+                [[s0, s1, d0, d1], [d0, d1, s0, s1]]
+            }
+            None => [[0; 4]; 2],
+        };
+        CtConn {
+            reply,
+            src,
+            dst,
+            proto,
+            l4,
+        }
+    }
+}
+
+fn addr_bytes(a: IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
 }
 
 impl CtFields {
+    /// The value nft_ct_get_eval() stores for `key` (of the reply tuple with `reply`),
+    /// `None` when it breaks.
+    pub fn key_value(&self, key: crate::residual::CtKey, reply: bool) -> Option<Vec<u8>> {
+        use crate::residual::CtKey::*;
+        if key == State {
+            return Some(self.state.to_ne_bytes().to_vec());
+        }
+        let c = self.conn.filter(|_| self.has_conn())?;
+        let v4 = c.src.is_ipv4();
+        let d = reply as usize;
+        // Direction d's tuple: the original one, or it inverted.
+        let (src, dst) = if reply { (c.dst, c.src) } else { (c.src, c.dst) };
+        Some(match key {
+            State => unreachable!(),
+            Direction => vec![c.reply as u8],
+            Status => self.status.to_ne_bytes().to_vec(),
+            Mark => self.mark.to_ne_bytes().to_vec(),
+            Helper => return None,
+            L3Protocol => vec![if v4 { 2 } else { 10 }],
+            Protocol => vec![c.proto],
+            ProtoSrc => c.l4[d][..2].to_vec(),
+            ProtoDst => c.l4[d][2..].to_vec(),
+            Labels => vec![0; 16],
+            Zone => vec![0; 2],
+            Src => addr_bytes(src),
+            Dst => addr_bytes(dst),
+            SrcIp | DstIp if !v4 => return None,
+            SrcIp6 | DstIp6 if v4 => return None,
+            SrcIp | SrcIp6 => addr_bytes(src),
+            DstIp | DstIp6 => addr_bytes(dst),
+        })
+    }
+
     /// The packet belongs to a connection (new, established or related); without one
     /// `ct mark` and `ct status` match nothing, as nft_ct_get_eval() breaks then.
     pub fn has_conn(&self) -> bool {
@@ -93,6 +183,7 @@ impl Default for CtFields {
             state: crate::ir::ct_state::INVALID,
             status: 0,
             mark: 0,
+            conn: None,
         }
     }
 }
@@ -140,6 +231,7 @@ impl PacketFields {
             },
             l4proto: self.l4proto,
             mark: self.mark,
+            ct: self.ct,
         }
     }
 

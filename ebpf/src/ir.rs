@@ -478,7 +478,7 @@ impl Program {
                                 field: SetField::CtMark,
                                 ..
                             }
-                    )
+                    ) || matches!(&m.test, Test::Residual(p) if p.reads_ct())
                 }) || r.statements.iter().any(|s| {
                     matches!(
                         s,

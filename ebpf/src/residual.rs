@@ -47,6 +47,67 @@ pub enum MetaKey {
     Mark,
 }
 
+/// `ct` keys residual programs load, as nft_ct_get_eval() stores them (the BPF
+/// program's values are in bpf/lib/ct_keys.h). `dreg` gets the value's bytes and zeros
+/// to the end of its last 4-byte register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CtKey {
+    /// 4 bytes, host order: one `NF_CT_STATE_*` bit (no connection needed).
+    State,
+    /// 1 byte: `IP_CT_DIR_ORIGINAL` (0) or `IP_CT_DIR_REPLY` (1), of this packet.
+    Direction,
+    /// 4 bytes, host order.
+    Status,
+    Mark,
+    /// Never loads here: only expected connections have one, and nothing makes them.
+    Helper,
+    /// 1 byte: the connection's NFPROTO_IPV4 / NFPROTO_IPV6.
+    L3Protocol,
+    /// The tuple's address: 4 bytes for IPv4 connections, 16 for IPv6 ones.
+    Src,
+    Dst,
+    /// 1 byte: the connection's transport protocol.
+    Protocol,
+    /// 2 bytes, network order: ports, or the ICMP id (source) and type and code
+    /// (destination); 0 for generically tracked protocols.
+    ProtoSrc,
+    ProtoDst,
+    /// 16 bytes: always 0 (`ct label set` is refused).
+    Labels,
+    /// 2 bytes: always 0 (zone templates are refused).
+    Zone,
+    /// IPv4 / IPv6 addresses only: break on a connection of the other family.
+    SrcIp,
+    DstIp,
+    SrcIp6,
+    DstIp6,
+}
+
+impl CtKey {
+    /// The key's number in `enum nft_ct_keys`.
+    pub fn nft_key(self) -> u8 {
+        match self {
+            CtKey::State => 0,
+            CtKey::Direction => 1,
+            CtKey::Status => 2,
+            CtKey::Mark => 3,
+            CtKey::Helper => 6,
+            CtKey::L3Protocol => 7,
+            CtKey::Src => 8,
+            CtKey::Dst => 9,
+            CtKey::Protocol => 10,
+            CtKey::ProtoSrc => 11,
+            CtKey::ProtoDst => 12,
+            CtKey::Labels => 13,
+            CtKey::Zone => 17,
+            CtKey::SrcIp => 19,
+            CtKey::DstIp => 20,
+            CtKey::SrcIp6 => 21,
+            CtKey::DstIp6 => 22,
+        }
+    }
+}
+
 /// `enum nft_cmp_ops`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CmpOp {
@@ -95,6 +156,15 @@ pub enum Insn {
         len: u8,
         dreg: u8,
         present: bool,
+    },
+    /// `ct` key `key` of the packet's connection (of the reply tuple with `reply`)
+    /// into `dreg`; `len` is the register length the kernel gives the expression.
+    /// Breaks without a connection (but for `State`).
+    Ct {
+        key: CtKey,
+        reply: bool,
+        len: u8,
+        dreg: u8,
     },
     /// `data` into `dreg`.
     Immediate {
@@ -215,6 +285,8 @@ pub fn netdev_view(nf: &NetdevFrame, mark: u32) -> (Headers, MetaValues) {
         nfproto: NFPROTO_NETDEV,
         l4proto: None,
         mark,
+        // No conntrack at netdev hooks.
+        ct: Default::default(),
     };
     let ip = frame.get(ETH_HLEN..).unwrap_or(&[]);
     let net_len = ip.len();
@@ -281,9 +353,16 @@ pub struct MetaValues {
     pub nfproto: u8,
     pub l4proto: Option<u8>,
     pub mark: u32,
+    /// What the packet's tracking says.
+    pub ct: crate::fields::CtFields,
 }
 
 impl ResidualProgram {
+    /// Whether the program loads a `ct` key (the namespace must then track).
+    pub fn reads_ct(&self) -> bool {
+        self.insns.iter().any(|i| matches!(i, Insn::Ct { .. }))
+    }
+
     /// Whether the program runs to its end on this packet.
     pub fn holds(&self, headers: &Headers, meta: &MetaValues) -> bool {
         let mut regs = [0u8; REGS_LEN];
@@ -323,6 +402,9 @@ impl ResidualProgram {
                         && within(*dreg, *len as usize)
                 }
                 Insn::Meta { dreg, .. } => within(*dreg, 4),
+                Insn::Ct { len, dreg, .. } => {
+                    (1..=MAX_DATA as u8).contains(len) && within(*dreg, *len as usize)
+                }
                 Insn::Ipv6Exthdr {
                     len, dreg, present, ..
                 }
@@ -448,6 +530,13 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             store(regs, *dreg, &value);
             true
         }
+        Insn::Ct { key, reply, dreg, .. } => match m.ct.key_value(*key, *reply) {
+            Some(value) => {
+                store(regs, *dreg, &value);
+                true
+            }
+            None => false,
+        },
         Insn::Immediate { dreg, data } => {
             store(regs, *dreg, data);
             true

@@ -88,6 +88,88 @@ fn ct_program() -> Program {
     }
 }
 
+/// One counting rule per `ct` key a residual program loads (nft_ct_get_eval() over
+/// the tracker's tuples), each compared with a value the test's flows have: direction,
+/// protocols, either tuple's addresses and ports, ICMP id and type/code, zone, labels,
+/// helper, and state/status/mark read by the residual program.
+fn ct_keys_program() -> Program {
+    use nftshim_ebpf::residual::{CmpOp, CtKey, Insn, ResidualProgram};
+    let key = |key, reply, len: u8, data: Vec<u8>| {
+        let insns = vec![
+            Insn::Ct {
+                key,
+                reply,
+                len,
+                dreg: 4,
+            },
+            Insn::Cmp {
+                sreg: 4,
+                op: CmpOp::Eq,
+                data,
+            },
+        ];
+        Rule::new(
+            vec![Match::is(Test::Residual(ResidualProgram { insns }))],
+            Action::Continue,
+        )
+    };
+    let v6 = |s: &str| match addr(s) {
+        IpAddr::V6(a) => a.octets().to_vec(),
+        IpAddr::V4(_) => unreachable!(),
+    };
+    let rules = vec![
+        key(CtKey::Direction, false, 1, vec![0]),
+        key(CtKey::Direction, false, 1, vec![1]),
+        key(CtKey::L3Protocol, false, 1, vec![2]),
+        key(CtKey::L3Protocol, true, 1, vec![10]),
+        key(CtKey::Protocol, false, 1, vec![17]),
+        key(CtKey::Protocol, true, 1, vec![47]),
+        // 10.0.0.1 opened the connection, or 10.0.0.2 did.
+        key(CtKey::SrcIp, false, 4, vec![10, 0, 0, 1]),
+        key(CtKey::SrcIp, true, 4, vec![10, 0, 0, 1]),
+        key(CtKey::DstIp, true, 4, vec![10, 0, 0, 1]),
+        key(CtKey::SrcIp6, false, 16, v6("2001:db8::2")),
+        key(CtKey::DstIp6, true, 16, v6("2001:db8::2")),
+        // TCP 40000 -> 80 opened from either side; UDP 5001 -> 99.
+        key(CtKey::ProtoSrc, false, 2, 40000u16.to_be_bytes().to_vec()),
+        key(CtKey::ProtoDst, true, 2, 40000u16.to_be_bytes().to_vec()),
+        key(CtKey::ProtoDst, false, 2, 99u16.to_be_bytes().to_vec()),
+        key(CtKey::ProtoSrc, true, 2, 99u16.to_be_bytes().to_vec()),
+        // Echo queries: the id in both tuples, the types and code.
+        key(CtKey::ProtoSrc, true, 2, vec![0, 2]),
+        key(CtKey::ProtoDst, false, 2, vec![8, 0]),
+        key(CtKey::ProtoDst, true, 2, vec![0, 0]),
+        key(CtKey::ProtoDst, true, 2, vec![129, 0]),
+        key(CtKey::ProtoDst, false, 2, vec![13, 0]),
+        key(CtKey::Zone, false, 2, vec![0, 0]),
+        key(CtKey::Zone, true, 2, vec![0, 0]),
+        key(CtKey::Labels, false, 16, vec![0; 16]),
+        key(CtKey::Helper, false, 16, vec![0; 16]),
+        key(CtKey::State, false, 4, ct_state::NEW.to_ne_bytes().to_vec()),
+        key(CtKey::State, false, 4, ct_state::INVALID.to_ne_bytes().to_vec()),
+        key(CtKey::Status, false, 4, ct_status::CONFIRMED.to_ne_bytes().to_vec()),
+        key(CtKey::Mark, false, 4, vec![0; 4]),
+        // Dropped: new UDP to 99 is never confirmed.
+        Rule::new(
+            vec![
+                Match::is(Test::CtState(ct_state::NEW)),
+                Match::is(Test::L4Proto(vec![17])),
+                Match::is(Test::Dport(vec![PortRange::single(99)])),
+            ],
+            Action::Drop,
+        ),
+    ];
+    Program {
+        base_chains: vec![Chain {
+            scope: L3Scope::Inet,
+            policy: Verdict::Accept,
+            rules,
+        }],
+        conntrack: true,
+        ..Program::default()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Hook {
     Xdp,
@@ -527,6 +609,19 @@ proptest! {
         events in prop::collection::vec((event(), any::<bool>(), any::<bool>(), any::<bool>()), 1..25),
     ) {
         let program = fast_path_program();
+        let Some(mut c) = CtChecker::new(&program, Timeouts::default()) else { return Ok(()) };
+        for (event, v6, reverse, xdp) in &events {
+            for frame in frames_of(event, *v6, *reverse) {
+                c.run(&frame, if *xdp { Hook::Xdp } else { Hook::Tc })?;
+            }
+        }
+    }
+
+    #[test]
+    fn ct_keys_agree_with_the_model(
+        events in prop::collection::vec((event(), any::<bool>(), any::<bool>(), any::<bool>()), 1..40),
+    ) {
+        let program = ct_keys_program();
         let Some(mut c) = CtChecker::new(&program, Timeouts::default()) else { return Ok(()) };
         for (event, v6, reverse, xdp) in &events {
             for frame in frames_of(event, *v6, *reverse) {

@@ -911,6 +911,38 @@ pub struct Sides {
     pub shim: crate::nft::NftSide,
 }
 
+/// Empties the current namespace's conntrack table (ctnetlink IPCTNL_MSG_CT_DELETE
+/// without a tuple, for every family).
+fn flush_conntrack() -> io::Result<()> {
+    const NFNL_SUBSYS_CTNETLINK: u16 = 1;
+    const IPCTNL_MSG_CT_DELETE: u16 = 2;
+    let s = socket(libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_NETFILTER)?;
+    let mut msg = Vec::with_capacity(20);
+    msg.extend_from_slice(&20u32.to_ne_bytes());
+    msg.extend_from_slice(&(NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_DELETE).to_ne_bytes());
+    msg.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes()); // sequence
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
+    // nfgenmsg: AF_UNSPEC (every family), NFNETLINK_V0, resource id 0.
+    msg.extend_from_slice(&[0, 0, 0, 0]);
+    // SAFETY: msg is valid for its length.
+    if unsafe { libc::send(s.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut ack = [0u8; 256];
+    // SAFETY: ack is valid for its length.
+    let n = unsafe { libc::recv(s.as_raw_fd(), ack.as_mut_ptr().cast(), ack.len(), 0) };
+    if n < 20 {
+        return Err(io::Error::last_os_error());
+    }
+    // NLMSG_ERROR: the error code follows the 16-byte header.
+    let code = i32::from_ne_bytes([ack[16], ack[17], ack[18], ack[19]]);
+    if code != 0 {
+        return Err(io::Error::from_raw_os_error(-code));
+    }
+    Ok(())
+}
+
 fn load(side: &crate::nft::NftSide, file: &std::path::Path) -> crate::nft::CmdOutput {
     let flush = side.run(&["flush", "ruleset"]);
     if !flush.success() {
@@ -927,6 +959,10 @@ pub fn run_ruleset(
     file: &std::path::Path,
     probes: &[Probe],
 ) -> anyhow::Result<Outcome> {
+    // Every ruleset starts without connections on both sides: nftshimd drops its
+    // connection table with the ruleset, the kernel keeps its entries until they time
+    // out (an earlier ruleset's would make this one's packets established).
+    in_netns(&kernel.fw, flush_conntrack).context("flushing the kernel's conntrack table")?;
     let text = std::fs::read_to_string(file).unwrap_or_default();
     let mut probes = probes.to_vec();
     if text.contains(MALFORMED_MARKER) {

@@ -13,6 +13,7 @@
 //!    It is rerun whenever the facts change.
 
 pub mod attach;
+mod ct;
 pub mod maps;
 pub mod reject;
 mod residual;
@@ -183,6 +184,12 @@ pub fn rules_use_ct(rules: &[SymRule]) -> bool {
                         },
                     ..
                 })
+            ) || matches!(
+                m,
+                SymMatch::Ir(Match {
+                    test: Test::Residual(p),
+                    ..
+                }) if p.reads_ct()
             )
         }) || r.statements.iter().any(|s| {
             matches!(

@@ -45,6 +45,7 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
     match insn {
         Insn::Payload { dreg, len, .. } => Some((*dreg, round(*len as usize))),
         Insn::Meta { dreg, .. } => Some((*dreg, 4)),
+        Insn::Ct { dreg, len, .. } => Some((*dreg, round(*len as usize))),
         Insn::Ipv6Exthdr {
             dreg, len, present, ..
         }
@@ -64,6 +65,7 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
     match insn {
         Insn::Payload { .. }
         | Insn::Meta { .. }
+        | Insn::Ct { .. }
         | Insn::Immediate { .. }
         | Insn::Ipv6Exthdr { .. }
         | Insn::TcpOption { .. }

@@ -425,23 +425,32 @@ impl RuleState<'_, '_> {
                     return Err("expression ct after a statement is not supported".into());
                 }
                 let dreg = reg_offset(c.dreg(), "ct")?;
-                if c.direction().is_some() {
-                    return Err(
-                        "ct keys with a direction are not supported by the eBPF data plane".into(),
-                    );
+                let key = c.key().ok_or("ct without key")?;
+                let res_dreg = res_reg(dreg).ok_or("ct: invalid register")?;
+                let ct = super::ct::load(
+                    key,
+                    c.direction(),
+                    self.ctx.family,
+                    self.families == V6,
+                    res_dreg,
+                )?;
+                let len = ct.len;
+                self.trace.load(dreg, ct.written, Some(ct.insn));
+                if ct.written < len {
+                    // Bytes no residual test may read (the kernel leaves them as they were).
+                    self.trace.load(dreg + ct.written, len - ct.written, None);
                 }
-                let source = match c.key() {
-                    Some(CtKey::State) => Source::CtState,
-                    Some(CtKey::Status) => Source::CtStatus,
-                    Some(CtKey::Mark) => Source::CtMark,
-                    Some(other) => {
-                        return Err(format!(
-                            "ct {other:?} is not supported by the eBPF data plane"
-                        ))
+                // State, status and mark are LBVS fields too; the other keys only
+                // residual programs test.
+                let source = match key {
+                    CtKey::State => Source::CtState,
+                    CtKey::Status => Source::CtStatus,
+                    CtKey::Mark => Source::CtMark,
+                    _ => {
+                        self.forget(dreg, len);
+                        return Ok(());
                     }
-                    None => return Err("ct without key".into()),
                 };
-                self.trace.load(dreg, 4, None);
                 self.load(
                     dreg,
                     Loaded {
@@ -1052,6 +1061,15 @@ impl RuleState<'_, '_> {
                 dreg,
                 present,
             }),
+            // nft_exthdr_sctp_eval() walks the chunks to the end of the packet (a later
+            // fragment's payload too: 6.18 does not check the fragment offset), and
+            // residual programs see only the first NS_RES_HDR_MAX bytes of the frame.
+            Some(ExthdrOp::Sctp) => Err(
+                "sctp chunk matches are not supported by the eBPF data plane: the kernel walks \
+                 the chunks to the end of the packet (up to 64 KiB), residual programs see \
+                 only its first 2048 bytes"
+                    .into(),
+            ),
             Some(other) => Err(format!(
                 "exthdr of {other:?} is not supported by the eBPF data plane"
             )),

@@ -137,7 +137,8 @@ struct ns_ct_entry {
 	 * its way (the egress observing a forwarded one deletes it), the next packet of
 	 * the flow deletes it and finds none, as nf_conntrack's kill does. */
 	__u8 dying;
-	__u8 pad[4];
+	__u8 icmp_code; /* ICMP: the code of the query that opened it (in its tuple) */
+	__u8 pad[3];
 };
 
 /* What tracking says about the packet being evaluated. */
@@ -151,6 +152,11 @@ struct ns_ct {
 	__u8 pending;           /* a new connection, inserted if the packet is accepted */
 	__u8 mark_set;          /* `ct mark set` ran: write mark back */
 	__u8 observed;          /* tracked before (ns_conntrack): insert only if absent */
+	/* With has_ct, for the ct keys read from the tuples (see ct_keys.h). */
+	__u8 dir;               /* NS_CT_DIR_* of this packet (CTINFO2DIR) */
+	__u8 a_is_orig;         /* the key's endpoint a is the original source */
+	__u8 icmp_code;         /* ICMP: the code in the original tuple */
+	__u8 pad;
 };
 
 struct {
@@ -174,7 +180,10 @@ struct ns_frag_key {
 struct ns_frag_val {
 	struct ns_ct_key key;
 	__u32 state_bit;
-	__u32 has_ct;
+	__u8 has_ct;
+	__u8 dir; /* as struct ns_ct, for the ct keys */
+	__u8 a_is_orig;
+	__u8 icmp_code;
 };
 
 struct {
@@ -303,6 +312,12 @@ NS_INLINE int ns_ct_new(struct ns_ct *c, const struct pkt_ctx *p, int tcp_kind, 
 	struct ns_ct_entry *n = &c->new;
 	__builtin_memset(n, 0, sizeof(*n));
 	n->a_is_orig = from_a;
+	c->dir = NS_CT_DIR_ORIG;
+	c->a_is_orig = from_a;
+	if (c->key.icmp_type) {
+		n->icmp_code = p->icmp_code;
+		c->icmp_code = p->icmp_code;
+	}
 	if (p->l4proto == 6) {
 		/* tcp_new(): SYN opens, a bare ACK is picked up mid-stream (loose). */
 		__u8 st = ns_tcp_step(NS_CT_DIR_ORIG, tcp_kind, sNO);
@@ -389,13 +404,19 @@ NS_INLINE void ns_ct_related(struct ns_ct *c, const struct pkt_ctx *p, __u64 now
 	const struct pkt_inner *in = &p->inner;
 	if (!ns_addr_eq(p->l3, p->daddr, in->saddr))
 		return;
-	if (ns_ct_make_key(&c->key, p->l3, in->l4proto, in->saddr, in->daddr, in->sport,
-			   in->dport, in->icmp_type) < 0)
+	int from_a = ns_ct_make_key(&c->key, p->l3, in->l4proto, in->saddr, in->daddr,
+				    in->sport, in->dport, in->icmp_type);
+	if (from_a < 0)
 		return;
 	struct ns_ct_entry *e = bpf_map_lookup_elem(&ct_table, &c->key);
 	/* A dying entry is one the kernel has killed already (see `dying`). */
 	if (!e || e->expires <= now || e->dying)
 		return;
+	/* The error answers the quoted packet: it goes the other way of the connection
+	 * (nf_conntrack finds the quoted tuple inverted). */
+	c->dir = from_a == e->a_is_orig ? NS_CT_DIR_REPLY : NS_CT_DIR_ORIG;
+	c->a_is_orig = e->a_is_orig;
+	c->icmp_code = e->icmp_code;
 	c->has_ct = 1;
 	c->state_bit = NS_CT_BIT_RELATED;
 	c->status = e->status;
@@ -432,6 +453,9 @@ NS_INLINE void ns_ct_later_fragment(struct ns_ct *c, const struct pkt_ctx *p, __
 	c->key = v->key;
 	c->state_bit = v->state_bit;
 	c->has_ct = v->has_ct;
+	c->dir = v->dir;
+	c->a_is_orig = v->a_is_orig;
+	c->icmp_code = v->icmp_code;
 	if (!c->has_ct)
 		return;
 	struct ns_ct_entry *e = bpf_map_lookup_elem(&ct_table, &c->key);
@@ -452,6 +476,9 @@ NS_INLINE void ns_ct_first_fragment(const struct ns_ct *c, const struct pkt_ctx 
 	v.key = c->key;
 	v.state_bit = c->state_bit;
 	v.has_ct = c->has_ct;
+	v.dir = c->dir;
+	v.a_is_orig = c->a_is_orig;
+	v.icmp_code = c->icmp_code;
 	bpf_map_update_elem(&ct_frags, &fk, &v, BPF_ANY);
 }
 
@@ -516,6 +543,9 @@ NS_INLINE void ns_conntrack_packet(struct ns_ct *c, const struct pkt_ctx *p, __u
 		int to_self = ns_addr_eq(p->l3, c->key.a, c->key.b) && c->key.pa == c->key.pb;
 		__u32 dir = (from_a == e->a_is_orig || to_self) ? NS_CT_DIR_ORIG : NS_CT_DIR_REPLY;
 		__u32 seen_before = e->status & NS_IPS_SEEN_REPLY;
+		c->dir = dir;
+		c->a_is_orig = e->a_is_orig;
+		c->icmp_code = e->icmp_code;
 		int r = ns_ct_update(c, e, p, tcp_kind, dir, now);
 		if (r > 0) {
 			/* The only reply so far is a reset: nf_conntrack kills the entry

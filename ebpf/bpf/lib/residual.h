@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "parse.h"
+#include "ct_keys.h"
 
 #define NS_RES_HDR_MAX 2048 /* power of two: indexes are masked with it */
 #define NS_RES_REGS 64      /* NFT_REG32_00 .. NFT_REG32_15 */
@@ -36,6 +37,7 @@ enum ns_res_op {
 	NS_RES_EXTHDR6 = 10,  /* arg: header type; flags: present; offset, len, dreg */
 	NS_RES_TCPOPT = 11,   /* arg: option kind; flags: present; offset, len, dreg */
 	NS_RES_NETDEV = 12,   /* what follows sees the packet as netdev chains do (netdev.h) */
+	NS_RES_CT = 13,       /* arg: enum nft_ct_keys; flags: 1 reply tuple; dreg */
 };
 
 #define NS_RES_MAX_EXTHDRS 8 /* IPv6 extension headers walked (as parse.h) */
@@ -118,6 +120,8 @@ struct ns_res_state {
 	__u32 key_sreg;
 	__u32 key_len;
 	__u32 found;
+	struct ns_res_ct ct; /* the packet's connection, for NS_RES_CT */
+	__u8 tmp[NS_RES_DATA]; /* a byte order swap's source */
 	__u8 hdr[NS_RES_HDR_MAX];
 };
 
@@ -392,6 +396,20 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in)
 			return -1;
 		ns_res_netdev_view(rs);
 		return 1;
+	case NS_RES_CT: {
+		int n = ns_ct_key_value(&rs->ct, in->arg, in->flags);
+		if (n <= 0)
+			return n;
+		if (dreg + n > NS_RES_REGS)
+			return -1;
+		ns_res_clear(regs, dreg, n);
+		for (__u32 k = 0; k < NS_RES_DATA; k++) {
+			if (k >= (__u32)n)
+				break;
+			regs[(dreg + k) & (NS_RES_REGS - 1)] = rs->ct.val[k];
+		}
+		return 1;
+	}
 	case NS_RES_IMMEDIATE:
 		ns_res_clear(regs, dreg, len);
 		for (__u32 k = 0; k < NS_RES_DATA; k++) {
@@ -424,7 +442,8 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in)
 		__u32 size = in->arg;
 		if (size != 2 && size != 4 && size != 8)
 			return -1;
-		__u8 tmp[NS_RES_DATA];
+		/* In scratch: this callback's stack adds to the 512-byte limit. */
+		__u8 *tmp = rs->tmp;
 		for (__u32 k = 0; k < NS_RES_DATA; k++)
 			tmp[k] = regs[(sreg + k) & (NS_RES_REGS - 1)];
 		for (__u32 k = 0; k < NS_RES_DATA; k++) {
@@ -499,8 +518,10 @@ static long ns_res_step(__u64 i, void *unused)
 	return 0;
 }
 
-/* Runs the count operations from first on packet p: 1 holds, 0 does not, -1 error. */
-NS_INLINE int ns_residual_holds(__u32 first, __u32 count, const struct pkt_ctx *p)
+/* Runs the count operations from first on packet p (tracked as ct): 1 holds, 0 does
+ * not, -1 error. */
+NS_INLINE int ns_residual_holds(__u32 first, __u32 count, const struct pkt_ctx *p,
+				const struct ns_ct *ct)
 {
 	struct ns_res_state *rs = ns_res_state();
 	if (!rs || count > NS_RES_MAX_INSNS)
@@ -522,6 +543,7 @@ NS_INLINE int ns_residual_holds(__u32 first, __u32 count, const struct pkt_ctx *
 	rs->ipv6 = p->l3 == NS_L3_IPV6;
 	rs->has_th = rs->th != 0;
 	rs->fragoff = 0;
+	ns_res_ct_fill(&rs->ct, ct);
 	rs->pc = first;
 	rs->result = 1;
 	bpf_loop(count, ns_res_step, NULL, 0);

@@ -171,7 +171,7 @@ NS_INLINE int ns_checks_hold(const struct ns_rule_ext *x, const struct pkt_ctx *
 		case NS_CHECK_RESIDUAL:
 			if (!NS_FEATURE(NS_F_RESIDUAL))
 				return -1;
-			member = ns_residual_holds(c->arg, c->field, p);
+			member = ns_residual_holds(c->arg, c->field, p, ct);
 			if (member < 0)
 				return -1;
 			break;

@@ -34,6 +34,7 @@ pub const RES_LOOKUP: u8 = 9;
 pub const RES_EXTHDR6: u8 = 10;
 pub const RES_TCPOPT: u8 = 11;
 pub const RES_NETDEV: u8 = 12;
+pub const RES_CT: u8 = 13;
 
 /// `struct ns_res_insn`: one residual operation. `flags` holds the payload base, the
 /// cmp operator, the negation of a range or lookup, or the shift direction; `arg` the
@@ -387,6 +388,15 @@ impl Extras {
                     };
                     (b.arg, b.offset, b.len, b.dreg) = (*kind, *offset as u16, *len, *dreg);
                     b.flags = *present as u8;
+                }
+                Insn::Ct {
+                    key,
+                    reply,
+                    len,
+                    dreg,
+                } => {
+                    b.op = RES_CT;
+                    (b.arg, b.flags, b.len, b.dreg) = (key.nft_key(), *reply as u8, *len, *dreg);
                 }
                 Insn::Immediate { dreg, data } => {
                     b.op = RES_IMMEDIATE;

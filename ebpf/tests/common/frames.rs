@@ -181,6 +181,7 @@ pub fn fields_of(frame: &[u8], iif: u32, mark: u32) -> PacketFields {
         l4proto: None,
         ports: None,
         icmp_type: None,
+        icmp_code: 0,
         iif,
         oif: 0,
         mark,
@@ -220,6 +221,7 @@ pub fn fields_of(frame: &[u8], iif: u32, mark: u32) -> PacketFields {
         }
         Some(TransportSlice::Icmpv4(i)) => {
             f.icmp_type = Some(i.type_u8());
+            f.icmp_code = i.code_u8();
             f.icmp_id = Some(be16(&i.bytes5to8()));
             if matches!(i.type_u8(), 3 | 4 | 5 | 11 | 12) {
                 f.inner = inner_tuple(i.payload(), false);
@@ -227,6 +229,7 @@ pub fn fields_of(frame: &[u8], iif: u32, mark: u32) -> PacketFields {
         }
         Some(TransportSlice::Icmpv6(i)) => {
             f.icmp_type = Some(i.type_u8());
+            f.icmp_code = i.code_u8();
             f.icmp_id = Some(be16(&i.bytes5to8()));
             if (1..=4).contains(&i.type_u8()) {
                 f.inner = inner_tuple(i.payload(), true);

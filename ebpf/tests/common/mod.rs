@@ -306,18 +306,19 @@ impl PacketSpec {
             }
         };
         let header = frag != Frag::Later && l4proto.is_some();
-        let (ports, icmp_type) = match l4 {
+        let (ports, icmp_type, icmp_code) = match l4 {
             Some(L4Spec::Tcp { sport, dport } | L4Spec::Udp { sport, dport }) if header => {
-                (Some((sport, dport)), None)
+                (Some((sport, dport)), None, 0)
             }
-            Some(L4Spec::Icmp { ty, .. }) if header => (None, Some(ty)),
-            _ => (None, None),
+            Some(L4Spec::Icmp { ty, code }) if header => (None, Some(ty), code),
+            _ => (None, None, 0),
         };
         PacketFields {
             l3,
             l4proto,
             ports,
             icmp_type,
+            icmp_code,
             iif,
             oif,
             mark,
