@@ -317,14 +317,18 @@ fn port_ranges(rule: usize, ranges: &[PortRange]) -> Result<Vec<(u32, u32)>, Bui
         .collect()
 }
 
-/// Computes class vectors of one dimension: a class is given by its kind and the
-/// predicates whose value set contains it.
+/// Computes class vectors of one dimension. A class is given by its kind and the
+/// predicates whose value set contains it; classes are visited so that consecutive
+/// ones differ in few predicates (a port range's run of intervals, a prefix and the
+/// prefixes inside it), and each vector is the previous one with the bits of the rules
+/// of the predicates that came in or went out recomputed. A class then costs the
+/// predicates that set it apart, not every predicate containing it: with thousands of
+/// rules sharing `udp sport 1024-65535` or `ip saddr 10.128.0.0/16`, the classes inside
+/// would otherwise each walk all of them (quadratic in the ruleset).
 ///
 /// Predicates that contain every class of their kind (`ip saddr 0.0.0.0/0`, the guard
-/// an inet rule gets for its family) are "universal": they are folded into one base
-/// vector per kind once, so that a class costs only the rules of the predicates that
-/// set it apart (with thousands of guarded rules, every class would otherwise walk
-/// all of them).
+/// an inet rule gets for its family) are "universal", folded into one base vector per
+/// kind.
 struct ClassVectors<'a, V> {
     dim: &'a DimPreds<V>,
     /// Per kind: the vector of a class that only the universal predicates contain.
@@ -333,7 +337,8 @@ struct ClassVectors<'a, V> {
     universal: Vec<Option<u8>>,
     /// Rules without a predicate on the dimension: the "field absent" vector.
     wild: Vec<u64>,
-    pred_stamp: Vec<u64>,
+    /// Per predicate: how many of its values entered contain the current class.
+    inside: Vec<u32>,
     rule_stamp: Vec<u64>,
     generation: u64,
 }
@@ -366,35 +371,64 @@ impl<'a, V> ClassVectors<'a, V> {
             base,
             universal: marks,
             wild,
-            pred_stamp: vec![0; dim.preds.len()],
+            inside: vec![0; dim.preds.len()],
             rule_stamp: vec![0; dim.per_rule.len()],
             generation: 0,
         }
     }
 
-    /// The vector of a present class of `kind` that exactly the universal predicates
-    /// and those in `containing` contain (duplicates allowed).
-    fn present(&mut self, kind: u8, containing: &[usize]) -> Vec<u64> {
-        self.generation += 1;
-        let generation = self.generation;
-        for &p in containing {
-            self.pred_stamp[p] = generation;
-        }
-        let mut v = self.base[kind as usize].clone();
-        for &p in containing {
-            let rule = self.dim.preds[p].rule;
-            if self.rule_stamp[rule] == generation {
-                continue;
+    /// Whether `rule` holds on the current class, of `kind`.
+    fn holds(&self, rule: usize, kind: u8) -> bool {
+        self.dim.per_rule[rule].iter().all(|&q| {
+            let pred = &self.dim.preds[q];
+            let contained = self.inside[q] > 0 || self.universal[q] == Some(kind);
+            pred.kind == kind && (contained != pred.negated)
+        })
+    }
+
+    /// One value of each of `preds` starts (`enter`) or stops containing the class;
+    /// `v`, the vector of a class of `kind`, gets the bits of their rules recomputed
+    /// (None: the counts only, the vector is dropped).
+    fn shift(&mut self, preds: &[usize], enter: bool, kind: u8, v: Option<&mut Vec<u64>>) {
+        for &p in preds {
+            if enter {
+                self.inside[p] += 1;
+            } else {
+                self.inside[p] -= 1;
             }
-            self.rule_stamp[rule] = generation;
-            let holds = self.dim.per_rule[rule].iter().all(|&q| {
-                let pred = &self.dim.preds[q];
-                let contained =
-                    self.pred_stamp[q] == generation || self.universal[q] == Some(kind);
-                pred.kind == kind && (contained != pred.negated)
-            });
-            set_bit(&mut v, rule, holds);
         }
+        let Some(v) = v else { return };
+        self.generation += 1;
+        for &p in preds {
+            let rule = self.dim.preds[p].rule;
+            if self.rule_stamp[rule] != self.generation {
+                self.rule_stamp[rule] = self.generation;
+                set_bit(v, rule, self.holds(rule, kind));
+            }
+        }
+    }
+
+    /// The vector of a class of `kind` contained by the predicates entered so far.
+    fn current(&mut self, kind: u8) -> Vec<u64> {
+        let mut v = self.base[kind as usize].clone();
+        let entered: Vec<usize> = (0..self.inside.len()).filter(|&p| self.inside[p] > 0).collect();
+        self.generation += 1;
+        for p in entered {
+            let rule = self.dim.preds[p].rule;
+            if self.rule_stamp[rule] != self.generation {
+                self.rule_stamp[rule] = self.generation;
+                set_bit(&mut v, rule, self.holds(rule, kind));
+            }
+        }
+        v
+    }
+
+    /// The vector of a class of `kind` that exactly the universal predicates and those
+    /// in `containing` contain (nothing else entered).
+    fn present(&mut self, kind: u8, containing: &[usize]) -> Vec<u64> {
+        let mut v = self.base[kind as usize].clone();
+        self.shift(containing, true, kind, Some(&mut v));
+        self.shift(containing, false, kind, None);
         v
     }
 }
@@ -429,25 +463,38 @@ fn build_array(
         }
     }
     let cuts: Vec<u32> = cuts.into_iter().collect();
-    // Interval i is [cuts[i], cuts[i + 1]).
-    let mut containing: Vec<Vec<usize>> = vec![Vec::new(); cuts.len() - 1];
+    // Interval i is [cuts[i], cuts[i + 1]): the predicates whose ranges start and end
+    // there, swept in order.
+    let mut starts: Vec<Vec<usize>> = vec![Vec::new(); cuts.len()];
+    let mut ends: Vec<Vec<usize>> = vec![Vec::new(); cuts.len()];
     for (p, pred) in dim.preds.iter().enumerate() {
         for &(lo, hi) in &pred.values {
-            let first = cuts.binary_search(&lo).expect("lo is a cut");
-            let end = cuts.binary_search(&(hi + 1)).expect("hi + 1 is a cut");
-            for c in &mut containing[first..end] {
-                c.push(p);
-            }
+            starts[cuts.binary_search(&lo).expect("lo is a cut")].push(p);
+            ends[cuts.binary_search(&(hi + 1)).expect("hi + 1 is a cut")].push(p);
         }
     }
     let mut classes = ClassVectors::new(dim, table.words(), [&[], &[]]);
     let mut array = vec![0u32; domain as usize + 1];
+    let mut v: Option<(u8, Vec<u64>)> = None;
     for (i, pair) in cuts.windows(2).enumerate() {
         let kind = segments
             .iter()
             .find(|s| s.start <= pair[0] && pair[0] < s.end)
             .map_or(KIND_V4, |s| s.kind);
-        let id = table.intern(classes.present(kind, &containing[i]));
+        match &mut v {
+            Some((k, vec)) if *k == kind => {
+                classes.shift(&ends[i], false, kind, Some(vec));
+                classes.shift(&starts[i], true, kind, Some(vec));
+            }
+            _ => {
+                // A new kind: every bit depends on it.
+                classes.shift(&ends[i], false, kind, None);
+                classes.shift(&starts[i], true, kind, None);
+                v = Some((kind, classes.current(kind)));
+            }
+        }
+        let vector = v.as_ref().map(|(_, vec)| vec.clone()).unwrap_or_default();
+        let id = table.intern(vector);
         array[pair[0] as usize..pair[1] as usize].fill(id);
     }
     array[domain as usize] = table.intern(classes.wild.clone());
@@ -478,36 +525,57 @@ fn build_lpm(dim: &DimPreds<AddrSet>, table: &mut VectorTable) -> (LpmEntries, u
     let mut entries = LpmEntries::default();
     let mut nets4: Vec<Ipv4Net> = by_net4.keys().copied().collect();
     nets4.sort();
-    for net in nets4 {
-        // Predicates listing this prefix or one enclosing it contain the whole class
-        // (those of /0 are universal).
-        let containing: Vec<usize> = (1..=net.prefix_len())
-            .filter_map(|len| {
-                by_net4.get(&Ipv4Net::new(net.addr(), len).expect("len <= 32").trunc())
-            })
-            .flatten()
-            .copied()
-            .collect();
-        entries
-            .v4
-            .push((net, table.intern(classes.present(KIND_V4, &containing))));
-    }
+    entries.v4 = lpm_classes(&mut classes, table, KIND_V4, &nets4, |n| &by_net4[n], |a, b| {
+        a.contains(b)
+    });
     let mut nets6: Vec<Ipv6Net> = by_net6.keys().copied().collect();
     nets6.sort();
-    for net in nets6 {
-        let containing: Vec<usize> = (1..=net.prefix_len())
-            .filter_map(|len| {
-                by_net6.get(&Ipv6Net::new(net.addr(), len).expect("len <= 128").trunc())
-            })
-            .flatten()
-            .copied()
-            .collect();
-        entries
-            .v6
-            .push((net, table.intern(classes.present(KIND_V6, &containing))));
-    }
+    entries.v6 = lpm_classes(&mut classes, table, KIND_V6, &nets6, |n| &by_net6[n], |a, b| {
+        a.contains(b)
+    });
     let absent = table.intern(classes.wild.clone());
     (entries, absent)
+}
+
+/// The vector id of each prefix of `nets` (sorted: a prefix comes before the prefixes
+/// inside it, so this is a walk down the prefix tree): a prefix's class is contained
+/// by its own predicates and by those of every prefix enclosing it (those of the
+/// zero-length prefix are universal).
+fn lpm_classes<'n, N: Copy + PartialEq + Default, V>(
+    classes: &mut ClassVectors<'_, V>,
+    table: &mut VectorTable,
+    kind: u8,
+    nets: &'n [N],
+    preds_of: impl Fn(&N) -> &'n Vec<usize>,
+    contains: impl Fn(&N, &N) -> bool,
+) -> Vec<(N, u32)> {
+    let mut out = Vec::with_capacity(nets.len());
+    // The prefixes enclosing the current one, with their vectors.
+    let mut stack: Vec<(N, Vec<u64>)> = Vec::new();
+    for net in nets {
+        if *net == N::default() {
+            out.push((*net, table.intern(classes.base[kind as usize].clone())));
+            continue;
+        }
+        while let Some((top, _)) = stack.last() {
+            if contains(top, net) {
+                break;
+            }
+            let top = *top;
+            stack.pop();
+            classes.shift(preds_of(&top), false, kind, None);
+        }
+        let mut v = stack
+            .last()
+            .map_or_else(|| classes.base[kind as usize].clone(), |(_, v)| v.clone());
+        classes.shift(preds_of(net), true, kind, Some(&mut v));
+        out.push((*net, table.intern(v.clone())));
+        stack.push((*net, v));
+    }
+    for (net, _) in stack.into_iter().rev() {
+        classes.shift(preds_of(&net), false, kind, None);
+    }
+    out
 }
 
 /// Fills an exact-value dimension; returns its entries, the "miss" vector id and the
