@@ -134,6 +134,7 @@ pub const FEATURE_REJECT: u32 = 1 << 3;
 pub const FEATURE_JUMPS: u32 = 1 << 4;
 pub const FEATURE_ROUTE_ANSWERS: u32 = 1 << 5;
 pub const FEATURE_RESIDUAL: u32 = 1 << 6;
+pub const FEATURE_MARK_ANSWERS: u32 = 1 << 7;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].
