@@ -679,8 +679,98 @@ fn meta_mark_set_constant_runs_before_the_verdict() {
     let cases = [
         ("c_input", "meta mark set in an input chain"),
         ("c_route", "meta mark set in a route chain"),
-        ("c_from_reg", "meta mark set from anything but a constant"),
         ("c_priority", "meta priority set"),
+    ];
+    for (chain, why) in cases {
+        let err = decompile(&only_chain(&state, chain).view()).expect_err(chain);
+        assert_eq!(err.errno, libc::EOPNOTSUPP, "{chain}");
+        assert!(err.reason.contains(why), "{chain}: {}", err.reason);
+    }
+}
+
+#[test]
+fn mark_statements_take_the_meta_or_ct_mark_with_and_or_xor() {
+    let state = fixture("mark");
+    let p = decompile(&only_chain(&state, "c_from_reg").view()).unwrap();
+    assert_eq!(
+        p.chains[0].rules[0].statements,
+        // meta mark | 0x10
+        [Statement::SetMark {
+            and: !0x10,
+            xor: 0x10
+        }]
+    );
+
+    let state = fixture("mark-bitwise");
+    let has_conn = ir(Test::CtState(
+        ct_state::NEW | ct_state::ESTABLISHED | ct_state::RELATED,
+    ));
+    let p = decompile(&only_chain(&state, "pre").view()).unwrap();
+    let rules = &p.chains[0].rules;
+    assert_eq!(
+        rules[0].statements,
+        [Statement::SetMark {
+            and: !0x10,
+            xor: 0x10
+        }]
+    );
+    // Reading the ct mark breaks the rule without a connection, before any statement.
+    assert_eq!(rules[1].matches, [has_conn.clone()]);
+    assert_eq!(
+        rules[1].statements,
+        [Statement::SetMarkFromCtMark {
+            and: 0xffff_0000,
+            xor: 1
+        }]
+    );
+    assert!(rules[2].matches.contains(&has_conn));
+    assert_eq!(
+        (&rules[2].action, &rules[2].statements[..]),
+        (
+            &Action::Accept,
+            &[Statement::SetCtMark {
+                and: !0x100,
+                xor: 0x100
+            }][..]
+        )
+    );
+    let p = decompile(&only_chain(&state, "out").view()).unwrap();
+    let rules = &p.chains[0].rules;
+    assert_eq!(
+        rules[0].statements,
+        [Statement::SetCtMarkFromMark { and: !0, xor: 3 }]
+    );
+    assert_eq!(rules[1].matches, [has_conn]);
+    assert_eq!(
+        rules[1].statements,
+        [Statement::SetCtMark { and: 0xff, xor: 0 }]
+    );
+
+    // The prerouting plan on the reference: ct mark 0x1234_5678, meta mark 0x2.
+    let p = decompile(&only_chain(&state, "pre").view()).unwrap();
+    let plan = instantiate(&p, &facts()).unwrap();
+    let prog = &plan.chains[&(7, Direction::Ingress)];
+    let mut ssh = tcp4([192, 0, 2, 1], [10, 1, 0, 1], 22, 7);
+    ssh.mark = 2;
+    ssh.ct.state = ct_state::ESTABLISHED;
+    ssh.ct.mark = 0x1234_5678;
+    let run = evaluate(prog, &ssh).unwrap();
+    assert_eq!(
+        (run.verdict, run.effects.mark, run.effects.ct_mark),
+        (Verdict::Accept, Some(0x1234_0001), Some(0x1234_5778))
+    );
+    // Untracked: the ct mark rules do not match; only `meta mark | 0x10` ran.
+    let mut untracked = tcp4([192, 0, 2, 1], [10, 1, 0, 1], 22, 7);
+    untracked.mark = 2;
+    let run = evaluate(prog, &untracked).unwrap();
+    assert_eq!(
+        (run.verdict, run.effects.mark, run.effects.ct_mark),
+        (Verdict::Accept, Some(0x12), None)
+    );
+
+    let cases = [
+        ("c_shift", "meta mark set from anything but a constant"),
+        ("c_limit", "ct mark read after limit or quota"),
     ];
     for (chain, why) in cases {
         let err = decompile(&only_chain(&state, chain).view()).expect_err(chain);
@@ -755,4 +845,75 @@ fn arp_chains_see_arp_frames_of_links_that_do_arp() {
         eval(ingress, &tcp4([192, 0, 2, 1], [10, 9, 9, 9], 22, 7)),
         Verdict::Accept
     );
+}
+
+/// A frame from 192.0.2.1 to 10.9.9.9: TCP to `dport`, the IPv4 version/IHL byte given.
+fn tcp4_frame(ver_ihl: u8, dport: u16) -> Vec<u8> {
+    let mut f = vec![0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 1, 0x08, 0x00];
+    f.extend_from_slice(&[ver_ihl, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&[192, 0, 2, 1, 10, 9, 9, 9]);
+    f.extend_from_slice(&[0x9c, 0x40]);
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xfa, 0, 0, 0, 0, 0]);
+    f
+}
+
+#[test]
+fn netdev_chains_read_headers_in_the_netdev_view() {
+    use nftshim_ebpf::residual::{Headers, NetdevFrame};
+    let p = program("netdev-headers");
+    let chain = |family, hook| {
+        p.chains
+            .iter()
+            .find(|c| c.family == family && c.hook == hook)
+            .unwrap()
+    };
+    // In netdev chains every header test is a residual program in the netdev view.
+    for c in [
+        chain(Family::Netdev, Hook::Ingress),
+        chain(Family::Netdev, Hook::Egress),
+    ] {
+        for r in &c.rules {
+            let residual = r.matches.iter().find_map(|m| match m {
+                SymMatch::Ir(Match {
+                    test: Test::Residual(program),
+                    ..
+                }) => Some(program),
+                _ => None,
+            });
+            let program = residual.unwrap_or_else(|| panic!("{}: {:?}", c.chain, r.matches));
+            assert_eq!(program.insns[0], Insn::NetdevView, "{}", c.chain);
+            assert_eq!(r.matches.len(), 1, "{}: nothing indexed", c.chain);
+        }
+    }
+    // The same match in an ip table is still indexed by LBVS.
+    let input = chain(Family::Ip, Hook::Input);
+    assert!(input.rules[0]
+        .matches
+        .iter()
+        .all(|m| !matches!(m, SymMatch::Ir(Match { test: Test::Residual(_), .. }))));
+
+    // Evaluated on frames as the kernel's netdev ingress sees them.
+    let plan = instantiate(&p, &facts()).unwrap();
+    let lo_ingress = &plan.chains[&(1, Direction::Ingress)];
+    let at_ingress = |frame: Vec<u8>| {
+        let packet = PacketFields {
+            iif: 1,
+            headers: Some(Headers {
+                netdev: Some(NetdevFrame {
+                    frame,
+                    skb_protocol: 0x0800,
+                    egress: false,
+                }),
+                ..Headers::default()
+            }),
+            ..tcp4([192, 0, 2, 1], [10, 9, 9, 9], 22, 1)
+        };
+        evaluate(lo_ingress, &packet).unwrap().verdict
+    };
+    assert_eq!(at_ingress(tcp4_frame(0x45, 22)), Verdict::Drop);
+    assert_eq!(at_ingress(tcp4_frame(0x45, 23)), Verdict::Accept);
+    // An IPv4 header nft_set_pktinfo_ipv4_validate refuses: no transport protocol,
+    // so `tcp dport 22` cannot match (the IP hooks never see such a packet).
+    assert_eq!(at_ingress(tcp4_frame(0x55, 22)), Verdict::Accept);
 }

@@ -30,11 +30,18 @@ char LICENSE[] SEC("license") = "GPL";
 /* Tracks the parsed packet (or, without conntrack, leaves it INVALID as nf_tables
  * sees packets then), runs the chains, and inserts a new connection it accepted.
  * `tracked`: an earlier program already tracked this packet (see ns_conntrack). */
-NS_INLINE __u32 ns_run(struct ns_eval *e, int tracked)
+/* A subprogram of its own: the tracker's locals then take no room on the stack that
+ * the chains' bpf_loop callbacks add to (the verifier's 512 bytes are per call chain). */
+static __noinline void ns_track(struct ns_eval *e, int tracked)
 {
 	__builtin_memset(&e->ct, 0, sizeof(e->ct));
 	if (NS_FEATURE(NS_F_CONNTRACK))
 		ns_conntrack(&e->ct, &e->pkt, bpf_ktime_get_ns(), tracked);
+}
+
+NS_INLINE __u32 ns_run(struct ns_eval *e, int tracked)
+{
+	ns_track(e, tracked);
 	__u32 verdict = ns_evaluate(e);
 	if (NS_FEATURE(NS_F_CONNTRACK))
 		ns_ct_commit(&e->ct, verdict == NS_ACCEPT);
@@ -88,6 +95,15 @@ NS_INLINE __u32 ns_run(struct ns_eval *e, int tracked)
 		(ok) = ns_build_unreach(r_, p_, code_, tos_);                                \
 	} while (0)
 
+/* The frame's ethertype: XDP has no skb->protocol. */
+NS_INLINE __u16 ns_xdp_ethertype(void *data, void *data_end)
+{
+	__u8 *eth = data;
+	if ((void *)(eth + ETH_HLEN) > data_end)
+		return 0;
+	return ((__u16)eth[12] << 8) | eth[13];
+}
+
 /* XDP entry: classifies in the driver, before an skb exists (no mark, no output device). */
 SEC("xdp")
 int nftshim_xdp(struct xdp_md *ctx)
@@ -102,7 +118,7 @@ int nftshim_xdp(struct xdp_md *ctx)
 	parse_packet(data, data_end, frame_len, &e->pkt);
 	e->pkt.iif = ctx->ingress_ifindex;
 	if (NS_FEATURE(NS_F_RESIDUAL))
-		NS_RES_CAPTURE(bpf_xdp_load_bytes, ctx, frame_len);
+		NS_RES_CAPTURE(bpf_xdp_load_bytes, ctx, frame_len, ns_xdp_ethertype(data, data_end));
 	__u32 verdict = ns_run(e, 0); /* XDP is not attached by the runtime: tracks always */
 	if (NS_FEATURE(NS_F_STMTS))
 		NS_EMIT_LOGS(bpf_xdp_load_bytes, ctx, e, frame_len);
@@ -156,7 +172,7 @@ int nftshim_tc(struct __sk_buff *skb)
 	e->pkt.oif = cfg.egress ? skb->ifindex : 0;
 	e->pkt.mark = skb->mark;
 	if (NS_FEATURE(NS_F_RESIDUAL))
-		NS_RES_CAPTURE(bpf_skb_load_bytes, skb, frame_len);
+		NS_RES_CAPTURE(bpf_skb_load_bytes, skb, frame_len, bpf_ntohs(skb->protocol));
 	/* Forwarded packets were tracked at their input device, loopback's at its egress. */
 	int tracked = cfg.egress ? skb->ingress_ifindex != 0 : cfg.loopback_ingress;
 	__u32 verdict = ns_run(e, tracked);

@@ -156,6 +156,9 @@ pub struct LoadOptions {
     /// Entries of each set map (all sets of a key type share one; a port range takes
     /// up to 30).
     pub set_max: u32,
+    /// Verify the XDP program too (tests run it; the daemon attaches TC only, and a
+    /// program it never runs must not refuse a ruleset nor cost a verification).
+    pub xdp: bool,
 }
 
 impl Default for LoadOptions {
@@ -166,6 +169,7 @@ impl Default for LoadOptions {
             ct_timeouts: Timeouts::default(),
             ct_max: 65536,
             set_max: 65536,
+            xdp: true,
         }
     }
 }
@@ -379,10 +383,12 @@ impl LoadedProgram {
             }
         }
 
-        let xdp: &mut Xdp = program_mut(&mut ebpf, XDP_PROGRAM)?
-            .try_into()
-            .map_err(prog_err(XDP_PROGRAM))?;
-        xdp.load().map_err(prog_err(XDP_PROGRAM))?;
+        if options.xdp {
+            let xdp: &mut Xdp = program_mut(&mut ebpf, XDP_PROGRAM)?
+                .try_into()
+                .map_err(prog_err(XDP_PROGRAM))?;
+            xdp.load().map_err(prog_err(XDP_PROGRAM))?;
+        }
         let tc: &mut SchedClassifier = program_mut(&mut ebpf, TC_PROGRAM)?
             .try_into()
             .map_err(prog_err(TC_PROGRAM))?;

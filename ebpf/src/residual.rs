@@ -148,6 +148,9 @@ pub enum Insn {
         negated: bool,
         elements: Vec<(Vec<u8>, Vec<u8>)>,
     },
+    /// The operations after it see the packet as netdev-family chains do
+    /// ([`netdev_view`]): first in the programs of rules in netdev chains.
+    NetdevView,
 }
 
 /// A rule's residual program.
@@ -167,6 +170,107 @@ pub struct Headers {
     pub transport: Option<usize>,
     /// The ethertype (`meta protocol`).
     pub protocol: u16,
+    /// Offset of the network header in `network` (0 but in the netdev view).
+    pub nh: usize,
+    /// Netdev view: a later fragment whose transport offset is still set.
+    pub later_fragment: bool,
+    /// Netdev view: `exthdr` walks any packet from byte 6 of its network header.
+    pub exthdr_any: bool,
+    /// What a netdev hook sees of the packet, for [`Insn::NetdevView`].
+    pub netdev: Option<NetdevFrame>,
+}
+
+/// The packet at a netdev hook (nft_do_chain_netdev).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetdevFrame {
+    /// The whole frame, Ethernet header first.
+    pub frame: Vec<u8>,
+    /// skb->protocol.
+    pub skb_protocol: u16,
+    /// At egress skb->data is the Ethernet header, at ingress the network header.
+    pub egress: bool,
+}
+
+const ETH_HLEN: usize = 14;
+/// NFPROTO_NETDEV: `meta nfproto` at the netdev hooks.
+pub const NFPROTO_NETDEV: u8 = 5;
+
+/// The packet as nft_do_chain_netdev sets it up: headers from the frame untrimmed, the
+/// transport protocol only when the IP header passes nft_set_pktinfo_ipv{4,6}_validate,
+/// `meta length` = skb->len (with the Ethernet header at egress), nfproto NETDEV.
+pub fn netdev_view(nf: &NetdevFrame, mark: u32) -> (Headers, MetaValues) {
+    let frame = &nf.frame;
+    let data = if nf.egress { 0 } else { ETH_HLEN };
+    let mut h = Headers {
+        network: frame.clone(),
+        transport: None,
+        protocol: nf.skb_protocol,
+        nh: ETH_HLEN,
+        later_fragment: false,
+        exthdr_any: true,
+        netdev: None,
+    };
+    let mut m = MetaValues {
+        len: frame.len().saturating_sub(data) as u32,
+        nfproto: NFPROTO_NETDEV,
+        l4proto: None,
+        mark,
+    };
+    let ip = frame.get(ETH_HLEN..).unwrap_or(&[]);
+    let net_len = ip.len();
+    match nf.skb_protocol {
+        0x0800 if ip.len() >= 20 => {
+            let hlen = (ip[0] & 0xf) as usize * 4;
+            let tot = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+            if ip[0] >> 4 == 4 && hlen >= 20 && net_len >= tot && tot >= hlen {
+                m.l4proto = Some(ip[9]);
+                h.transport = Some(ETH_HLEN + hlen);
+                h.later_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0;
+            }
+        }
+        0x86dd if ip.len() >= 40 && ip[0] >> 4 == 6 => {
+            let plen = u16::from_be_bytes([ip[4], ip[5]]) as usize;
+            if plen + 40 <= net_len {
+                if let Some((proto, th, later)) = ipv6_transport(ip) {
+                    m.l4proto = Some(proto);
+                    // A later fragment leaves thoff 0: skb->data.
+                    h.transport = Some(if later { data } else { ETH_HLEN + th });
+                    h.later_fragment = later;
+                }
+            }
+        }
+        _ => {}
+    }
+    (h, m)
+}
+
+/// ipv6_find_hdr() without a target, with IP6_FH_F_AUTH (nf_tables' transport
+/// protocol): (protocol, offset in the datagram, later fragment), or `None` (-ENOENT,
+/// -EBADMSG, or more than [`MAX_EXTHDRS`] extension headers).
+fn ipv6_transport(ip: &[u8]) -> Option<(u8, usize, bool)> {
+    let mut next = ip[6];
+    let mut start = 40usize;
+    for _ in 0..MAX_EXTHDRS {
+        if next == 51 {
+            ip.get(start..start + 2)?;
+            return Some((next, start, false));
+        }
+        if !ipv6_ext(next) {
+            return Some((next, start, false));
+        }
+        let need = if matches!(next, 43 | 44) { 4 } else { 2 };
+        let hp = ip.get(start..start + need)?;
+        if next == 44 {
+            if u16::from_be_bytes([hp[2], hp[3]]) & !7 != 0 {
+                return (!ipv6_ext(hp[0])).then_some((hp[0], 0, true));
+            }
+            start += 8;
+        } else {
+            start += (hp[1] as usize + 1) * 8;
+        }
+        next = hp[0];
+    }
+    None
 }
 
 /// What a program reads besides header bytes.
@@ -183,7 +287,21 @@ impl ResidualProgram {
     /// Whether the program runs to its end on this packet.
     pub fn holds(&self, headers: &Headers, meta: &MetaValues) -> bool {
         let mut regs = [0u8; REGS_LEN];
-        self.insns.iter().all(|i| step(i, &mut regs, headers, meta))
+        let mut view: Option<(Headers, MetaValues)> = None;
+        for insn in &self.insns {
+            if *insn == Insn::NetdevView {
+                match &headers.netdev {
+                    Some(nf) => view = Some(netdev_view(nf, meta.mark)),
+                    None => return false,
+                }
+                continue;
+            }
+            let (h, m) = view.as_ref().map_or((headers, meta), |(h, m)| (h, m));
+            if !step(insn, &mut regs, h, m) {
+                return false;
+            }
+        }
+        true
     }
 
     /// The problem that keeps the BPF program from running this one, if any.
@@ -279,6 +397,7 @@ impl ResidualProgram {
                             .all(|(a, b)| a.len() == *len as usize && b.len() == *len as usize)
                         && within(*sreg, *len as usize)
                 }
+                Insn::NetdevView => true,
             };
             if !ok {
                 return Err(format!("operation out of bounds: {insn:?}"));
@@ -298,7 +417,12 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             dreg,
         } => {
             let start = match base {
-                PayloadBase::Network => 0,
+                PayloadBase::Network => h.nh,
+                // nft_payload_fast_eval reads later fragments at thoff, the slow
+                // path breaks on them.
+                PayloadBase::Transport if h.later_fragment && !fast_payload(*offset, *len) => {
+                    return false
+                }
                 PayloadBase::Transport => match h.transport {
                     Some(t) => t,
                     None => return false,
@@ -335,8 +459,8 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             dreg,
             present,
         } => {
-            let found = if h.protocol == 0x86dd {
-                ipv6_find_hdr(&h.network, *header)
+            let found = if h.protocol == 0x86dd || h.exthdr_any {
+                ipv6_find_hdr(h.network.get(h.nh..).unwrap_or(&[]), *header).map(|f| f + h.nh)
             } else {
                 None
             };
@@ -350,7 +474,9 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             present,
         } => {
             let found = match (m.l4proto, h.transport) {
-                (Some(6), Some(th)) => tcp_option(&h.network, th, *kind, *offset, *len),
+                (Some(6), Some(th)) if !h.later_fragment => {
+                    tcp_option(&h.network, th, *kind, *offset, *len)
+                }
                 _ => None,
             };
             exthdr_result(regs, &h.network, found, 0, *len, *dreg, *present)
@@ -435,7 +561,14 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
                 .any(|(lo, hi)| lo.as_slice() <= got && got <= hi.as_slice());
             member != *negated
         }
+        // Handled by [`ResidualProgram::holds`].
+        Insn::NetdevView => true,
     }
+}
+
+/// Whether nft_payload_select_ops picks the fast path: 1, 2 or 4 bytes, aligned.
+fn fast_payload(offset: u16, len: u8) -> bool {
+    matches!(len, 1 | 2 | 4) && offset % len as u16 == 0
 }
 
 /// The end of an `exthdr` load: `found` is where the bytes start (before `offset`).
@@ -476,7 +609,8 @@ pub const MAX_EXTHDRS: usize = 8;
 /// Offset (in the datagram) of the IPv6 extension header `target`, as ipv6_find_hdr()
 /// with a target: `None` when it is not there, cut short, or after a later fragment.
 fn ipv6_find_hdr(ip: &[u8], target: u8) -> Option<usize> {
-    if ip.len() < 40 {
+    // The kernel reads the next-header byte of ipv6_hdr() without a length check.
+    if ip.len() < 7 {
         return None;
     }
     let mut nexthdr = ip[6];
@@ -493,7 +627,8 @@ fn ipv6_find_hdr(ip: &[u8], target: u8) -> Option<usize> {
         let hdrlen = match nexthdr {
             44 => {
                 let fo = ip.get(start + 2..start + 4)?;
-                if u16::from_be_bytes([fo[0], fo[1]]) & !7 != 0 {
+                // A later fragment ends the walk, unless it is the header sought.
+                if u16::from_be_bytes([fo[0], fo[1]]) & !7 != 0 && !found {
                     return None;
                 }
                 8
@@ -555,6 +690,7 @@ mod tests {
                 network: network.to_vec(),
                 transport,
                 protocol: 0x0800,
+                ..Default::default()
             },
             &MetaValues::default(),
         )

@@ -292,6 +292,7 @@ fn headers(spec: &PacketSpec, frame: &[u8], fields: &PacketFields) -> Option<Hea
         network,
         transport,
         protocol,
+        ..Default::default()
     })
 }
 

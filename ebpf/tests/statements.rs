@@ -328,6 +328,93 @@ fn ct_mark_set_sticks_to_the_connection_and_restores() {
     );
 }
 
+/// `meta mark set` / `ct mark set` from either mark with and/or/xor (what `ct mark set
+/// ct mark or 1` and `meta mark set ct mark and 0xff xor 0x1000` compile to), with the
+/// connection read from conntrack, against the reference.
+#[test]
+fn mark_statements_with_and_xor_agree_with_the_reference() {
+    let conn = || {
+        Match::is(Test::CtState(
+            ct_state::NEW | ct_state::ESTABLISHED | ct_state::RELATED,
+        ))
+    };
+    let program = Program {
+        base_chains: vec![base(
+            Verdict::Drop,
+            vec![
+                Rule::new(
+                    vec![
+                        Match::is(Test::CtState(ct_state::NEW)),
+                        Match::is(Test::Dport(vec![PortRange::single(80)])),
+                    ],
+                    Action::Continue,
+                )
+                .with(Statement::SetMark {
+                    and: !0xff,
+                    xor: 0x80,
+                })
+                .with(Statement::SetCtMarkFromMark {
+                    and: u32::MAX,
+                    xor: 0x0f00,
+                }),
+                Rule::new(vec![conn()], Action::Continue)
+                    .with(Statement::SetCtMark { and: !1, xor: 1 }),
+                Rule::new(vec![conn()], Action::Continue).with(Statement::SetMark {
+                    and: !0x10,
+                    xor: 0x10,
+                }),
+                Rule::new(vec![conn()], Action::Continue).with(Statement::SetMarkFromCtMark {
+                    and: 0xff,
+                    xor: 0x1000,
+                }),
+                // Later rules see the new ct mark.
+                Rule::new(
+                    vec![Match::is(Test::CtMark {
+                        mask: u32::MAX,
+                        values: vec![0x0e81],
+                    })],
+                    Action::Accept,
+                ),
+            ],
+        )],
+        conntrack: true,
+        ..Program::default()
+    };
+    let Some(loaded) = load(&program) else {
+        return;
+    };
+    let mut reference = nftshim_ebpf::reference::Reference::new(&program).unwrap();
+    let (a, b) = (addr("10.0.0.1"), addr("10.0.0.2"));
+    // (frame, meta mark in, conntrack state and ct mark the packet meets, expected
+    // verdict and mark out)
+    let cases = [
+        (frames::tcp(a, b, 40000, 80, SYN), 0x102, (ct_state::NEW, 0), (Verdict::Accept, 0x1081)),
+        (frames::tcp(a, b, 40001, 81, SYN), 0, (ct_state::NEW, 0), (Verdict::Drop, 0x1001)),
+        (
+            frames::tcp(b, a, 80, 40000, SYN | ACK),
+            0,
+            (ct_state::ESTABLISHED, 0x0e81),
+            (Verdict::Accept, 0x1081),
+        ),
+        // Invalid (no flags): no connection, no ct mark; only the policy.
+        (frames::tcp(a, b, 40002, 80, 0), 7, (ct_state::INVALID, 0), (Verdict::Drop, 7)),
+    ];
+    for (frame, mark, (state, ct_mark), want) in cases {
+        let meta = SkbMeta {
+            mark,
+            ..SkbMeta::default()
+        };
+        let got = loaded.run_tc(&frame, meta, 1).unwrap();
+        let mut fields = frames::fields_of(&frame, meta.ingress_ifindex, mark);
+        fields.ct.state = state;
+        fields.ct.mark = ct_mark;
+        let r = reference.evaluate(&fields).unwrap();
+        let by_reference = (r.verdict, r.effects.mark.unwrap_or(mark));
+        assert_eq!(by_reference, want, "reference");
+        assert_eq!((got.verdict, got.mark.unwrap_or(0)), want, "BPF");
+    }
+}
+
 #[test]
 fn log_events_carry_the_rule_prefix_mark_and_headers() {
     let program = Program::single(base(

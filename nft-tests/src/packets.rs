@@ -77,7 +77,31 @@ pub struct Probe {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub l4: L4,
+    pub shape: Shape,
 }
+
+/// How an inbound frame departs from a well-formed packet: what netdev ingress chains
+/// see before the IP stack drops or queues it (so only their counters tell). Sent
+/// only for rulesets that ask (`# probes: +malformed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Plain,
+    /// IPv4 fragment at offset 24 (its data starts with the original UDP header).
+    V4LaterFragment,
+    /// IPv4 first fragment (more fragments set).
+    V4FirstFragment,
+    /// IPv4 header with version 5.
+    V4BadVersion,
+    /// IPv4 total length 8 bytes past the frame.
+    V4LongTotalLength,
+    /// IPv6 with an authentication header before the UDP header.
+    V6Ah,
+    /// IPv6 fragment at offset 24.
+    V6LaterFragment,
+}
+
+/// The marker of rulesets that want the [`malformed`] probes too.
+pub const MALFORMED_MARKER: &str = "# probes: +malformed";
 
 impl std::fmt::Display for Probe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,7 +116,11 @@ impl std::fmt::Display for Probe {
             f,
             "#{} {:?} {} -> {} {l4}",
             self.id, self.path, self.src, self.dst
-        )
+        )?;
+        if self.shape != Shape::Plain {
+            write!(f, " ({:?})", self.shape)?;
+        }
+        Ok(())
     }
 }
 
@@ -117,6 +145,7 @@ pub fn corpus() -> Vec<Probe> {
             src,
             dst,
             l4,
+            shape: Shape::Plain,
         })
     };
     let families: [(IpAddr, IpAddr, IpAddr, IpAddr, IpAddr); 2] = [
@@ -232,6 +261,91 @@ pub fn corpus() -> Vec<Probe> {
         push(Path::Outbound, fw_out, peer, L4::Echo { reply: true });
     }
     out
+}
+
+/// Inbound UDP frames from the peer that the IP stack drops or queues, one per
+/// [`Shape`] and destination port, numbered from `first_id`.
+pub fn malformed(first_id: u32) -> Vec<Probe> {
+    let shapes = [
+        (Shape::V4LaterFragment, true),
+        (Shape::V4FirstFragment, true),
+        (Shape::V4BadVersion, true),
+        (Shape::V4LongTotalLength, true),
+        (Shape::V6Ah, false),
+        (Shape::V6LaterFragment, false),
+    ];
+    let mut out = Vec::new();
+    for (shape, is_v4) in shapes {
+        let (src, dst) = if is_v4 {
+            (v4([10, 7, 1, 2]), v4([10, 7, 1, 1]))
+        } else {
+            (v6("fd07:1::2"), v6("fd07:1::1"))
+        };
+        for dport in [22, 53] {
+            out.push(Probe {
+                id: first_id + out.len() as u32,
+                path: Path::Inbound,
+                src,
+                dst,
+                l4: L4::Udp {
+                    sport: 40000,
+                    dport,
+                },
+                shape,
+            });
+        }
+    }
+    out
+}
+
+/// The IPv4 header checksum of the header at `ip`, recomputed.
+fn fix_ipv4_checksum(frame: &mut [u8], ip: usize) {
+    let hlen = (frame[ip] & 0xf) as usize * 4;
+    frame[ip + 10..ip + 12].fill(0);
+    let mut sum: u32 = frame[ip..ip + hlen]
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]) as u32)
+        .sum();
+    while sum > 0xffff {
+        sum = (sum >> 16) + (sum & 0xffff);
+    }
+    frame[ip + 10..ip + 12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+}
+
+/// Inserts an IPv6 extension header `ext` (of type `kind`) after the fixed header.
+fn insert_ipv6_ext(frame: &mut Vec<u8>, ip: usize, kind: u8, mut ext: Vec<u8>) {
+    ext[0] = frame[ip + 6];
+    frame[ip + 6] = kind;
+    let plen = u16::from_be_bytes([frame[ip + 4], frame[ip + 5]]) + ext.len() as u16;
+    frame[ip + 4..ip + 6].copy_from_slice(&plen.to_be_bytes());
+    frame.splice(ip + 40..ip + 40, ext);
+}
+
+/// A well-formed frame made into `shape`.
+fn reshape(mut frame: Vec<u8>, shape: Shape) -> Vec<u8> {
+    const IP: usize = 14;
+    match shape {
+        Shape::Plain => return frame,
+        Shape::V4LaterFragment => frame[IP + 6..IP + 8].copy_from_slice(&3u16.to_be_bytes()),
+        Shape::V4FirstFragment => frame[IP + 6..IP + 8].copy_from_slice(&0x2000u16.to_be_bytes()),
+        Shape::V4BadVersion => frame[IP] = 0x55,
+        Shape::V4LongTotalLength => {
+            let tot = u16::from_be_bytes([frame[IP + 2], frame[IP + 3]]) + 8;
+            frame[IP + 2..IP + 4].copy_from_slice(&tot.to_be_bytes());
+        }
+        Shape::V6Ah => {
+            let mut ah = vec![0, 4];
+            ah.resize(24, 0);
+            insert_ipv6_ext(&mut frame, IP, 51, ah);
+        }
+        Shape::V6LaterFragment => {
+            insert_ipv6_ext(&mut frame, IP, 44, vec![0, 0, 0, 0x18, 0, 0, 0, 9]);
+        }
+    }
+    if frame[IP] >> 4 != 6 {
+        fix_ipv4_checksum(&mut frame, IP);
+    }
+    frame
 }
 
 /// One side's three namespaces, removed when dropped.
@@ -716,7 +830,7 @@ fn inject(batch: &[&Probe]) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     for p in batch {
-        let frame = build(p, Some((MAC_PEER, MAC_FW0)));
+        let frame = reshape(build(p, Some((MAC_PEER, MAC_FW0))), p.shape);
         // SAFETY: frame is valid for its length.
         if unsafe { libc::send(s.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) } < 0 {
             return Err(io::Error::last_os_error());
@@ -813,6 +927,13 @@ pub fn run_ruleset(
     file: &std::path::Path,
     probes: &[Probe],
 ) -> anyhow::Result<Outcome> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let mut probes = probes.to_vec();
+    if text.contains(MALFORMED_MARKER) {
+        let next = probes.iter().map(|p| p.id).max().unwrap_or(0) + 1;
+        probes.extend(malformed(next));
+    }
+    let probes = &probes[..];
     let k = load(&sides.kernel, file);
     if !k.success() {
         return Ok(Outcome::Skipped {
@@ -845,8 +966,7 @@ pub fn run_ruleset(
             )),
         });
     }
-    let ruleset = std::fs::read_to_string(file).unwrap_or_default();
-    let probes = &arp::with_arp_probes(probes, &ruleset);
+    let probes = &arp::with_arp_probes(probes, &text);
     let on_kernel = observe(kernel, probes)?;
     let on_shim = observe(shim, probes)?;
     let differ: Vec<(Probe, bool, bool)> = probes

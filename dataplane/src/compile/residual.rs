@@ -14,6 +14,8 @@ pub struct Trace {
     /// reproduce (interface names, ct state, ...).
     opaque: u64,
     tests: usize,
+    /// The rule is in a netdev chain: its program sees the packet as those do.
+    netdev: bool,
 }
 
 /// The register bytes (residual offsets) compat matches load into for their own
@@ -53,7 +55,7 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         Insn::Bitwise { dreg, len, .. } => Some((*dreg, round(*len as usize))),
         Insn::Shift { dreg, .. } => Some((*dreg, 4)),
         Insn::Byteorder { dreg, len, .. } => Some((*dreg, *len as usize)),
-        Insn::Cmp { .. } | Insn::Range { .. } | Insn::Lookup { .. } => None,
+        Insn::Cmp { .. } | Insn::Range { .. } | Insn::Lookup { .. } | Insn::NetdevView => None,
     }
 }
 
@@ -64,7 +66,8 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::Meta { .. }
         | Insn::Immediate { .. }
         | Insn::Ipv6Exthdr { .. }
-        | Insn::TcpOption { .. } => None,
+        | Insn::TcpOption { .. }
+        | Insn::NetdevView => None,
         Insn::Bitwise { sreg, len, .. } => Some((*sreg, round(*len as usize))),
         Insn::Shift { sreg, .. } => Some((*sreg, 4)),
         Insn::Byteorder { sreg, len, .. } => Some((*sreg, *len as usize)),
@@ -75,6 +78,14 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
 }
 
 impl Trace {
+    /// The trace of a rule in a chain of `family` netdev or not.
+    pub fn new(netdev: bool) -> Self {
+        Trace {
+            netdev,
+            ..Default::default()
+        }
+    }
+
     /// A load into `len` bytes at `dreg` (netlink byte offset): `insn` repeats it, or
     /// `None` when no residual operation can.
     pub fn load(&mut self, dreg: u32, len: u32, insn: Option<Insn>) {
@@ -142,6 +153,9 @@ impl Trace {
                 live |= bytes(s, n);
             }
             kept.push(insn.clone());
+        }
+        if self.netdev {
+            kept.push(Insn::NetdevView);
         }
         kept.reverse();
         let program = ResidualProgram { insns: kept };

@@ -67,6 +67,29 @@ enum Source {
     CtMark,
     /// A 4-byte constant (`immediate`), the value of a `meta mark set`.
     Const(u32),
+    /// `(mark & and) ^ xor` of the meta mark or (`ct`) the ct mark, after a `bitwise`
+    /// with a non-zero xor: only `meta mark set` and `ct mark set` take it.
+    MarkExpr {
+        ct: bool,
+        and: u32,
+        xor: u32,
+    },
+}
+
+/// The value a `meta mark set` or `ct mark set` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MarkOperand {
+    Const(u32),
+    /// `(meta mark & and) ^ xor`
+    Meta {
+        and: u32,
+        xor: u32,
+    },
+    /// `(ct mark & and) ^ xor`
+    Ct {
+        and: u32,
+        xor: u32,
+    },
 }
 
 /// The fields the IR can test, with how the loaded bytes relate to them.
@@ -164,7 +187,7 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         stateful: false,
         table_handle: ctx.table.handle,
         rule_handle: rule.handle,
-        trace: Trace::default(),
+        trace: Trace::new(ctx.family == Family::Netdev),
     };
     for (i, e) in rule.exprs.iter().enumerate() {
         if st.verdict.is_some() {
@@ -177,6 +200,15 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         return Ok(None);
     }
     if let Some(program) = st.trace.program()? {
+        let rejects = matches!(st.verdict, Some(Action::Reject(_)));
+        if ctx.family == Family::Netdev && (rejects || !st.effects.is_empty()) {
+            // Every header test of a netdev rule is residual: with statements or a
+            // reject the BPF program exceeds the 512-byte stack, and the kernel
+            // refuses it (after seconds of verification).
+            return Err("statements and reject in netdev rules that test packet headers \
+                        are not supported by the eBPF data plane (BPF stack limit)"
+                .into());
+        }
         st.matches
             .push(SymMatch::Ir(Match::is(Test::Residual(program))));
     }
@@ -303,27 +335,26 @@ impl RuleState<'_, '_> {
                         ),
                         _ => return Err("payload of inner/tunnel headers is not supported".into()),
                     };
-                if self.ctx.family == Family::Netdev {
-                    return Err(
-                        "payload matches in netdev chains are not supported by the eBPF data plane \
-                         (the kernel reads raw header bytes that its parser treats differently)"
-                            .into(),
-                    );
-                }
                 let base = match source {
                     Source::Transport { .. } => ResBase::Transport,
                     _ => ResBase::Network,
                 };
                 self.trace
                     .load(dreg, len, payload_insn(base, offset, len, dreg));
-                self.load(
-                    dreg,
-                    Loaded {
-                        source,
-                        len,
-                        mask: None,
-                    },
-                );
+                if self.netdev_view() {
+                    // Header fields as the IP hooks parse them are not what netdev
+                    // chains see: only the residual program (netdev view) tests them.
+                    self.forget(dreg, len);
+                } else {
+                    self.load(
+                        dreg,
+                        Loaded {
+                            source,
+                            len,
+                            mask: None,
+                        },
+                    );
+                }
             }
             TypedExpr::Meta(m) => {
                 if let Some(sreg) = m.sreg() {
@@ -362,7 +393,11 @@ impl RuleState<'_, '_> {
                     })
                 });
                 self.trace.load(dreg, len, insn);
-                if matches!(key, MetaKey::Len | MetaKey::Protocol) {
+                let parsed = matches!(
+                    key,
+                    MetaKey::Len | MetaKey::Protocol | MetaKey::L4proto | MetaKey::Nfproto
+                );
+                if matches!(key, MetaKey::Len | MetaKey::Protocol) || (parsed && self.netdev_view()) {
                     // Only residual programs test these.
                     self.forget(dreg, len);
                 } else {
@@ -437,6 +472,9 @@ impl RuleState<'_, '_> {
                 if limit.rate == 0 || limit.unit_secs == 0 {
                     return Err("limit with a zero rate or unit".into());
                 }
+                if limit.bytes {
+                    self.bytes_allowed("byte limits")?;
+                }
                 self.stateful_match(Match {
                     test: Test::Limit(limit),
                     negated: flags & NFT_LIMIT_F_INV != 0,
@@ -447,6 +485,7 @@ impl RuleState<'_, '_> {
                 if flags & !NFT_QUOTA_F_INV != 0 {
                     return Err("quota flags the data plane does not know".into());
                 }
+                self.bytes_allowed("quotas")?;
                 let quota = Quota {
                     bytes: q.bytes().ok_or("quota without bytes")?,
                     used: q.consumed().unwrap_or(0),
@@ -463,10 +502,14 @@ impl RuleState<'_, '_> {
                 let len = b.len().unwrap_or(0);
                 self.trace
                     .transform(sreg, dreg, len, bitwise_insn(b, sreg, dreg, len));
-                // LBVS takes masked fields; anything else is left to residual tests.
+                // LBVS takes masked fields, mark statements marks with and/xor;
+                // anything else is left to residual tests.
                 match self.masked(b, sreg, len) {
                     Ok(loaded) => self.load(dreg, loaded),
-                    Err(_) => self.forget(dreg, len),
+                    Err(_) => match self.mark_expr(b, sreg, len) {
+                        Some(loaded) => self.load(dreg, loaded),
+                        None => self.forget(dreg, len),
+                    },
                 }
             }
             TypedExpr::Exthdr(x) => {
@@ -817,55 +860,123 @@ impl RuleState<'_, '_> {
         Ok(())
     }
 
-    /// `ct KEY set` from the register at `sreg`: `ct mark set` a constant or the
-    /// (masked) meta mark.
+    /// `ct KEY set` from the register at `sreg`: `ct mark set` a constant, or the
+    /// meta mark or ct mark with and/xor.
     fn ct_set(&mut self, key: Option<CtKey>, direction: bool, sreg: u32) -> Result<(), String> {
         if key != Some(CtKey::Mark) || direction {
             return Err(format!(
                 "ct {key:?} set is not supported by the eBPF data plane"
             ));
         }
-        let statement =
-            match self.regs.get(&sreg) {
-                Some(Loaded {
-                    source: Source::Const(value),
-                    ..
-                }) => Statement::SetCtMark {
-                    and: 0,
-                    xor: *value,
-                },
-                Some(Loaded {
-                    source: Source::Meta(MetaKey::Mark),
-                    len: 4,
-                    mask,
-                }) => Statement::SetCtMarkFromMark {
-                    and: mask.as_deref().map(host_u32).unwrap_or(u32::MAX),
-                    xor: 0,
-                },
-                _ => return Err(
-                    "ct mark set from anything but a constant or the meta mark is not supported"
+        let statement = match self.mark_operand(sreg) {
+            Some(MarkOperand::Const(value)) => Statement::set_ct_mark(value),
+            Some(MarkOperand::Meta { and, xor }) => Statement::SetCtMarkFromMark { and, xor },
+            Some(MarkOperand::Ct { and, xor }) => {
+                self.needs_connection()?;
+                Statement::SetCtMark { and, xor }
+            }
+            None => {
+                return Err(
+                    "ct mark set from anything but a constant or the meta or ct mark is not \
+                     supported"
                         .into(),
-                ),
-            };
+                )
+            }
+        };
         self.effects.push(statement);
         self.statements = true;
+        Ok(())
+    }
+
+    /// What a mark statement's register holds: a constant, or the meta or ct mark with
+    /// and/xor (`None`: anything else).
+    fn mark_operand(&self, sreg: u32) -> Option<MarkOperand> {
+        let loaded = self.regs.get(&sreg)?;
+        let and = loaded.mask.as_deref().map(host_u32).unwrap_or(u32::MAX);
+        Some(match loaded.source {
+            Source::Const(value) => MarkOperand::Const(value),
+            Source::Meta(MetaKey::Mark) if loaded.len == 4 => MarkOperand::Meta { and, xor: 0 },
+            Source::CtMark if loaded.len == 4 => MarkOperand::Ct { and, xor: 0 },
+            Source::MarkExpr {
+                ct: false,
+                and,
+                xor,
+            } => MarkOperand::Meta { and, xor },
+            Source::MarkExpr { ct: true, and, xor } => MarkOperand::Ct { and, xor },
+            _ => return None,
+        })
+    }
+
+    /// `bitwise` (mask and xor) on the meta or ct mark, for a mark statement:
+    /// `((x & a) ^ b) & m ^ y` is `(x & (a & m)) ^ ((b & m) ^ y)`.
+    fn mark_expr(
+        &self,
+        b: &netlink_proto::expr::bitwise::Bitwise,
+        sreg: u32,
+        len: u32,
+    ) -> Option<Loaded> {
+        if !matches!(b.op(), None | Some(BitwiseOp::MaskXor)) || len != 4 {
+            return None;
+        }
+        let mask = b
+            .mask()
+            .and_then(|d| d.value_bytes())
+            .filter(|m| m.len() == 4)?;
+        let xor = match b.xor().and_then(|d| d.value_bytes()) {
+            Some(x) if x.len() == 4 => host_u32(x),
+            Some(_) => return None,
+            None => 0,
+        };
+        let (ct, and, old_xor) = match self.mark_operand(sreg)? {
+            MarkOperand::Const(_) => return None,
+            MarkOperand::Meta { and, xor } => (false, and, xor),
+            MarkOperand::Ct { and, xor } => (true, and, xor),
+        };
+        let m = host_u32(mask);
+        Some(Loaded {
+            source: Source::MarkExpr {
+                ct,
+                and: and & m,
+                xor: (old_xor & m) ^ xor,
+            },
+            len: 4,
+            mask: None,
+        })
+    }
+
+    /// A statement reads the ct mark: without a connection nft_ct_get_eval breaks the
+    /// rule at the load, before any statement or counter (loads after statements are
+    /// refused), which is the rule not matching.
+    fn needs_connection(&mut self) -> Result<(), String> {
+        if self.stateful {
+            return Err(
+                "ct mark read after limit or quota is not supported by the eBPF data plane".into(),
+            );
+        }
+        self.matches.push(SymMatch::Ir(has_connection()));
         Ok(())
     }
 
     /// The programs count a packet's bytes from its network header on (what the IP
     /// hooks count); at netdev egress the kernel counts the link-layer header too.
     fn counter_allowed(&self) -> Result<(), String> {
+        self.bytes_allowed("counters")
+    }
+
+    /// `what` charges skb->len: at netdev egress that has the link-layer header, which
+    /// the programs' packet length does not.
+    fn bytes_allowed(&self, what: &str) -> Result<(), String> {
         if self.ctx.hook == Hook::Egress {
-            return Err(
-                "counters in netdev egress chains are not supported by the eBPF data plane \
+            return Err(format!(
+                "{what} in netdev egress chains are not supported by the eBPF data plane \
                  (the kernel counts the link-layer header there)"
-                    .into(),
-            );
+            ));
         }
         Ok(())
     }
 
-    /// `meta KEY set` from the register at `sreg`: only `meta mark set CONSTANT`.
+    /// `meta KEY set` from the register at `sreg`: `meta mark set` a constant, or the
+    /// meta mark or ct mark with and/xor.
     fn meta_set(&mut self, key: Option<MetaKey>, sreg: u32) -> Result<(), String> {
         if key != Some(MetaKey::Mark) {
             return Err(format!(
@@ -874,25 +985,21 @@ impl RuleState<'_, '_> {
             ));
         }
         mark_set_allowed(self.ctx.hook)?;
-        let statement =
-            match self.regs.get(&sreg) {
-                Some(Loaded {
-                    source: Source::Const(value),
-                    ..
-                }) => Statement::set_mark(*value),
-                Some(Loaded {
-                    source: Source::CtMark,
-                    mask,
-                    ..
-                }) => Statement::SetMarkFromCtMark {
-                    and: mask.as_deref().map(host_u32).unwrap_or(u32::MAX),
-                    xor: 0,
-                },
-                _ => return Err(
-                    "meta mark set from anything but a constant or the ct mark is not supported"
+        let statement = match self.mark_operand(sreg) {
+            Some(MarkOperand::Const(value)) => Statement::set_mark(value),
+            Some(MarkOperand::Meta { and, xor }) => Statement::SetMark { and, xor },
+            Some(MarkOperand::Ct { and, xor }) => {
+                self.needs_connection()?;
+                Statement::SetMarkFromCtMark { and, xor }
+            }
+            None => {
+                return Err(
+                    "meta mark set from anything but a constant or the meta or ct mark is not \
+                     supported"
                         .into(),
-                ),
-            };
+                )
+            }
+        };
         self.effects.push(statement);
         self.statements = true;
         Ok(())
@@ -924,12 +1031,10 @@ impl RuleState<'_, '_> {
         let offset = u8::try_from(x.offset().unwrap_or(0)).map_err(|_| "exthdr offset")?;
         let len = u8::try_from(x.len().unwrap_or(0)).map_err(|_| "exthdr length")?;
         let dreg = res_reg(dreg).ok_or("exthdr: invalid register")?;
-        if self.ctx.family == Family::Netdev {
-            return Err("exthdr in netdev chains is not supported by the eBPF data plane".into());
-        }
         match x.op() {
             None | Some(ExthdrOp::Ipv6) => {
-                if self.families != V6 {
+                // The netdev view walks any packet, as the kernel does.
+                if self.families != V6 && !self.netdev_view() {
                     return Err("exthdr of IPv6 without an IPv6 dependency".into());
                 }
                 Ok(Insn::Ipv6Exthdr {
@@ -951,6 +1056,12 @@ impl RuleState<'_, '_> {
                 "exthdr of {other:?} is not supported by the eBPF data plane"
             )),
         }
+    }
+
+    /// Packet fields are read as netdev chains see them (`Insn::NetdevView`), by the
+    /// residual program only.
+    fn netdev_view(&self) -> bool {
+        self.ctx.family == Family::Netdev
     }
 
     /// Forgets what the registers at `dreg` hold (a value only residual tests use).
@@ -983,6 +1094,9 @@ impl RuleState<'_, '_> {
             .get(&sreg)
             .cloned()
             .ok_or("bitwise on an empty register")?;
+        if matches!(loaded.source, Source::MarkExpr { .. }) {
+            return Err("bitwise on a mark expression is not a masked field".into());
+        }
         if loaded.len != len || mask.len() != len as usize {
             return Err("bitwise length differs from the loaded field".into());
         }
@@ -1021,9 +1135,6 @@ impl RuleState<'_, '_> {
         insn: Option<Insn>,
         why: String,
     ) -> Result<(), String> {
-        if self.ctx.family == Family::Netdev {
-            return Err(why);
-        }
         self.trace.test(sreg, len, insn, why)
     }
 
@@ -1043,6 +1154,9 @@ impl RuleState<'_, '_> {
             Source::CtStatus => Field::CtStatus,
             Source::CtMark => Field::CtMark,
             Source::Const(_) => return Err("a match on a constant is not supported".into()),
+            Source::MarkExpr { .. } => {
+                return Err("a match on a mark with and/xor is not supported".into())
+            }
             Source::Network { offset } if fam == V4 => match (offset, l.len) {
                 (12, 1..=4) => Field::Saddr4,
                 (16, 1..=4) => Field::Daddr4,

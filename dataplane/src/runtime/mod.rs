@@ -206,6 +206,7 @@ pub fn probe() -> Result<(), String> {
         &compiled,
         LoadOptions {
             tc_egress: true,
+            xdp: false,
             ..LoadOptions::default()
         },
     )

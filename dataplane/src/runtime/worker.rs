@@ -413,6 +413,7 @@ impl Generation {
                     let options = LoadOptions {
                         tc_egress: dir == Direction::Egress,
                         tc_loopback_ingress: loopback,
+                        xdp: false,
                         ..LoadOptions::default()
                     };
                     let patched = patch_spare(retired, &compiled, options, dir, loopback, shared);

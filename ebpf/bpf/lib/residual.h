@@ -35,6 +35,7 @@ enum ns_res_op {
 	NS_RES_LOOKUP = 9,    /* flags: negated; elements [first, first + count) */
 	NS_RES_EXTHDR6 = 10,  /* arg: header type; flags: present; offset, len, dreg */
 	NS_RES_TCPOPT = 11,   /* arg: option kind; flags: present; offset, len, dreg */
+	NS_RES_NETDEV = 12,   /* what follows sees the packet as netdev chains do (netdev.h) */
 };
 
 #define NS_RES_MAX_EXTHDRS 8 /* IPv6 extension headers walked (as parse.h) */
@@ -77,6 +78,16 @@ struct ns_res_elem {
 	__u8 to[NS_RES_DATA];
 };
 
+/* The packet as netdev chains see it (netdev.h), prepared once per packet. */
+struct ns_res_view {
+	__u32 th;   /* frame offset of the transport header, with has_th */
+	__u32 len;  /* skb->len */
+	__u8 l4proto;
+	__u8 has_l4proto;
+	__u8 has_th;
+	__u8 fragoff; /* a later fragment */
+};
+
 /* The packet's header copy and one program's run. */
 struct ns_res_state {
 	__u8 regs[NS_RES_REGS];
@@ -92,7 +103,13 @@ struct ns_res_state {
 	__u8 l4proto;
 	__u8 has_l4proto;
 	__u8 ipv6;
+	__u8 has_th;  /* th is set (at netdev egress it may be frame offset 0) */
+	__u8 fragoff; /* netdev: a later fragment, with th still set (see NS_RES_PAYLOAD) */
+	/* Of the hook, set by NS_RES_CAPTURE: what the netdev view starts from. */
+	__u32 frame_len;
+	__u16 skb_protocol; /* skb->protocol, host order */
 	__u8 pad[2];
+	struct ns_res_view nd; /* what NS_RES_NETDEV switches to */
 	/* The run: next operation, result (1 holds, 0 break, -1 error). */
 	__u32 pc;
 	__s32 result;
@@ -132,18 +149,23 @@ NS_INLINE struct ns_res_state *ns_res_state(void)
 }
 
 /* Copies the frame's first bytes for residual programs; `load` is the hook's
- * load-bytes helper. Without a copy, every payload load breaks. */
-#define NS_RES_CAPTURE(load, ctx, frame_len)                                                 \
+ * load-bytes helper, `protocol` skb->protocol (host order). Without a copy, every
+ * payload load breaks. */
+#define NS_RES_CAPTURE(load, ctx, frame_len, protocol)                                       \
 	do {                                                                                 \
 		struct ns_res_state *rs_ = ns_res_state();                                   \
 		if (!rs_)                                                                    \
 			break;                                                               \
+		rs_->frame_len = (frame_len);                                                \
+		rs_->skb_protocol = (protocol);                                              \
 		__u32 n_ = (frame_len);                                                      \
 		if (n_ > NS_RES_HDR_MAX)                                                     \
 			n_ = NS_RES_HDR_MAX;                                                 \
 		rs_->hdr_len = 0;                                                            \
 		if (n_ > 0 && load(ctx, 0, rs_->hdr, n_) == 0)                               \
 			rs_->hdr_len = n_;                                                   \
+		if (NS_FEATURE(NS_F_NETDEV_VIEW))                                            \
+			ns_res_netdev_prepare(rs_);                                          \
 	} while (0)
 
 /* memcmp of len (<= 16) register bytes at sreg against data. */
@@ -197,7 +219,8 @@ static long ns_res_elem_step(__u64 i, void *unused)
 static __attribute__((noinline)) __u32 ns_res_find_ipv6(struct ns_res_state *rs, __u8 target)
 {
 	__u32 nh = rs->nh;
-	if (!rs->ipv6 || nh + 40 > rs->end || nh + 40 > rs->hdr_len)
+	/* Like the kernel, only the next-header byte of the IPv6 header is needed. */
+	if (!rs->ipv6 || nh + 7 > rs->end || nh + 7 > rs->hdr_len)
 		return 0;
 	__u8 next = rs->hdr[(nh + 6) & (NS_RES_HDR_MAX - 1)];
 	__u32 start = nh + 40;
@@ -215,7 +238,8 @@ static __attribute__((noinline)) __u32 ns_res_find_ipv6(struct ns_res_state *rs,
 		if (next == 44) {
 			__u8 f0 = rs->hdr[(start + 2) & (NS_RES_HDR_MAX - 1)];
 			__u8 f1 = rs->hdr[(start + 3) & (NS_RES_HDR_MAX - 1)];
-			if (((f0 << 8) | f1) & ~7)
+			/* A later fragment ends the walk, unless it is the header sought. */
+			if ((((f0 << 8) | f1) & ~7) && !found)
 				return 0;
 			hdrlen = 8;
 		} else if (next == 51) {
@@ -238,7 +262,7 @@ static __attribute__((noinline)) __u32 ns_res_find_ipv6(struct ns_res_state *rs,
 static __attribute__((noinline)) __u32 ns_res_find_tcpopt(struct ns_res_state *rs, __u8 kind, __u32 offset, __u32 len)
 {
 	__u32 th = rs->th;
-	if (!th || !rs->has_l4proto || rs->l4proto != 6 || th + 20 > rs->end ||
+	if (!rs->has_th || (NS_FEATURE(NS_F_NETDEV_VIEW) && rs->fragoff) || !rs->has_l4proto || rs->l4proto != 6 || th + 20 > rs->end ||
 	    th + 20 > rs->hdr_len)
 		return 0;
 	__u32 hdrlen = (rs->hdr[(th + 12) & (NS_RES_HDR_MAX - 1)] >> 4) * 4;
@@ -262,6 +286,8 @@ static __attribute__((noinline)) __u32 ns_res_find_tcpopt(struct ns_res_state *r
 	return 0;
 }
 
+#include "netdev.h"
+
 /* Runs one operation: 1 go on, 0 break, -1 error. */
 NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in)
 {
@@ -272,9 +298,19 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in)
 		return -1;
 	switch (in->op) {
 	case NS_RES_PAYLOAD: {
-		__u32 base = in->flags == 1 ? rs->nh : in->flags == 2 ? rs->th : 0;
-		if (!base)
+		__u32 base;
+		if (in->flags == 1 && rs->nh) {
+			base = rs->nh;
+		} else if (in->flags == 2 && rs->has_th) {
+			/* nft_payload_fast_eval (1, 2 or 4 aligned bytes) reads later
+			 * fragments at thoff too; nft_payload_eval breaks on them. */
+			if (NS_FEATURE(NS_F_NETDEV_VIEW) && rs->fragoff &&
+			    !ns_res_fast_payload(in->offset, len))
+				return 0;
+			base = rs->th;
+		} else {
 			return 0;
+		}
 		__u32 off = base + in->offset;
 		if (len == 0 || off + len > rs->end || off + len > rs->hdr_len)
 			return 0;
@@ -351,6 +387,11 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in)
 		}
 		return 1;
 	}
+	case NS_RES_NETDEV:
+		if (!NS_FEATURE(NS_F_NETDEV_VIEW))
+			return -1;
+		ns_res_netdev_view(rs);
+		return 1;
 	case NS_RES_IMMEDIATE:
 		ns_res_clear(regs, dreg, len);
 		for (__u32 k = 0; k < NS_RES_DATA; k++) {
@@ -479,6 +520,8 @@ NS_INLINE int ns_residual_holds(__u32 first, __u32 count, const struct pkt_ctx *
 	rs->l4proto = p->l4proto;
 	rs->has_l4proto = (p->flags & PKT_F_L4PROTO) != 0;
 	rs->ipv6 = p->l3 == NS_L3_IPV6;
+	rs->has_th = rs->th != 0;
+	rs->fragoff = 0;
 	rs->pc = first;
 	rs->result = 1;
 	bpf_loop(count, ns_res_step, NULL, 0);

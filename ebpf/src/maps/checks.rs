@@ -33,6 +33,7 @@ pub const RES_RANGE: u8 = 8;
 pub const RES_LOOKUP: u8 = 9;
 pub const RES_EXTHDR6: u8 = 10;
 pub const RES_TCPOPT: u8 = 11;
+pub const RES_NETDEV: u8 = 12;
 
 /// `struct ns_res_insn`: one residual operation. `flags` holds the payload base, the
 /// cmp operator, the negation of a range or lookup, or the shift direction; `arg` the
@@ -424,6 +425,7 @@ impl Extras {
                     b.op = RES_BYTEORDER;
                     (b.sreg, b.dreg, b.len, b.arg) = (*sreg, *dreg, *len, *size);
                 }
+                Insn::NetdevView => b.op = RES_NETDEV,
                 Insn::Cmp { sreg, op, data } => {
                     b.op = RES_CMP;
                     b.flags = match op {

@@ -134,7 +134,12 @@ pub const FEATURE_REJECT: u32 = 1 << 3;
 pub const FEATURE_JUMPS: u32 = 1 << 4;
 pub const FEATURE_ROUTE_ANSWERS: u32 = 1 << 5;
 pub const FEATURE_RESIDUAL: u32 = 1 << 6;
-pub const FEATURE_MARK_ANSWERS: u32 = 1 << 7;
+/// Some residual program reads the packet as netdev chains see it
+/// ([`crate::residual::Insn::NetdevView`]); off, the verifier prunes that code.
+pub const FEATURE_NETDEV_VIEW: u32 = 1 << 7;
+/// Answers redirected at TC ingress are marked for the egress programs
+/// ([`crate::ir::Program::mark_answers`]).
+pub const FEATURE_MARK_ANSWERS: u32 = 1 << 8;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].
@@ -365,6 +370,14 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
     let mut features = layout.features;
     if !layout.extras.residual_insns.is_empty() {
         features |= FEATURE_RESIDUAL;
+    }
+    if layout
+        .extras
+        .residual_insns
+        .iter()
+        .any(|i| i.op == checks::RES_NETDEV)
+    {
+        features |= FEATURE_NETDEV_VIEW;
     }
     let config = BpfConfig {
         dims: dims.dims,

@@ -39,6 +39,7 @@ pub fn with_arp_probes(corpus: &[Probe], ruleset: &str) -> Vec<Probe> {
             src: IpAddr::V4(Ipv4Addr::from(src)),
             dst: IpAddr::V4(Ipv4Addr::from(dst)),
             l4,
+            shape: super::Shape::Plain,
         });
         next += 1;
     };
