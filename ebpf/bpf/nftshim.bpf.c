@@ -40,7 +40,7 @@ static __noinline void ns_track(struct ns_eval *e, int tracked)
 	/* The verifier refuses a subprogram that exits with a pointer to its stack in r0,
 	 * which a void function leaves there from its last helper call (clang drops an
 	 * unused `return 0`). */
-	asm volatile("r0 = 0" ::: "r0");
+	asm volatile("r0 = 0" ::: "r0", "memory");
 }
 
 NS_INLINE __u32 ns_run(struct ns_eval *e, int tracked)
@@ -169,7 +169,10 @@ int nftshim_tc(struct __sk_buff *skb)
 	__builtin_memset(&e->pkt, 0, sizeof(e->pkt));
 	parse_packet((void *)(long)skb->data, (void *)(long)skb->data_end, frame_len, &e->pkt);
 	ns_classify_arp(skb, &e->pkt, frame_len, cfg.egress);
-	e->pkt.iif = skb->ingress_ifindex;
+	/* A marked answer is locally generated: no input device (output chains, not
+	 * forward). Its connection was looked up (observed) as a forwarded packet's is. */
+	int answer = cfg.egress && NS_FEATURE(NS_F_MARK_ANSWERS) && ns_take_answer_mark(skb);
+	e->pkt.iif = answer ? 0 : skb->ingress_ifindex;
 	e->pkt.oif = cfg.egress ? skb->ifindex : 0;
 	e->pkt.mark = skb->mark;
 	if (NS_FEATURE(NS_F_RESIDUAL))
@@ -205,6 +208,8 @@ int nftshim_tc(struct __sk_buff *skb)
 	if (bpf_skb_store_bytes(skb, 0, r->l2, l3, 0) < 0 ||
 	    bpf_skb_store_bytes(skb, l3, r->hdr, hdr, 0) < 0)
 		return TC_ACT_SHOT;
+	if (!cfg.egress && NS_FEATURE(NS_F_MARK_ANSWERS))
+		ns_mark_answer(skb);
 	/* Ingress: out of the device it came in on; egress: into the local stack. */
 	return bpf_redirect(skb->ifindex, cfg.egress ? BPF_F_INGRESS : 0);
 }

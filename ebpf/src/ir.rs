@@ -432,6 +432,11 @@ pub struct Program {
     /// in on; no route there: no answer). Otherwise (netdev ingress, as
     /// nft_reject_netdev) they go back out of that device to the MAC they came from.
     pub route_answers: bool,
+    /// Answers redirected at TC ingress are marked (`skb->tc_index`, `bpf/lib/reject.h`)
+    /// and this program, at egress, judges them as locally generated packets (output
+    /// chains, no input device), as the kernel's ip_local_out. Set when every device
+    /// has an egress program to take the mark off.
+    pub mark_answers: bool,
 }
 
 /// NFT_JUMP_STACK_SIZE.

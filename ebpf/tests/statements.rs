@@ -624,6 +624,7 @@ fn everything_at_once_verifies_at_every_chain_size() {
             )]),
             conntrack: true,
             route_answers: false,
+            mark_answers: false,
         };
         let compiled = compile_program(&program).unwrap();
         assert_eq!(compiled.config.dims, (1 << 12) - 1, "all dimensions in use");

@@ -56,9 +56,7 @@ COMMIT
 
 /// A host that answers what it does not serve: a TCP reset on 113 and on every
 /// unprivileged port but its admin range, an ICMP port unreachable for UDP. Only
-/// INPUT exists: the data plane sends reject answers only where no chain would
-/// judge them on their way out (compile/reject.rs), and iptables-nft gives every
-/// chain it creates a policy counter.
+/// INPUT exists (the restore saves back FORWARD and OUTPUT too).
 const REJECTING: &str = "\
 *filter
 :INPUT DROP [0:0]
@@ -95,16 +93,6 @@ fn with_builtins(rules: &str) -> String {
         ":INPUT DROP [0:0]\n",
         ":INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n",
     )
-}
-
-/// Save output with every chain's `[packets:bytes]` zeroed.
-fn strip_counters(save: &str) -> String {
-    save.lines()
-        .map(|l| match (l.starts_with(':'), l.rfind(" [")) {
-            (true, Some(at)) => format!("{} [0:0]\n", &l[..at]),
-            _ => format!("{l}\n"),
-        })
-        .collect()
 }
 
 /// What became of a connection attempt.
@@ -385,28 +373,50 @@ fn docker_rulesets_enforced_as_the_kernel_does() {
         "policy counters"
     );
 
-    // Docker's chains with a rejecting INPUT: the data plane cannot send the answers
-    // past the forward chain as the kernel does, so nftshimd refuses the whole
-    // restore (EOPNOTSUPP) and keeps what it had.
+    // Docker's chains with a rejecting INPUT (FORWARD DROP and OUTPUT declared, as
+    // iptables-nft-restore of a whole filter table does): the answers leave as the
+    // kernel's, locally generated (OUTPUT, not FORWARD), and reach the client.
     let both = FORWARDING.replace(
         "-A INPUT -p udp -m udp --dport 53 -j ACCEPT\n",
-        "-A INPUT -p udp -m udp --dport 53 -j ACCEPT\n-A INPUT -p udp -j REJECT --reject-with icmp-port-unreachable\n",
+        "-A INPUT -p udp -m udp --dport 53 -j ACCEPT\n-A INPUT -p udp -j REJECT --reject-with icmp-port-unreachable\n-A INPUT -p tcp -m tcp --dport 113 -j REJECT --reject-with tcp-reset\n",
     );
-    assert!(kernel.restore(IPT, &both).success());
-    let refused = shim.restore(IPT, &both);
-    assert!(
-        !refused.success() && refused.stderr.contains("Operation not supported"),
-        "{refused:?}"
+    load(&kernel, &shim, &daemon, IPT, &both, &both);
+    probe_both(
+        &kernel,
+        &shim,
+        &daemon,
+        &[
+            ("tcp peer->fw:22", |t| tcp(&t.peer, FW, 22), Fate::Echoed),
+            ("udp peer->fw:53", |t| udp(&t.peer, FW, 53), Fate::Echoed),
+            (
+                "udp peer->fw:5353",
+                |t| udp(&t.peer, FW, 5353),
+                Fate::Refused,
+            ),
+            ("tcp peer->fw:113", |t| tcp(&t.peer, FW, 113), Fate::Refused),
+            (
+                "tcp peer->fw:2222",
+                |t| tcp(&t.peer, FW, 2222),
+                Fate::TimedOut,
+            ),
+            ("tcp peer->far:80", |t| tcp(&t.peer, FAR, 80), Fate::Echoed),
+            (
+                "tcp peer->far:81",
+                |t| tcp(&t.peer, FAR, 81),
+                Fate::TimedOut,
+            ),
+            (
+                "tcp fw->peer:9000",
+                |t| tcp(&t.fw, PEER, 9000),
+                Fate::Echoed,
+            ),
+        ],
     );
+    let answered = shim.save(IPT);
     assert_eq!(
-        policies(&shim.save(IPT)),
-        policies(&counted),
-        "a refused restore keeps the counters"
-    );
-    assert_eq!(
-        strip_counters(&shim.save(IPT)),
-        FORWARDING,
-        "a refused restore applies nothing"
+        policies(&answered),
+        policies(&kernel.save(IPT)),
+        "policy counters with rejects"
     );
 
     for side in [&kernel, &shim] {

@@ -48,13 +48,20 @@ fn client_view(ns: &Netns) -> Vec<ErrorKind> {
     .unwrap()
 }
 
-#[test]
-fn local_clients_are_refused_as_by_the_kernel() {
+/// Both sides of one test: a namespace loaded by the kernel, one by nftshimd.
+struct Sides {
+    kernel: Netns,
+    shim: Netns,
+    sides: [NftSide; 2],
+    // Declared after the namespaces: dropped (killed) first, so it lets go of them.
+    daemon: Daemon,
+}
+
+fn sides(tag: &str) -> Sides {
     nft_tests::cleanup::install_signal_cleanup();
     let bins = Binaries::for_tests();
-    let kernel = Netns::create_unique("nftshim-rej", "k").unwrap();
-    let shim = Netns::create_unique("nftshim-rej", "s").unwrap();
-    // Declared after the namespaces: dropped (killed) first, so it lets go of them.
+    let kernel = Netns::create_unique(tag, "k").unwrap();
+    let shim = Netns::create_unique(tag, "s").unwrap();
     let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
     let limit = Duration::from_secs(15);
     let sides = [
@@ -74,16 +81,36 @@ fn local_clients_are_refused_as_by_the_kernel() {
             limit,
         },
     ];
-    for (side, ns) in sides.iter().zip([&kernel, &shim]) {
+    for ns in [&kernel, &shim] {
         let up = std::process::Command::new("ip")
             .args(["-n", ns.name(), "link", "set", "lo", "up"])
             .status()
             .unwrap();
         assert!(up.success());
-        let out = side.run_program("nft".as_ref(), &["-f", "-"], Some(RULESET.as_bytes()));
-        assert!(out.success(), "{out:?}\n{}", daemon.log_tail(20));
     }
-    let k = client_view(&kernel);
+    Sides {
+        kernel,
+        shim,
+        sides,
+        daemon,
+    }
+}
+
+impl Sides {
+    /// Loads `ruleset` on both sides; both must take it.
+    fn load(&self, ruleset: &str) {
+        for side in &self.sides {
+            let out = side.run_program("nft".as_ref(), &["-f", "-"], Some(ruleset.as_bytes()));
+            assert!(out.success(), "{out:?}\n{}", self.daemon.log_tail(20));
+        }
+    }
+}
+
+#[test]
+fn local_clients_are_refused_as_by_the_kernel() {
+    let s = sides("nftshim-rej");
+    s.load(RULESET);
+    let k = client_view(&s.kernel);
     assert_eq!(
         k,
         vec![
@@ -94,5 +121,55 @@ fn local_clients_are_refused_as_by_the_kernel() {
         ],
         "the kernel's view"
     );
-    assert_eq!(client_view(&shim), k, "{}", daemon.log_tail(20));
+    assert_eq!(client_view(&s.shim), k, "{}", s.daemon.log_tail(20));
+}
+
+/// [`RULESET`] with chains on the answers' way out: the answers (to `lo`) meet output
+/// as locally generated packets, not forward: the reset of TCP 9 is dropped there (the
+/// client waits), the ICMP errors pass.
+const WAY_OUT: &str = "table inet out {
+  chain forward {
+    type filter hook forward priority 0; policy drop;
+  }
+  chain output {
+    type filter hook output priority 0; policy accept;
+    tcp sport 9 counter drop
+  }
+}
+";
+
+#[test]
+fn answers_meet_the_output_chains_as_the_kernels() {
+    let s = sides("nftshim-rejo");
+    s.load(&format!("{RULESET}{WAY_OUT}"));
+    let k = client_view(&s.kernel);
+    assert_eq!(
+        k,
+        vec![
+            ErrorKind::TimedOut,
+            ErrorKind::ConnectionRefused,
+            ErrorKind::HostUnreachable,
+            ErrorKind::Other
+        ],
+        "the kernel's view"
+    );
+    assert_eq!(client_view(&s.shim), k, "{}", s.daemon.log_tail(20));
+
+    // An output chain that reads the answer's connection (which the kernel's answer
+    // carries from the rejected packet) is refused, the whole batch with it.
+    let ct = "table inet out2 {
+  chain output {
+    type filter hook output priority 0; policy accept;
+    ct state invalid drop
+  }
+}
+";
+    let kernel = s.sides[0].run_program("nft".as_ref(), &["-f", "-"], Some(ct.as_bytes()));
+    assert!(kernel.success(), "{kernel:?}");
+    let shim = s.sides[1].run_program("nft".as_ref(), &["-f", "-"], Some(ct.as_bytes()));
+    assert!(
+        !shim.success() && shim.stderr.contains("Operation not supported"),
+        "{shim:?}"
+    );
+    assert_eq!(client_view(&s.shim), k, "a refused batch changes nothing");
 }

@@ -219,6 +219,7 @@ pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneEr
     if track {
         check_before_conntrack(program)?;
     }
+    let marks = super::reject::marks_answers(program);
     let mut plan = Plan::default();
     for (&ifindex, name) in &facts.links {
         for dir in [Direction::Ingress, Direction::Egress] {
@@ -241,6 +242,7 @@ pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneEr
                 continue;
             };
             chains.conntrack = track;
+            chains.mark_answers = marks;
             plan.chains.insert((ifindex, dir), chains);
             plan.counters.insert((ifindex, dir), slots);
         }

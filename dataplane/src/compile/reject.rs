@@ -5,11 +5,15 @@
 //! output path (output and postrouting chains, then the device; an answer to a local
 //! packet then comes in on `lo`), from a netdev ingress chain straight out of the
 //! device. The TC program answers at ingress out of the same device (by the route back
-//! for IP hooks), at egress into the local stack of that device, and its answer is not
-//! judged by the chains the kernel's answer would meet. So a reject is enforced where
-//! that makes no difference:
+//! for IP hooks), at egress into the local stack of that device. An answer from TC
+//! ingress is marked ([`marks_answers`]) so that the egress program judges it as the
+//! kernel's locally generated answer (output, postrouting and netdev egress chains; not
+//! forward). So a reject is enforced where that makes no difference:
 //! - at input, prerouting (TCP reset only) and netdev ingress, when no chain sits on
 //!   the way out (forward, output, postrouting, netdev egress);
+//! - at input and prerouting with chains on the way out, when answers are marked and
+//!   the chains the answer meets there see nothing of it that differs from the
+//!   kernel's ([`check_answer_path`]);
 //! - at output, when only output (and forward) chains exist and what the output chains
 //!   do to the answer is known from the ruleset alone (`answer_fate`): they let it
 //!   through (the reject stays), or they drop it (the kernel's answer never arrives:
@@ -118,16 +122,98 @@ pub fn check(program: &mut Program) -> Result<(), DataplaneError> {
                 Hook::Forward | Hook::Output | Hook::Postrouting | Hook::Egress
             )
     });
-    match outbound {
-        Some(c) => Err(refuse(format!(
+    let Some(outbound) = outbound else {
+        return Ok(());
+    };
+    // netdev answers leave by dev_queue_xmit (netdev egress only); ours are seen as
+    // forwarded there. Unmarked answers are too.
+    if netdev.is_some() || !marks_answers(program) {
+        return Err(refuse(format!(
             "{} rejects packets, and {} would judge the answers differently from the \
              kernel: reject with chains on the way out is not supported by the eBPF data \
              plane yet",
             rejecting.label(),
-            c.label()
-        ))),
-        None => Ok(()),
+            outbound.label()
+        )));
     }
+    check_answer_path(program, rejecting)
+}
+
+/// Whether answers routed from TC ingress are marked for the egress programs
+/// (`ir::Program::mark_answers`): only when every device has an egress program to take
+/// the mark off (an ip chain at forward, output or postrouting, or conntrack).
+pub fn marks_answers(program: &Program) -> bool {
+    routes_answers(program)
+        && (super::attach::uses_ct(program)
+            || program.chains.iter().any(|c| {
+                !c.is_noop()
+                    && c.family != Family::Arp
+                    && matches!(c.hook, Hook::Forward | Hook::Output | Hook::Postrouting)
+            }))
+}
+
+/// A marked answer meets the output, postrouting and netdev egress chains of its
+/// device as the kernel's answer does (ip_local_out: a locally generated packet, no
+/// input device, mark 0). What they see of it is the kernel's, except:
+/// - its connection: the kernel's reset carries the rejected packet's (nf_ct_attach:
+///   related, reply direction, that connection's mark and status), its ICMP error is
+///   tracked on its own (related to a confirmed connection, else invalid); the egress
+///   program does not reproduce them;
+/// - the mark when `fwmark_reflect` is on (the program sends 0, the sysctl's default);
+/// - what residual programs read (sockets, routes, ...), and what statements would do
+///   to it (a new mark reroutes the kernel's answer; logs show its fields);
+/// - a reject of the answer (the kernel's answer to it goes to a local address).
+///
+/// So those chains must not read or set any of that.
+fn check_answer_path(program: &Program, rejecting: &HookChain) -> Result<(), DataplaneError> {
+    for c in program.chains.iter().filter(|c| {
+        !c.is_noop()
+            && c.family != Family::Arp
+            && matches!(c.hook, Hook::Output | Hook::Postrouting | Hook::Egress)
+    }) {
+        let mut rules: Vec<&SymRule> = c.rules.iter().collect();
+        rules.extend(program.reachable(c).flat_map(|r| r.rules.iter()));
+        let why = if super::rules_use_ct(&c.rules)
+            || program.reachable(c).any(|r| super::rules_use_ct(&r.rules))
+        {
+            Some("reads or sets connection tracking state")
+        } else if rules.iter().any(|r| matches!(r.action, Action::Reject(_))) {
+            Some("rejects packets")
+        } else if rules.iter().any(|r| !r.statements.is_empty()) {
+            Some("has statements")
+        } else if rules.iter().any(|r| r.matches.iter().any(reads_unknown)) {
+            Some("tests the mark or what a residual program reads")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(refuse(format!(
+                "{} rejects packets, and {} on the answers' way out {why}: it would see \
+                 the answers differently from the kernel's (not supported by the eBPF \
+                 data plane)",
+                rejecting.label(),
+                c.label()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Tests of what a marked answer does not have as the kernel's (see
+/// [`check_answer_path`]).
+fn reads_unknown(m: &SymMatch) -> bool {
+    let SymMatch::Ir(Match { test, .. }) = m else {
+        return false;
+    };
+    matches!(
+        test,
+        Test::Mark { .. }
+            | Test::Residual(_)
+            | Test::InSet {
+                field: nftshim_ebpf::ir::SetField::Mark,
+                ..
+            }
+    )
 }
 
 /// Whether a packet can be rejected by `chain` or a chain it jumps to.

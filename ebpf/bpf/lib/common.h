@@ -51,6 +51,8 @@ enum ns_action {
 #define NS_F_ROUTE_ANSWERS (1u << 5) /* reject answers at TC ingress follow the route back */
 #define NS_F_RESIDUAL (1u << 6)  /* some rule has a residual program (lib/residual.h) */
 #define NS_F_NETDEV_VIEW (1u << 7) /* some residual program uses NS_RES_NETDEV (lib/netdev.h) */
+#define NS_F_MARK_ANSWERS (1u << 8) /* answers from TC ingress are marked for the egress
+				     * programs, on every device (lib/reject.h) */
 
 /* Conntrack timeouts (cfg.ct_timeout[], seconds). Same numbering as Rust
  * `loader::CtTimeouts`. */

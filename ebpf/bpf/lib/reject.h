@@ -282,4 +282,29 @@ NS_INLINE int ns_route_answer(struct __sk_buff *skb, struct ns_reply *r, const s
 	return 1;
 }
 
+/* skb->tc_index of an answer redirected from TC ingress to egress (NS_F_MARK_ANSWERS):
+ * the egress program sees it as the kernel's answer, sent by ip_local_out as a
+ * locally generated packet (output, not forward; no input device), and clears it. No
+ * nft expression reads tc_index, and it survives bpf_redirect. */
+#define NS_ANSWER_TC_INDEX 0x4e53
+
+/* At TC ingress, before an answer is redirected out of the device: marked for the
+ * egress program, with the mark the kernel gives it (IP4_REPLY_MARK / IP6_REPLY_MARK
+ * with fwmark_reflect off: 0). */
+NS_INLINE void ns_mark_answer(struct __sk_buff *skb)
+{
+	skb->tc_index = NS_ANSWER_TC_INDEX;
+	skb->mark = 0;
+}
+
+/* At TC egress: whether the packet is a marked answer (the mark is cleared, so that it
+ * does not leave with the packet). */
+NS_INLINE int ns_take_answer_mark(struct __sk_buff *skb)
+{
+	if (skb->tc_index != NS_ANSWER_TC_INDEX)
+		return 0;
+	skb->tc_index = 0;
+	return 1;
+}
+
 #endif

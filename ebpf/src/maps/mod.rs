@@ -137,6 +137,9 @@ pub const FEATURE_RESIDUAL: u32 = 1 << 6;
 /// Some residual program reads the packet as netdev chains see it
 /// ([`crate::residual::Insn::NetdevView`]); off, the verifier prunes that code.
 pub const FEATURE_NETDEV_VIEW: u32 = 1 << 7;
+/// Answers redirected at TC ingress are marked for the egress programs
+/// ([`crate::ir::Program::mark_answers`]).
+pub const FEATURE_MARK_ANSWERS: u32 = 1 << 8;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].
