@@ -2,10 +2,13 @@
 //! (setns at start), because aya resolves interface names and TCX attaches by ifindex
 //! in the calling thread's namespace; it owns every program and link there.
 //!
-//! A ruleset change is a new [`Generation`]: all programs are loaded and their maps
-//! filled beside the live ones, then every attached TCX link is switched to its new
-//! program with `BPF_LINK_UPDATE` (atomic per interface and direction: a packet runs
-//! either the old or the new program), and only then are the old programs dropped.
+//! A ruleset change is a new [`Generation`]: its programs are prepared beside the live
+//! ones, then every attached TCX link is switched to its new program with
+//! `BPF_LINK_UPDATE` (atomic per interface and direction: a packet runs either the old
+//! or the new program). A program is prepared by rewriting, in place, the maps of one the
+//! previous switch retired (only the entries that differ; see `nftshim_ebpf::image`), or
+//! by loading a fresh one when no spare has the same constants and room. The programs
+//! this switch retires become the next commit's spares.
 //! Link and address events over rtnetlink re-read the facts and, when they changed,
 //! build and switch to a new generation the same way, so new interfaces are covered
 //! as soon as the kernel announces them.
