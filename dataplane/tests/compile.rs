@@ -812,7 +812,11 @@ fn arp_guarded(p: &nftshim_ebpf::ir::Program) -> (usize, usize) {
     let rules = p.base_chains.iter().flat_map(|c| &c.rules);
     let guarded = rules
         .clone()
-        .filter(|r| r.matches.iter().any(|m| m.test == Test::ArpHook && !m.negated))
+        .filter(|r| {
+            r.matches
+                .iter()
+                .any(|m| m.test == Test::ArpHook && !m.negated)
+        })
         .count();
     (guarded, rules.count())
 }
@@ -888,10 +892,13 @@ fn netdev_chains_read_headers_in_the_netdev_view() {
     }
     // The same match in an ip table is still indexed by LBVS.
     let input = chain(Family::Ip, Hook::Input);
-    assert!(input.rules[0]
-        .matches
-        .iter()
-        .all(|m| !matches!(m, SymMatch::Ir(Match { test: Test::Residual(_), .. }))));
+    assert!(input.rules[0].matches.iter().all(|m| !matches!(
+        m,
+        SymMatch::Ir(Match {
+            test: Test::Residual(_),
+            ..
+        })
+    )));
 
     // Evaluated on frames as the kernel's netdev ingress sees them.
     let plan = instantiate(&p, &facts()).unwrap();

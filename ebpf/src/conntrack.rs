@@ -355,10 +355,8 @@ impl Tracker {
         }
         let tracked = self.track_packet(p, now);
         if let Some(d) = datagram {
-            self.fragments.insert(
-                d,
-                (tracked.fields.state, tracked.key, tracked.fields.conn),
-            );
+            self.fragments
+                .insert(d, (tracked.fields.state, tracked.key, tracked.fields.conn));
         }
         tracked
     }

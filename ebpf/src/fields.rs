@@ -112,9 +112,7 @@ impl CtConn {
         let l4 = match icmp {
             Some((query, answer, code)) => [[s0, s1, query, code], [s0, s1, answer, code]],
             // The protocols nf_conntrack keys by ports (DCCP has no tracker in 6.18).
-            None if matches!(proto, 6 | 17 | 136 | 132) => {
-                [[s0, s1, d0, d1], [d0, d1, s0, s1]]
-            }
+            None if matches!(proto, 6 | 17 | 136 | 132) => [[s0, s1, d0, d1], [d0, d1, s0, s1]],
             None => [[0; 4]; 2],
         };
         CtConn {
@@ -146,7 +144,11 @@ impl CtFields {
         let v4 = c.src.is_ipv4();
         let d = reply as usize;
         // Direction d's tuple: the original one, or it inverted.
-        let (src, dst) = if reply { (c.dst, c.src) } else { (c.src, c.dst) };
+        let (src, dst) = if reply {
+            (c.dst, c.src)
+        } else {
+            (c.src, c.dst)
+        };
         Some(match key {
             State => unreachable!(),
             Direction => vec![c.reply as u8],

@@ -121,7 +121,8 @@ const ARRAY_MAPS: [&str; 5] = [
     "icmp_vec",
     "ctstate_vec",
 ];
-pub(crate) const HASH_MAPS: [&str; 5] = ["iif_vec", "oif_vec", "mark0_vec", "mark1_vec", "ctmark_vec"];
+pub(crate) const HASH_MAPS: [&str; 5] =
+    ["iif_vec", "oif_vec", "mark0_vec", "mark1_vec", "ctmark_vec"];
 
 fn lpm_keys(e: &LpmEntries) -> [Vec<(Prefix, u32)>; 2] {
     [
@@ -155,8 +156,16 @@ impl Image {
         fits(c.ncounters(), cap.counters, "counters")?;
         fits(c.chains.len(), cap.chains, "chains")?;
         fits(rule_ext.len(), cap.rule_ext, "rule checks")?;
-        fits(c.residual_insns.len(), cap.residual_insns, "residual programs")?;
-        fits(c.residual_elems.len(), cap.residual_elems, "residual elements")?;
+        fits(
+            c.residual_insns.len(),
+            cap.residual_insns,
+            "residual programs",
+        )?;
+        fits(
+            c.residual_elems.len(),
+            cap.residual_elems,
+            "residual elements",
+        )?;
         let lpm_new = {
             let [s4, s6] = lpm_keys(&c.saddr);
             let [d4, d6] = lpm_keys(&c.daddr);
@@ -186,7 +195,8 @@ impl Image {
             sets: c.set_entries.iter().copied().collect(),
             ..Image::default()
         };
-        next.blocks.resize(next.blocks.len().max(cap.blocks as usize), None);
+        next.blocks
+            .resize(next.blocks.len().max(cap.blocks as usize), None);
         for (logical, &slot) in block_slot.iter().enumerate().skip(1) {
             let words = &c.blocks[logical * BLOCK_WORDS..(logical + 1) * BLOCK_WORDS];
             let cell = &mut next.blocks[slot as usize];
@@ -195,7 +205,8 @@ impl Image {
             }
         }
         let nblocks = c.live.nblocks as usize;
-        next.rows.resize(next.rows.len().max(cap.rows as usize), Vec::new());
+        next.rows
+            .resize(next.rows.len().max(cap.rows as usize), Vec::new());
         for (logical, &id) in vector_id.iter().enumerate() {
             next.rows[id as usize] = c.vector_blocks[logical * nblocks..(logical + 1) * nblocks]
                 .iter()
@@ -340,8 +351,7 @@ impl Image {
             }
         }
         {
-            let mut index: Array<&mut MapData, u32> =
-                Array::try_from(map(ebpf, "vector_blocks")?)?;
+            let mut index: Array<&mut MapData, u32> = Array::try_from(map(ebpf, "vector_blocks")?)?;
             for (id, row) in next.rows.iter().enumerate() {
                 let old = self.rows.get(id);
                 for (b, &slot) in row.iter().enumerate() {
@@ -360,7 +370,9 @@ impl Image {
         }
         for (i, name) in LPM_MAPS.iter().enumerate() {
             writes += if i % 2 == 0 {
-                write_lpm(ebpf, name, &self.lpm[i], &next.lpm[i], |a| (a as u32).to_be())?
+                write_lpm(ebpf, name, &self.lpm[i], &next.lpm[i], |a| {
+                    (a as u32).to_be()
+                })?
             } else {
                 write_lpm(ebpf, name, &self.lpm[i], &next.lpm[i], |a| a.to_be_bytes())?
             };
@@ -368,8 +380,18 @@ impl Image {
         writes += write_array(ebpf, "rules", &self.rules, &next.rules)?;
         writes += write_array(ebpf, "chains", &self.chains, &next.chains)?;
         writes += write_array(ebpf, "rule_ext", &self.rule_ext, &next.rule_ext)?;
-        writes += write_array(ebpf, "residual_insns", &self.residual_insns, &next.residual_insns)?;
-        writes += write_array(ebpf, "residual_elems", &self.residual_elems, &next.residual_elems)?;
+        writes += write_array(
+            ebpf,
+            "residual_insns",
+            &self.residual_insns,
+            &next.residual_insns,
+        )?;
+        writes += write_array(
+            ebpf,
+            "residual_elems",
+            &self.residual_elems,
+            &next.residual_elems,
+        )?;
         Ok(writes)
     }
 

@@ -11,11 +11,11 @@ use aya::programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp}
 use aya::{include_bytes_aligned, Ebpf, EbpfLoader, Pod};
 
 use crate::conntrack::Timeouts;
+use crate::image::{self, Capacity, Image, NoRoom};
 use crate::ir::{SetElement, Verdict};
 use crate::maps::checks::{BpfLimit, BpfQuota, BpfResidualElem, BpfResidualInsn, BpfRuleExt};
 use crate::maps::checks::{CHECK_LIMIT, CHECK_QUOTA};
 use crate::maps::sets::{self, SetEntry, SetIds};
-use crate::image::{self, Capacity, Image, NoRoom};
 use crate::maps::{BpfChain, BpfConfig, BpfLive, BpfRule, CompiledProgram};
 use crate::shared::{SharedState, SHARED_CT_MAX, SHARED_MAPS, SHARED_SLOTS};
 
@@ -427,7 +427,11 @@ impl LoadedProgram {
 
     /// [`Self::patch_shared`] for a program with maps of its own: its limits and
     /// quotas start afresh.
-    pub fn patch(&mut self, chain: &CompiledProgram, options: LoadOptions) -> Result<u64, LoadError> {
+    pub fn patch(
+        &mut self,
+        chain: &CompiledProgram,
+        options: LoadOptions,
+    ) -> Result<u64, LoadError> {
         self.check_constants(chain, &options)?;
         let writes = self.rewrite(chain, chain.rule_ext.clone())?;
         fill_pod_array(&mut self.ebpf, "limits", &full_buckets(chain))?;
@@ -435,7 +439,11 @@ impl LoadedProgram {
         Ok(writes)
     }
 
-    fn check_constants(&self, chain: &CompiledProgram, options: &LoadOptions) -> Result<(), LoadError> {
+    fn check_constants(
+        &self,
+        chain: &CompiledProgram,
+        options: &LoadOptions,
+    ) -> Result<(), LoadError> {
         if Self::constants(chain, options, self.caps.stride) == self.config {
             Ok(())
         } else {
@@ -444,7 +452,11 @@ impl LoadedProgram {
     }
 
     /// Writes what differs between the maps' image and `chain`'s.
-    fn rewrite(&mut self, chain: &CompiledProgram, rule_ext: Vec<BpfRuleExt>) -> Result<u64, LoadError> {
+    fn rewrite(
+        &mut self,
+        chain: &CompiledProgram,
+        rule_ext: Vec<BpfRuleExt>,
+    ) -> Result<u64, LoadError> {
         let next = self.image.successor(chain, &rule_ext, &self.caps)?;
         let mut writes = self
             .image
@@ -824,7 +836,11 @@ fn read_counters(map: &MapData, n: u32) -> std::io::Result<Vec<Counter>> {
     let fd = map.fd().as_fd().as_raw_fd();
     while done < n as usize {
         let mut attr = BatchAttr {
-            in_batch: if done == 0 { 0 } else { &mut start as *mut u32 as u64 },
+            in_batch: if done == 0 {
+                0
+            } else {
+                &mut start as *mut u32 as u64
+            },
             out_batch: &mut next as *mut u32 as u64,
             keys: keys[done..].as_mut_ptr() as u64,
             values: values[done * cpus..].as_mut_ptr() as u64,

@@ -530,7 +530,9 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             store(regs, *dreg, &value);
             true
         }
-        Insn::Ct { key, reply, dreg, .. } => match m.ct.key_value(*key, *reply) {
+        Insn::Ct {
+            key, reply, dreg, ..
+        } => match m.ct.key_value(*key, *reply) {
             Some(value) => {
                 store(regs, *dreg, &value);
                 true

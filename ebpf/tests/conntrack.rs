@@ -146,8 +146,18 @@ fn ct_keys_program() -> Program {
         key(CtKey::Labels, false, 16, vec![0; 16]),
         key(CtKey::Helper, false, 16, vec![0; 16]),
         key(CtKey::State, false, 4, ct_state::NEW.to_ne_bytes().to_vec()),
-        key(CtKey::State, false, 4, ct_state::INVALID.to_ne_bytes().to_vec()),
-        key(CtKey::Status, false, 4, ct_status::CONFIRMED.to_ne_bytes().to_vec()),
+        key(
+            CtKey::State,
+            false,
+            4,
+            ct_state::INVALID.to_ne_bytes().to_vec(),
+        ),
+        key(
+            CtKey::Status,
+            false,
+            4,
+            ct_status::CONFIRMED.to_ne_bytes().to_vec(),
+        ),
         key(CtKey::Mark, false, 4, vec![0; 4]),
         // Dropped: new UDP to 99 is never confirmed.
         Rule::new(

@@ -103,7 +103,9 @@ fn one_rule_appended_to_10000_writes_only_what_changed() {
     check.finish().unwrap();
 
     // And back: the rule deleted again writes as little.
-    let writes = loaded.patch(&compile(&before).unwrap(), LoadOptions::default()).unwrap();
+    let writes = loaded
+        .patch(&compile(&before).unwrap(), LoadOptions::default())
+        .unwrap();
     assert!(writes * 100 < full_load, "deleting it wrote {writes}");
     agrees(&loaded, &before, &[0, n / 2, n - 1, n + 7]);
 }
@@ -111,11 +113,16 @@ fn one_rule_appended_to_10000_writes_only_what_changed() {
 #[test]
 fn patched_programs_agree_after_inserts_deletes_and_replacements() {
     let base: Vec<Rule> = (0..300).map(rule).collect();
-    let Some(mut loaded) = load_or_skip(&compile(&chain(base.clone())).unwrap(), LoadOptions::default())
-    else {
+    let Some(mut loaded) = load_or_skip(
+        &compile(&chain(base.clone())).unwrap(),
+        LoadOptions::default(),
+    ) else {
         return;
     };
-    let probes: Vec<usize> = (0..320).step_by(7).chain([0, 1, 150, 299, 300, 310]).collect();
+    let probes: Vec<usize> = (0..320)
+        .step_by(7)
+        .chain([0, 1, 150, 299, 300, 310])
+        .collect();
     // Insert at the front (every rule's bit moves), delete from the middle, replace
     // a rule by one of another value, drop half the rules, grow past the first block.
     let mut front = base.clone();
@@ -150,7 +157,9 @@ fn a_program_with_other_constants_is_not_patched() {
     };
     // A new dimension (the output interface) changes what the verifier saw.
     let mut other = c.clone();
-    other.rules.push(Rule::new(vec![Match::is(Test::Oif(vec![3]))], Action::Drop));
+    other
+        .rules
+        .push(Rule::new(vec![Match::is(Test::Oif(vec![3]))], Action::Drop));
     let err = loaded
         .patch(&compile(&other).unwrap(), LoadOptions::default())
         .unwrap_err();

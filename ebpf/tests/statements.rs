@@ -388,8 +388,18 @@ fn mark_statements_with_and_xor_agree_with_the_reference() {
     // (frame, meta mark in, conntrack state and ct mark the packet meets, expected
     // verdict and mark out)
     let cases = [
-        (frames::tcp(a, b, 40000, 80, SYN), 0x102, (ct_state::NEW, 0), (Verdict::Accept, 0x1081)),
-        (frames::tcp(a, b, 40001, 81, SYN), 0, (ct_state::NEW, 0), (Verdict::Drop, 0x1001)),
+        (
+            frames::tcp(a, b, 40000, 80, SYN),
+            0x102,
+            (ct_state::NEW, 0),
+            (Verdict::Accept, 0x1081),
+        ),
+        (
+            frames::tcp(a, b, 40001, 81, SYN),
+            0,
+            (ct_state::NEW, 0),
+            (Verdict::Drop, 0x1001),
+        ),
         (
             frames::tcp(b, a, 80, 40000, SYN | ACK),
             0,
@@ -397,7 +407,12 @@ fn mark_statements_with_and_xor_agree_with_the_reference() {
             (Verdict::Accept, 0x1081),
         ),
         // Invalid (no flags): no connection, no ct mark; only the policy.
-        (frames::tcp(a, b, 40002, 80, 0), 7, (ct_state::INVALID, 0), (Verdict::Drop, 7)),
+        (
+            frames::tcp(a, b, 40002, 80, 0),
+            7,
+            (ct_state::INVALID, 0),
+            (Verdict::Drop, 7),
+        ),
     ];
     for (frame, mark, (state, ct_mark), want) in cases {
         let meta = SkbMeta {

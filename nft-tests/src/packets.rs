@@ -923,7 +923,7 @@ fn flush_conntrack() -> io::Result<()> {
     msg.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
     msg.extend_from_slice(&1u32.to_ne_bytes()); // sequence
     msg.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
-    // nfgenmsg: AF_UNSPEC (every family), NFNETLINK_V0, resource id 0.
+                                                // nfgenmsg: AF_UNSPEC (every family), NFNETLINK_V0, resource id 0.
     msg.extend_from_slice(&[0, 0, 0, 0]);
     // SAFETY: msg is valid for its length.
     if unsafe { libc::send(s.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) } < 0 {

@@ -83,8 +83,7 @@ fn adding_a_rule_to_10000_rewrites_only_what_changed() {
         .into_iter()
         .filter(|p| matches!(p.l4, packets::L4::Tcp { .. }))
         .collect();
-    let outcome =
-        packets::run_ruleset(&kernel, &shim, &sides, &large_ruleset(), &probes).unwrap();
+    let outcome = packets::run_ruleset(&kernel, &shim, &sides, &large_ruleset(), &probes).unwrap();
     assert!(
         matches!(outcome, Outcome::Passed { .. }),
         "the 10,000-rule ruleset: {outcome:?}\n{}",
@@ -98,19 +97,30 @@ fn adding_a_rule_to_10000_rewrites_only_what_changed() {
     let both = |args: &[&str]| {
         for side in [&sides.kernel, &sides.shim] {
             let out = side.run(args);
-            assert!(out.success(), "nft {args:?}: {out:?}\n{}", daemon.log_tail(20));
+            assert!(
+                out.success(),
+                "nft {args:?}: {out:?}\n{}",
+                daemon.log_tail(20)
+            );
         }
     };
     // The first change after a load may load afresh (no spare program exists yet);
     // from then on every change rewrites the spare in place.
-    both(&["add", "rule", "inet", "filter", "input", "tcp", "dport", "8000", "drop"]);
+    both(&[
+        "add", "rule", "inet", "filter", "input", "tcp", "dport", "8000", "drop",
+    ]);
     same_fates(&kernel, &shim, &probes, "after the first added rule");
     for (i, port) in ["8001", "8050", "443"].iter().enumerate() {
         let before = dataplane_status(&bins, &daemon, &shim_ns);
-        both(&["add", "rule", "inet", "filter", "input", "tcp", "dport", port, "drop"]);
+        both(&[
+            "add", "rule", "inet", "filter", "input", "tcp", "dport", port, "drop",
+        ]);
         let after = dataplane_status(&bins, &daemon, &shim_ns);
         let writes = after.map_writes - before.map_writes;
-        eprintln!("rule {i} added: {writes} map writes ({after:?}; the load wrote {})", full.map_writes);
+        eprintln!(
+            "rule {i} added: {writes} map writes ({after:?}; the load wrote {})",
+            full.map_writes
+        );
         assert_eq!(after.loads, before.loads, "no program loaded for one rule");
         assert!(after.patches > before.patches, "{before:?} -> {after:?}");
         assert!(
@@ -118,11 +128,18 @@ fn adding_a_rule_to_10000_rewrites_only_what_changed() {
             "one rule wrote {writes} map entries, the whole ruleset {}",
             full.map_writes
         );
-        same_fates(&kernel, &shim, &probes, &format!("after adding tcp dport {port} drop"));
+        same_fates(
+            &kernel,
+            &shim,
+            &probes,
+            &format!("after adding tcp dport {port} drop"),
+        );
     }
 
     // Deleting the last rule again: same story.
-    let listed = sides.shim.run(&["-a", "list", "chain", "inet", "filter", "input"]);
+    let listed = sides
+        .shim
+        .run(&["-a", "list", "chain", "inet", "filter", "input"]);
     let handle = listed
         .stdout
         .lines()
@@ -130,7 +147,9 @@ fn adding_a_rule_to_10000_rewrites_only_what_changed() {
         .find_map(|l| l.trim().strip_prefix("tcp dport 443 drop # handle "))
         .expect("the added rule is listed")
         .to_string();
-    let klisted = sides.kernel.run(&["-a", "list", "chain", "inet", "filter", "input"]);
+    let klisted = sides
+        .kernel
+        .run(&["-a", "list", "chain", "inet", "filter", "input"]);
     let khandle = klisted
         .stdout
         .lines()
@@ -140,14 +159,22 @@ fn adding_a_rule_to_10000_rewrites_only_what_changed() {
         .to_string();
     assert_eq!(handle, khandle, "handles are the kernel's");
     let before = dataplane_status(&bins, &daemon, &shim_ns);
-    both(&["delete", "rule", "inet", "filter", "input", "handle", &handle]);
+    both(&[
+        "delete", "rule", "inet", "filter", "input", "handle", &handle,
+    ]);
     let after = dataplane_status(&bins, &daemon, &shim_ns);
-    assert_eq!(after.loads, before.loads, "no program loaded to delete a rule");
+    assert_eq!(
+        after.loads, before.loads,
+        "no program loaded to delete a rule"
+    );
     assert!(after.patches > before.patches, "{before:?} -> {after:?}");
     // The spare program still holds the ruleset of before the last addition, which is
     // the one now: it may have nothing to write at all.
     let writes = after.map_writes - before.map_writes;
-    assert!(writes * 100 < full.map_writes, "deleting wrote {writes} entries: {after:?}");
+    assert!(
+        writes * 100 < full.map_writes,
+        "deleting wrote {writes} entries: {after:?}"
+    );
     same_fates(&kernel, &shim, &probes, "after deleting tcp dport 443 drop");
     packets::flush(&sides);
 }

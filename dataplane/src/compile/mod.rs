@@ -408,7 +408,9 @@ fn hook_of(family: Family, base: &BaseChain) -> Result<Hook, String> {
         (Family::Netdev, _) => Err("unknown netdev hook".into()),
         (Family::Arp, NF_ARP_IN) => Ok(Hook::Input),
         (Family::Arp, NF_ARP_OUT) => Ok(Hook::Output),
-        (Family::Arp, _) => Err("the arp forward hook is not supported by the eBPF data plane".into()),
+        (Family::Arp, _) => {
+            Err("the arp forward hook is not supported by the eBPF data plane".into())
+        }
         (_, NF_INET_PRE_ROUTING) => Ok(Hook::Prerouting),
         (_, NF_INET_LOCAL_IN) => Ok(Hook::Input),
         (_, NF_INET_FORWARD) => Ok(Hook::Forward),

@@ -205,9 +205,11 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
             // Every header test of a netdev rule is residual: with statements or a
             // reject the BPF program exceeds the 512-byte stack, and the kernel
             // refuses it (after seconds of verification).
-            return Err("statements and reject in netdev rules that test packet headers \
+            return Err(
+                "statements and reject in netdev rules that test packet headers \
                         are not supported by the eBPF data plane (BPF stack limit)"
-                .into());
+                    .into(),
+            );
         }
         st.matches
             .push(SymMatch::Ir(Match::is(Test::Residual(program))));
@@ -397,7 +399,8 @@ impl RuleState<'_, '_> {
                     key,
                     MetaKey::Len | MetaKey::Protocol | MetaKey::L4proto | MetaKey::Nfproto
                 );
-                if matches!(key, MetaKey::Len | MetaKey::Protocol) || (parsed && self.netdev_view()) {
+                if matches!(key, MetaKey::Len | MetaKey::Protocol) || (parsed && self.netdev_view())
+                {
                     // Only residual programs test these.
                     self.forget(dreg, len);
                 } else {

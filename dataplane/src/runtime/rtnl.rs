@@ -284,13 +284,16 @@ fn link_info(body: &[u8]) -> LinkInfo {
         .find(|a| a.id() == IFLA_MASTER && a.value.len() == 4)
         .map(|a| u32::from_ne_bytes([a.value[0], a.value[1], a.value[2], a.value[3]]))
         .filter(|&m| m != 0);
-    let kind = attrs.iter().find(|a| a.id() == IFLA_LINKINFO).and_then(|info| {
-        let (nested, _) = parse_attrs_lenient(&info.value);
-        nested.iter().find(|a| a.id() == IFLA_INFO_KIND).map(|k| {
-            let name = k.value.split(|&b| b == 0).next().unwrap_or(&[]);
-            String::from_utf8_lossy(name).into_owned()
-        })
-    });
+    let kind = attrs
+        .iter()
+        .find(|a| a.id() == IFLA_LINKINFO)
+        .and_then(|info| {
+            let (nested, _) = parse_attrs_lenient(&info.value);
+            nested.iter().find(|a| a.id() == IFLA_INFO_KIND).map(|k| {
+                let name = k.value.split(|&b| b == 0).next().unwrap_or(&[]);
+                String::from_utf8_lossy(name).into_owned()
+            })
+        });
     LinkInfo {
         index,
         ether: ifi_type == ARPHRD_ETHER,
@@ -305,12 +308,15 @@ fn link_info(body: &[u8]) -> LinkInfo {
 /// rx_handler takes its frames (bridge, bond, team: ARP runs on the master; a VRF's
 /// ports keep theirs).
 fn no_arp(links: &[LinkInfo]) -> std::collections::BTreeSet<u32> {
-    let kind_of = |i: u32| links.iter().find(|l| l.index == i).and_then(|l| l.kind.as_deref());
+    let kind_of = |i: u32| {
+        links
+            .iter()
+            .find(|l| l.index == i)
+            .and_then(|l| l.kind.as_deref())
+    };
     links
         .iter()
-        .filter(|l| {
-            !l.ether || l.noarp || l.master.is_some_and(|m| kind_of(m) != Some("vrf"))
-        })
+        .filter(|l| !l.ether || l.noarp || l.master.is_some_and(|m| kind_of(m) != Some("vrf")))
         .map(|l| l.index)
         .collect()
 }
@@ -329,13 +335,13 @@ mod tests {
             kind: kind.map(str::to_string),
         };
         let links = [
-            link(1, false, true, None, None),          // lo
-            link(2, true, false, None, Some("veth")),  // plain
+            link(1, false, true, None, None),         // lo
+            link(2, true, false, None, Some("veth")), // plain
             link(3, true, false, None, Some("bridge")),
             link(4, true, false, Some(3), Some("veth")), // bridge port
             link(5, true, false, None, Some("vrf")),
             link(6, true, false, Some(5), Some("veth")), // vrf port
-            link(7, true, true, None, Some("veth")),  // ip link set noarp on
+            link(7, true, true, None, Some("veth")),     // ip link set noarp on
             link(8, false, false, None, Some("ipip")),
         ];
         let skipped: Vec<u32> = no_arp(&links).into_iter().collect();

@@ -411,7 +411,9 @@ impl<'a, V> ClassVectors<'a, V> {
     /// The vector of a class of `kind` contained by the predicates entered so far.
     fn current(&mut self, kind: u8) -> Vec<u64> {
         let mut v = self.base[kind as usize].clone();
-        let entered: Vec<usize> = (0..self.inside.len()).filter(|&p| self.inside[p] > 0).collect();
+        let entered: Vec<usize> = (0..self.inside.len())
+            .filter(|&p| self.inside[p] > 0)
+            .collect();
         self.generation += 1;
         for p in entered {
             let rule = self.dim.preds[p].rule;
@@ -525,14 +527,24 @@ fn build_lpm(dim: &DimPreds<AddrSet>, table: &mut VectorTable) -> (LpmEntries, u
     let mut entries = LpmEntries::default();
     let mut nets4: Vec<Ipv4Net> = by_net4.keys().copied().collect();
     nets4.sort();
-    entries.v4 = lpm_classes(&mut classes, table, KIND_V4, &nets4, |n| &by_net4[n], |a, b| {
-        a.contains(b)
-    });
+    entries.v4 = lpm_classes(
+        &mut classes,
+        table,
+        KIND_V4,
+        &nets4,
+        |n| &by_net4[n],
+        |a, b| a.contains(b),
+    );
     let mut nets6: Vec<Ipv6Net> = by_net6.keys().copied().collect();
     nets6.sort();
-    entries.v6 = lpm_classes(&mut classes, table, KIND_V6, &nets6, |n| &by_net6[n], |a, b| {
-        a.contains(b)
-    });
+    entries.v6 = lpm_classes(
+        &mut classes,
+        table,
+        KIND_V6,
+        &nets6,
+        |n| &by_net6[n],
+        |a, b| a.contains(b),
+    );
     let absent = table.intern(classes.wild.clone());
     (entries, absent)
 }

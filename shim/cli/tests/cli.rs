@@ -182,7 +182,20 @@ fn status_shows_the_report_and_warns_when_nothing_is_enforced() {
     let unnamed: Vec<&str> = unnamed.split_whitespace().collect();
     assert!(
         unnamed == ["-", "4026531840", "1", "-", "-", "-", "-", "-", "-"]
-            || unnamed == ["-", "(this", "one)", "4026531840", "1", "-", "-", "-", "-", "-", "-"],
+            || unnamed
+                == [
+                    "-",
+                    "(this",
+                    "one)",
+                    "4026531840",
+                    "1",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-"
+                ],
         "{unnamed:?}"
     );
     assert!(

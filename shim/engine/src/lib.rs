@@ -47,7 +47,9 @@ mod txn;
 mod validate;
 mod xt;
 
-pub use dataplane::{CountDelta, CounterRef, Dataplane, DataplaneError, DataplaneStats, NoDataplane};
+pub use dataplane::{
+    CountDelta, CounterRef, Dataplane, DataplaneError, DataplaneStats, NoDataplane,
+};
 pub use view::RulesetView;
 
 use std::collections::BTreeMap;
