@@ -805,9 +805,14 @@ pub fn observe(t: &Topology, probes: &[Probe]) -> anyhow::Result<Fates> {
     })
 }
 
-/// Frames on p0 (peer side), as if they came from the wire.
-fn inject(batch: &[&Probe]) -> io::Result<()> {
-    let s = socket(libc::AF_PACKET, libc::SOCK_RAW, 0)?;
+/// A packet socket bound to peer's `p0` for frames of `protocol` (host order; 0: only
+/// for sending), with `flags` added to SOCK_RAW.
+fn p0_packet_socket(protocol: u16, flags: i32) -> io::Result<OwnedFd> {
+    let s = socket(
+        libc::AF_PACKET,
+        libc::SOCK_RAW | flags,
+        i32::from(protocol.to_be()),
+    )?;
     let name = std::ffi::CString::new("p0").expect("literal");
     // SAFETY: if_nametoindex on a NUL-terminated name.
     let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
@@ -817,6 +822,7 @@ fn inject(batch: &[&Probe]) -> io::Result<()> {
     // SAFETY: zeroed sockaddr_ll is valid; fields set below.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = protocol.to_be();
     addr.sll_ifindex = ifindex as i32;
     // SAFETY: addr is a valid sockaddr_ll.
     if unsafe {
@@ -829,6 +835,12 @@ fn inject(batch: &[&Probe]) -> io::Result<()> {
     {
         return Err(io::Error::last_os_error());
     }
+    Ok(s)
+}
+
+/// Frames on p0 (peer side), as if they came from the wire.
+fn inject(batch: &[&Probe]) -> io::Result<()> {
+    let s = p0_packet_socket(0, 0)?;
     for p in batch {
         let frame = reshape(build(p, Some((MAC_PEER, MAC_FW0))), p.shape);
         // SAFETY: frame is valid for its length.

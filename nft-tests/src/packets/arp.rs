@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{in_netns, ip, send_raw, socket, sysctl, Path, Probe, Topology, L4, MAC_FW0, MAC_PEER};
+use super::{in_netns, ip, send_raw, sysctl, Path, Probe, Topology, L4, MAC_FW0, MAC_PEER};
 
 const ETH_P_ARP: u16 = 0x0806;
 const ARPOP_REQUEST: u16 = 1;
@@ -112,34 +112,7 @@ pub(super) fn observe(
 
 /// A non-blocking packet socket of peer for ARP frames on `p0` (both directions).
 fn arp_socket() -> io::Result<OwnedFd> {
-    let s = socket(
-        libc::AF_PACKET,
-        libc::SOCK_RAW | libc::SOCK_NONBLOCK,
-        i32::from(ETH_P_ARP.to_be()),
-    )?;
-    let name = std::ffi::CString::new("p0").expect("literal");
-    // SAFETY: if_nametoindex on a NUL-terminated name.
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if ifindex == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: zeroed sockaddr_ll is valid; fields set below.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = ETH_P_ARP.to_be();
-    addr.sll_ifindex = ifindex as i32;
-    // SAFETY: addr is a valid sockaddr_ll.
-    let rc = unsafe {
-        libc::bind(
-            s.as_raw_fd(),
-            &addr as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(s)
+    super::p0_packet_socket(ETH_P_ARP, libc::SOCK_NONBLOCK)
 }
 
 /// The requests, as peer's broadcast ARP requests for the probe's destination.
