@@ -923,6 +923,38 @@ pub struct Sides {
     pub shim: crate::nft::NftSide,
 }
 
+impl Sides {
+    /// `nft` (or another front-end) in the `fw` namespaces: the kernel's, and the shim
+    /// one's through the interposer to `daemon`.
+    pub fn new(
+        kernel: &Topology,
+        shim: &Topology,
+        preload: &std::path::Path,
+        daemon: &std::path::Path,
+        nft: &std::path::Path,
+        limit: Duration,
+    ) -> Sides {
+        use crate::nft::{NftSide, Target};
+        Sides {
+            kernel: NftSide {
+                netns: kernel.fw.name().to_string(),
+                target: Target::Kernel,
+                nft: nft.into(),
+                limit,
+            },
+            shim: NftSide {
+                netns: shim.fw.name().to_string(),
+                target: Target::Shim {
+                    preload: preload.into(),
+                    socket: daemon.into(),
+                },
+                nft: nft.into(),
+                limit,
+            },
+        }
+    }
+}
+
 /// Empties the current namespace's conntrack table (ctnetlink IPCTNL_MSG_CT_DELETE
 /// without a tuple, for every family).
 fn flush_conntrack() -> io::Result<()> {

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use nft_tests::bins::Binaries;
 use nft_tests::daemon::Daemon;
-use nft_tests::nft::{NftSide, Target};
 use nft_tests::packets::{self, Outcome, Sides, Topology};
 use nftshim_ipc::{DataplaneStatus, StatusReport};
 
@@ -60,24 +59,14 @@ fn adding_a_rule_to_10000_rewrites_only_what_changed() {
     let shim = Topology::create("nftshim-inc", "s").unwrap();
     // Declared after the namespaces: dropped (killed) first, so it lets go of them.
     let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
-    let limit = Duration::from_secs(60);
-    let sides = Sides {
-        kernel: NftSide {
-            netns: kernel.fw.name().to_string(),
-            target: Target::Kernel,
-            nft: "nft".into(),
-            limit,
-        },
-        shim: NftSide {
-            netns: shim.fw.name().to_string(),
-            target: Target::Shim {
-                preload: bins.preload.clone(),
-                socket: daemon.socket().into(),
-            },
-            nft: "nft".into(),
-            limit,
-        },
-    };
+    let sides = Sides::new(
+        &kernel,
+        &shim,
+        &bins.preload,
+        daemon.socket(),
+        "nft".as_ref(),
+        Duration::from_secs(60),
+    );
     // TCP probes only: they are the ones the added rules decide.
     let probes: Vec<_> = packets::corpus()
         .into_iter()

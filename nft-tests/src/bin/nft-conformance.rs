@@ -224,7 +224,6 @@ fn nft_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn run_packets(args: &Args) -> anyhow::Result<ExitCode> {
-    use nft_tests::nft::NftSide;
     use nft_tests::packets::{self, Outcome, Sides, Topology};
     let files = nft_files(&args.paths)?;
     let bins = Binaries::for_runner(args.nftshimd.clone(), args.preload.clone())?;
@@ -236,23 +235,14 @@ fn run_packets(args: &Args) -> anyhow::Result<ExitCode> {
     let kernel = Topology::create("nftshim-pkt", "k")?;
     let shim = Topology::create("nftshim-pkt", "s")?;
     let limit = Duration::from_secs(args.timeout);
-    let sides = Sides {
-        kernel: NftSide {
-            netns: kernel.fw.name().to_string(),
-            target: Target::Kernel,
-            nft: args.nft.clone(),
-            limit,
-        },
-        shim: NftSide {
-            netns: shim.fw.name().to_string(),
-            target: Target::Shim {
-                preload: bins.preload.clone(),
-                socket: daemon.socket().into(),
-            },
-            nft: args.nft.clone(),
-            limit,
-        },
-    };
+    let sides = Sides::new(
+        &kernel,
+        &shim,
+        &bins.preload,
+        daemon.socket(),
+        &args.nft,
+        limit,
+    );
     let probes = packets::corpus();
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     let (mut agree, mut total) = (0usize, 0usize);
