@@ -356,6 +356,19 @@ fn patch_spare(
     None
 }
 
+/// Returns once every BPF program run that started before has ended: TC programs run
+/// inside RCU read-side sections, and membarrier(MEMBARRIER_CMD_GLOBAL) waits for an RCU
+/// grace period (synchronize_rcu).
+fn wait_for_running_programs() -> io::Result<()> {
+    const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+    // SAFETY: membarrier(2) takes two integers and touches no memory of ours.
+    let rc = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn next_program_id() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -510,6 +523,9 @@ struct State {
     /// Programs the last switch retired: attached nowhere, kept to take a later
     /// ruleset by rewriting their maps (double buffering without reloads).
     retired: Vec<LoadedProg>,
+    /// The retired programs may still be running packets (switched away from since the
+    /// last wait for an RCU grace period).
+    retired_running: bool,
     loads: u64,
     patches: u64,
     map_writes: u64,
@@ -540,6 +556,7 @@ impl State {
             errors: 0,
             carry: Tally::new(),
             retired: Vec::new(),
+            retired_running: false,
             loads: 0,
             patches: 0,
             map_writes: 0,
@@ -689,6 +706,15 @@ impl State {
 
     /// A generation of `program` for the current facts, on the shared maps.
     fn build(&mut self, program: Arc<Program>) -> Result<Generation, DataplaneError> {
+        if self.retired_running && !self.retired.is_empty() {
+            // A packet that entered a retired program before its link switched may
+            // still be running it: its maps are rewritten only after such runs end.
+            if let Err(e) = wait_for_running_programs() {
+                tracing::warn!(netns_cookie = self.key.cookie, error = %e, "cannot wait for running programs; spares dropped");
+                self.retired.clear();
+            }
+        }
+        self.retired_running = false;
         let shared = self
             .shared
             .as_mut()
@@ -833,6 +859,7 @@ impl State {
             }
             // The programs no link runs any more are the next commit's spares.
             self.retired = std::mem::take(&mut old.progs).into_values().collect();
+            self.retired_running = true;
         }
         self.live = Some(next);
         self.generations += 1;
