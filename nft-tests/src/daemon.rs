@@ -139,8 +139,12 @@ fn spawn(
         .create(true)
         .append(true)
         .open(log)?;
-    Command::new(bin)
-        .arg("--socket")
+    let mut cmd = Command::new(bin);
+    // For a closer look at a failing test: NFTSHIMD_LOG_LEVEL=info,nftshim_dataplane=debug.
+    if let Ok(level) = std::env::var("NFTSHIMD_LOG_LEVEL") {
+        cmd.arg("--log-level").arg(level);
+    }
+    cmd.arg("--socket")
         .arg(socket)
         .arg("--state-dir")
         .arg(dir.join("state"))

@@ -117,9 +117,6 @@ fn same_lines_as_the_kernel(program: &str, args: &[&str], rules: &str, keep: fn(
     let probes = packets::corpus();
     packets::run(&kernel, &probes).unwrap();
     packets::run(&shim, &probes).unwrap();
-    // The worker reads events every 100 ms.
-    std::thread::sleep(Duration::from_millis(300));
-    let got = lines_of(&daemon.log_tail(100_000));
     let want = if all_netns {
         let after = dmesg();
         lines_of(after.strip_prefix(dmesg_before.as_str()).unwrap_or(&after))
@@ -128,13 +125,31 @@ fn same_lines_as_the_kernel(program: &str, args: &[&str], rules: &str, keep: fn(
         recorded.retain(|l| keep(l));
         recorded
     };
+    // The worker reads events every 100 ms, and not while it rebuilds programs (an
+    // address change, e.g. a link-local address leaving DAD, rebuilds them): wait for
+    // as many lines as the kernel's, a while.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut got = lines_of(&daemon.log_tail(100_000));
+    while got.len() < want.len() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        got = lines_of(&daemon.log_tail(100_000));
+    }
+    // Late duplicates would show too.
+    std::thread::sleep(Duration::from_millis(200));
+    let got = lines_of(&daemon.log_tail(100_000));
     assert!(!want.is_empty());
     assert_eq!(
         got,
         want,
-        "nftshimd:\n{}\nkernel:\n{}",
+        "nftshimd:\n{}\nkernel:\n{}\nthe daemon's other lines:\n{}",
         got.join("\n"),
-        want.join("\n")
+        want.join("\n"),
+        daemon
+            .log_tail(100_000)
+            .lines()
+            .filter(|l| !l.contains(MARK))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 

@@ -593,6 +593,11 @@ impl State {
                 // SAFETY: reading 8 bytes into a valid buffer from our eventfd.
                 unsafe { libc::read(wake.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
             }
+            // Before a command or an address change rebuilds programs (which can take
+            // a while), and again after it.
+            if let Some(g) = self.live.as_ref() {
+                write_logs(self.key, &self.facts, g.progs.values());
+            }
             loop {
                 match commands.try_recv() {
                     Ok(c) => self.handle(c),
