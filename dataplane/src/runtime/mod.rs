@@ -37,6 +37,9 @@ pub struct EbpfDataplane {
     worker: Mutex<Option<Worker>>,
     /// Counts of a worker that stopped, not yet handed to the engine.
     carry: Vec<CountDelta>,
+    /// What the last `check` decompiled (None: it refused), for the `apply_checked`
+    /// that follows: a commit decompiles its ruleset once.
+    checked: Mutex<Option<Arc<Program>>>,
 }
 
 impl EbpfDataplane {
@@ -45,6 +48,7 @@ impl EbpfDataplane {
             key,
             worker: Mutex::new(None),
             carry: Vec::new(),
+            checked: Mutex::new(None),
         }
     }
 
@@ -109,7 +113,23 @@ impl Dataplane for EbpfDataplane {
     }
 
     fn apply(&mut self, committed: &RulesetView<'_>) {
-        self.apply_inner(committed)
+        self.checked_program().take();
+        match decompile(committed) {
+            Ok(program) => self.enforce(Arc::new(program)),
+            Err(e) => {
+                // `check` accepted this very ruleset; only a restored one gets here.
+                tracing::error!(netns_cookie = self.key.cookie, error = %e, "ruleset NOT enforced: the eBPF data plane refuses it");
+                self.enforce(Arc::new(Program::default()))
+            }
+        }
+    }
+
+    fn apply_checked(&mut self, committed: &RulesetView<'_>) {
+        let checked = self.checked_program().take();
+        match checked {
+            Some(program) => self.enforce(program),
+            None => self.apply(committed),
+        }
     }
 
     fn stats(&self) -> Option<DataplaneStats> {
@@ -134,11 +154,17 @@ impl Dataplane for EbpfDataplane {
 }
 
 impl EbpfDataplane {
+    fn checked_program(&self) -> std::sync::MutexGuard<'_, Option<Arc<Program>>> {
+        self.checked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn check_inner(&self, proposed: &RulesetView<'_>) -> Result<(), DataplaneError> {
+        self.checked_program().take();
         let t = std::time::Instant::now();
-        let program = decompile(proposed)?;
+        let program = Arc::new(decompile(proposed)?);
         tracing::debug!(netns_cookie = self.key.cookie, elapsed = ?t.elapsed(), "ruleset decompiled");
         if program.is_empty() {
+            *self.checked_program() = Some(program);
             return Ok(());
         }
         let mut guard = self.lock();
@@ -146,24 +172,22 @@ impl EbpfDataplane {
         let t = std::time::Instant::now();
         let result = self
             .ensure_worker(&mut guard)
-            .and_then(|w| w.prepare(Arc::new(program)));
+            .and_then(|w| w.prepare(program.clone()));
         tracing::debug!(netns_cookie = self.key.cookie, elapsed = ?t.elapsed(), "programs prepared");
-        if result.is_err() && started_here {
-            // Nothing was enforced before: hold nothing of the namespace.
-            *guard = None;
+        match &result {
+            Ok(()) => *self.checked_program() = Some(program),
+            Err(_) if started_here => {
+                // Nothing was enforced before: hold nothing of the namespace.
+                *guard = None;
+            }
+            Err(_) => {}
         }
         result
     }
 
-    fn apply_inner(&mut self, committed: &RulesetView<'_>) {
-        let program = match decompile(committed) {
-            Ok(p) => p,
-            Err(e) => {
-                // `check` accepted this very ruleset; only a restored one gets here.
-                tracing::error!(netns_cookie = self.key.cookie, error = %e, "ruleset NOT enforced: the eBPF data plane refuses it");
-                Program::default()
-            }
-        };
+    /// Switches the worker to `program` (started if need be), or stops it when the
+    /// program enforces nothing.
+    fn enforce(&mut self, program: Arc<Program>) {
         let mut guard = self.worker.lock().unwrap_or_else(|p| p.into_inner());
         if program.is_empty() {
             if let Some(w) = guard.take() {
@@ -180,7 +204,7 @@ impl EbpfDataplane {
         let t = std::time::Instant::now();
         match self.ensure_worker(&mut guard) {
             Ok(w) => {
-                w.commit(Arc::new(program));
+                w.commit(program);
                 tracing::debug!(netns_cookie = self.key.cookie, elapsed = ?t.elapsed(), "programs switched");
             }
             Err(e) => {

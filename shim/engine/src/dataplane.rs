@@ -47,6 +47,11 @@ pub trait Dataplane: Send {
     fn apply(&mut self, committed: &RulesetView<'_>) {
         let _ = committed;
     }
+    /// Enforces a committed ruleset that the last [`Dataplane::check`] accepted as it
+    /// is (a batch's commit): a data plane may use what that check built.
+    fn apply_checked(&mut self, committed: &RulesetView<'_>) {
+        self.apply(committed)
+    }
     /// What the data plane counted since the last call, per counter. The engine adds it
     /// to the values it stores before it answers a GET, so that listings, resets and
     /// persistence see the packets the data plane counted (the kernel's counters live

@@ -590,7 +590,7 @@ fn commit(
     ns.validate_sticky = false;
     let notes = txn::notifications(&rs, &log, g);
     ns.ruleset = rs;
-    dp.apply(&crate::view::RulesetView::new(&ns.ruleset));
+    dp.apply_checked(&crate::view::RulesetView::new(&ns.ruleset));
     send_notifications(caller, notes, out);
     // NEWGEN goes to the group and, if the first message asked for an echo, to the sender.
     let (seq, report) = first
