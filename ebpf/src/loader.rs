@@ -25,6 +25,9 @@ pub static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nft
 pub const XDP_PROGRAM: &str = "nftshim_xdp";
 pub const TC_PROGRAM: &str = "nftshim_tc";
 
+/// `NS_STAT_EVALUATED` (lib/actions.h).
+const STAT_EVALUATED: u32 = 5;
+
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
@@ -139,6 +142,8 @@ pub struct Stats {
     pub jump_overflows: u64,
     /// Log events lost for want of ring buffer space.
     pub logs_lost: u64,
+    /// Packets evaluated (counted after their counters were).
+    pub evaluated: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -622,6 +627,17 @@ impl LoadedProgram {
 
     /// Counters of rules `0..nrules`, then the base chains' policies, summed over CPUs.
     pub fn counters(&self) -> Result<Vec<Counter>, LoadError> {
+        self.read_counter_slots(self.ncounters)
+    }
+
+    /// Every slot of the counters map, summed over CPUs: [`LoadedProgram::counters`],
+    /// then the slots no rule uses now (a later patch may give them rules: what they
+    /// hold is then known).
+    pub fn counter_slots(&self) -> Result<Vec<Counter>, LoadError> {
+        self.read_counter_slots(self.caps.counters)
+    }
+
+    fn read_counter_slots(&self, n: u32) -> Result<Vec<Counter>, LoadError> {
         let map = self
             .ebpf
             .map("rule_counters")
@@ -629,7 +645,7 @@ impl LoadedProgram {
         let aya::maps::Map::PerCpuArray(data) = map else {
             return Err(LoadError::Missing("rule_counters"));
         };
-        read_counters(data, self.ncounters).map_err(|e| LoadError::Map {
+        read_counters(data, n).map_err(|e| LoadError::Map {
             name: "rule_counters",
             source: Box::new(MapError::SyscallError(aya::sys::SyscallError {
                 call: "bpf_map_lookup_batch",
@@ -654,7 +670,25 @@ impl LoadedProgram {
             errors: sum(2)?,
             jump_overflows: sum(3)?,
             logs_lost: sum(4)?,
+            evaluated: sum(STAT_EVALUATED)?,
         })
+    }
+
+    /// Packets evaluated so far. Each is counted after every counter it bumped: if
+    /// this reads the same before two counter reads, the counters did not move
+    /// between them (stores become visible in order on x86).
+    pub fn evaluated(&self) -> Result<u64, LoadError> {
+        let map = self
+            .ebpf
+            .map("dp_stats")
+            .ok_or(LoadError::Missing("dp_stats"))?;
+        let stats: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map).map_err(map_err("dp_stats"))?;
+        Ok(stats
+            .get(&STAT_EVALUATED, 0)
+            .map_err(map_err("dp_stats"))?
+            .iter()
+            .sum())
     }
 
     /// The loaded programs, for attaching (`Xdp::attach`, `SchedClassifier::attach`).

@@ -265,6 +265,9 @@ struct LoadedProg {
     counters: Vec<Vec<CounterRef>>,
     /// Per counter slot, what was already handed out.
     seen: Vec<Counter>,
+    /// The program's count of evaluated packets when `seen` was read: while it stays
+    /// the same, the slots still hold `seen` and need no reading.
+    evaluated: Option<u64>,
     loaded: LoadedChain,
 }
 
@@ -290,13 +293,19 @@ impl LoadedProg {
         if self.counters.iter().all(Vec::is_empty) {
             return;
         }
-        let now = match self.loaded.counters() {
+        // Read before the counters: a packet counted after it shows up next time.
+        let evaluated = self.loaded.evaluated().ok();
+        if evaluated.is_some() && evaluated == self.evaluated {
+            return;
+        }
+        let now = match self.loaded.counter_slots() {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the data plane's counters");
                 return;
             }
         };
+        self.evaluated = evaluated;
         self.seen.resize(now.len(), Counter::default());
         for (slot, keys) in self.counters.iter().enumerate() {
             let (Some(cur), Some(seen)) = (now.get(slot), self.seen.get_mut(slot)) else {
@@ -335,7 +344,7 @@ fn patch_spare(
     dir: Direction,
     loopback: bool,
     shared: &mut SharedState,
-) -> Option<LoadedChain> {
+) -> Option<LoadedProg> {
     let mut i = 0;
     while i < retired.len() {
         let spare = &mut retired[i];
@@ -344,7 +353,7 @@ fn patch_spare(
             continue;
         }
         match spare.loaded.patch_shared(compiled, options, shared) {
-            Ok(_) => return Some(retired.swap_remove(i).loaded),
+            Ok(_) => return Some(retired.swap_remove(i)),
             Err(LoadError::OtherConstants | LoadError::NoRoom(_)) => i += 1,
             Err(e) => {
                 // Written half-way: of no use any more.
@@ -389,7 +398,9 @@ impl Generation {
         // interface gets its program the moment the kernel announces it.
         let mut with_phantom = facts.clone();
         with_phantom.links.insert(PHANTOM_IFINDEX, String::new());
+        let t = Instant::now();
         let plan = instantiate(&program, &with_phantom)?;
+        tracing::debug!(elapsed = ?t.elapsed(), chains = plan.chains.len(), "instantiated");
         let mut progs: BTreeMap<u64, LoadedProg> = BTreeMap::new();
         let mut compiled_chains: Vec<(ir::Program, Arc<maps::CompiledProgram>)> = Vec::new();
         let mut assign = BTreeMap::new();
@@ -416,12 +427,14 @@ impl Generation {
                     let compiled = match compiled_chains.iter().find(|(c, _)| *c == chain) {
                         Some((_, compiled)) => compiled.clone(),
                         None => {
+                            let t = Instant::now();
                             let compiled =
                                 Arc::new(maps::compile_program(&chain).map_err(|e| {
                                     refuse(format!(
                                         "the eBPF data plane cannot build this ruleset: {e}"
                                     ))
                                 })?);
+                            tracing::debug!(elapsed = ?t.elapsed(), "chain compiled");
                             compiled_chains.push((chain.clone(), compiled.clone()));
                             compiled
                         }
@@ -432,13 +445,22 @@ impl Generation {
                         xdp: false,
                         ..LoadOptions::default()
                     };
+                    let t = Instant::now();
                     let patched = patch_spare(retired, &compiled, options, dir, loopback, shared);
-                    let (loaded, seen) = match patched {
-                        Some(loaded) => {
+                    tracing::debug!(elapsed = ?t.elapsed(), patched = patched.is_some(), "spare tried");
+                    let (loaded, seen, evaluated) = match patched {
+                        Some(spare) => {
                             tally.patches += 1;
-                            // Counts start now: what the slots hold is another ruleset's.
-                            let seen = loaded.counters().unwrap_or_default();
-                            (loaded, seen)
+                            // Counts start now: what the slots hold is another ruleset's,
+                            // still what was last read of them if no packet ran since.
+                            let now = spare.loaded.evaluated().ok();
+                            let unmoved = now.is_some() && now == spare.evaluated;
+                            let seen = if unmoved {
+                                spare.seen
+                            } else {
+                                spare.loaded.counter_slots().unwrap_or_default()
+                            };
+                            (spare.loaded, seen, now)
                         }
                         None => {
                             tally.loads += 1;
@@ -448,7 +470,7 @@ impl Generation {
                                         "the eBPF data plane cannot load this ruleset: {e}"
                                     ))
                                 })?;
-                            (loaded, Vec::new())
+                            (loaded, Vec::new(), None)
                         }
                     };
                     tally.writes += loaded.last_writes();
@@ -461,6 +483,7 @@ impl Generation {
                             loopback,
                             counters,
                             seen,
+                            evaluated,
                             loaded,
                         },
                     );

@@ -17,7 +17,10 @@ enum ns_stat {
 	NS_STAT_ERROR = 2,         /* map lookups that cannot fail did: packet dropped */
 	NS_STAT_JUMP_OVERFLOW = 3, /* a jump past NFT_JUMP_STACK_SIZE: dropped, as the kernel does */
 	NS_STAT_LOG_LOST = 4,      /* log events the ring buffer had no room for */
-	NS_STAT_MAX = 5,
+	/* Packets evaluated, bumped after every counter the packet bumped: while it
+	 * stands still, no counter moved (the daemon then skips reading them). */
+	NS_STAT_EVALUATED = 5,
+	NS_STAT_MAX = 6,
 };
 
 /* Counter index -> packets/bytes, per CPU: rule i at index i (all chains' rules in

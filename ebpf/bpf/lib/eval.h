@@ -317,9 +317,7 @@ static long ns_eval_step(__u64 step, void *unused)
 	return e->status != NS_EVAL_RUNNING;
 }
 
-/* Runs the chains on e->pkt (parsed, with iif/oif/mark set) and e->ct (tracked).
- * Returns NS_ACCEPT, NS_DROP or NS_REJECT (then e->rule says how to answer). */
-NS_INLINE __u32 ns_evaluate(struct ns_eval *e)
+NS_INLINE __u32 ns_evaluate_chains(struct ns_eval *e)
 {
 	e->nlogs = 0;
 	__u32 kind = e->pkt.l3 == NS_L3_IPV4 ? 0 : e->pkt.l3 == NS_L3_IPV6 ? 1 : 2;
@@ -350,6 +348,15 @@ error:
 	/* A map error, or the step bound the builder computed was not enough. */
 	ns_stat(NS_STAT_ERROR);
 	return NS_DROP;
+}
+
+/* Runs the chains on e->pkt (parsed, with iif/oif/mark set) and e->ct (tracked).
+ * Returns NS_ACCEPT, NS_DROP or NS_REJECT (then e->rule says how to answer). */
+NS_INLINE __u32 ns_evaluate(struct ns_eval *e)
+{
+	__u32 verdict = ns_evaluate_chains(e);
+	ns_stat(NS_STAT_EVALUATED);
+	return verdict;
 }
 
 #endif

@@ -54,6 +54,7 @@ impl<'a> Checker<'a> {
             self.stats.classified += 1;
         }
         self.stats.jump_overflows += want.jump_overflow as u64;
+        self.stats.evaluated += 1;
         want
     }
 
