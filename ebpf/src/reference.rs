@@ -283,6 +283,9 @@ impl<'a> Reference<'a> {
         }
         for (index, m) in rule.matches.iter().enumerate() {
             let within = match &m.test {
+                // Charged `p.len`, as at the IP hooks and at netdev ingress (packets
+                // here have no padding or inner VLAN tag); at netdev egress the programs
+                // charge the Ethernet header too, which this reference does not model.
                 Test::Limit(limit) => {
                     let start = self.start;
                     let bucket = self

@@ -484,9 +484,6 @@ impl RuleState<'_, '_> {
                 if limit.rate == 0 || limit.unit_secs == 0 {
                     return Err("limit with a zero rate or unit".into());
                 }
-                if limit.bytes {
-                    self.bytes_allowed("byte limits")?;
-                }
                 self.stateful_match(Match {
                     test: Test::Limit(limit),
                     negated: flags & NFT_LIMIT_F_INV != 0,
@@ -497,7 +494,6 @@ impl RuleState<'_, '_> {
                 if flags & !NFT_QUOTA_F_INV != 0 {
                     return Err("quota flags the data plane does not know".into());
                 }
-                self.bytes_allowed("quotas")?;
                 let quota = Quota {
                     bytes: q.bytes().ok_or("quota without bytes")?,
                     used: q.consumed().unwrap_or(0),
@@ -692,7 +688,6 @@ impl RuleState<'_, '_> {
             TypedExpr::Counter(_) => {
                 // Counters are the last thing before statements and the verdict: the
                 // IR rule's own counter (when all matches hold) is exactly this one.
-                self.counter_allowed()?;
                 self.statements = true;
                 self.counter = true;
                 self.counters.push(CounterRef::Rule {
@@ -718,7 +713,6 @@ impl RuleState<'_, '_> {
                     .iter()
                     .find(|ob| ob.name == name && ob.obj_type == NFT_OBJECT_COUNTER)
                     .ok_or("counter name of an object that does not exist")?;
-                self.counter_allowed()?;
                 self.statements = true;
                 self.counter = true;
                 self.counters.push(CounterRef::Object {
@@ -966,24 +960,6 @@ impl RuleState<'_, '_> {
             );
         }
         self.matches.push(SymMatch::Ir(has_connection()));
-        Ok(())
-    }
-
-    /// The programs count a packet's bytes from its network header on (what the IP
-    /// hooks count); at netdev egress the kernel counts the link-layer header too.
-    fn counter_allowed(&self) -> Result<(), String> {
-        self.bytes_allowed("counters")
-    }
-
-    /// `what` charges skb->len: at netdev egress that has the link-layer header, which
-    /// the programs' packet length does not.
-    fn bytes_allowed(&self, what: &str) -> Result<(), String> {
-        if self.ctx.hook == Hook::Egress {
-            return Err(format!(
-                "{what} in netdev egress chains are not supported by the eBPF data plane \
-                 (the kernel counts the link-layer header there)"
-            ));
-        }
         Ok(())
     }
 

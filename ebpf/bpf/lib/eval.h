@@ -22,8 +22,20 @@ struct ns_chain {
 	__u32 start;
 	__u32 end;
 	__u32 policy; /* base chains: NS_ACCEPT or NS_DROP */
-	__u32 pad;
+	__u32 flags;  /* NS_CHAIN_* */
 };
+
+/* A netdev base chain: it charges skb->len as the netdev hooks see it. */
+#define NS_CHAIN_NETDEV 1u
+
+/* skb->len at the netdev hooks: from the MAC header at egress, from the network
+ * header at ingress (VLAN tags are already out there; padding is still in, unlike
+ * in `len`). See lib/netdev.h. */
+NS_INLINE __u32 ns_netdev_skb_len(const struct pkt_ctx *p)
+{
+	__u32 data = cfg.egress ? 0 : p->l2_len;
+	return p->frame_len > data ? p->frame_len - data : 0;
+}
 
 /* One rule's action. Same layout as Rust `maps::BpfRule`. */
 struct ns_rule {
@@ -112,6 +124,8 @@ NS_INLINE void ns_enter(struct ns_eval *e, __u32 c)
 	e->chain = c;
 	e->pos = ch->start;
 	e->end = ch->end;
+	if (c == e->base)
+		e->pkt.charge = (ch->flags & NS_CHAIN_NETDEV) ? ns_netdev_skb_len(&e->pkt) : e->pkt.len;
 }
 
 /* The current base chain accepted: the next base chain that sees the packet runs,
@@ -137,7 +151,7 @@ NS_INLINE void ns_policy(struct ns_eval *e)
 		e->status = NS_EVAL_ERROR;
 		return;
 	}
-	ns_count_rule(live.nrules + b, e->pkt.len);
+	ns_count_rule(live.nrules + b, e->pkt.charge);
 	if (ch->policy == NS_ACCEPT)
 		ns_next_base(e);
 	else
@@ -261,7 +275,7 @@ NS_INLINE void ns_rule_matched(struct ns_eval *e, __u32 rule)
 			return;
 		}
 	}
-	ns_count_rule(rule, e->pkt.len);
+	ns_count_rule(rule, e->pkt.charge);
 	if (NS_FEATURE(NS_F_STMTS) && x && (r->flags & NS_RULE_STMTS) && !ns_run_stmts(e, rule, x)) {
 		e->pos = rule + 1;
 		return;
@@ -331,6 +345,7 @@ NS_INLINE __u32 ns_evaluate_chains(struct ns_eval *e)
 		/* e.g. `ct state established,related accept` first: no lookups, no scan. */
 		__u32 fast = live.fast_rule[kind < 3 ? kind : 2][e->ct.state_bit & 7];
 		if (fast) {
+			/* Never a netdev chain's rule (maps/chains.rs): no link-layer bytes. */
 			ns_count_rule((fast >> 1) - 1, e->pkt.len);
 			return (fast & 1) ? NS_DROP : NS_ACCEPT;
 		}

@@ -74,8 +74,12 @@ struct pkt_ctx {
 	__u32 frag_id; /* fragments: the datagram's identification */
 	__u8 has_frag_id;
 	__u8 arp; /* an ARP packet the kernel's ARP hooks see here (lib/arp.h) */
-	__u8 pad3[2];
+	__u16 l2_len; /* the Ethernet header and the VLAN tags parse_packet skipped */
 	struct pkt_inner inner;
+	__u32 frame_len; /* skb->len at TC: the frame from its link-layer header on */
+	/* What the current base chain's counters, byte limits and quotas charge: `len`
+	 * at the IP hooks, skb->len as the netdev hooks see it in netdev chains. */
+	__u32 charge;
 };
 
 struct ns_vlan_hdr {
@@ -313,6 +317,7 @@ NS_INLINE void parse_packet(void *data, void *data_end, __u32 frame_len, struct 
 {
 	__u8 *eth = data;
 	p->len = frame_len;
+	p->frame_len = frame_len;
 	if ((void *)(eth + ETH_HLEN) > data_end)
 		return;
 	__u16 proto = ((__u16)eth[12] << 8) | eth[13];
@@ -328,6 +333,7 @@ NS_INLINE void parse_packet(void *data, void *data_end, __u32 frame_len, struct 
 	}
 	/* What follows the link-layer header: nf_tables does not count it. */
 	p->len = frame_len > off ? frame_len - off : 0;
+	p->l2_len = off;
 	if (proto == ETH_P_IP)
 		parse_ipv4(data, data_end, off, p);
 	else if (proto == ETH_P_IPV6)

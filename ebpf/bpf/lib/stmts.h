@@ -179,12 +179,12 @@ NS_INLINE int ns_checks_hold(const struct ns_rule_ext *x, const struct pkt_ctx *
 			member = p->arp;
 			break;
 		case NS_CHECK_LIMIT:
-			member = ns_limit_pass(c->arg, p->len);
+			member = ns_limit_pass(c->arg, p->charge);
 			if (member < 0)
 				return -1;
 			break;
 		case NS_CHECK_QUOTA:
-			member = ns_quota_within(c->arg, p->len);
+			member = ns_quota_within(c->arg, p->charge);
 			if (member < 0)
 				return -1;
 			break;

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use super::checks::{reject_arg, Extras};
 use super::sets::SetIds;
 use super::{
-    ActionKind, BpfChain, BpfRule, BuildError, BLOCK_RULES, FEATURE_CHECKS, FEATURE_CONNTRACK,
-    FEATURE_JUMPS, FEATURE_MARK_ANSWERS, FEATURE_REJECT, FEATURE_ROUTE_ANSWERS, FEATURE_STMTS,
-    KIND_IPV4, KIND_IPV6, KIND_OTHER, MAX_BASE_CHAINS, MAX_STEPS, RULE_CHECKS, RULE_STMTS,
+    ActionKind, BpfChain, BpfRule, BuildError, BLOCK_RULES, CHAIN_NETDEV, FEATURE_CHECKS,
+    FEATURE_CONNTRACK, FEATURE_JUMPS, FEATURE_MARK_ANSWERS, FEATURE_REJECT, FEATURE_ROUTE_ANSWERS,
+    FEATURE_STMTS, KIND_IPV4, KIND_IPV6, KIND_OTHER, MAX_BASE_CHAINS, MAX_STEPS, RULE_CHECKS,
+    RULE_STMTS,
 };
 use crate::ir::{Action, Chain, ChainRef, L3Scope, Program, Rule, Test};
 
@@ -115,7 +116,10 @@ pub(super) fn layout<'a>(program: &'a Program, sets: &SetIds) -> Result<Layout<'
             start,
             end: rule_refs.len() as u32,
             policy: policy as u32,
-            pad: 0,
+            flags: match chain_ref {
+                ChainRef::Base(_) if chain.scope == L3Scope::Netdev => CHAIN_NETDEV,
+                _ => 0,
+            },
         });
         targets.push(chain_targets);
     }
@@ -186,6 +190,10 @@ fn fast_rules(program: &Program, base_scope: [u32; 3]) -> [[u32; 8]; 3] {
             continue;
         }
         let b = mask.trailing_zeros() as usize;
+        if program.base_chains[b].scope == L3Scope::Netdev {
+            // Its counters may charge the link-layer header (at egress).
+            continue;
+        }
         let last_base = mask.count_ones() == 1;
         let first: usize = program.base_chains[..b].iter().map(|c| c.rules.len()).sum();
         for (bit, slot) in fast[kind].iter_mut().enumerate() {

@@ -199,7 +199,8 @@ pub struct BpfChain {
     pub end: u32,
     /// [`ActionKind`] of a base chain's policy (accept for regular chains).
     pub policy: u32,
-    pub pad: u32,
+    /// `NS_CHAIN_*` bits.
+    pub flags: u32,
 }
 
 /// One rule's action (`struct ns_rule`).
@@ -219,6 +220,8 @@ pub struct BpfRule {
 
 pub const RULE_CHECKS: u8 = 1 << 0;
 pub const RULE_STMTS: u8 = 1 << 1;
+/// `NS_CHAIN_NETDEV`: a netdev base chain (at egress it charges the link-layer header).
+pub const CHAIN_NETDEV: u32 = 1;
 
 /// Entries of one address dimension's two LPM tries: prefix -> vector id.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -728,7 +731,7 @@ mod tests {
                 start: 0,
                 end: 3,
                 policy: ActionKind::Drop as u32,
-                pad: 0
+                flags: 0
             }]
         );
         let kinds: Vec<u8> = compiled.rules.iter().map(|r| r.kind).collect();
