@@ -1003,6 +1003,25 @@ fn set_entry(ebpf: &mut Ebpf, entry: &SetEntry, add: bool) -> Result<(), LoadErr
 }
 
 /// CLOCK_MONOTONIC in nanoseconds, the clock of bpf_ktime_get_ns().
+/// What each quota of the namespace has consumed so far (the shared `quotas` map),
+/// by its rule's state: bytes, not capped at the quota.
+pub fn quota_usage(shared: &SharedState) -> Result<Vec<(crate::ir::StateId, u64)>, LoadError> {
+    let slots: Vec<(crate::ir::StateId, u32)> = shared.quotas.assigned().collect();
+    if slots.is_empty() {
+        return Ok(Vec::new());
+    }
+    let map = MapData::from_pin(shared.pin_path("quotas")).map_err(map_err("quotas"))?;
+    let quotas: aya::maps::Array<MapData, BpfQuota> =
+        aya::maps::Array::try_from(aya::maps::Map::Array(map)).map_err(map_err("quotas"))?;
+    slots
+        .into_iter()
+        .map(|(state, slot)| {
+            let q = quotas.get(&slot, 0).map_err(map_err("quotas"))?;
+            Ok((state, q.consumed))
+        })
+        .collect()
+}
+
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

@@ -59,6 +59,11 @@ impl Slots {
         Some((s, true))
     }
 
+    /// Every state that has a slot, with its slot.
+    pub(crate) fn assigned(&self) -> impl Iterator<Item = (StateId, u32)> + '_ {
+        self.by_state.iter().map(|(&state, &slot)| (state, slot))
+    }
+
     /// Gives up the slot of `state` (it was never initialised).
     pub(crate) fn forget(&mut self, state: StateId) {
         if let Some(s) = self.by_state.remove(&state) {

@@ -216,7 +216,8 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
     }
     let action = match st.verdict {
         Some(a) => a,
-        None if st.counter || !st.effects.is_empty() => Action::Continue,
+        // A quota consumes (and lists what it used) even in a rule that does nothing.
+        None if st.counter || st.stateful || !st.effects.is_empty() => Action::Continue,
         None => return Ok(None),
     };
     Ok(Some(SymRule {

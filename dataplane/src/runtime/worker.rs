@@ -284,6 +284,18 @@ fn states(program: &ir::Program) -> impl Iterator<Item = ir::StateId> + '_ {
     })
 }
 
+/// Each quota of a program's rules: its state and what it had used when loaded.
+fn rule_quotas(program: &ir::Program) -> impl Iterator<Item = (ir::StateId, u64)> + '_ {
+    program.chains_in_order().flat_map(|(_, c)| {
+        c.rules.iter().flat_map(|r| {
+            r.matches.iter().filter_map(|m| match &m.test {
+                ir::Test::Quota(q) => q.state.map(|s| (s, q.used)),
+                _ => None,
+            })
+        })
+    })
+}
+
 /// Counts handed out by `take_counts`, or kept from programs that are gone.
 type Tally = BTreeMap<CounterRef, (u64, u64)>;
 
@@ -549,6 +561,8 @@ struct State {
     /// The retired programs may still be running packets (switched away from since the
     /// last wait for an RCU grace period).
     retired_running: bool,
+    /// Per live quota, what it had consumed when last reported to the engine.
+    quotas_reported: BTreeMap<ir::StateId, u64>,
     loads: u64,
     patches: u64,
     map_writes: u64,
@@ -580,6 +594,7 @@ impl State {
             carry: Tally::new(),
             retired: Vec::new(),
             retired_running: false,
+            quotas_reported: BTreeMap::new(),
             loads: 0,
             patches: 0,
             map_writes: 0,
@@ -681,6 +696,7 @@ impl State {
                         p.collect(&mut tally);
                     }
                 }
+                self.collect_quotas(&mut tally);
                 let deltas = tally
                     .into_iter()
                     .map(|(counter, (packets, bytes))| CountDelta {
@@ -695,6 +711,47 @@ impl State {
                 self.retire();
                 self.publish();
                 let _ = reply.send(());
+            }
+        }
+    }
+
+    /// Adds what each live rule's quota consumed since the last call (its bytes, on
+    /// the quota expression's own reference), so that listings show `used`.
+    fn collect_quotas(&mut self, tally: &mut Tally) {
+        let (Some(shared), Some(g)) = (self.shared.as_ref(), self.live.as_ref()) else {
+            return;
+        };
+        // Each quota's state, and what it had used when its rule came.
+        let initial: BTreeMap<ir::StateId, u64> = g
+            .progs
+            .values()
+            .flat_map(|p| rule_quotas(&p.chain))
+            .collect();
+        self.quotas_reported.retain(|s, _| initial.contains_key(s));
+        if initial.is_empty() {
+            return;
+        }
+        let usage = match nftshim_ebpf::loader::quota_usage(shared) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(netns_cookie = self.key.cookie, error = %e, "cannot read the quotas");
+                return;
+            }
+        };
+        for (state, consumed) in usage {
+            let Some(&used) = initial.get(&state) else {
+                continue;
+            };
+            let reported = self.quotas_reported.entry(state).or_insert(used);
+            if consumed > *reported {
+                let counter = CounterRef::Rule {
+                    table: state.table,
+                    rule: state.rule,
+                    expr: state.expr,
+                };
+                let t = tally.entry(counter).or_default();
+                t.1 = t.1.wrapping_add(consumed - *reported);
+                *reported = consumed;
             }
         }
     }

@@ -31,12 +31,10 @@ pub fn fold(rs: &mut Ruleset, deltas: &[CountDelta]) {
                     continue;
                 };
                 let r = std::sync::Arc::make_mut(&mut rs.tables[ti].chains[ci].rules[ri]);
-                if let Some(e) = r
-                    .exprs
-                    .get_mut(expr as usize)
-                    .filter(|e| e.name == "counter")
-                {
-                    add(&mut e.data, d);
+                match r.exprs.get_mut(expr as usize) {
+                    Some(e) if e.name == "counter" => add(&mut e.data, d),
+                    Some(e) if e.name == "quota" => consume(&mut e.data, d.bytes),
+                    _ => {}
                 }
             }
             CounterRef::Object { table, object } => {
@@ -71,6 +69,32 @@ pub fn fold(rs: &mut Ruleset, deltas: &[CountDelta]) {
     }
 }
 
+/// NFTA_QUOTA_CONSUMED += `bytes`, at most NFTA_QUOTA_BYTES: the kernel dumps what a
+/// quota consumed capped at the quota (nft_quota_do_dump).
+fn consume(attrs: &mut Vec<Attr>, bytes: u64) {
+    let be64 = |a: &Attr| {
+        <[u8; 8]>::try_from(a.value.as_slice())
+            .ok()
+            .map(u64::from_be_bytes)
+    };
+    let Some(quota) = attrs
+        .iter()
+        .find(|a| a.id() == NFTA_QUOTA_BYTES)
+        .and_then(be64)
+    else {
+        return;
+    };
+    let used = match attrs.iter_mut().find(|a| a.id() == NFTA_QUOTA_CONSUMED) {
+        Some(a) => a,
+        None => {
+            attrs.push(Attr::u64_be(NFTA_QUOTA_CONSUMED, 0));
+            attrs.last_mut().expect("just pushed")
+        }
+    };
+    let now = be64(used).unwrap_or(0).saturating_add(bytes).min(quota);
+    used.value = now.to_be_bytes().to_vec();
+}
+
 /// NFTA_COUNTER_PACKETS / NFTA_COUNTER_BYTES += the delta (64-bit big endian, as the
 /// kernel dumps them).
 fn add(attrs: &mut [Attr], d: &CountDelta) {
@@ -86,5 +110,35 @@ fn add(attrs: &mut [Attr], d: &CountDelta) {
                 .to_be_bytes()
                 .to_vec();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consumed(attrs: &[Attr]) -> u64 {
+        let a = attrs
+            .iter()
+            .find(|a| a.id() == NFTA_QUOTA_CONSUMED)
+            .unwrap();
+        u64::from_be_bytes(a.value.as_slice().try_into().unwrap())
+    }
+
+    #[test]
+    fn a_quota_lists_what_it_consumed_capped_at_the_quota() {
+        let mut attrs = vec![
+            Attr::u64_be(NFTA_QUOTA_BYTES, 150),
+            Attr::u64_be(NFTA_QUOTA_CONSUMED, 20),
+        ];
+        consume(&mut attrs, 100);
+        assert_eq!(consumed(&attrs), 120);
+        consume(&mut attrs, 100);
+        assert_eq!(
+            consumed(&attrs),
+            150,
+            "capped, as nft_quota_do_dump dumps it"
+        );
+        assert_eq!(attrs.len(), 2);
     }
 }

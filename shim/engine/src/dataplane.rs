@@ -81,7 +81,8 @@ pub struct DataplaneStats {
 /// A counter of the ruleset, by handles (stable across generations, unlike positions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CounterRef {
-    /// The `counter` expression at index `expr` of rule `rule` (handles are per table).
+    /// The `counter` expression at index `expr` of rule `rule` (handles are per table),
+    /// or its `quota` expression (the delta's bytes are what the quota consumed).
     Rule { table: u64, rule: u64, expr: u32 },
     /// A named counter object (`counter name ...`).
     Object { table: u64, object: u64 },
