@@ -12,10 +12,13 @@
 //!   checksum, or none), in rules that pin the protocol.
 //!
 //! Refused: other headers and bytes (they would change how the packet parses, or, for
-//! ICMP and SCTP, need checksums the data plane does not compute), addresses in input
-//! chains (the data plane runs them before the kernel routes the packet, which would
-//! then route the new address), addresses and ports before conntrack (priority -200
-//! and lower at prerouting and output: the kernel would track the new tuple).
+//! ICMP and SCTP, need checksums the data plane does not compute); in input chains,
+//! what the kernel's input route lookup reads (addresses, IPv4 DSCP, IPv6 traffic
+//! class and flow label): the data plane runs input chains at TC ingress, before the
+//! kernel routes the packet, which would then route the new values; the IPv4 header
+//! checksum itself in prerouting and input (the IP stack checks it after TC, before
+//! those hooks); addresses and ports before conntrack (priority -200 and lower at
+//! prerouting and output: the kernel would track the new tuple).
 
 use netlink_proto::expr::payload::{Payload, PayloadBase};
 use netlink_proto::expr::Expr as TypedExpr;
@@ -229,10 +232,29 @@ impl RuleState<'_, '_> {
                     return Err("payload write with an unusual checksum field".into());
                 }
                 let addresses = changes_any(addresses.0, addresses.1);
-                if addresses && self.ctx.hook == Hook::Input {
+                // What the kernel's input route lookup reads: the addresses, the DSCP
+                // (IPv4), the traffic class and flow label (IPv6).
+                let routed = addresses
+                    || match self.families {
+                        V4 => changes(1, 0xfc),
+                        _ => changes(0, 0x0f) || changes_any(1, 4),
+                    };
+                if routed && self.ctx.hook == Hook::Input {
                     return Err(
-                        "address writes in input chains are not supported by the eBPF data \
-                         plane (it runs them before the kernel routes the packet)"
+                        "address, DSCP and flow label writes in input chains are not \
+                         supported by the eBPF data plane (it runs them before the kernel \
+                         routes the packet)"
+                            .into(),
+                    );
+                }
+                if self.families == V4
+                    && changes_any(10, 12)
+                    && matches!(self.ctx.hook, Hook::Prerouting | Hook::Input)
+                {
+                    return Err(
+                        "IPv4 header checksum writes in prerouting and input chains are not \
+                         supported by the eBPF data plane (it runs them before the IP stack \
+                         checks the checksum)"
                             .into(),
                     );
                 }
