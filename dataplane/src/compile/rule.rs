@@ -766,14 +766,11 @@ impl RuleState<'_, '_> {
                 if dreg != Register::Verdict {
                     let value = i.data().and_then(|d| d.value_bytes());
                     if let Some(bytes) = value.filter(|b| b.len() != 4 && b.len() <= 16) {
-                        // An address for a payload write (`ip6 daddr set`).
+                        // An address for a payload write (`ip6 daddr set`), which takes
+                        // it from [`Self::remember`]; no test may read it.
                         let dreg = reg_offset(Some(dreg), "immediate")?;
                         let len = bytes.len() as u32;
-                        let insn = res_reg(dreg).map(|d| Insn::Immediate {
-                            dreg: d,
-                            data: bytes.to_vec(),
-                        });
-                        self.trace.load(dreg, len, insn);
+                        self.trace.load(dreg, len, None);
                         self.forget(dreg, len);
                         return Ok(());
                     }
