@@ -159,7 +159,7 @@ impl RuleState<'_, '_> {
             }
         };
         let (offset, len) = (p.offset().unwrap_or(0), p.len().unwrap_or(0));
-        if len == 0 || len > 16 || offset + len > 255 {
+        if len == 0 || len > 16 || offset.saturating_add(len) > 255 {
             return Err("payload write of an unusual size or offset".into());
         }
         let csum_type = p.csum_type().unwrap_or(CSUM_NONE);
