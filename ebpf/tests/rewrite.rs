@@ -316,3 +316,38 @@ fn log_statements_and_header_writes_are_not_compiled_together() {
         Err(BuildError::LogWithWrites)
     ));
 }
+
+#[test]
+fn later_base_chains_and_jumped_to_chains_see_the_new_values() {
+    // Base chain 1 rewrites and accepts (which ends only that chain); a regular chain
+    // it jumps to after the write, and base chain 2, see only the new port.
+    let mut p = program(
+        Verdict::Accept,
+        vec![
+            Rule::new(vec![dport(53)], Action::Continue).with(dport_set(5353, 6)),
+            Rule::new(vec![], Action::Jump("r".into())),
+            Rule::new(vec![], Action::Accept),
+        ],
+    );
+    p.chains.insert(
+        "r".into(),
+        Chain {
+            scope: L3Scope::Inet,
+            policy: Verdict::Accept,
+            rules: vec![Rule::new(vec![dport(53)], Action::Drop)],
+        },
+    );
+    p.base_chains.push(Chain {
+        scope: L3Scope::Inet,
+        policy: Verdict::Drop,
+        rules: vec![
+            Rule::new(vec![dport(53)], Action::Drop),
+            Rule::new(vec![dport(5353)], Action::Accept),
+        ],
+    });
+    let Some(loaded) = load(&p) else { return };
+    let (verdict, out) = run(&loaded, &p, &udp4(53));
+    assert_eq!(verdict, Verdict::Accept);
+    assert_eq!(&out[36..38], &5353u16.to_be_bytes());
+    assert_eq!(run(&loaded, &p, &udp4(54)).0, Verdict::Drop);
+}
