@@ -186,34 +186,34 @@ impl RuleState<'_, '_> {
         }
         let tuple = match base {
             WriteBase::Network => {
-                let (end, structural, csum_ok, addresses): (u32, &[(u32, u8)], bool, (u32, u32)) =
-                    match self.families {
-                        V4 => (
-                            20,
-                            &[
-                                (0, 0xff),
-                                (2, 0xff),
-                                (3, 0xff),
-                                (6, 0xff),
-                                (7, 0xff),
-                                (9, 0xff),
-                            ],
-                            csum_type == CSUM_NONE && csum_offset == 0
-                                || csum_type == CSUM_INET && csum_offset == 10,
-                            (12, 20),
-                        ),
-                        V6 => (
-                            40,
-                            &[(0, 0xf0), (4, 0xff), (5, 0xff), (6, 0xff)],
-                            csum_type == CSUM_NONE && csum_offset == 0,
-                            (8, 40),
-                        ),
-                        _ => {
-                            return Err(
-                                "payload write to a network header of no one IP version".into()
-                            )
-                        }
-                    };
+                // Header size, the bits that decide how the packet parses, whether the
+                // checksum field is the one nft uses, the address bytes.
+                type Layout = (u32, &'static [(u32, u8)], bool, (u32, u32));
+                let (end, structural, csum_ok, addresses): Layout = match self.families {
+                    V4 => (
+                        20,
+                        &[
+                            (0, 0xff),
+                            (2, 0xff),
+                            (3, 0xff),
+                            (6, 0xff),
+                            (7, 0xff),
+                            (9, 0xff),
+                        ],
+                        csum_type == CSUM_NONE && csum_offset == 0
+                            || csum_type == CSUM_INET && csum_offset == 10,
+                        (12, 20),
+                    ),
+                    V6 => (
+                        40,
+                        &[(0, 0xf0), (4, 0xff), (5, 0xff), (6, 0xff)],
+                        csum_type == CSUM_NONE && csum_offset == 0,
+                        (8, 40),
+                    ),
+                    _ => {
+                        return Err("payload write to a network header of no one IP version".into())
+                    }
+                };
                 if offset + len > end {
                     return Err(
                         "payload writes to IP options or IPv6 extension headers are not \
