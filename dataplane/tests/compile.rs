@@ -924,3 +924,65 @@ fn netdev_chains_read_headers_in_the_netdev_view() {
     // so `tcp dport 22` cannot match (the IP hooks never see such a packet).
     assert_eq!(at_ingress(tcp4_frame(0x55, 22)), Verdict::Accept);
 }
+
+#[test]
+fn header_writes_decompile_to_payload_set_statements_or_are_refused() {
+    use nftshim_ebpf::ir::{PayloadWrite, WriteBase};
+    let state = fixture("payload-set");
+    let p = decompile(&only_chain(&state, "c_ok").view()).unwrap();
+    let writes: Vec<PayloadWrite> = p.chains[0]
+        .rules
+        .iter()
+        .flat_map(|r| &r.statements)
+        .map(|s| match s {
+            Statement::PayloadSet(w) => *w,
+            other => panic!("not a write: {other:?}"),
+        })
+        .collect();
+    let mut ttl = PayloadWrite {
+        base: WriteBase::Network,
+        offset: 8,
+        len: 2,
+        mask: [0; 16],
+        xor: [0; 16],
+        csum_inet: true,
+        csum_offset: 10,
+        pseudo_header: false,
+    };
+    // ip ttl set 23: bytes 8-9 read, the protocol byte kept.
+    ttl.mask[1] = 0xff;
+    ttl.xor[0] = 23;
+    // tcp dport set 2222: a constant, with the TCP checksum fixed up.
+    let mut dport = PayloadWrite {
+        base: WriteBase::Transport,
+        offset: 2,
+        csum_offset: 16,
+        ..ttl
+    };
+    (dport.mask, dport.xor) = ([0; 16], [0; 16]);
+    dport.xor[..2].copy_from_slice(&2222u16.to_be_bytes());
+    // ip6 daddr set 2001:db8::7: no checksum of its own, the pseudo-header's.
+    let daddr6 = PayloadWrite {
+        base: WriteBase::Network,
+        offset: 24,
+        len: 16,
+        mask: [0; 16],
+        xor: "2001:db8::7".parse::<Ipv6Addr>().unwrap().octets(),
+        csum_inet: false,
+        csum_offset: 0,
+        pseudo_header: true,
+    };
+    assert_eq!(writes, [ttl, dport, daddr6]);
+
+    let cases = [
+        ("c_protocol", "protocol"),
+        ("c_daddr_input", "in input chains"),
+        ("c_before_conntrack", "before conntrack"),
+        ("c_icmpv6", "other than TCP, UDP and UDP-Lite"),
+    ];
+    for (chain, why) in cases {
+        let err = decompile(&only_chain(&state, chain).view()).expect_err(chain);
+        assert_eq!(err.errno, libc::EOPNOTSUPP, "{chain}");
+        assert!(err.reason.contains(why), "{chain}: {}", err.reason);
+    }
+}

@@ -124,6 +124,12 @@ int nftshim_xdp(struct xdp_md *ctx)
 	if (NS_FEATURE(NS_F_RESIDUAL))
 		NS_RES_CAPTURE(bpf_xdp_load_bytes, ctx, frame_len, ns_xdp_ethertype(data, data_end));
 	__u32 verdict = ns_run(e, 0); /* XDP is not attached by the runtime: tracks always */
+	/* Header writes are carried out by the TC entry only (the runtime never attaches
+	 * XDP): a packet a rule rewrote is dropped and counted as an error. */
+	if (NS_FEATURE(NS_F_WRITES) && e->writes.n) {
+		ns_stat(NS_STAT_ERROR);
+		return XDP_DROP;
+	}
 	if (NS_FEATURE(NS_F_STMTS))
 		NS_EMIT_LOGS(bpf_xdp_load_bytes, ctx, e, frame_len);
 	if (verdict == NS_ACCEPT)
@@ -180,6 +186,11 @@ int nftshim_tc(struct __sk_buff *skb)
 	/* Forwarded packets were tracked at their input device, loopback's at its egress. */
 	int tracked = cfg.egress ? skb->ingress_ifindex != 0 : cfg.loopback_ingress;
 	__u32 verdict = ns_run(e, tracked);
+	if (NS_FEATURE(NS_F_WRITES) && e->writes.n && verdict != NS_DROP &&
+	    ns_apply_writes(skb, &e->writes) < 0) {
+		ns_stat(NS_STAT_ERROR);
+		return TC_ACT_SHOT;
+	}
 	if (NS_FEATURE(NS_F_STMTS)) {
 		NS_EMIT_LOGS(bpf_skb_load_bytes, skb, e, frame_len);
 		if (skb->mark != e->pkt.mark)

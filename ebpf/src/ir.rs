@@ -176,6 +176,51 @@ pub enum Statement {
     /// ([`crate::loader::LogEvent`]). The prefix travels as an id: the index of the
     /// prefix in [`crate::maps::CompiledProgram::log_prefixes`].
     Log { prefix: String },
+    /// `ip ttl set ...`, `tcp dport set ...`, ...: nft_payload_set_eval() on a header.
+    /// Later rules and chains see the new bytes (and the fields parsed from them).
+    /// Breaks the rule, as the kernel does, when the bytes are not in the packet.
+    PayloadSet(PayloadWrite),
+}
+
+/// One header write: `len` bytes at `offset` from the base become
+/// `(old & mask) ^ xor` (an immediate value has a zero mask; nft's read-modify-write
+/// of a field that is not byte-sized keeps the other bits with the mask), with the
+/// kernel's checksum fix-ups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PayloadWrite {
+    pub base: WriteBase,
+    pub offset: u8,
+    /// 1..=16
+    pub len: u8,
+    pub mask: [u8; 16],
+    pub xor: [u8; 16],
+    /// `NFT_PAYLOAD_CSUM_INET`: the 16-bit checksum at `csum_offset` from the base
+    /// is updated for the new bytes (the IPv4 header checksum, or the TCP/UDP one,
+    /// which the kernel leaves alone in CHECKSUM_PARTIAL packets).
+    pub csum_inet: bool,
+    pub csum_offset: u8,
+    /// `NFT_PAYLOAD_L4CSUM_PSEUDOHDR`: the bytes are in the transport checksum's
+    /// pseudo-header (addresses): TCP, UDP (unless its checksum is 0), UDP-Lite and
+    /// ICMPv6 checksums are updated too.
+    pub pseudo_header: bool,
+}
+
+/// Where a [`PayloadWrite`]'s offset counts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WriteBase {
+    Network,
+    Transport,
+}
+
+impl PayloadWrite {
+    /// The bytes written over `old` (`len` of them).
+    pub fn new_bytes(&self, old: &[u8]) -> Vec<u8> {
+        old.iter()
+            .zip(self.mask.iter().zip(&self.xor))
+            .take(self.len as usize)
+            .map(|(o, (m, x))| (o & m) ^ x)
+            .collect()
+    }
 }
 
 impl Statement {
@@ -187,6 +232,22 @@ impl Statement {
     /// `ct mark set VALUE`.
     pub fn set_ct_mark(value: u32) -> Self {
         Statement::SetCtMark { and: 0, xor: value }
+    }
+
+    /// `base + offset` set to `value` (an immediate).
+    pub fn payload_set(base: WriteBase, offset: u8, value: &[u8]) -> Self {
+        let mut xor = [0; 16];
+        xor[..value.len()].copy_from_slice(value);
+        Statement::PayloadSet(PayloadWrite {
+            base,
+            offset,
+            len: value.len() as u8,
+            mask: [0; 16],
+            xor,
+            csum_inet: false,
+            csum_offset: 0,
+            pseudo_header: false,
+        })
     }
 }
 

@@ -39,6 +39,7 @@ pub mod loader;
 pub mod maps;
 pub mod reference;
 pub mod residual;
+pub mod rewrite;
 pub mod shared;
 pub mod simulate;
 

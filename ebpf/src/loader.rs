@@ -200,6 +200,9 @@ pub struct Run {
     pub reply: Option<Vec<u8>>,
     /// TC: the skb's mark after the program.
     pub mark: Option<u32>,
+    /// TC: the frame as the program let it through (header writes done); empty when
+    /// it was dropped or answered.
+    pub packet: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -517,6 +520,7 @@ impl LoadedProgram {
             duration: result.duration,
             reply,
             mark: None,
+            packet: Vec::new(),
         })
     }
 
@@ -538,8 +542,12 @@ impl LoadedProgram {
             ..TestRunOptions::new()
         };
         let result = prog.test_run(opts).map_err(prog_err(TC_PROGRAM))?;
+        let mut packet = Vec::new();
         let (verdict, reply) = match result.return_value {
-            TC_ACT_OK => (Verdict::Accept, None),
+            TC_ACT_OK => {
+                packet = out[..(result.data_size_out as usize).min(out.len())].to_vec();
+                (Verdict::Accept, None)
+            }
             TC_ACT_SHOT => (Verdict::Drop, None),
             TC_ACT_REDIRECT => {
                 out.truncate(result.data_size_out as usize);
@@ -554,6 +562,7 @@ impl LoadedProgram {
             mark: Some(u32::from_ne_bytes(
                 ctx_out[SKB_MARK..SKB_MARK + 4].try_into().expect("4 bytes"),
             )),
+            packet,
         })
     }
 

@@ -36,6 +36,8 @@ pub struct Effects {
     pub ct_mark: Option<u32>,
     /// `log` statements that ran: rule number, prefix, the meta mark then.
     pub logs: Vec<(usize, String, u32)>,
+    /// The datagram's header bytes after `payload set` statements changed them.
+    pub network: Option<Vec<u8>>,
 }
 
 /// The reference can only run what it models.
@@ -341,6 +343,14 @@ impl<'a> Reference<'a> {
                 Statement::SetCtMark { .. } | Statement::SetCtMarkFromMark { .. } => {}
                 Statement::Log { prefix } => {
                     eval.effects.logs.push((number, prefix.clone(), p.mark))
+                }
+                Statement::PayloadSet(w) => {
+                    let ok = crate::rewrite::apply(w, p);
+                    // Even a breaking write may have fixed a checksum up.
+                    eval.effects.network = p.headers.as_ref().map(|h| h.network.clone());
+                    if !ok {
+                        return false;
+                    }
                 }
             }
         }

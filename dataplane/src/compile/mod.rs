@@ -354,6 +354,7 @@ fn decompile_chain(
         family,
         hook,
         base: true,
+        priority: Some(base.priority),
     };
     let rules = decompile_rules(&ctx, chain)?;
     if base.chain_type == "route" && rules.iter().any(|r| !r.statements.is_empty()) {
@@ -448,6 +449,7 @@ pub fn check_rule(
         family,
         hook,
         base,
+        priority: chain.base.as_ref().map(|b| b.priority),
     };
     decompile_expanded(&ctx, rule)
         .map(drop)
@@ -507,6 +509,7 @@ fn add_jump_targets(
         family: base.family,
         hook: base.hook,
         base: false,
+        priority: Some(base.priority),
     };
     let mut seen = std::collections::BTreeSet::new();
     let mut todo: Vec<String> = targets(&base.rules);

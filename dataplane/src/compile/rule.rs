@@ -24,11 +24,14 @@ use netlink_proto::expr::range::RangeOp;
 use netlink_proto::expr::Expr as TypedExpr;
 use nftshim_ebpf::fields::{IPPROTO_ICMP, IPPROTO_ICMPV6, PORT_PROTOCOLS};
 use nftshim_ebpf::ir::{
-    ct_state, ct_status, Action, Limit, Match, PortRange, Quota, StateId, Statement, Test,
+    ct_state, ct_status, Action, Limit, Match, PayloadWrite, PortRange, Quota, StateId, Statement,
+    Test, WriteBase,
 };
 use nftshim_ebpf::residual::{self, Insn, PayloadBase as ResBase};
 use nftshim_engine::view::{Expr, Rule, Table};
 use nftshim_engine::{CounterRef, RulesetView};
+
+mod write;
 
 use super::residual::Trace;
 use super::sets::{self, ByteRange};
@@ -41,6 +44,9 @@ pub struct ChainContext<'v> {
     pub hook: Hook,
     /// A base chain (else a regular chain reached by a jump or goto).
     pub base: bool,
+    /// The priority of the base chain (the one jumping here, for a regular chain);
+    /// `None` when not known (a regular chain checked on its own).
+    pub priority: Option<i32>,
 }
 
 /// What a register holds.
@@ -158,6 +164,31 @@ struct RuleState<'a, 'v> {
     rule_handle: u64,
     /// The rule's loads and the tests LBVS cannot index, as a residual program.
     trace: Trace,
+    /// The register operations so far, for the operand of a payload write.
+    recent: Vec<Recent>,
+}
+
+/// A register operation, as a payload write's operand is built from them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Recent {
+    Immediate {
+        dreg: u32,
+        data: Vec<u8>,
+    },
+    Load {
+        base: WriteBase,
+        offset: u32,
+        len: u32,
+        dreg: u32,
+    },
+    Bitwise {
+        sreg: u32,
+        dreg: u32,
+        len: u32,
+        mask: Vec<u8>,
+        xor: Vec<u8>,
+    },
+    Other,
 }
 
 /// Decompiles one rule. `Ok(None)`: the rule can never match or does nothing, so it
@@ -188,6 +219,7 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         table_handle: ctx.table.handle,
         rule_handle: rule.handle,
         trace: Trace::new(ctx.family == Family::Netdev),
+        recent: Vec::new(),
     };
     for (i, e) in rule.exprs.iter().enumerate() {
         if st.verdict.is_some() {
@@ -195,6 +227,7 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         }
         st.expr_index = i as u32;
         st.step(e)?;
+        st.remember(e);
     }
     if st.never {
         return Ok(None);
@@ -303,6 +336,7 @@ impl RuleState<'_, '_> {
             && !matches!(
                 typed,
                 TypedExpr::Counter(_)
+                    | TypedExpr::Payload(_)
                     | TypedExpr::Objref(_)
                     | TypedExpr::Reject(_)
                     | TypedExpr::Target(_)
@@ -322,9 +356,10 @@ impl RuleState<'_, '_> {
         match &typed {
             TypedExpr::Payload(p) => {
                 if p.sreg().is_some() {
-                    return Err(
-                        "payload writes (mangling) are not supported by the eBPF data plane".into(),
-                    );
+                    return self.payload_write(p);
+                }
+                if self.statements {
+                    return Err("expression payload after a statement is not supported".into());
                 }
                 let dreg = reg_offset(p.dreg(), "payload")?;
                 let (offset, len) = (p.offset().unwrap_or(0), p.len().unwrap_or(0));
@@ -725,6 +760,15 @@ impl RuleState<'_, '_> {
                 let dreg = i.dreg().ok_or("immediate without register")?;
                 if dreg != Register::Verdict {
                     let value = i.data().and_then(|d| d.value_bytes());
+                    if let Some(bytes) = value.filter(|b| b.len() != 4 && b.len() <= 16) {
+                        // An address for a payload write (`ip6 daddr set`), which takes
+                        // it from [`Self::remember`]; no test may read it.
+                        let dreg = reg_offset(Some(dreg), "immediate")?;
+                        let len = bytes.len() as u32;
+                        self.trace.load(dreg, len, None);
+                        self.forget(dreg, len);
+                        return Ok(());
+                    }
                     let Some(bytes) = value.filter(|b| b.len() == 4) else {
                         return Err(
                             "immediate into a data register (other than a 32-bit value) is not supported"

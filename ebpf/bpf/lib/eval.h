@@ -16,6 +16,7 @@
 #include "conntrack.h"
 #include "stmts.h"
 #include "reject.h"
+#include "rewrite.h"
 
 /* One chain: its rules are [start, end) of the program's rule numbering. */
 struct ns_chain {
@@ -76,6 +77,7 @@ struct ns_eval {
 	__u32 nlogs;         /* log statements that ran, emitted after the chains */
 	struct ns_log_entry logs[NS_MAX_LOGS];
 	struct ns_reply reply; /* reject: the answer being built */
+	struct ns_writes writes; /* header writes the hook carries out after the chains */
 };
 
 /* Chain id -> its rules and policy. */
@@ -195,6 +197,14 @@ NS_INLINE void ns_jump(struct ns_eval *e, __u32 rule, __u32 target)
 	ns_enter(e, target);
 }
 
+/* Looks up every dimension again after a header write changed the packet's fields. */
+__noinline int ns_relookup(struct ns_eval *e)
+{
+	if (!e)
+		return -1;
+	return ns_lookup_vectors(&e->pkt, e->ct.state_bit, e->ct.has_ct, e->ct.mark, e->ids);
+}
+
 /* Runs a rule's statements in order. Returns 0 when one breaks the rule (`meta mark
  * set ct mark` without a connection): the rule's action is then skipped. */
 NS_INLINE int ns_run_stmts(struct ns_eval *e, __u32 rule, const struct ns_rule_ext *x)
@@ -225,6 +235,20 @@ NS_INLINE int ns_run_stmts(struct ns_eval *e, __u32 rule, const struct ns_rule_e
 			e->ct.mark_set = 1;
 			ns_lookup_ctmark_vector(1, e->ct.mark, e->ids);
 			break;
+		case NS_STMT_PAYLOAD_SET: {
+			if (!NS_FEATURE(NS_F_WRITES)) {
+				e->status = NS_EVAL_ERROR;
+				return 0;
+			}
+			int r = ns_payload_write(&e->pkt, &e->writes, s->a);
+			if (r > 0 && ns_relookup(e) < 0)
+				r = -1;
+			if (r < 0)
+				e->status = NS_EVAL_ERROR;
+			if (r <= 0)
+				return 0;
+			break;
+		}
 		case NS_STMT_LOG: {
 			__u32 n = e->nlogs;
 			if (n >= NS_MAX_LOGS) {
@@ -334,6 +358,7 @@ static long ns_eval_step(__u64 step, void *unused)
 NS_INLINE __u32 ns_evaluate_chains(struct ns_eval *e)
 {
 	e->nlogs = 0;
+	e->writes.n = 0;
 	__u32 kind = e->pkt.l3 == NS_L3_IPV4 ? 0 : e->pkt.l3 == NS_L3_IPV6 ? 1 : 2;
 	e->base_mask = live.base_scope[kind];
 	if (!e->base_mask) {

@@ -123,6 +123,9 @@ struct ns_res_state {
 	struct ns_res_ct ct; /* the packet's connection, for NS_RES_CT */
 	__u8 tmp[NS_RES_DATA]; /* a byte order swap's source */
 	__u8 hdr[NS_RES_HDR_MAX];
+	/* Room for a few bytes read past a masked index (lib/rewrite.h), which the
+	 * verifier must see inside the value. */
+	__u8 hdr_slack[NS_RES_DATA];
 };
 
 struct {

@@ -43,6 +43,7 @@ enum ns_stmt_kind {
 	NS_STMT_SET_MARK_FROM_CT = 3,   /* mark = (ct mark & a) ^ b; breaks without ct */
 	NS_STMT_SET_CTMARK_FROM_MARK = 4, /* ct mark = (mark & a) ^ b */
 	NS_STMT_LOG = 5,                /* a: prefix id */
+	NS_STMT_PAYLOAD_SET = 6,        /* a: its spec in residual_insns (lib/rewrite.h) */
 };
 
 /* Same layout as Rust `maps::BpfStmt`. */

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use super::{sets, BuildError};
-use crate::ir::{Limit, Quota, Reject, Rule, SetField, StateId, Statement, Test};
+use crate::ir::{
+    Limit, PayloadWrite, Quota, Reject, Rule, SetField, StateId, Statement, Test, WriteBase,
+};
 use crate::residual::{self, CmpOp, Insn, MetaKey, PayloadBase, ResidualProgram};
 
 /// Checks and statements per rule (`NS_MAX_CHECKS`, `NS_MAX_STMTS`).
@@ -35,6 +37,13 @@ pub const RES_EXTHDR6: u8 = 10;
 pub const RES_TCPOPT: u8 = 11;
 pub const RES_NETDEV: u8 = 12;
 pub const RES_CT: u8 = 13;
+/// Not an operation: the spec of a `payload set` statement (`struct ns_res_insn` read
+/// as `struct ns_write_spec`, bpf/lib/rewrite.h): flags 1 network / 2 transport base,
+/// offset, len, data the mask, data2 the xor, arg the checksum offset, sreg
+/// `WRITE_CSUM_*` bits.
+pub const RES_WRITE: u8 = 14;
+pub const WRITE_CSUM_INET: u8 = 1 << 0;
+pub const WRITE_CSUM_PSEUDO: u8 = 1 << 1;
 
 /// `struct ns_res_insn`: one residual operation. `flags` holds the payload base, the
 /// cmp operator, the negation of a range or lookup, or the shift direction; `arg` the
@@ -69,6 +78,8 @@ pub const STMT_SET_CTMARK: u32 = 2;
 pub const STMT_SET_MARK_FROM_CT: u32 = 3;
 pub const STMT_SET_CTMARK_FROM_MARK: u32 = 4;
 pub const STMT_LOG: u32 = 5;
+/// a: the write's spec in `residual_insns`.
+pub const STMT_PAYLOAD_SET: u32 = 6;
 
 /// `struct ns_check`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -323,6 +334,10 @@ impl Extras {
                     }
                     stmt(STMT_LOG, id, 0)
                 }
+                Statement::PayloadSet(w) => {
+                    self.residual_insns.push(write_spec(w));
+                    stmt(STMT_PAYLOAD_SET, self.residual_insns.len() as u32 - 1, 0)
+                }
             };
         }
         self.ext.push(x);
@@ -331,6 +346,29 @@ impl Extras {
             !checks.is_empty(),
             !r.statements.is_empty(),
         )))
+    }
+}
+
+/// A payload write as its `residual_insns` entry.
+fn write_spec(w: &PayloadWrite) -> BpfResidualInsn {
+    BpfResidualInsn {
+        op: RES_WRITE,
+        flags: match w.base {
+            WriteBase::Network => 1,
+            WriteBase::Transport => 2,
+        },
+        sreg: if w.csum_inet { WRITE_CSUM_INET } else { 0 }
+            | if w.pseudo_header {
+                WRITE_CSUM_PSEUDO
+            } else {
+                0
+            },
+        len: w.len,
+        arg: w.csum_offset,
+        offset: w.offset as u16,
+        data: w.mask,
+        data2: w.xor,
+        ..BpfResidualInsn::default()
     }
 }
 

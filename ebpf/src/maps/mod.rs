@@ -36,7 +36,7 @@ pub mod sets;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use crate::ir::{Chain, PortRange, Program, Verdict};
+use crate::ir::{Chain, PortRange, Program, Statement, Verdict};
 
 /// 64-bit words in one map entry of the vector table (4096 rules).
 pub const BLOCK_WORDS: usize = 64;
@@ -140,6 +140,8 @@ pub const FEATURE_NETDEV_VIEW: u32 = 1 << 7;
 /// Answers redirected at TC ingress are marked for the egress programs
 /// ([`crate::ir::Program::mark_answers`]).
 pub const FEATURE_MARK_ANSWERS: u32 = 1 << 8;
+/// Some rule writes packet headers ([`crate::ir::Statement::PayloadSet`]).
+pub const FEATURE_WRITES: u32 = 1 << 9;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].
@@ -351,6 +353,8 @@ pub enum BuildError {
     SetKeyMismatch { rule: usize, set: String },
     #[error("set {set:?}: an element of another key type")]
     SetElementMismatch { set: String },
+    #[error("log statements in a program that writes packet headers")]
+    LogWithWrites,
 }
 
 /// Compiles one chain, as a program with that base chain. Fails on what the data plane
@@ -371,6 +375,25 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
     let nblocks = nrules.div_ceil(BLOCK_RULES).max(1);
     let dims = lbvs::build(&layout.rule_refs, nblocks)?;
     let mut features = layout.features;
+    if layout
+        .extras
+        .residual_insns
+        .iter()
+        .any(|i| i.op == checks::RES_WRITE)
+    {
+        features |= FEATURE_WRITES;
+        // Log events carry the packet as it leaves the program, not as it was when
+        // the statement ran.
+        if program.chains_in_order().any(|(_, c)| {
+            c.rules.iter().any(|r| {
+                r.statements
+                    .iter()
+                    .any(|s| matches!(s, Statement::Log { .. }))
+            })
+        }) {
+            return Err(BuildError::LogWithWrites);
+        }
+    }
     if !layout.extras.residual_insns.is_empty() {
         features |= FEATURE_RESIDUAL;
     }
