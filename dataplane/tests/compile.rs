@@ -412,7 +412,7 @@ fn facts() -> Facts {
         links: [(1, "lo".to_string()), (7, "veth0".to_string())].into(),
         local_v4: vec![net4("127.0.0.0/8"), net4("10.1.0.1/32")],
         local_v6: vec!["::1/128".parse().unwrap()],
-        no_arp: Default::default(),
+        ..Facts::default()
     }
 }
 
@@ -923,4 +923,125 @@ fn netdev_chains_read_headers_in_the_netdev_view() {
     // An IPv4 header nft_set_pktinfo_ipv4_validate refuses: no transport protocol,
     // so `tcp dport 22` cannot match (the IP hooks never see such a packet).
     assert_eq!(at_ingress(tcp4_frame(0x55, 22)), Verdict::Accept);
+}
+
+/// A namespace with bridge br0 (3) and its ports p1 (4, forwarding) and p2 (5,
+/// blocking), and a plain link eth0 (9).
+fn bridge_facts() -> Facts {
+    use nftshim_dataplane::compile::bridge::{BridgeDevice, BridgePort};
+    let port = |state| BridgePort {
+        bridge: 3,
+        state,
+        group_fwd_mask: 0,
+    };
+    Facts {
+        links: [
+            (1, "lo".to_string()),
+            (3, "br0".to_string()),
+            (4, "p1".to_string()),
+            (5, "p2".to_string()),
+            (9, "eth0".to_string()),
+        ]
+        .into(),
+        no_arp: [1, 4, 5].into(),
+        bridges: [(3, BridgeDevice::default())].into(),
+        bridge_ports: [(4, port(3)), (5, port(4))].into(),
+        ..Facts::default()
+    }
+}
+
+/// The bridge guards of a planned program's rules, in rule order.
+fn bridge_guards(p: &nftshim_ebpf::ir::Program) -> Vec<Test> {
+    p.base_chains
+        .iter()
+        .flat_map(|c| &c.rules)
+        .map(|r| r.matches[0].test.clone())
+        .collect()
+}
+
+#[test]
+fn bridge_chains_run_at_ports_and_the_bridge_device_only() {
+    use nftshim_ebpf::ir::bridge_classes::{link_local, ALL, OTHER};
+    let p = program("bridge");
+    let hooks: Vec<(Family, Hook)> = p.chains.iter().map(|c| (c.family, c.hook)).collect();
+    assert_eq!(
+        hooks,
+        [
+            (Family::Bridge, Hook::Prerouting),
+            (Family::Bridge, Hook::Input),
+            (Family::Bridge, Hook::Forward)
+        ]
+    );
+    let plan = instantiate(&p, &bridge_facts()).unwrap();
+    let keys: Vec<(u32, Direction)> = plan.chains.keys().copied().collect();
+    // br0: input; p1: prerouting and input (link-local), forward; p2 (blocking):
+    // input (link-local) and forward; lo and eth0 nothing.
+    assert_eq!(
+        keys,
+        [
+            (3, Direction::Ingress),
+            (4, Direction::Ingress),
+            (4, Direction::Egress),
+            (5, Direction::Ingress),
+            (5, Direction::Egress)
+        ]
+    );
+    let input_ll: u32 = (2u8..16)
+        .filter(|&x| x != 0x0e)
+        .fold(0, |a, x| a | link_local(x));
+    let br0 = &plan.chains[&(3, Direction::Ingress)];
+    assert!(br0.bridge_frames);
+    assert_eq!(
+        bridge_guards(br0),
+        [Test::BridgeHook(ALL), Test::BridgeHook(ALL)]
+    );
+    let p1 = &plan.chains[&(4, Direction::Ingress)];
+    assert_eq!(
+        bridge_guards(p1),
+        [
+            Test::BridgeHook(OTHER | link_local(0)),
+            Test::BridgeHook(input_ll),
+            Test::BridgeHook(input_ll)
+        ]
+    );
+    assert_eq!(
+        bridge_guards(&plan.chains[&(5, Direction::Ingress)]),
+        [Test::BridgeHook(input_ll), Test::BridgeHook(input_ll)]
+    );
+    // Forward: copies that came in on a port of br0, whichever the port's state.
+    assert_eq!(
+        bridge_guards(&plan.chains[&(4, Direction::Egress)]),
+        [Test::Iif(vec![4, 5])]
+    );
+    // The forward rule itself names p1 and p2 by index.
+    let fwd = &plan.chains[&(4, Direction::Egress)].base_chains[0].rules[0];
+    assert!(
+        fwd.matches.contains(&Match::is(Test::Iif(vec![4]))),
+        "{fwd:?}"
+    );
+    assert!(
+        fwd.matches.contains(&Match::is(Test::Oif(vec![5]))),
+        "{fwd:?}"
+    );
+}
+
+#[test]
+fn bridge_constructs_that_are_not_enforced_are_refused() {
+    let state = fixture("bridge-refused");
+    let cases = [
+        ("c_output", "output and postrouting hooks"),
+        ("c_postrouting", "output and postrouting hooks"),
+        ("c_ether", "header matches in bridge chains"),
+        ("c_ip", "meta protocol in bridge chains"),
+        ("c_iif_in_input", "does not know the port"),
+        ("c_pkttype", "meta pkttype in bridge chains"),
+        ("c_log", "in bridge chains"),
+        ("c_counting_input", "counts lengths"),
+    ];
+    for (chain, why) in cases {
+        let ns = only_chain(&state, chain);
+        let err = decompile(&ns.view()).expect_err(chain);
+        assert_eq!(err.errno, libc::EOPNOTSUPP, "{chain}");
+        assert!(err.reason.contains(why), "{chain}: {}", err.reason);
+    }
 }

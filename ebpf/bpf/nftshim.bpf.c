@@ -6,6 +6,7 @@
 #include "lib/common.h"
 #include "lib/parse.h"
 #include "lib/arp.h"
+#include "lib/bridge.h"
 #include "lib/actions.h"
 #include "lib/lbvs.h"
 #include "lib/conntrack.h"
@@ -169,6 +170,8 @@ int nftshim_tc(struct __sk_buff *skb)
 	__builtin_memset(&e->pkt, 0, sizeof(e->pkt));
 	parse_packet((void *)(long)skb->data, (void *)(long)skb->data_end, frame_len, &e->pkt);
 	ns_classify_arp(skb, &e->pkt, frame_len, cfg.egress);
+	if (NS_FEATURE(NS_F_BRIDGE))
+		ns_classify_bridge(skb, &e->pkt, frame_len);
 	/* A marked answer is locally generated: no input device (output chains, not
 	 * forward). Its connection was looked up (observed) as a forwarded packet's is. */
 	int answer = cfg.egress && NS_FEATURE(NS_F_MARK_ANSWERS) && ns_take_answer_mark(skb);

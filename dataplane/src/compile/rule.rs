@@ -169,6 +169,8 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         Family::Inet | Family::Netdev => V4 | V6,
         // ARP frames: no IP header (network payload goes to residual programs).
         Family::Arp => 0,
+        // Header fields are refused in bridge chains (`bridge_allows`).
+        Family::Bridge => 0,
     };
     let mut st = RuleState {
         ctx,
@@ -267,9 +269,9 @@ pub(super) fn log_spec_of(
         ));
     }
     match (family, hook) {
-        (Family::Netdev | Family::Arp, _) => {
-            Err("log in netdev and arp chains is not supported by the eBPF data plane".into())
-        }
+        (Family::Netdev | Family::Arp | Family::Bridge, _) => Err(
+            "log in netdev, arp and bridge chains is not supported by the eBPF data plane".into(),
+        ),
         // Seen at TC egress, where the link-layer header the kernel prints (the one
         // the packet came in with) is already replaced.
         (_, Hook::Forward) => {
@@ -296,6 +298,9 @@ impl RuleState<'_, '_> {
                 "expression {} has attributes the data plane does not know",
                 e.name
             ));
+        }
+        if self.ctx.family == Family::Bridge {
+            bridge_allows(&typed, self.ctx.hook)?;
         }
         // A statement's operands (`immediate` into a data register) may follow one.
         if self.statements
@@ -1563,6 +1568,53 @@ impl RuleState<'_, '_> {
             }
         }
         Ok(nets)
+    }
+}
+
+/// What a bridge chain's rule may use: meta mark and devices, sets of them, counters,
+/// limits, quotas, mark set and verdicts. Header matches are refused: nft makes them
+/// depend on `ether type`, a link-layer load into which the kernel re-inserts a
+/// hardware-accelerated VLAN tag (as in netdev chains), and the bridge's pktinfo
+/// (nft_do_chain_bridge) is not modelled. Neither is conntrack (nf_conntrack_bridge),
+/// reject (nft_reject_bridge) nor log.
+fn bridge_allows(typed: &TypedExpr, hook: Hook) -> Result<(), String> {
+    match typed {
+        TypedExpr::Meta(m) => match m.key() {
+            Some(MetaKey::Iif | MetaKey::Iifname) if hook == Hook::Input && m.sreg().is_none() => {
+                Err(
+                    "meta iif/iifname in bridge input chains is not supported by the eBPF \
+                     data plane (the bridge device's TC ingress does not know the port)"
+                        .into(),
+                )
+            }
+            Some(
+                MetaKey::Mark | MetaKey::Iif | MetaKey::Iifname | MetaKey::Oif | MetaKey::Oifname,
+            ) => Ok(()),
+            other => Err(format!(
+                "meta {} in bridge chains is not supported by the eBPF data plane",
+                other.map(meta_name).unwrap_or_default()
+            )),
+        },
+        TypedExpr::Cmp(_)
+        | TypedExpr::Range(_)
+        | TypedExpr::Lookup(_)
+        | TypedExpr::Bitwise(_)
+        | TypedExpr::Byteorder(_)
+        | TypedExpr::Immediate(_)
+        | TypedExpr::Counter(_)
+        | TypedExpr::Objref(_)
+        | TypedExpr::Limit(_)
+        | TypedExpr::Quota(_) => Ok(()),
+        TypedExpr::Payload(_) | TypedExpr::Exthdr(_) => Err(
+            "header matches in bridge chains are not supported by the eBPF data plane (their \
+             ether type dependency reads the link-layer header, into which the kernel \
+             re-inserts hardware-accelerated VLAN tags)"
+                .into(),
+        ),
+        other => Err(format!(
+            "expression {} in bridge chains is not supported by the eBPF data plane",
+            other.name()
+        )),
     }
 }
 

@@ -53,6 +53,9 @@ enum ns_action {
 #define NS_F_NETDEV_VIEW (1u << 7) /* some residual program uses NS_RES_NETDEV (lib/netdev.h) */
 #define NS_F_MARK_ANSWERS (1u << 8) /* answers from TC ingress are marked for the egress
 				     * programs, on every device (lib/reject.h) */
+#define NS_F_BRIDGE (1u << 9) /* bridge family chains: frames classified as the bridge's
+			       * rx handler sees them, lengths from the network header
+			       * untrimmed (lib/bridge.h) */
 
 /* Conntrack timeouts (cfg.ct_timeout[], seconds). Same numbering as Rust
  * `loader::CtTimeouts`. */

@@ -74,7 +74,8 @@ struct pkt_ctx {
 	__u32 frag_id; /* fragments: the datagram's identification */
 	__u8 has_frag_id;
 	__u8 arp; /* an ARP packet the kernel's ARP hooks see here (lib/arp.h) */
-	__u8 pad3[2];
+	__u8 br_class; /* with NS_F_BRIDGE: NS_BR_* (lib/bridge.h) */
+	__u8 pad3;
 	struct pkt_inner inner;
 };
 

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use super::checks::{reject_arg, Extras};
 use super::sets::SetIds;
 use super::{
-    ActionKind, BpfChain, BpfRule, BuildError, BLOCK_RULES, FEATURE_CHECKS, FEATURE_CONNTRACK,
-    FEATURE_JUMPS, FEATURE_MARK_ANSWERS, FEATURE_REJECT, FEATURE_ROUTE_ANSWERS, FEATURE_STMTS,
-    KIND_IPV4, KIND_IPV6, KIND_OTHER, MAX_BASE_CHAINS, MAX_STEPS, RULE_CHECKS, RULE_STMTS,
+    ActionKind, BpfChain, BpfRule, BuildError, BLOCK_RULES, FEATURE_BRIDGE, FEATURE_CHECKS,
+    FEATURE_CONNTRACK, FEATURE_JUMPS, FEATURE_MARK_ANSWERS, FEATURE_REJECT, FEATURE_ROUTE_ANSWERS,
+    FEATURE_STMTS, KIND_IPV4, KIND_IPV6, KIND_OTHER, MAX_BASE_CHAINS, MAX_STEPS, RULE_CHECKS,
+    RULE_STMTS,
 };
 use crate::ir::{Action, Chain, ChainRef, L3Scope, Program, Rule, Test};
 
@@ -49,6 +50,9 @@ pub(super) fn layout<'a>(program: &'a Program, sets: &SetIds) -> Result<Layout<'
     };
     if program.mark_answers {
         features |= FEATURE_MARK_ANSWERS;
+    }
+    if program.bridge_frames {
+        features |= FEATURE_BRIDGE;
     }
     let mut rule_refs = Vec::new();
     let mut rules = Vec::new();

@@ -140,6 +140,8 @@ pub const FEATURE_NETDEV_VIEW: u32 = 1 << 7;
 /// Answers redirected at TC ingress are marked for the egress programs
 /// ([`crate::ir::Program::mark_answers`]).
 pub const FEATURE_MARK_ANSWERS: u32 = 1 << 8;
+/// Bridge family chains ([`crate::ir::Program::bridge_frames`]).
+pub const FEATURE_BRIDGE: u32 = 1 << 9;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].
