@@ -975,17 +975,25 @@ fn bridge_chains_run_at_ports_and_the_bridge_device_only() {
     let plan = instantiate(&p, &bridge_facts()).unwrap();
     let keys: Vec<(u32, Direction)> = plan.chains.keys().copied().collect();
     // br0: input; p1: prerouting and input (link-local), forward; p2 (blocking):
-    // input (link-local) and forward; lo and eth0 nothing.
+    // input (link-local) and forward; lo and eth0 nothing at ingress. Every egress
+    // program takes off the mark br0's egress puts on what it sends.
     assert_eq!(
         keys,
         [
+            (1, Direction::Egress),
             (3, Direction::Ingress),
+            (3, Direction::Egress),
             (4, Direction::Ingress),
             (4, Direction::Egress),
             (5, Direction::Ingress),
-            (5, Direction::Egress)
+            (5, Direction::Egress),
+            (9, Direction::Egress)
         ]
     );
+    assert!(plan.chains[&(3, Direction::Egress)].bridge_tx_mark);
+    assert!(plan.chains[&(3, Direction::Egress)].base_chains[0]
+        .rules
+        .is_empty());
     let input_ll: u32 = (2u8..16)
         .filter(|&x| x != 0x0e)
         .fold(0, |a, x| a | link_local(x));
@@ -1011,7 +1019,7 @@ fn bridge_chains_run_at_ports_and_the_bridge_device_only() {
     // Forward: copies that came in on a port of br0, whichever the port's state.
     assert_eq!(
         bridge_guards(&plan.chains[&(4, Direction::Egress)]),
-        [Test::Iif(vec![4, 5])]
+        [Test::BridgeHook(nftshim_ebpf::ir::bridge_classes::NOT_SENT)]
     );
     // The forward rule itself names p1 and p2 by index.
     let fwd = &plan.chains[&(4, Direction::Egress)].base_chains[0].rules[0];
@@ -1029,8 +1037,6 @@ fn bridge_chains_run_at_ports_and_the_bridge_device_only() {
 fn bridge_constructs_that_are_not_enforced_are_refused() {
     let state = fixture("bridge-refused");
     let cases = [
-        ("c_output", "output and postrouting hooks"),
-        ("c_postrouting", "output and postrouting hooks"),
         ("c_ether", "header matches in bridge chains"),
         ("c_ip", "meta protocol in bridge chains"),
         ("c_iif_in_input", "does not know the port"),
@@ -1044,4 +1050,36 @@ fn bridge_constructs_that_are_not_enforced_are_refused() {
         assert_eq!(err.errno, libc::EOPNOTSUPP, "{chain}");
         assert!(err.reason.contains(why), "{chain}: {}", err.reason);
     }
+}
+
+#[test]
+fn bridge_output_is_told_from_forwarded_copies_by_the_bridge_device_s_mark() {
+    use nftshim_ebpf::ir::bridge_classes::{NOT_SENT, SENT};
+    let p = program("bridge-output");
+    let plan = instantiate(&p, &bridge_facts()).unwrap();
+    // Every link has an egress program, which takes the mark off; br0's puts it on.
+    for i in [1, 3, 4, 5, 9] {
+        let e = &plan.chains[&(i, Direction::Egress)];
+        assert!(e.bridge_clear_mark, "{i}");
+        assert_eq!(e.bridge_tx_mark, i == 3, "{i}");
+        assert_eq!(e.bridge_frames, i == 4 || i == 5, "{i}");
+    }
+    assert!(!plan.chains.contains_key(&(3, Direction::Ingress)));
+    let rules = &plan.chains[&(4, Direction::Egress)].base_chains[0].rules;
+    let sent = Match::is(Test::BridgeHook(SENT));
+    let forwarded = [
+        Match::is(Test::BridgeHook(NOT_SENT)),
+        Match::is(Test::Iif(vec![4, 5])),
+    ];
+    // forward and output (disjoint, either order), then postrouting for both.
+    assert_eq!(rules.len(), 4, "{rules:?}");
+    let output = Match::is(Test::Oif(vec![4]));
+    let from_p1 = Match::is(Test::Iif(vec![4]));
+    let firsts: Vec<&Vec<Match>> = rules[..2].iter().map(|r| &r.matches).collect();
+    assert!(firsts.contains(&&vec![sent.clone(), output]), "{firsts:?}");
+    let mut fwd = forwarded.to_vec();
+    fwd.push(from_p1);
+    assert!(firsts.contains(&&fwd), "{firsts:?}");
+    assert_eq!(rules[2].matches, [sent]);
+    assert_eq!(rules[3].matches, forwarded);
 }

@@ -285,6 +285,11 @@ pub mod bridge_classes {
     pub const OTHER: u32 = 1 << 16;
     /// Every frame not looped back (at the bridge device, after the bridge's checks).
     pub const ALL: u32 = 1 << 17;
+    /// At a port's egress: copies the bridge device sent (marked by its egress
+    /// program, [`super::Program::bridge_tx_mark`]).
+    pub const SENT: u32 = 1 << 18;
+    /// At a port's egress: every other frame.
+    pub const NOT_SENT: u32 = 1 << 19;
 }
 
 /// `ct state` bits (`NF_CT_STATE_*`).
@@ -456,6 +461,11 @@ pub struct Program {
     /// [`Test::BridgeHook`] and lengths are counted as the bridge hooks count them
     /// (from the network header, untrimmed).
     pub bridge_frames: bool,
+    /// At the bridge device's egress: accepted frames are marked (`skb->cb`) so
+    /// that the ports' programs see them as the bridge's output (`bpf/lib/bridge.h`).
+    pub bridge_tx_mark: bool,
+    /// At egress: that mark is taken off (every egress program, while any is set).
+    pub bridge_clear_mark: bool,
 }
 
 /// NFT_JUMP_STACK_SIZE.

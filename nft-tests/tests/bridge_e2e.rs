@@ -165,7 +165,7 @@ fn caught(s: &OwnedFd) -> Vec<u32> {
 #[derive(Clone, Copy, Debug)]
 struct Probe {
     id: u32,
-    /// "h1", "h2" (from a1, a2) or "br" (from br0).
+    /// "h1", "h2" (from a1, a2), "br" (from br0) or "b1" (from the port itself).
     from: &'static str,
     src: [u8; 6],
     dst: [u8; 6],
@@ -194,6 +194,9 @@ fn probes() -> Vec<Probe> {
         p(9, "h1", [0x03, 0, 0, 0, 8, 9], MAC_A2, 80), // multicast source: dropped
         p(10, "br", MAC_BR, MAC_A1, 90), // sent by br0: output, not forward
         p(11, "h2", MAC_A2, BROADCAST, 100), // flooded to b1 and passed up
+        p(12, "br", MAC_BR, BROADCAST, 110), // sent by br0 to both ports: output
+        p(13, "br", MAC_BR, MAC_A2, 120), // sent by br0 to b2
+        p(14, "b1", MAC_BR, MAC_A1, 130), // the port's own frame: no bridge hook
     ]
 }
 
@@ -228,6 +231,7 @@ fn observe(side: &Side, probes: &[Probe]) -> Vec<(&'static str, Vec<u32>)> {
         ("h1", &side.h1, "a1"),
         ("h2", &side.h2, "a2"),
         ("br", &side.br, "br0"),
+        ("b1", &side.br, "b1"),
     ] {
         let frames: Vec<Vec<u8>> = probes
             .iter()
@@ -304,6 +308,31 @@ table bridge t {
 	chain forward_chain {
 		type filter hook forward priority 0; policy accept;
 		oifname "b2" jump counted
+	}
+}
+"#,
+    ),
+    (
+        "output and postrouting",
+        r#"flush ruleset
+table bridge t {
+	chain pre {
+		type filter hook prerouting priority 0; policy accept;
+		iifname "b2" meta mark set 3
+	}
+	chain out {
+		type filter hook output priority 0; policy accept;
+		counter
+		oifname "b2" counter drop
+	}
+	chain forward_chain {
+		type filter hook forward priority 0; policy accept;
+		counter
+	}
+	chain post {
+		type filter hook postrouting priority 0; policy accept;
+		counter
+		oifname "b1" meta mark 3 counter drop
 	}
 }
 "#,

@@ -13,8 +13,9 @@
 //!   netdev egress.
 //! - bridge prerouting, and input for link-local frames passed up on a port, at a
 //!   bridge port's ingress (after netdev ingress); bridge input at the bridge device's
-//!   ingress (before everything else there); bridge forward at a port's egress, for
-//!   copies that came in on a port of the same bridge (see [`super::bridge`]).
+//!   ingress (before everything else there); bridge forward (copies that came in on a
+//!   port of the same bridge), output (copies the bridge device sent) and postrouting
+//!   (both) at a port's egress (see [`super::bridge`]).
 //!
 //! The chains are flattened in hook and priority order into one first-match list; a
 //! chain's rules are guarded by matches selecting the packets its hook sees, and its
@@ -71,8 +72,12 @@ enum Class {
     /// Frames of these classes (`bridge_classes`) at a bridge port's or the bridge
     /// device's ingress.
     Bridge(u32),
-    /// Egress frames that came in on a port of this bridge (ifindex).
+    /// Egress frames that came in on a port of this bridge (ifindex), not sent by it.
     BridgeForwarded(u32),
+    /// Egress frames the bridge device sent.
+    BridgeSent,
+    /// Both of the above.
+    BridgePostrouting(u32),
 }
 
 /// What a link is to the bridge hooks.
@@ -177,6 +182,10 @@ fn bridge_stage<'p>(c: &'p HookChain, dir: Direction, role: BridgeRole) -> Optio
         (Direction::Egress, Hook::Forward, BridgeRole::Port { bridge, .. }) => {
             (Class::BridgeForwarded(bridge), 0)
         }
+        (Direction::Egress, Hook::Output, BridgeRole::Port { .. }) => (Class::BridgeSent, 0),
+        (Direction::Egress, Hook::Postrouting, BridgeRole::Port { bridge, .. }) => {
+            (Class::BridgePostrouting(bridge), 1)
+        }
         _ => return None,
     };
     if class == Class::Bridge(0) {
@@ -192,10 +201,24 @@ fn bridge_stage<'p>(c: &'p HookChain, dir: Direction, role: BridgeRole) -> Optio
 fn overlap(a: &Stage<'_>, b: &Stage<'_>) -> bool {
     let classes = match (a.class, b.class) {
         (Class::Bridge(x), Class::Bridge(y)) => x & y != 0,
+        (Class::BridgeSent, Class::BridgeForwarded(_))
+        | (Class::BridgeForwarded(_), Class::BridgeSent) => false,
         // Bridge stages against the others: assumed to meet (the bridge's frames
         // include IP and ARP ones).
-        (Class::Bridge(_) | Class::BridgeForwarded(_), _)
-        | (_, Class::Bridge(_) | Class::BridgeForwarded(_)) => true,
+        (
+            Class::Bridge(_)
+            | Class::BridgeForwarded(_)
+            | Class::BridgeSent
+            | Class::BridgePostrouting(_),
+            _,
+        )
+        | (
+            _,
+            Class::Bridge(_)
+            | Class::BridgeForwarded(_)
+            | Class::BridgeSent
+            | Class::BridgePostrouting(_),
+        ) => true,
         (Class::All, _) | (_, Class::All) => true,
         (x, y) => x == y,
     };
@@ -354,19 +377,26 @@ pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneEr
         check_before_conntrack(program)?;
     }
     let marks = super::reject::marks_answers(program);
+    // Bridge chains at ports' egress: the bridge device's egress marks what it sends,
+    // and every egress program takes such a mark off (see [`super::bridge`]).
+    let bridge_tx = program.chains.iter().any(|c| {
+        c.family == Family::Bridge
+            && matches!(c.hook, Hook::Forward | Hook::Output | Hook::Postrouting)
+    });
     let mut plan = Plan::default();
     for (&ifindex, name) in &facts.links {
         for dir in [Direction::Ingress, Direction::Egress] {
             let arp = !facts.no_arp.contains(&ifindex);
             let role = BridgeRole::of(ifindex, facts);
             let st = stages(program, dir, Some(name), arp, role);
+            let marking = bridge_tx && dir == Direction::Egress;
             let (mut chains, slots) = if !st.is_empty() {
                 let (base, mut slots) = flatten(&st, facts)?;
                 let (ir_program, regular_slots) = with_regular_chains(base, program, facts);
                 slots.extend(regular_slots);
                 (ir_program, slots)
-            } else if track {
-                // Tracks only: no rule, nothing counted.
+            } else if track || marking {
+                // Tracks or marks only: no rule, nothing counted.
                 let only_tracks = ir::Program::single(ir::Chain {
                     scope: L3Scope::Inet,
                     policy: Verdict::Accept,
@@ -379,6 +409,8 @@ pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneEr
             chains.conntrack = track;
             chains.mark_answers = marks;
             chains.bridge_frames = st.iter().any(|s| s.chain.family == Family::Bridge);
+            chains.bridge_tx_mark = marking && role == BridgeRole::Bridge;
+            chains.bridge_clear_mark = marking;
             plan.chains.insert((ifindex, dir), chains);
             plan.counters.insert((ifindex, dir), slots);
         }
@@ -479,13 +511,22 @@ fn with_regular_chains(
 /// Alternatives (a disjunction of conjunctions) selecting the packets of a stage.
 fn guards(s: &Stage<'_>, scope_fams: u8, facts: &Facts) -> Vec<Vec<Match>> {
     let fams = families(s.chain.family);
+    // Copies the bridge forwarded: not sent by the bridge device, in from a port.
+    let forwarded = |bridge| {
+        vec![
+            Match::is(Test::BridgeHook(bridge_classes::NOT_SENT)),
+            Match::is(Test::Iif(ports_of(&facts.bridge_ports, bridge))),
+        ]
+    };
     let mut alts: Vec<Vec<Match>> = match s.class {
         Class::Arp => vec![vec![Match::is(Test::ArpHook)]],
         Class::Bridge(classes) => vec![vec![Match::is(Test::BridgeHook(classes))]],
-        Class::BridgeForwarded(bridge) => vec![vec![Match::is(Test::Iif(ports_of(
-            &facts.bridge_ports,
-            bridge,
-        )))]],
+        Class::BridgeForwarded(bridge) => vec![forwarded(bridge)],
+        Class::BridgeSent => vec![vec![Match::is(Test::BridgeHook(bridge_classes::SENT))]],
+        Class::BridgePostrouting(bridge) => vec![
+            vec![Match::is(Test::BridgeHook(bridge_classes::SENT))],
+            forwarded(bridge),
+        ],
         Class::Local => {
             let mut v = Vec::new();
             if fams & V4 != 0 {

@@ -14,11 +14,13 @@
 //!   frames passed up on the port (at the port's TC ingress). Its input device is the
 //!   port, which the bridge device's TC ingress does not know: rules of bridge input
 //!   chains may not test it.
-//! - forward runs per copy at the destination port, before it is sent there (TC
-//!   egress of the port); a copy that came in on a port of the same bridge (its
-//!   `skb_iif`) was forwarded. Copies the bridge device sends have output instead,
-//!   which TC egress cannot tell from the port's own frames: output and postrouting
-//!   stay refused.
+//! - forward, output and postrouting run per copy at the destination port, before
+//!   it is sent there (TC egress of the port). Output is for the copies the bridge
+//!   device sent (br_dev_xmit): its egress program marks what it accepts
+//!   (`skb->cb`, `bpf/lib/bridge.h`) and the port's program takes the mark
+//!   off. Forward is for unmarked copies that came in on a port of the same bridge
+//!   (their `skb_iif`); postrouting for both. Other frames leaving a port are the
+//!   port's own (its IPv6, packet sockets), which no bridge hook sees.
 //!
 //! Not modelled: MRP/CFM frame types registered on a bridge (they pass without a
 //! hook) and the per-port BPDU filter flag (rtnetlink of this kernel's headers does

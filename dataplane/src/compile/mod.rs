@@ -419,14 +419,8 @@ fn hook_of(family: Family, base: &BaseChain) -> Result<Hook, String> {
         (Family::Bridge, NF_INET_PRE_ROUTING) => Ok(Hook::Prerouting),
         (Family::Bridge, NF_INET_LOCAL_IN) => Ok(Hook::Input),
         (Family::Bridge, NF_INET_FORWARD) => Ok(Hook::Forward),
-        // Copies the bridge device sends (br_dev_xmit) meet output and postrouting at
-        // the port, where TC egress cannot tell them from the port's own frames
-        // (IPv6 of the port, packet sockets): refused rather than approximated.
-        (Family::Bridge, NF_INET_LOCAL_OUT | NF_INET_POST_ROUTING) => Err(
-            "the bridge output and postrouting hooks are not supported by the eBPF data plane \
-             (a port's TC egress cannot tell the bridge's copies from the port's own frames)"
-                .into(),
-        ),
+        (Family::Bridge, NF_INET_LOCAL_OUT) => Ok(Hook::Output),
+        (Family::Bridge, NF_INET_POST_ROUTING) => Ok(Hook::Postrouting),
         (Family::Bridge, _) => Err("unknown bridge hook".into()),
         (_, NF_INET_PRE_ROUTING) => Ok(Hook::Prerouting),
         (_, NF_INET_LOCAL_IN) => Ok(Hook::Input),

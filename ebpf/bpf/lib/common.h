@@ -56,6 +56,9 @@ enum ns_action {
 #define NS_F_BRIDGE (1u << 9) /* bridge family chains: frames classified as the bridge's
 			       * rx handler sees them, lengths from the network header
 			       * untrimmed (lib/bridge.h) */
+#define NS_F_BRIDGE_TX (1u << 10)    /* the bridge device's egress: accepted frames are marked
+				      * for the ports' output hook (lib/bridge.h) */
+#define NS_F_BRIDGE_CLEAR (1u << 11) /* egress: take that mark off */
 
 /* Conntrack timeouts (cfg.ct_timeout[], seconds). Same numbering as Rust
  * `loader::CtTimeouts`. */
