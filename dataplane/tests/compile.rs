@@ -1034,11 +1034,28 @@ fn bridge_chains_run_at_ports_and_the_bridge_device_only() {
 }
 
 #[test]
+fn bridge_prerouting_after_br_netfilter_s_hook_is_refused() {
+    // A prerouting chain at priority 0 comes after br_netfilter's hook, even before
+    // any bridge exists.
+    let p = program("bridge");
+    for mut f in [bridge_facts(), facts()] {
+        f.br_netfilter = true;
+        let err = instantiate(&p, &f).expect_err("br_netfilter");
+        assert_eq!(err.errno, libc::EOPNOTSUPP);
+        assert!(err.reason.contains("br_netfilter"), "{}", err.reason);
+    }
+    // Chains at the ports' egress come after it in the kernel too.
+    let mut f = bridge_facts();
+    f.br_netfilter = true;
+    instantiate(&program("bridge-output"), &f).expect("no prerouting chain");
+}
+
+#[test]
 fn bridge_constructs_that_are_not_enforced_are_refused() {
     let state = fixture("bridge-refused");
     let cases = [
-        ("c_ether", "header matches in bridge chains"),
-        ("c_ip", "meta protocol in bridge chains"),
+        ("c_ether", "link-layer payload"),
+        ("c_ip", "header matches in bridge forward"),
         ("c_iif_in_input", "does not know the port"),
         ("c_pkttype", "meta pkttype in bridge chains"),
         ("c_log", "in bridge chains"),

@@ -62,6 +62,14 @@ impl Side {
                 assert!(ok, "sysctl in {}", ns.name());
             }
         }
+        // br_netfilter (loaded on this host): nftshimd refuses bridge prerouting chains
+        // at priority 0 or later while it validates and trims IP frames before them.
+        for t in ["iptables", "ip6tables"] {
+            let _ = Command::new("ip")
+                .args(["netns", "exec", s.br.name(), "sysctl", "-qw"])
+                .arg(format!("net.bridge.bridge-nf-call-{t}=0"))
+                .status();
+        }
         let (br, h1, h2) = (s.br.name(), s.h1.name(), s.h2.name());
         ip(&[
             "-n",
@@ -112,10 +120,15 @@ fn socket(domain: i32, ty: i32, proto: i32) -> io::Result<OwnedFd> {
 
 /// A non-blocking packet socket for ETHERTYPE frames on `dev`.
 fn packet_socket(dev: &str) -> io::Result<OwnedFd> {
+    packet_socket_for(dev, ETHERTYPE)
+}
+
+/// A non-blocking packet socket for frames of `ethertype` on `dev`.
+fn packet_socket_for(dev: &str, ethertype: u16) -> io::Result<OwnedFd> {
     let s = socket(
         libc::AF_PACKET,
         libc::SOCK_RAW | libc::SOCK_NONBLOCK,
-        i32::from(ETHERTYPE.to_be()),
+        i32::from(ethertype.to_be()),
     )?;
     let name = std::ffi::CString::new(dev).expect("name");
     // SAFETY: a NUL-terminated name.
@@ -126,7 +139,7 @@ fn packet_socket(dev: &str) -> io::Result<OwnedFd> {
     // SAFETY: zeroed sockaddr_ll is valid; fields set below.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = ETHERTYPE.to_be();
+    addr.sll_protocol = ethertype.to_be();
     addr.sll_ifindex = ifindex as i32;
     // SAFETY: addr is a valid sockaddr_ll.
     let rc = unsafe {
@@ -171,6 +184,8 @@ struct Probe {
     dst: [u8; 6],
     /// Padding after the id: frame lengths differ, so byte counters tell them apart.
     pad: usize,
+    /// An IPv4/UDP frame to 10.9.9.9 with this destination port instead.
+    udp: Option<u16>,
 }
 
 fn probes() -> Vec<Probe> {
@@ -180,6 +195,11 @@ fn probes() -> Vec<Probe> {
         src,
         dst,
         pad,
+        udp: None,
+    };
+    let udp = |id, dport| Probe {
+        udp: Some(dport),
+        ..p(id, "h1", MAC_A1, MAC_BR, 0)
     };
     let ll = |x| [0x01, 0x80, 0xc2, 0, 0, x];
     vec![
@@ -197,10 +217,23 @@ fn probes() -> Vec<Probe> {
         p(12, "br", MAC_BR, BROADCAST, 110), // sent by br0 to both ports: output
         p(13, "br", MAC_BR, MAC_A2, 120), // sent by br0 to b2
         p(14, "b1", MAC_BR, MAC_A1, 130), // the port's own frame: no bridge hook
+        udp(15, 53),                    // IPv4 to the bridge: header matches
+        udp(16, 54),
     ]
 }
 
 fn frame(p: &Probe) -> Vec<u8> {
+    let mut data = MAGIC.to_vec();
+    data.extend_from_slice(&p.id.to_be_bytes());
+    if let Some(dport) = p.udp {
+        let mut v = Vec::new();
+        etherparse::PacketBuilder::ethernet2(p.src, p.dst)
+            .ipv4([10, 9, 9, 1], [10, 9, 9, 9], 64)
+            .udp(4000, dport)
+            .write(&mut v, &data)
+            .expect("udp frame");
+        return v;
+    }
     let mut f = p.dst.to_vec();
     f.extend_from_slice(&p.src);
     f.extend_from_slice(&ETHERTYPE.to_be_bytes());
@@ -226,6 +259,7 @@ fn observe(side: &Side, probes: &[Probe]) -> Vec<(&'static str, Vec<u32>)> {
     let a1 = in_netns(&side.h1, || packet_socket("a1")).unwrap();
     let a2 = in_netns(&side.h2, || packet_socket("a2")).unwrap();
     let br0 = in_netns(&side.br, || packet_socket("br0")).unwrap();
+    let br0_ip = in_netns(&side.br, || packet_socket_for("br0", 0x0800)).unwrap();
     let b1 = in_netns(&side.br, || packet_socket("b1")).unwrap();
     for (from, ns, dev) in [
         ("h1", &side.h1, "a1"),
@@ -242,7 +276,13 @@ fn observe(side: &Side, probes: &[Probe]) -> Vec<(&'static str, Vec<u32>)> {
     }
     std::thread::sleep(Duration::from_millis(300));
     let mut out = Vec::new();
-    for (name, s) in [("a1", &a1), ("a2", &a2), ("br0", &br0), ("b1", &b1)] {
+    for (name, s) in [
+        ("a1", &a1),
+        ("a2", &a2),
+        ("br0", &br0),
+        ("b1", &b1),
+        ("br0 ip", &br0_ip),
+    ] {
         let mut ids = caught(s);
         ids.sort_unstable();
         out.push((name, ids));
@@ -333,6 +373,23 @@ table bridge t {
 		type filter hook postrouting priority 0; policy accept;
 		counter
 		oifname "b1" meta mark 3 counter drop
+	}
+}
+"#,
+    ),
+    (
+        "header matches",
+        r#"flush ruleset
+table bridge t {
+	chain pre {
+		type filter hook prerouting priority -10; policy accept;
+		ip daddr 10.9.9.9 counter
+		meta protocol != ip counter
+	}
+	chain in {
+		type filter hook input priority 0; policy accept;
+		udp dport 53 counter drop
+		meta l4proto udp counter
 	}
 }
 "#,

@@ -383,6 +383,7 @@ pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneEr
         c.family == Family::Bridge
             && matches!(c.hook, Hook::Forward | Hook::Output | Hook::Postrouting)
     });
+    check_br_netfilter(program, facts)?;
     let mut plan = Plan::default();
     for (&ifindex, name) in &facts.links {
         for dir in [Direction::Ingress, Direction::Egress] {
@@ -416,6 +417,34 @@ pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneEr
         }
     }
     Ok(plan)
+}
+
+/// br_netfilter's bridge prerouting hook (NF_BR_PRI_BRNF, 0) validates and trims IP
+/// frames and runs the IP hooks on them. Bridge chains at TC egress and at the bridge
+/// device's ingress come after it, as in the kernel; prerouting chains at a port's TC
+/// ingress come before it, which the kernel's are only below priority 0 (at 0 they
+/// were registered after it). Known: the sysctl is read when links or addresses
+/// change, not when it changes.
+fn check_br_netfilter(program: &Program, facts: &Facts) -> Result<(), DataplaneError> {
+    const NF_BR_PRI_BRNF: i32 = 0;
+    if !facts.br_netfilter {
+        return Ok(());
+    }
+    let late = program.chains.iter().find(|c| {
+        c.family == Family::Bridge
+            && c.hook == Hook::Prerouting
+            && c.priority >= NF_BR_PRI_BRNF
+            && !c.is_noop()
+    });
+    match late {
+        Some(c) => Err(refuse(format!(
+            "{}: bridge prerouting chains at priority 0 or later with br_netfilter on \
+             (net.bridge.bridge-nf-call-iptables or -ip6tables), which validates and trims \
+             IP frames before them, are not supported by the eBPF data plane",
+            c.label()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The flattened chain and, per rule, the counters it counts for.

@@ -301,6 +301,9 @@ pub struct Facts {
     pub bridges: BTreeMap<u32, bridge::BridgeDevice>,
     /// Ports of those bridges by ifindex.
     pub bridge_ports: BTreeMap<u32, bridge::BridgePort>,
+    /// br_netfilter passes bridged IPv4 or IPv6 frames through the IP hooks
+    /// (`net.bridge.bridge-nf-call-iptables` or `-ip6tables` is 1).
+    pub br_netfilter: bool,
 }
 
 /// Reads every base chain of the ruleset into a [`Program`], or refuses the ruleset.

@@ -166,11 +166,9 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
     let families = match ctx.family {
         Family::Ip => V4,
         Family::Ip6 => V6,
-        Family::Inet | Family::Netdev => V4 | V6,
+        Family::Inet | Family::Netdev | Family::Bridge => V4 | V6,
         // ARP frames: no IP header (network payload goes to residual programs).
         Family::Arp => 0,
-        // Header fields are refused in bridge chains (`bridge_allows`).
-        Family::Bridge => 0,
     };
     let mut st = RuleState {
         ctx,
@@ -189,7 +187,7 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         stateful: false,
         table_handle: ctx.table.handle,
         rule_handle: rule.handle,
-        trace: Trace::new(ctx.family == Family::Netdev),
+        trace: Trace::new(matches!(ctx.family, Family::Netdev | Family::Bridge)),
     };
     for (i, e) in rule.exprs.iter().enumerate() {
         if st.verdict.is_some() {
@@ -203,7 +201,9 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
     }
     if let Some(program) = st.trace.program()? {
         let rejects = matches!(st.verdict, Some(Action::Reject(_)));
-        if ctx.family == Family::Netdev && (rejects || !st.effects.is_empty()) {
+        if matches!(ctx.family, Family::Netdev | Family::Bridge)
+            && (rejects || !st.effects.is_empty())
+        {
             // Every header test of a netdev rule is residual: with statements or a
             // reject the BPF program exceeds the 512-byte stack, and the kernel
             // refuses it (after seconds of verification).
@@ -1087,7 +1087,7 @@ impl RuleState<'_, '_> {
     /// Packet fields are read as netdev chains see them (`Insn::NetdevView`), by the
     /// residual program only.
     fn netdev_view(&self) -> bool {
-        self.ctx.family == Family::Netdev
+        matches!(self.ctx.family, Family::Netdev | Family::Bridge)
     }
 
     /// Forgets what the registers at `dreg` hold (a value only residual tests use).
@@ -1572,13 +1572,41 @@ impl RuleState<'_, '_> {
 }
 
 /// What a bridge chain's rule may use: meta mark and devices, sets of them, counters,
-/// limits, quotas, mark set and verdicts. Header matches are refused: nft makes them
-/// depend on `ether type`, a link-layer load into which the kernel re-inserts a
-/// hardware-accelerated VLAN tag (as in netdev chains), and the bridge's pktinfo
-/// (nft_do_chain_bridge) is not modelled. Neither is conntrack (nf_conntrack_bridge),
-/// reject (nft_reject_bridge) nor log.
+/// limits, quotas, mark set and verdicts; at prerouting and input also header matches
+/// (network and transport payload, IPv6 extension headers, TCP options, `meta
+/// protocol`, `l4proto`, `length`), read as netdev ingress chains see the frame
+/// (`bpf/lib/netdev.h`): nft_do_chain_bridge keys on the Ethernet header's type, which
+/// is skb->protocol once VLAN tags are out of the frame, and the hook has skb->data at
+/// the network header, as TC ingress has. At the ports' egress (forward, output,
+/// postrouting) the kernel's skb->data is still at the network header, TC's at the
+/// MAC header: header matches stay refused there. Link-layer loads are refused as in
+/// netdev chains (hardware-accelerated VLAN tags are re-inserted into them), and so
+/// are `meta nfproto` (NFPROTO_BRIDGE), conntrack (nf_conntrack_bridge), reject
+/// (nft_reject_bridge) and log.
 fn bridge_allows(typed: &TypedExpr, hook: Hook) -> Result<(), String> {
+    let headers = matches!(hook, Hook::Prerouting | Hook::Input);
+    let egress_headers = || {
+        Err(
+            "header matches in bridge forward, output and postrouting chains are not \
+             supported by the eBPF data plane (the kernel reads them with skb->data at the \
+             network header, TC egress at the MAC header)"
+                .to_string(),
+        )
+    };
     match typed {
+        TypedExpr::Meta(m)
+            if matches!(
+                m.key(),
+                Some(MetaKey::Protocol | MetaKey::L4proto | MetaKey::Len)
+            ) && m.sreg().is_none() =>
+        {
+            if headers {
+                Ok(())
+            } else {
+                egress_headers()
+            }
+        }
+        TypedExpr::Payload(_) | TypedExpr::Exthdr(_) if headers => Ok(()),
         TypedExpr::Meta(m) => match m.key() {
             Some(MetaKey::Iif | MetaKey::Iifname) if hook == Hook::Input && m.sreg().is_none() => {
                 Err(
@@ -1605,12 +1633,7 @@ fn bridge_allows(typed: &TypedExpr, hook: Hook) -> Result<(), String> {
         | TypedExpr::Objref(_)
         | TypedExpr::Limit(_)
         | TypedExpr::Quota(_) => Ok(()),
-        TypedExpr::Payload(_) | TypedExpr::Exthdr(_) => Err(
-            "header matches in bridge chains are not supported by the eBPF data plane (their \
-             ether type dependency reads the link-layer header, into which the kernel \
-             re-inserts hardware-accelerated VLAN tags)"
-                .into(),
-        ),
+        TypedExpr::Payload(_) | TypedExpr::Exthdr(_) => egress_headers(),
         other => Err(format!(
             "expression {} in bridge chains is not supported by the eBPF data plane",
             other.name()

@@ -217,6 +217,12 @@ pub fn read_facts() -> io::Result<Facts> {
     }
 
     facts.no_arp = no_arp(&links);
+    // Read in the calling thread's namespace (sysctls under /proc/sys/net are per
+    // namespace); absent without the br_netfilter module.
+    facts.br_netfilter = ["iptables", "ip6tables"].iter().any(|t| {
+        std::fs::read_to_string(format!("/proc/sys/net/bridge/bridge-nf-call-{t}"))
+            .is_ok_and(|v| v.trim() == "1")
+    });
     for l in &links {
         if let Some(b) = &l.bridge {
             facts.bridges.insert(l.index, b.clone());
