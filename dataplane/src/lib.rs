@@ -30,8 +30,8 @@
 //! (EOPNOTSUPP; the reason is logged): other expressions (other ct keys, limit, quota,
 //! nat, mangling...),
 //! `goto`/`return` in base chains, maps, dynamic or timeout sets, link-layer and other
-//! header fields, inet ingress, arp and bridge families, chains an accept would skip,
-//! ties of priority whose order matters.
+//! header fields, inet ingress, arp forward, bridge constructs [`compile::bridge`] does
+//! not map, chains an accept would skip, ties of priority whose order matters.
 //!
 //! Known differences: counters in netdev ingress chains count a frame's bytes from
 //! its network header for IP packets (as the kernel, for untagged frames without

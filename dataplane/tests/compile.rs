@@ -412,7 +412,7 @@ fn facts() -> Facts {
         links: [(1, "lo".to_string()), (7, "veth0".to_string())].into(),
         local_v4: vec![net4("127.0.0.0/8"), net4("10.1.0.1/32")],
         local_v6: vec!["::1/128".parse().unwrap()],
-        no_arp: Default::default(),
+        ..Facts::default()
     }
 }
 
@@ -985,4 +985,180 @@ fn header_writes_decompile_to_payload_set_statements_or_are_refused() {
         assert_eq!(err.errno, libc::EOPNOTSUPP, "{chain}");
         assert!(err.reason.contains(why), "{chain}: {}", err.reason);
     }
+}
+
+/// A namespace with bridge br0 (3) and its ports p1 (4, forwarding) and p2 (5,
+/// blocking), and a plain link eth0 (9).
+fn bridge_facts() -> Facts {
+    use nftshim_dataplane::compile::bridge::{BridgeDevice, BridgePort};
+    let port = |state| BridgePort {
+        bridge: 3,
+        state,
+        group_fwd_mask: 0,
+    };
+    Facts {
+        links: [
+            (1, "lo".to_string()),
+            (3, "br0".to_string()),
+            (4, "p1".to_string()),
+            (5, "p2".to_string()),
+            (9, "eth0".to_string()),
+        ]
+        .into(),
+        no_arp: [1, 4, 5].into(),
+        bridges: [(3, BridgeDevice::default())].into(),
+        bridge_ports: [(4, port(3)), (5, port(4))].into(),
+        ..Facts::default()
+    }
+}
+
+/// The bridge guards of a planned program's rules, in rule order.
+fn bridge_guards(p: &nftshim_ebpf::ir::Program) -> Vec<Test> {
+    p.base_chains
+        .iter()
+        .flat_map(|c| &c.rules)
+        .map(|r| r.matches[0].test.clone())
+        .collect()
+}
+
+#[test]
+fn bridge_chains_run_at_ports_and_the_bridge_device_only() {
+    use nftshim_ebpf::ir::bridge_classes::{link_local, ALL, OTHER};
+    let p = program("bridge");
+    let hooks: Vec<(Family, Hook)> = p.chains.iter().map(|c| (c.family, c.hook)).collect();
+    assert_eq!(
+        hooks,
+        [
+            (Family::Bridge, Hook::Prerouting),
+            (Family::Bridge, Hook::Input),
+            (Family::Bridge, Hook::Forward)
+        ]
+    );
+    let plan = instantiate(&p, &bridge_facts()).unwrap();
+    let keys: Vec<(u32, Direction)> = plan.chains.keys().copied().collect();
+    // br0: input; p1: prerouting and input (link-local), forward; p2 (blocking):
+    // input (link-local) and forward; lo and eth0 nothing at ingress. Every egress
+    // program takes off the mark br0's egress puts on what it sends.
+    assert_eq!(
+        keys,
+        [
+            (1, Direction::Egress),
+            (3, Direction::Ingress),
+            (3, Direction::Egress),
+            (4, Direction::Ingress),
+            (4, Direction::Egress),
+            (5, Direction::Ingress),
+            (5, Direction::Egress),
+            (9, Direction::Egress)
+        ]
+    );
+    assert!(plan.chains[&(3, Direction::Egress)].bridge_tx_mark);
+    assert!(plan.chains[&(3, Direction::Egress)].base_chains[0]
+        .rules
+        .is_empty());
+    let input_ll: u32 = (2u8..16)
+        .filter(|&x| x != 0x0e)
+        .fold(0, |a, x| a | link_local(x));
+    let br0 = &plan.chains[&(3, Direction::Ingress)];
+    assert!(br0.bridge_frames);
+    assert_eq!(
+        bridge_guards(br0),
+        [Test::BridgeHook(ALL), Test::BridgeHook(ALL)]
+    );
+    let p1 = &plan.chains[&(4, Direction::Ingress)];
+    assert_eq!(
+        bridge_guards(p1),
+        [
+            Test::BridgeHook(OTHER | link_local(0)),
+            Test::BridgeHook(input_ll),
+            Test::BridgeHook(input_ll)
+        ]
+    );
+    assert_eq!(
+        bridge_guards(&plan.chains[&(5, Direction::Ingress)]),
+        [Test::BridgeHook(input_ll), Test::BridgeHook(input_ll)]
+    );
+    // Forward: copies that came in on a port of br0, whichever the port's state.
+    assert_eq!(
+        bridge_guards(&plan.chains[&(4, Direction::Egress)]),
+        [Test::BridgeHook(nftshim_ebpf::ir::bridge_classes::NOT_SENT)]
+    );
+    // The forward rule itself names p1 and p2 by index.
+    let fwd = &plan.chains[&(4, Direction::Egress)].base_chains[0].rules[0];
+    assert!(
+        fwd.matches.contains(&Match::is(Test::Iif(vec![4]))),
+        "{fwd:?}"
+    );
+    assert!(
+        fwd.matches.contains(&Match::is(Test::Oif(vec![5]))),
+        "{fwd:?}"
+    );
+}
+
+#[test]
+fn bridge_prerouting_after_br_netfilter_s_hook_is_refused() {
+    // A prerouting chain at priority 0 comes after br_netfilter's hook, even before
+    // any bridge exists.
+    let p = program("bridge");
+    for mut f in [bridge_facts(), facts()] {
+        f.br_netfilter = true;
+        let err = instantiate(&p, &f).expect_err("br_netfilter");
+        assert_eq!(err.errno, libc::EOPNOTSUPP);
+        assert!(err.reason.contains("br_netfilter"), "{}", err.reason);
+    }
+    // Chains at the ports' egress come after it in the kernel too.
+    let mut f = bridge_facts();
+    f.br_netfilter = true;
+    instantiate(&program("bridge-output"), &f).expect("no prerouting chain");
+}
+
+#[test]
+fn bridge_constructs_that_are_not_enforced_are_refused() {
+    let state = fixture("bridge-refused");
+    let cases = [
+        ("c_ether", "link-layer payload"),
+        ("c_ip", "header matches in bridge forward"),
+        ("c_iif_in_input", "does not know the port"),
+        ("c_pkttype", "meta pkttype in bridge chains"),
+        ("c_log", "in bridge chains"),
+        ("c_counting_input", "counts lengths"),
+    ];
+    for (chain, why) in cases {
+        let ns = only_chain(&state, chain);
+        let err = decompile(&ns.view()).expect_err(chain);
+        assert_eq!(err.errno, libc::EOPNOTSUPP, "{chain}");
+        assert!(err.reason.contains(why), "{chain}: {}", err.reason);
+    }
+}
+
+#[test]
+fn bridge_output_is_told_from_forwarded_copies_by_the_bridge_device_s_mark() {
+    use nftshim_ebpf::ir::bridge_classes::{NOT_SENT, SENT};
+    let p = program("bridge-output");
+    let plan = instantiate(&p, &bridge_facts()).unwrap();
+    // Every link has an egress program, which takes the mark off; br0's puts it on.
+    for i in [1, 3, 4, 5, 9] {
+        let e = &plan.chains[&(i, Direction::Egress)];
+        assert!(e.bridge_clear_mark, "{i}");
+        assert_eq!(e.bridge_tx_mark, i == 3, "{i}");
+        assert_eq!(e.bridge_frames, i == 4 || i == 5, "{i}");
+    }
+    assert!(!plan.chains.contains_key(&(3, Direction::Ingress)));
+    let rules = &plan.chains[&(4, Direction::Egress)].base_chains[0].rules;
+    let sent = Match::is(Test::BridgeHook(SENT));
+    let forwarded = [
+        Match::is(Test::BridgeHook(NOT_SENT)),
+        Match::is(Test::Iif(vec![4, 5])),
+    ];
+    // forward and output (disjoint, either order), then postrouting for both.
+    assert_eq!(rules.len(), 4, "{rules:?}");
+    let output = Match::is(Test::Oif(vec![4]));
+    let from_p1 = Match::is(Test::Iif(vec![4]));
+    let firsts: Vec<&Vec<Match>> = rules[..2].iter().map(|r| &r.matches).collect();
+    assert!(firsts.contains(&&vec![sent.clone(), output]), "{firsts:?}");
+    let mut fwd = forwarded.to_vec();
+    fwd.push(from_p1);
+    assert!(firsts.contains(&&fwd), "{firsts:?}");
+    assert_eq!(rules[2].matches, [sent]);
+    assert_eq!(rules[3].matches, forwarded);
 }

@@ -6,6 +6,7 @@
 #include "lib/common.h"
 #include "lib/parse.h"
 #include "lib/arp.h"
+#include "lib/bridge.h"
 #include "lib/actions.h"
 #include "lib/lbvs.h"
 #include "lib/conntrack.h"
@@ -175,6 +176,10 @@ int nftshim_tc(struct __sk_buff *skb)
 	__builtin_memset(&e->pkt, 0, sizeof(e->pkt));
 	parse_packet((void *)(long)skb->data, (void *)(long)skb->data_end, frame_len, &e->pkt);
 	ns_classify_arp(skb, &e->pkt, frame_len, cfg.egress);
+	if (NS_FEATURE(NS_F_BRIDGE))
+		ns_classify_bridge(skb, &e->pkt, frame_len, cfg.egress);
+	else if (cfg.egress && NS_FEATURE(NS_F_BRIDGE_CLEAR))
+		ns_bridge_take_sent(skb);
 	/* A marked answer is locally generated: no input device (output chains, not
 	 * forward). Its connection was looked up (observed) as a forwarded packet's is. */
 	int answer = cfg.egress && NS_FEATURE(NS_F_MARK_ANSWERS) && ns_take_answer_mark(skb);
@@ -196,8 +201,11 @@ int nftshim_tc(struct __sk_buff *skb)
 		if (skb->mark != e->pkt.mark)
 			skb->mark = e->pkt.mark;
 	}
-	if (verdict == NS_ACCEPT)
+	if (verdict == NS_ACCEPT) {
+		if (cfg.egress && NS_FEATURE(NS_F_BRIDGE_TX))
+			ns_bridge_mark_sent(skb);
 		return TC_ACT_OK;
+	}
 	if (!NS_FEATURE(NS_F_REJECT) || verdict != NS_REJECT)
 		return TC_ACT_SHOT;
 

@@ -331,6 +331,26 @@ pub enum Test {
     /// The packet is an ARP frame the kernel's ARP hook of this direction sees here
     /// (`bpf/lib/arp.h`): what selects the packets of arp family chains.
     ArpHook,
+    /// The frame is one a bridge hook sees here (`bpf/lib/bridge.h`): the classes it
+    /// sees, as [`bridge_classes`] bits. Needs [`Program::bridge_frames`].
+    BridgeHook(u32),
+}
+
+/// The frame classes of [`Test::BridgeHook`] (`NS_BR_*` in `bpf/lib/bridge.h`).
+pub mod bridge_classes {
+    /// Link-local frames to 01:80:c2:00:00:0X: bit X (0..16).
+    pub const fn link_local(x: u8) -> u32 {
+        1 << (x & 0xf)
+    }
+    /// Frames with a valid source MAC that are not link-local.
+    pub const OTHER: u32 = 1 << 16;
+    /// Every frame not looped back (at the bridge device, after the bridge's checks).
+    pub const ALL: u32 = 1 << 17;
+    /// At a port's egress: copies the bridge device sent (marked by its egress
+    /// program, [`super::Program::bridge_tx_mark`]).
+    pub const SENT: u32 = 1 << 18;
+    /// At a port's egress: every other frame.
+    pub const NOT_SENT: u32 = 1 << 19;
 }
 
 /// `ct state` bits (`NF_CT_STATE_*`).
@@ -498,6 +518,15 @@ pub struct Program {
     /// chains, no input device), as the kernel's ip_local_out. Set when every device
     /// has an egress program to take the mark off.
     pub mark_answers: bool,
+    /// The program runs bridge family chains: frames are classified for
+    /// [`Test::BridgeHook`] and lengths are counted as the bridge hooks count them
+    /// (from the network header, untrimmed).
+    pub bridge_frames: bool,
+    /// At the bridge device's egress: accepted frames are marked (`skb->cb`) so
+    /// that the ports' programs see them as the bridge's output (`bpf/lib/bridge.h`).
+    pub bridge_tx_mark: bool,
+    /// At egress: that mark is taken off (every egress program, while any is set).
+    pub bridge_clear_mark: bool,
 }
 
 /// NFT_JUMP_STACK_SIZE.

@@ -482,5 +482,7 @@ fn field_in_set(test: &Test, p: &PacketFields) -> Option<bool> {
         (Test::InSet { .. } | Test::Limit(_) | Test::Quota(_), _) => return None,
         // The model's packets are IP or raw frames, never ARP frames of an ARP hook.
         (Test::ArpHook, _) => return None,
+        // Nor frames classified at a bridge port.
+        (Test::BridgeHook(_), _) => return None,
     })
 }

@@ -640,6 +640,9 @@ fn everything_at_once_verifies_at_every_chain_size() {
             conntrack: true,
             route_answers: false,
             mark_answers: false,
+            bridge_frames: false,
+            bridge_tx_mark: false,
+            bridge_clear_mark: false,
         };
         let compiled = compile_program(&program).unwrap();
         assert_eq!(compiled.config.dims, (1 << 12) - 1, "all dimensions in use");

@@ -11,6 +11,11 @@
 //!   apart as the kernel's ARP hooks' (`Test::ArpHook`, `bpf/lib/arp.h`), on the links
 //!   whose frames those hooks see ([`Facts::no_arp`]); after netdev ingress, before
 //!   netdev egress.
+//! - bridge prerouting, and input for link-local frames passed up on a port, at a
+//!   bridge port's ingress (after netdev ingress); bridge input at the bridge device's
+//!   ingress (before everything else there); bridge forward (copies that came in on a
+//!   port of the same bridge), output (copies the bridge device sent) and postrouting
+//!   (both) at a port's egress (see [`super::bridge`]).
 //!
 //! The chains are flattened in hook and priority order into one first-match list; a
 //! chain's rules are guarded by matches selecting the packets its hook sees, and its
@@ -25,8 +30,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use nftshim_ebpf::ir::{self, Action, L3Scope, Match, Test, Verdict};
 use nftshim_engine::{CounterRef, DataplaneError};
 
+use super::bridge::{port_classes, ports_of, PortClasses};
 use super::rule::family_guard;
-use super::{refuse, rules_use_ct, Facts, Family, Hook, HookChain, Program, SymMatch};
+use super::{refuse, rules_use_ct, Facts, Family, Hook, HookChain, Program, SymMatch, SymRule};
+use nftshim_ebpf::ir::bridge_classes;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Direction {
@@ -62,6 +69,41 @@ enum Class {
     Forwarded,
     /// ARP frames at the ARP hook of the direction.
     Arp,
+    /// Frames of these classes (`bridge_classes`) at a bridge port's or the bridge
+    /// device's ingress.
+    Bridge(u32),
+    /// Egress frames that came in on a port of this bridge (ifindex), not sent by it.
+    BridgeForwarded(u32),
+    /// Egress frames the bridge device sent.
+    BridgeSent,
+    /// Both of the above.
+    BridgePostrouting(u32),
+}
+
+/// What a link is to the bridge hooks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BridgeRole {
+    None,
+    Port { bridge: u32, classes: PortClasses },
+    Bridge,
+}
+
+impl BridgeRole {
+    fn of(ifindex: u32, facts: &Facts) -> BridgeRole {
+        if facts.bridges.contains_key(&ifindex) {
+            return BridgeRole::Bridge;
+        }
+        match facts.bridge_ports.get(&ifindex) {
+            Some(port) => match facts.bridges.get(&port.bridge) {
+                Some(bridge) => BridgeRole::Port {
+                    bridge: port.bridge,
+                    classes: port_classes(port, bridge),
+                },
+                None => BridgeRole::None,
+            },
+            None => BridgeRole::None,
+        }
+    }
 }
 
 struct Stage<'p> {
@@ -76,18 +118,20 @@ fn families(f: Family) -> u8 {
         Family::Ip => V4,
         Family::Ip6 => V6,
         Family::Inet => V4 | V6,
-        Family::Netdev => V4 | V6 | OTHER | ARP,
+        Family::Netdev | Family::Bridge => V4 | V6 | OTHER | ARP,
         Family::Arp => ARP,
     }
 }
 
 /// The stages of one attach point: `device` is the link's name (`None`: any link no
-/// netdev chain names), `arp` whether the ARP hooks see its frames.
+/// netdev chain names), `arp` whether the ARP hooks see its frames, `bridge` what it
+/// is to a bridge.
 fn stages<'p>(
     program: &'p Program,
     dir: Direction,
     device: Option<&str>,
     arp: bool,
+    bridge: BridgeRole,
 ) -> Vec<Stage<'p>> {
     let on_device = |c: &HookChain| device.is_some_and(|d| c.devices.iter().any(|x| x == d));
     let mut out: Vec<Stage<'p>> = program
@@ -96,12 +140,13 @@ fn stages<'p>(
         .filter(|c| !c.is_noop())
         .filter_map(|c| {
             let (class, order) = match (dir, c.hook) {
+                _ if c.family == Family::Bridge => return bridge_stage(c, dir, bridge),
                 _ if c.family == Family::Arp && !arp => return None,
-                (Direction::Ingress, Hook::Input) if c.family == Family::Arp => (Class::Arp, 2),
+                (Direction::Ingress, Hook::Input) if c.family == Family::Arp => (Class::Arp, 3),
                 (Direction::Egress, Hook::Output) if c.family == Family::Arp => (Class::Arp, 0),
-                (Direction::Ingress, Hook::Ingress) if on_device(c) => (Class::All, 0),
-                (Direction::Ingress, Hook::Prerouting) => (Class::All, 1),
-                (Direction::Ingress, Hook::Input) => (Class::Local, 2),
+                (Direction::Ingress, Hook::Ingress) if on_device(c) => (Class::All, 1),
+                (Direction::Ingress, Hook::Prerouting) => (Class::All, 2),
+                (Direction::Ingress, Hook::Input) => (Class::Local, 3),
                 (Direction::Egress, Hook::Forward) => (Class::Forwarded, 0),
                 (Direction::Egress, Hook::Output) => (Class::LocalOrigin, 0),
                 (Direction::Egress, Hook::Postrouting) => (Class::All, 1),
@@ -119,8 +164,61 @@ fn stages<'p>(
     out
 }
 
+/// A bridge chain's stage at an attach point, if its hook sees frames there. Orders:
+/// bridge input at the bridge device precedes its TC ingress (netdev ingress, order
+/// 1); at a port, the bridge's rx handler follows netdev ingress; forward precedes
+/// netdev egress.
+fn bridge_stage<'p>(c: &'p HookChain, dir: Direction, role: BridgeRole) -> Option<Stage<'p>> {
+    let (class, order) = match (dir, c.hook, role) {
+        (Direction::Ingress, Hook::Input, BridgeRole::Bridge) => {
+            (Class::Bridge(bridge_classes::ALL), 0)
+        }
+        (Direction::Ingress, Hook::Input, BridgeRole::Port { classes, .. }) => {
+            (Class::Bridge(classes.input), 2)
+        }
+        (Direction::Ingress, Hook::Prerouting, BridgeRole::Port { classes, .. }) => {
+            (Class::Bridge(classes.prerouting), 2)
+        }
+        (Direction::Egress, Hook::Forward, BridgeRole::Port { bridge, .. }) => {
+            (Class::BridgeForwarded(bridge), 0)
+        }
+        (Direction::Egress, Hook::Output, BridgeRole::Port { .. }) => (Class::BridgeSent, 0),
+        (Direction::Egress, Hook::Postrouting, BridgeRole::Port { bridge, .. }) => {
+            (Class::BridgePostrouting(bridge), 1)
+        }
+        _ => return None,
+    };
+    if class == Class::Bridge(0) {
+        return None;
+    }
+    Some(Stage {
+        chain: c,
+        class,
+        order,
+    })
+}
+
 fn overlap(a: &Stage<'_>, b: &Stage<'_>) -> bool {
     let classes = match (a.class, b.class) {
+        (Class::Bridge(x), Class::Bridge(y)) => x & y != 0,
+        (Class::BridgeSent, Class::BridgeForwarded(_))
+        | (Class::BridgeForwarded(_), Class::BridgeSent) => false,
+        // Bridge stages against the others: assumed to meet (the bridge's frames
+        // include IP and ARP ones).
+        (
+            Class::Bridge(_)
+            | Class::BridgeForwarded(_)
+            | Class::BridgeSent
+            | Class::BridgePostrouting(_),
+            _,
+        )
+        | (
+            _,
+            Class::Bridge(_)
+            | Class::BridgeForwarded(_)
+            | Class::BridgeSent
+            | Class::BridgePostrouting(_),
+        ) => true,
         (Class::All, _) | (_, Class::All) => true,
         (x, y) => x == y,
     };
@@ -138,40 +236,99 @@ pub fn check_composable(program: &Program) -> Result<(), DataplaneError> {
             devices.insert(Some(d.as_str()));
         }
     }
+    // Any port: prerouting and port input see disjoint classes, each some.
+    let any_port = BridgeRole::Port {
+        bridge: 0,
+        classes: PortClasses {
+            prerouting: bridge_classes::OTHER,
+            input: (0..16).fold(0, |a, x| a | bridge_classes::link_local(x)),
+        },
+    };
     for dir in [Direction::Ingress, Direction::Egress] {
         for device in &devices {
-            let st = stages(program, dir, *device, true);
-            for (i, a) in st.iter().enumerate() {
-                for b in &st[i + 1..] {
-                    if !overlap(a, b) {
-                        continue;
-                    }
-                    let same_hook = a.order == b.order && a.chain.hook == b.chain.hook;
-                    let pass_through =
-                        |c: &HookChain| !program.accepts(c) && c.policy == Verdict::Accept;
-                    if same_hook
-                        && a.chain.priority == b.chain.priority
-                        && !(pass_through(a.chain) && pass_through(b.chain))
-                    {
-                        return Err(refuse(format!(
-                            "{} and {} share hook {:?} and priority {}: their order is not \
+            for role in [BridgeRole::None, BridgeRole::Bridge, any_port] {
+                let st = stages(program, dir, *device, true, role);
+                check_lengths(program, &st)?;
+                check_stages(program, &st)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bridge hooks count frames from the network header untrimmed, the IP hooks the
+/// datagram: one program (one length per packet) cannot run chains of both that
+/// charge bytes (counters, limits, quotas) or read the length.
+fn check_lengths(program: &Program, st: &[Stage<'_>]) -> Result<(), DataplaneError> {
+    let charges = |s: &&Stage<'_>| {
+        s.chain.policy_counter.is_some()
+            || reads_length(&s.chain.rules)
+            || program.reachable(s.chain).any(|c| reads_length(&c.rules))
+    };
+    let (bridge, other): (Vec<&Stage<'_>>, Vec<&Stage<'_>>) =
+        st.iter().partition(|s| s.chain.family == Family::Bridge);
+    if let (Some(b), Some(o)) = (bridge.first(), other.first()) {
+        if bridge.iter().any(charges) || other.iter().any(charges) {
+            let (bridge, other) = (b, o);
+            return Err(refuse(format!(
+                "{} and {} meet the same frames at one TC program, which counts lengths \
+                 either as the bridge hooks or as the IP hooks do: not supported by the \
+                 eBPF data plane when either counts, limits or reads lengths",
+                bridge.chain.label(),
+                other.chain.label()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether rules count bytes or read the packet's length.
+fn reads_length(rules: &[SymRule]) -> bool {
+    rules.iter().any(|r| {
+        !r.counters.is_empty()
+            || r.matches.iter().any(|m| {
+                matches!(
+                    m,
+                    SymMatch::Ir(Match {
+                        test: Test::Limit(_) | Test::Quota(_) | Test::Residual(_),
+                        ..
+                    })
+                )
+            })
+    })
+}
+
+fn check_stages(program: &Program, st: &[Stage<'_>]) -> Result<(), DataplaneError> {
+    for (i, a) in st.iter().enumerate() {
+        for b in &st[i + 1..] {
+            if !overlap(a, b) {
+                continue;
+            }
+            let same_hook = a.order == b.order
+                && a.chain.hook == b.chain.hook
+                && (a.chain.family == Family::Bridge) == (b.chain.family == Family::Bridge);
+            let pass_through = |c: &HookChain| !program.accepts(c) && c.policy == Verdict::Accept;
+            if same_hook
+                && a.chain.priority == b.chain.priority
+                && !(pass_through(a.chain) && pass_through(b.chain))
+            {
+                return Err(refuse(format!(
+                    "{} and {} share hook {:?} and priority {}: their order is not \
                              known to the eBPF data plane",
-                            a.chain.label(),
-                            b.chain.label(),
-                            a.chain.hook,
-                            a.chain.priority
-                        )));
-                    }
-                    if program.accepts(a.chain) {
-                        return Err(refuse(format!(
-                            "{} accepts packets that {} must see next: several base chains \
+                    a.chain.label(),
+                    b.chain.label(),
+                    a.chain.hook,
+                    a.chain.priority
+                )));
+            }
+            if program.accepts(a.chain) {
+                return Err(refuse(format!(
+                    "{} accepts packets that {} must see next: several base chains \
                              with accept rules on one path are not supported by the eBPF data \
                              plane yet",
-                            a.chain.label(),
-                            b.chain.label()
-                        )));
-                    }
-                }
+                    a.chain.label(),
+                    b.chain.label()
+                )));
             }
         }
     }
@@ -220,18 +377,27 @@ pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneEr
         check_before_conntrack(program)?;
     }
     let marks = super::reject::marks_answers(program);
+    // Bridge chains at ports' egress: the bridge device's egress marks what it sends,
+    // and every egress program takes such a mark off (see [`super::bridge`]).
+    let bridge_tx = program.chains.iter().any(|c| {
+        c.family == Family::Bridge
+            && matches!(c.hook, Hook::Forward | Hook::Output | Hook::Postrouting)
+    });
+    check_br_netfilter(program, facts)?;
     let mut plan = Plan::default();
     for (&ifindex, name) in &facts.links {
         for dir in [Direction::Ingress, Direction::Egress] {
             let arp = !facts.no_arp.contains(&ifindex);
-            let st = stages(program, dir, Some(name), arp);
+            let role = BridgeRole::of(ifindex, facts);
+            let st = stages(program, dir, Some(name), arp, role);
+            let marking = bridge_tx && dir == Direction::Egress;
             let (mut chains, slots) = if !st.is_empty() {
                 let (base, mut slots) = flatten(&st, facts)?;
                 let (ir_program, regular_slots) = with_regular_chains(base, program, facts);
                 slots.extend(regular_slots);
                 (ir_program, slots)
-            } else if track {
-                // Tracks only: no rule, nothing counted.
+            } else if track || marking {
+                // Tracks or marks only: no rule, nothing counted.
                 let only_tracks = ir::Program::single(ir::Chain {
                     scope: L3Scope::Inet,
                     policy: Verdict::Accept,
@@ -243,11 +409,42 @@ pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneEr
             };
             chains.conntrack = track;
             chains.mark_answers = marks;
+            chains.bridge_frames = st.iter().any(|s| s.chain.family == Family::Bridge);
+            chains.bridge_tx_mark = marking && role == BridgeRole::Bridge;
+            chains.bridge_clear_mark = marking;
             plan.chains.insert((ifindex, dir), chains);
             plan.counters.insert((ifindex, dir), slots);
         }
     }
     Ok(plan)
+}
+
+/// br_netfilter's bridge prerouting hook (NF_BR_PRI_BRNF, 0) validates and trims IP
+/// frames and runs the IP hooks on them. Bridge chains at TC egress and at the bridge
+/// device's ingress come after it, as in the kernel; prerouting chains at a port's TC
+/// ingress come before it, which the kernel's are only below priority 0 (at 0 they
+/// were registered after it). Known: the sysctl is read when links or addresses
+/// change, not when it changes.
+fn check_br_netfilter(program: &Program, facts: &Facts) -> Result<(), DataplaneError> {
+    const NF_BR_PRI_BRNF: i32 = 0;
+    if !facts.br_netfilter {
+        return Ok(());
+    }
+    let late = program.chains.iter().find(|c| {
+        c.family == Family::Bridge
+            && c.hook == Hook::Prerouting
+            && c.priority >= NF_BR_PRI_BRNF
+            && !c.is_noop()
+    });
+    match late {
+        Some(c) => Err(refuse(format!(
+            "{}: bridge prerouting chains at priority 0 or later with br_netfilter on \
+             (net.bridge.bridge-nf-call-iptables or -ip6tables), which validates and trims \
+             IP frames before them, are not supported by the eBPF data plane",
+            c.label()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The flattened chain and, per rule, the counters it counts for.
@@ -343,8 +540,22 @@ fn with_regular_chains(
 /// Alternatives (a disjunction of conjunctions) selecting the packets of a stage.
 fn guards(s: &Stage<'_>, scope_fams: u8, facts: &Facts) -> Vec<Vec<Match>> {
     let fams = families(s.chain.family);
+    // Copies the bridge forwarded: not sent by the bridge device, in from a port.
+    let forwarded = |bridge| {
+        vec![
+            Match::is(Test::BridgeHook(bridge_classes::NOT_SENT)),
+            Match::is(Test::Iif(ports_of(&facts.bridge_ports, bridge))),
+        ]
+    };
     let mut alts: Vec<Vec<Match>> = match s.class {
         Class::Arp => vec![vec![Match::is(Test::ArpHook)]],
+        Class::Bridge(classes) => vec![vec![Match::is(Test::BridgeHook(classes))]],
+        Class::BridgeForwarded(bridge) => vec![forwarded(bridge)],
+        Class::BridgeSent => vec![vec![Match::is(Test::BridgeHook(bridge_classes::SENT))]],
+        Class::BridgePostrouting(bridge) => vec![
+            vec![Match::is(Test::BridgeHook(bridge_classes::SENT))],
+            forwarded(bridge),
+        ],
         Class::Local => {
             let mut v = Vec::new();
             if fams & V4 != 0 {

@@ -13,6 +13,7 @@
 //!    It is rerun whenever the facts change.
 
 pub mod attach;
+pub mod bridge;
 mod ct;
 pub mod maps;
 pub mod reject;
@@ -53,6 +54,8 @@ pub enum Family {
     Netdev,
     /// arp: input and output, ARP frames only (see `bpf/lib/arp.h`).
     Arp,
+    /// bridge: prerouting, input and forward (see [`bridge`]).
+    Bridge,
 }
 
 /// Where a base chain hooks in.
@@ -209,6 +212,7 @@ fn family_name(f: Family) -> &'static str {
         Family::Inet => "inet",
         Family::Netdev => "netdev",
         Family::Arp => "arp",
+        Family::Bridge => "bridge",
     }
 }
 
@@ -293,6 +297,13 @@ pub struct Facts {
     /// Links whose frames the kernel's ARP hooks never see as theirs: no ARP
     /// (IFF_NOARP), not Ethernet, or the port of a master that takes its frames.
     pub no_arp: std::collections::BTreeSet<u32>,
+    /// Bridge devices by ifindex.
+    pub bridges: BTreeMap<u32, bridge::BridgeDevice>,
+    /// Ports of those bridges by ifindex.
+    pub bridge_ports: BTreeMap<u32, bridge::BridgePort>,
+    /// br_netfilter passes bridged IPv4 or IPv6 frames through the IP hooks
+    /// (`net.bridge.bridge-nf-call-iptables` or `-ip6tables` is 1).
+    pub br_netfilter: bool,
 }
 
 /// Reads every base chain of the ruleset into a [`Program`], or refuses the ruleset.
@@ -387,10 +398,7 @@ fn table_family(table: &Table) -> Result<Family, String> {
         NFPROTO_INET => Ok(Family::Inet),
         NFPROTO_NETDEV => Ok(Family::Netdev),
         NFPROTO_ARP => Ok(Family::Arp),
-        // Its hooks run inside the bridge (per port copy, with the port as iif/oif,
-        // on pktinfo nft_do_chain_bridge validates its own way), where TC cannot
-        // follow every frame: refused whole rather than enforced approximately.
-        NFPROTO_BRIDGE => Err("the bridge family is not supported by the eBPF data plane".into()),
+        NFPROTO_BRIDGE => Ok(Family::Bridge),
         other => Err(format!(
             "family {other} is not supported by the eBPF data plane"
         )),
@@ -412,6 +420,12 @@ fn hook_of(family: Family, base: &BaseChain) -> Result<Hook, String> {
         (Family::Arp, _) => {
             Err("the arp forward hook is not supported by the eBPF data plane".into())
         }
+        (Family::Bridge, NF_INET_PRE_ROUTING) => Ok(Hook::Prerouting),
+        (Family::Bridge, NF_INET_LOCAL_IN) => Ok(Hook::Input),
+        (Family::Bridge, NF_INET_FORWARD) => Ok(Hook::Forward),
+        (Family::Bridge, NF_INET_LOCAL_OUT) => Ok(Hook::Output),
+        (Family::Bridge, NF_INET_POST_ROUTING) => Ok(Hook::Postrouting),
+        (Family::Bridge, _) => Err("unknown bridge hook".into()),
         (_, NF_INET_PRE_ROUTING) => Ok(Hook::Prerouting),
         (_, NF_INET_LOCAL_IN) => Ok(Hook::Input),
         (_, NF_INET_FORWARD) => Ok(Hook::Forward),

@@ -33,6 +33,10 @@ pub fn action(family: Family, hook: Hook, r: &TypedReject) -> Result<Action, Str
     if family == Family::Arp {
         return Err("reject in an arp table is not supported".into());
     }
+    if family == Family::Bridge {
+        // nft_reject_bridge answers out of the port with its own rules: not modelled.
+        return Err("reject in a bridge table is not supported by the eBPF data plane".into());
+    }
     let code = || r.icmp_code().ok_or("reject without an ICMP code");
     let reject = match r.reject_type().ok_or("reject without a type")? {
         RejectType::TcpRst => Reject::TcpReset,
@@ -41,7 +45,7 @@ pub fn action(family: Family, hook: Hook, r: &TypedReject) -> Result<Action, Str
         RejectType::IcmpUnreach => Reject::Icmp(code()?),
         RejectType::IcmpxUnreach => match family {
             Family::Inet | Family::Netdev => Reject::Icmpx(icmpx(code()?)?),
-            Family::Arp => unreachable!("refused above"),
+            Family::Arp | Family::Bridge => unreachable!("refused above"),
             // nft never sends it there; the kernel's ipv4/ipv6 eval would only drop.
             Family::Ip | Family::Ip6 => {
                 return Err("reject with icmpx in an ip/ip6 table is not supported".into())
@@ -320,7 +324,7 @@ fn families(f: Family) -> u8 {
         Family::Ip => V4,
         Family::Ip6 => V6,
         Family::Inet | Family::Netdev => V4 | V6,
-        Family::Arp => 0,
+        Family::Arp | Family::Bridge => 0,
     }
 }
 

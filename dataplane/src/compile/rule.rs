@@ -197,7 +197,7 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
     let families = match ctx.family {
         Family::Ip => V4,
         Family::Ip6 => V6,
-        Family::Inet | Family::Netdev => V4 | V6,
+        Family::Inet | Family::Netdev | Family::Bridge => V4 | V6,
         // ARP frames: no IP header (network payload goes to residual programs).
         Family::Arp => 0,
     };
@@ -218,7 +218,7 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         stateful: false,
         table_handle: ctx.table.handle,
         rule_handle: rule.handle,
-        trace: Trace::new(ctx.family == Family::Netdev),
+        trace: Trace::new(matches!(ctx.family, Family::Netdev | Family::Bridge)),
         recent: Vec::new(),
     };
     for (i, e) in rule.exprs.iter().enumerate() {
@@ -234,7 +234,9 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
     }
     if let Some(program) = st.trace.program()? {
         let rejects = matches!(st.verdict, Some(Action::Reject(_)));
-        if ctx.family == Family::Netdev && (rejects || !st.effects.is_empty()) {
+        if matches!(ctx.family, Family::Netdev | Family::Bridge)
+            && (rejects || !st.effects.is_empty())
+        {
             // Every header test of a netdev rule is residual: with statements or a
             // reject the BPF program exceeds the 512-byte stack, and the kernel
             // refuses it (after seconds of verification).
@@ -301,9 +303,9 @@ pub(super) fn log_spec_of(
         ));
     }
     match (family, hook) {
-        (Family::Netdev | Family::Arp, _) => {
-            Err("log in netdev and arp chains is not supported by the eBPF data plane".into())
-        }
+        (Family::Netdev | Family::Arp | Family::Bridge, _) => Err(
+            "log in netdev, arp and bridge chains is not supported by the eBPF data plane".into(),
+        ),
         // Seen at TC egress, where the link-layer header the kernel prints (the one
         // the packet came in with) is already replaced.
         (_, Hook::Forward) => {
@@ -330,6 +332,9 @@ impl RuleState<'_, '_> {
                 "expression {} has attributes the data plane does not know",
                 e.name
             ));
+        }
+        if self.ctx.family == Family::Bridge {
+            bridge_allows(&typed, self.ctx.hook)?;
         }
         // A statement's operands (`immediate` into a data register) may follow one.
         if self.statements
@@ -1103,7 +1108,7 @@ impl RuleState<'_, '_> {
     /// Packet fields are read as netdev chains see them (`Insn::NetdevView`), by the
     /// residual program only.
     fn netdev_view(&self) -> bool {
-        self.ctx.family == Family::Netdev
+        matches!(self.ctx.family, Family::Netdev | Family::Bridge)
     }
 
     /// Forgets what the registers at `dreg` hold (a value only residual tests use).
@@ -1584,6 +1589,76 @@ impl RuleState<'_, '_> {
             }
         }
         Ok(nets)
+    }
+}
+
+/// What a bridge chain's rule may use: meta mark and devices, sets of them, counters,
+/// limits, quotas, mark set and verdicts; at prerouting and input also header matches
+/// (network and transport payload, IPv6 extension headers, TCP options, `meta
+/// protocol`, `l4proto`, `length`), read as netdev ingress chains see the frame
+/// (`bpf/lib/netdev.h`): nft_do_chain_bridge keys on the Ethernet header's type, which
+/// is skb->protocol once VLAN tags are out of the frame, and the hook has skb->data at
+/// the network header, as TC ingress has. At the ports' egress (forward, output,
+/// postrouting) the kernel's skb->data is still at the network header, TC's at the
+/// MAC header: header matches stay refused there. Link-layer loads are refused as in
+/// netdev chains (hardware-accelerated VLAN tags are re-inserted into them), and so
+/// are `meta nfproto` (NFPROTO_BRIDGE), conntrack (nf_conntrack_bridge), reject
+/// (nft_reject_bridge) and log.
+fn bridge_allows(typed: &TypedExpr, hook: Hook) -> Result<(), String> {
+    let headers = matches!(hook, Hook::Prerouting | Hook::Input);
+    let egress_headers = || {
+        Err(
+            "header matches in bridge forward, output and postrouting chains are not \
+             supported by the eBPF data plane (the kernel reads them with skb->data at the \
+             network header, TC egress at the MAC header)"
+                .to_string(),
+        )
+    };
+    match typed {
+        TypedExpr::Meta(m)
+            if matches!(
+                m.key(),
+                Some(MetaKey::Protocol | MetaKey::L4proto | MetaKey::Len)
+            ) && m.sreg().is_none() =>
+        {
+            if headers {
+                Ok(())
+            } else {
+                egress_headers()
+            }
+        }
+        TypedExpr::Payload(_) | TypedExpr::Exthdr(_) if headers => Ok(()),
+        TypedExpr::Meta(m) => match m.key() {
+            Some(MetaKey::Iif | MetaKey::Iifname) if hook == Hook::Input && m.sreg().is_none() => {
+                Err(
+                    "meta iif/iifname in bridge input chains is not supported by the eBPF \
+                     data plane (the bridge device's TC ingress does not know the port)"
+                        .into(),
+                )
+            }
+            Some(
+                MetaKey::Mark | MetaKey::Iif | MetaKey::Iifname | MetaKey::Oif | MetaKey::Oifname,
+            ) => Ok(()),
+            other => Err(format!(
+                "meta {} in bridge chains is not supported by the eBPF data plane",
+                other.map(meta_name).unwrap_or_default()
+            )),
+        },
+        TypedExpr::Cmp(_)
+        | TypedExpr::Range(_)
+        | TypedExpr::Lookup(_)
+        | TypedExpr::Bitwise(_)
+        | TypedExpr::Byteorder(_)
+        | TypedExpr::Immediate(_)
+        | TypedExpr::Counter(_)
+        | TypedExpr::Objref(_)
+        | TypedExpr::Limit(_)
+        | TypedExpr::Quota(_) => Ok(()),
+        TypedExpr::Payload(_) | TypedExpr::Exthdr(_) => egress_headers(),
+        other => Err(format!(
+            "expression {} in bridge chains is not supported by the eBPF data plane",
+            other.name()
+        )),
     }
 }
 

@@ -8,6 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_proto::attr::parse_attrs_lenient;
 
+use crate::compile::bridge::{BridgeDevice, BridgePort};
 use crate::compile::Facts;
 
 const NLMSG_HDRLEN: usize = 16;
@@ -23,6 +24,19 @@ const IFLA_IFNAME: u16 = 3;
 const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const IFLA_INFO_SLAVE_KIND: u16 = 4;
+const IFLA_INFO_SLAVE_DATA: u16 = 5;
+const IFLA_BR_STP_STATE: u16 = 5;
+const IFLA_BR_VLAN_FILTERING: u16 = 7;
+const IFLA_BR_VLAN_PROTOCOL: u16 = 8;
+const IFLA_BR_GROUP_FWD_MASK: u16 = 9;
+const IFLA_BR_MULTI_BOOLOPT: u16 = 46;
+/// BR_BOOLOPT_MST_ENABLE.
+const BR_BOOLOPT_MST_ENABLE: u32 = 2;
+const IFLA_BRPORT_STATE: u16 = 1;
+const IFLA_BRPORT_GROUP_FWD_MASK: u16 = 31;
+const ETH_P_8021AD: u16 = 0x88a8;
 const ARPHRD_ETHER: u16 = 1;
 const IFF_NOARP: u32 = 0x80;
 const RTA_DST: u16 = 1;
@@ -203,6 +217,31 @@ pub fn read_facts() -> io::Result<Facts> {
     }
 
     facts.no_arp = no_arp(&links);
+    // Read in the calling thread's namespace (sysctls under /proc/sys/net are per
+    // namespace); absent without the br_netfilter module.
+    facts.br_netfilter = ["iptables", "ip6tables"].iter().any(|t| {
+        std::fs::read_to_string(format!("/proc/sys/net/bridge/bridge-nf-call-{t}"))
+            .is_ok_and(|v| v.trim() == "1")
+    });
+    for l in &links {
+        if let Some(b) = &l.bridge {
+            facts.bridges.insert(l.index, b.clone());
+        }
+    }
+    for l in &links {
+        match (&l.port, l.master) {
+            (Some(p), Some(master)) if facts.bridges.contains_key(&master) => {
+                facts.bridge_ports.insert(
+                    l.index,
+                    BridgePort {
+                        bridge: master,
+                        ..p.clone()
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
 
     for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
         let mut rtmsg = [0u8; 12];
@@ -271,6 +310,10 @@ struct LinkInfo {
     noarp: bool,
     master: Option<u32>,
     kind: Option<String>,
+    /// A bridge device's settings.
+    bridge: Option<BridgeDevice>,
+    /// A bridge port's settings (its bridge is `master`).
+    port: Option<BridgePort>,
 }
 
 /// Reads an RTM_NEWLINK body (ifinfomsg and attributes).
@@ -284,22 +327,73 @@ fn link_info(body: &[u8]) -> LinkInfo {
         .find(|a| a.id() == IFLA_MASTER && a.value.len() == 4)
         .map(|a| u32::from_ne_bytes([a.value[0], a.value[1], a.value[2], a.value[3]]))
         .filter(|&m| m != 0);
-    let kind = attrs
+    let info = attrs
         .iter()
         .find(|a| a.id() == IFLA_LINKINFO)
-        .and_then(|info| {
-            let (nested, _) = parse_attrs_lenient(&info.value);
-            nested.iter().find(|a| a.id() == IFLA_INFO_KIND).map(|k| {
-                let name = k.value.split(|&b| b == 0).next().unwrap_or(&[]);
-                String::from_utf8_lossy(name).into_owned()
-            })
-        });
+        .map(|info| parse_attrs_lenient(&info.value).0)
+        .unwrap_or_default();
+    let string = |id: u16| {
+        info.iter().find(|a| a.id() == id).map(|k| {
+            let name = k.value.split(|&b| b == 0).next().unwrap_or(&[]);
+            String::from_utf8_lossy(name).into_owned()
+        })
+    };
+    let nested = |id: u16| {
+        info.iter()
+            .find(|a| a.id() == id)
+            .map(|d| parse_attrs_lenient(&d.value).0)
+            .unwrap_or_default()
+    };
+    let kind = string(IFLA_INFO_KIND);
+    let bridge =
+        (kind.as_deref() == Some("bridge")).then(|| bridge_device(&nested(IFLA_INFO_DATA)));
+    let port = (string(IFLA_INFO_SLAVE_KIND).as_deref() == Some("bridge"))
+        .then(|| bridge_port(&nested(IFLA_INFO_SLAVE_DATA)));
     LinkInfo {
         index,
         ether: ifi_type == ARPHRD_ETHER,
         noarp: flags & IFF_NOARP != 0,
         master,
         kind,
+        bridge,
+        port,
+    }
+}
+
+/// An attribute's value as a little number (host order), if it has `n` bytes.
+fn uint(attrs: &[netlink_proto::attr::Attr], id: u16, n: usize) -> Option<u32> {
+    let a = attrs.iter().find(|a| a.id() == id)?;
+    let v = a.value.get(..n)?;
+    Some(match n {
+        1 => v[0] as u32,
+        2 => u16::from_ne_bytes([v[0], v[1]]) as u32,
+        _ => u32::from_ne_bytes([v[0], v[1], v[2], v[3]]),
+    })
+}
+
+/// IFLA_INFO_DATA of a bridge.
+fn bridge_device(data: &[netlink_proto::attr::Attr]) -> BridgeDevice {
+    let proto = data
+        .iter()
+        .find(|a| a.id() == IFLA_BR_VLAN_PROTOCOL && a.value.len() >= 2)
+        .map(|a| u16::from_be_bytes([a.value[0], a.value[1]]));
+    let mst = uint(data, IFLA_BR_MULTI_BOOLOPT, 4)
+        .is_some_and(|optval| optval & (1 << BR_BOOLOPT_MST_ENABLE) != 0);
+    BridgeDevice {
+        stp: uint(data, IFLA_BR_STP_STATE, 4).unwrap_or(0) != 0,
+        group_fwd_mask: uint(data, IFLA_BR_GROUP_FWD_MASK, 2).unwrap_or(0) as u16,
+        vlan_8021ad: uint(data, IFLA_BR_VLAN_FILTERING, 1).unwrap_or(0) != 0
+            && proto == Some(ETH_P_8021AD),
+        mst,
+    }
+}
+
+/// IFLA_INFO_SLAVE_DATA of a bridge port (its bridge is filled in by the caller).
+fn bridge_port(data: &[netlink_proto::attr::Attr]) -> BridgePort {
+    BridgePort {
+        bridge: 0,
+        state: uint(data, IFLA_BRPORT_STATE, 1).unwrap_or(0) as u8,
+        group_fwd_mask: uint(data, IFLA_BRPORT_GROUP_FWD_MASK, 2).unwrap_or(0) as u16,
     }
 }
 
@@ -333,6 +427,8 @@ mod tests {
             noarp,
             master,
             kind: kind.map(str::to_string),
+            bridge: None,
+            port: None,
         };
         let links = [
             link(1, false, true, None, None),         // lo

@@ -54,6 +54,12 @@ enum ns_action {
 #define NS_F_MARK_ANSWERS (1u << 8) /* answers from TC ingress are marked for the egress
 				     * programs, on every device (lib/reject.h) */
 #define NS_F_WRITES (1u << 9) /* some rule writes packet headers (lib/rewrite.h) */
+#define NS_F_BRIDGE (1u << 10) /* bridge family chains: frames classified as the bridge's
+				* rx handler sees them, lengths from the network header
+				* untrimmed (lib/bridge.h) */
+#define NS_F_BRIDGE_TX (1u << 11)    /* the bridge device's egress: accepted frames are marked
+				      * for the ports' output hook (lib/bridge.h) */
+#define NS_F_BRIDGE_CLEAR (1u << 12) /* egress: take that mark off */
 
 /* Conntrack timeouts (cfg.ct_timeout[], seconds). Same numbering as Rust
  * `loader::CtTimeouts`. */

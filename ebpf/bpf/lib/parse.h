@@ -74,12 +74,15 @@ struct pkt_ctx {
 	__u32 frag_id; /* fragments: the datagram's identification */
 	__u8 has_frag_id;
 	__u8 arp; /* an ARP packet the kernel's ARP hooks see here (lib/arp.h) */
-	__u16 l2_len; /* the Ethernet header and the VLAN tags parse_packet skipped */
+	__u8 br_class; /* with NS_F_BRIDGE: NS_BR_* (lib/bridge.h) */
+	__u8 pad3;
 	struct pkt_inner inner;
 	__u32 frame_len; /* skb->len at TC: the frame from its link-layer header on */
 	/* What the current base chain's counters, byte limits and quotas charge: `len`
 	 * at the IP hooks, skb->len as the netdev hooks see it in netdev chains. */
 	__u32 charge;
+	__u16 l2_len; /* the Ethernet header and the VLAN tags parse_packet skipped */
+	__u16 pad4;
 };
 
 struct ns_vlan_hdr {

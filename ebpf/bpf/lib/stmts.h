@@ -12,6 +12,7 @@
 #include "conntrack.h"
 #include "sets.h"
 #include "residual.h"
+#include "bridge.h"
 
 #define NS_MAX_CHECKS 4
 #define NS_MAX_STMTS 4
@@ -25,6 +26,7 @@ enum ns_check_kind {
 	NS_CHECK_QUOTA = 4,    /* arg: index into quotas */
 	NS_CHECK_RESIDUAL = 5, /* field: operations, arg: the first in residual_insns */
 	NS_CHECK_ARP = 6,      /* the packet is one the ARP hooks see (pkt_ctx.arp) */
+	NS_CHECK_BRIDGE = 7,   /* arg: the frame classes a bridge hook sees (lib/bridge.h) */
 };
 
 /* Same layout as Rust `maps::BpfCheck`. */
@@ -178,6 +180,9 @@ NS_INLINE int ns_checks_hold(const struct ns_rule_ext *x, const struct pkt_ctx *
 			break;
 		case NS_CHECK_ARP:
 			member = p->arp;
+			break;
+		case NS_CHECK_BRIDGE:
+			member = ns_bridge_hook_sees(p->br_class, c->arg);
 			break;
 		case NS_CHECK_LIMIT:
 			member = ns_limit_pass(c->arg, p->charge);

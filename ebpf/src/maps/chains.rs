@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use super::checks::{reject_arg, Extras};
 use super::sets::SetIds;
 use super::{
-    ActionKind, BpfChain, BpfRule, BuildError, BLOCK_RULES, CHAIN_NETDEV, FEATURE_CHECKS,
-    FEATURE_CONNTRACK, FEATURE_JUMPS, FEATURE_MARK_ANSWERS, FEATURE_REJECT, FEATURE_ROUTE_ANSWERS,
-    FEATURE_STMTS, KIND_IPV4, KIND_IPV6, KIND_OTHER, MAX_BASE_CHAINS, MAX_STEPS, RULE_CHECKS,
-    RULE_STMTS,
+    ActionKind, BpfChain, BpfRule, BuildError, BLOCK_RULES, CHAIN_NETDEV, FEATURE_BRIDGE,
+    FEATURE_BRIDGE_CLEAR, FEATURE_BRIDGE_TX, FEATURE_CHECKS, FEATURE_CONNTRACK, FEATURE_JUMPS,
+    FEATURE_MARK_ANSWERS, FEATURE_REJECT, FEATURE_ROUTE_ANSWERS, FEATURE_STMTS, KIND_IPV4,
+    KIND_IPV6, KIND_OTHER, MAX_BASE_CHAINS, MAX_STEPS, RULE_CHECKS, RULE_STMTS,
 };
 use crate::ir::{Action, Chain, ChainRef, L3Scope, Program, Rule, Test};
 
@@ -50,6 +50,15 @@ pub(super) fn layout<'a>(program: &'a Program, sets: &SetIds) -> Result<Layout<'
     };
     if program.mark_answers {
         features |= FEATURE_MARK_ANSWERS;
+    }
+    if program.bridge_frames {
+        features |= FEATURE_BRIDGE;
+    }
+    if program.bridge_tx_mark {
+        features |= FEATURE_BRIDGE_TX;
+    }
+    if program.bridge_clear_mark {
+        features |= FEATURE_BRIDGE_CLEAR;
     }
     let mut rule_refs = Vec::new();
     let mut rules = Vec::new();

@@ -22,6 +22,8 @@ pub const CHECK_QUOTA: u8 = 4;
 pub const CHECK_RESIDUAL: u8 = 5;
 /// `NS_CHECK_ARP`: [`Test::ArpHook`].
 pub const CHECK_ARP: u8 = 6;
+/// `NS_CHECK_BRIDGE`: [`Test::BridgeHook`], the classes in `arg`.
+pub const CHECK_BRIDGE: u8 = 7;
 
 /// Residual operations (`enum ns_res_op`).
 pub const RES_PAYLOAD: u8 = 1;
@@ -250,6 +252,12 @@ impl Extras {
                 Test::ArpHook => checks.push(BpfCheck {
                     kind: CHECK_ARP,
                     negated,
+                    ..BpfCheck::default()
+                }),
+                Test::BridgeHook(classes) => checks.push(BpfCheck {
+                    kind: CHECK_BRIDGE,
+                    negated,
+                    arg: *classes,
                     ..BpfCheck::default()
                 }),
                 Test::CtStatus(mask) => checks.push(BpfCheck {

@@ -274,6 +274,7 @@ impl Predicates {
                     // Residual checks, evaluated after the LBVS match (see checks.rs).
                     Test::CtStatus(_)
                     | Test::ArpHook
+                    | Test::BridgeHook(_)
                     | Test::InSet { .. }
                     | Test::Limit(_)
                     | Test::Quota(_)

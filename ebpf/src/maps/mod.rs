@@ -142,6 +142,12 @@ pub const FEATURE_NETDEV_VIEW: u32 = 1 << 7;
 pub const FEATURE_MARK_ANSWERS: u32 = 1 << 8;
 /// Some rule writes packet headers ([`crate::ir::Statement::PayloadSet`]).
 pub const FEATURE_WRITES: u32 = 1 << 9;
+/// Bridge family chains ([`crate::ir::Program::bridge_frames`]).
+pub const FEATURE_BRIDGE: u32 = 1 << 10;
+/// [`crate::ir::Program::bridge_tx_mark`].
+pub const FEATURE_BRIDGE_TX: u32 = 1 << 11;
+/// [`crate::ir::Program::bridge_clear_mark`].
+pub const FEATURE_BRIDGE_CLEAR: u32 = 1 << 12;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].
