@@ -664,22 +664,13 @@ impl LoadedProgram {
     }
 
     pub fn stats(&self) -> Result<Stats, LoadError> {
-        let map = self
-            .ebpf
-            .map("dp_stats")
-            .ok_or(LoadError::Missing("dp_stats"))?;
-        let stats: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(map).map_err(map_err("dp_stats"))?;
-        let sum = |i: u32| -> Result<u64, LoadError> {
-            Ok(stats.get(&i, 0).map_err(map_err("dp_stats"))?.iter().sum())
-        };
         Ok(Stats {
-            classified: sum(0)?,
-            unscoped: sum(1)?,
-            errors: sum(2)?,
-            jump_overflows: sum(3)?,
-            logs_lost: sum(4)?,
-            evaluated: sum(STAT_EVALUATED)?,
+            classified: self.stat(0)?,
+            unscoped: self.stat(1)?,
+            errors: self.stat(2)?,
+            jump_overflows: self.stat(3)?,
+            logs_lost: self.stat(4)?,
+            evaluated: self.stat(STAT_EVALUATED)?,
         })
     }
 
@@ -687,17 +678,18 @@ impl LoadedProgram {
     /// this reads the same before two counter reads, the counters did not move
     /// between them (stores become visible in order on x86).
     pub fn evaluated(&self) -> Result<u64, LoadError> {
+        self.stat(STAT_EVALUATED)
+    }
+
+    /// `dp_stats[i]` (`enum ns_stat`), summed over CPUs.
+    fn stat(&self, i: u32) -> Result<u64, LoadError> {
         let map = self
             .ebpf
             .map("dp_stats")
             .ok_or(LoadError::Missing("dp_stats"))?;
         let stats: PerCpuArray<&MapData, u64> =
             PerCpuArray::try_from(map).map_err(map_err("dp_stats"))?;
-        Ok(stats
-            .get(&STAT_EVALUATED, 0)
-            .map_err(map_err("dp_stats"))?
-            .iter()
-            .sum())
+        Ok(stats.get(&i, 0).map_err(map_err("dp_stats"))?.iter().sum())
     }
 
     /// The loaded programs, for attaching (`Xdp::attach`, `SchedClassifier::attach`).
