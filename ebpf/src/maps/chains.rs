@@ -125,8 +125,12 @@ pub(super) fn layout<'a>(program: &'a Program, sets: &SetIds) -> Result<Layout<'
             start,
             end: rule_refs.len() as u32,
             policy: policy as u32,
+            // Bridge chains share the netdev scope; their programs charge what the
+            // bridge hooks count (`Program::bridge_frames`), for every chain.
             flags: match chain_ref {
-                ChainRef::Base(_) if chain.scope == L3Scope::Netdev => CHAIN_NETDEV,
+                ChainRef::Base(_) if chain.scope == L3Scope::Netdev && !program.bridge_frames => {
+                    CHAIN_NETDEV
+                }
                 _ => 0,
             },
         });
