@@ -320,12 +320,11 @@ impl LoadedProg {
         self.evaluated = evaluated;
         self.seen.resize(now.len(), Counter::default());
         for (slot, keys) in self.counters.iter().enumerate() {
-            let (Some(cur), Some(seen)) = (now.get(slot), self.seen.get_mut(slot)) else {
+            let (Some(cur), Some(seen)) = (now.get(slot), self.seen.get(slot)) else {
                 break;
             };
             let packets = cur.packets.wrapping_sub(seen.packets);
             let bytes = cur.bytes.wrapping_sub(seen.bytes);
-            *seen = *cur;
             if packets == 0 && bytes == 0 {
                 continue;
             }
@@ -335,6 +334,9 @@ impl LoadedProg {
                 t.1 = t.1.wrapping_add(bytes);
             }
         }
+        // Every slot, also those no counter of this ruleset uses: a later ruleset
+        // patched into this program may, and counts from what its slots hold then.
+        self.seen = now;
     }
 }
 
