@@ -329,3 +329,18 @@ fn family_rules_of_ct_helpers_and_osf() {
     d.ok(&["add rule ip t in synproxy name tcp dport map { 443 : \"s1\" }"]);
     d.same_ruleset();
 }
+
+#[test]
+fn concatenated_intervals_clash_only_at_their_ends() {
+    // nft_pipapo_insert refuses a new element whose start or end lies in an existing
+    // one (field by field); one that only surrounds part of another is taken.
+    let d = Differential::new("pipapo");
+    d.ok(&["add table ip t"]);
+    d.ok(&["add set ip t s { type ipv4_addr . inet_service; flags interval; }"]);
+    d.ok(&["add element ip t s { 10.0.0.0/8 . 10-23 }"]);
+    d.ok(&["add element ip t s { 10.1.0.0/16 . 5-30 }"]);
+    d.same(&["add element ip t s { 10.2.0.0/16 . 20-40 }"]);
+    d.same(&["add element ip t s { 9.0.0.0-10.0.0.0 . 30-40 }"]);
+    d.same(&["add element ip t s { 9.0.0.0/8 . 20-40 }"]);
+    d.same_ruleset();
+}

@@ -873,12 +873,25 @@ fn overlaps(s: &Set, e: &Elem) -> bool {
     }
     let Some(k) = &e.key else { return false };
     if s.field_len.len() > 1 {
-        // Concatenated ranges: [key, key_end] against each element's range.
+        // Concatenated ranges (nft_pipapo_insert): the new element's start or end
+        // inside an existing element, field by field. One that only surrounds an
+        // existing element is taken.
         let ke = e.key_end.as_ref().unwrap_or(k);
         return s.elems.iter().any(|x| match (&x.key, &x.key_end) {
             (Some(xs), xe) => {
                 let xe = xe.as_ref().unwrap_or(xs);
-                ke >= xs && k <= xe && !(xs == k && xe == ke)
+                let inside = |point: &[u8]| {
+                    s.field_len
+                        .iter()
+                        .try_fold(0usize, |at, &len| {
+                            let end = at + len as usize;
+                            let field = |v: &[u8]| v.get(at..end).map(<[u8]>::to_vec);
+                            let within = field(point)? >= field(xs)? && field(point)? <= field(xe)?;
+                            within.then_some(at + (len as usize).div_ceil(4) * 4)
+                        })
+                        .is_some()
+                };
+                inside(k) || inside(ke)
             }
             _ => false,
         });
