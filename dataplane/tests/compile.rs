@@ -1162,3 +1162,80 @@ fn bridge_output_is_told_from_forwarded_copies_by_the_bridge_device_s_mark() {
     assert_eq!(rules[2].matches, [sent]);
     assert_eq!(rules[3].matches, forwarded);
 }
+
+/// The rules of the one base chain `chain` of the fixture `expansion`.
+fn expansion_rules(chain: &str) -> Result<Vec<SymRule>, nftshim_engine::DataplaneError> {
+    let ns = only_chain(&fixture("expansion"), chain);
+    decompile(&ns.view()).map(|p| p.chains[0].rules.clone())
+}
+
+/// The expression index each rule's counters name (`CounterRef::Rule`).
+fn counter_exprs(r: &SymRule) -> Vec<u32> {
+    r.counters
+        .iter()
+        .filter_map(|c| match c {
+            nftshim_engine::CounterRef::Rule { expr, .. } => Some(*expr),
+            _ => None,
+        })
+        .collect()
+}
+
+fn tcp_dport(first: u16, last: u16) -> Vec<SymMatch> {
+    vec![
+        ir(Test::L4Proto(vec![6])),
+        ir(Test::Dport(ports(&[(first, last)]))),
+    ]
+}
+
+#[test]
+fn a_counter_before_matches_counts_what_reaches_it() {
+    // ip protocol tcp counter tcp dport 22 drop: the counter (expression 2) counts
+    // every TCP packet; the drop takes port 22 only.
+    let rules = expansion_rules("c_early_counter").unwrap();
+    assert_eq!(rules.len(), 2, "{rules:#?}");
+    assert_eq!(rules[0].matches, vec![ir(Test::L4Proto(vec![6]))]);
+    assert_eq!(rules[0].action, Action::Continue);
+    assert_eq!(counter_exprs(&rules[0]), vec![2]);
+    assert_eq!(rules[1].matches, tcp_dport(22, 22));
+    assert_eq!(rules[1].action, Action::Drop);
+    assert!(rules[1].counters.is_empty());
+}
+
+#[test]
+fn statements_after_a_map_keep_their_expression_index() {
+    // udp dport vmap { 80 : continue, 443 : accept } counter: only the `continue`
+    // element reaches the counter (expression 4).
+    let rules = expansion_rules("c_vmap_counter").unwrap();
+    assert_eq!(rules.len(), 2, "{rules:#?}");
+    assert_eq!(rules[0].action, Action::Continue);
+    assert_eq!(counter_exprs(&rules[0]), vec![4]);
+    assert_eq!(rules[1].action, Action::Accept);
+    assert!(rules[1].counters.is_empty());
+    // meta mark set tcp dport map { 22 : 1, 80 : 2 } counter: the element's data is an
+    // expression more, but the counter is still the rule's expression 5.
+    let rules = expansion_rules("c_map_counter").unwrap();
+    assert_eq!(rules.len(), 2, "{rules:#?}");
+    for (r, (port, mark)) in rules.iter().zip([(22, 1), (80, 2)]) {
+        assert_eq!(r.matches, tcp_dport(port, port));
+        assert_eq!(r.statements, vec![Statement::SetMark { and: 0, xor: mark }]);
+        assert_eq!(counter_exprs(r), vec![5]);
+    }
+}
+
+#[test]
+fn concatenated_intervals_become_one_rule_per_element() {
+    // ip saddr . tcp dport @boxes, boxes = { 10.0.0.0/8 . 10-23, 192.168.1.1 . 80 }.
+    let rules = expansion_rules("c_boxes").unwrap();
+    let expected = [("10.0.0.0/8", 10, 23), ("192.168.1.1/32", 80, 80)];
+    assert_eq!(rules.len(), expected.len(), "{rules:#?}");
+    for (r, (net, first, last)) in rules.iter().zip(expected) {
+        let mut want = tcp_dport(first, last);
+        want.insert(1, ir(Test::IpSaddr(vec![net4(net)])));
+        assert_eq!(r.matches, want);
+        assert_eq!(r.action, Action::Accept);
+    }
+    // Not in any element is a conjunction: refused.
+    let err = expansion_rules("c_negated_boxes").unwrap_err();
+    assert_eq!(err.errno, libc::EOPNOTSUPP);
+    assert!(err.reason.contains("negated lookup"), "{}", err.reason);
+}

@@ -16,11 +16,21 @@ use nftshim_engine::view::{ElemData, Expr, Rule, RulesetView, Table};
 
 use super::sets;
 
-/// The position of the rule's map lookup (a lookup with a destination register).
-fn map_lookup(exprs: &[Expr]) -> Result<Option<usize>, String> {
+/// The position of the rule's lookup that expands: a map lookup (one with a
+/// destination register), or a lookup in a concatenated interval set.
+fn expanded_lookup(
+    view: &RulesetView<'_>,
+    table: &Table,
+    exprs: &[Expr],
+) -> Result<Option<usize>, String> {
     let mut found = None;
     for (i, e) in exprs.iter().enumerate() {
-        if e.name == "lookup" && attr(e, NFTA_LOOKUP_DREG).is_some() {
+        if e.name != "lookup" {
+            continue;
+        }
+        let expands = attr(e, NFTA_LOOKUP_DREG).is_some()
+            || view.set_of(table, e).is_some_and(sets::is_concat_interval);
+        if expands {
             if found.is_some() {
                 return Err("several map lookups in one rule are not supported".into());
             }
@@ -30,56 +40,97 @@ fn map_lookup(exprs: &[Expr]) -> Result<Option<usize>, String> {
     Ok(found)
 }
 
-/// The rules `rule`'s map lookup expands to, one per element; None when it has none.
+/// One element's rule, and where the expressions standing for the lookup are: the
+/// lookup at `at` became `width` expressions (key tests, and a map's data).
+pub struct Expanded {
+    pub rule: Rule,
+    pub at: usize,
+    pub width: usize,
+}
+
+impl Expanded {
+    /// The index in the original rule of the expression at `index` here.
+    pub fn original_index(&self, index: usize) -> usize {
+        if index < self.at {
+            index
+        } else if index < self.at + self.width {
+            self.at
+        } else {
+            index + 1 - self.width
+        }
+    }
+}
+
+/// The rules `rule`'s lookup expands to, one per element; None when it has none to
+/// expand.
 pub fn expand_rule(
     view: &RulesetView<'_>,
     table: &Table,
     rule: &Rule,
-) -> Result<Option<Vec<Rule>>, String> {
-    let Some(at) = map_lookup(&rule.exprs)? else {
+) -> Result<Option<Vec<Expanded>>, String> {
+    let Some(at) = expanded_lookup(view, table, &rule.exprs)? else {
         return Ok(None);
     };
     let lookup = &rule.exprs[at];
     let set = view
         .set_of(table, lookup)
         .ok_or("lookup of a map that does not exist")?;
-    if set.flags & NFT_SET_MAP == 0 {
+    let dreg = attr(lookup, NFTA_LOOKUP_DREG);
+    if dreg.is_some() && set.flags & NFT_SET_MAP == 0 {
         return Err(format!("set {}: a lookup with data on a set", set.name));
     }
+    let inverted = attr(lookup, NFTA_LOOKUP_FLAGS)
+        .and_then(|a| a.value.get(..4))
+        .is_some_and(|f| u32::from_be_bytes([f[0], f[1], f[2], f[3]]) & NFT_LOOKUP_F_INV != 0);
+    if inverted {
+        // Not in any element: a conjunction, which rules per element cannot say.
+        return Err(format!(
+            "set {}: a negated lookup in a concatenated interval set is not supported by the \
+             eBPF data plane",
+            set.name
+        ));
+    }
     let sreg = attr(lookup, NFTA_LOOKUP_SREG).ok_or("map lookup without source register")?;
-    let dreg = attr(lookup, NFTA_LOOKUP_DREG).ok_or("map lookup without data register")?;
+    let elements: Vec<(Vec<Expr>, Option<&ElemData>)> = if sets::is_concat_interval(set) {
+        let first = register32(sreg).ok_or("lookup with an invalid source register")?;
+        sets::element_boxes(set)?
+            .into_iter()
+            .map(|(fields, data)| {
+                let mut reg = first;
+                let mut tests = Vec::new();
+                for ((lo, hi), &len) in fields.iter().zip(&set.field_len) {
+                    tests.push(key_test(&register_attr(reg), lo, hi));
+                    reg += len.div_ceil(4);
+                }
+                (tests, data)
+            })
+            .collect()
+    } else {
+        sets::element_ranges(set)?
+            .into_iter()
+            .map(|((lo, hi), data)| (vec![key_test(&sreg.value, &lo, &hi)], data))
+            .collect()
+    };
     let mut rules = Vec::new();
-    for ((lo, hi), data) in sets::element_ranges(set)? {
-        let data = data.ok_or_else(|| format!("map {}: element without data", set.name))?;
-        let key_test = if lo == hi {
-            Expr {
-                name: "cmp".into(),
-                data: vec![
-                    Attr::new(NFTA_CMP_SREG, sreg.value.clone()),
-                    Attr::u32_be(NFTA_CMP_OP, NFT_CMP_EQ),
-                    value(NFTA_CMP_DATA, &lo),
-                ],
-            }
-        } else {
-            Expr {
-                name: "range".into(),
-                data: vec![
-                    Attr::new(NFTA_RANGE_SREG, sreg.value.clone()),
-                    Attr::u32_be(NFTA_RANGE_OP, NFT_RANGE_EQ),
-                    value(NFTA_RANGE_FROM_DATA, &lo),
-                    value(NFTA_RANGE_TO_DATA, &hi),
-                ],
-            }
-        };
+    for (tests, data) in elements {
+        let width = tests.len();
         let mut exprs = rule.exprs[..at].to_vec();
-        exprs.push(key_test);
+        exprs.extend(tests);
+        let rest = &rule.exprs[at + 1..];
+        let (dreg, data) = match (dreg, data) {
+            (None, _) => {
+                // A set: the element's key tests are the lookup.
+                exprs.extend_from_slice(rest);
+                rules.push(expanded(rule, exprs, at, width));
+                continue;
+            }
+            (Some(dreg), Some(data)) => (dreg, data),
+            (Some(_), None) => return Err(format!("map {}: element without data", set.name)),
+        };
         if matches!(data, ElemData::Verdict { code, .. } if *code as i32 == NFT_CONTINUE) {
             // `continue`: the rule decides nothing, as one without a verdict.
-            exprs.extend_from_slice(&rule.exprs[at + 1..]);
-            rules.push(Rule {
-                exprs,
-                ..rule.clone()
-            });
+            exprs.extend_from_slice(rest);
+            rules.push(expanded(rule, exprs, at, width));
             continue;
         }
         let immediate = Expr {
@@ -102,13 +153,65 @@ pub fn expand_rule(
             ],
         };
         exprs.push(immediate);
-        exprs.extend_from_slice(&rule.exprs[at + 1..]);
-        rules.push(Rule {
-            exprs,
-            ..rule.clone()
-        });
+        // A verdict ends the rule: what follows the lookup (`vmap { ... } counter`)
+        // runs only for `continue` elements.
+        if matches!(data, ElemData::Value(_)) {
+            exprs.extend_from_slice(rest);
+        }
+        rules.push(expanded(rule, exprs, at, width + 1));
     }
     Ok(Some(rules))
+}
+
+fn expanded(rule: &Rule, exprs: Vec<Expr>, at: usize, width: usize) -> Expanded {
+    Expanded {
+        rule: Rule {
+            exprs,
+            ..rule.clone()
+        },
+        at,
+        width,
+    }
+}
+
+/// `KEY == lo` or `lo <= KEY <= hi`, KEY in register `sreg` (its attribute value).
+fn key_test(sreg: &[u8], lo: &[u8], hi: &[u8]) -> Expr {
+    if lo == hi {
+        Expr {
+            name: "cmp".into(),
+            data: vec![
+                Attr::new(NFTA_CMP_SREG, sreg.to_vec()),
+                Attr::u32_be(NFTA_CMP_OP, NFT_CMP_EQ),
+                value(NFTA_CMP_DATA, lo),
+            ],
+        }
+    } else {
+        Expr {
+            name: "range".into(),
+            data: vec![
+                Attr::new(NFTA_RANGE_SREG, sreg.to_vec()),
+                Attr::u32_be(NFTA_RANGE_OP, NFT_RANGE_EQ),
+                value(NFTA_RANGE_FROM_DATA, lo),
+                value(NFTA_RANGE_TO_DATA, hi),
+            ],
+        }
+    }
+}
+
+/// The 32-bit register (`NFT_REG32_00` + n) a register attribute names, as the kernel's
+/// nft_parse_register reads it (the 16-byte `NFT_REG_1..4` start at 32-bit ones).
+fn register32(reg: &Attr) -> Option<u32> {
+    let v = u32::from_be_bytes(reg.value.get(..4)?.try_into().ok()?);
+    match v {
+        1..=4 => Some(NFT_REG32_00 + (v - 1) * 4),
+        v if (NFT_REG32_00..=NFT_REG32_15).contains(&v) => Some(v),
+        _ => None,
+    }
+}
+
+/// A register attribute's value for a 32-bit register.
+fn register_attr(reg: u32) -> Vec<u8> {
+    reg.to_be_bytes().to_vec()
 }
 
 /// `NFTA_*_DATA { NFTA_DATA_VALUE bytes }`.

@@ -495,17 +495,99 @@ fn decompile_expanded(
     ctx: &rule::ChainContext<'_>,
     r: &nftshim_engine::view::Rule,
 ) -> Result<Vec<SymRule>, String> {
-    let decompiled = match maps::expand_rule(ctx.view, ctx.table, r)? {
-        None => rule::decompile_rule(ctx, r)?.into_iter().collect(),
+    let mut out = Vec::new();
+    match maps::expand_rule(ctx.view, ctx.table, r)? {
+        None => decompile_counting_early(ctx, r, &|i| i, &mut out)?,
         Some(expanded) => {
-            let mut out = Vec::new();
             for e in &expanded {
-                out.extend(rule::decompile_rule(ctx, e)?);
+                decompile_counting_early(ctx, &e.rule, &|i| e.original_index(i), &mut out)?;
             }
-            out
         }
+    }
+    Ok(out)
+}
+
+/// One rule, or, when a counter stands before some of its matches
+/// (`ip protocol tcp counter tcp dport 22`), the rules that count what reaches each
+/// such counter and then the rule without them.
+///
+/// The kernel's counter counts every packet the matches before it let through, also
+/// those a later match then stops; the IR counts only rules that match whole. A rule
+/// of the matches before the counter, which counts and continues, counts the same
+/// packets, and the rule without that counter decides the rest. Exact only when the
+/// matches before it are pure (evaluated twice, they give the same answer and change
+/// nothing), so nothing else is split.
+fn decompile_counting_early(
+    ctx: &rule::ChainContext<'_>,
+    r: &nftshim_engine::view::Rule,
+    original: &dyn Fn(usize) -> usize,
+    out: &mut Vec<SymRule>,
+) -> Result<(), String> {
+    let whole = match rule::decompile_rule_indexed(ctx, r, &|i| Some(original(i))) {
+        Ok(decompiled) => {
+            out.extend(decompiled);
+            return Ok(());
+        }
+        Err(why) => why,
     };
-    Ok(decompiled)
+    let mut counted: Vec<usize> = Vec::new();
+    let mut split = Vec::new();
+    while let Some(at) = early_counter(&r.exprs, &counted) {
+        let prefix = nftshim_engine::view::Rule {
+            exprs: r.exprs[..=at].to_vec(),
+            ..r.clone()
+        };
+        let without_counted = |i: usize| (!counted.contains(&i)).then(|| original(i));
+        match rule::decompile_rule_indexed(ctx, &prefix, &without_counted) {
+            Ok(counting) => split.extend(counting),
+            Err(_) => return Err(whole),
+        }
+        counted.push(at);
+    }
+    if counted.is_empty() {
+        return Err(whole);
+    }
+    let without_counted = |i: usize| (!counted.contains(&i)).then(|| original(i));
+    match rule::decompile_rule_indexed(ctx, r, &without_counted) {
+        Ok(rest) => {
+            out.extend(split);
+            out.extend(rest);
+            Ok(())
+        }
+        Err(_) => Err(whole),
+    }
+}
+
+/// The first counter (not in `counted`) that only pure matches precede and some
+/// expression follows.
+fn early_counter(exprs: &[nftshim_engine::view::Expr], counted: &[usize]) -> Option<usize> {
+    for (i, e) in exprs.iter().enumerate() {
+        if counted.contains(&i) {
+            continue;
+        }
+        if e.name == "counter" {
+            return (i + 1 < exprs.len()).then_some(i);
+        }
+        if !is_pure_match(e) {
+            return None;
+        }
+    }
+    None
+}
+
+/// A load or a comparison: no side effect, and the same answer every time it runs on
+/// the same packet.
+fn is_pure_match(e: &nftshim_engine::view::Expr) -> bool {
+    let has = |kind: u16| e.data.iter().any(|a| a.id() == kind);
+    match e.name.as_str() {
+        "cmp" | "range" | "bitwise" | "byteorder" => true,
+        "payload" => !has(NFTA_PAYLOAD_SREG),
+        "meta" => !has(NFTA_META_SREG),
+        "ct" => !has(NFTA_CT_SREG),
+        "exthdr" => !has(NFTA_EXTHDR_SREG),
+        "lookup" => !has(NFTA_LOOKUP_DREG),
+        _ => false,
+    }
 }
 
 /// Decompiles the regular chains `base` reaches through jumps and gotos, under its hook

@@ -194,6 +194,17 @@ enum Recent {
 /// Decompiles one rule. `Ok(None)`: the rule can never match or does nothing, so it
 /// can be left out without changing any verdict or counter.
 pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymRule>, String> {
+    decompile_rule_indexed(ctx, rule, &Some)
+}
+
+/// Decompiles `rule` with each expression under the index `original` gives it (the
+/// index in the ruleset's rule, which names its counters and stateful objects), and
+/// without the expressions it gives none.
+pub fn decompile_rule_indexed(
+    ctx: &ChainContext<'_>,
+    rule: &Rule,
+    original: &dyn Fn(usize) -> Option<usize>,
+) -> Result<Option<SymRule>, String> {
     let families = match ctx.family {
         Family::Ip => V4,
         Family::Ip6 => V6,
@@ -222,10 +233,13 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         recent: Vec::new(),
     };
     for (i, e) in rule.exprs.iter().enumerate() {
+        let Some(index) = original(i) else {
+            continue;
+        };
         if st.verdict.is_some() {
             return Err(format!("expression {} after the verdict", e.name));
         }
-        st.expr_index = i as u32;
+        st.expr_index = index as u32;
         st.step(e)?;
         st.remember(e);
     }

@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_proto::consts::*;
-use nftshim_engine::view::{ElemData, Set};
+use nftshim_engine::view::{Elem, ElemData, Set};
 
 /// An inclusive range of big-endian key bytes, both ends of the key's length.
 pub type ByteRange = (Vec<u8>, Vec<u8>);
@@ -28,29 +28,26 @@ pub fn key_ranges(set: &Set, now_ms: Option<u64>) -> Result<Vec<ByteRange>, Stri
     Ok(ranges)
 }
 
+/// Whether the set's keys are concatenations with a range per field (`flags interval`
+/// on `a . b`): [`element_boxes`], not [`element_ranges`], reads them.
+pub fn is_concat_interval(set: &Set) -> bool {
+    let concat = set.flags & NFT_SET_CONCAT != 0 || set.field_len.len() > 1;
+    let intervals =
+        set.flags & NFT_SET_INTERVAL != 0 || set.elems.iter().any(|e| e.key_end.is_some());
+    concat && intervals
+}
+
 /// The elements of a constant set or map: each one's inclusive range of key bytes and,
 /// in a map, its data; or why the set is not constant.
 pub fn element_ranges(set: &Set) -> Result<Vec<(ByteRange, Option<&ElemData>)>, String> {
     let name = &set.name;
-    let unsupported = NFT_SET_TIMEOUT | NFT_SET_EVAL | NFT_SET_OBJECT;
-    if set.flags & unsupported != 0 {
-        return Err(format!(
-            "set {name}: dynamic, timeout and object sets are not supported by the eBPF data plane"
-        ));
-    }
+    check_constant(set)?;
     // Concatenated keys compare as whole byte strings only without intervals (with
     // them, each field is a range of its own).
-    let concat = set.flags & NFT_SET_CONCAT != 0 || set.field_len.len() > 1;
-    let intervals =
-        set.flags & NFT_SET_INTERVAL != 0 || set.elems.iter().any(|e| e.key_end.is_some());
-    if concat && intervals {
+    if is_concat_interval(set) {
         return Err(format!(
-            "set {name}: concatenated interval sets are not supported by the eBPF data plane"
-        ));
-    }
-    if !set.exprs.is_empty() {
-        return Err(format!(
-            "set {name}: per-element expressions are not supported"
+            "set {name}: concatenated interval sets are supported by the eBPF data plane \
+             only in rules that look them up directly"
         ));
     }
     let len = set.key_len as usize;
@@ -58,17 +55,7 @@ pub fn element_ranges(set: &Set) -> Result<Vec<(ByteRange, Option<&ElemData>)>, 
     let mut ends = Vec::new();
     let mut ranges = Vec::new();
     for e in &set.elems {
-        if e.flags & NFT_SET_ELEM_CATCHALL != 0 {
-            return Err(format!("set {name}: catch-all elements are not supported"));
-        }
-        if e.timeout_ms != 0 || e.expires_at_ms.is_some() || !e.exprs.is_empty() {
-            return Err(format!(
-                "set {name}: elements with timeouts or expressions are not supported"
-            ));
-        }
-        let Some(key) = e.key.clone() else {
-            return Err(format!("set {name}: element without key"));
-        };
+        let key = constant_key(set, e)?;
         if key.len() != len {
             return Err(format!(
                 "set {name}: element key of {} bytes, set keys have {len}",
@@ -108,6 +95,106 @@ pub fn element_ranges(set: &Set) -> Result<Vec<(ByteRange, Option<&ElemData>)>, 
         }
     }
     Ok(ranges)
+}
+
+/// Why the set's elements can change without a commit, if they can.
+fn check_constant(set: &Set) -> Result<(), String> {
+    let name = &set.name;
+    let unsupported = NFT_SET_TIMEOUT | NFT_SET_EVAL | NFT_SET_OBJECT;
+    if set.flags & unsupported != 0 {
+        return Err(format!(
+            "set {name}: dynamic, timeout and object sets are not supported by the eBPF data plane"
+        ));
+    }
+    if !set.exprs.is_empty() {
+        return Err(format!(
+            "set {name}: per-element expressions are not supported"
+        ));
+    }
+    Ok(())
+}
+
+/// The key of an element of a constant set, or why it has none.
+fn constant_key(set: &Set, e: &Elem) -> Result<Vec<u8>, String> {
+    let name = &set.name;
+    if e.flags & NFT_SET_ELEM_CATCHALL != 0 {
+        return Err(format!("set {name}: catch-all elements are not supported"));
+    }
+    if e.timeout_ms != 0 || e.expires_at_ms.is_some() || !e.exprs.is_empty() {
+        return Err(format!(
+            "set {name}: elements with timeouts or expressions are not supported"
+        ));
+    }
+    e.key
+        .clone()
+        .ok_or_else(|| format!("set {name}: element without key"))
+}
+
+/// An element of a concatenated interval set: each field's inclusive range (of the
+/// field's own bytes), and in a map its data.
+pub type ElementBox<'s> = (Vec<ByteRange>, Option<&'s ElemData>);
+
+/// Most elements whose pairwise disjointness is checked (a quadratic check).
+const MAX_BOXES: usize = 4096;
+
+/// The elements of a constant concatenated interval set (`ip saddr . tcp dport { ... }`
+/// with ranges): a range per field. Refused unless no two elements share a key, so
+/// that a key is in at most one of them (rules expanded from them then match at most
+/// once, as the kernel's lookup finds at most one element).
+pub fn element_boxes(set: &Set) -> Result<Vec<ElementBox<'_>>, String> {
+    let name = &set.name;
+    check_constant(set)?;
+    // Each field takes whole 32-bit registers in the key.
+    let widths: Vec<usize> = set.field_len.iter().map(|&l| l as usize).collect();
+    let stride: usize = widths.iter().map(|w| w.div_ceil(4) * 4).sum();
+    if widths.is_empty() || widths.contains(&0) || stride != set.key_len as usize {
+        return Err(format!(
+            "set {name}: concatenation fields do not make up its key"
+        ));
+    }
+    if set.elems.len() > MAX_BOXES {
+        return Err(format!(
+            "set {name}: more than {MAX_BOXES} elements in a concatenated interval set"
+        ));
+    }
+    let fields = |key: &[u8]| -> Vec<Vec<u8>> {
+        let mut at = 0;
+        widths
+            .iter()
+            .map(|&w| {
+                let field = key[at..at + w].to_vec();
+                at += w.div_ceil(4) * 4;
+                field
+            })
+            .collect()
+    };
+    let mut boxes = Vec::new();
+    for e in &set.elems {
+        let key = constant_key(set, e)?;
+        let end = e.key_end.clone().unwrap_or_else(|| key.clone());
+        if key.len() != stride || end.len() != stride {
+            return Err(format!("set {name}: element key of unexpected length"));
+        }
+        let ranges: Vec<ByteRange> = fields(&key).into_iter().zip(fields(&end)).collect();
+        if ranges.iter().any(|(lo, hi)| lo > hi) {
+            return Err(format!("set {name}: element with an empty range"));
+        }
+        boxes.push((ranges, e.data.as_ref()));
+    }
+    for (i, (a, _)) in boxes.iter().enumerate() {
+        for (b, _) in &boxes[i + 1..] {
+            let overlap = a
+                .iter()
+                .zip(b)
+                .all(|((alo, ahi), (blo, bhi))| alo <= bhi && blo <= ahi);
+            if overlap {
+                return Err(format!(
+                    "set {name}: elements that overlap are not supported by the eBPF data plane"
+                ));
+            }
+        }
+    }
+    Ok(boxes)
 }
 
 /// `bytes - 1` as a big-endian number; None below zero.
@@ -236,6 +323,51 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn concatenated_intervals_are_ranges_per_field_that_must_not_overlap() {
+        // 10.0.0.0/8 . 10-23 and 192.168.1.1 . 80: two boxes, a range per field.
+        let a = (
+            vec![10, 0, 0, 0, 0, 10, 0, 0],
+            Some(vec![10, 255, 255, 255, 0, 23, 0, 0]),
+        );
+        let b = (vec![192, 168, 1, 1, 0, 80, 0, 0], None);
+        let boxes = set(
+            NFT_SET_INTERVAL | NFT_SET_CONCAT,
+            vec![4, 2],
+            vec![a.clone(), b],
+        );
+        let got: Vec<Vec<ByteRange>> = element_boxes(&boxes)
+            .unwrap()
+            .into_iter()
+            .map(|(fields, _)| fields)
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                vec![
+                    (vec![10, 0, 0, 0], vec![10, 255, 255, 255]),
+                    (vec![0, 10], vec![0, 23])
+                ],
+                vec![
+                    (vec![192, 168, 1, 1], vec![192, 168, 1, 1]),
+                    (vec![0, 80], vec![0, 80])
+                ],
+            ]
+        );
+        // 10.1.0.0/16 . 5-30 surrounds no end of the first but shares keys with it
+        // (10.1.0.1 . 20): the kernel takes it; rules per element would match twice.
+        let nested = (
+            vec![10, 1, 0, 0, 0, 5, 0, 0],
+            Some(vec![10, 1, 255, 255, 0, 30, 0, 0]),
+        );
+        let overlapping = set(
+            NFT_SET_INTERVAL | NFT_SET_CONCAT,
+            vec![4, 2],
+            vec![a, nested],
+        );
+        assert!(element_boxes(&overlapping).unwrap_err().contains("overlap"));
     }
 
     #[test]
