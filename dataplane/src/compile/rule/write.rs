@@ -15,7 +15,8 @@
 //! ICMP and SCTP, need checksums the data plane does not compute); in input chains,
 //! what the kernel's input route lookup reads (addresses, IPv4 DSCP, IPv6 traffic
 //! class and flow label): the data plane runs input chains at TC ingress, before the
-//! kernel routes the packet, which would then route the new values; the IPv4 header
+//! kernel routes the packet, which would then route the new values (not for rules
+//! that only take packets from `lo`, which keep the route of their way out); the IPv4 header
 //! checksum itself in prerouting and input (the IP stack checks it after TC, before
 //! those hooks); addresses and ports before conntrack (priority -200 and lower at
 //! prerouting and output: the kernel would track the new tuple).
@@ -239,7 +240,7 @@ impl RuleState<'_, '_> {
                         V4 => changes(1, 0xfc),
                         _ => changes(0, 0x0f) || changes_any(1, 4),
                     };
-                if routed && self.ctx.hook == Hook::Input {
+                if routed && self.ctx.hook == Hook::Input && !self.only_from_loopback() {
                     return Err(
                         "address, DSCP and flow label writes in input chains are not \
                          supported by the eBPF data plane (it runs them before the kernel \
@@ -314,5 +315,36 @@ impl RuleState<'_, '_> {
         }));
         self.statements = true;
         Ok(())
+    }
+}
+
+impl RuleState<'_, '_> {
+    /// Whether a match so far limits the rule to packets that came in on loopback
+    /// (`iif "lo"`, `iifname "lo"`). Those keep the route they were sent with
+    /// (loopback_xmit keeps skb->dst; ip_rcv_finish and ip6_rcv_finish route only
+    /// packets without one), so nothing routes a header written at lo's TC ingress.
+    fn only_from_loopback(&self) -> bool {
+        use super::{IfNamePattern, SymMatch};
+        use nftshim_ebpf::ir::{Match, Test};
+        const LOOPBACK_IFINDEX: u32 = 1;
+        let lo = IfNamePattern {
+            bytes: {
+                let mut name = vec![0u8; 16];
+                name[..2].copy_from_slice(b"lo");
+                name
+            },
+        };
+        self.matches.iter().any(|m| match m {
+            SymMatch::Ir(Match {
+                test: Test::Iif(indexes),
+                negated: false,
+            }) => !indexes.is_empty() && indexes.iter().all(|&i| i == LOOPBACK_IFINDEX),
+            SymMatch::IfName {
+                output: false,
+                patterns,
+                negated: false,
+            } => !patterns.is_empty() && patterns.iter().all(|p| *p == lo),
+            _ => false,
+        })
     }
 }
