@@ -29,8 +29,13 @@ use std::time::{Duration, Instant};
 pub use crate::differential::UNSUPPORTED;
 use crate::differential::{judge, unsupported, Compare, Pair, Step};
 use crate::listing;
-use crate::nft::Target;
+use crate::nft::{CmdOutput, Target};
 use crate::nftpy::{Directive, Line, TableDecl, TestFile};
+
+/// How often, and how far apart, listings that differ while set elements expire are
+/// taken again (see `Replayer::listing_settled`).
+const EXPIRY_RETRIES: usize = 3;
+const EXPIRY_WAIT: Duration = Duration::from_millis(700);
 
 /// Consecutive timed-out commands after which a file is abandoned.
 pub const MAX_STALLS: u32 = 3;
@@ -290,7 +295,7 @@ impl<'a> Replayer<'a> {
         }
         let (k_ok, s_ok) = (added.0.success(), added.1.success());
         let mut steps = vec![Step::nft(&add, added, Compare::Full)];
-        let listed = self.pair.both(&["list ruleset"]);
+        let listed = self.listing_settled();
         // When the listings differ already, an `-a` diff would only repeat it.
         let same_listing =
             listing::normalise(&listed.0.stdout) == listing::normalise(&listed.1.stdout);
@@ -325,6 +330,24 @@ impl<'a> Replayer<'a> {
             self.resync()?;
         }
         Ok(())
+    }
+
+    /// `nft list ruleset` on both sides; listed again, a few times, while they differ
+    /// and show set elements with a timeout. Each side added them at its own moment,
+    /// so one side may have let an element expire that the other lists for a few
+    /// more milliseconds; once both have, the listings say whether they agree.
+    fn listing_settled(&self) -> (CmdOutput, CmdOutput) {
+        let mut listed = self.pair.both(&["list ruleset"]);
+        for _ in 0..EXPIRY_RETRIES {
+            let (k, s) = (&listed.0.stdout, &listed.1.stdout);
+            let expiring = k.contains("expires ") || s.contains("expires ");
+            if !expiring || listing::normalise(k) == listing::normalise(s) {
+                break;
+            }
+            std::thread::sleep(EXPIRY_WAIT);
+            listed = self.pair.both(&["list ruleset"]);
+        }
+        listed
     }
 
     fn push(&mut self, line: &Line, scope: String, text: String, outcome: Outcome) {
