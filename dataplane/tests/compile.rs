@@ -1239,3 +1239,29 @@ fn concatenated_intervals_become_one_rule_per_element() {
     assert_eq!(err.errno, libc::EOPNOTSUPP);
     assert!(err.reason.contains("negated lookup"), "{}", err.reason);
 }
+
+#[test]
+fn rules_kept_from_an_earlier_pass_are_those_a_fresh_pass_makes() {
+    use nftshim_dataplane::compile::{decompile_cached, RuleCache};
+    let mut cache = RuleCache::default();
+    let state = fixture("expansion");
+    let view_of = |state: &serde_json::Value| only_chain(state, "c_boxes");
+    let first = view_of(&state);
+    let fresh = decompile(&first.view()).unwrap();
+    assert_eq!(decompile_cached(&first.view(), &mut cache).unwrap(), fresh);
+    assert_eq!(decompile_cached(&first.view(), &mut cache).unwrap(), fresh);
+    // The named set changes, the rule that reads it does not: it is decompiled again.
+    let mut changed = state.clone();
+    for set in changed["ruleset"]["tables"][0]["sets"]
+        .as_array_mut()
+        .unwrap()
+    {
+        if set["name"] == "boxes" {
+            set["elems"].as_array_mut().unwrap().truncate(1);
+        }
+    }
+    let second = view_of(&changed);
+    let want = decompile(&second.view()).unwrap();
+    assert_ne!(want, fresh);
+    assert_eq!(decompile_cached(&second.view(), &mut cache).unwrap(), want);
+}

@@ -22,7 +22,7 @@ pub mod rule;
 pub mod sets;
 pub mod xt;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_proto::consts::*;
@@ -308,6 +308,23 @@ pub struct Facts {
 
 /// Reads every base chain of the ruleset into a [`Program`], or refuses the ruleset.
 pub fn decompile(view: &RulesetView<'_>) -> Result<Program, DataplaneError> {
+    decompile_cached(view, &mut RuleCache::default())
+}
+
+/// [`decompile`], taking the rules an earlier pass decompiled from `cache`.
+pub fn decompile_cached(
+    view: &RulesetView<'_>,
+    cache: &mut RuleCache,
+) -> Result<Program, DataplaneError> {
+    let result = decompile_with(view, cache);
+    cache.end_pass();
+    result
+}
+
+fn decompile_with(
+    view: &RulesetView<'_>,
+    cache: &mut RuleCache,
+) -> Result<Program, DataplaneError> {
     let mut program = Program::default();
     for table in view.tables() {
         if table.is_dormant() {
@@ -325,8 +342,8 @@ pub fn decompile(view: &RulesetView<'_>) -> Result<Program, DataplaneError> {
                 // Regular chains run only when jumped to: added with their callers.
                 continue;
             };
-            let hook_chain = decompile_chain(view, table, chain, base)?;
-            add_jump_targets(view, table, &hook_chain, &mut program)?;
+            let hook_chain = decompile_chain(view, table, chain, base, cache)?;
+            add_jump_targets(view, table, &hook_chain, &mut program, cache)?;
             program.chains.push(hook_chain);
         }
     }
@@ -340,6 +357,7 @@ fn decompile_chain(
     table: &Table,
     chain: &Chain,
     base: &BaseChain,
+    cache: &mut RuleCache,
 ) -> Result<HookChain, DataplaneError> {
     let label = |what: &str| format!("table {} chain {}: {what}", table.name, chain.name);
     let family = table_family(table).map_err(|why| refuse(label(&why)))?;
@@ -367,7 +385,7 @@ fn decompile_chain(
         base: true,
         priority: Some(base.priority),
     };
-    let rules = decompile_rules(&ctx, chain)?;
+    let rules = decompile_rules(&ctx, chain, cache)?;
     if base.chain_type == "route" && rules.iter().any(|r| !r.statements.is_empty()) {
         // The kernel re-routes when a route chain changed the mark; TC cannot.
         return Err(refuse(label(
@@ -473,9 +491,14 @@ pub fn check_rule(
 fn decompile_rules(
     ctx: &rule::ChainContext<'_>,
     chain: &Chain,
+    cache: &mut RuleCache,
 ) -> Result<Vec<SymRule>, DataplaneError> {
     let mut rules = Vec::new();
     for (position, r) in chain.rules.iter().enumerate() {
+        if let Some(hit) = cache.get(ctx, r) {
+            rules.extend(hit);
+            continue;
+        }
         let refused = |why: String| {
             refuse(format!(
                 "table {} chain {}: rule {} (handle {}): {why}",
@@ -485,9 +508,102 @@ fn decompile_rules(
                 r.handle
             ))
         };
-        rules.extend(decompile_expanded(ctx, r).map_err(refused)?);
+        let decompiled = decompile_expanded(ctx, r).map_err(refused)?;
+        cache.put(ctx, r, &decompiled);
+        rules.extend(decompiled);
     }
     Ok(rules)
+}
+
+/// Rules decompiled by the last passes, for a commit that adds one rule to 10,000 to
+/// decompile one. A rule is known by its table's and its own handle: neither is ever
+/// given again in a namespace (nor are those of a batch that failed), and a rule does
+/// not change (`replace` makes a new one). It decompiles the same under the same
+/// chain context (family, hook, priority), unless it reads a named set or an object,
+/// which change on their own: those rules are not kept. Anonymous sets live and die
+/// with their rule.
+#[derive(Default)]
+pub struct RuleCache {
+    /// Rules taken or decompiled in this pass.
+    now: HashMap<RuleKey, CachedRule>,
+    /// The previous pass's, dropped at the end of this one unless taken.
+    before: HashMap<RuleKey, CachedRule>,
+}
+
+/// Table handle, rule handle, hook, base chain.
+type RuleKey = (u64, u64, Hook, bool);
+
+struct CachedRule {
+    family: Family,
+    table: String,
+    priority: Option<i32>,
+    /// The rule's expression names: a check, not the identity.
+    exprs: Vec<String>,
+    rules: Vec<SymRule>,
+}
+
+impl RuleCache {
+    fn key(ctx: &rule::ChainContext<'_>, r: &nftshim_engine::view::Rule) -> RuleKey {
+        (ctx.table.handle, r.handle, ctx.hook, ctx.base)
+    }
+
+    fn get(
+        &mut self,
+        ctx: &rule::ChainContext<'_>,
+        r: &nftshim_engine::view::Rule,
+    ) -> Option<Vec<SymRule>> {
+        let key = Self::key(ctx, r);
+        let same = |c: &CachedRule| {
+            c.family == ctx.family
+                && c.priority == ctx.priority
+                && c.table == ctx.table.name
+                && c.exprs.len() == r.exprs.len()
+                && c.exprs.iter().zip(&r.exprs).all(|(a, b)| *a == b.name)
+        };
+        if let Some(c) = self.now.get(&key) {
+            return same(c).then(|| c.rules.clone());
+        }
+        let c = self.before.remove(&key)?;
+        if !same(&c) {
+            return None;
+        }
+        let rules = c.rules.clone();
+        self.now.insert(key, c);
+        Some(rules)
+    }
+
+    fn put(
+        &mut self,
+        ctx: &rule::ChainContext<'_>,
+        r: &nftshim_engine::view::Rule,
+        rules: &[SymRule],
+    ) {
+        let reads_table = r.exprs.iter().any(|e| match e.name.as_str() {
+            "lookup" => !ctx
+                .view
+                .set_of(ctx.table, e)
+                .is_some_and(|set| set.flags & NFT_SET_ANONYMOUS != 0),
+            "dynset" | "objref" => true,
+            _ => false,
+        });
+        if reads_table {
+            return;
+        }
+        self.now.insert(
+            Self::key(ctx, r),
+            CachedRule {
+                family: ctx.family,
+                table: ctx.table.name.clone(),
+                priority: ctx.priority,
+                exprs: r.exprs.iter().map(|e| e.name.clone()).collect(),
+                rules: rules.to_vec(),
+            },
+        );
+    }
+
+    fn end_pass(&mut self) {
+        self.before = std::mem::take(&mut self.now);
+    }
 }
 
 /// One rule's predicates: one rule, or one per element of the map it looks up.
@@ -598,6 +714,7 @@ fn add_jump_targets(
     table: &Table,
     base: &HookChain,
     program: &mut Program,
+    cache: &mut RuleCache,
 ) -> Result<(), DataplaneError> {
     let ctx = rule::ChainContext {
         view,
@@ -625,7 +742,7 @@ fn add_jump_targets(
                     base.label()
                 ))
             })?;
-        let rules = decompile_rules(&ctx, chain)?;
+        let rules = decompile_rules(&ctx, chain, cache)?;
         todo.extend(targets(&rules));
         program.regular.insert(
             key,

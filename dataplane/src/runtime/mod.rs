@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use nftshim_engine::view::{Chain, Rule, Table};
 use nftshim_engine::{CountDelta, Dataplane, DataplaneError, DataplaneStats, RulesetView};
 
-use crate::compile::{check_rule, decompile, refuse, Program};
+use crate::compile::{check_rule, decompile_cached, refuse, Program, RuleCache};
 pub use netns::NetnsKey;
 use worker::{Worker, WorkerStatus};
 
@@ -40,6 +40,8 @@ pub struct EbpfDataplane {
     /// What the last `check` decompiled (None: it refused), for the `apply_checked`
     /// that follows: a commit decompiles its ruleset once.
     checked: Mutex<Option<Arc<Program>>>,
+    /// Rules decompiled by earlier commits: a commit decompiles what it changed.
+    rule_cache: Mutex<RuleCache>,
 }
 
 impl EbpfDataplane {
@@ -49,6 +51,7 @@ impl EbpfDataplane {
             worker: Mutex::new(None),
             carry: Vec::new(),
             checked: Mutex::new(None),
+            rule_cache: Mutex::new(RuleCache::default()),
         }
     }
 
@@ -114,7 +117,7 @@ impl Dataplane for EbpfDataplane {
 
     fn apply(&mut self, committed: &RulesetView<'_>) {
         self.checked_program().take();
-        match decompile(committed) {
+        match self.decompile(committed) {
             Ok(program) => self.enforce(Arc::new(program)),
             Err(e) => {
                 // `check` accepted this very ruleset; only a restored one gets here.
@@ -154,6 +157,11 @@ impl Dataplane for EbpfDataplane {
 }
 
 impl EbpfDataplane {
+    fn decompile(&self, view: &RulesetView<'_>) -> Result<Program, DataplaneError> {
+        let mut cache = self.rule_cache.lock().unwrap_or_else(|p| p.into_inner());
+        decompile_cached(view, &mut cache)
+    }
+
     fn checked_program(&self) -> std::sync::MutexGuard<'_, Option<Arc<Program>>> {
         self.checked.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -161,7 +169,7 @@ impl EbpfDataplane {
     fn check_inner(&self, proposed: &RulesetView<'_>) -> Result<(), DataplaneError> {
         self.checked_program().take();
         let t = std::time::Instant::now();
-        let program = Arc::new(decompile(proposed)?);
+        let program = Arc::new(self.decompile(proposed)?);
         tracing::debug!(netns_cookie = self.key.cookie, elapsed = ?t.elapsed(), "ruleset decompiled");
         if program.is_empty() {
             *self.checked_program() = Some(program);
