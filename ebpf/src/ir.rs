@@ -39,7 +39,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 pub use crate::residual::ResidualProgram;
 
 /// One chain, as the data plane enforces it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Chain {
     /// Which packets the chain sees; the others pass untouched.
     pub scope: L3Scope,
@@ -130,7 +130,7 @@ impl IcmpxCode {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Rule {
     /// All must hold (an empty list matches every packet the chain sees).
     pub matches: Vec<Match>,
@@ -157,7 +157,7 @@ impl Rule {
 }
 
 /// A rule's side effects.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Statement {
     /// `meta mark set ...`: `mark = (mark & and) ^ xor` (`set X` is `and 0, xor X`).
     /// Later matches on `meta mark`, in this and following chains, see the new mark.
@@ -252,7 +252,7 @@ impl Statement {
 }
 
 /// One predicate: `test`, or its negation (`!=`). See the module doc for absent fields.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Match {
     pub test: Test,
     pub negated: bool,
@@ -278,7 +278,7 @@ impl Match {
 
 /// A field and the set of values the predicate accepts (one value is a set of one; an
 /// empty set accepts nothing).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Test {
     IpSaddr(Vec<Ipv4Net>),
     IpDaddr(Vec<Ipv4Net>),
@@ -371,7 +371,7 @@ pub mod ct_status {
 }
 
 /// `limit rate [over] RATE/UNIT [burst BURST]`, as nft sends it (NFTA_LIMIT_*).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Limit {
     /// Packets (or bytes) per `unit_secs`.
     pub rate: u64,
@@ -385,7 +385,7 @@ pub struct Limit {
 }
 
 /// `quota [over] BYTES [used USED]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Quota {
     pub bytes: u64,
     /// Already consumed when the rule is loaded.
@@ -440,7 +440,7 @@ impl SetField {
 
 /// A named set: a key type and its elements. Address and port sets may hold prefixes and
 /// ranges (nft `flags interval`); the others hold single values.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Set {
     pub key: SetKey,
     pub elements: Vec<SetElement>,
@@ -497,7 +497,7 @@ impl SetElement {
 /// - Rule numbering (counters, log events): the rules of `base_chains` in order, then
 ///   those of `chains` in name order. Counter numbers after the last rule are the base
 ///   chains' policies, in order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Program {
     pub base_chains: Vec<Chain>,
     /// Regular chains by name (names are program-wide: qualify them with the table if

@@ -230,7 +230,7 @@ pub struct ResidualProgram {
 }
 
 /// The packet bytes residual programs read, with what the BPF parser knows of them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Headers {
     /// The datagram from its network header to its end (`PacketFields::len` bytes, or
     /// fewer if the frame is cut short).
@@ -251,7 +251,7 @@ pub struct Headers {
 }
 
 /// The packet at a netdev hook (nft_do_chain_netdev).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct NetdevFrame {
     /// The whole frame, Ethernet header first.
     pub frame: Vec<u8>,

@@ -257,6 +257,9 @@ const ADOPTED: u64 = 0;
 
 struct LoadedProg {
     chain: ir::Program,
+    /// `fingerprint(&chain)`: most chains a build compares differ, often only in their
+    /// last rules; the fingerprints tell them apart without walking them.
+    fingerprint: u64,
     dir: Direction,
     /// Loopback's ingress program (its packets were tracked at its egress).
     loopback: bool,
@@ -379,6 +382,14 @@ fn patch_spare(
     None
 }
 
+/// A hash of a planned chain, to tell chains apart before comparing them whole.
+fn fingerprint(chain: &ir::Program) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    chain.hash(&mut h);
+    h.finish()
+}
+
 /// Returns once every BPF program run that started before has ended: TC programs run
 /// inside RCU read-side sections, and membarrier(MEMBARRIER_CMD_GLOBAL) waits for an RCU
 /// grace period (synchronize_rcu).
@@ -416,7 +427,7 @@ impl Generation {
         let plan = instantiate(&program, &with_phantom)?;
         tracing::debug!(elapsed = ?t.elapsed(), chains = plan.chains.len(), "instantiated");
         let mut progs: BTreeMap<u64, LoadedProg> = BTreeMap::new();
-        let mut compiled_chains: Vec<(ir::Program, Arc<maps::CompiledProgram>)> = Vec::new();
+        let mut compiled_chains: Vec<(u64, ir::Program, Arc<maps::CompiledProgram>)> = Vec::new();
         let mut assign = BTreeMap::new();
         let mut spares = Vec::new();
         for ((ifindex, dir), chain) in plan.chains {
@@ -426,8 +437,13 @@ impl Generation {
                 .get(&(ifindex, dir))
                 .cloned()
                 .unwrap_or_default();
+            let print = fingerprint(&chain);
             let same = |p: &LoadedProg| {
-                p.chain == chain && p.dir == dir && p.loopback == loopback && p.counters == counters
+                p.fingerprint == print
+                    && p.dir == dir
+                    && p.loopback == loopback
+                    && p.counters == counters
+                    && p.chain == chain
             };
             let reused = live
                 .and_then(|g| g.progs.iter().find(|(_, p)| same(p)))
@@ -438,8 +454,11 @@ impl Generation {
                 None => {
                     // Interfaces often get the same chains (loopback's ingress and the
                     // others' differ only in how they are loaded): compiled once.
-                    let compiled = match compiled_chains.iter().find(|(c, _)| *c == chain) {
-                        Some((_, compiled)) => compiled.clone(),
+                    let compiled = match compiled_chains
+                        .iter()
+                        .find(|(p, c, _)| *p == print && *c == chain)
+                    {
+                        Some((_, _, compiled)) => compiled.clone(),
                         None => {
                             let t = Instant::now();
                             let compiled =
@@ -449,7 +468,7 @@ impl Generation {
                                     ))
                                 })?);
                             tracing::debug!(elapsed = ?t.elapsed(), "chain compiled");
-                            compiled_chains.push((chain.clone(), compiled.clone()));
+                            compiled_chains.push((print, chain.clone(), compiled.clone()));
                             compiled
                         }
                     };
@@ -493,6 +512,7 @@ impl Generation {
                         id,
                         LoadedProg {
                             chain,
+                            fingerprint: print,
                             dir,
                             loopback,
                             counters,
