@@ -164,7 +164,9 @@ pub fn targets(report: &Report) -> Vec<Target> {
 }
 
 /// The whole document. `preamble` goes between the title and the results.
-pub fn render(report: &Report, date: &str) -> String {
+/// The report as markdown; `notes` (the analysis of the figures, written by hand and
+/// kept in a file of its own so that a new run keeps it) goes after the targets.
+pub fn render(report: &Report, date: &str, notes: Option<&str>) -> String {
     let mut s = String::new();
     let m = &report.machine;
     let _ = writeln!(s, "# Benchmarks: nftshim against the kernel's nftables\n");
@@ -227,6 +229,9 @@ pub fn render(report: &Report, date: &str) -> String {
             None => "not measured",
         };
         let _ = writeln!(s, "| {} | {} | {met} |", t.name, t.measured);
+    }
+    if let Some(notes) = notes {
+        let _ = write!(s, "\n{}\n", notes.trim_end());
     }
 
     let _ = writeln!(s, "\n## 1. Per-packet classification cost (nftshim)\n");

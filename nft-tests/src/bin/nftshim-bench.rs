@@ -23,6 +23,10 @@ struct Args {
     /// target/bench/ with --quick).
     #[arg(long)]
     out_dir: Option<PathBuf>,
+    /// Markdown inserted after the targets (the analysis of the figures); default:
+    /// docs/benchmarks-notes.md in full mode, when it exists.
+    #[arg(long)]
+    notes: Option<PathBuf>,
     #[arg(long)]
     nftshimd: Option<PathBuf>,
     #[arg(long)]
@@ -52,9 +56,20 @@ fn main() -> anyhow::Result<()> {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_default()
     };
+    let notes_path = args.notes.or_else(|| {
+        let default = PathBuf::from("docs/benchmarks-notes.md");
+        (!args.quick && default.exists()).then_some(default)
+    });
+    let notes = match &notes_path {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("--notes {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
     let md = out_dir.join("benchmarks.md");
     let write = |report: &bench::Report| -> anyhow::Result<String> {
-        let doc = bench::table::render(report, &date());
+        let doc = bench::table::render(report, &date(), notes.as_deref());
         std::fs::write(&md, &doc)?;
         bench::plot::write_all(report, &out_dir)?;
         Ok(doc)
