@@ -88,7 +88,11 @@ pub enum SctpChunks {
     /// A chunk of length 0 (the walk ends there), INIT, DATA (flags 3).
     ZeroLength,
     /// A PAD chunk of 2400 bytes, INIT, DATA (flags 3): chunks past the first 2048
-    /// bytes of the frame (the topology's links have an MTU of 9000).
+    /// bytes of the frame (the topology's links have an MTU of 9000). Not larger: an
+    /// AF_PACKET frame over a page leaves the headers out of the skb's linear part,
+    /// and the kernel's netdev ingress then saw an 8 KB IPv6 probe as no SCTP at all
+    /// (`meta l4proto` unset; likely ipv6_find_hdr reading the next header through
+    /// `ipv6_hdr(skb)`, unpulled), unlike drivers' skbs, whose headers are pulled.
     Large,
 }
 
