@@ -303,6 +303,58 @@ fn header_fields_lbvs_does_not_index_become_residual_programs() {
 }
 
 #[test]
+fn sctp_chunk_matches_become_chunk_walks() {
+    let state = fixture("sctp");
+    let chunk = |kind, offset, len, present| Insn::SctpChunk {
+        kind,
+        offset,
+        len,
+        dreg: 0,
+        present,
+    };
+    let cmp = |data: &[u8]| Insn::Cmp {
+        sreg: 0,
+        op: CmpOp::Eq,
+        data: data.to_vec(),
+    };
+    // `exists` and `missing`: the present flag, then 1 or 0.
+    assert_eq!(
+        residual_of(&state, "c_exists"),
+        [chunk(0, 0, 1, true), cmp(&[1])]
+    );
+    assert_eq!(
+        residual_of(&state, "c_missing"),
+        [chunk(1, 0, 1, true), cmp(&[0])]
+    );
+    // A field: its bytes in the INIT chunk (after type, flags, length, tag, a_rwnd and
+    // the outbound streams).
+    assert_eq!(
+        residual_of(&state, "c_field"),
+        [chunk(1, 14, 2, false), cmp(&[0, 1])]
+    );
+    // In a set: the flags byte, looked up.
+    let set = residual_of(&state, "c_set");
+    assert_eq!(set[0], chunk(0, 1, 1, false));
+    assert!(
+        matches!(
+            &set[1..],
+            [Insn::Lookup {
+                sreg: 0,
+                len: 1,
+                negated: false,
+                ..
+            }]
+        ),
+        "{set:?}"
+    );
+    // In netdev chains: in the netdev view.
+    assert_eq!(
+        residual_of(&state, "c_netdev"),
+        [Insn::NetdevView, chunk(3, 0, 1, true), cmp(&[1])]
+    );
+}
+
+#[test]
 fn ct_state_forms_decompile_to_the_states_they_hold_for() {
     use ct_state::*;
     let p = program("ct");

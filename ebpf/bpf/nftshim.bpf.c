@@ -44,10 +44,10 @@ static __noinline void ns_track(struct ns_eval *e, int tracked)
 	asm volatile("r0 = 0" ::: "r0", "memory");
 }
 
-NS_INLINE __u32 ns_run(struct ns_eval *e, int tracked)
+NS_INLINE __u32 ns_run(struct ns_eval *e, int tracked, struct ns_hook *hk)
 {
 	ns_track(e, tracked);
-	__u32 verdict = ns_evaluate(e);
+	__u32 verdict = ns_evaluate(e, hk);
 	if (NS_FEATURE(NS_F_CONNTRACK))
 		ns_ct_commit(&e->ct, verdict == NS_ACCEPT);
 	return verdict;
@@ -124,7 +124,8 @@ int nftshim_xdp(struct xdp_md *ctx)
 	e->pkt.iif = ctx->ingress_ifindex;
 	if (NS_FEATURE(NS_F_RESIDUAL))
 		NS_RES_CAPTURE(bpf_xdp_load_bytes, ctx, frame_len, ns_xdp_ethertype(data, data_end));
-	__u32 verdict = ns_run(e, 0); /* XDP is not attached by the runtime: tracks always */
+	struct ns_hook hk = {.ctx = ctx, .xdp = 1};
+	__u32 verdict = ns_run(e, 0, &hk); /* XDP is not attached by the runtime: tracks always */
 	/* Header writes are carried out by the TC entry only (the runtime never attaches
 	 * XDP): a packet a rule rewrote is dropped and counted as an error. */
 	if (NS_FEATURE(NS_F_WRITES) && e->writes.n) {
@@ -190,7 +191,8 @@ int nftshim_tc(struct __sk_buff *skb)
 		NS_RES_CAPTURE(bpf_skb_load_bytes, skb, frame_len, bpf_ntohs(skb->protocol));
 	/* Forwarded packets were tracked at their input device, loopback's at its egress. */
 	int tracked = cfg.egress ? skb->ingress_ifindex != 0 : cfg.loopback_ingress;
-	__u32 verdict = ns_run(e, tracked);
+	struct ns_hook hk = {.ctx = skb, .xdp = 0};
+	__u32 verdict = ns_run(e, tracked, &hk);
 	if (NS_FEATURE(NS_F_WRITES) && e->writes.n && verdict != NS_DROP &&
 	    ns_apply_writes(skb, &e->writes) < 0) {
 		ns_stat(NS_STAT_ERROR);

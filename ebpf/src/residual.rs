@@ -157,6 +157,19 @@ pub enum Insn {
         dreg: u8,
         present: bool,
     },
+    /// `exthdr` of SCTP chunks (nft_exthdr_sctp_eval): the first chunk of type `kind`,
+    /// walked from 12 bytes after nft_thoff() to the end of the packet (the whole
+    /// packet, not only the header copy; a later fragment's payload too, as 6.18 does).
+    /// With `present`: 1 or 0; otherwise `len` bytes at `offset` in the chunk (break
+    /// when there is none, or the chunk is shorter than `offset + len` or runs past
+    /// the packet).
+    SctpChunk {
+        kind: u8,
+        offset: u8,
+        len: u8,
+        dreg: u8,
+        present: bool,
+    },
     /// `ct` key `key` of the packet's connection (of the reply tuple with `reply`)
     /// into `dreg`; `len` is the register length the kernel gives the expression.
     /// Breaks without a connection (but for `State`).
@@ -244,6 +257,9 @@ pub struct Headers {
     pub nh: usize,
     /// Netdev view: a later fragment whose transport offset is still set.
     pub later_fragment: bool,
+    /// IP view: a later fragment's nft_thoff() (after the IPv4 header; 0, the network
+    /// header, for IPv6), where the SCTP chunk walk starts though `transport` is unset.
+    pub fragment_thoff: Option<usize>,
     /// Netdev view: `exthdr` walks any packet from byte 6 of its network header.
     pub exthdr_any: bool,
     /// What a netdev hook sees of the packet, for [`Insn::NetdevView`].
@@ -277,6 +293,7 @@ pub fn netdev_view(nf: &NetdevFrame, mark: u32) -> (Headers, MetaValues) {
         protocol: nf.skb_protocol,
         nh: ETH_HLEN,
         later_fragment: false,
+        fragment_thoff: None,
         exthdr_any: true,
         netdev: None,
     };
@@ -409,6 +426,9 @@ impl ResidualProgram {
                     len, dreg, present, ..
                 }
                 | Insn::TcpOption {
+                    len, dreg, present, ..
+                }
+                | Insn::SctpChunk {
                     len, dreg, present, ..
                 } => {
                     (1..=MAX_DATA as u8).contains(len)
@@ -567,6 +587,30 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             let found = match (m.l4proto, h.transport) {
                 (Some(6), Some(th)) if !h.later_fragment => {
                     tcp_option(&h.network, th, *kind, *offset, *len)
+                }
+                _ => None,
+            };
+            exthdr_result(regs, &h.network, found, 0, *len, *dreg, *present)
+        }
+        Insn::SctpChunk {
+            kind,
+            offset,
+            len,
+            dreg,
+            present,
+        } => {
+            let chunk = match (m.l4proto, h.transport.or(h.fragment_thoff)) {
+                (Some(132), Some(th)) => sctp_chunk(&h.network, th, *kind),
+                _ => None,
+            };
+            // The kernel copies only from a chunk that has the bytes and lies within
+            // the packet.
+            let found = match chunk {
+                Some((at, _)) if *present => Some(at),
+                Some((at, clen))
+                    if *offset as usize + *len as usize <= clen && at + clen <= h.network.len() =>
+                {
+                    Some(at + *offset as usize)
                 }
                 _ => None,
             };
@@ -761,6 +805,27 @@ fn tcp_option(ip: &[u8], th: usize, kind: u8, offset: u8, len: u8) -> Option<usi
         i += optl;
     }
     None
+}
+
+/// The first SCTP chunk of type `kind` after the common header at `th`, as
+/// nft_exthdr_sctp_eval() walks them to the end of the packet: (offset, chunk length).
+/// A chunk header cut short or of length 0 ends the walk; chunks are 4-byte aligned.
+fn sctp_chunk(packet: &[u8], th: usize, kind: u8) -> Option<(usize, usize)> {
+    let mut off = th + 12;
+    loop {
+        let hdr = packet.get(off..off + 4)?;
+        let clen = u16::from_be_bytes([hdr[2], hdr[3]]) as usize;
+        if clen == 0 {
+            return None;
+        }
+        if hdr[0] == kind {
+            return Some((off, clen));
+        }
+        off += (clen + 3) & !3;
+        if off >= packet.len() {
+            return None;
+        }
+    }
 }
 
 /// Stores a loaded value: its bytes, and zeros to the end of its last 4-byte register.

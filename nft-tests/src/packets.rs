@@ -6,7 +6,7 @@
 //!
 //! ```text
 //!   peer p0 ---- f0 fw f1 ---- r0 far
-//!   10.7.1.2   10.7.1.1  10.7.2.1  10.7.2.2   (and fd07:1::/64, fd07:2::/64)
+//!   10.7.1.2   10.7.1.1  10.7.2.1  10.7.2.2   (and fd07:1::/64, fd07:2::/64; MTU 9000)
 //! ```
 //!
 //! The ruleset is loaded into `fw`. Probes go peer -> fw (prerouting, input),
@@ -68,6 +68,32 @@ pub enum L4 {
     },
     /// No IP packet: an ARP frame ([`Path::ArpRequest`]).
     Arp,
+    /// SCTP 40000 -> 9 with crafted chunks ([`sctp_probes`]); the probe's id is in its
+    /// last chunk, a DATA chunk.
+    Sctp {
+        chunks: SctpChunks,
+    },
+}
+
+/// The chunks of an SCTP probe, for `sctp chunk` matches (nft_exthdr_sctp_eval walks
+/// them to the end of the packet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SctpChunks {
+    /// DATA (flags 3).
+    Data,
+    /// INIT (10 outbound, 1 inbound streams), DATA (flags 2).
+    InitData,
+    /// DATA (flags 3) whose length needs 3 bytes of padding, SACK, DATA (flags 3).
+    PaddedSack,
+    /// A chunk of length 0 (the walk ends there), INIT, DATA (flags 3).
+    ZeroLength,
+    /// A PAD chunk of 2400 bytes, INIT, DATA (flags 3): chunks past the first 2048
+    /// bytes of the frame (the topology's links have an MTU of 9000). Not larger: an
+    /// AF_PACKET frame over a page leaves the headers out of the skb's linear part,
+    /// and the kernel's netdev ingress then saw an 8 KB IPv6 probe as no SCTP at all
+    /// (`meta l4proto` unset; likely ipv6_find_hdr reading the next header through
+    /// `ipv6_hdr(skb)`, unpulled), unlike drivers' skbs, whose headers are pulled.
+    Large,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +129,9 @@ pub enum Shape {
 /// The marker of rulesets that want the [`malformed`] probes too.
 pub const MALFORMED_MARKER: &str = "# probes: +malformed";
 
+/// The marker of rulesets that want the [`sctp_probes`] too.
+pub const SCTP_MARKER: &str = "# probes: +sctp";
+
 impl std::fmt::Display for Probe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let l4 = match self.l4 {
@@ -111,6 +140,7 @@ impl std::fmt::Display for Probe {
             L4::Echo { reply: false } => "echo-request".into(),
             L4::Echo { reply: true } => "echo-reply".into(),
             L4::Arp => "arp".into(),
+            L4::Sctp { chunks } => format!("sctp {chunks:?}"),
         };
         write!(
             f,
@@ -298,6 +328,88 @@ pub fn malformed(first_id: u32) -> Vec<Probe> {
     out
 }
 
+/// SCTP probes of every [`SctpChunks`] layout, both families, inbound, forwarded and
+/// outbound, numbered from `first_id`.
+pub fn sctp_probes(first_id: u32) -> Vec<Probe> {
+    let layouts = [
+        SctpChunks::Data,
+        SctpChunks::InitData,
+        SctpChunks::PaddedSack,
+        SctpChunks::ZeroLength,
+        SctpChunks::Large,
+    ];
+    let families = [
+        (v4([10, 7, 1, 2]), v4([10, 7, 1, 1]), v4([10, 7, 2, 2])),
+        (v6("fd07:1::2"), v6("fd07:1::1"), v6("fd07:2::2")),
+    ];
+    let mut out = Vec::new();
+    for (peer, fw, far) in families {
+        for chunks in layouts {
+            for (path, src, dst) in [
+                (Path::Inbound, peer, fw),
+                (Path::Forward, peer, far),
+                (Path::Outbound, fw, peer),
+            ] {
+                out.push(Probe {
+                    id: first_id + out.len() as u32,
+                    path,
+                    src,
+                    dst,
+                    l4: L4::Sctp { chunks },
+                    shape: Shape::Plain,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// One SCTP chunk: type, flags, length field (`None`: the real one), body, padding.
+fn sctp_chunk(kind: u8, flags: u8, len: Option<u16>, body: &[u8]) -> Vec<u8> {
+    let mut c = vec![kind, flags];
+    c.extend_from_slice(&len.unwrap_or(4 + body.len() as u16).to_be_bytes());
+    c.extend_from_slice(body);
+    c.resize(c.len().div_ceil(4) * 4, 0);
+    c
+}
+
+/// The SCTP packet of a probe (checksum 0: nothing on the path checks it).
+fn sctp_packet(chunks: SctpChunks, data: &[u8]) -> Vec<u8> {
+    let data_chunk = |flags: u8, extra: &[u8]| {
+        // TSN 1, stream 0, sequence 0, payload protocol 0.
+        let mut body = vec![0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        body.extend_from_slice(data);
+        body.extend_from_slice(extra);
+        sctp_chunk(0, flags, None, &body)
+    };
+    // Tag 1, a_rwnd 65536, 10 outbound and 1 inbound streams, initial TSN 1.
+    let init = sctp_chunk(
+        1,
+        0,
+        None,
+        &[0, 0, 0, 1, 0, 1, 0, 0, 0, 10, 0, 1, 0, 0, 0, 1],
+    );
+    let body: Vec<Vec<u8>> = match chunks {
+        SctpChunks::Data => vec![data_chunk(3, &[])],
+        SctpChunks::InitData => vec![init, data_chunk(2, &[])],
+        SctpChunks::PaddedSack => vec![
+            data_chunk(3, b"x"),
+            // Cumulative TSN 1, a_rwnd 65536, no gap blocks, no duplicates.
+            sctp_chunk(3, 0, None, &[0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0]),
+            data_chunk(3, &[]),
+        ],
+        SctpChunks::ZeroLength => vec![sctp_chunk(0x84, 0, Some(0), &[]), init, data_chunk(3, &[])],
+        SctpChunks::Large => vec![
+            sctp_chunk(0x84, 0, None, &[0; 2396]),
+            init,
+            data_chunk(3, &[]),
+        ],
+    };
+    let mut p = vec![0x9c, 0x40, 0, 9, 0, 0, 0, 1, 0, 0, 0, 0];
+    p.extend(body.concat());
+    p
+}
+
 /// The IPv4 header checksum of the header at `ip`, recomputed.
 fn fix_ipv4_checksum(frame: &mut [u8], ip: usize) {
     let hlen = (frame[ip] & 0xf) as usize * 4;
@@ -393,6 +505,8 @@ impl Topology {
             peer,
             "address",
             &mac(MAC_PEER),
+            "mtu",
+            "9000",
             "type",
             "veth",
             "peer",
@@ -402,6 +516,8 @@ impl Topology {
             fw,
             "address",
             &mac(MAC_FW0),
+            "mtu",
+            "9000",
         ])?;
         ip(&[
             "link",
@@ -411,6 +527,8 @@ impl Topology {
             fw,
             "address",
             &mac(MAC_FW1),
+            "mtu",
+            "9000",
             "type",
             "veth",
             "peer",
@@ -420,6 +538,8 @@ impl Topology {
             far,
             "address",
             &mac(MAC_FAR),
+            "mtu",
+            "9000",
         ])?;
         let cfg: &[(&str, &[&str])] = &[
             (peer, &["addr", "add", "10.7.1.2/24", "dev", "p0"]),
@@ -605,6 +725,16 @@ fn build(p: &Probe, link: Option<([u8; 6], [u8; 6])>) -> Vec<u8> {
                     return echo(b, p, &data);
                 }
                 L4::Arp => return Vec::new(),
+                L4::Sctp { chunks } => {
+                    let mut v = Vec::new();
+                    b.write(
+                        &mut v,
+                        etherparse::IpNumber::SCTP,
+                        &sctp_packet(chunks, &data),
+                    )
+                    .expect("sctp packet");
+                    return v;
+                }
             };
             let mut v = Vec::new();
             step.write(&mut v, &data).expect("udp packet");
@@ -658,17 +788,27 @@ fn echo(
     v
 }
 
-/// Raw sockets for TCP, UDP and ICMP(v6) of both families, non-blocking.
+/// Raw sockets for TCP, UDP, ICMP(v6) and SCTP of both families, non-blocking.
 fn receivers() -> io::Result<Vec<OwnedFd>> {
     let mut v = Vec::new();
     for (dom, protos) in [
         (
             libc::AF_INET,
-            [libc::IPPROTO_TCP, libc::IPPROTO_UDP, libc::IPPROTO_ICMP],
+            [
+                libc::IPPROTO_TCP,
+                libc::IPPROTO_UDP,
+                libc::IPPROTO_ICMP,
+                libc::IPPROTO_SCTP,
+            ],
         ),
         (
             libc::AF_INET6,
-            [libc::IPPROTO_TCP, libc::IPPROTO_UDP, libc::IPPROTO_ICMPV6],
+            [
+                libc::IPPROTO_TCP,
+                libc::IPPROTO_UDP,
+                libc::IPPROTO_ICMPV6,
+                libc::IPPROTO_SCTP,
+            ],
         ),
     ] {
         for proto in protos {
@@ -1012,6 +1152,10 @@ pub fn run_ruleset(
     if text.contains(MALFORMED_MARKER) {
         let next = probes.iter().map(|p| p.id).max().unwrap_or(0) + 1;
         probes.extend(malformed(next));
+    }
+    if text.contains(SCTP_MARKER) {
+        let next = probes.iter().map(|p| p.id).max().unwrap_or(0) + 1;
+        probes.extend(sctp_probes(next));
     }
     let probes = &probes[..];
     let k = load(&sides.kernel, file);

@@ -51,6 +51,9 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         }
         | Insn::TcpOption {
             dreg, len, present, ..
+        }
+        | Insn::SctpChunk {
+            dreg, len, present, ..
         } => Some((*dreg, if *present { 4 } else { round(*len as usize) })),
         Insn::Immediate { dreg, data } => Some((*dreg, round(data.len()))),
         Insn::Bitwise { dreg, len, .. } => Some((*dreg, round(*len as usize))),
@@ -69,6 +72,7 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::Immediate { .. }
         | Insn::Ipv6Exthdr { .. }
         | Insn::TcpOption { .. }
+        | Insn::SctpChunk { .. }
         | Insn::NetdevView => None,
         Insn::Bitwise { sreg, len, .. } => Some((*sreg, round(*len as usize))),
         Insn::Shift { sreg, .. } => Some((*sreg, 4)),

@@ -586,7 +586,8 @@ impl RuleState<'_, '_> {
                 let insn = self.exthdr_insn(x, dreg)?;
                 let len = match &insn {
                     Insn::Ipv6Exthdr { present: true, .. }
-                    | Insn::TcpOption { present: true, .. } => 4,
+                    | Insn::TcpOption { present: true, .. }
+                    | Insn::SctpChunk { present: true, .. } => 4,
                     _ => x.len().unwrap_or(0),
                 };
                 self.trace.load(dreg, len, Some(insn));
@@ -1104,15 +1105,14 @@ impl RuleState<'_, '_> {
                 dreg,
                 present,
             }),
-            // nft_exthdr_sctp_eval() walks the chunks to the end of the packet (a later
-            // fragment's payload too: 6.18 does not check the fragment offset), and
-            // residual programs see only the first NS_RES_HDR_MAX bytes of the frame.
-            Some(ExthdrOp::Sctp) => Err(
-                "sctp chunk matches are not supported by the eBPF data plane: the kernel walks \
-                 the chunks to the end of the packet (up to 64 KiB), residual programs see \
-                 only its first 2048 bytes"
-                    .into(),
-            ),
+            // Walked over the whole packet (bpf/lib/residual.h, NS_RES_SCTP_CHUNK).
+            Some(ExthdrOp::Sctp) => Ok(Insn::SctpChunk {
+                kind,
+                offset,
+                len,
+                dreg,
+                present,
+            }),
             Some(other) => Err(format!(
                 "exthdr of {other:?} is not supported by the eBPF data plane"
             )),

@@ -121,4 +121,22 @@ volatile struct ns_live live = {};
 
 #define NS_FEATURE(f) (cfg.features & (f))
 
+/* The hook's context, for what runs in the chains' bpf_loop callbacks (which have no
+ * packet pointer): passed down as their callback context, on the hook's stack. Only
+ * residual operations that read past the header copy use it (lib/residual.h). */
+struct ns_hook {
+	void *ctx; /* struct __sk_buff * or struct xdp_md * */
+	/* A constant each entry stores: the verifier then sees which load helper the
+	 * program type has and prunes the other. */
+	__u64 xdp;
+};
+
+/* bpf_skb_load_bytes or bpf_xdp_load_bytes, as the hook has. */
+NS_INLINE long ns_hook_load(const struct ns_hook *hk, __u32 off, void *to, __u32 len)
+{
+	if (hk->xdp)
+		return bpf_xdp_load_bytes(hk->ctx, off, to, len);
+	return bpf_skb_load_bytes(hk->ctx, off, to, len);
+}
+
 #endif

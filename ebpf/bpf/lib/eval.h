@@ -271,7 +271,7 @@ NS_INLINE int ns_run_stmts(struct ns_eval *e, __u32 rule, const struct ns_rule_e
 
 /* Rule `rule` matched in the LBVS sense: check the rest, count it and carry out its
  * statements and action. */
-NS_INLINE void ns_rule_matched(struct ns_eval *e, __u32 rule)
+NS_INLINE void ns_rule_matched(struct ns_eval *e, __u32 rule, struct ns_hook *hk)
 {
 	struct ns_rule *r = bpf_map_lookup_elem(&rules, &rule);
 	if (!r) {
@@ -289,7 +289,7 @@ NS_INLINE void ns_rule_matched(struct ns_eval *e, __u32 rule)
 		}
 	}
 	if (NS_FEATURE(NS_F_CHECKS) && x && (r->flags & NS_RULE_CHECKS)) {
-		int hold = ns_checks_hold(x, &e->pkt, &e->ct);
+		int hold = ns_checks_hold(x, &e->pkt, &e->ct, hk);
 		if (hold < 0) {
 			e->status = NS_EVAL_ERROR;
 			return;
@@ -333,7 +333,7 @@ NS_INLINE void ns_rule_matched(struct ns_eval *e, __u32 rule)
 }
 
 /* One bpf_loop step: the rest of one LBVS block of the current chain, or its end. */
-static long ns_eval_step(__u64 step, void *unused)
+static long ns_eval_step(__u64 step, void *hk)
 {
 	struct ns_eval *e = ns_eval_state();
 	if (!e || e->status != NS_EVAL_RUNNING)
@@ -351,11 +351,11 @@ static long ns_eval_step(__u64 step, void *unused)
 		e->pos = ((e->pos >> VBLOCK_SHIFT) + 1) << VBLOCK_SHIFT;
 		return 0;
 	}
-	ns_rule_matched(e, rule);
+	ns_rule_matched(e, rule, hk);
 	return e->status != NS_EVAL_RUNNING;
 }
 
-NS_INLINE __u32 ns_evaluate_chains(struct ns_eval *e)
+NS_INLINE __u32 ns_evaluate_chains(struct ns_eval *e, struct ns_hook *hk)
 {
 	e->nlogs = 0;
 	e->writes.n = 0;
@@ -381,7 +381,7 @@ NS_INLINE __u32 ns_evaluate_chains(struct ns_eval *e)
 	e->sp = 0;
 	e->base = ns_lowest_bit(e->base_mask);
 	ns_enter(e, e->base);
-	bpf_loop(live.max_steps, ns_eval_step, NULL, 0);
+	bpf_loop(live.max_steps, ns_eval_step, hk, 0);
 	if (e->status == NS_EVAL_DONE)
 		return e->verdict;
 error:
@@ -392,9 +392,9 @@ error:
 
 /* Runs the chains on e->pkt (parsed, with iif/oif/mark set) and e->ct (tracked).
  * Returns NS_ACCEPT, NS_DROP or NS_REJECT (then e->rule says how to answer). */
-NS_INLINE __u32 ns_evaluate(struct ns_eval *e)
+NS_INLINE __u32 ns_evaluate(struct ns_eval *e, struct ns_hook *hk)
 {
-	__u32 verdict = ns_evaluate_chains(e);
+	__u32 verdict = ns_evaluate_chains(e, hk);
 	ns_stat(NS_STAT_EVALUATED);
 	return verdict;
 }

@@ -136,6 +136,8 @@ NS_INLINE void ns_res_netdev_view(struct ns_res_state *rs)
 	rs->th = rs->nd.th;
 	rs->has_th = rs->nd.has_th;
 	rs->fragoff = rs->nd.fragoff;
+	rs->thoff = rs->nd.th;
+	rs->has_thoff = rs->nd.has_th;
 	rs->l4proto = rs->nd.l4proto;
 	rs->has_l4proto = rs->nd.has_l4proto;
 	/* nft_exthdr reads ipv6_hdr(skb) whatever the protocol. */

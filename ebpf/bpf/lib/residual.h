@@ -10,7 +10,9 @@
  * copies the frame's first NS_RES_HDR_MAX bytes into per-CPU scratch first
  * (NS_RES_CAPTURE). Loads end at most MAX_PAYLOAD_END (256) bytes after their base,
  * and the parser never puts a transport header past 1024 + VLAN bytes, so every load
- * the builder accepts lies inside the copy whenever the packet has the bytes. */
+ * the builder accepts lies inside the copy whenever the packet has the bytes. The one
+ * exception, the SCTP chunk walk, reads the packet itself with the hook's load
+ * helper (struct ns_hook, passed down as the bpf_loop callbacks' context). */
 #ifndef NFTSHIM_RESIDUAL_H
 #define NFTSHIM_RESIDUAL_H
 
@@ -38,6 +40,7 @@ enum ns_res_op {
 	NS_RES_TCPOPT = 11,   /* arg: option kind; flags: present; offset, len, dreg */
 	NS_RES_NETDEV = 12,   /* what follows sees the packet as netdev chains do (netdev.h) */
 	NS_RES_CT = 13,       /* arg: enum nft_ct_keys; flags: 1 reply tuple; dreg */
+	NS_RES_SCTP_CHUNK = 14, /* arg: chunk type; flags: present; offset, len, dreg */
 };
 
 #define NS_RES_MAX_EXTHDRS 8 /* IPv6 extension headers walked (as parse.h) */
@@ -107,6 +110,10 @@ struct ns_res_state {
 	__u8 ipv6;
 	__u8 has_th;  /* th is set (at netdev egress it may be frame offset 0) */
 	__u8 fragoff; /* netdev: a later fragment, with th still set (see NS_RES_PAYLOAD) */
+	/* nft_thoff() whenever the transport protocol is known, later fragments included
+	 * (where the SCTP chunk walk starts). */
+	__u8 has_thoff;
+	__u32 thoff;
 	/* Of the hook, set by NS_RES_CAPTURE: what the netdev view starts from. */
 	__u32 frame_len;
 	__u16 skb_protocol; /* skb->protocol, host order */
@@ -121,6 +128,14 @@ struct ns_res_state {
 	__u32 key_len;
 	__u32 found;
 	struct ns_res_ct ct; /* the packet's connection, for NS_RES_CT */
+	/* An SCTP chunk walk: next chunk, end of the packet, type sought, and the chunk
+	 * found (at 0: none) with its length. */
+	__u32 sc_off;
+	__u32 sc_end;
+	__u32 sc_at;
+	__u32 sc_len;
+	__u8 sc_type;
+	__u8 sc_hdr[4]; /* a chunk header */
 	__u8 tmp[NS_RES_DATA]; /* a byte order swap's source */
 	__u8 hdr[NS_RES_HDR_MAX];
 	/* Room for a few bytes read past a masked index (lib/rewrite.h), which the
@@ -295,8 +310,71 @@ static __attribute__((noinline)) __u32 ns_res_find_tcpopt(struct ns_res_state *r
 
 #include "netdev.h"
 
+/* One chunk of an SCTP chunk walk (bpf_loop callback; `hk`: the hook's context). As
+ * nft_exthdr_sctp_eval(): a chunk header the packet does not have, or of length 0,
+ * ends the walk; chunks are 4-byte aligned. */
+static long ns_res_sctp_step(__u64 i, void *hk)
+{
+	struct ns_res_state *rs = ns_res_state();
+	if (!rs)
+		return 1;
+	__u32 off = rs->sc_off;
+	if (off + 4 > rs->sc_end || ns_hook_load(hk, off, rs->sc_hdr, 4) < 0)
+		return 1;
+	__u32 clen = ((__u32)rs->sc_hdr[2] << 8) | rs->sc_hdr[3];
+	if (clen == 0)
+		return 1;
+	if (rs->sc_hdr[0] == rs->sc_type) {
+		rs->sc_at = off;
+		rs->sc_len = clen;
+		return 1;
+	}
+	rs->sc_off = off + ((clen + 3) & ~3u);
+	return rs->sc_off >= rs->sc_end;
+}
+
+/* NS_RES_SCTP_CHUNK: nft_exthdr_sctp_eval() over the whole packet (6.18 walks later
+ * fragments too, from their nft_thoff()). 1 go on, 0 break, -1 error. */
+static __attribute__((noinline)) int ns_res_sctp_chunk(struct ns_res_state *rs, const struct ns_res_insn *in,
+							struct ns_hook *hk)
+{
+	__u32 dreg = in->dreg, len = in->len;
+	/* skb->len's end, as a frame offset; never past the frame. */
+	__u32 end = rs->end < rs->frame_len ? rs->end : rs->frame_len;
+	rs->sc_at = 0;
+	if (rs->has_l4proto && rs->l4proto == 132 && rs->has_thoff && rs->thoff + 12 < end) {
+		rs->sc_off = rs->thoff + 12;
+		rs->sc_end = end;
+		rs->sc_type = in->arg;
+		/* Chunks take at least 4 bytes: one step each, and one to end on (more than
+		 * bpf_loop's 8M steps, a packet no link carries, finds nothing). */
+		bpf_loop((end - rs->sc_off) / 4 + 1, ns_res_sctp_step, hk, 0);
+	}
+	__u32 at = rs->sc_at;
+	if (in->flags & 1) {
+		if (dreg + 4 > NS_RES_REGS)
+			return -1;
+		ns_res_clear(rs->regs, dreg, 4);
+		rs->regs[dreg & (NS_RES_REGS - 1)] = at != 0;
+		return 1;
+	}
+	if (!at || in->offset + len > rs->sc_len || at + rs->sc_len > end)
+		return 0;
+	if (len == 0 || len > NS_RES_DATA)
+		return -1;
+	if (ns_hook_load(hk, at + in->offset, rs->tmp, len) < 0)
+		return 0;
+	ns_res_clear(rs->regs, dreg, len);
+	for (__u32 k = 0; k < NS_RES_DATA; k++) {
+		if (k >= len)
+			break;
+		rs->regs[(dreg + k) & (NS_RES_REGS - 1)] = rs->tmp[k];
+	}
+	return 1;
+}
+
 /* Runs one operation: 1 go on, 0 break, -1 error. */
-NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in)
+NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in, struct ns_hook *hk)
 {
 	__u32 sreg = in->sreg, dreg = in->dreg, len = in->len;
 	__u8 *regs = rs->regs;
@@ -394,6 +472,8 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in)
 		}
 		return 1;
 	}
+	case NS_RES_SCTP_CHUNK:
+		return ns_res_sctp_chunk(rs, in, hk);
 	case NS_RES_NETDEV:
 		if (!NS_FEATURE(NS_F_NETDEV_VIEW))
 			return -1;
@@ -501,7 +581,7 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in)
 }
 
 /* One operation of the running program (bpf_loop callback). */
-static long ns_res_step(__u64 i, void *unused)
+static long ns_res_step(__u64 i, void *hk)
 {
 	struct ns_res_state *rs = ns_res_state();
 	if (!rs)
@@ -513,7 +593,7 @@ static long ns_res_step(__u64 i, void *unused)
 		return 1;
 	}
 	rs->pc = pc + 1;
-	int r = ns_res_exec(rs, in);
+	int r = ns_res_exec(rs, in, hk);
 	if (r <= 0) {
 		rs->result = r;
 		return 1;
@@ -524,7 +604,7 @@ static long ns_res_step(__u64 i, void *unused)
 /* Runs the count operations from first on packet p (tracked as ct): 1 holds, 0 does
  * not, -1 error. */
 NS_INLINE int ns_residual_holds(__u32 first, __u32 count, const struct pkt_ctx *p,
-				const struct ns_ct *ct)
+				const struct ns_ct *ct, struct ns_hook *hk)
 {
 	struct ns_res_state *rs = ns_res_state();
 	if (!rs || count > NS_RES_MAX_INSNS)
@@ -546,10 +626,20 @@ NS_INLINE int ns_residual_holds(__u32 first, __u32 count, const struct pkt_ctx *
 	rs->ipv6 = p->l3 == NS_L3_IPV6;
 	rs->has_th = rs->th != 0;
 	rs->fragoff = 0;
+	/* A later fragment keeps the offset nft_set_pktinfo_ipv{4,6} give it: after the
+	 * IPv4 header, or 0 (skb->data, the network header) for IPv6. */
+	rs->has_thoff = rs->has_th;
+	rs->thoff = rs->th;
+	if ((p->flags & PKT_F_L4PROTO) && (p->flags & PKT_F_LATER_FRAG) && rs->nh) {
+		rs->has_thoff = 1;
+		rs->thoff = rs->nh;
+		if (p->l3 == NS_L3_IPV4)
+			rs->thoff += (rs->hdr[rs->nh & (NS_RES_HDR_MAX - 1)] & 0xf) * 4;
+	}
 	ns_res_ct_fill(&rs->ct, ct);
 	rs->pc = first;
 	rs->result = 1;
-	bpf_loop(count, ns_res_step, NULL, 0);
+	bpf_loop(count, ns_res_step, hk, 0);
 	return rs->result;
 }
 

@@ -151,7 +151,7 @@ NS_INLINE int ns_quota_within(__u32 id, __u32 len)
 /* Whether all checks hold, in order (a failing one stops the rest, as NFT_BREAK does).
  * -1 on a map error. */
 NS_INLINE int ns_checks_hold(const struct ns_rule_ext *x, const struct pkt_ctx *p,
-			     const struct ns_ct *ct)
+			     const struct ns_ct *ct, struct ns_hook *hk)
 {
 #pragma unroll
 	for (int i = 0; i < NS_MAX_CHECKS; i++) {
@@ -174,7 +174,7 @@ NS_INLINE int ns_checks_hold(const struct ns_rule_ext *x, const struct pkt_ctx *
 		case NS_CHECK_RESIDUAL:
 			if (!NS_FEATURE(NS_F_RESIDUAL))
 				return -1;
-			member = ns_residual_holds(c->arg, c->field, p, ct);
+			member = ns_residual_holds(c->arg, c->field, p, ct, hk);
 			if (member < 0)
 				return -1;
 			break;

@@ -39,6 +39,7 @@ pub const RES_EXTHDR6: u8 = 10;
 pub const RES_TCPOPT: u8 = 11;
 pub const RES_NETDEV: u8 = 12;
 pub const RES_CT: u8 = 13;
+pub const RES_SCTP_CHUNK: u8 = 14;
 /// Not an operation: the spec of a `payload set` statement (`struct ns_res_insn` read
 /// as `struct ns_write_spec`, bpf/lib/rewrite.h): flags 1 network / 2 transport base,
 /// offset, len, data the mask, data2 the xor, arg the checksum offset, sreg
@@ -426,11 +427,18 @@ impl Extras {
                     len,
                     dreg,
                     present,
+                }
+                | Insn::SctpChunk {
+                    kind,
+                    offset,
+                    len,
+                    dreg,
+                    present,
                 } => {
-                    b.op = if matches!(insn, Insn::Ipv6Exthdr { .. }) {
-                        RES_EXTHDR6
-                    } else {
-                        RES_TCPOPT
+                    b.op = match insn {
+                        Insn::Ipv6Exthdr { .. } => RES_EXTHDR6,
+                        Insn::TcpOption { .. } => RES_TCPOPT,
+                        _ => RES_SCTP_CHUNK,
                     };
                     (b.arg, b.offset, b.len, b.dreg) = (*kind, *offset as u16, *len, *dreg);
                     b.flags = *present as u8;
