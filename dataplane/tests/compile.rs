@@ -911,6 +911,7 @@ fn netdev_chains_read_headers_in_the_netdev_view() {
                     frame,
                     skb_protocol: 0x0800,
                     egress: false,
+                    accel: None,
                 }),
                 ..Headers::default()
             }),

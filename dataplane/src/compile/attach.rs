@@ -591,7 +591,7 @@ fn guards(s: &Stage<'_>, scope_fams: u8, facts: &Facts) -> Vec<Vec<Match>> {
     alts
 }
 
-/// Interface names to the indexes of the links that have them now.
+/// Interface names and types to the indexes of the links that have them now.
 fn resolve(matches: &[SymMatch], facts: &Facts) -> Vec<Match> {
     matches
         .iter()
@@ -615,6 +615,18 @@ fn resolve(matches: &[SymMatch], facts: &Facts) -> Vec<Match> {
                 };
                 Match {
                     test,
+                    negated: *negated,
+                }
+            }
+            SymMatch::IfType { types, negated } => {
+                let idx: Vec<u32> = facts
+                    .link_types
+                    .iter()
+                    .filter(|(_, t)| types.contains(t))
+                    .map(|(&i, _)| i)
+                    .collect();
+                Match {
+                    test: Test::Iif(idx),
                     negated: *negated,
                 }
             }
