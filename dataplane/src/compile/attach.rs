@@ -618,15 +618,24 @@ fn resolve(matches: &[SymMatch], facts: &Facts) -> Vec<Match> {
                     negated: *negated,
                 }
             }
-            SymMatch::IfType { types, negated } => {
+            SymMatch::IfType {
+                output,
+                types,
+                negated,
+            } => {
                 let idx: Vec<u32> = facts
                     .link_types
                     .iter()
                     .filter(|(_, t)| types.contains(t))
                     .map(|(&i, _)| i)
                     .collect();
+                let test = if *output {
+                    Test::Oif(idx)
+                } else {
+                    Test::Iif(idx)
+                };
                 Match {
-                    test: Test::Iif(idx),
+                    test,
                     negated: *negated,
                 }
             }

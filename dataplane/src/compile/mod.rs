@@ -99,8 +99,10 @@ pub enum SymMatch {
         patterns: Vec<IfNamePattern>,
         negated: bool,
     },
-    /// `meta iiftype`: the input device's ARPHRD_* type is (not) one of `types`.
+    /// `meta iiftype`: the ARPHRD_* type of skb->dev, the input device (or with
+    /// `output` the output device), is (not) one of `types`.
     IfType {
+        output: bool,
         types: Vec<u16>,
         negated: bool,
     },

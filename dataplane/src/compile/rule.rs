@@ -117,7 +117,7 @@ enum Field {
     Mark,
     IifName,
     OifName,
-    /// `meta iiftype`: the input device's ARPHRD_* type, 2 bytes host order.
+    /// `meta iiftype` (NFT_META_IFTYPE): skb->dev's ARPHRD_* type, 2 bytes host order.
     IifType,
     /// `ct state`: a 4-byte host-order word with exactly one `NF_CT_STATE_*` bit.
     CtState,
@@ -441,15 +441,11 @@ impl RuleState<'_, '_> {
                     })
                 });
                 if key == MetaKey::Iiftype {
-                    if !self.has_input_device() {
-                        // nft_meta_store_iftype breaks without an input device.
-                        self.never = true;
-                        self.forget(dreg, len);
-                        return Ok(());
-                    }
+                    // NFT_META_IIFTYPE is NFT_META_IFTYPE since Linux 5.16: the type of
+                    // skb->dev, which breaks when there is none.
                     if self.ctx.family == Family::Bridge {
-                        // The bridge hooks' input device is a port, ARPHRD_ETHER
-                        // (br_add_if takes Ethernet devices only).
+                        // The bridge hooks' skb->dev is a port or the bridge device,
+                        // both ARPHRD_ETHER (br_add_if takes Ethernet devices only).
                         let ether = Insn::Immediate {
                             dreg: res_reg(dreg).ok_or("meta iiftype: invalid register")?,
                             data: ARPHRD_ETHER.to_ne_bytes().to_vec(),
@@ -457,6 +453,15 @@ impl RuleState<'_, '_> {
                         self.trace.load(dreg, len, Some(ether));
                         self.forget(dreg, len);
                         return Ok(());
+                    }
+                    if self.ctx.hook == Hook::Output {
+                        // Locally generated packets have no skb->dev before routing
+                        // output sets it, except those that do (answers, tunnels).
+                        return Err(
+                            "meta iiftype in output chains is not supported by the eBPF \
+                             data plane"
+                                .into(),
+                        );
                     }
                 }
                 self.trace.load(dreg, len, insn);
@@ -1135,18 +1140,6 @@ impl RuleState<'_, '_> {
         matches!(self.ctx.family, Family::Netdev | Family::Bridge)
     }
 
-    /// Whether the kernel's hook has an input device (nft_in()). The bridge's output
-    /// (__br_forward of a local frame) and postrouting (br_forward_finish) pass none.
-    fn has_input_device(&self) -> bool {
-        match self.ctx.family {
-            Family::Bridge => matches!(
-                self.ctx.hook,
-                Hook::Prerouting | Hook::Input | Hook::Forward
-            ),
-            _ => self.ctx.hook.has_iif(),
-        }
-    }
-
     /// How link-layer loads (`@ll`) read the frame at this chain's hook: only where
     /// TC's frame, which starts at the MAC header, is the one the kernel's hook reads
     /// from skb_mac_header(). The netdev hooks and TC see the same skb; the bridge
@@ -1354,7 +1347,7 @@ impl RuleState<'_, '_> {
         }
         let hook = self.ctx.hook;
         match f {
-            Field::Iif | Field::IifName | Field::IifType if !hook.has_iif() => {
+            Field::Iif | Field::IifName if !hook.has_iif() => {
                 return Err(format!(
                     "{f:?} in a {hook:?} chain (no input device there) is not supported"
                 ))
@@ -1597,7 +1590,14 @@ impl RuleState<'_, '_> {
                     }
                     types.push(u16::from_ne_bytes(a));
                 }
-                self.matches.push(SymMatch::IfType { types, negated });
+                // skb->dev: the input device up to forward, the output device at
+                // egress and postrouting (ip_output sets it), as TC sees them.
+                let output = matches!(self.ctx.hook, Hook::Egress | Hook::Postrouting);
+                self.matches.push(SymMatch::IfType {
+                    output,
+                    types,
+                    negated,
+                });
                 return Ok(());
             }
             Field::IifName | Field::OifName => {
