@@ -376,6 +376,7 @@ impl RuleState<'_, '_> {
                     Some(PayloadBase::LinkLayer) => {
                         // Only residual programs test link-layer bytes.
                         let base = self.link_base()?;
+                        self.require_link_header()?;
                         self.trace
                             .load(dreg, len, payload_insn(base, offset, len, dreg));
                         self.forget(dreg, len);
@@ -1165,6 +1166,31 @@ impl RuleState<'_, '_> {
         }
     }
 
+    /// TC's frame starts at the MAC header the kernel reads only on devices with one:
+    /// where the kernel has none (skb_mac_header_len() 0: tun, ip tunnels, ...) its
+    /// link-layer loads break. Rules with them hold only on Ethernet and loopback
+    /// devices (TC's device: the input one at ingress, the output one at egress);
+    /// bridge ports and bridges are Ethernet.
+    fn require_link_header(&mut self) -> Result<(), String> {
+        if self.ctx.family == Family::Bridge {
+            return Ok(());
+        }
+        let guard = SymMatch::IfType {
+            output: self.ctx.hook == Hook::Egress,
+            types: vec![ARPHRD_ETHER, ARPHRD_LOOPBACK],
+            negated: false,
+        };
+        if !self.matches.contains(&guard) {
+            if self.stateful {
+                return Err(
+                    "a match after limit or quota is not supported by the eBPF data plane".into(),
+                );
+            }
+            self.matches.push(guard);
+        }
+        Ok(())
+    }
+
     /// Forgets what the registers at `dreg` hold (a value only residual tests use).
     fn forget(&mut self, dreg: u32, len: u32) {
         let end = dreg + len.max(1);
@@ -1760,6 +1786,8 @@ pub(super) fn mark_set_allowed(hook: Hook) -> Result<(), String> {
 
 /// ARPHRD_ETHER, `meta iiftype ether`.
 const ARPHRD_ETHER: u16 = 1;
+/// ARPHRD_LOOPBACK: lo, which has an Ethernet header.
+const ARPHRD_LOOPBACK: u16 = 772;
 
 /// The IR match that holds exactly on packets of the given IP version(s).
 pub fn family_guard(families: u8) -> Match {
