@@ -901,7 +901,12 @@ impl RuleState<'_, '_> {
     /// Records what a compat `match` or `target` stands for.
     fn apply_xt(&mut self, d: super::xt::Decompiled) -> Result<(), String> {
         use super::xt::Decompiled;
-        if self.stateful && matches!(d, Decompiled::Matches(_) | Decompiled::Residual(..)) {
+        if self.stateful
+            && matches!(
+                d,
+                Decompiled::Matches(_) | Decompiled::Residual(..) | Decompiled::EthernetResidual(_)
+            )
+        {
             return Err(
                 "a match after limit or quota is not supported by the eBPF data plane".into(),
             );
@@ -910,6 +915,18 @@ impl RuleState<'_, '_> {
             Decompiled::Always => {}
             Decompiled::Never => self.never = true,
             Decompiled::Matches(ms) => self.matches.extend(ms.into_iter().map(SymMatch::Ir)),
+            Decompiled::EthernetResidual(insns) => {
+                self.matches.push(SymMatch::IfType {
+                    output: false,
+                    types: vec![ARPHRD_ETHER],
+                    negated: false,
+                });
+                self.forget(
+                    super::residual::SCRATCH_NETLINK,
+                    super::residual::SCRATCH_LEN,
+                );
+                self.trace.scratch_test(insns);
+            }
             Decompiled::Residual(ms, insns) => {
                 self.matches.extend(ms.into_iter().map(SymMatch::Ir));
                 // The scratch registers are the extension's own: forget what nft had
