@@ -315,10 +315,13 @@ static __attribute__((noinline)) __u32 ns_res_find_tcpopt(struct ns_res_state *r
  * frame starts at the MAC header at TC): with an accelerated VLAN tag (`tagged`
  * loads only) and a load past the MAC addresses, the header nft_payload_copy_vlan
  * rebuilds: addresses, the tag's protocol and TCI, skb->protocol, then the frame
- * from its byte 14 on. 1 loaded, 0 break. */
-static __attribute__((noinline)) int ns_res_link(struct ns_res_state *rs, __u32 off, __u32 len,
-						 __u32 dreg, __u32 tagged)
+ * from its byte 14 on. 1 loaded, 0 break, -1 error. A global function: the verifier
+ * checks its byte loop once, not at every operation slot of every program path. */
+__noinline int ns_res_link(__u32 off, __u32 len, __u32 dreg, __u32 tagged)
 {
+	struct ns_res_state *rs = ns_res_state();
+	if (!rs)
+		return -1;
 	__u32 end = off + len;
 	__u32 frame = rs->frame_len < rs->hdr_len ? rs->frame_len : rs->hdr_len;
 	int rebuilt = tagged && rs->vlan_present && end > 12;
@@ -363,7 +366,7 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in)
 	case NS_RES_PAYLOAD: {
 		__u32 base;
 		if (in->flags == NS_RES_LINK || in->flags == NS_RES_LINK_UNTAGGED)
-			return ns_res_link(rs, in->offset, len, dreg, in->flags == NS_RES_LINK);
+			return ns_res_link(in->offset, len, dreg, in->flags == NS_RES_LINK);
 		if (in->flags == NS_RES_NETWORK && rs->nh) {
 			base = rs->nh;
 		} else if (in->flags == NS_RES_TRANSPORT && rs->has_th) {
