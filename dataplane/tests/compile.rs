@@ -963,6 +963,7 @@ fn netdev_chains_read_headers_in_the_netdev_view() {
                     frame,
                     skb_protocol: 0x0800,
                     egress: false,
+                    accel: None,
                 }),
                 ..Headers::default()
             }),
@@ -1167,8 +1168,16 @@ fn bridge_prerouting_after_br_netfilter_s_hook_is_refused() {
 #[test]
 fn bridge_constructs_that_are_not_enforced_are_refused() {
     let state = fixture("bridge-refused");
+    // Link-layer loads are enforced (see link_layer_loads_read_the_frame_...).
+    let ether = matches_of(&state, "c_ether");
+    assert!(residual_in(&ether).iter().any(|i| matches!(
+        i,
+        Insn::Payload {
+            base: PayloadBase::LinkLayer,
+            ..
+        }
+    )));
     let cases = [
-        ("c_ether", "link-layer payload"),
         ("c_ip", "header matches in bridge forward"),
         ("c_iif_in_input", "does not know the port"),
         ("c_pkttype", "meta pkttype in bridge chains"),
@@ -1316,4 +1325,130 @@ fn rules_kept_from_an_earlier_pass_are_those_a_fresh_pass_makes() {
     let want = decompile(&second.view()).unwrap();
     assert_ne!(want, fresh);
     assert_eq!(decompile_cached(&second.view(), &mut cache).unwrap(), want);
+}
+
+/// The matches of the one rule of base chain `chain` of the fixture.
+fn matches_of(state: &serde_json::Value, chain: &str) -> Vec<SymMatch> {
+    let p = decompile(&only_chain(state, chain).view()).expect(chain);
+    p.chains[0].rules[0].matches.clone()
+}
+
+fn residual_in(matches: &[SymMatch]) -> Vec<Insn> {
+    matches
+        .iter()
+        .find_map(|m| match m {
+            SymMatch::Ir(Match {
+                test: Test::Residual(program),
+                negated: false,
+            }) => Some(program.insns.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no residual program: {matches:?}"))
+}
+
+#[test]
+fn link_layer_loads_read_the_frame_where_tc_sees_the_kernel_s_mac_header() {
+    let state = fixture("linklayer");
+    let ether_or_lo = |output| SymMatch::IfType {
+        output,
+        types: vec![1, 772],
+        negated: false,
+    };
+    // Netdev ingress: the accelerated tag put back; only on devices with a MAC header.
+    let ing = matches_of(&state, "c_ing");
+    assert!(ing.contains(&ether_or_lo(false)), "{ing:?}");
+    assert!(residual_in(&ing).contains(&Insn::Payload {
+        base: PayloadBase::LinkLayer,
+        offset: 6,
+        len: 6,
+        dreg: 0
+    }));
+    // Netdev egress: `vlan id` depends on `meta iiftype ether`, skb->dev being the
+    // output device there.
+    let egr = matches_of(&state, "c_egr");
+    assert!(egr.contains(&ether_or_lo(true)), "{egr:?}");
+    assert!(
+        egr.contains(&SymMatch::IfType {
+            output: true,
+            types: vec![1],
+            negated: false
+        }),
+        "{egr:?}"
+    );
+    // The IP hooks before routing: the frame's bytes (no accelerated tag there).
+    let pre = matches_of(&state, "c_pre");
+    assert!(residual_in(&pre).contains(&Insn::Payload {
+        base: PayloadBase::LinkLayerUntagged,
+        offset: 12,
+        len: 2,
+        dreg: 0
+    }));
+    // iiftype at postrouting is the output device's type.
+    assert_eq!(
+        matches_of(&state, "c_post_iiftype"),
+        [SymMatch::IfType {
+            output: true,
+            types: vec![772],
+            negated: false
+        }]
+    );
+    // Bridge hooks: skb->dev is Ethernet, the dependency a constant.
+    // (`iiftype ether vlan id 10`: bridge rules have no implicit one.)
+    let br = matches_of(&state, "c_br_out");
+    assert!(!br.iter().any(|m| matches!(m, SymMatch::IfType { .. })));
+    assert!(residual_in(&br).contains(&Insn::Immediate {
+        dreg: 0,
+        data: vec![1, 0]
+    }));
+    // Where TC does not see the kernel's MAC header, refused.
+    for (chain, why) in [
+        ("c_fwd", "link-layer"),
+        ("c_out", "link-layer"),
+        ("c_post", "link-layer"),
+        ("c_out_iiftype", "iiftype"),
+    ] {
+        let err = decompile(&only_chain(&state, chain).view()).expect_err(chain);
+        assert_eq!(err.errno, libc::EOPNOTSUPP, "{chain}");
+        assert!(err.reason.contains(why), "{chain}: {}", err.reason);
+    }
+}
+
+#[test]
+fn link_layer_rules_hold_only_on_devices_with_a_mac_header() {
+    use nftshim_ebpf::residual::{Headers, NetdevFrame};
+    let state = fixture("linklayer");
+    // `@ll,0,8 0x02` in an input chain (a raw load: no iiftype dependency).
+    let p = decompile(&only_chain(&state, "c_in").view()).unwrap();
+    let mut f = facts();
+    f.links.insert(9, "tun0".into());
+    f.link_types = [(1, 772), (7, 1), (9, 65534)].into();
+    let plan = instantiate(&p, &f).unwrap();
+    let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    frame.extend_from_slice(&[0x45; 20]);
+    let counted = |iif: u32, frame: &[u8]| {
+        let packet = PacketFields {
+            headers: Some(Headers {
+                netdev: Some(NetdevFrame {
+                    frame: frame.to_vec(),
+                    skb_protocol: 0x0800,
+                    egress: false,
+                    accel: None,
+                }),
+                ..Headers::default()
+            }),
+            ..tcp4([192, 0, 2, 1], [10, 1, 0, 1], 22, iif)
+        };
+        evaluate(&plan.chains[&(iif, Direction::Ingress)], &packet)
+            .unwrap()
+            .counted
+            .contains(&0)
+    };
+    assert!(counted(7, &frame));
+    assert!(counted(1, &frame));
+    // Another first byte.
+    let mut other = frame.clone();
+    other[0] = 3;
+    assert!(!counted(7, &other));
+    // A device without a MAC header (skb_mac_header_len() 0): the kernel's load breaks.
+    assert!(!counted(9, &frame));
 }

@@ -30,6 +30,14 @@ pub enum PayloadBase {
     /// From the transport header (`@th`): absent on later fragments and when the
     /// protocol is unknown (NFT_PKTINFO_L4PROTO unset).
     Transport,
+    /// From the MAC header (`@ll`) as nft_payload_eval reads it at the netdev and
+    /// bridge hooks: when the skb carries a hardware-accelerated VLAN tag and the load
+    /// reaches past the MAC addresses, the frame with that tag put back after them
+    /// ([`LinkFrame::bytes`]). Needs [`Headers::netdev`].
+    LinkLayer,
+    /// From the MAC header as the frame's own bytes: the IP hooks, which the receive
+    /// path reaches only after it took an accelerated tag off the skb.
+    LinkLayerUntagged,
 }
 
 /// `meta` keys whose value the data plane knows exactly at every IP hook.
@@ -275,6 +283,36 @@ pub struct NetdevFrame {
     pub skb_protocol: u16,
     /// At egress skb->data is the Ethernet header, at ingress the network header.
     pub egress: bool,
+    /// The skb's hardware-accelerated VLAN tag (vlan_proto, vlan_tci), which is not
+    /// in `frame`.
+    pub accel: Option<(u16, u16)>,
+}
+
+/// The link-layer bytes nft_payload_eval reads at `[offset, offset + len)`, or `None`
+/// when it breaks. With an accelerated tag and a load past the MAC addresses the
+/// kernel rebuilds the header (nft_payload_copy_vlan): addresses, the tag's protocol
+/// and TCI, skb->protocol, then the frame from its byte 14 on.
+pub fn link_bytes(nf: &NetdevFrame, offset: usize, len: usize, tagged: bool) -> Option<Vec<u8>> {
+    let frame = &nf.frame;
+    let end = offset + len;
+    match nf.accel {
+        Some((proto, tci)) if tagged && end > 12 => {
+            // The rebuilt header needs the frame's 14 bytes, the rest its bytes.
+            if (offset < 18 && frame.len() < ETH_HLEN) || (end > 18 && end - 4 > frame.len()) {
+                return None;
+            }
+            let mut head = frame[..12].to_vec();
+            head.extend_from_slice(&proto.to_be_bytes());
+            head.extend_from_slice(&tci.to_be_bytes());
+            head.extend_from_slice(&nf.skb_protocol.to_be_bytes());
+            Some(
+                (offset..end)
+                    .map(|v| if v < 18 { head[v] } else { frame[v - 4] })
+                    .collect(),
+            )
+        }
+        _ => frame.get(offset..end).map(<[u8]>::to_vec),
+    }
 }
 
 const ETH_HLEN: usize = 14;
@@ -295,7 +333,8 @@ pub fn netdev_view(nf: &NetdevFrame, mark: u32) -> (Headers, MetaValues) {
         later_fragment: false,
         fragment_thoff: None,
         exthdr_any: true,
-        netdev: None,
+        // Link-layer loads still read the frame.
+        netdev: Some(nf.clone()),
     };
     let mut m = MetaValues {
         len: frame.len().saturating_sub(data) as u32,
@@ -519,6 +558,18 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             dreg,
         } => {
             let start = match base {
+                PayloadBase::LinkLayer | PayloadBase::LinkLayerUntagged => {
+                    let tagged = *base == PayloadBase::LinkLayer;
+                    let Some(bytes) = h
+                        .netdev
+                        .as_ref()
+                        .and_then(|nf| link_bytes(nf, *offset as usize, *len as usize, tagged))
+                    else {
+                        return false;
+                    };
+                    store(regs, *dreg, &bytes);
+                    return true;
+                }
                 PayloadBase::Network => h.nh,
                 // nft_payload_fast_eval reads later fragments at thoff, the slow
                 // path breaks on them.

@@ -253,6 +253,7 @@ fn reference(insns: &[Insn], frame: &[u8], egress: bool) -> bool {
             frame: frame.to_vec(),
             skb_protocol: u16::from_be_bytes([frame[12], frame[13]]),
             egress,
+            accel: None,
         }),
         ..Headers::default()
     };
@@ -327,6 +328,7 @@ fn a_later_fragment_has_a_transport_header_for_aligned_loads_only() {
                 frame: v6.clone(),
                 skb_protocol: 0x86dd,
                 egress,
+                accel: None,
             }),
             ..Headers::default()
         };

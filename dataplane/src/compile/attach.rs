@@ -591,7 +591,7 @@ fn guards(s: &Stage<'_>, scope_fams: u8, facts: &Facts) -> Vec<Vec<Match>> {
     alts
 }
 
-/// Interface names to the indexes of the links that have them now.
+/// Interface names and types to the indexes of the links that have them now.
 fn resolve(matches: &[SymMatch], facts: &Facts) -> Vec<Match> {
     matches
         .iter()
@@ -606,6 +606,27 @@ fn resolve(matches: &[SymMatch], facts: &Facts) -> Vec<Match> {
                     .links
                     .iter()
                     .filter(|(_, name)| patterns.iter().any(|p| p.matches(name)))
+                    .map(|(&i, _)| i)
+                    .collect();
+                let test = if *output {
+                    Test::Oif(idx)
+                } else {
+                    Test::Iif(idx)
+                };
+                Match {
+                    test,
+                    negated: *negated,
+                }
+            }
+            SymMatch::IfType {
+                output,
+                types,
+                negated,
+            } => {
+                let idx: Vec<u32> = facts
+                    .link_types
+                    .iter()
+                    .filter(|(_, t)| types.contains(t))
                     .map(|(&i, _)| i)
                     .collect();
                 let test = if *output {

@@ -99,6 +99,13 @@ pub enum SymMatch {
         patterns: Vec<IfNamePattern>,
         negated: bool,
     },
+    /// `meta iiftype`: the ARPHRD_* type of skb->dev, the input device (or with
+    /// `output` the output device), is (not) one of `types`.
+    IfType {
+        output: bool,
+        types: Vec<u16>,
+        negated: bool,
+    },
 }
 
 /// `iifname "eth0"` (the whole 16-byte name) or `iifname "eth*"` (a prefix).
@@ -290,6 +297,8 @@ impl Program {
 pub struct Facts {
     /// ifindex -> name.
     pub links: BTreeMap<u32, String>,
+    /// ifindex -> ARPHRD_* type (`meta iiftype`).
+    pub link_types: BTreeMap<u32, u16>,
     /// Destinations the kernel delivers locally (local routing table, broadcast,
     /// multicast).
     pub local_v4: Vec<Ipv4Net>,

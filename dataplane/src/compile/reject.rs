@@ -455,7 +455,7 @@ fn match_answer(m: &SymMatch, a: &Answer) -> Option<bool> {
             patterns,
             negated,
         } => return Some(patterns.iter().any(|p| p.matches("lo")) != *negated),
-        SymMatch::IfName { .. } => return None,
+        SymMatch::IfName { .. } | SymMatch::IfType { .. } => return None,
         SymMatch::Ir(Match { test, negated }) => (test, *negated),
     };
     // A field the answer does not have fails the match, negated or not.

@@ -117,6 +117,8 @@ enum Field {
     Mark,
     IifName,
     OifName,
+    /// `meta iiftype` (NFT_META_IFTYPE): skb->dev's ARPHRD_* type, 2 bytes host order.
+    IifType,
     /// `ct state`: a 4-byte host-order word with exactly one `NF_CT_STATE_*` bit.
     CtState,
     /// `ct status`, `ct mark`: 4-byte host-order words.
@@ -382,16 +384,20 @@ impl RuleState<'_, '_> {
                 }
                 let dreg = reg_offset(p.dreg(), "payload")?;
                 let (offset, len) = (p.offset().unwrap_or(0), p.len().unwrap_or(0));
-                let source =
-                    match p.base() {
-                        Some(PayloadBase::Network) => Source::Network { offset },
-                        Some(PayloadBase::Transport) => Source::Transport { offset },
-                        Some(PayloadBase::LinkLayer) => return Err(
-                            "link-layer payload matches are not supported by the eBPF data plane"
-                                .into(),
-                        ),
-                        _ => return Err("payload of inner/tunnel headers is not supported".into()),
-                    };
+                let source = match p.base() {
+                    Some(PayloadBase::Network) => Source::Network { offset },
+                    Some(PayloadBase::Transport) => Source::Transport { offset },
+                    Some(PayloadBase::LinkLayer) => {
+                        // Only residual programs test link-layer bytes.
+                        let base = self.link_base()?;
+                        self.require_link_header()?;
+                        self.trace
+                            .load(dreg, len, payload_insn(base, offset, len, dreg));
+                        self.forget(dreg, len);
+                        return Ok(());
+                    }
+                    _ => return Err("payload of inner/tunnel headers is not supported".into()),
+                };
                 let base = match source {
                     Source::Transport { .. } => ResBase::Transport,
                     _ => ResBase::Network,
@@ -425,7 +431,7 @@ impl RuleState<'_, '_> {
                 let key = m.key().ok_or("meta without key")?;
                 let len = match key {
                     MetaKey::L4proto | MetaKey::Nfproto => 1,
-                    MetaKey::Protocol => 2,
+                    MetaKey::Protocol | MetaKey::Iiftype => 2,
                     MetaKey::Iif | MetaKey::Oif | MetaKey::Mark | MetaKey::Len => 4,
                     MetaKey::Iifname | MetaKey::Oifname => 16,
                     other => {
@@ -449,6 +455,30 @@ impl RuleState<'_, '_> {
                         dreg: res_reg(dreg)?,
                     })
                 });
+                if key == MetaKey::Iiftype {
+                    // NFT_META_IIFTYPE is NFT_META_IFTYPE since Linux 5.16: the type of
+                    // skb->dev, which breaks when there is none.
+                    if self.ctx.family == Family::Bridge {
+                        // The bridge hooks' skb->dev is a port or the bridge device,
+                        // both ARPHRD_ETHER (br_add_if takes Ethernet devices only).
+                        let ether = Insn::Immediate {
+                            dreg: res_reg(dreg).ok_or("meta iiftype: invalid register")?,
+                            data: ARPHRD_ETHER.to_ne_bytes().to_vec(),
+                        };
+                        self.trace.load(dreg, len, Some(ether));
+                        self.forget(dreg, len);
+                        return Ok(());
+                    }
+                    if self.ctx.hook == Hook::Output {
+                        // Locally generated packets have no skb->dev before routing
+                        // output sets it, except those that do (answers, tunnels).
+                        return Err(
+                            "meta iiftype in output chains is not supported by the eBPF \
+                             data plane"
+                                .into(),
+                        );
+                    }
+                }
                 self.trace.load(dreg, len, insn);
                 let parsed = matches!(
                     key,
@@ -886,7 +916,12 @@ impl RuleState<'_, '_> {
     /// Records what a compat `match` or `target` stands for.
     fn apply_xt(&mut self, d: super::xt::Decompiled) -> Result<(), String> {
         use super::xt::Decompiled;
-        if self.stateful && matches!(d, Decompiled::Matches(_) | Decompiled::Residual(..)) {
+        if self.stateful
+            && matches!(
+                d,
+                Decompiled::Matches(_) | Decompiled::Residual(..) | Decompiled::EthernetResidual(_)
+            )
+        {
             return Err(
                 "a match after limit or quota is not supported by the eBPF data plane".into(),
             );
@@ -895,6 +930,18 @@ impl RuleState<'_, '_> {
             Decompiled::Always => {}
             Decompiled::Never => self.never = true,
             Decompiled::Matches(ms) => self.matches.extend(ms.into_iter().map(SymMatch::Ir)),
+            Decompiled::EthernetResidual(insns) => {
+                self.matches.push(SymMatch::IfType {
+                    output: false,
+                    types: vec![ARPHRD_ETHER],
+                    negated: false,
+                });
+                self.forget(
+                    super::residual::SCRATCH_NETLINK,
+                    super::residual::SCRATCH_LEN,
+                );
+                self.trace.scratch_test(insns);
+            }
             Decompiled::Residual(ms, insns) => {
                 self.matches.extend(ms.into_iter().map(SymMatch::Ir));
                 // The scratch registers are the extension's own: forget what nft had
@@ -1125,6 +1172,56 @@ impl RuleState<'_, '_> {
         matches!(self.ctx.family, Family::Netdev | Family::Bridge)
     }
 
+    /// How link-layer loads (`@ll`) read the frame at this chain's hook: only where
+    /// TC's frame, which starts at the MAC header, is the one the kernel's hook reads
+    /// from skb_mac_header(). The netdev hooks and TC see the same skb; the bridge
+    /// hooks run at the ports' TC hooks with the frame's VLAN tag as the bridge left it
+    /// (br_handle_vlan before forward and output) and the MAC header where it was
+    /// received or sent. The IP hooks' prerouting and input see the received frame,
+    /// with any accelerated tag taken off before them (vlan_do_receive, or the
+    /// priority tag cleared). Not at output (no MAC header yet: the kernel breaks, TC
+    /// egress has one), forward and postrouting (TC egress sees the new header).
+    fn link_base(&self) -> Result<ResBase, String> {
+        match (self.ctx.family, self.ctx.hook) {
+            (Family::Netdev | Family::Bridge, _) | (Family::Inet, Hook::Ingress) => {
+                Ok(ResBase::LinkLayer)
+            }
+            (Family::Ip | Family::Ip6 | Family::Inet, Hook::Prerouting | Hook::Input) => {
+                Ok(ResBase::LinkLayerUntagged)
+            }
+            (_, hook) => Err(format!(
+                "link-layer payload matches in {hook:?} chains of this family are not \
+                 supported by the eBPF data plane (TC does not see the link-layer header \
+                 the kernel reads there)"
+            )),
+        }
+    }
+
+    /// TC's frame starts at the MAC header the kernel reads only on devices with one:
+    /// where the kernel has none (skb_mac_header_len() 0: tun, ip tunnels, ...) its
+    /// link-layer loads break. Rules with them hold only on Ethernet and loopback
+    /// devices (TC's device: the input one at ingress, the output one at egress);
+    /// bridge ports and bridges are Ethernet.
+    fn require_link_header(&mut self) -> Result<(), String> {
+        if self.ctx.family == Family::Bridge {
+            return Ok(());
+        }
+        let guard = SymMatch::IfType {
+            output: self.ctx.hook == Hook::Egress,
+            types: vec![ARPHRD_ETHER, ARPHRD_LOOPBACK],
+            negated: false,
+        };
+        if !self.matches.contains(&guard) {
+            if self.stateful {
+                return Err(
+                    "a match after limit or quota is not supported by the eBPF data plane".into(),
+                );
+            }
+            self.matches.push(guard);
+        }
+        Ok(())
+    }
+
     /// Forgets what the registers at `dreg` hold (a value only residual tests use).
     fn forget(&mut self, dreg: u32, len: u32) {
         let end = dreg + len.max(1);
@@ -1210,6 +1307,7 @@ impl RuleState<'_, '_> {
             Source::Meta(MetaKey::Mark) => Field::Mark,
             Source::Meta(MetaKey::Iifname) => Field::IifName,
             Source::Meta(MetaKey::Oifname) => Field::OifName,
+            Source::Meta(MetaKey::Iiftype) => Field::IifType,
             Source::Meta(k) => return Err(format!("meta {} is not supported", meta_name(k))),
             Source::CtState => Field::CtState,
             Source::CtStatus => Field::CtStatus,
@@ -1284,6 +1382,7 @@ impl RuleState<'_, '_> {
             | Field::CtStatus
             | Field::CtMark => l.len == 4,
             Field::IifName | Field::OifName => l.len <= 16,
+            Field::IifType => l.len == 2,
         };
         if !len_ok {
             return Err(format!("{f:?} loaded with length {}", l.len));
@@ -1535,6 +1634,29 @@ impl RuleState<'_, '_> {
                 }
                 return Ok(());
             }
+            Field::IifType => {
+                let mut types = Vec::new();
+                for (lo, hi) in &ranges {
+                    let (Ok(a), Ok(b)) =
+                        (<[u8; 2]>::try_from(&lo[..]), <[u8; 2]>::try_from(&hi[..]))
+                    else {
+                        return Err("meta iiftype: values of length 2 expected".into());
+                    };
+                    if a != b {
+                        return Err("meta iiftype ranges are not supported".into());
+                    }
+                    types.push(u16::from_ne_bytes(a));
+                }
+                // skb->dev: the input device up to forward, the output device at
+                // egress and postrouting (ip_output sets it), as TC sees them.
+                let output = matches!(self.ctx.hook, Hook::Egress | Hook::Postrouting);
+                self.matches.push(SymMatch::IfType {
+                    output,
+                    types,
+                    negated,
+                });
+                return Ok(());
+            }
             Field::IifName | Field::OifName => {
                 let patterns = ranges
                     .iter()
@@ -1641,6 +1763,10 @@ fn bridge_allows(typed: &TypedExpr, hook: Hook) -> Result<(), String> {
                 egress_headers()
             }
         }
+        // Link-layer loads read the MAC header wherever the hook is (see link_base).
+        TypedExpr::Payload(p) if p.base() == Some(PayloadBase::LinkLayer) && p.sreg().is_none() => {
+            Ok(())
+        }
         TypedExpr::Payload(_) | TypedExpr::Exthdr(_) if headers => Ok(()),
         TypedExpr::Meta(m) => match m.key() {
             Some(MetaKey::Iif | MetaKey::Iifname) if hook == Hook::Input && m.sreg().is_none() => {
@@ -1653,6 +1779,7 @@ fn bridge_allows(typed: &TypedExpr, hook: Hook) -> Result<(), String> {
             Some(
                 MetaKey::Mark | MetaKey::Iif | MetaKey::Iifname | MetaKey::Oif | MetaKey::Oifname,
             ) => Ok(()),
+            Some(MetaKey::Iiftype) if m.sreg().is_none() => Ok(()),
             other => Err(format!(
                 "meta {} in bridge chains is not supported by the eBPF data plane",
                 other.map(meta_name).unwrap_or_default()
@@ -1687,6 +1814,11 @@ pub(super) fn mark_set_allowed(hook: Hook) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// ARPHRD_ETHER, `meta iiftype ether`.
+const ARPHRD_ETHER: u16 = 1;
+/// ARPHRD_LOOPBACK: lo, which has an Ethernet header.
+const ARPHRD_LOOPBACK: u16 = 772;
 
 /// The IR match that holds exactly on packets of the given IP version(s).
 pub fn family_guard(families: u8) -> Match {

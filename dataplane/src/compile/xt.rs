@@ -56,6 +56,9 @@ pub enum Decompiled {
     /// Holds when all these IR matches hold and these residual operations, which use
     /// only the [`super::residual::SCRATCH`] registers, run to their end.
     Residual(Vec<Match>, Vec<Insn>),
+    /// Holds when skb->dev is an Ethernet device and these residual operations (on the
+    /// SCRATCH registers only) run to their end.
+    EthernetResidual(Vec<Insn>),
     /// A target that acts and lets the packet go on (`XT_CONTINUE`).
     Statement(Statement),
     /// A target that decides.
@@ -88,6 +91,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("connmark", 1) => connmark(b),
         ("iprange", 1) => iprange(cx, b),
         ("length", 0) => length(cx, b),
+        ("mac", 0) => mac(cx, b),
         ("dscp", 0) => dscp(cx, b),
         ("tos", 1) => tos(cx, b),
         ("ttl", 0) => hop_limit(cx, b, V4),
@@ -565,6 +569,35 @@ fn length(cx: &XtCx<'_>, b: Blob<'_>) -> Result<Decompiled, String> {
             },
         ],
     ))
+}
+
+/// xt_mac (`struct xt_mac_info`: srcaddr[6], int invert at 8): skb->dev is Ethernet
+/// (else no match, inverted or not) and the MAC header's source address is (not) the
+/// one given. Its hooks are prerouting, input and forward; at forward TC egress sees
+/// the new header, not the received one the kernel reads.
+fn mac(cx: &XtCx<'_>, b: Blob<'_>) -> Result<Decompiled, String> {
+    if !matches!(cx.hook, Hook::Prerouting | Hook::Input) {
+        return Err(format!(
+            "xt match mac in {:?} chains is not supported by the eBPF data plane (TC does \
+             not see the link-layer header the kernel reads there)",
+            cx.hook
+        ));
+    }
+    let addr: Vec<u8> = (0..6).map(|i| b.u8(i)).collect();
+    let invert = b.u32(8) != 0;
+    Ok(Decompiled::EthernetResidual(vec![
+        Insn::Payload {
+            base: PayloadBase::LinkLayerUntagged,
+            offset: 6,
+            len: 6,
+            dreg: SCRATCH,
+        },
+        Insn::Cmp {
+            sreg: SCRATCH,
+            op: if invert { CmpOp::Neq } else { CmpOp::Eq },
+            data: addr,
+        },
+    ]))
 }
 
 /// `(DS field & mask) == value`, `!= invert`: IPv4's TOS byte, IPv6's traffic class

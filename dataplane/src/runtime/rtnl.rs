@@ -217,6 +217,7 @@ pub fn read_facts() -> io::Result<Facts> {
     }
 
     facts.no_arp = no_arp(&links);
+    facts.link_types = links.iter().map(|l| (l.index, l.ifi_type)).collect();
     // Read in the calling thread's namespace (sysctls under /proc/sys/net are per
     // namespace); absent without the br_netfilter module.
     facts.br_netfilter = ["iptables", "ip6tables"].iter().any(|t| {
@@ -306,6 +307,8 @@ pub fn read_facts() -> io::Result<Facts> {
 /// What decides whether a link's frames reach the ARP hooks as its own.
 struct LinkInfo {
     index: u32,
+    /// ARPHRD_*.
+    ifi_type: u16,
     ether: bool,
     noarp: bool,
     master: Option<u32>,
@@ -351,6 +354,7 @@ fn link_info(body: &[u8]) -> LinkInfo {
         .then(|| bridge_port(&nested(IFLA_INFO_SLAVE_DATA)));
     LinkInfo {
         index,
+        ifi_type,
         ether: ifi_type == ARPHRD_ETHER,
         noarp: flags & IFF_NOARP != 0,
         master,
@@ -421,8 +425,9 @@ mod tests {
 
     #[test]
     fn arp_skips_noarp_non_ethernet_and_ports_but_not_vrf_ports() {
-        let link = |index, ether, noarp, master, kind: Option<&str>| LinkInfo {
+        let link = |index, ether: bool, noarp, master, kind: Option<&str>| LinkInfo {
             index,
+            ifi_type: if ether { ARPHRD_ETHER } else { 772 },
             ether,
             noarp,
             master,

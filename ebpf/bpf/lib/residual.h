@@ -27,7 +27,7 @@
 #define NS_RES_MAX_ELEMS 256
 
 enum ns_res_op {
-	NS_RES_PAYLOAD = 1,   /* flags: 1 network, 2 transport; offset, len, dreg */
+	NS_RES_PAYLOAD = 1,   /* flags: enum ns_res_base; offset, len, dreg */
 	NS_RES_META = 2,      /* arg: enum ns_res_meta; dreg */
 	NS_RES_IMMEDIATE = 3, /* data[len] -> dreg */
 	NS_RES_BITWISE = 4,   /* dreg = (sreg & data) ^ data2, whole words */
@@ -41,6 +41,14 @@ enum ns_res_op {
 	NS_RES_NETDEV = 12,   /* what follows sees the packet as netdev chains do (netdev.h) */
 	NS_RES_CT = 13,       /* arg: enum nft_ct_keys; flags: 1 reply tuple; dreg */
 	NS_RES_SCTP_CHUNK = 14, /* arg: chunk type; flags: present; offset, len, dreg */
+};
+
+/* Where a payload load starts. */
+enum ns_res_base {
+	NS_RES_NETWORK = 1,
+	NS_RES_TRANSPORT = 2,
+	NS_RES_LINK = 3,	  /* the MAC header, an accelerated VLAN tag put back (ns_res_link) */
+	NS_RES_LINK_UNTAGGED = 4, /* the MAC header, the frame's bytes (IP hooks) */
 };
 
 #define NS_RES_MAX_EXTHDRS 8 /* IPv6 extension headers walked (as parse.h) */
@@ -117,7 +125,11 @@ struct ns_res_state {
 	/* Of the hook, set by NS_RES_CAPTURE: what the netdev view starts from. */
 	__u32 frame_len;
 	__u16 skb_protocol; /* skb->protocol, host order */
-	__u8 pad[2];
+	/* The skb's hardware-accelerated VLAN tag (TC's __sk_buff; none at XDP). */
+	__u8 vlan_present;
+	__u8 pad;
+	__u16 vlan_proto; /* host order */
+	__u16 vlan_tci;
 	struct ns_res_view nd; /* what NS_RES_NETDEV switches to */
 	/* The run: next operation, result (1 holds, 0 break, -1 error). */
 	__u32 pc;
@@ -171,15 +183,19 @@ NS_INLINE struct ns_res_state *ns_res_state(void)
 }
 
 /* Copies the frame's first bytes for residual programs; `load` is the hook's
- * load-bytes helper, `protocol` skb->protocol (host order). Without a copy, every
- * payload load breaks. */
-#define NS_RES_CAPTURE(load, ctx, frame_len, protocol)                                       \
+ * load-bytes helper, `protocol` skb->protocol (host order), `tag_present`,
+ * `tag_proto` (host order) and `tag_tci` the skb's accelerated VLAN tag. Without a
+ * copy, every payload load breaks. */
+#define NS_RES_CAPTURE(load, ctx, frame_len, protocol, tag_present, tag_proto, tag_tci)      \
 	do {                                                                                 \
 		struct ns_res_state *rs_ = ns_res_state();                                   \
 		if (!rs_)                                                                    \
 			break;                                                               \
 		rs_->frame_len = (frame_len);                                                \
 		rs_->skb_protocol = (protocol);                                              \
+		rs_->vlan_present = (tag_present) != 0;                                      \
+		rs_->vlan_proto = (tag_proto);                                               \
+		rs_->vlan_tci = (tag_tci);                                                   \
 		__u32 n_ = (frame_len);                                                      \
 		if (n_ > NS_RES_HDR_MAX)                                                     \
 			n_ = NS_RES_HDR_MAX;                                                 \
@@ -373,6 +389,49 @@ static __attribute__((noinline)) int ns_res_sctp_chunk(struct ns_res_state *rs, 
 	return 1;
 }
 
+/* Link-layer bytes [off, off + len) into dreg as nft_payload_eval reads them (the
+ * frame starts at the MAC header at TC): with an accelerated VLAN tag (`tagged`
+ * loads only) and a load past the MAC addresses, the header nft_payload_copy_vlan
+ * rebuilds: addresses, the tag's protocol and TCI, skb->protocol, then the frame
+ * from its byte 14 on. 1 loaded, 0 break, -1 error. A global function: the verifier
+ * checks its byte loop once, not at every operation slot of every program path. */
+__noinline int ns_res_link(__u32 off, __u32 len, __u32 dreg, __u32 tagged)
+{
+	struct ns_res_state *rs = ns_res_state();
+	if (!rs)
+		return -1;
+	__u32 end = off + len;
+	__u32 frame = rs->frame_len < rs->hdr_len ? rs->frame_len : rs->hdr_len;
+	int rebuilt = tagged && rs->vlan_present && end > 12;
+	if (len == 0 || len > NS_RES_DATA || dreg + len > NS_RES_REGS)
+		return 0;
+	if (rebuilt) {
+		if ((off < 18 && frame < ETH_HLEN) || (end > 18 && end - 4 > frame))
+			return 0;
+	} else if (end > frame) {
+		return 0;
+	}
+	ns_res_clear(rs->regs, dreg, len);
+	for (__u32 k = 0; k < NS_RES_DATA; k++) {
+		if (k >= len)
+			break;
+		__u32 v = off + k;
+		__u8 b;
+		if (!rebuilt || v < 12)
+			b = rs->hdr[v & (NS_RES_HDR_MAX - 1)];
+		else if (v < 18) {
+			/* Bytes 12-17: the tag's protocol, its TCI, skb->protocol. */
+			__u32 i = v - 12;
+			__u16 w = i < 2 ? rs->vlan_proto : i < 4 ? rs->vlan_tci : rs->skb_protocol;
+			b = (i & 1) ? (__u8)w : (__u8)(w >> 8);
+		}
+		else
+			b = rs->hdr[(v - 4) & (NS_RES_HDR_MAX - 1)];
+		rs->regs[(dreg + k) & (NS_RES_REGS - 1)] = b;
+	}
+	return 1;
+}
+
 /* Runs one operation: 1 go on, 0 break, -1 error. */
 NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in, struct ns_hook *hk)
 {
@@ -384,9 +443,11 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 	switch (in->op) {
 	case NS_RES_PAYLOAD: {
 		__u32 base;
-		if (in->flags == 1 && rs->nh) {
+		if (in->flags == NS_RES_LINK || in->flags == NS_RES_LINK_UNTAGGED)
+			return ns_res_link(in->offset, len, dreg, in->flags == NS_RES_LINK);
+		if (in->flags == NS_RES_NETWORK && rs->nh) {
 			base = rs->nh;
-		} else if (in->flags == 2 && rs->has_th) {
+		} else if (in->flags == NS_RES_TRANSPORT && rs->has_th) {
 			/* nft_payload_fast_eval (1, 2 or 4 aligned bytes) reads later
 			 * fragments at thoff too; nft_payload_eval breaks on them. */
 			if (NS_FEATURE(NS_F_NETDEV_VIEW) && rs->fragoff &&

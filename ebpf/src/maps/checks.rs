@@ -400,6 +400,8 @@ impl Extras {
                     b.flags = match base {
                         PayloadBase::Network => 1,
                         PayloadBase::Transport => 2,
+                        PayloadBase::LinkLayer => 3,
+                        PayloadBase::LinkLayerUntagged => 4,
                     };
                     (b.offset, b.len, b.dreg) = (*offset, *len, *dreg);
                 }

@@ -432,7 +432,9 @@ fn refused_matches() {
     assert!(e.contains("limit"), "{e}");
     assert!(m(&c, "pkttype", 0, Info::new(8)).is_err());
     assert!(m(&c, "addrtype", 1, Info::new(8)).is_err());
-    assert!(m(&c, "mac", 0, Info::new(16)).is_err());
+    // mac is enforced at input (mac_source_reads_the_received_mac_header), not here.
+    let output = cx(Family::Ip, Hook::Output, None);
+    assert!(m(&output, "mac", 0, Info::new(16)).is_err());
 }
 
 #[test]
@@ -540,4 +542,34 @@ fn refused_targets() {
     for name in ["TCPMSS", "CHECKSUM", "NFLOG", "NOTRACK", "CT"] {
         assert!(t(&c, name, 0, Info::new(8)).is_err(), "{name}");
     }
+}
+
+#[test]
+fn mac_source_reads_the_received_mac_header() {
+    let info = |invert: u32| Info::new(12).put(0, &[0x42, 1, 2, 3, 4, 5]).u32(8, invert);
+    let insns = |op| {
+        vec![
+            Insn::Payload {
+                base: PayloadBase::LinkLayerUntagged,
+                offset: 6,
+                len: 6,
+                dreg: SCRATCH,
+            },
+            Insn::Cmp {
+                sreg: SCRATCH,
+                op,
+                data: vec![0x42, 1, 2, 3, 4, 5],
+            },
+        ]
+    };
+    assert_eq!(
+        m(&input(), "mac", 0, info(0)),
+        Ok(Decompiled::EthernetResidual(insns(CmpOp::Eq)))
+    );
+    assert_eq!(
+        m(&cx(Family::Ip6, Hook::Prerouting, None), "mac", 0, info(1)),
+        Ok(Decompiled::EthernetResidual(insns(CmpOp::Neq)))
+    );
+    let fwd = m(&cx(Family::Ip, Hook::Forward, None), "mac", 0, info(0));
+    assert!(fwd.unwrap_err().contains("not supported"));
 }
