@@ -310,6 +310,7 @@ fn reference(hook: Hook, insns: &[Insn], frame: &[u8]) -> bool {
                 frame: frame.to_vec(),
                 skb_protocol: u16::from_be_bytes([frame[12], frame[13]]),
                 egress: hook == Hook::NetdevEgress,
+                accel: None,
             }),
             ..Headers::default()
         };
