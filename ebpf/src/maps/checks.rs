@@ -442,7 +442,9 @@ impl Extras {
                     dreg,
                 } => {
                     b.op = RES_CT;
-                    (b.arg, b.flags, b.len, b.dreg) = (key.nft_key(), *reply as u8, *len, *dreg);
+                    // flags: bit 0 the reply tuple, bit 1 counters of both directions.
+                    let flags = *reply as u8 | (key.both() as u8) << 1;
+                    (b.arg, b.flags, b.len, b.dreg) = (key.nft_key(), flags, *len, *dreg);
                 }
                 Insn::Immediate { dreg, data } => {
                     b.op = RES_IMMEDIATE;
