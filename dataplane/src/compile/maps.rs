@@ -8,7 +8,9 @@
 //! match it, as the lookup finds at most one element; a key in none of them matches
 //! none of the rules, as the lookup ends the rule (NFT_BREAK). The expanded rules then
 //! go through the ordinary decompiler, so LBVS indexes the keys like any other match.
-//! Element changes are commits, which recompile.
+//! Element changes are commits, which recompile. A verdict ends the rule at the lookup:
+//! the expressions after a vmap (`... vmap { ... } counter`) run for `continue`
+//! elements only.
 
 use netlink_proto::attr::Attr;
 use netlink_proto::consts::*;
@@ -102,7 +104,12 @@ pub fn expand_rule(
             ],
         };
         exprs.push(immediate);
-        exprs.extend_from_slice(&rule.exprs[at + 1..]);
+        // A verdict other than `continue` ends the rule at the lookup (nft_do_chain
+        // stops at a verdict), so what follows it runs only for `continue` elements;
+        // a value goes on to the expressions that use it.
+        if matches!(data, ElemData::Value(_)) {
+            exprs.extend_from_slice(&rule.exprs[at + 1..]);
+        }
         rules.push(Rule {
             exprs,
             ..rule.clone()
