@@ -499,8 +499,8 @@ fn decompile_expanded(
         None => rule::decompile_rule(ctx, r)?.into_iter().collect(),
         Some(expanded) => {
             let mut out = Vec::new();
-            for e in &expanded {
-                out.extend(rule::decompile_rule(ctx, e)?);
+            for (e, origin) in &expanded {
+                out.extend(rule::decompile_rule_from(ctx, e, origin)?);
             }
             out
         }

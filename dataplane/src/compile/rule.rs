@@ -194,6 +194,18 @@ enum Recent {
 /// Decompiles one rule. `Ok(None)`: the rule can never match or does nothing, so it
 /// can be left out without changing any verdict or counter.
 pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymRule>, String> {
+    let origin: Vec<u32> = (0..rule.exprs.len() as u32).collect();
+    decompile_rule_from(ctx, rule, &origin)
+}
+
+/// [`decompile_rule`] of a rule expanded from another (`maps`): `origin[i]` is the
+/// index in the ruleset's rule of the expression `rule.exprs[i]` stands for, which
+/// names its counter and its limit's or quota's state.
+pub fn decompile_rule_from(
+    ctx: &ChainContext<'_>,
+    rule: &Rule,
+    origin: &[u32],
+) -> Result<Option<SymRule>, String> {
     let families = match ctx.family {
         Family::Ip => V4,
         Family::Ip6 => V6,
@@ -225,7 +237,7 @@ pub fn decompile_rule(ctx: &ChainContext<'_>, rule: &Rule) -> Result<Option<SymR
         if st.verdict.is_some() {
             return Err(format!("expression {} after the verdict", e.name));
         }
-        st.expr_index = i as u32;
+        st.expr_index = origin.get(i).copied().unwrap_or(i as u32);
         st.step(e)?;
         st.remember(e);
     }

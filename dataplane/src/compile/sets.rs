@@ -110,6 +110,89 @@ pub fn element_ranges(set: &Set) -> Result<Vec<(ByteRange, Option<&ElemData>)>, 
     Ok(ranges)
 }
 
+/// One element of a concatenated interval set: each field's inclusive range (its
+/// offset in the key, and its bytes without the padding to 4), and its data in a map.
+pub type FieldRanges<'a> = (Vec<(usize, ByteRange)>, Option<&'a ElemData>);
+
+/// The elements of a constant concatenated interval set (the kernel's pipapo, which
+/// matches a key whose every field is within that field's range), or None when the
+/// set is not one. Refused when two elements overlap (a key could be in both), so
+/// that a key is in at most one element, as in a map.
+pub fn concat_interval_elements(set: &Set) -> Result<Option<Vec<FieldRanges<'_>>>, String> {
+    let name = &set.name;
+    let concat = set.flags & NFT_SET_CONCAT != 0 || set.field_len.len() > 1;
+    let intervals =
+        set.flags & NFT_SET_INTERVAL != 0 || set.elems.iter().any(|e| e.key_end.is_some());
+    if !concat || !intervals {
+        return Ok(None);
+    }
+    let unsupported = NFT_SET_TIMEOUT | NFT_SET_EVAL | NFT_SET_OBJECT;
+    if set.flags & unsupported != 0 || !set.exprs.is_empty() {
+        return Err(format!(
+            "set {name}: dynamic, timeout, object sets and per-element expressions are not \
+             supported by the eBPF data plane"
+        ));
+    }
+    // Each field takes its length rounded up to 4 bytes of the key (registers).
+    let mut fields = Vec::new();
+    let mut off = 0usize;
+    for &l in &set.field_len {
+        let l = l as usize;
+        if l == 0 {
+            return Err(format!("set {name}: empty concatenation field"));
+        }
+        fields.push((off, l));
+        off += l.div_ceil(4) * 4;
+    }
+    if fields.is_empty() || off != set.key_len as usize {
+        return Err(format!(
+            "set {name}: concatenation fields do not add up to the key length"
+        ));
+    }
+    let mut out: Vec<FieldRanges<'_>> = Vec::new();
+    for e in &set.elems {
+        if e.flags & NFT_SET_ELEM_CATCHALL != 0 {
+            return Err(format!("set {name}: catch-all elements are not supported"));
+        }
+        if e.timeout_ms != 0 || e.expires_at_ms.is_some() || !e.exprs.is_empty() {
+            return Err(format!(
+                "set {name}: elements with timeouts or expressions are not supported"
+            ));
+        }
+        let key = e
+            .key
+            .as_ref()
+            .filter(|k| k.len() == off)
+            .ok_or_else(|| format!("set {name}: element key of an unexpected length"))?;
+        let end = match &e.key_end {
+            Some(end) if end.len() == off => end,
+            Some(_) => return Err(format!("set {name}: element end of an unexpected length")),
+            None => key,
+        };
+        let ranges: Vec<(usize, ByteRange)> = fields
+            .iter()
+            .map(|&(at, l)| (at, (key[at..at + l].to_vec(), end[at..at + l].to_vec())))
+            .collect();
+        if ranges.iter().any(|(_, (lo, hi))| lo > hi) {
+            return Err(format!("set {name}: element with an empty field range"));
+        }
+        let overlaps = |other: &[(usize, ByteRange)]| {
+            ranges
+                .iter()
+                .zip(other)
+                .all(|((_, (lo, hi)), (_, (olo, ohi)))| lo <= ohi && olo <= hi)
+        };
+        if out.iter().any(|(other, _)| overlaps(other)) {
+            return Err(format!(
+                "set {name}: overlapping concatenated intervals are not supported by the eBPF \
+                 data plane"
+            ));
+        }
+        out.push((ranges, e.data.as_ref()));
+    }
+    Ok(Some(out))
+}
+
 /// `bytes - 1` as a big-endian number; None below zero.
 fn decrement(bytes: &[u8]) -> Option<Vec<u8>> {
     let mut v = bytes.to_vec();
@@ -257,6 +340,51 @@ mod tests {
         // Without the flag, an element end is enough to tell.
         let ended = set(0, vec![4, 2], vec![(key.clone(), Some(key))]);
         assert!(key_ranges(&ended, None).is_err());
+    }
+
+    #[test]
+    fn concatenated_intervals_are_ranges_per_field_and_must_not_overlap() {
+        // 192.0.2.1 . 10.0.0.1-10.0.0.2, then 10.0.0.0-10.0.0.255 . 80-443 (a port
+        // padded to 4 bytes).
+        let a = (
+            vec![192, 0, 2, 1, 10, 0, 0, 1],
+            Some(vec![192, 0, 2, 1, 10, 0, 0, 2]),
+        );
+        let flags = NFT_SET_INTERVAL | NFT_SET_CONCAT;
+        let s = set(flags, vec![4, 4], vec![a.clone()]);
+        let elems = concat_interval_elements(&s).unwrap().unwrap();
+        assert_eq!(
+            elems[0].0,
+            vec![
+                (0, (vec![192, 0, 2, 1], vec![192, 0, 2, 1])),
+                (4, (vec![10, 0, 0, 1], vec![10, 0, 0, 2]))
+            ]
+        );
+        let p = set(
+            flags,
+            vec![4, 2],
+            vec![(
+                vec![10, 0, 0, 0, 0, 80, 0, 0],
+                Some(vec![10, 0, 0, 255, 1, 187, 0, 0]),
+            )],
+        );
+        let elems = concat_interval_elements(&p).unwrap().unwrap();
+        assert_eq!(elems[0].0[1], (4, (vec![0, 80], vec![1, 187])));
+        // Overlapping in every field: refused; in one field only: both kept.
+        let b = (
+            vec![192, 0, 2, 1, 10, 0, 0, 2],
+            Some(vec![192, 0, 2, 1, 10, 0, 0, 9]),
+        );
+        assert!(concat_interval_elements(&set(flags, vec![4, 4], vec![a.clone(), b])).is_err());
+        let c = (
+            vec![192, 0, 2, 2, 10, 0, 0, 1],
+            Some(vec![192, 0, 2, 2, 10, 0, 0, 2]),
+        );
+        let two = set(flags, vec![4, 4], vec![a, c]);
+        assert_eq!(concat_interval_elements(&two).unwrap().unwrap().len(), 2);
+        // Not concatenated, or without intervals: not such a set.
+        let plain = set(NFT_SET_INTERVAL, vec![], vec![]);
+        assert_eq!(concat_interval_elements(&plain), Ok(None));
     }
 
     #[test]
