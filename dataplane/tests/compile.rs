@@ -792,7 +792,7 @@ fn mark_statements_take_the_meta_or_ct_mark_with_and_or_xor() {
         rules[0].statements,
         [Statement::SetCtMarkFromMark { and: !0, xor: 3 }]
     );
-    assert_eq!(rules[1].matches, [has_conn]);
+    assert_eq!(rules[1].matches, [has_conn.clone()]);
     assert_eq!(
         rules[1].statements,
         [Statement::SetCtMark { and: 0xff, xor: 0 }]
@@ -820,10 +820,24 @@ fn mark_statements_take_the_meta_or_ct_mark_with_and_or_xor() {
         (Verdict::Accept, Some(0x12), None)
     );
 
-    let cases = [
-        ("c_shift", "meta mark set from anything but a constant"),
-        ("c_limit", "ct mark read after limit or quota"),
-    ];
+    // `meta mark set ct mark >> 8`: a shifted mark, under a connection.
+    let p = decompile(&only_chain(&state, "c_shift").view()).unwrap();
+    let rule = &p.chains[0].rules[0];
+    assert_eq!(rule.matches, [has_conn]);
+    assert_eq!(
+        rule.statements,
+        [Statement::MarkShift(nftshim_ebpf::ir::MarkShift {
+            from_ct: true,
+            to_ct: false,
+            and: u32::MAX,
+            xor: 0,
+            left: false,
+            by: 8,
+            post: 0
+        })]
+    );
+
+    let cases = [("c_limit", "ct mark read after limit or quota")];
     for (chain, why) in cases {
         let err = decompile(&only_chain(&state, chain).view()).expect_err(chain);
         assert_eq!(err.errno, libc::EOPNOTSUPP, "{chain}");

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::fields::{CtConn, CtFields, L3Fields, PacketFields};
+use crate::fields::{CtConn, CtCounters, CtFields, L3Fields, PacketFields};
 use crate::ir::{ct_state, ct_status};
 
 /// Conntrack timeouts in seconds (the kernel's defaults by default).
@@ -224,6 +224,18 @@ struct Conn {
     tcp: TcpState,
     /// ICMP: the code of the query that opened it (part of its tuples).
     icmp_code: u8,
+    /// Created while accounting was on.
+    counters: Option<CtCounters>,
+}
+
+impl Conn {
+    /// nf_ct_acct_update(): the packet of `len` bytes going the `reply` way.
+    fn count(&mut self, reply: bool, len: u32) {
+        if let Some(n) = &mut self.counters {
+            n.packets[reply as usize] += 1;
+            n.bytes[reply as usize] += len as u64;
+        }
+    }
 }
 
 /// The flow of a packet: its key as sent (original direction) or as answered.
@@ -288,6 +300,9 @@ type FragKey = (IpAddr, IpAddr, u8, u32);
 #[derive(Clone, Debug, Default)]
 pub struct Tracker {
     pub timeouts: Timeouts,
+    /// nf_conntrack_acct: connections created while it is on keep counters. Loading a
+    /// rule that reads them turns it on for good (nft_ct_get_init()).
+    pub acct: bool,
     table: HashMap<FlowKey, Conn>,
     /// What the first fragment of a datagram got: its state and connection (with the
     /// first fragment's direction).
@@ -300,6 +315,7 @@ impl Tracker {
     pub fn new(timeouts: Timeouts) -> Self {
         Tracker {
             timeouts,
+            acct: false,
             table: HashMap::new(),
             fragments: HashMap::new(),
         }
@@ -348,6 +364,7 @@ impl Tracker {
                     status: conn.map_or(0, |c| c.status),
                     mark: conn.map_or(0, |c| c.mark),
                     conn: tuples,
+                    counters: conn.and_then(|c| c.counters),
                 },
                 key,
                 pending: None,
@@ -454,7 +471,7 @@ impl Tracker {
         });
 
         if let Some((key, reply)) = found {
-            match self.update(key, reply, proto, tcp, now) {
+            match self.update(key, reply, proto, tcp, p.len, now) {
                 Some(fields) => {
                     return Tracked {
                         fields,
@@ -472,7 +489,8 @@ impl Tracker {
             return invalid;
         }
         let code = if icmp { p.icmp_code } else { 0 };
-        self.new_conn(tuple, tcp, code, now).unwrap_or(invalid)
+        self.new_conn(tuple, tcp, code, p.len, now)
+            .unwrap_or(invalid)
     }
 
     fn reopens(&self, key: &FlowKey, reply: bool) -> bool {
@@ -490,6 +508,7 @@ impl Tracker {
         tuple: Tuple,
         tcp: Option<TcpKind>,
         icmp_code: u8,
+        len: u32,
         now: u64,
     ) -> Option<Tracked> {
         let t = &self.timeouts;
@@ -510,22 +529,26 @@ impl Tracker {
             None if tuple.query != 0 => (TcpState::None, self.deadline(now, t.icmp)),
             None => (TcpState::None, self.deadline(now, t.generic)),
         };
+        let mut conn = Conn {
+            expires,
+            stream_ts: now + 2 * NSEC,
+            status: 0,
+            mark: 0,
+            tcp: tcp_state,
+            icmp_code,
+            counters: self.acct.then(CtCounters::default),
+        };
+        conn.count(false, len);
         Some(Tracked {
             fields: CtFields {
                 state: ct_state::NEW,
                 status: 0,
                 mark: 0,
                 conn: Some(tuple.as_sent().conn(false, icmp_code)),
+                counters: conn.counters,
             },
             key: Some(tuple.as_sent()),
-            pending: Some(Conn {
-                expires,
-                stream_ts: now + 2 * NSEC,
-                status: 0,
-                mark: 0,
-                tcp: tcp_state,
-                icmp_code,
-            }),
+            pending: Some(conn),
         })
     }
 
@@ -536,6 +559,7 @@ impl Tracker {
         reply: bool,
         proto: u8,
         tcp: Option<TcpKind>,
+        len: u32,
         now: u64,
     ) -> Option<CtFields> {
         let t = self.timeouts;
@@ -547,6 +571,8 @@ impl Tracker {
             ct_state::NEW
         };
         let mut kill = false;
+        // nf_ct_refresh_acct() counts; an ignored TCP packet returns before it.
+        let mut counted = true;
         if let Some(kind) = tcp {
             let old = conn.tcp;
             match tcp_next(reply, kind, old) {
@@ -556,7 +582,7 @@ impl Tracker {
                 {
                     return None
                 }
-                Next::Ignore => {}
+                Next::Ignore => counted = false,
                 Next::To(new) => {
                     conn.tcp = new;
                     let mut timeout = if kind == TcpKind::Rst {
@@ -589,6 +615,9 @@ impl Tracker {
             let timeout = if key.query != 0 { t.icmp } else { t.generic };
             conn.expires = now + timeout as u64 * NSEC;
         }
+        if counted {
+            conn.count(reply, len);
+        }
         if reply {
             conn.status |= ct_status::SEEN_REPLY;
         }
@@ -597,6 +626,7 @@ impl Tracker {
             status: conn.status,
             mark: conn.mark,
             conn: Some(key.conn(reply, conn.icmp_code)),
+            counters: conn.counters,
         };
         if kill {
             self.table.remove(&key);
@@ -642,6 +672,8 @@ impl Tracker {
                 status: conn.status,
                 mark: conn.mark,
                 conn: Some(key.conn(reply, conn.icmp_code)),
+                // Not counted: conntrack attaches an error without refreshing.
+                counters: conn.counters,
             },
             key: Some(key),
             pending: None,

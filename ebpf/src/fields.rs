@@ -79,6 +79,36 @@ pub struct CtFields {
     pub mark: u32,
     /// The connection's tuples and the packet's direction (with a connection).
     pub conn: Option<CtConn>,
+    /// The connection's counters (this packet counted), when it has them.
+    pub counters: Option<CtCounters>,
+}
+
+/// A connection's accounting (nf_conn_acct), per direction (`IP_CT_DIR_*`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtCounters {
+    pub packets: [u64; 2],
+    /// From the network header on, as [`PacketFields::len`].
+    pub bytes: [u64; 2],
+}
+
+impl CtCounters {
+    /// nft_ct_get_eval()'s packets, bytes or avgpkt of direction `d`, or of both.
+    fn value(&self, key: crate::residual::CtKey, d: usize, both: bool) -> u64 {
+        use crate::residual::CtKey::*;
+        let (packets, bytes) = if both {
+            (
+                self.packets[0] + self.packets[1],
+                self.bytes[0] + self.bytes[1],
+            )
+        } else {
+            (self.packets[d], self.bytes[d])
+        };
+        match key {
+            Packets { .. } => packets,
+            Bytes { .. } => bytes,
+            _ => bytes.checked_div(packets).unwrap_or(0),
+        }
+    }
 }
 
 /// A connection's tuples as nf_conntrack stores them, and the packet's direction.
@@ -167,6 +197,11 @@ impl CtFields {
             SrcIp6 | DstIp6 if v4 => return None,
             SrcIp | SrcIp6 => addr_bytes(src),
             DstIp | DstIp6 => addr_bytes(dst),
+            Packets { .. } | Bytes { .. } | Avgpkt { .. } => self
+                .counters
+                .map_or(0, |n| n.value(key, d, key.both()))
+                .to_ne_bytes()
+                .to_vec(),
         })
     }
 
@@ -186,6 +221,7 @@ impl Default for CtFields {
             status: 0,
             mark: 0,
             conn: None,
+            counters: None,
         }
     }
 }

@@ -172,6 +172,10 @@ pub enum Statement {
     /// `ct mark set meta mark [and/or ...]`: `ct mark = (mark & and) ^ xor` (no effect
     /// without a connection).
     SetCtMarkFromMark { and: u32, xor: u32 },
+    /// A mark statement whose value shifts a mark (`ct mark set (meta mark | 0x10) << 8`,
+    /// `meta mark set ct mark >> 8`); without a connection it does what the four above
+    /// do.
+    MarkShift(MarkShift),
     /// `log`: an event to user space with the rule's number and the packet's headers
     /// ([`crate::loader::LogEvent`]). The prefix travels as an id: the index of the
     /// prefix in [`crate::maps::CompiledProgram::log_prefixes`].
@@ -180,6 +184,31 @@ pub enum Statement {
     /// Later rules and chains see the new bytes (and the fields parsed from them).
     /// Breaks the rule, as the kernel does, when the bytes are not in the packet.
     PayloadSet(PayloadWrite),
+}
+
+/// `to = ((((from & and) ^ xor) << or >> by) ^ post`, from and to the meta mark or
+/// (`from_ct`, `to_ct`) the ct mark: nft's bitwise and/xor, one shift, and/xor after it
+/// (folded into `and`, `xor` and `post`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MarkShift {
+    pub from_ct: bool,
+    pub to_ct: bool,
+    pub and: u32,
+    pub xor: u32,
+    pub left: bool,
+    /// 1..=31
+    pub by: u8,
+    pub post: u32,
+}
+
+impl MarkShift {
+    /// The value written, from the mark read.
+    pub fn apply(&self, from: u32) -> u32 {
+        let v = (from & self.and) ^ self.xor;
+        let by = u32::from(self.by & 31);
+        let v = if self.left { v << by } else { v >> by };
+        v ^ self.post
+    }
 }
 
 /// One header write: `len` bytes at `offset` from the base become
@@ -580,7 +609,7 @@ impl Program {
                         Statement::SetCtMark { .. }
                             | Statement::SetMarkFromCtMark { .. }
                             | Statement::SetCtMarkFromMark { .. }
-                    )
+                    ) || matches!(s, Statement::MarkShift(m) if m.from_ct || m.to_ct)
                 })
             })
         })

@@ -381,6 +381,7 @@ impl LoadedProgram {
         for entry in &chain.set_entries {
             set_entry(&mut ebpf, entry, true)?;
         }
+        enable_ct_acct(&mut ebpf, chain)?;
         match &shared {
             // Only new shared slots are initialised, the others carry on with their
             // rule's state.
@@ -428,6 +429,7 @@ impl LoadedProgram {
         with_shared_slots(chain, shared, |limits, quotas, _| {
             let rule_ext = resolve_slots(&chain.rule_ext, &limits, &quotas)?;
             let writes = self.rewrite(chain, rule_ext)?;
+            enable_ct_acct(&mut self.ebpf, chain)?;
             init_fresh_slots(&mut self.ebpf, chain, &limits, &quotas)?;
             Ok(writes)
         })
@@ -442,6 +444,7 @@ impl LoadedProgram {
     ) -> Result<u64, LoadError> {
         self.check_constants(chain, &options)?;
         let writes = self.rewrite(chain, chain.rule_ext.clone())?;
+        enable_ct_acct(&mut self.ebpf, chain)?;
         fill_pod_array(&mut self.ebpf, "limits", &full_buckets(chain))?;
         fill_pod_array(&mut self.ebpf, "quotas", &chain.quotas)?;
         Ok(writes)
@@ -717,6 +720,15 @@ fn map_data<'a>(
 }
 
 /// Writes an array of plain structs, all of them.
+/// Turns connection accounting on (the shared `ct_acct` flag) when `chain` reads
+/// counters; it stays on, as nf_conntrack_acct does once nf_tables set it.
+fn enable_ct_acct(ebpf: &mut Ebpf, chain: &CompiledProgram) -> Result<(), LoadError> {
+    if chain.enables_ct_acct() {
+        fill_pod_array(ebpf, "ct_acct", &[1u32])?;
+    }
+    Ok(())
+}
+
 fn fill_pod_array<T: Pod>(
     ebpf: &mut Ebpf,
     name: &'static str,

@@ -341,6 +341,22 @@ impl<'a> Reference<'a> {
                     eval.effects.ct_mark = Some(p.ct.mark);
                 }
                 Statement::SetCtMark { .. } | Statement::SetCtMarkFromMark { .. } => {}
+                Statement::MarkShift(m) => {
+                    if m.from_ct && !conn {
+                        return false;
+                    }
+                    if m.to_ct && !conn {
+                        continue;
+                    }
+                    let v = m.apply(if m.from_ct { p.ct.mark } else { p.mark });
+                    if m.to_ct {
+                        p.ct.mark = v;
+                        eval.effects.ct_mark = Some(v);
+                    } else {
+                        p.mark = v;
+                        eval.effects.mark = Some(v);
+                    }
+                }
                 Statement::Log { prefix } => {
                     eval.effects.logs.push((number, prefix.clone(), p.mark))
                 }

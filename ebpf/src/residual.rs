@@ -89,9 +89,40 @@ pub enum CtKey {
     DstIp,
     SrcIp6,
     DstIp6,
+    /// 8 bytes, host order: the connection's packets, bytes, or bytes per packet, of
+    /// the direction `reply` says or (`both`) of both; 0 for a connection created
+    /// before accounting was on (see [`crate::conntrack::Tracker::acct`]).
+    Packets {
+        both: bool,
+    },
+    Bytes {
+        both: bool,
+    },
+    Avgpkt {
+        both: bool,
+    },
 }
 
 impl CtKey {
+    /// A key that reads the connection's counters: loading it turns accounting on
+    /// for connections created from then on (nft_ct_get_init()).
+    pub fn accounting(self) -> bool {
+        matches!(
+            self,
+            CtKey::Packets { .. } | CtKey::Bytes { .. } | CtKey::Avgpkt { .. }
+        )
+    }
+
+    /// Counters of both directions (no direction given).
+    pub fn both(self) -> bool {
+        matches!(
+            self,
+            CtKey::Packets { both: true }
+                | CtKey::Bytes { both: true }
+                | CtKey::Avgpkt { both: true }
+        )
+    }
+
     /// The key's number in `enum nft_ct_keys`.
     pub fn nft_key(self) -> u8 {
         match self {
@@ -112,6 +143,9 @@ impl CtKey {
             CtKey::DstIp => 20,
             CtKey::SrcIp6 => 21,
             CtKey::DstIp6 => 22,
+            CtKey::Packets { .. } => 14,
+            CtKey::Bytes { .. } => 15,
+            CtKey::Avgpkt { .. } => 16,
         }
     }
 }

@@ -180,6 +180,63 @@ fn ct_keys_program() -> Program {
     }
 }
 
+/// One counting rule per comparison of a connection's counters (ct packets, bytes,
+/// avgpkt of either direction or both), the values the test's flows reach.
+fn ct_counters_program() -> Program {
+    use nftshim_ebpf::residual::{CmpOp, CtKey, Insn, ResidualProgram};
+    // `ct [dir] key op value`, as nft writes it: the host-order load swapped to
+    // network order for an ordering, compared as is for equality.
+    let rule = |key, reply, op, value: u64| {
+        let mut insns = vec![Insn::Ct {
+            key,
+            reply,
+            len: 8,
+            dreg: 4,
+        }];
+        let data = if op == CmpOp::Eq {
+            value.to_ne_bytes().to_vec()
+        } else {
+            insns.push(Insn::Byteorder {
+                sreg: 4,
+                dreg: 4,
+                len: 8,
+                size: 8,
+            });
+            value.to_be_bytes().to_vec()
+        };
+        insns.push(Insn::Cmp { sreg: 4, op, data });
+        Rule::new(
+            vec![Match::is(Test::Residual(ResidualProgram { insns }))],
+            Action::Continue,
+        )
+    };
+    let one = |both| CtKey::Packets { both };
+    let rules = vec![
+        rule(one(false), false, CmpOp::Eq, 1),
+        rule(one(false), false, CmpOp::Eq, 2),
+        rule(one(false), false, CmpOp::Gt, 2),
+        rule(one(false), true, CmpOp::Eq, 0),
+        rule(one(false), true, CmpOp::Eq, 1),
+        rule(one(true), false, CmpOp::Eq, 2),
+        rule(one(true), true, CmpOp::Gt, 3),
+        rule(CtKey::Bytes { both: false }, false, CmpOp::Eq, 36),
+        rule(CtKey::Bytes { both: false }, true, CmpOp::Gt, 36),
+        rule(CtKey::Bytes { both: true }, false, CmpOp::Lt, 100),
+        rule(CtKey::Avgpkt { both: false }, false, CmpOp::Eq, 36),
+        rule(CtKey::Avgpkt { both: true }, false, CmpOp::Gt, 37),
+        rule(CtKey::Avgpkt { both: false }, true, CmpOp::Eq, 0),
+    ];
+    Program {
+        base_chains: vec![Chain {
+            scope: L3Scope::Inet,
+            policy: Verdict::Accept,
+            rules,
+        }],
+        conntrack: true,
+        ..Program::default()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Hook {
     Xdp,
@@ -200,13 +257,16 @@ impl<'a> CtChecker<'a> {
             ct_timeouts: timeouts,
             ..LoadOptions::default()
         };
-        let loaded = load_or_skip(&compile_program(program).unwrap(), options)?;
+        let compiled = compile_program(program).unwrap();
+        let loaded = load_or_skip(&compiled, options)?;
         let reference = Reference::new(program).unwrap();
         let counters = vec![Counter::default(); reference.nrules() + program.base_chains.len()];
+        let mut tracker = Tracker::new(timeouts);
+        tracker.acct = compiled.enables_ct_acct();
         Some(CtChecker {
             loaded,
             reference,
-            tracker: Tracker::new(timeouts),
+            tracker,
             counters,
         })
     }
@@ -410,6 +470,56 @@ fn connections_expire() {
     std::thread::sleep(std::time::Duration::from_millis(1300));
     c.expect(&frames::udp(b, a, 53, 5000), ct_state::NEW);
     c.expect(&frames::icmp(b, a, 0, 1), ct_state::INVALID);
+}
+
+#[test]
+fn connection_counters_count_each_direction_before_the_rules() {
+    let program = ct_counters_program();
+    assert!(compile_program(&program).unwrap().enables_ct_acct());
+    assert!(!compile_program(&ct_keys_program())
+        .unwrap()
+        .enables_ct_acct());
+    let Some(mut c) = CtChecker::new(&program, Timeouts::default()) else {
+        return;
+    };
+    let (a, b) = v4();
+    let query = frames::udp(a, b, 5000, 53);
+    assert_eq!(query.len() - 14, 36);
+    // orig 1 packet / 36 bytes, reply 0.
+    c.expect(&query, ct_state::NEW);
+    // orig 1, reply 1 (both 2).
+    c.expect(&frames::udp(b, a, 53, 5000), ct_state::ESTABLISHED);
+    // orig 2 packets.
+    c.expect(&query, ct_state::ESTABLISHED);
+    // A related error is not counted: still orig 2, reply 1.
+    c.expect(
+        &frames::icmp_error(b, a, 3, 3, &query, 64),
+        ct_state::RELATED,
+    );
+    // orig 3.
+    c.expect(&query, ct_state::ESTABLISHED);
+    // A TCP packet the state machine ignores (a SYN in ESTABLISHED) is not counted.
+    let out = |flags| frames::tcp(a, b, 40000, 80, flags);
+    c.expect(&out(SYN), ct_state::NEW);
+    c.expect(
+        &frames::tcp(b, a, 80, 40000, SYN | ACK),
+        ct_state::ESTABLISHED,
+    );
+    c.expect(&out(ACK), ct_state::ESTABLISHED);
+    c.expect(&out(SYN), ct_state::ESTABLISHED);
+    let n = c.loaded.counters().unwrap();
+    let packets = |i: usize| n[i].packets;
+    // `ct original packets 1`: the UDP query and its answer, the TCP SYN and SYN-ACK.
+    assert_eq!(packets(0), 4);
+    // `ct original packets 2`: the second query, the error, the ACK, the ignored SYN.
+    assert_eq!(packets(1), 4);
+    assert_eq!(packets(2), 1);
+    // `ct reply packets 0`: each flow's first packet.
+    assert_eq!(packets(3), 2);
+    // `ct original bytes 36`: the first query and its answer (TCP packets are 40).
+    assert_eq!(packets(7), 2);
+    // `ct original avgpkt 36`: every UDP packet (36, 36, 72 / 2, 72 / 2, 108 / 3).
+    assert_eq!(packets(10), 5);
 }
 
 /// One packet of a small world of flows between two hosts.
@@ -632,6 +742,19 @@ proptest! {
         events in prop::collection::vec((event(), any::<bool>(), any::<bool>(), any::<bool>()), 1..40),
     ) {
         let program = ct_keys_program();
+        let Some(mut c) = CtChecker::new(&program, Timeouts::default()) else { return Ok(()) };
+        for (event, v6, reverse, xdp) in &events {
+            for frame in frames_of(event, *v6, *reverse) {
+                c.run(&frame, if *xdp { Hook::Xdp } else { Hook::Tc })?;
+            }
+        }
+    }
+
+    #[test]
+    fn ct_counters_agree_with_the_model(
+        events in prop::collection::vec((event(), any::<bool>(), any::<bool>(), any::<bool>()), 1..40),
+    ) {
+        let program = ct_counters_program();
         let Some(mut c) = CtChecker::new(&program, Timeouts::default()) else { return Ok(()) };
         for (event, v6, reverse, xdp) in &events {
             for frame in frames_of(event, *v6, *reverse) {

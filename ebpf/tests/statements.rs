@@ -431,6 +431,109 @@ fn mark_statements_with_and_xor_agree_with_the_reference() {
 }
 
 #[test]
+fn shifted_mark_statements_agree_with_the_reference() {
+    use nftshim_ebpf::ir::MarkShift;
+    let conn = || {
+        Match::is(Test::CtState(
+            ct_state::NEW | ct_state::ESTABLISHED | ct_state::RELATED,
+        ))
+    };
+    let shift = |from_ct, to_ct, and, xor, left, by, post| {
+        Statement::MarkShift(MarkShift {
+            from_ct,
+            to_ct,
+            and,
+            xor,
+            left,
+            by,
+            post,
+        })
+    };
+    let program = Program {
+        base_chains: vec![base(
+            Verdict::Drop,
+            vec![
+                // ct mark set (meta mark | 0x10) << 8
+                Rule::new(
+                    vec![
+                        Match::is(Test::CtState(ct_state::NEW)),
+                        Match::is(Test::Dport(vec![PortRange::single(80)])),
+                    ],
+                    Action::Continue,
+                )
+                .with(shift(false, true, !0x10, 0x10, true, 8, 0)),
+                // meta mark set ct mark >> 8
+                Rule::new(vec![conn()], Action::Continue).with(shift(
+                    true,
+                    false,
+                    u32::MAX,
+                    0,
+                    false,
+                    8,
+                    0,
+                )),
+                // meta mark set ((meta mark & 0xff) << 4) ^ 0xf0000000
+                Rule::new(
+                    vec![Match::is(Test::Dport(vec![PortRange::single(81)]))],
+                    Action::Continue,
+                )
+                .with(shift(false, false, 0xff, 0, true, 4, 0xf000_0000)),
+                // Later rules see the new ct mark.
+                Rule::new(
+                    vec![Match::is(Test::CtMark {
+                        mask: u32::MAX,
+                        values: vec![0x11200],
+                    })],
+                    Action::Accept,
+                ),
+            ],
+        )],
+        conntrack: true,
+        ..Program::default()
+    };
+    let Some(loaded) = load(&program) else {
+        return;
+    };
+    let mut reference = nftshim_ebpf::reference::Reference::new(&program).unwrap();
+    let (a, b) = (addr("10.0.0.1"), addr("10.0.0.2"));
+    // (frame, meta mark in, conntrack state, expected verdict and mark out)
+    let cases = [
+        (
+            frames::tcp(a, b, 40000, 80, SYN),
+            0x102,
+            ct_state::NEW,
+            (Verdict::Accept, 0x112),
+        ),
+        (
+            frames::tcp(a, b, 40001, 81, SYN),
+            0x1234,
+            ct_state::NEW,
+            (Verdict::Drop, 0xf000_0000),
+        ),
+        // No connection: the ct mark cannot be read, the rule stops there.
+        (
+            frames::tcp(a, b, 40002, 81, 0),
+            0x1234,
+            ct_state::INVALID,
+            (Verdict::Drop, 0xf000_0340),
+        ),
+    ];
+    for (frame, mark, state, want) in cases {
+        let meta = SkbMeta {
+            mark,
+            ..SkbMeta::default()
+        };
+        let got = loaded.run_tc(&frame, meta, 1).unwrap();
+        let mut fields = frames::fields_of(&frame, meta.ingress_ifindex, mark);
+        fields.ct.state = state;
+        let r = reference.evaluate(&fields).unwrap();
+        let by_reference = (r.verdict, r.effects.mark.unwrap_or(mark));
+        assert_eq!(by_reference, want, "reference");
+        assert_eq!((got.verdict, got.mark.unwrap_or(mark)), want, "BPF");
+    }
+}
+
+#[test]
 fn log_events_carry_the_rule_prefix_mark_and_headers() {
     let program = Program::single(base(
         Verdict::Accept,

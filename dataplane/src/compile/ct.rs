@@ -1,7 +1,8 @@
 //! `ct` keys as residual loads ([`Insn::Ct`]): which keys the data plane reproduces
 //! exactly (nft_ct_get_eval() over the tracker's tuples, bpf/lib/ct_keys.h), with the
 //! register length the kernel gives each (nft_ct_get_init()), and why the others are
-//! refused.
+//! refused. Counters (packets, bytes, avgpkt) come from the tracker's accounting, which
+//! a program reading them turns on (`CompiledProgram::enables_ct_acct`).
 
 use netlink_proto::expr::ct::CtKey;
 use nftshim_ebpf::residual::{CtKey as ResKey, Insn};
@@ -62,13 +63,10 @@ fn shape(key: CtKey, family: Family) -> Result<(ResKey, u32, Option<bool>), Stri
                  (SCTP, GRE states) and the kernel's jiffies",
             )
         }
-        CtKey::Pkts | CtKey::Bytes | CtKey::Avgpkt => {
-            return unsupported(
-                "it needs per-direction accounting (nf_conntrack_acct, which loading this rule \
-                 turns on in the kernel for connections created from then on); the tracker \
-                 keeps no counters",
-            )
-        }
+        // Of one direction, or of both without one; 8 bytes, host order.
+        CtKey::Pkts => (ResKey::Packets { both: false }, 8, None),
+        CtKey::Bytes => (ResKey::Bytes { both: false }, 8, None),
+        CtKey::Avgpkt => (ResKey::Avgpkt { both: false }, 8, None),
         CtKey::Id => {
             return unsupported(
                 "the kernel's id is a keyed hash of its conntrack object, not reproducible",
@@ -88,12 +86,18 @@ pub fn load(
     v6_only: bool,
     dreg: u8,
 ) -> Result<CtLoad, String> {
-    let (res_key, len, needs_direction) = shape(key, family)?;
+    let (mut res_key, len, needs_direction) = shape(key, family)?;
     let reply = match (direction, needs_direction) {
         (None, Some(true)) => return Err(format!("ct {key:?} without a direction")),
         (Some(_), Some(false)) => return Err(format!("ct {key:?} with a direction")),
         (Some(d), _) if d > DIR_REPLY => return Err(format!("ct direction {d}")),
         (d, _) => d == Some(DIR_REPLY),
+    };
+    res_key = match (res_key, direction) {
+        (ResKey::Packets { .. }, None) => ResKey::Packets { both: true },
+        (ResKey::Bytes { .. }, None) => ResKey::Bytes { both: true },
+        (ResKey::Avgpkt { .. }, None) => ResKey::Avgpkt { both: true },
+        (k, _) => k,
     };
     // An address of the connection's family: in inet tables an IPv4 connection's 4
     // bytes, the register's other 12 left as earlier rules left them.
@@ -140,6 +144,40 @@ mod tests {
     }
 
     #[test]
+    fn counters_read_one_direction_or_both_as_eight_bytes() {
+        let l = load(CtKey::Bytes, Some(0), Family::Ip, false, 4).unwrap();
+        assert_eq!(
+            l.insn,
+            Insn::Ct {
+                key: ResKey::Bytes { both: false },
+                reply: false,
+                len: 8,
+                dreg: 4
+            }
+        );
+        let l = load(CtKey::Avgpkt, None, Family::Inet, false, 0).unwrap();
+        assert_eq!(
+            l.insn,
+            Insn::Ct {
+                key: ResKey::Avgpkt { both: true },
+                reply: false,
+                len: 8,
+                dreg: 0
+            }
+        );
+        assert_eq!((l.len, l.written), (8, 8));
+        let l = load(CtKey::Pkts, Some(1), Family::Ip6, true, 0).unwrap();
+        assert!(matches!(
+            l.insn,
+            Insn::Ct {
+                key: ResKey::Packets { both: false },
+                reply: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn inet_addresses_are_known_only_as_far_as_every_connection_writes_them() {
         let l = load(CtKey::Src, Some(0), Family::Inet, false, 0).unwrap();
         assert_eq!((l.len, l.written), (16, 4));
@@ -153,7 +191,7 @@ mod tests {
 
     #[test]
     fn keys_that_cannot_be_exact_are_refused_with_the_reason() {
-        for key in [CtKey::Expiration, CtKey::Bytes, CtKey::Id] {
+        for key in [CtKey::Expiration, CtKey::Id] {
             let err = load(key, None, Family::Ip, false, 0).unwrap_err();
             assert!(
                 err.contains("not supported by the eBPF data plane"),

@@ -207,7 +207,7 @@ pub fn rules_use_ct(rules: &[SymRule]) -> bool {
                 Statement::SetCtMark { .. }
                     | Statement::SetMarkFromCtMark { .. }
                     | Statement::SetCtMarkFromMark { .. }
-            )
+            ) || matches!(s, Statement::MarkShift(m) if m.from_ct || m.to_ct)
         })
     })
 }

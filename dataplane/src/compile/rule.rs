@@ -24,8 +24,8 @@ use netlink_proto::expr::range::RangeOp;
 use netlink_proto::expr::Expr as TypedExpr;
 use nftshim_ebpf::fields::{IPPROTO_ICMP, IPPROTO_ICMPV6, PORT_PROTOCOLS};
 use nftshim_ebpf::ir::{
-    ct_state, ct_status, Action, Limit, Match, PayloadWrite, PortRange, Quota, StateId, Statement,
-    Test, WriteBase,
+    ct_state, ct_status, Action, Limit, MarkShift, Match, PayloadWrite, PortRange, Quota, StateId,
+    Statement, Test, WriteBase,
 };
 use nftshim_ebpf::residual::{self, Insn, PayloadBase as ResBase};
 use nftshim_engine::view::{Expr, Rule, Table};
@@ -80,6 +80,9 @@ enum Source {
         and: u32,
         xor: u32,
     },
+    /// A mark expression shifted (`from_ct`: of the ct mark; `to_ct` is not known
+    /// yet): only mark statements take it.
+    MarkShift(MarkShift),
 }
 
 /// The value a `meta mark set` or `ct mark set` writes.
@@ -96,6 +99,8 @@ enum MarkOperand {
         and: u32,
         xor: u32,
     },
+    /// A mark expression shifted.
+    Shift(MarkShift),
 }
 
 /// The fields the IR can test, with how the loaded bytes relate to them.
@@ -599,7 +604,10 @@ impl RuleState<'_, '_> {
                 // anything else is left to residual tests.
                 match self.masked(b, sreg, len) {
                     Ok(loaded) => self.load(dreg, loaded),
-                    Err(_) => match self.mark_expr(b, sreg, len) {
+                    Err(_) => match self
+                        .mark_expr(b, sreg, len)
+                        .or_else(|| self.mark_shift(b, sreg, len))
+                    {
                         Some(loaded) => self.load(dreg, loaded),
                         None => self.forget(dreg, len),
                     },
@@ -993,6 +1001,12 @@ impl RuleState<'_, '_> {
                 self.needs_connection()?;
                 Statement::SetCtMark { and, xor }
             }
+            Some(MarkOperand::Shift(m)) => {
+                if m.from_ct {
+                    self.needs_connection()?;
+                }
+                Statement::MarkShift(MarkShift { to_ct: true, ..m })
+            }
             None => {
                 return Err(
                     "ct mark set from anything but a constant or the meta or ct mark is not \
@@ -1021,6 +1035,7 @@ impl RuleState<'_, '_> {
                 xor,
             } => MarkOperand::Meta { and, xor },
             Source::MarkExpr { ct: true, and, xor } => MarkOperand::Ct { and, xor },
+            Source::MarkShift(m) => MarkOperand::Shift(m),
             _ => return None,
         })
     }
@@ -1049,6 +1064,24 @@ impl RuleState<'_, '_> {
             MarkOperand::Const(_) => return None,
             MarkOperand::Meta { and, xor } => (false, and, xor),
             MarkOperand::Ct { and, xor } => (true, and, xor),
+            MarkOperand::Shift(s) => {
+                // After the shift: `(v << n) & m` is `(v & (m >> n)) << n`, `(v >> n) & m`
+                // is `(v & (m << n)) >> n` (the bits shifted out or in are 0 either way).
+                let m = host_u32(mask);
+                let n = u32::from(s.by);
+                let before = if s.left { m >> n } else { m << n };
+                let shifted = MarkShift {
+                    and: s.and & before,
+                    xor: s.xor & before,
+                    post: (s.post & m) ^ xor,
+                    ..s
+                };
+                return Some(Loaded {
+                    source: Source::MarkShift(shifted),
+                    len: 4,
+                    mask: None,
+                });
+            }
         };
         let m = host_u32(mask);
         Some(Loaded {
@@ -1057,6 +1090,44 @@ impl RuleState<'_, '_> {
                 and: and & m,
                 xor: (old_xor & m) ^ xor,
             },
+            len: 4,
+            mask: None,
+        })
+    }
+
+    /// `bitwise` shift of the meta or ct mark (with and/xor before it), for a mark
+    /// statement; a second shift is not taken.
+    fn mark_shift(
+        &self,
+        b: &netlink_proto::expr::bitwise::Bitwise,
+        sreg: u32,
+        len: u32,
+    ) -> Option<Loaded> {
+        let left = match b.op() {
+            Some(BitwiseOp::Lshift) => true,
+            Some(BitwiseOp::Rshift) => false,
+            _ => return None,
+        };
+        let data = b.data()?.value_bytes()?;
+        let by = u32::from_ne_bytes(data.try_into().ok()?);
+        if len != 4 || !(1..32).contains(&by) {
+            return None;
+        }
+        let (from_ct, and, xor) = match self.mark_operand(sreg)? {
+            MarkOperand::Meta { and, xor } => (false, and, xor),
+            MarkOperand::Ct { and, xor } => (true, and, xor),
+            MarkOperand::Const(_) | MarkOperand::Shift(_) => return None,
+        };
+        Some(Loaded {
+            source: Source::MarkShift(MarkShift {
+                from_ct,
+                to_ct: false,
+                and,
+                xor,
+                left,
+                by: by as u8,
+                post: 0,
+            }),
             len: 4,
             mask: None,
         })
@@ -1091,6 +1162,12 @@ impl RuleState<'_, '_> {
             Some(MarkOperand::Ct { and, xor }) => {
                 self.needs_connection()?;
                 Statement::SetMarkFromCtMark { and, xor }
+            }
+            Some(MarkOperand::Shift(m)) => {
+                if m.from_ct {
+                    self.needs_connection()?;
+                }
+                Statement::MarkShift(MarkShift { to_ct: false, ..m })
             }
             None => {
                 return Err(
@@ -1252,7 +1329,10 @@ impl RuleState<'_, '_> {
             .get(&sreg)
             .cloned()
             .ok_or("bitwise on an empty register")?;
-        if matches!(loaded.source, Source::MarkExpr { .. }) {
+        if matches!(
+            loaded.source,
+            Source::MarkExpr { .. } | Source::MarkShift(_)
+        ) {
             return Err("bitwise on a mark expression is not a masked field".into());
         }
         if loaded.len != len || mask.len() != len as usize {
@@ -1313,7 +1393,7 @@ impl RuleState<'_, '_> {
             Source::CtStatus => Field::CtStatus,
             Source::CtMark => Field::CtMark,
             Source::Const(_) => return Err("a match on a constant is not supported".into()),
-            Source::MarkExpr { .. } => {
+            Source::MarkExpr { .. } | Source::MarkShift(_) => {
                 return Err("a match on a mark with and/xor is not supported".into())
             }
             Source::Network { offset } if fam == V4 => match (offset, l.len) {

@@ -34,6 +34,11 @@
  *   tracked (it has the transport header) and what it got is remembered by datagram
  *   (addresses, protocol, identification); later fragments get the same state and
  *   connection. A later fragment that arrives before its first one is INVALID.
+ * Accounting (ct packets/bytes/avgpkt): per direction, the packet's length from the
+ * network header on, counted when tracking refreshes the connection (not for related
+ * ICMP errors, TCP packets the state machine ignores, or packets observed again), in
+ * connections created while `ct_acct` is on. A fragmented datagram counts its first
+ * fragment, where the kernel counts the reassembled datagram once.
  * Entries are updated without locks: two CPUs racing on one flow may lose an update. */
 #ifndef NFTSHIM_CONNTRACK_H
 #define NFTSHIM_CONNTRACK_H
@@ -138,7 +143,14 @@ struct ns_ct_entry {
 	 * the flow deletes it and finds none, as nf_conntrack's kill does. */
 	__u8 dying;
 	__u8 icmp_code; /* ICMP: the code of the query that opened it (in its tuple) */
-	__u8 pad[3];
+	/* Created while accounting was on (nf_conntrack_acct: the kernel adds the acct
+	 * extension to new connections only): the counters below are kept. */
+	__u8 acct;
+	__u8 pad[2];
+	/* Per direction (NS_CT_DIR_*): packets and bytes from the network header on, as
+	 * nf_ct_acct_update() counts them when tracking refreshes the connection. */
+	__u64 packets[2];
+	__u64 bytes[2];
 };
 
 /* What tracking says about the packet being evaluated. */
@@ -156,7 +168,9 @@ struct ns_ct {
 	__u8 dir;               /* NS_CT_DIR_* of this packet (CTINFO2DIR) */
 	__u8 a_is_orig;         /* the key's endpoint a is the original source */
 	__u8 icmp_code;         /* ICMP: the code in the original tuple */
-	__u8 pad;
+	__u8 acct;              /* the connection has counters (ct_entry.acct) */
+	__u64 packets[2];       /* the connection's counters, this packet counted */
+	__u64 bytes[2];
 };
 
 struct {
@@ -193,7 +207,43 @@ struct {
 	__uint(max_entries, 4096);
 } ct_frags SEC(".maps");
 
+/* nf_conntrack_acct: set (never cleared) once a rule reading ct packets, bytes or
+ * avgpkt is loaded in the namespace, as nft_ct_get_init() turns the sysctl on. Shared
+ * by the namespace's programs, like ct_table. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+} ct_acct SEC(".maps");
+
 #define NS_NSEC 1000000000ULL
+
+NS_INLINE int ns_ct_acct_on(void)
+{
+	__u32 zero = 0;
+	__u32 *on = bpf_map_lookup_elem(&ct_acct, &zero);
+	return on && *on;
+}
+
+/* nf_ct_acct_update(): counts the packet in direction dir of an entry with counters. */
+NS_INLINE void ns_ct_count(struct ns_ct_entry *e, __u32 dir, const struct pkt_ctx *p)
+{
+	if (!e->acct)
+		return;
+	e->packets[dir & 1] += 1;
+	e->bytes[dir & 1] += p->len;
+}
+
+/* The entry's counters, as rules read them. */
+NS_INLINE void ns_ct_copy_counters(struct ns_ct *c, const struct ns_ct_entry *e)
+{
+	c->acct = e->acct;
+	c->packets[0] = e->packets[0];
+	c->packets[1] = e->packets[1];
+	c->bytes[0] = e->bytes[0];
+	c->bytes[1] = e->bytes[1];
+}
 
 NS_INLINE __u64 ns_ct_deadline(__u64 now, __u32 timeout)
 {
@@ -337,6 +387,9 @@ NS_INLINE int ns_ct_new(struct ns_ct *c, const struct pkt_ctx *p, int tcp_kind, 
 	} else {
 		n->expires = ns_ct_deadline(now, NS_CTT_GENERIC);
 	}
+	n->acct = ns_ct_acct_on();
+	ns_ct_count(n, NS_CT_DIR_ORIG, p);
+	ns_ct_copy_counters(c, n);
 	c->pending = 1;
 	c->has_ct = 1;
 	c->state_bit = NS_CT_BIT_NEW;
@@ -345,9 +398,10 @@ NS_INLINE int ns_ct_new(struct ns_ct *c, const struct pkt_ctx *p, int tcp_kind, 
 
 /* A packet of a connection with an entry: updates it as nf_conntrack does before the
  * filter chains. Returns 0 when the packet is INVALID, -1 when the entry must be
- * replaced by a new connection (TCP reopen), 1 otherwise. */
+ * replaced by a new connection (TCP reopen), 1 otherwise. `observe`: the packet was
+ * tracked, and counted, already (see ns_conntrack). */
 NS_INLINE int ns_ct_update(struct ns_ct *c, struct ns_ct_entry *e, const struct pkt_ctx *p,
-			   int tcp_kind, __u32 dir, __u64 now)
+			   int tcp_kind, __u32 dir, __u64 now, int observe)
 {
 	__u32 before = e->status;
 	c->has_ct = 1;
@@ -387,11 +441,16 @@ NS_INLINE int ns_ct_update(struct ns_ct *c, struct ns_ct_entry *e, const struct 
 	} else {
 		e->expires = ns_ct_deadline(now, c->key.icmp_type ? NS_CTT_ICMP : NS_CTT_GENERIC);
 	}
+	/* Counted where nf_ct_refresh_acct() runs: not for a TCP packet the state machine
+	 * ignores (it returns before refreshing). */
+	if (!observe)
+		ns_ct_count(e, dir, p);
 seen:
 	if (dir == NS_CT_DIR_REPLY)
 		e->status |= NS_IPS_SEEN_REPLY;
 	c->status = e->status;
 	c->mark = e->mark;
+	ns_ct_copy_counters(c, e);
 	return 1;
 }
 
@@ -421,6 +480,9 @@ NS_INLINE void ns_ct_related(struct ns_ct *c, const struct pkt_ctx *p, __u64 now
 	c->state_bit = NS_CT_BIT_RELATED;
 	c->status = e->status;
 	c->mark = e->mark;
+	/* An error is not counted: conntrack attaches it to the connection without
+	 * refreshing it. */
+	ns_ct_copy_counters(c, e);
 }
 
 /* ICMPv6 types conntrack leaves untracked: MLD and neighbour discovery
@@ -462,6 +524,7 @@ NS_INLINE void ns_ct_later_fragment(struct ns_ct *c, const struct pkt_ctx *p, __
 	if (e && e->expires > now) {
 		c->status = e->status;
 		c->mark = e->mark;
+		ns_ct_copy_counters(c, e);
 	}
 }
 
@@ -546,7 +609,7 @@ NS_INLINE void ns_conntrack_packet(struct ns_ct *c, const struct pkt_ctx *p, __u
 		c->dir = dir;
 		c->a_is_orig = e->a_is_orig;
 		c->icmp_code = e->icmp_code;
-		int r = ns_ct_update(c, e, p, tcp_kind, dir, now);
+		int r = ns_ct_update(c, e, p, tcp_kind, dir, now, observe);
 		if (r > 0) {
 			/* The only reply so far is a reset: nf_conntrack kills the entry
 			 * (the packet keeps it; see `dying`). */

@@ -3,7 +3,8 @@
  * state, status and mark; the packet's direction; the connection's l3 and l4 protocol,
  * the addresses and "proto" fields (ports, ICMP id and type/code) of either direction's
  * tuple; zone and labels (always 0 here: zone templates and `ct label set` are
- * refused); helper (never set here: no helpers, so no expected connections).
+ * refused); packets, bytes and avgpkt (the connection's counters, conntrack.h);
+ * helper (never set here: no helpers, so no expected connections).
  * Without a connection (INVALID, UNTRACKED) every key but state breaks the rule.
  *
  * The tuples come from the tracker's key (conntrack.h): endpoints in a fixed order,
@@ -29,6 +30,9 @@
 #define NS_CTK_PROTO_SRC 11
 #define NS_CTK_PROTO_DST 12
 #define NS_CTK_LABELS 13
+#define NS_CTK_PKTS 14
+#define NS_CTK_BYTES 15
+#define NS_CTK_AVGPKT 16
 #define NS_CTK_ZONE 17
 #define NS_CTK_SRC_IP 19
 #define NS_CTK_DST_IP 20
@@ -48,6 +52,10 @@ struct ns_res_ct {
 	__u8 addr[2][16]; /* the original tuple's source and destination address */
 	__u8 l4[2][4];    /* per direction's tuple: src.u.all, dst.u.all (network order) */
 	__u8 val[16];     /* the value being loaded */
+	__u64 packets[2]; /* per direction, with acct */
+	__u64 bytes[2];
+	__u8 acct;        /* the connection has counters */
+	__u8 pad[7];
 };
 
 /* The reply type of an ICMP/ICMPv6 query type (the kernel's invmap). */
@@ -74,6 +82,11 @@ NS_INLINE void ns_res_ct_fill(struct ns_res_ct *r, const struct ns_ct *ct)
 	r->has = ct->has_ct;
 	if (!ct->has_ct)
 		return;
+	r->acct = ct->acct;
+	r->packets[0] = ct->packets[0];
+	r->packets[1] = ct->packets[1];
+	r->bytes[0] = ct->bytes[0];
+	r->bytes[1] = ct->bytes[1];
 	r->dir = ct->dir;
 	r->nfproto = k->l3 == NS_L3_IPV4 ? 2 : 10;
 	r->proto = k->l4proto;
@@ -110,8 +123,33 @@ NS_INLINE void ns_put_host32(__u8 *to, __u32 v)
 	to[3] = v >> 24;
 }
 
-/* Puts key's value for the tuple of direction `reply` into r->val: its length, 0 when
- * nft_ct_get_eval() breaks, -1 for a key the builder does not emit. */
+NS_INLINE void ns_put_host64(__u8 *to, __u64 v)
+{
+	for (int i = 0; i < 8; i++)
+		to[i] = v >> (8 * i);
+}
+
+/* nft_ct_get_eval()'s packets, bytes and avgpkt: of direction d, or of both with
+ * `both`; 0 for a connection without counters. */
+NS_INLINE __u64 ns_ct_counter(const struct ns_res_ct *r, __u32 key, __u32 d, __u32 both)
+{
+	if (!r->acct)
+		return 0;
+	__u64 pkts = r->packets[d & 1], bytes = r->bytes[d & 1];
+	if (both) {
+		pkts = r->packets[0] + r->packets[1];
+		bytes = r->bytes[0] + r->bytes[1];
+	}
+	if (key == NS_CTK_PKTS)
+		return pkts;
+	if (key == NS_CTK_BYTES)
+		return bytes;
+	return pkts ? bytes / pkts : 0;
+}
+
+/* Puts key's value for the tuple of direction `reply` (bit 0; bit 1: both directions,
+ * for the counters) into r->val: its length, 0 when nft_ct_get_eval() breaks, -1 for
+ * a key the builder does not emit. */
 static __attribute__((noinline)) int ns_ct_key_value(struct ns_res_ct *r, __u32 key, __u32 reply)
 {
 	__u32 d = reply & 1;
@@ -147,6 +185,11 @@ static __attribute__((noinline)) int ns_ct_key_value(struct ns_res_ct *r, __u32 
 	case NS_CTK_LABELS:
 		__builtin_memset(v, 0, 16);
 		return 16;
+	case NS_CTK_PKTS:
+	case NS_CTK_BYTES:
+	case NS_CTK_AVGPKT:
+		ns_put_host64(v, ns_ct_counter(r, key, d, reply & 2));
+		return 8;
 	case NS_CTK_PROTO_SRC:
 	case NS_CTK_PROTO_DST: {
 		__u32 at = key == NS_CTK_PROTO_DST ? 2 : 0;

@@ -235,6 +235,28 @@ NS_INLINE int ns_run_stmts(struct ns_eval *e, __u32 rule, const struct ns_rule_e
 			e->ct.mark_set = 1;
 			ns_lookup_ctmark_vector(1, e->ct.mark, e->ids);
 			break;
+		case NS_STMT_MARK_SHIFT: {
+			__u32 from_ct = s->shift & NS_SHIFT_FROM_CT, to_ct = s->shift & NS_SHIFT_TO_CT;
+			/* Without a connection: reading the ct mark breaks the rule, writing it
+			 * does nothing. */
+			if (!e->ct.has_ct && from_ct)
+				return 0;
+			if (!e->ct.has_ct && to_ct)
+				break;
+			__u32 v = ((from_ct ? e->ct.mark : e->pkt.mark) & s->a) ^ s->b;
+			__u32 by = s->shift & 31;
+			v = (s->shift & NS_SHIFT_LEFT) ? v << by : v >> by;
+			v ^= s->c;
+			if (to_ct) {
+				e->ct.mark = v;
+				e->ct.mark_set = 1;
+				ns_lookup_ctmark_vector(1, v, e->ids);
+			} else {
+				e->pkt.mark = v;
+				ns_lookup_mark_vectors(v, e->ids);
+			}
+			break;
+		}
 		case NS_STMT_PAYLOAD_SET: {
 			if (!NS_FEATURE(NS_F_WRITES)) {
 				e->status = NS_EVAL_ERROR;

@@ -46,13 +46,21 @@ enum ns_stmt_kind {
 	NS_STMT_SET_CTMARK_FROM_MARK = 4, /* ct mark = (mark & a) ^ b */
 	NS_STMT_LOG = 5,                /* a: prefix id */
 	NS_STMT_PAYLOAD_SET = 6,        /* a: its spec in residual_insns (lib/rewrite.h) */
+	NS_STMT_MARK_SHIFT = 7,         /* to = ((((from & a) ^ b) << or >> n) ^ c) */
 };
+
+/* ns_stmt.shift of NS_STMT_MARK_SHIFT: the shift in bits 0-4, then these. */
+#define NS_SHIFT_LEFT (1u << 8)
+#define NS_SHIFT_FROM_CT (1u << 9) /* from the ct mark (else the meta mark) */
+#define NS_SHIFT_TO_CT (1u << 10)  /* to the ct mark */
 
 /* Same layout as Rust `maps::BpfStmt`. */
 struct ns_stmt {
 	__u32 kind;
 	__u32 a;
 	__u32 b;
+	__u32 c;
+	__u32 shift;
 };
 
 /* The checks and statements of one rule. Same layout as Rust `maps::BpfRuleExt`. */

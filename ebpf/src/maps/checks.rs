@@ -83,6 +83,8 @@ pub const STMT_SET_CTMARK_FROM_MARK: u32 = 4;
 pub const STMT_LOG: u32 = 5;
 /// a: the write's spec in `residual_insns`.
 pub const STMT_PAYLOAD_SET: u32 = 6;
+/// a, b: and, xor before the shift; c: xor after it; shift: [`BpfStmt::shift`].
+pub const STMT_MARK_SHIFT: u32 = 7;
 
 /// `struct ns_check`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -104,7 +106,16 @@ pub struct BpfStmt {
     pub kind: u32,
     pub a: u32,
     pub b: u32,
+    /// [`STMT_MARK_SHIFT`]: the xor after the shift.
+    pub c: u32,
+    /// [`STMT_MARK_SHIFT`]: the shift, and `SHIFT_*` bits.
+    pub shift: u32,
 }
+
+/// [`BpfStmt::shift`] bits of [`STMT_MARK_SHIFT`].
+pub const SHIFT_LEFT: u32 = 1 << 8;
+pub const SHIFT_FROM_CT: u32 = 1 << 9;
+pub const SHIFT_TO_CT: u32 = 1 << 10;
 
 /// `struct ns_rule_ext`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -335,6 +346,7 @@ impl Extras {
                 Statement::SetCtMarkFromMark { and, xor } => {
                     stmt(STMT_SET_CTMARK_FROM_MARK, *and, *xor)
                 }
+                Statement::MarkShift(m) => mark_shift(m),
                 Statement::Log { prefix } => {
                     let next = self.log_prefixes.len() as u32;
                     let id = *self.prefix_ids.entry(prefix.clone()).or_insert(next);
@@ -452,7 +464,9 @@ impl Extras {
                     dreg,
                 } => {
                     b.op = RES_CT;
-                    (b.arg, b.flags, b.len, b.dreg) = (key.nft_key(), *reply as u8, *len, *dreg);
+                    // flags: bit 0 the reply tuple, bit 1 counters of both directions.
+                    let flags = *reply as u8 | (key.both() as u8) << 1;
+                    (b.arg, b.flags, b.len, b.dreg) = (key.nft_key(), flags, *len, *dreg);
                 }
                 Insn::Immediate { dreg, data } => {
                     b.op = RES_IMMEDIATE;
@@ -542,7 +556,26 @@ impl Extras {
 }
 
 fn stmt(kind: u32, a: u32, b: u32) -> BpfStmt {
-    BpfStmt { kind, a, b }
+    BpfStmt {
+        kind,
+        a,
+        b,
+        ..BpfStmt::default()
+    }
+}
+
+fn mark_shift(m: &crate::ir::MarkShift) -> BpfStmt {
+    let bit = |on: bool, b: u32| if on { b } else { 0 };
+    BpfStmt {
+        kind: STMT_MARK_SHIFT,
+        a: m.and,
+        b: m.xor,
+        c: m.post,
+        shift: u32::from(m.by & 31)
+            | bit(m.left, SHIFT_LEFT)
+            | bit(m.from_ct, SHIFT_FROM_CT)
+            | bit(m.to_ct, SHIFT_TO_CT),
+    }
 }
 
 /// `enum ns_set_field`.

@@ -290,6 +290,14 @@ pub struct CompiledProgram {
 pub type CompiledChain = CompiledProgram;
 
 impl CompiledProgram {
+    /// Some rule reads a connection's packets, bytes or avgpkt: loading the program
+    /// turns accounting on in its namespace (nft_ct_get_init() sets nf_conntrack_acct).
+    pub fn enables_ct_acct(&self) -> bool {
+        self.residual_insns
+            .iter()
+            .any(|i| i.op == checks::RES_CT && (14..=16).contains(&i.arg))
+    }
+
     pub fn nrules(&self) -> usize {
         self.live.nrules as usize
     }

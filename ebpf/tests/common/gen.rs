@@ -273,6 +273,24 @@ fn statement() -> impl Strategy<Value = Statement> {
     prop_oneof![
         select(&MARKS[..]).prop_map(Statement::set_mark),
         (any::<u32>(), select(&MARKS[..])).prop_map(|(and, xor)| Statement::SetMark { and, xor }),
+        (
+            any::<u32>(),
+            any::<u32>(),
+            any::<bool>(),
+            1u8..32,
+            any::<u32>()
+        )
+            .prop_map(|(and, xor, left, by, post)| Statement::MarkShift(
+                nftshim_ebpf::ir::MarkShift {
+                    from_ct: false,
+                    to_ct: false,
+                    and,
+                    xor,
+                    left,
+                    by,
+                    post,
+                }
+            )),
         select(&["a", "b"][..]).prop_map(|p| Statement::Log {
             prefix: p.to_string()
         }),
