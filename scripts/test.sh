@@ -30,7 +30,7 @@ echo "== nft-py conformance (dataplane none)"
 
 echo "== nft-py conformance (eBPF data plane: every case agrees or is a deliberate refusal)"
 "$NFTSHIM_BIN_DIR/nft-conformance" --suite nft-py --dataplane ebpf --jobs 2 \
-    --report target/conformance/nft-py-ebpf.md --min-pass-rate 80 --max-failed 0 \
+    --report target/conformance/nft-py-ebpf.md --min-pass-rate 90 --max-failed 0 \
     "$SHARED/conformance/nft-py"
 
 echo "== benchmark smoke test (quick mode: N <= 1,000; asserts nothing about timings)"
