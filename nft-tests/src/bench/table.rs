@@ -455,8 +455,15 @@ mod tests {
     #[test]
     fn document_has_every_table_row_and_the_failures() {
         let r = report(vec![size(10, 100, 400_000.0, 450_000.0)]);
-        let doc = render(&r, "2026-11-26");
+        let doc = render(&r, "2026-11-26", Some("## Why\n\nBecause.\n"));
         assert!(doc.contains("- Machine: 2 CPUs (Test CPU), kernel 6.18."));
+        // The notes come after the targets, before the first table of figures.
+        let (targets, notes, first) = (
+            doc.find("## Targets of issue 4").unwrap(),
+            doc.find("## Why\n\nBecause.\n").unwrap(),
+            doc.find("## 1. Per-packet").unwrap(),
+        );
+        assert!(targets < notes && notes < first);
         assert!(doc.contains("at the start: 0.10 0.20 0.30; at the end: 1.00 2.00 3.00"));
         assert!(doc.contains("| 10 | 100 ns | – | – |"));
         assert!(doc.contains("| 10 | 500,000 | 400,000 | 0.80× | 450,000 | 0.90× | 1.12× |"));
