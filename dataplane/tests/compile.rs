@@ -1466,3 +1466,22 @@ fn link_layer_rules_hold_only_on_devices_with_a_mac_header() {
     // A device without a MAC header (skb_mac_header_len() 0): the kernel's load breaks.
     assert!(!counted(9, &frame));
 }
+
+#[test]
+fn a_renamed_chain_s_jumps_are_decompiled_again() {
+    use nftshim_dataplane::compile::{decompile_cached, RuleCache};
+    let mut cache = RuleCache::default();
+    let state = fixture("jumps");
+    let before = netns(state.clone());
+    decompile_cached(&before.view(), &mut cache).unwrap();
+    // `rename chain inet t blocked blocker`: the chain and the jump naming it (same
+    // handles, same expressions but for the name).
+    let text = serde_json::to_string(&state)
+        .unwrap()
+        .replace("\"blocked\"", "\"blocker\"")
+        .replace("626c6f636b6564", "626c6f636b6572");
+    let renamed = netns(serde_json::from_str(&text).unwrap());
+    let want = decompile(&renamed.view()).unwrap();
+    assert!(want.regular.contains_key("inet t blocker"), "{want:#?}");
+    assert_eq!(decompile_cached(&renamed.view(), &mut cache).unwrap(), want);
+}

@@ -525,12 +525,12 @@ fn decompile_rules(
 }
 
 /// Rules decompiled by the last passes, for a commit that adds one rule to 10,000 to
-/// decompile one. A rule is known by its table's and its own handle: neither is ever
-/// given again in a namespace (nor are those of a batch that failed), and a rule does
-/// not change (`replace` makes a new one). It decompiles the same under the same
-/// chain context (family, hook, priority), unless it reads a named set or an object,
-/// which change on their own: those rules are not kept. Anonymous sets live and die
-/// with their rule.
+/// decompile one. A rule is found by its table's and its own handle (neither is ever
+/// given again in a namespace, nor are those of a batch that failed) and taken when
+/// its expressions are the same (renaming a chain rewrites the jumps to it) under the
+/// same chain context (family, hook, priority). Rules that read a named set, a map or
+/// an object are decompiled every time: those change on their own (a rename rewrites
+/// a verdict map's elements too). Constant anonymous sets live and die with their rule.
 #[derive(Default)]
 pub struct RuleCache {
     /// Rules taken or decompiled in this pass.
@@ -546,8 +546,7 @@ struct CachedRule {
     family: Family,
     table: String,
     priority: Option<i32>,
-    /// The rule's expression names: a check, not the identity.
-    exprs: Vec<String>,
+    exprs: Vec<nftshim_engine::view::Expr>,
     rules: Vec<SymRule>,
 }
 
@@ -566,8 +565,7 @@ impl RuleCache {
             c.family == ctx.family
                 && c.priority == ctx.priority
                 && c.table == ctx.table.name
-                && c.exprs.len() == r.exprs.len()
-                && c.exprs.iter().zip(&r.exprs).all(|(a, b)| *a == b.name)
+                && c.exprs == r.exprs
         };
         if let Some(c) = self.now.get(&key) {
             return same(c).then(|| c.rules.clone());
@@ -588,10 +586,10 @@ impl RuleCache {
         rules: &[SymRule],
     ) {
         let reads_table = r.exprs.iter().any(|e| match e.name.as_str() {
-            "lookup" => !ctx
-                .view
-                .set_of(ctx.table, e)
-                .is_some_and(|set| set.flags & NFT_SET_ANONYMOUS != 0),
+            "lookup" => !ctx.view.set_of(ctx.table, e).is_some_and(|set| {
+                let constant = NFT_SET_ANONYMOUS | NFT_SET_CONSTANT;
+                set.flags & constant == constant && set.flags & NFT_SET_MAP == 0
+            }),
             "dynset" | "objref" => true,
             _ => false,
         });
@@ -604,7 +602,7 @@ impl RuleCache {
                 family: ctx.family,
                 table: ctx.table.name.clone(),
                 priority: ctx.priority,
-                exprs: r.exprs.iter().map(|e| e.name.clone()).collect(),
+                exprs: r.exprs.clone(),
                 rules: rules.to_vec(),
             },
         );
