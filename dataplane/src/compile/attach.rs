@@ -602,43 +602,37 @@ fn resolve(matches: &[SymMatch], facts: &Facts) -> Vec<Match> {
                 patterns,
                 negated,
             } => {
-                let idx: Vec<u32> = facts
+                let idx = facts
                     .links
                     .iter()
                     .filter(|(_, name)| patterns.iter().any(|p| p.matches(name)))
                     .map(|(&i, _)| i)
                     .collect();
-                let test = if *output {
-                    Test::Oif(idx)
-                } else {
-                    Test::Iif(idx)
-                };
-                Match {
-                    test,
-                    negated: *negated,
-                }
+                device_match(*output, idx, *negated)
             }
             SymMatch::IfType {
                 output,
                 types,
                 negated,
             } => {
-                let idx: Vec<u32> = facts
+                let idx = facts
                     .link_types
                     .iter()
                     .filter(|(_, t)| types.contains(t))
                     .map(|(&i, _)| i)
                     .collect();
-                let test = if *output {
-                    Test::Oif(idx)
-                } else {
-                    Test::Iif(idx)
-                };
-                Match {
-                    test,
-                    negated: *negated,
-                }
+                device_match(*output, idx, *negated)
             }
         })
         .collect()
+}
+
+/// `meta iif`/`oif` in `idx`: what interface name and type matches resolve to.
+fn device_match(output: bool, idx: Vec<u32>, negated: bool) -> Match {
+    let test = if output {
+        Test::Oif(idx)
+    } else {
+        Test::Iif(idx)
+    };
+    Match { test, negated }
 }
