@@ -13,7 +13,11 @@
 //! long chain then rewrites the blocks that hold its bit, the index entries of the
 //! vectors whose bits changed, and the keys of its own values; nothing else.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap as StdHashMap, HashSet as StdHashSet};
+
+/// The image's tables are rebuilt on every commit: hashed with foldhash, not SipHash.
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = StdHashSet<K, foldhash::fast::RandomState>;
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData};

@@ -165,10 +165,7 @@ pub fn expand_rule(
 
 fn expanded(rule: &Rule, exprs: Vec<Expr>, at: usize, width: usize) -> Expanded {
     Expanded {
-        rule: Rule {
-            exprs,
-            ..rule.clone()
-        },
+        rule: rule.with_exprs(exprs),
         at,
         width,
     }

@@ -23,6 +23,7 @@ pub mod sets;
 pub mod xt;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_proto::consts::*;
@@ -534,9 +535,9 @@ fn decompile_rules(
 #[derive(Default)]
 pub struct RuleCache {
     /// Rules taken or decompiled in this pass.
-    now: HashMap<RuleKey, CachedRule>,
+    now: HashMap<RuleKey, CachedRule, foldhash::fast::RandomState>,
     /// The previous pass's, dropped at the end of this one unless taken.
-    before: HashMap<RuleKey, CachedRule>,
+    before: HashMap<RuleKey, CachedRule, foldhash::fast::RandomState>,
 }
 
 /// Table handle, rule handle, hook, base chain.
@@ -546,26 +547,30 @@ struct CachedRule {
     family: Family,
     table: String,
     priority: Option<i32>,
+    /// The engine's rule it was made from. A weak reference keeps the allocation, so
+    /// the same address is the same rule, unchanged: the engine changes a rule only
+    /// through `Arc::make_mut`, which moves a rule that has weak references.
+    source: std::sync::Weak<nftshim_engine::view::Rule>,
     exprs: Vec<nftshim_engine::view::Expr>,
     rules: Vec<SymRule>,
 }
 
 impl RuleCache {
-    fn key(ctx: &rule::ChainContext<'_>, r: &nftshim_engine::view::Rule) -> RuleKey {
+    fn key(ctx: &rule::ChainContext<'_>, r: &Arc<nftshim_engine::view::Rule>) -> RuleKey {
         (ctx.table.handle, r.handle, ctx.hook, ctx.base)
     }
 
     fn get(
         &mut self,
         ctx: &rule::ChainContext<'_>,
-        r: &nftshim_engine::view::Rule,
+        r: &Arc<nftshim_engine::view::Rule>,
     ) -> Option<Vec<SymRule>> {
         let key = Self::key(ctx, r);
         let same = |c: &CachedRule| {
             c.family == ctx.family
                 && c.priority == ctx.priority
                 && c.table == ctx.table.name
-                && c.exprs == r.exprs
+                && (std::ptr::eq(c.source.as_ptr(), Arc::as_ptr(r)) || c.exprs == r.exprs)
         };
         if let Some(c) = self.now.get(&key) {
             return same(c).then(|| c.rules.clone());
@@ -582,7 +587,7 @@ impl RuleCache {
     fn put(
         &mut self,
         ctx: &rule::ChainContext<'_>,
-        r: &nftshim_engine::view::Rule,
+        r: &Arc<nftshim_engine::view::Rule>,
         rules: &[SymRule],
     ) {
         let reads_table = r.exprs.iter().any(|e| match e.name.as_str() {
@@ -602,6 +607,7 @@ impl RuleCache {
                 family: ctx.family,
                 table: ctx.table.name.clone(),
                 priority: ctx.priority,
+                source: Arc::downgrade(r),
                 exprs: r.exprs.clone(),
                 rules: rules.to_vec(),
             },
@@ -656,10 +662,7 @@ fn decompile_counting_early(
     let mut counted: Vec<usize> = Vec::new();
     let mut split = Vec::new();
     while let Some(at) = early_counter(&r.exprs, &counted) {
-        let prefix = nftshim_engine::view::Rule {
-            exprs: r.exprs[..=at].to_vec(),
-            ..r.clone()
-        };
+        let prefix = r.with_exprs(r.exprs[..=at].to_vec());
         let without_counted = |i: usize| (!counted.contains(&i)).then(|| original(i));
         match rule::decompile_rule_indexed(ctx, &prefix, &without_counted) {
             Ok(counting) => split.extend(counting),

@@ -506,8 +506,8 @@ fn build_array(
 
 /// Fills an address dimension's tries; returns them and the "not IP" vector id.
 fn build_lpm(dim: &DimPreds<AddrSet>, table: &mut VectorTable) -> (LpmEntries, u32) {
-    let mut by_net4: HashMap<Ipv4Net, Vec<usize>> = HashMap::new();
-    let mut by_net6: HashMap<Ipv6Net, Vec<usize>> = HashMap::new();
+    let mut by_net4: FastMap<Ipv4Net, Vec<usize>> = FastMap::default();
+    let mut by_net6: FastMap<Ipv6Net, Vec<usize>> = FastMap::default();
     by_net4.insert(Ipv4Net::default(), Vec::new());
     by_net6.insert(Ipv6Net::default(), Vec::new());
     for (p, pred) in dim.preds.iter().enumerate() {
@@ -595,7 +595,7 @@ fn lpm_classes<'n, N: Copy + PartialEq + Default, V>(
 /// "field absent" one. Entries whose vector is the miss vector are left out: the lookup
 /// misses to it.
 fn build_hash(dim: &DimPreds<Vec<u32>>, table: &mut VectorTable) -> (Vec<(u32, u32)>, u32, u32) {
-    let mut by_value: HashMap<u32, Vec<usize>> = HashMap::new();
+    let mut by_value: FastMap<u32, Vec<usize>> = FastMap::default();
     for (p, pred) in dim.preds.iter().enumerate() {
         for v in &pred.values {
             by_value.entry(*v).or_default().push(p);

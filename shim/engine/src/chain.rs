@@ -461,11 +461,12 @@ fn rename_chain(t: &mut crate::state::Table, ci: usize, new_name: String) {
     for c in &mut t.chains {
         for r in &mut c.rules {
             // Only rules that jump to it are copied (from the previous generation).
-            if r.exprs
-                .iter()
-                .any(|e| crate::expr::verdict_chain(e) == Some(old.as_str()))
+            if r.jumps()
+                && r.exprs
+                    .iter()
+                    .any(|e| crate::expr::verdict_chain(e) == Some(old.as_str()))
             {
-                for e in &mut std::sync::Arc::make_mut(r).exprs {
+                for e in crate::state::Rule::exprs_mut(r) {
                     crate::expr::rename_verdict_chain(e, &old, &new_name);
                 }
             }

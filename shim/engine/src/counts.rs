@@ -30,8 +30,8 @@ pub fn fold(rs: &mut Ruleset, deltas: &[CountDelta]) {
                 let Some(&(ti, ci, ri)) = rules.get(&(table, rule)) else {
                     continue;
                 };
-                let r = std::sync::Arc::make_mut(&mut rs.tables[ti].chains[ci].rules[ri]);
-                match r.exprs.get_mut(expr as usize) {
+                let exprs = crate::state::Rule::exprs_mut(&mut rs.tables[ti].chains[ci].rules[ri]);
+                match exprs.get_mut(expr as usize) {
                     Some(e) if e.name == "counter" => add(&mut e.data, d),
                     Some(e) if e.name == "quota" => consume(&mut e.data, d.bytes),
                     _ => {}

@@ -36,7 +36,7 @@ pub fn chain_use(t: &Table, c: &Chain) -> u32 {
 pub fn jump_refs(t: &Table) -> std::collections::HashMap<&str, u32> {
     let mut refs = std::collections::HashMap::new();
     for ch in &t.chains {
-        for r in &ch.rules {
+        for r in ch.rules.iter().filter(|r| r.jumps()) {
             for e in &r.exprs {
                 if let Some(target) = expr::verdict_chain(e) {
                     *refs.entry(target).or_insert(0) += 1;

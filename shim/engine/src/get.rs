@@ -500,7 +500,7 @@ fn reset_rules(ns: &mut Netns, rules: &[(u64, u64, u64)]) {
             .iter_mut()
             .find(|r| r.handle == *rh)
         {
-            reset_exprs(&mut std::sync::Arc::make_mut(r).exprs);
+            reset_exprs(crate::state::Rule::exprs_mut(r));
         }
     }
 }

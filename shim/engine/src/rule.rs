@@ -134,20 +134,19 @@ pub fn new(tx: &mut Txn<'_>, m: &Msg<'_>) -> MsgResult {
             exprs.push(inited.expr);
         }
     }
-    let rule = std::sync::Arc::new(Rule {
+    let rule = std::sync::Arc::new(Rule::new(
         handle,
         exprs,
-        udata: m
-            .tb
-            .get(NFTA_RULE_USERDATA)
+        m.tb.get(NFTA_RULE_USERDATA)
             .filter(|u| !u.value.is_empty())
             .map(|u| u.value.to_vec()),
-        compat: m
-            .tb
-            .get(NFTA_RULE_COMPAT)
+        m.tb.get(NFTA_RULE_COMPAT)
             .map(|a| a.nested().iter().map(|x| x.to_attr()).collect()),
-    });
-    if needs_validate {
+    ));
+    // The kernel validates the whole table after adding an expression that has a
+    // `->validate` op. The committed table was valid, so a rule that no base chain can
+    // refuse leaves it valid, and the walk is skipped.
+    if needs_validate && !rule.context_free() {
         tx.validate_need.insert(table);
     }
     for name in &binds_sets {

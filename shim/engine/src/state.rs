@@ -55,7 +55,9 @@ pub struct BaseChain {
     pub counters: Option<(u64, u64)>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+/// Expressions are read everywhere but changed only through [`Rule::exprs_mut`], which
+/// forgets what [`RuleMemo`] worked out from them.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct Rule {
     pub handle: u64,
     pub exprs: Vec<Expr>,
@@ -63,6 +65,109 @@ pub struct Rule {
     /// NFTA_RULE_COMPAT as sent (protocol and flags for xt matches); never dumped.
     #[serde(with = "attr_hex::opt")]
     pub compat: Option<Vec<Attr>>,
+    #[serde(skip)]
+    memo: RuleMemo,
+}
+
+/// What is worked out once per rule. Rules are shared (`Arc`) between generations, so
+/// a commit to a 10,000-rule chain need not walk, check or serialise the rules it did
+/// not change.
+#[derive(Clone, Debug, Default)]
+struct RuleMemo {
+    /// The rule as persisted (JSON text).
+    persisted: std::sync::OnceLock<Box<serde_json::value::RawValue>>,
+    /// Some expression jumps to or goes to a chain.
+    jumps: std::sync::OnceLock<bool>,
+    /// No expression's validation depends on the base chain (`validate::context_free`).
+    context_free: std::sync::OnceLock<bool>,
+}
+
+/// A memo says nothing about the rule that its fields do not.
+impl PartialEq for RuleMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// The persisted fields of a [`Rule`].
+#[derive(Serialize)]
+struct RuleFields<'a> {
+    handle: u64,
+    exprs: &'a [Expr],
+    udata: &'a Option<Vec<u8>>,
+    #[serde(serialize_with = "attr_hex::opt::serialize_ref")]
+    compat: &'a Option<Vec<Attr>>,
+}
+
+impl Rule {
+    pub fn new(
+        handle: u64,
+        exprs: Vec<Expr>,
+        udata: Option<Vec<u8>>,
+        compat: Option<Vec<Attr>>,
+    ) -> Rule {
+        Rule {
+            handle,
+            exprs,
+            udata,
+            compat,
+            memo: RuleMemo::default(),
+        }
+    }
+
+    /// The expressions, to change (counters folded or reset, a jump target renamed);
+    /// a rule shared with another generation is copied first.
+    pub fn exprs_mut(rule: &mut std::sync::Arc<Rule>) -> &mut Vec<Expr> {
+        let r = std::sync::Arc::make_mut(rule);
+        r.memo = RuleMemo::default();
+        &mut r.exprs
+    }
+
+    /// The same rule with other expressions.
+    pub fn with_exprs(&self, exprs: Vec<Expr>) -> Rule {
+        Rule::new(self.handle, exprs, self.udata.clone(), self.compat.clone())
+    }
+
+    /// Whether some expression jumps to or goes to a chain.
+    pub fn jumps(&self) -> bool {
+        *self.memo.jumps.get_or_init(|| {
+            self.exprs
+                .iter()
+                .any(|e| crate::expr::verdict_chain(e).is_some())
+        })
+    }
+
+    /// Whether validation can skip the rule in every base chain (no hook or chain-type
+    /// restriction, no jump, no map that may yield one).
+    pub fn context_free(&self) -> bool {
+        *self
+            .memo
+            .context_free
+            .get_or_init(|| self.exprs.iter().all(crate::validate::context_free))
+    }
+
+    fn fields(&self) -> RuleFields<'_> {
+        RuleFields {
+            handle: self.handle,
+            exprs: &self.exprs,
+            udata: &self.udata,
+            compat: &self.compat,
+        }
+    }
+}
+
+/// A rule is serialised once and its JSON kept (persisting a ruleset after each commit
+/// otherwise re-encodes every rule of it).
+impl Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if let Some(raw) = self.memo.persisted.get() {
+            return raw.serialize(s);
+        }
+        match serde_json::value::to_raw_value(&self.fields()) {
+            Ok(raw) => self.memo.persisted.get_or_init(|| raw).serialize(s),
+            Err(_) => self.fields().serialize(s),
+        }
+    }
 }
 
 /// One expression: its name and the content of NFTA_EXPR_DATA in the kernel's dump form.
@@ -265,6 +370,13 @@ mod attr_hex {
                 Some(a) => s.serialize_some(&encode(a)),
                 None => s.serialize_none(),
             }
+        }
+
+        pub fn serialize_ref<S: Serializer>(
+            attrs: &&Option<Vec<Attr>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            serialize(attrs, s)
         }
 
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Attr>>, D::Error> {

@@ -73,7 +73,7 @@ fn chain<'t>(
             }
         }
     }
-    for r in &c.rules {
+    for r in c.rules.iter().filter(|r| !r.context_free()) {
         for e in &r.exprs {
             expression(t, e, cx, level, vs)?;
         }
@@ -112,6 +112,29 @@ fn dependency(cx: &Ctx<'_>, chain_type: &str) -> Result<(), i32> {
         Ok(())
     } else {
         Err(EOPNOTSUPP)
+    }
+}
+
+/// Whether [`expression`] accepts `e` in every base chain, at every depth, whatever the
+/// table holds: it names no chain type or hook restriction and jumps nowhere.
+pub fn context_free(e: &Expr) -> bool {
+    let u = |id| expr::attr_u32(e, id);
+    match e.name.as_str() {
+        "immediate" => expr::verdict_chain(e).is_none(),
+        // A map's data may be verdicts that jump; plain set lookups have no DREG.
+        "lookup" => e.attr(NFTA_LOOKUP_DREG).is_none(),
+        "rt" => u(NFTA_RT_KEY) != Some(NFT_RT_TCPMSS),
+        "meta" => {
+            let key = u(NFTA_META_KEY).unwrap_or(0);
+            if e.attr(NFTA_META_SREG).is_some() {
+                key != NFT_META_PKTTYPE
+            } else {
+                !matches!(key, NFT_META_SECPATH | NFT_META_SDIF | NFT_META_SDIFNAME)
+            }
+        }
+        "reject" | "nat" | "masq" | "redir" | "fib" | "tproxy" | "synproxy" | "objref"
+        | "socket" | "osf" | "xfrm" | "match" | "target" => false,
+        _ => true,
     }
 }
 

@@ -554,6 +554,13 @@ fn dumps_show_what_the_dataplane_counted_and_resets_zero_it() {
             },
         ]
     };
+    // The persisted state shows every change of the counter: rules keep their JSON
+    // between commits, and a changed counter must not list the old one.
+    let persisted_counter = |ns: &Netns| {
+        let restored = Netns::from_persisted(ns.to_persisted()).expect("state restores");
+        rule_counter(&restored)
+    };
+    assert_eq!(persisted_counter(&ns), (0, 0));
     // A table dump does not read counters; a rule dump does.
     let mut dp = Counted(deltas(3, 252));
     ns.handle_datagram(&caller(), &msg(nft(1), REQ | DUMP, 8, 0, 0, &[]), &mut dp);
@@ -567,11 +574,68 @@ fn dumps_show_what_the_dataplane_counted_and_resets_zero_it() {
         "the dump carries bytes 252 packets 3"
     );
     assert_eq!(rule_counter(&ns), (3, 252));
+    assert_eq!(persisted_counter(&ns), (3, 252));
     // GETRULE_RESET: what was counted until now, then zero.
     let mut dp = Counted(deltas(2, 168));
     ns.handle_datagram(&caller(), &msg(nft(25), REQ | DUMP, 10, 0, 0, &[]), &mut dp);
     assert_eq!(rule_counter(&ns), (0, 0));
+    assert_eq!(persisted_counter(&ns), (0, 0));
     let mut dp = Counted(deltas(1, 84));
     ns.handle_datagram(&caller(), &msg(nft(7), REQ | DUMP, 11, 0, 0, &[]), &mut dp);
     assert_eq!(rule_counter(&ns), (1, 84));
+    assert_eq!(persisted_counter(&ns), (1, 84));
+}
+
+/// A rule's persisted form follows a rename of the chain it jumps to (rules keep their
+/// JSON between commits; the rename rewrites the jump).
+#[test]
+fn persisted_jumps_follow_a_renamed_chain() {
+    let jump_to = |target: &str| {
+        // immediate: DREG 0 (verdict), DATA { VERDICT { CODE NFT_JUMP, CHAIN target } }.
+        let verdict = nest(2, &[attr(1, &(-3i32).to_be_bytes()), strz(2, target)]);
+        let e = nest(
+            1,
+            &[
+                strz(1, "immediate"),
+                nest(2, &[attr(1, &0u32.to_be_bytes()), nest(2, &[verdict])]),
+            ],
+        );
+        msg(
+            nft(6),
+            REQ | CREATE | APPEND,
+            4,
+            2,
+            0,
+            &[strz(1, "t"), strz(2, "a"), nest(4, &[e])],
+        )
+    };
+    let mut ns = Netns::new();
+    let out = ns.handle_datagram(
+        &caller(),
+        &batch(&[
+            table(1, "t"),
+            chain(2, "t", "a"),
+            chain(3, "t", "b"),
+            jump_to("b"),
+        ]),
+        &mut NoDataplane,
+    );
+    assert_eq!(summary(&out.unicast), vec![]);
+    let before = ns.to_persisted();
+    let b = &ns.view().tables()[0].chains[1];
+    assert_eq!(b.name, "b");
+    let rename = msg(
+        nft(3),
+        REQ,
+        5,
+        2,
+        0,
+        &[strz(1, "t"), attr(2, &b.handle.to_be_bytes()), strz(3, "c")],
+    );
+    let out = ns.handle_datagram(&caller(), &batch(&[rename]), &mut NoDataplane);
+    assert_eq!(summary(&out.unicast), vec![]);
+    let restored = Netns::from_persisted(ns.to_persisted()).expect("state restores");
+    let jump = |n: &Netns| n.view().tables()[0].chains[0].rules[0].exprs.clone();
+    assert_eq!(jump(&restored), jump(&ns));
+    assert_ne!(ns.to_persisted(), before, "the rename is persisted");
 }
