@@ -710,6 +710,9 @@ impl State {
                 }
                 self.publish();
                 let _ = reply.send(());
+                // The grace period passes now, while the client reads its answer, not
+                // in the next commit.
+                self.settle_retired();
             }
             Command::TakeCounts(reply) => {
                 let mut tally = std::mem::take(&mut self.carry);
@@ -812,16 +815,23 @@ impl State {
     }
 
     /// A generation of `program` for the current facts, on the shared maps.
-    fn build(&mut self, program: Arc<Program>) -> Result<Generation, DataplaneError> {
+    /// Waits until no packet runs a retired program any more. A packet that entered
+    /// one before its link switched may still be running it, and its maps are
+    /// rewritten only after such runs end.
+    fn settle_retired(&mut self) {
         if self.retired_running && !self.retired.is_empty() {
-            // A packet that entered a retired program before its link switched may
-            // still be running it: its maps are rewritten only after such runs end.
+            let t = Instant::now();
             if let Err(e) = wait_for_running_programs() {
                 tracing::warn!(netns_cookie = self.key.cookie, error = %e, "cannot wait for running programs; spares dropped");
                 self.retired.clear();
             }
+            tracing::debug!(elapsed = ?t.elapsed(), "retired programs settled");
         }
         self.retired_running = false;
+    }
+
+    fn build(&mut self, program: Arc<Program>) -> Result<Generation, DataplaneError> {
+        self.settle_retired();
         let shared = self
             .shared
             .as_mut()
