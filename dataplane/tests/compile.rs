@@ -484,6 +484,39 @@ fn tcp4(saddr: [u8; 4], daddr: [u8; 4], dport: u16, iif: u32) -> PacketFields {
     }
 }
 
+/// Interfaces whose attach points see the same chains share one planned program (a
+/// large ruleset is flattened once); one with a chain of its own gets its own.
+#[test]
+fn interfaces_with_the_same_chains_share_their_program() {
+    let p = program("hooks");
+    let mut f = facts();
+    f.links.insert(8, "veth1".to_string());
+    let plan = instantiate(&p, &f).unwrap();
+    let at = |i, d| plan.chains[&(i, d)].clone();
+    for d in [Direction::Ingress, Direction::Egress] {
+        assert!(std::sync::Arc::ptr_eq(&at(7, d), &at(8, d)));
+        assert!(std::sync::Arc::ptr_eq(
+            &plan.counters[&(7, d)],
+            &plan.counters[&(8, d)]
+        ));
+    }
+    // lo's ingress also runs the netdev chain bound to it.
+    assert!(!std::sync::Arc::ptr_eq(
+        &at(1, Direction::Ingress),
+        &at(7, Direction::Ingress)
+    ));
+    assert_ne!(at(1, Direction::Ingress), at(7, Direction::Ingress));
+    // Sharing changes nothing: each is what planning that interface alone gives.
+    let mut alone = facts();
+    alone.links.remove(&7);
+    alone.links.insert(8, "veth1".to_string());
+    let single = instantiate(&p, &alone).unwrap();
+    assert_eq!(
+        single.chains[&(8, Direction::Ingress)],
+        at(8, Direction::Ingress)
+    );
+}
+
 #[test]
 fn hooks_flatten_into_guarded_chains() {
     let p = program("hooks");

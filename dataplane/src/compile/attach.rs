@@ -26,6 +26,7 @@
 //! does not tell; such ties are refused unless their order cannot matter.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use nftshim_ebpf::ir::{self, Action, L3Scope, Match, Test, Verdict};
 use nftshim_engine::{CounterRef, DataplaneError};
@@ -45,10 +46,22 @@ pub enum Direction {
 /// chains as its one base chain, and the regular chains they jump to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
-    pub chains: BTreeMap<(u32, Direction), ir::Program>,
+    /// Attach points that see the same chains in the same order share one program.
+    pub chains: BTreeMap<(u32, Direction), Arc<ir::Program>>,
     /// For each program, per IR counter slot (rule numbering, see [`ir::Program`]): the
     /// ruleset's counters that slot counts for. Slots past the list count for none.
-    pub counters: BTreeMap<(u32, Direction), Vec<Vec<CounterRef>>>,
+    pub counters: BTreeMap<(u32, Direction), Arc<Vec<Vec<CounterRef>>>>,
+}
+
+/// What an attach point's program is made of: its stages (chain, class, order), and
+/// the flags set on the flattened program. Equal keys make equal programs, whichever
+/// interface they are for (interface matches are resolved at run time by ifindex).
+#[derive(PartialEq)]
+struct PlanKey {
+    stages: Vec<(*const HookChain, Class, u8)>,
+    track: bool,
+    marking: bool,
+    bridge_tx_mark: bool,
 }
 
 const V4: u8 = 1;
@@ -385,18 +398,38 @@ pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneEr
     });
     check_br_netfilter(program, facts)?;
     let mut plan = Plan::default();
+    // A program of 10,000 rules is flattened once, not once per interface.
+    type Built = (Arc<ir::Program>, Arc<Vec<Vec<CounterRef>>>);
+    let mut built: Vec<(PlanKey, Built)> = Vec::new();
     for (&ifindex, name) in &facts.links {
         for dir in [Direction::Ingress, Direction::Egress] {
             let arp = !facts.no_arp.contains(&ifindex);
             let role = BridgeRole::of(ifindex, facts);
             let st = stages(program, dir, Some(name), arp, role);
             let marking = bridge_tx && dir == Direction::Egress;
+            if st.is_empty() && !track && !marking {
+                continue;
+            }
+            let key = PlanKey {
+                stages: st
+                    .iter()
+                    .map(|s| (s.chain as *const HookChain, s.class, s.order))
+                    .collect(),
+                track,
+                marking,
+                bridge_tx_mark: marking && role == BridgeRole::Bridge,
+            };
+            if let Some((_, (chains, slots))) = built.iter().find(|(k, _)| *k == key) {
+                plan.chains.insert((ifindex, dir), chains.clone());
+                plan.counters.insert((ifindex, dir), slots.clone());
+                continue;
+            }
             let (mut chains, slots) = if !st.is_empty() {
                 let (base, mut slots) = flatten(&st, facts)?;
                 let (ir_program, regular_slots) = with_regular_chains(base, program, facts);
                 slots.extend(regular_slots);
                 (ir_program, slots)
-            } else if track || marking {
+            } else {
                 // Tracks or marks only: no rule, nothing counted.
                 let only_tracks = ir::Program::single(ir::Chain {
                     scope: L3Scope::Inet,
@@ -404,16 +437,16 @@ pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneEr
                     rules: Vec::new(),
                 });
                 (only_tracks, Vec::new())
-            } else {
-                continue;
             };
             chains.conntrack = track;
             chains.mark_answers = marks;
             chains.bridge_frames = st.iter().any(|s| s.chain.family == Family::Bridge);
-            chains.bridge_tx_mark = marking && role == BridgeRole::Bridge;
+            chains.bridge_tx_mark = key.bridge_tx_mark;
             chains.bridge_clear_mark = marking;
-            plan.chains.insert((ifindex, dir), chains);
-            plan.counters.insert((ifindex, dir), slots);
+            let (chains, slots) = (Arc::new(chains), Arc::new(slots));
+            plan.chains.insert((ifindex, dir), chains.clone());
+            plan.counters.insert((ifindex, dir), slots.clone());
+            built.push((key, (chains, slots)));
         }
     }
     Ok(plan)

@@ -256,7 +256,7 @@ const LOOPBACK_IFINDEX: u32 = 1;
 const ADOPTED: u64 = 0;
 
 struct LoadedProg {
-    chain: ir::Program,
+    chain: Arc<ir::Program>,
     /// `fingerprint(&chain)`: most chains a build compares differ, often only in their
     /// last rules; the fingerprints tell them apart without walking them.
     fingerprint: u64,
@@ -265,7 +265,7 @@ struct LoadedProg {
     loopback: bool,
     /// Per counter slot, the ruleset's counters it counts for (part of what makes a
     /// program reusable: the same slots must keep meaning the same counters).
-    counters: Vec<Vec<CounterRef>>,
+    counters: Arc<Vec<Vec<CounterRef>>>,
     /// Per counter slot, what was already handed out.
     seen: Vec<Counter>,
     /// The program's count of evaluated packets when `seen` was read: while it stays
@@ -427,23 +427,31 @@ impl Generation {
         let plan = instantiate(&program, &with_phantom)?;
         tracing::debug!(elapsed = ?t.elapsed(), chains = plan.chains.len(), "instantiated");
         let mut progs: BTreeMap<u64, LoadedProg> = BTreeMap::new();
-        let mut compiled_chains: Vec<(u64, ir::Program, Arc<maps::CompiledProgram>)> = Vec::new();
+        // Chains are shared, not copied: each holds 10,000 rules at the sizes benchmarked.
+        let mut compiled_chains: Vec<(u64, Arc<ir::Program>, Arc<maps::CompiledProgram>)> =
+            Vec::new();
         let mut assign = BTreeMap::new();
         let mut spares = Vec::new();
+        let mut plan_counters = plan.counters;
+        let mut prints: Vec<(Arc<ir::Program>, u64)> = Vec::new();
         for ((ifindex, dir), chain) in plan.chains {
             let loopback = ifindex == LOOPBACK_IFINDEX && dir == Direction::Ingress;
-            let counters = plan
-                .counters
-                .get(&(ifindex, dir))
-                .cloned()
-                .unwrap_or_default();
-            let print = fingerprint(&chain);
+            let counters = plan_counters.remove(&(ifindex, dir)).unwrap_or_default();
+            // Interfaces that share a planned chain share its fingerprint too.
+            let print = match prints.iter().find(|(c, _)| Arc::ptr_eq(c, &chain)) {
+                Some(&(_, print)) => print,
+                None => {
+                    let print = fingerprint(&chain);
+                    prints.push((chain.clone(), print));
+                    print
+                }
+            };
             let same = |p: &LoadedProg| {
                 p.fingerprint == print
                     && p.dir == dir
                     && p.loopback == loopback
-                    && p.counters == counters
-                    && p.chain == chain
+                    && (Arc::ptr_eq(&p.counters, &counters) || p.counters == counters)
+                    && (Arc::ptr_eq(&p.chain, &chain) || p.chain == chain)
             };
             let reused = live
                 .and_then(|g| g.progs.iter().find(|(_, p)| same(p)))
@@ -454,11 +462,13 @@ impl Generation {
                 None => {
                     // Interfaces often get the same chains (loopback's ingress and the
                     // others' differ only in how they are loaded): compiled once.
-                    let compiled = match compiled_chains
+                    let found = compiled_chains
                         .iter()
-                        .find(|(p, c, _)| *p == print && *c == chain)
-                    {
-                        Some((_, _, compiled)) => compiled.clone(),
+                        .find(|(p, c, _)| *p == print && (Arc::ptr_eq(c, &chain) || *c == chain));
+                    let (chain, compiled) = match found {
+                        Some((_, shared_chain, compiled)) => {
+                            (shared_chain.clone(), compiled.clone())
+                        }
                         None => {
                             let t = Instant::now();
                             let compiled =
@@ -469,7 +479,7 @@ impl Generation {
                                 })?);
                             tracing::debug!(elapsed = ?t.elapsed(), "chain compiled");
                             compiled_chains.push((print, chain.clone(), compiled.clone()));
-                            compiled
+                            (chain, compiled)
                         }
                     };
                     let options = LoadOptions {
