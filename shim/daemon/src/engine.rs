@@ -29,7 +29,7 @@ pub trait NamespaceState: Send + 'static {
     /// The state as it is now, to be serialised later by the state writer.
     fn persist_snapshot(&self) -> crate::persist::Snapshot {
         let json = self.to_persisted();
-        Box::new(move || json)
+        Box::new(move |w| w.write_all(json.get().as_bytes()))
     }
     fn from_persisted(value: serde_json::Value) -> Result<Self, String>
     where
@@ -64,7 +64,7 @@ impl NamespaceState for Netns {
     fn persist_snapshot(&self) -> crate::persist::Snapshot {
         // Rules are shared, not copied: cheaper than serialising here.
         let copy = self.clone();
-        Box::new(move || copy.to_persisted_raw())
+        Box::new(move |w| serde_json::to_writer(w, &copy).map_err(std::io::Error::other))
     }
     fn from_persisted(value: serde_json::Value) -> Result<Self, String> {
         Netns::from_persisted(value).map_err(|e| e.to_string())

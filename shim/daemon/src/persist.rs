@@ -33,17 +33,6 @@ pub struct PersistedNamespace {
     pub state: serde_json::Value,
 }
 
-/// What [`StateStore::save`] writes: a [`PersistedNamespace`] with a borrowed state.
-#[derive(Serialize)]
-struct PersistedRecord<'a, T: Serialize + ?Sized> {
-    format: u32,
-    boot_id: &'a str,
-    cookie: u64,
-    inode: u64,
-    genid: u32,
-    state: &'a T,
-}
-
 #[derive(Debug)]
 pub struct StateStore {
     dir: PathBuf,
@@ -52,8 +41,9 @@ pub struct StateStore {
     writer: Mutex<Option<Sender<WriteJob>>>,
 }
 
-/// A namespace's state, taken under its lock and serialised by the writer.
-pub type Snapshot = Box<dyn FnOnce() -> Box<serde_json::value::RawValue> + Send>;
+/// A namespace's state, taken under its lock and serialised by the writer straight
+/// into the file (a large ruleset's JSON is megabytes: it is not built in memory).
+pub type Snapshot = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
 
 enum WriteJob {
     Save {
@@ -107,7 +97,7 @@ impl StateStore {
         if let Err(unsent) = self.queue(job) {
             // No writer thread: write here.
             if let WriteJob::Save { snapshot, .. } = unsent {
-                self.save_logged(cookie, inode, genid, &*snapshot());
+                self.save_logged(cookie, inode, genid, snapshot);
             }
         }
     }
@@ -168,7 +158,7 @@ impl StateStore {
                 }
             }
             for (cookie, inode, genid, snapshot) in newest {
-                self.save_logged(cookie, inode, genid, &*snapshot());
+                self.save_logged(cookie, inode, genid, snapshot);
             }
             for done in flushed {
                 let _ = done.send(());
@@ -176,14 +166,8 @@ impl StateStore {
         }
     }
 
-    fn save_logged(
-        &self,
-        cookie: u64,
-        inode: u64,
-        genid: u32,
-        state: &serde_json::value::RawValue,
-    ) {
-        match self.save(cookie, inode, genid, state) {
+    fn save_logged(&self, cookie: u64, inode: u64, genid: u32, snapshot: Snapshot) {
+        match self.save_with(cookie, inode, genid, snapshot) {
             Ok(()) => tracing::debug!(cookie, genid, "state saved"),
             Err(e) => tracing::error!(cookie, error = %e, "could not save namespace state"),
         }
@@ -209,25 +193,37 @@ impl StateStore {
         genid: u32,
         state: &T,
     ) -> io::Result<()> {
-        let record = PersistedRecord {
-            format: FORMAT,
-            boot_id: &self.boot_id,
-            cookie,
-            inode,
-            genid,
-            state,
-        };
-        let bytes = serde_json::to_vec(&record).map_err(io::Error::other)?;
+        self.save_with(cookie, inode, genid, |w: &mut dyn Write| {
+            serde_json::to_writer(w, state).map_err(io::Error::other)
+        })
+    }
+
+    /// [`StateStore::save`] with the state written by `write_state`: a
+    /// [`PersistedNamespace`] whose `state` is what it writes.
+    fn save_with(
+        &self,
+        cookie: u64,
+        inode: u64,
+        genid: u32,
+        write_state: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> io::Result<()> {
         let path = self.path_for(cookie);
         let tmp = self.dir.join(format!(".netns-{cookie}.json.tmp"));
-        let mut f = fs::OpenOptions::new()
+        let f = fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
-        f.write_all(&bytes)?;
-        drop(f);
+        let mut w = io::BufWriter::with_capacity(1 << 16, f);
+        let boot_id = serde_json::to_string(&self.boot_id).map_err(io::Error::other)?;
+        write!(
+            w,
+            "{{\"format\":{FORMAT},\"boot_id\":{boot_id},\"cookie\":{cookie},\"inode\":{inode},\"genid\":{genid},\"state\":"
+        )?;
+        write_state(&mut w)?;
+        w.write_all(b"}")?;
+        w.into_inner().map_err(|e| e.into_error())?;
         fs::rename(&tmp, &path)
     }
 
