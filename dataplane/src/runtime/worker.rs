@@ -201,6 +201,9 @@ struct Generation {
     assign: BTreeMap<(u32, Direction), u64>,
     /// Programs kept for interfaces yet to come.
     spares: Vec<u64>,
+    /// Each quota's state and what it had used when its rule came, once asked for
+    /// (every listing with counters asks; the live programs do not change).
+    quotas: std::cell::OnceCell<BTreeMap<ir::StateId, u64>>,
 }
 
 /// Writes the lines of the log events the programs reported, as the kernel's
@@ -541,6 +544,7 @@ impl Generation {
             }
         }
         Ok(Generation {
+            quotas: Default::default(),
             program,
             facts: facts.clone(),
             progs,
@@ -756,12 +760,12 @@ impl State {
         let (Some(shared), Some(g)) = (self.shared.as_ref(), self.live.as_ref()) else {
             return;
         };
-        // Each quota's state, and what it had used when its rule came.
-        let initial: BTreeMap<ir::StateId, u64> = g
-            .progs
-            .values()
-            .flat_map(|p| rule_quotas(&p.chain))
-            .collect();
+        let initial = g.quotas.get_or_init(|| {
+            g.progs
+                .values()
+                .flat_map(|p| rule_quotas(&p.chain))
+                .collect()
+        });
         self.quotas_reported.retain(|s, _| initial.contains_key(s));
         if initial.is_empty() {
             return;
