@@ -496,11 +496,10 @@ fn build_array(
                 v = Some((kind, classes.current(kind)));
             }
         }
-        let vector = v.as_ref().map(|(_, vec)| vec.clone()).unwrap_or_default();
-        let id = table.intern(vector);
+        let id = table.intern(v.as_ref().map_or(&[][..], |(_, vec)| vec));
         array[pair[0] as usize..pair[1] as usize].fill(id);
     }
-    array[domain as usize] = table.intern(classes.wild.clone());
+    array[domain as usize] = table.intern(&classes.wild);
     array
 }
 
@@ -546,7 +545,7 @@ fn build_lpm(dim: &DimPreds<AddrSet>, table: &mut VectorTable) -> (LpmEntries, u
         |n| &by_net6[n],
         |a, b| a.contains(b),
     );
-    let absent = table.intern(classes.wild.clone());
+    let absent = table.intern(&classes.wild);
     (entries, absent)
 }
 
@@ -567,7 +566,7 @@ fn lpm_classes<'n, N: Copy + PartialEq + Default, V>(
     let mut stack: Vec<(N, Vec<u64>)> = Vec::new();
     for net in nets {
         if *net == N::default() {
-            out.push((*net, table.intern(classes.base[kind as usize].clone())));
+            out.push((*net, table.intern(&classes.base[kind as usize])));
             continue;
         }
         while let Some((top, _)) = stack.last() {
@@ -582,7 +581,7 @@ fn lpm_classes<'n, N: Copy + PartialEq + Default, V>(
             .last()
             .map_or_else(|| classes.base[kind as usize].clone(), |(_, v)| v.clone());
         classes.shift(preds_of(net), true, kind, Some(&mut v));
-        out.push((*net, table.intern(v.clone())));
+        out.push((*net, table.intern(&v)));
         stack.push((*net, v));
     }
     for (net, _) in stack.into_iter().rev() {
@@ -602,7 +601,7 @@ fn build_hash(dim: &DimPreds<Vec<u32>>, table: &mut VectorTable) -> (Vec<(u32, u
         }
     }
     let mut classes = ClassVectors::new(dim, table.words(), [&[], &[]]);
-    let miss = table.intern(classes.present(KIND_V4, &[]));
+    let miss = table.intern(&classes.present(KIND_V4, &[]));
     let mut values: Vec<u32> = by_value.keys().copied().collect();
     values.sort_unstable();
     let entries = values
@@ -610,12 +609,12 @@ fn build_hash(dim: &DimPreds<Vec<u32>>, table: &mut VectorTable) -> (Vec<(u32, u
         .map(|value| {
             (
                 value,
-                table.intern(classes.present(KIND_V4, &by_value[&value])),
+                table.intern(&classes.present(KIND_V4, &by_value[&value])),
             )
         })
         .filter(|&(_, id)| id != miss)
         .collect();
-    let absent = table.intern(classes.wild.clone());
+    let absent = table.intern(&classes.wild);
     (entries, miss, absent)
 }
 
@@ -632,6 +631,8 @@ struct VectorTable {
     /// Per vector, its blocks' ids.
     vector_blocks: Vec<u32>,
     vector_ids: FastMap<Vec<u32>, u32>,
+    /// The block ids of the vector being interned (reused).
+    scratch: Vec<u32>,
 }
 
 impl VectorTable {
@@ -642,6 +643,7 @@ impl VectorTable {
             block_ids: FastMap::default(),
             vector_blocks: Vec::new(),
             vector_ids: FastMap::default(),
+            scratch: Vec::new(),
         };
         t.intern_block(&[0; BLOCK_WORDS]);
         t
@@ -666,18 +668,27 @@ impl VectorTable {
         id
     }
 
-    fn intern(&mut self, v: Vec<u64>) -> u32 {
-        debug_assert_eq!(v.len(), self.nblocks * BLOCK_WORDS);
-        let ids: Vec<u32> = v
-            .chunks_exact(BLOCK_WORDS)
-            .map(|b| self.intern_block(b))
-            .collect();
-        if let Some(&id) = self.vector_ids.get(&ids) {
-            return id;
+    /// The id of vector `v` (an empty slice: the all-zero vector). Called once per
+    /// class, so it allocates only for a vector not seen before.
+    fn intern(&mut self, v: &[u64]) -> u32 {
+        debug_assert!(v.is_empty() || v.len() == self.nblocks * BLOCK_WORDS);
+        let mut ids = std::mem::take(&mut self.scratch);
+        ids.clear();
+        if v.is_empty() {
+            ids.resize(self.nblocks, 0);
+        } else {
+            ids.extend(v.chunks_exact(BLOCK_WORDS).map(|b| self.intern_block(b)));
         }
-        let id = (self.vector_blocks.len() / self.nblocks.max(1)) as u32;
-        self.vector_blocks.extend_from_slice(&ids);
-        self.vector_ids.insert(ids, id);
+        let id = match self.vector_ids.get(&ids[..]) {
+            Some(&id) => id,
+            None => {
+                let id = (self.vector_blocks.len() / self.nblocks.max(1)) as u32;
+                self.vector_blocks.extend_from_slice(&ids);
+                self.vector_ids.insert(ids.clone(), id);
+                id
+            }
+        };
+        self.scratch = ids;
         id
     }
 
