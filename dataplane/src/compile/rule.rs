@@ -965,6 +965,11 @@ impl RuleState<'_, '_> {
                 self.statements = true;
             }
             Decompiled::Verdict(a) => self.verdict = Some(a),
+            Decompiled::StatementVerdict(st, a) => {
+                self.effects.push(st);
+                self.statements = true;
+                self.verdict = Some(a);
+            }
         }
         Ok(())
     }
@@ -1819,7 +1824,8 @@ impl RuleState<'_, '_> {
 /// MAC header: header matches stay refused there. Link-layer loads are refused as in
 /// netdev chains (hardware-accelerated VLAN tags are re-inserted into them), and so
 /// are `meta nfproto` (NFPROTO_BRIDGE), conntrack (nf_conntrack_bridge), reject
-/// (nft_reject_bridge) and log.
+/// (nft_reject_bridge) and log. ebtables' compat matches and targets read the packet
+/// their own way: `xt/ebt.rs` decides which it can reproduce.
 fn bridge_allows(typed: &TypedExpr, hook: Hook) -> Result<(), String> {
     let headers = matches!(hook, Hook::Prerouting | Hook::Input);
     let egress_headers = || {
@@ -1875,6 +1881,8 @@ fn bridge_allows(typed: &TypedExpr, hook: Hook) -> Result<(), String> {
         | TypedExpr::Objref(_)
         | TypedExpr::Limit(_)
         | TypedExpr::Quota(_) => Ok(()),
+        // ebtables' extensions: each decides what it can reproduce (xt/ebt.rs).
+        TypedExpr::Match(_) | TypedExpr::Target(_) => Ok(()),
         TypedExpr::Payload(_) | TypedExpr::Exthdr(_) => egress_headers(),
         other => Err(format!(
             "expression {} in bridge chains is not supported by the eBPF data plane",

@@ -63,6 +63,8 @@ pub enum Decompiled {
     Statement(Statement),
     /// A target that decides.
     Verdict(Action),
+    /// A target that acts, then decides (ebtables' targets).
+    StatementVerdict(Statement, Action),
 }
 
 fn one(test: Test, negated: bool) -> Decompiled {
@@ -74,6 +76,9 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
     let name = m.ext_name().ok_or("match without a name")?;
     let rev = m.rev().unwrap_or(0);
     let b = Blob(m.info().ok_or("match without info")?);
+    if cx.family == Family::Bridge {
+        return ebt::decompile_match(cx, name, rev, b);
+    }
     if cx.family == Family::Netdev {
         return Err("xt matches in netdev chains are not supported".into());
     }
@@ -113,6 +118,9 @@ pub fn decompile_target(cx: &XtCx<'_>, t: &XtTarget) -> Result<Decompiled, Strin
     let name = t.ext_name().ok_or("target without a name")?;
     let rev = t.rev().unwrap_or(0);
     let b = Blob(t.info().ok_or("target without info")?);
+    if cx.family == Family::Bridge {
+        return ebt::decompile_target(cx, name, rev, b);
+    }
     match (name, rev) {
         ("REJECT", 0) => reject(cx, b),
         ("LOG", 0) => log(cx, b),
@@ -797,6 +805,8 @@ fn connmark_target(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, S
         };
     Ok(Decompiled::Statement(statement))
 }
+
+mod ebt;
 
 #[cfg(test)]
 mod tests;
