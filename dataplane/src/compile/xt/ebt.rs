@@ -140,9 +140,9 @@ fn type_code_ranges(t: (u8, u8), c: (u8, u8)) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 // --- ebt_ip ---------------------------------------------------------------------------
 
-const EBT_IP_TOS: u8 = 0x01;
-const EBT_IP_SOURCE: u8 = 0x02;
-const EBT_IP_DEST: u8 = 0x04;
+const EBT_IP_SOURCE: u8 = 0x01;
+const EBT_IP_DEST: u8 = 0x02;
+const EBT_IP_TOS: u8 = 0x04;
 const EBT_IP_PROTO: u8 = 0x08;
 const EBT_IP_SPORT: u8 = 0x10;
 const EBT_IP_DPORT: u8 = 0x20;
@@ -593,3 +593,6 @@ fn mark_target(cx: &XtCx<'_>, b: Blob<'_>) -> Result<Decompiled, String> {
     };
     Ok(Decompiled::StatementVerdict(statement, verdict))
 }
+
+#[cfg(test)]
+mod tests;
