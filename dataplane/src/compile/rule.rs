@@ -1160,7 +1160,7 @@ impl RuleState<'_, '_> {
                 key.map(meta_name).unwrap_or_default()
             ));
         }
-        mark_set_allowed(self.ctx.hook)?;
+        mark_set_allowed_in(self.ctx.family, self.ctx.hook)?;
         let statement = match self.mark_operand(sreg) {
             Some(MarkOperand::Const(value)) => Statement::set_mark(value),
             Some(MarkOperand::Meta { and, xor }) => Statement::SetMark { and, xor },
@@ -1901,6 +1901,16 @@ pub(super) fn mark_set_allowed(hook: Hook) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Whether a statement may change the packet's mark in a chain of `family` at `hook`.
+/// ARP input chains may: arp_rcv() runs their hook, as TC ingress comes, before the
+/// mark's one reader there, arp_process()'s route lookup.
+pub(super) fn mark_set_allowed_in(family: Family, hook: Hook) -> Result<(), String> {
+    if family == Family::Arp {
+        return Ok(());
+    }
+    mark_set_allowed(hook)
 }
 
 /// ARPHRD_ETHER, `meta iiftype ether`.

@@ -26,7 +26,9 @@ use nftshim_ebpf::ir::{ct_state, Action, Match, PortRange, Reject, Statement, Te
 use nftshim_ebpf::residual::{CmpOp, Insn, PayloadBase};
 
 use super::residual::SCRATCH;
-use super::rule::{ct_status_where, has_connection, log_spec_of, mark_set_allowed, V4, V6};
+use super::rule::{
+    ct_status_where, has_connection, log_spec_of, mark_set_allowed, mark_set_allowed_in, V4, V6,
+};
 use super::sets::{self, ByteRange};
 use super::{Family, Hook};
 
@@ -755,7 +757,7 @@ fn log(cx: &XtCx<'_>, b: Blob<'_>) -> Result<Decompiled, String> {
 
 /// `struct xt_mark_tginfo2`: mark @0, mask @4; mark_tg(): `(mark & ~mask) ^ value`.
 fn mark_target(cx: &XtCx<'_>, b: Blob<'_>) -> Result<Decompiled, String> {
-    mark_set_allowed(cx.hook)?;
+    mark_set_allowed_in(cx.family, cx.hook)?;
     Ok(Decompiled::Statement(Statement::SetMark {
         and: !b.u32(4),
         xor: b.u32(0),
