@@ -302,6 +302,18 @@ pub enum Insn {
     PktType {
         dreg: u8,
     },
+    /// `len` bytes of the MAC header (the frame's own bytes) at `offset_set` when its
+    /// byte `index` has a bit of `mask` set, else at `offset_clear`: ebt_802_3's type,
+    /// which follows a one-byte (UI) or two-byte LLC control field. Breaks when the
+    /// frame does not have the bytes.
+    LinkChoice {
+        index: u8,
+        mask: u8,
+        offset_set: u8,
+        offset_clear: u8,
+        len: u8,
+        dreg: u8,
+    },
 }
 
 /// A rule's residual program.
@@ -628,6 +640,9 @@ impl ResidualProgram {
                         && within(*dreg, if *nexthdr { 1 } else { *len as usize })
                 }
                 Insn::PktType { dreg } => within(*dreg, 1),
+                Insn::LinkChoice { len, dreg, .. } => {
+                    (1..=MAX_DATA as u8).contains(len) && within(*dreg, *len as usize)
+                }
             };
             if !ok {
                 return Err(format!("operation out of bounds: {insn:?}"));
@@ -885,6 +900,33 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
         Insn::PktType { dreg } => {
             store(regs, *dreg, &[m.pkt_type]);
             true
+        }
+        Insn::LinkChoice {
+            index,
+            mask,
+            offset_set,
+            offset_clear,
+            len,
+            dreg,
+        } => {
+            let Some(frame) = h.netdev.as_ref().map(|nf| &nf.frame) else {
+                return false;
+            };
+            let Some(b) = frame.get(*index as usize) else {
+                return false;
+            };
+            let start = if b & mask != 0 {
+                *offset_set
+            } else {
+                *offset_clear
+            } as usize;
+            match frame.get(start..start + *len as usize) {
+                Some(bytes) => {
+                    store(regs, *dreg, bytes);
+                    true
+                }
+                None => false,
+            }
         }
     }
 }

@@ -212,6 +212,9 @@ enum Kind {
     Arp(u16, [u8; 4], [u8; 4]),
     /// A UDP frame (port 53) in an 802.1Q tag with this TCI.
     Vlan(u16),
+    /// An 802.3 frame with an LLC header: DSAP, SSAP, first control byte, and the SNAP
+    /// type after a UI control byte (at 20) and after a two-byte one (at 22).
+    Llc(u8, u8, u8, [u8; 2], [u8; 2]),
 }
 
 fn probes() -> Vec<Probe> {
@@ -321,6 +324,17 @@ fn frame(p: &Probe) -> Vec<u8> {
             f.extend_from_slice(&data);
             return f;
         }
+        Kind::Llc(dsap, ssap, ctrl, ui_type, ni_type) => {
+            let mut f = p.dst.to_vec();
+            f.extend_from_slice(&p.src);
+            f.extend_from_slice(&46u16.to_be_bytes());
+            f.extend_from_slice(&[dsap, ssap, ctrl, 0, 0, 0]);
+            f.extend_from_slice(&ui_type);
+            f.extend_from_slice(&ni_type);
+            f.extend_from_slice(&data);
+            f.resize(60, 0);
+            return f;
+        }
         Kind::Vlan(tci) => {
             eth()
                 .ipv4(v4.0, v4.1, 64)
@@ -367,7 +381,7 @@ fn observe(side: &Side, probes: &[Probe]) -> Vec<(&'static str, Vec<u32>)> {
 }
 
 /// Per device (a1, a2, br0, b1), the ids of the frames of the experimental ethertype,
-/// IPv4, IPv6 and ARP it received. (Not ETH_P_ALL: its taps see frames before TC
+/// IPv4, IPv6, ARP and 802.2 LLC it received. (Not ETH_P_ALL: its taps see frames before TC
 /// ingress, and those a device sends.)
 fn observe_all(side: &Side, probes: &[Probe]) -> Vec<(&'static str, Vec<u32>)> {
     let mut catchers = Vec::new();
@@ -377,7 +391,8 @@ fn observe_all(side: &Side, probes: &[Probe]) -> Vec<(&'static str, Vec<u32>)> {
         ("br0", &side.br, "br0"),
         ("b1", &side.br, "b1"),
     ] {
-        for ethertype in [ETHERTYPE, 0x0800, 0x86dd, 0x0806] {
+        // ETH_P_802_2: the LLC frames' skb->protocol.
+        for ethertype in [ETHERTYPE, 0x0800, 0x86dd, 0x0806, 0x0004] {
             catchers.push((name, ns, dev, ethertype));
         }
     }
@@ -629,7 +644,7 @@ fn bridge_chains_see_what_the_kernel_s_bridge_hooks_see() {
 }
 
 /// Frames for ebtables' matches: IPv4, IPv6 (one behind a hop-by-hop header), ARP,
-/// 802.1Q, forwarded, to the bridge, flooded and sent by br0.
+/// 802.1Q, 802.3 with LLC headers, forwarded, to the bridge, flooded and sent by br0.
 fn ebt_probes() -> Vec<Probe> {
     let p = |id, from, src, dst, kind| Probe {
         id,
@@ -672,6 +687,55 @@ fn ebt_probes() -> Vec<Probe> {
         p(15, br, MAC_BR, MAC_A2, udp(55, 0)),
         p(16, br, MAC_BR, BROADCAST, Kind::Tcp(22)),
         p(17, h2, MAC_A2, MAC_A1, udp(54, 0)),
+        p(
+            18,
+            h1,
+            MAC_A1,
+            MAC_A2,
+            Kind::Llc(0x42, 0x42, 3, [0; 2], [0; 2]),
+        ),
+        p(
+            19,
+            h1,
+            MAC_A1,
+            MAC_A2,
+            Kind::Llc(0xaa, 0xaa, 3, [8, 0], [0; 2]),
+        ),
+        p(
+            20,
+            h1,
+            MAC_A1,
+            MAC_A2,
+            Kind::Llc(0xaa, 0xaa, 0, [0; 2], [8, 0]),
+        ),
+        p(
+            21,
+            h1,
+            MAC_A1,
+            MAC_A2,
+            Kind::Llc(0xaa, 0xaa, 0, [8, 0], [0; 2]),
+        ),
+        p(
+            22,
+            h1,
+            MAC_A1,
+            MAC_BR,
+            Kind::Llc(0x42, 0x42, 3, [0; 2], [0; 2]),
+        ),
+        p(
+            23,
+            h1,
+            MAC_A1,
+            MAC_BR,
+            Kind::Llc(0x43, 0x42, 3, [0; 2], [0; 2]),
+        ),
+        p(
+            24,
+            h1,
+            MAC_A1,
+            MAC_BR,
+            Kind::Llc(0x43, 0x43, 3, [0; 2], [0; 2]),
+        ),
     ]
 }
 
@@ -715,6 +779,23 @@ const EBT_RULESETS: &[(&str, &[&str])] = &[
             "-A OUTPUT --pkttype-type otherhost",
             "-A OUTPUT -j mark --mark-xor 3 --mark-target CONTINUE",
             "-A OUTPUT --mark 3/3 -j DROP",
+        ],
+    ),
+    (
+        "ebt among (native set lookups, network header at the ports' egress)",
+        &[
+            "-A FORWARD --among-dst 02:00:00:00:08:02=10.9.9.9 -j DROP",
+            "-A FORWARD --among-src 02:00:00:00:08:02,02:00:00:00:08:0b",
+            "-A OUTPUT --among-src 02:00:00:00:08:0b=10.9.9.1 -j DROP",
+        ],
+    ),
+    (
+        "ebt 802_3",
+        &[
+            "-A FORWARD -p Length --802_3-type 0x0800 -j DROP",
+            "-A FORWARD -p Length --802_3-sap 0x42 -j DROP",
+            "-A FORWARD -p Length --802_3-sap ! 0x43",
+            "-A INPUT -p Length --802_3-sap ! 0x42 -j DROP",
         ],
     ),
 ];

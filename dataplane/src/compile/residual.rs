@@ -64,6 +64,7 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
             dreg, len, nexthdr, ..
         } => Some((*dreg, if *nexthdr { 4 } else { round(*len as usize) })),
         Insn::PktType { dreg } => Some((*dreg, 4)),
+        Insn::LinkChoice { dreg, len, .. } => Some((*dreg, round(*len as usize))),
         Insn::Cmp { .. } | Insn::Range { .. } | Insn::Lookup { .. } | Insn::NetdevView => None,
     }
 }
@@ -81,6 +82,7 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::PayloadIndexed { .. }
         | Insn::Ip6SkipExthdr { .. }
         | Insn::PktType { .. }
+        | Insn::LinkChoice { .. }
         | Insn::NetdevView => None,
         Insn::Bitwise { sreg, len, .. } => Some((*sreg, round(*len as usize))),
         Insn::Shift { sreg, .. } => Some((*sreg, 4)),

@@ -4,7 +4,7 @@
  * field whose place a length field gives, ebt_ip6's walk to the upper-layer header,
  * and skb->pkt_type. They read with skb_header_pointer() from skb->data, the network
  * header at every bridge hook, to skb->len: here frame offsets from rs->nh (the
- * netdev view's 14) to rs->end (the frame's end). Included by residual.h; the Rust
+ * netdev view's 14) to rs->end (the frame's end). ebt_802_3 reads the MAC header. Included by residual.h; the Rust
  * reference is src/residual.rs (src/residual/ebt.rs). */
 #ifndef NFTSHIM_EBT_H
 #define NFTSHIM_EBT_H
@@ -15,6 +15,8 @@ enum ns_res_ebt_op {
 	/* flags: 1 the header type, else len bytes at offset in the header; dreg */
 	NS_RES_IP6_SKIP_EXTHDR = 29,
 	NS_RES_PKTTYPE = 30, /* skb->pkt_type (1 byte) into dreg */
+	/* arg: index byte; data[0] mask, data[1] offset if set, data[2] if clear; len, dreg */
+	NS_RES_LINK_CHOICE = 31,
 };
 
 /* Copies len (<= 16) bytes at frame offset `at` into dreg from the header copy; 0 when
@@ -131,6 +133,29 @@ NS_INLINE int ns_ebt_pkttype(struct ns_res_state *rs, const struct ns_res_insn *
 		return -1;
 	ns_res_clear(rs->regs, dreg, 1);
 	rs->regs[dreg & (NS_RES_REGS - 1)] = rs->pkt_type;
+	return 1;
+}
+
+/* NS_RES_LINK_CHOICE: len bytes of the frame (from the MAC header) at data[1] when
+ * its byte `arg` has a bit of data[0] set, else at data[2]. */
+NS_INLINE int ns_ebt_link_choice(struct ns_res_state *rs, const struct ns_res_insn *in)
+{
+	__u32 frame = rs->frame_len < rs->hdr_len ? rs->frame_len : rs->hdr_len;
+	__u32 dreg = in->dreg, len = in->len;
+	if (len == 0 || len > NS_RES_DATA || dreg + len > NS_RES_REGS)
+		return -1;
+	if (in->arg + 1 > frame)
+		return 0;
+	__u8 b = rs->hdr[in->arg & (NS_RES_HDR_MAX - 1)];
+	__u32 at = (b & in->data[0]) ? in->data[1] : in->data[2];
+	if (at + len > frame)
+		return 0;
+	ns_res_clear(rs->regs, dreg, len);
+	for (__u32 k = 0; k < NS_RES_DATA; k++) {
+		if (k >= len)
+			break;
+		rs->regs[(dreg + k) & (NS_RES_REGS - 1)] = rs->hdr[(at + k) & (NS_RES_HDR_MAX - 1)];
+	}
 	return 1;
 }
 

@@ -544,6 +544,8 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 		return ns_ebt_ip6_skip(rs, in, hk);
 	case NS_RES_PKTTYPE:
 		return ns_ebt_pkttype(rs, in);
+	case NS_RES_LINK_CHOICE:
+		return ns_ebt_link_choice(rs, in);
 	case NS_RES_NETDEV:
 		if (!NS_FEATURE(NS_F_NETDEV_VIEW))
 			return -1;

@@ -44,6 +44,7 @@ pub const RES_SCTP_CHUNK: u8 = 14;
 pub const RES_PAYLOAD_INDEXED: u8 = 28;
 pub const RES_IP6_SKIP_EXTHDR: u8 = 29;
 pub const RES_PKTTYPE: u8 = 30;
+pub const RES_LINK_CHOICE: u8 = 31;
 /// Not an operation: the spec of a `payload set` statement (`struct ns_res_insn` read
 /// as `struct ns_write_spec`, bpf/lib/rewrite.h): flags 1 network / 2 transport base,
 /// offset, len, data the mask, data2 the xor, arg the checksum offset, sreg
@@ -535,6 +536,18 @@ impl Extras {
                 Insn::PktType { dreg } => {
                     b.op = RES_PKTTYPE;
                     (b.len, b.dreg) = (1, *dreg);
+                }
+                Insn::LinkChoice {
+                    index,
+                    mask,
+                    offset_set,
+                    offset_clear,
+                    len,
+                    dreg,
+                } => {
+                    b.op = RES_LINK_CHOICE;
+                    (b.arg, b.len, b.dreg) = (*index, *len, *dreg);
+                    b.data[..3].copy_from_slice(&[*mask, *offset_set, *offset_clear]);
                 }
                 Insn::Cmp { sreg, op, data } => {
                     b.op = RES_CMP;

@@ -37,6 +37,7 @@ pub fn decompile_match(
         ("vlan", 0) => vlan(b),
         ("pkttype", 0) => pkttype(cx, b),
         ("mark_m", 0) => mark_m(b),
+        ("802_3", 0) => llc(b),
         _ => Err(format!(
             "ebt match {name} (revision {rev}) is not supported by the eBPF data plane"
         )),
@@ -497,6 +498,50 @@ fn vlan(b: Blob<'_>) -> Result<Decompiled, String> {
         let encap = b.be16(4).to_be_bytes();
         copy(&mut p, [0, 0, 0xff, 0xff]);
         p.eq(S1, &[0, 0, encap[0], encap[1]], inv(invf, EBT_VLAN_ENCAP));
+    }
+    Ok(p.done())
+}
+
+// --- ebt_802_3 -----------------------------------------------------------------------
+
+const EBT_802_3_SAP: u8 = 0x01;
+const EBT_802_3_TYPE: u8 = 0x02;
+/// The DSAP and SSAP of SNAP frames, the only ones whose type `--802_3-type` tests.
+const CHECK_TYPE: u8 = 0xaa;
+
+/// `struct ebt_802_3_info`: sap @0, type be16 @2, bitmask @4, invflags @5.
+/// ebt_802_3_mt() reads the LLC header after the MAC header (skb_mac_header(), the
+/// frame's own bytes): DSAP @14, SSAP @15, control @16; the SNAP type at 20 after a
+/// one-byte (UI: control & 3) control field, else at 22 (`struct hdr_ni`'s padding).
+/// Known difference: the kernel reads those bytes without a length check, past the end
+/// of a frame shorter than 17 (SAP) or 24 bytes; here such a frame fails the match.
+fn llc(b: Blob<'_>) -> Result<Decompiled, String> {
+    let (sap, bits, invf) = (b.u8(0), b.u8(4), b.u8(5));
+    let mut p = Prog::default();
+    let link = |offset: u16, len: u8| Insn::Payload {
+        base: PayloadBase::LinkLayerUntagged,
+        offset,
+        len,
+        dreg: S0,
+    };
+    if bits & EBT_802_3_SAP != 0 {
+        for at in [15, 14] {
+            p.0.push(link(at, 1));
+            p.eq(S0, &[sap], inv(invf, EBT_802_3_SAP));
+        }
+    }
+    if bits & EBT_802_3_TYPE != 0 {
+        p.0.push(link(14, 2));
+        p.eq(S0, &[CHECK_TYPE, CHECK_TYPE], false);
+        p.0.push(Insn::LinkChoice {
+            index: 16,
+            mask: 0x03,
+            offset_set: 20,
+            offset_clear: 22,
+            len: 2,
+            dreg: S0,
+        });
+        p.eq(S0, &b.be16(2).to_be_bytes(), inv(invf, EBT_802_3_TYPE));
     }
     Ok(p.done())
 }

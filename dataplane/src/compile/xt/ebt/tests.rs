@@ -314,3 +314,23 @@ fn mark_match_and_target() {
     assert!(target(1, MARK_XOR_VALUE | 0xd, Hook::Input).is_err());
     assert!(decompile_target(&cx(Hook::Prerouting), "redirect", 0, Blob(&[0xff; 4])).is_err());
 }
+
+#[test]
+fn llc_sap_and_snap_type_after_either_control_field() {
+    // --802_3-sap ! 0x0a
+    let d = matcher("802_3", Hook::Forward, &[0x0a, 0, 0, 0, 1, 1]).unwrap();
+    let llc = |dsap: u8, ssap: u8, ctrl: u8, tail: &[u8]| {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0, 46, dsap, ssap, ctrl];
+        f.extend_from_slice(tail);
+        f
+    };
+    assert!(holds(&d, &llc(0x42, 0x42, 3, &[0; 40])));
+    assert!(!holds(&d, &llc(0x0a, 0x42, 3, &[0; 40])));
+    assert!(!holds(&d, &llc(0x42, 0x0a, 3, &[0; 40])));
+    // --802_3-type 0x0800: UI frames have it at 20, others at 22.
+    let d = matcher("802_3", Hook::Output, &[0, 0, 0x08, 0x00, 2, 0]).unwrap();
+    assert!(holds(&d, &llc(0xaa, 0xaa, 3, &[0, 0, 0, 8, 0, 0, 0])));
+    assert!(!holds(&d, &llc(0xaa, 0xaa, 0, &[0, 0, 0, 8, 0, 0, 0])));
+    assert!(holds(&d, &llc(0xaa, 0xaa, 0, &[0, 0, 0, 0, 0, 8, 0])));
+    assert!(!holds(&d, &llc(0x42, 0x42, 3, &[0, 0, 0, 8, 0, 0, 0])));
+}
