@@ -1224,8 +1224,19 @@ fn bridge_constructs_that_are_not_enforced_are_refused() {
             ..
         }
     )));
+    // So are network header loads at the ports' egress: nft_payload reads them from
+    // skb_network_offset(), whatever skb->data is there.
+    let ip = matches_of(&state, "c_ip");
+    assert!(residual_in(&ip).iter().any(|i| matches!(
+        i,
+        Insn::Payload {
+            base: PayloadBase::Network,
+            offset: 12,
+            ..
+        }
+    )));
     let cases = [
-        ("c_ip", "header matches in bridge forward"),
+        ("c_tcp", "header matches in bridge forward"),
         ("c_iif_in_input", "does not know the port"),
         ("c_pkttype", "meta pkttype in bridge chains"),
         ("c_log", "in bridge chains"),

@@ -269,6 +269,8 @@ impl PacketFields {
             },
             l4proto: self.l4proto,
             mark: self.mark,
+            // Not a field of these packets: PACKET_HOST.
+            pkt_type: 0,
             ct: self.ct,
         }
     }

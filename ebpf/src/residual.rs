@@ -276,6 +276,44 @@ pub enum Insn {
     /// The operations after it see the packet as netdev-family chains do
     /// ([`netdev_view`]): first in the programs of rules in netdev chains.
     NetdevView,
+    /// `len` bytes of the network header at `offset + scale * (its byte index & mask)`:
+    /// a field whose place a length field of the header gives, read as ebtables'
+    /// matches read it with skb_header_pointer() (ebt_ip's ports at `ihl * 4`,
+    /// ebt_arp's addresses after `ar_hln`). Breaks when either is not in the packet.
+    PayloadIndexed {
+        index: u8,
+        mask: u8,
+        scale: u8,
+        offset: u16,
+        len: u8,
+        dreg: u8,
+    },
+    /// ebt_ip6's upper-layer header: ipv6_skip_exthdr() from the end of the IPv6
+    /// header ([`ebt::ipv6_skip_exthdr`]). With `nexthdr`, the header type it stops at
+    /// (1 byte); otherwise `len` bytes at `offset` in that header. Breaks when the walk
+    /// fails or the bytes are not in the packet.
+    Ip6SkipExthdr {
+        offset: u8,
+        len: u8,
+        dreg: u8,
+        nexthdr: bool,
+    },
+    /// skb->pkt_type (1 byte, PACKET_*), as ebt_pkttype reads it.
+    PktType {
+        dreg: u8,
+    },
+    /// `len` bytes of the MAC header (the frame's own bytes) at `offset_set` when its
+    /// byte `index` has a bit of `mask` set, else at `offset_clear`: ebt_802_3's type,
+    /// which follows a one-byte (UI) or two-byte LLC control field. Breaks when the
+    /// frame does not have the bytes.
+    LinkChoice {
+        index: u8,
+        mask: u8,
+        offset_set: u8,
+        offset_clear: u8,
+        len: u8,
+        dreg: u8,
+    },
 }
 
 /// A rule's residual program.
@@ -350,6 +388,8 @@ pub fn link_bytes(nf: &NetdevFrame, offset: usize, len: usize, tagged: bool) -> 
 }
 
 const ETH_HLEN: usize = 14;
+
+mod ebt;
 /// NFPROTO_NETDEV: `meta nfproto` at the netdev hooks.
 pub const NFPROTO_NETDEV: u8 = 5;
 
@@ -375,6 +415,7 @@ pub fn netdev_view(nf: &NetdevFrame, mark: u32) -> (Headers, MetaValues) {
         nfproto: NFPROTO_NETDEV,
         l4proto: None,
         mark,
+        pkt_type: 0,
         // No conntrack at netdev hooks.
         ct: Default::default(),
     };
@@ -443,6 +484,8 @@ pub struct MetaValues {
     pub nfproto: u8,
     pub l4proto: Option<u8>,
     pub mark: u32,
+    /// skb->pkt_type.
+    pub pkt_type: u8,
     /// What the packet's tracking says.
     pub ct: crate::fields::CtFields,
 }
@@ -460,7 +503,11 @@ impl ResidualProgram {
         for insn in &self.insns {
             if *insn == Insn::NetdevView {
                 match &headers.netdev {
-                    Some(nf) => view = Some(netdev_view(nf, meta.mark)),
+                    Some(nf) => {
+                        let (h, mut m) = netdev_view(nf, meta.mark);
+                        m.pkt_type = meta.pkt_type;
+                        view = Some((h, m));
+                    }
                     None => return false,
                 }
                 continue;
@@ -573,6 +620,29 @@ impl ResidualProgram {
                         && within(*sreg, *len as usize)
                 }
                 Insn::NetdevView => true,
+                Insn::PayloadIndexed {
+                    mask,
+                    scale,
+                    offset,
+                    len,
+                    dreg,
+                    ..
+                } => {
+                    (1..=MAX_DATA as u8).contains(len)
+                        && *offset as u32 + *scale as u32 * *mask as u32 + *len as u32
+                            <= ebt::MAX_INDEXED_END
+                        && within(*dreg, *len as usize)
+                }
+                Insn::Ip6SkipExthdr {
+                    len, dreg, nexthdr, ..
+                } => {
+                    (1..=MAX_DATA as u8).contains(len)
+                        && within(*dreg, if *nexthdr { 1 } else { *len as usize })
+                }
+                Insn::PktType { dreg } => within(*dreg, 1),
+                Insn::LinkChoice { len, dreg, .. } => {
+                    (1..=MAX_DATA as u8).contains(len) && within(*dreg, *len as usize)
+                }
             };
             if !ok {
                 return Err(format!("operation out of bounds: {insn:?}"));
@@ -783,6 +853,81 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
         }
         // Handled by [`ResidualProgram::holds`].
         Insn::NetdevView => true,
+        Insn::PayloadIndexed {
+            index,
+            mask,
+            scale,
+            offset,
+            len,
+            dreg,
+        } => {
+            let net = h.network.get(h.nh..).unwrap_or(&[]);
+            let Some(b) = net.get(*index as usize) else {
+                return false;
+            };
+            let start = *offset as usize + *scale as usize * (b & mask) as usize;
+            match net.get(start..start + *len as usize) {
+                Some(bytes) => {
+                    store(regs, *dreg, bytes);
+                    true
+                }
+                None => false,
+            }
+        }
+        Insn::Ip6SkipExthdr {
+            offset,
+            len,
+            dreg,
+            nexthdr,
+        } => {
+            let net = h.network.get(h.nh..).unwrap_or(&[]);
+            let Some((next, at)) = ebt::ipv6_skip_exthdr(net) else {
+                return false;
+            };
+            if *nexthdr {
+                store(regs, *dreg, &[next]);
+                return true;
+            }
+            let start = at + *offset as usize;
+            match net.get(start..start + *len as usize) {
+                Some(bytes) => {
+                    store(regs, *dreg, bytes);
+                    true
+                }
+                None => false,
+            }
+        }
+        Insn::PktType { dreg } => {
+            store(regs, *dreg, &[m.pkt_type]);
+            true
+        }
+        Insn::LinkChoice {
+            index,
+            mask,
+            offset_set,
+            offset_clear,
+            len,
+            dreg,
+        } => {
+            let Some(frame) = h.netdev.as_ref().map(|nf| &nf.frame) else {
+                return false;
+            };
+            let Some(b) = frame.get(*index as usize) else {
+                return false;
+            };
+            let start = if b & mask != 0 {
+                *offset_set
+            } else {
+                *offset_clear
+            } as usize;
+            match frame.get(start..start + *len as usize) {
+                Some(bytes) => {
+                    store(regs, *dreg, bytes);
+                    true
+                }
+                None => false,
+            }
+        }
     }
 }
 

@@ -59,6 +59,12 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         Insn::Bitwise { dreg, len, .. } => Some((*dreg, round(*len as usize))),
         Insn::Shift { dreg, .. } => Some((*dreg, 4)),
         Insn::Byteorder { dreg, len, .. } => Some((*dreg, *len as usize)),
+        Insn::PayloadIndexed { dreg, len, .. } => Some((*dreg, round(*len as usize))),
+        Insn::Ip6SkipExthdr {
+            dreg, len, nexthdr, ..
+        } => Some((*dreg, if *nexthdr { 4 } else { round(*len as usize) })),
+        Insn::PktType { dreg } => Some((*dreg, 4)),
+        Insn::LinkChoice { dreg, len, .. } => Some((*dreg, round(*len as usize))),
         Insn::Cmp { .. } | Insn::Range { .. } | Insn::Lookup { .. } | Insn::NetdevView => None,
     }
 }
@@ -73,6 +79,10 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::Ipv6Exthdr { .. }
         | Insn::TcpOption { .. }
         | Insn::SctpChunk { .. }
+        | Insn::PayloadIndexed { .. }
+        | Insn::Ip6SkipExthdr { .. }
+        | Insn::PktType { .. }
+        | Insn::LinkChoice { .. }
         | Insn::NetdevView => None,
         Insn::Bitwise { sreg, len, .. } => Some((*sreg, round(*len as usize))),
         Insn::Shift { sreg, .. } => Some((*sreg, 4)),

@@ -965,6 +965,19 @@ impl RuleState<'_, '_> {
                 self.statements = true;
             }
             Decompiled::Verdict(a) => self.verdict = Some(a),
+            Decompiled::StatementVerdict(_, Action::Return) if self.ctx.base => {
+                // As a `return` verdict in a base chain (see step()).
+                return Err(
+                    "a target's verdict return in a base chain is not supported by the eBPF \
+                     data plane yet"
+                        .into(),
+                );
+            }
+            Decompiled::StatementVerdict(st, a) => {
+                self.effects.push(st);
+                self.statements = true;
+                self.verdict = Some(a);
+            }
         }
         Ok(())
     }
@@ -1155,7 +1168,7 @@ impl RuleState<'_, '_> {
                 key.map(meta_name).unwrap_or_default()
             ));
         }
-        mark_set_allowed(self.ctx.hook)?;
+        mark_set_allowed_in(self.ctx.family, self.ctx.hook)?;
         let statement = match self.mark_operand(sreg) {
             Some(MarkOperand::Const(value)) => Statement::set_mark(value),
             Some(MarkOperand::Meta { and, xor }) => Statement::SetMark { and, xor },
@@ -1816,10 +1829,13 @@ impl RuleState<'_, '_> {
 /// is skb->protocol once VLAN tags are out of the frame, and the hook has skb->data at
 /// the network header, as TC ingress has. At the ports' egress (forward, output,
 /// postrouting) the kernel's skb->data is still at the network header, TC's at the
-/// MAC header: header matches stay refused there. Link-layer loads are refused as in
+/// MAC header: header matches that depend on it (transport header, `meta
+/// l4proto/length`, extension headers) stay refused there; network header loads and
+/// `meta protocol`, which do not, are allowed. Link-layer loads are refused as in
 /// netdev chains (hardware-accelerated VLAN tags are re-inserted into them), and so
 /// are `meta nfproto` (NFPROTO_BRIDGE), conntrack (nf_conntrack_bridge), reject
-/// (nft_reject_bridge) and log.
+/// (nft_reject_bridge) and log. ebtables' compat matches and targets read the packet
+/// their own way: `xt/ebt.rs` decides which it can reproduce.
 fn bridge_allows(typed: &TypedExpr, hook: Hook) -> Result<(), String> {
     let headers = matches!(hook, Hook::Prerouting | Hook::Input);
     let egress_headers = || {
@@ -1831,11 +1847,10 @@ fn bridge_allows(typed: &TypedExpr, hook: Hook) -> Result<(), String> {
         )
     };
     match typed {
+        // skb->protocol, which nothing changes between the hook and the port's TC.
+        TypedExpr::Meta(m) if m.key() == Some(MetaKey::Protocol) && m.sreg().is_none() => Ok(()),
         TypedExpr::Meta(m)
-            if matches!(
-                m.key(),
-                Some(MetaKey::Protocol | MetaKey::L4proto | MetaKey::Len)
-            ) && m.sreg().is_none() =>
+            if matches!(m.key(), Some(MetaKey::L4proto | MetaKey::Len)) && m.sreg().is_none() =>
         {
             if headers {
                 Ok(())
@@ -1845,6 +1860,12 @@ fn bridge_allows(typed: &TypedExpr, hook: Hook) -> Result<(), String> {
         }
         // Link-layer loads read the MAC header wherever the hook is (see link_base).
         TypedExpr::Payload(p) if p.base() == Some(PayloadBase::LinkLayer) && p.sreg().is_none() => {
+            Ok(())
+        }
+        // Network header loads too: nft_payload reads them from skb_network_offset() to
+        // skb->len whatever the hook's skb->data, the netdev view from the frame's
+        // byte 14 to its end.
+        TypedExpr::Payload(p) if p.base() == Some(PayloadBase::Network) && p.sreg().is_none() => {
             Ok(())
         }
         TypedExpr::Payload(_) | TypedExpr::Exthdr(_) if headers => Ok(()),
@@ -1875,6 +1896,8 @@ fn bridge_allows(typed: &TypedExpr, hook: Hook) -> Result<(), String> {
         | TypedExpr::Objref(_)
         | TypedExpr::Limit(_)
         | TypedExpr::Quota(_) => Ok(()),
+        // ebtables' extensions: each decides what it can reproduce (xt/ebt.rs).
+        TypedExpr::Match(_) | TypedExpr::Target(_) => Ok(()),
         TypedExpr::Payload(_) | TypedExpr::Exthdr(_) => egress_headers(),
         other => Err(format!(
             "expression {} in bridge chains is not supported by the eBPF data plane",
@@ -1893,6 +1916,16 @@ pub(super) fn mark_set_allowed(hook: Hook) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Whether a statement may change the packet's mark in a chain of `family` at `hook`.
+/// ARP input chains may: arp_rcv() runs their hook, as TC ingress comes, before the
+/// mark's one reader there, arp_process()'s route lookup.
+pub(super) fn mark_set_allowed_in(family: Family, hook: Hook) -> Result<(), String> {
+    if family == Family::Arp {
+        return Ok(());
+    }
+    mark_set_allowed(hook)
 }
 
 /// ARPHRD_ETHER, `meta iiftype ether`.

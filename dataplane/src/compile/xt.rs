@@ -26,7 +26,9 @@ use nftshim_ebpf::ir::{ct_state, Action, Match, PortRange, Reject, Statement, Te
 use nftshim_ebpf::residual::{CmpOp, Insn, PayloadBase};
 
 use super::residual::SCRATCH;
-use super::rule::{ct_status_where, has_connection, log_spec_of, mark_set_allowed, V4, V6};
+use super::rule::{
+    ct_status_where, has_connection, log_spec_of, mark_set_allowed, mark_set_allowed_in, V4, V6,
+};
 use super::sets::{self, ByteRange};
 use super::{Family, Hook};
 
@@ -63,6 +65,8 @@ pub enum Decompiled {
     Statement(Statement),
     /// A target that decides.
     Verdict(Action),
+    /// A target that acts, then decides (ebtables' targets).
+    StatementVerdict(Statement, Action),
 }
 
 fn one(test: Test, negated: bool) -> Decompiled {
@@ -74,6 +78,9 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
     let name = m.ext_name().ok_or("match without a name")?;
     let rev = m.rev().unwrap_or(0);
     let b = Blob(m.info().ok_or("match without info")?);
+    if cx.family == Family::Bridge {
+        return ebt::decompile_match(cx, name, rev, b);
+    }
     if cx.family == Family::Netdev {
         return Err("xt matches in netdev chains are not supported".into());
     }
@@ -113,6 +120,9 @@ pub fn decompile_target(cx: &XtCx<'_>, t: &XtTarget) -> Result<Decompiled, Strin
     let name = t.ext_name().ok_or("target without a name")?;
     let rev = t.rev().unwrap_or(0);
     let b = Blob(t.info().ok_or("target without info")?);
+    if cx.family == Family::Bridge {
+        return ebt::decompile_target(cx, name, rev, b);
+    }
     match (name, rev) {
         ("REJECT", 0) => reject(cx, b),
         ("LOG", 0) => log(cx, b),
@@ -747,7 +757,7 @@ fn log(cx: &XtCx<'_>, b: Blob<'_>) -> Result<Decompiled, String> {
 
 /// `struct xt_mark_tginfo2`: mark @0, mask @4; mark_tg(): `(mark & ~mask) ^ value`.
 fn mark_target(cx: &XtCx<'_>, b: Blob<'_>) -> Result<Decompiled, String> {
-    mark_set_allowed(cx.hook)?;
+    mark_set_allowed_in(cx.family, cx.hook)?;
     Ok(Decompiled::Statement(Statement::SetMark {
         and: !b.u32(4),
         xor: b.u32(0),
@@ -797,6 +807,8 @@ fn connmark_target(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, S
         };
     Ok(Decompiled::Statement(statement))
 }
+
+mod ebt;
 
 #[cfg(test)]
 mod tests;

@@ -127,7 +127,7 @@ struct ns_res_state {
 	__u16 skb_protocol; /* skb->protocol, host order */
 	/* The skb's hardware-accelerated VLAN tag (TC's __sk_buff; none at XDP). */
 	__u8 vlan_present;
-	__u8 pad;
+	__u8 pkt_type; /* skb->pkt_type (TC; 0 at XDP) */
 	__u16 vlan_proto; /* host order */
 	__u16 vlan_tci;
 	struct ns_res_view nd; /* what NS_RES_NETDEV switches to */
@@ -186,11 +186,13 @@ NS_INLINE struct ns_res_state *ns_res_state(void)
  * load-bytes helper, `protocol` skb->protocol (host order), `tag_present`,
  * `tag_proto` (host order) and `tag_tci` the skb's accelerated VLAN tag. Without a
  * copy, every payload load breaks. */
-#define NS_RES_CAPTURE(load, ctx, frame_len, protocol, tag_present, tag_proto, tag_tci)      \
+#define NS_RES_CAPTURE(load, ctx, frame_len, protocol, tag_present, tag_proto, tag_tci,      \
+		       pkttype)                                                              \
 	do {                                                                                 \
 		struct ns_res_state *rs_ = ns_res_state();                                   \
 		if (!rs_)                                                                    \
 			break;                                                               \
+		rs_->pkt_type = (pkttype);                                                   \
 		rs_->frame_len = (frame_len);                                                \
 		rs_->skb_protocol = (protocol);                                              \
 		rs_->vlan_present = (tag_present) != 0;                                      \
@@ -325,6 +327,7 @@ static __attribute__((noinline)) __u32 ns_res_find_tcpopt(struct ns_res_state *r
 }
 
 #include "netdev.h"
+#include "ebt.h"
 
 /* One chunk of an SCTP chunk walk (bpf_loop callback; `hk`: the hook's context). As
  * nft_exthdr_sctp_eval(): a chunk header the packet does not have, or of length 0,
@@ -535,6 +538,14 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 	}
 	case NS_RES_SCTP_CHUNK:
 		return ns_res_sctp_chunk(rs, in, hk);
+	case NS_RES_PAYLOAD_INDEXED:
+		return ns_ebt_payload_indexed(rs, in);
+	case NS_RES_IP6_SKIP_EXTHDR:
+		return ns_ebt_ip6_skip(rs, in, hk);
+	case NS_RES_PKTTYPE:
+		return ns_ebt_pkttype(rs, in);
+	case NS_RES_LINK_CHOICE:
+		return ns_ebt_link_choice(rs, in);
 	case NS_RES_NETDEV:
 		if (!NS_FEATURE(NS_F_NETDEV_VIEW))
 			return -1;

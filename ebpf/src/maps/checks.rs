@@ -40,6 +40,11 @@ pub const RES_TCPOPT: u8 = 11;
 pub const RES_NETDEV: u8 = 12;
 pub const RES_CT: u8 = 13;
 pub const RES_SCTP_CHUNK: u8 = 14;
+/// ebtables' reads (bpf/lib/ebt.h); 28-33 are this family's opcodes.
+pub const RES_PAYLOAD_INDEXED: u8 = 28;
+pub const RES_IP6_SKIP_EXTHDR: u8 = 29;
+pub const RES_PKTTYPE: u8 = 30;
+pub const RES_LINK_CHOICE: u8 = 31;
 /// Not an operation: the spec of a `payload set` statement (`struct ns_res_insn` read
 /// as `struct ns_write_spec`, bpf/lib/rewrite.h): flags 1 network / 2 transport base,
 /// offset, len, data the mask, data2 the xor, arg the checksum offset, sreg
@@ -506,6 +511,44 @@ impl Extras {
                     (b.sreg, b.dreg, b.len, b.arg) = (*sreg, *dreg, *len, *size);
                 }
                 Insn::NetdevView => b.op = RES_NETDEV,
+                Insn::PayloadIndexed {
+                    index,
+                    mask,
+                    scale,
+                    offset,
+                    len,
+                    dreg,
+                } => {
+                    b.op = RES_PAYLOAD_INDEXED;
+                    (b.arg, b.offset, b.len, b.dreg) = (*index, *offset, *len, *dreg);
+                    (b.data[0], b.data[1]) = (*mask, *scale);
+                }
+                Insn::Ip6SkipExthdr {
+                    offset,
+                    len,
+                    dreg,
+                    nexthdr,
+                } => {
+                    b.op = RES_IP6_SKIP_EXTHDR;
+                    (b.offset, b.len, b.dreg, b.flags) =
+                        (*offset as u16, *len, *dreg, *nexthdr as u8);
+                }
+                Insn::PktType { dreg } => {
+                    b.op = RES_PKTTYPE;
+                    (b.len, b.dreg) = (1, *dreg);
+                }
+                Insn::LinkChoice {
+                    index,
+                    mask,
+                    offset_set,
+                    offset_clear,
+                    len,
+                    dreg,
+                } => {
+                    b.op = RES_LINK_CHOICE;
+                    (b.arg, b.len, b.dreg) = (*index, *len, *dreg);
+                    b.data[..3].copy_from_slice(&[*mask, *offset_set, *offset_clear]);
+                }
                 Insn::Cmp { sreg, op, data } => {
                     b.op = RES_CMP;
                     b.flags = match op {
