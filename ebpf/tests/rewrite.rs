@@ -104,6 +104,7 @@ fn write(base: WriteBase, offset: u8, mask: &[u8], xor: &[u8]) -> PayloadWrite {
         csum_inet: false,
         csum_offset: 0,
         pseudo_header: false,
+        csum_keep_zero: false,
     };
     w.mask[..mask.len()].copy_from_slice(mask);
     w.xor[..xor.len()].copy_from_slice(xor);
@@ -221,6 +222,48 @@ fn ttl_writes_are_seen_by_residual_tests_and_fix_the_header_checksum() {
         assert_eq!(verdict, Verdict::Accept);
         assert_eq!(out[22], 23);
         assert_eq!(out[23], frame[23], "the protocol byte is kept");
+        assert!(checksums_verify(&out));
+    }
+}
+
+/// An IPv4 UDP frame whose header checksum is 0 once its TTL is `ttl` (its IP id
+/// chosen for that), with a valid checksum for the TTL it has.
+fn udp4_zero_checksum_at_ttl(ttl: u8) -> Vec<u8> {
+    let mut f = udp4(53);
+    let ip = 14;
+    f[ip + 4..ip + 6].fill(0);
+    f[ip + 10..ip + 12].fill(0);
+    let old_ttl = f[ip + 8];
+    f[ip + 8] = ttl;
+    // Words summing to 0xffff leave a checksum of 0.
+    let id = 0xffff - sum16(&f[ip..ip + 20]);
+    f[ip + 4..ip + 6].copy_from_slice(&id.to_be_bytes());
+    f[ip + 8] = old_ttl;
+    let check = !sum16(&f[ip..ip + 20]);
+    f[ip + 10..ip + 12].copy_from_slice(&check.to_be_bytes());
+    f
+}
+
+#[test]
+fn a_checksum_fixed_up_to_zero_is_mangled_unless_the_write_keeps_zero() {
+    // nft_csum_replace() writes 0xffff (CSUM_MANGLED_0); csum_replace2() of the xtables
+    // TTL target leaves 0.
+    let frame = udp4_zero_checksum_at_ttl(23);
+    assert!(checksums_verify(&frame));
+    for (keep_zero, expected) in [(false, [0xff, 0xff]), (true, [0, 0])] {
+        let mut st = ttl_set(23);
+        if let Statement::PayloadSet(w) = &mut st {
+            w.csum_keep_zero = keep_zero;
+        }
+        let p = program(
+            Verdict::Accept,
+            vec![Rule::new(vec![], Action::Continue).with(st)],
+        );
+        let Some(loaded) = load(&p) else { return };
+        let (verdict, out) = run(&loaded, &p, &frame);
+        assert_eq!(verdict, Verdict::Accept);
+        assert_eq!(out[22], 23);
+        assert_eq!(out[24..26], expected, "keep_zero {keep_zero}");
         assert!(checksums_verify(&out));
     }
 }

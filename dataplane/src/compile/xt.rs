@@ -63,6 +63,13 @@ pub enum Decompiled {
     Statement(Statement),
     /// A target that decides.
     Verdict(Action),
+    /// A target that rewrites header bytes and lets the packet go on, when the rule
+    /// decompiler's checks of header writes allow it there.
+    Write(nftshim_ebpf::ir::PayloadWrite),
+    /// Holds while the bytes of the packets the rule's quota saw (this one included)
+    /// stay within `bytes` (`negated`: once they exceed it); the rule decompiler gives
+    /// it the rule's identity, whose counter it is.
+    Quota { bytes: u64, negated: bool },
 }
 
 fn one(test: Test, negated: bool) -> Decompiled {
@@ -97,6 +104,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("ttl", 0) => hop_limit(cx, b, V4),
         ("hl", 0) => hop_limit(cx, b, V6),
         ("helper", 0) => helper(b),
+        ("quota", 0) => quota::quota(b),
         ("limit", _) => Err(
             "xt match limit is not supported by the eBPF data plane (xt_limit counts credits \
              in jiffies, not nft_limit's nanosecond tokens)"
@@ -118,6 +126,10 @@ pub fn decompile_target(cx: &XtCx<'_>, t: &XtTarget) -> Result<Decompiled, Strin
         ("LOG", 0) => log(cx, b),
         ("MARK", 2) => mark_target(cx, b),
         ("CONNMARK", 1 | 2) => connmark_target(cx, rev, b),
+        ("DSCP", 0) => header_targets::dscp(cx, b),
+        ("TOS", 1) => header_targets::tos(cx, b),
+        ("TTL", 0) => header_targets::hop_limit(cx, b, V4),
+        ("HL", 0) => header_targets::hop_limit(cx, b, V6),
         ("MASQUERADE" | "SNAT" | "DNAT" | "REDIRECT" | "NETMAP", _) => Err(format!(
             "xt target {name} (NAT) is not supported by the eBPF data plane"
         )),
@@ -797,6 +809,9 @@ fn connmark_target(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, S
         };
     Ok(Decompiled::Statement(statement))
 }
+
+mod header_targets;
+mod quota;
 
 #[cfg(test)]
 mod tests;

@@ -47,6 +47,7 @@ pub const RES_SCTP_CHUNK: u8 = 14;
 pub const RES_WRITE: u8 = 14;
 pub const WRITE_CSUM_INET: u8 = 1 << 0;
 pub const WRITE_CSUM_PSEUDO: u8 = 1 << 1;
+pub const WRITE_CSUM_KEEP_ZERO: u8 = 1 << 2;
 
 /// `struct ns_res_insn`: one residual operation. `flags` holds the payload base, the
 /// cmp operator, the negation of a range or lookup, or the shift direction; `arg` the
@@ -381,6 +382,11 @@ fn write_spec(w: &PayloadWrite) -> BpfResidualInsn {
         sreg: if w.csum_inet { WRITE_CSUM_INET } else { 0 }
             | if w.pseudo_header {
                 WRITE_CSUM_PSEUDO
+            } else {
+                0
+            }
+            | if w.csum_keep_zero {
+                WRITE_CSUM_KEEP_ZERO
             } else {
                 0
             },
