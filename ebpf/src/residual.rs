@@ -101,6 +101,9 @@ pub enum CtKey {
     Avgpkt {
         both: bool,
     },
+    /// 1 byte, 1, when the connection keeps counters (created while accounting was on);
+    /// breaks otherwise, as xt_connbytes does without nf_conn_acct. Not an nft key.
+    HasCounters,
 }
 
 impl CtKey {
@@ -146,6 +149,8 @@ impl CtKey {
             CtKey::Packets { .. } => 14,
             CtKey::Bytes { .. } => 15,
             CtKey::Avgpkt { .. } => 16,
+            // Outside nft's numbers (bpf/lib/ct_keys.h NS_CTK_HAS_COUNTERS).
+            CtKey::HasCounters => 64,
         }
     }
 }

@@ -105,6 +105,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("hl", 0) => hop_limit(cx, b, V6),
         ("helper", 0) => helper(b),
         ("quota", 0) => quota::quota(b),
+        ("connbytes", 0) => connbytes::connbytes(cx, b),
         ("limit", _) => Err(
             "xt match limit is not supported by the eBPF data plane (xt_limit counts credits \
              in jiffies, not nft_limit's nanosecond tokens)"
@@ -810,6 +811,7 @@ fn connmark_target(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, S
     Ok(Decompiled::Statement(statement))
 }
 
+mod connbytes;
 mod header_targets;
 mod quota;
 
