@@ -123,8 +123,13 @@ int nftshim_xdp(struct xdp_md *ctx)
 	parse_packet(data, data_end, frame_len, &e->pkt);
 	e->pkt.iif = ctx->ingress_ifindex;
 	if (NS_FEATURE(NS_F_RESIDUAL))
+	{
 		NS_RES_CAPTURE(bpf_xdp_load_bytes, ctx, frame_len, ns_xdp_ethertype(data, data_end),
 			       0, 0, 0);
+		struct ns_res_state *rs = ns_res_state();
+		if (rs)
+			rs->pkt_type = 0;
+	}
 	struct ns_hook hk = {.ctx = ctx, .xdp = 1};
 	__u32 verdict = ns_run(e, 0, &hk); /* XDP is not attached by the runtime: tracks always */
 	/* Header writes are carried out by the TC entry only (the runtime never attaches
@@ -189,8 +194,13 @@ int nftshim_tc(struct __sk_buff *skb)
 	e->pkt.oif = cfg.egress ? skb->ifindex : 0;
 	e->pkt.mark = skb->mark;
 	if (NS_FEATURE(NS_F_RESIDUAL))
+	{
 		NS_RES_CAPTURE(bpf_skb_load_bytes, skb, frame_len, bpf_ntohs(skb->protocol),
 			       skb->vlan_present, bpf_ntohs(skb->vlan_proto), skb->vlan_tci);
+		struct ns_res_state *rs = ns_res_state();
+		if (rs)
+			rs->pkt_type = skb->pkt_type;
+	}
 	/* Forwarded packets were tracked at their input device, loopback's at its egress. */
 	int tracked = cfg.egress ? skb->ingress_ifindex != 0 : cfg.loopback_ingress;
 	struct ns_hook hk = {.ctx = skb, .xdp = 0};

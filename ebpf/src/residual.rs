@@ -226,6 +226,13 @@ pub enum Insn {
         len: u8,
         dreg: u8,
     },
+    /// xt_pkttype's packet type into the byte at `dreg` (zeros to the end of its
+    /// register): skb->pkt_type, but for a looped-back copy (PACKET_LOOPBACK) of a
+    /// packet sent to a group, PACKET_MULTICAST for IPv4 to a multicast address and for
+    /// any IPv6, PACKET_BROADCAST otherwise (pkttype_mt()).
+    XtPktType {
+        dreg: u8,
+    },
     /// `data` into `dreg`.
     Immediate {
         dreg: u8,
@@ -300,6 +307,9 @@ pub struct Headers {
     pub transport: Option<usize>,
     /// The ethertype (`meta protocol`).
     pub protocol: u16,
+    /// skb->pkt_type (`PACKET_*` of linux/if_packet.h; 0, PACKET_HOST, where there is
+    /// no skb).
+    pub pkt_type: u8,
     /// Offset of the network header in `network` (0 but in the netdev view).
     pub nh: usize,
     /// Netdev view: a later fragment whose transport offset is still set.
@@ -368,6 +378,8 @@ pub fn netdev_view(nf: &NetdevFrame, mark: u32) -> (Headers, MetaValues) {
         network: frame.clone(),
         transport: None,
         protocol: nf.skb_protocol,
+        // Read by compat matches only, which netdev chains do not have.
+        pkt_type: 0,
         nh: ETH_HLEN,
         later_fragment: false,
         fragment_thoff: None,
@@ -496,7 +508,7 @@ impl ResidualProgram {
                         && *offset as u32 + *len as u32 <= MAX_PAYLOAD_END
                         && within(*dreg, *len as usize)
                 }
-                Insn::Meta { dreg, .. } => within(*dreg, 4),
+                Insn::Meta { dreg, .. } | Insn::XtPktType { dreg } => within(*dreg, 4),
                 Insn::Ct { len, dreg, .. } => {
                     (1..=MAX_DATA as u8).contains(len) && within(*dreg, *len as usize)
                 }
@@ -649,6 +661,25 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             }
             None => false,
         },
+        Insn::XtPktType { dreg } => {
+            const PACKET_BROADCAST: u8 = 1;
+            const PACKET_MULTICAST: u8 = 2;
+            const PACKET_LOOPBACK: u8 = 5;
+            let t = match h.pkt_type {
+                PACKET_LOOPBACK if m.nfproto == 10 => PACKET_MULTICAST,
+                PACKET_LOOPBACK
+                    if m.nfproto == 2
+                        && h.network.len() >= h.nh + 20
+                        && h.network[h.nh + 16] & 0xf0 == 0xe0 =>
+                {
+                    PACKET_MULTICAST
+                }
+                PACKET_LOOPBACK => PACKET_BROADCAST,
+                t => t,
+            };
+            store(regs, *dreg, &[t]);
+            true
+        }
         Insn::Immediate { dreg, data } => {
             store(regs, *dreg, data);
             true
@@ -929,6 +960,38 @@ fn store(regs: &mut [u8; REGS_LEN], dreg: u8, value: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xt_pkttype_of_looped_back_copies() {
+        // (nfproto, first destination byte, type): skb->pkt_type PACKET_LOOPBACK.
+        for (nfproto, daddr0, want) in [(2u8, 224u8, 2u8), (2, 10, 1), (10, 0xfe, 2)] {
+            let mut network = vec![0u8; 40];
+            network[0] = if nfproto == 2 { 0x45 } else { 0x60 };
+            network[16] = daddr0;
+            let holds = ResidualProgram {
+                insns: vec![
+                    Insn::XtPktType { dreg: 0 },
+                    Insn::Cmp {
+                        sreg: 0,
+                        op: CmpOp::Eq,
+                        data: vec![want],
+                    },
+                ],
+            }
+            .holds(
+                &Headers {
+                    network,
+                    pkt_type: 5,
+                    ..Default::default()
+                },
+                &MetaValues {
+                    nfproto,
+                    ..Default::default()
+                },
+            );
+            assert!(holds, "nfproto {nfproto}, daddr {daddr0}: type {want}");
+        }
+    }
 
     fn run(insns: Vec<Insn>, network: &[u8], transport: Option<usize>) -> bool {
         ResidualProgram { insns }.holds(

@@ -394,3 +394,53 @@ fn later_base_chains_and_jumped_to_chains_see_the_new_values() {
     assert_eq!(&out[36..38], &5353u16.to_be_bytes());
     assert_eq!(run(&loaded, &p, &udp4(54)).0, Verdict::Drop);
 }
+
+/// xt_pkttype's residual load (not a write: here for the plain-frame helpers): the
+/// skb's packet type as eth_type_trans() set it for the test run's device (loopback:
+/// address 00:00:00:00:00:00), in the BPF program and the reference alike.
+#[test]
+fn xt_pkttype_reads_the_packet_type_of_the_skb() {
+    let is = |t: u8, op: CmpOp| {
+        Match::is(Test::Residual(ResidualProgram {
+            insns: vec![
+                Insn::XtPktType { dreg: 0 },
+                Insn::Cmp {
+                    sreg: 0,
+                    op,
+                    data: vec![t],
+                },
+            ],
+        }))
+    };
+    // Counting rules for host, broadcast, multicast, other host, then "not host"
+    // decides.
+    let mut rules: Vec<Rule> = (0..4)
+        .map(|t| Rule::new(vec![is(t, CmpOp::Eq)], Action::Continue))
+        .collect();
+    rules.push(Rule::new(vec![is(0, CmpOp::Neq)], Action::Drop));
+    let p = program(Verdict::Accept, rules);
+    let Some(loaded) = load(&p) else { return };
+    for (dst, pkt_type) in [
+        ([0u8; 6], 0u8),
+        ([0xff; 6], 1),
+        ([0x01, 0x00, 0x5e, 0, 0, 1], 2),
+        ([0x02, 0, 0, 0, 0, 9], 3),
+    ] {
+        let mut frame = udp4(53);
+        frame[..6].copy_from_slice(&dst);
+        let run_ = loaded.run_tc(&frame, SkbMeta::default(), 1).unwrap();
+        let mut f = fields(&frame);
+        if let Some(h) = f.headers.as_mut() {
+            h.pkt_type = pkt_type;
+        }
+        let eval = Reference::new(&p).unwrap().evaluate(&f).unwrap();
+        assert_eq!(run_.verdict, eval.verdict, "packet type {pkt_type}");
+        let want = if pkt_type == 0 {
+            Verdict::Accept
+        } else {
+            Verdict::Drop
+        };
+        assert_eq!(run_.verdict, want, "packet type {pkt_type}");
+        assert_eq!(eval.counted.first(), Some(&(pkt_type as usize)), "{eval:?}");
+    }
+}

@@ -106,6 +106,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("helper", 0) => helper(b),
         ("quota", 0) => quota::quota(b),
         ("connbytes", 0) => connbytes::connbytes(cx, b),
+        ("pkttype", 0) => pkttype::pkttype(b),
         ("limit", _) => Err(
             "xt match limit is not supported by the eBPF data plane (xt_limit counts credits \
              in jiffies, not nft_limit's nanosecond tokens)"
@@ -813,6 +814,7 @@ fn connmark_target(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, S
 
 mod connbytes;
 mod header_targets;
+mod pkttype;
 mod quota;
 
 #[cfg(test)]

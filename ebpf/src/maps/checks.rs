@@ -40,6 +40,8 @@ pub const RES_TCPOPT: u8 = 11;
 pub const RES_NETDEV: u8 = 12;
 pub const RES_CT: u8 = 13;
 pub const RES_SCTP_CHUNK: u8 = 14;
+/// 34..39: iptables-nft compat matches.
+pub const RES_XT_PKTTYPE: u8 = 34;
 /// Not an operation: the spec of a `payload set` statement (`struct ns_res_insn` read
 /// as `struct ns_write_spec`, bpf/lib/rewrite.h): flags 1 network / 2 transport base,
 /// offset, len, data the mask, data2 the xor, arg the checksum offset, sreg
@@ -473,6 +475,10 @@ impl Extras {
                     // flags: bit 0 the reply tuple, bit 1 counters of both directions.
                     let flags = *reply as u8 | (key.both() as u8) << 1;
                     (b.arg, b.flags, b.len, b.dreg) = (key.nft_key(), flags, *len, *dreg);
+                }
+                Insn::XtPktType { dreg } => {
+                    b.op = RES_XT_PKTTYPE;
+                    b.dreg = *dreg;
                 }
                 Insn::Immediate { dreg, data } => {
                     b.op = RES_IMMEDIATE;
