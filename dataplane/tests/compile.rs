@@ -1048,6 +1048,7 @@ fn header_writes_decompile_to_payload_set_statements_or_are_refused() {
         csum_inet: true,
         csum_offset: 10,
         pseudo_header: false,
+        csum_keep_zero: false,
     };
     // ip ttl set 23: bytes 8-9 read, the protocol byte kept.
     ttl.mask[1] = 0xff;
@@ -1071,6 +1072,7 @@ fn header_writes_decompile_to_payload_set_statements_or_are_refused() {
         csum_inet: false,
         csum_offset: 0,
         pseudo_header: true,
+        csum_keep_zero: false,
     };
     assert_eq!(writes, [ttl, dport, daddr6]);
 

@@ -197,6 +197,10 @@ impl CtFields {
             SrcIp6 | DstIp6 if v4 => return None,
             SrcIp | SrcIp6 => addr_bytes(src),
             DstIp | DstIp6 => addr_bytes(dst),
+            HasCounters => {
+                self.counters?;
+                vec![1]
+            }
             Packets { .. } | Bytes { .. } | Avgpkt { .. } => self
                 .counters
                 .map_or(0, |n| n.value(key, d, key.both()))
@@ -269,8 +273,6 @@ impl PacketFields {
             },
             l4proto: self.l4proto,
             mark: self.mark,
-            // Not a field of these packets: PACKET_HOST.
-            pkt_type: 0,
             ct: self.ct,
         }
     }

@@ -232,6 +232,9 @@ pub struct PayloadWrite {
     /// pseudo-header (addresses): TCP, UDP (unless its checksum is 0), UDP-Lite and
     /// ICMPv6 checksums are updated too.
     pub pseudo_header: bool,
+    /// A fixed-up checksum of 0 stays 0 (csum_replace2(), ipv4_change_dsfield() of
+    /// xtables targets); otherwise it is written as 0xffff, as nft_csum_replace() does.
+    pub csum_keep_zero: bool,
 }
 
 /// Where a [`PayloadWrite`]'s offset counts from.
@@ -276,6 +279,7 @@ impl Statement {
             csum_inet: false,
             csum_offset: 0,
             pseudo_header: false,
+            csum_keep_zero: false,
         })
     }
 }

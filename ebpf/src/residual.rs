@@ -101,6 +101,9 @@ pub enum CtKey {
     Avgpkt {
         both: bool,
     },
+    /// 1 byte, 1, when the connection keeps counters (created while accounting was on);
+    /// breaks otherwise, as xt_connbytes does without nf_conn_acct. Not an nft key.
+    HasCounters,
 }
 
 impl CtKey {
@@ -146,6 +149,8 @@ impl CtKey {
             CtKey::Packets { .. } => 14,
             CtKey::Bytes { .. } => 15,
             CtKey::Avgpkt { .. } => 16,
+            // Outside nft's numbers (bpf/lib/ct_keys.h NS_CTK_HAS_COUNTERS).
+            CtKey::HasCounters => 64,
         }
     }
 }
@@ -219,6 +224,13 @@ pub enum Insn {
         key: CtKey,
         reply: bool,
         len: u8,
+        dreg: u8,
+    },
+    /// xt_pkttype's packet type into the byte at `dreg` (zeros to the end of its
+    /// register): skb->pkt_type, but for a looped-back copy (PACKET_LOOPBACK) of a
+    /// packet sent to a group, PACKET_MULTICAST for IPv4 to a multicast address and for
+    /// any IPv6, PACKET_BROADCAST otherwise (pkttype_mt()).
+    XtPktType {
         dreg: u8,
     },
     /// `data` into `dreg`.
@@ -333,6 +345,9 @@ pub struct Headers {
     pub transport: Option<usize>,
     /// The ethertype (`meta protocol`).
     pub protocol: u16,
+    /// skb->pkt_type (`PACKET_*` of linux/if_packet.h; 0, PACKET_HOST, where there is
+    /// no skb).
+    pub pkt_type: u8,
     /// Offset of the network header in `network` (0 but in the netdev view).
     pub nh: usize,
     /// Netdev view: a later fragment whose transport offset is still set.
@@ -403,6 +418,8 @@ pub fn netdev_view(nf: &NetdevFrame, mark: u32) -> (Headers, MetaValues) {
         network: frame.clone(),
         transport: None,
         protocol: nf.skb_protocol,
+        // The skb's (bridge chains read it in this view): set by the caller.
+        pkt_type: 0,
         nh: ETH_HLEN,
         later_fragment: false,
         fragment_thoff: None,
@@ -415,7 +432,6 @@ pub fn netdev_view(nf: &NetdevFrame, mark: u32) -> (Headers, MetaValues) {
         nfproto: NFPROTO_NETDEV,
         l4proto: None,
         mark,
-        pkt_type: 0,
         // No conntrack at netdev hooks.
         ct: Default::default(),
     };
@@ -484,8 +500,6 @@ pub struct MetaValues {
     pub nfproto: u8,
     pub l4proto: Option<u8>,
     pub mark: u32,
-    /// skb->pkt_type.
-    pub pkt_type: u8,
     /// What the packet's tracking says.
     pub ct: crate::fields::CtFields,
 }
@@ -504,8 +518,8 @@ impl ResidualProgram {
             if *insn == Insn::NetdevView {
                 match &headers.netdev {
                     Some(nf) => {
-                        let (h, mut m) = netdev_view(nf, meta.mark);
-                        m.pkt_type = meta.pkt_type;
+                        let (mut h, m) = netdev_view(nf, meta.mark);
+                        h.pkt_type = headers.pkt_type;
                         view = Some((h, m));
                     }
                     None => return false,
@@ -538,7 +552,7 @@ impl ResidualProgram {
                         && *offset as u32 + *len as u32 <= MAX_PAYLOAD_END
                         && within(*dreg, *len as usize)
                 }
-                Insn::Meta { dreg, .. } => within(*dreg, 4),
+                Insn::Meta { dreg, .. } | Insn::XtPktType { dreg } => within(*dreg, 4),
                 Insn::Ct { len, dreg, .. } => {
                     (1..=MAX_DATA as u8).contains(len) && within(*dreg, *len as usize)
                 }
@@ -714,6 +728,25 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             }
             None => false,
         },
+        Insn::XtPktType { dreg } => {
+            const PACKET_BROADCAST: u8 = 1;
+            const PACKET_MULTICAST: u8 = 2;
+            const PACKET_LOOPBACK: u8 = 5;
+            let t = match h.pkt_type {
+                PACKET_LOOPBACK if m.nfproto == 10 => PACKET_MULTICAST,
+                PACKET_LOOPBACK
+                    if m.nfproto == 2
+                        && h.network.len() >= h.nh + 20
+                        && h.network[h.nh + 16] & 0xf0 == 0xe0 =>
+                {
+                    PACKET_MULTICAST
+                }
+                PACKET_LOOPBACK => PACKET_BROADCAST,
+                t => t,
+            };
+            store(regs, *dreg, &[t]);
+            true
+        }
         Insn::Immediate { dreg, data } => {
             store(regs, *dreg, data);
             true
@@ -898,7 +931,7 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             }
         }
         Insn::PktType { dreg } => {
-            store(regs, *dreg, &[m.pkt_type]);
+            store(regs, *dreg, &[h.pkt_type]);
             true
         }
         Insn::LinkChoice {
@@ -1069,6 +1102,38 @@ fn store(regs: &mut [u8; REGS_LEN], dreg: u8, value: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xt_pkttype_of_looped_back_copies() {
+        // (nfproto, first destination byte, type): skb->pkt_type PACKET_LOOPBACK.
+        for (nfproto, daddr0, want) in [(2u8, 224u8, 2u8), (2, 10, 1), (10, 0xfe, 2)] {
+            let mut network = vec![0u8; 40];
+            network[0] = if nfproto == 2 { 0x45 } else { 0x60 };
+            network[16] = daddr0;
+            let holds = ResidualProgram {
+                insns: vec![
+                    Insn::XtPktType { dreg: 0 },
+                    Insn::Cmp {
+                        sreg: 0,
+                        op: CmpOp::Eq,
+                        data: vec![want],
+                    },
+                ],
+            }
+            .holds(
+                &Headers {
+                    network,
+                    pkt_type: 5,
+                    ..Default::default()
+                },
+                &MetaValues {
+                    nfproto,
+                    ..Default::default()
+                },
+            );
+            assert!(holds, "nfproto {nfproto}, daddr {daddr0}: type {want}");
+        }
+    }
 
     fn run(insns: Vec<Insn>, network: &[u8], transport: Option<usize>) -> bool {
         ResidualProgram { insns }.holds(

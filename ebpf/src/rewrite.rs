@@ -30,12 +30,15 @@ fn fold(mut s: u32) -> u16 {
 /// nft_csum_replace(): the checksum `old` after bytes summing to `from` became bytes
 /// summing to `to`; a result of 0 is written as 0xffff (CSUM_MANGLED_0).
 pub fn csum_replace(old: u16, from: u16, to: u16) -> u16 {
-    let r = !fold(!old as u32 + !from as u32 + to as u32);
-    if r == 0 {
-        0xffff
-    } else {
-        r
+    match csum_replace_keep_zero(old, from, to) {
+        0 => 0xffff,
+        r => r,
     }
+}
+
+/// csum_replace2() (xtables targets): the same, a result of 0 left as it is.
+pub fn csum_replace_keep_zero(old: u16, from: u16, to: u16) -> u16 {
+    !fold(!old as u32 + !from as u32 + to as u32)
 }
 
 /// Offset of the transport checksum a pseudo-header change updates, from the
@@ -85,6 +88,11 @@ pub fn apply(w: &PayloadWrite, p: &mut PacketFields) -> bool {
     let old = net[off..off + len].to_vec();
     let new = w.new_bytes(&old);
     let (from, to) = (sum16(&old), sum16(&new));
+    let csum_replace = if w.csum_keep_zero {
+        csum_replace_keep_zero
+    } else {
+        csum_replace
+    };
     if w.csum_inet {
         let at = base + w.csum_offset as usize;
         if at + 2 > net.len() {

@@ -225,6 +225,25 @@ fn ct_counters_program() -> Program {
         rule(CtKey::Avgpkt { both: false }, false, CmpOp::Eq, 36),
         rule(CtKey::Avgpkt { both: true }, false, CmpOp::Gt, 37),
         rule(CtKey::Avgpkt { both: false }, true, CmpOp::Eq, 0),
+        // xt_connbytes' test that the connection keeps counters (1, or break).
+        Rule::new(
+            vec![Match::is(Test::Residual(ResidualProgram {
+                insns: vec![
+                    Insn::Ct {
+                        key: CtKey::HasCounters,
+                        reply: false,
+                        len: 1,
+                        dreg: 4,
+                    },
+                    Insn::Cmp {
+                        sreg: 4,
+                        op: CmpOp::Eq,
+                        data: vec![1],
+                    },
+                ],
+            }))],
+            Action::Continue,
+        ),
     ];
     Program {
         base_chains: vec![Chain {

@@ -104,6 +104,7 @@ fn write(base: WriteBase, offset: u8, mask: &[u8], xor: &[u8]) -> PayloadWrite {
         csum_inet: false,
         csum_offset: 0,
         pseudo_header: false,
+        csum_keep_zero: false,
     };
     w.mask[..mask.len()].copy_from_slice(mask);
     w.xor[..xor.len()].copy_from_slice(xor);
@@ -221,6 +222,48 @@ fn ttl_writes_are_seen_by_residual_tests_and_fix_the_header_checksum() {
         assert_eq!(verdict, Verdict::Accept);
         assert_eq!(out[22], 23);
         assert_eq!(out[23], frame[23], "the protocol byte is kept");
+        assert!(checksums_verify(&out));
+    }
+}
+
+/// An IPv4 UDP frame whose header checksum is 0 once its TTL is `ttl` (its IP id
+/// chosen for that), with a valid checksum for the TTL it has.
+fn udp4_zero_checksum_at_ttl(ttl: u8) -> Vec<u8> {
+    let mut f = udp4(53);
+    let ip = 14;
+    f[ip + 4..ip + 6].fill(0);
+    f[ip + 10..ip + 12].fill(0);
+    let old_ttl = f[ip + 8];
+    f[ip + 8] = ttl;
+    // Words summing to 0xffff leave a checksum of 0.
+    let id = 0xffff - sum16(&f[ip..ip + 20]);
+    f[ip + 4..ip + 6].copy_from_slice(&id.to_be_bytes());
+    f[ip + 8] = old_ttl;
+    let check = !sum16(&f[ip..ip + 20]);
+    f[ip + 10..ip + 12].copy_from_slice(&check.to_be_bytes());
+    f
+}
+
+#[test]
+fn a_checksum_fixed_up_to_zero_is_mangled_unless_the_write_keeps_zero() {
+    // nft_csum_replace() writes 0xffff (CSUM_MANGLED_0); csum_replace2() of the xtables
+    // TTL target leaves 0.
+    let frame = udp4_zero_checksum_at_ttl(23);
+    assert!(checksums_verify(&frame));
+    for (keep_zero, expected) in [(false, [0xff, 0xff]), (true, [0, 0])] {
+        let mut st = ttl_set(23);
+        if let Statement::PayloadSet(w) = &mut st {
+            w.csum_keep_zero = keep_zero;
+        }
+        let p = program(
+            Verdict::Accept,
+            vec![Rule::new(vec![], Action::Continue).with(st)],
+        );
+        let Some(loaded) = load(&p) else { return };
+        let (verdict, out) = run(&loaded, &p, &frame);
+        assert_eq!(verdict, Verdict::Accept);
+        assert_eq!(out[22], 23);
+        assert_eq!(out[24..26], expected, "keep_zero {keep_zero}");
         assert!(checksums_verify(&out));
     }
 }
@@ -350,4 +393,54 @@ fn later_base_chains_and_jumped_to_chains_see_the_new_values() {
     assert_eq!(verdict, Verdict::Accept);
     assert_eq!(&out[36..38], &5353u16.to_be_bytes());
     assert_eq!(run(&loaded, &p, &udp4(54)).0, Verdict::Drop);
+}
+
+/// xt_pkttype's residual load (not a write: here for the plain-frame helpers): the
+/// skb's packet type as eth_type_trans() set it for the test run's device (loopback:
+/// address 00:00:00:00:00:00), in the BPF program and the reference alike.
+#[test]
+fn xt_pkttype_reads_the_packet_type_of_the_skb() {
+    let is = |t: u8, op: CmpOp| {
+        Match::is(Test::Residual(ResidualProgram {
+            insns: vec![
+                Insn::XtPktType { dreg: 0 },
+                Insn::Cmp {
+                    sreg: 0,
+                    op,
+                    data: vec![t],
+                },
+            ],
+        }))
+    };
+    // Counting rules for host, broadcast, multicast, other host, then "not host"
+    // decides.
+    let mut rules: Vec<Rule> = (0..4)
+        .map(|t| Rule::new(vec![is(t, CmpOp::Eq)], Action::Continue))
+        .collect();
+    rules.push(Rule::new(vec![is(0, CmpOp::Neq)], Action::Drop));
+    let p = program(Verdict::Accept, rules);
+    let Some(loaded) = load(&p) else { return };
+    for (dst, pkt_type) in [
+        ([0u8; 6], 0u8),
+        ([0xff; 6], 1),
+        ([0x01, 0x00, 0x5e, 0, 0, 1], 2),
+        ([0x02, 0, 0, 0, 0, 9], 3),
+    ] {
+        let mut frame = udp4(53);
+        frame[..6].copy_from_slice(&dst);
+        let run_ = loaded.run_tc(&frame, SkbMeta::default(), 1).unwrap();
+        let mut f = fields(&frame);
+        if let Some(h) = f.headers.as_mut() {
+            h.pkt_type = pkt_type;
+        }
+        let eval = Reference::new(&p).unwrap().evaluate(&f).unwrap();
+        assert_eq!(run_.verdict, eval.verdict, "packet type {pkt_type}");
+        let want = if pkt_type == 0 {
+            Verdict::Accept
+        } else {
+            Verdict::Drop
+        };
+        assert_eq!(run_.verdict, want, "packet type {pkt_type}");
+        assert_eq!(eval.counted.first(), Some(&(pkt_type as usize)), "{eval:?}");
+    }
 }

@@ -396,10 +396,17 @@ fn decompile_chain(
         priority: Some(base.priority),
     };
     let rules = decompile_rules(&ctx, chain, cache)?;
-    if base.chain_type == "route" && rules.iter().any(|r| !r.statements.is_empty()) {
-        // The kernel re-routes when a route chain changed the mark; TC cannot.
+    if base.chain_type == "route"
+        && rules
+            .iter()
+            .flat_map(|r| &r.statements)
+            .any(|st| !keeps_the_route(family, st))
+    {
+        // The kernel re-routes when a route chain changed the mark (or what else
+        // nf_route_table_hook4/6 compares); TC cannot.
         return Err(refuse(label(
-            "meta mark set in a route chain is not supported by the eBPF data plane",
+            "meta mark set in a route chain (or a header write after which the kernel \
+             routes again) is not supported by the eBPF data plane",
         )));
     }
     Ok(HookChain {
@@ -416,6 +423,26 @@ fn decompile_chain(
             chain: chain.handle,
         }),
     })
+}
+
+/// Whether `st`, in a route chain of `family`, leaves alone everything after which
+/// the kernel routes the packet again: nf_route_table_hook4() compares the addresses,
+/// the mark and the TOS byte; nf_route_table_hook6() the addresses, the mark, the hop
+/// limit and the first word (traffic class, flow label), which is every IPv6 header
+/// byte a write may change. What is left: IPv4 writes of the TTL and such (the header
+/// checksum changes with them, but is not compared).
+fn keeps_the_route(family: Family, st: &Statement) -> bool {
+    use nftshim_ebpf::ir::WriteBase;
+    match st {
+        Statement::PayloadSet(w) if family == Family::Ip && w.base == WriteBase::Network => {
+            let compared = |at: usize| at == 1 || (12..20).contains(&at);
+            (0..usize::from(w.len)).all(|k| {
+                let at = usize::from(w.offset) + k;
+                !compared(at) || (w.mask[k] == 0xff && w.xor[k] == 0)
+            })
+        }
+        _ => false,
+    }
 }
 
 /// The data plane's family of a table, or why it has none.

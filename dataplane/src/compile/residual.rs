@@ -44,7 +44,7 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
     let round = |n: usize| n.div_ceil(4) * 4;
     match insn {
         Insn::Payload { dreg, len, .. } => Some((*dreg, round(*len as usize))),
-        Insn::Meta { dreg, .. } => Some((*dreg, 4)),
+        Insn::Meta { dreg, .. } | Insn::XtPktType { dreg } => Some((*dreg, 4)),
         Insn::Ct { dreg, len, .. } => Some((*dreg, round(*len as usize))),
         Insn::Ipv6Exthdr {
             dreg, len, present, ..
@@ -74,6 +74,7 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
     match insn {
         Insn::Payload { .. }
         | Insn::Meta { .. }
+        | Insn::XtPktType { .. }
         | Insn::Ct { .. }
         | Insn::Immediate { .. }
         | Insn::Ipv6Exthdr { .. }

@@ -978,6 +978,18 @@ impl RuleState<'_, '_> {
                 self.statements = true;
                 self.verdict = Some(a);
             }
+            Decompiled::Write(w) => self.header_write(w)?,
+            Decompiled::Quota { bytes, negated } => {
+                let quota = Quota {
+                    bytes,
+                    used: 0,
+                    state: Some(self.state_id()),
+                };
+                self.stateful_match(Match {
+                    test: Test::Quota(quota),
+                    negated,
+                })?;
+            }
         }
         Ok(())
     }

@@ -67,6 +67,13 @@ pub enum Decompiled {
     Verdict(Action),
     /// A target that acts, then decides (ebtables' targets).
     StatementVerdict(Statement, Action),
+    /// A target that rewrites header bytes and lets the packet go on, when the rule
+    /// decompiler's checks of header writes allow it there.
+    Write(nftshim_ebpf::ir::PayloadWrite),
+    /// Holds while the bytes of the packets the rule's quota saw (this one included)
+    /// stay within `bytes` (`negated`: once they exceed it); the rule decompiler gives
+    /// it the rule's identity, whose counter it is.
+    Quota { bytes: u64, negated: bool },
 }
 
 fn one(test: Test, negated: bool) -> Decompiled {
@@ -104,6 +111,9 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("ttl", 0) => hop_limit(cx, b, V4),
         ("hl", 0) => hop_limit(cx, b, V6),
         ("helper", 0) => helper(b),
+        ("quota", 0) => quota::quota(b),
+        ("connbytes", 0) => connbytes::connbytes(cx, b),
+        ("pkttype", 0) => pkttype::pkttype(b),
         ("limit", _) => Err(
             "xt match limit is not supported by the eBPF data plane (xt_limit counts credits \
              in jiffies, not nft_limit's nanosecond tokens)"
@@ -128,6 +138,10 @@ pub fn decompile_target(cx: &XtCx<'_>, t: &XtTarget) -> Result<Decompiled, Strin
         ("LOG", 0) => log(cx, b),
         ("MARK", 2) => mark_target(cx, b),
         ("CONNMARK", 1 | 2) => connmark_target(cx, rev, b),
+        ("DSCP", 0) => header_targets::dscp(cx, b),
+        ("TOS", 1) => header_targets::tos(cx, b),
+        ("TTL", 0) => header_targets::hop_limit(cx, b, V4),
+        ("HL", 0) => header_targets::hop_limit(cx, b, V6),
         ("MASQUERADE" | "SNAT" | "DNAT" | "REDIRECT" | "NETMAP", _) => Err(format!(
             "xt target {name} (NAT) is not supported by the eBPF data plane"
         )),
@@ -808,7 +822,11 @@ fn connmark_target(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, S
     Ok(Decompiled::Statement(statement))
 }
 
+mod connbytes;
 mod ebt;
+mod header_targets;
+mod pkttype;
+mod quota;
 
 #[cfg(test)]
 mod tests;

@@ -38,6 +38,7 @@
 #define NS_CTK_DST_IP 20
 #define NS_CTK_SRC_IP6 21
 #define NS_CTK_DST_IP6 22
+#define NS_CTK_HAS_COUNTERS 64 /* not nft's: 1 when the connection has counters */
 
 /* The packet's connection as the ct keys see it, copied when a residual program
  * starts (the program runs in a callback that has no pointer to the tracking state). */
@@ -185,6 +186,11 @@ static __attribute__((noinline)) int ns_ct_key_value(struct ns_res_ct *r, __u32 
 	case NS_CTK_LABELS:
 		__builtin_memset(v, 0, 16);
 		return 16;
+	case NS_CTK_HAS_COUNTERS:
+		if (!r->acct)
+			return 0;
+		v[0] = 1;
+		return 1;
 	case NS_CTK_PKTS:
 	case NS_CTK_BYTES:
 	case NS_CTK_AVGPKT:

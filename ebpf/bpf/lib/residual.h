@@ -41,6 +41,8 @@ enum ns_res_op {
 	NS_RES_NETDEV = 12,   /* what follows sees the packet as netdev chains do (netdev.h) */
 	NS_RES_CT = 13,       /* arg: enum nft_ct_keys; flags: 1 reply tuple; dreg */
 	NS_RES_SCTP_CHUNK = 14, /* arg: chunk type; flags: present; offset, len, dreg */
+	/* 34..39: iptables-nft compat matches. */
+	NS_RES_XT_PKTTYPE = 34, /* dreg: xt_pkttype's packet type (1 byte) */
 };
 
 /* Where a payload load starts. */
@@ -50,6 +52,11 @@ enum ns_res_base {
 	NS_RES_LINK = 3,	  /* the MAC header, an accelerated VLAN tag put back (ns_res_link) */
 	NS_RES_LINK_UNTAGGED = 4, /* the MAC header, the frame's bytes (IP hooks) */
 };
+
+/* linux/if_packet.h */
+#define NS_PACKET_BROADCAST_XT 1
+#define NS_PACKET_MULTICAST_XT 2
+#define NS_PACKET_LOOPBACK_XT 5
 
 #define NS_RES_MAX_EXTHDRS 8 /* IPv6 extension headers walked (as parse.h) */
 
@@ -546,6 +553,25 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 		return ns_ebt_pkttype(rs, in);
 	case NS_RES_LINK_CHOICE:
 		return ns_ebt_link_choice(rs, in);
+	case NS_RES_XT_PKTTYPE: {
+		/* pkttype_mt(): a looped-back copy of a packet sent to a group is
+		 * multicast (IPv4 to a multicast address, any IPv6), else broadcast. */
+		__u8 t = rs->pkt_type;
+		if (t == NS_PACKET_LOOPBACK_XT) {
+			if (rs->nfproto == 10)
+				t = NS_PACKET_MULTICAST_XT;
+			else if (rs->nfproto == 2 && rs->nh + 20 <= rs->hdr_len &&
+				 (rs->hdr[(rs->nh + 16) & (NS_RES_HDR_MAX - 1)] & 0xf0) == 0xe0)
+				t = NS_PACKET_MULTICAST_XT;
+			else
+				t = NS_PACKET_BROADCAST_XT;
+		}
+		if (dreg + 4 > NS_RES_REGS)
+			return -1;
+		ns_res_clear(regs, dreg, 1);
+		regs[dreg & (NS_RES_REGS - 1)] = t;
+		return 1;
+	}
 	case NS_RES_NETDEV:
 		if (!NS_FEATURE(NS_F_NETDEV_VIEW))
 			return -1;

@@ -18,6 +18,7 @@
 /* ns_write_spec.csum */
 #define NS_WRITE_CSUM_INET (1u << 0)   /* NFT_PAYLOAD_CSUM_INET at base + csum_offset */
 #define NS_WRITE_CSUM_PSEUDO (1u << 1) /* NFT_PAYLOAD_L4CSUM_PSEUDOHDR */
+#define NS_WRITE_CSUM_KEEP_ZERO (1u << 2) /* a zero checksum stays 0 (xtables targets) */
 
 /* A write, as the builder stores it in residual_insns (an entry of op NS_RES_WRITE,
  * same layout as struct ns_res_insn and Rust `maps::checks::BpfResidualInsn`). */
@@ -41,6 +42,7 @@ struct ns_write_spec {
 #define NS_W_L4 (1u << 1)     /* transport checksum at l4_csum, unless CHECKSUM_PARTIAL */
 #define NS_W_PSEUDO (1u << 2) /* transport checksum at l4_csum, pseudo-header change */
 #define NS_W_DATA (1u << 3)   /* the bytes at off */
+#define NS_W_KEEP_ZERO (1u << 4) /* csum_replace2(): a zero result is not mangled */
 
 struct ns_pending_write {
 	__u16 off; /* frame offsets */
@@ -66,11 +68,12 @@ NS_INLINE __u32 ns_fold16(__u32 s)
 }
 
 /* nft_csum_replace(): the checksum old after bytes summing to from became bytes
- * summing to to; a zero result is written as 0xffff (CSUM_MANGLED_0). */
-NS_INLINE __u16 ns_csum_replace(__u16 old, __u16 from, __u16 to)
+ * summing to to; a zero result is written as 0xffff (CSUM_MANGLED_0), unless
+ * keep_zero (csum_replace2() of xtables targets, which leaves it 0). */
+NS_INLINE __u16 ns_csum_replace(__u16 old, __u16 from, __u16 to, __u32 keep_zero)
 {
 	__u16 r = ~ns_fold16((__u32)(__u16)~old + (__u16)~from + to);
-	return r ? r : 0xffff;
+	return r || keep_zero ? r : 0xffff;
 }
 
 NS_INLINE __u16 ns_hdr16(const struct ns_res_state *rs, __u32 at)
@@ -131,7 +134,7 @@ __noinline int ns_payload_write(struct pkt_ctx *p, struct ns_writes *ws, __u32 s
 	w->to = ns_fold16(to);
 	w->off = off;
 	w->len = len;
-	w->flags = NS_W_DATA;
+	w->flags = NS_W_DATA | ((s->csum & NS_WRITE_CSUM_KEEP_ZERO) ? NS_W_KEEP_ZERO : 0);
 	if (s->csum & NS_WRITE_CSUM_INET) {
 		__u32 at = base + s->csum_offset;
 		if (at + 2 > end)
@@ -166,9 +169,11 @@ __noinline int ns_payload_write(struct pkt_ctx *p, struct ns_writes *ws, __u32 s
 		}
 	}
 	if (w->flags & NS_W_L3)
-		ns_hdr_put16(rs, w->l3_csum, ns_csum_replace(ns_hdr16(rs, w->l3_csum), w->from, w->to));
+		ns_hdr_put16(rs, w->l3_csum, ns_csum_replace(ns_hdr16(rs, w->l3_csum), w->from, w->to,
+							     w->flags & NS_W_KEEP_ZERO));
 	if (w->flags & (NS_W_L4 | NS_W_PSEUDO))
-		ns_hdr_put16(rs, w->l4_csum, ns_csum_replace(ns_hdr16(rs, w->l4_csum), w->from, w->to));
+		ns_hdr_put16(rs, w->l4_csum, ns_csum_replace(ns_hdr16(rs, w->l4_csum), w->from, w->to,
+							     w->flags & NS_W_KEEP_ZERO));
 	ws->n = n + 1;
 	if (broken)
 		return 0;
@@ -195,13 +200,15 @@ __noinline int ns_payload_write(struct pkt_ctx *p, struct ns_writes *ws, __u32 s
 }
 
 /* The checksum at `at` of an skb for one queued write (NS_W_L3, NS_W_L4 or
- * NS_W_PSEUDO). Whether the skb is CHECKSUM_PARTIAL, which the kernel's fix-ups depend
+ * NS_W_PSEUDO, with NS_W_KEEP_ZERO if the write has it). Whether the skb is CHECKSUM_PARTIAL, which the kernel's fix-ups depend
  * on, is not readable: a transport checksum replace by a difference of 1 changes the
  * field unless it is; the field is then written with the kernel's value. 0, or -1 on
  * an skb error. */
 __noinline int ns_fix_csum(struct __sk_buff *skb, __u32 at, __u32 from, __u32 to, __u32 kind)
 {
 	__u16 old, probe, v;
+	__u32 keep_zero = kind & NS_W_KEEP_ZERO;
+	kind &= ~NS_W_KEEP_ZERO;
 	if (bpf_skb_load_bytes(skb, at, &old, 2) < 0)
 		return -1;
 	__u16 sum = bpf_ntohs(old);
@@ -222,7 +229,7 @@ __noinline int ns_fix_csum(struct __sk_buff *skb, __u32 at, __u32 from, __u32 to
 		    bpf_l4_csum_replace(skb, at, 0, (__u32)to + (__u16)~from, BPF_F_PSEUDO_HDR) < 0)
 			return -1;
 	}
-	v = bpf_htons(ns_csum_replace(sum, from, to));
+	v = bpf_htons(ns_csum_replace(sum, from, to, keep_zero));
 	return bpf_skb_store_bytes(skb, at, &v, 2, 0) < 0 ? -1 : 0;
 }
 
@@ -233,12 +240,15 @@ NS_INLINE int ns_apply_writes(struct __sk_buff *skb, struct ns_writes *ws)
 		if (i >= ws->n)
 			break;
 		struct ns_pending_write *w = &ws->w[i & (NS_MAX_WRITES - 1)];
-		if ((w->flags & NS_W_L3) && ns_fix_csum(skb, w->l3_csum, w->from, w->to, NS_W_L3) < 0)
+		__u32 keep_zero = w->flags & NS_W_KEEP_ZERO;
+		if ((w->flags & NS_W_L3) &&
+		    ns_fix_csum(skb, w->l3_csum, w->from, w->to, NS_W_L3 | keep_zero) < 0)
 			return -1;
-		if ((w->flags & NS_W_L4) && ns_fix_csum(skb, w->l4_csum, w->from, w->to, NS_W_L4) < 0)
+		if ((w->flags & NS_W_L4) &&
+		    ns_fix_csum(skb, w->l4_csum, w->from, w->to, NS_W_L4 | keep_zero) < 0)
 			return -1;
 		if ((w->flags & NS_W_PSEUDO) &&
-		    ns_fix_csum(skb, w->l4_csum, w->from, w->to, NS_W_PSEUDO) < 0)
+		    ns_fix_csum(skb, w->l4_csum, w->from, w->to, NS_W_PSEUDO | keep_zero) < 0)
 			return -1;
 		__u32 len = w->len;
 		if ((w->flags & NS_W_DATA) && len >= 1 && len <= NS_RES_DATA &&

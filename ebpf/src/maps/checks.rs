@@ -45,6 +45,8 @@ pub const RES_PAYLOAD_INDEXED: u8 = 28;
 pub const RES_IP6_SKIP_EXTHDR: u8 = 29;
 pub const RES_PKTTYPE: u8 = 30;
 pub const RES_LINK_CHOICE: u8 = 31;
+/// 34..39: iptables-nft compat matches.
+pub const RES_XT_PKTTYPE: u8 = 34;
 /// Not an operation: the spec of a `payload set` statement (`struct ns_res_insn` read
 /// as `struct ns_write_spec`, bpf/lib/rewrite.h): flags 1 network / 2 transport base,
 /// offset, len, data the mask, data2 the xor, arg the checksum offset, sreg
@@ -52,6 +54,7 @@ pub const RES_LINK_CHOICE: u8 = 31;
 pub const RES_WRITE: u8 = 14;
 pub const WRITE_CSUM_INET: u8 = 1 << 0;
 pub const WRITE_CSUM_PSEUDO: u8 = 1 << 1;
+pub const WRITE_CSUM_KEEP_ZERO: u8 = 1 << 2;
 
 /// `struct ns_res_insn`: one residual operation. `flags` holds the payload base, the
 /// cmp operator, the negation of a range or lookup, or the shift direction; `arg` the
@@ -388,6 +391,11 @@ fn write_spec(w: &PayloadWrite) -> BpfResidualInsn {
                 WRITE_CSUM_PSEUDO
             } else {
                 0
+            }
+            | if w.csum_keep_zero {
+                WRITE_CSUM_KEEP_ZERO
+            } else {
+                0
             },
         len: w.len,
         arg: w.csum_offset,
@@ -472,6 +480,10 @@ impl Extras {
                     // flags: bit 0 the reply tuple, bit 1 counters of both directions.
                     let flags = *reply as u8 | (key.both() as u8) << 1;
                     (b.arg, b.flags, b.len, b.dreg) = (key.nft_key(), flags, *len, *dreg);
+                }
+                Insn::XtPktType { dreg } => {
+                    b.op = RES_XT_PKTTYPE;
+                    b.dreg = *dreg;
                 }
                 Insn::Immediate { dreg, data } => {
                     b.op = RES_IMMEDIATE;

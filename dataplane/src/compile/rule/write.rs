@@ -169,7 +169,41 @@ impl RuleState<'_, '_> {
         if csum_flags & !L4CSUM_PSEUDOHDR != 0 || csum_offset > 255 {
             return Err("payload write with unknown checksum flags".into());
         }
+        if csum_type != CSUM_NONE && csum_type != CSUM_INET {
+            return Err("payload write with an unusual checksum field".into());
+        }
         let (mask, xor) = self.write_operand(sreg, base, offset, len)?;
+        self.header_write(PayloadWrite {
+            base,
+            offset: offset as u8,
+            len: len as u8,
+            mask,
+            xor,
+            csum_inet: csum_type == CSUM_INET,
+            csum_offset: csum_offset as u8,
+            pseudo_header: csum_flags & L4CSUM_PSEUDOHDR != 0,
+            csum_keep_zero: false,
+        })
+    }
+
+    /// A header write (nft's `payload write`, or an xtables target that rewrites a
+    /// header as one would): a [`Statement::PayloadSet`] when the data plane carries it
+    /// out exactly (see the module doc), or why not.
+    pub(in crate::compile) fn header_write(&mut self, w: PayloadWrite) -> Result<(), String> {
+        let PayloadWrite {
+            base,
+            mask,
+            xor,
+            pseudo_header,
+            ..
+        } = w;
+        let (offset, len) = (u32::from(w.offset), u32::from(w.len));
+        let csum_type = if w.csum_inet { CSUM_INET } else { CSUM_NONE };
+        let csum_offset = u32::from(w.csum_offset);
+        let csum_flags = if pseudo_header { L4CSUM_PSEUDOHDR } else { 0 };
+        if len == 0 || len > 16 || offset + len > 255 {
+            return Err("payload write of an unusual size or offset".into());
+        }
         // Which bytes the write changes (for some packet).
         let changes = |at: u32, bits: u8| {
             (offset..offset + len).contains(&at) && {
@@ -303,16 +337,7 @@ impl RuleState<'_, '_> {
                     .into(),
             );
         }
-        self.effects.push(Statement::PayloadSet(PayloadWrite {
-            base,
-            offset: offset as u8,
-            len: len as u8,
-            mask,
-            xor,
-            csum_inet: csum_type == CSUM_INET,
-            csum_offset: csum_offset as u8,
-            pseudo_header: csum_flags & L4CSUM_PSEUDOHDR != 0,
-        }));
+        self.effects.push(Statement::PayloadSet(w));
         self.statements = true;
         Ok(())
     }

@@ -46,13 +46,10 @@ fn holds_with(d: &Decompiled, frame: &[u8], pkt_type: u8, accel: Option<(u16, u1
             };
             let h = Headers {
                 netdev: Some(nf),
+                pkt_type,
                 ..Headers::default()
             };
-            let m = MetaValues {
-                pkt_type,
-                ..MetaValues::default()
-            };
-            program.holds(&h, &m)
+            program.holds(&h, &MetaValues::default())
         }
         other => panic!("not a residual match: {other:?}"),
     }
