@@ -10,6 +10,9 @@
 //! test that fails stop it, as NFT_BREAK does. Registers are the 64 data bytes of
 //! nf_tables' register file (NFT_REG32_00 at 0, NFT_REG_1 = bytes 0..16, ...).
 
+mod xt;
+pub use xt::{SctpChunkMatch, SctpChunks};
+
 /// Bytes of the register file (NFT_REG32_00 .. NFT_REG32_15).
 pub const REGS_LEN: usize = 64;
 /// Operations per program (`NS_RES_MAX_INSNS`).
@@ -276,6 +279,35 @@ pub enum Insn {
     /// The operations after it see the packet as netdev-family chains do
     /// ([`netdev_view`]): first in the programs of rules in netdev chains.
     NetdevView,
+    /// An xtables match's transport header (x_tables' `par->fragoff`, then
+    /// skb_header_pointer of its header): breaks on a later fragment or without a
+    /// transport header, and DROPS the packet ([`Outcome::Drops`], the match's
+    /// "hotdrop") when fewer than `len` bytes of it are in the datagram.
+    XtTransportHeader {
+        len: u8,
+    },
+    /// xt_sctp's `--chunk-types` (match_packet()): see [`xt::SctpChunks`]. Needs the
+    /// SCTP common header ([`Insn::XtTransportHeader`] of 12 before it).
+    XtSctpChunks(xt::SctpChunks),
+    /// xt_dccp's `--dccp-option` (dccp_find_option()): the option `option` is in the
+    /// header's options, `!= invert`; drops the packet when the data offset is below
+    /// the header's own length or the options run past the datagram. Needs the DCCP
+    /// header ([`Insn::XtTransportHeader`] of 12 before it).
+    XtDccpOption {
+        option: u8,
+        invert: bool,
+    },
+}
+
+/// What running a residual program on a packet gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It ran to its end: the rule's residual test holds.
+    Holds,
+    /// It stopped (NFT_BREAK): the test does not hold.
+    Breaks,
+    /// An xtables match dropped the packet (`par->hotdrop`, NF_DROP from nft_compat).
+    Drops,
 }
 
 /// A rule's residual program.
@@ -455,22 +487,37 @@ impl ResidualProgram {
 
     /// Whether the program runs to its end on this packet.
     pub fn holds(&self, headers: &Headers, meta: &MetaValues) -> bool {
+        self.run(headers, meta) == Outcome::Holds
+    }
+
+    /// Whether an operation may drop the packet ([`Outcome::Drops`]).
+    pub fn can_drop(&self) -> bool {
+        self.insns.iter().any(Insn::can_drop)
+    }
+
+    /// Runs the program on this packet.
+    pub fn run(&self, headers: &Headers, meta: &MetaValues) -> Outcome {
         let mut regs = [0u8; REGS_LEN];
         let mut view: Option<(Headers, MetaValues)> = None;
         for insn in &self.insns {
             if *insn == Insn::NetdevView {
                 match &headers.netdev {
                     Some(nf) => view = Some(netdev_view(nf, meta.mark)),
-                    None => return false,
+                    None => return Outcome::Breaks,
                 }
                 continue;
             }
             let (h, m) = view.as_ref().map_or((headers, meta), |(h, m)| (h, m));
-            if !step(insn, &mut regs, h, m) {
-                return false;
+            let outcome = match xt::step(insn, h) {
+                Some(outcome) => outcome,
+                None if step(insn, &mut regs, h, m) => Outcome::Holds,
+                None => Outcome::Breaks,
+            };
+            if outcome != Outcome::Holds {
+                return outcome;
             }
         }
-        true
+        Outcome::Holds
     }
 
     /// The problem that keeps the BPF program from running this one, if any.
@@ -573,6 +620,9 @@ impl ResidualProgram {
                         && within(*sreg, *len as usize)
                 }
                 Insn::NetdevView => true,
+                Insn::XtTransportHeader { len } => (1..=MAX_DATA as u8).contains(len),
+                Insn::XtSctpChunks(c) => c.flags.len() <= xt::SCTP_MAX_FLAGS,
+                Insn::XtDccpOption { .. } => true,
             };
             if !ok {
                 return Err(format!("operation out of bounds: {insn:?}"));
@@ -781,8 +831,11 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
                 .any(|(lo, hi)| lo.as_slice() <= got && got <= hi.as_slice());
             member != *negated
         }
-        // Handled by [`ResidualProgram::holds`].
-        Insn::NetdevView => true,
+        // Handled by [`ResidualProgram::run`].
+        Insn::NetdevView
+        | Insn::XtTransportHeader { .. }
+        | Insn::XtSctpChunks(_)
+        | Insn::XtDccpOption { .. } => true,
     }
 }
 

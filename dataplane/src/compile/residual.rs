@@ -59,7 +59,13 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         Insn::Bitwise { dreg, len, .. } => Some((*dreg, round(*len as usize))),
         Insn::Shift { dreg, .. } => Some((*dreg, 4)),
         Insn::Byteorder { dreg, len, .. } => Some((*dreg, *len as usize)),
-        Insn::Cmp { .. } | Insn::Range { .. } | Insn::Lookup { .. } | Insn::NetdevView => None,
+        Insn::Cmp { .. }
+        | Insn::Range { .. }
+        | Insn::Lookup { .. }
+        | Insn::NetdevView
+        | Insn::XtTransportHeader { .. }
+        | Insn::XtSctpChunks(_)
+        | Insn::XtDccpOption { .. } => None,
     }
 }
 
@@ -73,7 +79,10 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::Ipv6Exthdr { .. }
         | Insn::TcpOption { .. }
         | Insn::SctpChunk { .. }
-        | Insn::NetdevView => None,
+        | Insn::NetdevView
+        | Insn::XtTransportHeader { .. }
+        | Insn::XtSctpChunks(_)
+        | Insn::XtDccpOption { .. } => None,
         Insn::Bitwise { sreg, len, .. } => Some((*sreg, round(*len as usize))),
         Insn::Shift { sreg, .. } => Some((*sreg, 4)),
         Insn::Byteorder { sreg, len, .. } => Some((*sreg, *len as usize)),

@@ -41,7 +41,16 @@ enum ns_res_op {
 	NS_RES_NETDEV = 12,   /* what follows sees the packet as netdev chains do (netdev.h) */
 	NS_RES_CT = 13,       /* arg: enum nft_ct_keys; flags: 1 reply tuple; dreg */
 	NS_RES_SCTP_CHUNK = 14, /* arg: chunk type; flags: present; offset, len, dreg */
+	/* xtables matches' own walks (xt.h); they may drop the packet (NS_RES_HOTDROP). */
+	NS_RES_XT_HEADER = 20,	    /* len: transport header bytes the match reads */
+	NS_RES_XT_SCTP = 21,	    /* arg: match type; flags: invert, map past 255;
+				     * data, data2: chunk map; element first: flag tests */
+	NS_RES_XT_DCCP_OPTION = 22, /* arg: option; flags: invert */
 };
+
+/* A program's result besides 1 (holds), 0 (breaks) and -1 (error): an xtables
+ * match dropped the packet (par->hotdrop; nft_compat answers NF_DROP). */
+#define NS_RES_HOTDROP (-2)
 
 /* Where a payload load starts. */
 enum ns_res_base {
@@ -148,6 +157,22 @@ struct ns_res_state {
 	__u32 sc_len;
 	__u8 sc_type;
 	__u8 sc_hdr[4]; /* a chunk header */
+	/* An xt_sctp chunk walk (NS_RES_XT_SCTP): its map, the types ALL still needs,
+	 * the flag tests, and its result (-1 while walking, NS_RES_HOTDROP). */
+	__u8 xs_map[32];
+	__u8 xs_left[32];
+	__u8 xs_flags[12];
+	__u8 xs_nflags;
+	__u8 xs_kind;
+	__u8 xs_beyond;
+	__s8 xs_result;
+	/* An xt_dccp option walk (NS_RES_XT_DCCP_OPTION): next option, end, the one
+	 * sought, and whether it was found. */
+	__u32 xd_off;
+	__u32 xd_end;
+	__u8 xd_option;
+	__u8 xd_found;
+	__u8 xd_op[2];
 	__u8 tmp[NS_RES_DATA]; /* a byte order swap's source */
 	__u8 hdr[NS_RES_HDR_MAX];
 	/* Room for a few bytes read past a masked index (lib/rewrite.h), which the
@@ -389,6 +414,8 @@ static __attribute__((noinline)) int ns_res_sctp_chunk(struct ns_res_state *rs, 
 	return 1;
 }
 
+#include "xt.h"
+
 /* Link-layer bytes [off, off + len) into dreg as nft_payload_eval reads them (the
  * frame starts at the MAC header at TC): with an accelerated VLAN tag (`tagged`
  * loads only) and a load past the MAC addresses, the header nft_payload_copy_vlan
@@ -535,6 +562,12 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 	}
 	case NS_RES_SCTP_CHUNK:
 		return ns_res_sctp_chunk(rs, in, hk);
+	case NS_RES_XT_HEADER:
+		return ns_res_xt_header(rs, len);
+	case NS_RES_XT_SCTP:
+		return ns_res_xt_sctp(rs, in, hk);
+	case NS_RES_XT_DCCP_OPTION:
+		return ns_res_xt_dccp_option(rs, in, hk);
 	case NS_RES_NETDEV:
 		if (!NS_FEATURE(NS_F_NETDEV_VIEW))
 			return -1;
@@ -663,7 +696,7 @@ static long ns_res_step(__u64 i, void *hk)
 }
 
 /* Runs the count operations from first on packet p (tracked as ct): 1 holds, 0 does
- * not, -1 error. */
+ * not, -1 error, NS_RES_HOTDROP the packet is dropped. */
 NS_INLINE int ns_residual_holds(__u32 first, __u32 count, const struct pkt_ctx *p,
 				const struct ns_ct *ct, struct ns_hook *hk)
 {
