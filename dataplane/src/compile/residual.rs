@@ -148,6 +148,11 @@ impl Trace {
         self.opaque |= bytes(SCRATCH, SCRATCH_LEN as usize);
     }
 
+    /// How many residual tests the rule has so far.
+    pub fn tests(&self) -> usize {
+        self.tests
+    }
+
     /// The residual program, if the rule has residual tests: the tests and the loads
     /// they read.
     pub fn program(&self) -> Result<Option<ResidualProgram>, String> {

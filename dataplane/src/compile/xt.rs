@@ -97,6 +97,8 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("ttl", 0) => hop_limit(cx, b, V4),
         ("hl", 0) => hop_limit(cx, b, V6),
         ("helper", 0) => helper(b),
+        ("sctp", 0) => sctp::sctp(cx, b),
+        ("dccp", 0) => dccp::dccp(cx, b),
         ("limit", _) => Err(
             "xt match limit is not supported by the eBPF data plane (xt_limit counts credits \
              in jiffies, not nft_limit's nanosecond tokens)"
@@ -383,6 +385,26 @@ fn tcp(cx: &XtCx<'_>, b: Blob<'_>) -> Result<Decompiled, String> {
     // stood for.
     matches.retain(|m| m.negated || !is_full(&m.test));
     Ok(Decompiled::Residual(matches, flags))
+}
+
+/// `min <= port <= max`, `!= inv`, on the port at `offset` in a transport header
+/// whose bytes an [`Insn::XtTransportHeader`] before it checked (sctp, dccp).
+fn port_test(offset: u16, min: u16, max: u16, inv: bool) -> [Insn; 2] {
+    [
+        Insn::Payload {
+            base: PayloadBase::Transport,
+            offset,
+            len: 2,
+            dreg: SCRATCH,
+        },
+        // min > max: no port is inside.
+        Insn::Range {
+            sreg: SCRATCH,
+            negated: inv,
+            from: min.to_be_bytes().to_vec(),
+            to: max.to_be_bytes().to_vec(),
+        },
+    ]
 }
 
 /// A port match that every packet with ports passes (the default `0:65535`).
@@ -798,5 +820,7 @@ fn connmark_target(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, S
     Ok(Decompiled::Statement(statement))
 }
 
+mod dccp;
+mod sctp;
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 use super::*;
 use netlink_proto::expr::compat::{MatchAttr, TargetAttr};
 use nftshim_ebpf::ir::ct_status;
+use nftshim_ebpf::residual::{SctpChunkMatch, SctpChunks};
 
 fn xt_match(name: &str, rev: u32, info: Vec<u8>) -> XtMatch {
     XtMatch::new(vec![
@@ -572,4 +573,197 @@ fn mac_source_reads_the_received_mac_header() {
     );
     let fwd = m(&cx(Family::Ip, Hook::Forward, None), "mac", 0, info(0));
     assert!(fwd.unwrap_err().contains("not supported"));
+}
+
+// --- sctp and dccp: the transport header, then tests in the kernel's order -------------
+
+fn header12() -> Insn {
+    Insn::XtTransportHeader { len: 12 }
+}
+
+fn port(offset: u16, lo: u16, hi: u16, negated: bool) -> [Insn; 2] {
+    [
+        Insn::Payload {
+            base: PayloadBase::Transport,
+            offset,
+            len: 2,
+            dreg: SCRATCH,
+        },
+        Insn::Range {
+            sreg: SCRATCH,
+            negated,
+            from: lo.to_be_bytes().to_vec(),
+            to: hi.to_be_bytes().to_vec(),
+        },
+    ]
+}
+
+/// `struct xt_sctp_info` with ports (dpts first), flags and invflags.
+fn sctp_info(dpts: [u16; 2], spts: [u16; 2], flags: u32, inv: u32) -> Info {
+    Info::new(292)
+        .u16(0, dpts[0])
+        .u16(2, dpts[1])
+        .u16(4, spts[0])
+        .u16(6, spts[1])
+        .u32(284, flags)
+        .u32(288, inv)
+}
+
+#[test]
+fn sctp_ports_and_chunk_types() {
+    let sctp = protos(&[132]);
+    let c = cx(Family::Ip, Hook::Input, Some(&sctp));
+    // --dport 80:90
+    assert_eq!(
+        m(&c, "sctp", 0, sctp_info([80, 90], [0, 0xffff], 2, 0)),
+        Ok(Decompiled::Residual(
+            vec![],
+            [vec![header12()], port(2, 80, 90, false).to_vec()].concat()
+        ))
+    );
+    // ! --sport 5 --chunk-types only DATA:Be,INIT (types 0 and 1; DATA's flags & 3
+    // must be 3).
+    let info = sctp_info([0, 0xffff], [5, 5], 1 | 4, 1)
+        .u32(8, 0b11)
+        .u32(264, 4)
+        .put(268, &[0, 3, 3])
+        .u32(280, 1);
+    let mut map = [0u8; 32];
+    map[0] = 0b11;
+    assert_eq!(
+        m(&c, "sctp", 0, info),
+        Ok(Decompiled::Residual(
+            vec![],
+            [
+                vec![header12()],
+                port(0, 5, 5, true).to_vec(),
+                vec![Insn::XtSctpChunks(SctpChunks {
+                    kind: SctpChunkMatch::Only,
+                    invert: false,
+                    map,
+                    map_beyond: false,
+                    flags: vec![(0, 3, 3)],
+                })]
+            ]
+            .concat()
+        ))
+    );
+    // ! --chunk-types all I_FORWARD_TSN (type 194: word 6, bit 2); a stray bit past
+    // type 255 in the kernel's map.
+    let info = sctp_info([0, 0xffff], [0, 0xffff], 4, 4)
+        .u32(8 + 4 * 6, 1 << 2)
+        .u32(8 + 4 * 40, 1)
+        .u32(264, 2);
+    let mut map = [0u8; 32];
+    map[194 / 8] = 1 << (194 % 8);
+    assert_eq!(
+        m(&c, "sctp", 0, info),
+        Ok(Decompiled::Residual(
+            vec![],
+            vec![
+                header12(),
+                Insn::XtSctpChunks(SctpChunks {
+                    kind: SctpChunkMatch::All,
+                    invert: true,
+                    map,
+                    map_beyond: true,
+                    flags: vec![],
+                })
+            ]
+        ))
+    );
+    // A match type of two bits: the walk runs, nothing matches.
+    let Ok(Decompiled::Residual(_, insns)) = m(
+        &c,
+        "sctp",
+        0,
+        sctp_info([0, 0xffff], [0, 0xffff], 4, 0).u32(264, 3),
+    ) else {
+        panic!("not a residual program");
+    };
+    assert!(matches!(&insns[1], Insn::XtSctpChunks(c) if c.kind == SctpChunkMatch::Other));
+    // No options: only the header is read (a short one drops the packet).
+    assert_eq!(
+        m(&c, "sctp", 0, sctp_info([0, 0xffff], [0, 0xffff], 0, 0)),
+        Ok(Decompiled::Residual(vec![], vec![header12()]))
+    );
+    // Five flag tests: more than the struct has.
+    assert!(m(
+        &c,
+        "sctp",
+        0,
+        sctp_info([0, 0xffff], [0, 0xffff], 4, 0)
+            .u32(264, 1)
+            .u32(280, 5)
+    )
+    .is_err());
+    // Without `-p sctp` the ports the IR reads could be another protocol's.
+    assert!(m(&input(), "sctp", 0, sctp_info([80, 90], [0, 0xffff], 2, 0)).is_err());
+}
+
+/// `struct xt_dccp_info`.
+fn dccp_info(dpts: [u16; 2], spts: [u16; 2], flags: u16, inv: u16) -> Info {
+    Info::new(16)
+        .u16(0, dpts[0])
+        .u16(2, dpts[1])
+        .u16(4, spts[0])
+        .u16(6, spts[1])
+        .u16(8, flags)
+        .u16(10, inv)
+}
+
+#[test]
+fn dccp_ports_types_and_options() {
+    let dccp = protos(&[33]);
+    let c = cx(Family::Ip6, Hook::Forward, Some(&dccp));
+    // --sport 1:2 ! --dport 9
+    assert_eq!(
+        m(&c, "dccp", 0, dccp_info([9, 9], [1, 2], 3, 2)),
+        Ok(Decompiled::Residual(
+            vec![],
+            [
+                vec![header12()],
+                port(0, 1, 2, false).to_vec(),
+                port(2, 9, 9, true).to_vec()
+            ]
+            .concat()
+        ))
+    );
+    // ! --dccp-types REQUEST,DATA --dccp-option 4: the type is bits 1..5 of byte 8.
+    let info = dccp_info([0, 0xffff], [0, 0xffff], 4 | 8, 4)
+        .u16(12, 1 << 0 | 1 << 2)
+        .u8(14, 4);
+    assert_eq!(
+        m(&c, "dccp", 0, info),
+        Ok(Decompiled::Residual(
+            vec![],
+            vec![
+                header12(),
+                Insn::Payload {
+                    base: PayloadBase::Transport,
+                    offset: 8,
+                    len: 1,
+                    dreg: SCRATCH,
+                },
+                Insn::Bitwise {
+                    sreg: SCRATCH,
+                    dreg: SCRATCH,
+                    len: 1,
+                    mask: vec![0x1e],
+                    xor: vec![0],
+                },
+                Insn::Lookup {
+                    sreg: SCRATCH,
+                    len: 1,
+                    negated: true,
+                    elements: vec![(vec![0], vec![0]), (vec![4], vec![4])],
+                },
+                Insn::XtDccpOption {
+                    option: 4,
+                    invert: false,
+                },
+            ]
+        ))
+    );
+    assert!(m(&input(), "dccp", 0, dccp_info([9, 9], [1, 2], 3, 0)).is_err());
 }
