@@ -19,6 +19,9 @@
 //! table get ARP probes too ([`arp`]).
 
 mod arp;
+pub mod ruleset;
+
+pub use ruleset::RulesetFile;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -1127,15 +1130,8 @@ fn flush_conntrack() -> io::Result<()> {
     Ok(())
 }
 
-fn load(side: &crate::nft::NftSide, file: &std::path::Path) -> crate::nft::CmdOutput {
-    let flush = side.run(&["flush", "ruleset"]);
-    if !flush.success() {
-        return flush;
-    }
-    side.run(&[std::ffi::OsStr::new("-f"), file.as_os_str()])
-}
-
-/// Loads `file` on both sides and compares every probe's fate.
+/// Loads `file` (an `.nft` or `.ipt` ruleset, see [`ruleset`]) on both sides and
+/// compares every probe's fate.
 pub fn run_ruleset(
     kernel: &Topology,
     shim: &Topology,
@@ -1147,7 +1143,8 @@ pub fn run_ruleset(
     // connection table with the ruleset, the kernel keeps its entries until they time
     // out (an earlier ruleset's would make this one's packets established).
     in_netns(&kernel.fw, flush_conntrack).context("flushing the kernel's conntrack table")?;
-    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let file = RulesetFile::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let text = &file.text;
     let mut probes = probes.to_vec();
     if text.contains(MALFORMED_MARKER) {
         let next = probes.iter().map(|p| p.id).max().unwrap_or(0) + 1;
@@ -1158,21 +1155,22 @@ pub fn run_ruleset(
         probes.extend(sctp_probes(next));
     }
     let probes = &probes[..];
-    let k = load(&sides.kernel, file);
+    let k = file.load(&sides.kernel);
     if !k.success() {
         return Ok(Outcome::Skipped {
             why: format!(
                 "the kernel refuses it: {}",
-                k.stderr.lines().next().unwrap_or("")
+                k.stderr.trim_end().replace('\n', " ")
             ),
         });
     }
-    let s = load(&sides.shim, file);
+    let s = file.load(&sides.shim);
     if !s.success() {
         let first = s
             .stderr
             .lines()
-            .find(|l| l.contains("Error"))
+            // nft's "Error: ...", iptables-nft-restore's "line N: ... failed (...)".
+            .find(|l| l.contains("Error") || l.contains("failed"))
             .unwrap_or("")
             .to_string();
         if s.stderr.contains("Operation not supported") {
@@ -1190,7 +1188,7 @@ pub fn run_ruleset(
             )),
         });
     }
-    let probes = &arp::with_arp_probes(probes, &text);
+    let probes = &arp::with_arp_probes(probes, text);
     let on_kernel = observe(kernel, probes)?;
     let on_shim = observe(shim, probes)?;
     let differ: Vec<(Probe, bool, bool)> = probes
@@ -1205,14 +1203,13 @@ pub fn run_ruleset(
         .filter(|(_, (a, b))| a != b)
         .map(|(p, (a, b))| format!("  {p}: answered {a} times by the kernel, {b} by nftshimd"))
         .collect();
-    let counted = std::fs::read_to_string(file).is_ok_and(|text| text.contains("counter"));
     let note = if !answers.is_empty() {
         Some(format!(
             "answers to the sender differ:\n{}",
             answers.join("\n")
         ))
-    } else if differ.is_empty() && counted {
-        counters_agree(kernel, shim, sides, probes)?.err()
+    } else if differ.is_empty() && file.has_counters() {
+        counters_agree(kernel, shim, sides, &file, probes)?.err()
     } else {
         None
     };
@@ -1245,18 +1242,22 @@ fn counters_agree(
     kernel: &Topology,
     shim: &Topology,
     sides: &Sides,
+    file: &RulesetFile,
     probes: &[Probe],
 ) -> anyhow::Result<Result<(), String>> {
     let same_listing = |when: &str| -> Result<(), String> {
-        let k = sides.kernel.run(&["list", "ruleset"]);
-        let s = sides.shim.run(&["list", "ruleset"]);
-        if k.success() && s.success() && k.stdout == s.stdout {
-            return Ok(());
+        let show = |l: Result<String, crate::nft::CmdOutput>| match l {
+            Ok(text) => text,
+            Err(out) => format!("({}) {}{}", out.exit, out.stdout, out.stderr),
+        };
+        match (file.listing(&sides.kernel), file.listing(&sides.shim)) {
+            (Ok(k), Ok(s)) if k == s => Ok(()),
+            (k, s) => Err(format!(
+                "counters differ {when}:\n--- kernel\n{}--- nftshimd\n{}",
+                show(k),
+                show(s)
+            )),
         }
-        Err(format!(
-            "counters differ {when}:\n--- kernel ({})\n{}{}--- nftshimd ({})\n{}{}",
-            k.exit, k.stdout, k.stderr, s.exit, s.stdout, s.stderr
-        ))
     };
     let both = |args: &[&str], input: Option<&[u8]>| -> Result<(), String> {
         for side in [&sides.kernel, &sides.shim] {

@@ -120,13 +120,7 @@ fn packet_suite_agrees_with_the_kernel_on_every_ruleset() {
     let skipped = stdout.lines().filter(|l| l.starts_with("SKIP ")).count();
     let files = std::fs::read_dir(rulesets)
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "nft")
-        })
+        .filter(|e| nft_tests::packets::ruleset::is_ruleset(&e.as_ref().unwrap().path()))
         .count();
     let refused = std::fs::read_dir(rulesets)
         .unwrap()

@@ -18,8 +18,9 @@ use nft_tests::{cleanup, iptables, nftpy, suite};
 enum Suite {
     /// nftables' tests/py `*.t` files.
     NftPy,
-    /// `*.nft` rulesets: crafted packets through the kernel and nftshimd (always with
-    /// the eBPF data plane), delivered or dropped alike (see `nft_tests::packets`).
+    /// `*.nft` and `*.ipt` (iptables-nft-restore) rulesets: crafted packets through the
+    /// kernel and nftshimd (always with the eBPF data plane), delivered or dropped
+    /// alike (see `nft_tests::packets`).
     Packets,
     /// iptables' extensions/*.t files, run with the iptables-nft family.
     Iptables,
@@ -88,7 +89,8 @@ struct Args {
     /// Development aid: run the "nftshim" side against the kernel too.
     #[arg(long, value_enum, default_value = "nftshimd", hide = true)]
     nftshim_side: ShimSide,
-    /// `.t` files (`.nft` for packets), or folders searched recursively for them.
+    /// `.t` files (`.nft` and `.ipt` rulesets for packets), or folders searched
+    /// recursively for them.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
 }
@@ -200,14 +202,14 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `.nft` files under the given paths, sorted.
-fn nft_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+/// Ruleset files (`.nft`, `.ipt`) under the given paths, sorted.
+fn ruleset_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     fn walk(p: &std::path::Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         if p.is_dir() {
             for e in std::fs::read_dir(p)? {
                 walk(&e?.path(), out)?;
             }
-        } else if p.extension().is_some_and(|e| e == "nft") {
+        } else if nft_tests::packets::ruleset::is_ruleset(p) {
             out.push(p.to_path_buf());
         }
         Ok(())
@@ -225,7 +227,7 @@ fn nft_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 
 fn run_packets(args: &Args) -> anyhow::Result<ExitCode> {
     use nft_tests::packets::{self, Outcome, Sides, Topology};
-    let files = nft_files(&args.paths)?;
+    let files = ruleset_files(&args.paths)?;
     let bins = Binaries::for_runner(args.nftshimd.clone(), args.preload.clone())?;
     let dataplane = match args.packets_dataplane {
         Dataplane::None => "none",
