@@ -297,6 +297,22 @@ pub enum Insn {
         option: u8,
         invert: bool,
     },
+    /// Drops the packet unless the `data.len()` register bytes at `sreg` are `data`
+    /// (xt_mh's payload protocol, which must be IPPROTO_NONE).
+    XtDropUnless {
+        sreg: u8,
+        data: Vec<u8>,
+    },
+    /// ip6t matches' ipv6_find_hdr() with a target: the extension header of type
+    /// `header`, walked as the kernel walks (the whole packet, any number of headers).
+    /// Breaks when it is not there (-ENOENT), drops the packet when an extension
+    /// header is cut short (-EBADMSG) or the header has fewer than `len` bytes;
+    /// otherwise its first `len` bytes into `dreg`. Only on IPv6 packets.
+    XtIpv6Header {
+        header: u8,
+        len: u8,
+        dreg: u8,
+    },
 }
 
 /// What running a residual program on a packet gives.
@@ -508,7 +524,7 @@ impl ResidualProgram {
                 continue;
             }
             let (h, m) = view.as_ref().map_or((headers, meta), |(h, m)| (h, m));
-            let outcome = match xt::step(insn, h) {
+            let outcome = match xt::step(insn, &mut regs, h) {
                 Some(outcome) => outcome,
                 None if step(insn, &mut regs, h, m) => Outcome::Holds,
                 None => Outcome::Breaks,
@@ -623,6 +639,12 @@ impl ResidualProgram {
                 Insn::XtTransportHeader { len } => (1..=MAX_DATA as u8).contains(len),
                 Insn::XtSctpChunks(c) => c.flags.len() <= xt::SCTP_MAX_FLAGS,
                 Insn::XtDccpOption { .. } => true,
+                Insn::XtDropUnless { sreg, data } => {
+                    (1..=MAX_DATA).contains(&data.len()) && within(*sreg, data.len())
+                }
+                Insn::XtIpv6Header { len, dreg, .. } => {
+                    (1..=MAX_DATA as u8).contains(len) && within(*dreg, *len as usize)
+                }
             };
             if !ok {
                 return Err(format!("operation out of bounds: {insn:?}"));
@@ -835,7 +857,9 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
         Insn::NetdevView
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)
-        | Insn::XtDccpOption { .. } => true,
+        | Insn::XtDccpOption { .. }
+        | Insn::XtDropUnless { .. }
+        | Insn::XtIpv6Header { .. } => true,
     }
 }
 

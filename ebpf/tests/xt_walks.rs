@@ -1,8 +1,10 @@
 //! xtables matches' own walks (xt_sctp's `--chunk-types`, xt_dccp's `--dccp-option`,
-//! and the transport header both read first) with BPF_PROG_TEST_RUN at XDP and TC:
-//! crafted SCTP and DCCP packets, well-formed and malformed (no chunk, a chunk of
-//! length 0, a chunk header or options cut short, a data offset below the header,
-//! a header cut short, later fragments), each rule's verdict and counters against the
+//! the transport header they, ipt_ah and ip6t_mh read first, mh's payload protocol,
+//! ip6t_frag's ipv6_find_hdr()) with BPF_PROG_TEST_RUN at XDP and TC: crafted SCTP,
+//! DCCP, AH, MH and IPv6 fragment packets, well-formed and malformed (no chunk, a
+//! chunk of length 0, a chunk header or options cut short, a data offset below the
+//! header, a header cut short, an extension header cut short, later fragments, more
+//! extension headers than the parser walks), each rule's verdict and counters against the
 //! reference ([`Reference`], [`ResidualProgram::run`]), and the reference against what
 //! the kernel's code gives, hotdrop (the packet dropped, the rule not counted)
 //! included.
@@ -18,7 +20,7 @@ use nftshim_ebpf::loader::{LoadOptions, SkbMeta};
 use nftshim_ebpf::maps::compile_program;
 use nftshim_ebpf::reference::Reference;
 use nftshim_ebpf::residual::{
-    Headers, Insn, Outcome, PayloadBase, ResidualProgram, SctpChunkMatch, SctpChunks,
+    CmpOp, Headers, Insn, Outcome, PayloadBase, ResidualProgram, SctpChunkMatch, SctpChunks,
 };
 
 const SCTP: u8 = 132;
@@ -191,8 +193,59 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
             "dccp6 data option",
             ipv6(DCCP, &dccp(2, false, 4, &opts_data)),
         ),
+        (
+            "ah spi 8",
+            ipv4(AH, 0, &[6, 1, 0, 0, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0]),
+        ),
+        ("ah cut", ipv4(AH, 0, &[6, 1, 0, 0, 0, 0, 0, 8])),
+        ("mh type 5", ipv6(MH, &[59, 0, 5, 0, 0, 0, 0, 0])),
+        ("mh type 5 proto udp", ipv6(MH, &[17, 0, 5, 0, 0, 0, 0, 0])),
+        ("mh cut", ipv6(MH, &[59, 0, 5, 0])),
+        // Fragment headers: id 5, first with more fragments; a later one (offset 32).
+        (
+            "frag first",
+            ipv6(
+                FRAG,
+                &[[17, 0, 0, 1, 0, 0, 0, 5].as_slice(), &UDP8].concat(),
+            ),
+        ),
+        (
+            "frag later",
+            ipv6(FRAG, &[17, 0, 1, 0, 0, 0, 0, 5, 1, 2, 3, 4]),
+        ),
+        // Hop-by-hop, then a fragment header with its reserved byte set.
+        (
+            "hbh, frag reserved",
+            ipv6(
+                0,
+                &[
+                    [FRAG, 0, 1, 4, 0, 0, 0, 0].as_slice(),
+                    &[17, 1, 0, 0, 0, 0, 0, 1],
+                    &UDP8,
+                ]
+                .concat(),
+            ),
+        ),
+        ("hbh cut", ipv6(0, &[FRAG])),
+        ("frag cut", ipv6(FRAG, &[17, 0, 0, 1, 0, 0])),
+        ("udp6", ipv6(17, &UDP8)),
+        // Ten destination options headers before the fragment header.
+        ("ten dstopts, frag", {
+            let mut p = Vec::new();
+            for i in 0..10 {
+                p.extend_from_slice(&[if i == 9 { FRAG } else { 60 }, 0, 1, 4, 0, 0, 0, 0]);
+            }
+            p.extend_from_slice(&[17, 0, 0, 0, 0, 0, 0, 5]);
+            p.extend_from_slice(&UDP8);
+            ipv6(60, &p)
+        }),
     ]
 }
+
+const AH: u8 = 51;
+const MH: u8 = 135;
+const FRAG: u8 = 44;
+const UDP8: [u8; 8] = [0x9c, 0x40, 0, 9, 0, 8, 0, 0];
 
 fn header() -> Insn {
     Insn::XtTransportHeader { len: 12 }
@@ -234,7 +287,42 @@ fn dport(lo: u16, hi: u16) -> Vec<Insn> {
     ]
 }
 
-/// The programs, by the match they stand for, with their protocol.
+/// ip6t_frag's header (8 bytes into the scratch registers) and identification.
+fn frag_id(lo: u32, hi: u32) -> Vec<Insn> {
+    vec![
+        Insn::XtIpv6Header {
+            header: FRAG,
+            len: 8,
+            dreg: 48,
+        },
+        Insn::Range {
+            sreg: 52,
+            negated: false,
+            from: lo.to_be_bytes().to_vec(),
+            to: hi.to_be_bytes().to_vec(),
+        },
+    ]
+}
+
+/// The first word of the fragment header & mask == value.
+fn frag_word(mask: [u8; 4], value: [u8; 4]) -> Vec<Insn> {
+    vec![
+        Insn::Bitwise {
+            sreg: 48,
+            dreg: 56,
+            len: 4,
+            mask: mask.to_vec(),
+            xor: vec![0; 4],
+        },
+        Insn::Cmp {
+            sreg: 56,
+            op: CmpOp::Eq,
+            data: value.to_vec(),
+        },
+    ]
+}
+
+/// The programs, by the match they stand for, with their protocol (0: none).
 fn programs() -> Vec<(&'static str, u8, Vec<Insn>)> {
     use SctpChunkMatch::*;
     let mut beyond = chunks(All, false, &[DATA], vec![]);
@@ -316,6 +404,62 @@ fn programs() -> Vec<(&'static str, u8, Vec<Insn>)> {
         ("dccp --dccp-option 7", DCCP, with(option(7, false))),
         ("dccp --dccp-option 4", DCCP, with(option(4, false))),
         ("dccp --dccp-option 40", DCCP, with(option(40, false))),
+        ("ah --ahspi 8", AH, {
+            vec![
+                Insn::XtTransportHeader { len: 12 },
+                Insn::Payload {
+                    base: PayloadBase::Transport,
+                    offset: 4,
+                    len: 4,
+                    dreg: 48,
+                },
+                Insn::Range {
+                    sreg: 48,
+                    negated: false,
+                    from: vec![0, 0, 0, 8],
+                    to: vec![0, 0, 0, 8],
+                },
+            ]
+        }),
+        ("mh --mh-type 4:123", MH, {
+            let load = |offset| Insn::Payload {
+                base: PayloadBase::Transport,
+                offset,
+                len: 1,
+                dreg: 48,
+            };
+            vec![
+                Insn::XtTransportHeader { len: 6 },
+                load(0),
+                Insn::XtDropUnless {
+                    sreg: 48,
+                    data: vec![59],
+                },
+                load(2),
+                Insn::Range {
+                    sreg: 48,
+                    negated: false,
+                    from: vec![4],
+                    to: vec![123],
+                },
+            ]
+        }),
+        ("frag --fragid 5", 0, frag_id(5, 5)),
+        (
+            "frag --fragmore",
+            0,
+            [frag_id(0, u32::MAX), frag_word([0, 0, 0, 1], [0, 0, 0, 1])].concat(),
+        ),
+        (
+            "frag --fragres --fraglast",
+            0,
+            [
+                frag_id(0, u32::MAX),
+                frag_word([0, 0xff, 0, 0x06], [0; 4]),
+                frag_word([0, 0, 0, 1], [0; 4]),
+            ]
+            .concat(),
+        ),
     ]
 }
 
@@ -344,15 +488,50 @@ fn fields(frame: &[u8]) -> PacketFields {
             network[9],
         )
     } else {
-        h.transport = Some(40);
+        // Hop-by-hop, destination options and fragment headers, as the parser walks
+        // them (a header cut short: no transport protocol).
+        let (mut next, mut off) = (network[6], 40);
+        let mut known = true;
+        loop {
+            match next {
+                0 | 60 if network.len() >= off + 2 => {
+                    (next, off) = (network[off], off + (network[off + 1] as usize + 1) * 8)
+                }
+                44 if network.len() >= off + 8 => {
+                    let later = u16::from_be_bytes([network[off + 2], network[off + 3]]) & !7;
+                    next = network[off];
+                    if later != 0 {
+                        h.fragment_thoff = Some(0);
+                        break;
+                    }
+                    off += 8;
+                }
+                0 | 60 | 44 => {
+                    known = false;
+                    break;
+                }
+                _ => {
+                    h.transport = Some(off);
+                    break;
+                }
+            }
+        }
         let a = |o: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&network[o..o + 16]).unwrap());
-        (
-            L3Fields::V6 {
-                saddr: a(8),
-                daddr: a(24),
-            },
-            network[6],
-        )
+        let v6 = L3Fields::V6 {
+            saddr: a(8),
+            daddr: a(24),
+        };
+        if !known {
+            let len = network.len() as u32;
+            h.network = network;
+            return PacketFields {
+                l3: v6,
+                len,
+                headers: Some(h),
+                ..PacketFields::default()
+            };
+        }
+        (v6, next)
     };
     let later_fragment = h.transport.is_none();
     let ports = h.transport.and_then(|t| network.get(t..t + 4)).map(|p| {
@@ -374,21 +553,20 @@ fn fields(frame: &[u8]) -> PacketFields {
     }
 }
 
-/// The program as a rule (after its protocol), then a rule every packet matches.
+/// The program as a rule (after its protocol, if any), then a rule every packet
+/// matches.
 fn chain(proto: u8, insns: &[Insn]) -> Chain {
+    let mut matches = vec![Match::is(Test::Residual(ResidualProgram {
+        insns: insns.to_vec(),
+    }))];
+    if proto != 0 {
+        matches.insert(0, Match::is(Test::L4Proto(vec![proto])));
+    }
     Chain {
         scope: L3Scope::Inet,
         policy: Verdict::Accept,
         rules: vec![
-            Rule::new(
-                vec![
-                    Match::is(Test::L4Proto(vec![proto])),
-                    Match::is(Test::Residual(ResidualProgram {
-                        insns: insns.to_vec(),
-                    })),
-                ],
-                Action::Continue,
-            ),
+            Rule::new(matches, Action::Continue),
             Rule::new(vec![], Action::Continue),
         ],
     }
@@ -517,6 +695,23 @@ fn the_reference_follows_the_kernel_matches() {
         ("dccp --dccp-option 4", "dccp data zero length", Breaks),
         // In the ACK, option 40 (length 3) covers the 9.
         ("dccp --dccp-option 9", "dccp ack extended", Breaks),
+        ("ah --ahspi 8", "ah spi 8", Holds),
+        ("ah --ahspi 8", "ah cut", Drops),
+        ("mh --mh-type 4:123", "mh type 5", Holds),
+        ("mh --mh-type 4:123", "mh type 5 proto udp", Drops),
+        ("mh --mh-type 4:123", "mh cut", Drops),
+        ("frag --fragid 5", "frag first", Holds),
+        ("frag --fragid 5", "frag later", Holds),
+        ("frag --fragid 5", "udp6", Breaks),
+        ("frag --fragid 5", "sctp data, init", Breaks),
+        ("frag --fragid 5", "hbh cut", Drops),
+        ("frag --fragid 5", "frag cut", Drops),
+        ("frag --fragid 5", "ten dstopts, frag", Holds),
+        ("frag --fragid 5", "hbh, frag reserved", Breaks),
+        ("frag --fragmore", "frag first", Holds),
+        ("frag --fragmore", "frag later", Breaks),
+        ("frag --fragres --fraglast", "frag later", Holds),
+        ("frag --fragres --fraglast", "hbh, frag reserved", Breaks),
     ];
     for (program, frame, want) in cases {
         assert_eq!(outcome(program, frame), want, "`{program}` on {frame}");

@@ -59,13 +59,15 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         Insn::Bitwise { dreg, len, .. } => Some((*dreg, round(*len as usize))),
         Insn::Shift { dreg, .. } => Some((*dreg, 4)),
         Insn::Byteorder { dreg, len, .. } => Some((*dreg, *len as usize)),
+        Insn::XtIpv6Header { dreg, len, .. } => Some((*dreg, round(*len as usize))),
         Insn::Cmp { .. }
         | Insn::Range { .. }
         | Insn::Lookup { .. }
         | Insn::NetdevView
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)
-        | Insn::XtDccpOption { .. } => None,
+        | Insn::XtDccpOption { .. }
+        | Insn::XtDropUnless { .. } => None,
     }
 }
 
@@ -82,7 +84,9 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::NetdevView
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)
-        | Insn::XtDccpOption { .. } => None,
+        | Insn::XtDccpOption { .. }
+        | Insn::XtIpv6Header { .. } => None,
+        Insn::XtDropUnless { sreg, data } => Some((*sreg, data.len())),
         Insn::Bitwise { sreg, len, .. } => Some((*sreg, round(*len as usize))),
         Insn::Shift { sreg, .. } => Some((*sreg, 4)),
         Insn::Byteorder { sreg, len, .. } => Some((*sreg, *len as usize)),

@@ -99,6 +99,9 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("helper", 0) => helper(b),
         ("sctp", 0) => sctp::sctp(cx, b),
         ("dccp", 0) => dccp::dccp(cx, b),
+        ("ah", 0) => ipsec_mh::ah(cx, b),
+        ("mh", 0) => ipsec_mh::mh(cx, b),
+        ("frag", 0) => frag6::frag(cx, b),
         ("limit", _) => Err(
             "xt match limit is not supported by the eBPF data plane (xt_limit counts credits \
              in jiffies, not nft_limit's nanosecond tokens)"
@@ -821,6 +824,8 @@ fn connmark_target(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, S
 }
 
 mod dccp;
+mod frag6;
+mod ipsec_mh;
 mod sctp;
 #[cfg(test)]
 mod tests;

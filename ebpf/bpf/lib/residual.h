@@ -46,6 +46,8 @@ enum ns_res_op {
 	NS_RES_XT_SCTP = 21,	    /* arg: match type; flags: invert, map past 255;
 				     * data, data2: chunk map; element first: flag tests */
 	NS_RES_XT_DCCP_OPTION = 22, /* arg: option; flags: invert */
+	NS_RES_XT_DROP_UNLESS = 23, /* memcmp(sreg, data, len) == 0, or drop */
+	NS_RES_XT_IPV6_HEADER = 24, /* arg: header type; len, dreg */
 };
 
 /* A program's result besides 1 (holds), 0 (breaks) and -1 (error): an xtables
@@ -173,6 +175,13 @@ struct ns_res_state {
 	__u8 xd_option;
 	__u8 xd_found;
 	__u8 xd_op[2];
+	/* An ipv6_find_hdr() walk (NS_RES_XT_IPV6_HEADER): next header and where, the
+	 * type sought, and the header found (frame offset) or an error (< 0). */
+	__u32 x6_start;
+	__s32 x6_found;
+	__u8 x6_next;
+	__u8 x6_target;
+	__u8 x6_hp[4];
 	__u8 tmp[NS_RES_DATA]; /* a byte order swap's source */
 	__u8 hdr[NS_RES_HDR_MAX];
 	/* Room for a few bytes read past a masked index (lib/rewrite.h), which the
@@ -568,6 +577,10 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 		return ns_res_xt_sctp(rs, in, hk);
 	case NS_RES_XT_DCCP_OPTION:
 		return ns_res_xt_dccp_option(rs, in, hk);
+	case NS_RES_XT_DROP_UNLESS:
+		return ns_res_memcmp(regs, sreg, in->data, len) == 0 ? 1 : NS_RES_HOTDROP;
+	case NS_RES_XT_IPV6_HEADER:
+		return ns_res_xt_ipv6_header(rs, in, hk);
 	case NS_RES_NETDEV:
 		if (!NS_FEATURE(NS_F_NETDEV_VIEW))
 			return -1;

@@ -184,4 +184,85 @@ static __attribute__((noinline)) int ns_res_xt_dccp_option(struct ns_res_state *
 	return rs->xd_found != (in->flags & 1);
 }
 
+/* ipv6_find_hdr()'s results besides a header's offset. */
+#define NS_XT6_ENOENT (-1)
+#define NS_XT6_EBADMSG (-2)
+
+/* One header of ipv6_find_hdr() with a target (bpf_loop callback). */
+static long ns_xt_ipv6_step(__u64 i, void *hk)
+{
+	struct ns_res_state *rs = ns_res_state();
+	if (!rs)
+		return 1;
+	__u32 start = rs->x6_start, end = ns_xt_end(rs);
+	__u8 next = rs->x6_next;
+	int found = next == rs->x6_target;
+	if (next != 0 && next != 43 && next != 44 && next != 51 && next != 60) {
+		rs->x6_found = found ? (__s32)start : NS_XT6_ENOENT;
+		return 1;
+	}
+	/* Routing headers must have 4 bytes, fragment headers their offset. */
+	__u32 need = next == 43 || next == 44 ? 4 : 2;
+	if (start + need > end || ns_hook_load(hk, start, rs->x6_hp, need) < 0) {
+		rs->x6_found = NS_XT6_EBADMSG;
+		return 1;
+	}
+	__u32 hdrlen;
+	if (next == 44) {
+		/* A later fragment ends the walk, unless it is the header sought. */
+		if ((((__u32)rs->x6_hp[2] << 8) | rs->x6_hp[3]) & ~7u) {
+			rs->x6_found = found ? (__s32)start : NS_XT6_ENOENT;
+			return 1;
+		}
+		hdrlen = 8;
+	} else if (next == 51) {
+		hdrlen = ((__u32)rs->x6_hp[1] + 2) * 4;
+	} else {
+		hdrlen = ((__u32)rs->x6_hp[1] + 1) * 8;
+	}
+	if (found) {
+		rs->x6_found = start;
+		return 1;
+	}
+	rs->x6_next = rs->x6_hp[0];
+	rs->x6_start = start + hdrlen;
+	return 0;
+}
+
+/* NS_RES_XT_IPV6_HEADER: the header's first `len` bytes into dreg; not there: break;
+ * an extension header cut short, or fewer than `len` bytes: drop. */
+static __attribute__((noinline)) int ns_res_xt_ipv6_header(struct ns_res_state *rs,
+							   const struct ns_res_insn *in,
+							   struct ns_hook *hk)
+{
+	__u32 nh = rs->nh, end = ns_xt_end(rs), len = in->len, dreg = in->dreg;
+	if (!rs->ipv6 || !nh)
+		return 0;
+	if (nh + 7 > end || nh + 7 > rs->hdr_len)
+		return NS_RES_HOTDROP;
+	rs->x6_next = rs->hdr[(nh + 6) & (NS_RES_HDR_MAX - 1)];
+	rs->x6_start = nh + 40;
+	rs->x6_target = in->arg;
+	rs->x6_found = NS_XT6_ENOENT;
+	/* Extension headers take at least 8 bytes: one step each, and one to end on. */
+	__u32 steps = end > nh + 40 ? (end - nh - 40) / 8 + 2 : 2;
+	bpf_loop(steps, ns_xt_ipv6_step, hk, 0);
+	if (rs->x6_found == NS_XT6_ENOENT)
+		return 0;
+	if (rs->x6_found < 0)
+		return NS_RES_HOTDROP;
+	__u32 at = rs->x6_found;
+	if (len == 0 || len > NS_RES_DATA || dreg + len > NS_RES_REGS)
+		return -1;
+	if (at + len > end || ns_hook_load(hk, at, rs->tmp, len) < 0)
+		return NS_RES_HOTDROP;
+	ns_res_clear(rs->regs, dreg, len);
+	for (__u32 k = 0; k < NS_RES_DATA; k++) {
+		if (k >= len)
+			break;
+		rs->regs[(dreg + k) & (NS_RES_REGS - 1)] = rs->tmp[k];
+	}
+	return 1;
+}
+
 #endif

@@ -44,6 +44,8 @@ pub const RES_SCTP_CHUNK: u8 = 14;
 pub const RES_XT_HEADER: u8 = 20;
 pub const RES_XT_SCTP: u8 = 21;
 pub const RES_XT_DCCP_OPTION: u8 = 22;
+pub const RES_XT_DROP_UNLESS: u8 = 23;
+pub const RES_XT_IPV6_HEADER: u8 = 24;
 /// Not an operation: the spec of a `payload set` statement (`struct ns_res_insn` read
 /// as `struct ns_write_spec`, bpf/lib/rewrite.h): flags 1 network / 2 transport base,
 /// offset, len, data the mask, data2 the xor, arg the checksum offset, sreg
@@ -571,6 +573,15 @@ impl Extras {
                         e.from[3 * i..3 * i + 3].copy_from_slice(&[*t, *f, *m]);
                     }
                     self.residual_elems.push(e);
+                }
+                Insn::XtDropUnless { sreg, data } => {
+                    b.op = RES_XT_DROP_UNLESS;
+                    (b.sreg, b.len) = (*sreg, data.len() as u8);
+                    b.data[..data.len()].copy_from_slice(data);
+                }
+                Insn::XtIpv6Header { header, len, dreg } => {
+                    b.op = RES_XT_IPV6_HEADER;
+                    (b.arg, b.len, b.dreg) = (*header, *len, *dreg);
                 }
                 Insn::XtDccpOption { option, invert } => {
                     b.op = RES_XT_DCCP_OPTION;

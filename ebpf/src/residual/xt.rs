@@ -3,7 +3,7 @@
 //! expressions these may drop the packet outright: an xtables match that meets a
 //! malformed header sets `par->hotdrop`, and nft_compat then gives NF_DROP.
 
-use super::{Headers, Insn, Outcome};
+use super::{store, Headers, Insn, Outcome, REGS_LEN};
 
 /// `XT_NUM_SCTP_FLAGS`: chunk flag tests an xt_sctp match carries at most.
 pub const SCTP_MAX_FLAGS: usize = 4;
@@ -135,13 +135,69 @@ impl Insn {
     pub fn can_drop(&self) -> bool {
         matches!(
             self,
-            Insn::XtTransportHeader { .. } | Insn::XtSctpChunks(_) | Insn::XtDccpOption { .. }
+            Insn::XtTransportHeader { .. }
+                | Insn::XtSctpChunks(_)
+                | Insn::XtDccpOption { .. }
+                | Insn::XtDropUnless { .. }
+                | Insn::XtIpv6Header { .. }
         )
     }
 }
 
+/// Why ipv6_find_hdr() found no header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NotFound {
+    /// -ENOENT: the header is not there.
+    Absent,
+    /// -EBADMSG: an extension header on the way is cut short.
+    Malformed,
+}
+
+/// ipv6_find_hdr() with a target (no flags, no fragment offset wanted) over the
+/// datagram `ip`: the offset of the header of type `target`.
+fn ipv6_find_hdr(ip: &[u8], target: u8) -> Result<usize, NotFound> {
+    // The kernel reads ipv6_hdr()'s next header without a length check; every IPv6
+    // packet at the hooks has its 40 bytes.
+    let mut next = *ip.get(6).ok_or(NotFound::Malformed)?;
+    let mut start = 40usize;
+    loop {
+        let found = next == target;
+        if !matches!(next, 0 | 43 | 44 | 51 | 60) {
+            return if found {
+                Ok(start)
+            } else {
+                Err(NotFound::Absent)
+            };
+        }
+        let hp = ip.get(start..start + 2).ok_or(NotFound::Malformed)?;
+        if next == 43 {
+            ip.get(start..start + 4).ok_or(NotFound::Malformed)?;
+        }
+        let hdrlen = match next {
+            44 => {
+                let fo = ip.get(start + 2..start + 4).ok_or(NotFound::Malformed)?;
+                if u16::from_be_bytes([fo[0], fo[1]]) & !7 != 0 {
+                    return if found {
+                        Ok(start)
+                    } else {
+                        Err(NotFound::Absent)
+                    };
+                }
+                8
+            }
+            51 => (hp[1] as usize + 2) * 4,
+            _ => (hp[1] as usize + 1) * 8,
+        };
+        if found {
+            return Ok(start);
+        }
+        next = hp[0];
+        start += hdrlen;
+    }
+}
+
 /// Runs an xt operation (`None`: not one).
-pub(super) fn step(insn: &Insn, h: &Headers) -> Option<Outcome> {
+pub(super) fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers) -> Option<Outcome> {
     // The transport header of a packet that is not a later fragment.
     let th = h.transport.filter(|_| !h.later_fragment);
     let result = |found: Option<bool>, invert: bool| match found {
@@ -163,6 +219,31 @@ pub(super) fn step(insn: &Insn, h: &Headers) -> Option<Outcome> {
             None => Outcome::Breaks,
             Some(th) => result(dccp_find_option(&h.network, th, *option), *invert),
         },
+        Insn::XtDropUnless { sreg, data } => {
+            let got = &regs[*sreg as usize..*sreg as usize + data.len()];
+            if got == data.as_slice() {
+                Outcome::Holds
+            } else {
+                Outcome::Drops
+            }
+        }
+        Insn::XtIpv6Header { header, len, dreg } => {
+            if h.protocol != 0x86dd {
+                return Some(Outcome::Breaks);
+            }
+            let ip = h.network.get(h.nh..).unwrap_or(&[]);
+            match ipv6_find_hdr(ip, *header) {
+                Err(NotFound::Absent) => Outcome::Breaks,
+                Err(NotFound::Malformed) => Outcome::Drops,
+                Ok(at) => match ip.get(at..at + *len as usize) {
+                    Some(bytes) => {
+                        store(regs, *dreg, bytes);
+                        Outcome::Holds
+                    }
+                    None => Outcome::Drops,
+                },
+            }
+        }
         _ => return None,
     })
 }
@@ -254,6 +335,31 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_find_hdr_tells_absent_from_malformed() {
+        // Hop-by-hop (8 bytes), fragment (offset 0), then UDP.
+        let mut ip = vec![0u8; 40];
+        ip[6] = 0;
+        ip.extend_from_slice(&[44, 0, 0, 0, 0, 0, 0, 0]);
+        ip.extend_from_slice(&[17, 0, 0, 0, 0, 0, 0, 9]);
+        ip.extend_from_slice(&[0; 8]);
+        assert_eq!(ipv6_find_hdr(&ip, 0), Ok(40));
+        assert_eq!(ipv6_find_hdr(&ip, 44), Ok(48));
+        assert_eq!(ipv6_find_hdr(&ip, 17), Ok(56));
+        assert_eq!(ipv6_find_hdr(&ip, 60), Err(NotFound::Absent));
+        // A later fragment: the fragment header is found, what follows it is not.
+        ip[50] = 0x01;
+        assert_eq!(ipv6_find_hdr(&ip, 44), Ok(48));
+        assert_eq!(ipv6_find_hdr(&ip, 17), Err(NotFound::Absent));
+        // The fragment header cut after its first two bytes.
+        ip.truncate(50);
+        assert_eq!(ipv6_find_hdr(&ip, 44), Err(NotFound::Malformed));
+        assert_eq!(ipv6_find_hdr(&ip, 0), Ok(40));
+        // No next header: the walk ends there.
+        ip[40] = 59;
+        assert_eq!(ipv6_find_hdr(&ip, 44), Err(NotFound::Absent));
+    }
+
+    #[test]
     fn dccp_options_follow_dccp_find_option() {
         // A DATA packet (header 12 bytes) with doff 5: options 7 (len 4), then 0.
         let mut p = vec![0u8; 20];
@@ -263,9 +369,11 @@ mod tests {
         assert_eq!(dccp_find_option(&p, 0, 35), Some(true));
         assert_eq!(dccp_find_option(&p, 0, 0), Some(true));
         assert_eq!(dccp_find_option(&p, 0, 2), Some(false));
-        // A length byte of 0 steps one byte: the 4 is read as an option kind.
-        p[13] = 0;
+        // A length byte of 0 steps one byte (onto it, a kind 0): the 4 after it is
+        // read as an option kind.
+        p[12..16].copy_from_slice(&[5, 0, 4, 1]);
         assert_eq!(dccp_find_option(&p, 0, 4), Some(true));
+        assert_eq!(dccp_find_option(&p, 0, 2), Some(false));
         // Data offset below the header's length, or options past the packet: dropped.
         p[4] = 2;
         assert_eq!(dccp_find_option(&p, 0, 35), None);

@@ -767,3 +767,130 @@ fn dccp_ports_types_and_options() {
     );
     assert!(m(&input(), "dccp", 0, dccp_info([9, 9], [1, 2], 3, 0)).is_err());
 }
+
+// --- ah, mh, frag ------------------------------------------------------------------
+
+#[test]
+fn ah_spi_range() {
+    let ah = protos(&[51]);
+    let c = cx(Family::Ip, Hook::Forward, Some(&ah));
+    // ! --ahspi 7:9
+    assert_eq!(
+        m(&c, "ah", 0, Info::new(12).u32(0, 7).u32(4, 9).u8(8, 1)),
+        Ok(Decompiled::Residual(
+            vec![],
+            vec![
+                Insn::XtTransportHeader { len: 12 },
+                Insn::Payload {
+                    base: PayloadBase::Transport,
+                    offset: 4,
+                    len: 4,
+                    dreg: SCRATCH,
+                },
+                Insn::Range {
+                    sreg: SCRATCH,
+                    negated: true,
+                    from: vec![0, 0, 0, 7],
+                    to: vec![0, 0, 0, 9],
+                },
+            ]
+        ))
+    );
+    assert!(m(&input(), "ah", 0, Info::new(12)).is_err());
+    // ip6t_ah is another struct (and walks extension headers).
+    let c6 = cx(Family::Ip6, Hook::Input, Some(&ah));
+    assert!(m(&c6, "ah", 0, Info::new(20)).is_err());
+}
+
+#[test]
+fn mh_type_after_its_payload_protocol() {
+    let mh = protos(&[135]);
+    let c = cx(Family::Ip6, Hook::Input, Some(&mh));
+    let Ok(Decompiled::Residual(ms, insns)) = m(&c, "mh", 0, Info::new(3).put(0, &[4, 123, 0]))
+    else {
+        panic!("not a residual program");
+    };
+    assert!(ms.is_empty());
+    assert_eq!(insns[0], Insn::XtTransportHeader { len: 6 });
+    assert_eq!(
+        insns[2],
+        Insn::XtDropUnless {
+            sreg: SCRATCH,
+            data: vec![59]
+        }
+    );
+    assert_eq!(
+        insns[4],
+        Insn::Range {
+            sreg: SCRATCH,
+            negated: false,
+            from: vec![4],
+            to: vec![123]
+        }
+    );
+    assert!(m(&cx(Family::Ip6, Hook::Input, None), "mh", 0, Info::new(3)).is_err());
+}
+
+#[test]
+fn frag_id_and_flags() {
+    let c = cx(Family::Ip6, Hook::Input, None);
+    // ! --fragid 1 ! --fraglen 42 --fragres --fragfirst: the length is never tested.
+    let info = Info::new(16)
+        .u32(0, 1)
+        .u32(4, 1)
+        .u32(8, 42)
+        .u8(12, 0x01 | 0x02 | 0x04 | 0x08)
+        .u8(13, 0x01 | 0x02);
+    let tmp = SCRATCH + 8;
+    let test = |mask: [u8; 4], value: [u8; 4]| {
+        vec![
+            Insn::Bitwise {
+                sreg: SCRATCH,
+                dreg: tmp,
+                len: 4,
+                mask: mask.to_vec(),
+                xor: vec![0; 4],
+            },
+            Insn::Cmp {
+                sreg: tmp,
+                op: CmpOp::Eq,
+                data: value.to_vec(),
+            },
+        ]
+    };
+    assert_eq!(
+        m(&c, "frag", 0, info),
+        Ok(Decompiled::Residual(
+            vec![],
+            [
+                vec![
+                    Insn::XtIpv6Header {
+                        header: 44,
+                        len: 8,
+                        dreg: SCRATCH
+                    },
+                    Insn::Range {
+                        sreg: SCRATCH + 4,
+                        negated: true,
+                        from: vec![0, 0, 0, 1],
+                        to: vec![0, 0, 0, 1],
+                    },
+                ],
+                test([0, 0xff, 0, 0x06], [0; 4]),
+                test([0, 0, 0xff, 0xf8], [0; 4]),
+            ]
+            .concat()
+        ))
+    );
+    // --fragmore --fraglast: both flag tests, which no packet passes.
+    let Ok(Decompiled::Residual(_, insns)) =
+        m(&c, "frag", 0, Info::new(16).u32(4, u32::MAX).u8(12, 0x30))
+    else {
+        panic!("not a residual program");
+    };
+    assert_eq!(
+        insns[2..],
+        [test([0, 0, 0, 1], [0, 0, 0, 1]), test([0, 0, 0, 1], [0; 4])].concat()
+    );
+    assert!(m(&input(), "frag", 0, Info::new(16)).is_err());
+}
