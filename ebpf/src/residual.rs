@@ -306,12 +306,14 @@ pub enum Insn {
     /// ip6t matches' ipv6_find_hdr() with a target: the extension header of type
     /// `header`, walked as the kernel walks (the whole packet, any number of headers).
     /// Breaks when it is not there (-ENOENT), drops the packet when an extension
-    /// header is cut short (-EBADMSG) or the header has fewer than `len` bytes;
+    /// header is cut short (-EBADMSG) or the header has fewer than `len` bytes (or,
+    /// with `whole`, fewer than its length field says, ipv6_optlen(): ip6t_hbh);
     /// otherwise its first `len` bytes into `dreg`. Only on IPv6 packets.
     XtIpv6Header {
         header: u8,
         len: u8,
         dreg: u8,
+        whole: bool,
     },
 }
 
@@ -642,8 +644,11 @@ impl ResidualProgram {
                 Insn::XtDropUnless { sreg, data } => {
                     (1..=MAX_DATA).contains(&data.len()) && within(*sreg, data.len())
                 }
-                Insn::XtIpv6Header { len, dreg, .. } => {
-                    (1..=MAX_DATA as u8).contains(len) && within(*dreg, *len as usize)
+                Insn::XtIpv6Header {
+                    len, dreg, whole, ..
+                } => {
+                    (if *whole { 2 } else { 1 }..=MAX_DATA as u8).contains(len)
+                        && within(*dreg, *len as usize)
                 }
             };
             if !ok {

@@ -227,6 +227,13 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         ("hbh cut", ipv6(0, &[FRAG])),
+        // Destination options of 16 bytes (length field 1), then UDP; the same header
+        // with only 8 of its bytes in the packet.
+        (
+            "dstopts 16",
+            ipv6(60, &[[17, 1, 1, 12].as_slice(), &[0; 12], &UDP8].concat()),
+        ),
+        ("dstopts cut", ipv6(60, &[59, 1, 1, 4, 0, 0, 0, 0])),
         ("frag cut", ipv6(FRAG, &[17, 0, 0, 1, 0, 0])),
         ("udp6", ipv6(17, &UDP8)),
         // Ten destination options headers before the fragment header.
@@ -294,6 +301,7 @@ fn frag_id(lo: u32, hi: u32) -> Vec<Insn> {
             header: FRAG,
             len: 8,
             dreg: 48,
+            whole: false,
         },
         Insn::Range {
             sreg: 52,
@@ -445,6 +453,31 @@ fn programs() -> Vec<(&'static str, u8, Vec<Insn>)> {
             ]
         }),
         ("frag --fragid 5", 0, frag_id(5, 5)),
+        (
+            "dst --dst-len 16",
+            0,
+            vec![
+                Insn::XtIpv6Header {
+                    header: 60,
+                    len: 2,
+                    dreg: 48,
+                    whole: true,
+                },
+                Insn::Bitwise {
+                    sreg: 48,
+                    dreg: 52,
+                    len: 2,
+                    mask: vec![0, 0xff],
+                    xor: vec![0, 0],
+                },
+                Insn::Range {
+                    sreg: 52,
+                    negated: false,
+                    from: vec![0, 1],
+                    to: vec![0, 1],
+                },
+            ],
+        ),
         (
             "frag --fragmore",
             0,
@@ -709,6 +742,10 @@ fn the_reference_follows_the_kernel_matches() {
         ("frag --fragid 5", "ten dstopts, frag", Holds),
         ("frag --fragid 5", "hbh, frag reserved", Breaks),
         ("frag --fragmore", "frag first", Holds),
+        ("dst --dst-len 16", "dstopts 16", Holds),
+        ("dst --dst-len 16", "ten dstopts, frag", Breaks),
+        ("dst --dst-len 16", "dstopts cut", Drops),
+        ("dst --dst-len 16", "udp6", Breaks),
         ("frag --fragmore", "frag later", Breaks),
         ("frag --fragres --fraglast", "frag later", Holds),
         ("frag --fragres --fraglast", "hbh, frag reserved", Breaks),

@@ -102,6 +102,8 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("ah", 0) => ipsec_mh::ah(cx, b),
         ("mh", 0) => ipsec_mh::mh(cx, b),
         ("frag", 0) => frag6::frag(cx, b),
+        ("hbh", 0) => hbh6::options_header(cx, b, "hbh", 0),
+        ("dst", 0) => hbh6::options_header(cx, b, "dst", 60),
         ("limit", _) => Err(
             "xt match limit is not supported by the eBPF data plane (xt_limit counts credits \
              in jiffies, not nft_limit's nanosecond tokens)"
@@ -825,6 +827,7 @@ fn connmark_target(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, S
 
 mod dccp;
 mod frag6;
+mod hbh6;
 mod ipsec_mh;
 mod sctp;
 #[cfg(test)]

@@ -230,7 +230,8 @@ static long ns_xt_ipv6_step(__u64 i, void *hk)
 }
 
 /* NS_RES_XT_IPV6_HEADER: the header's first `len` bytes into dreg; not there: break;
- * an extension header cut short, or fewer than `len` bytes: drop. */
+ * an extension header cut short, fewer than `len` bytes, or (flags 1) fewer than its
+ * length field says: drop. */
 static __attribute__((noinline)) int ns_res_xt_ipv6_header(struct ns_res_state *rs,
 							   const struct ns_res_insn *in,
 							   struct ns_hook *hk)
@@ -255,6 +256,9 @@ static __attribute__((noinline)) int ns_res_xt_ipv6_header(struct ns_res_state *
 	if (len == 0 || len > NS_RES_DATA || dreg + len > NS_RES_REGS)
 		return -1;
 	if (at + len > end || ns_hook_load(hk, at, rs->tmp, len) < 0)
+		return NS_RES_HOTDROP;
+	/* The whole header, as its length field has it (ipv6_optlen). */
+	if ((in->flags & 1) && at + ((__u32)rs->tmp[1] + 1) * 8 > end)
 		return NS_RES_HOTDROP;
 	ns_res_clear(rs->regs, dreg, len);
 	for (__u32 k = 0; k < NS_RES_DATA; k++) {

@@ -579,9 +579,14 @@ impl Extras {
                     (b.sreg, b.len) = (*sreg, data.len() as u8);
                     b.data[..data.len()].copy_from_slice(data);
                 }
-                Insn::XtIpv6Header { header, len, dreg } => {
+                Insn::XtIpv6Header {
+                    header,
+                    len,
+                    dreg,
+                    whole,
+                } => {
                     b.op = RES_XT_IPV6_HEADER;
-                    (b.arg, b.len, b.dreg) = (*header, *len, *dreg);
+                    (b.arg, b.len, b.dreg, b.flags) = (*header, *len, *dreg, *whole as u8);
                 }
                 Insn::XtDccpOption { option, invert } => {
                     b.op = RES_XT_DCCP_OPTION;

@@ -227,7 +227,12 @@ pub(super) fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers) -> Optio
                 Outcome::Drops
             }
         }
-        Insn::XtIpv6Header { header, len, dreg } => {
+        Insn::XtIpv6Header {
+            header,
+            len,
+            dreg,
+            whole,
+        } => {
             if h.protocol != 0x86dd {
                 return Some(Outcome::Breaks);
             }
@@ -236,6 +241,9 @@ pub(super) fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers) -> Optio
                 Err(NotFound::Absent) => Outcome::Breaks,
                 Err(NotFound::Malformed) => Outcome::Drops,
                 Ok(at) => match ip.get(at..at + *len as usize) {
+                    Some(bytes) if *whole && at + (bytes[1] as usize + 1) * 8 > ip.len() => {
+                        Outcome::Drops
+                    }
                     Some(bytes) => {
                         store(regs, *dreg, bytes);
                         Outcome::Holds

@@ -48,6 +48,7 @@ pub(super) fn frag(cx: &XtCx<'_>, b: Blob<'_>) -> Result<Decompiled, String> {
             header: NEXTHDR_FRAGMENT,
             len: 8,
             dreg: SCRATCH,
+            whole: false,
         },
         // The identification, always tested (the default range is every id).
         Insn::Range {

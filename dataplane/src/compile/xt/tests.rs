@@ -867,7 +867,8 @@ fn frag_id_and_flags() {
                     Insn::XtIpv6Header {
                         header: 44,
                         len: 8,
-                        dreg: SCRATCH
+                        dreg: SCRATCH,
+                        whole: false,
                     },
                     Insn::Range {
                         sreg: SCRATCH + 4,
@@ -893,4 +894,56 @@ fn frag_id_and_flags() {
         [test([0, 0, 0, 1], [0, 0, 0, 1]), test([0, 0, 0, 1], [0; 4])].concat()
     );
     assert!(m(&input(), "frag", 0, Info::new(16)).is_err());
+}
+
+#[test]
+fn hbh_and_dst_length() {
+    let c = cx(Family::Ip6, Hook::Input, None);
+    let len_test = |from: Vec<u8>, to: Vec<u8>, negated: bool| {
+        vec![
+            Insn::Bitwise {
+                sreg: SCRATCH,
+                dreg: SCRATCH + 4,
+                len: 2,
+                mask: vec![0, 0xff],
+                xor: vec![0, 0],
+            },
+            Insn::Range {
+                sreg: SCRATCH + 4,
+                negated,
+                from,
+                to,
+            },
+        ]
+    };
+    let header = |h| Insn::XtIpv6Header {
+        header: h,
+        len: 2,
+        dreg: SCRATCH,
+        whole: true,
+    };
+    // -m dst ! --dst-len 16: length field 1.
+    assert_eq!(
+        m(&c, "dst", 0, Info::new(40).u32(0, 16).u8(4, 1).u8(5, 1)),
+        Ok(Decompiled::Residual(
+            vec![],
+            [vec![header(60)], len_test(vec![0, 1], vec![0, 1], true)].concat()
+        ))
+    );
+    // -m hbh --hbh-len 42: no header is 42 bytes long.
+    assert_eq!(
+        m(&c, "hbh", 0, Info::new(40).u32(0, 42).u8(4, 1)),
+        Ok(Decompiled::Residual(
+            vec![],
+            [vec![header(0)], len_test(vec![0, 1], vec![0, 0], false)].concat()
+        ))
+    );
+    // -m hbh: the header is there (and whole).
+    assert_eq!(
+        m(&c, "hbh", 0, Info::new(40)),
+        Ok(Decompiled::Residual(vec![], vec![header(0)]))
+    );
+    // --hbh-opts: refused.
+    assert!(m(&c, "hbh", 0, Info::new(40).u8(4, 2).u8(38, 1)).is_err());
+    assert!(m(&input(), "dst", 0, Info::new(40)).is_err());
 }
