@@ -168,7 +168,8 @@ impl Trace {
         for insn in self.insns.iter().rev() {
             if let Some((d, n)) = writes(insn) {
                 let w = bytes(d, n);
-                if live & w == 0 {
+                // A load that may drop the packet (an xt match's) acts even unread.
+                if live & w == 0 && !insn.can_drop() {
                     continue;
                 }
                 live &= !w;
@@ -219,6 +220,20 @@ mod tests {
             t.program().unwrap().unwrap().insns,
             vec![payload(8, 0), cmp]
         );
+    }
+
+    #[test]
+    fn a_load_that_may_drop_the_packet_is_kept_unread() {
+        // `-m hbh`: the header must be found (and whole), nothing reads it.
+        let mut t = Trace::default();
+        let find = Insn::XtIpv6Header {
+            header: 0,
+            len: 2,
+            dreg: SCRATCH,
+            whole: true,
+        };
+        t.scratch_test(vec![find.clone()]);
+        assert_eq!(t.program().unwrap().unwrap().insns, vec![find]);
     }
 
     #[test]
