@@ -306,14 +306,17 @@ pub enum Insn {
     /// ip6t matches' ipv6_find_hdr() with a target: the extension header of type
     /// `header`, walked as the kernel walks (the whole packet, any number of headers).
     /// Breaks when it is not there (-ENOENT), drops the packet when an extension
-    /// header is cut short (-EBADMSG) or the header has fewer than `len` bytes (or,
-    /// with `whole`, fewer than its length field says, ipv6_optlen(): ip6t_hbh);
-    /// otherwise its first `len` bytes into `dreg`. Only on IPv6 packets.
+    /// header is cut short (-EBADMSG) or the header has fewer than `offset + len`
+    /// bytes (or, with `whole`, fewer than its length field says, ipv6_optlen():
+    /// ip6t_hbh); without `drops` (ip6t_srh) those break instead. Otherwise the `len`
+    /// bytes at `offset` in it into `dreg`. Only on IPv6 packets.
     XtIpv6Header {
         header: u8,
         len: u8,
         dreg: u8,
         whole: bool,
+        offset: u8,
+        drops: bool,
     },
 }
 
@@ -645,9 +648,15 @@ impl ResidualProgram {
                     (1..=MAX_DATA).contains(&data.len()) && within(*sreg, data.len())
                 }
                 Insn::XtIpv6Header {
-                    len, dreg, whole, ..
+                    len,
+                    dreg,
+                    whole,
+                    offset,
+                    ..
                 } => {
-                    (if *whole { 2 } else { 1 }..=MAX_DATA as u8).contains(len)
+                    (1..=MAX_DATA as u8).contains(len)
+                        && (!*whole || *offset as usize + *len as usize >= 2)
+                        && (*offset as usize + *len as usize) <= 255
                         && within(*dreg, *len as usize)
                 }
             };

@@ -234,6 +234,29 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
             ipv6(60, &[[17, 1, 1, 12].as_slice(), &[0; 12], &UDP8].concat()),
         ),
         ("dstopts cut", ipv6(60, &[59, 1, 1, 4, 0, 0, 0, 0])),
+        // Segment routing headers (24 bytes: one segment), tag 0x1234.
+        (
+            "srh",
+            ipv6(
+                43,
+                &[[17, 2, 4, 1, 1, 0, 0x12, 0x34].as_slice(), &[7; 16], &UDP8].concat(),
+            ),
+        ),
+        (
+            "srh segments left past the last entry",
+            ipv6(
+                43,
+                &[[17, 2, 4, 2, 1, 0, 0x12, 0x34].as_slice(), &[7; 16], &UDP8].concat(),
+            ),
+        ),
+        (
+            "srh type 0",
+            ipv6(
+                43,
+                &[[17, 2, 0, 1, 1, 0, 0x12, 0x34].as_slice(), &[7; 16], &UDP8].concat(),
+            ),
+        ),
+        ("srh cut", ipv6(43, &[17, 2, 4, 1, 1, 0, 0x12, 0x34])),
         ("frag cut", ipv6(FRAG, &[17, 0, 0, 1, 0, 0])),
         ("udp6", ipv6(17, &UDP8)),
         // Ten destination options headers before the fragment header.
@@ -302,6 +325,8 @@ fn frag_id(lo: u32, hi: u32) -> Vec<Insn> {
             len: 8,
             dreg: 48,
             whole: false,
+            offset: 0,
+            drops: true,
         },
         Insn::Range {
             sreg: 52,
@@ -453,6 +478,49 @@ fn programs() -> Vec<(&'static str, u8, Vec<Insn>)> {
             ]
         }),
         ("frag --fragid 5", 0, frag_id(5, 5)),
+        ("srh ! --srh-next-hdr 6 --srh-tag 0x1234", 0, {
+            let header = |offset, len, dreg| Insn::XtIpv6Header {
+                header: 43,
+                len,
+                dreg,
+                whole: true,
+                offset,
+                drops: false,
+            };
+            let test = |word, mask: [u8; 4], op, data: [u8; 4]| {
+                vec![
+                    Insn::Bitwise {
+                        sreg: word,
+                        dreg: 60,
+                        len: 4,
+                        mask: mask.to_vec(),
+                        xor: vec![0; 4],
+                    },
+                    Insn::Cmp {
+                        sreg: 60,
+                        op,
+                        data: data.to_vec(),
+                    },
+                ]
+            };
+            [
+                vec![
+                    header(0, 8, 48),
+                    header(2, 4, 56),
+                    Insn::Lookup {
+                        sreg: 56,
+                        len: 4,
+                        negated: false,
+                        elements: (0..=255u8)
+                            .map(|s| (vec![4, s, s, 0], vec![4, s, 0xff, 0xff]))
+                            .collect(),
+                    },
+                ],
+                test(48, [0xff, 0, 0, 0], CmpOp::Neq, [6, 0, 0, 0]),
+                test(52, [0, 0, 0xff, 0xff], CmpOp::Eq, [0, 0, 0x12, 0x34]),
+            ]
+            .concat()
+        }),
         (
             "dst --dst-len 16",
             0,
@@ -462,6 +530,8 @@ fn programs() -> Vec<(&'static str, u8, Vec<Insn>)> {
                     len: 2,
                     dreg: 48,
                     whole: true,
+                    offset: 0,
+                    drops: true,
                 },
                 Insn::Bitwise {
                     sreg: 48,
@@ -743,6 +813,21 @@ fn the_reference_follows_the_kernel_matches() {
         ("frag --fragid 5", "hbh, frag reserved", Breaks),
         ("frag --fragmore", "frag first", Holds),
         ("dst --dst-len 16", "dstopts 16", Holds),
+        ("srh ! --srh-next-hdr 6 --srh-tag 0x1234", "srh", Holds),
+        (
+            "srh ! --srh-next-hdr 6 --srh-tag 0x1234",
+            "srh segments left past the last entry",
+            Breaks,
+        ),
+        (
+            "srh ! --srh-next-hdr 6 --srh-tag 0x1234",
+            "srh type 0",
+            Breaks,
+        ),
+        // ip6t_srh does not drop malformed headers (6.18.44).
+        ("srh ! --srh-next-hdr 6 --srh-tag 0x1234", "srh cut", Breaks),
+        ("srh ! --srh-next-hdr 6 --srh-tag 0x1234", "hbh cut", Breaks),
+        ("srh ! --srh-next-hdr 6 --srh-tag 0x1234", "udp6", Breaks),
         ("dst --dst-len 16", "ten dstopts, frag", Breaks),
         ("dst --dst-len 16", "dstopts cut", Drops),
         ("dst --dst-len 16", "udp6", Breaks),

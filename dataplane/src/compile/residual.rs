@@ -231,6 +231,8 @@ mod tests {
             len: 2,
             dreg: SCRATCH,
             whole: true,
+            offset: 0,
+            drops: true,
         };
         t.scratch_test(vec![find.clone()]);
         assert_eq!(t.program().unwrap().unwrap().insns, vec![find]);

@@ -104,6 +104,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("frag", 0) => frag6::frag(cx, b),
         ("hbh", 0) => hbh6::options_header(cx, b, "hbh", 0),
         ("dst", 0) => hbh6::options_header(cx, b, "dst", 60),
+        ("srh", 0 | 1) => srh6::srh(cx, rev, b),
         ("limit", _) => Err(
             "xt match limit is not supported by the eBPF data plane (xt_limit counts credits \
              in jiffies, not nft_limit's nanosecond tokens)"
@@ -830,5 +831,6 @@ mod frag6;
 mod hbh6;
 mod ipsec_mh;
 mod sctp;
+mod srh6;
 #[cfg(test)]
 mod tests;

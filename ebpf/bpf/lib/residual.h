@@ -47,7 +47,8 @@ enum ns_res_op {
 				     * data, data2: chunk map; element first: flag tests */
 	NS_RES_XT_DCCP_OPTION = 22, /* arg: option; flags: invert */
 	NS_RES_XT_DROP_UNLESS = 23, /* memcmp(sreg, data, len) == 0, or drop */
-	NS_RES_XT_IPV6_HEADER = 24, /* arg: header type; len, dreg; flags: whole header */
+	NS_RES_XT_IPV6_HEADER = 24, /* arg: header type; offset, len, dreg; flags: 1 whole
+				     * header, 2 malformed breaks (no drop) */
 };
 
 /* A program's result besides 1 (holds), 0 (breaks) and -1 (error): an xtables

@@ -248,18 +248,25 @@ static __attribute__((noinline)) int ns_res_xt_ipv6_header(struct ns_res_state *
 	/* Extension headers take at least 8 bytes: one step each, and one to end on. */
 	__u32 steps = end > nh + 40 ? (end - nh - 40) / 8 + 2 : 2;
 	bpf_loop(steps, ns_xt_ipv6_step, hk, 0);
+	int malformed = in->flags & 2 ? 0 : NS_RES_HOTDROP;
 	if (rs->x6_found == NS_XT6_ENOENT)
 		return 0;
 	if (rs->x6_found < 0)
-		return NS_RES_HOTDROP;
-	__u32 at = rs->x6_found;
-	if (len == 0 || len > NS_RES_DATA || dreg + len > NS_RES_REGS)
+		return malformed;
+	__u32 at = rs->x6_found, off = in->offset;
+	if (len == 0 || len > NS_RES_DATA || dreg + len > NS_RES_REGS || off > 255)
 		return -1;
-	if (at + len > end || ns_hook_load(hk, at, rs->tmp, len) < 0)
-		return NS_RES_HOTDROP;
+	if (at + off + len > end)
+		return malformed;
 	/* The whole header, as its length field has it (ipv6_optlen). */
-	if ((in->flags & 1) && at + ((__u32)rs->tmp[1] + 1) * 8 > end)
-		return NS_RES_HOTDROP;
+	if (in->flags & 1) {
+		if (at + 2 > end || ns_hook_load(hk, at, rs->x6_hp, 2) < 0)
+			return malformed;
+		if (at + ((__u32)rs->x6_hp[1] + 1) * 8 > end)
+			return malformed;
+	}
+	if (ns_hook_load(hk, at + off, rs->tmp, len) < 0)
+		return malformed;
 	ns_res_clear(rs->regs, dreg, len);
 	for (__u32 k = 0; k < NS_RES_DATA; k++) {
 		if (k >= len)

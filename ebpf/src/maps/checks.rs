@@ -584,9 +584,13 @@ impl Extras {
                     len,
                     dreg,
                     whole,
+                    offset,
+                    drops,
                 } => {
                     b.op = RES_XT_IPV6_HEADER;
-                    (b.arg, b.len, b.dreg, b.flags) = (*header, *len, *dreg, *whole as u8);
+                    // flags: bit 0 the whole header, bit 1 malformed breaks (no drop).
+                    (b.arg, b.len, b.dreg, b.offset) = (*header, *len, *dreg, *offset as u16);
+                    b.flags = *whole as u8 | (!*drops as u8) << 1;
                 }
                 Insn::XtDccpOption { option, invert } => {
                     b.op = RES_XT_DCCP_OPTION;

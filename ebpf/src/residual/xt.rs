@@ -139,7 +139,7 @@ impl Insn {
                 | Insn::XtSctpChunks(_)
                 | Insn::XtDccpOption { .. }
                 | Insn::XtDropUnless { .. }
-                | Insn::XtIpv6Header { .. }
+                | Insn::XtIpv6Header { drops: true, .. }
         )
     }
 }
@@ -232,23 +232,31 @@ pub(super) fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers) -> Optio
             len,
             dreg,
             whole,
+            offset,
+            drops,
         } => {
             if h.protocol != 0x86dd {
                 return Some(Outcome::Breaks);
             }
+            let malformed = if *drops {
+                Outcome::Drops
+            } else {
+                Outcome::Breaks
+            };
             let ip = h.network.get(h.nh..).unwrap_or(&[]);
+            let (offset, len) = (*offset as usize, *len as usize);
             match ipv6_find_hdr(ip, *header) {
                 Err(NotFound::Absent) => Outcome::Breaks,
-                Err(NotFound::Malformed) => Outcome::Drops,
-                Ok(at) => match ip.get(at..at + *len as usize) {
+                Err(NotFound::Malformed) => malformed,
+                Ok(at) => match ip.get(at..at + offset + len) {
                     Some(bytes) if *whole && at + (bytes[1] as usize + 1) * 8 > ip.len() => {
-                        Outcome::Drops
+                        malformed
                     }
                     Some(bytes) => {
-                        store(regs, *dreg, bytes);
+                        store(regs, *dreg, &bytes[offset..]);
                         Outcome::Holds
                     }
-                    None => Outcome::Drops,
+                    None => malformed,
                 },
             }
         }

@@ -49,6 +49,8 @@ pub(super) fn frag(cx: &XtCx<'_>, b: Blob<'_>) -> Result<Decompiled, String> {
             len: 8,
             dreg: SCRATCH,
             whole: false,
+            offset: 0,
+            drops: true,
         },
         // The identification, always tested (the default range is every id).
         Insn::Range {

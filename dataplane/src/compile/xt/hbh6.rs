@@ -40,6 +40,8 @@ pub(super) fn options_header(
         len: 2,
         dreg: SCRATCH,
         whole: true,
+        offset: 0,
+        drops: true,
     }];
     if flags & IP6T_OPTS_LEN != 0 {
         // ipv6_optlen() == hdrlen: (length field + 1) * 8, so only multiples of 8

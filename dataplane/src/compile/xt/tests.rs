@@ -869,6 +869,8 @@ fn frag_id_and_flags() {
                         len: 8,
                         dreg: SCRATCH,
                         whole: false,
+                        offset: 0,
+                        drops: true,
                     },
                     Insn::Range {
                         sreg: SCRATCH + 4,
@@ -921,6 +923,8 @@ fn hbh_and_dst_length() {
         len: 2,
         dreg: SCRATCH,
         whole: true,
+        offset: 0,
+        drops: true,
     };
     // -m dst ! --dst-len 16: length field 1.
     assert_eq!(
@@ -946,4 +950,65 @@ fn hbh_and_dst_length() {
     // --hbh-opts: refused.
     assert!(m(&c, "hbh", 0, Info::new(40).u8(4, 2).u8(38, 1)).is_err());
     assert!(m(&input(), "dst", 0, Info::new(40)).is_err());
+}
+
+#[test]
+fn srh_fields_in_order() {
+    let c = cx(Family::Ip6, Hook::Forward, None);
+    // Revision 1: ! --srh-next-hdr 17 --srh-segs-left-gt 1 --srh-tag 0x1234.
+    let info = Info::new(106)
+        .u8(0, 17)
+        .u8(2, 1)
+        .put(4, &[0x12, 0x34])
+        .u16(102, 0x0001 | 0x0020 | 0x0400)
+        .u16(104, 0x0001);
+    let Ok(Decompiled::Residual(ms, insns)) = m(&c, "srh", 1, info) else {
+        panic!("not a residual program");
+    };
+    assert!(ms.is_empty());
+    // The header twice (bytes 0-7, then 2-5), type 4 and segments left <= last entry.
+    assert!(matches!(
+        insns[0],
+        Insn::XtIpv6Header {
+            header: 43,
+            len: 8,
+            whole: true,
+            offset: 0,
+            drops: false,
+            ..
+        }
+    ));
+    assert!(matches!(
+        insns[1],
+        Insn::XtIpv6Header {
+            offset: 2,
+            len: 4,
+            ..
+        }
+    ));
+    let Insn::Lookup { elements, .. } = &insns[2] else {
+        panic!("no type and segments test");
+    };
+    assert_eq!(elements.len(), 256);
+    assert_eq!(elements[3], (vec![4, 3, 3, 0], vec![4, 3, 0xff, 0xff]));
+    let cmp = |i: usize| match &insns[i] {
+        Insn::Cmp { op, data, .. } => (*op, data.clone()),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(cmp(4), (CmpOp::Neq, vec![17, 0, 0, 0]));
+    assert_eq!(cmp(6), (CmpOp::Gt, vec![0, 0, 0, 1]));
+    assert_eq!(cmp(8), (CmpOp::Eq, vec![0, 0, 0x12, 0x34]));
+    assert_eq!(insns.len(), 9);
+    // Segment addresses: refused.
+    assert!(m(&c, "srh", 1, Info::new(106).u16(102, 0x0800)).is_err());
+    // Revision 0: flags at 6, ! --srh-hdr-len-lt 8 (the hdr_len byte 1).
+    let Ok(Decompiled::Residual(_, insns)) = m(
+        &c,
+        "srh",
+        0,
+        Info::new(10).u8(1, 8).u16(6, 0x0008).u16(8, 0x0008),
+    ) else {
+        panic!("not a residual program");
+    };
+    assert!(matches!(&insns[4], Insn::Cmp { op: CmpOp::Gte, data, .. } if data == &[0, 8, 0, 0]));
 }
