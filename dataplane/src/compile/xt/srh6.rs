@@ -82,7 +82,7 @@ fn inverted(op: CmpOp) -> CmpOp {
 
 /// `struct ip6t_srh`: next_hdr u8 @0, hdr_len @1, segs_left @2, last_entry @3, tag
 /// u16 @4, mt_flags @6, mt_invflags @8. `struct ip6t_srh1`: the same to the tag,
-/// then six addresses (@6), mt_flags @102, mt_invflags @104.
+/// then six addresses (@8, aligned to 4), mt_flags @104, mt_invflags @106.
 pub(super) fn srh(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, String> {
     if cx.families != V6 {
         return Err("xt match srh outside ip6 tables is not supported".into());
@@ -90,7 +90,7 @@ pub(super) fn srh(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, St
     let (flags, inv) = if rev == 0 {
         (b.u16(6), b.u16(8))
     } else {
-        (b.u16(102), b.u16(104))
+        (b.u16(104), b.u16(106))
     };
     if rev == 1 && flags & IP6T_SRH_SIDS != 0 {
         return Err(

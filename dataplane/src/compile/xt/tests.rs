@@ -956,12 +956,12 @@ fn hbh_and_dst_length() {
 fn srh_fields_in_order() {
     let c = cx(Family::Ip6, Hook::Forward, None);
     // Revision 1: ! --srh-next-hdr 17 --srh-segs-left-gt 1 --srh-tag 0x1234.
-    let info = Info::new(106)
+    let info = Info::new(108)
         .u8(0, 17)
         .u8(2, 1)
         .put(4, &[0x12, 0x34])
-        .u16(102, 0x0001 | 0x0020 | 0x0400)
-        .u16(104, 0x0001);
+        .u16(104, 0x0001 | 0x0020 | 0x0400)
+        .u16(106, 0x0001);
     let Ok(Decompiled::Residual(ms, insns)) = m(&c, "srh", 1, info) else {
         panic!("not a residual program");
     };
@@ -1000,7 +1000,7 @@ fn srh_fields_in_order() {
     assert_eq!(cmp(8), (CmpOp::Eq, vec![0, 0, 0x12, 0x34]));
     assert_eq!(insns.len(), 9);
     // Segment addresses: refused.
-    assert!(m(&c, "srh", 1, Info::new(106).u16(102, 0x0800)).is_err());
+    assert!(m(&c, "srh", 1, Info::new(108).u16(104, 0x0800)).is_err());
     // Revision 0: flags at 6, ! --srh-hdr-len-lt 8 (the hdr_len byte 1).
     let Ok(Decompiled::Residual(_, insns)) = m(
         &c,
