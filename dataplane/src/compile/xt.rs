@@ -16,6 +16,12 @@
 //! later rules judge it. (The kernel's conntrack calls these packets INVALID; they
 //! never reach a socket. Drop rules ahead of the rule, as residual tests, were tried:
 //! next to connection tracking they overflow the XDP program's 512-byte stack.)
+//!
+//! The extensions in the submodules (sctp, dccp, ah, mh, frag, hbh/dst, srh) do
+//! reproduce their hotdrops: their residual operations (xt walks, ebpf
+//! src/residual/xt.rs) end the program with a drop that the BPF program and the
+//! reference turn into the packet's NF_DROP, uncounted. That drop runs as the rule's
+//! last test, so the rule decompiler refuses any match after such an extension.
 
 use std::collections::BTreeSet;
 
