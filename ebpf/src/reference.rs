@@ -11,6 +11,7 @@ use crate::ir::{
     Action, Chain, L3Scope, Limit, Match, Program, Reject, Rule, Set, SetElement, SetField,
     Statement, Test, Verdict, JUMP_STACK_SIZE,
 };
+use crate::residual::Outcome;
 
 /// What evaluating one packet does.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -228,6 +229,9 @@ impl<'a> Reference<'a> {
         loop {
             let mut hit = None;
             for i in next..chain.rules.len() {
+                if self.rule_drops(&chain.rules[i], packet) {
+                    return Ok(Verdict::Drop);
+                }
                 if self.rule_matches(&chain.rules[i], first + i, packet, now) {
                     eval.counted.push(first + i);
                     if self.run_statements(&chain.rules[i], first + i, packet, eval) {
@@ -308,6 +312,24 @@ impl<'a> Reference<'a> {
             }
         }
         true
+    }
+
+    /// Whether an xtables match of the rule drops the packet ("hotdrop"): its residual
+    /// program gives [`Outcome::Drops`] and the rule's other stateless matches hold
+    /// (the map builder runs such a program as the rule's last check).
+    fn rule_drops(&self, rule: &Rule, p: &PacketFields) -> bool {
+        let none = crate::residual::Headers::default();
+        let drops = rule.matches.iter().any(|m| {
+            matches!(&m.test, Test::Residual(program) if program.can_drop()
+                && program.run(p.headers.as_ref().unwrap_or(&none), &p.meta_values())
+                    == Outcome::Drops)
+        });
+        drops
+            && rule.matches.iter().all(|m| match &m.test {
+                Test::Residual(program) if program.can_drop() => true,
+                Test::Limit(_) | Test::Quota(_) => true,
+                _ => self.holds(m, p),
+            })
     }
 
     /// Runs a matched rule's statements; false when one breaks the rule.

@@ -10,6 +10,9 @@
 //! test that fails stop it, as NFT_BREAK does. Registers are the 64 data bytes of
 //! nf_tables' register file (NFT_REG32_00 at 0, NFT_REG_1 = bytes 0..16, ...).
 
+mod xt;
+pub use xt::{SctpChunkMatch, SctpChunks};
+
 /// Bytes of the register file (NFT_REG32_00 .. NFT_REG32_15).
 pub const REGS_LEN: usize = 64;
 /// Operations per program (`NS_RES_MAX_INSNS`).
@@ -326,6 +329,56 @@ pub enum Insn {
         len: u8,
         dreg: u8,
     },
+    /// An xtables match's transport header (x_tables' `par->fragoff`, then
+    /// skb_header_pointer of its header): breaks on a later fragment or without a
+    /// transport header, and DROPS the packet ([`Outcome::Drops`], the match's
+    /// "hotdrop") when fewer than `len` bytes of it are in the datagram.
+    XtTransportHeader {
+        len: u8,
+    },
+    /// xt_sctp's `--chunk-types` (match_packet()): see [`xt::SctpChunks`]. Needs the
+    /// SCTP common header ([`Insn::XtTransportHeader`] of 12 before it).
+    XtSctpChunks(xt::SctpChunks),
+    /// xt_dccp's `--dccp-option` (dccp_find_option()): the option `option` is in the
+    /// header's options, `!= invert`; drops the packet when the data offset is below
+    /// the header's own length or the options run past the datagram. Needs the DCCP
+    /// header ([`Insn::XtTransportHeader`] of 12 before it).
+    XtDccpOption {
+        option: u8,
+        invert: bool,
+    },
+    /// Drops the packet unless the `data.len()` register bytes at `sreg` are `data`
+    /// (xt_mh's payload protocol, which must be IPPROTO_NONE).
+    XtDropUnless {
+        sreg: u8,
+        data: Vec<u8>,
+    },
+    /// ip6t matches' ipv6_find_hdr() with a target: the extension header of type
+    /// `header`, walked as the kernel walks (the whole packet, any number of headers).
+    /// Breaks when it is not there (-ENOENT), drops the packet when an extension
+    /// header is cut short (-EBADMSG) or the header has fewer than `offset + len`
+    /// bytes (or, with `whole`, fewer than its length field says, ipv6_optlen():
+    /// ip6t_hbh); without `drops` (ip6t_srh) those break instead. Otherwise the `len`
+    /// bytes at `offset` in it into `dreg`. Only on IPv6 packets.
+    XtIpv6Header {
+        header: u8,
+        len: u8,
+        dreg: u8,
+        whole: bool,
+        offset: u8,
+        drops: bool,
+    },
+}
+
+/// What running a residual program on a packet gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It ran to its end: the rule's residual test holds.
+    Holds,
+    /// It stopped (NFT_BREAK): the test does not hold.
+    Breaks,
+    /// An xtables match dropped the packet (`par->hotdrop`, NF_DROP from nft_compat).
+    Drops,
 }
 
 /// A rule's residual program.
@@ -512,6 +565,16 @@ impl ResidualProgram {
 
     /// Whether the program runs to its end on this packet.
     pub fn holds(&self, headers: &Headers, meta: &MetaValues) -> bool {
+        self.run(headers, meta) == Outcome::Holds
+    }
+
+    /// Whether an operation may drop the packet ([`Outcome::Drops`]).
+    pub fn can_drop(&self) -> bool {
+        self.insns.iter().any(Insn::can_drop)
+    }
+
+    /// Runs the program on this packet.
+    pub fn run(&self, headers: &Headers, meta: &MetaValues) -> Outcome {
         let mut regs = [0u8; REGS_LEN];
         let mut view: Option<(Headers, MetaValues)> = None;
         for insn in &self.insns {
@@ -522,16 +585,21 @@ impl ResidualProgram {
                         h.pkt_type = headers.pkt_type;
                         view = Some((h, m));
                     }
-                    None => return false,
+                    None => return Outcome::Breaks,
                 }
                 continue;
             }
             let (h, m) = view.as_ref().map_or((headers, meta), |(h, m)| (h, m));
-            if !step(insn, &mut regs, h, m) {
-                return false;
+            let outcome = match xt::step(insn, &mut regs, h) {
+                Some(outcome) => outcome,
+                None if step(insn, &mut regs, h, m) => Outcome::Holds,
+                None => Outcome::Breaks,
+            };
+            if outcome != Outcome::Holds {
+                return outcome;
             }
         }
-        true
+        Outcome::Holds
     }
 
     /// The problem that keeps the BPF program from running this one, if any.
@@ -656,6 +724,24 @@ impl ResidualProgram {
                 Insn::PktType { dreg } => within(*dreg, 1),
                 Insn::LinkChoice { len, dreg, .. } => {
                     (1..=MAX_DATA as u8).contains(len) && within(*dreg, *len as usize)
+                }
+                Insn::XtTransportHeader { len } => (1..=MAX_DATA as u8).contains(len),
+                Insn::XtSctpChunks(c) => c.flags.len() <= xt::SCTP_MAX_FLAGS,
+                Insn::XtDccpOption { .. } => true,
+                Insn::XtDropUnless { sreg, data } => {
+                    (1..=MAX_DATA).contains(&data.len()) && within(*sreg, data.len())
+                }
+                Insn::XtIpv6Header {
+                    len,
+                    dreg,
+                    whole,
+                    offset,
+                    ..
+                } => {
+                    (1..=MAX_DATA as u8).contains(len)
+                        && (!*whole || *offset as usize + *len as usize >= 2)
+                        && (*offset as usize + *len as usize) <= 255
+                        && within(*dreg, *len as usize)
                 }
             };
             if !ok {
@@ -884,8 +970,6 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
                 .any(|(lo, hi)| lo.as_slice() <= got && got <= hi.as_slice());
             member != *negated
         }
-        // Handled by [`ResidualProgram::holds`].
-        Insn::NetdevView => true,
         Insn::PayloadIndexed {
             index,
             mask,
@@ -961,6 +1045,13 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
                 None => false,
             }
         }
+        // Handled by [`ResidualProgram::run`].
+        Insn::NetdevView
+        | Insn::XtTransportHeader { .. }
+        | Insn::XtSctpChunks(_)
+        | Insn::XtDccpOption { .. }
+        | Insn::XtDropUnless { .. }
+        | Insn::XtIpv6Header { .. } => true,
     }
 }
 

@@ -65,7 +65,15 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         } => Some((*dreg, if *nexthdr { 4 } else { round(*len as usize) })),
         Insn::PktType { dreg } => Some((*dreg, 4)),
         Insn::LinkChoice { dreg, len, .. } => Some((*dreg, round(*len as usize))),
-        Insn::Cmp { .. } | Insn::Range { .. } | Insn::Lookup { .. } | Insn::NetdevView => None,
+        Insn::XtIpv6Header { dreg, len, .. } => Some((*dreg, round(*len as usize))),
+        Insn::Cmp { .. }
+        | Insn::Range { .. }
+        | Insn::Lookup { .. }
+        | Insn::NetdevView
+        | Insn::XtTransportHeader { .. }
+        | Insn::XtSctpChunks(_)
+        | Insn::XtDccpOption { .. }
+        | Insn::XtDropUnless { .. } => None,
     }
 }
 
@@ -84,7 +92,12 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::Ip6SkipExthdr { .. }
         | Insn::PktType { .. }
         | Insn::LinkChoice { .. }
-        | Insn::NetdevView => None,
+        | Insn::NetdevView
+        | Insn::XtTransportHeader { .. }
+        | Insn::XtSctpChunks(_)
+        | Insn::XtDccpOption { .. }
+        | Insn::XtIpv6Header { .. } => None,
+        Insn::XtDropUnless { sreg, data } => Some((*sreg, data.len())),
         Insn::Bitwise { sreg, len, .. } => Some((*sreg, round(*len as usize))),
         Insn::Shift { sreg, .. } => Some((*sreg, 4)),
         Insn::Byteorder { sreg, len, .. } => Some((*sreg, *len as usize)),
@@ -150,6 +163,11 @@ impl Trace {
         self.opaque |= bytes(SCRATCH, SCRATCH_LEN as usize);
     }
 
+    /// How many residual tests the rule has so far.
+    pub fn tests(&self) -> usize {
+        self.tests
+    }
+
     /// The residual program, if the rule has residual tests: the tests and the loads
     /// they read.
     pub fn program(&self) -> Result<Option<ResidualProgram>, String> {
@@ -161,7 +179,8 @@ impl Trace {
         for insn in self.insns.iter().rev() {
             if let Some((d, n)) = writes(insn) {
                 let w = bytes(d, n);
-                if live & w == 0 {
+                // A load that may drop the packet (an xt match's) acts even unread.
+                if live & w == 0 && !insn.can_drop() {
                     continue;
                 }
                 live &= !w;
@@ -212,6 +231,22 @@ mod tests {
             t.program().unwrap().unwrap().insns,
             vec![payload(8, 0), cmp]
         );
+    }
+
+    #[test]
+    fn a_load_that_may_drop_the_packet_is_kept_unread() {
+        // `-m hbh`: the header must be found (and whole), nothing reads it.
+        let mut t = Trace::default();
+        let find = Insn::XtIpv6Header {
+            header: 0,
+            len: 2,
+            dreg: SCRATCH,
+            whole: true,
+            offset: 0,
+            drops: true,
+        };
+        t.scratch_test(vec![find.clone()]);
+        assert_eq!(t.program().unwrap().unwrap().insns, vec![find]);
     }
 
     #[test]

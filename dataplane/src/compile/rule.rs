@@ -173,6 +173,18 @@ struct RuleState<'a, 'v> {
     trace: Trace,
     /// The register operations so far, for the operand of a payload write.
     recent: Vec<Recent>,
+    /// A compat match that may drop the packet (xt_sctp, xt_dccp) was met: what the
+    /// rule held then. Its drop must come after every other test of the rule, so
+    /// nothing may follow it.
+    drops_after: Option<DropMark>,
+}
+
+/// What a rule held when a compat match that may drop the packet was met.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct DropMark {
+    matches: usize,
+    tests: usize,
+    never: bool,
 }
 
 /// A register operation, as a payload write's operand is built from them.
@@ -238,6 +250,7 @@ pub fn decompile_rule_indexed(
         rule_handle: rule.handle,
         trace: Trace::new(matches!(ctx.family, Family::Netdev | Family::Bridge)),
         recent: Vec::new(),
+        drops_after: None,
     };
     for (i, e) in rule.exprs.iter().enumerate() {
         let Some(index) = original(i) else {
@@ -249,6 +262,20 @@ pub fn decompile_rule_indexed(
         st.expr_index = index as u32;
         st.step(e)?;
         st.remember(e);
+    }
+    if let Some(mark) = st.drops_after {
+        // The kernel runs the dropping match before what follows it; the data plane
+        // runs it last.
+        if st.matches.len() != mark.matches
+            || st.trace.tests() != mark.tests
+            || st.never != mark.never
+        {
+            return Err(
+                "a match after an xt match that may drop the packet (sctp, dccp) is not \
+                 supported by the eBPF data plane"
+                    .into(),
+            );
+        }
     }
     if st.never {
         return Ok(None);
@@ -273,7 +300,10 @@ pub fn decompile_rule_indexed(
     let action = match st.verdict {
         Some(a) => a,
         // A quota consumes (and lists what it used) even in a rule that does nothing.
-        None if st.counter || st.stateful || !st.effects.is_empty() => Action::Continue,
+        // A match that may drop the packet acts even in a rule that does nothing else.
+        None if st.counter || st.stateful || !st.effects.is_empty() || st.drops_after.is_some() => {
+            Action::Continue
+        }
         None => return Ok(None),
     };
     Ok(Some(SymRule {
@@ -951,6 +981,7 @@ impl RuleState<'_, '_> {
                 self.trace.scratch_test(insns);
             }
             Decompiled::Residual(ms, insns) => {
+                let drops = insns.iter().any(Insn::can_drop);
                 self.matches.extend(ms.into_iter().map(SymMatch::Ir));
                 // The scratch registers are the extension's own: forget what nft had
                 // there (a later read of them is refused, not misread).
@@ -959,6 +990,13 @@ impl RuleState<'_, '_> {
                     super::residual::SCRATCH_LEN,
                 );
                 self.trace.scratch_test(insns);
+                if drops {
+                    self.drops_after = Some(DropMark {
+                        matches: self.matches.len(),
+                        tests: self.trace.tests(),
+                        never: self.never,
+                    });
+                }
             }
             Decompiled::Statement(st) => {
                 self.effects.push(st);

@@ -16,6 +16,12 @@
 //! later rules judge it. (The kernel's conntrack calls these packets INVALID; they
 //! never reach a socket. Drop rules ahead of the rule, as residual tests, were tried:
 //! next to connection tracking they overflow the XDP program's 512-byte stack.)
+//!
+//! The extensions in the submodules (sctp, dccp, ah, mh, frag, hbh/dst, srh) do
+//! reproduce their hotdrops: their residual operations (xt walks, ebpf
+//! src/residual/xt.rs) end the program with a drop that the BPF program and the
+//! reference turn into the packet's NF_DROP, uncounted. That drop runs as the rule's
+//! last test, so the rule decompiler refuses any match after such an extension.
 
 use std::collections::BTreeSet;
 
@@ -114,6 +120,14 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("quota", 0) => quota::quota(b),
         ("connbytes", 0) => connbytes::connbytes(cx, b),
         ("pkttype", 0) => pkttype::pkttype(b),
+        ("sctp", 0) => sctp::sctp(cx, b),
+        ("dccp", 0) => dccp::dccp(cx, b),
+        ("ah", 0) => ipsec_mh::ah(cx, b),
+        ("mh", 0) => ipsec_mh::mh(cx, b),
+        ("frag", 0) => frag6::frag(cx, b),
+        ("hbh", 0) => hbh6::options_header(cx, b, "hbh", 0),
+        ("dst", 0) => hbh6::options_header(cx, b, "dst", 60),
+        ("srh", 0 | 1) => srh6::srh(cx, rev, b),
         ("limit", _) => Err(
             "xt match limit is not supported by the eBPF data plane (xt_limit counts credits \
              in jiffies, not nft_limit's nanosecond tokens)"
@@ -407,6 +421,26 @@ fn tcp(cx: &XtCx<'_>, b: Blob<'_>) -> Result<Decompiled, String> {
     // stood for.
     matches.retain(|m| m.negated || !is_full(&m.test));
     Ok(Decompiled::Residual(matches, flags))
+}
+
+/// `min <= port <= max`, `!= inv`, on the port at `offset` in a transport header
+/// whose bytes an [`Insn::XtTransportHeader`] before it checked (sctp, dccp).
+fn port_test(offset: u16, min: u16, max: u16, inv: bool) -> [Insn; 2] {
+    [
+        Insn::Payload {
+            base: PayloadBase::Transport,
+            offset,
+            len: 2,
+            dreg: SCRATCH,
+        },
+        // min > max: no port is inside.
+        Insn::Range {
+            sreg: SCRATCH,
+            negated: inv,
+            from: min.to_be_bytes().to_vec(),
+            to: max.to_be_bytes().to_vec(),
+        },
+    ]
 }
 
 /// A port match that every packet with ports passes (the default `0:65535`).
@@ -828,5 +862,11 @@ mod header_targets;
 mod pkttype;
 mod quota;
 
+mod dccp;
+mod frag6;
+mod hbh6;
+mod ipsec_mh;
+mod sctp;
+mod srh6;
 #[cfg(test)]
 mod tests;

@@ -312,6 +312,11 @@ NS_INLINE void ns_rule_matched(struct ns_eval *e, __u32 rule, struct ns_hook *hk
 	}
 	if (NS_FEATURE(NS_F_CHECKS) && x && (r->flags & NS_RULE_CHECKS)) {
 		int hold = ns_checks_hold(x, &e->pkt, &e->ct, hk);
+		if (hold == NS_RES_HOTDROP) {
+			/* Uncounted, as nft_compat's NF_DROP ends the rule before its counter. */
+			ns_done(e, NS_DROP);
+			return;
+		}
 		if (hold < 0) {
 			e->status = NS_EVAL_ERROR;
 			return;

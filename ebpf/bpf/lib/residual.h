@@ -41,9 +41,21 @@ enum ns_res_op {
 	NS_RES_NETDEV = 12,   /* what follows sees the packet as netdev chains do (netdev.h) */
 	NS_RES_CT = 13,       /* arg: enum nft_ct_keys; flags: 1 reply tuple; dreg */
 	NS_RES_SCTP_CHUNK = 14, /* arg: chunk type; flags: present; offset, len, dreg */
+	/* xtables matches' own walks (xt.h); they may drop the packet (NS_RES_HOTDROP). */
+	NS_RES_XT_HEADER = 20,	    /* len: transport header bytes the match reads */
+	NS_RES_XT_SCTP = 21,	    /* arg: match type; flags: invert, map past 255;
+				     * data, data2: chunk map; element first: flag tests */
+	NS_RES_XT_DCCP_OPTION = 22, /* arg: option; flags: invert */
+	NS_RES_XT_DROP_UNLESS = 23, /* memcmp(sreg, data, len) == 0, or drop */
+	NS_RES_XT_IPV6_HEADER = 24, /* arg: header type; offset, len, dreg; flags: 1 whole
+				     * header, 2 malformed breaks (no drop) */
 	/* 34..39: iptables-nft compat matches. */
 	NS_RES_XT_PKTTYPE = 34, /* dreg: xt_pkttype's packet type (1 byte) */
 };
+
+/* A program's result besides 1 (holds), 0 (breaks) and -1 (error): an xtables
+ * match dropped the packet (par->hotdrop; nft_compat answers NF_DROP). */
+#define NS_RES_HOTDROP (-2)
 
 /* Where a payload load starts. */
 enum ns_res_base {
@@ -155,6 +167,29 @@ struct ns_res_state {
 	__u32 sc_len;
 	__u8 sc_type;
 	__u8 sc_hdr[4]; /* a chunk header */
+	/* An xt_sctp chunk walk (NS_RES_XT_SCTP): its map, the types ALL still needs,
+	 * the flag tests, and its result (-1 while walking, NS_RES_HOTDROP). */
+	__u8 xs_map[32];
+	__u8 xs_left[32];
+	__u8 xs_flags[12];
+	__u8 xs_nflags;
+	__u8 xs_kind;
+	__u8 xs_beyond;
+	__s8 xs_result;
+	/* An xt_dccp option walk (NS_RES_XT_DCCP_OPTION): next option, end, the one
+	 * sought, and whether it was found. */
+	__u32 xd_off;
+	__u32 xd_end;
+	__u8 xd_option;
+	__u8 xd_found;
+	__u8 xd_op[2];
+	/* An ipv6_find_hdr() walk (NS_RES_XT_IPV6_HEADER): next header and where, the
+	 * type sought, and the header found (frame offset) or an error (< 0). */
+	__u32 x6_start;
+	__s32 x6_found;
+	__u8 x6_next;
+	__u8 x6_target;
+	__u8 x6_hp[4];
 	__u8 tmp[NS_RES_DATA]; /* a byte order swap's source */
 	__u8 hdr[NS_RES_HDR_MAX];
 	/* Room for a few bytes read past a masked index (lib/rewrite.h), which the
@@ -399,6 +434,8 @@ static __attribute__((noinline)) int ns_res_sctp_chunk(struct ns_res_state *rs, 
 	return 1;
 }
 
+#include "xt.h"
+
 /* Link-layer bytes [off, off + len) into dreg as nft_payload_eval reads them (the
  * frame starts at the MAC header at TC): with an accelerated VLAN tag (`tagged`
  * loads only) and a load past the MAC addresses, the header nft_payload_copy_vlan
@@ -572,6 +609,16 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 		regs[dreg & (NS_RES_REGS - 1)] = t;
 		return 1;
 	}
+	case NS_RES_XT_HEADER:
+		return ns_res_xt_header(rs, len);
+	case NS_RES_XT_SCTP:
+		return ns_res_xt_sctp(rs, in, hk);
+	case NS_RES_XT_DCCP_OPTION:
+		return ns_res_xt_dccp_option(rs, in, hk);
+	case NS_RES_XT_DROP_UNLESS:
+		return ns_res_memcmp(regs, sreg, in->data, len) == 0 ? 1 : NS_RES_HOTDROP;
+	case NS_RES_XT_IPV6_HEADER:
+		return ns_res_xt_ipv6_header(rs, in, hk);
 	case NS_RES_NETDEV:
 		if (!NS_FEATURE(NS_F_NETDEV_VIEW))
 			return -1;
@@ -700,7 +747,7 @@ static long ns_res_step(__u64 i, void *hk)
 }
 
 /* Runs the count operations from first on packet p (tracked as ct): 1 holds, 0 does
- * not, -1 error. */
+ * not, -1 error, NS_RES_HOTDROP the packet is dropped. */
 NS_INLINE int ns_residual_holds(__u32 first, __u32 count, const struct pkt_ctx *p,
 				const struct ns_ct *ct, struct ns_hook *hk)
 {

@@ -157,7 +157,7 @@ NS_INLINE int ns_quota_within(__u32 id, __u32 len)
 }
 
 /* Whether all checks hold, in order (a failing one stops the rest, as NFT_BREAK does).
- * -1 on a map error. */
+ * -1 on a map error, NS_RES_HOTDROP when an xtables match drops the packet. */
 NS_INLINE int ns_checks_hold(const struct ns_rule_ext *x, const struct pkt_ctx *p,
 			     const struct ns_ct *ct, struct ns_hook *hk)
 {
@@ -183,6 +183,8 @@ NS_INLINE int ns_checks_hold(const struct ns_rule_ext *x, const struct pkt_ctx *
 			if (!NS_FEATURE(NS_F_RESIDUAL))
 				return -1;
 			member = ns_residual_holds(c->arg, c->field, p, ct, hk);
+			if (member == NS_RES_HOTDROP)
+				return NS_RES_HOTDROP;
 			if (member < 0)
 				return -1;
 			break;

@@ -8,7 +8,7 @@ use super::{sets, BuildError};
 use crate::ir::{
     Limit, PayloadWrite, Quota, Reject, Rule, SetField, StateId, Statement, Test, WriteBase,
 };
-use crate::residual::{self, CmpOp, Insn, MetaKey, PayloadBase, ResidualProgram};
+use crate::residual::{self, CmpOp, Insn, MetaKey, PayloadBase, ResidualProgram, SctpChunkMatch};
 
 /// Checks and statements per rule (`NS_MAX_CHECKS`, `NS_MAX_STMTS`).
 pub const MAX_CHECKS: usize = 4;
@@ -47,6 +47,12 @@ pub const RES_PKTTYPE: u8 = 30;
 pub const RES_LINK_CHOICE: u8 = 31;
 /// 34..39: iptables-nft compat matches.
 pub const RES_XT_PKTTYPE: u8 = 34;
+/// xtables matches' own walks (operations 20-27), which may drop the packet.
+pub const RES_XT_HEADER: u8 = 20;
+pub const RES_XT_SCTP: u8 = 21;
+pub const RES_XT_DCCP_OPTION: u8 = 22;
+pub const RES_XT_DROP_UNLESS: u8 = 23;
+pub const RES_XT_IPV6_HEADER: u8 = 24;
 /// Not an operation: the spec of a `payload set` statement (`struct ns_res_insn` read
 /// as `struct ns_write_spec`, bpf/lib/rewrite.h): flags 1 network / 2 transport base,
 /// offset, len, data the mask, data2 the xor, arg the checksum offset, sreg
@@ -206,6 +212,20 @@ pub fn reject_arg(reject: &Reject) -> u32 {
     kind | (v4 as u32) << 8 | (v6 as u32) << 16
 }
 
+/// Whether the match is one of the rule's checks (not an LBVS field).
+fn is_check(t: &Test) -> bool {
+    matches!(
+        t,
+        Test::Residual(_)
+            | Test::ArpHook
+            | Test::BridgeHook(_)
+            | Test::CtStatus(_)
+            | Test::InSet { .. }
+            | Test::Limit(_)
+            | Test::Quota(_)
+    )
+}
+
 /// Collects the extras of all rules.
 #[derive(Default)]
 pub(super) struct Extras {
@@ -298,6 +318,28 @@ impl Extras {
                 }
                 _ => {}
             }
+        }
+        // A program that may drop the packet runs after every other stateless test,
+        // as the reference has it (the rule's other matches all come before the
+        // xtables match that drops).
+        let dropping = r
+            .matches
+            .iter()
+            .filter(|m| matches!(&m.test, Test::Residual(p) if p.can_drop()))
+            .count();
+        let last_drops = r
+            .matches
+            .iter()
+            .rev()
+            .find(|m| !matches!(m.test, Test::Limit(_) | Test::Quota(_)) && is_check(&m.test))
+            .is_some_and(|m| matches!(&m.test, Test::Residual(p) if p.can_drop()));
+        if dropping > 1 || (dropping == 1 && !last_drops) {
+            return Err(BuildError::BadResidual {
+                rule,
+                what: "a residual program that may drop the packet must be the rule's last \
+                       check"
+                    .into(),
+            });
         }
         for m in &r.matches {
             let negated = m.negated as u8;
@@ -560,6 +602,54 @@ impl Extras {
                     b.op = RES_LINK_CHOICE;
                     (b.arg, b.len, b.dreg) = (*index, *len, *dreg);
                     b.data[..3].copy_from_slice(&[*mask, *offset_set, *offset_clear]);
+                }
+                Insn::XtTransportHeader { len } => {
+                    b.op = RES_XT_HEADER;
+                    b.len = *len;
+                }
+                Insn::XtSctpChunks(c) => {
+                    b.op = RES_XT_SCTP;
+                    // arg: SCTP_CHUNK_MATCH_* (0: another value); flags: bit 0 the
+                    // inversion, bit 1 map bits past type 255; data, data2: the map;
+                    // one element: the flag tests, 3 bytes each, `count` of them.
+                    b.arg = match c.kind {
+                        SctpChunkMatch::Any => 1,
+                        SctpChunkMatch::All => 2,
+                        SctpChunkMatch::Only => 4,
+                        SctpChunkMatch::Other => 0,
+                    };
+                    b.flags = c.invert as u8 | (c.map_beyond as u8) << 1;
+                    b.data.copy_from_slice(&c.map[..16]);
+                    b.data2.copy_from_slice(&c.map[16..]);
+                    b.first = self.residual_elems.len() as u32;
+                    b.count = c.flags.len() as u32;
+                    let mut e = BpfResidualElem::default();
+                    for (i, (t, f, m)) in c.flags.iter().enumerate() {
+                        e.from[3 * i..3 * i + 3].copy_from_slice(&[*t, *f, *m]);
+                    }
+                    self.residual_elems.push(e);
+                }
+                Insn::XtDropUnless { sreg, data } => {
+                    b.op = RES_XT_DROP_UNLESS;
+                    (b.sreg, b.len) = (*sreg, data.len() as u8);
+                    b.data[..data.len()].copy_from_slice(data);
+                }
+                Insn::XtIpv6Header {
+                    header,
+                    len,
+                    dreg,
+                    whole,
+                    offset,
+                    drops,
+                } => {
+                    b.op = RES_XT_IPV6_HEADER;
+                    // flags: bit 0 the whole header, bit 1 malformed breaks (no drop).
+                    (b.arg, b.len, b.dreg, b.offset) = (*header, *len, *dreg, *offset as u16);
+                    b.flags = *whole as u8 | (!*drops as u8) << 1;
+                }
+                Insn::XtDccpOption { option, invert } => {
+                    b.op = RES_XT_DCCP_OPTION;
+                    (b.arg, b.flags) = (*option, *invert as u8);
                 }
                 Insn::Cmp { sreg, op, data } => {
                     b.op = RES_CMP;

@@ -4,6 +4,7 @@
 use super::*;
 use netlink_proto::expr::compat::{MatchAttr, TargetAttr};
 use nftshim_ebpf::ir::ct_status;
+use nftshim_ebpf::residual::{SctpChunkMatch, SctpChunks};
 
 fn xt_match(name: &str, rev: u32, info: Vec<u8>) -> XtMatch {
     XtMatch::new(vec![
@@ -571,4 +572,442 @@ fn mac_source_reads_the_received_mac_header() {
     );
     let fwd = m(&cx(Family::Ip, Hook::Forward, None), "mac", 0, info(0));
     assert!(fwd.unwrap_err().contains("not supported"));
+}
+
+// --- sctp and dccp: the transport header, then tests in the kernel's order -------------
+
+fn header12() -> Insn {
+    Insn::XtTransportHeader { len: 12 }
+}
+
+fn port(offset: u16, lo: u16, hi: u16, negated: bool) -> [Insn; 2] {
+    [
+        Insn::Payload {
+            base: PayloadBase::Transport,
+            offset,
+            len: 2,
+            dreg: SCRATCH,
+        },
+        Insn::Range {
+            sreg: SCRATCH,
+            negated,
+            from: lo.to_be_bytes().to_vec(),
+            to: hi.to_be_bytes().to_vec(),
+        },
+    ]
+}
+
+/// `struct xt_sctp_info` with ports (dpts first), flags and invflags.
+fn sctp_info(dpts: [u16; 2], spts: [u16; 2], flags: u32, inv: u32) -> Info {
+    Info::new(292)
+        .u16(0, dpts[0])
+        .u16(2, dpts[1])
+        .u16(4, spts[0])
+        .u16(6, spts[1])
+        .u32(284, flags)
+        .u32(288, inv)
+}
+
+#[test]
+fn sctp_ports_and_chunk_types() {
+    let sctp = protos(&[132]);
+    let c = cx(Family::Ip, Hook::Input, Some(&sctp));
+    // --dport 80:90
+    assert_eq!(
+        m(&c, "sctp", 0, sctp_info([80, 90], [0, 0xffff], 2, 0)),
+        Ok(Decompiled::Residual(
+            vec![],
+            [vec![header12()], port(2, 80, 90, false).to_vec()].concat()
+        ))
+    );
+    // ! --sport 5 --chunk-types only DATA:Be,INIT (types 0 and 1; DATA's flags & 3
+    // must be 3).
+    let info = sctp_info([0, 0xffff], [5, 5], 1 | 4, 1)
+        .u32(8, 0b11)
+        .u32(264, 4)
+        .put(268, &[0, 3, 3])
+        .u32(280, 1);
+    let mut map = [0u8; 32];
+    map[0] = 0b11;
+    assert_eq!(
+        m(&c, "sctp", 0, info),
+        Ok(Decompiled::Residual(
+            vec![],
+            [
+                vec![header12()],
+                port(0, 5, 5, true).to_vec(),
+                vec![Insn::XtSctpChunks(SctpChunks {
+                    kind: SctpChunkMatch::Only,
+                    invert: false,
+                    map,
+                    map_beyond: false,
+                    flags: vec![(0, 3, 3)],
+                })]
+            ]
+            .concat()
+        ))
+    );
+    // ! --chunk-types all I_FORWARD_TSN (type 194: word 6, bit 2); a stray bit past
+    // type 255 in the kernel's map.
+    let info = sctp_info([0, 0xffff], [0, 0xffff], 4, 4)
+        .u32(8 + 4 * 6, 1 << 2)
+        .u32(8 + 4 * 40, 1)
+        .u32(264, 2);
+    let mut map = [0u8; 32];
+    map[194 / 8] = 1 << (194 % 8);
+    assert_eq!(
+        m(&c, "sctp", 0, info),
+        Ok(Decompiled::Residual(
+            vec![],
+            vec![
+                header12(),
+                Insn::XtSctpChunks(SctpChunks {
+                    kind: SctpChunkMatch::All,
+                    invert: true,
+                    map,
+                    map_beyond: true,
+                    flags: vec![],
+                })
+            ]
+        ))
+    );
+    // A match type of two bits: the walk runs, nothing matches.
+    let Ok(Decompiled::Residual(_, insns)) = m(
+        &c,
+        "sctp",
+        0,
+        sctp_info([0, 0xffff], [0, 0xffff], 4, 0).u32(264, 3),
+    ) else {
+        panic!("not a residual program");
+    };
+    assert!(matches!(&insns[1], Insn::XtSctpChunks(c) if c.kind == SctpChunkMatch::Other));
+    // No options: only the header is read (a short one drops the packet).
+    assert_eq!(
+        m(&c, "sctp", 0, sctp_info([0, 0xffff], [0, 0xffff], 0, 0)),
+        Ok(Decompiled::Residual(vec![], vec![header12()]))
+    );
+    // Five flag tests: more than the struct has.
+    assert!(m(
+        &c,
+        "sctp",
+        0,
+        sctp_info([0, 0xffff], [0, 0xffff], 4, 0)
+            .u32(264, 1)
+            .u32(280, 5)
+    )
+    .is_err());
+    // Without `-p sctp` the ports the IR reads could be another protocol's.
+    assert!(m(&input(), "sctp", 0, sctp_info([80, 90], [0, 0xffff], 2, 0)).is_err());
+}
+
+/// `struct xt_dccp_info`.
+fn dccp_info(dpts: [u16; 2], spts: [u16; 2], flags: u16, inv: u16) -> Info {
+    Info::new(16)
+        .u16(0, dpts[0])
+        .u16(2, dpts[1])
+        .u16(4, spts[0])
+        .u16(6, spts[1])
+        .u16(8, flags)
+        .u16(10, inv)
+}
+
+#[test]
+fn dccp_ports_types_and_options() {
+    let dccp = protos(&[33]);
+    let c = cx(Family::Ip6, Hook::Forward, Some(&dccp));
+    // --sport 1:2 ! --dport 9
+    assert_eq!(
+        m(&c, "dccp", 0, dccp_info([9, 9], [1, 2], 3, 2)),
+        Ok(Decompiled::Residual(
+            vec![],
+            [
+                vec![header12()],
+                port(0, 1, 2, false).to_vec(),
+                port(2, 9, 9, true).to_vec()
+            ]
+            .concat()
+        ))
+    );
+    // ! --dccp-types REQUEST,DATA --dccp-option 4: the type is bits 1..5 of byte 8.
+    let info = dccp_info([0, 0xffff], [0, 0xffff], 4 | 8, 4)
+        .u16(12, 1 << 0 | 1 << 2)
+        .u8(14, 4);
+    assert_eq!(
+        m(&c, "dccp", 0, info),
+        Ok(Decompiled::Residual(
+            vec![],
+            vec![
+                header12(),
+                Insn::Payload {
+                    base: PayloadBase::Transport,
+                    offset: 8,
+                    len: 1,
+                    dreg: SCRATCH,
+                },
+                Insn::Bitwise {
+                    sreg: SCRATCH,
+                    dreg: SCRATCH,
+                    len: 1,
+                    mask: vec![0x1e],
+                    xor: vec![0],
+                },
+                Insn::Lookup {
+                    sreg: SCRATCH,
+                    len: 1,
+                    negated: true,
+                    elements: vec![(vec![0], vec![0]), (vec![4], vec![4])],
+                },
+                Insn::XtDccpOption {
+                    option: 4,
+                    invert: false,
+                },
+            ]
+        ))
+    );
+    assert!(m(&input(), "dccp", 0, dccp_info([9, 9], [1, 2], 3, 0)).is_err());
+}
+
+// --- ah, mh, frag ------------------------------------------------------------------
+
+#[test]
+fn ah_spi_range() {
+    let ah = protos(&[51]);
+    let c = cx(Family::Ip, Hook::Forward, Some(&ah));
+    // ! --ahspi 7:9
+    assert_eq!(
+        m(&c, "ah", 0, Info::new(12).u32(0, 7).u32(4, 9).u8(8, 1)),
+        Ok(Decompiled::Residual(
+            vec![],
+            vec![
+                Insn::XtTransportHeader { len: 12 },
+                Insn::Payload {
+                    base: PayloadBase::Transport,
+                    offset: 4,
+                    len: 4,
+                    dreg: SCRATCH,
+                },
+                Insn::Range {
+                    sreg: SCRATCH,
+                    negated: true,
+                    from: vec![0, 0, 0, 7],
+                    to: vec![0, 0, 0, 9],
+                },
+            ]
+        ))
+    );
+    assert!(m(&input(), "ah", 0, Info::new(12)).is_err());
+    // ip6t_ah is another struct (and walks extension headers).
+    let c6 = cx(Family::Ip6, Hook::Input, Some(&ah));
+    assert!(m(&c6, "ah", 0, Info::new(20)).is_err());
+}
+
+#[test]
+fn mh_type_after_its_payload_protocol() {
+    let mh = protos(&[135]);
+    let c = cx(Family::Ip6, Hook::Input, Some(&mh));
+    let Ok(Decompiled::Residual(ms, insns)) = m(&c, "mh", 0, Info::new(3).put(0, &[4, 123, 0]))
+    else {
+        panic!("not a residual program");
+    };
+    assert!(ms.is_empty());
+    assert_eq!(insns[0], Insn::XtTransportHeader { len: 6 });
+    assert_eq!(
+        insns[2],
+        Insn::XtDropUnless {
+            sreg: SCRATCH,
+            data: vec![59]
+        }
+    );
+    assert_eq!(
+        insns[4],
+        Insn::Range {
+            sreg: SCRATCH,
+            negated: false,
+            from: vec![4],
+            to: vec![123]
+        }
+    );
+    assert!(m(&cx(Family::Ip6, Hook::Input, None), "mh", 0, Info::new(3)).is_err());
+}
+
+#[test]
+fn frag_id_and_flags() {
+    let c = cx(Family::Ip6, Hook::Input, None);
+    // ! --fragid 1 ! --fraglen 42 --fragres --fragfirst: the length is never tested.
+    let info = Info::new(16)
+        .u32(0, 1)
+        .u32(4, 1)
+        .u32(8, 42)
+        .u8(12, 0x01 | 0x02 | 0x04 | 0x08)
+        .u8(13, 0x01 | 0x02);
+    let tmp = SCRATCH + 8;
+    let test = |mask: [u8; 4], value: [u8; 4]| {
+        vec![
+            Insn::Bitwise {
+                sreg: SCRATCH,
+                dreg: tmp,
+                len: 4,
+                mask: mask.to_vec(),
+                xor: vec![0; 4],
+            },
+            Insn::Cmp {
+                sreg: tmp,
+                op: CmpOp::Eq,
+                data: value.to_vec(),
+            },
+        ]
+    };
+    assert_eq!(
+        m(&c, "frag", 0, info),
+        Ok(Decompiled::Residual(
+            vec![],
+            [
+                vec![
+                    Insn::XtIpv6Header {
+                        header: 44,
+                        len: 8,
+                        dreg: SCRATCH,
+                        whole: false,
+                        offset: 0,
+                        drops: true,
+                    },
+                    Insn::Range {
+                        sreg: SCRATCH + 4,
+                        negated: true,
+                        from: vec![0, 0, 0, 1],
+                        to: vec![0, 0, 0, 1],
+                    },
+                ],
+                test([0, 0xff, 0, 0x06], [0; 4]),
+                test([0, 0, 0xff, 0xf8], [0; 4]),
+            ]
+            .concat()
+        ))
+    );
+    // --fragmore --fraglast: both flag tests, which no packet passes.
+    let Ok(Decompiled::Residual(_, insns)) =
+        m(&c, "frag", 0, Info::new(16).u32(4, u32::MAX).u8(12, 0x30))
+    else {
+        panic!("not a residual program");
+    };
+    assert_eq!(
+        insns[2..],
+        [test([0, 0, 0, 1], [0, 0, 0, 1]), test([0, 0, 0, 1], [0; 4])].concat()
+    );
+    assert!(m(&input(), "frag", 0, Info::new(16)).is_err());
+}
+
+#[test]
+fn hbh_and_dst_length() {
+    let c = cx(Family::Ip6, Hook::Input, None);
+    let len_test = |from: Vec<u8>, to: Vec<u8>, negated: bool| {
+        vec![
+            Insn::Bitwise {
+                sreg: SCRATCH,
+                dreg: SCRATCH + 4,
+                len: 2,
+                mask: vec![0, 0xff],
+                xor: vec![0, 0],
+            },
+            Insn::Range {
+                sreg: SCRATCH + 4,
+                negated,
+                from,
+                to,
+            },
+        ]
+    };
+    let header = |h| Insn::XtIpv6Header {
+        header: h,
+        len: 2,
+        dreg: SCRATCH,
+        whole: true,
+        offset: 0,
+        drops: true,
+    };
+    // -m dst ! --dst-len 16: length field 1.
+    assert_eq!(
+        m(&c, "dst", 0, Info::new(40).u32(0, 16).u8(4, 1).u8(5, 1)),
+        Ok(Decompiled::Residual(
+            vec![],
+            [vec![header(60)], len_test(vec![0, 1], vec![0, 1], true)].concat()
+        ))
+    );
+    // -m hbh --hbh-len 42: no header is 42 bytes long.
+    assert_eq!(
+        m(&c, "hbh", 0, Info::new(40).u32(0, 42).u8(4, 1)),
+        Ok(Decompiled::Residual(
+            vec![],
+            [vec![header(0)], len_test(vec![0, 1], vec![0, 0], false)].concat()
+        ))
+    );
+    // -m hbh: the header is there (and whole).
+    assert_eq!(
+        m(&c, "hbh", 0, Info::new(40)),
+        Ok(Decompiled::Residual(vec![], vec![header(0)]))
+    );
+    // --hbh-opts: refused.
+    assert!(m(&c, "hbh", 0, Info::new(40).u8(4, 2).u8(38, 1)).is_err());
+    assert!(m(&input(), "dst", 0, Info::new(40)).is_err());
+}
+
+#[test]
+fn srh_fields_in_order() {
+    let c = cx(Family::Ip6, Hook::Forward, None);
+    // Revision 1: ! --srh-next-hdr 17 --srh-segs-left-gt 1 --srh-tag 0x1234.
+    let info = Info::new(108)
+        .u8(0, 17)
+        .u8(2, 1)
+        .put(4, &[0x12, 0x34])
+        .u16(104, 0x0001 | 0x0020 | 0x0400)
+        .u16(106, 0x0001);
+    let Ok(Decompiled::Residual(ms, insns)) = m(&c, "srh", 1, info) else {
+        panic!("not a residual program");
+    };
+    assert!(ms.is_empty());
+    // The header twice (bytes 0-7, then 2-5), type 4 and segments left <= last entry.
+    assert!(matches!(
+        insns[0],
+        Insn::XtIpv6Header {
+            header: 43,
+            len: 8,
+            whole: true,
+            offset: 0,
+            drops: false,
+            ..
+        }
+    ));
+    assert!(matches!(
+        insns[1],
+        Insn::XtIpv6Header {
+            offset: 2,
+            len: 4,
+            ..
+        }
+    ));
+    let Insn::Lookup { elements, .. } = &insns[2] else {
+        panic!("no type and segments test");
+    };
+    assert_eq!(elements.len(), 256);
+    assert_eq!(elements[3], (vec![4, 3, 3, 0], vec![4, 3, 0xff, 0xff]));
+    let cmp = |i: usize| match &insns[i] {
+        Insn::Cmp { op, data, .. } => (*op, data.clone()),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(cmp(4), (CmpOp::Neq, vec![17, 0, 0, 0]));
+    assert_eq!(cmp(6), (CmpOp::Gt, vec![0, 0, 0, 1]));
+    assert_eq!(cmp(8), (CmpOp::Eq, vec![0, 0, 0x12, 0x34]));
+    assert_eq!(insns.len(), 9);
+    // Segment addresses: refused.
+    assert!(m(&c, "srh", 1, Info::new(108).u16(104, 0x0800)).is_err());
+    // Revision 0: flags at 6, ! --srh-hdr-len-lt 8 (the hdr_len byte 1).
+    let Ok(Decompiled::Residual(_, insns)) = m(
+        &c,
+        "srh",
+        0,
+        Info::new(10).u8(1, 8).u16(6, 0x0008).u16(8, 0x0008),
+    ) else {
+        panic!("not a residual program");
+    };
+    assert!(matches!(&insns[4], Insn::Cmp { op: CmpOp::Gte, data, .. } if data == &[0, 8, 0, 0]));
 }
