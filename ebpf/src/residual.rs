@@ -983,13 +983,7 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
                 return false;
             };
             let start = *offset as usize + *scale as usize * (b & mask) as usize;
-            match net.get(start..start + *len as usize) {
-                Some(bytes) => {
-                    store(regs, *dreg, bytes);
-                    true
-                }
-                None => false,
-            }
+            store_loaded(regs, *dreg, net.get(start..start + *len as usize))
         }
         Insn::Ip6SkipExthdr {
             offset,
@@ -1006,13 +1000,7 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
                 return true;
             }
             let start = at + *offset as usize;
-            match net.get(start..start + *len as usize) {
-                Some(bytes) => {
-                    store(regs, *dreg, bytes);
-                    true
-                }
-                None => false,
-            }
+            store_loaded(regs, *dreg, net.get(start..start + *len as usize))
         }
         Insn::PktType { dreg } => {
             store(regs, *dreg, &[h.pkt_type]);
@@ -1037,13 +1025,7 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             } else {
                 *offset_clear
             } as usize;
-            match frame.get(start..start + *len as usize) {
-                Some(bytes) => {
-                    store(regs, *dreg, bytes);
-                    true
-                }
-                None => false,
-            }
+            store_loaded(regs, *dreg, frame.get(start..start + *len as usize))
         }
         // Handled by [`ResidualProgram::run`].
         Insn::NetdevView
@@ -1077,7 +1059,12 @@ fn exthdr_result(
     let Some(start) = found.map(|f| f + offset as usize) else {
         return false;
     };
-    match packet.get(start..start + len as usize) {
+    store_loaded(regs, dreg, packet.get(start..start + len as usize))
+}
+
+/// Stores bytes a load found; a load of bytes the packet does not have breaks.
+fn store_loaded(regs: &mut [u8; REGS_LEN], dreg: u8, bytes: Option<&[u8]>) -> bool {
+    match bytes {
         Some(bytes) => {
             store(regs, dreg, bytes);
             true
