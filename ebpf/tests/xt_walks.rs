@@ -198,6 +198,14 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
             ipv4(AH, 0, &[6, 1, 0, 0, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0]),
         ),
         ("ah cut", ipv4(AH, 0, &[6, 1, 0, 0, 0, 0, 0, 8])),
+        ("ipcomp cpi 18", ipv4(COMP, 0, &[17, 0, 0, 18, 1, 2, 3, 4])),
+        ("ipcomp6 cpi 18", ipv6(COMP, &[17, 0, 0, 18, 1, 2, 3, 4])),
+        (
+            "ipcomp cpi 0x1200",
+            ipv4(COMP, 0, &[17, 0, 0x12, 0, 1, 2, 3, 4]),
+        ),
+        ("ipcomp cut", ipv4(COMP, 0, &[17, 0, 0])),
+        ("ipcomp later fragment", ipv4(COMP, 0x10, &[17, 0, 0, 18])),
         ("mh type 5", ipv6(MH, &[59, 0, 5, 0, 0, 0, 0, 0])),
         ("mh type 5 proto udp", ipv6(MH, &[17, 0, 5, 0, 0, 0, 0, 0])),
         ("mh cut", ipv6(MH, &[59, 0, 5, 0])),
@@ -273,6 +281,7 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 const AH: u8 = 51;
+const COMP: u8 = 108;
 const MH: u8 = 135;
 const FRAG: u8 = 44;
 const UDP8: [u8; 8] = [0x9c, 0x40, 0, 9, 0, 8, 0, 0];
@@ -451,6 +460,30 @@ fn programs() -> Vec<(&'static str, u8, Vec<Insn>)> {
                     negated: false,
                     from: vec![0, 0, 0, 8],
                     to: vec![0, 0, 0, 8],
+                },
+            ]
+        }),
+        ("ipcomp --ipcompspi 18", COMP, {
+            vec![
+                Insn::XtTransportHeader { len: 4 },
+                Insn::Payload {
+                    base: PayloadBase::Transport,
+                    offset: 0,
+                    len: 4,
+                    dreg: 48,
+                },
+                Insn::Bitwise {
+                    sreg: 48,
+                    dreg: 48,
+                    len: 4,
+                    mask: vec![0, 0, 0xff, 0xff],
+                    xor: vec![0; 4],
+                },
+                Insn::Range {
+                    sreg: 48,
+                    negated: false,
+                    from: vec![0, 0, 0, 18],
+                    to: vec![0, 0, 0, 18],
                 },
             ]
         }),
@@ -800,6 +833,12 @@ fn the_reference_follows_the_kernel_matches() {
         ("dccp --dccp-option 9", "dccp ack extended", Breaks),
         ("ah --ahspi 8", "ah spi 8", Holds),
         ("ah --ahspi 8", "ah cut", Drops),
+        ("ipcomp --ipcompspi 18", "ipcomp cpi 18", Holds),
+        ("ipcomp --ipcompspi 18", "ipcomp6 cpi 18", Holds),
+        // The high byte of the CPI counts: 0x1200 is not 18.
+        ("ipcomp --ipcompspi 18", "ipcomp cpi 0x1200", Breaks),
+        ("ipcomp --ipcompspi 18", "ipcomp cut", Drops),
+        ("ipcomp --ipcompspi 18", "ipcomp later fragment", Breaks),
         ("mh --mh-type 4:123", "mh type 5", Holds),
         ("mh --mh-type 4:123", "mh type 5 proto udp", Drops),
         ("mh --mh-type 4:123", "mh cut", Drops),

@@ -123,6 +123,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("sctp", 0) => sctp::sctp(cx, b),
         ("dccp", 0) => dccp::dccp(cx, b),
         ("ah", 0) => ipsec_mh::ah(cx, b),
+        ("ipcomp", 0) => ipsec_mh::ipcomp(cx, b),
         ("mh", 0) => ipsec_mh::mh(cx, b),
         ("frag", 0) => frag6::frag(cx, b),
         ("hbh", 0) => hbh6::options_header(cx, b, "hbh", 0),

@@ -802,6 +802,43 @@ fn ah_spi_range() {
 }
 
 #[test]
+fn ipcomp_cpi_range_in_both_families() {
+    let comp = protos(&[108]);
+    // --ipcompspi 18: the 16-bit CPI compared as a 32-bit number.
+    for family in [Family::Ip, Family::Ip6] {
+        let c = cx(family, Hook::Input, Some(&comp));
+        let Ok(Decompiled::Residual(ms, insns)) =
+            m(&c, "ipcomp", 0, Info::new(12).u32(0, 18).u32(4, 18))
+        else {
+            panic!("not a residual program");
+        };
+        assert!(ms.is_empty());
+        assert_eq!(insns[0], Insn::XtTransportHeader { len: 4 });
+        assert_eq!(
+            insns[2],
+            Insn::Bitwise {
+                sreg: SCRATCH,
+                dreg: SCRATCH,
+                len: 4,
+                mask: vec![0, 0, 0xff, 0xff],
+                xor: vec![0; 4],
+            }
+        );
+        assert_eq!(
+            insns[3],
+            Insn::Range {
+                sreg: SCRATCH,
+                negated: false,
+                from: vec![0, 0, 0, 18],
+                to: vec![0, 0, 0, 18],
+            }
+        );
+    }
+    // A CPI above 65535 is never reached, and the protocol must be ipcomp.
+    assert!(m(&input(), "ipcomp", 0, Info::new(12)).is_err());
+}
+
+#[test]
 fn mh_type_after_its_payload_protocol() {
     let mh = protos(&[135]);
     let c = cx(Family::Ip6, Hook::Input, Some(&mh));
