@@ -506,10 +506,15 @@ fn flatten(
             for g in &guards {
                 let mut matches = g.clone();
                 matches.extend(resolved.iter().cloned());
-                let mut rule = ir::Rule::new(matches, r.action.clone());
+                let mut rule = ir::Rule::new(matches, base_action(s.chain, &r.action));
                 rule.statements = r.statements.clone();
                 rules.push(rule);
-                slots.push(r.counters.clone());
+                let mut slot = r.counters.clone();
+                if r.action == Action::Return {
+                    // nft_do_chain() counts a base chain's return as its policy.
+                    slot.extend(s.chain.policy_counter);
+                }
+                slots.push(slot);
             }
         }
         // The policy as a guarded last rule: a drop, or (to count the packets that
@@ -532,6 +537,17 @@ fn flatten(
         rules,
     };
     Ok((chain, slots))
+}
+
+/// What a rule of base chain `chain` does in the flattened chain: `return` there has
+/// nothing to pop, so the chain's policy decides (an accept policy ends only this
+/// chain, as `accept` does: [`Program::accepts`] counts it, for the composition checks).
+fn base_action(chain: &HookChain, action: &Action) -> Action {
+    match (action, chain.policy) {
+        (Action::Return, Verdict::Accept) => Action::Accept,
+        (Action::Return, Verdict::Drop) => Action::Drop,
+        (other, _) => other.clone(),
+    }
 }
 
 /// A program of `base` and every regular chain (interface names resolved), and the

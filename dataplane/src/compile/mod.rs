@@ -249,6 +249,11 @@ impl Program {
     /// Whether a packet can be accepted by this base chain: by one of its rules or by
     /// a rule of a chain it jumps to (an accept there ends the base chain too).
     pub fn accepts(&self, chain: &HookChain) -> bool {
+        // `return` in the base chain itself applies its policy (attach::flatten).
+        if chain.policy == Verdict::Accept && chain.rules.iter().any(|r| r.action == Action::Return)
+        {
+            return true;
+        }
         let mut seen = std::collections::BTreeSet::new();
         let mut todo: Vec<&Vec<SymRule>> = vec![&chain.rules];
         while let Some(rules) = todo.pop() {

@@ -900,11 +900,12 @@ impl RuleState<'_, '_> {
                     VerdictCode::Drop => Action::Drop,
                     VerdictCode::Jump => Action::Jump(target()?),
                     // In a regular chain the IR does what nft_do_chain() does. In a base
-                    // chain both would end the flattened chain of every hook at once
-                    // (its policy), skipping this chain's policy and the later chains.
+                    // chain a goto would end the flattened chain of every hook at once
+                    // (its policy), skipping this chain's policy and the later chains;
+                    // `return` there is this chain's policy (attach::flatten).
                     VerdictCode::Goto if !self.ctx.base => Action::Goto(target()?),
-                    VerdictCode::Return if !self.ctx.base => Action::Return,
-                    VerdictCode::Goto | VerdictCode::Return => {
+                    VerdictCode::Return => Action::Return,
+                    VerdictCode::Goto => {
                         return Err(format!(
                         "verdict {} in a base chain is not supported by the eBPF data plane yet",
                         verdict_name(code)
@@ -1003,14 +1004,6 @@ impl RuleState<'_, '_> {
                 self.statements = true;
             }
             Decompiled::Verdict(a) => self.verdict = Some(a),
-            Decompiled::StatementVerdict(_, Action::Return) if self.ctx.base => {
-                // As a `return` verdict in a base chain (see step()).
-                return Err(
-                    "a target's verdict return in a base chain is not supported by the eBPF \
-                     data plane yet"
-                        .into(),
-                );
-            }
             Decompiled::StatementVerdict(st, a) => {
                 self.effects.push(st);
                 self.statements = true;
