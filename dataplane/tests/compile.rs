@@ -748,7 +748,11 @@ fn return_in_a_base_chain_is_its_policy() {
     assert_eq!(drop_policy, [Verdict::Drop, Verdict::Accept, Verdict::Drop]);
     // nft's chains have no policy counter: the return counts for its rule's counter
     // only (iptables-nft's chains have one: nft-tests/rulesets/iptables-return.ipt).
-    assert_eq!(slots.iter().filter(|s| !s.is_empty()).count(), 2, "{slots:?}");
+    assert_eq!(
+        slots.iter().filter(|s| !s.is_empty()).count(),
+        2,
+        "{slots:?}"
+    );
     // Policy accept: port 1 returns before the drop rule, and is accepted.
     let (accept_policy, _) = verdicts("c_accept");
     assert_eq!(

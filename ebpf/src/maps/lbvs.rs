@@ -333,11 +333,11 @@ fn port_ranges(rule: usize, ranges: &[PortRange]) -> Result<Vec<(u32, u32)>, Bui
 struct ClassVectors<'a, V> {
     dim: &'a DimPreds<V>,
     /// Per kind: the vector of a class that only the universal predicates contain.
-    base: [Vec<u64>; 2],
+    base: [Vector; 2],
     /// Per predicate: the kind it is universal for.
     universal: Vec<Option<u8>>,
     /// Rules without a predicate on the dimension: the "field absent" vector.
-    wild: Vec<u64>,
+    wild: Vector,
     /// Per predicate: how many of its values entered contain the current class.
     inside: Vec<u32>,
     rule_stamp: Vec<u64>,
@@ -353,18 +353,18 @@ impl<'a, V> ClassVectors<'a, V> {
                 marks[p] = Some(kind as u8);
             }
         }
-        let mut wild = vec![0u64; words];
-        let mut base = [vec![0u64; words], vec![0u64; words]];
+        let mut wild = Vector::zeros(words);
+        let mut base = [Vector::zeros(words), Vector::zeros(words)];
         for (rule, preds) in dim.per_rule.iter().enumerate() {
             if preds.is_empty() {
-                set_bit(&mut wild, rule, true);
+                wild.set(rule, true);
             }
             for (kind, v) in base.iter_mut().enumerate() {
                 let holds = preds.iter().all(|&p| {
                     let pred = &dim.preds[p];
                     pred.kind == kind as u8 && ((marks[p] == Some(kind as u8)) != pred.negated)
                 });
-                set_bit(v, rule, holds);
+                v.set(rule, holds);
             }
         }
         ClassVectors {
@@ -390,7 +390,7 @@ impl<'a, V> ClassVectors<'a, V> {
     /// One value of each of `preds` starts (`enter`) or stops containing the class;
     /// `v`, the vector of a class of `kind`, gets the bits of their rules recomputed
     /// (None: the counts only, the vector is dropped).
-    fn shift(&mut self, preds: &[usize], enter: bool, kind: u8, v: Option<&mut Vec<u64>>) {
+    fn shift(&mut self, preds: &[usize], enter: bool, kind: u8, v: Option<&mut Vector>) {
         for &p in preds {
             if enter {
                 self.inside[p] += 1;
@@ -404,13 +404,13 @@ impl<'a, V> ClassVectors<'a, V> {
             let rule = self.dim.preds[p].rule;
             if self.rule_stamp[rule] != self.generation {
                 self.rule_stamp[rule] = self.generation;
-                set_bit(v, rule, self.holds(rule, kind));
+                v.set(rule, self.holds(rule, kind));
             }
         }
     }
 
     /// The vector of a class of `kind` contained by the predicates entered so far.
-    fn current(&mut self, kind: u8) -> Vec<u64> {
+    fn current(&mut self, kind: u8) -> Vector {
         let mut v = self.base[kind as usize].clone();
         let entered: Vec<usize> = (0..self.inside.len())
             .filter(|&p| self.inside[p] > 0)
@@ -420,27 +420,42 @@ impl<'a, V> ClassVectors<'a, V> {
             let rule = self.dim.preds[p].rule;
             if self.rule_stamp[rule] != self.generation {
                 self.rule_stamp[rule] = self.generation;
-                set_bit(&mut v, rule, self.holds(rule, kind));
+                v.set(rule, self.holds(rule, kind));
             }
         }
         v
     }
-
-    /// The vector of a class of `kind` that exactly the universal predicates and those
-    /// in `containing` contain (nothing else entered).
-    fn present(&mut self, kind: u8, containing: &[usize]) -> Vec<u64> {
-        let mut v = self.base[kind as usize].clone();
-        self.shift(containing, true, kind, Some(&mut v));
-        self.shift(containing, false, kind, None);
-        v
-    }
 }
 
-fn set_bit(v: &mut [u64], bit: usize, on: bool) {
-    if on {
-        v[bit / 64] |= 1 << (bit % 64);
-    } else {
-        v[bit / 64] &= !(1 << (bit % 64));
+/// A class vector as it is built: its words, and for each 4096-rule block the id
+/// [`VectorTable`] gave it, as long as none of its bits changed since. Consecutive
+/// classes differ in few rules: their unchanged blocks are not hashed and compared
+/// again.
+#[derive(Clone)]
+struct Vector {
+    words: Vec<u64>,
+    blocks: Vec<Option<u32>>,
+}
+
+impl Vector {
+    fn zeros(words: usize) -> Self {
+        Vector {
+            words: vec![0; words],
+            blocks: vec![None; words / BLOCK_WORDS],
+        }
+    }
+
+    fn set(&mut self, bit: usize, on: bool) {
+        let word = &mut self.words[bit / 64];
+        let new = if on {
+            *word | 1 << (bit % 64)
+        } else {
+            *word & !(1 << (bit % 64))
+        };
+        if new != *word {
+            *word = new;
+            self.blocks[bit / (BLOCK_WORDS * 64)] = None;
+        }
     }
 }
 
@@ -478,7 +493,7 @@ fn build_array(
     }
     let mut classes = ClassVectors::new(dim, table.words(), [&[], &[]]);
     let mut array = vec![0u32; domain as usize + 1];
-    let mut v: Option<(u8, Vec<u64>)> = None;
+    let mut v: Option<(u8, Vector)> = None;
     for (i, pair) in cuts.windows(2).enumerate() {
         let kind = segments
             .iter()
@@ -496,10 +511,13 @@ fn build_array(
                 v = Some((kind, classes.current(kind)));
             }
         }
-        let id = table.intern(v.as_ref().map_or(&[][..], |(_, vec)| vec));
+        let id = match &mut v {
+            Some((_, vec)) => table.intern(vec),
+            None => table.intern_zeros(),
+        };
         array[pair[0] as usize..pair[1] as usize].fill(id);
     }
-    array[domain as usize] = table.intern(&classes.wild);
+    array[domain as usize] = table.intern(&mut classes.wild);
     array
 }
 
@@ -545,7 +563,7 @@ fn build_lpm(dim: &DimPreds<AddrSet>, table: &mut VectorTable) -> (LpmEntries, u
         |n| &by_net6[n],
         |a, b| a.contains(b),
     );
-    let absent = table.intern(&classes.wild);
+    let absent = table.intern(&mut classes.wild);
     (entries, absent)
 }
 
@@ -562,27 +580,37 @@ fn lpm_classes<'n, N: Copy + PartialEq + Default, V>(
     contains: impl Fn(&N, &N) -> bool,
 ) -> Vec<(N, u32)> {
     let mut out = Vec::with_capacity(nets.len());
-    // The prefixes enclosing the current one, with their vectors.
-    let mut stack: Vec<(N, Vec<u64>)> = Vec::new();
+    // The vector of the current prefix: the base, with the predicates of the prefixes
+    // on the stack (the current one and those enclosing it) entered. Leaving a prefix
+    // recomputes its rules' bits, so it is the enclosing prefix's vector again.
+    let mut v = classes.base[kind as usize].clone();
+    table.intern(&mut v);
+    let base_blocks = v.blocks.clone();
+    // With each prefix, its vector's block ids: what leaving the prefixes inside it
+    // gives back.
+    let mut stack: Vec<(N, Vec<Option<u32>>)> = Vec::new();
     for net in nets {
         if *net == N::default() {
-            out.push((*net, table.intern(&classes.base[kind as usize])));
+            out.push((*net, table.intern(&mut classes.base[kind as usize])));
             continue;
         }
+        let mut left = false;
         while let Some((top, _)) = stack.last() {
             if contains(top, net) {
                 break;
             }
             let top = *top;
             stack.pop();
-            classes.shift(preds_of(&top), false, kind, None);
+            classes.shift(preds_of(&top), false, kind, Some(&mut v));
+            left = true;
         }
-        let mut v = stack
-            .last()
-            .map_or_else(|| classes.base[kind as usize].clone(), |(_, v)| v.clone());
+        if left {
+            v.blocks
+                .clone_from(stack.last().map_or(&base_blocks, |(_, blocks)| blocks));
+        }
         classes.shift(preds_of(net), true, kind, Some(&mut v));
-        out.push((*net, table.intern(&v)));
-        stack.push((*net, v));
+        out.push((*net, table.intern(&mut v)));
+        stack.push((*net, v.blocks.clone()));
     }
     for (net, _) in stack.into_iter().rev() {
         classes.shift(preds_of(&net), false, kind, None);
@@ -601,20 +629,26 @@ fn build_hash(dim: &DimPreds<Vec<u32>>, table: &mut VectorTable) -> (Vec<(u32, u
         }
     }
     let mut classes = ClassVectors::new(dim, table.words(), [&[], &[]]);
-    let miss = table.intern(&classes.present(KIND_V4, &[]));
+    // One working vector: each value's predicates entered, then left again (which
+    // gives the base back), so no value's class costs a copy of a whole vector.
+    let mut v = classes.base[KIND_V4 as usize].clone();
+    let miss = table.intern(&mut v);
+    let base_blocks = v.blocks.clone();
     let mut values: Vec<u32> = by_value.keys().copied().collect();
     values.sort_unstable();
     let entries = values
         .into_iter()
         .map(|value| {
-            (
-                value,
-                table.intern(&classes.present(KIND_V4, &by_value[&value])),
-            )
+            let preds = &by_value[&value];
+            classes.shift(preds, true, KIND_V4, Some(&mut v));
+            let id = table.intern(&mut v);
+            classes.shift(preds, false, KIND_V4, Some(&mut v));
+            v.blocks.clone_from(&base_blocks);
+            (value, id)
         })
         .filter(|&(_, id)| id != miss)
         .collect();
-    let absent = table.intern(&classes.wild);
+    let absent = table.intern(&mut classes.wild);
     (entries, miss, absent)
 }
 
@@ -668,17 +702,32 @@ impl VectorTable {
         id
     }
 
-    /// The id of vector `v` (an empty slice: the all-zero vector). Called once per
+    /// The id of vector `v`, whose changed blocks get their ids here. Called once per
     /// class, so it allocates only for a vector not seen before.
-    fn intern(&mut self, v: &[u64]) -> u32 {
-        debug_assert!(v.is_empty() || v.len() == self.nblocks * BLOCK_WORDS);
+    fn intern(&mut self, v: &mut Vector) -> u32 {
+        debug_assert_eq!(v.words.len(), self.nblocks * BLOCK_WORDS);
         let mut ids = std::mem::take(&mut self.scratch);
         ids.clear();
-        if v.is_empty() {
-            ids.resize(self.nblocks, 0);
-        } else {
-            ids.extend(v.chunks_exact(BLOCK_WORDS).map(|b| self.intern_block(b)));
+        for (block, known) in v.words.chunks_exact(BLOCK_WORDS).zip(&mut v.blocks) {
+            let id = match *known {
+                Some(id) => id,
+                None => *known.insert(self.intern_block(block)),
+            };
+            ids.push(id);
         }
+        self.intern_ids(ids)
+    }
+
+    /// The id of the all-zero vector.
+    fn intern_zeros(&mut self) -> u32 {
+        let mut ids = std::mem::take(&mut self.scratch);
+        ids.clear();
+        ids.resize(self.nblocks, 0);
+        self.intern_ids(ids)
+    }
+
+    /// The id of the vector of blocks `ids` (a reused buffer, kept for the next call).
+    fn intern_ids(&mut self, ids: Vec<u32>) -> u32 {
         let id = match self.vector_ids.get(&ids[..]) {
             Some(&id) => id,
             None => {
