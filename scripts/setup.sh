@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(nftables iptables iproute2 util-linux clang llvm libbpf-dev bpftool netsniff-ng build-essential pkg-config)
+PKGS=(nftables iptables iproute2 util-linux clang llvm libbpf-dev bpftool netsniff-ng tcpdump build-essential pkg-config)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,6 +8,7 @@ pub const EAGAIN: i32 = 11;
 pub const ENOMEM: i32 = 12;
 pub const EBUSY: i32 = 16;
 pub const EEXIST: i32 = 17;
+pub const ENODEV: i32 = 19;
 pub const EINVAL: i32 = 22;
 pub const ENFILE: i32 = 23;
 pub const EMFILE: i32 = 24;

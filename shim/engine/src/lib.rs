@@ -31,6 +31,7 @@ mod expr_init;
 pub mod msg;
 pub mod nla;
 pub mod state;
+pub mod ulog;
 pub mod view;
 pub mod wire;
 
@@ -131,6 +132,10 @@ pub struct Netns {
     /// Set by changes that do not show in genid/counters (resets, element timeouts).
     #[serde(skip)]
     dirty: bool,
+    /// nfnetlink_log groups bound by this namespace's sockets (not persisted: they
+    /// live as long as their sockets).
+    #[serde(skip)]
+    nflog: ulog::Instances,
 }
 
 impl Default for Netns {
@@ -143,6 +148,7 @@ impl Default for Netns {
             validate_sticky: false,
             clock_ms: None,
             dirty: false,
+            nflog: ulog::Instances::default(),
         }
     }
 }
@@ -165,9 +171,10 @@ impl Netns {
     /// The sending socket `portid` was closed (NETLINK_URELEASE, `nft_rcv_nl_event`):
     /// tables it owns (NFT_TABLE_F_OWNER) go away with everything in them, without
     /// notifications or a new generation; tables that also have NFT_TABLE_F_PERSIST
-    /// just lose their owner. Returns whether anything changed (the dataplane was then
-    /// given the new ruleset).
+    /// just lose their owner; the nfnetlink_log groups it bound are released. Returns
+    /// whether the ruleset changed (the dataplane was then given the new ruleset).
     pub fn socket_closed(&mut self, portid: u32, dataplane: &mut dyn Dataplane) -> bool {
+        self.nflog.socket_closed(portid);
         let mut changed = false;
         self.ruleset.tables.retain_mut(|t| {
             if !t.has_owner() || t.owner != portid {

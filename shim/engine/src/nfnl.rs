@@ -186,6 +186,7 @@ fn rcv_msg(
             get::handle(ns, caller, &msg, out).map_err(|e| leftover_msg(e, leftover))
         }
         SUBSYS_NFT_COMPAT => compat::handle(caller, req, out).map(|_| Handled::Done),
+        crate::ulog::SUBSYS_ULOG => ns.nflog.handle(caller, req).map(|_| Handled::Done),
         _ => Err(EINVAL.into()),
     }
 }

@@ -114,6 +114,8 @@ pub enum Pol {
     Reject,
     /// NLA_POLICY_MAX(NLA_BE32, max): ERANGE above `max`.
     Be32Max(u32),
+    /// NLA_UNSPEC with `.len`: ERANGE below that many bytes (a struct's size).
+    MinLen(usize),
 }
 
 /// Parsed attributes indexed by number: the last of duplicates wins, as in the kernel.
@@ -201,7 +203,8 @@ pub fn describe(pol: Pol) -> Option<Vec<netlink_proto::attr::Attr>> {
     };
     // enum netlink_attribute_type.
     Some(match pol {
-        Pol::Any | Pol::Reject => return None,
+        // The kernel's policy dump skips NLA_UNSPEC (and NLA_REJECT).
+        Pol::Any | Pol::Reject | Pol::MinLen(_) => return None,
         Pol::U8 => range(2, u64::from(u8::MAX)),
         Pol::U16 => range(3, u64::from(u16::MAX)),
         Pol::U32 => range(4, u64::from(u32::MAX)),
@@ -280,6 +283,7 @@ fn validate(nla: &Nla<'_>, pol: Pol, depth: u32) -> Result<(), MsgErr> {
             }
         }
         Pol::U64 => min(8),
+        Pol::MinLen(n) => min(n),
         Pol::NulStr(max) => {
             let minlen = if max > 0 { len.min(max + 1) } else { len };
             if minlen == 0 || !nla.value[..minlen].contains(&0) {
