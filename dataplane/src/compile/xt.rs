@@ -120,6 +120,8 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("quota", 0) => quota::quota(b),
         ("connbytes", 0) => connbytes::connbytes(cx, b),
         ("pkttype", 0) => pkttype::pkttype(b),
+        ("cpu", 0) => cpu::cpu(cx, b),
+        ("statistic", 0) => statistic::statistic(b),
         ("sctp", 0) => sctp::sctp(cx, b),
         ("dccp", 0) => dccp::dccp(cx, b),
         ("ah", 0) => ipsec_mh::ah(cx, b),
@@ -857,10 +859,12 @@ fn connmark_target(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, S
 }
 
 mod connbytes;
+mod cpu;
 mod ebt;
 mod header_targets;
 mod pkttype;
 mod quota;
+mod statistic;
 
 mod dccp;
 mod frag6;

@@ -47,6 +47,9 @@ pub const RES_PKTTYPE: u8 = 30;
 pub const RES_LINK_CHOICE: u8 = 31;
 /// 34..39: iptables-nft compat matches.
 pub const RES_XT_PKTTYPE: u8 = 34;
+/// 45..49: xt_cpu, xt_statistic (bpf/lib/residual.h).
+pub const RES_XT_CPU: u8 = 45;
+pub const RES_XT_RANDOM: u8 = 46;
 /// xtables matches' own walks (operations 20-27), which may drop the packet.
 pub const RES_XT_HEADER: u8 = 20;
 pub const RES_XT_SCTP: u8 = 21;
@@ -526,6 +529,20 @@ impl Extras {
                 Insn::XtPktType { dreg } => {
                     b.op = RES_XT_PKTTYPE;
                     b.dreg = *dreg;
+                }
+                // data: the CPU or probability (host order); flags: the inversion.
+                Insn::XtCpu { cpu: v, invert }
+                | Insn::XtRandom {
+                    probability: v,
+                    invert,
+                } => {
+                    b.op = if matches!(insn, Insn::XtCpu { .. }) {
+                        RES_XT_CPU
+                    } else {
+                        RES_XT_RANDOM
+                    };
+                    b.data[..4].copy_from_slice(&v.to_ne_bytes());
+                    b.flags = *invert as u8;
                 }
                 Insn::Immediate { dreg, data } => {
                     b.op = RES_IMMEDIATE;
