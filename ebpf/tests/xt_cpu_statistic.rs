@@ -1,14 +1,15 @@
 //! xt_cpu and xt_statistic's random mode in the kernel with BPF_PROG_TEST_RUN: the
 //! CPU compared is the one the test run is on (the thread is pinned to each CPU in
 //! turn), and the random draw falls below the probability as often as it says, with
-//! the reference agreeing wherever the outcome does not depend on the draw.
+//! the reference agreeing wherever the outcome does not depend on the draw. The nth
+//! mode's counter follows statistic_mt()'s compare-and-exchange steps packet by packet.
 
 mod common;
 
 use common::frames::{self, addr};
 use common::load_or_skip;
 use nftshim_ebpf::fields::PacketFields;
-use nftshim_ebpf::ir::{Action, Chain, L3Scope, Match, Program, Rule, Test, Verdict};
+use nftshim_ebpf::ir::{Action, Chain, L3Scope, Match, Nth, Program, Rule, Test, Verdict};
 use nftshim_ebpf::loader::{LoadOptions, LoadedProgram, SkbMeta};
 use nftshim_ebpf::maps::compile_program;
 use nftshim_ebpf::reference::Reference;
@@ -170,6 +171,83 @@ fn xt_statistic_random_holds_at_the_given_rate() {
         assert!(
             (drops - expected).abs() < 12.0 * sd,
             "{drops} drops of 4000 at {probability:#x}"
+        );
+    }
+}
+
+/// statistic_mt()'s nth step, as the kernel runs it: the new counter value.
+fn kernel_nth_step(counter: &mut u32, every: u32) -> bool {
+    *counter = if *counter == every {
+        0
+    } else {
+        counter.wrapping_add(1)
+    };
+    *counter == 0
+}
+
+/// [`Nth::hits`] (the closed form the BPF program computes from one atomic add) is the
+/// kernel's step sequence, from starting counts below, at and above `every`.
+#[test]
+fn nth_closed_form_follows_the_kernel_steps() {
+    for (every, count) in [
+        (0, 0),
+        (4, 0),
+        (4, 2),
+        (4, 4),
+        (1, 7),
+        (2, u32::MAX - 1),
+        (3, u32::MAX),
+        (u32::MAX, 5),
+        (u32::MAX - 1, u32::MAX),
+    ] {
+        let nth = Nth {
+            every,
+            count,
+            state: None,
+        };
+        let mut counter = count;
+        for k in 1..=40u64 {
+            assert_eq!(
+                nth.hits(k),
+                kernel_nth_step(&mut counter, every),
+                "every {every}, count {count}, packet {k}"
+            );
+        }
+    }
+}
+
+/// The BPF program's nth counter, packet by packet, against the reference and the
+/// kernel's steps: `--every 5 --packet 2` (every 4, count 2), inverted, and a count
+/// above every that climbs to the wrap first; each rule keeps its own counter.
+#[test]
+fn nth_counts_every_packet_that_reaches_the_match() {
+    let nth = |every, count| Nth {
+        every,
+        count,
+        state: None,
+    };
+    let cases = [nth(4, 2), nth(2, u32::MAX - 1)];
+    // First rule: hit, counted and continue; second: not a hit (inverted) drops.
+    let p = program(vec![
+        Rule::new(vec![Match::is(Test::Nth(cases[0]))], Action::Continue),
+        Rule::new(vec![Match::not(Test::Nth(cases[1]))], Action::Drop),
+    ]);
+    let Some(loaded) = load(&p) else { return };
+    let mut reference = Reference::new(&p).unwrap();
+    let frame = udp4();
+    let (mut first, mut second) = (2u32, u32::MAX - 1);
+    for k in 1..=20 {
+        let run = loaded.run_tc(&frame, SkbMeta::default(), 1).unwrap();
+        let eval = reference.evaluate(&fields(&frame, 0, 0)).unwrap();
+        assert_eq!(run.verdict, eval.verdict, "packet {k}");
+        let counted = kernel_nth_step(&mut first, 4);
+        let hit = kernel_nth_step(&mut second, 2);
+        let want = if hit { Verdict::Accept } else { Verdict::Drop };
+        assert_eq!(run.verdict, want, "packet {k}");
+        assert_eq!(
+            eval.counted.first() == Some(&0),
+            counted,
+            "packet {k}: {eval:?}"
         );
     }
 }

@@ -80,6 +80,13 @@ pub enum Decompiled {
     /// stay within `bytes` (`negated`: once they exceed it); the rule decompiler gives
     /// it the rule's identity, whose counter it is.
     Quota { bytes: u64, negated: bool },
+    /// xt_statistic's `--mode nth` ([`nftshim_ebpf::ir::Nth`]), `!= negated`; the rule
+    /// decompiler gives it the rule's identity, whose counter it is.
+    Nth {
+        every: u32,
+        count: u32,
+        negated: bool,
+    },
 }
 
 fn one(test: Test, negated: bool) -> Decompiled {

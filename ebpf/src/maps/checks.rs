@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{sets, BuildError};
 use crate::ir::{
-    Limit, PayloadWrite, Quota, Reject, Rule, SetField, StateId, Statement, Test, WriteBase,
+    Limit, Nth, PayloadWrite, Quota, Reject, Rule, SetField, StateId, Statement, Test, WriteBase,
 };
 use crate::residual::{self, CmpOp, Insn, MetaKey, PayloadBase, ResidualProgram, SctpChunkMatch};
 
@@ -18,6 +18,8 @@ pub const CHECK_CTSTATUS: u8 = 1;
 pub const CHECK_SET: u8 = 2;
 pub const CHECK_LIMIT: u8 = 3;
 pub const CHECK_QUOTA: u8 = 4;
+/// `field` of a [`CHECK_QUOTA`]: the slot is an xt_statistic nth counter.
+pub const QUOTA_NTH: u8 = 1;
 /// A residual program: `field` operations from `arg` in `residual_insns`.
 pub const CHECK_RESIDUAL: u8 = 5;
 /// `NS_CHECK_ARP`: [`Test::ArpHook`].
@@ -226,6 +228,7 @@ fn is_check(t: &Test) -> bool {
             | Test::InSet { .. }
             | Test::Limit(_)
             | Test::Quota(_)
+            | Test::Nth(_)
     )
 }
 
@@ -334,7 +337,10 @@ impl Extras {
             .matches
             .iter()
             .rev()
-            .find(|m| !matches!(m.test, Test::Limit(_) | Test::Quota(_)) && is_check(&m.test))
+            .find(|m| {
+                !matches!(m.test, Test::Limit(_) | Test::Quota(_) | Test::Nth(_))
+                    && is_check(&m.test)
+            })
             .is_some_and(|m| matches!(&m.test, Test::Residual(p) if p.can_drop()));
         if dropping > 1 || (dropping == 1 && !last_drops) {
             return Err(BuildError::BadResidual {
@@ -372,6 +378,28 @@ impl Extras {
                     checks.push(BpfCheck {
                         kind: CHECK_QUOTA,
                         negated,
+                        arg,
+                        ..BpfCheck::default()
+                    });
+                }
+                // A slot of the quota table: `consumed` counts the packets, `quota`
+                // holds every (low half) and the starting count (high half).
+                Test::Nth(Nth {
+                    every,
+                    count,
+                    state,
+                }) => {
+                    let arg =
+                        state_index(&mut self.quotas, &mut self.quota_states, *state, || {
+                            Ok(BpfQuota {
+                                consumed: 0,
+                                quota: *every as u64 | (*count as u64) << 32,
+                            })
+                        })?;
+                    checks.push(BpfCheck {
+                        kind: CHECK_QUOTA,
+                        negated,
+                        field: QUOTA_NTH,
                         arg,
                         ..BpfCheck::default()
                     });

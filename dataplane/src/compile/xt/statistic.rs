@@ -1,8 +1,9 @@
 //! `-m statistic` (net/netfilter/xt_statistic.c). `--mode random`: the match holds
 //! when `(get_random_u32() & 0x7FFFFFFF) < probability`, inverted by `!`; the data
 //! plane draws with bpf_get_prandom_u32(), a uniform u32 as the kernel's is.
-//! `--mode nth` counts packets in the match's private state (an atomic counter per
-//! rule); the data plane has no per-rule counter of that kind yet, so it is refused.
+//! `--mode nth` counts packets in the match's private state, an atomic counter per
+//! rule that checkentry starts at `count`: a per-rule slot of the data plane's shared
+//! quota table, kept while the rule exists (see [`nftshim_ebpf::ir::Nth`]).
 
 use netlink_proto::xt::Blob;
 use nftshim_ebpf::residual::Insn;
@@ -29,11 +30,11 @@ pub fn statistic(b: Blob<'_>) -> Result<Decompiled, String> {
                 invert,
             }],
         )),
-        XT_STATISTIC_MODE_NTH => Err(
-            "xt match statistic --mode nth is not supported by the eBPF data plane (no \
-             per-rule packet counter)"
-                .into(),
-        ),
+        XT_STATISTIC_MODE_NTH => Ok(Decompiled::Nth {
+            every: b.u32(4),
+            count: b.u32(12),
+            negated: invert,
+        }),
         _ => Err(format!("xt match statistic with unknown mode {mode}")),
     }
 }
@@ -77,7 +78,15 @@ mod tests {
                 }]
             ))
         );
-        assert!(statistic(1, 0, 5).unwrap_err().contains("nth"));
+        // ! --every 5 --packet 2: every 4, packet 2, count as sent (0 here).
+        assert_eq!(
+            statistic(1, 1, 4),
+            Ok(Decompiled::Nth {
+                every: 4,
+                count: 0,
+                negated: true
+            })
+        );
         assert!(statistic(0, 2, 0).is_err());
     }
 }
