@@ -449,9 +449,9 @@ impl Nth {
         let (every, start) = (self.every as u64, self.count as u64);
         if start > every {
             let first = (1u64 << 32) - start;
-            return k >= first && (k - first) % (every + 1) == 0;
+            return k >= first && (k - first).is_multiple_of(every + 1);
         }
-        (start + k) % (every + 1) == 0
+        (start + k).is_multiple_of(every + 1)
     }
 }
 

@@ -905,11 +905,10 @@ fn rateest_params(tx: &Txn<'_>, name: &[u8]) -> Option<(i8, u8)> {
         t.chains.iter().find_map(|c| {
             c.rules.iter().find_map(|r| {
                 r.exprs.iter().find_map(|e| {
-                    if e.name != "target"
-                        || !e
-                            .attr(NFTA_TARGET_NAME)
-                            .is_some_and(|a| cstr_bytes(&a.value) == b"RATEEST")
-                    {
+                    let is_rateest = e.name == "target"
+                        && e.attr(NFTA_TARGET_NAME)
+                            .is_some_and(|a| cstr_bytes(&a.value) == b"RATEEST");
+                    if !is_rateest {
                         return None;
                     }
                     let info = &e.attr(NFTA_TARGET_INFO)?.value;

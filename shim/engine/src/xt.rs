@@ -72,6 +72,9 @@ pub fn find_revision(family: u8, name: &[u8], rev: u32, target: bool) -> Result<
     }
 }
 
+/// The rate estimator of a name, if one exists: its interval and ewma_log.
+pub type RateestLookup<'a> = dyn Fn(&[u8]) -> Option<(i8, u8)> + 'a;
+
 /// What `nft_match_set_mtchk_param` / `nft_target_set_tgchk_param` hand the checks.
 pub struct CheckCx<'a> {
     pub family: u8,
@@ -85,7 +88,7 @@ pub struct CheckCx<'a> {
     pub inv: bool,
     /// The rate estimator of that name, if one exists (RATEEST targets create them):
     /// its interval and ewma_log.
-    pub rateest: &'a dyn Fn(&[u8]) -> Option<(i8, u8)>,
+    pub rateest: &'a RateestLookup<'a>,
 }
 
 fn align8(n: usize) -> usize {
