@@ -357,6 +357,9 @@ pub enum Test {
     /// `quota N bytes`: holds while the bytes seen (this packet included) stay below
     /// `bytes`; negated: `quota over`. Every evaluated packet is added, as in nft_quota.
     Quota(Quota),
+    /// xt_statistic's `--mode nth`: the rule's packet counter steps for each packet
+    /// that reaches it. Stateful, like [`Test::Quota`].
+    Nth(Nth),
     /// Everything else the rule tests, as a register program run only on the rules LBVS
     /// found ([`crate::residual`]); holds when the program runs to its end. Never negated
     /// (the program carries its own negations).
@@ -425,6 +428,31 @@ pub struct Quota {
     pub used: u64,
     /// Whose counter this is; `None`: its own (this rule of this program).
     pub state: Option<StateId>,
+}
+
+/// `-m statistic --mode nth` (statistic_mt()): a counter that starts at `count`; each
+/// packet that reaches the match sets it to 0 if it is `every`, else adds 1 (u32
+/// arithmetic, atomically across CPUs), and the match holds when it became 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Nth {
+    pub every: u32,
+    pub count: u32,
+    /// Whose counter this is (the match's private state); `None`: its own.
+    pub state: Option<StateId>,
+}
+
+impl Nth {
+    /// Whether the `k`-th packet (from 1) that reaches the match sets the counter to 0:
+    /// from `count <= every` the counter cycles through `0..=every`; from a larger one
+    /// it first climbs to the u32 wrap, which is 0 too.
+    pub fn hits(&self, k: u64) -> bool {
+        let (every, start) = (self.every as u64, self.count as u64);
+        if start > every {
+            let first = (1u64 << 32) - start;
+            return k >= first && (k - first).is_multiple_of(every + 1);
+        }
+        (start + k).is_multiple_of(every + 1)
+    }
 }
 
 /// The nf_tables expression a limit or quota belongs to. The kernel keeps their state

@@ -283,7 +283,9 @@ impl<'a> Reference<'a> {
     /// ones before it held.
     fn rule_matches(&mut self, rule: &Rule, number: usize, p: &PacketFields, now: u64) -> bool {
         for m in &rule.matches {
-            if !matches!(m.test, Test::Limit(_) | Test::Quota(_)) && !self.holds(m, p) {
+            if !matches!(m.test, Test::Limit(_) | Test::Quota(_) | Test::Nth(_))
+                && !self.holds(m, p)
+            {
                 return false;
             }
         }
@@ -304,6 +306,11 @@ impl<'a> Reference<'a> {
                     let consumed = self.consumed.entry((number, index)).or_insert(quota.used);
                     *consumed += p.len as u64;
                     *consumed <= quota.bytes
+                }
+                Test::Nth(nth) => {
+                    let seen = self.consumed.entry((number, index)).or_insert(0);
+                    *seen += 1;
+                    nth.hits(*seen)
                 }
                 _ => continue,
             };
@@ -327,7 +334,7 @@ impl<'a> Reference<'a> {
         drops
             && rule.matches.iter().all(|m| match &m.test {
                 Test::Residual(program) if program.can_drop() => true,
-                Test::Limit(_) | Test::Quota(_) => true,
+                Test::Limit(_) | Test::Quota(_) | Test::Nth(_) => true,
                 _ => self.holds(m, p),
             })
     }
@@ -517,7 +524,7 @@ fn field_in_set(test: &Test, p: &PacketFields) -> Option<bool> {
             program.holds(p.headers.as_ref().unwrap_or(&none), &p.meta_values())
         }
         // Set lookups need the program's sets; limits and quotas its state.
-        (Test::InSet { .. } | Test::Limit(_) | Test::Quota(_), _) => return None,
+        (Test::InSet { .. } | Test::Limit(_) | Test::Quota(_) | Test::Nth(_), _) => return None,
         // The model's packets are IP or raw frames, never ARP frames of an ARP hook.
         (Test::ArpHook, _) => return None,
         // Nor frames classified at a bridge port.

@@ -236,6 +236,18 @@ pub enum Insn {
     XtPktType {
         dreg: u8,
     },
+    /// xt_cpu: holds when the CPU processing the packet (smp_processor_id()) is `cpu`,
+    /// `!= invert`. Only where TC runs on the CPU that ran the netfilter hook.
+    XtCpu {
+        cpu: u32,
+        invert: bool,
+    },
+    /// xt_statistic's `--mode random`: holds when a random u32's low 31 bits are below
+    /// `probability`, `!= invert`.
+    XtRandom {
+        probability: u32,
+        invert: bool,
+    },
     /// `data` into `dreg`.
     Immediate {
         dreg: u8,
@@ -401,6 +413,12 @@ pub struct Headers {
     /// skb->pkt_type (`PACKET_*` of linux/if_packet.h; 0, PACKET_HOST, where there is
     /// no skb).
     pub pkt_type: u8,
+    /// The CPU processing the packet (smp_processor_id(), xt_cpu).
+    pub cpu: u32,
+    /// The random u32 the packet draws (xt_statistic `--mode random`); the BPF program
+    /// draws its own (bpf_get_prandom_u32), so tests give probabilities that do not
+    /// depend on it.
+    pub random: u32,
     /// Offset of the network header in `network` (0 but in the netdev view).
     pub nh: usize,
     /// Netdev view: a later fragment whose transport offset is still set.
@@ -473,6 +491,8 @@ pub fn netdev_view(nf: &NetdevFrame, mark: u32) -> (Headers, MetaValues) {
         protocol: nf.skb_protocol,
         // The skb's (bridge chains read it in this view): set by the caller.
         pkt_type: 0,
+        cpu: 0,
+        random: 0,
         nh: ETH_HLEN,
         later_fragment: false,
         fragment_thoff: None,
@@ -583,6 +603,7 @@ impl ResidualProgram {
                     Some(nf) => {
                         let (mut h, m) = netdev_view(nf, meta.mark);
                         h.pkt_type = headers.pkt_type;
+                        (h.cpu, h.random) = (headers.cpu, headers.random);
                         view = Some((h, m));
                     }
                     None => return Outcome::Breaks,
@@ -727,7 +748,7 @@ impl ResidualProgram {
                 }
                 Insn::XtTransportHeader { len } => (1..=MAX_DATA as u8).contains(len),
                 Insn::XtSctpChunks(c) => c.flags.len() <= xt::SCTP_MAX_FLAGS,
-                Insn::XtDccpOption { .. } => true,
+                Insn::XtDccpOption { .. } | Insn::XtCpu { .. } | Insn::XtRandom { .. } => true,
                 Insn::XtDropUnless { sreg, data } => {
                     (1..=MAX_DATA).contains(&data.len()) && within(*sreg, data.len())
                 }
@@ -1006,6 +1027,13 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             store(regs, *dreg, &[h.pkt_type]);
             true
         }
+        // cpu_mt(): `(info->cpu == smp_processor_id()) ^ info->invert`.
+        Insn::XtCpu { cpu, invert } => (h.cpu == *cpu) != *invert,
+        // statistic_mt(): the inversion flips when the draw falls below the probability.
+        Insn::XtRandom {
+            probability,
+            invert,
+        } => (h.random & 0x7fff_ffff < *probability) != *invert,
         Insn::LinkChoice {
             index,
             mask,

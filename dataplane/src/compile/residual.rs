@@ -73,6 +73,8 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)
         | Insn::XtDccpOption { .. }
+        | Insn::XtCpu { .. }
+        | Insn::XtRandom { .. }
         | Insn::XtDropUnless { .. } => None,
     }
 }
@@ -96,6 +98,8 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)
         | Insn::XtDccpOption { .. }
+        | Insn::XtCpu { .. }
+        | Insn::XtRandom { .. }
         | Insn::XtIpv6Header { .. } => None,
         Insn::XtDropUnless { sreg, data } => Some((*sreg, data.len())),
         Insn::Bitwise { sreg, len, .. } => Some((*sreg, round(*len as usize))),

@@ -24,8 +24,8 @@ use netlink_proto::expr::range::RangeOp;
 use netlink_proto::expr::Expr as TypedExpr;
 use nftshim_ebpf::fields::{IPPROTO_ICMP, IPPROTO_ICMPV6, PORT_PROTOCOLS};
 use nftshim_ebpf::ir::{
-    ct_state, ct_status, Action, Limit, MarkShift, Match, PayloadWrite, PortRange, Quota, StateId,
-    Statement, Test, WriteBase,
+    ct_state, ct_status, Action, Limit, MarkShift, Match, Nth, PayloadWrite, PortRange, Quota,
+    StateId, Statement, Test, WriteBase,
 };
 use nftshim_ebpf::residual::{self, Insn, PayloadBase as ResBase};
 use nftshim_engine::view::{Expr, Rule, Table};
@@ -1018,6 +1018,21 @@ impl RuleState<'_, '_> {
                 };
                 self.stateful_match(Match {
                     test: Test::Quota(quota),
+                    negated,
+                })?;
+            }
+            Decompiled::Nth {
+                every,
+                count,
+                negated,
+            } => {
+                let nth = Nth {
+                    every,
+                    count,
+                    state: Some(self.state_id()),
+                };
+                self.stateful_match(Match {
+                    test: Test::Nth(nth),
                     negated,
                 })?;
             }

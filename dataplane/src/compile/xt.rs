@@ -80,6 +80,13 @@ pub enum Decompiled {
     /// stay within `bytes` (`negated`: once they exceed it); the rule decompiler gives
     /// it the rule's identity, whose counter it is.
     Quota { bytes: u64, negated: bool },
+    /// xt_statistic's `--mode nth` ([`nftshim_ebpf::ir::Nth`]), `!= negated`; the rule
+    /// decompiler gives it the rule's identity, whose counter it is.
+    Nth {
+        every: u32,
+        count: u32,
+        negated: bool,
+    },
 }
 
 fn one(test: Test, negated: bool) -> Decompiled {
@@ -120,6 +127,8 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("quota", 0) => quota::quota(b),
         ("connbytes", 0) => connbytes::connbytes(cx, b),
         ("pkttype", 0) => pkttype::pkttype(b),
+        ("cpu", 0) => cpu::cpu(cx, b),
+        ("statistic", 0) => statistic::statistic(b),
         ("sctp", 0) => sctp::sctp(cx, b),
         ("dccp", 0) => dccp::dccp(cx, b),
         ("ah", 0) => ipsec_mh::ah(cx, b),
@@ -858,10 +867,12 @@ fn connmark_target(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, S
 }
 
 mod connbytes;
+mod cpu;
 mod ebt;
 mod header_targets;
 mod pkttype;
 mod quota;
+mod statistic;
 
 mod dccp;
 mod frag6;

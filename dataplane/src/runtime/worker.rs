@@ -284,6 +284,7 @@ fn states(program: &ir::Program) -> impl Iterator<Item = ir::StateId> + '_ {
             r.matches.iter().filter_map(|m| match &m.test {
                 ir::Test::Limit(l) => l.state,
                 ir::Test::Quota(q) => q.state,
+                ir::Test::Nth(n) => n.state,
                 _ => None,
             })
         })

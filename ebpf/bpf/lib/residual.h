@@ -51,6 +51,9 @@ enum ns_res_op {
 				     * header, 2 malformed breaks (no drop) */
 	/* 34..39: iptables-nft compat matches. */
 	NS_RES_XT_PKTTYPE = 34, /* dreg: xt_pkttype's packet type (1 byte) */
+	/* 45..49: xt_cpu, xt_statistic. */
+	NS_RES_XT_CPU = 45,    /* data: CPU (host order); flags: invert */
+	NS_RES_XT_RANDOM = 46, /* data: probability (host order); flags: invert */
 };
 
 /* A program's result besides 1 (holds), 0 (breaks) and -1 (error): an xtables
@@ -608,6 +611,18 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 		ns_res_clear(regs, dreg, 1);
 		regs[dreg & (NS_RES_REGS - 1)] = t;
 		return 1;
+	}
+	case NS_RES_XT_CPU:
+	case NS_RES_XT_RANDOM: {
+		__u32 want = (__u32)in->data[0] | (__u32)in->data[1] << 8 |
+			     (__u32)in->data[2] << 16 | (__u32)in->data[3] << 24;
+		/* cpu_mt(): the CPU running the hook, which is TC's (the compiler allows
+		 * it only where they are one). statistic_mt(): the draw's low 31 bits
+		 * below the probability. */
+		int hit = in->op == NS_RES_XT_CPU
+				  ? bpf_get_smp_processor_id() == want
+				  : (bpf_get_prandom_u32() & 0x7fffffff) < want;
+		return hit != (in->flags & 1);
 	}
 	case NS_RES_XT_HEADER:
 		return ns_res_xt_header(rs, len);

@@ -156,6 +156,32 @@ NS_INLINE int ns_quota_within(__u32 id, __u32 len)
 	return consumed <= q->quota;
 }
 
+/* field of an NS_CHECK_QUOTA whose slot is xt_statistic's nth counter: consumed counts
+ * the packets that reached the match, quota holds every (low half) and the starting
+ * count (high half). */
+#define NS_QUOTA_NTH 1
+
+/* Whether the packet sets the nth counter to 0 (statistic_mt(): from its start, each
+ * packet makes it 0 if it was every, else adds 1, u32 arithmetic). The k-th packet's
+ * value follows from k, so one atomic add replaces the kernel's cmpxchg loop. -1 on a
+ * map error. */
+NS_INLINE int ns_nth_hit(__u32 id)
+{
+	struct ns_quota *q = bpf_map_lookup_elem(&quotas, &id);
+	if (!q)
+		return -1;
+	__u64 k = __sync_add_and_fetch(&q->consumed, 1);
+	__u64 every = q->quota & 0xffffffffULL, start = q->quota >> 32;
+	if (start > every) {
+		/* It climbs to the u32 wrap first, which is 0. */
+		__u64 first = (1ULL << 32) - start;
+		if (k < first)
+			return 0;
+		return (k - first) % (every + 1) == 0;
+	}
+	return (start + k) % (every + 1) == 0;
+}
+
 /* Whether all checks hold, in order (a failing one stops the rest, as NFT_BREAK does).
  * -1 on a map error, NS_RES_HOTDROP when an xtables match drops the packet. */
 NS_INLINE int ns_checks_hold(const struct ns_rule_ext *x, const struct pkt_ctx *p,
@@ -200,7 +226,8 @@ NS_INLINE int ns_checks_hold(const struct ns_rule_ext *x, const struct pkt_ctx *
 				return -1;
 			break;
 		case NS_CHECK_QUOTA:
-			member = ns_quota_within(c->arg, p->charge);
+			member = c->field == NS_QUOTA_NTH ? ns_nth_hit(c->arg)
+							  : ns_quota_within(c->arg, p->charge);
 			if (member < 0)
 				return -1;
 			break;

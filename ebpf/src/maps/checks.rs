@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{sets, BuildError};
 use crate::ir::{
-    Limit, PayloadWrite, Quota, Reject, Rule, SetField, StateId, Statement, Test, WriteBase,
+    Limit, Nth, PayloadWrite, Quota, Reject, Rule, SetField, StateId, Statement, Test, WriteBase,
 };
 use crate::residual::{self, CmpOp, Insn, MetaKey, PayloadBase, ResidualProgram, SctpChunkMatch};
 
@@ -18,6 +18,8 @@ pub const CHECK_CTSTATUS: u8 = 1;
 pub const CHECK_SET: u8 = 2;
 pub const CHECK_LIMIT: u8 = 3;
 pub const CHECK_QUOTA: u8 = 4;
+/// `field` of a [`CHECK_QUOTA`]: the slot is an xt_statistic nth counter.
+pub const QUOTA_NTH: u8 = 1;
 /// A residual program: `field` operations from `arg` in `residual_insns`.
 pub const CHECK_RESIDUAL: u8 = 5;
 /// `NS_CHECK_ARP`: [`Test::ArpHook`].
@@ -47,6 +49,9 @@ pub const RES_PKTTYPE: u8 = 30;
 pub const RES_LINK_CHOICE: u8 = 31;
 /// 34..39: iptables-nft compat matches.
 pub const RES_XT_PKTTYPE: u8 = 34;
+/// 45..49: xt_cpu, xt_statistic (bpf/lib/residual.h).
+pub const RES_XT_CPU: u8 = 45;
+pub const RES_XT_RANDOM: u8 = 46;
 /// xtables matches' own walks (operations 20-27), which may drop the packet.
 pub const RES_XT_HEADER: u8 = 20;
 pub const RES_XT_SCTP: u8 = 21;
@@ -223,6 +228,7 @@ fn is_check(t: &Test) -> bool {
             | Test::InSet { .. }
             | Test::Limit(_)
             | Test::Quota(_)
+            | Test::Nth(_)
     )
 }
 
@@ -331,7 +337,10 @@ impl Extras {
             .matches
             .iter()
             .rev()
-            .find(|m| !matches!(m.test, Test::Limit(_) | Test::Quota(_)) && is_check(&m.test))
+            .find(|m| {
+                !matches!(m.test, Test::Limit(_) | Test::Quota(_) | Test::Nth(_))
+                    && is_check(&m.test)
+            })
             .is_some_and(|m| matches!(&m.test, Test::Residual(p) if p.can_drop()));
         if dropping > 1 || (dropping == 1 && !last_drops) {
             return Err(BuildError::BadResidual {
@@ -369,6 +378,28 @@ impl Extras {
                     checks.push(BpfCheck {
                         kind: CHECK_QUOTA,
                         negated,
+                        arg,
+                        ..BpfCheck::default()
+                    });
+                }
+                // A slot of the quota table: `consumed` counts the packets, `quota`
+                // holds every (low half) and the starting count (high half).
+                Test::Nth(Nth {
+                    every,
+                    count,
+                    state,
+                }) => {
+                    let arg =
+                        state_index(&mut self.quotas, &mut self.quota_states, *state, || {
+                            Ok(BpfQuota {
+                                consumed: 0,
+                                quota: *every as u64 | (*count as u64) << 32,
+                            })
+                        })?;
+                    checks.push(BpfCheck {
+                        kind: CHECK_QUOTA,
+                        negated,
+                        field: QUOTA_NTH,
                         arg,
                         ..BpfCheck::default()
                     });
@@ -526,6 +557,20 @@ impl Extras {
                 Insn::XtPktType { dreg } => {
                     b.op = RES_XT_PKTTYPE;
                     b.dreg = *dreg;
+                }
+                // data: the CPU or probability (host order); flags: the inversion.
+                Insn::XtCpu { cpu: v, invert }
+                | Insn::XtRandom {
+                    probability: v,
+                    invert,
+                } => {
+                    b.op = if matches!(insn, Insn::XtCpu { .. }) {
+                        RES_XT_CPU
+                    } else {
+                        RES_XT_RANDOM
+                    };
+                    b.data[..4].copy_from_slice(&v.to_ne_bytes());
+                    b.flags = *invert as u8;
                 }
                 Insn::Immediate { dreg, data } => {
                     b.op = RES_IMMEDIATE;

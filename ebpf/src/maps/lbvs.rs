@@ -278,6 +278,7 @@ impl Predicates {
                     | Test::InSet { .. }
                     | Test::Limit(_)
                     | Test::Quota(_)
+                    | Test::Nth(_)
                     | Test::Residual(_) => {}
                 }
             }

@@ -872,7 +872,7 @@ fn init_compat(cx: &Ctx<'_, '_>, target: bool, tb: &Tb<'_>, attrs: &mut [Attr]) 
         .and_then(|c| t.chains.iter().find(|ch| ch.name == c))
         .and_then(|c| c.base.as_ref())
         .map_or(0, |b| 1u32 << b.hooknum);
-    let rateest = |n: &[u8]| rateest_exists(cx.tx, n);
+    let rateest = |n: &[u8]| rateest_params(cx.tx, n);
     let xcx = crate::xt::CheckCx {
         family: cx.family,
         table: &t.name,
@@ -895,18 +895,25 @@ fn init_compat(cx: &Ctx<'_, '_>, target: bool, tb: &Tb<'_>, attrs: &mut [Attr]) 
     Ok(())
 }
 
-/// `xt_rateest_lookup`: an estimator of that name, made by some RATEEST target of the
-/// namespace (in any table, committed or earlier in this batch).
-fn rateest_exists(tx: &Txn<'_>, name: &[u8]) -> bool {
-    tx.rs.tables.iter().any(|t| {
-        t.chains.iter().any(|c| {
-            c.rules.iter().any(|r| {
-                r.exprs.iter().any(|e| {
-                    e.name == "target"
+/// `xt_rateest_lookup`: the estimator of that name, made by some RATEEST target of the
+/// namespace (in any table, committed or earlier in this batch): its interval and
+/// ewma_log (every target sharing it has the same, xt_rateest_tg_checkentry()).
+/// (The kernel also keeps an estimator while only `-m rateest` rules hold it; here it
+/// goes with its last RATEEST rule.)
+fn rateest_params(tx: &Txn<'_>, name: &[u8]) -> Option<(i8, u8)> {
+    tx.rs.tables.iter().find_map(|t| {
+        t.chains.iter().find_map(|c| {
+            c.rules.iter().find_map(|r| {
+                r.exprs.iter().find_map(|e| {
+                    let is_rateest = e.name == "target"
                         && e.attr(NFTA_TARGET_NAME)
-                            .is_some_and(|a| cstr_bytes(&a.value) == b"RATEEST")
-                        && e.attr(NFTA_TARGET_INFO)
-                            .is_some_and(|a| cstr_bytes(&a.value[..a.value.len().min(16)]) == name)
+                            .is_some_and(|a| cstr_bytes(&a.value) == b"RATEEST");
+                    if !is_rateest {
+                        return None;
+                    }
+                    let info = &e.attr(NFTA_TARGET_INFO)?.value;
+                    (cstr_bytes(&info[..info.len().min(16)]) == name && info.len() >= 18)
+                        .then(|| (info[16] as i8, info[17]))
                 })
             })
         })

@@ -72,6 +72,9 @@ pub fn find_revision(family: u8, name: &[u8], rev: u32, target: bool) -> Result<
     }
 }
 
+/// The rate estimator of a name, if one exists: its interval and ewma_log.
+pub type RateestLookup<'a> = dyn Fn(&[u8]) -> Option<(i8, u8)> + 'a;
+
 /// What `nft_match_set_mtchk_param` / `nft_target_set_tgchk_param` hand the checks.
 pub struct CheckCx<'a> {
     pub family: u8,
@@ -83,8 +86,9 @@ pub struct CheckCx<'a> {
     /// in a host-order u16) and whether it is inverted.
     pub proto: u16,
     pub inv: bool,
-    /// Whether a rate estimator of that name exists (RATEEST targets create them).
-    pub rateest: &'a dyn Fn(&[u8]) -> bool,
+    /// The rate estimator of that name, if one exists (RATEEST targets create them):
+    /// its interval and ewma_log.
+    pub rateest: &'a RateestLookup<'a>,
 }
 
 fn align8(n: usize) -> usize {
@@ -177,6 +181,26 @@ fn cstr_at(b: &[u8], off: usize, len: usize) -> &[u8] {
     let s = b.get(off..(off + len).min(b.len())).unwrap_or(&[]);
     let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
     &s[..end]
+}
+
+/// xt_rateest_tg_checkentry(): `struct xt_rateest_target_info` (name[16] @0, interval
+/// s8 @16, ewma_log u8 @17). An estimator of that name is shared only if both
+/// parameters are given and are its own; a new one takes gen_new_estimator()'s
+/// bounds (interval -2..=3, i.e. 250 ms to 8 s; ewma_log 1..=30).
+fn rateest_target(cx: &CheckCx<'_>, b: &[u8]) -> Result<(), i32> {
+    let name = b.get(..16).unwrap_or(&[]);
+    ok_if(name.contains(&0), ENAMETOOLONG)?;
+    let (interval, ewma_log) = (u8_at(b, 16) as i8, u8_at(b, 17));
+    match (cx.rateest)(cstr_at(b, 0, 16)) {
+        Some(params) => ok_if(
+            (interval, ewma_log) != (0, 0) && params == (interval, ewma_log),
+            EINVAL,
+        ),
+        None => ok_if(
+            (-2..=3).contains(&interval) && (1..31).contains(&ewma_log),
+            EINVAL,
+        ),
+    }
 }
 
 fn ok_if(cond: bool, errno: i32) -> Result<(), i32> {
@@ -476,9 +500,9 @@ fn checkentry(ext: &Ext, cx: &CheckCx<'_>, b: &mut [u8]) -> Result<(), i32> {
             ok_if((flags & (ABS | REL)).count_ones() == 1, EINVAL)?;
             ok_if(flags & (BPS | PPS) != 0, EINVAL)?;
             ok_if((1..=3).contains(&mode), EINVAL)?;
-            ok_if((cx.rateest)(cstr_at(b, 0, 16)), ENOENT)?;
+            ok_if((cx.rateest)(cstr_at(b, 0, 16)).is_some(), ENOENT)?;
             if flags & REL != 0 {
-                ok_if((cx.rateest)(cstr_at(b, 16, 16)), ENOENT)?;
+                ok_if((cx.rateest)(cstr_at(b, 16, 16)).is_some(), ENOENT)?;
             }
             Ok(())
         }
@@ -595,6 +619,7 @@ fn checkentry(ext: &Ext, cx: &CheckCx<'_>, b: &mut [u8]) -> Result<(), i32> {
         (false, "limit") => ok_if(limit_ok(u32_at(b, 0), u32_at(b, 4)), EINVAL),
 
         // ---- targets ----
+        (true, "RATEEST") => rateest_target(cx, b),
         (true, "REJECT") if fam == NFPROTO_IPV4 => match u32_at(b, 0) {
             4 => Err(EINVAL),
             7 => ok_if(cx.proto == IPPROTO_TCP && !cx.inv, EINVAL),
@@ -797,5 +822,38 @@ mod tests {
     fn limit_credits() {
         assert!(limit_ok(10000, 5));
         assert!(!limit_ok(10000, 0));
+    }
+
+    /// A RATEEST target shares an existing estimator only with its exact, given
+    /// parameters; a new one needs gen_new_estimator()'s bounds and a terminated name.
+    #[test]
+    fn rateest_target_parameters() {
+        let info = |name: &[u8], interval: i8, ewma: u8| {
+            let mut b = vec![0u8; 24];
+            b[..name.len()].copy_from_slice(name);
+            (b[16], b[17]) = (interval as u8, ewma);
+            b
+        };
+        let check = |existing: Option<(i8, u8)>, b: &[u8]| {
+            let lookup = move |n: &[u8]| (n == b"RE1").then_some(existing).flatten();
+            let cx = CheckCx {
+                family: NFPROTO_IPV4,
+                table: "filter",
+                hook_mask: 0,
+                proto: 0,
+                inv: false,
+                rateest: &lookup,
+            };
+            rateest_target(&cx, b)
+        };
+        assert_eq!(check(Some((-2, 1)), &info(b"RE1", -2, 1)), Ok(()));
+        assert_eq!(check(Some((-2, 1)), &info(b"RE1", -1, 1)), Err(EINVAL));
+        assert_eq!(check(Some((0, 0)), &info(b"RE1", 0, 0)), Err(EINVAL));
+        assert_eq!(check(None, &info(b"RE1", 3, 30)), Ok(()));
+        assert_eq!(check(None, &info(b"RE1", 4, 2)), Err(EINVAL));
+        assert_eq!(check(None, &info(b"RE1", -3, 2)), Err(EINVAL));
+        assert_eq!(check(None, &info(b"RE1", 0, 0)), Err(EINVAL));
+        assert_eq!(check(None, &info(b"RE1", 0, 31)), Err(EINVAL));
+        assert_eq!(check(None, &info(&[b'x'; 16], 0, 2)), Err(ENAMETOOLONG));
     }
 }
