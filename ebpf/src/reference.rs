@@ -379,6 +379,16 @@ impl<'a> Reference<'a> {
                         eval.effects.mark = Some(v);
                     }
                 }
+                Statement::MarkMerge(m) if conn => {
+                    if m.to_ct {
+                        p.ct.mark = m.apply(p.ct.mark, p.mark);
+                        eval.effects.ct_mark = Some(p.ct.mark);
+                    } else {
+                        p.mark = m.apply(p.mark, p.ct.mark);
+                        eval.effects.mark = Some(p.mark);
+                    }
+                }
+                Statement::MarkMerge(_) => {}
                 Statement::Log { prefix } => {
                     eval.effects.logs.push((number, prefix.clone(), p.mark))
                 }

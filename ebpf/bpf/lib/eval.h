@@ -257,6 +257,23 @@ NS_INLINE int ns_run_stmts(struct ns_eval *e, __u32 rule, const struct ns_rule_e
 			}
 			break;
 		}
+		case NS_STMT_MARK_MERGE: {
+			if (!e->ct.has_ct)
+				break;
+			__u32 to_ct = s->shift & NS_SHIFT_TO_CT;
+			__u32 v = (to_ct ? e->pkt.mark : e->ct.mark) & s->a;
+			__u32 by = s->shift & 31;
+			v = (s->shift & NS_SHIFT_LEFT) ? v << by : v >> by;
+			if (to_ct) {
+				e->ct.mark = (e->ct.mark & s->b) ^ v;
+				e->ct.mark_set = 1;
+				ns_lookup_ctmark_vector(1, e->ct.mark, e->ids);
+			} else {
+				e->pkt.mark = (e->pkt.mark & s->b) ^ v;
+				ns_lookup_mark_vectors(e->pkt.mark, e->ids);
+			}
+			break;
+		}
 		case NS_STMT_PAYLOAD_SET: {
 			if (!NS_FEATURE(NS_F_WRITES)) {
 				e->status = NS_EVAL_ERROR;
