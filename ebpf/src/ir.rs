@@ -178,6 +178,9 @@ pub enum Statement {
     MarkShift(MarkShift),
     /// xt_CONNMARK's `--save-mark` / `--restore-mark` ([`MarkMerge`]).
     MarkMerge(MarkMerge),
+    /// xt_CLASSIFY: `skb->priority = value` (TC only; the eBPF programs write it when
+    /// the chains are done, and nothing here reads it before).
+    SetPriority(u32),
     /// `log`: an event to user space with the rule's number and the packet's headers
     /// ([`crate::loader::LogEvent`]). The prefix travels as an id: the index of the
     /// prefix in [`crate::maps::CompiledProgram::log_prefixes`].

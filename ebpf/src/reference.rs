@@ -35,6 +35,8 @@ pub struct Effects {
     pub mark: Option<u32>,
     /// The ct mark after the chains, if a statement set it.
     pub ct_mark: Option<u32>,
+    /// skb->priority after the chains, if a statement (xt_CLASSIFY) set it.
+    pub priority: Option<u32>,
     /// `log` statements that ran: rule number, prefix, the meta mark then.
     pub logs: Vec<(usize, String, u32)>,
     /// The datagram's header bytes after `payload set` statements changed them.
@@ -389,6 +391,7 @@ impl<'a> Reference<'a> {
                     }
                 }
                 Statement::MarkMerge(_) => {}
+                Statement::SetPriority(v) => eval.effects.priority = Some(*v),
                 Statement::Log { prefix } => {
                     eval.effects.logs.push((number, prefix.clone(), p.mark))
                 }

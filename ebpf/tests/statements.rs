@@ -636,6 +636,65 @@ fn connmark_save_and_restore_merges_agree_with_the_reference() {
 }
 
 #[test]
+fn classify_priority_agrees_with_the_reference() {
+    let program = Program::single(base(
+        Verdict::Accept,
+        vec![
+            Rule::new(
+                vec![Match::is(Test::Dport(vec![PortRange::single(80)]))],
+                Action::Continue,
+            )
+            .with(Statement::SetPriority(0x0001_000a)),
+            // A later CLASSIFY wins.
+            Rule::new(
+                vec![Match::is(Test::Dport(vec![PortRange::new(80, 81)]))],
+                Action::Continue,
+            )
+            .with(Statement::SetPriority(0x0002_0003)),
+            Rule::new(
+                vec![Match::is(Test::Dport(vec![PortRange::single(82)]))],
+                Action::Continue,
+            )
+            .with(Statement::SetPriority(5)),
+            // Dropped after it: the priority does not matter, but is still the value set.
+            Rule::new(
+                vec![Match::is(Test::Dport(vec![PortRange::single(82)]))],
+                Action::Drop,
+            ),
+        ],
+    ));
+    let Some(loaded) = load(&program) else {
+        return;
+    };
+    let mut reference = nftshim_ebpf::reference::Reference::new(&program).unwrap();
+    let (a, b) = (addr("10.0.0.1"), addr("10.0.0.2"));
+    // (destination port, expected verdict and priority out; 0 when untouched)
+    let cases = [
+        (80, (Verdict::Accept, 0x0002_0003)),
+        (81, (Verdict::Accept, 0x0002_0003)),
+        (82, (Verdict::Drop, 5)),
+        (83, (Verdict::Accept, 0)),
+    ];
+    for (dport, want) in cases {
+        let frame = frames::tcp(a, b, 40000, dport, SYN);
+        let meta = SkbMeta::default();
+        let got = loaded.run_tc(&frame, meta, 1).unwrap();
+        let fields = frames::fields_of(&frame, meta.ingress_ifindex, 0);
+        let r = reference.evaluate(&fields).unwrap();
+        assert_eq!(
+            (r.verdict, r.effects.priority.unwrap_or(0)),
+            want,
+            "reference, port {dport}"
+        );
+        assert_eq!(
+            (got.verdict, got.priority.unwrap_or(0)),
+            want,
+            "BPF, port {dport}"
+        );
+    }
+}
+
+#[test]
 fn log_events_carry_the_rule_prefix_mark_and_headers() {
     let program = Program::single(base(
         Verdict::Accept,

@@ -158,6 +158,7 @@ pub fn decompile_target(cx: &XtCx<'_>, t: &XtTarget) -> Result<Decompiled, Strin
         ("TOS", 1) => header_targets::tos(cx, b),
         ("TTL", 0) => header_targets::hop_limit(cx, b, V4),
         ("HL", 0) => header_targets::hop_limit(cx, b, V6),
+        ("CLASSIFY", 0) => classify::classify(cx, b),
         ("MASQUERADE" | "SNAT" | "DNAT" | "REDIRECT" | "NETMAP", _) => Err(format!(
             "xt target {name} (NAT) is not supported by the eBPF data plane"
         )),
@@ -880,6 +881,7 @@ fn connmark_target(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, S
     Ok(Decompiled::Statement(statement))
 }
 
+mod classify;
 mod connbytes;
 mod ebt;
 mod header_targets;

@@ -78,6 +78,8 @@ struct ns_eval {
 	struct ns_log_entry logs[NS_MAX_LOGS];
 	struct ns_reply reply; /* reject: the answer being built */
 	struct ns_writes writes; /* header writes the hook carries out after the chains */
+	__u32 priority_set;      /* a CLASSIFY statement ran: the TC hook writes priority */
+	__u32 priority;
 };
 
 /* Chain id -> its rules and policy. */
@@ -274,6 +276,10 @@ NS_INLINE int ns_run_stmts(struct ns_eval *e, __u32 rule, const struct ns_rule_e
 			}
 			break;
 		}
+		case NS_STMT_SET_PRIORITY:
+			e->priority = s->a;
+			e->priority_set = 1;
+			break;
 		case NS_STMT_PAYLOAD_SET: {
 			if (!NS_FEATURE(NS_F_WRITES)) {
 				e->status = NS_EVAL_ERROR;
@@ -403,6 +409,7 @@ NS_INLINE __u32 ns_evaluate_chains(struct ns_eval *e, struct ns_hook *hk)
 {
 	e->nlogs = 0;
 	e->writes.n = 0;
+	e->priority_set = 0;
 	__u32 kind = e->pkt.l3 == NS_L3_IPV4 ? 0 : e->pkt.l3 == NS_L3_IPV6 ? 1 : 2;
 	e->base_mask = live.base_scope[kind];
 	if (!e->base_mask) {

@@ -103,6 +103,8 @@ pub const STMT_MARK_SHIFT: u32 = 7;
 /// `SHIFT_TO_CT` bit says the direction). Numbered in xt_CONNMARK's range (70-79) so
 /// that statement kinds added elsewhere do not collide.
 pub const STMT_MARK_MERGE: u32 = 70;
+/// [`crate::ir::Statement::SetPriority`]: a = the priority.
+pub const STMT_SET_PRIORITY: u32 = 71;
 
 /// `struct ns_check`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -402,6 +404,7 @@ impl Extras {
                 }
                 Statement::MarkShift(m) => mark_shift(m),
                 Statement::MarkMerge(m) => mark_merge(m),
+                Statement::SetPriority(p) => stmt(STMT_SET_PRIORITY, *p, 0),
                 Statement::Log { prefix } => {
                     let next = self.log_prefixes.len() as u32;
                     let id = *self.prefix_ids.entry(prefix.clone()).or_insert(next);

@@ -584,6 +584,28 @@ fn log_mark_and_connmark_targets() {
 }
 
 #[test]
+fn classify_sets_the_priority_at_egress_hooks_only() {
+    // -j CLASSIFY --set-class 1:10 (priority 0x0001000a)
+    let info = || Info::new(4).u32(0, 0x0001_000a);
+    for hook in [Hook::Output, Hook::Forward, Hook::Postrouting] {
+        for family in [Family::Ip, Family::Ip6] {
+            assert_eq!(
+                t(&cx(family, hook, None), "CLASSIFY", 0, info()),
+                Ok(Decompiled::Statement(Statement::SetPriority(0x0001_000a)))
+            );
+        }
+    }
+    assert!(t(&input(), "CLASSIFY", 0, info()).is_err());
+    assert!(t(
+        &cx(Family::Ip, Hook::Prerouting, None),
+        "CLASSIFY",
+        0,
+        info()
+    )
+    .is_err());
+}
+
+#[test]
 fn refused_targets() {
     let c = input();
     for name in ["MASQUERADE", "SNAT", "DNAT", "REDIRECT"] {
