@@ -30,15 +30,30 @@ fn expanded_lookup(
         }
         let expands = attr(e, NFTA_LOOKUP_DREG).is_some()
             || view.set_of(table, e).is_some_and(sets::is_concat_interval);
-        if expands {
-            if found.is_some() {
-                return Err("several map lookups in one rule are not supported".into());
-            }
-            found = Some(i);
+        if !expands {
+            continue;
+        }
+        match found {
+            None => found = Some(i),
+            // Two set lookups (no data), as ebtables-nft's `--among-src` and
+            // `--among-dst` are: the second expands in each rule of the first (see
+            // [`expand_rule`]).
+            Some(first) if is_set_lookup(&exprs[first]) && is_set_lookup(e) => {}
+            Some(_) => return Err("several map lookups in one rule are not supported".into()),
         }
     }
     Ok(found)
 }
+
+/// A lookup that only tests membership (no destination register).
+fn is_set_lookup(e: &Expr) -> bool {
+    attr(e, NFTA_LOOKUP_DREG).is_none()
+}
+
+/// The most rules one rule may expand to when two set lookups expand: a packet's keys
+/// are in at most one element of each set, so at most one of the rules matches, but
+/// every rule costs a rule slot.
+pub const MAX_DOUBLE_EXPANSION: usize = 4096;
 
 /// One element's rule, and where the expressions standing for the lookup are: the
 /// lookup at `at` became `width` expressions (key tests, and a map's data).
@@ -62,7 +77,10 @@ impl Expanded {
 }
 
 /// The rules `rule`'s lookup expands to, one per element; None when it has none to
-/// expand.
+/// expand. With two set lookups only the first expands here: each of its rules still
+/// has the second, which the caller expands in turn (the rules per pair of elements:
+/// the keys are in at most one element of each set, so exactly the pair rule of the
+/// elements holding them matches, as both lookups do).
 pub fn expand_rule(
     view: &RulesetView<'_>,
     table: &Table,

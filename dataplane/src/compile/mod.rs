@@ -664,7 +664,24 @@ fn decompile_expanded(
         None => decompile_counting_early(ctx, r, &|i| i, &mut out)?,
         Some(expanded) => {
             for e in &expanded {
-                decompile_counting_early(ctx, &e.rule, &|i| e.original_index(i), &mut out)?;
+                // A second set lookup expands in each rule of the first.
+                let Some(inner) = maps::expand_rule(ctx.view, ctx.table, &e.rule)? else {
+                    decompile_counting_early(ctx, &e.rule, &|i| e.original_index(i), &mut out)?;
+                    continue;
+                };
+                if expanded.len().saturating_mul(inner.len()) > maps::MAX_DOUBLE_EXPANSION {
+                    return Err(format!(
+                        "two set lookups of {} and {} elements in one rule are not supported \
+                         by the eBPF data plane (more than {} rules)",
+                        expanded.len(),
+                        inner.len(),
+                        maps::MAX_DOUBLE_EXPANSION
+                    ));
+                }
+                for f in &inner {
+                    let original = |i| e.original_index(f.original_index(i));
+                    decompile_counting_early(ctx, &f.rule, &original, &mut out)?;
+                }
             }
         }
     }
