@@ -101,6 +101,17 @@ pub fn expand_rule(
         .and_then(|a| a.value.get(..4))
         .is_some_and(|f| u32::from_be_bytes([f[0], f[1], f[2], f[3]]) & NFT_LOOKUP_F_INV != 0);
     if inverted {
+        // Not in any element: a conjunction of one test per element. A box of single
+        // values is one key, whose negation is one comparison of the whole key.
+        if dreg.is_none() && sets::is_concat_interval(set) {
+            let sreg = attr(lookup, NFTA_LOOKUP_SREG).ok_or("lookup without source register")?;
+            if let Some(keys) = single_keys(set)? {
+                let mut exprs = rule.exprs[..at].to_vec();
+                exprs.extend(keys.iter().map(|k| key_differs(&sreg.value, k)));
+                exprs.extend_from_slice(&rule.exprs[at + 1..]);
+                return Ok(Some(vec![expanded(rule, exprs, at, keys.len())]));
+            }
+        }
         // Not in any element: a conjunction, which rules per element cannot say.
         return Err(format!(
             "set {}: a negated lookup in a concatenated interval set is not supported by the \
@@ -186,6 +197,37 @@ fn expanded(rule: &Rule, exprs: Vec<Expr>, at: usize, width: usize) -> Expanded 
         rule: rule.with_exprs(exprs),
         at,
         width,
+    }
+}
+
+/// The whole keys (fields padded to 32 bits, as in the registers) of a concatenated
+/// interval set whose every element is a single value in every field; None when one
+/// is a range.
+fn single_keys(set: &nftshim_engine::view::Set) -> Result<Option<Vec<Vec<u8>>>, String> {
+    let mut keys = Vec::new();
+    for (fields, _) in sets::element_boxes(set)? {
+        let mut key = Vec::new();
+        for ((lo, hi), &len) in fields.iter().zip(&set.field_len) {
+            if lo != hi {
+                return Ok(None);
+            }
+            key.extend_from_slice(lo);
+            key.resize(key.len() + (len as usize).div_ceil(4) * 4 - lo.len(), 0);
+        }
+        keys.push(key);
+    }
+    Ok(Some(keys))
+}
+
+/// `KEY != key` over the whole concatenated key in registers from `sreg`.
+fn key_differs(sreg: &[u8], key: &[u8]) -> Expr {
+    Expr {
+        name: "cmp".into(),
+        data: vec![
+            Attr::new(NFTA_CMP_SREG, sreg.to_vec()),
+            Attr::u32_be(NFTA_CMP_OP, NFT_CMP_NEQ),
+            value(NFTA_CMP_DATA, key),
+        ],
     }
 }
 
