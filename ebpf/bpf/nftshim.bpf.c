@@ -205,6 +205,8 @@ int nftshim_tc(struct __sk_buff *skb)
 		NS_EMIT_LOGS(bpf_skb_load_bytes, skb, e, frame_len);
 		if (skb->mark != e->pkt.mark)
 			skb->mark = e->pkt.mark;
+		if (e->priority_set)
+			skb->priority = e->priority;
 	}
 	if (verdict == NS_ACCEPT) {
 		if (cfg.egress && NS_FEATURE(NS_F_BRIDGE_TX))

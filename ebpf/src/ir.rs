@@ -176,6 +176,11 @@ pub enum Statement {
     /// `meta mark set ct mark >> 8`); without a connection it does what the four above
     /// do.
     MarkShift(MarkShift),
+    /// xt_CONNMARK's `--save-mark` / `--restore-mark` ([`MarkMerge`]).
+    MarkMerge(MarkMerge),
+    /// xt_CLASSIFY: `skb->priority = value` (TC only; the eBPF programs write it when
+    /// the chains are done, and nothing here reads it before).
+    SetPriority(u32),
     /// `log`: an event to user space with the rule's number and the packet's headers
     /// ([`crate::loader::LogEvent`]). The prefix travels as an id: the index of the
     /// prefix in [`crate::maps::CompiledProgram::log_prefixes`].
@@ -208,6 +213,32 @@ impl MarkShift {
         let by = u32::from(self.by & 31);
         let v = if self.left { v << by } else { v >> by };
         v ^ self.post
+    }
+}
+
+/// xt_CONNMARK's `--save-mark` (`to_ct`: ct mark = (ct mark & keep) ^ ((mark & and)
+/// shifted)) and `--restore-mark` (mark = (mark & keep) ^ ((ct mark & and) shifted)), as
+/// connmark_tg_shift() computes them (a shift by 0 leaves the value). Without a
+/// connection it does nothing and the rule goes on (the target's XT_CONTINUE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MarkMerge {
+    pub to_ct: bool,
+    /// The bits of the written mark kept (`~ctmask`, `~nfmask`).
+    pub keep: u32,
+    /// The bits of the other mark copied (`nfmask`, `ctmask`).
+    pub and: u32,
+    pub left: bool,
+    /// 0..=31
+    pub by: u8,
+}
+
+impl MarkMerge {
+    /// The value written, from the mark written (`to`) and the other one (`from`).
+    pub fn apply(&self, to: u32, from: u32) -> u32 {
+        let v = from & self.and;
+        let by = u32::from(self.by & 31);
+        let v = if self.left { v << by } else { v >> by };
+        (to & self.keep) ^ v
     }
 }
 
@@ -642,6 +673,7 @@ impl Program {
                             | Statement::SetMarkFromCtMark { .. }
                             | Statement::SetCtMarkFromMark { .. }
                     ) || matches!(s, Statement::MarkShift(m) if m.from_ct || m.to_ct)
+                        || matches!(s, Statement::MarkMerge(_))
                 })
             })
         })

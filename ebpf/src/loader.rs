@@ -200,6 +200,8 @@ pub struct Run {
     pub reply: Option<Vec<u8>>,
     /// TC: the skb's mark after the program.
     pub mark: Option<u32>,
+    /// TC: the skb's priority after the program.
+    pub priority: Option<u32>,
     /// TC: the frame as the program let it through (header writes done); empty when
     /// it was dropped or answered.
     pub packet: Vec<u8>,
@@ -523,6 +525,7 @@ impl LoadedProgram {
             duration: result.duration,
             reply,
             mark: None,
+            priority: None,
             packet: Vec::new(),
         })
     }
@@ -564,6 +567,11 @@ impl LoadedProgram {
             reply,
             mark: Some(u32::from_ne_bytes(
                 ctx_out[SKB_MARK..SKB_MARK + 4].try_into().expect("4 bytes"),
+            )),
+            priority: Some(u32::from_ne_bytes(
+                ctx_out[SKB_PRIORITY..SKB_PRIORITY + 4]
+                    .try_into()
+                    .expect("4 bytes"),
             )),
             packet,
         })
@@ -926,6 +934,7 @@ fn read_counters(map: &MapData, n: u32) -> std::io::Result<Vec<Counter>> {
 
 /// Offset of `mark` in `struct __sk_buff`.
 const SKB_MARK: usize = 8;
+const SKB_PRIORITY: usize = 32;
 
 /// A `struct __sk_buff` (uapi linux/bpf.h, 192 bytes) with the fields test runs may set.
 fn sk_buff_ctx(meta: SkbMeta) -> [u8; 192] {

@@ -35,6 +35,8 @@ pub struct Effects {
     pub mark: Option<u32>,
     /// The ct mark after the chains, if a statement set it.
     pub ct_mark: Option<u32>,
+    /// skb->priority after the chains, if a statement (xt_CLASSIFY) set it.
+    pub priority: Option<u32>,
     /// `log` statements that ran: rule number, prefix, the meta mark then.
     pub logs: Vec<(usize, String, u32)>,
     /// The datagram's header bytes after `payload set` statements changed them.
@@ -386,6 +388,17 @@ impl<'a> Reference<'a> {
                         eval.effects.mark = Some(v);
                     }
                 }
+                Statement::MarkMerge(m) if conn => {
+                    if m.to_ct {
+                        p.ct.mark = m.apply(p.ct.mark, p.mark);
+                        eval.effects.ct_mark = Some(p.ct.mark);
+                    } else {
+                        p.mark = m.apply(p.mark, p.ct.mark);
+                        eval.effects.mark = Some(p.mark);
+                    }
+                }
+                Statement::MarkMerge(_) => {}
+                Statement::SetPriority(v) => eval.effects.priority = Some(*v),
                 Statement::Log { prefix } => {
                     eval.effects.logs.push((number, prefix.clone(), p.mark))
                 }

@@ -534,6 +534,167 @@ fn shifted_mark_statements_agree_with_the_reference() {
 }
 
 #[test]
+fn connmark_save_and_restore_merges_agree_with_the_reference() {
+    use nftshim_ebpf::ir::MarkMerge;
+    let conn = || {
+        Match::is(Test::CtState(
+            ct_state::NEW | ct_state::ESTABLISHED | ct_state::RELATED,
+        ))
+    };
+    let merge = |to_ct, keep, and, left, by| {
+        Statement::MarkMerge(MarkMerge {
+            to_ct,
+            keep,
+            and,
+            left,
+            by,
+        })
+    };
+    let program = Program {
+        base_chains: vec![base(
+            Verdict::Drop,
+            vec![
+                // ct mark set 0xab000000 on new connections.
+                Rule::new(
+                    vec![Match::is(Test::CtState(ct_state::NEW))],
+                    Action::Continue,
+                )
+                .with(Statement::SetCtMark {
+                    and: 0,
+                    xor: 0xab00_0000,
+                }),
+                // CONNMARK --save-mark --ctmask 0xff00 --nfmask 0xff --left-shift-mark 8
+                Rule::new(vec![conn()], Action::Continue).with(merge(true, !0xff00, 0xff, true, 8)),
+                // CONNMARK --restore-mark --nfmask 0xfffffff (top nibble of the mark kept)
+                Rule::new(
+                    vec![Match::is(Test::Dport(vec![PortRange::single(80)]))],
+                    Action::Continue,
+                )
+                .with(merge(false, 0xf000_0000, u32::MAX, true, 0)),
+                // CONNMARK --restore-mark --ctmask 0xff000000 --nfmask 0xff --right-shift-mark 24
+                Rule::new(
+                    vec![Match::is(Test::Dport(vec![PortRange::single(81)]))],
+                    Action::Continue,
+                )
+                .with(merge(false, !0xff, 0xff00_0000, false, 24)),
+                // Later rules see the merged ct mark.
+                Rule::new(
+                    vec![Match::is(Test::CtMark {
+                        mask: u32::MAX,
+                        values: vec![0xab00_3400],
+                    })],
+                    Action::Accept,
+                ),
+            ],
+        )],
+        conntrack: true,
+        ..Program::default()
+    };
+    let Some(loaded) = load(&program) else {
+        return;
+    };
+    let mut reference = nftshim_ebpf::reference::Reference::new(&program).unwrap();
+    let (a, b) = (addr("10.0.0.1"), addr("10.0.0.2"));
+    // (frame, meta mark in, conntrack state, expected verdict and mark out)
+    let cases = [
+        // ct = 0xab000000, save: 0xab003400; restore keeps 0x5 of the mark's top nibble:
+        // 0x5... ^ 0xab003400.
+        (
+            frames::tcp(a, b, 40000, 80, SYN),
+            0x5000_1234,
+            ct_state::NEW,
+            (Verdict::Accept, 0x5000_0000 ^ 0xab00_3400),
+        ),
+        // ct 0xab000000 ^ (0x12 << 8); restore 0xab >> 24 into the low byte.
+        (
+            frames::tcp(a, b, 40001, 81, SYN),
+            0x7777_7712,
+            ct_state::NEW,
+            (Verdict::Drop, 0x7777_77ab),
+        ),
+        // No connection: neither merge does anything, and the rule goes on.
+        (
+            frames::tcp(a, b, 40002, 81, 0),
+            0x1234,
+            ct_state::INVALID,
+            (Verdict::Drop, 0x1234),
+        ),
+    ];
+    for (frame, mark, state, want) in cases {
+        let meta = SkbMeta {
+            mark,
+            ..SkbMeta::default()
+        };
+        let got = loaded.run_tc(&frame, meta, 1).unwrap();
+        let mut fields = frames::fields_of(&frame, meta.ingress_ifindex, mark);
+        fields.ct.state = state;
+        let r = reference.evaluate(&fields).unwrap();
+        let by_reference = (r.verdict, r.effects.mark.unwrap_or(mark));
+        assert_eq!(by_reference, want, "reference");
+        assert_eq!((got.verdict, got.mark.unwrap_or(mark)), want, "BPF");
+    }
+}
+
+#[test]
+fn classify_priority_agrees_with_the_reference() {
+    let program = Program::single(base(
+        Verdict::Accept,
+        vec![
+            Rule::new(
+                vec![Match::is(Test::Dport(vec![PortRange::single(80)]))],
+                Action::Continue,
+            )
+            .with(Statement::SetPriority(0x0001_000a)),
+            // A later CLASSIFY wins.
+            Rule::new(
+                vec![Match::is(Test::Dport(vec![PortRange::new(80, 81)]))],
+                Action::Continue,
+            )
+            .with(Statement::SetPriority(0x0002_0003)),
+            Rule::new(
+                vec![Match::is(Test::Dport(vec![PortRange::single(82)]))],
+                Action::Continue,
+            )
+            .with(Statement::SetPriority(5)),
+            // Dropped after it: the priority does not matter, but is still the value set.
+            Rule::new(
+                vec![Match::is(Test::Dport(vec![PortRange::single(82)]))],
+                Action::Drop,
+            ),
+        ],
+    ));
+    let Some(loaded) = load(&program) else {
+        return;
+    };
+    let mut reference = nftshim_ebpf::reference::Reference::new(&program).unwrap();
+    let (a, b) = (addr("10.0.0.1"), addr("10.0.0.2"));
+    // (destination port, expected verdict and priority out; 0 when untouched)
+    let cases = [
+        (80, (Verdict::Accept, 0x0002_0003)),
+        (81, (Verdict::Accept, 0x0002_0003)),
+        (82, (Verdict::Drop, 5)),
+        (83, (Verdict::Accept, 0)),
+    ];
+    for (dport, want) in cases {
+        let frame = frames::tcp(a, b, 40000, dport, SYN);
+        let meta = SkbMeta::default();
+        let got = loaded.run_tc(&frame, meta, 1).unwrap();
+        let fields = frames::fields_of(&frame, meta.ingress_ifindex, 0);
+        let r = reference.evaluate(&fields).unwrap();
+        assert_eq!(
+            (r.verdict, r.effects.priority.unwrap_or(0)),
+            want,
+            "reference, port {dport}"
+        );
+        assert_eq!(
+            (got.verdict, got.priority.unwrap_or(0)),
+            want,
+            "BPF, port {dport}"
+        );
+    }
+}
+
+#[test]
 fn log_events_carry_the_rule_prefix_mark_and_headers() {
     let program = Program::single(base(
         Verdict::Accept,

@@ -30,15 +30,30 @@ fn expanded_lookup(
         }
         let expands = attr(e, NFTA_LOOKUP_DREG).is_some()
             || view.set_of(table, e).is_some_and(sets::is_concat_interval);
-        if expands {
-            if found.is_some() {
-                return Err("several map lookups in one rule are not supported".into());
-            }
-            found = Some(i);
+        if !expands {
+            continue;
+        }
+        match found {
+            None => found = Some(i),
+            // Two set lookups (no data), as ebtables-nft's `--among-src` and
+            // `--among-dst` are: the second expands in each rule of the first (see
+            // [`expand_rule`]).
+            Some(first) if is_set_lookup(&exprs[first]) && is_set_lookup(e) => {}
+            Some(_) => return Err("several map lookups in one rule are not supported".into()),
         }
     }
     Ok(found)
 }
+
+/// A lookup that only tests membership (no destination register).
+fn is_set_lookup(e: &Expr) -> bool {
+    attr(e, NFTA_LOOKUP_DREG).is_none()
+}
+
+/// The most rules one rule may expand to when two set lookups expand: a packet's keys
+/// are in at most one element of each set, so at most one of the rules matches, but
+/// every rule costs a rule slot.
+pub const MAX_DOUBLE_EXPANSION: usize = 4096;
 
 /// One element's rule, and where the expressions standing for the lookup are: the
 /// lookup at `at` became `width` expressions (key tests, and a map's data).
@@ -62,7 +77,10 @@ impl Expanded {
 }
 
 /// The rules `rule`'s lookup expands to, one per element; None when it has none to
-/// expand.
+/// expand. With two set lookups only the first expands here: each of its rules still
+/// has the second, which the caller expands in turn (the rules per pair of elements:
+/// the keys are in at most one element of each set, so exactly the pair rule of the
+/// elements holding them matches, as both lookups do).
 pub fn expand_rule(
     view: &RulesetView<'_>,
     table: &Table,
@@ -83,6 +101,17 @@ pub fn expand_rule(
         .and_then(|a| a.value.get(..4))
         .is_some_and(|f| u32::from_be_bytes([f[0], f[1], f[2], f[3]]) & NFT_LOOKUP_F_INV != 0);
     if inverted {
+        // Not in any element: a conjunction of one test per element. A box of single
+        // values is one key, whose negation is one comparison of the whole key.
+        if dreg.is_none() && sets::is_concat_interval(set) {
+            let sreg = attr(lookup, NFTA_LOOKUP_SREG).ok_or("lookup without source register")?;
+            if let Some(keys) = single_keys(set)? {
+                let mut exprs = rule.exprs[..at].to_vec();
+                exprs.extend(keys.iter().map(|k| key_differs(&sreg.value, k)));
+                exprs.extend_from_slice(&rule.exprs[at + 1..]);
+                return Ok(Some(vec![expanded(rule, exprs, at, keys.len())]));
+            }
+        }
         // Not in any element: a conjunction, which rules per element cannot say.
         return Err(format!(
             "set {}: a negated lookup in a concatenated interval set is not supported by the \
@@ -168,6 +197,37 @@ fn expanded(rule: &Rule, exprs: Vec<Expr>, at: usize, width: usize) -> Expanded 
         rule: rule.with_exprs(exprs),
         at,
         width,
+    }
+}
+
+/// The whole keys (fields padded to 32 bits, as in the registers) of a concatenated
+/// interval set whose every element is a single value in every field; None when one
+/// is a range.
+fn single_keys(set: &nftshim_engine::view::Set) -> Result<Option<Vec<Vec<u8>>>, String> {
+    let mut keys = Vec::new();
+    for (fields, _) in sets::element_boxes(set)? {
+        let mut key = Vec::new();
+        for ((lo, hi), &len) in fields.iter().zip(&set.field_len) {
+            if lo != hi {
+                return Ok(None);
+            }
+            key.extend_from_slice(lo);
+            key.resize(key.len() + (len as usize).div_ceil(4) * 4 - lo.len(), 0);
+        }
+        keys.push(key);
+    }
+    Ok(Some(keys))
+}
+
+/// `KEY != key` over the whole concatenated key in registers from `sreg`.
+fn key_differs(sreg: &[u8], key: &[u8]) -> Expr {
+    Expr {
+        name: "cmp".into(),
+        data: vec![
+            Attr::new(NFTA_CMP_SREG, sreg.to_vec()),
+            Attr::u32_be(NFTA_CMP_OP, NFT_CMP_NEQ),
+            value(NFTA_CMP_DATA, key),
+        ],
     }
 }
 

@@ -209,6 +209,7 @@ pub fn rules_use_ct(rules: &[SymRule]) -> bool {
                     | Statement::SetMarkFromCtMark { .. }
                     | Statement::SetCtMarkFromMark { .. }
             ) || matches!(s, Statement::MarkShift(m) if m.from_ct || m.to_ct)
+                || matches!(s, Statement::MarkMerge(_))
         })
     })
 }
@@ -434,11 +435,18 @@ fn decompile_chain(
 /// the kernel routes the packet again: nf_route_table_hook4() compares the addresses,
 /// the mark and the TOS byte; nf_route_table_hook6() the addresses, the mark, the hop
 /// limit and the first word (traffic class, flow label), which is every IPv6 header
-/// byte a write may change. What is left: IPv4 writes of the TTL and such (the header
+/// byte a write may change. What is left: writes of the connection's mark, and IPv4
+/// writes of the TTL and such (the header
 /// checksum changes with them, but is not compared).
 fn keeps_the_route(family: Family, st: &Statement) -> bool {
     use nftshim_ebpf::ir::WriteBase;
     match st {
+        // The connection's mark is not compared.
+        Statement::SetCtMark { .. } | Statement::SetCtMarkFromMark { .. } => true,
+        Statement::MarkShift(m) => m.to_ct,
+        Statement::MarkMerge(m) => m.to_ct,
+        // Not compared either (xt_CLASSIFY).
+        Statement::SetPriority(_) => true,
         Statement::PayloadSet(w) if family == Family::Ip && w.base == WriteBase::Network => {
             let compared = |at: usize| at == 1 || (12..20).contains(&at);
             (0..usize::from(w.len)).all(|k| {
@@ -661,7 +669,24 @@ fn decompile_expanded(
         None => decompile_counting_early(ctx, r, &|i| i, &mut out)?,
         Some(expanded) => {
             for e in &expanded {
-                decompile_counting_early(ctx, &e.rule, &|i| e.original_index(i), &mut out)?;
+                // A second set lookup expands in each rule of the first.
+                let Some(inner) = maps::expand_rule(ctx.view, ctx.table, &e.rule)? else {
+                    decompile_counting_early(ctx, &e.rule, &|i| e.original_index(i), &mut out)?;
+                    continue;
+                };
+                if expanded.len().saturating_mul(inner.len()) > maps::MAX_DOUBLE_EXPANSION {
+                    return Err(format!(
+                        "two set lookups of {} and {} elements in one rule are not supported \
+                         by the eBPF data plane (more than {} rules)",
+                        expanded.len(),
+                        inner.len(),
+                        maps::MAX_DOUBLE_EXPANSION
+                    ));
+                }
+                for f in &inner {
+                    let original = |i| e.original_index(f.original_index(i));
+                    decompile_counting_early(ctx, &f.rule, &original, &mut out)?;
+                }
             }
         }
     }

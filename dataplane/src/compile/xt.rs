@@ -28,7 +28,9 @@ use std::collections::BTreeSet;
 use netlink_proto::expr::compat::{Match as XtMatch, Target as XtTarget};
 use netlink_proto::xt::{strnlen, Blob};
 use nftshim_ebpf::fields::{IPPROTO_ICMP, IPPROTO_ICMPV6, PORT_PROTOCOLS};
-use nftshim_ebpf::ir::{ct_state, Action, Match, PortRange, Reject, Statement, Test};
+use nftshim_ebpf::ir::{
+    ct_state, Action, MarkMerge, MarkShift, Match, PortRange, Reject, Statement, Test,
+};
 use nftshim_ebpf::residual::{CmpOp, Insn, PayloadBase};
 
 use super::residual::SCRATCH;
@@ -166,6 +168,7 @@ pub fn decompile_target(cx: &XtCx<'_>, t: &XtTarget) -> Result<Decompiled, Strin
         ("TOS", 1) => header_targets::tos(cx, b),
         ("TTL", 0) => header_targets::hop_limit(cx, b, V4),
         ("HL", 0) => header_targets::hop_limit(cx, b, V6),
+        ("CLASSIFY", 0) => classify::classify(cx, b),
         ("MASQUERADE" | "SNAT" | "DNAT" | "REDIRECT" | "NETMAP", _) => Err(format!(
             "xt target {name} (NAT) is not supported by the eBPF data plane"
         )),
@@ -823,49 +826,72 @@ fn mark_target(cx: &XtCx<'_>, b: Blob<'_>) -> Result<Decompiled, String> {
 }
 
 /// `struct xt_connmark_tginfo1/2`: ctmark @0, ctmask @4, nfmask @8, then mode u8 @12
-/// (revision 2: shift_dir @12, shift_bits @13, mode @14). connmark_tg_shift():
-/// set `ct = (ct & ~ctmask) ^ ctmark`; save `ct = (ct & ~ctmask) ^ (mark & nfmask)`;
-/// restore `mark = (mark & ~nfmask) ^ (ct & ctmask)`; nothing without a connection.
+/// (revision 2: shift_dir @12 (right 1), shift_bits @13, mode @14). connmark_tg_shift()
+/// (revision 1: no shift): set `ct = ((ct & ~ctmask) ^ ctmark) >> or << shift`; save
+/// `ct = (ct & ~ctmask) ^ ((mark & nfmask) >> or << shift)`; restore `mark = (mark &
+/// ~nfmask) ^ ((ct & ctmask) >> or << shift)`; nothing without a connection.
 fn connmark_target(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, String> {
     let (ctmark, ctmask, nfmask) = (b.u32(0), b.u32(4), b.u32(8));
-    let (shift, mode) = if rev == 1 {
-        (0, b.u8(12))
+    let (left, shift, mode) = if rev == 1 {
+        (true, 0, b.u8(12))
     } else {
-        (b.u8(13), b.u8(14))
+        (b.u8(12) != 1, b.u8(13), b.u8(14))
     };
-    if shift != 0 {
-        return Err(
-            "xt target CONNMARK with a shift is not supported by the eBPF data plane".into(),
-        );
+    if shift > 31 {
+        // checkentry refuses it; a u32 shift that far is undefined.
+        return Err(format!("xt target CONNMARK shift of {shift} bits"));
     }
-    let statement =
-        match mode {
-            0 => Statement::SetCtMark {
-                and: !ctmask,
-                xor: ctmark,
-            },
-            // The IR copies into the whole word: only what keeps nothing of the old one.
-            1 if ctmask == u32::MAX => Statement::SetCtMarkFromMark {
-                and: nfmask,
+    let statement = match mode {
+        0 if shift == 0 => Statement::SetCtMark {
+            and: !ctmask,
+            xor: ctmark,
+        },
+        0 => Statement::MarkShift(MarkShift {
+            from_ct: true,
+            to_ct: true,
+            and: !ctmask,
+            xor: ctmark,
+            left,
+            by: shift,
+            post: 0,
+        }),
+        // Nothing of the old mark kept: the plain copies.
+        1 if shift == 0 && ctmask == u32::MAX => Statement::SetCtMarkFromMark {
+            and: nfmask,
+            xor: 0,
+        },
+        1 => Statement::MarkMerge(MarkMerge {
+            to_ct: true,
+            keep: !ctmask,
+            and: nfmask,
+            left,
+            by: shift,
+        }),
+        2 if shift == 0 && nfmask == u32::MAX => {
+            mark_set_allowed(cx.hook)?;
+            // Breaks the rule without a connection, where the target only goes on:
+            // the same, as nothing follows the target.
+            Statement::SetMarkFromCtMark {
+                and: ctmask,
                 xor: 0,
-            },
-            2 if nfmask == u32::MAX => {
-                mark_set_allowed(cx.hook)?;
-                Statement::SetMarkFromCtMark {
-                    and: ctmask,
-                    xor: 0,
-                }
             }
-            1 | 2 => return Err(
-                "xt target CONNMARK --save-mark/--restore-mark keeping part of the old mark is \
-                 not supported by the eBPF data plane"
-                    .into(),
-            ),
-            m => return Err(format!("xt target CONNMARK mode {m}")),
-        };
+        }
+        2 => {
+            mark_set_allowed(cx.hook)?;
+            Statement::MarkMerge(MarkMerge {
+                to_ct: false,
+                keep: !nfmask,
+                and: ctmask,
+                left,
+                by: shift,
+            })
+        }
+        m => return Err(format!("xt target CONNMARK mode {m}")),
+    };
     Ok(Decompiled::Statement(statement))
 }
 
+mod classify;
 mod connbytes;
 mod cpu;
 mod ebt;

@@ -78,6 +78,8 @@ struct ns_eval {
 	struct ns_log_entry logs[NS_MAX_LOGS];
 	struct ns_reply reply; /* reject: the answer being built */
 	struct ns_writes writes; /* header writes the hook carries out after the chains */
+	__u32 priority_set;      /* a CLASSIFY statement ran: the TC hook writes priority */
+	__u32 priority;
 };
 
 /* Chain id -> its rules and policy. */
@@ -257,6 +259,27 @@ NS_INLINE int ns_run_stmts(struct ns_eval *e, __u32 rule, const struct ns_rule_e
 			}
 			break;
 		}
+		case NS_STMT_MARK_MERGE: {
+			if (!e->ct.has_ct)
+				break;
+			__u32 to_ct = s->shift & NS_SHIFT_TO_CT;
+			__u32 v = (to_ct ? e->pkt.mark : e->ct.mark) & s->a;
+			__u32 by = s->shift & 31;
+			v = (s->shift & NS_SHIFT_LEFT) ? v << by : v >> by;
+			if (to_ct) {
+				e->ct.mark = (e->ct.mark & s->b) ^ v;
+				e->ct.mark_set = 1;
+				ns_lookup_ctmark_vector(1, e->ct.mark, e->ids);
+			} else {
+				e->pkt.mark = (e->pkt.mark & s->b) ^ v;
+				ns_lookup_mark_vectors(e->pkt.mark, e->ids);
+			}
+			break;
+		}
+		case NS_STMT_SET_PRIORITY:
+			e->priority = s->a;
+			e->priority_set = 1;
+			break;
 		case NS_STMT_PAYLOAD_SET: {
 			if (!NS_FEATURE(NS_F_WRITES)) {
 				e->status = NS_EVAL_ERROR;
@@ -386,6 +409,7 @@ NS_INLINE __u32 ns_evaluate_chains(struct ns_eval *e, struct ns_hook *hk)
 {
 	e->nlogs = 0;
 	e->writes.n = 0;
+	e->priority_set = 0;
 	__u32 kind = e->pkt.l3 == NS_L3_IPV4 ? 0 : e->pkt.l3 == NS_L3_IPV6 ? 1 : 2;
 	e->base_mask = live.base_scope[kind];
 	if (!e->base_mask) {

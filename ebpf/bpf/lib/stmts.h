@@ -47,6 +47,11 @@ enum ns_stmt_kind {
 	NS_STMT_LOG = 5,                /* a: prefix id */
 	NS_STMT_PAYLOAD_SET = 6,        /* a: its spec in residual_insns (lib/rewrite.h) */
 	NS_STMT_MARK_SHIFT = 7,         /* to = ((((from & a) ^ b) << or >> n) ^ c) */
+	/* xt_CONNMARK --save-mark/--restore-mark: to = (to & b) ^ ((from & a) << or >> n),
+	 * from the other mark; nothing without a connection. */
+	NS_STMT_MARK_MERGE = 70,
+	/* xt_CLASSIFY: skb->priority = a, written by the TC hook after the chains. */
+	NS_STMT_SET_PRIORITY = 71,
 };
 
 /* ns_stmt.shift of NS_STMT_MARK_SHIFT: the shift in bits 0-4, then these. */

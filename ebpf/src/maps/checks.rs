@@ -104,6 +104,12 @@ pub const STMT_LOG: u32 = 5;
 pub const STMT_PAYLOAD_SET: u32 = 6;
 /// a, b: and, xor before the shift; c: xor after it; shift: [`BpfStmt::shift`].
 pub const STMT_MARK_SHIFT: u32 = 7;
+/// [`crate::ir::MarkMerge`]: a = and, b = keep, shift as [`STMT_MARK_SHIFT`]'s (the
+/// `SHIFT_TO_CT` bit says the direction). Numbered in xt_CONNMARK's range (70-79) so
+/// that statement kinds added elsewhere do not collide.
+pub const STMT_MARK_MERGE: u32 = 70;
+/// [`crate::ir::Statement::SetPriority`]: a = the priority.
+pub const STMT_SET_PRIORITY: u32 = 71;
 
 /// `struct ns_check`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -428,6 +434,8 @@ impl Extras {
                     stmt(STMT_SET_CTMARK_FROM_MARK, *and, *xor)
                 }
                 Statement::MarkShift(m) => mark_shift(m),
+                Statement::MarkMerge(m) => mark_merge(m),
+                Statement::SetPriority(p) => stmt(STMT_SET_PRIORITY, *p, 0),
                 Statement::Log { prefix } => {
                     let next = self.log_prefixes.len() as u32;
                     let id = *self.prefix_ids.entry(prefix.clone()).or_insert(next);
@@ -765,6 +773,17 @@ fn mark_shift(m: &crate::ir::MarkShift) -> BpfStmt {
             | bit(m.left, SHIFT_LEFT)
             | bit(m.from_ct, SHIFT_FROM_CT)
             | bit(m.to_ct, SHIFT_TO_CT),
+    }
+}
+
+fn mark_merge(m: &crate::ir::MarkMerge) -> BpfStmt {
+    let bit = |on: bool, b: u32| if on { b } else { 0 };
+    BpfStmt {
+        kind: STMT_MARK_MERGE,
+        a: m.and,
+        b: m.keep,
+        c: 0,
+        shift: u32::from(m.by & 31) | bit(m.left, SHIFT_LEFT) | bit(m.to_ct, SHIFT_TO_CT),
     }
 }
 

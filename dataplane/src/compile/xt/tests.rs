@@ -528,8 +528,81 @@ fn log_mark_and_connmark_targets() {
             xor: 0
         }))
     );
-    // --save-mark --mask 0xff keeps the rest of the ct mark: refused.
-    assert!(t(&c, "CONNMARK", 2, connmark(0, 0xff, 0xff, 1)).is_err());
+    // --save-mark --mask 0xff keeps the rest of the ct mark.
+    assert_eq!(
+        t(&c, "CONNMARK", 2, connmark(0, 0xff, 0xff, 1)),
+        Ok(Decompiled::Statement(Statement::MarkMerge(MarkMerge {
+            to_ct: true,
+            keep: !0xff,
+            and: 0xff,
+            left: true,
+            by: 0
+        })))
+    );
+    // --restore-mark --nfmask 0xfffffff keeps the mark's top nibble; not at input.
+    let restore = || connmark(0, !0, 0xfff_ffff, 2);
+    assert_eq!(
+        t(&out, "CONNMARK", 2, restore()),
+        Ok(Decompiled::Statement(Statement::MarkMerge(MarkMerge {
+            to_ct: false,
+            keep: 0xf000_0000,
+            and: !0,
+            left: true,
+            by: 0
+        })))
+    );
+    assert!(t(&c, "CONNMARK", 2, restore()).is_err());
+    // --save-mark --right-shift-mark 8 (shift_dir 1 @12, shift_bits @13).
+    assert_eq!(
+        t(
+            &c,
+            "CONNMARK",
+            2,
+            connmark(0, 0xff, 0xff00, 1).u8(12, 1).u8(13, 8)
+        ),
+        Ok(Decompiled::Statement(Statement::MarkMerge(MarkMerge {
+            to_ct: true,
+            keep: !0xff,
+            and: 0xff00,
+            left: false,
+            by: 8
+        })))
+    );
+    // --set-xmark 0x10/0xff --left-shift-mark 4 (shift_dir 0).
+    assert_eq!(
+        t(&c, "CONNMARK", 2, connmark(0x10, 0xff, 0, 0).u8(13, 4)),
+        Ok(Decompiled::Statement(Statement::MarkShift(MarkShift {
+            from_ct: true,
+            to_ct: true,
+            and: !0xff,
+            xor: 0x10,
+            left: true,
+            by: 4,
+            post: 0
+        })))
+    );
+}
+
+#[test]
+fn classify_sets_the_priority_at_egress_hooks_only() {
+    // -j CLASSIFY --set-class 1:10 (priority 0x0001000a)
+    let info = || Info::new(4).u32(0, 0x0001_000a);
+    for hook in [Hook::Output, Hook::Forward, Hook::Postrouting] {
+        for family in [Family::Ip, Family::Ip6] {
+            assert_eq!(
+                t(&cx(family, hook, None), "CLASSIFY", 0, info()),
+                Ok(Decompiled::Statement(Statement::SetPriority(0x0001_000a)))
+            );
+        }
+    }
+    assert!(t(&input(), "CLASSIFY", 0, info()).is_err());
+    assert!(t(
+        &cx(Family::Ip, Hook::Prerouting, None),
+        "CLASSIFY",
+        0,
+        info()
+    )
+    .is_err());
 }
 
 #[test]
