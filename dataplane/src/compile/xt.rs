@@ -120,6 +120,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("quota", 0) => quota::quota(b),
         ("connbytes", 0) => connbytes::connbytes(cx, b),
         ("pkttype", 0) => pkttype::pkttype(b),
+        ("addrtype", 0 | 1) => addrtype::addrtype(cx, rev, b),
         ("sctp", 0) => sctp::sctp(cx, b),
         ("dccp", 0) => dccp::dccp(cx, b),
         ("ah", 0) => ipsec_mh::ah(cx, b),
@@ -856,6 +857,7 @@ fn connmark_target(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, S
     Ok(Decompiled::Statement(statement))
 }
 
+mod addrtype;
 mod connbytes;
 mod ebt;
 mod header_targets;
