@@ -121,6 +121,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("connbytes", 0) => connbytes::connbytes(cx, b),
         ("pkttype", 0) => pkttype::pkttype(b),
         ("addrtype", 0 | 1) => addrtype::addrtype(cx, rev, b),
+        ("cgroup", 0..=2) => cgroup::cgroup(cx, rev, b),
         ("sctp", 0) => sctp::sctp(cx, b),
         ("dccp", 0) => dccp::dccp(cx, b),
         ("ah", 0) => ipsec_mh::ah(cx, b),
@@ -858,6 +859,7 @@ fn connmark_target(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, S
 }
 
 mod addrtype;
+mod cgroup;
 mod connbytes;
 mod ebt;
 mod header_targets;

@@ -47,6 +47,8 @@ pub const RES_PKTTYPE: u8 = 30;
 pub const RES_LINK_CHOICE: u8 = 31;
 /// 34..39: iptables-nft compat matches.
 pub const RES_XT_PKTTYPE: u8 = 34;
+/// 55..59: socket matches (bpf/lib/sockx.h).
+pub const RES_XT_FULL_SOCKET: u8 = 55;
 /// xtables matches' own walks (operations 20-27), which may drop the packet.
 pub const RES_XT_HEADER: u8 = 20;
 pub const RES_XT_SCTP: u8 = 21;
@@ -527,6 +529,7 @@ impl Extras {
                     b.op = RES_XT_PKTTYPE;
                     b.dreg = *dreg;
                 }
+                Insn::XtFullSocket => b.op = RES_XT_FULL_SOCKET,
                 Insn::Immediate { dreg, data } => {
                     b.op = RES_IMMEDIATE;
                     (b.dreg, b.len) = (*dreg, data.len() as u8);
