@@ -8,6 +8,8 @@
 
 #define NS_IPPROTO_ICMP_SOCKX 1
 #define NS_IPPROTO_ICMPV6_SOCKX 58
+#define NS_IPPROTO_TCP_SOCKX 6
+#define NS_SOCK_RAW_SOCKX 3
 
 /* NS_RES_XT_FULL_SOCKET: xt_cgroup's "skb->sk && sk_fullsock(skb->sk)" with the
  * namespace check (net_eq(xt_net(par), sock_net(sk))). 1 holds, 0 break.
@@ -25,9 +27,19 @@ NS_INLINE int ns_sockx_full_socket(__u32 iif, __u8 l4proto, __u8 has_l4proto, st
 	struct bpf_sock *sk = skb->sk;
 	if (!sk)
 		return 0;
-	if (!bpf_sk_fullsock(sk))
+	struct bpf_sock *full = bpf_sk_fullsock(sk);
+	if (!full)
 		return 0;
-	return cfg.netns_cookie != 0 && bpf_get_netns_cookie(skb) == cfg.netns_cookie;
+	__u64 cookie = bpf_get_netns_cookie(skb);
+	if (cfg.netns_cookie != 0 && cookie == cfg.netns_cookie)
+		return 1;
+	/* The per-CPU control sockets that send TCP resets/ACKs and ICMP errors
+	 * (SOCK_RAW of IPPROTO_TCP, ICMP, ICMPv6) are the namespace's while they send,
+	 * when the hooks ran, and init_net's again once the packet waited for a
+	 * neighbour: it then reaches TC egress later with init_net's cookie. */
+	return cookie == bpf_get_netns_cookie(0) && full->type == NS_SOCK_RAW_SOCKX &&
+	       (full->protocol == NS_IPPROTO_TCP_SOCKX || full->protocol == NS_IPPROTO_ICMP_SOCKX ||
+		full->protocol == NS_IPPROTO_ICMPV6_SOCKX);
 }
 
 #endif
