@@ -161,6 +161,9 @@ pub struct LoadOptions {
     /// Entries of each set map (all sets of a key type share one; a port range takes
     /// up to 30).
     pub set_max: u32,
+    /// The cookie of the namespace the program serves (SO_NETNS_COOKIE): the socket
+    /// matches' net_eq(); 0 outside one (tests: their packets have no socket).
+    pub netns_cookie: u64,
     /// Verify the XDP program too (tests run it; the daemon attaches TC only, and a
     /// program it never runs must not refuse a ruleset nor cost a verification).
     pub xdp: bool,
@@ -174,6 +177,7 @@ impl Default for LoadOptions {
             ct_timeouts: Timeouts::default(),
             ct_max: 65536,
             set_max: 65536,
+            netns_cookie: 0,
             xdp: true,
         }
     }
@@ -318,6 +322,7 @@ impl LoadedProgram {
             loopback_ingress: options.tc_loopback_ingress as u32,
             ct_timeout: options.ct_timeouts.to_config(),
             block_stride: stride,
+            netns_cookie: options.netns_cookie,
             ..chain.config
         }
     }

@@ -248,6 +248,13 @@ pub enum Insn {
         probability: u32,
         invert: bool,
     },
+    /// xt_cgroup's (and xt_owner's) first test, at TC egress only: the packet has a
+    /// socket, skb->sk is a full one (sk_fullsock(): not a request or timewait
+    /// socket) and it is of the namespace (net_eq()). An answer of the data plane's
+    /// own reject is the kernel's answer: ICMP ones are sent by icmp_send()'s socket,
+    /// TCP resets by nf_send_reset() without one. Breaks otherwise. The reference's
+    /// packets, like BPF_PROG_TEST_RUN's, have no socket: it breaks there.
+    XtFullSocket,
     /// `data` into `dreg`.
     Immediate {
         dreg: u8,
@@ -722,7 +729,7 @@ impl ResidualProgram {
                             .all(|(a, b)| a.len() == *len as usize && b.len() == *len as usize)
                         && within(*sreg, *len as usize)
                 }
-                Insn::NetdevView => true,
+                Insn::NetdevView | Insn::XtFullSocket => true,
                 Insn::PayloadIndexed {
                     mask,
                     scale,
@@ -835,6 +842,7 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             }
             None => false,
         },
+        Insn::XtFullSocket => false,
         Insn::XtPktType { dreg } => {
             const PACKET_BROADCAST: u8 = 1;
             const PACKET_MULTICAST: u8 = 2;

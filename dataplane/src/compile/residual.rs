@@ -70,6 +70,7 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::Range { .. }
         | Insn::Lookup { .. }
         | Insn::NetdevView
+        | Insn::XtFullSocket
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)
         | Insn::XtDccpOption { .. }
@@ -95,6 +96,7 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::PktType { .. }
         | Insn::LinkChoice { .. }
         | Insn::NetdevView
+        | Insn::XtFullSocket
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)
         | Insn::XtDccpOption { .. }

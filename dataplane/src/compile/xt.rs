@@ -131,6 +131,8 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("pkttype", 0) => pkttype::pkttype(b),
         ("cpu", 0) => cpu::cpu(cx, b),
         ("statistic", 0) => statistic::statistic(b),
+        ("addrtype", 0 | 1) => addrtype::addrtype(cx, rev, b),
+        ("cgroup", 0..=2) => cgroup::cgroup(cx, rev, b),
         ("sctp", 0) => sctp::sctp(cx, b),
         ("dccp", 0) => dccp::dccp(cx, b),
         ("ah", 0) => ipsec_mh::ah(cx, b),
@@ -891,6 +893,8 @@ fn connmark_target(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, S
     Ok(Decompiled::Statement(statement))
 }
 
+mod addrtype;
+mod cgroup;
 mod classify;
 mod connbytes;
 mod cpu;

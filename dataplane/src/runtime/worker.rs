@@ -489,6 +489,10 @@ impl Generation {
                     let options = LoadOptions {
                         tc_egress: dir == Direction::Egress,
                         tc_loopback_ingress: loopback,
+                        // The worker thread is in the namespace.
+                        netns_cookie: netns::current_cookie().map_err(|e| {
+                            refuse(format!("cannot read the namespace's cookie: {e}"))
+                        })?,
                         xdp: false,
                         ..LoadOptions::default()
                     };

@@ -96,6 +96,8 @@ struct ns_config {
 	__u32 loopback_ingress;
 	/* Entries per vector in `vector_blocks` (room for vectors to grow in place). */
 	__u32 block_stride;
+	/* The namespace's cookie: socket matches' net_eq() (lib/sockx.h). */
+	__u64 netns_cookie;
 };
 
 const volatile struct ns_config cfg = {};

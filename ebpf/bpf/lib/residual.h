@@ -54,6 +54,8 @@ enum ns_res_op {
 	/* 45..49: xt_cpu, xt_statistic. */
 	NS_RES_XT_CPU = 45,    /* data: CPU (host order); flags: invert */
 	NS_RES_XT_RANDOM = 46, /* data: probability (host order); flags: invert */
+	/* 55..59: socket matches (sockx.h). */
+	NS_RES_XT_FULL_SOCKET = 55, /* skb->sk is a full socket of the namespace */
 };
 
 /* A program's result besides 1 (holds), 0 (breaks) and -1 (error): an xtables
@@ -150,6 +152,7 @@ struct ns_res_state {
 	/* The skb's hardware-accelerated VLAN tag (TC's __sk_buff; none at XDP). */
 	__u8 vlan_present;
 	__u8 pkt_type; /* skb->pkt_type (TC; 0 at XDP) */
+	__u32 iif; /* the packet's input device (0: locally generated, answers too) */
 	__u16 vlan_proto; /* host order */
 	__u16 vlan_tci;
 	struct ns_res_view nd; /* what NS_RES_NETDEV switches to */
@@ -438,6 +441,7 @@ static __attribute__((noinline)) int ns_res_sctp_chunk(struct ns_res_state *rs, 
 }
 
 #include "xt.h"
+#include "sockx.h"
 
 /* Link-layer bytes [off, off + len) into dreg as nft_payload_eval reads them (the
  * frame starts at the MAC header at TC): with an accelerated VLAN tag (`tagged`
@@ -634,6 +638,8 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 		return ns_res_memcmp(regs, sreg, in->data, len) == 0 ? 1 : NS_RES_HOTDROP;
 	case NS_RES_XT_IPV6_HEADER:
 		return ns_res_xt_ipv6_header(rs, in, hk);
+	case NS_RES_XT_FULL_SOCKET:
+		return ns_sockx_full_socket(rs->iif, rs->l4proto, rs->has_l4proto, hk);
 	case NS_RES_NETDEV:
 		if (!NS_FEATURE(NS_F_NETDEV_VIEW))
 			return -1;
@@ -781,6 +787,7 @@ NS_INLINE int ns_residual_holds(__u32 first, __u32 count, const struct pkt_ctx *
 		       : p->l3 == NS_L3_IPV6 ? ETH_P_IPV6
 		       : p->arp		     ? ETH_P_ARP
 					     : 0;
+	rs->iif = p->iif;
 	rs->l4proto = p->l4proto;
 	rs->has_l4proto = (p->flags & PKT_F_L4PROTO) != 0;
 	rs->ipv6 = p->l3 == NS_L3_IPV6;

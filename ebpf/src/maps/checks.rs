@@ -52,6 +52,8 @@ pub const RES_XT_PKTTYPE: u8 = 34;
 /// 45..49: xt_cpu, xt_statistic (bpf/lib/residual.h).
 pub const RES_XT_CPU: u8 = 45;
 pub const RES_XT_RANDOM: u8 = 46;
+/// 55..59: socket matches (bpf/lib/sockx.h).
+pub const RES_XT_FULL_SOCKET: u8 = 55;
 /// xtables matches' own walks (operations 20-27), which may drop the packet.
 pub const RES_XT_HEADER: u8 = 20;
 pub const RES_XT_SCTP: u8 = 21;
@@ -580,6 +582,7 @@ impl Extras {
                     b.data[..4].copy_from_slice(&v.to_ne_bytes());
                     b.flags = *invert as u8;
                 }
+                Insn::XtFullSocket => b.op = RES_XT_FULL_SOCKET,
                 Insn::Immediate { dreg, data } => {
                     b.op = RES_IMMEDIATE;
                     (b.dreg, b.len) = (*dreg, data.len() as u8);

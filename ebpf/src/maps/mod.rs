@@ -174,6 +174,9 @@ pub struct BpfConfig {
     pub loopback_ingress: u32,
     /// Set by the loader: entries per vector in `vector_blocks` (at least `nblocks`).
     pub block_stride: u32,
+    /// Set by the loader: the cookie of the namespace the program serves, which the
+    /// socket matches compare skb->sk's namespace with (net_eq()).
+    pub netns_cookie: u64,
 }
 
 /// The ruleset's values the program reads from its .bss (`struct ns_live`): a commit

@@ -1,0 +1,149 @@
+//! `-m cgroup --path /` on locally generated packets, kernel against nftshimd (eBPF
+//! data plane), with real sockets: a TCP client in `fw` (a socket of this process)
+//! and the kernel's TCP resets, sent from its control socket, also while it waits for
+//! ARP (the control socket is init_net's again by the time such a reset reaches TC
+//! egress). Each case runs on both sides in fresh namespaces; the outcomes must be
+//! equal. Needs root.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nft_tests::bins::Binaries;
+use nft_tests::daemon::Daemon;
+use nft_tests::netns::Netns;
+use nft_tests::packets::in_netns;
+
+const RULES: &str = "*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A OUTPUT -p tcp -m tcp --dport 7001 -m cgroup --path / -j DROP
+-A OUTPUT -p tcp -m tcp --dport 7002 -m cgroup ! --path / -j DROP
+-A POSTROUTING -p tcp -m tcp --sport 5555 --tcp-flags RST RST -m cgroup --path / -j DROP
+-A POSTROUTING -p tcp -m tcp --sport 5556 --tcp-flags RST RST -m cgroup ! --path / -j DROP
+COMMIT
+";
+
+/// How a connection attempt ended.
+fn outcome(r: std::io::Result<TcpStream>) -> &'static str {
+    match r {
+        Ok(_) => "connected",
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => "refused",
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => "timed out",
+        Err(_) => "other error",
+    }
+}
+
+fn connect(from: &Netns, to: &str) -> &'static str {
+    let addr: SocketAddr = to.parse().unwrap();
+    outcome(in_netns(from, || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(1500))
+    }))
+}
+
+fn ip(args: &[&str]) {
+    let ok = Command::new("ip").args(args).status().unwrap().success();
+    assert!(ok, "ip {args:?}");
+}
+
+/// The outcomes of the cases on one side (`shim`: through nftshimd).
+fn run_side(bins: &Binaries, daemon: Option<&Daemon>) -> Vec<(String, &'static str)> {
+    let fw = Netns::create_unique("nftshim-sockx", "fw").unwrap();
+    let peer = Netns::create_unique("nftshim-sockx", "peer").unwrap();
+    nft_tests::netns::veth_pair((&fw, "f0", "10.9.0.1/24"), (&peer, "p0", "10.9.0.2/24")).unwrap();
+    // Listeners in peer for fw's connections.
+    let listeners: Vec<TcpListener> = in_netns(&peer, || {
+        [7000, 7001, 7002]
+            .iter()
+            .map(|p| TcpListener::bind(("10.9.0.2", *p)))
+            .collect()
+    })
+    .unwrap();
+
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", fw.name(), "iptables-nft-restore"]);
+    if let Some(d) = daemon {
+        cmd.env("LD_PRELOAD", &bins.preload)
+            .env("NFTSHIM_SOCKET", d.socket());
+    }
+    let mut child = cmd.stdin(Stdio::piped()).spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(RULES.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "iptables-nft-restore");
+    // Let the data plane attach (the daemon applies a commit before answering, but
+    // keep the cases clear of the attach itself).
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut out = Vec::new();
+    // A socket of this process, in fw.
+    for (name, to) in [
+        ("fw -> peer:7000 (no rule)", "10.9.0.2:7000"),
+        ("fw -> peer:7001 (--path / drops)", "10.9.0.2:7001"),
+        ("fw -> peer:7002 (! --path / drops)", "10.9.0.2:7002"),
+    ] {
+        out.push((name.to_string(), connect(&fw, to)));
+    }
+    // fw's kernel resets to closed ports, with fw's neighbour entry for peer in
+    // place, then while it waits for ARP (peer knows fw's MAC statically, so only
+    // fw has to resolve).
+    let link = Command::new("ip")
+        .args(["-n", fw.name(), "-br", "link", "show", "f0"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&link.stdout).to_string();
+    let mac = text.split_whitespace().nth(2).unwrap().to_string();
+    ip(&[
+        "-n",
+        peer.name(),
+        "neigh",
+        "replace",
+        "10.9.0.1",
+        "lladdr",
+        &mac,
+        "dev",
+        "p0",
+        "nud",
+        "permanent",
+    ]);
+    for (port, rule) in [(5555, "--path / drops"), (5556, "! --path / drops")] {
+        let to = format!("10.9.0.1:{port}");
+        out.push((
+            format!("reset from fw, neighbour known ({rule})"),
+            connect(&peer, &to),
+        ));
+        ip(&["-n", fw.name(), "neigh", "flush", "dev", "f0"]);
+        out.push((
+            format!("reset from fw after ARP ({rule})"),
+            connect(&peer, &to),
+        ));
+    }
+    drop(listeners);
+    out
+}
+
+#[test]
+fn cgroup_root_path_matches_local_sockets_as_the_kernel_does() {
+    nft_tests::cleanup::install_signal_cleanup();
+    let bins = Binaries::for_tests();
+    let kernel = run_side(&bins, None);
+    let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
+    let shim = run_side(&bins, Some(&daemon));
+    // The kernel's own answers, as worked out from xt_cgroup: a socket drops.
+    assert_eq!(kernel[0].1, "connected");
+    assert_eq!(kernel[1].1, "timed out");
+    assert_eq!(kernel[2].1, "connected");
+    // The control socket's resets: dropped by `--path /`, with or without ARP first.
+    assert_eq!(kernel[3].1, "timed out");
+    assert_eq!(kernel[4].1, "timed out");
+    assert_eq!(kernel[5].1, "refused");
+    assert_eq!(kernel[6].1, "refused");
+    assert_eq!(kernel, shim, "kernel vs nftshimd\n{}", daemon.log_tail(20));
+}
