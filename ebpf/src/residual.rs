@@ -11,7 +11,7 @@
 //! nf_tables' register file (NFT_REG32_00 at 0, NFT_REG_1 = bytes 0..16, ...).
 
 mod xt;
-pub use xt::{SctpChunkMatch, SctpChunks};
+pub use xt::{ipv6_options_match, SctpChunkMatch, SctpChunks, IPV6_MAX_OPTS};
 
 /// Bytes of the register file (NFT_REG32_00 .. NFT_REG32_15).
 pub const REGS_LEN: usize = 64;
@@ -367,6 +367,15 @@ pub enum Insn {
         whole: bool,
         offset: u8,
         drops: bool,
+    },
+    /// ip6t_hbh's `--hbh-opts` / `--dst-opts` (hbh_mt6()'s strict walk): the options
+    /// of the header of type `header`, from its byte 2, are `opts` in order, each a
+    /// (type, length) of which a length of 0xff takes any and Pad1 (type 0) has none;
+    /// see [`ipv6_options_match`]. Breaks when the header is not there whole
+    /// ([`Insn::XtIpv6Header`] with `whole` runs first and drops such packets).
+    XtIpv6Options {
+        header: u8,
+        opts: Vec<(u8, u8)>,
     },
 }
 
@@ -743,6 +752,7 @@ impl ResidualProgram {
                         && (*offset as usize + *len as usize) <= 255
                         && within(*dreg, *len as usize)
                 }
+                Insn::XtIpv6Options { opts, .. } => opts.len() <= xt::IPV6_MAX_OPTS,
             };
             if !ok {
                 return Err(format!("operation out of bounds: {insn:?}"));
@@ -1033,7 +1043,8 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
         | Insn::XtSctpChunks(_)
         | Insn::XtDccpOption { .. }
         | Insn::XtDropUnless { .. }
-        | Insn::XtIpv6Header { .. } => true,
+        | Insn::XtIpv6Header { .. }
+        | Insn::XtIpv6Options { .. } => true,
     }
 }
 

@@ -73,6 +73,7 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)
         | Insn::XtDccpOption { .. }
+        | Insn::XtIpv6Options { .. }
         | Insn::XtDropUnless { .. } => None,
     }
 }
@@ -96,6 +97,7 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)
         | Insn::XtDccpOption { .. }
+        | Insn::XtIpv6Options { .. }
         | Insn::XtIpv6Header { .. } => None,
         Insn::XtDropUnless { sreg, data } => Some((*sreg, data.len())),
         Insn::Bitwise { sreg, len, .. } => Some((*sreg, round(*len as usize))),

@@ -49,6 +49,9 @@ enum ns_res_op {
 	NS_RES_XT_DROP_UNLESS = 23, /* memcmp(sreg, data, len) == 0, or drop */
 	NS_RES_XT_IPV6_HEADER = 24, /* arg: header type; offset, len, dreg; flags: 1 whole
 				     * header, 2 malformed breaks (no drop) */
+	/* 80..84: small xtables walks and tests (xt.h). */
+	NS_RES_XT_IPV6_OPTIONS = 80, /* arg: header type; len: options; data, data2:
+				      * (type, length) pairs */
 	/* 34..39: iptables-nft compat matches. */
 	NS_RES_XT_PKTTYPE = 34, /* dreg: xt_pkttype's packet type (1 byte) */
 };
@@ -190,6 +193,14 @@ struct ns_res_state {
 	__u8 x6_next;
 	__u8 x6_target;
 	__u8 x6_hp[4];
+	/* hbh_mt6()'s option walk (NS_RES_XT_IPV6_OPTIONS): the rule's (type, length)
+	 * pairs and how many, where the next option is, the header bytes left from
+	 * there, and the result so far. */
+	__u8 x6o_opts[32];
+	__u32 x6o_n;
+	__u32 x6o_ptr;
+	__u32 x6o_left;
+	__s32 x6o_result;
 	__u8 tmp[NS_RES_DATA]; /* a byte order swap's source */
 	__u8 hdr[NS_RES_HDR_MAX];
 	/* Room for a few bytes read past a masked index (lib/rewrite.h), which the
@@ -619,6 +630,8 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 		return ns_res_memcmp(regs, sreg, in->data, len) == 0 ? 1 : NS_RES_HOTDROP;
 	case NS_RES_XT_IPV6_HEADER:
 		return ns_res_xt_ipv6_header(rs, in, hk);
+	case NS_RES_XT_IPV6_OPTIONS:
+		return ns_res_xt_ipv6_options(rs, in, hk);
 	case NS_RES_NETDEV:
 		if (!NS_FEATURE(NS_F_NETDEV_VIEW))
 			return -1;

@@ -983,8 +983,28 @@ fn hbh_and_dst_length() {
         m(&c, "hbh", 0, Info::new(40)),
         Ok(Decompiled::Residual(vec![], vec![header(0)]))
     );
-    // --hbh-opts: refused.
-    assert!(m(&c, "hbh", 0, Info::new(40).u8(4, 2).u8(38, 1)).is_err());
+    // --hbh-opts 1:2,0,5 (iptables: 5 is any length): walked in order.
+    let opts = Info::new(40)
+        .u8(4, 2)
+        .u16(6, 0x0102)
+        .u16(8, 0x0000)
+        .u16(10, 0x05ff)
+        .u8(38, 3);
+    assert_eq!(
+        m(&c, "hbh", 0, opts),
+        Ok(Decompiled::Residual(
+            vec![],
+            vec![
+                header(0),
+                Insn::XtIpv6Options {
+                    header: 0,
+                    opts: vec![(1, 2), (0, 0), (5, 0xff)],
+                },
+            ]
+        ))
+    );
+    // More options than opts[] holds: refused.
+    assert!(m(&c, "hbh", 0, Info::new(40).u8(4, 2).u8(38, 17)).is_err());
     assert!(m(&input(), "dst", 0, Info::new(40)).is_err());
 }
 
