@@ -377,6 +377,23 @@ pub enum Insn {
         header: u8,
         opts: Vec<(u8, u8)>,
     },
+    /// ip6t_srh's `--srh-psid` / `--srh-nsid` (srh1_mt6()): the 16-byte segment
+    /// address after (`next: false`, index segments left + 1) or before (`next`,
+    /// segments left - 1) the current one in the routing header into `dreg`. Breaks
+    /// when there is none (segments left is the last entry, or 0), the header is not
+    /// there, or the address is past the packet's end. Only on IPv6 packets.
+    XtSrhSegment {
+        next: bool,
+        dreg: u8,
+    },
+    /// Two packet fields compared with each other (ebt_arp's `--arp-gratuitous`: the
+    /// sender and target IP addresses): holds when the `len` bytes at `sreg` equal the
+    /// `len` bytes after them, `!= negated`.
+    HalvesEq {
+        sreg: u8,
+        len: u8,
+        negated: bool,
+    },
 }
 
 /// What running a residual program on a packet gives.
@@ -753,6 +770,10 @@ impl ResidualProgram {
                         && within(*dreg, *len as usize)
                 }
                 Insn::XtIpv6Options { opts, .. } => opts.len() <= xt::IPV6_MAX_OPTS,
+                Insn::XtSrhSegment { dreg, .. } => within(*dreg, 16),
+                Insn::HalvesEq { sreg, len, .. } => {
+                    (1..=MAX_DATA as u8).contains(len) && within(*sreg, 2 * *len as usize)
+                }
             };
             if !ok {
                 return Err(format!("operation out of bounds: {insn:?}"));
@@ -1037,6 +1058,10 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             } as usize;
             store_loaded(regs, *dreg, frame.get(start..start + *len as usize))
         }
+        Insn::HalvesEq { sreg, len, negated } => {
+            let (s, n) = (*sreg as usize, *len as usize);
+            (regs[s..s + n] == regs[s + n..s + 2 * n]) != *negated
+        }
         // Handled by [`ResidualProgram::run`].
         Insn::NetdevView
         | Insn::XtTransportHeader { .. }
@@ -1044,7 +1069,8 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
         | Insn::XtDccpOption { .. }
         | Insn::XtDropUnless { .. }
         | Insn::XtIpv6Header { .. }
-        | Insn::XtIpv6Options { .. } => true,
+        | Insn::XtIpv6Options { .. }
+        | Insn::XtSrhSegment { .. } => true,
     }
 }
 

@@ -52,6 +52,8 @@ enum ns_res_op {
 	/* 80..84: small xtables walks and tests (xt.h). */
 	NS_RES_XT_IPV6_OPTIONS = 80, /* arg: header type; len: options; data, data2:
 				      * (type, length) pairs */
+	NS_RES_XT_SRH_SEGMENT = 81,  /* flags: 1 next (else previous) segment; dreg */
+	NS_RES_HALVES_EQ = 82,	     /* flags: negated; memcmp(sreg, sreg + len, len) */
 	/* 34..39: iptables-nft compat matches. */
 	NS_RES_XT_PKTTYPE = 34, /* dreg: xt_pkttype's packet type (1 byte) */
 };
@@ -632,6 +634,10 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 		return ns_res_xt_ipv6_header(rs, in, hk);
 	case NS_RES_XT_IPV6_OPTIONS:
 		return ns_res_xt_ipv6_options(rs, in, hk);
+	case NS_RES_XT_SRH_SEGMENT:
+		return ns_res_xt_srh_segment(rs, in, hk);
+	case NS_RES_HALVES_EQ:
+		return ns_res_halves_eq(rs, in);
 	case NS_RES_NETDEV:
 		if (!NS_FEATURE(NS_F_NETDEV_VIEW))
 			return -1;

@@ -353,4 +353,57 @@ static __attribute__((noinline)) int ns_res_xt_ipv6_options(struct ns_res_state 
 	return rs->x6o_result;
 }
 
+/* NS_RES_XT_SRH_SEGMENT: srh1_mt6()'s previous (index segments left + 1) or next
+ * (flags 1: segments left - 1) segment address of the routing header into dreg;
+ * none (segments left is the last entry, or 0), no header, or the address past the
+ * packet: break. */
+static __attribute__((noinline)) int ns_res_xt_srh_segment(struct ns_res_state *rs,
+							   const struct ns_res_insn *in,
+							   struct ns_hook *hk)
+{
+	__u32 nh = rs->nh, end = ns_xt_end(rs), dreg = in->dreg;
+	if (dreg + 16 > NS_RES_REGS)
+		return -1;
+	if (!rs->ipv6 || !nh || nh + 7 > end || nh + 7 > rs->hdr_len)
+		return 0;
+	ns_xt_ipv6_find(rs, hk, 43);
+	if (rs->x6_found < 0)
+		return 0;
+	__u32 at = rs->x6_found;
+	if (at + 5 > end || ns_hook_load(hk, at + 3, rs->x6_hp, 2) < 0)
+		return 0;
+	__u32 left = rs->x6_hp[0], last = rs->x6_hp[1], index;
+	if (in->flags & 1) {
+		if (left == 0)
+			return 0;
+		index = left - 1;
+	} else {
+		if (left == last)
+			return 0;
+		index = left + 1;
+	}
+	__u32 off = at + 8 + 16 * index;
+	if (off + 16 > end || ns_hook_load(hk, off, rs->tmp, 16) < 0)
+		return 0;
+	for (__u32 k = 0; k < 16; k++)
+		rs->regs[(dreg + k) & (NS_RES_REGS - 1)] = rs->tmp[k];
+	return 1;
+}
+
+/* NS_RES_HALVES_EQ: two fields loaded side by side compared with each other (ebt_arp's
+ * --arp-gratuitous): the `len` bytes at sreg equal the `len` after them, != flags. */
+NS_INLINE int ns_res_halves_eq(struct ns_res_state *rs, const struct ns_res_insn *in)
+{
+	__u32 sreg = in->sreg, len = in->len, diff = 0;
+	if (len == 0 || len > NS_RES_DATA || sreg + 2 * len > NS_RES_REGS)
+		return -1;
+	for (__u32 k = 0; k < NS_RES_DATA; k++) {
+		if (k >= len)
+			break;
+		diff |= rs->regs[(sreg + k) & (NS_RES_REGS - 1)] ^
+			rs->regs[(sreg + len + k) & (NS_RES_REGS - 1)];
+	}
+	return (diff == 0) != (in->flags & 1);
+}
+
 #endif

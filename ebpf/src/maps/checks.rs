@@ -55,6 +55,8 @@ pub const RES_XT_DROP_UNLESS: u8 = 23;
 pub const RES_XT_IPV6_HEADER: u8 = 24;
 /// Small xtables walks and tests (operations 80-84).
 pub const RES_XT_IPV6_OPTIONS: u8 = 80;
+pub const RES_XT_SRH_SEGMENT: u8 = 81;
+pub const RES_HALVES_EQ: u8 = 82;
 /// Not an operation: the spec of a `payload set` statement (`struct ns_res_insn` read
 /// as `struct ns_write_spec`, bpf/lib/rewrite.h): flags 1 network / 2 transport base,
 /// offset, len, data the mask, data2 the xor, arg the checksum offset, sreg
@@ -658,6 +660,15 @@ impl Extras {
                         let to = if i < 8 { &mut b.data } else { &mut b.data2 };
                         to[2 * (i % 8)..2 * (i % 8) + 2].copy_from_slice(&[*t, *l]);
                     }
+                }
+                Insn::XtSrhSegment { next, dreg } => {
+                    // flags: 1 the next segment (else the previous one).
+                    b.op = RES_XT_SRH_SEGMENT;
+                    (b.flags, b.dreg, b.len) = (*next as u8, *dreg, 16);
+                }
+                Insn::HalvesEq { sreg, len, negated } => {
+                    b.op = RES_HALVES_EQ;
+                    (b.sreg, b.len, b.flags) = (*sreg, *len, *negated as u8);
                 }
                 Insn::XtDccpOption { option, invert } => {
                     b.op = RES_XT_DCCP_OPTION;

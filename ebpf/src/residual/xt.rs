@@ -312,6 +312,27 @@ pub(super) fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers) -> Optio
                 _ => Outcome::Breaks,
             }
         }
+        Insn::XtSrhSegment { next, dreg } => {
+            let ip = h.network.get(h.nh..).unwrap_or(&[]);
+            let address = ipv6_find_hdr(ip, 43).ok().and_then(|at| {
+                let (left, last) = (*ip.get(at + 3)?, *ip.get(at + 4)?);
+                let (left, last) = (left as usize, last as usize);
+                let index = if *next {
+                    left.checked_sub(1)?
+                } else {
+                    (left != last).then_some(left + 1)?
+                };
+                let off = at + 8 + 16 * index;
+                ip.get(off..off + 16)
+            });
+            match address {
+                Some(a) if h.protocol == 0x86dd => {
+                    store(regs, *dreg, a);
+                    Outcome::Holds
+                }
+                _ => Outcome::Breaks,
+            }
+        }
         _ => return None,
     })
 }
