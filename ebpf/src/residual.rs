@@ -11,7 +11,7 @@
 //! nf_tables' register file (NFT_REG32_00 at 0, NFT_REG_1 = bytes 0..16, ...).
 
 mod xt;
-pub use xt::{SctpChunkMatch, SctpChunks};
+pub use xt::{ipv6_options_match, SctpChunkMatch, SctpChunks, IPV6_MAX_OPTS};
 
 /// Bytes of the register file (NFT_REG32_00 .. NFT_REG32_15).
 pub const REGS_LEN: usize = 64;
@@ -386,6 +386,32 @@ pub enum Insn {
         whole: bool,
         offset: u8,
         drops: bool,
+    },
+    /// ip6t_hbh's `--hbh-opts` / `--dst-opts` (hbh_mt6()'s strict walk): the options
+    /// of the header of type `header`, from its byte 2, are `opts` in order, each a
+    /// (type, length) of which a length of 0xff takes any and Pad1 (type 0) has none;
+    /// see [`ipv6_options_match`]. Breaks when the header is not there whole
+    /// ([`Insn::XtIpv6Header`] with `whole` runs first and drops such packets).
+    XtIpv6Options {
+        header: u8,
+        opts: Vec<(u8, u8)>,
+    },
+    /// ip6t_srh's `--srh-psid` / `--srh-nsid` (srh1_mt6()): the 16-byte segment
+    /// address after (`next: false`, index segments left + 1) or before (`next`,
+    /// segments left - 1) the current one in the routing header into `dreg`. Breaks
+    /// when there is none (segments left is the last entry, or 0), the header is not
+    /// there, or the address is past the packet's end. Only on IPv6 packets.
+    XtSrhSegment {
+        next: bool,
+        dreg: u8,
+    },
+    /// Two packet fields compared with each other (ebt_arp's `--arp-gratuitous`: the
+    /// sender and target IP addresses): holds when the `len` bytes at `sreg` equal the
+    /// `len` bytes after them, `!= negated`.
+    HalvesEq {
+        sreg: u8,
+        len: u8,
+        negated: bool,
     },
 }
 
@@ -771,6 +797,11 @@ impl ResidualProgram {
                         && (*offset as usize + *len as usize) <= 255
                         && within(*dreg, *len as usize)
                 }
+                Insn::XtIpv6Options { opts, .. } => opts.len() <= xt::IPV6_MAX_OPTS,
+                Insn::XtSrhSegment { dreg, .. } => within(*dreg, 16),
+                Insn::HalvesEq { sreg, len, .. } => {
+                    (1..=MAX_DATA as u8).contains(len) && within(*sreg, 2 * *len as usize)
+                }
             };
             if !ok {
                 return Err(format!("operation out of bounds: {insn:?}"));
@@ -1063,13 +1094,19 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             } as usize;
             store_loaded(regs, *dreg, frame.get(start..start + *len as usize))
         }
+        Insn::HalvesEq { sreg, len, negated } => {
+            let (s, n) = (*sreg as usize, *len as usize);
+            (regs[s..s + n] == regs[s + n..s + 2 * n]) != *negated
+        }
         // Handled by [`ResidualProgram::run`].
         Insn::NetdevView
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)
         | Insn::XtDccpOption { .. }
         | Insn::XtDropUnless { .. }
-        | Insn::XtIpv6Header { .. } => true,
+        | Insn::XtIpv6Header { .. }
+        | Insn::XtIpv6Options { .. }
+        | Insn::XtSrhSegment { .. } => true,
     }
 }
 

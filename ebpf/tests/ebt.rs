@@ -4,7 +4,7 @@
 //! and egress, against the reference ([`ResidualProgram::holds`]) on frames that make
 //! them take each path: IP options, short headers, extension headers (a later
 //! fragment, "no next header", a header cut short, many of them), ARP with other
-//! address lengths, LLC frames of both control field sizes.
+//! address lengths, gratuitous ARP (two fields compared), LLC frames of both control field sizes.
 
 mod common;
 
@@ -62,14 +62,15 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
     later_frag.extend_from_slice(&UDP_53);
     let mut ah = vec![17, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     ah.extend_from_slice(&UDP_53);
-    let arp = |hln: u8| {
+    let arp_to = |hln: u8, target: u8| {
         let mut a = vec![0, 1, 8, 0, hln, 4, 0, 1];
         a.extend(std::iter::repeat_n(0xaa, hln as usize));
         a.extend_from_slice(&[10, 0, 0, 1]);
         a.extend(std::iter::repeat_n(0xbb, hln as usize));
-        a.extend_from_slice(&[10, 0, 0, 2]);
+        a.extend_from_slice(&[10, 0, 0, target]);
         eth(0x0806, &a)
     };
+    let arp = |hln: u8| arp_to(hln, 2);
     let llc = |ctrl: u8, tail: &[u8]| {
         let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0, 46, 0xaa, 0xaa, ctrl];
         f.extend_from_slice(tail);
@@ -97,6 +98,12 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
         ("arp hln 6", arp(6)),
         ("arp hln 8", arp(8)),
         ("arp hln 6, cut short", arp(6)[..14 + 20].to_vec()),
+        ("arp gratuitous hln 8", arp_to(8, 1)),
+        ("arp gratuitous hln 6", arp_to(6, 1)),
+        (
+            "arp gratuitous, cut short",
+            arp_to(6, 1)[..14 + 26].to_vec(),
+        ),
         ("llc ui", llc(3, &[0, 0, 0, 8, 0, 0, 0, 0, 0])),
         ("llc i", llc(0, &[0, 0, 0, 0, 0, 8, 0, 0, 0])),
         ("llc i, cut short", llc(0, &[0, 0, 0, 0, 0])),
@@ -109,6 +116,28 @@ fn cmp(data: &[u8]) -> Insn {
         op: CmpOp::Eq,
         data: data.to_vec(),
     }
+}
+
+/// ebt_arp's `--arp-gratuitous`: the sender IP address (after `ar_hln`) at register 0,
+/// the target's (after twice that and the sender's) at 4, compared.
+fn gratuitous(negated: bool) -> Vec<Insn> {
+    let after_hln = |scale, offset, dreg| Insn::PayloadIndexed {
+        index: 4,
+        mask: 0xff,
+        scale,
+        offset,
+        len: 4,
+        dreg,
+    };
+    vec![
+        after_hln(1, 8, 0),
+        after_hln(2, 12, 4),
+        Insn::HalvesEq {
+            sreg: 0,
+            len: 4,
+            negated,
+        },
+    ]
 }
 
 fn programs() -> Vec<(&'static str, Vec<Insn>)> {
@@ -169,6 +198,8 @@ fn programs() -> Vec<(&'static str, Vec<Insn>)> {
                 cmp(&[0xbb; 6]),
             ],
         ),
+        ("arp gratuitous", gratuitous(false)),
+        ("arp not gratuitous", gratuitous(true)),
         (
             "llc snap type 0800",
             vec![
@@ -279,6 +310,14 @@ fn kernel_reads(program: &str, frame: &str) -> Option<bool> {
         ("ipv6 upper layer udp", "ipv6 no next header") => false,
         ("arp target ip after 2 * hln", "arp hln 8") => true,
         ("llc snap type 0800", "llc i") => true,
+        ("arp gratuitous", "arp gratuitous hln 8") => true,
+        ("arp gratuitous", "arp gratuitous hln 6") => true,
+        ("arp gratuitous", "arp hln 6") => false,
+        ("arp not gratuitous", "arp hln 6") => true,
+        ("arp not gratuitous", "arp gratuitous hln 6") => false,
+        // The target address is not all there: no match, inverted or not.
+        ("arp gratuitous", "arp gratuitous, cut short") => false,
+        ("arp not gratuitous", "arp gratuitous, cut short") => false,
         ("llc snap type 0800", "llc ui") => true,
         _ => return None,
     })

@@ -1,6 +1,6 @@
 //! xtables matches' own walks (xt_sctp's `--chunk-types`, xt_dccp's `--dccp-option`,
 //! the transport header they, ipt_ah and ip6t_mh read first, mh's payload protocol,
-//! ip6t_frag's ipv6_find_hdr()) with BPF_PROG_TEST_RUN at XDP and TC: crafted SCTP,
+//! ip6t_frag's ipv6_find_hdr(), ip6t_hbh's option walk, ip6t_srh's segment addresses) with BPF_PROG_TEST_RUN at XDP and TC: crafted SCTP,
 //! DCCP, AH, MH and IPv6 fragment packets, well-formed and malformed (no chunk, a
 //! chunk of length 0, a chunk header or options cut short, a data offset below the
 //! header, a header cut short, an extension header cut short, later fragments, more
@@ -265,7 +265,65 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         ("srh cut", ipv6(43, &[17, 2, 4, 1, 1, 0, 0x12, 0x34])),
+        // Three segments (0xa0.., 0xa1.., 0xa2..), segments left 1.
+        (
+            "srh 3 segments",
+            ipv6(
+                43,
+                &[
+                    [17, 6, 4, 1, 2, 0, 0, 0].as_slice(),
+                    &[0xa0; 16],
+                    &[0xa1; 16],
+                    &[0xa2; 16],
+                    &UDP8,
+                ]
+                .concat(),
+            ),
+        ),
+        // Last entry 2, segments left 0, one address in the header: the previous
+        // segment is read from the bytes after it (UDP and 8 more), or is past the end.
+        (
+            "srh last entry past the header",
+            ipv6(
+                43,
+                &[
+                    [17, 2, 4, 0, 2, 0, 0, 0].as_slice(),
+                    &[0xa0; 16],
+                    &UDP8,
+                    &[0xbb; 8],
+                ]
+                .concat(),
+            ),
+        ),
+        (
+            "srh last entry past the packet",
+            ipv6(
+                43,
+                &[[17, 2, 4, 0, 2, 0, 0, 0].as_slice(), &[0xa0; 16], &UDP8].concat(),
+            ),
+        ),
         ("frag cut", ipv6(FRAG, &[17, 0, 0, 1, 0, 0])),
+        // Hop-by-hop options: PadN of 2 bytes, option 5 with 4 data bytes, two Pad1,
+        // option 0xc2 with 1 data byte, Pad1; the same cut after 8 of its 16 bytes.
+        ("hbh opts", ipv6(0, &[HBH_OPTS.as_slice(), &UDP8].concat())),
+        ("hbh opts cut", ipv6(0, &HBH_OPTS[..8])),
+        // Option 5 of 9 data bytes in an 8-byte header; a type in the last byte.
+        (
+            "hbh option past the end",
+            ipv6(0, &[[17, 0, 5, 9, 0, 0, 0, 0].as_slice(), &UDP8].concat()),
+        ),
+        (
+            "hbh type in the last byte",
+            ipv6(0, &[[17, 0, 0, 0, 0, 0, 0, 5].as_slice(), &UDP8].concat()),
+        ),
+        // 15 Pad1, then option 5 with 5 data bytes (24 bytes).
+        (
+            "hbh pad1s, option",
+            ipv6(
+                0,
+                &[[17, 2].as_slice(), &[0; 15], &[5, 5, 1, 2, 3, 4, 5], &UDP8].concat(),
+            ),
+        ),
         ("udp6", ipv6(17, &UDP8)),
         // Ten destination options headers before the fragment header.
         ("ten dstopts, frag", {
@@ -280,6 +338,7 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+const HBH_OPTS: [u8; 16] = [17, 1, 1, 0, 5, 4, 9, 9, 9, 9, 0, 0, 0xc2, 1, 7, 0];
 const AH: u8 = 51;
 const COMP: u8 = 108;
 const MH: u8 = 135;
@@ -360,6 +419,68 @@ fn frag_word(mask: [u8; 4], value: [u8; 4]) -> Vec<Insn> {
             sreg: 56,
             op: CmpOp::Eq,
             data: value.to_vec(),
+        },
+    ]
+}
+
+/// ip6t_srh revision 1 with one segment address test: the header's checks, the
+/// address (`load`), masked, against `want`.
+fn srh_sid(load: Insn, mask: [u8; 16], op: CmpOp, want: [u8; 16]) -> Vec<Insn> {
+    let header = |offset, len, dreg| Insn::XtIpv6Header {
+        header: 43,
+        len,
+        dreg,
+        whole: true,
+        offset,
+        drops: false,
+    };
+    vec![
+        header(0, 8, 48),
+        header(2, 4, 56),
+        Insn::Lookup {
+            sreg: 56,
+            len: 4,
+            negated: false,
+            elements: (0..=255u8)
+                .map(|s| (vec![4, s, s, 0], vec![4, s, 0xff, 0xff]))
+                .collect(),
+        },
+        load,
+        Insn::Bitwise {
+            sreg: 48,
+            dreg: 48,
+            len: 16,
+            mask: mask.to_vec(),
+            xor: vec![0; 16],
+        },
+        Insn::Cmp {
+            sreg: 48,
+            op,
+            data: want.to_vec(),
+        },
+    ]
+}
+
+fn prefix(bytes: &[u8]) -> [u8; 16] {
+    let mut a = [0; 16];
+    a[..bytes.len()].copy_from_slice(bytes);
+    a
+}
+
+/// ip6t_hbh with `--hbh-opts` (`--dst-opts` for header 60).
+fn hbh_opts(header: u8, opts: &[(u8, u8)]) -> Vec<Insn> {
+    vec![
+        Insn::XtIpv6Header {
+            header,
+            len: 2,
+            dreg: 48,
+            whole: true,
+            offset: 0,
+            drops: true,
+        },
+        Insn::XtIpv6Options {
+            header,
+            opts: opts.to_vec(),
         },
     ]
 }
@@ -580,6 +701,95 @@ fn programs() -> Vec<(&'static str, u8, Vec<Insn>)> {
                     to: vec![0, 1],
                 },
             ],
+        ),
+        (
+            "hbh --hbh-opts 1:0,5:4,0,0,194",
+            0,
+            hbh_opts(0, &[(1, 0), (5, 4), (0, 0), (0, 0), (0xc2, 0xff)]),
+        ),
+        ("hbh --hbh-opts 1:0,5:3", 0, hbh_opts(0, &[(1, 0), (5, 3)])),
+        ("hbh --hbh-opts 5:4", 0, hbh_opts(0, &[(5, 4)])),
+        (
+            "hbh --hbh-opts 1:0,5:4,0,0,194:1,0,0",
+            0,
+            hbh_opts(
+                0,
+                &[(1, 0), (5, 4), (0, 0), (0, 0), (0xc2, 1), (0, 0), (0, 0)],
+            ),
+        ),
+        ("hbh --hbh-opts 5:9", 0, hbh_opts(0, &[(5, 9)])),
+        ("hbh --hbh-opts 5:9,0", 0, hbh_opts(0, &[(5, 9), (0, 0)])),
+        (
+            "hbh --hbh-opts 0,0,0,0,0,5",
+            0,
+            hbh_opts(0, &[(0, 0), (0, 0), (0, 0), (0, 0), (0, 0), (5, 0xff)]),
+        ),
+        (
+            "hbh --hbh-opts 0 x15,5:5",
+            0,
+            hbh_opts(0, &[[(0, 0); 15].as_slice(), &[(5, 5)]].concat()),
+        ),
+        (
+            "hbh --hbh-opts 0 x15,5:4",
+            0,
+            hbh_opts(0, &[[(0, 0); 15].as_slice(), &[(5, 4)]].concat()),
+        ),
+        ("dst --dst-opts 1:12", 0, hbh_opts(60, &[(1, 12)])),
+        (
+            "srh --srh-psid a2a2..a2/128",
+            0,
+            srh_sid(
+                Insn::XtSrhSegment {
+                    next: false,
+                    dreg: 48,
+                },
+                [0xff; 16],
+                CmpOp::Eq,
+                [0xa2; 16],
+            ),
+        ),
+        (
+            "srh --srh-psid ::/0",
+            0,
+            srh_sid(
+                Insn::XtSrhSegment {
+                    next: false,
+                    dreg: 48,
+                },
+                [0; 16],
+                CmpOp::Eq,
+                [0; 16],
+            ),
+        ),
+        (
+            "srh --srh-nsid a0a0::/16",
+            0,
+            srh_sid(
+                Insn::XtSrhSegment {
+                    next: true,
+                    dreg: 48,
+                },
+                prefix(&[0xff, 0xff]),
+                CmpOp::Eq,
+                prefix(&[0xa0, 0xa0]),
+            ),
+        ),
+        (
+            "srh ! --srh-lsid a000::/8",
+            0,
+            srh_sid(
+                Insn::XtIpv6Header {
+                    header: 43,
+                    len: 16,
+                    dreg: 48,
+                    whole: true,
+                    offset: 8,
+                    drops: false,
+                },
+                prefix(&[0xff]),
+                CmpOp::Neq,
+                prefix(&[0xa0]),
+            ),
         ),
         (
             "frag --fragmore",
@@ -873,6 +1083,61 @@ fn the_reference_follows_the_kernel_matches() {
         ("frag --fragmore", "frag later", Breaks),
         ("frag --fragres --fraglast", "frag later", Holds),
         ("frag --fragres --fraglast", "hbh, frag reserved", Breaks),
+        // hbh_mt6()'s strict walk: every option of the rule, in order.
+        ("hbh --hbh-opts 1:0,5:4,0,0,194", "hbh opts", Holds),
+        ("hbh --hbh-opts 1:0,5:3", "hbh opts", Breaks),
+        ("hbh --hbh-opts 5:4", "hbh opts", Breaks),
+        // The header ends before the rule's options do.
+        ("hbh --hbh-opts 1:0,5:4,0,0,194:1,0,0", "hbh opts", Breaks),
+        ("hbh --hbh-opts 1:0,5:4,0,0,194", "hbh opts cut", Drops),
+        ("hbh --hbh-opts 1:0,5:4,0,0,194", "udp6", Breaks),
+        ("hbh --hbh-opts 1:0,5:4,0,0,194", "dstopts 16", Breaks),
+        // The rule's last option may run past the header, no other may.
+        ("hbh --hbh-opts 5:9", "hbh option past the end", Holds),
+        ("hbh --hbh-opts 5:9,0", "hbh option past the end", Breaks),
+        // Option 5 in the header's last byte has no length byte in it.
+        (
+            "hbh --hbh-opts 0,0,0,0,0,5",
+            "hbh type in the last byte",
+            Breaks,
+        ),
+        ("hbh --hbh-opts 0 x15,5:5", "hbh pad1s, option", Holds),
+        ("hbh --hbh-opts 0 x15,5:4", "hbh pad1s, option", Breaks),
+        ("dst --dst-opts 1:12", "dstopts 16", Holds),
+        ("dst --dst-opts 1:12", "hbh opts", Breaks),
+        // srh1_mt6(): the previous segment at segments left + 1, the next at - 1, the
+        // last at 0; none (segments left is the last entry, or 0) fails, inverted or
+        // not; the previous one may lie past the header, not past the packet.
+        ("srh --srh-psid a2a2..a2/128", "srh 3 segments", Holds),
+        ("srh --srh-psid a2a2..a2/128", "srh", Breaks),
+        ("srh --srh-psid ::/0", "srh", Breaks),
+        ("srh --srh-psid ::/0", "srh 3 segments", Holds),
+        (
+            "srh --srh-psid ::/0",
+            "srh last entry past the header",
+            Holds,
+        ),
+        (
+            "srh --srh-psid a2a2..a2/128",
+            "srh last entry past the header",
+            Breaks,
+        ),
+        (
+            "srh --srh-psid ::/0",
+            "srh last entry past the packet",
+            Breaks,
+        ),
+        ("srh --srh-psid ::/0", "udp6", Breaks),
+        ("srh --srh-nsid a0a0::/16", "srh 3 segments", Holds),
+        ("srh --srh-nsid a0a0::/16", "srh", Breaks),
+        (
+            "srh --srh-nsid a0a0::/16",
+            "srh last entry past the header",
+            Breaks,
+        ),
+        ("srh ! --srh-lsid a000::/8", "srh 3 segments", Breaks),
+        ("srh ! --srh-lsid a000::/8", "srh", Holds),
+        ("srh ! --srh-lsid a000::/8", "srh cut", Breaks),
     ];
     for (program, frame, want) in cases {
         assert_eq!(outcome(program, frame), want, "`{program}` on {frame}");

@@ -66,6 +66,7 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         Insn::PktType { dreg } => Some((*dreg, 4)),
         Insn::LinkChoice { dreg, len, .. } => Some((*dreg, round(*len as usize))),
         Insn::XtIpv6Header { dreg, len, .. } => Some((*dreg, round(*len as usize))),
+        Insn::XtSrhSegment { dreg, .. } => Some((*dreg, 16)),
         Insn::Cmp { .. }
         | Insn::Range { .. }
         | Insn::Lookup { .. }
@@ -76,6 +77,8 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::XtDccpOption { .. }
         | Insn::XtCpu { .. }
         | Insn::XtRandom { .. }
+        | Insn::XtIpv6Options { .. }
+        | Insn::HalvesEq { .. }
         | Insn::XtDropUnless { .. } => None,
     }
 }
@@ -102,8 +105,11 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::XtDccpOption { .. }
         | Insn::XtCpu { .. }
         | Insn::XtRandom { .. }
+        | Insn::XtIpv6Options { .. }
+        | Insn::XtSrhSegment { .. }
         | Insn::XtIpv6Header { .. } => None,
         Insn::XtDropUnless { sreg, data } => Some((*sreg, data.len())),
+        Insn::HalvesEq { sreg, len, .. } => Some((*sreg, 2 * *len as usize)),
         Insn::Bitwise { sreg, len, .. } => Some((*sreg, round(*len as usize))),
         Insn::Shift { sreg, .. } => Some((*sreg, 4)),
         Insn::Byteorder { sreg, len, .. } => Some((*sreg, *len as usize)),

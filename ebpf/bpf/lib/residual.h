@@ -49,6 +49,11 @@ enum ns_res_op {
 	NS_RES_XT_DROP_UNLESS = 23, /* memcmp(sreg, data, len) == 0, or drop */
 	NS_RES_XT_IPV6_HEADER = 24, /* arg: header type; offset, len, dreg; flags: 1 whole
 				     * header, 2 malformed breaks (no drop) */
+	/* 80..84: small xtables walks and tests (xt.h). */
+	NS_RES_XT_IPV6_OPTIONS = 80, /* arg: header type; len: options; data, data2:
+				      * (type, length) pairs */
+	NS_RES_XT_SRH_SEGMENT = 81,  /* flags: 1 next (else previous) segment; dreg */
+	NS_RES_HALVES_EQ = 82,	     /* flags: negated; memcmp(sreg, sreg + len, len) */
 	/* 34..39: iptables-nft compat matches. */
 	NS_RES_XT_PKTTYPE = 34, /* dreg: xt_pkttype's packet type (1 byte) */
 	/* 45..49: xt_cpu, xt_statistic. */
@@ -196,6 +201,14 @@ struct ns_res_state {
 	__u8 x6_next;
 	__u8 x6_target;
 	__u8 x6_hp[4];
+	/* hbh_mt6()'s option walk (NS_RES_XT_IPV6_OPTIONS): the rule's (type, length)
+	 * pairs and how many, where the next option is, the header bytes left from
+	 * there, and the result so far. */
+	__u8 x6o_opts[32];
+	__u32 x6o_n;
+	__u32 x6o_ptr;
+	__u32 x6o_left;
+	__s32 x6o_result;
 	__u8 tmp[NS_RES_DATA]; /* a byte order swap's source */
 	__u8 hdr[NS_RES_HDR_MAX];
 	/* Room for a few bytes read past a masked index (lib/rewrite.h), which the
@@ -640,6 +653,12 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 		return ns_res_xt_ipv6_header(rs, in, hk);
 	case NS_RES_XT_FULL_SOCKET:
 		return ns_sockx_full_socket(rs->iif, rs->l4proto, rs->has_l4proto, hk);
+	case NS_RES_XT_IPV6_OPTIONS:
+		return ns_res_xt_ipv6_options(rs, in, hk);
+	case NS_RES_XT_SRH_SEGMENT:
+		return ns_res_xt_srh_segment(rs, in, hk);
+	case NS_RES_HALVES_EQ:
+		return ns_res_halves_eq(rs, in);
 	case NS_RES_NETDEV:
 		if (!NS_FEATURE(NS_F_NETDEV_VIEW))
 			return -1;

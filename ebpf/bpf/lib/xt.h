@@ -229,6 +229,20 @@ static long ns_xt_ipv6_step(__u64 i, void *hk)
 	return 0;
 }
 
+/* ipv6_find_hdr() for the header of type `target` (the datagram's first 7 bytes
+ * checked): its frame offset in rs->x6_found, or NS_XT6_ENOENT / NS_XT6_EBADMSG. */
+NS_INLINE void ns_xt_ipv6_find(struct ns_res_state *rs, struct ns_hook *hk, __u8 target)
+{
+	__u32 nh = rs->nh, end = ns_xt_end(rs);
+	rs->x6_next = rs->hdr[(nh + 6) & (NS_RES_HDR_MAX - 1)];
+	rs->x6_start = nh + 40;
+	rs->x6_target = target;
+	rs->x6_found = NS_XT6_ENOENT;
+	/* Extension headers take at least 8 bytes: one step each, and one to end on. */
+	__u32 steps = end > nh + 40 ? (end - nh - 40) / 8 + 2 : 2;
+	bpf_loop(steps, ns_xt_ipv6_step, hk, 0);
+}
+
 /* NS_RES_XT_IPV6_HEADER: the header's first `len` bytes into dreg; not there: break;
  * an extension header cut short, fewer than `len` bytes, or (flags 1) fewer than its
  * length field says: drop. */
@@ -241,13 +255,7 @@ static __attribute__((noinline)) int ns_res_xt_ipv6_header(struct ns_res_state *
 		return 0;
 	if (nh + 7 > end || nh + 7 > rs->hdr_len)
 		return NS_RES_HOTDROP;
-	rs->x6_next = rs->hdr[(nh + 6) & (NS_RES_HDR_MAX - 1)];
-	rs->x6_start = nh + 40;
-	rs->x6_target = in->arg;
-	rs->x6_found = NS_XT6_ENOENT;
-	/* Extension headers take at least 8 bytes: one step each, and one to end on. */
-	__u32 steps = end > nh + 40 ? (end - nh - 40) / 8 + 2 : 2;
-	bpf_loop(steps, ns_xt_ipv6_step, hk, 0);
+	ns_xt_ipv6_find(rs, hk, in->arg);
 	int malformed = in->flags & 2 ? 0 : NS_RES_HOTDROP;
 	if (rs->x6_found == NS_XT6_ENOENT)
 		return 0;
@@ -274,6 +282,128 @@ static __attribute__((noinline)) int ns_res_xt_ipv6_header(struct ns_res_state *
 		rs->regs[(dreg + k) & (NS_RES_REGS - 1)] = rs->tmp[k];
 	}
 	return 1;
+}
+
+/* One option of hbh_mt6()'s strict walk (bpf_loop callback): rs->x6o_result 0 and
+ * the walk ends when it fails. */
+static long ns_xt_ipv6_option_step(__u64 i, void *hk)
+{
+	struct ns_res_state *rs = ns_res_state();
+	if (!rs)
+		return 1;
+	__u32 ptr = rs->x6o_ptr, left = rs->x6o_left;
+	__u8 want_type = rs->x6o_opts[(2 * i) & 31];
+	__u8 want_len = rs->x6o_opts[(2 * i + 1) & 31];
+	rs->x6o_result = 0;
+	if (left < 1 || ns_hook_load(hk, ptr, rs->x6_hp, 1) < 0)
+		return 1;
+	if (rs->x6_hp[0] != want_type)
+		return 1;
+	__u32 optlen = 1;
+	if (want_type) {
+		if (left < 2 || ns_hook_load(hk, ptr + 1, rs->x6_hp + 1, 1) < 0)
+			return 1;
+		if (want_len != 0xff && want_len != rs->x6_hp[1])
+			return 1;
+		optlen = (__u32)rs->x6_hp[1] + 2;
+	}
+	/* Only the rule's last option may run past the header. */
+	if (left < optlen && i + 1 < rs->x6o_n)
+		return 1;
+	rs->x6o_ptr = ptr + optlen;
+	rs->x6o_left = left > optlen ? left - optlen : 0;
+	rs->x6o_result = 1;
+	return 0;
+}
+
+/* NS_RES_XT_IPV6_OPTIONS: hbh_mt6()'s strict walk (ip6t_hbh's --hbh-opts): from
+ * byte 2 of the header (found, and whole in the packet, or the rule breaks) the
+ * options are the `len` (type, length) pairs of data then data2, in order; length
+ * 0xff takes any, Pad1 (type 0) has none. Running out of the header before the rule's
+ * options end fails, and so does an option but the last running past it. Reference:
+ * ipv6_options_match() in src/residual/xt.rs. */
+static __attribute__((noinline)) int ns_res_xt_ipv6_options(struct ns_res_state *rs,
+							    const struct ns_res_insn *in,
+							    struct ns_hook *hk)
+{
+	__u32 nh = rs->nh, end = ns_xt_end(rs), n = in->len;
+	if (n > 16)
+		return -1;
+	if (!rs->ipv6 || !nh || nh + 7 > end || nh + 7 > rs->hdr_len)
+		return 0;
+	ns_xt_ipv6_find(rs, hk, in->arg);
+	if (rs->x6_found < 0)
+		return 0;
+	__u32 at = rs->x6_found;
+	if (at + 2 > end || ns_hook_load(hk, at, rs->x6_hp, 2) < 0)
+		return 0;
+	__u32 hdrlen = ((__u32)rs->x6_hp[1] + 1) * 8;
+	if (at + hdrlen > end)
+		return 0;
+	for (__u32 k = 0; k < NS_RES_DATA; k++) {
+		rs->x6o_opts[k] = in->data[k];
+		rs->x6o_opts[k + NS_RES_DATA] = in->data2[k];
+	}
+	rs->x6o_ptr = at + 2;
+	rs->x6o_left = hdrlen - 2;
+	rs->x6o_n = n;
+	rs->x6o_result = 1;
+	if (n)
+		bpf_loop(n, ns_xt_ipv6_option_step, hk, 0);
+	return rs->x6o_result;
+}
+
+/* NS_RES_XT_SRH_SEGMENT: srh1_mt6()'s previous (index segments left + 1) or next
+ * (flags 1: segments left - 1) segment address of the routing header into dreg;
+ * none (segments left is the last entry, or 0), no header, or the address past the
+ * packet: break. */
+static __attribute__((noinline)) int ns_res_xt_srh_segment(struct ns_res_state *rs,
+							   const struct ns_res_insn *in,
+							   struct ns_hook *hk)
+{
+	__u32 nh = rs->nh, end = ns_xt_end(rs), dreg = in->dreg;
+	if (dreg + 16 > NS_RES_REGS)
+		return -1;
+	if (!rs->ipv6 || !nh || nh + 7 > end || nh + 7 > rs->hdr_len)
+		return 0;
+	ns_xt_ipv6_find(rs, hk, 43);
+	if (rs->x6_found < 0)
+		return 0;
+	__u32 at = rs->x6_found;
+	if (at + 5 > end || ns_hook_load(hk, at + 3, rs->x6_hp, 2) < 0)
+		return 0;
+	__u32 left = rs->x6_hp[0], last = rs->x6_hp[1], index;
+	if (in->flags & 1) {
+		if (left == 0)
+			return 0;
+		index = left - 1;
+	} else {
+		if (left == last)
+			return 0;
+		index = left + 1;
+	}
+	__u32 off = at + 8 + 16 * index;
+	if (off + 16 > end || ns_hook_load(hk, off, rs->tmp, 16) < 0)
+		return 0;
+	for (__u32 k = 0; k < 16; k++)
+		rs->regs[(dreg + k) & (NS_RES_REGS - 1)] = rs->tmp[k];
+	return 1;
+}
+
+/* NS_RES_HALVES_EQ: two fields loaded side by side compared with each other (ebt_arp's
+ * --arp-gratuitous): the `len` bytes at sreg equal the `len` after them, != flags. */
+NS_INLINE int ns_res_halves_eq(struct ns_res_state *rs, const struct ns_res_insn *in)
+{
+	__u32 sreg = in->sreg, len = in->len, diff = 0;
+	if (len == 0 || len > NS_RES_DATA || sreg + 2 * len > NS_RES_REGS)
+		return -1;
+	for (__u32 k = 0; k < NS_RES_DATA; k++) {
+		if (k >= len)
+			break;
+		diff |= rs->regs[(sreg + k) & (NS_RES_REGS - 1)] ^
+			rs->regs[(sreg + len + k) & (NS_RES_REGS - 1)];
+	}
+	return (diff == 0) != (in->flags & 1);
 }
 
 #endif

@@ -60,6 +60,10 @@ pub const RES_XT_SCTP: u8 = 21;
 pub const RES_XT_DCCP_OPTION: u8 = 22;
 pub const RES_XT_DROP_UNLESS: u8 = 23;
 pub const RES_XT_IPV6_HEADER: u8 = 24;
+/// Small xtables walks and tests (operations 80-84).
+pub const RES_XT_IPV6_OPTIONS: u8 = 80;
+pub const RES_XT_SRH_SEGMENT: u8 = 81;
+pub const RES_HALVES_EQ: u8 = 82;
 /// Not an operation: the spec of a `payload set` statement (`struct ns_res_insn` read
 /// as `struct ns_write_spec`, bpf/lib/rewrite.h): flags 1 network / 2 transport base,
 /// offset, len, data the mask, data2 the xor, arg the checksum offset, sreg
@@ -702,6 +706,25 @@ impl Extras {
                     // flags: bit 0 the whole header, bit 1 malformed breaks (no drop).
                     (b.arg, b.len, b.dreg, b.offset) = (*header, *len, *dreg, *offset as u16);
                     b.flags = *whole as u8 | (!*drops as u8) << 1;
+                }
+                Insn::XtIpv6Options { header, opts } => {
+                    b.op = RES_XT_IPV6_OPTIONS;
+                    // arg: the header type; len: the options; data then data2: their
+                    // (type, length) pairs.
+                    (b.arg, b.len) = (*header, opts.len() as u8);
+                    for (i, (t, l)) in opts.iter().enumerate() {
+                        let to = if i < 8 { &mut b.data } else { &mut b.data2 };
+                        to[2 * (i % 8)..2 * (i % 8) + 2].copy_from_slice(&[*t, *l]);
+                    }
+                }
+                Insn::XtSrhSegment { next, dreg } => {
+                    // flags: 1 the next segment (else the previous one).
+                    b.op = RES_XT_SRH_SEGMENT;
+                    (b.flags, b.dreg, b.len) = (*next as u8, *dreg, 16);
+                }
+                Insn::HalvesEq { sreg, len, negated } => {
+                    b.op = RES_HALVES_EQ;
+                    (b.sreg, b.len, b.flags) = (*sreg, *len, *negated as u8);
                 }
                 Insn::XtDccpOption { option, invert } => {
                     b.op = RES_XT_DCCP_OPTION;

@@ -130,6 +130,45 @@ fn dccp_find_option(packet: &[u8], th: usize, option: u8) -> Option<bool> {
     Some(false)
 }
 
+/// `struct ip6t_opts`' `opts[]`: options an `--hbh-opts` / `--dst-opts` lists at most.
+pub const IPV6_MAX_OPTS: usize = 16;
+
+/// hbh_mt6()'s strict walk of the options header `hdr` (all of it, as its length
+/// field gives): the options from byte 2 are `opts` in order. A type that differs or
+/// a length that differs (0xff: any) fails; so does running out of the header before
+/// every option of the rule is seen, or an option (but the rule's last) that runs past
+/// the header. The kernel's test against skb->len follows from the header being in
+/// the packet whole.
+pub fn ipv6_options_match(hdr: &[u8], opts: &[(u8, u8)]) -> bool {
+    let mut ptr = 2usize;
+    let mut left = hdr.len().saturating_sub(2);
+    for (i, &(want_type, want_len)) in opts.iter().enumerate() {
+        let Some(&t) = hdr.get(ptr).filter(|_| left >= 1) else {
+            return false;
+        };
+        if t != want_type {
+            return false;
+        }
+        let optlen = if t == 0 {
+            1
+        } else {
+            let Some(&l) = hdr.get(ptr + 1).filter(|_| left >= 2) else {
+                return false;
+            };
+            if want_len != 0xff && want_len != l {
+                return false;
+            }
+            l as usize + 2
+        };
+        if left < optlen && i + 1 < opts.len() {
+            return false;
+        }
+        ptr += optlen;
+        left = left.saturating_sub(optlen);
+    }
+    true
+}
+
 impl Insn {
     /// Whether the operation may drop the packet ([`Outcome::Drops`]).
     pub fn can_drop(&self) -> bool {
@@ -260,6 +299,40 @@ pub(super) fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers) -> Optio
                 },
             }
         }
+        Insn::XtIpv6Options { header, opts } => {
+            let ip = h.network.get(h.nh..).unwrap_or(&[]);
+            let whole = ipv6_find_hdr(ip, *header).ok().and_then(|at| {
+                let len = (*ip.get(at + 1)? as usize + 1) * 8;
+                ip.get(at..at + len)
+            });
+            match whole {
+                Some(hdr) if h.protocol == 0x86dd && ipv6_options_match(hdr, opts) => {
+                    Outcome::Holds
+                }
+                _ => Outcome::Breaks,
+            }
+        }
+        Insn::XtSrhSegment { next, dreg } => {
+            let ip = h.network.get(h.nh..).unwrap_or(&[]);
+            let address = ipv6_find_hdr(ip, 43).ok().and_then(|at| {
+                let (left, last) = (*ip.get(at + 3)?, *ip.get(at + 4)?);
+                let (left, last) = (left as usize, last as usize);
+                let index = if *next {
+                    left.checked_sub(1)?
+                } else {
+                    (left != last).then_some(left + 1)?
+                };
+                let off = at + 8 + 16 * index;
+                ip.get(off..off + 16)
+            });
+            match address {
+                Some(a) if h.protocol == 0x86dd => {
+                    store(regs, *dreg, a);
+                    Outcome::Holds
+                }
+                _ => Outcome::Breaks,
+            }
+        }
         _ => return None,
     })
 }
@@ -373,6 +446,42 @@ mod tests {
         // No next header: the walk ends there.
         ip[40] = 59;
         assert_eq!(ipv6_find_hdr(&ip, 44), Err(NotFound::Absent));
+    }
+
+    #[test]
+    fn ipv6_options_follow_hbh_mt6() {
+        // 16 bytes: PadN of 2 bytes (1, 0), option 5 with 4 data bytes, two Pad1,
+        // option 0xc2 with 1 data byte, Pad1.
+        let hdr = [17, 1, 1, 0, 5, 4, 9, 9, 9, 9, 0, 0, 0xc2, 1, 7, 0];
+        assert!(ipv6_options_match(&hdr, &[]));
+        assert!(ipv6_options_match(&hdr, &[(1, 0)]));
+        assert!(ipv6_options_match(
+            &hdr,
+            &[(1, 0xff), (5, 4), (0, 0), (0, 9)]
+        ));
+        assert!(ipv6_options_match(
+            &hdr,
+            &[(1, 0), (5, 4), (0, 0), (0, 0), (0xc2, 1), (0, 0)]
+        ));
+        // A wrong type or length fails; Pad1's length is never looked at.
+        assert!(!ipv6_options_match(&hdr, &[(5, 4)]));
+        assert!(!ipv6_options_match(&hdr, &[(1, 0), (5, 3)]));
+        // Past the header's last byte: fewer options there than the rule lists.
+        assert!(!ipv6_options_match(
+            &hdr,
+            &[(1, 0), (5, 4), (0, 0), (0, 0), (0xc2, 1), (0, 0), (0, 0)]
+        ));
+        // The last option may run past the header, another may not.
+        let long = [17, 0, 5, 9, 0, 0, 0, 0];
+        assert!(ipv6_options_match(&long, &[(5, 9)]));
+        assert!(!ipv6_options_match(&long, &[(5, 9), (0, 0)]));
+        // A type in the header's last byte: no length to read.
+        let last = [17, 0, 0, 0, 0, 0, 0, 5];
+        assert!(ipv6_options_match(&last, &[(0, 0); 5]));
+        assert!(!ipv6_options_match(
+            &last,
+            &[(0, 0), (0, 0), (0, 0), (0, 0), (0, 0), (5, 0xff)]
+        ));
     }
 
     #[test]

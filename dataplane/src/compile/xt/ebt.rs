@@ -358,13 +358,6 @@ const EBT_ARP_GRAT: u8 = 0x80;
 /// addresses only with `ar_hln` 6 and `ar_hrd` Ethernet.
 fn arp(b: Blob<'_>) -> Result<Decompiled, String> {
     let (bits, invf) = (b.u8(48), b.u8(49));
-    if bits & EBT_ARP_GRAT != 0 {
-        return Err(
-            "ebt match arp --arp-gratuitous is not supported by the eBPF data plane \
-             (residual programs compare packet bytes with constants only)"
-                .into(),
-        );
-    }
     let mut p = Prog::default();
     p.load(4, 4, S0);
     p.present(S0, 4);
@@ -378,32 +371,44 @@ fn arp(b: Blob<'_>) -> Result<Decompiled, String> {
             p.eq(S0, &b.bytes(field, 2), inv(invf, bit));
         }
     }
-    if bits & (EBT_ARP_SRC_IP | EBT_ARP_DST_IP) != 0 {
+    if bits & (EBT_ARP_SRC_IP | EBT_ARP_DST_IP | EBT_ARP_GRAT) != 0 {
         p.load(5, 1, S0);
         p.eq(S0, &[4], false);
         p.load(2, 2, S0);
         p.eq(S0, &[0x08, 0x00], false);
         // 8 + ar_hln and 8 + 2 * ar_hln + 4: both must be in the packet.
-        let after_hln = |scale: u8, offset: u16| Insn::PayloadIndexed {
+        let after_hln = |scale: u8, offset: u16, dreg: u8| Insn::PayloadIndexed {
             index: 4,
             mask: 0xff,
             scale,
             offset,
             len: 4,
-            dreg: S0,
+            dreg,
         };
-        let (src, dst) = (after_hln(1, 8), after_hln(2, 12));
+        let (src, dst) = (after_hln(1, 8, S0), after_hln(2, 12, S0));
         p.0.push(src.clone());
         p.present(S0, 4);
         p.0.push(dst.clone());
         p.present(S0, 4);
-        for (bit, addr, mask, load) in [(EBT_ARP_SRC_IP, 8, 12, src), (EBT_ARP_DST_IP, 16, 20, dst)]
-        {
+        for (bit, addr, mask, load) in [
+            (EBT_ARP_SRC_IP, 8, 12, src.clone()),
+            (EBT_ARP_DST_IP, 16, 20, dst),
+        ] {
             if bits & bit != 0 {
                 // info->addr != (field & mask)
                 p.0.push(load);
                 p.masked_eq(S0, &b.bytes(mask, 4), &b.bytes(addr, 4), inv(invf, bit));
             }
+        }
+        if bits & EBT_ARP_GRAT != 0 {
+            // The sender's address at S0, the target's right after it (S1).
+            p.0.push(src);
+            p.0.push(after_hln(2, 12, S1));
+            p.0.push(Insn::HalvesEq {
+                sreg: S0,
+                len: 4,
+                negated: inv(invf, EBT_ARP_GRAT),
+            });
         }
     }
     if bits & (EBT_ARP_SRC_MAC | EBT_ARP_DST_MAC) != 0 {

@@ -2,10 +2,11 @@
 //! options): hbh_mt6() finds the header with ipv6_find_hdr() (not there: no match;
 //! an extension header cut short: the packet is dropped, "hotdrop"), drops the packet
 //! when its 2 bytes or the length its length field gives are not all there (6.18.44
-//! does; checked on this kernel), then tests `--hbh-len`. `--hbh-opts` (a walk of the
-//! options with hotdrops of its own) is refused.
+//! does; checked on this kernel), then tests `--hbh-len`; `--hbh-opts` walks the
+//! options in order (Insn::XtIpv6Options, the kernel's strict mode, the only one
+//! checkentry accepts).
 
-use nftshim_ebpf::residual::Insn;
+use nftshim_ebpf::residual::{Insn, IPV6_MAX_OPTS};
 
 use super::{Decompiled, XtCx};
 use crate::compile::residual::SCRATCH;
@@ -30,9 +31,11 @@ pub(super) fn options_header(
         ));
     }
     let (hdrlen, flags, inv) = (b.u32(0), b.u8(4), b.u8(5));
-    if flags & IP6T_OPTS_OPTS != 0 {
+    let optsnr = b.u8(38) as usize;
+    if flags & IP6T_OPTS_OPTS != 0 && optsnr > IPV6_MAX_OPTS {
+        // The kernel would read past `opts[]`.
         return Err(format!(
-            "xt match {name} --{name}-opts is not supported by the eBPF data plane"
+            "xt match {name} --{name}-opts with {optsnr} options is not supported"
         ));
     }
     let mut insns = vec![Insn::XtIpv6Header {
@@ -72,6 +75,16 @@ pub(super) fn options_header(
                 to,
             },
         ]);
+    }
+    if flags & IP6T_OPTS_OPTS != 0 {
+        // opts[i]: the type in the high byte, the length (0xff: any) in the low.
+        let opts = (0..optsnr)
+            .map(|i| {
+                let o = b.u16(6 + 2 * i);
+                ((o >> 8) as u8, o as u8)
+            })
+            .collect();
+        insns.push(Insn::XtIpv6Options { header, opts });
     }
     Ok(Decompiled::Residual(vec![], insns))
 }

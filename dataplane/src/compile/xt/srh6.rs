@@ -2,9 +2,9 @@
 //! header with ipv6_find_hdr() and fail (6.18.44 does not drop: checked with crafted
 //! packets) when it is not there, is malformed, has fewer than the 8 bytes of `struct
 //! ipv6_sr_hdr` or fewer than its length field says, is not of type 4, or has more
-//! segments left than its last entry; then test its fields in order. The segment
-//! address tests of revision 1 (`--srh-psid`, `--srh-nsid`, `--srh-lsid`: addresses at
-//! an offset the packet gives) are refused.
+//! segments left than its last entry; then test its fields in order, and last the
+//! segment addresses of revision 1 (`--srh-psid`, `--srh-nsid`: at an index segments
+//! left gives, Insn::XtSrhSegment; `--srh-lsid`: the first address) under their masks.
 
 use nftshim_ebpf::residual::{CmpOp, Insn};
 
@@ -15,7 +15,9 @@ use netlink_proto::xt::Blob;
 
 const NEXTHDR_ROUTING: u8 = 43;
 const IPV6_SRCRT_TYPE_4: u8 = 4;
-const IP6T_SRH_SIDS: u16 = 0x0800 | 0x1000 | 0x2000;
+const IP6T_SRH_PSID: u16 = 0x0800;
+const IP6T_SRH_NSID: u16 = 0x1000;
+const IP6T_SRH_LSID: u16 = 0x2000;
 
 /// The header's bytes 0-7 at SCRATCH; bytes 2-5 (type, segments left, last entry,
 /// flags) again at SCRATCH + 8; tests work on SCRATCH + 12.
@@ -92,13 +94,6 @@ pub(super) fn srh(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, St
     } else {
         (b.u16(104), b.u16(106))
     };
-    if rev == 1 && flags & IP6T_SRH_SIDS != 0 {
-        return Err(
-            "xt match srh --srh-psid/--srh-nsid/--srh-lsid is not supported by the eBPF data \
-             plane"
-                .into(),
-        );
-    }
     let mut insns = vec![
         header(0, 8, HDR),
         header(2, 4, MID),
@@ -157,5 +152,58 @@ pub(super) fn srh(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, St
             [0, 0, tag[0], tag[1]],
         ));
     }
+    if rev == 1 {
+        insns.extend(segment_tests(b, flags, inv));
+    }
     Ok(Decompiled::Residual(vec![], insns))
+}
+
+/// `--srh-psid`, `--srh-nsid`, `--srh-lsid` in srh1_mt6()'s order: the address (none:
+/// the match fails, inverted or not) into SCRATCH, then ipv6_masked_addr_cmp() with
+/// the rule's address and mask (`struct ip6t_srh1` @8, @24, @40; masks 48 bytes on).
+/// The header's bytes in SCRATCH are not needed past the field tests.
+fn segment_tests(b: Blob<'_>, flags: u16, inv: u16) -> Vec<Insn> {
+    let mut insns = Vec::new();
+    for (i, flag) in [IP6T_SRH_PSID, IP6T_SRH_NSID, IP6T_SRH_LSID]
+        .into_iter()
+        .enumerate()
+    {
+        if flags & flag == 0 {
+            continue;
+        }
+        insns.push(match flag {
+            IP6T_SRH_PSID => Insn::XtSrhSegment {
+                next: false,
+                dreg: SCRATCH,
+            },
+            IP6T_SRH_NSID => Insn::XtSrhSegment {
+                next: true,
+                dreg: SCRATCH,
+            },
+            // The last segment is the list's first address.
+            _ => header(8, 16, SCRATCH),
+        });
+        let addr = b.bytes(8 + 16 * i, 16);
+        let mask = b.bytes(56 + 16 * i, 16);
+        let want: Vec<u8> = addr.iter().zip(&mask).map(|(a, m)| a & m).collect();
+        insns.extend([
+            Insn::Bitwise {
+                sreg: SCRATCH,
+                dreg: SCRATCH,
+                len: 16,
+                mask: mask.to_vec(),
+                xor: vec![0; 16],
+            },
+            Insn::Cmp {
+                sreg: SCRATCH,
+                op: if inv & flag != 0 {
+                    CmpOp::Neq
+                } else {
+                    CmpOp::Eq
+                },
+                data: want,
+            },
+        ]);
+    }
+    insns
 }

@@ -1057,8 +1057,28 @@ fn hbh_and_dst_length() {
         m(&c, "hbh", 0, Info::new(40)),
         Ok(Decompiled::Residual(vec![], vec![header(0)]))
     );
-    // --hbh-opts: refused.
-    assert!(m(&c, "hbh", 0, Info::new(40).u8(4, 2).u8(38, 1)).is_err());
+    // --hbh-opts 1:2,0,5 (iptables: 5 is any length): walked in order.
+    let opts = Info::new(40)
+        .u8(4, 2)
+        .u16(6, 0x0102)
+        .u16(8, 0x0000)
+        .u16(10, 0x05ff)
+        .u8(38, 3);
+    assert_eq!(
+        m(&c, "hbh", 0, opts),
+        Ok(Decompiled::Residual(
+            vec![],
+            vec![
+                header(0),
+                Insn::XtIpv6Options {
+                    header: 0,
+                    opts: vec![(1, 2), (0, 0), (5, 0xff)],
+                },
+            ]
+        ))
+    );
+    // More options than opts[] holds: refused.
+    assert!(m(&c, "hbh", 0, Info::new(40).u8(4, 2).u8(38, 17)).is_err());
     assert!(m(&input(), "dst", 0, Info::new(40)).is_err());
 }
 
@@ -1109,8 +1129,64 @@ fn srh_fields_in_order() {
     assert_eq!(cmp(6), (CmpOp::Gt, vec![0, 0, 0, 1]));
     assert_eq!(cmp(8), (CmpOp::Eq, vec![0, 0, 0x12, 0x34]));
     assert_eq!(insns.len(), 9);
-    // Segment addresses: refused.
-    assert!(m(&c, "srh", 1, Info::new(108).u16(104, 0x0800)).is_err());
+    // --srh-nsid fd00::/16 ! --srh-lsid ::1/128: after the type and segments test.
+    let info = Info::new(108)
+        .put(24, &[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9])
+        .put(72, &[0xff, 0xff])
+        .put(40, &[[0; 15].as_slice(), &[1]].concat())
+        .put(88, &[0xff; 16])
+        .u16(104, 0x1000 | 0x2000)
+        .u16(106, 0x2000);
+    let Ok(Decompiled::Residual(_, insns)) = m(&c, "srh", 1, info) else {
+        panic!("not a residual program");
+    };
+    let mut nsid_mask = vec![0; 16];
+    nsid_mask[..2].copy_from_slice(&[0xff, 0xff]);
+    let mut nsid = vec![0; 16];
+    nsid[0] = 0xfd;
+    let mut lsid = vec![0; 16];
+    lsid[15] = 1;
+    assert_eq!(
+        insns[3..],
+        [
+            Insn::XtSrhSegment {
+                next: true,
+                dreg: SCRATCH,
+            },
+            Insn::Bitwise {
+                sreg: SCRATCH,
+                dreg: SCRATCH,
+                len: 16,
+                mask: nsid_mask,
+                xor: vec![0; 16],
+            },
+            Insn::Cmp {
+                sreg: SCRATCH,
+                op: CmpOp::Eq,
+                data: nsid,
+            },
+            Insn::XtIpv6Header {
+                header: 43,
+                len: 16,
+                dreg: SCRATCH,
+                whole: true,
+                offset: 8,
+                drops: false,
+            },
+            Insn::Bitwise {
+                sreg: SCRATCH,
+                dreg: SCRATCH,
+                len: 16,
+                mask: vec![0xff; 16],
+                xor: vec![0; 16],
+            },
+            Insn::Cmp {
+                sreg: SCRATCH,
+                op: CmpOp::Neq,
+                data: lsid,
+            },
+        ]
+    );
     // Revision 0: flags at 6, ! --srh-hdr-len-lt 8 (the hdr_len byte 1).
     let Ok(Decompiled::Residual(_, insns)) = m(
         &c,

@@ -198,7 +198,7 @@ fn arp(op: u16, hln: u8, sip: [u8; 4], tip: [u8; 4]) -> Vec<u8> {
 }
 
 #[test]
-fn arp_opcode_addresses_and_refused_gratuitous() {
+fn arp_opcode_addresses_and_gratuitous() {
     // --arp-op Reply --arp-ip-dst 10.0.0.0/24
     let b = blob(
         52,
@@ -220,7 +220,27 @@ fn arp_opcode_addresses_and_refused_gratuitous() {
     let d = matcher("arp", Hook::Input, &mac).unwrap();
     assert!(holds(&d, &arp(1, 6, [0; 4], [0; 4])));
     assert!(!holds(&d, &arp(1, 8, [0; 4], [0; 4])));
-    assert!(matcher("arp", Hook::Input, &blob(52, &[(48, &[0x80])])).is_err());
+    // --arp-gratuitous: sender and target IP addresses equal (inverted: differ); only
+    // IPv4 over ARP with 4-byte protocol addresses.
+    let grat = matcher("arp", Hook::Input, &blob(52, &[(48, &[0x80])])).unwrap();
+    assert!(holds(&grat, &arp(1, 6, [10, 0, 0, 7], [10, 0, 0, 7])));
+    assert!(holds(&grat, &arp(2, 8, [10, 0, 0, 7], [10, 0, 0, 7])));
+    assert!(!holds(&grat, &arp(1, 6, [10, 0, 0, 7], [10, 0, 0, 8])));
+    let mut ipx = arp(1, 6, [10, 0, 0, 7], [10, 0, 0, 7]);
+    ipx[17] = 0x01;
+    assert!(!holds(&grat, &ipx));
+    let not_grat = matcher(
+        "arp",
+        Hook::Input,
+        &blob(52, &[(48, &[0x80]), (49, &[0x80])]),
+    )
+    .unwrap();
+    assert!(!holds(&not_grat, &arp(1, 6, [10, 0, 0, 7], [10, 0, 0, 7])));
+    assert!(holds(&not_grat, &arp(1, 6, [10, 0, 0, 7], [10, 0, 0, 8])));
+    // A target address cut off: no match either way.
+    let mut cut = arp(1, 6, [10, 0, 0, 7], [10, 0, 0, 7]);
+    cut.truncate(cut.len() - 2);
+    assert!(!holds(&grat, &cut) && !holds(&not_grat, &cut));
 }
 
 #[test]
