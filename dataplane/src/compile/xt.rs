@@ -119,6 +119,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("helper", 0) => helper(b),
         ("quota", 0) => quota::quota(b),
         ("connbytes", 0) => connbytes::connbytes(cx, b),
+        ("connlabel", 0) => connlabel::connlabel(b),
         ("pkttype", 0) => pkttype::pkttype(b),
         ("sctp", 0) => sctp::sctp(cx, b),
         ("dccp", 0) => dccp::dccp(cx, b),
@@ -857,6 +858,7 @@ fn connmark_target(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, S
 }
 
 mod connbytes;
+mod connlabel;
 mod ebt;
 mod header_targets;
 mod pkttype;
