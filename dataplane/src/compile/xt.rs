@@ -118,7 +118,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("hl", 0) => hop_limit(cx, b, V6),
         ("helper", 0) => helper(b),
         ("quota", 0) => quota::quota(b),
-        ("connbytes", 0) => connbytes::connbytes(cx, b),
+        ("connbytes", 0) => connbytes::connbytes(b),
         ("connlabel", 0) => connlabel::connlabel(b),
         ("pkttype", 0) => pkttype::pkttype(b),
         ("sctp", 0) => sctp::sctp(cx, b),
