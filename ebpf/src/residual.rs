@@ -10,6 +10,7 @@
 //! test that fails stop it, as NFT_BREAK does. Registers are the 64 data bytes of
 //! nf_tables' register file (NFT_REG32_00 at 0, NFT_REG_1 = bytes 0..16, ...).
 
+mod connlimit;
 mod xt;
 pub use xt::{SctpChunkMatch, SctpChunks};
 
@@ -347,6 +348,10 @@ pub enum Insn {
         option: u8,
         invert: bool,
     },
+    /// xt_connlimit's tuple (nf_ct_get_tuplepr() for a packet without a connection):
+    /// holds with a connection or a tuple, DROPS the packet when the transport header
+    /// is too short for one (see [`connlimit`]).
+    XtConnlimitTuple,
     /// Drops the packet unless the `data.len()` register bytes at `sreg` are `data`
     /// (xt_mh's payload protocol, which must be IPPROTO_NONE).
     XtDropUnless {
@@ -560,7 +565,9 @@ pub struct MetaValues {
 impl ResidualProgram {
     /// Whether the program loads a `ct` key (the namespace must then track).
     pub fn reads_ct(&self) -> bool {
-        self.insns.iter().any(|i| matches!(i, Insn::Ct { .. }))
+        self.insns
+            .iter()
+            .any(|i| matches!(i, Insn::Ct { .. } | Insn::XtConnlimitTuple))
     }
 
     /// Whether the program runs to its end on this packet.
@@ -590,7 +597,7 @@ impl ResidualProgram {
                 continue;
             }
             let (h, m) = view.as_ref().map_or((headers, meta), |(h, m)| (h, m));
-            let outcome = match xt::step(insn, &mut regs, h) {
+            let outcome = match xt::step(insn, &mut regs, h).or_else(|| connlimit::step(insn, h, m)) {
                 Some(outcome) => outcome,
                 None if step(insn, &mut regs, h, m) => Outcome::Holds,
                 None => Outcome::Breaks,
@@ -727,7 +734,7 @@ impl ResidualProgram {
                 }
                 Insn::XtTransportHeader { len } => (1..=MAX_DATA as u8).contains(len),
                 Insn::XtSctpChunks(c) => c.flags.len() <= xt::SCTP_MAX_FLAGS,
-                Insn::XtDccpOption { .. } => true,
+                Insn::XtDccpOption { .. } | Insn::XtConnlimitTuple => true,
                 Insn::XtDropUnless { sreg, data } => {
                     (1..=MAX_DATA).contains(&data.len()) && within(*sreg, data.len())
                 }
@@ -1033,7 +1040,8 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
         | Insn::XtSctpChunks(_)
         | Insn::XtDccpOption { .. }
         | Insn::XtDropUnless { .. }
-        | Insn::XtIpv6Header { .. } => true,
+        | Insn::XtIpv6Header { .. }
+        | Insn::XtConnlimitTuple => true,
     }
 }
 

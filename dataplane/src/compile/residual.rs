@@ -73,7 +73,8 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)
         | Insn::XtDccpOption { .. }
-        | Insn::XtDropUnless { .. } => None,
+        | Insn::XtDropUnless { .. }
+        | Insn::XtConnlimitTuple => None,
     }
 }
 
@@ -96,7 +97,8 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)
         | Insn::XtDccpOption { .. }
-        | Insn::XtIpv6Header { .. } => None,
+        | Insn::XtIpv6Header { .. }
+        | Insn::XtConnlimitTuple => None,
         Insn::XtDropUnless { sreg, data } => Some((*sreg, data.len())),
         Insn::Bitwise { sreg, len, .. } => Some((*sreg, round(*len as usize))),
         Insn::Shift { sreg, .. } => Some((*sreg, 4)),

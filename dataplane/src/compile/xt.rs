@@ -120,6 +120,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("quota", 0) => quota::quota(b),
         ("connbytes", 0) => connbytes::connbytes(b),
         ("connlabel", 0) => connlabel::connlabel(b),
+        ("connlimit", 1) => connlimit::connlimit(b),
         ("pkttype", 0) => pkttype::pkttype(b),
         ("sctp", 0) => sctp::sctp(cx, b),
         ("dccp", 0) => dccp::dccp(cx, b),
@@ -859,6 +860,7 @@ fn connmark_target(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, S
 
 mod connbytes;
 mod connlabel;
+mod connlimit;
 mod ebt;
 mod header_targets;
 mod pkttype;

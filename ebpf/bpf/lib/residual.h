@@ -51,6 +51,8 @@ enum ns_res_op {
 				     * header, 2 malformed breaks (no drop) */
 	/* 34..39: iptables-nft compat matches. */
 	NS_RES_XT_PKTTYPE = 34, /* dreg: xt_pkttype's packet type (1 byte) */
+	/* 50..54: connection-count matches (connlimit.h). */
+	NS_RES_XT_CONNLIMIT_TUPLE = 50, /* hotdrop without a connection or a tuple */
 };
 
 /* A program's result besides 1 (holds), 0 (breaks) and -1 (error): an xtables
@@ -435,6 +437,7 @@ static __attribute__((noinline)) int ns_res_sctp_chunk(struct ns_res_state *rs, 
 }
 
 #include "xt.h"
+#include "connlimit.h"
 
 /* Link-layer bytes [off, off + len) into dreg as nft_payload_eval reads them (the
  * frame starts at the MAC header at TC): with an accelerated VLAN tag (`tagged`
@@ -611,6 +614,8 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 	}
 	case NS_RES_XT_HEADER:
 		return ns_res_xt_header(rs, len);
+	case NS_RES_XT_CONNLIMIT_TUPLE:
+		return ns_res_connlimit_tuple(rs);
 	case NS_RES_XT_SCTP:
 		return ns_res_xt_sctp(rs, in, hk);
 	case NS_RES_XT_DCCP_OPTION:
