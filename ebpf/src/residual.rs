@@ -349,8 +349,8 @@ pub enum Insn {
         invert: bool,
     },
     /// xt_connlimit's tuple (nf_ct_get_tuplepr() for a packet without a connection):
-    /// holds with a connection or a tuple, DROPS the packet when the transport header
-    /// is too short for one (see [`connlimit`]).
+    /// holds when the packet has one, DROPS the packet when the transport header is
+    /// too short for one (see [`connlimit`]).
     XtConnlimitTuple,
     /// Drops the packet unless the `data.len()` register bytes at `sreg` are `data`
     /// (xt_mh's payload protocol, which must be IPPROTO_NONE).
@@ -565,9 +565,7 @@ pub struct MetaValues {
 impl ResidualProgram {
     /// Whether the program loads a `ct` key (the namespace must then track).
     pub fn reads_ct(&self) -> bool {
-        self.insns
-            .iter()
-            .any(|i| matches!(i, Insn::Ct { .. } | Insn::XtConnlimitTuple))
+        self.insns.iter().any(|i| matches!(i, Insn::Ct { .. }))
     }
 
     /// Whether the program runs to its end on this packet.
@@ -597,7 +595,8 @@ impl ResidualProgram {
                 continue;
             }
             let (h, m) = view.as_ref().map_or((headers, meta), |(h, m)| (h, m));
-            let outcome = match xt::step(insn, &mut regs, h).or_else(|| connlimit::step(insn, h, m)) {
+            let outcome = match xt::step(insn, &mut regs, h).or_else(|| connlimit::step(insn, h, m))
+            {
                 Some(outcome) => outcome,
                 None if step(insn, &mut regs, h, m) => Outcome::Holds,
                 None => Outcome::Breaks,

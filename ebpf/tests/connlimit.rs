@@ -28,9 +28,12 @@ fn ipv4(proto: u8, payload: &[u8]) -> Vec<u8> {
 /// What the IP hooks see of such a frame (no connection: the reference's default).
 fn fields(frame: &[u8]) -> PacketFields {
     let network = frame[14..].to_vec();
-    let ports = network
-        .get(20..24)
-        .map(|p| (u16::from_be_bytes([p[0], p[1]]), u16::from_be_bytes([p[2], p[3]])));
+    let ports = network.get(20..24).map(|p| {
+        (
+            u16::from_be_bytes([p[0], p[1]]),
+            u16::from_be_bytes([p[2], p[3]]),
+        )
+    });
     let len = network.len() as u32;
     PacketFields {
         l3: L3Fields::V4 {
@@ -55,17 +58,33 @@ fn fields(frame: &[u8]) -> PacketFields {
 fn packets() -> Vec<(&'static str, Vec<u8>, bool)> {
     vec![
         ("udp, 2 bytes", ipv4(17, &[0x13, 0x88]), true),
-        ("udp, 6 bytes (ports)", ipv4(17, &[0x13, 0x89, 0, 9, 0, 0]), false),
+        (
+            "udp, 6 bytes (ports)",
+            ipv4(17, &[0x13, 0x89, 0, 9, 0, 0]),
+            false,
+        ),
         ("udp-lite, 2 bytes", ipv4(136, &[0x13, 0x88]), true),
         ("sctp, 2 bytes", ipv4(132, &[0x13, 0x88]), true),
         ("dccp, 2 bytes", ipv4(33, &[0x13, 0x88]), false),
         ("gre, empty", ipv4(47, &[]), false),
         ("tcp, 1 byte", ipv4(6, &[0x13]), true),
-        ("tcp, 8 bytes", ipv4(6, &[0x13, 0x8a, 0, 80, 0, 0, 0, 1]), false),
+        (
+            "tcp, 8 bytes",
+            ipv4(6, &[0x13, 0x8a, 0, 80, 0, 0, 0, 1]),
+            false,
+        ),
         ("icmp, 6 bytes", ipv4(1, &[8, 0, 0, 0, 0, 1]), true),
-        ("icmpv6 in ipv4, 6 bytes", ipv4(58, &[128, 0, 0, 0, 0, 1]), true),
+        (
+            "icmpv6 in ipv4, 6 bytes",
+            ipv4(58, &[128, 0, 0, 0, 0, 1]),
+            true,
+        ),
         ("protocol 253, empty", ipv4(253, &[]), false),
-        ("udp, whole", ipv4(17, &[0x13, 0x89, 0, 9, 0, 8, 0, 0]), false),
+        (
+            "udp, whole",
+            ipv4(17, &[0x13, 0x89, 0, 9, 0, 8, 0, 0]),
+            false,
+        ),
     ]
 }
 

@@ -6,14 +6,14 @@
 #ifndef NFTSHIM_CONNLIMIT_H
 #define NFTSHIM_CONNLIMIT_H
 
-/* NS_RES_XT_CONNLIMIT_TUPLE: 1 when the packet has a connection or a tuple, else
+/* NS_RES_XT_CONNLIMIT_TUPLE: 1 when the kernel takes a tuple from the packet, else
  * NS_RES_HOTDROP. nf_ct_get_tuple() reads the ports (4 bytes) of TCP, UDP, UDP-Lite
  * and SCTP and the 8-byte ICMP or ICMPv6 header (either in either family); other
- * protocols need no bytes. */
+ * protocols need no bytes. A packet with a connection had its tuple taken by conntrack
+ * from the same bytes, so the connection need not be asked (and the tracker's generic
+ * flow for ICMPv6 in IPv4, which the kernel cannot track, does not hide the drop). */
 NS_INLINE int ns_res_connlimit_tuple(const struct ns_res_state *rs)
 {
-	if (rs->ct.has)
-		return 1;
 	/* An IPv6 extension header chain that cannot be walked. */
 	if (!rs->has_l4proto)
 		return NS_RES_HOTDROP;

@@ -2,7 +2,9 @@
 //! without a connection is counted by the tuple nf_ct_get_tuplepr() takes from its
 //! headers, and when it cannot take one the match drops the packet. nf_ct_get_tuple()
 //! reads the ports (4 bytes) of TCP, UDP, UDP-Lite and SCTP and the 8-byte ICMP or
-//! ICMPv6 header, whatever the family; other protocols need no bytes.
+//! ICMPv6 header, whatever the family; other protocols need no bytes. A packet with a
+//! connection had its tuple taken by conntrack from the same bytes, so the connection
+//! need not be asked.
 
 use super::{Headers, Insn, MetaValues, Outcome};
 
@@ -10,9 +12,6 @@ use super::{Headers, Insn, MetaValues, Outcome};
 pub(super) fn step(insn: &Insn, h: &Headers, m: &MetaValues) -> Option<Outcome> {
     if *insn != Insn::XtConnlimitTuple {
         return None;
-    }
-    if m.ct.has_conn() {
-        return Some(Outcome::Holds);
     }
     Some(match (m.l4proto, h.transport) {
         // An IPv6 extension header chain that cannot be walked.

@@ -84,8 +84,8 @@ mod tests {
         decompile_match(&cx, &m)
     }
 
-    /// The program's outcome on a UDP packet of a connection, with `udp_len` bytes of
-    /// transport header, without a connection.
+    /// The program's outcomes on a whole UDP packet with a connection, and without one
+    /// with its 8-byte header whole and cut to 3 bytes.
     fn outcomes(d: &Decompiled) -> (Outcome, Outcome, Outcome) {
         let Decompiled::Residual(ms, insns) = d else {
             panic!("not residual: {d:?}")
