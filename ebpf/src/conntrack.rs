@@ -583,6 +583,17 @@ impl Tracker {
                     return None
                 }
                 Next::Ignore => counted = false,
+                Next::To(new)
+                    if before & ct_status::SEEN_REPLY == 0
+                        && kind == TcpKind::Syn
+                        && old == TcpState::SynSent =>
+                {
+                    // A SYN retransmitted (either way) before any reply: the kernel
+                    // neither renews the timeout nor counts it, so that a reused
+                    // port cannot keep the entry alive.
+                    conn.tcp = new;
+                    counted = false;
+                }
                 Next::To(new) => {
                     conn.tcp = new;
                     let mut timeout = if kind == TcpKind::Rst {

@@ -10,6 +10,7 @@
 //! test that fails stop it, as NFT_BREAK does. Registers are the 64 data bytes of
 //! nf_tables' register file (NFT_REG32_00 at 0, NFT_REG_1 = bytes 0..16, ...).
 
+mod connlimit;
 mod xt;
 pub use xt::{ipv6_options_match, SctpChunkMatch, SctpChunks, IPV6_MAX_OPTS};
 
@@ -366,6 +367,10 @@ pub enum Insn {
         option: u8,
         invert: bool,
     },
+    /// xt_connlimit's tuple (nf_ct_get_tuplepr() for a packet without a connection):
+    /// holds when the packet has one, DROPS the packet when the transport header is
+    /// too short for one (see [`connlimit`]).
+    XtConnlimitTuple,
     /// Drops the packet unless the `data.len()` register bytes at `sreg` are `data`
     /// (xt_mh's payload protocol, which must be IPPROTO_NONE).
     XtDropUnless {
@@ -644,7 +649,8 @@ impl ResidualProgram {
                 continue;
             }
             let (h, m) = view.as_ref().map_or((headers, meta), |(h, m)| (h, m));
-            let outcome = match xt::step(insn, &mut regs, h) {
+            let outcome = match xt::step(insn, &mut regs, h).or_else(|| connlimit::step(insn, h, m))
+            {
                 Some(outcome) => outcome,
                 None if step(insn, &mut regs, h, m) => Outcome::Holds,
                 None => Outcome::Breaks,
@@ -781,7 +787,10 @@ impl ResidualProgram {
                 }
                 Insn::XtTransportHeader { len } => (1..=MAX_DATA as u8).contains(len),
                 Insn::XtSctpChunks(c) => c.flags.len() <= xt::SCTP_MAX_FLAGS,
-                Insn::XtDccpOption { .. } | Insn::XtCpu { .. } | Insn::XtRandom { .. } => true,
+                Insn::XtDccpOption { .. }
+                | Insn::XtCpu { .. }
+                | Insn::XtRandom { .. }
+                | Insn::XtConnlimitTuple => true,
                 Insn::XtDropUnless { sreg, data } => {
                     (1..=MAX_DATA).contains(&data.len()) && within(*sreg, data.len())
                 }
@@ -1106,7 +1115,8 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
         | Insn::XtDropUnless { .. }
         | Insn::XtIpv6Header { .. }
         | Insn::XtIpv6Options { .. }
-        | Insn::XtSrhSegment { .. } => true,
+        | Insn::XtSrhSegment { .. }
+        | Insn::XtConnlimitTuple => true,
     }
 }
 

@@ -541,6 +541,33 @@ fn connection_counters_count_each_direction_before_the_rules() {
     assert_eq!(packets(10), 5);
 }
 
+#[test]
+fn a_syn_retransmitted_before_any_reply_is_not_counted() {
+    let program = ct_counters_program();
+    let Some(mut c) = CtChecker::new(&program, Timeouts::default()) else {
+        return;
+    };
+    let (a, b) = v4();
+    let syn = frames::tcp(a, b, 40000, 80, SYN);
+    // orig 1, then the same SYN again twice (a client or a spoofed source that gets
+    // no answer): still SYN_SENT, still orig 1 (nf_conntrack_tcp_packet() returns
+    // before refreshing and counting).
+    c.expect(&syn, ct_state::NEW);
+    c.expect(&syn, ct_state::NEW);
+    c.expect(&syn, ct_state::NEW);
+    // The answer counts, and after it a SYN is ignored, uncounted, as before.
+    c.expect(
+        &frames::tcp(b, a, 80, 40000, SYN | ACK),
+        ct_state::ESTABLISHED,
+    );
+    c.expect(&frames::tcp(a, b, 40000, 80, ACK), ct_state::ESTABLISHED);
+    let n = c.loaded.counters().unwrap();
+    // `ct original packets 1`: the three SYNs and the SYN-ACK.
+    assert_eq!(n[0].packets, 4);
+    // `ct original packets 2`: the ACK.
+    assert_eq!(n[1].packets, 1);
+}
+
 /// One packet of a small world of flows between two hosts.
 #[derive(Clone, Debug)]
 enum Event {

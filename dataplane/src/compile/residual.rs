@@ -79,7 +79,8 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::XtRandom { .. }
         | Insn::XtIpv6Options { .. }
         | Insn::HalvesEq { .. }
-        | Insn::XtDropUnless { .. } => None,
+        | Insn::XtDropUnless { .. }
+        | Insn::XtConnlimitTuple => None,
     }
 }
 
@@ -107,7 +108,8 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::XtRandom { .. }
         | Insn::XtIpv6Options { .. }
         | Insn::XtSrhSegment { .. }
-        | Insn::XtIpv6Header { .. } => None,
+        | Insn::XtIpv6Header { .. }
+        | Insn::XtConnlimitTuple => None,
         Insn::XtDropUnless { sreg, data } => Some((*sreg, data.len())),
         Insn::HalvesEq { sreg, len, .. } => Some((*sreg, 2 * *len as usize)),
         Insn::Bitwise { sreg, len, .. } => Some((*sreg, round(*len as usize))),

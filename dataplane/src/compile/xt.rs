@@ -127,7 +127,9 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("hl", 0) => hop_limit(cx, b, V6),
         ("helper", 0) => helper(b),
         ("quota", 0) => quota::quota(b),
-        ("connbytes", 0) => connbytes::connbytes(cx, b),
+        ("connbytes", 0) => connbytes::connbytes(b),
+        ("connlabel", 0) => connlabel::connlabel(b),
+        ("connlimit", 1) => connlimit::connlimit(b),
         ("pkttype", 0) => pkttype::pkttype(b),
         ("cpu", 0) => cpu::cpu(cx, b),
         ("statistic", 0) => statistic::statistic(b),
@@ -897,6 +899,8 @@ mod addrtype;
 mod cgroup;
 mod classify;
 mod connbytes;
+mod connlabel;
+mod connlimit;
 mod cpu;
 mod ebt;
 mod header_targets;

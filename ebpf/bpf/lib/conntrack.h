@@ -18,7 +18,8 @@
  * Protocols:
  * - TCP: nf_conntrack_proto_tcp's state table (SYN, SYN-ACK, FIN, ACK, RST), its flag
  *   checks and timeouts, mid-stream pickup (nf_conntrack_tcp_loose=1), ASSURED, reopen
- *   from TIME_WAIT/CLOSE by SYN, and a first-reply RST deleting the entry. Not modelled:
+ *   from TIME_WAIT/CLOSE by SYN, a first-reply RST deleting the entry, and a SYN
+ *   retransmitted in SYN_SENT before any reply neither refreshing nor counted. Not modelled:
  *   sequence/window tracking (out-of-window packets are not INVALID here), retransmit and
  *   unacknowledged-data timeouts, checksums.
  * - UDP, UDP-Lite: 30 s until a reply, then 120 s and ASSURED once the flow is 2 s old.
@@ -421,6 +422,11 @@ NS_INLINE int ns_ct_update(struct ns_ct *c, struct ns_ct_entry *e, const struct 
 		if (st == sIG)
 			goto seen;
 		e->tcp_state = st;
+		/* A SYN retransmitted (either way) before any reply: nf_conntrack neither
+		 * renews the timeout nor counts it (a reused port must not keep the entry
+		 * alive). */
+		if (tcp_kind == NS_TCP_SYN_SET && old == sSS && !(before & NS_IPS_SEEN_REPLY))
+			goto seen;
 		__u32 timeout = ns_tcp_timeout[st > 9 ? 0 : st];
 		if (tcp_kind == NS_TCP_RST_SET)
 			timeout = NS_CTT_TCP_CLOSE;

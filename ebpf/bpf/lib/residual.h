@@ -61,6 +61,8 @@ enum ns_res_op {
 	NS_RES_XT_RANDOM = 46, /* data: probability (host order); flags: invert */
 	/* 55..59: socket matches (sockx.h). */
 	NS_RES_XT_FULL_SOCKET = 55, /* skb->sk is a full socket of the namespace */
+	/* 50..54: connection-count matches (connlimit.h). */
+	NS_RES_XT_CONNLIMIT_TUPLE = 50, /* hotdrop without a connection or a tuple */
 };
 
 /* A program's result besides 1 (holds), 0 (breaks) and -1 (error): an xtables
@@ -455,6 +457,7 @@ static __attribute__((noinline)) int ns_res_sctp_chunk(struct ns_res_state *rs, 
 
 #include "xt.h"
 #include "sockx.h"
+#include "connlimit.h"
 
 /* Link-layer bytes [off, off + len) into dreg as nft_payload_eval reads them (the
  * frame starts at the MAC header at TC): with an accelerated VLAN tag (`tagged`
@@ -643,6 +646,8 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 	}
 	case NS_RES_XT_HEADER:
 		return ns_res_xt_header(rs, len);
+	case NS_RES_XT_CONNLIMIT_TUPLE:
+		return ns_res_connlimit_tuple(rs);
 	case NS_RES_XT_SCTP:
 		return ns_res_xt_sctp(rs, in, hk);
 	case NS_RES_XT_DCCP_OPTION:

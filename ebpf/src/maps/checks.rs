@@ -64,6 +64,8 @@ pub const RES_XT_IPV6_HEADER: u8 = 24;
 pub const RES_XT_IPV6_OPTIONS: u8 = 80;
 pub const RES_XT_SRH_SEGMENT: u8 = 81;
 pub const RES_HALVES_EQ: u8 = 82;
+/// 50..54: connection-count matches (bpf/lib/connlimit.h).
+pub const RES_XT_CONNLIMIT_TUPLE: u8 = 50;
 /// Not an operation: the spec of a `payload set` statement (`struct ns_res_insn` read
 /// as `struct ns_write_spec`, bpf/lib/rewrite.h): flags 1 network / 2 transport base,
 /// offset, len, data the mask, data2 the xor, arg the checksum offset, sreg
@@ -667,6 +669,7 @@ impl Extras {
                     b.op = RES_XT_HEADER;
                     b.len = *len;
                 }
+                Insn::XtConnlimitTuple => b.op = RES_XT_CONNLIMIT_TUPLE,
                 Insn::XtSctpChunks(c) => {
                     b.op = RES_XT_SCTP;
                     // arg: SCTP_CHUNK_MATCH_* (0: another value); flags: bit 0 the

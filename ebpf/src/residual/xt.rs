@@ -179,6 +179,7 @@ impl Insn {
                 | Insn::XtDccpOption { .. }
                 | Insn::XtDropUnless { .. }
                 | Insn::XtIpv6Header { drops: true, .. }
+                | Insn::XtConnlimitTuple
         )
     }
 }

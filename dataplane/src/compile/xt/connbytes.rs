@@ -7,28 +7,20 @@
 //! avgpkt`), and loading the rule turns accounting on for later connections, as the
 //! match's checkentry does.
 //!
-//! Only in rules whose protocol dependency is UDP or UDP-Lite: the tracker's TCP
-//! counters part from the kernel's once the local stack resets a connection and its
-//! peer opens it again (the kernel counts a new connection from the new SYN, the
-//! tracker goes on counting the old one; `ct original packets` shows the same in the
-//! packet suite), and the packets of other protocols may count against connections
-//! they are only related to.
+//! With any protocol, as nft's `ct packets/bytes/avgpkt` are read: the counters are
+//! the tracker's, with its known differences (docs/conformance.md: a fragmented
+//! datagram's bytes; SCTP and GRE tracked generically). TCP counts as nf_conntrack
+//! counts it: a SYN retransmitted before any reply is not counted (bpf/lib/conntrack.h).
 
 use netlink_proto::xt::Blob;
 use nftshim_ebpf::residual::{CtKey, Insn};
 
 use super::super::residual::SCRATCH;
-use super::{need_protocol, Decompiled, XtCx, IPPROTO_UDP, IPPROTO_UDPLITE};
+use super::Decompiled;
 
 /// `struct xt_connbytes_info`: from u64 @0, to u64 @8, what u8 @16 (packets 0, bytes 1,
 /// avgpkt 2), direction u8 @17 (original 0, reply 1, both 2).
-pub fn connbytes(cx: &XtCx<'_>, b: Blob<'_>) -> Result<Decompiled, String> {
-    need_protocol(cx, "connbytes", &[IPPROTO_UDP, IPPROTO_UDPLITE]).map_err(|_| {
-        "xt match connbytes is not supported by the eBPF data plane without a UDP or \
-         UDP-Lite protocol dependency (its tracker's TCP counters part from the kernel's \
-         after a reset connection is opened again)"
-            .to_string()
-    })?;
+pub fn connbytes(b: Blob<'_>) -> Result<Decompiled, String> {
     let (from, to, what, direction) = (b.u64(0), b.u64(8), b.u8(16), b.u8(17));
     let both = match direction {
         0 | 1 => false,
@@ -187,11 +179,11 @@ mod tests {
     }
 
     #[test]
-    fn only_with_a_udp_protocol_dependency() {
-        assert!(connbytes_for(&[136], 0, 1, 0, 0).is_ok());
-        for protocols in [&[][..], &[6], &[1], &[17, 6]] {
-            let e = connbytes_for(protocols, 0, 1000, 0, 0).unwrap_err();
-            assert!(e.contains("connbytes") && e.contains("UDP"), "{e}");
+    fn with_any_protocol_or_none() {
+        for protocols in [&[136][..], &[], &[6], &[1], &[17, 6], &[132]] {
+            let (key, _, ranges) = parts(connbytes_for(protocols, 0, 1000, 0, 0).unwrap());
+            assert_eq!(key, CtKey::Packets { both: false });
+            assert_eq!(ranges, vec![(0, 1000)]);
         }
     }
 }
