@@ -69,6 +69,8 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         Insn::Cmp { .. }
         | Insn::Range { .. }
         | Insn::Lookup { .. }
+        | Insn::LookupEither { .. }
+        | Insn::XtString(_)
         | Insn::NetdevView
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)
@@ -93,6 +95,7 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::PktType { .. }
         | Insn::LinkChoice { .. }
         | Insn::NetdevView
+        | Insn::XtString(_)
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)
         | Insn::XtDccpOption { .. }
@@ -104,6 +107,13 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         Insn::Cmp { sreg, data, .. } => Some((*sreg, data.len())),
         Insn::Range { sreg, from, .. } => Some((*sreg, from.len())),
         Insn::Lookup { sreg, len, .. } => Some((*sreg, *len as usize)),
+        // Both keys, and what lies between them.
+        Insn::LookupEither {
+            sreg, sreg2, len, ..
+        } => {
+            let (lo, hi) = ((*sreg).min(*sreg2), (*sreg).max(*sreg2));
+            Some((lo, usize::from(hi - lo) + *len as usize))
+        }
     }
 }
 
