@@ -1092,6 +1092,7 @@ fn header_writes_decompile_to_payload_set_statements_or_are_refused() {
         csum_offset: 10,
         pseudo_header: false,
         csum_keep_zero: false,
+        saturating: None,
     };
     // ip ttl set 23: bytes 8-9 read, the protocol byte kept.
     ttl.mask[1] = 0xff;
@@ -1116,6 +1117,7 @@ fn header_writes_decompile_to_payload_set_statements_or_are_refused() {
         csum_offset: 0,
         pseudo_header: true,
         csum_keep_zero: false,
+        saturating: None,
     };
     assert_eq!(writes, [ttl, dport, daddr6]);
 

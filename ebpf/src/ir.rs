@@ -266,6 +266,29 @@ pub struct PayloadWrite {
     /// A fixed-up checksum of 0 stays 0 (csum_replace2(), ipv4_change_dsfield() of
     /// xtables targets); otherwise it is written as 0xffff, as nft_csum_replace() does.
     pub csum_keep_zero: bool,
+    /// A saturating add to one of the bytes, after `mask` and `xor` (xt_TTL's and
+    /// xt_HL's `--ttl-inc`/`--hl-dec`...); the checksums follow the result.
+    pub saturating: Option<SaturatingAdd>,
+}
+
+/// Byte `at` of a write becomes `min(b + by, 255)`, or with `down` `max(b - by, 0)`
+/// (ttl_tg()/hl_tg6()).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SaturatingAdd {
+    /// Index in the write's bytes (below `len`).
+    pub at: u8,
+    pub by: u8,
+    pub down: bool,
+}
+
+impl SaturatingAdd {
+    pub fn apply(&self, b: u8) -> u8 {
+        if self.down {
+            b.saturating_sub(self.by)
+        } else {
+            b.saturating_add(self.by)
+        }
+    }
 }
 
 /// Where a [`PayloadWrite`]'s offset counts from.
@@ -278,11 +301,18 @@ pub enum WriteBase {
 impl PayloadWrite {
     /// The bytes written over `old` (`len` of them).
     pub fn new_bytes(&self, old: &[u8]) -> Vec<u8> {
-        old.iter()
+        let mut new: Vec<u8> = old
+            .iter()
             .zip(self.mask.iter().zip(&self.xor))
             .take(self.len as usize)
             .map(|(o, (m, x))| (o & m) ^ x)
-            .collect()
+            .collect();
+        if let Some(s) = self.saturating {
+            if let Some(b) = new.get_mut(s.at as usize) {
+                *b = s.apply(*b);
+            }
+        }
+        new
     }
 }
 
@@ -311,6 +341,7 @@ impl Statement {
             csum_offset: 0,
             pseudo_header: false,
             csum_keep_zero: false,
+            saturating: None,
         })
     }
 }

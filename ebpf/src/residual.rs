@@ -11,7 +11,9 @@
 //! nf_tables' register file (NFT_REG32_00 at 0, NFT_REG_1 = bytes 0..16, ...).
 
 mod connlimit;
+mod string;
 mod xt;
+pub use string::{kernel_toupper, XtString, MAX_PATTERN as XT_STRING_MAX_PATTERN};
 pub use xt::{ipv6_options_match, SctpChunkMatch, SctpChunks, IPV6_MAX_OPTS};
 
 /// Bytes of the register file (NFT_REG32_00 .. NFT_REG32_15).
@@ -308,6 +310,18 @@ pub enum Insn {
         negated: bool,
         elements: Vec<(Vec<u8>, Vec<u8>)>,
     },
+    /// The `len` bytes at `sreg` or those at `sreg2` are in one of the ranges (as
+    /// [`Insn::Lookup`]), `!= negated`: xt_multiport's `--ports` (ports_match_v1() with
+    /// XT_MULTIPORT_EITHER: the source or the destination port).
+    LookupEither {
+        sreg: u8,
+        sreg2: u8,
+        len: u8,
+        negated: bool,
+        elements: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// xt_string's `--algo kmp` search of the datagram ([`XtString`]).
+    XtString(XtString),
     /// The operations after it see the packet as netdev-family chains do
     /// ([`netdev_view`]): first in the programs of rules in netdev chains.
     NetdevView,
@@ -761,6 +775,22 @@ impl ResidualProgram {
                             .all(|(a, b)| a.len() == *len as usize && b.len() == *len as usize)
                         && within(*sreg, *len as usize)
                 }
+                Insn::LookupEither {
+                    sreg,
+                    sreg2,
+                    len,
+                    elements,
+                    ..
+                } => {
+                    (1..=MAX_DATA as u8).contains(len)
+                        && elements.len() <= MAX_ELEMS
+                        && elements
+                            .iter()
+                            .all(|(a, b)| a.len() == *len as usize && b.len() == *len as usize)
+                        && within(*sreg, *len as usize)
+                        && within(*sreg2, *len as usize)
+                }
+                Insn::XtString(s) => (1..=string::MAX_PATTERN).contains(&s.pattern.len()),
                 Insn::NetdevView | Insn::XtFullSocket => true,
                 Insn::PayloadIndexed {
                     mask,
@@ -1038,6 +1068,27 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
                 .iter()
                 .any(|(lo, hi)| lo.as_slice() <= got && got <= hi.as_slice());
             member != *negated
+        }
+        Insn::XtString(s) => {
+            // skb->data to skb->len.
+            let net = h.network.get(h.nh..).unwrap_or(&[]);
+            let len = (m.len as usize).min(net.len());
+            s.holds(&net[..len])
+        }
+        Insn::LookupEither {
+            sreg,
+            sreg2,
+            len,
+            negated,
+            elements,
+        } => {
+            let member = |at: u8| {
+                let got = &regs[at as usize..at as usize + *len as usize];
+                elements
+                    .iter()
+                    .any(|(lo, hi)| lo.as_slice() <= got && got <= hi.as_slice())
+            };
+            (member(*sreg) || member(*sreg2)) != *negated
         }
         Insn::PayloadIndexed {
             index,

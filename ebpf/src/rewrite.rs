@@ -93,7 +93,9 @@ pub fn apply(w: &PayloadWrite, p: &mut PacketFields) -> bool {
     } else {
         csum_replace
     };
-    if w.csum_inet {
+    // xtables targets (the checksum's zero kept) write nothing when the bytes stay:
+    // a checksum of 0xffff would become 0 otherwise.
+    if w.csum_inet && !(w.csum_keep_zero && old == new) {
         let at = base + w.csum_offset as usize;
         if at + 2 > net.len() {
             return false;

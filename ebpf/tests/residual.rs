@@ -63,6 +63,22 @@ fn test_insn(len: usize) -> impl Strategy<Value = Insn> {
                     .collect(),
             }
         }),
+        // xt_multiport's --ports: a second key beside the first (or the same).
+        (
+            any::<bool>(),
+            select(&[0u8, 4, 8][..]),
+            vec((bytes(len), bytes(len)), 0..4)
+        )
+            .prop_map(move |(negated, sreg2, els)| Insn::LookupEither {
+                sreg: 0,
+                sreg2,
+                len: len as u8,
+                negated,
+                elements: els
+                    .into_iter()
+                    .map(|(a, b)| if a <= b { (a, b) } else { (b, a) })
+                    .collect(),
+            }),
     ]
 }
 

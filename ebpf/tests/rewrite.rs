@@ -10,8 +10,8 @@ use common::frames::{self, addr, ACK};
 use common::load_or_skip;
 use nftshim_ebpf::fields::PacketFields;
 use nftshim_ebpf::ir::{
-    Action, Chain, L3Scope, Match, PayloadWrite, PortRange, Program, Rule, Statement, Test,
-    Verdict, WriteBase,
+    Action, Chain, L3Scope, Match, PayloadWrite, PortRange, Program, Rule, SaturatingAdd,
+    Statement, Test, Verdict, WriteBase,
 };
 use nftshim_ebpf::loader::{LoadOptions, LoadedProgram, SkbMeta};
 use nftshim_ebpf::maps::{compile_program, BuildError};
@@ -105,6 +105,7 @@ fn write(base: WriteBase, offset: u8, mask: &[u8], xor: &[u8]) -> PayloadWrite {
         csum_offset: 0,
         pseudo_header: false,
         csum_keep_zero: false,
+        saturating: None,
     };
     w.mask[..mask.len()].copy_from_slice(mask);
     w.xor[..xor.len()].copy_from_slice(xor);
@@ -242,6 +243,98 @@ fn udp4_zero_checksum_at_ttl(ttl: u8) -> Vec<u8> {
     let check = !sum16(&f[ip..ip + 20]);
     f[ip + 10..ip + 12].copy_from_slice(&check.to_be_bytes());
     f
+}
+
+/// xt_TTL's `--ttl-inc`/`--ttl-dec` as the compiler gives it: the TTL word kept, a
+/// saturating add to its first byte, the checksum's zero kept (csum_replace2()).
+fn ttl_add(by: u8, down: bool) -> Statement {
+    let mut w = write(WriteBase::Network, 8, &[0xff, 0xff], &[0, 0]);
+    (w.csum_inet, w.csum_offset, w.csum_keep_zero) = (true, 10, true);
+    w.saturating = Some(SaturatingAdd { at: 0, by, down });
+    Statement::PayloadSet(w)
+}
+
+/// An IPv4 UDP frame with TTL `ttl` and a valid header checksum.
+fn udp4_with_ttl(ttl: u8) -> Vec<u8> {
+    let mut f = udp4(53);
+    f[22] = ttl;
+    f[24..26].fill(0);
+    let check = !sum16(&f[14..34]);
+    f[24..26].copy_from_slice(&check.to_be_bytes());
+    f
+}
+
+#[test]
+fn ttl_increments_and_decrements_saturate_and_fix_the_checksum() {
+    for (by, down) in [
+        (10, false),
+        (200, false),
+        (0, false),
+        (10, true),
+        (100, true),
+    ] {
+        let p = program(
+            Verdict::Accept,
+            vec![Rule::new(vec![], Action::Continue).with(ttl_add(by, down))],
+        );
+        let Some(loaded) = load(&p) else { return };
+        for ttl in [0u8, 1, 9, 10, 55, 64, 100, 200, 245, 255] {
+            let frame = udp4_with_ttl(ttl);
+            let (verdict, out) = run(&loaded, &p, &frame);
+            assert_eq!(verdict, Verdict::Accept);
+            let expected = if down {
+                ttl.saturating_sub(by)
+            } else {
+                ttl.saturating_add(by)
+            };
+            assert_eq!(out[22], expected, "ttl {ttl} by {by} down {down}");
+            assert_eq!(out[23], frame[23], "the protocol byte is kept");
+            assert!(checksums_verify(&out));
+        }
+    }
+    // A checksum of 0xffff (a valid form of 0) stays when the TTL does, as the kernel
+    // writes nothing then; a changed TTL fixes it up.
+    let mut f = udp4_zero_checksum_at_ttl(255);
+    f[22] = 255;
+    f[24..26].copy_from_slice(&[0xff, 0xff]);
+    assert!(checksums_verify(&f));
+    let p = program(
+        Verdict::Accept,
+        vec![Rule::new(vec![], Action::Continue).with(ttl_add(1, false))],
+    );
+    let Some(loaded) = load(&p) else { return };
+    let (_, out) = run(&loaded, &p, &f);
+    assert_eq!(out, f, "a saturated TTL leaves the frame alone");
+    let p = program(
+        Verdict::Accept,
+        vec![Rule::new(vec![], Action::Continue).with(ttl_add(1, true))],
+    );
+    let Some(loaded) = load(&p) else { return };
+    let (_, out) = run(&loaded, &p, &f);
+    assert_eq!(out[22], 254);
+    assert!(checksums_verify(&out));
+}
+
+#[test]
+fn ipv6_hop_limit_decrements_saturate() {
+    let mut w = write(WriteBase::Network, 7, &[0xff], &[0]);
+    w.saturating = Some(SaturatingAdd {
+        at: 0,
+        by: 5,
+        down: true,
+    });
+    let p = program(
+        Verdict::Accept,
+        vec![Rule::new(vec![], Action::Continue).with(Statement::PayloadSet(w))],
+    );
+    let Some(loaded) = load(&p) else { return };
+    for hl in [0u8, 3, 5, 6, 64, 255] {
+        let mut frame = frames::tcp(addr("2001:db8::1"), addr("2001:db8::2"), 1, 2, ACK);
+        frame[21] = hl;
+        let (_, out) = run(&loaded, &p, &frame);
+        assert_eq!(out[21], hl.saturating_sub(5));
+        assert!(checksums_verify(&out));
+    }
 }
 
 #[test]

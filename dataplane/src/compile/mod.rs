@@ -451,7 +451,8 @@ fn keeps_the_route(family: Family, st: &Statement) -> bool {
             let compared = |at: usize| at == 1 || (12..20).contains(&at);
             (0..usize::from(w.len)).all(|k| {
                 let at = usize::from(w.offset) + k;
-                !compared(at) || (w.mask[k] == 0xff && w.xor[k] == 0)
+                let added = w.saturating.is_some_and(|s| usize::from(s.at) == k);
+                !compared(at) || (w.mask[k] == 0xff && w.xor[k] == 0 && !added)
             })
         }
         _ => false,

@@ -70,6 +70,8 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         Insn::Cmp { .. }
         | Insn::Range { .. }
         | Insn::Lookup { .. }
+        | Insn::LookupEither { .. }
+        | Insn::XtString(_)
         | Insn::NetdevView
         | Insn::XtFullSocket
         | Insn::XtTransportHeader { .. }
@@ -101,6 +103,7 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::LinkChoice { .. }
         | Insn::NetdevView
         | Insn::XtFullSocket
+        | Insn::XtString(_)
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)
         | Insn::XtDccpOption { .. }
@@ -118,6 +121,13 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         Insn::Cmp { sreg, data, .. } => Some((*sreg, data.len())),
         Insn::Range { sreg, from, .. } => Some((*sreg, from.len())),
         Insn::Lookup { sreg, len, .. } => Some((*sreg, *len as usize)),
+        // Both keys, and what lies between them.
+        Insn::LookupEither {
+            sreg, sreg2, len, ..
+        } => {
+            let (lo, hi) = ((*sreg).min(*sreg2), (*sreg).max(*sreg2));
+            Some((lo, usize::from(hi - lo) + *len as usize))
+        }
     }
 }
 

@@ -144,6 +144,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("hbh", 0) => hbh6::options_header(cx, b, "hbh", 0),
         ("dst", 0) => hbh6::options_header(cx, b, "dst", 60),
         ("srh", 0 | 1) => srh6::srh(cx, rev, b),
+        ("string", 1) => string::string(b),
         ("limit", _) => Err(
             "xt match limit is not supported by the eBPF data plane (xt_limit counts credits \
              in jiffies, not nft_limit's nanosecond tokens)"
@@ -377,15 +378,53 @@ fn multiport(cx: &XtCx<'_>, b: Blob<'_>) -> Result<Decompiled, String> {
     let test = match flags {
         0 => Test::Sport(ranges),
         1 => Test::Dport(ranges),
+        // XT_MULTIPORT_EITHER: the source or the destination port in a range.
+        2 => return Ok(multiport_either(&ranges, invert)),
         _ => {
-            return Err(
-                "xt match multiport --ports (source or destination) is not supported by the \
-                 eBPF data plane"
-                    .into(),
-            )
+            return Err(format!(
+                "xt match multiport with flags {flags} is not supported by the eBPF data plane"
+            ))
         }
     };
     Ok(one(test, invert))
+}
+
+/// `--ports`: both ports loaded (registers are 4-byte aligned), a lookup of either (a packet without them fails
+/// the match, as `--sports` and `--dports` do; see the module doc's hotdrop).
+fn multiport_either(ranges: &[PortRange], invert: bool) -> Decompiled {
+    let elements = ranges
+        .iter()
+        .map(|r| {
+            (
+                r.first.to_be_bytes().to_vec(),
+                r.last.to_be_bytes().to_vec(),
+            )
+        })
+        .collect();
+    Decompiled::Residual(
+        vec![],
+        vec![
+            Insn::Payload {
+                base: PayloadBase::Transport,
+                offset: 0,
+                len: 2,
+                dreg: SCRATCH,
+            },
+            Insn::Payload {
+                base: PayloadBase::Transport,
+                offset: 2,
+                len: 2,
+                dreg: SCRATCH + 4,
+            },
+            Insn::LookupEither {
+                sreg: SCRATCH,
+                sreg2: SCRATCH + 4,
+                len: 2,
+                negated: invert,
+                elements,
+            },
+        ],
+    )
 }
 
 /// `struct xt_tcp`: spts u16[2] @0, dpts @4, option u8 @8, flg_mask @9, flg_cmp @10,
@@ -914,5 +953,6 @@ mod hbh6;
 mod ipsec_mh;
 mod sctp;
 mod srh6;
+mod string;
 #[cfg(test)]
 mod tests;

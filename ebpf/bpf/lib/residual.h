@@ -54,6 +54,9 @@ enum ns_res_op {
 				      * (type, length) pairs */
 	NS_RES_XT_SRH_SEGMENT = 81,  /* flags: 1 next (else previous) segment; dreg */
 	NS_RES_HALVES_EQ = 82,	     /* flags: negated; memcmp(sreg, sreg + len, len) */
+	/* 60..69: xtables payload matches (xt_multiport, ...). */
+	NS_RES_LOOKUP_EITHER = 60, /* as NS_RES_LOOKUP, of the key at sreg or at dreg */
+	NS_RES_XT_STRING = 61,	   /* xt_string.h */
 	/* 34..39: iptables-nft compat matches. */
 	NS_RES_XT_PKTTYPE = 34, /* dreg: xt_pkttype's packet type (1 byte) */
 	/* 45..49: xt_cpu, xt_statistic. */
@@ -317,6 +320,27 @@ static long ns_res_elem_step(__u64 i, void *unused)
 	return 0;
 }
 
+/* Whether the key of the lookup `in` at register sreg is in one of its elements: 1
+ * or 0, -1 error. */
+static __attribute__((noinline)) int ns_res_lookup(struct ns_res_state *rs, const struct ns_res_insn *in,
+						   __u32 sreg)
+{
+	if (!rs || !in)
+		return -1;
+	__u32 count = in->count;
+	if (count > NS_RES_MAX_ELEMS || sreg + in->len > NS_RES_REGS)
+		return -1;
+	rs->elem = in->first;
+	rs->key_sreg = sreg;
+	rs->key_len = in->len;
+	rs->found = 0;
+	if (count)
+		bpf_loop(count, ns_res_elem_step, NULL, 0);
+	if (rs->result < 0)
+		return -1;
+	return rs->found;
+}
+
 /* Frame offset of IPv6 extension header `target`, as ipv6_find_hdr() finds it with a
  * target (not past a later fragment); 0 when it is not there or cut short. */
 static __attribute__((noinline)) __u32 ns_res_find_ipv6(struct ns_res_state *rs, __u8 target)
@@ -458,6 +482,7 @@ static __attribute__((noinline)) int ns_res_sctp_chunk(struct ns_res_state *rs, 
 #include "xt.h"
 #include "sockx.h"
 #include "connlimit.h"
+#include "xt_string.h"
 
 /* Link-layer bytes [off, off + len) into dreg as nft_payload_eval reads them (the
  * frame starts at the MAC header at TC): with an accelerated VLAN tag (`tagged`
@@ -664,6 +689,8 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 		return ns_res_xt_srh_segment(rs, in, hk);
 	case NS_RES_HALVES_EQ:
 		return ns_res_halves_eq(rs, in);
+	case NS_RES_XT_STRING:
+		return ns_res_xt_string(rs, in, hk);
 	case NS_RES_NETDEV:
 		if (!NS_FEATURE(NS_F_NETDEV_VIEW))
 			return -1;
@@ -753,18 +780,14 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 		return inside != (in->flags & 1);
 	}
 	case NS_RES_LOOKUP: {
-		__u32 count = in->count;
-		if (count > NS_RES_MAX_ELEMS)
-			return -1;
-		rs->elem = in->first;
-		rs->key_sreg = sreg;
-		rs->key_len = len;
-		rs->found = 0;
-		if (count)
-			bpf_loop(count, ns_res_elem_step, NULL, 0);
-		if (rs->result < 0)
-			return -1;
-		return rs->found != (in->flags & 1);
+		int found = ns_res_lookup(rs, in, sreg);
+		return found < 0 ? -1 : found != (in->flags & 1);
+	}
+	case NS_RES_LOOKUP_EITHER: {
+		int found = ns_res_lookup(rs, in, sreg);
+		if (found == 0)
+			found = ns_res_lookup(rs, in, dreg);
+		return found < 0 ? -1 : found != (in->flags & 1);
 	}
 	}
 	return -1;

@@ -19,6 +19,10 @@
 #define NS_WRITE_CSUM_INET (1u << 0)   /* NFT_PAYLOAD_CSUM_INET at base + csum_offset */
 #define NS_WRITE_CSUM_PSEUDO (1u << 1) /* NFT_PAYLOAD_L4CSUM_PSEUDOHDR */
 #define NS_WRITE_CSUM_KEEP_ZERO (1u << 2) /* a zero checksum stays 0 (xtables targets) */
+/* Byte `sat_at` of the write then gets a saturating add of `sat_by` (subtraction with
+ * NS_WRITE_SAT_DOWN): xt_TTL's and xt_HL's --ttl-inc/--hl-dec. */
+#define NS_WRITE_SAT_ADD (1u << 3)
+#define NS_WRITE_SAT_DOWN (1u << 4)
 
 /* A write, as the builder stores it in residual_insns (an entry of op NS_RES_WRITE,
  * same layout as struct ns_res_insn and Rust `maps::checks::BpfResidualInsn`). */
@@ -27,11 +31,11 @@ struct ns_write_spec {
 	__u8 op;
 	__u8 base; /* 1 network, 2 transport */
 	__u8 csum; /* NS_WRITE_CSUM_* */
-	__u8 pad;
+	__u8 sat_at;
 	__u8 len;  /* 1..16 */
 	__u8 csum_offset;
 	__u16 offset;
-	__u32 first;
+	__u32 sat_by;
 	__u32 count;
 	__u8 mask[NS_RES_DATA]; /* new = (old & mask) ^ xor */
 	__u8 xor[NS_RES_DATA];
@@ -119,13 +123,21 @@ __noinline int ns_payload_write(struct pkt_ctx *p, struct ns_writes *ws, __u32 s
 	if (len == 0 || len > NS_RES_DATA || off + len > end)
 		return 0;
 	/* The new bytes, and the sums of the old and the new ones. */
-	__u32 from = 0, to = 0;
+	__u32 from = 0, to = 0, changed = 0;
 	for (__u32 k = 0; k < NS_RES_DATA; k++) {
 		if (k >= len)
 			break;
 		__u8 old = rs->hdr[(off + k) & (NS_RES_HDR_MAX - 1)];
 		__u8 new = (old & s->mask[k]) ^ s->xor[k];
+		if ((s->csum & NS_WRITE_SAT_ADD) && k == s->sat_at) {
+			__u32 by = s->sat_by & 0xff;
+			if (s->csum & NS_WRITE_SAT_DOWN)
+				new = new > by ? new - by : 0;
+			else
+				new = new + by > 0xff ? 0xff : new + by;
+		}
 		w->bytes[k] = new;
+		changed |= old != new;
 		__u32 shift = (k & 1) ? 0 : 8;
 		from += (__u32)old << shift;
 		to += (__u32)new << shift;
@@ -135,7 +147,9 @@ __noinline int ns_payload_write(struct pkt_ctx *p, struct ns_writes *ws, __u32 s
 	w->off = off;
 	w->len = len;
 	w->flags = NS_W_DATA | ((s->csum & NS_WRITE_CSUM_KEEP_ZERO) ? NS_W_KEEP_ZERO : 0);
-	if (s->csum & NS_WRITE_CSUM_INET) {
+	/* xtables targets write nothing when the bytes stay (a checksum of 0xffff
+	 * would become 0 otherwise). */
+	if ((s->csum & NS_WRITE_CSUM_INET) && !(w->flags & NS_W_KEEP_ZERO && !changed)) {
 		__u32 at = base + s->csum_offset;
 		if (at + 2 > end)
 			return 0;

@@ -37,6 +37,12 @@ pub const RES_BYTEORDER: u8 = 6;
 pub const RES_CMP: u8 = 7;
 pub const RES_RANGE: u8 = 8;
 pub const RES_LOOKUP: u8 = 9;
+/// [`Insn::LookupEither`]: a lookup of `sreg` or of `dreg` (the second key).
+pub const RES_LOOKUP_EITHER: u8 = 60;
+/// [`Insn::XtString`]: len the pattern's length, offset `from`, data[0..2] `to`
+/// (host order), flags 1 invert, 2 icase; in the 8 elements from `first` (32 bytes
+/// each, `from` then `to`) the pattern and its KMP prefix table, 128 bytes each.
+pub const RES_XT_STRING: u8 = 61;
 pub const RES_EXTHDR6: u8 = 10;
 pub const RES_TCPOPT: u8 = 11;
 pub const RES_NETDEV: u8 = 12;
@@ -74,6 +80,10 @@ pub const RES_WRITE: u8 = 14;
 pub const WRITE_CSUM_INET: u8 = 1 << 0;
 pub const WRITE_CSUM_PSEUDO: u8 = 1 << 1;
 pub const WRITE_CSUM_KEEP_ZERO: u8 = 1 << 2;
+/// The write's byte `dreg` gets a saturating add of `first` ([`crate::ir::SaturatingAdd`]),
+/// or with `WRITE_SAT_DOWN` a saturating subtraction.
+pub const WRITE_SAT_ADD: u8 = 1 << 3;
+pub const WRITE_SAT_DOWN: u8 = 1 << 4;
 
 /// `struct ns_res_insn`: one residual operation. `flags` holds the payload base, the
 /// cmp operator, the negation of a range or lookup, or the shift direction; `arg` the
@@ -485,7 +495,14 @@ fn write_spec(w: &PayloadWrite) -> BpfResidualInsn {
                 WRITE_CSUM_KEEP_ZERO
             } else {
                 0
+            }
+            | match w.saturating {
+                Some(s) if s.down => WRITE_SAT_ADD | WRITE_SAT_DOWN,
+                Some(_) => WRITE_SAT_ADD,
+                None => 0,
             },
+        dreg: w.saturating.map_or(0, |s| s.at),
+        first: w.saturating.map_or(0, |s| u32::from(s.by)),
         len: w.len,
         arg: w.csum_offset,
         offset: w.offset as u16,
@@ -496,6 +513,18 @@ fn write_spec(w: &PayloadWrite) -> BpfResidualInsn {
 }
 
 impl Extras {
+    /// A lookup's elements, appended to `residual_elems` for `b`.
+    fn add_elements(&mut self, b: &mut BpfResidualInsn, elements: &[(Vec<u8>, Vec<u8>)]) {
+        b.first = self.residual_elems.len() as u32;
+        b.count = elements.len() as u32;
+        for (lo, hi) in elements {
+            let mut e = BpfResidualElem::default();
+            e.from[..lo.len()].copy_from_slice(lo);
+            e.to[..hi.len()].copy_from_slice(hi);
+            self.residual_elems.push(e);
+        }
+    }
+
     /// Appends a residual program's operations (and its lookups' elements).
     fn add_residual(&mut self, rule: usize, program: &ResidualProgram) -> Result<(), BuildError> {
         program
@@ -765,14 +794,39 @@ impl Extras {
                 } => {
                     b.op = RES_LOOKUP;
                     (b.sreg, b.len, b.flags) = (*sreg, *len, *negated as u8);
+                    self.add_elements(&mut b, elements);
+                }
+                Insn::XtString(s) => {
+                    b.op = RES_XT_STRING;
+                    b.len = s.pattern.len() as u8;
+                    b.offset = s.from;
+                    b.data[..2].copy_from_slice(&s.to.to_ne_bytes());
+                    b.flags = u8::from(s.invert) | u8::from(s.icase) << 1;
+                    // The pattern and ts_kmp's prefix table, 128 bytes each.
+                    let mut bytes = [0u8; 256];
+                    bytes[..s.pattern.len()].copy_from_slice(&s.pattern);
+                    for (k, v) in s.kmp_prefix_table().into_iter().enumerate() {
+                        bytes[128 + k] = v;
+                    }
                     b.first = self.residual_elems.len() as u32;
-                    b.count = elements.len() as u32;
-                    for (lo, hi) in elements {
+                    b.count = 8;
+                    for chunk in bytes.chunks(32) {
                         let mut e = BpfResidualElem::default();
-                        e.from[..lo.len()].copy_from_slice(lo);
-                        e.to[..hi.len()].copy_from_slice(hi);
+                        e.from.copy_from_slice(&chunk[..16]);
+                        e.to.copy_from_slice(&chunk[16..]);
                         self.residual_elems.push(e);
                     }
+                }
+                Insn::LookupEither {
+                    sreg,
+                    sreg2,
+                    len,
+                    negated,
+                    elements,
+                } => {
+                    b.op = RES_LOOKUP_EITHER;
+                    (b.sreg, b.dreg, b.len, b.flags) = (*sreg, *sreg2, *len, *negated as u8);
+                    self.add_elements(&mut b, elements);
                 }
             }
             self.residual_insns.push(b);

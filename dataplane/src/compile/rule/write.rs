@@ -183,6 +183,7 @@ impl RuleState<'_, '_> {
             csum_offset: csum_offset as u8,
             pseudo_header: csum_flags & L4CSUM_PSEUDOHDR != 0,
             csum_keep_zero: false,
+            saturating: None,
         })
     }
 
@@ -204,11 +205,15 @@ impl RuleState<'_, '_> {
         if len == 0 || len > 16 || offset + len > 255 {
             return Err("payload write of an unusual size or offset".into());
         }
+        if w.saturating.is_some_and(|s| u32::from(s.at) >= len) {
+            return Err("payload write that adds to a byte it does not write".into());
+        }
         // Which bytes the write changes (for some packet).
+        let added = w.saturating.map(|s| u32::from(s.at));
         let changes = |at: u32, bits: u8| {
             (offset..offset + len).contains(&at) && {
                 let k = (at - offset) as usize;
-                mask[k] & bits != bits || xor[k] & bits != 0
+                mask[k] & bits != bits || xor[k] & bits != 0 || added == Some(at - offset)
             }
         };
         let changes_any = |from: u32, to: u32| (from..to).any(|at| changes(at, 0xff));

@@ -5,9 +5,13 @@
 //! header write (`rule/write.rs`: e.g. no DSCP write in input chains, which the data
 //! plane runs before the kernel's input route lookup reads the DSCP).
 //!
+//! `--ttl-inc`/`--ttl-dec` (`--hl-*`) keep the byte and add to it, saturating
+//! ([`SaturatingAdd`]).
+//!
 //! The kernel writes only when the value changes (`if (dscp != info->dscp)`, `if
-//! (new_ttl != iph->ttl)`): writing the same bytes back changes neither the header nor
-//! its checksum, so the unconditional write is the same.
+//! (new_ttl != iph->ttl)`): the data plane's writes with the checksum's zero kept
+//! (`csum_keep_zero`, these targets' writes) leave the checksum alone too when the
+//! bytes stay (a checksum of 0xffff would otherwise become 0).
 //!
 //! IPv4 writes cover the whole 16-bit word of the field (the byte beside it kept), so
 //! that the checksum difference is summed at the right byte positions (as nft widens
@@ -15,7 +19,7 @@
 //! csum_replace2() and ipv4_change_dsfield() do not turn it into 0xffff as
 //! nft_csum_replace() does.
 
-use nftshim_ebpf::ir::{PayloadWrite, WriteBase};
+use nftshim_ebpf::ir::{PayloadWrite, SaturatingAdd, WriteBase};
 
 use super::{version, Decompiled, XtCx};
 use crate::compile::rule::V4;
@@ -27,6 +31,11 @@ const IPV4_CHECK: u8 = 10;
 /// header checksum follows. IPv4 writes start at an even offset and cover whole
 /// 16-bit words (see the module doc).
 fn network_write(v: u8, offset: u8, mask: &[u8], xor: &[u8]) -> Decompiled {
+    Decompiled::Write(network_write_spec(v, offset, mask, xor))
+}
+
+/// [`network_write`]'s write.
+fn network_write_spec(v: u8, offset: u8, mask: &[u8], xor: &[u8]) -> PayloadWrite {
     let (mut wide_mask, mut wide_xor) = ([0xffu8; 16], [0u8; 16]);
     let (start, len) = if v == V4 {
         let start = offset & !1;
@@ -48,10 +57,11 @@ fn network_write(v: u8, offset: u8, mask: &[u8], xor: &[u8]) -> Decompiled {
         csum_offset: if v == V4 { IPV4_CHECK } else { 0 },
         pseudo_header: false,
         csum_keep_zero: v == V4,
+        saturating: None,
     };
     w.mask[..len].copy_from_slice(&wide_mask[..len]);
     w.xor[..len].copy_from_slice(&wide_xor[..len]);
-    Decompiled::Write(w)
+    w
 }
 
 /// The DS field (IPv4's TOS byte, IPv6's traffic class: bits 4..12 of the first two
@@ -92,8 +102,9 @@ pub fn tos(cx: &XtCx<'_>, b: netlink_proto::xt::Blob<'_>) -> Result<Decompiled, 
 
 /// `struct ipt_TTL_info` / `ip6t_HL_info`: mode u8 @0 (set 0, inc 1, dec 2), value @1.
 /// IPv4's TTL is byte 8, IPv6's hop limit byte 7. Setting is a write of the value;
-/// incrementing and decrementing saturate at 255 and 0, which no mask and xor of the
-/// old byte computes: refused.
+/// ttl_tg()/hl_tg6() saturate an increment at 255 and a decrement at 0: the byte kept
+/// by the mask, then a saturating add (the IPv4 checksum follows the result, as the
+/// kernel's csum_replace2() of the old and new TTL).
 pub fn hop_limit(
     cx: &XtCx<'_>,
     b: netlink_proto::xt::Blob<'_>,
@@ -109,12 +120,16 @@ pub fn hop_limit(
     let offset = if v == V4 { 8 } else { 7 };
     match mode {
         0 => Ok(network_write(v, offset, &[0], &[value])),
-        1 | 2 => Err(format!(
-            "xt target {name} --{}-{} is not supported by the eBPF data plane (a saturating \
-             add, which its header writes do not do)",
-            name.to_ascii_lowercase(),
-            if mode == 1 { "inc" } else { "dec" }
-        )),
+        1 | 2 => {
+            let mut w = network_write_spec(v, offset, &[0xff], &[0]);
+            w.saturating = Some(SaturatingAdd {
+                // The byte's index in the (IPv4: widened) write.
+                at: offset - w.offset,
+                by: value,
+                down: mode == 2,
+            });
+            Ok(Decompiled::Write(w))
+        }
         // ttl_tg()/hl_tg6(): an unknown mode keeps the value (checkentry refuses it).
         _ => Ok(Decompiled::Always),
     }
@@ -153,6 +168,7 @@ mod tests {
             csum_offset: if v4 { 10 } else { 0 },
             pseudo_header: false,
             csum_keep_zero: v4,
+            saturating: None,
         };
         w.mask[..mask.len()].copy_from_slice(mask);
         w.xor[..xor.len()].copy_from_slice(xor);
@@ -195,17 +211,28 @@ mod tests {
     }
 
     #[test]
-    fn ttl_and_hop_limit_set_is_a_write_inc_and_dec_are_refused() {
+    fn ttl_and_hop_limit_set_is_a_write_inc_and_dec_saturate() {
         // The TTL with the protocol beside it.
         let d = target(Family::Ip, "TTL", 0, &[0, 42]).unwrap();
         assert_eq!(d, write(8, &[0, 0xff], &[42, 0], true));
         assert_eq!(applied(&d, &[64, 6]), vec![42, 6]);
         let d = target(Family::Ip6, "HL", 0, &[0, 7]).unwrap();
         assert_eq!(d, write(7, &[0], &[7], false));
-        let e = target(Family::Ip, "TTL", 0, &[1, 1]).unwrap_err();
-        assert!(e.contains("TTL --ttl-inc"), "{e}");
-        let e = target(Family::Ip6, "HL", 0, &[2, 1]).unwrap_err();
-        assert!(e.contains("HL --hl-dec"), "{e}");
+        // --ttl-inc 10: saturates at 255, the protocol byte kept.
+        let d = target(Family::Ip, "TTL", 0, &[1, 10]).unwrap();
+        assert_eq!(applied(&d, &[64, 6]), vec![74, 6]);
+        assert_eq!(applied(&d, &[250, 17]), vec![255, 17]);
+        let Decompiled::Write(w) = &d else { panic!() };
+        assert!(w.csum_inet && w.csum_keep_zero && w.offset == 8 && w.len == 2);
+        // --hl-dec 5: saturates at 0; IPv6 has no header checksum.
+        let d = target(Family::Ip6, "HL", 0, &[2, 5]).unwrap();
+        assert_eq!(applied(&d, &[64]), vec![59]);
+        assert_eq!(applied(&d, &[3]), vec![0]);
+        let Decompiled::Write(w) = &d else { panic!() };
+        assert!(!w.csum_inet && w.offset == 7 && w.len == 1);
+        // --ttl-dec 0 keeps the TTL.
+        let d = target(Family::Ip, "TTL", 0, &[2, 0]).unwrap();
+        assert_eq!(applied(&d, &[9, 1]), vec![9, 1]);
         // Each in its own family's tables only.
         assert!(target(Family::Ip6, "TTL", 0, &[0, 1]).is_err());
         assert!(target(Family::Ip, "HL", 0, &[0, 1]).is_err());

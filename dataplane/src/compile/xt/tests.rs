@@ -193,8 +193,41 @@ fn multiport_ports_ranges_and_inversion() {
         m(&c, "multiport", 1, multiport_info(0, &[5, 9], &[0], true)),
         Ok(one(Test::Sport(vec![PortRange::new(5, 9)]), true))
     );
-    // --ports (either direction) is a disjunction of two fields.
-    assert!(m(&c, "multiport", 1, multiport_info(2, &[22], &[], false)).is_err());
+    // ! --ports 53,1024:65535: both ports loaded, a lookup of either.
+    assert_eq!(
+        m(
+            &c,
+            "multiport",
+            1,
+            multiport_info(2, &[53, 1024, 65535], &[1], true)
+        ),
+        Ok(Decompiled::Residual(
+            vec![],
+            vec![
+                Insn::Payload {
+                    base: PayloadBase::Transport,
+                    offset: 0,
+                    len: 2,
+                    dreg: SCRATCH,
+                },
+                Insn::Payload {
+                    base: PayloadBase::Transport,
+                    offset: 2,
+                    len: 2,
+                    dreg: SCRATCH + 4,
+                },
+                Insn::LookupEither {
+                    sreg: SCRATCH,
+                    sreg2: SCRATCH + 4,
+                    len: 2,
+                    negated: true,
+                    elements: vec![(vec![0, 53], vec![0, 53]), (vec![4, 0], vec![0xff, 0xff])],
+                },
+            ]
+        ))
+    );
+    // Unknown flags stay refused.
+    assert!(m(&c, "multiport", 1, multiport_info(3, &[22], &[], false)).is_err());
     // Without a protocol dependency the IR's ports would not be what it reads.
     assert!(m(
         &input(),
