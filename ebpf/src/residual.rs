@@ -685,6 +685,15 @@ impl ResidualProgram {
             ));
         }
         let within = |reg: u8, len: usize| reg as usize % 4 == 0 && reg as usize + len <= REGS_LEN;
+        // A lookup's key of `len` bytes at `sreg`, and elements of that length.
+        let lookup_fits = |sreg: u8, len: u8, elements: &[(Vec<u8>, Vec<u8>)]| {
+            (1..=MAX_DATA as u8).contains(&len)
+                && elements.len() <= MAX_ELEMS
+                && elements
+                    .iter()
+                    .all(|(a, b)| a.len() == len as usize && b.len() == len as usize)
+                && within(sreg, len as usize)
+        };
         for insn in &self.insns {
             let ok = match insn {
                 Insn::Payload {
@@ -767,29 +776,14 @@ impl ResidualProgram {
                     len,
                     elements,
                     ..
-                } => {
-                    (1..=MAX_DATA as u8).contains(len)
-                        && elements.len() <= MAX_ELEMS
-                        && elements
-                            .iter()
-                            .all(|(a, b)| a.len() == *len as usize && b.len() == *len as usize)
-                        && within(*sreg, *len as usize)
-                }
+                } => lookup_fits(*sreg, *len, elements),
                 Insn::LookupEither {
                     sreg,
                     sreg2,
                     len,
                     elements,
                     ..
-                } => {
-                    (1..=MAX_DATA as u8).contains(len)
-                        && elements.len() <= MAX_ELEMS
-                        && elements
-                            .iter()
-                            .all(|(a, b)| a.len() == *len as usize && b.len() == *len as usize)
-                        && within(*sreg, *len as usize)
-                        && within(*sreg2, *len as usize)
-                }
+                } => lookup_fits(*sreg, *len, elements) && within(*sreg2, *len as usize),
                 Insn::XtString(s) => (1..=string::MAX_PATTERN).contains(&s.pattern.len()),
                 Insn::NetdevView | Insn::XtFullSocket => true,
                 Insn::PayloadIndexed {
