@@ -27,26 +27,15 @@ pub fn quota(b: Blob<'_>) -> Result<Decompiled, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{decompile_match, Decompiled, XtCx};
+    use super::super::{decompile_match, Decompiled};
     use crate::compile::{Family, Hook};
-    use netlink_proto::expr::compat::{Match, MatchAttr};
 
     fn quota(flags: u32, bytes: u64) -> Result<Decompiled, String> {
         let mut info = vec![0u8; 24];
         info[..4].copy_from_slice(&flags.to_ne_bytes());
         info[8..16].copy_from_slice(&bytes.to_ne_bytes());
-        let cx = XtCx {
-            family: Family::Ip6,
-            hook: Hook::Output,
-            families: 2,
-            l4protos: None,
-        };
-        let m = Match::new(vec![
-            MatchAttr::Name("quota".into()),
-            MatchAttr::Rev(0),
-            MatchAttr::Info(info),
-        ]);
-        decompile_match(&cx, &m)
+        let cx = super::super::tests::cx(Family::Ip6, Hook::Output, None);
+        decompile_match(&cx, &super::super::tests::xt_match("quota", 0, info))
     }
 
     #[test]

@@ -41,28 +41,17 @@ pub fn statistic(b: Blob<'_>) -> Result<Decompiled, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{decompile_match, Decompiled, XtCx};
+    use super::super::{decompile_match, Decompiled};
     use super::*;
     use crate::compile::{Family, Hook};
-    use netlink_proto::expr::compat::{Match, MatchAttr};
 
     fn statistic(mode: u16, flags: u16, word: u32) -> Result<Decompiled, String> {
         let mut info = vec![0u8; 24];
         info[..2].copy_from_slice(&mode.to_ne_bytes());
         info[2..4].copy_from_slice(&flags.to_ne_bytes());
         info[4..8].copy_from_slice(&word.to_ne_bytes());
-        let cx = XtCx {
-            family: Family::Ip6,
-            hook: Hook::Output,
-            families: 2,
-            l4protos: None,
-        };
-        let m = Match::new(vec![
-            MatchAttr::Name("statistic".into()),
-            MatchAttr::Rev(0),
-            MatchAttr::Info(info),
-        ]);
-        decompile_match(&cx, &m)
+        let cx = super::super::tests::cx(Family::Ip6, Hook::Output, None);
+        decompile_match(&cx, &super::super::tests::xt_match("statistic", 0, info))
     }
 
     #[test]

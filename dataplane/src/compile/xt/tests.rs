@@ -6,7 +6,7 @@ use netlink_proto::expr::compat::{MatchAttr, TargetAttr};
 use nftshim_ebpf::ir::ct_status;
 use nftshim_ebpf::residual::{SctpChunkMatch, SctpChunks};
 
-fn xt_match(name: &str, rev: u32, info: Vec<u8>) -> XtMatch {
+pub(super) fn xt_match(name: &str, rev: u32, info: Vec<u8>) -> XtMatch {
     XtMatch::new(vec![
         MatchAttr::Name(name.into()),
         MatchAttr::Rev(rev),
@@ -48,7 +48,7 @@ fn protos(p: &[u8]) -> BTreeSet<u8> {
     p.iter().copied().collect()
 }
 
-fn cx<'a>(family: Family, hook: Hook, l4: Option<&'a BTreeSet<u8>>) -> XtCx<'a> {
+pub(super) fn cx<'a>(family: Family, hook: Hook, l4: Option<&'a BTreeSet<u8>>) -> XtCx<'a> {
     XtCx {
         family,
         hook,
