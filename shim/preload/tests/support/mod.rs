@@ -94,12 +94,21 @@ impl Drop for Netns {
 pub fn run(mut cmd: Command, limit: Duration) -> Output {
     use std::io::Read;
     let desc = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+        .stderr(Stdio::piped());
+    // A test that has just copied an executable can meet ETXTBSY: a child forked by a
+    // parallel test inherits the copy's write descriptor until that child execs.
+    let mut attempts = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 100 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => break other.expect("spawn"),
+        }
+    };
     // Drain both pipes while waiting, so a chatty child cannot block on a full pipe.
     let drain = |mut r: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
