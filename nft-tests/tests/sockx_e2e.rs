@@ -147,3 +147,69 @@ fn cgroup_root_path_matches_local_sockets_as_the_kernel_does() {
     assert_eq!(kernel[6].1, "refused");
     assert_eq!(kernel, shim, "kernel vs nftshimd\n{}", daemon.log_tail(20));
 }
+
+/// `iptables-nft ARGS` in `ns` through the daemon, under `unshare --cgroup` when
+/// `private`: whether it succeeded, and its stderr.
+fn iptables_via(
+    bins: &Binaries,
+    daemon: &Daemon,
+    ns: &Netns,
+    private: bool,
+    args: &[&str],
+) -> (bool, String) {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns.name()]);
+    if private {
+        cmd.args(["unshare", "--cgroup"]);
+    }
+    let out = cmd
+        .arg("iptables-nft")
+        .args(args)
+        .env("LD_PRELOAD", &bins.preload)
+        .env("NFTSHIM_SOCKET", daemon.socket())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn cgroup_path_from_a_private_cgroup_namespace_is_refused() {
+    nft_tests::cleanup::install_signal_cleanup();
+    let bins = Binaries::for_tests();
+    let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
+    let ns = Netns::create_unique("nftshim-sockx", "cgns").unwrap();
+    // There "/" is the namespace's own root: only its subtree's sockets would match.
+    for rule in [["--path", "/"], ["!", "--path"]] {
+        let mut args = vec!["-A", "OUTPUT", "-m", "cgroup"];
+        args.extend(rule);
+        if rule[0] == "!" {
+            args.push("/");
+        }
+        args.extend(["-j", "DROP"]);
+        let (ok, err) = iptables_via(&bins, &daemon, &ns, true, &args);
+        assert!(
+            !ok && err.contains("Operation not supported"),
+            "{args:?}: {err}"
+        );
+    }
+    let listed = Command::new("ip")
+        .args(["netns", "exec", ns.name(), "iptables-nft", "-S", "OUTPUT"])
+        .env("LD_PRELOAD", &bins.preload)
+        .env("NFTSHIM_SOCKET", daemon.socket())
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(!listed.contains("cgroup"), "{listed}");
+    // From the initial cgroup namespace the same rule is the whole tree's, and enforced.
+    let (ok, err) = iptables_via(
+        &bins,
+        &daemon,
+        &ns,
+        false,
+        &["-A", "OUTPUT", "-m", "cgroup", "--path", "/", "-j", "DROP"],
+    );
+    assert!(ok, "{err}\n{}", daemon.log_tail(20));
+}

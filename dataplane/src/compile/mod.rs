@@ -508,16 +508,22 @@ fn hook_of(family: Family, base: &BaseChain) -> Result<Hook, String> {
 /// alone, so that the refusal can be reported on the message that adds the rule. A
 /// regular chain is judged under the hook that allows the most (forward, or netdev
 /// ingress); what depends on the hooks it is reached from is left to [`decompile`].
+/// What the kernel resolves in the `adder`'s context is judged here only: the rule
+/// keeps what it resolved, whoever commits later.
 pub fn check_rule(
     view: &RulesetView<'_>,
     table: &Table,
     chain: &Chain,
     rule: &nftshim_engine::view::Rule,
+    adder: &nftshim_engine::Caller,
 ) -> Result<(), DataplaneError> {
+    let label = |why: String| refuse(format!("table {} chain {}: {why}", table.name, chain.name));
+    if adder.private_cgroupns {
+        xt::cgroup::check_adder_cgroupns(&rule.exprs).map_err(label)?;
+    }
     if table.is_dormant() {
         return Ok(());
     }
-    let label = |why: String| refuse(format!("table {} chain {}: {why}", table.name, chain.name));
     let family = table_family(table).map_err(label)?;
     let (hook, base) = match &chain.base {
         Some(b) => (hook_of(family, b).map_err(label)?, true),

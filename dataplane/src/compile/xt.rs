@@ -935,7 +935,7 @@ fn connmark_target(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, S
 }
 
 mod addrtype;
-mod cgroup;
+pub(crate) mod cgroup;
 mod classify;
 mod connbytes;
 mod connlabel;

@@ -107,8 +107,9 @@ impl Dataplane for EbpfDataplane {
         table: &Table,
         chain: &Chain,
         rule: &Rule,
+        adder: &nftshim_engine::Caller,
     ) -> Result<(), DataplaneError> {
-        let result = check_rule(proposed, table, chain, rule);
+        let result = check_rule(proposed, table, chain, rule, adder);
         if let Err(e) = &result {
             tracing::info!(netns_cookie = self.key.cookie, reason = %e.reason, "rule refused by the eBPF data plane");
         }

@@ -14,6 +14,9 @@ use crate::netns::{self, HomeNetns, NetnsId};
 use crate::sys::{self, InodeId};
 
 const CAP_NET_ADMIN: u32 = 12;
+/// The inode of the initial cgroup namespace (PROC_CGROUP_INIT_INO): fixed, so that a
+/// namespace is known as the initial one from its inode alone.
+const PROC_CGROUP_INIT_INO: u64 = 0xEFFF_FFFB;
 
 /// What /proc/PID/status says that matters here.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -52,6 +55,8 @@ pub struct VerifiedCaller {
     pub comm: String,
     pub tgid_in_own_ns: u32,
     pub net_admin: bool,
+    /// Not in the initial cgroup namespace (or not known to be in it).
+    pub private_cgroupns: bool,
     pub netns: NetnsId,
 }
 
@@ -139,6 +144,9 @@ pub fn verify(
         .to_string();
     let caller_userns =
         sys::stat_id(&proc_path(pid, "ns/user")).map_err(|_| HelloRefused::CallerGone)?;
+    // Unreadable counts as private: that only makes the data plane refuse more.
+    let private_cgroupns = sys::stat_id(&proc_path(pid, "ns/cgroup"))
+        .map_or(true, |id| id.ino != PROC_CGROUP_INIT_INO);
     if let Some(pidfd) = pidfd {
         if !sys::pidfd_alive(pidfd) {
             return Err(HelloRefused::CallerGone);
@@ -156,6 +164,7 @@ pub fn verify(
         comm,
         tgid_in_own_ns: fields.tgid_in_own_ns,
         net_admin,
+        private_cgroupns,
         netns: NetnsId {
             cookie,
             inode: netns_inode.ino,

@@ -45,6 +45,7 @@ struct Session<S: NamespaceState> {
     pid: u32,
     comm: String,
     net_admin: bool,
+    private_cgroupns: bool,
 }
 
 impl<S: NamespaceState> Drop for Session<S> {
@@ -78,6 +79,7 @@ impl<S: NamespaceState> Session<S> {
             ext_ack: self.socket.ext_ack,
             cap_ack: self.socket.cap_ack,
             net_admin: self.net_admin,
+            private_cgroupns: self.private_cgroupns,
         }
     }
 }
@@ -276,6 +278,7 @@ impl<S: NamespaceState> Connection<S> {
             pid: v.pid,
             comm: v.comm,
             net_admin: v.net_admin,
+            private_cgroupns: v.private_cgroupns,
         });
         Next::Reply(done(portid as i64))
     }

@@ -30,17 +30,19 @@ pub trait Dataplane: Send {
         let _ = proposed;
         Ok(())
     }
-    /// Whether one rule, just added by a batch message to `chain` of `table` in the
-    /// ruleset `proposed` (the batch so far), can be enforced, as far as the rule alone
-    /// tells.
+    /// Whether one rule, just added by `adder`'s batch message to `chain` of `table` in
+    /// the ruleset `proposed` (the batch so far), can be enforced, as far as the rule
+    /// alone tells. The adder matters where the kernel resolves a name in the adding
+    /// process's context once, when the rule is added.
     fn check_rule(
         &self,
         proposed: &RulesetView<'_>,
         table: &Table,
         chain: &Chain,
         rule: &Rule,
+        adder: &crate::Caller,
     ) -> Result<(), DataplaneError> {
-        let _ = (proposed, table, chain, rule);
+        let _ = (proposed, table, chain, rule, adder);
         Ok(())
     }
     /// Enforces a committed ruleset.

@@ -72,6 +72,9 @@ pub struct Caller {
     pub cap_ack: bool,
     /// CAP_NET_ADMIN over the namespace; without it every message gets EPERM.
     pub net_admin: bool,
+    /// The process is not in the initial cgroup namespace, so a cgroup path it names
+    /// (`-m cgroup --path`) is resolved below its namespace's root, not the global one.
+    pub private_cgroupns: bool,
 }
 
 /// What the kernel would send in answer to one datagram.

@@ -386,7 +386,7 @@ fn run_pass<'d>(
         let mut res = batch_msg(&mut tx, caller, &req, subsys);
         if req.msg_type & 0xff == NFT_MSG_NEWRULE {
             if let BatchStep::Done(Ok(_)) = res {
-                if let Some(e) = check_new_rule(&tx, dp) {
+                if let Some(e) = check_new_rule(&tx, caller, dp) {
                     res = BatchStep::Done(Err(e.errno.abs().into()));
                 }
             }
@@ -428,7 +428,11 @@ fn run_pass<'d>(
 }
 
 /// The data plane's verdict on the rule the last message added.
-fn check_new_rule(tx: &Txn<'_>, dp: &dyn Dataplane) -> Option<crate::DataplaneError> {
+fn check_new_rule(
+    tx: &Txn<'_>,
+    caller: &Caller,
+    dp: &dyn Dataplane,
+) -> Option<crate::DataplaneError> {
     let last = tx.log.last()?;
     let txn::TransKind::NewRule { chain, handle, .. } = &last.kind else {
         return None;
@@ -437,8 +441,14 @@ fn check_new_rule(tx: &Txn<'_>, dp: &dyn Dataplane) -> Option<crate::DataplaneEr
     let chain = table.chains.iter().find(|c| c.handle == *chain)?;
     // From the end: most rules are appended.
     let rule = chain.rules.iter().rev().find(|r| r.handle == *handle)?;
-    dp.check_rule(&crate::view::RulesetView::new(&tx.rs), table, chain, rule)
-        .err()
+    dp.check_rule(
+        &crate::view::RulesetView::new(&tx.rs),
+        table,
+        chain,
+        rule,
+        caller,
+    )
+    .err()
 }
 
 enum BatchStep {

@@ -21,6 +21,7 @@ fn caller() -> Caller {
         ext_ack: true,
         cap_ack: false,
         net_admin: true,
+        private_cgroupns: false,
     }
 }
 

@@ -235,6 +235,7 @@ fn replay(path: &Path) -> Result<(), String> {
                 ext_ack,
                 cap_ack: false,
                 net_admin: true,
+                private_cgroupns: false,
             };
             let sent = unhex(ex["send"].as_str().unwrap());
             let out = ns.handle_datagram(&caller, &sent, &mut dp);

@@ -15,6 +15,7 @@
 //! reads the current task's), revision 0 (`--cgroup` too), and `--path /` in INPUT,
 //! where skb->sk is the socket early demux found after TC ingress ran.
 
+use netlink_proto::expr::Expr as TypedExpr;
 use netlink_proto::xt::{strnlen, Blob};
 use nftshim_ebpf::residual::Insn;
 
@@ -67,6 +68,29 @@ pub fn cgroup(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, String
             cx.hook
         )),
     }
+}
+
+/// Refuses a `--path` that a process outside the initial cgroup namespace adds: the
+/// kernel resolves it below that namespace's root (cgroup_get_from_path), so even "/"
+/// names a subtree there, which the data plane's "every full socket" does not test.
+pub fn check_adder_cgroupns(exprs: &[nftshim_engine::view::Expr]) -> Result<(), String> {
+    for e in exprs {
+        let TypedExpr::Match(m) = TypedExpr::from_data(&e.name, &e.data) else {
+            continue;
+        };
+        let names_a_path = m.ext_name() == Some("cgroup")
+            && matches!(m.rev(), Some(1 | 2))
+            && m.info().is_some_and(|info| Blob(info).u8(0) != 0);
+        if names_a_path {
+            return Err(
+                "xt match cgroup --path added from a private cgroup namespace is not \
+                 supported by the eBPF data plane (the kernel resolves it below that \
+                 namespace's root)"
+                    .into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

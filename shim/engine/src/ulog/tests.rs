@@ -16,6 +16,7 @@ fn caller(portid: u32) -> Caller {
         ext_ack: false,
         cap_ack: false,
         net_admin: true,
+        private_cgroupns: false,
     }
 }
 
