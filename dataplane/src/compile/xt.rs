@@ -145,6 +145,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("dst", 0) => hbh6::options_header(cx, b, "dst", 60),
         ("srh", 0 | 1) => srh6::srh(cx, rev, b),
         ("string", 1) => string::string(b),
+        ("recent", 0 | 1) => recent::recent(b),
         ("limit", _) => Err(
             "xt match limit is not supported by the eBPF data plane (xt_limit counts credits \
              in jiffies, not nft_limit's nanosecond tokens)"
@@ -945,6 +946,7 @@ mod ebt;
 mod header_targets;
 mod pkttype;
 mod quota;
+mod recent;
 mod statistic;
 
 mod dccp;
