@@ -477,7 +477,9 @@ fn parse_proc_line(line: &str) -> (String, u8, u16, u16) {
 /// --hitcount 2` before `--set`), per source, IPv4 and IPv6 in one list.
 #[test]
 fn third_packet_within_the_window_is_dropped() {
-    let Some(_ns) = Netns::enter("third") else { return };
+    let Some(_ns) = Netns::enter("third") else {
+        return;
+    };
     let mut h = Harness::new();
     for v6 in [false, true] {
         let mut check = rule("limit", Mode::Check);
@@ -514,7 +516,9 @@ fn third_packet_within_the_window_is_dropped() {
 /// out of the window and the stale oldest entry is reaped.
 #[test]
 fn update_seconds_and_reap() {
-    let Some(_ns) = Netns::enter("reap") else { return };
+    let Some(_ns) = Netns::enter("reap") else {
+        return;
+    };
     let mut h = Harness::new();
     let mut update = rule("upd", Mode::Update);
     (update.seconds, update.hitcount, update.reap) = (2, 2, true);
@@ -550,7 +554,9 @@ fn update_seconds_and_reap() {
 /// `!` inverts; a list outlives the family that created it.
 #[test]
 fn rttl_remove_invert_and_lifetime() {
-    let Some(_ns) = Netns::enter("rttl") else { return };
+    let Some(_ns) = Netns::enter("rttl") else {
+        return;
+    };
     let mut h = Harness::new();
     let mut rcheck = rule("t", Mode::Check);
     rcheck.rttl = true;
@@ -608,7 +614,9 @@ fn rttl_remove_invert_and_lifetime() {
 /// added later flushes it.
 #[test]
 fn lru_eviction_mask_and_flush() {
-    let Some(_ns) = Netns::enter("lru") else { return };
+    let Some(_ns) = Netns::enter("lru") else {
+        return;
+    };
     let mut h = Harness::new();
     let mut set = rule("lru", Mode::Set);
     set.dest = true;

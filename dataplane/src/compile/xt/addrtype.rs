@@ -180,26 +180,17 @@ fn v6_type(mask: u16, option: &str, is_source: bool) -> Result<Class, String> {
 #[cfg(test)]
 mod tests {
     use super::super::decompile_match;
+    use super::super::tests::{cx, xt_match};
     use super::*;
     use crate::compile::Hook;
-    use netlink_proto::expr::compat::{Match as XtMatch, MatchAttr};
 
     fn decompile(family: Family, source: u16, dest: u16, flags: u32) -> Result<Decompiled, String> {
         let mut info = vec![0u8; 8];
         info[..2].copy_from_slice(&source.to_ne_bytes());
         info[2..4].copy_from_slice(&dest.to_ne_bytes());
         info[4..].copy_from_slice(&flags.to_ne_bytes());
-        let cx = XtCx {
-            family,
-            hook: Hook::Input,
-            families: if family == Family::Ip6 { 2 } else { 1 },
-            l4protos: None,
-        };
-        let m = XtMatch::new(vec![
-            MatchAttr::Name("addrtype".into()),
-            MatchAttr::Rev(1),
-            MatchAttr::Info(info),
-        ]);
+        let cx = cx(family, Hook::Input, None);
+        let m = xt_match("addrtype", 1, info);
         decompile_match(&cx, &m)
     }
 

@@ -96,9 +96,9 @@ pub fn check_adder_cgroupns(exprs: &[nftshim_engine::view::Expr]) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::super::decompile_match;
+    use super::super::tests::{cx, xt_match};
     use super::*;
     use crate::compile::Family;
-    use netlink_proto::expr::compat::{Match as XtMatch, MatchAttr};
 
     fn decompile(hook: Hook, rev: u32, path: &str, invert: bool) -> Result<Decompiled, String> {
         let size = if rev == 1 { 4112 } else { 528 };
@@ -106,17 +106,8 @@ mod tests {
         info[0] = 1;
         info[2] = invert as u8;
         info[4..4 + path.len()].copy_from_slice(path.as_bytes());
-        let cx = XtCx {
-            family: Family::Ip,
-            hook,
-            families: 1,
-            l4protos: None,
-        };
-        let m = XtMatch::new(vec![
-            MatchAttr::Name("cgroup".into()),
-            MatchAttr::Rev(rev),
-            MatchAttr::Info(info),
-        ]);
+        let cx = cx(Family::Ip, hook, None);
+        let m = xt_match("cgroup", rev, info);
         decompile_match(&cx, &m)
     }
 
@@ -141,19 +132,25 @@ mod tests {
     fn other_paths_and_classids_are_refused() {
         assert!(decompile(Hook::Output, 2, "/user.slice", false).is_err());
         assert!(decompile(Hook::Output, 2, "/.", true).is_err());
-        let cx = XtCx {
-            family: Family::Ip6,
-            hook: Hook::Output,
-            families: 2,
-            l4protos: None,
-        };
         let mut info = vec![0u8; 528];
         info[1] = 1;
-        let m = XtMatch::new(vec![
-            MatchAttr::Name("cgroup".into()),
-            MatchAttr::Rev(2),
-            MatchAttr::Info(info),
-        ]);
+        let cx = cx(Family::Ip6, Hook::Output, None);
+        let m = xt_match("cgroup", 2, info);
         assert!(decompile_match(&cx, &m).unwrap_err().contains("--cgroup"));
+    }
+
+    #[test]
+    fn a_path_from_a_private_cgroup_namespace_is_refused() {
+        let expr = |info: Vec<u8>| nftshim_engine::view::Expr {
+            name: "match".into(),
+            data: xt_match("cgroup", 2, info).to_attrs(),
+        };
+        let mut path = vec![0u8; 528];
+        path[0] = 1;
+        path[4] = b'/';
+        let mut classid = vec![0u8; 528];
+        classid[1] = 1;
+        assert!(check_adder_cgroupns(&[expr(path)]).is_err());
+        assert!(check_adder_cgroupns(&[expr(classid)]).is_ok());
     }
 }

@@ -83,10 +83,10 @@ pub fn connbytes(b: Blob<'_>) -> Result<Decompiled, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{decompile_match, Decompiled, XtCx};
+    use super::super::tests::{cx, xt_match};
+    use super::super::{decompile_match, Decompiled};
     use super::*;
     use crate::compile::{Family, Hook};
-    use netlink_proto::expr::compat::{Match, MatchAttr};
 
     fn connbytes(from: u64, to: u64, what: u8, direction: u8) -> Result<Decompiled, String> {
         connbytes_for(&[17], from, to, what, direction)
@@ -105,21 +105,12 @@ mod tests {
         info[8..16].copy_from_slice(&to.to_ne_bytes());
         info[16] = what;
         info[17] = direction;
-        let cx = XtCx {
-            family: Family::Ip,
-            hook: Hook::Forward,
-            families: 1,
-            l4protos: if protocols.is_empty() {
-                None
-            } else {
-                Some(&l4)
-            },
-        };
-        let m = Match::new(vec![
-            MatchAttr::Name("connbytes".into()),
-            MatchAttr::Rev(0),
-            MatchAttr::Info(info),
-        ]);
+        let cx = cx(
+            Family::Ip,
+            Hook::Forward,
+            (!protocols.is_empty()).then_some(&l4),
+        );
+        let m = xt_match("connbytes", 0, info);
         decompile_match(&cx, &m)
     }
 

@@ -59,10 +59,10 @@ pub fn connlimit(b: Blob<'_>) -> Result<Decompiled, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{decompile_match, Decompiled, XtCx};
+    use super::super::tests::{cx, xt_match};
+    use super::super::{decompile_match, Decompiled};
     use super::*;
     use crate::compile::{Family, Hook};
-    use netlink_proto::expr::compat::{Match, MatchAttr};
     use nftshim_ebpf::residual::{Headers, MetaValues, Outcome, ResidualProgram};
 
     fn connlimit(limit: u32, flags: u32) -> Result<Decompiled, String> {
@@ -70,17 +70,8 @@ mod tests {
         info[..4].copy_from_slice(&[255; 4]);
         info[16..20].copy_from_slice(&limit.to_ne_bytes());
         info[20..24].copy_from_slice(&flags.to_ne_bytes());
-        let cx = XtCx {
-            family: Family::Ip,
-            hook: Hook::Input,
-            families: 1,
-            l4protos: None,
-        };
-        let m = Match::new(vec![
-            MatchAttr::Name("connlimit".into()),
-            MatchAttr::Rev(1),
-            MatchAttr::Info(info),
-        ]);
+        let cx = cx(Family::Ip, Hook::Input, None);
+        let m = xt_match("connlimit", 1, info);
         decompile_match(&cx, &m)
     }
 

@@ -40,25 +40,16 @@ pub fn cpu(cx: &XtCx<'_>, b: Blob<'_>) -> Result<Decompiled, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{decompile_match, Decompiled, XtCx};
+    use super::super::tests::{cx, xt_match};
+    use super::super::{decompile_match, Decompiled};
     use super::*;
-    use netlink_proto::expr::compat::{Match, MatchAttr};
 
     fn cpu(hook: Hook, cpu: u32, invert: u32) -> Result<Decompiled, String> {
         let mut info = vec![0u8; 8];
         info[..4].copy_from_slice(&cpu.to_ne_bytes());
         info[4..].copy_from_slice(&invert.to_ne_bytes());
-        let cx = XtCx {
-            family: Family::Ip,
-            hook,
-            families: 1,
-            l4protos: None,
-        };
-        let m = Match::new(vec![
-            MatchAttr::Name("cpu".into()),
-            MatchAttr::Rev(0),
-            MatchAttr::Info(info),
-        ]);
+        let cx = cx(Family::Ip, hook, None);
+        let m = xt_match("cpu", 0, info);
         decompile_match(&cx, &m)
     }
 

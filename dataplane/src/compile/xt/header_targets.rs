@@ -137,23 +137,14 @@ pub fn hop_limit(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{decompile_target, Decompiled, XtCx};
+    use super::super::tests::{cx, xt_target};
+    use super::super::{decompile_target, Decompiled};
     use crate::compile::{Family, Hook};
-    use netlink_proto::expr::compat::{Target, TargetAttr};
     use nftshim_ebpf::ir::{PayloadWrite, WriteBase};
 
     fn target(family: Family, name: &str, rev: u32, info: &[u8]) -> Result<Decompiled, String> {
-        let cx = XtCx {
-            family,
-            hook: Hook::Forward,
-            families: if family == Family::Ip6 { 2 } else { 1 },
-            l4protos: None,
-        };
-        let t = Target::new(vec![
-            TargetAttr::Name(name.into()),
-            TargetAttr::Rev(rev),
-            TargetAttr::Info(info.to_vec()),
-        ]);
+        let cx = cx(family, Hook::Forward, None);
+        let t = xt_target(name, rev, info.to_vec());
         decompile_target(&cx, &t)
     }
 

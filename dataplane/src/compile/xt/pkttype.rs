@@ -36,26 +36,17 @@ pub fn pkttype(b: Blob<'_>) -> Result<Decompiled, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{decompile_match, Decompiled, XtCx};
+    use super::super::tests::{cx, xt_match};
+    use super::super::{decompile_match, Decompiled};
     use super::*;
     use crate::compile::{Family, Hook};
-    use netlink_proto::expr::compat::{Match, MatchAttr};
 
     fn pkttype(family: Family, hook: Hook, pkttype: u32, invert: u32) -> Decompiled {
         let mut info = vec![0u8; 8];
         info[..4].copy_from_slice(&pkttype.to_ne_bytes());
         info[4..].copy_from_slice(&invert.to_ne_bytes());
-        let cx = XtCx {
-            family,
-            hook,
-            families: if family == Family::Ip6 { 2 } else { 1 },
-            l4protos: None,
-        };
-        let m = Match::new(vec![
-            MatchAttr::Name("pkttype".into()),
-            MatchAttr::Rev(0),
-            MatchAttr::Info(info),
-        ]);
+        let cx = cx(family, hook, None);
+        let m = xt_match("pkttype", 0, info);
         decompile_match(&cx, &m).unwrap()
     }
 

@@ -14,7 +14,7 @@ pub(super) fn xt_match(name: &str, rev: u32, info: Vec<u8>) -> XtMatch {
     ])
 }
 
-fn xt_target(name: &str, rev: u32, info: Vec<u8>) -> XtTarget {
+pub(super) fn xt_target(name: &str, rev: u32, info: Vec<u8>) -> XtTarget {
     XtTarget::new(vec![
         TargetAttr::Name(name.into()),
         TargetAttr::Rev(rev),
