@@ -97,8 +97,10 @@ fn tcp_across_namespaces_through_an_enforced_input_chain() {
 fn packet_suite_agrees_with_the_kernel_on_every_ruleset() {
     let rulesets = concat!(env!("CARGO_MANIFEST_DIR"), "/rulesets");
     let bins = Binaries::for_tests();
+    // A hang guard, not a timing: a ruleset with header writes loads several programs,
+    // each verified for seconds on a busy 2-core machine.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_nft-conformance"))
-        .args(["--suite", "packets", "--nftshimd"])
+        .args(["--suite", "packets", "--timeout", "60", "--nftshimd"])
         .arg(&bins.nftshimd)
         .arg("--preload")
         .arg(&bins.preload)
