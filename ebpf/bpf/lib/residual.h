@@ -64,6 +64,8 @@ enum ns_res_op {
 	NS_RES_XT_RANDOM = 46, /* data: probability (host order); flags: invert */
 	/* 55..59: socket matches (sockx.h). */
 	NS_RES_XT_FULL_SOCKET = 55, /* skb->sk is a full socket of the namespace */
+	/* 100..104: xt_socket (xt_socket.h). */
+	NS_RES_XT_SOCKET = 100, /* flags: 1 nowildcard */
 	/* 50..54: connection-count matches (connlimit.h). */
 	NS_RES_XT_CONNLIMIT_TUPLE = 50, /* hotdrop without a connection or a tuple */
 };
@@ -481,6 +483,7 @@ static __attribute__((noinline)) int ns_res_sctp_chunk(struct ns_res_state *rs, 
 
 #include "xt.h"
 #include "sockx.h"
+#include "xt_socket.h"
 #include "connlimit.h"
 #include "xt_string.h"
 
@@ -683,6 +686,8 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 		return ns_res_xt_ipv6_header(rs, in, hk);
 	case NS_RES_XT_FULL_SOCKET:
 		return ns_sockx_full_socket(rs->iif, rs->l4proto, rs->has_l4proto, hk);
+	case NS_RES_XT_SOCKET:
+		return ns_xt_socket(rs, in, hk);
 	case NS_RES_XT_IPV6_OPTIONS:
 		return ns_res_xt_ipv6_options(rs, in, hk);
 	case NS_RES_XT_SRH_SEGMENT:
