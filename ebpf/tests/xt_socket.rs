@@ -3,8 +3,8 @@
 //! and BPF_PROG_TEST_RUN (whose packets come in on that namespace's loopback, at TC
 //! ingress and XDP) must find them as socket_match() does: bound to an address (or
 //! an established socket): a match; bound to the any address: a match only with
-//! `--nowildcard`; none, or a later fragment: no match; an ICMP error finds the socket
-//! that sent the packet it quotes. The reference has no sockets: where the namespace
+//! `--nowildcard`; none: no match; an ICMP error finds the socket that sent the packet
+//! it quotes; a later fragment gets its first fragment's answer (none without it). The reference has no sockets: where the namespace
 //! has none, it and the program agree. Kernel against nftshimd with the same rules:
 //! nft-tests/tests/xt_socket_e2e.rs.
 
@@ -187,10 +187,15 @@ fn lookups_find_the_namespace_sockets() {
                     "{name}, nowildcard {nowildcard}"
                 );
             }
-            // A later fragment has no ports: no socket, where the first finds one.
-            let (first, later) = fragment_v4(&udp(r4, l4, 40000, 7004), 77);
-            assert!(matched(&loaded, &first));
-            assert!(!matched(&loaded, &later));
+            // A later fragment has no ports: it gets what its first fragment found.
+            for (port, id) in [(7004u16, 77u16), (7005, 78)] {
+                let (first, later) = fragment_v4(&udp(r4, l4, 40000, port), id);
+                let want = port == 7004 || nowildcard;
+                assert!(!matched(&loaded, &later), "later fragment before its first");
+                assert_eq!(matched(&loaded, &first), want, "first fragment to {port}");
+                assert_eq!(matched(&loaded, &later), want, "later fragment to {port}");
+            }
+            let (_, later) = fragment_v4(&udp(r4, l4, 40000, 7004), 79);
             // Where no socket is found, the reference agrees.
             for frame in [
                 tcp(r4, l4, 40000, 7003, SYN),

@@ -165,6 +165,9 @@ struct ns_res_state {
 	__u8 vlan_present;
 	__u8 pkt_type; /* skb->pkt_type (TC; 0 at XDP) */
 	__u32 iif; /* the packet's input device (0: locally generated, answers too) */
+	/* A fragment (xt_socket.h): 1 the first, 2 a later one; its datagram's id. */
+	__u8 frag;
+	__u32 frag_id;
 	__u16 vlan_proto; /* host order */
 	__u16 vlan_tci;
 	struct ns_res_view nd; /* what NS_RES_NETDEV switches to */
@@ -845,6 +848,10 @@ NS_INLINE int ns_residual_holds(__u32 first, __u32 count, const struct pkt_ctx *
 	rs->ipv6 = p->l3 == NS_L3_IPV6;
 	rs->has_th = rs->th != 0;
 	rs->fragoff = 0;
+	rs->frag = !(p->flags & PKT_F_FRAG) || !p->has_frag_id ? 0
+		   : (p->flags & PKT_F_LATER_FRAG)		 ? 2
+								 : 1;
+	rs->frag_id = p->frag_id;
 	/* A later fragment keeps the offset nft_set_pktinfo_ipv{4,6} give it: after the
 	 * IPv4 header, or 0 (skb->data, the network header) for IPv6. */
 	rs->has_thoff = rs->has_th;

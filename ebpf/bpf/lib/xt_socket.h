@@ -15,7 +15,7 @@
  * sockets as they are, which xt_socket counts as found and never as wildcard (not
  * sk_fullsock()). The match holds when a socket is found and, unless
  * XT_SOCKET_NOWILDCARD, it is not a full socket bound to the any address.
- * Later fragments: see ns_xt_socket below. */
+ * Fragments: see ns_xt_socket below. */
 #ifndef NS_XT_SOCKET_H
 #define NS_XT_SOCKET_H
 
@@ -25,12 +25,38 @@
 #define NS_TCP_TIME_WAIT 6
 #define NS_TCP_NEW_SYN_RECV 12
 
+/* A fragmented datagram: its addresses, protocol and identification. */
+struct ns_xt_socket_frag_key {
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u32 id;
+	__u8 nfproto;
+	__u8 l4proto;
+	__u16 pad;
+};
+
+/* What the lookup found for a datagram's first fragment. */
+struct ns_xt_socket_frag_val {
+	__u8 found;
+	__u8 wildcard; /* a full socket bound to the any address */
+};
+
 /* The lookup's tuple and the bytes read to build it, per CPU (kept off the stack,
  * which the residual VM's call chain nearly fills). */
 struct ns_xt_socket_scratch {
 	struct bpf_sock_tuple tuple;
 	__u8 buf[40];
+	struct ns_xt_socket_frag_key frag;
 };
+
+/* xt_socket_frags: the first fragment's answer, for the later fragments of its
+ * datagram (which carry no ports). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ns_xt_socket_frag_key);
+	__type(value, struct ns_xt_socket_frag_val);
+	__uint(max_entries, 4096);
+} xt_socket_frags SEC(".maps");
 
 /* xt_socket_scratch: the tuple and header bytes of the lookup running on this CPU. */
 struct {
@@ -152,12 +178,28 @@ static __attribute__((noinline)) int ns_xt_socket_tuple(struct ns_res_state *rs,
 		}                                                                            \
 	} while (0)
 
+/* The key of the packet's datagram (rs->frag set): 0, or -1 if unreadable. */
+NS_INLINE int ns_xt_socket_frag_key(struct ns_res_state *rs, struct ns_hook *hk,
+				    struct ns_xt_socket_frag_key *k)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->id = rs->frag_id;
+	k->nfproto = rs->nfproto;
+	k->l4proto = rs->l4proto;
+	if (rs->nfproto == 10)
+		return ns_xt_socket_load(rs, hk, rs->nh + 8, (__u8 *)k->saddr, 32);
+	if (ns_xt_socket_load(rs, hk, rs->nh + 12, (__u8 *)k->saddr, 4) < 0)
+		return -1;
+	return ns_xt_socket_load(rs, hk, rs->nh + 16, (__u8 *)k->daddr, 4);
+}
+
 /* NS_RES_XT_SOCKET: 1 when socket_match() holds, else 0.
  *
- * A later fragment has no ports: the kernel, whose xt_socket turns defragmentation on,
- * judges the reassembled datagram, which has the first fragment's; here the later
- * fragment finds no socket (as connection tracking here calls a later fragment
- * without its first one INVALID). */
+ * Fragments: xt_socket turns defragmentation on, so the kernel looks up the
+ * reassembled datagram, by its first fragment's ports. Here the first fragment's
+ * answer is remembered by datagram (addresses, protocol, id) and given to its later
+ * fragments; a later fragment that arrives before its first one finds no socket (as
+ * connection tracking here calls it INVALID). */
 NS_INLINE int ns_xt_socket(struct ns_res_state *rs, const struct ns_res_insn *in,
 			   struct ns_hook *hk)
 {
@@ -165,14 +207,20 @@ NS_INLINE int ns_xt_socket(struct ns_res_state *rs, const struct ns_res_insn *in
 	struct ns_xt_socket_scratch *s = bpf_map_lookup_elem(&xt_socket_scratch, &zero);
 	if (!s)
 		return -1;
+	int check = !(in->flags & NS_XT_SOCKET_NOWILDCARD);
+	if (rs->frag == 2) {
+		if (ns_xt_socket_frag_key(rs, hk, &s->frag) < 0)
+			return 0;
+		struct ns_xt_socket_frag_val *v = bpf_map_lookup_elem(&xt_socket_frags, &s->frag);
+		return v && v->found && !(check && v->wildcard);
+	}
 	__builtin_memset(&s->tuple, 0, sizeof(s->tuple));
 	__u8 proto = 0;
 	if (!ns_xt_socket_tuple(rs, hk, s, &proto))
 		return 0;
 	int v6 = rs->nfproto == 10;
 	__u32 size = v6 ? sizeof(s->tuple.ipv6) : sizeof(s->tuple.ipv4);
-	int wildcard = 0;
-	int check = !(in->flags & NS_XT_SOCKET_NOWILDCARD);
+	struct ns_xt_socket_frag_val found = {};
 	/* A TCP lookup's socket is a struct sock_common, UDP's a struct sock: the loads
 	 * of each stay in their own branch (the verifier refuses one load instruction
 	 * for both pointer types; the distinct instructions at the branches' ends keep
@@ -180,21 +228,29 @@ NS_INLINE int ns_xt_socket(struct ns_res_state *rs, const struct ns_res_insn *in
 	if (proto == 6) {
 		struct bpf_sock *sk =
 			bpf_skc_lookup_tcp(hk->ctx, &s->tuple, size, BPF_F_CURRENT_NETNS, 0);
-		if (!sk)
-			return 0;
-		NS_XT_SOCKET_WILDCARD(sk, v6, check, wildcard);
-		bpf_sk_release(sk);
-		asm volatile("r1 = 6" ::: "r1", "memory");
+		if (sk) {
+			int wildcard = 0;
+			NS_XT_SOCKET_WILDCARD(sk, v6, 1, wildcard);
+			bpf_sk_release(sk);
+			found.found = 1;
+			found.wildcard = wildcard;
+			asm volatile("r1 = 6" ::: "r1", "memory");
+		}
 	} else {
 		struct bpf_sock *sk =
 			bpf_sk_lookup_udp(hk->ctx, &s->tuple, size, BPF_F_CURRENT_NETNS, 0);
-		if (!sk)
-			return 0;
-		NS_XT_SOCKET_WILDCARD(sk, v6, check, wildcard);
-		bpf_sk_release(sk);
-		asm volatile("r1 = 17" ::: "r1", "memory");
+		if (sk) {
+			int wildcard = 0;
+			NS_XT_SOCKET_WILDCARD(sk, v6, 1, wildcard);
+			bpf_sk_release(sk);
+			found.found = 1;
+			found.wildcard = wildcard;
+			asm volatile("r1 = 17" ::: "r1", "memory");
+		}
 	}
-	return !wildcard;
+	if (rs->frag == 1 && ns_xt_socket_frag_key(rs, hk, &s->frag) == 0)
+		bpf_map_update_elem(&xt_socket_frags, &s->frag, &found, BPF_ANY);
+	return found.found && !(check && found.wildcard);
 }
 
 #endif

@@ -22,11 +22,15 @@
 //! helper at TC reads IP_TRANSPARENT), `--restore-skmark` (the match writes the
 //! packet's mark, which the rules after it read).
 //!
-//! Known differences: a later fragment (no ports) finds no socket, where the kernel
-//! (xt_socket turns defragmentation on) judges the reassembled datagram; on an L3
-//! master's (VRF) port the BPF lookup passes the port as sdif, the kernel 0; a
-//! reuseport group's SO_ATTACH_REUSEPORT_[CE]BPF program runs on the kernel's TCP
-//! lookup (not on BPF's, which selects by hash) and may refuse every socket.
+//! Fragments: xt_socket turns defragmentation on, so the kernel looks the reassembled
+//! datagram up by its first fragment's ports; here later fragments (no ports) get the
+//! answer their first fragment got (remembered by datagram, bpf/lib/xt_socket.h).
+//!
+//! Known differences: a later fragment whose first fragment did not reach the match
+//! first finds no socket; on an L3 master's (VRF) port the BPF lookup passes the port
+//! as sdif, the kernel 0; a reuseport group's SO_ATTACH_REUSEPORT_[CE]BPF program runs
+//! on the kernel's TCP lookup (not on BPF's, which selects by hash) and may refuse
+//! every socket.
 
 use netlink_proto::xt::Blob;
 use nftshim_ebpf::residual::Insn;
