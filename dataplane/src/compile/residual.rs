@@ -74,6 +74,7 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::XtString(_)
         | Insn::NetdevView
         | Insn::XtFullSocket
+        | Insn::XtSocket { .. }
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)
         | Insn::XtDccpOption { .. }
@@ -103,6 +104,7 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::LinkChoice { .. }
         | Insn::NetdevView
         | Insn::XtFullSocket
+        | Insn::XtSocket { .. }
         | Insn::XtString(_)
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)

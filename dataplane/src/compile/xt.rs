@@ -135,6 +135,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("statistic", 0) => statistic::statistic(b),
         ("addrtype", 0 | 1) => addrtype::addrtype(cx, rev, b),
         ("cgroup", 0..=2) => cgroup::cgroup(cx, rev, b),
+        ("socket", 0..=3) => socket::socket(cx, rev, b),
         ("sctp", 0) => sctp::sctp(cx, b),
         ("dccp", 0) => dccp::dccp(cx, b),
         ("ah", 0) => ipsec_mh::ah(cx, b),
@@ -947,6 +948,7 @@ mod header_targets;
 mod pkttype;
 mod quota;
 mod recent;
+mod socket;
 mod statistic;
 
 mod dccp;

@@ -64,6 +64,8 @@ enum ns_res_op {
 	NS_RES_XT_RANDOM = 46, /* data: probability (host order); flags: invert */
 	/* 55..59: socket matches (sockx.h). */
 	NS_RES_XT_FULL_SOCKET = 55, /* skb->sk is a full socket of the namespace */
+	/* 100..104: xt_socket (xt_socket.h). */
+	NS_RES_XT_SOCKET = 100, /* flags: 1 nowildcard */
 	/* 50..54: connection-count matches (connlimit.h). */
 	NS_RES_XT_CONNLIMIT_TUPLE = 50, /* hotdrop without a connection or a tuple */
 };
@@ -163,6 +165,9 @@ struct ns_res_state {
 	__u8 vlan_present;
 	__u8 pkt_type; /* skb->pkt_type (TC; 0 at XDP) */
 	__u32 iif; /* the packet's input device (0: locally generated, answers too) */
+	/* A fragment (xt_socket.h): 1 the first, 2 a later one; its datagram's id. */
+	__u8 frag;
+	__u32 frag_id;
 	__u16 vlan_proto; /* host order */
 	__u16 vlan_tci;
 	struct ns_res_view nd; /* what NS_RES_NETDEV switches to */
@@ -481,6 +486,7 @@ static __attribute__((noinline)) int ns_res_sctp_chunk(struct ns_res_state *rs, 
 
 #include "xt.h"
 #include "sockx.h"
+#include "xt_socket.h"
 #include "connlimit.h"
 #include "xt_string.h"
 
@@ -683,6 +689,8 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 		return ns_res_xt_ipv6_header(rs, in, hk);
 	case NS_RES_XT_FULL_SOCKET:
 		return ns_sockx_full_socket(rs->iif, rs->l4proto, rs->has_l4proto, hk);
+	case NS_RES_XT_SOCKET:
+		return ns_xt_socket(rs, in, hk);
 	case NS_RES_XT_IPV6_OPTIONS:
 		return ns_res_xt_ipv6_options(rs, in, hk);
 	case NS_RES_XT_SRH_SEGMENT:
@@ -840,6 +848,10 @@ NS_INLINE int ns_residual_holds(__u32 first, __u32 count, const struct pkt_ctx *
 	rs->ipv6 = p->l3 == NS_L3_IPV6;
 	rs->has_th = rs->th != 0;
 	rs->fragoff = 0;
+	rs->frag = !(p->flags & PKT_F_FRAG) || !p->has_frag_id ? 0
+		   : (p->flags & PKT_F_LATER_FRAG)		 ? 2
+								 : 1;
+	rs->frag_id = p->frag_id;
 	/* A later fragment keeps the offset nft_set_pktinfo_ipv{4,6} give it: after the
 	 * IPv4 header, or 0 (skb->data, the network header) for IPv6. */
 	rs->has_thoff = rs->has_th;

@@ -60,6 +60,8 @@ pub const RES_XT_CPU: u8 = 45;
 pub const RES_XT_RANDOM: u8 = 46;
 /// 55..59: socket matches (bpf/lib/sockx.h).
 pub const RES_XT_FULL_SOCKET: u8 = 55;
+/// 100..104: xt_socket (bpf/lib/xt_socket.h); flags: 1 nowildcard.
+pub const RES_XT_SOCKET: u8 = 100;
 /// xtables matches' own walks (operations 20-27), which may drop the packet.
 pub const RES_XT_HEADER: u8 = 20;
 pub const RES_XT_SCTP: u8 = 21;
@@ -618,6 +620,10 @@ impl Extras {
                     b.flags = *invert as u8;
                 }
                 Insn::XtFullSocket => b.op = RES_XT_FULL_SOCKET,
+                Insn::XtSocket { nowildcard } => {
+                    b.op = RES_XT_SOCKET;
+                    b.flags = *nowildcard as u8;
+                }
                 Insn::Immediate { dreg, data } => {
                     b.op = RES_IMMEDIATE;
                     (b.dreg, b.len) = (*dreg, data.len() as u8);
