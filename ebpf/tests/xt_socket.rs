@@ -100,6 +100,26 @@ fn v6only_listener(port: u16) -> TcpListener {
     }
 }
 
+/// Splits an IPv6 UDP frame (8 bytes of payload) into two fragments with
+/// identification `id`: the UDP header (more fragments), then the payload.
+fn fragment_v6(frame: &[u8], id: u32) -> (Vec<u8>, Vec<u8>) {
+    let (eth, ip, rest) = (&frame[..14], &frame[14..54], &frame[54..]);
+    let piece = |data: &[u8], offset_units: u16, more: bool| {
+        let mut f = eth.to_vec();
+        let mut hdr = ip.to_vec();
+        hdr[4..6].copy_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+        hdr[6] = 44;
+        f.extend_from_slice(&hdr);
+        let off = offset_units << 3 | u16::from(more);
+        f.extend_from_slice(&[ip[6], 0]);
+        f.extend_from_slice(&off.to_be_bytes());
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(data);
+        f
+    };
+    (piece(&rest[..8], 0, true), piece(&rest[8..], 1, false))
+}
+
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
 
@@ -195,6 +215,13 @@ fn lookups_find_the_namespace_sockets() {
                 assert_eq!(matched(&loaded, &first), want, "first fragment to {port}");
                 assert_eq!(matched(&loaded, &later), want, "later fragment to {port}");
             }
+            let (first6, later6) = fragment_v6(&udp(r6, l6, 40000, 7014), 80);
+            assert!(
+                !matched(&loaded, &later6),
+                "IPv6 later fragment before its first"
+            );
+            assert!(matched(&loaded, &first6), "IPv6 first fragment");
+            assert!(matched(&loaded, &later6), "IPv6 later fragment");
             let (_, later) = fragment_v4(&udp(r4, l4, 40000, 7004), 79);
             // Where no socket is found, the reference agrees.
             for frame in [
