@@ -7,7 +7,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::fields::{L3Fields, PacketFields};
-use crate::ir::{PayloadWrite, WriteBase};
+use crate::ir::{PayloadWrite, TcpOptStrip, WriteBase};
 
 /// The 16-bit one's complement sum of `bytes` as big-endian words (a last odd byte is
 /// a high byte), as csum_partial() starts a buffer; folded, not complemented.
@@ -118,6 +118,68 @@ pub fn apply(w: &PayloadWrite, p: &mut PacketFields) -> bool {
     net[off..off + len].copy_from_slice(&new);
     reparse(w, p);
     true
+}
+
+/// What xt_TCPOPTSTRIP's target gives a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StripOutcome {
+    /// XT_CONTINUE (options stripped or not).
+    Continue,
+    /// NF_DROP: the TCP header is cut short.
+    Drop,
+}
+
+const IPPROTO_TCP: u8 = 6;
+const TCPOPT_NOP: u8 = 1;
+
+/// tcpoptstrip_mangle_packet() on `p`'s headers: each option of a stripped kind, as
+/// the kernel walks them, becomes NOPs (its length bytes too), the TCP checksum fixed
+/// up byte by byte as the kernel's inet_proto_csum_replace2() calls do it for a packet
+/// that is not CHECKSUM_PARTIAL (csum_replace2(): a zero result stays 0). Later
+/// fragments are left alone; a TCP header shorter than 20 bytes, a data offset under 5
+/// or a header past the packet's end drops the packet.
+pub fn strip_tcp_options(s: &TcpOptStrip, p: &mut PacketFields) -> StripOutcome {
+    let later_fragment = p.later_fragment;
+    let Some(h) = p.headers.as_mut() else {
+        return StripOutcome::Continue;
+    };
+    let (Some(th), Some(IPPROTO_TCP)) = (h.transport, p.l4proto) else {
+        return StripOutcome::Continue;
+    };
+    if later_fragment {
+        return StripOutcome::Continue;
+    }
+    let net = &mut h.network;
+    if th + 20 > net.len() {
+        return StripOutcome::Drop;
+    }
+    let hdrlen = usize::from(net[th + 12] >> 4) * 4;
+    if hdrlen < 20 || th + hdrlen > net.len() {
+        return StripOutcome::Drop;
+    }
+    let opt = &mut net[th..th + hdrlen];
+    let mut i = 20;
+    while i + 1 < hdrlen {
+        let optl = match (opt[i], opt[i + 1]) {
+            (k, l) if k <= TCPOPT_NOP || l == 0 => 1,
+            (_, l) => usize::from(l),
+        };
+        if i + optl > hdrlen {
+            break;
+        }
+        if s.strips(opt[i]) {
+            for j in i..i + optl {
+                // The byte's place in its 16-bit word of the checksum.
+                let shift = if j % 2 == 0 { 8 } else { 0 };
+                let (o, n) = (u16::from(opt[j]) << shift, u16::from(TCPOPT_NOP) << shift);
+                let sum = csum_replace_keep_zero(get16(opt, 16), o, n);
+                put16(opt, 16, sum);
+                opt[j] = TCPOPT_NOP;
+            }
+        }
+        i += optl;
+    }
+    StripOutcome::Continue
 }
 
 /// The fields a write can change: addresses and ports (the compiler refuses writes

@@ -396,7 +396,7 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         .extras
         .residual_insns
         .iter()
-        .any(|i| i.op == checks::RES_WRITE)
+        .any(|i| i.op == checks::RES_WRITE || i.op == checks::RES_TCPOPTSTRIP)
     {
         features |= FEATURE_WRITES;
         // Log events carry the packet as it leaves the program, not as it was when
