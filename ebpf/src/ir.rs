@@ -189,6 +189,26 @@ pub enum Statement {
     /// Later rules and chains see the new bytes (and the fields parsed from them).
     /// Breaks the rule, as the kernel does, when the bytes are not in the packet.
     PayloadSet(PayloadWrite),
+    /// xt_TCPOPTSTRIP ([`TcpOptStrip`]): TCP options become NOPs, the TCP checksum
+    /// follows; later rules see the new bytes. Drops the packet when its TCP header is
+    /// cut short.
+    TcpOptStrip(TcpOptStrip),
+}
+
+/// xt_TCPOPTSTRIP's `--strip-options`: the option kinds whose bytes become NOPs, as
+/// tcpoptstrip_mangle_packet() walks the options (a bit per kind, kind `k` at bit
+/// `k % 8` of byte `k / 8`: `strip_bmap`'s u32 words in x86_64 byte order). Kinds 0
+/// and 1 (end of options, NOP) are never in it (the compiler refuses them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TcpOptStrip {
+    pub kinds: [u8; 32],
+}
+
+impl TcpOptStrip {
+    /// Whether options of `kind` are stripped.
+    pub fn strips(&self, kind: u8) -> bool {
+        self.kinds[usize::from(kind / 8)] & (1 << (kind % 8)) != 0
+    }
 }
 
 /// `to = ((((from & and) ^ xor) << or >> by) ^ post`, from and to the meta mark or

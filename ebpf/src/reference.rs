@@ -236,9 +236,13 @@ impl<'a> Reference<'a> {
                 }
                 if self.rule_matches(&chain.rules[i], first + i, packet, now) {
                     eval.counted.push(first + i);
-                    if self.run_statements(&chain.rules[i], first + i, packet, eval) {
-                        hit = Some(i);
-                        break;
+                    match self.run_statements(&chain.rules[i], first + i, packet, eval) {
+                        Statements::Done => {
+                            hit = Some(i);
+                            break;
+                        }
+                        Statements::Broke => {}
+                        Statements::Dropped => return Ok(Verdict::Drop),
                     }
                 }
             }
@@ -341,14 +345,15 @@ impl<'a> Reference<'a> {
             })
     }
 
-    /// Runs a matched rule's statements; false when one breaks the rule.
+    /// Runs a matched rule's statements: whether they all ran, one broke the rule or
+    /// one dropped the packet.
     fn run_statements(
         &self,
         rule: &Rule,
         number: usize,
         p: &mut PacketFields,
         eval: &mut Evaluation,
-    ) -> bool {
+    ) -> Statements {
         let conn = p.ct.has_conn();
         for s in &rule.statements {
             match s {
@@ -358,7 +363,7 @@ impl<'a> Reference<'a> {
                 }
                 Statement::SetMarkFromCtMark { and, xor } => {
                     if !conn {
-                        return false;
+                        return Statements::Broke;
                     }
                     p.mark = (p.ct.mark & and) ^ xor;
                     eval.effects.mark = Some(p.mark);
@@ -374,7 +379,7 @@ impl<'a> Reference<'a> {
                 Statement::SetCtMark { .. } | Statement::SetCtMarkFromMark { .. } => {}
                 Statement::MarkShift(m) => {
                     if m.from_ct && !conn {
-                        return false;
+                        return Statements::Broke;
                     }
                     if m.to_ct && !conn {
                         continue;
@@ -402,17 +407,24 @@ impl<'a> Reference<'a> {
                 Statement::Log { prefix } => {
                     eval.effects.logs.push((number, prefix.clone(), p.mark))
                 }
+                Statement::TcpOptStrip(strip) => {
+                    let outcome = crate::rewrite::strip_tcp_options(strip, p);
+                    eval.effects.network = p.headers.as_ref().map(|h| h.network.clone());
+                    if outcome == crate::rewrite::StripOutcome::Drop {
+                        return Statements::Dropped;
+                    }
+                }
                 Statement::PayloadSet(w) => {
                     let ok = crate::rewrite::apply(w, p);
                     // Even a breaking write may have fixed a checksum up.
                     eval.effects.network = p.headers.as_ref().map(|h| h.network.clone());
                     if !ok {
-                        return false;
+                        return Statements::Broke;
                     }
                 }
             }
         }
-        true
+        Statements::Done
     }
 
     /// Whether one stateless match holds: the field is present and membership differs
@@ -430,6 +442,15 @@ impl<'a> Reference<'a> {
             Some(member) => member != m.negated,
         }
     }
+}
+
+/// How a rule's statements ended.
+enum Statements {
+    Done,
+    /// One broke the rule: its action is skipped.
+    Broke,
+    /// One dropped the packet (xt_TCPOPTSTRIP's NF_DROP).
+    Dropped,
 }
 
 fn in_scope(scope: L3Scope, l3: &L3Fields) -> bool {

@@ -7,7 +7,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::fields::{L3Fields, PacketFields};
-use crate::ir::{PayloadWrite, WriteBase};
+use crate::ir::{PayloadWrite, TcpOptStrip, WriteBase};
 
 /// The 16-bit one's complement sum of `bytes` as big-endian words (a last odd byte is
 /// a high byte), as csum_partial() starts a buffer; folded, not complemented.
@@ -120,6 +120,68 @@ pub fn apply(w: &PayloadWrite, p: &mut PacketFields) -> bool {
     true
 }
 
+/// What xt_TCPOPTSTRIP's target gives a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StripOutcome {
+    /// XT_CONTINUE (options stripped or not).
+    Continue,
+    /// NF_DROP: the TCP header is cut short.
+    Drop,
+}
+
+const IPPROTO_TCP: u8 = 6;
+const TCPOPT_NOP: u8 = 1;
+
+/// tcpoptstrip_mangle_packet() on `p`'s headers: each option of a stripped kind, as
+/// the kernel walks them, becomes NOPs (its length bytes too), the TCP checksum fixed
+/// up byte by byte as the kernel's inet_proto_csum_replace2() calls do it for a packet
+/// that is not CHECKSUM_PARTIAL (csum_replace2(): a zero result stays 0). Later
+/// fragments are left alone; a TCP header shorter than 20 bytes, a data offset under 5
+/// or a header past the packet's end drops the packet.
+pub fn strip_tcp_options(s: &TcpOptStrip, p: &mut PacketFields) -> StripOutcome {
+    let later_fragment = p.later_fragment;
+    let Some(h) = p.headers.as_mut() else {
+        return StripOutcome::Continue;
+    };
+    let (Some(th), Some(IPPROTO_TCP)) = (h.transport, p.l4proto) else {
+        return StripOutcome::Continue;
+    };
+    if later_fragment {
+        return StripOutcome::Continue;
+    }
+    let net = &mut h.network;
+    if th + 20 > net.len() {
+        return StripOutcome::Drop;
+    }
+    let hdrlen = usize::from(net[th + 12] >> 4) * 4;
+    if hdrlen < 20 || th + hdrlen > net.len() {
+        return StripOutcome::Drop;
+    }
+    let opt = &mut net[th..th + hdrlen];
+    let mut i = 20;
+    while i + 1 < hdrlen {
+        let optl = match (opt[i], opt[i + 1]) {
+            (k, l) if k <= TCPOPT_NOP || l == 0 => 1,
+            (_, l) => usize::from(l),
+        };
+        if i + optl > hdrlen {
+            break;
+        }
+        if s.strips(opt[i]) {
+            for j in i..i + optl {
+                // The byte's place in its 16-bit word of the checksum.
+                let shift = if j % 2 == 0 { 8 } else { 0 };
+                let (o, n) = (u16::from(opt[j]) << shift, u16::from(TCPOPT_NOP) << shift);
+                let sum = csum_replace_keep_zero(get16(opt, 16), o, n);
+                put16(opt, 16, sum);
+                opt[j] = TCPOPT_NOP;
+            }
+        }
+        i += optl;
+    }
+    StripOutcome::Continue
+}
+
 /// The fields a write can change: addresses and ports (the compiler refuses writes
 /// that would change how the packet parses).
 fn reparse(w: &PayloadWrite, p: &mut PacketFields) {
@@ -176,5 +238,98 @@ mod tests {
         // A checksum that ends up zero is written as 0xffff.
         assert_eq!(csum_replace(0x0001, 0x0000, 0x0001), 0xffff);
         assert_eq!(csum_replace(0x1234, 0x0000, 0x0000), 0x1234);
+    }
+
+    /// A TCP packet's fields whose header (20 bytes, then `options`) starts at 0 of
+    /// the network bytes, checksum `csum`.
+    fn tcp(options: &[u8], csum: u16) -> PacketFields {
+        let mut net = vec![0u8; 20];
+        net[12] = ((20 + options.len()) / 4 << 4) as u8;
+        put16(&mut net, 16, csum);
+        net.extend_from_slice(options);
+        PacketFields {
+            l4proto: Some(IPPROTO_TCP),
+            headers: Some(crate::residual::Headers {
+                network: net,
+                transport: Some(0),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn kinds(k: &[u8]) -> TcpOptStrip {
+        let mut s = TcpOptStrip { kinds: [0; 32] };
+        for &k in k {
+            s.kinds[usize::from(k / 8)] |= 1 << (k % 8);
+        }
+        s
+    }
+
+    fn options_after(s: &TcpOptStrip, p: &mut PacketFields) -> (StripOutcome, Vec<u8>, u16) {
+        let outcome = strip_tcp_options(s, p);
+        let net = &p.headers.as_ref().unwrap().network;
+        (outcome, net[20..].to_vec(), get16(net, 16))
+    }
+
+    #[test]
+    fn strips_as_tcpoptstrip_mangle_packet_walks() {
+        // MSS, SACK permitted, timestamps, NOP, window scale: SACK-perm and timestamps
+        // go; the checksum moves by the sum difference.
+        let opts = [
+            2, 4, 5, 0xb4, 4, 2, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8, 1, 3, 3, 7,
+        ];
+        let mut p = tcp(&opts, 0x1234);
+        let (o, out, c) = options_after(&kinds(&[4, 8]), &mut p);
+        let mut want = opts;
+        want[4..16].fill(1);
+        assert_eq!((o, &out[..]), (StripOutcome::Continue, &want[..]));
+        assert_eq!(
+            c,
+            csum_replace_keep_zero(0x1234, sum16(&opts), sum16(&want))
+        );
+        // A length byte of 0 makes a one-byte option: only its kind byte goes, and
+        // the walk goes on at the next byte (kind 0 there: one byte, kept).
+        let mut p = tcp(&[5, 0, 0, 0], 0x1234);
+        assert_eq!(options_after(&kinds(&[5]), &mut p).1, vec![1, 0, 0, 0]);
+        // An option running past the header ends the walk: nothing after it either.
+        let mut p = tcp(&[3, 3, 7, 9, 5, 9, 9, 9, 30, 6, 0, 0], 0x1234);
+        let (_, out, c) = options_after(&kinds(&[3, 9, 30]), &mut p);
+        assert_eq!(out, vec![1, 1, 1, 1, 1, 1, 1, 1, 30, 6, 0, 0]);
+        assert_ne!(c, 0x1234);
+        // The header's last byte is never an option start.
+        let mut p = tcp(&[1, 1, 1, 6], 0x1234);
+        let (_, out, c) = options_after(&kinds(&[6]), &mut p);
+        assert_eq!((out, c), (vec![1, 1, 1, 6], 0x1234));
+    }
+
+    #[test]
+    fn a_checksum_of_0xffff_becomes_0_once_a_byte_changes() {
+        // A field of 0xffff (the same sum as 0): the kernel's first fix-up gives a
+        // value in 0..=0xfffe, and its fix-ups of bytes that stay keep that value.
+        let mut p = tcp(&[4, 2, 1, 1], 0xffff);
+        let (_, _, c) = options_after(&kinds(&[4]), &mut p);
+        assert_eq!(c, csum_replace_keep_zero(0xffff, 0x0402, 0x0101));
+        assert_ne!(c, 0xffff);
+    }
+
+    #[test]
+    fn cut_short_headers_drop_and_later_fragments_pass() {
+        let mut p = tcp(&[], 0);
+        p.headers.as_mut().unwrap().network[12] = 0x40;
+        assert_eq!(strip_tcp_options(&kinds(&[2]), &mut p), StripOutcome::Drop);
+        let mut p = tcp(&[2, 4, 5, 0xb4], 0);
+        p.headers.as_mut().unwrap().network[12] = 0x70;
+        assert_eq!(strip_tcp_options(&kinds(&[2]), &mut p), StripOutcome::Drop);
+        let mut p = tcp(&[2, 4, 5, 0xb4], 0);
+        p.headers.as_mut().unwrap().network.truncate(19);
+        assert_eq!(strip_tcp_options(&kinds(&[2]), &mut p), StripOutcome::Drop);
+        let mut p = tcp(&[2, 4, 5, 0xb4], 0);
+        p.later_fragment = true;
+        assert_eq!(
+            strip_tcp_options(&kinds(&[2]), &mut p),
+            StripOutcome::Continue
+        );
+        assert_eq!(p.headers.unwrap().network[20], 2);
     }
 }

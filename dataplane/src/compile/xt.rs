@@ -176,6 +176,7 @@ pub fn decompile_target(cx: &XtCx<'_>, t: &XtTarget) -> Result<Decompiled, Strin
         ("TTL", 0) => header_targets::hop_limit(cx, b, V4),
         ("HL", 0) => header_targets::hop_limit(cx, b, V6),
         ("CLASSIFY", 0) => classify::classify(cx, b),
+        ("TCPOPTSTRIP", 0) => tcpoptstrip::tcpoptstrip(cx, b),
         ("MASQUERADE" | "SNAT" | "DNAT" | "REDIRECT" | "NETMAP", _) => Err(format!(
             "xt target {name} (NAT) is not supported by the eBPF data plane"
         )),
@@ -958,5 +959,6 @@ mod ipsec_mh;
 mod sctp;
 mod srh6;
 mod string;
+mod tcpoptstrip;
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,7 @@
 #include "stmts.h"
 #include "reject.h"
 #include "rewrite.h"
+#include "tcpoptstrip.h"
 
 /* One chain: its rules are [start, end) of the program's rule numbering. */
 struct ns_chain {
@@ -207,8 +208,12 @@ __noinline int ns_relookup(struct ns_eval *e)
 	return ns_lookup_vectors(&e->pkt, e->ct.state_bit, e->ct.has_ct, e->ct.mark, e->ids);
 }
 
+/* ns_run_stmts(): a statement dropped the packet (xt_TCPOPTSTRIP's NF_DROP). */
+#define NS_STMTS_DROP 2
+
 /* Runs a rule's statements in order. Returns 0 when one breaks the rule (`meta mark
- * set ct mark` without a connection): the rule's action is then skipped. */
+ * set ct mark` without a connection): the rule's action is then skipped;
+ * NS_STMTS_DROP when one drops the packet. */
 NS_INLINE int ns_run_stmts(struct ns_eval *e, __u32 rule, const struct ns_rule_ext *x)
 {
 #pragma unroll
@@ -294,6 +299,20 @@ NS_INLINE int ns_run_stmts(struct ns_eval *e, __u32 rule, const struct ns_rule_e
 				return 0;
 			break;
 		}
+		case NS_STMT_TCPOPTSTRIP: {
+			if (!NS_FEATURE(NS_F_WRITES)) {
+				e->status = NS_EVAL_ERROR;
+				return 0;
+			}
+			int r = ns_tcpoptstrip(&e->pkt, &e->writes, s->a);
+			if (r == NS_TCPOPTSTRIP_DROP)
+				return NS_STMTS_DROP;
+			if (r < 0) {
+				e->status = NS_EVAL_ERROR;
+				return 0;
+			}
+			break;
+		}
 		case NS_STMT_LOG: {
 			__u32 n = e->nlogs;
 			if (n >= NS_MAX_LOGS) {
@@ -350,9 +369,16 @@ NS_INLINE void ns_rule_matched(struct ns_eval *e, __u32 rule, struct ns_hook *hk
 		}
 	}
 	ns_count_rule(rule, e->pkt.charge);
-	if (NS_FEATURE(NS_F_STMTS) && x && (r->flags & NS_RULE_STMTS) && !ns_run_stmts(e, rule, x)) {
-		e->pos = rule + 1;
-		return;
+	if (NS_FEATURE(NS_F_STMTS) && x && (r->flags & NS_RULE_STMTS)) {
+		int st = ns_run_stmts(e, rule, x);
+		if (st == NS_STMTS_DROP) {
+			ns_done(e, NS_DROP);
+			return;
+		}
+		if (!st) {
+			e->pos = rule + 1;
+			return;
+		}
 	}
 	switch (r->kind) {
 	case NS_CONTINUE:

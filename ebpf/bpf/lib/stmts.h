@@ -52,6 +52,8 @@ enum ns_stmt_kind {
 	NS_STMT_MARK_MERGE = 70,
 	/* xt_CLASSIFY: skb->priority = a, written by the TC hook after the chains. */
 	NS_STMT_SET_PRIORITY = 71,
+	/* xt_TCPOPTSTRIP: a: its spec in residual_insns (lib/tcpoptstrip.h). */
+	NS_STMT_TCPOPTSTRIP = 90,
 };
 
 /* ns_stmt.shift of NS_STMT_MARK_SHIFT: the shift in bits 0-4, then these. */

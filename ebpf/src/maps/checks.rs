@@ -87,6 +87,11 @@ pub const WRITE_CSUM_KEEP_ZERO: u8 = 1 << 2;
 pub const WRITE_SAT_ADD: u8 = 1 << 3;
 pub const WRITE_SAT_DOWN: u8 = 1 << 4;
 
+/// Not an operation: the spec of an xt_TCPOPTSTRIP statement (bpf/lib/tcpoptstrip.h):
+/// data and data2 the 256-bit map of stripped kinds ([`crate::ir::TcpOptStrip::kinds`]).
+/// In xt_TCPOPTSTRIP's range (90-94).
+pub const RES_TCPOPTSTRIP: u8 = 90;
+
 /// `struct ns_res_insn`: one residual operation. `flags` holds the payload base, the
 /// cmp operator, the negation of a range or lookup, or the shift direction; `arg` the
 /// meta key, the byte-order word size or the shift.
@@ -130,6 +135,8 @@ pub const STMT_MARK_SHIFT: u32 = 7;
 pub const STMT_MARK_MERGE: u32 = 70;
 /// [`crate::ir::Statement::SetPriority`]: a = the priority.
 pub const STMT_SET_PRIORITY: u32 = 71;
+/// [`crate::ir::Statement::TcpOptStrip`]: a = its spec in `residual_insns`.
+pub const STMT_TCPOPTSTRIP: u32 = 90;
 
 /// `struct ns_check`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -463,6 +470,16 @@ impl Extras {
                         self.log_prefixes.push(prefix.clone());
                     }
                     stmt(STMT_LOG, id, 0)
+                }
+                Statement::TcpOptStrip(strip) => {
+                    let mut spec = BpfResidualInsn {
+                        op: RES_TCPOPTSTRIP,
+                        ..BpfResidualInsn::default()
+                    };
+                    spec.data.copy_from_slice(&strip.kinds[..16]);
+                    spec.data2.copy_from_slice(&strip.kinds[16..]);
+                    self.residual_insns.push(spec);
+                    stmt(STMT_TCPOPTSTRIP, self.residual_insns.len() as u32 - 1, 0)
                 }
                 Statement::PayloadSet(w) => {
                     self.residual_insns.push(write_spec(w));

@@ -33,6 +33,7 @@ mod chains;
 pub mod checks;
 mod lbvs;
 pub mod sets;
+mod write_queue;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
@@ -372,6 +373,11 @@ pub enum BuildError {
     SetElementMismatch { set: String },
     #[error("log statements in a program that writes packet headers")]
     LogWithWrites,
+    #[error(
+        "a packet may queue {most} header writes (TCP option strips count 3), more than {}",
+        write_queue::MAX_QUEUED_WRITES
+    )]
+    TooManyWrites { most: usize },
 }
 
 /// Compiles one chain, as a program with that base chain. Fails on what the data plane
@@ -396,7 +402,7 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         .extras
         .residual_insns
         .iter()
-        .any(|i| i.op == checks::RES_WRITE)
+        .any(|i| i.op == checks::RES_WRITE || i.op == checks::RES_TCPOPTSTRIP)
     {
         features |= FEATURE_WRITES;
         // Log events carry the packet as it leaves the program, not as it was when
@@ -409,6 +415,12 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
             })
         }) {
             return Err(BuildError::LogWithWrites);
+        }
+        if write_queue::strips_tcp_options(program) {
+            let most = write_queue::most_queued_writes(program);
+            if most > write_queue::MAX_QUEUED_WRITES {
+                return Err(BuildError::TooManyWrites { most });
+            }
         }
     }
     if !layout.extras.residual_insns.is_empty() {
