@@ -144,6 +144,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("hbh", 0) => hbh6::options_header(cx, b, "hbh", 0),
         ("dst", 0) => hbh6::options_header(cx, b, "dst", 60),
         ("srh", 0 | 1) => srh6::srh(cx, rev, b),
+        ("ipv6header", 0) => ipv6header::ipv6header(cx, b),
         ("string", 1) => string::string(b),
         ("limit", _) => Err(
             "xt match limit is not supported by the eBPF data plane (xt_limit counts credits \
@@ -951,6 +952,7 @@ mod dccp;
 mod frag6;
 mod hbh6;
 mod ipsec_mh;
+mod ipv6header;
 mod sctp;
 mod srh6;
 mod string;
