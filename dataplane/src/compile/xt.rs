@@ -172,6 +172,7 @@ pub fn decompile_target(cx: &XtCx<'_>, t: &XtTarget) -> Result<Decompiled, Strin
         ("CONNMARK", 1 | 2) => connmark_target(cx, rev, b),
         ("DSCP", 0) => header_targets::dscp(cx, b),
         ("TOS", 1) => header_targets::tos(cx, b),
+        ("ECN", 0) => ecn::ecn(cx, b),
         ("TTL", 0) => header_targets::hop_limit(cx, b, V4),
         ("HL", 0) => header_targets::hop_limit(cx, b, V6),
         ("CLASSIFY", 0) => classify::classify(cx, b),
@@ -943,6 +944,7 @@ mod connlabel;
 mod connlimit;
 mod cpu;
 mod ebt;
+mod ecn;
 mod header_targets;
 mod pkttype;
 mod quota;
