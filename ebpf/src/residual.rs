@@ -14,7 +14,7 @@ mod connlimit;
 mod string;
 mod xt;
 pub use string::{kernel_toupper, XtString, MAX_PATTERN as XT_STRING_MAX_PATTERN};
-pub use xt::{ipv6_options_match, SctpChunkMatch, SctpChunks, IPV6_MAX_OPTS};
+pub use xt::{ipv6_header_types, ipv6_options_match, SctpChunkMatch, SctpChunks, IPV6_MAX_OPTS};
 
 /// Bytes of the register file (NFT_REG32_00 .. NFT_REG32_15).
 pub const REGS_LEN: usize = 64;
@@ -432,6 +432,14 @@ pub enum Insn {
         next: bool,
         dreg: u8,
     },
+    /// ip6t_ipv6header (ipv6header_mt6()): the walk of the extension header chain
+    /// from the fixed header, one bit per header type seen (MASK_HOPOPTS 0x80 ...
+    /// MASK_PROTO 0x01, see [`ipv6_header_types`]), into the byte at `dreg` (its
+    /// register's other bytes zeroed). Breaks where the kernel's walk returns false
+    /// (fewer than 2 bytes left for the next header), and on non-IPv6 packets.
+    XtIpv6HeaderTypes {
+        dreg: u8,
+    },
     /// Two packet fields compared with each other (ebt_arp's `--arp-gratuitous`: the
     /// sender and target IP addresses): holds when the `len` bytes at `sreg` equal the
     /// `len` bytes after them, `!= negated`.
@@ -840,6 +848,7 @@ impl ResidualProgram {
                 }
                 Insn::XtIpv6Options { opts, .. } => opts.len() <= xt::IPV6_MAX_OPTS,
                 Insn::XtSrhSegment { dreg, .. } => within(*dreg, 16),
+                Insn::XtIpv6HeaderTypes { dreg } => within(*dreg, 4),
                 Insn::HalvesEq { sreg, len, .. } => {
                     (1..=MAX_DATA as u8).contains(len) && within(*sreg, 2 * *len as usize)
                 }
@@ -1169,6 +1178,7 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
         | Insn::XtIpv6Header { .. }
         | Insn::XtIpv6Options { .. }
         | Insn::XtSrhSegment { .. }
+        | Insn::XtIpv6HeaderTypes { .. }
         | Insn::XtConnlimitTuple => true,
     }
 }

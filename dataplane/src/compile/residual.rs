@@ -67,6 +67,7 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         Insn::LinkChoice { dreg, len, .. } => Some((*dreg, round(*len as usize))),
         Insn::XtIpv6Header { dreg, len, .. } => Some((*dreg, round(*len as usize))),
         Insn::XtSrhSegment { dreg, .. } => Some((*dreg, 16)),
+        Insn::XtIpv6HeaderTypes { dreg } => Some((*dreg, 4)),
         Insn::Cmp { .. }
         | Insn::Range { .. }
         | Insn::Lookup { .. }
@@ -113,6 +114,7 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::XtRandom { .. }
         | Insn::XtIpv6Options { .. }
         | Insn::XtSrhSegment { .. }
+        | Insn::XtIpv6HeaderTypes { .. }
         | Insn::XtIpv6Header { .. }
         | Insn::XtConnlimitTuple => None,
         Insn::XtDropUnless { sreg, data } => Some((*sreg, data.len())),

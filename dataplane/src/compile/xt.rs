@@ -145,6 +145,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("hbh", 0) => hbh6::options_header(cx, b, "hbh", 0),
         ("dst", 0) => hbh6::options_header(cx, b, "dst", 60),
         ("srh", 0 | 1) => srh6::srh(cx, rev, b),
+        ("ipv6header", 0) => ipv6header::ipv6header(cx, b),
         ("string", 1) => string::string(b),
         ("recent", 0 | 1) => recent::recent(b),
         ("limit", _) => Err(
@@ -173,6 +174,7 @@ pub fn decompile_target(cx: &XtCx<'_>, t: &XtTarget) -> Result<Decompiled, Strin
         ("CONNMARK", 1 | 2) => connmark_target(cx, rev, b),
         ("DSCP", 0) => header_targets::dscp(cx, b),
         ("TOS", 1) => header_targets::tos(cx, b),
+        ("ECN", 0) => ecn::ecn(cx, b),
         ("TTL", 0) => header_targets::hop_limit(cx, b, V4),
         ("HL", 0) => header_targets::hop_limit(cx, b, V6),
         ("CLASSIFY", 0) => classify::classify(cx, b),
@@ -945,6 +947,7 @@ mod connlabel;
 mod connlimit;
 mod cpu;
 mod ebt;
+mod ecn;
 mod header_targets;
 mod pkttype;
 mod quota;
@@ -956,6 +959,7 @@ mod dccp;
 mod frag6;
 mod hbh6;
 mod ipsec_mh;
+mod ipv6header;
 mod sctp;
 mod srh6;
 mod string;

@@ -54,6 +54,8 @@ enum ns_res_op {
 				      * (type, length) pairs */
 	NS_RES_XT_SRH_SEGMENT = 81,  /* flags: 1 next (else previous) segment; dreg */
 	NS_RES_HALVES_EQ = 82,	     /* flags: negated; memcmp(sreg, sreg + len, len) */
+	/* 105..109: ip6t_ipv6header, ipt_ECN (xt_ip6hdr.h). */
+	NS_RES_XT_IPV6_HEADER_TYPES = 105, /* dreg: ipv6header_mt6()'s type bits */
 	/* 60..69: xtables payload matches (xt_multiport, ...). */
 	NS_RES_LOOKUP_EITHER = 60, /* as NS_RES_LOOKUP, of the key at sreg or at dreg */
 	NS_RES_XT_STRING = 61,	   /* xt_string.h */
@@ -219,6 +221,10 @@ struct ns_res_state {
 	__u32 x6o_ptr;
 	__u32 x6o_left;
 	__s32 x6o_result;
+	/* ipv6header_mt6()'s walk (NS_RES_XT_IPV6_HEADER_TYPES, with x6_start, x6_next
+	 * and x6_hp): the type bits seen, and how the walk ended (-1 still walking). */
+	__u8 x6h_types;
+	__s8 x6h_result;
 	__u8 tmp[NS_RES_DATA]; /* a byte order swap's source */
 	__u8 hdr[NS_RES_HDR_MAX];
 	/* Room for a few bytes read past a masked index (lib/rewrite.h), which the
@@ -485,6 +491,7 @@ static __attribute__((noinline)) int ns_res_sctp_chunk(struct ns_res_state *rs, 
 }
 
 #include "xt.h"
+#include "xt_ip6hdr.h"
 #include "sockx.h"
 #include "xt_socket.h"
 #include "connlimit.h"
@@ -697,6 +704,8 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 		return ns_res_xt_srh_segment(rs, in, hk);
 	case NS_RES_HALVES_EQ:
 		return ns_res_halves_eq(rs, in);
+	case NS_RES_XT_IPV6_HEADER_TYPES:
+		return ns_res_xt_ip6hdr_types(rs, in, hk);
 	case NS_RES_XT_STRING:
 		return ns_res_xt_string(rs, in, hk);
 	case NS_RES_NETDEV:

@@ -72,6 +72,8 @@ pub const RES_XT_IPV6_HEADER: u8 = 24;
 pub const RES_XT_IPV6_OPTIONS: u8 = 80;
 pub const RES_XT_SRH_SEGMENT: u8 = 81;
 pub const RES_HALVES_EQ: u8 = 82;
+/// 105..109: ip6t_ipv6header, ipt_ECN (bpf/lib/xt_ip6hdr.h).
+pub const RES_XT_IPV6_HEADER_TYPES: u8 = 105;
 /// 50..54: connection-count matches (bpf/lib/connlimit.h).
 pub const RES_XT_CONNLIMIT_TUPLE: u8 = 50;
 /// Not an operation: the spec of a `payload set` statement (`struct ns_res_insn` read
@@ -776,6 +778,10 @@ impl Extras {
                     // flags: 1 the next segment (else the previous one).
                     b.op = RES_XT_SRH_SEGMENT;
                     (b.flags, b.dreg, b.len) = (*next as u8, *dreg, 16);
+                }
+                Insn::XtIpv6HeaderTypes { dreg } => {
+                    b.op = RES_XT_IPV6_HEADER_TYPES;
+                    (b.dreg, b.len) = (*dreg, 1);
                 }
                 Insn::HalvesEq { sreg, len, negated } => {
                     b.op = RES_HALVES_EQ;

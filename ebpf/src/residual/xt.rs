@@ -169,6 +169,69 @@ pub fn ipv6_options_match(hdr: &[u8], opts: &[(u8, u8)]) -> bool {
     true
 }
 
+/// ip6t_ipv6header's bits (linux/netfilter_ipv6/ip6t_ipv6header.h).
+pub mod ipv6header_mask {
+    pub const HOPOPTS: u8 = 0x80;
+    pub const DSTOPTS: u8 = 0x40;
+    pub const ROUTING: u8 = 0x20;
+    pub const FRAGMENT: u8 = 0x10;
+    pub const AH: u8 = 0x08;
+    pub const ESP: u8 = 0x04;
+    pub const NONE: u8 = 0x02;
+    pub const PROTO: u8 = 0x01;
+}
+
+/// ipv6header_mt6()'s walk over the datagram `ip` (skb->len bytes from the network
+/// header): from the fixed header's next header, while the type is one of
+/// ip6t_ext_hdr()'s (hop-by-hop, routing, fragment, ESP, AH, none, destination
+/// options), a bit per type. "No next header" stops the walk first; fewer than 2
+/// bytes left fails the match (`None`: the kernel returns false, inversions
+/// notwithstanding); ESP stops the walk after that length test. A fragment header
+/// counts 8 bytes (later fragments are walked on too), AH (length + 2) * 4, the
+/// others (length + 1) * 8; a header running past the packet stops the walk with its
+/// next header field. A walk that does not end on "none" or ESP sets PROTO.
+pub fn ipv6_header_types(ip: &[u8]) -> Option<u8> {
+    use ipv6header_mask as m;
+    // The kernel reads ipv6_hdr()'s next header without a length check; every IPv6
+    // packet at the hooks has its 40 bytes.
+    let mut next = *ip.get(6)?;
+    let mut ptr = 40usize;
+    let mut temp = 0u8;
+    while matches!(next, 0 | 43 | 44 | 50 | 51 | 59 | 60) {
+        if next == 59 {
+            temp |= m::NONE;
+            break;
+        }
+        // `len` is skb->len - ptr, and ptr never passes skb->len inside the loop.
+        let hp = ip.get(ptr..ptr + 2)?;
+        if next == 50 {
+            temp |= m::ESP;
+            break;
+        }
+        let hdrlen = match next {
+            44 => 8,
+            51 => (hp[1] as usize + 2) << 2,
+            _ => (hp[1] as usize + 1) << 3,
+        };
+        temp |= match next {
+            0 => m::HOPOPTS,
+            43 => m::ROUTING,
+            44 => m::FRAGMENT,
+            51 => m::AH,
+            _ => m::DSTOPTS,
+        };
+        next = hp[0];
+        ptr += hdrlen;
+        if ptr > ip.len() {
+            break;
+        }
+    }
+    if next != 59 && next != 50 {
+        temp |= m::PROTO;
+    }
+    Some(temp)
+}
+
 impl Insn {
     /// Whether the operation may drop the packet ([`Outcome::Drops`]).
     pub fn can_drop(&self) -> bool {
@@ -329,6 +392,16 @@ pub(super) fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers) -> Optio
             match address {
                 Some(a) if h.protocol == 0x86dd => {
                     store(regs, *dreg, a);
+                    Outcome::Holds
+                }
+                _ => Outcome::Breaks,
+            }
+        }
+        Insn::XtIpv6HeaderTypes { dreg } => {
+            let ip = h.network.get(h.nh..).unwrap_or(&[]);
+            match ipv6_header_types(ip) {
+                Some(types) if h.protocol == 0x86dd => {
+                    store(regs, *dreg, &[types]);
                     Outcome::Holds
                 }
                 _ => Outcome::Breaks,

@@ -30,7 +30,7 @@ const IPV4_CHECK: u8 = 10;
 /// `len` bytes at `offset` of the network header become `(old & mask) ^ xor`; IPv4's
 /// header checksum follows. IPv4 writes start at an even offset and cover whole
 /// 16-bit words (see the module doc).
-fn network_write(v: u8, offset: u8, mask: &[u8], xor: &[u8]) -> Decompiled {
+pub(super) fn network_write(v: u8, offset: u8, mask: &[u8], xor: &[u8]) -> Decompiled {
     Decompiled::Write(network_write_spec(v, offset, mask, xor))
 }
 
