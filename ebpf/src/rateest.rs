@@ -43,6 +43,11 @@ impl Estimator {
         })
     }
 
+    /// Whether both were made with the same interval and ewma_log.
+    pub fn same_parameters(&self, other: &Estimator) -> bool {
+        (self.intvl_log, self.ewma_log) == (other.intvl_log, other.ewma_log)
+    }
+
     /// The timer's period: `(HZ/4) << intvl_log` jiffies.
     pub fn period(&self) -> Duration {
         let jiffies = (KERNEL_HZ / 4) << self.intvl_log;

@@ -25,6 +25,8 @@ const JIFFY: Duration = Duration::from_nanos(1_000_000_000 / nftshim_ebpf::ratee
 
 /// The map the match reads, by its name in the BPF object.
 pub const RATES_MAP: &str = "rateest_rates";
+/// Its `max_entries` (NS_RATEEST_MAX, bpf/lib/rateest.h).
+const RATES_MAX: usize = 1024;
 
 /// Counts per counter of the ruleset (the worker's tally).
 pub type Tally = BTreeMap<CounterRef, (u64, u64)>;
@@ -52,17 +54,50 @@ impl Estimators {
         self.by_name.is_empty()
     }
 
+    /// Why `program` cannot run on these estimators, if it cannot: a RATEEST target
+    /// whose estimator lives on (a rateest match kept it after its last target went)
+    /// with other parameters, which the kernel refuses (EINVAL) where the control
+    /// plane, which forgets it with its last target, does not; or more estimators than
+    /// the rates map holds.
+    pub fn conflict(&self, program: &Program) -> Option<String> {
+        let mut names = BTreeSet::new();
+        for u in uses(program) {
+            let (RateestUse::Counts { name, .. } | RateestUse::Reads { name }) = u;
+            names.insert(*name);
+            if let RateestUse::Counts {
+                name,
+                interval,
+                ewma_log,
+                ..
+            } = u
+            {
+                let Some(live) = self.by_name.get(name) else {
+                    continue;
+                };
+                if Estimator::new(*interval, *ewma_log, 0, 0).map(|e| e.same_parameters(&live.est))
+                    != Some(true)
+                {
+                    return Some(format!(
+                        "xt target RATEEST --rateest-name {}: the estimator lives on with \
+                         other parameters; not supported by the eBPF data plane",
+                        String::from_utf8_lossy(name).trim_end_matches('\0')
+                    ));
+                }
+            }
+        }
+        (names.len() > RATES_MAX).then(|| {
+            format!(
+                "more than {RATES_MAX} rate estimators (xt RATEEST, rateest) are not \
+                 supported by the eBPF data plane"
+            )
+        })
+    }
+
     /// Follows the estimators `program` names: makes the new ones, forgets those no
     /// rule names any more (and their rates in `map_pin`, when given).
     pub fn adopt(&mut self, program: &Program, now: Instant, map_pin: Option<&Path>) {
-        let uses = program
-            .chains
-            .iter()
-            .flat_map(|c| c.rules.iter())
-            .chain(program.regular.values().flat_map(|c| c.rules.iter()))
-            .flat_map(|r| r.rateest.iter());
         let mut named = BTreeSet::new();
-        for u in uses {
+        for u in uses(program) {
             match u {
                 RateestUse::Counts {
                     name,
@@ -179,6 +214,16 @@ impl Estimators {
     }
 }
 
+/// Every estimator use of the program's rules.
+fn uses(program: &Program) -> impl Iterator<Item = &RateestUse> + '_ {
+    program
+        .chains
+        .iter()
+        .flat_map(|c| c.rules.iter())
+        .chain(program.regular.values().flat_map(|c| c.rules.iter()))
+        .flat_map(|r| r.rateest.iter())
+}
+
 fn open(pin: &Path) -> Result<BpfHashMap<MapData, [u8; 16], [u64; 2]>, String> {
     let data = MapData::from_pin(pin).map_err(|e| e.to_string())?;
     BpfHashMap::try_from(Map::HashMap(data)).map_err(|e| e.to_string())
@@ -227,6 +272,69 @@ mod tests {
             }
         }
         e
+    }
+
+    fn program(uses: Vec<RateestUse>) -> Program {
+        use crate::compile::{Family, Hook, HookChain, SymRule};
+        use nftshim_ebpf::ir::{Action, Verdict};
+        let rules = uses
+            .into_iter()
+            .enumerate()
+            .map(|(i, u)| SymRule {
+                handle: i as u64 + 1,
+                matches: Vec::new(),
+                action: Action::Continue,
+                statements: Vec::new(),
+                counters: Vec::new(),
+                rateest: vec![u],
+            })
+            .collect();
+        Program {
+            chains: vec![HookChain {
+                table: "filter".into(),
+                chain: "INPUT".into(),
+                family: Family::Ip,
+                hook: Hook::Input,
+                priority: 0,
+                devices: Vec::new(),
+                policy: Verdict::Accept,
+                rules,
+                policy_counter: None,
+            }],
+            regular: Default::default(),
+        }
+    }
+
+    /// An estimator a match kept lives on with its parameters: a new target of its
+    /// name with others is refused; one with the same joins it; the last use gone,
+    /// the name is free again.
+    #[test]
+    fn estimators_live_while_named() {
+        let counts = |interval, ewma_log| RateestUse::Counts {
+            name: name("RE1"),
+            interval,
+            ewma_log,
+            counter: counter(1),
+        };
+        let reads = RateestUse::Reads { name: name("RE1") };
+        let mut e = Estimators::default();
+        let now = Instant::now();
+        let first = program(vec![counts(-2, 1), reads.clone()]);
+        assert_eq!(e.conflict(&first), None);
+        e.adopt(&first, now, None);
+        e.absorb(&mut [(counter(1), (10, 1000))].into_iter().collect());
+        // The target goes, the match stays: the estimator and its counts stay.
+        e.adopt(&program(vec![reads.clone()]), now, None);
+        assert_eq!(e.by_name[&name("RE1")].packets, 10);
+        assert!(e
+            .conflict(&program(vec![counts(-1, 1), reads.clone()]))
+            .is_some());
+        assert!(e.conflict(&program(vec![counts(-2, 2)])).is_some());
+        assert_eq!(e.conflict(&program(vec![counts(-2, 1), reads])), None);
+        // Nothing names it: gone, and a new one may have other parameters.
+        e.adopt(&program(Vec::new()), now, None);
+        assert!(e.is_empty());
+        assert_eq!(e.conflict(&program(vec![counts(3, 30)])), None);
     }
 
     /// Two targets feed one estimator; other counters stay for the engine; a period

@@ -886,6 +886,9 @@ impl State {
     }
 
     fn build(&mut self, program: Arc<Program>) -> Result<Generation, DataplaneError> {
+        if let Some(why) = self.estimators.conflict(&program) {
+            return Err(refuse(why));
+        }
         self.settle_retired();
         let shared = self
             .shared
