@@ -37,6 +37,7 @@ pub mod image;
 pub mod ir;
 pub mod loader;
 pub mod maps;
+pub mod rateest;
 pub mod reference;
 pub mod residual;
 pub mod rewrite;

@@ -448,6 +448,16 @@ pub enum Insn {
         len: u8,
         negated: bool,
     },
+    /// xt_rateest_mt(): `comparison` of the rates of the estimators `name1` and (with
+    /// `MATCH_REL`) `name2` ([`Headers::rateest`]); bps1, pps1, bps2, pps2 are the
+    /// four host-order u32s at `sreg` (16 bytes).
+    XtRateest {
+        sreg: u8,
+        name1: [u8; 16],
+        name2: [u8; 16],
+        flags: u16,
+        mode: u16,
+    },
 }
 
 /// What running a residual program on a packet gives.
@@ -498,6 +508,9 @@ pub struct Headers {
     pub exthdr_any: bool,
     /// What a netdev hook sees of the packet, for [`Insn::NetdevView`].
     pub netdev: Option<NetdevFrame>,
+    /// The rates of the namespace's estimators by name (NUL-padded), as the BPF
+    /// program finds them in `rateest_rates`; a name not here reads 0.
+    pub rateest: Vec<([u8; 16], crate::rateest::Sample)>,
 }
 
 /// The packet at a netdev hook (nft_do_chain_netdev).
@@ -567,6 +580,7 @@ pub fn netdev_view(nf: &NetdevFrame, mark: u32) -> (Headers, MetaValues) {
         exthdr_any: true,
         // Link-layer loads still read the frame.
         netdev: Some(nf.clone()),
+        rateest: Vec::new(),
     };
     let mut m = MetaValues {
         len: frame.len().saturating_sub(data) as u32,
@@ -852,6 +866,10 @@ impl ResidualProgram {
                 Insn::HalvesEq { sreg, len, .. } => {
                     (1..=MAX_DATA as u8).contains(len) && within(*sreg, 2 * *len as usize)
                 }
+                // The C side takes the flags as one byte and the mode as `arg`.
+                Insn::XtRateest {
+                    sreg, flags, mode, ..
+                } => within(*sreg, 16) && *flags <= 0xff && *mode <= 0xff,
             };
             if !ok {
                 return Err(format!("operation out of bounds: {insn:?}"));
@@ -1168,6 +1186,33 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
         Insn::HalvesEq { sreg, len, negated } => {
             let (s, n) = (*sreg as usize, *len as usize);
             (regs[s..s + n] == regs[s + n..s + 2 * n]) != *negated
+        }
+        Insn::XtRateest {
+            sreg,
+            name1,
+            name2,
+            flags,
+            mode,
+        } => {
+            let word = |i: usize| {
+                let at = *sreg as usize + 4 * i;
+                u32::from_ne_bytes(regs[at..at + 4].try_into().unwrap_or_default())
+            };
+            let rate = |name: &[u8; 16]| {
+                h.rateest
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or_else(Default::default, |(_, s)| *s)
+            };
+            let comparison = crate::rateest::Comparison {
+                flags: *flags,
+                mode: *mode,
+                bps1: word(0),
+                pps1: word(1),
+                bps2: word(2),
+                pps2: word(3),
+            };
+            comparison.holds(rate(name1), rate(name2))
         }
         // Handled by [`ResidualProgram::run`].
         Insn::NetdevView

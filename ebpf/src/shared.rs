@@ -16,7 +16,14 @@ use std::path::{Path, PathBuf};
 use crate::ir::StateId;
 
 /// The maps shared through the pin directory, by their names in the object.
-pub const SHARED_MAPS: [&str; 5] = ["ct_table", "ct_frags", "ct_acct", "limits", "quotas"];
+pub const SHARED_MAPS: [&str; 6] = [
+    "ct_table",
+    "ct_frags",
+    "ct_acct",
+    "limits",
+    "quotas",
+    "rateest_rates",
+];
 
 /// Slots of the shared limit and quota arrays (their `max_entries`).
 pub const SHARED_SLOTS: u32 = 16384;

@@ -141,6 +141,8 @@ pub struct SymRule {
     pub statements: Vec<Statement>,
     /// The ruleset's counters that count what this rule's IR counter counts.
     pub counters: Vec<CounterRef>,
+    /// The rate estimators the rule counts into or reads (xt_RATEEST, xt_rateest).
+    pub rateest: Vec<xt::rateest::RateestUse>,
 }
 
 /// One enforced base chain.

@@ -83,6 +83,7 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::XtRandom { .. }
         | Insn::XtIpv6Options { .. }
         | Insn::HalvesEq { .. }
+        | Insn::XtRateest { .. }
         | Insn::XtDropUnless { .. }
         | Insn::XtConnlimitTuple => None,
     }
@@ -119,6 +120,7 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::XtConnlimitTuple => None,
         Insn::XtDropUnless { sreg, data } => Some((*sreg, data.len())),
         Insn::HalvesEq { sreg, len, .. } => Some((*sreg, 2 * *len as usize)),
+        Insn::XtRateest { sreg, .. } => Some((*sreg, 16)),
         Insn::Bitwise { sreg, len, .. } => Some((*sreg, round(*len as usize))),
         Insn::Shift { sreg, .. } => Some((*sreg, 4)),
         Insn::Byteorder { sreg, len, .. } => Some((*sreg, *len as usize)),

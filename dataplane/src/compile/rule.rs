@@ -156,6 +156,8 @@ struct RuleState<'a, 'v> {
     counter: bool,
     /// The counters this rule's `counter` and `counter name` expressions stand for.
     counters: Vec<CounterRef>,
+    /// The rate estimators the rule counts into or reads.
+    rateest: Vec<super::xt::rateest::RateestUse>,
     /// The handle of the rule and the index of the expression being read.
     handle: u64,
     expr_index: u32,
@@ -241,6 +243,7 @@ pub fn decompile_rule_indexed(
         statements: false,
         counter: false,
         counters: Vec::new(),
+        rateest: Vec::new(),
         handle: rule.handle,
         expr_index: 0,
         effects: Vec::new(),
@@ -312,6 +315,7 @@ pub fn decompile_rule_indexed(
         action,
         statements: st.effects,
         counters: st.counters,
+        rateest: st.rateest,
     }))
 }
 
@@ -990,6 +994,7 @@ impl RuleState<'_, '_> {
                     super::residual::SCRATCH_NETLINK,
                     super::residual::SCRATCH_LEN,
                 );
+                self.rateest.extend(super::xt::rateest::reads(&insns));
                 self.trace.scratch_test(insns);
                 if drops {
                     self.drops_after = Some(DropMark {
@@ -1020,6 +1025,27 @@ impl RuleState<'_, '_> {
                     test: Test::Quota(quota),
                     negated,
                 })?;
+            }
+            Decompiled::RateestCount {
+                name,
+                interval,
+                ewma_log,
+            } => {
+                // What the rule's counter counts here, as a `counter` would.
+                self.statements = true;
+                self.counter = true;
+                let counter = CounterRef::Rule {
+                    table: self.ctx.table.handle,
+                    rule: self.handle,
+                    expr: self.expr_index,
+                };
+                self.counters.push(counter);
+                self.rateest.push(super::xt::rateest::RateestUse::Counts {
+                    name,
+                    interval,
+                    ewma_log,
+                    counter,
+                });
             }
             Decompiled::Nth {
                 every,

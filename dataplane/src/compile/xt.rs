@@ -89,6 +89,13 @@ pub enum Decompiled {
         count: u32,
         negated: bool,
     },
+    /// xt_RATEEST: the rule counts into the estimator `name` (see [`rateest`]) and
+    /// lets the packet go on.
+    RateestCount {
+        name: [u8; 16],
+        interval: i8,
+        ewma_log: u8,
+    },
 }
 
 fn one(test: Test, negated: bool) -> Decompiled {
@@ -127,6 +134,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("hl", 0) => hop_limit(cx, b, V6),
         ("helper", 0) => helper(b),
         ("quota", 0) => quota::quota(b),
+        ("rateest", 0) => rateest::rateest_match(cx, b),
         ("connbytes", 0) => connbytes::connbytes(b),
         ("connlabel", 0) => connlabel::connlabel(b),
         ("connlimit", 1) => connlimit::connlimit(b),
@@ -179,6 +187,7 @@ pub fn decompile_target(cx: &XtCx<'_>, t: &XtTarget) -> Result<Decompiled, Strin
         ("HL", 0) => header_targets::hop_limit(cx, b, V6),
         ("CLASSIFY", 0) => classify::classify(cx, b),
         ("TCPOPTSTRIP", 0) => tcpoptstrip::tcpoptstrip(cx, b),
+        ("RATEEST", 0) => rateest::rateest_target(cx, b),
         ("MASQUERADE" | "SNAT" | "DNAT" | "REDIRECT" | "NETMAP", _) => Err(format!(
             "xt target {name} (NAT) is not supported by the eBPF data plane"
         )),
@@ -953,6 +962,7 @@ mod pkttype;
 mod quota;
 mod recent;
 mod socket;
+pub mod rateest;
 mod statistic;
 
 mod dccp;

@@ -34,6 +34,7 @@ use super::links as pinned_links;
 use super::logline::{self, LogSpec};
 use super::netns::{self, NetnsKey};
 use super::pins;
+use super::rateest::{Estimators, RATES_MAP};
 use super::rtnl::{self, RtnlSocket};
 use crate::compile::{instantiate, refuse, Direction, Facts, Program};
 
@@ -604,6 +605,8 @@ struct State {
     retired_running: bool,
     /// Per live quota, what it had consumed when last reported to the engine.
     quotas_reported: BTreeMap<ir::StateId, u64>,
+    /// The namespace's rate estimators (xt_RATEEST).
+    estimators: Estimators,
     loads: u64,
     patches: u64,
     map_writes: u64,
@@ -636,6 +639,7 @@ impl State {
             retired: Vec::new(),
             retired_running: false,
             quotas_reported: BTreeMap::new(),
+            estimators: Estimators::default(),
             loads: 0,
             patches: 0,
             map_writes: 0,
@@ -657,7 +661,13 @@ impl State {
                 },
             ];
             // Log events wait in each program's ring buffer: read them every 100 ms.
-            let timeout = if self.logs() { 100 } else { -1 };
+            let mut timeout = if self.logs() { 100 } else { -1 };
+            // A rate estimator's period ends.
+            if let Some(next) = self.estimators.next_deadline() {
+                let wait = next.saturating_duration_since(Instant::now());
+                let ms = wait.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
+                timeout = if timeout < 0 { ms } else { timeout.min(ms) };
+            }
             // SAFETY: two valid pollfds.
             let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
             if rc < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
@@ -687,6 +697,7 @@ impl State {
             if fds[1].revents != 0 && events.drain() {
                 self.refresh_facts();
             }
+            self.run_estimators();
             if let Some(g) = self.live.as_ref() {
                 write_logs(self.key, &self.facts, g.progs.values());
             }
@@ -741,6 +752,7 @@ impl State {
                     }
                 }
                 self.collect_quotas(&mut tally);
+                self.estimators.absorb(&mut tally);
                 let deltas = tally
                     .into_iter()
                     .map(|(counter, (packets, bytes))| CountDelta {
@@ -815,8 +827,32 @@ impl State {
         }
     }
 
+    /// Ends the rate estimators' periods that are over: their counters are what the
+    /// programs counted until now, and their new rates go to the programs' map.
+    fn run_estimators(&mut self) {
+        let now = Instant::now();
+        if self.estimators.next_deadline().is_none_or(|t| t > now) {
+            return;
+        }
+        if let Some(g) = self.live.as_mut() {
+            for p in g.progs.values_mut() {
+                p.collect(&mut self.carry);
+            }
+        }
+        self.estimators.absorb(&mut self.carry);
+        let rates = self.estimators.tick(now);
+        let Some(pin) = self.shared.as_ref().map(|s| s.pin_path(RATES_MAP)) else {
+            return;
+        };
+        if let Err(e) = self.estimators.write(&pin, &rates) {
+            self.errors += 1;
+            tracing::warn!(netns_cookie = self.key.cookie, error = %e, "cannot write the rate estimators' rates");
+        }
+    }
+
     /// Detaches every link, drops the programs and removes every pin.
     fn retire(&mut self) {
+        self.estimators = Estimators::default();
         let keys: Vec<(u32, Direction)> = self.links.keys().copied().collect();
         for (ifindex, dir) in keys {
             self.unpin_link(ifindex, dir);
@@ -850,6 +886,9 @@ impl State {
     }
 
     fn build(&mut self, program: Arc<Program>) -> Result<Generation, DataplaneError> {
+        if let Some(why) = self.estimators.conflict(&program) {
+            return Err(refuse(why));
+        }
         self.settle_retired();
         let shared = self
             .shared
@@ -915,6 +954,9 @@ impl State {
     /// Moves every link to the new generation's program, attaches new ones, detaches
     /// the ones the new generation does not have, then drops the old programs.
     fn switch(&mut self, mut next: Generation) {
+        let pin = self.shared.as_ref().map(|s| s.pin_path(RATES_MAP));
+        self.estimators
+            .adopt(&next.program, Instant::now(), pin.as_deref());
         if let Some(old) = self.live.as_mut() {
             next.adopt(old);
         }

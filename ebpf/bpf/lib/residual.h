@@ -56,6 +56,8 @@ enum ns_res_op {
 	NS_RES_HALVES_EQ = 82,	     /* flags: negated; memcmp(sreg, sreg + len, len) */
 	/* 105..109: ip6t_ipv6header, ipt_ECN (xt_ip6hdr.h). */
 	NS_RES_XT_IPV6_HEADER_TYPES = 105, /* dreg: ipv6header_mt6()'s type bits */
+	/* 85..89: xt_rateest (rateest.h). */
+	NS_RES_XT_RATEEST = 85, /* data, data2: names; flags, arg: flags, mode; sreg */
 	/* 60..69: xtables payload matches (xt_multiport, ...). */
 	NS_RES_LOOKUP_EITHER = 60, /* as NS_RES_LOOKUP, of the key at sreg or at dreg */
 	NS_RES_XT_STRING = 61,	   /* xt_string.h */
@@ -495,6 +497,7 @@ static __attribute__((noinline)) int ns_res_sctp_chunk(struct ns_res_state *rs, 
 #include "sockx.h"
 #include "xt_socket.h"
 #include "connlimit.h"
+#include "rateest.h"
 #include "xt_string.h"
 
 /* Link-layer bytes [off, off + len) into dreg as nft_payload_eval reads them (the
@@ -706,6 +709,8 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 		return ns_res_halves_eq(rs, in);
 	case NS_RES_XT_IPV6_HEADER_TYPES:
 		return ns_res_xt_ip6hdr_types(rs, in, hk);
+	case NS_RES_XT_RATEEST:
+		return ns_res_xt_rateest(rs, in);
 	case NS_RES_XT_STRING:
 		return ns_res_xt_string(rs, in, hk);
 	case NS_RES_NETDEV:

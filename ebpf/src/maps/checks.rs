@@ -74,6 +74,8 @@ pub const RES_XT_SRH_SEGMENT: u8 = 81;
 pub const RES_HALVES_EQ: u8 = 82;
 /// 105..109: ip6t_ipv6header, ipt_ECN (bpf/lib/xt_ip6hdr.h).
 pub const RES_XT_IPV6_HEADER_TYPES: u8 = 105;
+/// 85..89: xt_rateest (bpf/lib/rateest.h).
+pub const RES_XT_RATEEST: u8 = 85;
 /// 50..54: connection-count matches (bpf/lib/connlimit.h).
 pub const RES_XT_CONNLIMIT_TUPLE: u8 = 50;
 /// Not an operation: the spec of a `payload set` statement (`struct ns_res_insn` read
@@ -786,6 +788,19 @@ impl Extras {
                 Insn::HalvesEq { sreg, len, negated } => {
                     b.op = RES_HALVES_EQ;
                     (b.sreg, b.len, b.flags) = (*sreg, *len, *negated as u8);
+                }
+                // `check` keeps flags and mode within a byte.
+                Insn::XtRateest {
+                    sreg,
+                    name1,
+                    name2,
+                    flags,
+                    mode,
+                } => {
+                    b.op = RES_XT_RATEEST;
+                    (b.sreg, b.len) = (*sreg, 16);
+                    (b.flags, b.arg) = (*flags as u8, *mode as u8);
+                    (b.data, b.data2) = (*name1, *name2);
                 }
                 Insn::XtDccpOption { option, invert } => {
                     b.op = RES_XT_DCCP_OPTION;
