@@ -38,6 +38,7 @@ static __noinline void ns_track(struct ns_eval *e, int tracked)
 	__builtin_memset(&e->ct, 0, sizeof(e->ct));
 	if (NS_FEATURE(NS_F_CONNTRACK))
 		ns_conntrack(&e->ct, &e->pkt, bpf_ktime_get_ns(), tracked);
+	ns_pkt_nft_view(&e->pkt);
 	/* The verifier refuses a subprogram that exits with a pointer to its stack in r0,
 	 * which a void function leaves there from its last helper call (clang drops an
 	 * unused `return 0`). */

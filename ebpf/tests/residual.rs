@@ -306,11 +306,11 @@ fn headers(spec: &PacketSpec, frame: &[u8], fields: &PacketFields) -> Option<Hea
         L3Spec::V6 { frag, .. } => {
             let mut nh = network[6];
             let mut off = 40;
-            while matches!(nh, 0 | 43 | 60 | 51 | 44) {
+            // nf_tables' walk stops at AH, the transport header it reports.
+            while matches!(nh, 0 | 43 | 60 | 44) {
                 let next = network[off];
                 off += match nh {
                     44 => 8,
-                    51 => (network[off + 1] as usize + 2) * 4,
                     _ => (network[off + 1] as usize + 1) * 8,
                 };
                 nh = next;

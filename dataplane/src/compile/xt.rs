@@ -960,9 +960,9 @@ mod ecn;
 mod header_targets;
 mod pkttype;
 mod quota;
+pub mod rateest;
 mod recent;
 mod socket;
-pub mod rateest;
 mod statistic;
 
 mod dccp;

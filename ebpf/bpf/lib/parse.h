@@ -75,14 +75,17 @@ struct pkt_ctx {
 	__u8 has_frag_id;
 	__u8 arp; /* an ARP packet the kernel's ARP hooks see here (lib/arp.h) */
 	__u8 br_class; /* with NS_F_BRIDGE: NS_BR_* (lib/bridge.h) */
-	__u8 pad3;
+	__u8 ah_flags; /* with ah_off: the flags when the walk met the AH header */
 	struct pkt_inner inner;
 	__u32 frame_len; /* skb->len at TC: the frame from its link-layer header on */
 	/* What the current base chain's counters, byte limits and quotas charge: `len`
 	 * at the IP hooks, skb->len as the netdev hooks see it in netdev chains. */
 	__u32 charge;
 	__u16 l2_len; /* the Ethernet header and the VLAN tags parse_packet skipped */
-	__u16 pad4;
+	/* IPv6: the frame offset of the first AH header the walk met, 0 if none. The
+	 * fields above then describe what follows it, as conntrack sees the packet
+	 * (ipv6_skip_exthdr); ns_pkt_nft_view() turns them into what nf_tables sees. */
+	__u16 ah_off;
 };
 
 struct ns_vlan_hdr {
@@ -279,6 +282,10 @@ NS_INLINE void parse_ipv6(void *data, void *data_end, __u32 off, struct pkt_ctx 
 			struct ns_ipv6_opt_hdr *opt = data + off;
 			if ((void *)(opt + 1) > data_end)
 				return;
+			if (nh == 51 && !p->ah_off) {
+				p->ah_off = off;
+				p->ah_flags = p->flags;
+			}
 			/* AH counts 4-byte words minus 2, the others 8-byte words minus 1. */
 			off += nh == 51 ? ((__u32)opt->hdrlen + 2) * 4 : ((__u32)opt->hdrlen + 1) * 8;
 			nh = opt->nexthdr;
@@ -312,6 +319,23 @@ NS_INLINE void parse_ipv6(void *data, void *data_end, __u32 off, struct pkt_ctx 
 		return;
 	}
 	/* More than IPV6_MAX_EXT_HDRS extension headers: the protocol stays unknown. */
+}
+
+/* What nf_tables sees of a packet with an IPv6 AH header: its pktinfo comes from
+ * ipv6_find_hdr() with IP6_FH_F_AUTH, which stops at the first AH header, so the
+ * transport protocol is AH (51), the transport header is the AH header, and no ports
+ * or ICMP fields are read. Connection tracking (ipv6_skip_exthdr) looks past it: call
+ * this after tracking. A fragment header after the AH header is not reached either. */
+NS_INLINE void ns_pkt_nft_view(struct pkt_ctx *p)
+{
+	if (p->l3 != NS_L3_IPV6 || !p->ah_off)
+		return;
+	p->l4proto = 51;
+	p->l4_off = p->ah_off;
+	p->flags = p->ah_flags | PKT_F_L4PROTO;
+	p->sport = 0;
+	p->dport = 0;
+	p->ah_off = 0;
 }
 
 /* Fills the L3/L4 fields of p from the frame [data, data_end) of frame_len bytes

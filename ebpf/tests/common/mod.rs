@@ -300,12 +300,21 @@ impl PacketSpec {
                     daddr: *daddr,
                 };
                 // etherparse puts AH after the fragment header: in a later fragment the
-                // kernel stops there, not knowing the protocol.
-                let known = !(*frag == Frag::Later && exts.auth);
-                (l3, *frag, Some(*l4), known.then(|| l4.proto(true)))
+                // kernel stops there, not knowing the protocol; otherwise nf_tables'
+                // ipv6_find_hdr() (IP6_FH_F_AUTH) stops at AH, whose protocol it takes.
+                let l4proto = match (exts.auth, *frag == Frag::Later) {
+                    (true, true) => None,
+                    (true, false) => Some(51),
+                    (false, _) => Some(l4.proto(true)),
+                };
+                (l3, *frag, Some(*l4), l4proto)
             }
         };
-        let header = frag != Frag::Later && l4proto.is_some();
+        // Ports and ICMP fields only when the protocol is the spec's own (not AH's).
+        let own = l4.zip(l4proto).is_some_and(|(l4, p)| {
+            p == l4.proto(matches!(self.l3, L3Spec::V6 { .. }))
+        });
+        let header = frag != Frag::Later && own;
         let (ports, icmp_type, icmp_code) = match l4 {
             Some(L4Spec::Tcp { sport, dport } | L4Spec::Udp { sport, dport }) if header => {
                 (Some((sport, dport)), None, 0)
