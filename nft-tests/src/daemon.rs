@@ -84,6 +84,14 @@ impl Daemon {
         &self.socket
     }
 
+    /// How a client reaches this daemon: through `preload`.
+    pub fn target(&self, preload: &Path) -> crate::nft::Target {
+        crate::nft::Target::Shim {
+            preload: preload.to_path_buf(),
+            socket: self.socket.clone(),
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -172,4 +180,22 @@ fn connectable(path: &Path) -> bool {
         return false;
     };
     connect(fd.as_raw_fd(), &addr).is_ok()
+}
+
+/// Runs `PROGRAM ARGS...` in `ns` with `input` on stdin, against the kernel (`daemon` =
+/// `None`) or through `preload` to `daemon`; a minute's hang guard.
+pub fn run_client<S: AsRef<std::ffi::OsStr>>(
+    ns: &crate::netns::Netns,
+    daemon: Option<(&Daemon, &Path)>,
+    program: &str,
+    args: &[S],
+    input: Option<&str>,
+) -> crate::nft::CmdOutput {
+    let target = daemon.map_or(crate::nft::Target::Kernel, |(d, preload)| d.target(preload));
+    let cmd = crate::nft::command_in(ns.name(), &target, program.as_ref(), args);
+    crate::nft::run(
+        cmd,
+        input.map(str::as_bytes),
+        std::time::Duration::from_secs(60),
+    )
 }

@@ -5,15 +5,16 @@
 //! egress). Each case runs on both sides in fresh namespaces; the outcomes must be
 //! equal. Needs root.
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use nft_tests::bins::Binaries;
-use nft_tests::daemon::Daemon;
+use nft_tests::daemon::{run_client, Daemon};
 use nft_tests::netns::Netns;
 use nft_tests::packets::in_netns;
+
+const NO_ARGS: &[&str] = &[];
 
 const RULES: &str = "*mangle
 :PREROUTING ACCEPT [0:0]
@@ -64,20 +65,13 @@ fn run_side(bins: &Binaries, daemon: Option<&Daemon>) -> Vec<(String, &'static s
     })
     .unwrap();
 
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", fw.name(), "iptables-nft-restore"]);
-    if let Some(d) = daemon {
-        cmd.env("LD_PRELOAD", &bins.preload)
-            .env("NFTSHIM_SOCKET", d.socket());
-    }
-    let mut child = cmd.stdin(Stdio::piped()).spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(RULES.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "iptables-nft-restore");
+    let shim = daemon.map(|d| (d, bins.preload.as_path()));
+    let restored = run_client(&fw, shim, "iptables-nft-restore", NO_ARGS, Some(RULES));
+    assert!(
+        restored.success(),
+        "iptables-nft-restore: {}",
+        restored.stderr
+    );
     // Let the data plane attach (the daemon applies a commit before answering, but
     // keep the cases clear of the attach itself).
     std::thread::sleep(Duration::from_millis(300));
@@ -148,40 +142,13 @@ fn cgroup_root_path_matches_local_sockets_as_the_kernel_does() {
     assert_eq!(kernel, shim, "kernel vs nftshimd\n{}", daemon.log_tail(20));
 }
 
-/// `iptables-nft ARGS` in `ns` through the daemon, under `unshare --cgroup` when
-/// `private`: whether it succeeded, and its stderr.
-fn iptables_via(
-    bins: &Binaries,
-    daemon: &Daemon,
-    ns: &Netns,
-    private: bool,
-    args: &[&str],
-) -> (bool, String) {
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", ns.name()]);
-    if private {
-        cmd.args(["unshare", "--cgroup"]);
-    }
-    let out = cmd
-        .arg("iptables-nft")
-        .args(args)
-        .env("LD_PRELOAD", &bins.preload)
-        .env("NFTSHIM_SOCKET", daemon.socket())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
 #[test]
 fn cgroup_path_from_a_private_cgroup_namespace_is_refused() {
     nft_tests::cleanup::install_signal_cleanup();
     let bins = Binaries::for_tests();
     let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
     let ns = Netns::create_unique("nftshim-sockx", "cgns").unwrap();
-    // There "/" is the namespace's own root: only its subtree's sockets would match.
+    let shim = Some((&daemon, bins.preload.as_path()));
     for rule in [["--path", "/"], ["!", "--path"]] {
         let mut args = vec!["-A", "OUTPUT", "-m", "cgroup"];
         args.extend(rule);
@@ -189,27 +156,20 @@ fn cgroup_path_from_a_private_cgroup_namespace_is_refused() {
             args.push("/");
         }
         args.extend(["-j", "DROP"]);
-        let (ok, err) = iptables_via(&bins, &daemon, &ns, true, &args);
+        // There "/" is the namespace's own root: only its subtree's sockets would match.
+        let mut private = vec!["--cgroup", "iptables-nft"];
+        private.extend(&args);
+        let out = run_client(&ns, shim, "unshare", &private, None);
         assert!(
-            !ok && err.contains("Operation not supported"),
-            "{args:?}: {err}"
+            !out.success() && out.stderr.contains("Operation not supported"),
+            "{args:?}: {}",
+            out.stderr
         );
     }
-    let listed = Command::new("ip")
-        .args(["netns", "exec", ns.name(), "iptables-nft", "-S", "OUTPUT"])
-        .env("LD_PRELOAD", &bins.preload)
-        .env("NFTSHIM_SOCKET", daemon.socket())
-        .output()
-        .unwrap();
-    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    let listed = run_client(&ns, shim, "iptables-nft", &["-S", "OUTPUT"], None).stdout;
     assert!(!listed.contains("cgroup"), "{listed}");
     // From the initial cgroup namespace the same rule is the whole tree's, and enforced.
-    let (ok, err) = iptables_via(
-        &bins,
-        &daemon,
-        &ns,
-        false,
-        &["-A", "OUTPUT", "-m", "cgroup", "--path", "/", "-j", "DROP"],
-    );
-    assert!(ok, "{err}\n{}", daemon.log_tail(20));
+    let args = ["-A", "OUTPUT", "-m", "cgroup", "--path", "/", "-j", "DROP"];
+    let out = run_client(&ns, shim, "iptables-nft", &args, None);
+    assert!(out.success(), "{}\n{}", out.stderr, daemon.log_tail(20));
 }

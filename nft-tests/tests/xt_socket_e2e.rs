@@ -10,13 +10,13 @@
 //! so never a wildcard) and is dropped: the client connects, the server accepts
 //! nothing; `--nowildcard` drops the SYN; a closed port answers a reset.
 
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use nft_tests::bins::Binaries;
-use nft_tests::daemon::Daemon;
+use nft_tests::daemon::{run_client, Daemon};
 use nft_tests::netns::Netns;
 use nft_tests::packets::in_netns;
 
@@ -55,20 +55,9 @@ fn ip(args: &[&str]) {
 }
 
 fn restore(bins: &Binaries, daemon: Option<&Daemon>, fw: &Netns, tool: &str, rules: &str) {
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", fw.name(), tool]);
-    if let Some(d) = daemon {
-        cmd.env("LD_PRELOAD", &bins.preload)
-            .env("NFTSHIM_SOCKET", d.socket());
-    }
-    let mut child = cmd.stdin(Stdio::piped()).spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(rules.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "{tool}");
+    let shim = daemon.map(|d| (d, bins.preload.as_path()));
+    let out = run_client(fw, shim, tool, &[] as &[&str], Some(rules));
+    assert!(out.success(), "{tool}: {}", out.stderr);
 }
 
 /// How a connection from peer ended, and whether fw's listener (if any) accepted it.

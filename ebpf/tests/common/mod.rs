@@ -311,9 +311,9 @@ impl PacketSpec {
             }
         };
         // Ports and ICMP fields only when the protocol is the spec's own (not AH's).
-        let own = l4.zip(l4proto).is_some_and(|(l4, p)| {
-            p == l4.proto(matches!(self.l3, L3Spec::V6 { .. }))
-        });
+        let own = l4
+            .zip(l4proto)
+            .is_some_and(|(l4, p)| p == l4.proto(matches!(self.l3, L3Spec::V6 { .. })));
         let header = frag != Frag::Later && own;
         let (ports, icmp_type, icmp_code) = match l4 {
             Some(L4Spec::Tcp { sport, dport } | L4Spec::Udp { sport, dport }) if header => {
