@@ -60,6 +60,10 @@ enum ns_action {
 #define NS_F_BRIDGE_TX (1u << 11)    /* the bridge device's egress: accepted frames are marked
 				      * for the ports' output hook (lib/bridge.h) */
 #define NS_F_BRIDGE_CLEAR (1u << 12) /* egress: take that mark off */
+#define NS_F_XT_LATE_OPS (1u << 14)  /* some residual program uses xt_socket, ipv6header or
+				      * rateest (lib/residual.h): off, the verifier prunes them */
+#define NS_F_TCPOPTSTRIP (1u << 13)  /* some rule strips TCP options (lib/tcpoptstrip.h);
+				      * off, its walk and its drop leave the verifier's paths */
 
 /* Conntrack timeouts (cfg.ct_timeout[], seconds). Same numbering as Rust
  * `loader::CtTimeouts`. */

@@ -300,7 +300,7 @@ NS_INLINE int ns_run_stmts(struct ns_eval *e, __u32 rule, const struct ns_rule_e
 			break;
 		}
 		case NS_STMT_TCPOPTSTRIP: {
-			if (!NS_FEATURE(NS_F_WRITES)) {
+			if (!NS_FEATURE(NS_F_WRITES) || !NS_FEATURE(NS_F_TCPOPTSTRIP)) {
 				e->status = NS_EVAL_ERROR;
 				return 0;
 			}
@@ -371,7 +371,7 @@ NS_INLINE void ns_rule_matched(struct ns_eval *e, __u32 rule, struct ns_hook *hk
 	ns_count_rule(rule, e->pkt.charge);
 	if (NS_FEATURE(NS_F_STMTS) && x && (r->flags & NS_RULE_STMTS)) {
 		int st = ns_run_stmts(e, rule, x);
-		if (st == NS_STMTS_DROP) {
+		if (NS_FEATURE(NS_F_TCPOPTSTRIP) && st == NS_STMTS_DROP) {
 			ns_done(e, NS_DROP);
 			return;
 		}

@@ -700,6 +700,8 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 	case NS_RES_XT_FULL_SOCKET:
 		return ns_sockx_full_socket(rs->iif, rs->l4proto, rs->has_l4proto, hk);
 	case NS_RES_XT_SOCKET:
+		if (!NS_FEATURE(NS_F_XT_LATE_OPS))
+			return -1;
 		return ns_xt_socket(rs, in, hk);
 	case NS_RES_XT_IPV6_OPTIONS:
 		return ns_res_xt_ipv6_options(rs, in, hk);
@@ -708,8 +710,12 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 	case NS_RES_HALVES_EQ:
 		return ns_res_halves_eq(rs, in);
 	case NS_RES_XT_IPV6_HEADER_TYPES:
+		if (!NS_FEATURE(NS_F_XT_LATE_OPS))
+			return -1;
 		return ns_res_xt_ip6hdr_types(rs, in, hk);
 	case NS_RES_XT_RATEEST:
+		if (!NS_FEATURE(NS_F_XT_LATE_OPS))
+			return -1;
 		return ns_res_xt_rateest(rs, in);
 	case NS_RES_XT_STRING:
 		return ns_res_xt_string(rs, in, hk);

@@ -149,6 +149,12 @@ pub const FEATURE_BRIDGE: u32 = 1 << 10;
 pub const FEATURE_BRIDGE_TX: u32 = 1 << 11;
 /// [`crate::ir::Program::bridge_clear_mark`].
 pub const FEATURE_BRIDGE_CLEAR: u32 = 1 << 12;
+/// Some rule strips TCP options ([`crate::ir::Statement::TcpOptStrip`]); off, the
+/// verifier prunes that statement, which other header-writing programs cannot afford.
+pub const FEATURE_TCPOPTSTRIP: u32 = 1 << 13;
+/// Some residual program uses xt_socket, ipv6header or rateest; off, the verifier
+/// prunes their code, which programs with header writes cannot afford.
+pub const FEATURE_XT_LATE_OPS: u32 = 1 << 14;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].
@@ -417,6 +423,7 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
             return Err(BuildError::LogWithWrites);
         }
         if write_queue::strips_tcp_options(program) {
+            features |= FEATURE_TCPOPTSTRIP;
             let most = write_queue::most_queued_writes(program);
             if most > write_queue::MAX_QUEUED_WRITES {
                 return Err(BuildError::TooManyWrites { most });
@@ -433,6 +440,14 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         .any(|i| i.op == checks::RES_NETDEV)
     {
         features |= FEATURE_NETDEV_VIEW;
+    }
+    if layout.extras.residual_insns.iter().any(|i| {
+        matches!(
+            i.op,
+            checks::RES_XT_SOCKET | checks::RES_XT_IPV6_HEADER_TYPES | checks::RES_XT_RATEEST
+        )
+    }) {
+        features |= FEATURE_XT_LATE_OPS;
     }
     let config = BpfConfig {
         dims: dims.dims,
