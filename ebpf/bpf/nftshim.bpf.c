@@ -60,6 +60,7 @@ NS_INLINE __u32 ns_run(struct ns_eval *e, int tracked, struct ns_hook *hk)
 	do {                                                                                 \
 		struct pkt_ctx *p_ = &(e)->pkt;                                              \
 		struct ns_reply *r_ = &(e)->reply;                                           \
+		ns_pkt_xport_view(p_);                                                       \
 		__u32 l3_ = p_->l3_off;                                                      \
 		(ok) = 0;                                                                    \
 		if (p_->l3 == NS_L3_NONE || (p_->flags & PKT_F_LATER_FRAG) || l3_ < 14 ||   \

@@ -313,3 +313,42 @@ fn vlan_tags_stay_in_the_answer() {
     let ip = Ipv4HeaderSlice::from_slice(&reply[22..]).unwrap();
     assert_eq!(ip.destination(), [10, 0, 0, 1]);
 }
+
+/// The answers look past an IPv6 AH header, as nf_reject_ip6_tcphdr_get() and
+/// icmp6_send() do (ipv6_skip_exthdr()), although the chains see AH as the protocol.
+#[test]
+fn answers_look_past_an_ipv6_ah_header() {
+    let (a, b) = (addr("2001:db8::1"), addr("2001:db8::2"));
+    if let Some(loaded) = load(Reject::TcpReset) {
+        let syn = frames::with_ah(&frames::tcp(a, b, 40000, 80, SYN));
+        let reply = answer(&loaded, &syn).expect("a reset for the TCP segment after AH");
+        let seg = check_ip(&reply, &syn, 6);
+        let t = TcpHeaderSlice::from_slice(seg).unwrap();
+        assert_eq!((t.source_port(), t.destination_port()), (80, 40000));
+        assert_eq!(t.acknowledgment_number(), 1009);
+        assert!(transport_checksum_ok(a, b, 6, seg) || transport_checksum_ok(b, a, 6, seg));
+        assert_eq!(
+            answer(&loaded, &frames::with_ah(&frames::udp(a, b, 1, 2))),
+            None,
+            "no reset for UDP after AH"
+        );
+    }
+    let Some(loaded) = load(Reject::Icmpx(IcmpxCode::PortUnreachable)) else {
+        return;
+    };
+    let udp = frames::with_ah(&frames::udp(a, b, 5000, 53));
+    assert!(answer(&loaded, &udp).is_some(), "UDP after AH is answered");
+    let error = frames::with_ah(&frames::icmp_error(
+        b,
+        a,
+        1,
+        4,
+        &frames::udp(a, b, 5000, 53),
+        64,
+    ));
+    assert_eq!(
+        answer(&loaded, &error),
+        None,
+        "an ICMPv6 error after AH is not"
+    );
+}

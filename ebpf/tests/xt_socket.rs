@@ -13,7 +13,7 @@ mod common;
 use std::net::{IpAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 
-use common::frames::{addr, fragment_v4, icmp_error, tcp, udp};
+use common::frames::{addr, fragment_v4, icmp_error, tcp, udp, with_ah};
 use common::load_or_skip;
 use nftshim_ebpf::ir::{Action, Chain, L3Scope, Match, Program, Rule, Test, Verdict};
 use nftshim_ebpf::loader::{LoadOptions, LoadedChain, SkbMeta};
@@ -176,6 +176,25 @@ fn lookups_find_the_namespace_sockets() {
             ("tcp6 any", tcp(r6, l6, 40000, 7012, SYN), false, true),
             ("tcp6 none", tcp(r6, l6, 40000, 7013, SYN), false, false),
             ("udp6 bound", udp(r6, l6, 40000, 7014), true, true),
+            // ipv6_find_hdr() without IP6_FH_F_AUTH looks past AH.
+            (
+                "tcp6 bound after AH",
+                with_ah(&tcp(r6, l6, 40000, 7011, SYN)),
+                true,
+                true,
+            ),
+            (
+                "udp6 bound after AH",
+                with_ah(&udp(r6, l6, 40000, 7014)),
+                true,
+                true,
+            ),
+            (
+                "icmpv6 error after AH quoting the bound udp socket's packet",
+                with_ah(&icmp_error(r6, l6, 1, 4, &udp(l6, r6, 7014, 53), 48)),
+                true,
+                true,
+            ),
             (
                 "icmpv6 error quoting the bound udp socket's packet",
                 icmp_error(r6, l6, 1, 4, &udp(l6, r6, 7014, 53), 48),

@@ -86,6 +86,14 @@ struct pkt_ctx {
 	 * fields above then describe what follows it, as conntrack sees the packet
 	 * (ipv6_skip_exthdr); ns_pkt_nft_view() turns them into what nf_tables sees. */
 	__u16 ah_off;
+	/* Set by ns_pkt_nft_view() for such a packet: conntrack's transport header, past
+	 * the AH header, which xt_socket's lookup and the reject answers read too
+	 * (ipv6_find_hdr() without IP6_FH_F_AUTH, ipv6_skip_exthdr()). 0: the fields
+	 * above are that view already. */
+	__u16 xp_off;
+	__u8 xp_proto;
+	__u8 xp_icmp_type;
+	__u8 xp_flags;
 };
 
 struct ns_vlan_hdr {
@@ -330,12 +338,29 @@ NS_INLINE void ns_pkt_nft_view(struct pkt_ctx *p)
 {
 	if (p->l3 != NS_L3_IPV6 || !p->ah_off)
 		return;
+	p->xp_off = p->l4_off;
+	p->xp_proto = p->l4proto;
+	p->xp_icmp_type = p->icmp_type;
+	p->xp_flags = p->flags;
 	p->l4proto = 51;
 	p->l4_off = p->ah_off;
 	p->flags = p->ah_flags | PKT_F_L4PROTO;
 	p->sport = 0;
 	p->dport = 0;
 	p->ah_off = 0;
+}
+
+/* Puts conntrack's view of the transport header back after the chains (see xp_off),
+ * for the reject answers: nf_reject_ip6_tcphdr_get() and icmp6_send() look past AH. */
+NS_INLINE void ns_pkt_xport_view(struct pkt_ctx *p)
+{
+	if (!p->xp_off)
+		return;
+	p->l4proto = p->xp_proto;
+	p->l4_off = p->xp_off;
+	p->flags = p->xp_flags;
+	p->icmp_type = p->xp_icmp_type;
+	p->xp_off = 0;
 }
 
 /* Fills the L3/L4 fields of p from the frame [data, data_end) of frame_len bytes

@@ -169,6 +169,11 @@ struct ns_res_state {
 	__u8 vlan_present;
 	__u8 pkt_type; /* skb->pkt_type (TC; 0 at XDP) */
 	__u32 iif; /* the packet's input device (0: locally generated, answers too) */
+	/* What xt_socket.h reads: the transport protocol and header past an IPv6 AH
+	 * header (ipv6_find_hdr() without IP6_FH_F_AUTH); th 0: none. */
+	__u8 xp_l4proto;
+	__u8 xp_has_l4proto;
+	__u32 xp_th;
 	/* A fragment (xt_socket.h): 1 the first, 2 a later one; its datagram's id. */
 	__u8 frag;
 	__u32 frag_id;
@@ -868,9 +873,15 @@ NS_INLINE int ns_residual_holds(__u32 first, __u32 count, const struct pkt_ctx *
 	rs->ipv6 = p->l3 == NS_L3_IPV6;
 	rs->has_th = rs->th != 0;
 	rs->fragoff = 0;
-	rs->frag = !(p->flags & PKT_F_FRAG) || !p->has_frag_id ? 0
-		   : (p->flags & PKT_F_LATER_FRAG)		 ? 2
-								 : 1;
+	__u8 xflags = p->xp_off ? p->xp_flags : p->flags;
+	rs->xp_l4proto = p->xp_off ? p->xp_proto : p->l4proto;
+	rs->xp_has_l4proto = (xflags & PKT_F_L4PROTO) != 0;
+	rs->xp_th = (xflags & PKT_F_L4PROTO) && !(xflags & PKT_F_LATER_FRAG)
+			    ? (p->xp_off ? p->xp_off : p->l4_off)
+			    : 0;
+	rs->frag = !(xflags & PKT_F_FRAG) || !p->has_frag_id ? 0
+		   : (xflags & PKT_F_LATER_FRAG)	     ? 2
+							     : 1;
 	rs->frag_id = p->frag_id;
 	/* A later fragment keeps the offset nft_set_pktinfo_ipv{4,6} give it: after the
 	 * IPv4 header, or 0 (skb->data, the network header) for IPv6. */

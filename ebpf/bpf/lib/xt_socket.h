@@ -88,10 +88,10 @@ static __attribute__((noinline)) int ns_xt_socket_tuple(struct ns_res_state *rs,
 							struct ns_xt_socket_scratch *s,
 							__u8 *proto)
 {
-	if (!rs || !s || !rs->nh || !rs->has_l4proto || !rs->has_th)
+	if (!rs || !s || !rs->nh || !rs->xp_has_l4proto || !rs->xp_th)
 		return 0;
-	__u8 l4 = rs->l4proto;
-	__u32 th = rs->th, nh = rs->nh;
+	__u8 l4 = rs->xp_l4proto;
+	__u32 th = rs->xp_th, nh = rs->nh;
 	__u8 *b = s->buf;
 	int v6 = rs->nfproto == 10;
 	if (l4 == 6 || l4 == 17) {
@@ -185,7 +185,7 @@ NS_INLINE int ns_xt_socket_frag_key(struct ns_res_state *rs, struct ns_hook *hk,
 	__builtin_memset(k, 0, sizeof(*k));
 	k->id = rs->frag_id;
 	k->nfproto = rs->nfproto;
-	k->l4proto = rs->l4proto;
+	k->l4proto = rs->xp_l4proto;
 	if (rs->nfproto == 10)
 		return ns_xt_socket_load(rs, hk, rs->nh + 8, (__u8 *)k->saddr, 32);
 	if (ns_xt_socket_load(rs, hk, rs->nh + 12, (__u8 *)k->saddr, 4) < 0)

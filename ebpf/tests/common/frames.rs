@@ -292,3 +292,16 @@ fn ip_checksum(header: &[u8]) -> u16 {
     }
     !(sum as u16)
 }
+
+/// `frame` (Ethernet, IPv6) with a 16-byte AH header inserted after the IPv6 header.
+pub fn with_ah(frame: &[u8]) -> Vec<u8> {
+    let (eth, ip6, rest) = (&frame[..14], &frame[14..54], &frame[54..]);
+    let mut ip6 = ip6.to_vec();
+    let next = ip6[6];
+    ip6[6] = 51;
+    let plen = u16::from_be_bytes([ip6[4], ip6[5]]) + 16;
+    ip6[4..6].copy_from_slice(&plen.to_be_bytes());
+    // Next header, length in 4-byte units minus 2, reserved, SPI 1, sequence 1, 4 bytes of ICV.
+    let ah = [next, 2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0];
+    [eth, &ip6, &ah, rest].concat()
+}
