@@ -258,6 +258,13 @@ pub enum Insn {
     /// TCP resets by nf_send_reset() without one. Breaks otherwise. The reference's
     /// packets, like BPF_PROG_TEST_RUN's, have no socket: it breaks there.
     XtFullSocket,
+    /// xt_cgroup's `--cgroup`: [`Insn::XtFullSocket`] holds and that socket's net_cls
+    /// classid is `classid`, `^ invert` (without such a socket it breaks either way).
+    /// The reference's packets have no socket: it breaks there.
+    XtCgroupClassid {
+        classid: u32,
+        invert: bool,
+    },
     /// xt_socket's match at TC ingress (bpf/lib/xt_socket.h): nf_sk_lookup_slow_v4/v6()
     /// finds a socket for the packet (TCP or UDP by its ports, the quoted packet of an
     /// ICMP(v6) error) and, unless `nowildcard`, it is not a full socket bound to the
@@ -815,7 +822,10 @@ impl ResidualProgram {
                     ..
                 } => lookup_fits(*sreg, *len, elements) && within(*sreg2, *len as usize),
                 Insn::XtString(s) => (1..=string::MAX_PATTERN).contains(&s.pattern.len()),
-                Insn::NetdevView | Insn::XtFullSocket | Insn::XtSocket { .. } => true,
+                Insn::NetdevView
+                | Insn::XtFullSocket
+                | Insn::XtCgroupClassid { .. }
+                | Insn::XtSocket { .. } => true,
                 Insn::PayloadIndexed {
                     mask,
                     scale,
@@ -941,7 +951,7 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             }
             None => false,
         },
-        Insn::XtFullSocket | Insn::XtSocket { .. } => false,
+        Insn::XtFullSocket | Insn::XtCgroupClassid { .. } | Insn::XtSocket { .. } => false,
         Insn::XtPktType { dreg } => {
             const PACKET_BROADCAST: u8 = 1;
             const PACKET_MULTICAST: u8 = 2;

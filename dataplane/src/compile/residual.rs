@@ -75,6 +75,7 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::XtString(_)
         | Insn::NetdevView
         | Insn::XtFullSocket
+        | Insn::XtCgroupClassid { .. }
         | Insn::XtSocket { .. }
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)
@@ -106,6 +107,7 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::LinkChoice { .. }
         | Insn::NetdevView
         | Insn::XtFullSocket
+        | Insn::XtCgroupClassid { .. }
         | Insn::XtSocket { .. }
         | Insn::XtString(_)
         | Insn::XtTransportHeader { .. }

@@ -68,6 +68,7 @@ enum ns_res_op {
 	NS_RES_XT_RANDOM = 46, /* data: probability (host order); flags: invert */
 	/* 55..59: socket matches (sockx.h). */
 	NS_RES_XT_FULL_SOCKET = 55, /* skb->sk is a full socket of the namespace */
+	NS_RES_XT_CGROUP_CLASSID = 56, /* data: net_cls classid (host order); flags: invert */
 	/* 100..104: xt_socket (xt_socket.h). */
 	NS_RES_XT_SOCKET = 100, /* flags: 1 nowildcard */
 	/* 50..54: connection-count matches (connlimit.h). */
@@ -704,6 +705,12 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 		return ns_res_xt_ipv6_header(rs, in, hk);
 	case NS_RES_XT_FULL_SOCKET:
 		return ns_sockx_full_socket(rs->iif, rs->l4proto, rs->has_l4proto, hk);
+	case NS_RES_XT_CGROUP_CLASSID: {
+		__u32 id = (__u32)in->data[0] | (__u32)in->data[1] << 8 |
+			   (__u32)in->data[2] << 16 | (__u32)in->data[3] << 24;
+		return ns_sockx_cgroup_classid(rs->iif, rs->l4proto, rs->has_l4proto, hk, id,
+					       in->flags & 1);
+	}
 	case NS_RES_XT_SOCKET:
 		if (!NS_FEATURE(NS_F_XT_LATE_OPS))
 			return -1;

@@ -42,4 +42,19 @@ NS_INLINE int ns_sockx_full_socket(__u32 iif, __u8 l4proto, __u8 has_l4proto, st
 		full->protocol == NS_IPPROTO_ICMPV6_SOCKX);
 }
 
+/* NS_RES_XT_CGROUP_CLASSID: cgroup_mt_v0/v2's --cgroup: a full socket of the
+ * namespace (as above) whose net_cls classid (sock_cgroup_classid()) is id, ^ invert;
+ * no such socket: 0 either way. bpf_skb_cgroup_classid() reads skb_to_full_sk()'s,
+ * which is skb->sk itself once it is a full socket. The data plane's ICMP answers have
+ * no skb->sk, so it answers 0 for them, the classid of icmp_send()'s per-CPU sockets
+ * (created at boot, from the root net_cls cgroup, whose classid is 0). */
+NS_INLINE int ns_sockx_cgroup_classid(__u32 iif, __u8 l4proto, __u8 has_l4proto,
+				      struct ns_hook *hk, __u32 id, __u8 invert)
+{
+	if (!ns_sockx_full_socket(iif, l4proto, has_l4proto, hk))
+		return 0;
+	__u32 classid = (__u32)bpf_skb_cgroup_classid(hk->ctx);
+	return (classid == id) != !!invert;
+}
+
 #endif

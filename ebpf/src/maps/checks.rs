@@ -60,6 +60,7 @@ pub const RES_XT_CPU: u8 = 45;
 pub const RES_XT_RANDOM: u8 = 46;
 /// 55..59: socket matches (bpf/lib/sockx.h).
 pub const RES_XT_FULL_SOCKET: u8 = 55;
+pub const RES_XT_CGROUP_CLASSID: u8 = 56;
 /// 100..104: xt_socket (bpf/lib/xt_socket.h); flags: 1 nowildcard.
 pub const RES_XT_SOCKET: u8 = 100;
 /// xtables matches' own walks (operations 20-27), which may drop the packet.
@@ -641,6 +642,11 @@ impl Extras {
                     b.flags = *invert as u8;
                 }
                 Insn::XtFullSocket => b.op = RES_XT_FULL_SOCKET,
+                Insn::XtCgroupClassid { classid, invert } => {
+                    b.op = RES_XT_CGROUP_CLASSID;
+                    b.data[..4].copy_from_slice(&classid.to_ne_bytes());
+                    b.flags = *invert as u8;
+                }
                 Insn::XtSocket { nowildcard } => {
                     b.op = RES_XT_SOCKET;
                     b.flags = *nowildcard as u8;

@@ -1,19 +1,19 @@
 //! `-m cgroup` (net/netfilter/xt_cgroup.c): the cgroup of the packet's socket.
 //!
-//! Revisions 1 and 2 (`cgroup_mt_v1`/`_v2`) hold when skb->sk is a full socket of the
-//! namespace and then, with `--path`, when its cgroup (v2) descends from the cgroup
-//! the path named when the rule was added (`^ invert_path`), or, with `--cgroup`, when
-//! its net_cls classid is the rule's (`^ invert_classid`). Without such a socket the
-//! match fails, inverted or not.
+//! Every revision (`cgroup_mt_v0`/`_v1`/`_v2`) holds only when skb->sk is a full socket
+//! of the namespace, and then, with `--path`, when its cgroup (v2) descends from the
+//! cgroup the path named when the rule was added (`^ invert_path`), or otherwise when
+//! its net_cls classid is the rule's (`^ invert_classid`; revision 0 has only that).
+//! Without such a socket the match fails, inverted or not.
 //!
-//! Enforced: `--path` of the root cgroup ("/"), of which every cgroup descends: the
-//! match is then "has a full socket of the namespace" ([`Insn::XtFullSocket`], TC
-//! egress: OUTPUT and POSTROUTING), and `! --path /` never holds, at any hook.
-//! Refused: other paths (the kernel resolves them once, in the adding process's
-//! cgroup namespace, and keeps that cgroup even when the path later names another),
-//! `--cgroup` (no BPF helper reads a socket's net_cls classid; bpf_get_cgroup_classid
-//! reads the current task's), revision 0 (`--cgroup` too), and `--path /` in INPUT,
-//! where skb->sk is the socket early demux found after TC ingress ran.
+//! Enforced at TC egress (OUTPUT and POSTROUTING): `--path` of the root cgroup ("/"),
+//! of which every cgroup descends, which is then "has a full socket of the namespace"
+//! ([`Insn::XtFullSocket`]), and `--cgroup`, that socket's net_cls classid
+//! ([`Insn::XtCgroupClassid`], bpf_skb_cgroup_classid()); `! --path /` never holds, at
+//! any hook. Refused: other paths (the kernel resolves them once, in the adding
+//! process's cgroup namespace, and keeps that cgroup even when the path later names
+//! another), and the socket tests in INPUT, where skb->sk is the socket early demux
+//! found after TC ingress ran.
 
 use netlink_proto::expr::Expr as TypedExpr;
 use netlink_proto::xt::{strnlen, Blob};
@@ -22,26 +22,23 @@ use nftshim_ebpf::residual::Insn;
 use super::{Decompiled, XtCx};
 use crate::compile::Hook;
 
-/// `struct xt_cgroup_info_v1` / `_v2`: has_path u8 @0, has_classid @1, invert_path
-/// @2, invert_classid @3, path @4 (4096 bytes in v1, 512 in v2), classid u32 after.
+/// `struct xt_cgroup_info_v0`: id u32 @0, invert u32 @4 (a classid). `struct
+/// xt_cgroup_info_v1` / `_v2`: has_path u8 @0, has_classid @1, invert_path @2,
+/// invert_classid @3, path @4 (4096 bytes in v1, 512 in v2), classid u32 after it (v1) or
+/// in its place (v2).
 pub fn cgroup(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, String> {
-    let path_len = match rev {
-        1 => 4096,
-        2 => 512,
-        _ => {
-            return Err(format!(
-                "xt match cgroup revision {rev} (--cgroup, a net_cls classid) is not \
-                 supported by the eBPF data plane"
-            ))
-        }
+    // Revision 2's classid shares the path's bytes (a union); revision 1's follows them.
+    let (path_len, classid_at) = match rev {
+        0 => return classid(cx, b.u32(0), b.u32(4) != 0),
+        1 => (4096, 4100),
+        2 => (512, 4),
+        _ => return Err(format!("xt match cgroup revision {rev} is not supported")),
     };
-    let (has_path, has_classid, invert_path) = (b.u8(0) != 0, b.u8(1) != 0, b.u8(2) != 0);
-    if has_classid || !has_path {
-        return Err(
-            "xt match cgroup --cgroup (a socket's net_cls classid) is not supported by the \
-             eBPF data plane"
-                .into(),
-        );
+    let (has_path, invert_path) = (b.u8(0) != 0, b.u8(2) != 0);
+    if !has_path {
+        // cgroup_mt_v1/v2 test the classid whenever no path was resolved, also
+        // when none was given (then the blob's classid, 0).
+        return classid(cx, b.u32(classid_at), b.u8(3) != 0);
     }
     let field = b.bytes(4, path_len);
     let path = &field[..strnlen(&field)];
@@ -58,12 +55,20 @@ pub fn cgroup(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, String
         // a socket the match fails too.
         return Ok(Decompiled::Never);
     }
+    at_egress(cx, "--path", Insn::XtFullSocket)
+}
+
+/// `--cgroup`: the socket's net_cls classid.
+fn classid(cx: &XtCx<'_>, classid: u32, invert: bool) -> Result<Decompiled, String> {
+    at_egress(cx, "--cgroup", Insn::XtCgroupClassid { classid, invert })
+}
+
+/// The socket tests run where TC egress sees the socket the hook sees (skb->sk).
+fn at_egress(cx: &XtCx<'_>, what: &str, test: Insn) -> Result<Decompiled, String> {
     match cx.hook {
-        Hook::Output | Hook::Postrouting => {
-            Ok(Decompiled::Residual(vec![], vec![Insn::XtFullSocket]))
-        }
+        Hook::Output | Hook::Postrouting => Ok(Decompiled::Residual(vec![], vec![test])),
         _ => Err(format!(
-            "xt match cgroup --path in {:?} is not supported by the eBPF data plane (the \
+            "xt match cgroup {what} in {:?} is not supported by the eBPF data plane (the \
              socket early demux finds is not known at TC ingress)",
             cx.hook
         )),
@@ -129,14 +134,45 @@ mod tests {
     }
 
     #[test]
-    fn other_paths_and_classids_are_refused() {
+    fn other_paths_are_refused() {
         assert!(decompile(Hook::Output, 2, "/user.slice", false).is_err());
         assert!(decompile(Hook::Output, 2, "/.", true).is_err());
-        let mut info = vec![0u8; 528];
-        info[1] = 1;
-        let cx = cx(Family::Ip6, Hook::Output, None);
-        let m = xt_match("cgroup", 2, info);
-        assert!(decompile_match(&cx, &m).unwrap_err().contains("--cgroup"));
+    }
+
+    #[test]
+    fn classids_are_tested_at_egress() {
+        let classid = |rev: u32, hook: Hook, id: u32, invert: bool| {
+            let info = if rev == 0 {
+                [id.to_ne_bytes(), (invert as u32).to_ne_bytes()].concat()
+            } else {
+                let (at, size) = if rev == 1 { (4100, 4112) } else { (4, 528) };
+                let mut info = vec![0u8; size];
+                info[1] = 1;
+                info[3] = invert as u8;
+                info[at..at + 4].copy_from_slice(&id.to_ne_bytes());
+                info
+            };
+            let cx = cx(Family::Ip6, hook, None);
+            decompile_match(&cx, &xt_match("cgroup", rev, info))
+        };
+        for rev in [0, 1, 2] {
+            for hook in [Hook::Output, Hook::Postrouting] {
+                for invert in [false, true] {
+                    assert_eq!(
+                        classid(rev, hook, 0x10002, invert),
+                        Ok(Decompiled::Residual(
+                            vec![],
+                            vec![Insn::XtCgroupClassid {
+                                classid: 0x10002,
+                                invert
+                            }]
+                        ))
+                    );
+                }
+            }
+            let err = classid(rev, Hook::Input, 1, false).unwrap_err();
+            assert!(err.contains("--cgroup"), "{err}");
+        }
     }
 
     #[test]
