@@ -452,6 +452,14 @@ pub enum Test {
     /// The frame is one a bridge hook sees here (`bpf/lib/bridge.h`): the classes it
     /// sees, as [`bridge_classes`] bits. Needs [`Program::bridge_frames`].
     BridgeHook(u32),
+    /// xt_connlabel: the connection has the labels extension ([`Program::ct_labels`]
+    /// when it was created) and label `bit` set; with `set`, a connection with the
+    /// extension gets the bit set (nf_connlabel_set()) and the test holds. Negated, the
+    /// answer is inverted after the bit is set. Stateful when `set`.
+    CtLabel {
+        bit: u8,
+        set: bool,
+    },
 }
 
 /// The frame classes of [`Test::BridgeHook`] (`NS_BR_*` in `bpf/lib/bridge.h`).
@@ -670,6 +678,9 @@ pub struct Program {
     pub bridge_tx_mark: bool,
     /// At egress: that mark is taken off (every egress program, while any is set).
     pub bridge_clear_mark: bool,
+    /// Some rule of the namespace uses connection labels (net->ct.labels_used): new
+    /// connections get the labels extension ([`Test::CtLabel`]).
+    pub ct_labels: bool,
 }
 
 /// NFT_JUMP_STACK_SIZE.
@@ -712,6 +723,7 @@ impl Program {
                         Test::CtState(_)
                             | Test::CtStatus(_)
                             | Test::CtMark { .. }
+                            | Test::CtLabel { .. }
                             | Test::InSet {
                                 field: SetField::CtMark,
                                 ..

@@ -389,6 +389,7 @@ impl LoadedProgram {
             set_entry(&mut ebpf, entry, true)?;
         }
         enable_ct_acct(&mut ebpf, chain)?;
+        fill_pod_array(&mut ebpf, "ct_labels", &[chain.ct_labels as u32])?;
         match &shared {
             // Only new shared slots are initialised, the others carry on with their
             // rule's state.
@@ -437,6 +438,7 @@ impl LoadedProgram {
             let rule_ext = resolve_slots(&chain.rule_ext, &limits, &quotas)?;
             let writes = self.rewrite(chain, rule_ext)?;
             enable_ct_acct(&mut self.ebpf, chain)?;
+            fill_pod_array(&mut self.ebpf, "ct_labels", &[chain.ct_labels as u32])?;
             init_fresh_slots(&mut self.ebpf, chain, &limits, &quotas)?;
             Ok(writes)
         })
@@ -452,6 +454,7 @@ impl LoadedProgram {
         self.check_constants(chain, &options)?;
         let writes = self.rewrite(chain, chain.rule_ext.clone())?;
         enable_ct_acct(&mut self.ebpf, chain)?;
+        fill_pod_array(&mut self.ebpf, "ct_labels", &[chain.ct_labels as u32])?;
         fill_pod_array(&mut self.ebpf, "limits", &full_buckets(chain))?;
         fill_pod_array(&mut self.ebpf, "quotas", &chain.quotas)?;
         Ok(writes)

@@ -563,5 +563,7 @@ fn field_in_set(test: &Test, p: &PacketFields) -> Option<bool> {
         (Test::ArpHook, _) => return None,
         // Nor frames classified at a bridge port.
         (Test::BridgeHook(_), _) => return None,
+        // Nor connection labels (ebpf/tests/conntrack.rs tests them with the tracker).
+        (Test::CtLabel { .. }, _) => return None,
     })
 }

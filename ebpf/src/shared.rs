@@ -1,5 +1,5 @@
 //! State one network namespace's programs share: the connection table (and its
-//! fragment table and accounting switch), limit buckets and quota counters. nf_conntrack and the stateful
+//! fragment table, accounting and labels switches), limit buckets and quota counters. nf_conntrack and the stateful
 //! expressions exist once per namespace (per rule), not once per interface, so every
 //! program of the namespace uses the same maps, pinned in one bpffs directory, and
 //! each generation of programs finds them there (connections survive a commit; a
@@ -16,10 +16,11 @@ use std::path::{Path, PathBuf};
 use crate::ir::StateId;
 
 /// The maps shared through the pin directory, by their names in the object.
-pub const SHARED_MAPS: [&str; 6] = [
+pub const SHARED_MAPS: [&str; 7] = [
     "ct_table",
     "ct_frags",
     "ct_acct",
+    "ct_labels",
     "limits",
     "quotas",
     "rateest_rates",

@@ -871,6 +871,13 @@ fn everything_at_once_verifies_at_every_chain_size() {
             .with(Statement::SetMarkFromCtMark { and: 1, xor: 0 }),
         );
         rules.push(Rule::new(
+            vec![
+                Match::not(Test::CtLabel { bit: 3, set: false }),
+                Match::is(Test::CtLabel { bit: 99, set: true }),
+            ],
+            Action::Continue,
+        ));
+        rules.push(Rule::new(
             vec![],
             Action::Reject(Reject::Icmpx(IcmpxCode::AdminProhibited)),
         ));
@@ -907,10 +914,15 @@ fn everything_at_once_verifies_at_every_chain_size() {
             bridge_frames: false,
             bridge_tx_mark: false,
             bridge_clear_mark: false,
+            ct_labels: true,
         };
         let compiled = compile_program(&program).unwrap();
         assert_eq!(compiled.config.dims, (1 << 12) - 1, "all dimensions in use");
-        assert_eq!(compiled.config.features, 0b11111, "all features in use");
+        assert_eq!(
+            compiled.config.features,
+            0b11111 | nftshim_ebpf::maps::FEATURE_CT_LABELS,
+            "all features in use"
+        );
         let Some(loaded) = load_or_skip(&compiled, LoadOptions::default()) else {
             return;
         };

@@ -439,6 +439,7 @@ pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneEr
                 (only_tracks, Vec::new())
             };
             chains.conntrack = track;
+            chains.ct_labels = program.ct_labels;
             chains.mark_answers = marks;
             chains.bridge_frames = st.iter().any(|s| s.chain.family == Family::Bridge);
             chains.bridge_tx_mark = key.bridge_tx_mark;

@@ -191,6 +191,7 @@ pub fn rules_use_ct(rules: &[SymRule]) -> bool {
                     test: Test::CtState(_)
                         | Test::CtStatus(_)
                         | Test::CtMark { .. }
+                        | Test::CtLabel { .. }
                         | Test::InSet {
                             field: nftshim_ebpf::ir::SetField::CtMark,
                             ..
@@ -246,6 +247,8 @@ pub struct Program {
     pub chains: Vec<HookChain>,
     /// Regular chains reachable from `chains`, by [`regular_chain_key`].
     pub regular: BTreeMap<String, RegularChain>,
+    /// Some rule of the namespace uses connection labels ([`uses_labels`]).
+    pub ct_labels: bool,
 }
 
 impl Program {
@@ -343,7 +346,14 @@ fn decompile_with(
     view: &RulesetView<'_>,
     cache: &mut RuleCache,
 ) -> Result<Program, DataplaneError> {
-    let mut program = Program::default();
+    let mut program = Program {
+        ct_labels: view.tables().iter().any(|t| {
+            t.chains
+                .iter()
+                .any(|c| c.rules.iter().any(|r| r.exprs.iter().any(uses_labels)))
+        }),
+        ..Program::default()
+    };
     for table in view.tables() {
         if table.is_dormant() {
             // Dormant tables are unregistered from their hooks: nothing to enforce.
@@ -767,6 +777,20 @@ fn early_counter(exprs: &[nftshim_engine::view::Expr], counted: &[usize]) -> Opt
         }
     }
     None
+}
+
+/// Whether the kernel counts the expression as a user of connection labels
+/// (nf_connlabels_get(): xt_connlabel's checkentry, nft_ct's labels get and set), in
+/// any table, dormant or not, and any chain, reached or not: while one exists, new
+/// connections get the labels extension.
+fn uses_labels(e: &nftshim_engine::view::Expr) -> bool {
+    use netlink_proto::expr::ct::CtKey;
+    use netlink_proto::expr::Expr as TypedExpr;
+    match TypedExpr::from_data(&e.name, &e.data) {
+        TypedExpr::Match(m) => m.ext_name() == Some("connlabel"),
+        TypedExpr::Ct(c) => c.key() == Some(CtKey::Labels),
+        _ => false,
+    }
 }
 
 /// A load or a comparison: no side effect, and the same answer every time it runs on

@@ -167,6 +167,10 @@ struct RuleState<'a, 'v> {
     /// A limit or quota was met: they consume, so a later match would make them
     /// charge packets the IR (which tests stateless matches first) would not.
     stateful: bool,
+    /// A match whose effect outlives the rule was met (a quota lists what it used,
+    /// connlabel --set leaves its bit): a later match that never holds must not make
+    /// the rule vanish.
+    lasting: bool,
     /// Identity of the rule's limits and quotas: table and rule handle (and
     /// `expr_index`).
     table_handle: u64,
@@ -249,6 +253,7 @@ pub fn decompile_rule_indexed(
         effects: Vec::new(),
         verdict: None,
         stateful: false,
+        lasting: false,
         table_handle: ctx.table.handle,
         rule_handle: rule.handle,
         trace: Trace::new(matches!(ctx.family, Family::Netdev | Family::Bridge)),
@@ -281,6 +286,13 @@ pub fn decompile_rule_indexed(
         }
     }
     if st.never {
+        if st.lasting {
+            return Err(
+                "a match that never holds after a quota or connlabel --set is not \
+                        supported by the eBPF data plane"
+                    .into(),
+            );
+        }
         return Ok(None);
     }
     if let Some(program) = st.trace.program()? {
@@ -623,6 +635,7 @@ impl RuleState<'_, '_> {
                     used: q.consumed().unwrap_or(0),
                     state: Some(self.state_id()),
                 };
+                self.lasting = true;
                 self.stateful_match(Match {
                     test: Test::Quota(quota),
                     negated: flags & NFT_QUOTA_F_INV != 0,
@@ -1015,7 +1028,12 @@ impl RuleState<'_, '_> {
                 self.verdict = Some(a);
             }
             Decompiled::Write(w) => self.header_write(w)?,
+            Decompiled::Stateful(m) => {
+                self.lasting = true;
+                self.stateful_match(m)?
+            }
             Decompiled::Quota { bytes, negated } => {
+                self.lasting = true;
                 let quota = Quota {
                     bytes,
                     used: 0,

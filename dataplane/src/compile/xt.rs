@@ -89,6 +89,9 @@ pub enum Decompiled {
         count: u32,
         negated: bool,
     },
+    /// A match with a side effect (xt_connlabel `--set`): it must be the rule's last
+    /// match, as limits and quotas are.
+    Stateful(Match),
     /// xt_RATEEST: the rule counts into the estimator `name` (see [`rateest`]) and
     /// lets the packet go on.
     RateestCount {

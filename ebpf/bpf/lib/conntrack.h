@@ -147,11 +147,15 @@ struct ns_ct_entry {
 	/* Created while accounting was on (nf_conntrack_acct: the kernel adds the acct
 	 * extension to new connections only): the counters below are kept. */
 	__u8 acct;
-	__u8 pad[2];
+	/* Created while some rule of the namespace used labels (nf_ct_labels_ext_add():
+	 * the kernel adds the labels extension to new connections only then). */
+	__u8 labels_ext;
+	__u8 pad;
 	/* Per direction (NS_CT_DIR_*): packets and bytes from the network header on, as
 	 * nf_ct_acct_update() counts them when tracking refreshes the connection. */
 	__u64 packets[2];
 	__u64 bytes[2];
+	__u64 labels[2]; /* label bits 0..127, as nf_conn_labels keeps them */
 };
 
 /* What tracking says about the packet being evaluated. */
@@ -172,6 +176,9 @@ struct ns_ct {
 	__u8 acct;              /* the connection has counters (ct_entry.acct) */
 	__u64 packets[2];       /* the connection's counters, this packet counted */
 	__u64 bytes[2];
+	__u64 labels[2];        /* the connection's label bits, with labels_ext */
+	__u8 labels_ext;
+	__u8 labels_set;        /* a label bit was set: OR them into the connection */
 };
 
 struct {
@@ -218,6 +225,23 @@ struct {
 	__uint(max_entries, 1);
 } ct_acct SEC(".maps");
 
+/* The labels extension's switch (net->ct.labels_used != 0): on while some rule of the
+ * namespace uses connection labels (xt_connlabel, nft `ct label`); the runtime writes
+ * it with every generation. Shared by the namespace's programs, like ct_table. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+} ct_labels SEC(".maps");
+
+NS_INLINE int ns_ct_labels_on(void)
+{
+	__u32 zero = 0;
+	__u32 *on = bpf_map_lookup_elem(&ct_labels, &zero);
+	return on && *on;
+}
+
 #define NS_NSEC 1000000000ULL
 
 NS_INLINE int ns_ct_acct_on(void)
@@ -237,8 +261,12 @@ NS_INLINE void ns_ct_count(struct ns_ct_entry *e, __u32 dir, const struct pkt_ct
 }
 
 /* The entry's counters, as rules read them. */
-NS_INLINE void ns_ct_copy_counters(struct ns_ct *c, const struct ns_ct_entry *e)
+/* What rules read of the entry's extensions: counters and labels. */
+NS_INLINE void ns_ct_copy_exts(struct ns_ct *c, const struct ns_ct_entry *e)
 {
+	c->labels_ext = e->labels_ext;
+	c->labels[0] = e->labels[0];
+	c->labels[1] = e->labels[1];
 	c->acct = e->acct;
 	c->packets[0] = e->packets[0];
 	c->packets[1] = e->packets[1];
@@ -389,8 +417,9 @@ NS_INLINE int ns_ct_new(struct ns_ct *c, const struct pkt_ctx *p, int tcp_kind, 
 		n->expires = ns_ct_deadline(now, NS_CTT_GENERIC);
 	}
 	n->acct = ns_ct_acct_on();
+	n->labels_ext = ns_ct_labels_on();
 	ns_ct_count(n, NS_CT_DIR_ORIG, p);
-	ns_ct_copy_counters(c, n);
+	ns_ct_copy_exts(c, n);
 	c->pending = 1;
 	c->has_ct = 1;
 	c->state_bit = NS_CT_BIT_NEW;
@@ -456,7 +485,7 @@ seen:
 		e->status |= NS_IPS_SEEN_REPLY;
 	c->status = e->status;
 	c->mark = e->mark;
-	ns_ct_copy_counters(c, e);
+	ns_ct_copy_exts(c, e);
 	return 1;
 }
 
@@ -488,7 +517,7 @@ NS_INLINE void ns_ct_related(struct ns_ct *c, const struct pkt_ctx *p, __u64 now
 	c->mark = e->mark;
 	/* An error is not counted: conntrack attaches it to the connection without
 	 * refreshing it. */
-	ns_ct_copy_counters(c, e);
+	ns_ct_copy_exts(c, e);
 }
 
 /* ICMPv6 types conntrack leaves untracked: MLD and neighbour discovery
@@ -530,7 +559,7 @@ NS_INLINE void ns_ct_later_fragment(struct ns_ct *c, const struct pkt_ctx *p, __
 	if (e && e->expires > now) {
 		c->status = e->status;
 		c->mark = e->mark;
-		ns_ct_copy_counters(c, e);
+		ns_ct_copy_exts(c, e);
 	}
 }
 
@@ -667,6 +696,8 @@ NS_INLINE void ns_ct_commit(struct ns_ct *c, int accepted)
 			return;
 		c->new.status = NS_IPS_CONFIRMED;
 		c->new.mark = c->mark;
+		c->new.labels[0] = c->labels[0];
+		c->new.labels[1] = c->labels[1];
 		c->new.tentative = !c->observed && !cfg.egress;
 		bpf_map_update_elem(&ct_table, &c->key, &c->new,
 				    c->observed ? BPF_NOEXIST : BPF_ANY);
@@ -674,7 +705,7 @@ NS_INLINE void ns_ct_commit(struct ns_ct *c, int accepted)
 	}
 	if (!c->has_ct)
 		return;
-	if (c->observed || c->mark_set) {
+	if (c->observed || c->mark_set || c->labels_set) {
 		struct ns_ct_entry *e = bpf_map_lookup_elem(&ct_table, &c->key);
 		if (!e)
 			return;
@@ -688,6 +719,11 @@ NS_INLINE void ns_ct_commit(struct ns_ct *c, int accepted)
 		}
 		if (c->mark_set)
 			e->mark = c->mark;
+		/* Bits are only ever set (set_bit()): other CPUs' bits stay. */
+		if (c->labels_set) {
+			__sync_fetch_and_or(&e->labels[0], c->labels[0]);
+			__sync_fetch_and_or(&e->labels[1], c->labels[1]);
+		}
 	}
 }
 

@@ -2,8 +2,8 @@
 /* The `ct` keys residual programs load (NS_RES_CT), with nft_ct_get_eval()'s values:
  * state, status and mark; the packet's direction; the connection's l3 and l4 protocol,
  * the addresses and "proto" fields (ports, ICMP id and type/code) of either direction's
- * tuple; zone and labels (always 0 here: zone templates and `ct label set` are
- * refused); packets, bytes and avgpkt (the connection's counters, conntrack.h);
+ * tuple; zone (always 0 here: zone templates are refused); labels (the bits
+ * xt_connlabel --set put there); packets, bytes and avgpkt (the connection's counters, conntrack.h);
  * helper (never set here: no helpers, so no expected connections).
  * Without a connection (INVALID, UNTRACKED) every key but state breaks the rule.
  *
@@ -57,6 +57,7 @@ struct ns_res_ct {
 	__u64 bytes[2];
 	__u8 acct;        /* the connection has counters */
 	__u8 pad[7];
+	__u64 labels[2];  /* the label bits (0 without the labels extension) */
 };
 
 /* The reply type of an ICMP/ICMPv6 query type (the kernel's invmap). */
@@ -84,6 +85,8 @@ NS_INLINE void ns_res_ct_fill(struct ns_res_ct *r, const struct ns_ct *ct)
 	if (!ct->has_ct)
 		return;
 	r->acct = ct->acct;
+	r->labels[0] = ct->labels_ext ? ct->labels[0] : 0;
+	r->labels[1] = ct->labels_ext ? ct->labels[1] : 0;
 	r->packets[0] = ct->packets[0];
 	r->packets[1] = ct->packets[1];
 	r->bytes[0] = ct->bytes[0];
@@ -184,7 +187,8 @@ static __attribute__((noinline)) int ns_ct_key_value(struct ns_res_ct *r, __u32 
 		v[1] = 0;
 		return 2;
 	case NS_CTK_LABELS:
-		__builtin_memset(v, 0, 16);
+		/* nft_ct_get_eval(): the bits, or zeros without the labels extension. */
+		__builtin_memcpy(v, r->labels, 16);
 		return 16;
 	case NS_CTK_HAS_COUNTERS:
 		if (!r->acct)

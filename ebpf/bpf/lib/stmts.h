@@ -27,6 +27,7 @@ enum ns_check_kind {
 	NS_CHECK_RESIDUAL = 5, /* field: operations, arg: the first in residual_insns */
 	NS_CHECK_ARP = 6,      /* the packet is one the ARP hooks see (pkt_ctx.arp) */
 	NS_CHECK_BRIDGE = 7,   /* arg: the frame classes a bridge hook sees (lib/bridge.h) */
+	NS_CHECK_CTLABEL = 8,  /* arg: label bit; field: 1 sets it (xt_connlabel --set) */
 };
 
 /* Same layout as Rust `maps::BpfCheck`. */
@@ -189,10 +190,27 @@ NS_INLINE int ns_nth_hit(__u32 id)
 	return (start + k) % (every + 1) == 0;
 }
 
+/* connlabel_mt() without its inversion: the connection has the labels extension and
+ * label `bit` set, or `set` sets it (nf_connlabel_set()). */
+NS_INLINE int ns_ct_label(struct ns_ct *ct, __u32 bit, __u32 set)
+{
+	if (!ct->has_ct || !ct->labels_ext || bit > 127)
+		return 0;
+	__u64 m = 1ULL << (bit & 63);
+	__u64 *w = bit < 64 ? &ct->labels[0] : &ct->labels[1];
+	if (*w & m)
+		return 1;
+	if (!set)
+		return 0;
+	*w |= m;
+	ct->labels_set = 1;
+	return 1;
+}
+
 /* Whether all checks hold, in order (a failing one stops the rest, as NFT_BREAK does).
  * -1 on a map error, NS_RES_HOTDROP when an xtables match drops the packet. */
 NS_INLINE int ns_checks_hold(const struct ns_rule_ext *x, const struct pkt_ctx *p,
-			     const struct ns_ct *ct, struct ns_hook *hk)
+			     struct ns_ct *ct, struct ns_hook *hk)
 {
 #pragma unroll
 	for (int i = 0; i < NS_MAX_CHECKS; i++) {
@@ -226,6 +244,11 @@ NS_INLINE int ns_checks_hold(const struct ns_rule_ext *x, const struct pkt_ctx *
 			break;
 		case NS_CHECK_BRIDGE:
 			member = ns_bridge_hook_sees(p->br_class, c->arg);
+			break;
+		case NS_CHECK_CTLABEL:
+			if (!NS_FEATURE(NS_F_CT_LABELS))
+				return -1;
+			member = ns_ct_label(ct, c->arg, c->field);
 			break;
 		case NS_CHECK_LIMIT:
 			member = ns_limit_pass(c->arg, p->charge);

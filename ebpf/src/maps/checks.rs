@@ -26,6 +26,8 @@ pub const CHECK_RESIDUAL: u8 = 5;
 pub const CHECK_ARP: u8 = 6;
 /// `NS_CHECK_BRIDGE`: [`Test::BridgeHook`], the classes in `arg`.
 pub const CHECK_BRIDGE: u8 = 7;
+/// `NS_CHECK_CTLABEL`: [`Test::CtLabel`], the bit in `arg`, `field` 1 to set it.
+pub const CHECK_CTLABEL: u8 = 8;
 
 /// Residual operations (`enum ns_res_op`).
 pub const RES_PAYLOAD: u8 = 1;
@@ -263,6 +265,7 @@ fn is_check(t: &Test) -> bool {
             | Test::ArpHook
             | Test::BridgeHook(_)
             | Test::CtStatus(_)
+            | Test::CtLabel { .. }
             | Test::InSet { .. }
             | Test::Limit(_)
             | Test::Quota(_)
@@ -342,6 +345,13 @@ impl Extras {
                     kind: CHECK_BRIDGE,
                     negated,
                     arg: *classes,
+                    ..BpfCheck::default()
+                }),
+                Test::CtLabel { bit, set } => checks.push(BpfCheck {
+                    kind: CHECK_CTLABEL,
+                    negated,
+                    arg: *bit as u32,
+                    field: *set as u8,
                     ..BpfCheck::default()
                 }),
                 Test::CtStatus(mask) => checks.push(BpfCheck {

@@ -273,6 +273,7 @@ impl Predicates {
                     }
                     // Residual checks, evaluated after the LBVS match (see checks.rs).
                     Test::CtStatus(_)
+                    | Test::CtLabel { .. }
                     | Test::ArpHook
                     | Test::BridgeHook(_)
                     | Test::InSet { .. }

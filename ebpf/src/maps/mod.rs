@@ -155,6 +155,8 @@ pub const FEATURE_TCPOPTSTRIP: u32 = 1 << 13;
 /// Some residual program uses xt_socket, ipv6header or rateest; off, the verifier
 /// prunes their code, which programs with header writes cannot afford.
 pub const FEATURE_XT_LATE_OPS: u32 = 1 << 14;
+/// Some rule tests or sets connection labels ([`crate::ir::Test::CtLabel`]).
+pub const FEATURE_CT_LABELS: u32 = 1 << 21;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].
@@ -294,6 +296,8 @@ pub struct CompiledProgram {
     /// Residual programs' operations and their lookups' elements ([`checks::CHECK_RESIDUAL`]).
     pub residual_insns: Vec<checks::BpfResidualInsn>,
     pub residual_elems: Vec<checks::BpfResidualElem>,
+    /// [`crate::ir::Program::ct_labels`]: the namespace's shared `ct_labels` switch.
+    pub ct_labels: bool,
 }
 
 /// The compiled form of a lone chain (a program with one base chain).
@@ -435,6 +439,14 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
     }
     if layout
         .extras
+        .ext
+        .iter()
+        .any(|x| x.checks.iter().any(|c| c.kind == checks::CHECK_CTLABEL))
+    {
+        features |= FEATURE_CT_LABELS;
+    }
+    if layout
+        .extras
         .residual_insns
         .iter()
         .any(|i| i.op == checks::RES_NETDEV)
@@ -494,6 +506,7 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         set_entries,
         residual_insns: layout.extras.residual_insns,
         residual_elems: layout.extras.residual_elems,
+        ct_labels: program.ct_labels,
     })
 }
 

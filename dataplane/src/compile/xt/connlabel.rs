@@ -3,17 +3,15 @@
 //! label bit is set answers `!invert`; otherwise `--set` sets the bit and answers
 //! `!invert`, and a test answers `invert`.
 //!
-//! Without `--set`: no connection the data plane tracks ever has a label bit set,
-//! because nothing that sets one is accepted (`--set` and nft's `ct label set` are
-//! refused; there is no ctnetlink to set labels from userspace), so the bit test fails
-//! on every packet and the match answers `invert`. nft's `ct label` reads 0 on the same
-//! grounds (bpf/lib/ct_keys.h).
-//!
-//! `--set` is refused: it needs per-connection label bits, set by the rule as the
-//! kernel sets them (including on the connection's first, unconfirmed packet), and the
-//! labels extension that only connections created while a label rule is loaded get.
+//! Enforced as the tracker's label bits ([`Test::CtLabel`], `bpf/lib/stmts.h`): a
+//! connection gets the labels extension when it is created while some rule of the
+//! namespace uses labels (`ct_labels`, written with every generation, as
+//! nf_connlabels_get() counts such rules); `--set` sets the bit on it, including on the
+//! connection's first, unconfirmed packet, and later rules and packets see it. `--set`
+//! is a match with a side effect: like a quota, it must be the rule's last match.
 
 use netlink_proto::xt::Blob;
+use nftshim_ebpf::ir::{Match, Test};
 
 use super::Decompiled;
 
@@ -23,22 +21,24 @@ const OP_SET: u16 = 2;
 
 /// `struct xt_connlabel_mtinfo`: bit u16 @0, options u16 @2.
 pub fn connlabel(b: Blob<'_>) -> Result<Decompiled, String> {
-    let options = b.u16(2);
+    let (bit, options) = (b.u16(0), b.u16(2));
     if options & !(OP_INVERT | OP_SET) != 0 {
         return Err(format!("xt match connlabel with options {options:#x}"));
     }
-    if options & OP_SET != 0 {
-        return Err(
-            "xt match connlabel --set is not supported by the eBPF data plane (the tracker \
-             keeps no label bits)"
-                .into(),
-        );
-    }
-    // No label bit is ever set: the test fails, the match answers `invert`.
-    Ok(if options & OP_INVERT != 0 {
-        Decompiled::Always
+    // connlabel_mt_check() refuses bits past XT_CONNLABEL_MAXBIT (127).
+    let bit = u8::try_from(bit)
+        .ok()
+        .filter(|b| *b <= 127)
+        .ok_or_else(|| format!("xt match connlabel with label bit {bit}"))?;
+    let set = options & OP_SET != 0;
+    let m = Match {
+        test: Test::CtLabel { bit, set },
+        negated: options & OP_INVERT != 0,
+    };
+    Ok(if set {
+        Decompiled::Stateful(m)
     } else {
-        Decompiled::Never
+        Decompiled::Matches(vec![m])
     })
 }
 
@@ -46,7 +46,8 @@ pub fn connlabel(b: Blob<'_>) -> Result<Decompiled, String> {
 mod tests {
     use super::super::{decompile_match, Decompiled, XtCx};
     use crate::compile::{Family, Hook};
-    use netlink_proto::expr::compat::{Match, MatchAttr};
+    use netlink_proto::expr::compat::{Match as XtMatch, MatchAttr};
+    use nftshim_ebpf::ir::{Match, Test};
 
     fn connlabel(bit: u16, options: u16) -> Result<Decompiled, String> {
         let mut info = vec![0u8; 8];
@@ -58,7 +59,7 @@ mod tests {
             families: 3,
             l4protos: None,
         };
-        let m = Match::new(vec![
+        let m = XtMatch::new(vec![
             MatchAttr::Name("connlabel".into()),
             MatchAttr::Rev(0),
             MatchAttr::Info(info),
@@ -67,21 +68,28 @@ mod tests {
     }
 
     #[test]
-    fn a_label_test_never_holds_and_its_inversion_always() {
-        assert_eq!(connlabel(40, 0), Ok(Decompiled::Never));
-        assert_eq!(connlabel(127, 1), Ok(Decompiled::Always));
-    }
-
-    #[test]
-    fn setting_a_label_is_refused() {
-        for options in [2, 3] {
-            let why = connlabel(41, options).unwrap_err();
-            assert!(why.contains("connlabel --set"), "{why}");
-        }
-    }
-
-    #[test]
-    fn unknown_options_are_refused() {
+    fn a_label_test_reads_the_bit_and_set_is_stateful() {
+        let m = |bit, set, negated| Match {
+            test: Test::CtLabel { bit, set },
+            negated,
+        };
+        assert_eq!(
+            connlabel(40, 0),
+            Ok(Decompiled::Matches(vec![m(40, false, false)]))
+        );
+        assert_eq!(
+            connlabel(127, 1),
+            Ok(Decompiled::Matches(vec![m(127, false, true)]))
+        );
+        assert_eq!(
+            connlabel(41, 2),
+            Ok(Decompiled::Stateful(m(41, true, false)))
+        );
+        assert_eq!(
+            connlabel(41, 3),
+            Ok(Decompiled::Stateful(m(41, true, true)))
+        );
+        assert!(connlabel(128, 0).is_err());
         assert!(connlabel(1, 4).is_err());
     }
 }
