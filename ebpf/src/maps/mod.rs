@@ -155,6 +155,9 @@ pub const FEATURE_TCPOPTSTRIP: u32 = 1 << 13;
 /// Some residual program uses xt_socket, ipv6header or rateest; off, the verifier
 /// prunes their code, which programs with header writes cannot afford.
 pub const FEATURE_XT_LATE_OPS: u32 = 1 << 14;
+/// Some residual program reads the socket file's credentials (xt_owner, `meta
+/// skuid/skgid`; bpf/lib/sockcred.h); off, the verifier prunes those reads.
+pub const FEATURE_SOCKCRED: u32 = 1 << 15;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].
@@ -448,6 +451,14 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         )
     }) {
         features |= FEATURE_XT_LATE_OPS;
+    }
+    if layout
+        .extras
+        .residual_insns
+        .iter()
+        .any(|i| matches!(i.op, checks::RES_XT_OWNER | checks::RES_SOCK_UGID))
+    {
+        features |= FEATURE_SOCKCRED;
     }
     let config = BpfConfig {
         dims: dims.dims,
