@@ -352,8 +352,7 @@ pub(super) fn log_spec_of(
     }
     if flags & !SUPPORTED_FLAGS != 0 {
         return Err(format!(
-            "log flags 0x{:x} are not supported by the eBPF data plane (skuid needs the \
-             packet's socket)",
+            "log flags 0x{:x} are not supported by the eBPF data plane",
             flags & !SUPPORTED_FLAGS
         ));
     }
@@ -366,6 +365,14 @@ pub(super) fn log_spec_of(
         (_, Hook::Forward) => {
             Err("log in forward chains is not supported by the eBPF data plane".into())
         }
+        // skb->sk there is the socket early demux found after TC ingress ran. (At
+        // prerouting ip_rcv_core() has orphaned the skb: no UID, as here; at output
+        // and postrouting TC egress reads the socket the hooks saw.)
+        (_, Hook::Input) if flags & crate::runtime::logline::NF_LOG_UID != 0 => Err(
+            "log flags skuid (--log-uid) in input chains is not supported by the eBPF data \
+             plane (the socket early demux finds is not known at TC ingress)"
+                .into(),
+        ),
         _ => Ok(LogSpec {
             prefix: prefix.to_string(),
             level,

@@ -452,11 +452,20 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
     }) {
         features |= FEATURE_XT_LATE_OPS;
     }
+    // Log prefixes are the data plane's `level/flags/prefix` keys; NF_LOG_UID (8)
+    // asks for the socket's credentials.
+    let log_uid = |key: &String| {
+        key.split('/')
+            .nth(1)
+            .and_then(|f| f.parse::<u32>().ok())
+            .is_some_and(|f| f & 8 != 0)
+    };
     if layout
         .extras
         .residual_insns
         .iter()
         .any(|i| matches!(i.op, checks::RES_XT_OWNER | checks::RES_SOCK_UGID))
+        || layout.extras.log_prefixes.iter().any(log_uid)
     {
         features |= FEATURE_SOCKCRED;
     }
