@@ -20,7 +20,8 @@ pub const NF_LOG_TCPOPT: u32 = 0x02;
 pub const NF_LOG_IPOPT: u32 = 0x04;
 pub const NF_LOG_UID: u32 = 0x08;
 pub const NF_LOG_MACDECODE: u32 = 0x20;
-/// The flags this formatter prints (`skuid` needs the packet's socket).
+/// The flags this formatter prints (`skuid` with the ids the program read, see
+/// [`Packet::uid_gid`]).
 pub const SUPPORTED_FLAGS: u32 =
     NF_LOG_TCPSEQ | NF_LOG_TCPOPT | NF_LOG_IPOPT | NF_LOG_UID | NF_LOG_MACDECODE;
 
