@@ -1,12 +1,13 @@
-//! `-m owner` on locally generated packets, kernel against nftshimd (eBPF data plane),
-//! with real sockets owned by other users: senders in `fw` run as uid/gid 1000-1003
-//! (setpriv, with supplementary groups), UDP, TCP (the client's SYN; a listener's
-//! SYN-ACK, sent from its request socket; an accepted-queue child without a `struct
-//! socket`), ICMP echo from ping sockets and from raw sockets, and the kernel's own
-//! TCP resets and ICMP errors (control sockets: a socket, no file). Each case runs on
-//! both sides in fresh namespaces; the outcomes and the `iptables-nft-save -c`
-//! counters must be equal. Needs root.
-
+//! `-m owner` and nft's `meta skuid/skgid` on locally generated packets, kernel
+//! against nftshimd (eBPF data plane), with real sockets owned by other users:
+//! senders in `fw` run as uid/gid 1000-1003 and 3000 (setpriv, with supplementary
+//! groups), UDP, TCP (the client's SYN; a listener's SYN-ACK, sent from its request
+//! socket; an accepted-queue child without a `struct socket`), ICMP echo from ping
+//! sockets and from raw sockets, and the kernel's own TCP resets and ICMP errors
+//! (control sockets: a socket, no file). Each case runs on both sides in fresh
+//! namespaces; the outcomes and the listed counters must be equal. The iptables
+//! ruleset also logs with `LOG --log-uid`, whose lines are checked against the
+//! kernel's (see [`log_uid_lines_are_the_kernels`]). Needs root.
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -55,6 +56,52 @@ COMMIT
 -A POSTROUTING -p udp -m udp --dport 7109 -m owner --socket-exists
 COMMIT
 ";
+
+/// A ruleset, how it is loaded and how its counters are listed.
+struct Rules {
+    load: &'static str,
+    load_args: &'static [&'static str],
+    text: &'static str,
+    list: &'static str,
+    list_args: &'static [&'static str],
+}
+
+const IPTABLES: Rules = Rules {
+    load: "iptables-nft-restore",
+    load_args: NO_ARGS,
+    text: RULES,
+    list: "iptables-nft-save",
+    list_args: &["-c"],
+};
+
+/// nft's `meta skuid/skgid` (nft_meta_get_eval_skugid()) on the same senders.
+const NFT: Rules = Rules {
+    load: "nft",
+    load_args: &["-f", "-"],
+    text: "table inet t {
+  chain o {
+    type filter hook output priority 0;
+    udp dport 7100 meta skuid 1000 counter drop
+    udp dport 7101 meta skuid != 1000 counter drop
+    udp dport 7102 meta skuid 1000-1001 counter drop
+    udp dport 7103 meta skgid 3000 counter drop
+    udp dport 7104 meta skgid { 1002, 3000 } counter drop
+    udp dport 7105 meta skuid . meta skgid { 1000 . 1000 } counter drop
+    tcp sport 8000 meta skuid 1001 counter drop
+    tcp sport 8001 meta skuid != 1001 counter
+    tcp sport 5555 meta skuid != 1000 counter drop
+    icmp type echo-request meta skuid 1000 counter drop
+    icmp type destination-unreachable meta skgid 0 counter
+  }
+  chain p {
+    type filter hook postrouting priority 0;
+    udp dport 7109 meta skuid 1002 counter drop
+  }
+}
+",
+    list: "nft",
+    list_args: &["list", "ruleset"],
+};
 
 /// The senders, run as another user in `fw` (outcomes on stdout).
 const HELPER: &str = r#"
@@ -213,7 +260,11 @@ fn settle() {
 
 /// The outcomes of the cases on one side (`daemon`: through nftshimd), and the
 /// counters listed after them.
-fn run_side(bins: &Binaries, daemon: Option<&Daemon>) -> (Vec<(String, String)>, String) {
+fn run_side(
+    bins: &Binaries,
+    daemon: Option<&Daemon>,
+    rules: &Rules,
+) -> (Vec<(String, String)>, String) {
     let fw = Netns::create_unique("nftshim-owner", "fw").unwrap();
     let peer = Netns::create_unique("nftshim-owner", "peer").unwrap();
     nft_tests::netns::veth_pair((&fw, "f0", "10.9.1.1/24"), (&peer, "p0", "10.9.1.2/24")).unwrap();
@@ -232,10 +283,11 @@ fn run_side(bins: &Binaries, daemon: Option<&Daemon>) -> (Vec<(String, String)>,
     let tcp = in_netns(&peer, || TcpListener::bind("10.9.1.2:7200")).unwrap();
 
     let shim = daemon.map(|d| (d, bins.preload.as_path()));
-    let restored = run_client(&fw, shim, "iptables-nft-restore", NO_ARGS, Some(RULES));
+    let restored = run_client(&fw, shim, rules.load, rules.load_args, Some(rules.text));
     assert!(
         restored.success(),
-        "iptables-nft-restore: {}{}",
+        "{}: {}{}",
+        rules.load,
         restored.stderr,
         daemon.map(|d| d.log_tail(20)).unwrap_or_default()
     );
@@ -311,7 +363,7 @@ fn run_side(bins: &Binaries, daemon: Option<&Daemon>) -> (Vec<(String, String)>,
     probe.send_to(b"x", "10.9.1.1:9999").unwrap();
     settle();
     drop(tcp);
-    let listed = run_client(&fw, shim, "iptables-nft-save", &["-c"], None);
+    let listed = run_client(&fw, shim, rules.list, rules.list_args, None);
     assert!(listed.success(), "{}", listed.stderr);
     let counters = listed
         .stdout
@@ -329,9 +381,9 @@ fn owner_matches_local_sockets_as_the_kernel_does() {
     let all_netns = std::fs::read_to_string("/proc/sys/net/netfilter/nf_log_all_netns")
         .is_ok_and(|v| v.trim() == "1");
     let dmesg_before = all_netns.then(dmesg);
-    let (kernel, kernel_counters) = run_side(&bins, None);
+    let (kernel, kernel_counters) = run_side(&bins, None, &IPTABLES);
     let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
-    let (shim, shim_counters) = run_side(&bins, Some(&daemon));
+    let (shim, shim_counters) = run_side(&bins, Some(&daemon), &IPTABLES);
     let find = |name: &str| {
         kernel
             .iter()
@@ -371,6 +423,42 @@ fn owner_matches_local_sockets_as_the_kernel_does() {
 }
 
 /// From the `owner-` mark on, IP ids masked (not the same on both sides), sorted.
+#[test]
+fn meta_skuid_skgid_match_local_sockets_as_the_kernel_does() {
+    nft_tests::cleanup::install_signal_cleanup();
+    let bins = Binaries::for_tests();
+    let (kernel, kernel_counters) = run_side(&bins, None, &NFT);
+    let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
+    let (shim, shim_counters) = run_side(&bins, Some(&daemon), &NFT);
+    let find = |name: &str| {
+        kernel
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, o)| o.as_str())
+            .unwrap()
+    };
+    assert_eq!(find("udp :7100 from 1000 []"), "lost");
+    assert_eq!(find("udp :7103 from 3000 []"), "lost");
+    assert_eq!(find("peer -> fw:8000, listener of 1001"), "timed out");
+    // The control socket has no file: `!=` breaks too, the reset goes out.
+    assert_eq!(find("peer -> fw:5555 (reset)"), "refused");
+    for ((name, k), (_, s)) in kernel.iter().zip(&shim) {
+        assert_eq!(
+            k,
+            s,
+            "{name}: kernel {k}, nftshimd {s}\n{}",
+            daemon.log_tail(20)
+        );
+    }
+    assert_eq!(kernel, shim);
+    assert_eq!(
+        kernel_counters,
+        shim_counters,
+        "counters, kernel vs nftshimd\n{}",
+        daemon.log_tail(20)
+    );
+}
+
 fn log_lines(text: &str) -> Vec<String> {
     let mut v: Vec<String> = text
         .lines()

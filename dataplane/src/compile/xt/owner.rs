@@ -64,9 +64,18 @@ pub fn owner(cx: &XtCx<'_>, b: Blob<'_>) -> Result<Decompiled, String> {
 /// credentials with make_kuid(net->user_ns, id), which the data plane, comparing the
 /// raw ids, does not map.
 pub fn check_netns_userns(exprs: &[nftshim_engine::view::Expr]) -> Result<(), String> {
+    use netlink_proto::expr::meta::MetaKey;
     for e in exprs {
-        let TypedExpr::Match(m) = TypedExpr::from_data(&e.name, &e.data) else {
-            continue;
+        let m = match TypedExpr::from_data(&e.name, &e.data) {
+            // nft_meta's skuid/skgid map through the namespace's user namespace too.
+            TypedExpr::Meta(m) if matches!(m.key(), Some(MetaKey::Skuid | MetaKey::Skgid)) => {
+                return Err("meta skuid/skgid in a network namespace owned by a user \
+                            namespace other than the initial one is not supported by the \
+                            eBPF data plane (the kernel maps the ids through it)"
+                    .into())
+            }
+            TypedExpr::Match(m) => m,
+            _ => continue,
         };
         let tests_ids = m.ext_name() == Some("owner")
             && m.info().is_some_and(|info| {
