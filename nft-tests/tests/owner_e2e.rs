@@ -3,8 +3,8 @@
 //! senders in `fw` run as uid/gid 1000-1003 and 3000 (setpriv, with supplementary
 //! groups), UDP, TCP (the client's SYN; a listener's SYN-ACK, sent from its request
 //! socket; an accepted-queue child without a `struct socket`), ICMP echo from ping
-//! sockets and from raw sockets, and the kernel's own TCP resets and ICMP errors
-//! (control sockets: a socket, no file). Each case runs on both sides in fresh
+//! sockets and from raw sockets, IPv6 UDP, and the kernel's own TCP resets (IPv4: its
+//! control socket, a socket without a file; IPv6: none) and ICMP errors. Each case runs on both sides in fresh
 //! namespaces; the outcomes and the listed counters must be equal. The iptables
 //! ruleset also logs with `LOG --log-uid`, whose lines are checked against the
 //! kernel's (see [`log_uid_lines_are_the_kernels`]). Needs root.
@@ -64,7 +64,21 @@ struct Rules {
     text: &'static str,
     list: &'static str,
     list_args: &'static [&'static str],
+    /// ip6tables-nft-restore input, loaded after `text`.
+    ip6: Option<&'static str>,
 }
+
+/// IPv6: UDP from users, and the kernel's IPv6 resets (tcp_v6_send_response()).
+const RULES6: &str = "*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A OUTPUT -p udp -m udp --dport 7300 -m owner --uid-owner 1000 -j DROP
+-A OUTPUT -p udp -m udp --dport 7300 -m owner --socket-exists
+-A OUTPUT -p tcp -m tcp --sport 5557 -m owner --socket-exists -j DROP
+-A OUTPUT -p tcp -m tcp --sport 5558 -m owner ! --socket-exists -j DROP
+COMMIT
+";
 
 const IPTABLES: Rules = Rules {
     load: "iptables-nft-restore",
@@ -72,6 +86,7 @@ const IPTABLES: Rules = Rules {
     text: RULES,
     list: "iptables-nft-save",
     list_args: &["-c"],
+    ip6: Some(RULES6),
 };
 
 /// nft's `meta skuid/skgid` (nft_meta_get_eval_skugid()) on the same senders.
@@ -96,11 +111,14 @@ const NFT: Rules = Rules {
   chain p {
     type filter hook postrouting priority 0;
     udp dport 7109 meta skuid 1002 counter drop
+    udp dport 7300 meta skuid 1000 counter drop
+    tcp sport 5557 meta skgid 0 counter drop
   }
 }
 ",
     list: "nft",
     list_args: &["list", "ruleset"],
+    ip6: None,
 };
 
 /// The senders, run as another user in `fw` (outcomes on stdout).
@@ -115,7 +133,8 @@ def checksum(b):
     s += s >> 16
     return ~s & 0xffff
 if kind == "udp":
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    fam = socket.AF_INET6 if ":" in sys.argv[2] else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_DGRAM)
     if len(sys.argv) > 4:
         s.bind(("0.0.0.0", int(sys.argv[4])))
     try:
@@ -269,6 +288,20 @@ fn run_side(
     let peer = Netns::create_unique("nftshim-owner", "peer").unwrap();
     nft_tests::netns::veth_pair((&fw, "f0", "10.9.1.1/24"), (&peer, "p0", "10.9.1.2/24")).unwrap();
     sysctl(&fw, "net.ipv4.ping_group_range=0 2147483647");
+    for (ns, dev, a) in [(&fw, "f0", "fd09::1/64"), (&peer, "p0", "fd09::2/64")] {
+        let ok = Command::new("ip")
+            .args(["-n", ns.name(), "addr", "add", a, "dev", dev, "nodad"])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip addr add {a}");
+    }
+    let udp6 = in_netns(&peer, || {
+        let s = UdpSocket::bind("[fd09::2]:7300")?;
+        s.set_read_timeout(Some(Duration::from_millis(300)))?;
+        Ok(s)
+    })
+    .unwrap();
     let udp: Vec<UdpSocket> = in_netns(&peer, || {
         (7100..=7109)
             .chain([7110])
@@ -291,6 +324,14 @@ fn run_side(
         restored.stderr,
         daemon.map(|d| d.log_tail(20)).unwrap_or_default()
     );
+    if let Some(text) = rules.ip6 {
+        let restored = run_client(&fw, shim, "ip6tables-nft-restore", NO_ARGS, Some(text));
+        assert!(
+            restored.success(),
+            "ip6tables-nft-restore: {}",
+            restored.stderr
+        );
+    }
     std::thread::sleep(Duration::from_millis(300));
 
     let mut out = Vec::new();
@@ -349,6 +390,19 @@ fn run_side(
             connect(&peer, &format!("10.9.1.1:{port}")).into(),
         );
     }
+    // IPv6.
+    for id in [1000, 1001] {
+        send(&fw, id, &[], &["udp", "fd09::2", "7300"]);
+        let mut buf = [0u8; 64];
+        let got = udp6.recv(&mut buf).map_or("lost", |_| "received");
+        record(format!("udp [fd09::2]:7300 from {id}"), got.into());
+    }
+    for port in [5557, 5558] {
+        record(
+            format!("peer -> [fd09::1]:{port} (reset)"),
+            connect(&peer, &format!("[fd09::1]:{port}")).into(),
+        );
+    }
     // ICMP echo from ping sockets and raw sockets.
     for kind in ["ping", "raw"] {
         for id in [1000, 1001] {
@@ -363,8 +417,18 @@ fn run_side(
     probe.send_to(b"x", "10.9.1.1:9999").unwrap();
     settle();
     drop(tcp);
-    let listed = run_client(&fw, shim, rules.list, rules.list_args, None);
+    let mut listed = run_client(&fw, shim, rules.list, rules.list_args, None);
     assert!(listed.success(), "{}", listed.stderr);
+    if rules.ip6.is_some() {
+        let listed6 = run_client(&fw, shim, "ip6tables-nft-save", &["-c"], None);
+        assert!(listed6.success(), "{}", listed6.stderr);
+        // The chains' policy counters there count neighbour discovery and MLD,
+        // sent as timers fire: the rules' counters only.
+        for line in listed6.stdout.lines().filter(|l| !l.starts_with(':')) {
+            listed.stdout.push_str(line);
+            listed.stdout.push('\n');
+        }
+    }
     let counters = listed
         .stdout
         .lines()
