@@ -135,8 +135,10 @@ int nftshim_xdp(struct xdp_md *ctx)
 		ns_stat(NS_STAT_ERROR);
 		return XDP_DROP;
 	}
-	if (NS_FEATURE(NS_F_STMTS))
+	if (NS_FEATURE(NS_F_STMTS)) {
+		e->log_cred_found = 0;
 		NS_EMIT_LOGS(bpf_xdp_load_bytes, ctx, e, frame_len);
+	}
 	if (verdict == NS_ACCEPT)
 		return XDP_PASS;
 	if (!NS_FEATURE(NS_F_REJECT) || verdict != NS_REJECT)
@@ -204,6 +206,12 @@ int nftshim_tc(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	if (NS_FEATURE(NS_F_STMTS)) {
+		/* nf_log_dump_sk_uid_gid(): skb->sk as it is (no request socket's
+		 * listener), a socket file's fsuid/fsgid. */
+		e->log_cred_found = 0;
+		if (NS_FEATURE(NS_F_SOCKCRED) && cfg.egress && e->nlogs)
+			e->log_cred_found = ns_sockcred_read(&hk, e->pkt.iif, 0, 0, 0,
+							     &e->log_cred) == NS_SOCKCRED_FILE;
 		NS_EMIT_LOGS(bpf_skb_load_bytes, skb, e, frame_len);
 		if (skb->mark != e->pkt.mark)
 			skb->mark = e->pkt.mark;

@@ -114,9 +114,12 @@ pub struct LogEvent {
     pub l3_off: u16,
     /// The frame's first bytes (at most 128).
     pub headers: Vec<u8>,
+    /// The socket file's fsuid and fsgid, when the packet had one (read only by
+    /// programs with [`crate::maps::FEATURE_SOCKCRED`], at TC egress).
+    pub uid_gid: Option<(u32, u32)>,
 }
 
-const LOG_EVENT_SIZE: usize = 7 * 4 + 2 * 2 + 128;
+const LOG_EVENT_SIZE: usize = 7 * 4 + 2 * 2 + 128 + 3 * 4;
 /// Packets and bytes that hit a rule (or the policy), summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
@@ -648,6 +651,7 @@ impl LoadedProgram {
                 ct_state: u32_at(6),
                 l3_off: u16_at(28),
                 headers: item[32..32 + caplen].to_vec(),
+                uid_gid: (u32_at(42) != 0).then(|| (u32_at(40), u32_at(41))),
             });
         }
         Ok(events)

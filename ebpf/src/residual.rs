@@ -273,6 +273,24 @@ pub enum Insn {
     XtSocket {
         nowildcard: bool,
     },
+    /// xt_owner's owner_mt() at TC egress (bpf/lib/xt_owner.h): `match_flags` and
+    /// `invert` are `XT_OWNER_*` bits, the ids host-order values of the initial user
+    /// namespace. The reference's packets, like BPF_PROG_TEST_RUN's, have no socket:
+    /// they take owner_mt()'s first branch, `(match ^ invert) == 0`.
+    XtOwner {
+        uid_min: u32,
+        uid_max: u32,
+        gid_min: u32,
+        gid_max: u32,
+        match_flags: u8,
+        invert: u8,
+    },
+    /// nft_meta's `skuid` (`gid`: `skgid`) at TC egress: the socket file's fsuid/fsgid
+    /// into `dreg` (4 bytes, host order); breaks without one (the reference always).
+    SockUgid {
+        gid: bool,
+        dreg: u8,
+    },
     /// `data` into `dreg`.
     Immediate {
         dreg: u8,
@@ -825,7 +843,9 @@ impl ResidualProgram {
                 Insn::NetdevView
                 | Insn::XtFullSocket
                 | Insn::XtCgroupClassid { .. }
-                | Insn::XtSocket { .. } => true,
+                | Insn::XtSocket { .. }
+                | Insn::XtOwner { .. } => true,
+                Insn::SockUgid { dreg, .. } => within(*dreg, 4),
                 Insn::PayloadIndexed {
                     mask,
                     scale,
@@ -951,7 +971,15 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             }
             None => false,
         },
-        Insn::XtFullSocket | Insn::XtCgroupClassid { .. } | Insn::XtSocket { .. } => false,
+        Insn::XtFullSocket
+        | Insn::XtCgroupClassid { .. }
+        | Insn::XtSocket { .. }
+        | Insn::SockUgid { .. } => false,
+        Insn::XtOwner {
+            match_flags,
+            invert,
+            ..
+        } => match_flags ^ invert == 0,
         Insn::XtPktType { dreg } => {
             const PACKET_BROADCAST: u8 = 1;
             const PACKET_MULTICAST: u8 = 2;

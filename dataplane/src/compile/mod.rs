@@ -535,6 +535,9 @@ pub fn check_rule(
     if adder.private_cgroupns {
         xt::cgroup::check_adder_cgroupns(&rule.exprs).map_err(label)?;
     }
+    if adder.netns_private_userns {
+        xt::owner::check_netns_userns(&rule.exprs).map_err(label)?;
+    }
     if table.is_dormant() {
         return Ok(());
     }

@@ -68,6 +68,7 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         Insn::XtIpv6Header { dreg, len, .. } => Some((*dreg, round(*len as usize))),
         Insn::XtSrhSegment { dreg, .. } => Some((*dreg, 16)),
         Insn::XtIpv6HeaderTypes { dreg } => Some((*dreg, 4)),
+        Insn::SockUgid { dreg, .. } => Some((*dreg, 4)),
         Insn::Cmp { .. }
         | Insn::Range { .. }
         | Insn::Lookup { .. }
@@ -77,6 +78,7 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::XtFullSocket
         | Insn::XtCgroupClassid { .. }
         | Insn::XtSocket { .. }
+        | Insn::XtOwner { .. }
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)
         | Insn::XtDccpOption { .. }
@@ -109,6 +111,8 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::XtFullSocket
         | Insn::XtCgroupClassid { .. }
         | Insn::XtSocket { .. }
+        | Insn::XtOwner { .. }
+        | Insn::SockUgid { .. }
         | Insn::XtString(_)
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)

@@ -364,8 +364,7 @@ pub(super) fn log_spec_of(
     }
     if flags & !SUPPORTED_FLAGS != 0 {
         return Err(format!(
-            "log flags 0x{:x} are not supported by the eBPF data plane (skuid needs the \
-             packet's socket)",
+            "log flags 0x{:x} are not supported by the eBPF data plane",
             flags & !SUPPORTED_FLAGS
         ));
     }
@@ -378,6 +377,14 @@ pub(super) fn log_spec_of(
         (_, Hook::Forward) => {
             Err("log in forward chains is not supported by the eBPF data plane".into())
         }
+        // skb->sk there is the socket early demux found after TC ingress ran. (At
+        // prerouting ip_rcv_core() has orphaned the skb: no UID, as here; at output
+        // and postrouting TC egress reads the socket the hooks saw.)
+        (_, Hook::Input) if flags & crate::runtime::logline::NF_LOG_UID != 0 => Err(
+            "log flags skuid (--log-uid) in input chains is not supported by the eBPF data \
+             plane (the socket early demux finds is not known at TC ingress)"
+                .into(),
+        ),
         _ => Ok(LogSpec {
             prefix: prefix.to_string(),
             level,
@@ -485,6 +492,9 @@ impl RuleState<'_, '_> {
                     MetaKey::Protocol | MetaKey::Iiftype => 2,
                     MetaKey::Iif | MetaKey::Oif | MetaKey::Mark | MetaKey::Len => 4,
                     MetaKey::Iifname | MetaKey::Oifname => 16,
+                    MetaKey::Skuid | MetaKey::Skgid => {
+                        return self.meta_sock_ugid(key == MetaKey::Skgid, dreg);
+                    }
                     other => {
                         return Err(format!(
                             "meta {} is not supported by the eBPF data plane",
@@ -1263,6 +1273,33 @@ impl RuleState<'_, '_> {
 
     /// `meta KEY set` from the register at `sreg`: `meta mark set` a constant, or the
     /// meta mark or ct mark with and/xor.
+    /// `meta skuid` / `meta skgid` (nft_meta_get_eval_skugid()): the fsuid/fsgid of the
+    /// file of skb_to_full_sk()'s socket, of the namespace; the rule breaks without
+    /// one. Read at TC egress by [`Insn::SockUgid`] (bpf/lib/sockcred.h), so only in
+    /// ip, ip6 and inet output and postrouting chains (at input skb->sk is the socket
+    /// early demux finds after TC ingress). The ids are the initial user namespace's;
+    /// the kernel maps them through the namespace's (from_kuid_munged()), so a
+    /// namespace of another user namespace is refused (xt::owner::check_netns_userns).
+    fn meta_sock_ugid(&mut self, gid: bool, dreg: u32) -> Result<(), String> {
+        let name = if gid { "skgid" } else { "skuid" };
+        if !matches!(self.ctx.family, Family::Ip | Family::Ip6 | Family::Inet)
+            || !matches!(self.ctx.hook, Hook::Output | Hook::Postrouting)
+        {
+            return Err(format!(
+                "meta {name} is supported by the eBPF data plane only in ip, ip6 and inet \
+                 output and postrouting chains (the socket is known at TC egress only)"
+            ));
+        }
+        let insn = Insn::SockUgid {
+            gid,
+            dreg: res_reg(dreg).ok_or("meta: invalid register")?,
+        };
+        self.trace.load(dreg, 4, Some(insn));
+        // Only residual programs test it.
+        self.forget(dreg, 4);
+        Ok(())
+    }
+
     fn meta_set(&mut self, key: Option<MetaKey>, sreg: u32) -> Result<(), String> {
         if key != Some(MetaKey::Mark) {
             return Err(format!(

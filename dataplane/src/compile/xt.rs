@@ -147,6 +147,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("addrtype", 0 | 1) => addrtype::addrtype(cx, rev, b),
         ("cgroup", 0..=2) => cgroup::cgroup(cx, rev, b),
         ("socket", 0..=3) => socket::socket(cx, rev, b),
+        ("owner", 1) => owner::owner(cx, b),
         ("sctp", 0) => sctp::sctp(cx, b),
         ("dccp", 0) => dccp::dccp(cx, b),
         ("ah", 0) => ipsec_mh::ah(cx, b),
@@ -961,6 +962,7 @@ mod cpu;
 mod ebt;
 mod ecn;
 mod header_targets;
+pub(crate) mod owner;
 mod pkttype;
 mod quota;
 pub mod rateest;

@@ -20,8 +20,10 @@ pub const NF_LOG_TCPOPT: u32 = 0x02;
 pub const NF_LOG_IPOPT: u32 = 0x04;
 pub const NF_LOG_UID: u32 = 0x08;
 pub const NF_LOG_MACDECODE: u32 = 0x20;
-/// The flags this formatter prints (`skuid` needs the packet's socket).
-pub const SUPPORTED_FLAGS: u32 = NF_LOG_TCPSEQ | NF_LOG_TCPOPT | NF_LOG_IPOPT | NF_LOG_MACDECODE;
+/// The flags this formatter prints (`skuid` with the ids the program read, see
+/// [`Packet::uid_gid`]).
+pub const SUPPORTED_FLAGS: u32 =
+    NF_LOG_TCPSEQ | NF_LOG_TCPOPT | NF_LOG_IPOPT | NF_LOG_UID | NF_LOG_MACDECODE;
 
 /// One `log` statement as the kernel keeps it (`nf_loginfo` of type NF_LOG_TYPE_LOG).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +60,8 @@ pub struct Packet<'a> {
     /// Bytes from the network header on (the IP length).
     pub len: usize,
     pub mark: u32,
+    /// The socket file's fsuid and fsgid (nf_log_dump_sk_uid_gid()), if any.
+    pub uid_gid: Option<(u32, u32)>,
 }
 
 /// The kernel's line for `p`, logged by `spec` with these devices (`IN=`/`OUT=`).
@@ -94,6 +98,9 @@ pub fn format(
             false
         }
     };
+    if let (true, true, Some((uid, gid))) = (complete, spec.flags & NF_LOG_UID != 0, p.uid_gid) {
+        let _ = write!(m, "UID={uid} GID={gid} ");
+    }
     if complete && p.mark != 0 {
         let _ = write!(m, "MARK=0x{:x} ", p.mark);
     }
@@ -587,6 +594,7 @@ mod tests {
             l3_off: 14,
             len: 40,
             mark: 0x2a,
+            uid_gid: None,
         };
         assert_eq!(
             format(&spec, Some("f0"), None, &p),
@@ -615,12 +623,39 @@ mod tests {
             l3_off: 14,
             len: 40,
             mark: 0,
+            uid_gid: None,
         };
         assert_eq!(
             format(&spec, None, Some("f0"), &p),
             "IN= OUT=f0 SRC=10.7.1.1 DST=10.7.1.2 LEN=40 TOS=0x00 PREC=0x00 TTL=63 ID=4660 \
              PROTO=TCP SPT=40000 DPT=22 SEQ=7 ACK=0 WINDOW=64000 RES=0x00 SYN URGP=0 "
         );
+    }
+
+    #[test]
+    fn socket_ids_come_before_the_mark_and_only_with_the_uid_flag() {
+        let mut ip = vec![
+            0x45, 0, 0, 28, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 7, 1, 1, 10, 7, 1, 2,
+        ];
+        ip.extend_from_slice(&[0x9c, 0x40, 0, 53, 0, 8, 0, 0]);
+        let f = frame(&ip);
+        let mut spec = LogSpec {
+            prefix: "u ".into(),
+            level: 4,
+            flags: NF_LOG_UID,
+        };
+        let p = Packet {
+            frame: &f,
+            l3_off: 14,
+            len: 28,
+            mark: 7,
+            uid_gid: Some((1000, 100)),
+        };
+        let tail = "PROTO=UDP SPT=40000 DPT=53 LEN=8 ";
+        assert!(format(&spec, None, Some("f0"), &p)
+            .ends_with(&format!("{tail}UID=1000 GID=100 MARK=0x7 ")));
+        spec.flags = 0;
+        assert!(format(&spec, None, Some("f0"), &p).ends_with(&format!("{tail}MARK=0x7 ")));
     }
 
     #[test]
@@ -641,6 +676,7 @@ mod tests {
             l3_off: 14,
             len: 48,
             mark: 0,
+            uid_gid: None,
         };
         assert_eq!(
             format(&spec, Some("f0"), None, &p),

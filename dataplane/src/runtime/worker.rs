@@ -237,6 +237,7 @@ fn write_logs<'a>(key: NetnsKey, facts: &Facts, progs: impl Iterator<Item = &'a 
                 l3_off: usize::from(ev.l3_off),
                 len: ev.len as usize,
                 mark: ev.mark,
+                uid_gid: ev.uid_gid,
             };
             // The line alone, as the kernel's: its syslog level is the event's level.
             let line = logline::format(&spec, input, output, &packet);

@@ -63,6 +63,8 @@ enum ns_action {
 #define NS_F_XT_LATE_OPS (1u << 14)  /* some residual program uses xt_socket, ipv6header or
 				      * rateest (lib/residual.h): off, the verifier prunes them */
 #define NS_F_CT_LABELS (1u << 21)   /* some rule tests or sets connection labels */
+#define NS_F_SOCKCRED (1u << 15)     /* some residual program reads the socket file's
+				      * credentials (lib/sockcred.h, xt_owner.h) */
 #define NS_F_TCPOPTSTRIP (1u << 13)  /* some rule strips TCP options (lib/tcpoptstrip.h);
 				      * off, its walk and its drop leave the verifier's paths */
 

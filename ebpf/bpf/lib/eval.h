@@ -18,6 +18,7 @@
 #include "reject.h"
 #include "rewrite.h"
 #include "tcpoptstrip.h"
+#include "sockcred.h"
 
 /* One chain: its rules are [start, end) of the program's rule numbering. */
 struct ns_chain {
@@ -77,6 +78,9 @@ struct ns_eval {
 	struct ns_frame stack[NS_JUMP_STACK_SIZE];
 	__u32 nlogs;         /* log statements that ran, emitted after the chains */
 	struct ns_log_entry logs[NS_MAX_LOGS];
+	/* The socket's credentials for the log events (NS_F_SOCKCRED, TC egress). */
+	struct ns_sockcred log_cred;
+	__u32 log_cred_found;
 	struct ns_reply reply; /* reject: the answer being built */
 	struct ns_writes writes; /* header writes the hook carries out after the chains */
 	__u32 priority_set;      /* a CLASSIFY statement ran: the TC hook writes priority */

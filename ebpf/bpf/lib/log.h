@@ -23,6 +23,11 @@ struct ns_log_event {
 	__u16 l3_off;  /* where the network header starts in headers[] */
 	__u16 caplen;  /* bytes of headers[] filled */
 	__u8 headers[NS_LOG_CAPTURE]; /* the frame from its first byte */
+	/* The socket file's fsuid and fsgid (nf_log's --log-uid / `flags skuid`), when
+	 * has_uid: read at TC egress, with NS_F_SOCKCRED, as nf_log_dump_sk_uid_gid(). */
+	__u32 uid;
+	__u32 gid;
+	__u32 has_uid;
 };
 
 struct {
@@ -61,6 +66,9 @@ NS_INLINE struct ns_log_event *ns_log_start(const struct pkt_ctx *p, const struc
 							       (e)->ct.state_bit, frame_len); \
 			if (!ev)                                                       \
 				continue;                                              \
+			ev->has_uid = (e)->log_cred_found;                              \
+			ev->uid = (e)->log_cred.fsuid;                                  \
+			ev->gid = (e)->log_cred.fsgid;                                  \
 			__u32 cap = (frame_len) < NS_LOG_CAPTURE ? (frame_len) : NS_LOG_CAPTURE; \
 			/* A fresh register: clang would reuse an unchecked copy. */   \
 			asm volatile("" : "+r"(cap));                                   \

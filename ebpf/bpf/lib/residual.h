@@ -19,6 +19,7 @@
 #include "common.h"
 #include "parse.h"
 #include "ct_keys.h"
+#include "sockcred.h"
 
 #define NS_RES_HDR_MAX 2048 /* power of two: indexes are masked with it */
 #define NS_RES_REGS 64      /* NFT_REG32_00 .. NFT_REG32_15 */
@@ -71,6 +72,10 @@ enum ns_res_op {
 	NS_RES_XT_CGROUP_CLASSID = 56, /* data: net_cls classid (host order); flags: invert */
 	/* 100..104: xt_socket (xt_socket.h). */
 	NS_RES_XT_SOCKET = 100, /* flags: 1 nowildcard */
+	/* 110..114: the socket file's credentials (xt_owner.h, sockcred.h). */
+	NS_RES_XT_OWNER = 110, /* data: uid_min, uid_max, gid_min, gid_max (host order);
+				* flags: match; arg: invert (struct xt_owner_match_info) */
+	NS_RES_SOCK_UGID = 111, /* arg: 0 fsuid, 1 fsgid (nft_meta skuid/skgid); dreg */
 	/* 50..54: connection-count matches (connlimit.h). */
 	NS_RES_XT_CONNLIMIT_TUPLE = 50, /* hotdrop without a connection or a tuple */
 };
@@ -190,6 +195,7 @@ struct ns_res_state {
 	__u32 key_len;
 	__u32 found;
 	struct ns_res_ct ct; /* the packet's connection, for NS_RES_CT */
+	struct ns_sockcred cred; /* the socket's credentials (NS_RES_XT_OWNER, _SOCK_UGID) */
 	/* An SCTP chunk walk: next chunk, end of the packet, type sought, and the chunk
 	 * found (at 0: none) with its length. */
 	__u32 sc_off;
@@ -502,6 +508,7 @@ static __attribute__((noinline)) int ns_res_sctp_chunk(struct ns_res_state *rs, 
 #include "xt_ip6hdr.h"
 #include "sockx.h"
 #include "xt_socket.h"
+#include "xt_owner.h"
 #include "connlimit.h"
 #include "rateest.h"
 #include "xt_string.h"
@@ -715,6 +722,14 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 		if (!NS_FEATURE(NS_F_XT_LATE_OPS))
 			return -1;
 		return ns_xt_socket(rs, in, hk);
+	case NS_RES_XT_OWNER:
+		if (!NS_FEATURE(NS_F_SOCKCRED))
+			return -1;
+		return ns_res_xt_owner(rs, in, hk);
+	case NS_RES_SOCK_UGID:
+		if (!NS_FEATURE(NS_F_SOCKCRED))
+			return -1;
+		return ns_res_sock_ugid(rs, in, hk);
 	case NS_RES_XT_IPV6_OPTIONS:
 		return ns_res_xt_ipv6_options(rs, in, hk);
 	case NS_RES_XT_SRH_SEGMENT:

@@ -65,6 +65,9 @@ pub const RES_XT_FULL_SOCKET: u8 = 55;
 pub const RES_XT_CGROUP_CLASSID: u8 = 56;
 /// 100..104: xt_socket (bpf/lib/xt_socket.h); flags: 1 nowildcard.
 pub const RES_XT_SOCKET: u8 = 100;
+/// 110..114: the socket file's credentials (bpf/lib/xt_owner.h).
+pub const RES_XT_OWNER: u8 = 110;
+pub const RES_SOCK_UGID: u8 = 111;
 /// xtables matches' own walks (operations 20-27), which may drop the packet.
 pub const RES_XT_HEADER: u8 = 20;
 pub const RES_XT_SCTP: u8 = 21;
@@ -660,6 +663,24 @@ impl Extras {
                 Insn::XtSocket { nowildcard } => {
                     b.op = RES_XT_SOCKET;
                     b.flags = *nowildcard as u8;
+                }
+                Insn::XtOwner {
+                    uid_min,
+                    uid_max,
+                    gid_min,
+                    gid_max,
+                    match_flags,
+                    invert,
+                } => {
+                    b.op = RES_XT_OWNER;
+                    for (k, v) in [uid_min, uid_max, gid_min, gid_max].into_iter().enumerate() {
+                        b.data[4 * k..4 * k + 4].copy_from_slice(&v.to_le_bytes());
+                    }
+                    (b.flags, b.arg) = (*match_flags, *invert);
+                }
+                Insn::SockUgid { gid, dreg } => {
+                    b.op = RES_SOCK_UGID;
+                    (b.arg, b.dreg) = (*gid as u8, *dreg);
                 }
                 Insn::Immediate { dreg, data } => {
                     b.op = RES_IMMEDIATE;

@@ -157,6 +157,9 @@ pub const FEATURE_TCPOPTSTRIP: u32 = 1 << 13;
 pub const FEATURE_XT_LATE_OPS: u32 = 1 << 14;
 /// Some rule tests or sets connection labels ([`crate::ir::Test::CtLabel`]).
 pub const FEATURE_CT_LABELS: u32 = 1 << 21;
+/// Some residual program reads the socket file's credentials (xt_owner, `meta
+/// skuid/skgid`; bpf/lib/sockcred.h); off, the verifier prunes those reads.
+pub const FEATURE_SOCKCRED: u32 = 1 << 15;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].
@@ -460,6 +463,23 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         )
     }) {
         features |= FEATURE_XT_LATE_OPS;
+    }
+    // Log prefixes are the data plane's `level/flags/prefix` keys; NF_LOG_UID (8)
+    // asks for the socket's credentials.
+    let log_uid = |key: &String| {
+        key.split('/')
+            .nth(1)
+            .and_then(|f| f.parse::<u32>().ok())
+            .is_some_and(|f| f & 8 != 0)
+    };
+    if layout
+        .extras
+        .residual_insns
+        .iter()
+        .any(|i| matches!(i.op, checks::RES_XT_OWNER | checks::RES_SOCK_UGID))
+        || layout.extras.log_prefixes.iter().any(log_uid)
+    {
+        features |= FEATURE_SOCKCRED;
     }
     let config = BpfConfig {
         dims: dims.dims,

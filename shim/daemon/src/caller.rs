@@ -57,6 +57,8 @@ pub struct VerifiedCaller {
     pub net_admin: bool,
     /// Not in the initial cgroup namespace (or not known to be in it).
     pub private_cgroupns: bool,
+    /// The network namespace is owned by a user namespace other than the daemon's.
+    pub netns_private_userns: bool,
     pub netns: NetnsId,
 }
 
@@ -165,6 +167,7 @@ pub fn verify(
         tgid_in_own_ns: fields.tgid_in_own_ns,
         net_admin,
         private_cgroupns,
+        netns_private_userns: owner != home.userns,
         netns: NetnsId {
             cookie,
             inode: netns_inode.ino,

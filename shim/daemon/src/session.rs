@@ -46,6 +46,7 @@ struct Session<S: NamespaceState> {
     comm: String,
     net_admin: bool,
     private_cgroupns: bool,
+    netns_private_userns: bool,
 }
 
 impl<S: NamespaceState> Drop for Session<S> {
@@ -80,6 +81,7 @@ impl<S: NamespaceState> Session<S> {
             cap_ack: self.socket.cap_ack,
             net_admin: self.net_admin,
             private_cgroupns: self.private_cgroupns,
+            netns_private_userns: self.netns_private_userns,
         }
     }
 }
@@ -279,6 +281,7 @@ impl<S: NamespaceState> Connection<S> {
             comm: v.comm,
             net_admin: v.net_admin,
             private_cgroupns: v.private_cgroupns,
+            netns_private_userns: v.netns_private_userns,
         });
         Next::Reply(done(portid as i64))
     }

@@ -75,6 +75,9 @@ pub struct Caller {
     /// The process is not in the initial cgroup namespace, so a cgroup path it names
     /// (`-m cgroup --path`) is resolved below its namespace's root, not the global one.
     pub private_cgroupns: bool,
+    /// The network namespace is owned by a user namespace other than the initial one,
+    /// so ids in rules (`-m owner --uid-owner`) are mapped through it.
+    pub netns_private_userns: bool,
 }
 
 /// What the kernel would send in answer to one datagram.

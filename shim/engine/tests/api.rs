@@ -22,6 +22,7 @@ fn caller() -> Caller {
         cap_ack: false,
         net_admin: true,
         private_cgroupns: false,
+        netns_private_userns: false,
     }
 }
 

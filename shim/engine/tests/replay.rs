@@ -236,6 +236,7 @@ fn replay(path: &Path) -> Result<(), String> {
                 cap_ack: false,
                 net_admin: true,
                 private_cgroupns: false,
+                netns_private_userns: false,
             };
             let sent = unhex(ex["send"].as_str().unwrap());
             let out = ns.handle_datagram(&caller, &sent, &mut dp);

@@ -520,9 +520,15 @@ fn log_mark_and_connmark_targets() {
             prefix: "6/1/marked ".into()
         }))
     );
-    // --log-uid needs the socket.
+    // --log-uid: the socket, known at TC egress, not at input (early demux's).
     assert!(t(&c, "LOG", 0, Info::new(32).u8(1, 8)).is_err());
     let out = cx(Family::Ip, Hook::Output, None);
+    assert_eq!(
+        t(&out, "LOG", 0, Info::new(32).u8(0, 4).u8(1, 8)),
+        Ok(Decompiled::Statement(Statement::Log {
+            prefix: "4/8/".into()
+        }))
+    );
     // -j MARK --set-xmark 1/3
     assert_eq!(
         t(&out, "MARK", 2, Info::new(8).u32(0, 1).u32(4, 3)),

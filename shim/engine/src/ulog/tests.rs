@@ -17,6 +17,7 @@ fn caller(portid: u32) -> Caller {
         cap_ack: false,
         net_admin: true,
         private_cgroupns: false,
+        netns_private_userns: false,
     }
 }
 
