@@ -15,6 +15,7 @@
 pub mod attach;
 pub mod bridge;
 mod ct;
+pub mod kernel_ct;
 pub mod maps;
 pub mod reject;
 mod residual;
@@ -246,6 +247,10 @@ pub struct Program {
     pub chains: Vec<HookChain>,
     /// Regular chains reachable from `chains`, by [`regular_chain_key`].
     pub regular: BTreeMap<String, RegularChain>,
+    /// The IP versions (`V4 | V6`) the kernel would track connections of for this
+    /// ruleset ([`kernel_ct::versions`]): the programs track whenever it would, so that
+    /// connections start when the kernel's do.
+    pub kernel_conntrack: u8,
 }
 
 impl Program {
@@ -343,7 +348,10 @@ fn decompile_with(
     view: &RulesetView<'_>,
     cache: &mut RuleCache,
 ) -> Result<Program, DataplaneError> {
-    let mut program = Program::default();
+    let mut program = Program {
+        kernel_conntrack: kernel_ct::versions(view),
+        ..Program::default()
+    };
     for table in view.tables() {
         if table.is_dormant() {
             // Dormant tables are unregistered from their hooks: nothing to enforce.
@@ -647,6 +655,11 @@ impl RuleCache {
                 set.flags & constant == constant && set.flags & NFT_SET_MAP == 0
             }),
             "dynset" | "objref" => true,
+            // HMARK's `ct` form depends on the whole ruleset (xt::hmark).
+            "target" => e
+                .data
+                .iter()
+                .any(|a| a.id() == NFTA_TARGET_NAME && a.str_bytes() == b"HMARK"),
             _ => false,
         });
         if reads_table {

@@ -57,6 +57,7 @@ mod tests {
             hook: Hook::Input,
             families: 3,
             l4protos: None,
+            view: None,
         };
         let m = Match::new(vec![
             MatchAttr::Name("connlabel".into()),
