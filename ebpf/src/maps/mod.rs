@@ -155,6 +155,9 @@ pub const FEATURE_TCPOPTSTRIP: u32 = 1 << 13;
 /// Some residual program uses xt_socket, ipv6header or rateest; off, the verifier
 /// prunes their code, which programs with header writes cannot afford.
 pub const FEATURE_XT_LATE_OPS: u32 = 1 << 14;
+/// Some rule has an xt_HMARK statement ([`crate::ir::Statement::Hmark`]); off, the
+/// verifier prunes its code.
+pub const FEATURE_HMARK: u32 = 1 << 18;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].
@@ -432,6 +435,14 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
     }
     if !layout.extras.residual_insns.is_empty() {
         features |= FEATURE_RESIDUAL;
+    }
+    if layout
+        .extras
+        .residual_insns
+        .iter()
+        .any(|i| i.op == checks::RES_HMARK)
+    {
+        features |= FEATURE_HMARK;
     }
     if layout
         .extras

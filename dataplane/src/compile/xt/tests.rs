@@ -686,12 +686,43 @@ fn connsecmark_is_a_no_op() {
 }
 
 #[test]
-fn hmark_needs_the_ruleset_and_refuses_the_packet_tuple_for_now() {
-    let c = input();
-    // --hmark-tuple ct (flag 1 << 12 @40), --hmark-mod 42 (@52).
-    let info = |flags: u32| Info::new(60).u32(40, flags).u32(52, 42);
-    assert!(t(&c, "HMARK", 0, info(1 << 12)).is_err());
-    assert!(t(&c, "HMARK", 0, info(0)).is_err());
+fn hmark_ct_needs_the_ruleset_and_the_packet_tuple_is_an_ipv4_mark_statement() {
+    // --hmark-tuple ct (flag 1 << 12 @40), --hmark-mod 42 (@52), offset 1 (@56),
+    // --hmark-src-prefix 24 (@0), --hmark-rnd 4 (@48), proto mask 0xffff (@44).
+    let info = |flags: u32| {
+        Info::new(60)
+            .put(0, &[255, 255, 255, 0])
+            .put(16, &[255; 4])
+            .put(32, &[255; 4])
+            .u32(40, flags)
+            .put(44, &[0xff, 0xff])
+            .u32(48, 4)
+            .u32(52, 42)
+            .u32(56, 1)
+    };
+    // Without the ruleset, whether the kernel tracks is unknown.
+    assert!(t(&input(), "HMARK", 0, info(1 << 12)).is_err());
+    let fwd = cx(Family::Ip, Hook::Forward, None);
+    assert_eq!(
+        t(&fwd, "HMARK", 0, info(0)),
+        Ok(Decompiled::Statement(Statement::Hmark(
+            nftshim_ebpf::ir::Hmark {
+                src_mask: [255, 255, 255, 0],
+                dst_mask: [255; 4],
+                port_mask: [255; 4],
+                port_set: [0; 4],
+                l3: false,
+                proto_mask: 0xff,
+                rnd: 4,
+                modulus: 42,
+                offset: 1,
+            }
+        )))
+    );
+    // A mark set in input chains (policy routing), and IPv6's header walk: refused.
+    assert!(t(&input(), "HMARK", 0, info(0)).is_err());
+    let e = t(&cx(Family::Ip6, Hook::Forward, None), "HMARK", 0, info(0)).unwrap_err();
+    assert!(e.contains("ipv6"), "{e}");
 }
 
 #[test]
