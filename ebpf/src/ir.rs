@@ -193,6 +193,112 @@ pub enum Statement {
     /// follows; later rules see the new bytes. Drops the packet when its TCP header is
     /// cut short.
     TcpOptStrip(TcpOptStrip),
+    /// xt_HMARK's packet tuple on an IPv4 packet ([`Hmark`]): skb->mark set outright.
+    Hmark(Hmark),
+}
+
+/// xt_HMARK without `--hmark-tuple ct`, IPv4 (hmark_tg_v4(), hmark_pkt_set_htuple_ipv4(),
+/// hmark_hash()): the masked addresses, ports and protocol of the packet (of the
+/// packet an ICMP error quotes), hashed with jhash_3words() and scaled into
+/// `modulus` (reciprocal_scale()), plus `offset`. Masks are in network byte order,
+/// as `struct xt_hmark_info` holds them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Hmark {
+    pub src_mask: [u8; 4],
+    pub dst_mask: [u8; 4],
+    /// `port_mask`, `port_set`: the 4 bytes at the ports' place (source then
+    /// destination, network order), or the SPI's.
+    pub port_mask: [u8; 4],
+    pub port_set: [u8; 4],
+    /// `--hmark-method l3`: addresses only.
+    pub l3: bool,
+    /// The low byte of `proto_mask` (the protocol is one byte).
+    pub proto_mask: u8,
+    pub rnd: u32,
+    /// Not 0 (hmark_tg_check()).
+    pub modulus: u32,
+    pub offset: u32,
+}
+
+/// include/linux/jhash.h's jhash_3words() (rewritten here, same arithmetic).
+pub fn jhash_3words(a: u32, b: u32, c: u32, initval: u32) -> u32 {
+    let init = initval.wrapping_add(0xdead_beef).wrapping_add(3 << 2);
+    let (mut a, mut b, mut c) = (
+        a.wrapping_add(init),
+        b.wrapping_add(init),
+        c.wrapping_add(init),
+    );
+    c ^= b;
+    c = c.wrapping_sub(b.rotate_left(14));
+    a ^= c;
+    a = a.wrapping_sub(c.rotate_left(11));
+    b ^= a;
+    b = b.wrapping_sub(a.rotate_left(25));
+    c ^= b;
+    c = c.wrapping_sub(b.rotate_left(16));
+    a ^= c;
+    a = a.wrapping_sub(c.rotate_left(4));
+    b ^= a;
+    b = b.wrapping_sub(a.rotate_left(14));
+    c ^= b;
+    c.wrapping_sub(b.rotate_left(24))
+}
+
+impl Hmark {
+    /// The mark of an IPv4 datagram (`ip`: from its network header to its end, the
+    /// header itself valid), or `None` when the target leaves the mark alone (an ICMP
+    /// error too short to hold the quoted header).
+    pub fn mark_ipv4(&self, ip: &[u8]) -> Option<u32> {
+        let ihl = usize::from(ip.first()? & 0xf) * 4;
+        let mut nh = 0;
+        // get_inner_hdr(): an ICMP error's quoted header (type <= NR_ICMP_TYPES).
+        if ip.get(9) == Some(&1) {
+            if let Some(icmp) = ip.get(ihl..ihl + 8) {
+                if matches!(icmp[0], 3 | 4 | 5 | 11 | 12) {
+                    nh = ihl + 8;
+                    if ip.len() < nh + 20 {
+                        return None;
+                    }
+                }
+            }
+        }
+        let h = &ip[nh..];
+        let word = |at: usize, mask: &[u8; 4]| {
+            u32::from_be_bytes([
+                h[at] & mask[0],
+                h[at + 1] & mask[1],
+                h[at + 2] & mask[2],
+                h[at + 3] & mask[3],
+            ])
+        };
+        let (src, dst) = (word(12, &self.src_mask), word(16, &self.dst_mask));
+        let (mut proto, mut ports) = (0u8, 0u32);
+        if !self.l3 {
+            proto = h[9];
+            let fragment = u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0;
+            // proto_ports_offset(): TCP, UDP, DCCP, ESP, SCTP, UDP-Lite at 0, AH at 4.
+            let protoff = match proto {
+                6 | 17 | 33 | 50 | 132 | 136 => Some(0),
+                51 => Some(4),
+                _ => None,
+            };
+            if let (false, false, Some(o)) = (proto == 1, fragment, protoff) {
+                let at = nh + usize::from(h[0] & 0xf) * 4 + o;
+                if let Some(b) = ip.get(at..at + 4) {
+                    let m: Vec<u8> = (0..4)
+                        .map(|k| (b[k] & self.port_mask[k]) | self.port_set[k])
+                        .collect();
+                    let s = u32::from(u16::from_be_bytes([m[0], m[1]]));
+                    let d = u32::from(u16::from_be_bytes([m[2], m[3]]));
+                    ports = if d > s { d << 16 | s } else { s << 16 | d };
+                }
+            }
+        }
+        let (a, b) = if dst < src { (dst, src) } else { (src, dst) };
+        let hash = jhash_3words(a, b, ports, self.rnd) ^ u32::from(proto & self.proto_mask);
+        let scaled = ((u64::from(hash) * u64::from(self.modulus)) >> 32) as u32;
+        Some(scaled.wrapping_add(self.offset))
+    }
 }
 
 /// xt_TCPOPTSTRIP's `--strip-options`: the option kinds whose bytes become NOPs, as

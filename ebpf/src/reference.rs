@@ -414,6 +414,16 @@ impl<'a> Reference<'a> {
                         return Statements::Dropped;
                     }
                 }
+                Statement::Hmark(h) => {
+                    let mark = match (&p.l3, &p.headers) {
+                        (L3Fields::V4 { .. }, Some(hd)) => h.mark_ipv4(&hd.network),
+                        _ => None,
+                    };
+                    if let Some(m) = mark {
+                        p.mark = m;
+                        eval.effects.mark = Some(m);
+                    }
+                }
                 Statement::PayloadSet(w) => {
                     let ok = crate::rewrite::apply(w, p);
                     // Even a breaking write may have fixed a checksum up.

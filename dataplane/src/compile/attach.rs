@@ -350,7 +350,8 @@ fn check_stages(program: &Program, st: &[Stage<'_>]) -> Result<(), DataplaneErro
 
 /// Whether some chain reads or sets connection tracking state.
 pub fn uses_ct(program: &Program) -> bool {
-    program.chains.iter().any(HookChain::uses_ct)
+    program.kernel_conntrack != 0
+        || program.chains.iter().any(HookChain::uses_ct)
         || program.regular.values().any(|c| rules_use_ct(&c.rules))
 }
 

@@ -15,6 +15,7 @@
 pub mod attach;
 pub mod bridge;
 mod ct;
+pub mod kernel_ct;
 pub mod maps;
 pub mod reject;
 mod residual;
@@ -249,6 +250,10 @@ pub struct Program {
     pub regular: BTreeMap<String, RegularChain>,
     /// Some rule of the namespace uses connection labels ([`uses_labels`]).
     pub ct_labels: bool,
+    /// The IP versions (`V4 | V6`) the kernel would track connections of for this
+    /// ruleset ([`kernel_ct::versions`]): the programs track whenever it would, so that
+    /// connections start when the kernel's do.
+    pub kernel_conntrack: u8,
 }
 
 impl Program {
@@ -352,6 +357,7 @@ fn decompile_with(
                 .iter()
                 .any(|c| c.rules.iter().any(|r| r.exprs.iter().any(uses_labels)))
         }),
+        kernel_conntrack: kernel_ct::versions(view),
         ..Program::default()
     };
     for table in view.tables() {
@@ -660,6 +666,11 @@ impl RuleCache {
                 set.flags & constant == constant && set.flags & NFT_SET_MAP == 0
             }),
             "dynset" | "objref" => true,
+            // HMARK's `ct` form depends on the whole ruleset (xt::hmark).
+            "target" => e
+                .data
+                .iter()
+                .any(|a| a.id() == NFTA_TARGET_NAME && a.str_bytes() == b"HMARK"),
             _ => false,
         });
         if reads_table {

@@ -976,6 +976,7 @@ impl RuleState<'_, '_> {
             hook: self.ctx.hook,
             families: self.families,
             l4protos: self.l4protos.as_ref(),
+            view: Some(self.ctx.view),
         }
     }
 

@@ -52,6 +52,9 @@ pub struct XtCx<'a> {
     pub families: u8,
     /// Transport protocols the rule can still match, once a predicate said.
     pub l4protos: Option<&'a BTreeSet<u8>>,
+    /// The whole ruleset, for what depends on more than the rule (HMARK's `ct` tuple:
+    /// whether the kernel tracks connections at all); `None` in unit tests.
+    pub view: Option<&'a nftshim_engine::RulesetView<'a>>,
 }
 
 /// What one compat expression stands for.
@@ -192,6 +195,9 @@ pub fn decompile_target(cx: &XtCx<'_>, t: &XtTarget) -> Result<Decompiled, Strin
         ("CLASSIFY", 0) => classify::classify(cx, b),
         ("TCPOPTSTRIP", 0) => tcpoptstrip::tcpoptstrip(cx, b),
         ("RATEEST", 0) => rateest::rateest_target(cx, b),
+        ("HMARK", 0) => hmark::hmark(cx, b),
+        ("CONNSECMARK", 0) => connsecmark::connsecmark(b),
+        ("CT", 0..=2) => ct_target::ct_target(rev, b),
         ("MASQUERADE" | "SNAT" | "DNAT" | "REDIRECT" | "NETMAP", _) => Err(format!(
             "xt target {name} (NAT) is not supported by the eBPF data plane"
         )),
@@ -958,11 +964,14 @@ mod classify;
 mod connbytes;
 mod connlabel;
 mod connlimit;
+mod connsecmark;
 mod cpu;
+mod ct_target;
 mod ebt;
 mod ecn;
 mod header_targets;
 pub(crate) mod owner;
+mod hmark;
 mod pkttype;
 mod quota;
 pub mod rateest;

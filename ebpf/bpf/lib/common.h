@@ -67,6 +67,7 @@ enum ns_action {
 				      * credentials (lib/sockcred.h, xt_owner.h) */
 #define NS_F_TCPOPTSTRIP (1u << 13)  /* some rule strips TCP options (lib/tcpoptstrip.h);
 				      * off, its walk and its drop leave the verifier's paths */
+#define NS_F_HMARK (1u << 18)        /* some rule has an xt_HMARK statement (lib/hmark.h) */
 
 /* Conntrack timeouts (cfg.ct_timeout[], seconds). Same numbering as Rust
  * `loader::CtTimeouts`. */

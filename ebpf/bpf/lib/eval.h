@@ -19,6 +19,7 @@
 #include "rewrite.h"
 #include "tcpoptstrip.h"
 #include "sockcred.h"
+#include "hmark.h"
 
 /* One chain: its rules are [start, end) of the program's rule numbering. */
 struct ns_chain {
@@ -314,6 +315,22 @@ NS_INLINE int ns_run_stmts(struct ns_eval *e, __u32 rule, const struct ns_rule_e
 			if (r < 0) {
 				e->status = NS_EVAL_ERROR;
 				return 0;
+			}
+			break;
+		}
+		case NS_STMT_HMARK: {
+			if (!NS_FEATURE(NS_F_HMARK)) {
+				e->status = NS_EVAL_ERROR;
+				return 0;
+			}
+			__s64 r = ns_hmark(&e->pkt, s->a);
+			if (r < 0) {
+				e->status = NS_EVAL_ERROR;
+				return 0;
+			}
+			if (r > 0) {
+				e->pkt.mark = (__u32)r;
+				ns_lookup_mark_vectors(e->pkt.mark, e->ids);
 			}
 			break;
 		}

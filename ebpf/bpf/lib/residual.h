@@ -239,6 +239,13 @@ struct ns_res_state {
 	 * and x6_hp): the type bits seen, and how the walk ended (-1 still walking). */
 	__u8 x6h_types;
 	__s8 x6h_result;
+	/* xt_HMARK's tuple (lib/hmark.h), kept here rather than on the stack. */
+	__u32 hm_nh;
+	__u32 hm_end;
+	__u32 hm_src;
+	__u32 hm_dst;
+	__u32 hm_ports;
+	__u32 hm_proto;
 	__u8 tmp[NS_RES_DATA]; /* a byte order swap's source */
 	__u8 hdr[NS_RES_HDR_MAX];
 	/* Room for a few bytes read past a masked index (lib/rewrite.h), which the

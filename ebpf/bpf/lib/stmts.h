@@ -55,6 +55,8 @@ enum ns_stmt_kind {
 	NS_STMT_SET_PRIORITY = 71,
 	/* xt_TCPOPTSTRIP: a: its spec in residual_insns (lib/tcpoptstrip.h). */
 	NS_STMT_TCPOPTSTRIP = 90,
+	/* xt_HMARK: a: its spec in residual_insns (lib/hmark.h). */
+	NS_STMT_HMARK = 125,
 };
 
 /* ns_stmt.shift of NS_STMT_MARK_SHIFT: the shift in bits 0-4, then these. */

@@ -101,6 +101,12 @@ pub const WRITE_SAT_DOWN: u8 = 1 << 4;
 /// data and data2 the 256-bit map of stripped kinds ([`crate::ir::TcpOptStrip::kinds`]).
 /// In xt_TCPOPTSTRIP's range (90-94).
 pub const RES_TCPOPTSTRIP: u8 = 90;
+/// Not an operation: the spec of an xt_HMARK statement (bpf/lib/hmark.h): data the
+/// source mask, the port mask, the port set (4 bytes each, network order) and the
+/// offset (host order), data2 the destination mask, first the random seed, count the
+/// modulus, arg the protocol mask, flags 1: `--hmark-method l3`. In xt_HMARK's range
+/// (125-129).
+pub const RES_HMARK: u8 = 125;
 
 /// `struct ns_res_insn`: one residual operation. `flags` holds the payload base, the
 /// cmp operator, the negation of a range or lookup, or the shift direction; `arg` the
@@ -147,6 +153,8 @@ pub const STMT_MARK_MERGE: u32 = 70;
 pub const STMT_SET_PRIORITY: u32 = 71;
 /// [`crate::ir::Statement::TcpOptStrip`]: a = its spec in `residual_insns`.
 pub const STMT_TCPOPTSTRIP: u32 = 90;
+/// [`crate::ir::Statement::Hmark`]: a = its spec in `residual_insns`.
+pub const STMT_HMARK: u32 = 125;
 
 /// `struct ns_check`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -498,6 +506,23 @@ impl Extras {
                     spec.data2.copy_from_slice(&strip.kinds[16..]);
                     self.residual_insns.push(spec);
                     stmt(STMT_TCPOPTSTRIP, self.residual_insns.len() as u32 - 1, 0)
+                }
+                Statement::Hmark(h) => {
+                    let mut spec = BpfResidualInsn {
+                        op: RES_HMARK,
+                        flags: u8::from(h.l3),
+                        arg: h.proto_mask,
+                        first: h.rnd,
+                        count: h.modulus,
+                        ..BpfResidualInsn::default()
+                    };
+                    spec.data[..4].copy_from_slice(&h.src_mask);
+                    spec.data[4..8].copy_from_slice(&h.port_mask);
+                    spec.data[8..12].copy_from_slice(&h.port_set);
+                    spec.data[12..16].copy_from_slice(&h.offset.to_ne_bytes());
+                    spec.data2[..4].copy_from_slice(&h.dst_mask);
+                    self.residual_insns.push(spec);
+                    stmt(STMT_HMARK, self.residual_insns.len() as u32 - 1, 0)
                 }
                 Statement::PayloadSet(w) => {
                     self.residual_insns.push(write_spec(w));

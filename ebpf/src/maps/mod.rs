@@ -160,6 +160,9 @@ pub const FEATURE_CT_LABELS: u32 = 1 << 21;
 /// Some residual program reads the socket file's credentials (xt_owner, `meta
 /// skuid/skgid`; bpf/lib/sockcred.h); off, the verifier prunes those reads.
 pub const FEATURE_SOCKCRED: u32 = 1 << 15;
+/// Some rule has an xt_HMARK statement ([`crate::ir::Statement::Hmark`]); off, the
+/// verifier prunes its code.
+pub const FEATURE_HMARK: u32 = 1 << 18;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].
@@ -447,6 +450,14 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         .any(|x| x.checks.iter().any(|c| c.kind == checks::CHECK_CTLABEL))
     {
         features |= FEATURE_CT_LABELS;
+    }
+    if layout
+        .extras
+        .residual_insns
+        .iter()
+        .any(|i| i.op == checks::RES_HMARK)
+    {
+        features |= FEATURE_HMARK;
     }
     if layout
         .extras

@@ -58,6 +58,7 @@ mod tests {
             hook: Hook::Input,
             families: 3,
             l4protos: None,
+            view: None,
         };
         let m = XtMatch::new(vec![
             MatchAttr::Name("connlabel".into()),

@@ -118,6 +118,7 @@ mod tests {
             hook,
             families: if family == Family::Ip6 { 2 } else { 1 },
             l4protos,
+            view: None,
         };
         let info = if rev == 0 {
             vec![]

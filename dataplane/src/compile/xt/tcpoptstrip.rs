@@ -62,6 +62,7 @@ mod tests {
             hook: Hook::Prerouting,
             families: 1,
             l4protos: protos,
+            view: None,
         };
         let t = Target::new(vec![
             TargetAttr::Name("TCPOPTSTRIP".into()),

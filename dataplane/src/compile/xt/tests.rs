@@ -54,6 +54,7 @@ pub(super) fn cx<'a>(family: Family, hook: Hook, l4: Option<&'a BTreeSet<u8>>) -
         hook,
         families: if family == Family::Ip6 { V6 } else { V4 },
         l4protos: l4,
+        view: None,
     }
 }
 
@@ -652,9 +653,82 @@ fn refused_targets() {
         let e = t(&c, name, 0, Info::new(24)).unwrap_err();
         assert!(e.contains("NAT"), "{e}");
     }
-    for name in ["TCPMSS", "CHECKSUM", "NFLOG", "NOTRACK", "CT"] {
+    for name in ["TCPMSS", "CHECKSUM", "NFLOG", "NOTRACK", "SECMARK"] {
         assert!(t(&c, name, 0, Info::new(8)).is_err(), "{name}");
     }
+}
+
+#[test]
+fn ct_target_with_only_event_masks_is_a_no_op() {
+    let c = cx(Family::Ip, Hook::Prerouting, None);
+    // --ctevents new,related (ct_events @4), --expevents new (exp_events @8).
+    let events = |size| Info::new(size).u32(4, 0b11).u32(8, 1);
+    assert_eq!(t(&c, "CT", 0, events(40)), Ok(Decompiled::Always));
+    assert_eq!(t(&c, "CT", 1, events(72)), Ok(Decompiled::Always));
+    assert_eq!(t(&c, "CT", 2, events(72)), Ok(Decompiled::Always));
+    // --notrack, --zone, a zone direction, --helper, --timeout.
+    let refused = [
+        (0, events(40).put(0, &[1, 0]), "--notrack"),
+        (2, events(72).put(2, &[1, 0]), "--zone"),
+        (2, events(72).put(0, &[4, 0]), "--zone"),
+        (0, events(40).put(12, b"ftp\0"), "--helper"),
+        (1, events(72).put(28, b"t\0"), "--timeout"),
+    ];
+    for (rev, info, what) in refused {
+        let e = t(&c, "CT", rev, info).unwrap_err();
+        assert!(e.contains(what), "{e}");
+    }
+}
+
+#[test]
+fn connsecmark_is_a_no_op() {
+    let c = cx(Family::Ip6, Hook::Forward, None);
+    for mode in [1, 2] {
+        assert_eq!(
+            t(&c, "CONNSECMARK", 0, Info::new(1).put(0, &[mode])),
+            Ok(Decompiled::Always)
+        );
+    }
+}
+
+#[test]
+fn hmark_ct_needs_the_ruleset_and_the_packet_tuple_is_an_ipv4_mark_statement() {
+    // --hmark-tuple ct (flag 1 << 12 @40), --hmark-mod 42 (@52), offset 1 (@56),
+    // --hmark-src-prefix 24 (@0), --hmark-rnd 4 (@48), proto mask 0xffff (@44).
+    let info = |flags: u32| {
+        Info::new(60)
+            .put(0, &[255, 255, 255, 0])
+            .put(16, &[255; 4])
+            .put(32, &[255; 4])
+            .u32(40, flags)
+            .put(44, &[0xff, 0xff])
+            .u32(48, 4)
+            .u32(52, 42)
+            .u32(56, 1)
+    };
+    // Without the ruleset, whether the kernel tracks is unknown.
+    assert!(t(&input(), "HMARK", 0, info(1 << 12)).is_err());
+    let fwd = cx(Family::Ip, Hook::Forward, None);
+    assert_eq!(
+        t(&fwd, "HMARK", 0, info(0)),
+        Ok(Decompiled::Statement(Statement::Hmark(
+            nftshim_ebpf::ir::Hmark {
+                src_mask: [255, 255, 255, 0],
+                dst_mask: [255; 4],
+                port_mask: [255; 4],
+                port_set: [0; 4],
+                l3: false,
+                proto_mask: 0xff,
+                rnd: 4,
+                modulus: 42,
+                offset: 1,
+            }
+        )))
+    );
+    // A mark set in input chains (policy routing), and IPv6's header walk: refused.
+    assert!(t(&input(), "HMARK", 0, info(0)).is_err());
+    let e = t(&cx(Family::Ip6, Hook::Forward, None), "HMARK", 0, info(0)).unwrap_err();
+    assert!(e.contains("ipv6"), "{e}");
 }
 
 #[test]

@@ -11,6 +11,7 @@ fn cx(hook: Hook) -> XtCx<'static> {
         hook,
         families: 0,
         l4protos: None,
+        view: None,
     }
 }
 
