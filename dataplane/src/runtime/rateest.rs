@@ -302,6 +302,7 @@ mod tests {
                 policy_counter: None,
             }],
             regular: Default::default(),
+            recent: Default::default(),
         }
     }
 
