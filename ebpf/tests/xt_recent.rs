@@ -9,7 +9,6 @@
 //! each packet's fate and the lists left in `recent_lists` with the model's. Needs
 //! root; skipped otherwise.
 
-#[allow(dead_code)]
 mod common;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -701,6 +700,9 @@ mod bpf {
 
     use super::common;
 
+    /// A list's entries in LRU order: (v6, address, index, nstamps, stamps).
+    pub type ListView = Vec<(bool, [u8; 16], u16, u16, Vec<u64>)>;
+
     pub fn insn(m: &Match) -> Insn {
         let mode = match m.mode {
             Mode::Check => 1,
@@ -787,15 +789,12 @@ mod bpf {
         }
         l.entries = model.entries(name).unwrap().len() as u32;
         l.seq = l.entries as u64;
-        map(loaded).insert(key, &*l, 0).unwrap();
+        map(loaded).insert(key, *l, 0).unwrap();
     }
 
     /// The list as the map has it, entries in LRU order: (v6, address, index,
     /// nstamps, stamps).
-    pub fn read(
-        loaded: &mut LoadedChain,
-        name: &str,
-    ) -> Option<Vec<(bool, [u8; 16], u16, u16, Vec<u64>)>> {
+    pub fn read(loaded: &mut LoadedChain, name: &str) -> Option<ListView> {
         let l = map(loaded).get(&list_key(name.as_bytes()), 0).ok()?;
         let mut used: Vec<_> = l.e.iter().filter(|e| e.family != 0).collect();
         used.sort_by_key(|e| e.seq);
@@ -820,10 +819,7 @@ mod bpf {
         )
     }
 
-    pub fn model_view(
-        model: &Lists,
-        name: &str,
-    ) -> Option<Vec<(bool, [u8; 16], u16, u16, Vec<u64>)>> {
+    pub fn model_view(model: &Lists, name: &str) -> Option<ListView> {
         model.entries(name).map(|es| {
             es.iter()
                 .map(|e: &Entry| (e.v6, e.addr, e.index, e.nstamps, e.stamps.clone()))
@@ -834,11 +830,7 @@ mod bpf {
     /// Lists equal but for stamps of this run, which may be a few jiffies apart (the
     /// model reads /proc/timer_list just before the program runs; every `--seconds`
     /// edge is seconds away).
-    pub fn assert_same(
-        bpf: Option<Vec<(bool, [u8; 16], u16, u16, Vec<u64>)>>,
-        model: Option<Vec<(bool, [u8; 16], u16, u16, Vec<u64>)>>,
-        what: &str,
-    ) {
+    pub fn assert_same(bpf: Option<ListView>, model: Option<ListView>, what: &str) {
         let (Some(b), Some(m)) = (&bpf, &model) else {
             assert_eq!(bpf.is_some(), model.is_some(), "{what}");
             return;

@@ -122,7 +122,7 @@ impl Lists {
                 if fresh || missing {
                     let value =
                         BpfRecentList::empty(live.mask, live.nstamps_max_mask, params.ip_list_tot);
-                    map.insert(key, &*value, BPF_F_LOCK).map_err(|e| {
+                    map.insert(key, *value, BPF_F_LOCK).map_err(|e| {
                         format!("xt_recent list {}: {e}", String::from_utf8_lossy(name))
                     })?;
                     self.written.insert(key);
@@ -221,7 +221,7 @@ mod tests {
         l.prepare(&p3, pin, PARAMS).unwrap();
         l.commit(&p3, pin);
         assert_eq!(l.committed[&b"a".to_vec()].nstamps_max_mask, 15);
-        assert!(!l.committed.contains_key(&b"b".to_vec()));
+        assert!(!l.committed.contains_key(b"b".as_slice()));
         // Gone, then named again: made anew with the new creator's mask.
         let empty = Program::default();
         l.prepare(&empty, pin, PARAMS).unwrap();
