@@ -38,6 +38,7 @@ pub mod ir;
 pub mod loader;
 pub mod maps;
 pub mod rateest;
+pub mod recent;
 pub mod reference;
 pub mod residual;
 pub mod rewrite;

@@ -483,6 +483,20 @@ pub enum Insn {
         flags: u16,
         mode: u16,
     },
+    /// recent_mt() on the namespace's list `list` (its key in `recent_lists`,
+    /// bpf/lib/xt_recent.h; [`crate::recent`]): `check_set` as the match has it
+    /// (without `--rttl`, which the compiler refuses), the source address or with
+    /// `dest` the destination. Stateful: the reference cannot run it (it breaks
+    /// there); ebpf/tests/xt_recent.rs checks the BPF side against a model of the
+    /// kernel's lists.
+    XtRecent {
+        list: u64,
+        check_set: u8,
+        seconds: u32,
+        hit_count: u32,
+        invert: bool,
+        dest: bool,
+    },
 }
 
 /// What running a residual program on a packet gives.
@@ -896,6 +910,14 @@ impl ResidualProgram {
                 Insn::HalvesEq { sreg, len, .. } => {
                     (1..=MAX_DATA as u8).contains(len) && within(*sreg, 2 * *len as usize)
                 }
+                Insn::XtRecent {
+                    check_set,
+                    hit_count,
+                    ..
+                } => {
+                    check_set & !crate::recent::CHECK_SET_BITS == 0
+                        && *hit_count as usize <= crate::recent::MAX_STAMPS
+                }
                 // The C side takes the flags as one byte and the mode as `arg`.
                 Insn::XtRateest {
                     sreg, flags, mode, ..
@@ -974,6 +996,7 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
         Insn::XtFullSocket
         | Insn::XtCgroupClassid { .. }
         | Insn::XtSocket { .. }
+        | Insn::XtRecent { .. }
         | Insn::SockUgid { .. } => false,
         Insn::XtOwner {
             match_flags,

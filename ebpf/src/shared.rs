@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::ir::StateId;
 
 /// The maps shared through the pin directory, by their names in the object.
-pub const SHARED_MAPS: [&str; 7] = [
+pub const SHARED_MAPS: [&str; 8] = [
     "ct_table",
     "ct_frags",
     "ct_acct",
@@ -24,6 +24,7 @@ pub const SHARED_MAPS: [&str; 7] = [
     "limits",
     "quotas",
     "rateest_rates",
+    "recent_lists",
 ];
 
 /// Slots of the shared limit and quota arrays (their `max_entries`).

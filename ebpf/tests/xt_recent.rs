@@ -3,10 +3,13 @@
 //! namespace, each packet's fate (a DROP in OUTPUT fails sendmsg with EPERM) and the
 //! final `/proc/net/xt_recent/<name>` compared with the model's.
 //!
-//! The eBPF data plane refuses `-m recent` (dataplane/src/compile/xt/recent.rs,
-//! docs/xt_recent.md); this model is the oracle an implementation must agree with,
-//! and these tests pin down the kernel facts it rests on. Needs root; skipped
-//! otherwise.
+//! The same model is the oracle of the eBPF data plane's lists (bpf/lib/xt_recent.h):
+//! `bpf_*` tests run packet sequences through BPF programs (BPF_PROG_TEST_RUN) whose
+//! rules are recent matches, on lists seeded with entries of every age, and compare
+//! each packet's fate and the lists left in `recent_lists` with the model's. Needs
+//! root; skipped otherwise.
+
+mod common;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -50,7 +53,7 @@ mod model {
         pub ttl: u8,
         pub index: u16,
         pub nstamps: u16,
-        stamps: Vec<u64>,
+        pub stamps: Vec<u64>,
     }
 
     struct List {
@@ -116,6 +119,18 @@ mod model {
             self.lists.get(name).map(|l| l.entries.as_slice())
         }
 
+        /// The list's mask and nstamps_max_mask.
+        pub fn shape(&self, name: &str) -> Option<([u8; 16], u16)> {
+            self.lists.get(name).map(|l| (l.mask, l.nstamps_max_mask))
+        }
+
+        /// An entry at the LRU tail, as if packets had made it (a test's seed).
+        pub fn seed(&mut self, name: &str, e: Entry) {
+            let list = self.lists.get_mut(name).expect("checked");
+            assert!(e.stamps.len() == list.nstamps_max_mask as usize + 1);
+            list.entries.push(e);
+        }
+
         /// recent_mt() at `jiffies`.
         pub fn eval(&mut self, m: &Match, p: &Packet, jiffies: u64) -> bool {
             let list = self.lists.get_mut(&m.name).expect("checked");
@@ -156,7 +171,8 @@ mod model {
                     return !ret;
                 }
                 Mode::Check | Mode::Update => {
-                    let time = jiffies.wrapping_sub(m.seconds as u64 * HZ);
+                    // `info->seconds * HZ` is an unsigned int product.
+                    let time = jiffies.wrapping_sub(m.seconds.wrapping_mul(HZ as u32) as u64);
                     let e = &list.entries[at];
                     let mut hits = 0;
                     for &stamp in &e.stamps[..e.nstamps as usize] {
@@ -667,4 +683,384 @@ fn lru_eviction_mask_and_flush() {
     h.compare("m");
     assert!(!h.send("10.9.0.3", "10.1.1.1", 64));
     h.compare("m");
+}
+
+/// The BPF side: programs of recent matches run with BPF_PROG_TEST_RUN, lists in the
+/// program's `recent_lists` map, compared with the model.
+mod bpf {
+    use super::model::{Entry, Lists, Match, Mode, Packet};
+    use nftshim_ebpf::ir::{
+        Action, Chain, L3Scope, Match as IrMatch, Program, Rule, Test, Verdict,
+    };
+    use nftshim_ebpf::loader::{LoadOptions, LoadedChain, SkbMeta};
+    use nftshim_ebpf::maps::compile_program;
+    use nftshim_ebpf::recent::{list_key, BpfRecentList, MAX_STAMPS};
+    use nftshim_ebpf::residual::{Insn, ResidualProgram};
+    use std::net::IpAddr;
+
+    use super::common;
+
+    /// A list's entries in LRU order: (v6, address, index, nstamps, stamps).
+    pub type ListView = Vec<(bool, [u8; 16], u16, u16, Vec<u64>)>;
+
+    pub fn insn(m: &Match) -> Insn {
+        let mode = match m.mode {
+            Mode::Check => 1,
+            Mode::Set => 2,
+            Mode::Update => 4,
+            Mode::Remove => 8,
+        };
+        Insn::XtRecent {
+            list: list_key(m.name.as_bytes()),
+            check_set: mode | if m.reap { 32 } else { 0 },
+            seconds: m.seconds,
+            hit_count: m.hitcount,
+            invert: m.invert,
+            dest: m.dest,
+        }
+    }
+
+    /// One chain, policy accept: each rule its recent match, then DROP or nothing.
+    pub fn program(rules: &[(Match, bool)]) -> Program {
+        Program::single(Chain {
+            scope: L3Scope::Inet,
+            policy: Verdict::Accept,
+            rules: rules
+                .iter()
+                .map(|(m, drop)| {
+                    Rule::new(
+                        vec![IrMatch::is(Test::Residual(ResidualProgram {
+                            insns: vec![insn(m)],
+                        }))],
+                        if *drop {
+                            Action::Drop
+                        } else {
+                            Action::Continue
+                        },
+                    )
+                })
+                .collect(),
+        })
+    }
+
+    pub fn load(rules: &[(Match, bool)]) -> Option<LoadedChain> {
+        common::load_or_skip(
+            &compile_program(&program(rules)).expect("program compiles"),
+            LoadOptions::default(),
+        )
+    }
+
+    /// This kernel's jiffies (/proc/timer_list, root only).
+    pub fn jiffies() -> u64 {
+        let text = std::fs::read_to_string("/proc/timer_list").unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("jiffies: "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    fn map(
+        loaded: &mut LoadedChain,
+    ) -> aya::maps::HashMap<&mut aya::maps::MapData, u64, BpfRecentList> {
+        aya::maps::HashMap::try_from(loaded.ebpf_mut().map_mut("recent_lists").unwrap()).unwrap()
+    }
+
+    /// The model's list `name` written to the map (entries in LRU order).
+    pub fn write(loaded: &mut LoadedChain, model: &Lists, name: &str) {
+        let key = list_key(name.as_bytes());
+        let Some((mask, nmask)) = model.shape(name) else {
+            let _ = map(loaded).remove(&key);
+            return;
+        };
+        let mut l = BpfRecentList::empty(mask, nmask, super::model::IP_LIST_TOT as u32);
+        for (i, e) in model.entries(name).unwrap().iter().enumerate() {
+            let b = &mut l.e[i];
+            for w in 0..4 {
+                b.addr[w] = u32::from_ne_bytes(e.addr[4 * w..4 * w + 4].try_into().unwrap());
+            }
+            b.family = if e.v6 { 10 } else { 2 };
+            b.ttl = e.ttl;
+            b.index = e.index;
+            b.nstamps = e.nstamps;
+            b.stamps[..e.stamps.len()].copy_from_slice(&e.stamps);
+            b.seq = i as u64 + 1;
+        }
+        l.entries = model.entries(name).unwrap().len() as u32;
+        l.seq = l.entries as u64;
+        map(loaded).insert(key, *l, 0).unwrap();
+    }
+
+    /// The list as the map has it, entries in LRU order: (v6, address, index,
+    /// nstamps, stamps).
+    pub fn read(loaded: &mut LoadedChain, name: &str) -> Option<ListView> {
+        let l = map(loaded).get(&list_key(name.as_bytes()), 0).ok()?;
+        let mut used: Vec<_> = l.e.iter().filter(|e| e.family != 0).collect();
+        used.sort_by_key(|e| e.seq);
+        assert_eq!(used.len(), l.entries as usize, "entry count of {name}");
+        let nmask = l.nstamps_max_mask as usize;
+        Some(
+            used.into_iter()
+                .map(|e| {
+                    let mut addr = [0u8; 16];
+                    for w in 0..4 {
+                        addr[4 * w..4 * w + 4].copy_from_slice(&e.addr[w].to_ne_bytes());
+                    }
+                    (
+                        e.family == 10,
+                        addr,
+                        e.index,
+                        e.nstamps,
+                        e.stamps[..(nmask + 1).min(MAX_STAMPS)].to_vec(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    pub fn model_view(model: &Lists, name: &str) -> Option<ListView> {
+        model.entries(name).map(|es| {
+            es.iter()
+                .map(|e: &Entry| (e.v6, e.addr, e.index, e.nstamps, e.stamps.clone()))
+                .collect()
+        })
+    }
+
+    /// Lists equal but for stamps of this run, which may be a few jiffies apart (the
+    /// model reads /proc/timer_list just before the program runs; every `--seconds`
+    /// edge is seconds away).
+    pub fn assert_same(bpf: Option<ListView>, model: Option<ListView>, what: &str) {
+        let (Some(b), Some(m)) = (&bpf, &model) else {
+            assert_eq!(bpf.is_some(), model.is_some(), "{what}");
+            return;
+        };
+        assert_eq!(b.len(), m.len(), "{what}: {b:?} vs {m:?}");
+        for (x, y) in b.iter().zip(m) {
+            assert_eq!(
+                (x.0, x.1, x.2, x.3),
+                (y.0, y.1, y.2, y.3),
+                "{what}: {b:?} vs {m:?}"
+            );
+            // Only the first nstamps are ever read (a reused slot keeps old ones past).
+            for (s, t) in x.4.iter().zip(&y.4).take(x.3 as usize) {
+                assert!(
+                    s.abs_diff(*t) <= 25,
+                    "{what}: stamps {:?} vs {:?}",
+                    x.4,
+                    y.4
+                );
+            }
+        }
+    }
+
+    pub fn bytes(a: IpAddr) -> [u8; 16] {
+        match a {
+            IpAddr::V4(a) => {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&a.octets());
+                b
+            }
+            IpAddr::V6(a) => a.octets(),
+        }
+    }
+
+    /// Runs one UDP packet through the program and the model's chain; the fates must
+    /// agree. True when dropped.
+    pub fn send(
+        loaded: &LoadedChain,
+        model: &mut Lists,
+        rules: &[(Match, bool)],
+        src: IpAddr,
+        dst: IpAddr,
+    ) -> bool {
+        let frame = common::frames::udp(src, dst, 1000, 9);
+        let jiffies = jiffies();
+        let run = loaded.run_tc(&frame, SkbMeta::default(), 1).unwrap();
+        let bpf_dropped = run.verdict == Verdict::Drop;
+        let packet = Packet {
+            v6: src.is_ipv6(),
+            saddr: bytes(src),
+            daddr: bytes(dst),
+            ttl: 64,
+        };
+        let mut model_dropped = false;
+        for (m, drop) in rules {
+            if model.eval(m, &packet, jiffies) && *drop {
+                model_dropped = true;
+                break;
+            }
+        }
+        assert_eq!(bpf_dropped, model_dropped, "packet {src} -> {dst}");
+        bpf_dropped
+    }
+}
+
+/// The BPF lists against the model: random rule sets (every mode, `--seconds`,
+/// `--hitcount`, `--reap`, `!`, `--rdest`, a creator's /24 mask) on two lists seeded
+/// with entries from now to 200 s old, and random packets of IPv4 and IPv6 sources.
+mod bpf_vs_model {
+    use super::bpf;
+    use super::model::{Entry, Lists, Match, Mode, HZ};
+    use proptest::prelude::*;
+    use std::net::IpAddr;
+
+    /// Five IPv4 addresses (two /24s) and three IPv6 ones.
+    fn addr(v6: bool, i: u8) -> IpAddr {
+        if v6 {
+            format!("fd09::{}", i % 3 + 1).parse().unwrap()
+        } else {
+            format!("10.9.{}.{}", i % 2, i % 5 + 1).parse().unwrap()
+        }
+    }
+
+    fn a_match() -> impl Strategy<Value = (Match, bool)> {
+        (
+            0..2u8,
+            0..4u8,
+            prop_oneof![Just(0u32), Just(5), Just(60)],
+            prop_oneof![Just(0u32), Just(1), Just(2), Just(3), Just(5)],
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(name, mode, seconds, hitcount, reap, invert, dest, masked, drop)| {
+                    let mode = [Mode::Check, Mode::Set, Mode::Update, Mode::Remove][mode as usize];
+                    let checks = matches!(mode, Mode::Check | Mode::Update);
+                    let mut mask = [0xff; 16];
+                    if masked {
+                        mask[3] = 0;
+                    }
+                    (
+                        Match {
+                            name: ["a", "b"][name as usize].into(),
+                            mode,
+                            seconds: if checks { seconds } else { 0 },
+                            hitcount: if checks { hitcount } else { 0 },
+                            rttl: false,
+                            reap: checks && seconds != 0 && reap,
+                            invert,
+                            dest,
+                            mask,
+                        },
+                        drop,
+                    )
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        #[test]
+        fn bpf_lists_agree_with_the_model(
+            rules in proptest::collection::vec(a_match(), 4),
+            seeds in proptest::collection::vec((0..2u8, any::<bool>(), 0..8u8, 0..4usize, 1..5u16), 0..8),
+            packets in proptest::collection::vec((any::<bool>(), 0..8u8, 0..8u8), 1..24),
+        ) {
+            if unsafe { libc::geteuid() } != 0 {
+                return Ok(());
+            }
+            // One load (the verifier takes seconds); each case rewrites the maps.
+            static LOADED: std::sync::Mutex<Option<nftshim_ebpf::loader::LoadedChain>> =
+                std::sync::Mutex::new(None);
+            let mut guard = LOADED.lock().unwrap_or_else(|p| p.into_inner());
+            let patched = guard.as_mut().is_some_and(|l| {
+                let p = nftshim_ebpf::maps::compile_program(&bpf::program(&rules)).unwrap();
+                l.patch(&p, nftshim_ebpf::loader::LoadOptions::default()).is_ok()
+            });
+            if !patched {
+                *guard = bpf::load(&rules);
+            }
+            let Some(loaded) = guard.as_mut() else { return Ok(()) };
+            let mut model = Lists::default();
+            for (m, _) in &rules {
+                model.check(m);
+            }
+            let now = bpf::jiffies();
+            for (name, v6, a, age, n) in seeds {
+                let name = ["a", "b"][name as usize];
+                let Some((mask, nmask)) = model.shape(name) else { continue };
+                let ip = addr(v6, a);
+                let raw = bpf::bytes(ip);
+                let mut masked = [0u8; 16];
+                for i in 0..16 {
+                    masked[i] = raw[i] & mask[i];
+                }
+                let v6 = ip.is_ipv6();
+                if !v6 {
+                    masked[4..].fill(0);
+                }
+                if model.entries(name).unwrap().iter().any(|e| e.v6 == v6 && e.addr == masked) {
+                    continue;
+                }
+                // Ages far from every window's edge (5 s, 60 s).
+                let age = [0u64, 2, 30, 200][age] * HZ;
+                let n = n.min(nmask + 1);
+                let mut stamps = vec![0u64; nmask as usize + 1];
+                for (k, s) in stamps.iter_mut().take(n as usize).enumerate() {
+                    *s = now - age - (n as u64 - 1 - k as u64);
+                }
+                model.seed(name, Entry { v6, addr: masked, ttl: 64, index: n, nstamps: n, stamps });
+            }
+            for name in ["a", "b"] {
+                bpf::write(loaded, &model, name);
+            }
+            for (v6, s, d) in packets {
+                bpf::send(loaded, &mut model, &rules, addr(v6, s), addr(v6, d));
+            }
+            for name in ["a", "b"] {
+                bpf::assert_same(bpf::read(loaded, name), bpf::model_view(&model, name), name);
+            }
+        }
+    }
+}
+
+/// More entries than ip_list_tot: the least recently set or updated ones go, in the
+/// program as in the model; an `--update` moves its entry to the LRU tail.
+#[test]
+fn bpf_lru_eviction() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut set = rule("lru", Mode::Set);
+    set.dest = true;
+    let mut update = rule("lru", Mode::Update);
+    update.dest = true;
+    let rules = vec![(update, false), (set, false)];
+    let Some(mut loaded) = bpf::load(&rules) else {
+        return;
+    };
+    let mut model = Lists::default();
+    for (m, _) in &rules {
+        model.check(m);
+    }
+    bpf::write(&mut loaded, &model, "lru");
+    let src: IpAddr = "10.9.0.1".parse().unwrap();
+    for i in 1..=110u32 {
+        let dst = format!("10.0.{}.{}", i / 200, i % 200 + 1).parse().unwrap();
+        bpf::send(&loaded, &mut model, &rules, src, dst);
+        if i % 7 == 0 {
+            // Refresh an early one: it survives the evictions.
+            bpf::send(
+                &loaded,
+                &mut model,
+                &rules,
+                src,
+                "10.0.0.2".parse().unwrap(),
+            );
+        }
+    }
+    let got = bpf::read(&mut loaded, "lru");
+    assert_eq!(got.as_ref().map(Vec::len), Some(model::IP_LIST_TOT));
+    assert!(got
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|e| e.1[..4] == [10, 0, 0, 2]));
+    bpf::assert_same(got, bpf::model_view(&model, "lru"), "lru");
 }

@@ -254,6 +254,9 @@ pub struct Program {
     /// ruleset ([`kernel_ct::versions`]): the programs track whenever it would, so that
     /// connections start when the kernel's do.
     pub kernel_conntrack: u8,
+    /// xt_recent's lists every rule of the ruleset names (reachable or not: they
+    /// live while a rule names them), by name.
+    pub recent: BTreeMap<Vec<u8>, xt::recent::ListNeed>,
 }
 
 impl Program {
@@ -300,8 +303,10 @@ impl Program {
         out.into_iter()
     }
 
+    /// Nothing to enforce and no state to keep (a recent list lives while a rule
+    /// names it, even one no packet reaches now).
     pub fn is_empty(&self) -> bool {
-        self.chains.iter().all(HookChain::is_noop)
+        self.chains.iter().all(HookChain::is_noop) && self.recent.is_empty()
     }
     /// Whether some chain needs the local-address set (input chains do).
     pub fn needs_local_addresses(&self) -> bool {
@@ -381,6 +386,7 @@ fn decompile_with(
             program.chains.push(hook_chain);
         }
     }
+    program.recent = xt::recent::lists(view);
     attach::check_composable(&program)?;
     reject::check(&mut program)?;
     Ok(program)

@@ -87,6 +87,7 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::XtIpv6Options { .. }
         | Insn::HalvesEq { .. }
         | Insn::XtRateest { .. }
+        | Insn::XtRecent { .. }
         | Insn::XtDropUnless { .. }
         | Insn::XtConnlimitTuple => None,
     }
@@ -123,6 +124,7 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::XtSrhSegment { .. }
         | Insn::XtIpv6HeaderTypes { .. }
         | Insn::XtIpv6Header { .. }
+        | Insn::XtRecent { .. }
         | Insn::XtConnlimitTuple => None,
         Insn::XtDropUnless { sreg, data } => Some((*sreg, data.len())),
         Insn::HalvesEq { sreg, len, .. } => Some((*sreg, 2 * *len as usize)),

@@ -164,8 +164,9 @@ struct RuleState<'a, 'v> {
     /// Side effects, in rule order (counters are implicit in the IR).
     effects: Vec<Statement>,
     verdict: Option<Action>,
-    /// A limit or quota was met: they consume, so a later match would make them
-    /// charge packets the IR (which tests stateless matches first) would not.
+    /// A limit or quota (or a recent match that changes its list) was met: they
+    /// consume, so a later match would make them charge packets the IR (which tests
+    /// stateless matches first) would not.
     stateful: bool,
     /// A match whose effect outlives the rule was met (a quota lists what it used,
     /// connlabel --set leaves its bit): a later match that never holds must not make
@@ -990,7 +991,7 @@ impl RuleState<'_, '_> {
             )
         {
             return Err(
-                "a match after limit or quota is not supported by the eBPF data plane".into(),
+                "a match after limit, quota or a list-changing recent is not supported by the eBPF data plane".into(),
             );
         }
         match d {
@@ -1019,7 +1020,13 @@ impl RuleState<'_, '_> {
                     super::residual::SCRATCH_LEN,
                 );
                 self.rateest.extend(super::xt::rateest::reads(&insns));
+                // A recent match that changes its list must be the rule's last test,
+                // as a limit is: the IR tests the rule's other matches first.
+                let changes_list = super::xt::recent::has_side_effects(&insns);
                 self.trace.scratch_test(insns);
+                if changes_list {
+                    self.stateful = true;
+                }
                 if drops {
                     self.drops_after = Some(DropMark {
                         matches: self.matches.len(),
@@ -1444,7 +1451,7 @@ impl RuleState<'_, '_> {
         if !self.matches.contains(&guard) {
             if self.stateful {
                 return Err(
-                    "a match after limit or quota is not supported by the eBPF data plane".into(),
+                    "a match after limit, quota or a list-changing recent is not supported by the eBPF data plane".into(),
                 );
             }
             self.matches.push(guard);
@@ -1726,7 +1733,7 @@ impl RuleState<'_, '_> {
     fn predicate(&mut self, field: Field, l: &Loaded, v: Values) -> Result<(), String> {
         if self.stateful {
             return Err(
-                "a match after limit or quota is not supported by the eBPF data plane".into(),
+                "a match after limit, quota or a list-changing recent is not supported by the eBPF data plane".into(),
             );
         }
         let Values { ranges, negated } = v;

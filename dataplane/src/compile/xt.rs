@@ -162,7 +162,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("srh", 0 | 1) => srh6::srh(cx, rev, b),
         ("ipv6header", 0) => ipv6header::ipv6header(cx, b),
         ("string", 1) => string::string(b),
-        ("recent", 0 | 1) => recent::recent(b),
+        ("recent", 0 | 1) => recent::recent(cx, rev, b),
         ("limit", _) => Err(
             "xt match limit is not supported by the eBPF data plane (xt_limit counts credits \
              in jiffies, not nft_limit's nanosecond tokens)"
@@ -975,7 +975,7 @@ mod hmark;
 mod pkttype;
 mod quota;
 pub mod rateest;
-mod recent;
+pub mod recent;
 mod socket;
 mod statistic;
 

@@ -19,6 +19,7 @@ pub mod logline;
 pub mod netns;
 pub mod pins;
 pub mod rateest;
+pub mod recent;
 pub mod rtnl;
 pub mod worker;
 

@@ -35,6 +35,7 @@ use super::logline::{self, LogSpec};
 use super::netns::{self, NetnsKey};
 use super::pins;
 use super::rateest::{Estimators, RATES_MAP};
+use super::recent::{Lists as RecentLists, LISTS_MAP};
 use super::rtnl::{self, RtnlSocket};
 use crate::compile::{instantiate, refuse, Direction, Facts, Program};
 
@@ -608,6 +609,8 @@ struct State {
     quotas_reported: BTreeMap<ir::StateId, u64>,
     /// The namespace's rate estimators (xt_RATEEST).
     estimators: Estimators,
+    /// The namespace's xt_recent lists.
+    recent: RecentLists,
     loads: u64,
     patches: u64,
     map_writes: u64,
@@ -641,6 +644,7 @@ impl State {
             retired_running: false,
             quotas_reported: BTreeMap::new(),
             estimators: Estimators::default(),
+            recent: RecentLists::default(),
             loads: 0,
             patches: 0,
             map_writes: 0,
@@ -890,14 +894,18 @@ impl State {
         if let Some(why) = self.estimators.conflict(&program) {
             return Err(refuse(why));
         }
+        if let Some(why) = self.recent.conflict(&program) {
+            return Err(refuse(why));
+        }
         self.settle_retired();
         let shared = self
             .shared
             .as_mut()
             .ok_or_else(|| refuse("the data plane worker of this namespace stopped"))?;
         let mut tally = BuildTally::default();
+        let lists_pin = shared.pin_path(LISTS_MAP);
         let g = Generation::build(
-            program,
+            program.clone(),
             &self.facts,
             self.live.as_ref(),
             &mut self.retired,
@@ -907,7 +915,14 @@ impl State {
         self.loads += tally.loads;
         self.patches += tally.patches;
         self.map_writes += tally.writes;
-        g
+        let g = g?;
+        // After the retired programs settled: a list made again is never written
+        // while a program of the commit that deleted it still runs.
+        let params = crate::compile::xt::recent::params().ok();
+        self.recent
+            .prepare(&program, &lists_pin, params)
+            .map_err(refuse)?;
+        Ok(g)
     }
 
     /// Frees the limit and quota slots of rules neither the live nor the prepared
@@ -958,6 +973,9 @@ impl State {
         let pin = self.shared.as_ref().map(|s| s.pin_path(RATES_MAP));
         self.estimators
             .adopt(&next.program, Instant::now(), pin.as_deref());
+        if let Some(pin) = self.shared.as_ref().map(|s| s.pin_path(LISTS_MAP)) {
+            self.recent.commit(&next.program, &pin);
+        }
         if let Some(old) = self.live.as_mut() {
             next.adopt(old);
         }

@@ -65,6 +65,8 @@ enum ns_action {
 #define NS_F_CT_LABELS (1u << 21)   /* some rule tests or sets connection labels */
 #define NS_F_SOCKCRED (1u << 15)     /* some residual program reads the socket file's
 				      * credentials (lib/sockcred.h, xt_owner.h) */
+#define NS_F_RECENT (1u << 17)	     /* some residual program uses xt_recent's lists
+				      * (lib/xt_recent.h) */
 #define NS_F_TCPOPTSTRIP (1u << 13)  /* some rule strips TCP options (lib/tcpoptstrip.h);
 				      * off, its walk and its drop leave the verifier's paths */
 #define NS_F_HMARK (1u << 18)        /* some rule has an xt_HMARK statement (lib/hmark.h) */

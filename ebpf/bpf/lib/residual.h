@@ -57,6 +57,9 @@ enum ns_res_op {
 	NS_RES_HALVES_EQ = 82,	     /* flags: negated; memcmp(sreg, sreg + len, len) */
 	/* 105..109: ip6t_ipv6header, ipt_ECN (xt_ip6hdr.h). */
 	NS_RES_XT_IPV6_HEADER_TYPES = 105, /* dreg: ipv6header_mt6()'s type bits */
+	/* 120..124: xt_recent (xt_recent.h). */
+	NS_RES_XT_RECENT = 120, /* data: list key; flags: check_set; arg: side; first:
+				 * seconds; count: hit_count; len: invert */
 	/* 85..89: xt_rateest (rateest.h). */
 	NS_RES_XT_RATEEST = 85, /* data, data2: names; flags, arg: flags, mode; sreg */
 	/* 60..69: xtables payload matches (xt_multiport, ...). */
@@ -518,6 +521,7 @@ static __attribute__((noinline)) int ns_res_sctp_chunk(struct ns_res_state *rs, 
 #include "xt_owner.h"
 #include "connlimit.h"
 #include "rateest.h"
+#include "xt_recent.h"
 #include "xt_string.h"
 
 /* Link-layer bytes [off, off + len) into dreg as nft_payload_eval reads them (the
@@ -753,6 +757,10 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 		return ns_res_xt_rateest(rs, in);
 	case NS_RES_XT_STRING:
 		return ns_res_xt_string(rs, in, hk);
+	case NS_RES_XT_RECENT:
+		if (!NS_FEATURE(NS_F_RECENT))
+			return -1;
+		return ns_res_xt_recent(rs->pc - 1);
 	case NS_RES_NETDEV:
 		if (!NS_FEATURE(NS_F_NETDEV_VIEW))
 			return -1;

@@ -82,6 +82,7 @@ pub const RES_HALVES_EQ: u8 = 82;
 pub const RES_XT_IPV6_HEADER_TYPES: u8 = 105;
 /// 85..89: xt_rateest (bpf/lib/rateest.h).
 pub const RES_XT_RATEEST: u8 = 85;
+pub const RES_XT_RECENT: u8 = 120;
 /// 50..54: connection-count matches (bpf/lib/connlimit.h).
 pub const RES_XT_CONNLIMIT_TUPLE: u8 = 50;
 /// Not an operation: the spec of a `payload set` statement (`struct ns_res_insn` read
@@ -863,6 +864,20 @@ impl Extras {
                     (b.sreg, b.len) = (*sreg, 16);
                     (b.flags, b.arg) = (*flags as u8, *mode as u8);
                     (b.data, b.data2) = (*name1, *name2);
+                }
+                Insn::XtRecent {
+                    list,
+                    check_set,
+                    seconds,
+                    hit_count,
+                    invert,
+                    dest,
+                } => {
+                    b.op = RES_XT_RECENT;
+                    b.data[..8].copy_from_slice(&list.to_ne_bytes());
+                    (b.flags, b.arg, b.len) =
+                        (*check_set, if *dest { 2 } else { 1 }, *invert as u8);
+                    (b.first, b.count) = (*seconds, *hit_count);
                 }
                 Insn::XtDccpOption { option, invert } => {
                     b.op = RES_XT_DCCP_OPTION;

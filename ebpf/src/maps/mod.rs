@@ -163,6 +163,8 @@ pub const FEATURE_SOCKCRED: u32 = 1 << 15;
 /// Some rule has an xt_HMARK statement ([`crate::ir::Statement::Hmark`]); off, the
 /// verifier prunes its code.
 pub const FEATURE_HMARK: u32 = 1 << 18;
+/// Some residual program uses xt_recent's lists ([`crate::residual::Insn::XtRecent`]).
+pub const FEATURE_RECENT: u32 = 1 << 17;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].
@@ -487,10 +489,18 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         .extras
         .residual_insns
         .iter()
-        .any(|i| matches!(i.op, checks::RES_XT_OWNER | checks::RES_SOCK_UGID))
+.any(|i| matches!(i.op, checks::RES_XT_OWNER | checks::RES_SOCK_UGID))
         || layout.extras.log_prefixes.iter().any(log_uid)
     {
         features |= FEATURE_SOCKCRED;
+    }
+    if layout
+        .extras
+        .residual_insns
+        .iter()
+        .any(|i| i.op == checks::RES_XT_RECENT)
+    {
+        features |= FEATURE_RECENT;
     }
     let config = BpfConfig {
         dims: dims.dims,
