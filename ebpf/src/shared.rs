@@ -16,13 +16,14 @@ use std::path::{Path, PathBuf};
 use crate::ir::StateId;
 
 /// The maps shared through the pin directory, by their names in the object.
-pub const SHARED_MAPS: [&str; 6] = [
+pub const SHARED_MAPS: [&str; 7] = [
     "ct_table",
     "ct_frags",
     "ct_acct",
     "limits",
     "quotas",
     "rateest_rates",
+    "addrtype_v4",
 ];
 
 /// Slots of the shared limit and quota arrays (their `max_entries`).

@@ -62,6 +62,8 @@ enum ns_action {
 #define NS_F_BRIDGE_CLEAR (1u << 12) /* egress: take that mark off */
 #define NS_F_XT_LATE_OPS (1u << 14)  /* some residual program uses xt_socket, ipv6header or
 				      * rateest (lib/residual.h): off, the verifier prunes them */
+#define NS_F_ADDRTYPE_RT (1u << 20) /* some residual program asks an IPv4 address's type
+				      * of the local routing table (lib/addrtype.h) */
 #define NS_F_TCPOPTSTRIP (1u << 13)  /* some rule strips TCP options (lib/tcpoptstrip.h);
 				      * off, its walk and its drop leave the verifier's paths */
 

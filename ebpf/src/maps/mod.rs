@@ -155,6 +155,7 @@ pub const FEATURE_TCPOPTSTRIP: u32 = 1 << 13;
 /// Some residual program uses xt_socket, ipv6header or rateest; off, the verifier
 /// prunes their code, which programs with header writes cannot afford.
 pub const FEATURE_XT_LATE_OPS: u32 = 1 << 14;
+pub const FEATURE_ADDRTYPE_RT: u32 = 1 << 20;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].
@@ -448,6 +449,14 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         )
     }) {
         features |= FEATURE_XT_LATE_OPS;
+    }
+    if layout
+        .extras
+        .residual_insns
+        .iter()
+        .any(|i| i.op == checks::RES_XT_ADDRTYPE)
+    {
+        features |= FEATURE_ADDRTYPE_RT;
     }
     let config = BpfConfig {
         dims: dims.dims,
