@@ -18,6 +18,7 @@ pub mod links;
 pub mod logline;
 pub mod netns;
 pub mod pins;
+pub mod addrtype;
 pub mod rateest;
 pub mod rtnl;
 pub mod worker;

@@ -8,6 +8,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_proto::attr::parse_attrs_lenient;
 
+use nftshim_ebpf::addrtype::{resolve, Alias, Nexthop, Route};
+
 use crate::compile::bridge::{BridgeDevice, BridgePort};
 use crate::compile::Facts;
 
@@ -40,6 +42,11 @@ const ETH_P_8021AD: u16 = 0x88a8;
 const ARPHRD_ETHER: u16 = 1;
 const IFF_NOARP: u32 = 0x80;
 const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_MULTIPATH: u16 = 9;
+const RTA_NH_ID: u16 = 30;
+const RTNH_F_DEAD: u32 = 1;
+const RTNH_F_LINKDOWN: u32 = 16;
 const RTA_TABLE: u16 = 15;
 const RT_TABLE_LOCAL: u32 = 255;
 const RTN_LOCAL: u8 = 2;
@@ -47,8 +54,9 @@ const RTN_BROADCAST: u8 = 3;
 const RTN_ANYCAST: u8 = 4;
 const RTN_MULTICAST: u8 = 5;
 /// RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR |
-/// RTMGRP_IPV6_ROUTE.
-const EVENT_GROUPS: u32 = 0x1 | 0x10 | 0x40 | 0x100 | 0x400;
+/// RTMGRP_IPV6_ROUTE, and RTNLGRP_IPV4_NETCONF (24), which announces changes of
+/// `ignore_routes_with_linkdown` (the address types of the local table depend on it).
+const EVENT_GROUPS: u32 = 0x1 | 0x10 | 0x40 | 0x100 | 0x400 | 1 << 23;
 
 /// A NETLINK_ROUTE socket of the calling thread's namespace.
 pub struct RtnlSocket {
@@ -224,6 +232,16 @@ pub fn read_facts() -> io::Result<Facts> {
         std::fs::read_to_string(format!("/proc/sys/net/bridge/bridge-nf-call-{t}"))
             .is_ok_and(|v| v.trim() == "1")
     });
+    let vrfs: std::collections::BTreeSet<u32> = links
+        .iter()
+        .filter(|l| l.kind.as_deref() == Some("vrf"))
+        .map(|l| l.index)
+        .collect();
+    facts.l3mdev = links
+        .iter()
+        .filter(|l| vrfs.contains(&l.index) || l.master.is_some_and(|m| vrfs.contains(&m)))
+        .map(|l| l.index)
+        .collect();
     for l in &links {
         if let Some(b) = &l.bridge {
             facts.bridges.insert(l.index, b.clone());
@@ -244,12 +262,16 @@ pub fn read_facts() -> io::Result<Facts> {
         }
     }
 
+    let mut mirror = AddrTypeMirror::default();
     for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
         let mut rtmsg = [0u8; 12];
         rtmsg[0] = family;
         for (t, body) in sock.dump(RTM_GETROUTE, &rtmsg)? {
             if t != RTM_NEWROUTE || body.len() < 12 {
                 continue;
+            }
+            if family == libc::AF_INET as u8 {
+                mirror.add(&body, &facts.links);
             }
             let dst_len = body[1];
             let mut table = body[4] as u32;
@@ -297,11 +319,123 @@ pub fn read_facts() -> io::Result<Facts> {
         .push("255.255.255.255/32".parse().expect("literal"));
     facts.local_v4.push("224.0.0.0/4".parse().expect("literal"));
     facts.local_v6.push("ff00::/8".parse().expect("literal"));
+    (facts.addrtype_v4, facts.addrtype_v4_unsupported) = mirror.finish();
     facts.local_v4.sort();
     facts.local_v4.dedup();
     facts.local_v6.sort();
     facts.local_v6.dedup();
     Ok(facts)
+}
+
+/// The IPv4 local table's routes by prefix, in the dump's order (each prefix's routes
+/// in fib_table_lookup()'s order), for the address type mirror.
+#[derive(Default)]
+struct AddrTypeMirror {
+    prefixes: Vec<(([u8; 4], u8), Vec<Alias>)>,
+    unsupported: Option<String>,
+}
+
+impl AddrTypeMirror {
+    /// Takes one IPv4 RTM_NEWROUTE body of the dump (routes of other tables are
+    /// ignored).
+    fn add(&mut self, body: &[u8], links: &std::collections::BTreeMap<u32, String>) {
+        let (dst_len, tos, rtype) = (body[1], body[3], body[7]);
+        let rtm_flags = u32::from_ne_bytes([body[8], body[9], body[10], body[11]]);
+        let (attrs, _) = parse_attrs_lenient(&body[12..]);
+        let table = uint(&attrs, RTA_TABLE, 4).unwrap_or(body[4] as u32);
+        if table != RT_TABLE_LOCAL {
+            return;
+        }
+        if attrs.iter().any(|a| a.id() == RTA_NH_ID) {
+            self.unsupported = Some(
+                "a route of the local routing table uses a nexthop object, which the \
+                 address type mirror does not follow"
+                    .into(),
+            );
+            return;
+        }
+        let dst = match attrs.iter().find(|a| a.id() == RTA_DST) {
+            Some(a) if a.value.len() == 4 => [a.value[0], a.value[1], a.value[2], a.value[3]],
+            Some(_) => return,
+            None => [0; 4],
+        };
+        // fib_lookup_good_nhc(): a dead nexthop is skipped, a link-down one where its
+        // device ignores routes with link down.
+        let good = |oif: u32, flags: u32| {
+            flags & RTNH_F_DEAD == 0
+                && (flags & RTNH_F_LINKDOWN == 0 || !ignores_linkdown(links.get(&oif)))
+        };
+        let mut nexthops = Vec::new();
+        if let Some(mp) = attrs.iter().find(|a| a.id() == RTA_MULTIPATH) {
+            // struct rtnexthop: len u16, flags u8, hops u8, ifindex i32; then attributes.
+            let mut v = &mp.value[..];
+            while v.len() >= 8 {
+                let len = u16::from_ne_bytes([v[0], v[1]]) as usize;
+                let flags = v[2] as u32;
+                let oif = u32::from_ne_bytes([v[4], v[5], v[6], v[7]]);
+                nexthops.push(Nexthop {
+                    oif,
+                    good: good(oif, flags),
+                });
+                let step = (len.max(8) + 3) & !3;
+                v = &v[step.min(v.len())..];
+            }
+        } else if let Some(oif) = uint(&attrs, RTA_OIF, 4) {
+            nexthops.push(Nexthop {
+                oif,
+                good: good(oif, rtm_flags),
+            });
+        }
+        let alias = Alias {
+            tos,
+            rtype,
+            dead: rtm_flags & RTNH_F_DEAD != 0
+                && (nexthops.len() <= 1 || nexthops.iter().all(|n| !n.good)),
+            nexthops,
+        };
+        let key = (dst, dst_len);
+        match self.prefixes.iter_mut().rev().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(alias),
+            None => self.prefixes.push((key, vec![alias])),
+        }
+    }
+
+    fn finish(self) -> (Vec<Route>, Option<String>) {
+        let mut routes: Vec<Route> = self
+            .prefixes
+            .iter()
+            .filter_map(|((addr, len), aliases)| {
+                let (rtype, oif) = resolve(aliases)?;
+                Some(Route {
+                    addr: *addr,
+                    len: *len,
+                    rtype,
+                    oif,
+                })
+            })
+            .collect();
+        routes.sort();
+        let mut unsupported = self.unsupported;
+        if routes.len() > nftshim_ebpf::addrtype::MAX_ENTRIES {
+            unsupported = Some(format!(
+                "more than {} prefixes in the local routing table are not supported by \
+                 the address type mirror",
+                nftshim_ebpf::addrtype::MAX_ENTRIES
+            ));
+        }
+        (routes, unsupported)
+    }
+}
+
+/// `ignore_routes_with_linkdown` of a device (ip_ignore_linkdown()), read in the
+/// calling thread's namespace.
+fn ignores_linkdown(name: Option<&String>) -> bool {
+    name.is_some_and(|n| {
+        std::fs::read_to_string(format!(
+            "/proc/sys/net/ipv4/conf/{n}/ignore_routes_with_linkdown"
+        ))
+        .is_ok_and(|v| v.trim() != "0")
+    })
 }
 
 /// What decides whether a link's frames reach the ARP hooks as its own.
