@@ -134,7 +134,10 @@ mod tests {
 
     #[test]
     fn the_first_route_taken_decides() {
-        assert_eq!(resolve(&[alias(RTN_LOCAL, vec![nh(1, true)])]), Some((2, 1)));
+        assert_eq!(
+            resolve(&[alias(RTN_LOCAL, vec![nh(1, true)])]),
+            Some((2, 1))
+        );
         // TOS routes and dead ones are skipped; a route with no good nexthop too.
         let mut tos = alias(RTN_BROADCAST, vec![nh(3, true)]);
         tos.tos = 4;
@@ -145,7 +148,10 @@ mod tests {
         assert_eq!(resolve(&[tos, dead]), None);
         // An error route answers UNICAST and ends the lookup.
         assert_eq!(
-            resolve(&[alias(RTN_THROW, vec![]), alias(RTN_LOCAL, vec![nh(1, true)])]),
+            resolve(&[
+                alias(RTN_THROW, vec![]),
+                alias(RTN_LOCAL, vec![nh(1, true)])
+            ]),
             Some((RTN_UNICAST, 0))
         );
     }

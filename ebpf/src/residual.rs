@@ -1240,9 +1240,7 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             };
             let t = crate::addrtype::addr_type(&h.addrtype, dev, addr);
             match out {
-                AddrTypeOut::Test { mask, invert } => {
-                    (t < 16 && mask & (1 << t) != 0) != *invert
-                }
+                AddrTypeOut::Test { mask, invert } => (t < 16 && mask & (1 << t) != 0) != *invert,
                 AddrTypeOut::Store { dreg } => {
                     store(regs, *dreg, &(t as u32).to_ne_bytes());
                     true

@@ -103,7 +103,13 @@ fn address_types_agree_with_the_reference() {
         }
     }
     let (mut drops, mut total) = (0, 0);
-    let masks = [1u16 << 2, 1 << 1, 1 << 3, 1 << 4 | 1 << 5, 0xffff & !(1 << 2)];
+    let masks = [
+        1u16 << 2,
+        1 << 1,
+        1 << 3,
+        1 << 4 | 1 << 5,
+        0xffff & !(1 << 2),
+    ];
     let cases = masks
         .iter()
         .flat_map(|&m| [(m, false, None), (m, true, None)])
@@ -113,7 +119,10 @@ fn address_types_agree_with_the_reference() {
             for saddr in [true, false] {
                 let p = program(saddr, dev, mask, invert, eq);
                 loaded
-                    .patch(&compile_program(&p).expect("compiles"), LoadOptions::default())
+                    .patch(
+                        &compile_program(&p).expect("compiles"),
+                        LoadOptions::default(),
+                    )
                     .expect("same constants");
                 for a in addrs {
                     for iif in [1, 3, 9] {

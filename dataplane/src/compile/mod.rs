@@ -15,6 +15,7 @@
 pub mod attach;
 pub mod bridge;
 mod ct;
+mod fib;
 pub mod maps;
 pub mod reject;
 mod residual;

@@ -14,11 +14,11 @@
 //! interface of a namespace only a file descriptor elsewhere keeps alive: an
 //! unenforced interface. Enforcement wins.
 
+pub mod addrtype;
 pub mod links;
 pub mod logline;
 pub mod netns;
 pub mod pins;
-pub mod addrtype;
 pub mod rateest;
 pub mod rtnl;
 pub mod worker;

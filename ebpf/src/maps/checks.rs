@@ -8,7 +8,9 @@ use super::{sets, BuildError};
 use crate::ir::{
     Limit, Nth, PayloadWrite, Quota, Reject, Rule, SetField, StateId, Statement, Test, WriteBase,
 };
-use crate::residual::{self, AddrDev, AddrTypeOut, CmpOp, Insn, MetaKey, PayloadBase, ResidualProgram, SctpChunkMatch};
+use crate::residual::{
+    self, AddrDev, AddrTypeOut, CmpOp, Insn, MetaKey, PayloadBase, ResidualProgram, SctpChunkMatch,
+};
 
 /// Checks and statements per rule (`NS_MAX_CHECKS`, `NS_MAX_STMTS`).
 pub const MAX_CHECKS: usize = 4;

@@ -302,10 +302,7 @@ mod tests {
             decompile(Family::Ip, V4_POSSIBLE, 0, 0),
             Ok(Decompiled::Always)
         );
-        assert_eq!(
-            decompile(Family::Ip, 0, 0xffff, 2),
-            Ok(Decompiled::Never)
-        );
+        assert_eq!(decompile(Family::Ip, 0, 0xffff, 2), Ok(Decompiled::Never));
     }
 
     #[test]
