@@ -164,3 +164,31 @@ fn addrtype_follows_the_local_routing_table() {
     let shim = run_side(&bins, Some(&daemon));
     assert_eq!(kernel, shim, "kernel vs nftshimd\n{}", daemon.log_tail(30));
 }
+
+/// Forms whose answer the mirror cannot give are refused, and their neighbours taken:
+/// IPv6 lookups (an inet rule not limited to IPv4) and fib's other results. (The
+/// refusal of device-limited lookups beside a VRF device is not tested here: this
+/// kernel has no vrf driver.)
+#[test]
+fn forms_the_mirror_cannot_answer_are_refused() {
+    nft_tests::cleanup::install_signal_cleanup();
+    let bins = Binaries::for_tests();
+    let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
+    let shim = Some((&daemon, bins.preload.as_path()));
+    let ns = Netns::create_unique(PREFIX, "refuse").unwrap();
+    let nft = |rule: &str| {
+        let script = format!(
+            "flush ruleset\ntable inet t {{\n chain c {{\n  type filter hook input priority 0;\n  {rule}\n }}\n}}\n"
+        );
+        run_client(&ns, shim, "nft", &["-f", "-"], Some(&script))
+    };
+    let refused = |out: nft_tests::nft::CmdOutput| {
+        !out.success() && out.stderr.contains("Operation not supported")
+    };
+    let out = nft("fib daddr type local drop");
+    assert!(!out.success(), "accepted");
+    assert!(refused(out.clone()), "{}", out.stderr);
+    assert!(refused(nft("fib daddr . iif oif lo drop")));
+    let ok = nft("meta nfproto ipv4 fib daddr . iif type local drop");
+    assert!(ok.success(), "{}", ok.stderr);
+}
