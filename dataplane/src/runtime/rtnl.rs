@@ -49,6 +49,8 @@ const RTNH_F_DEAD: u32 = 1;
 const RTNH_F_LINKDOWN: u32 = 16;
 const RTA_TABLE: u16 = 15;
 const RT_TABLE_LOCAL: u32 = 255;
+const RT_TABLE_MAIN: u32 = 254;
+const RTN_UNICAST_TYPE: u8 = 1;
 const RTN_LOCAL: u8 = 2;
 const RTN_BROADCAST: u8 = 3;
 const RTN_ANYCAST: u8 = 4;
@@ -332,6 +334,8 @@ pub fn read_facts() -> io::Result<Facts> {
 #[derive(Default)]
 struct AddrTypeMirror {
     prefixes: Vec<(([u8; 4], u8), Vec<Alias>)>,
+    /// The main table's routes likewise, each with whether it uses a nexthop object.
+    main: Vec<(([u8; 4], u8), Vec<(Alias, bool)>)>,
     unsupported: Option<String>,
 }
 
@@ -343,10 +347,11 @@ impl AddrTypeMirror {
         let rtm_flags = u32::from_ne_bytes([body[8], body[9], body[10], body[11]]);
         let (attrs, _) = parse_attrs_lenient(&body[12..]);
         let table = uint(&attrs, RTA_TABLE, 4).unwrap_or(body[4] as u32);
-        if table != RT_TABLE_LOCAL {
+        if table != RT_TABLE_LOCAL && table != RT_TABLE_MAIN {
             return;
         }
-        if attrs.iter().any(|a| a.id() == RTA_NH_ID) {
+        let nh_object = attrs.iter().any(|a| a.id() == RTA_NH_ID);
+        if nh_object && table == RT_TABLE_LOCAL {
             self.unsupported = Some(
                 "a route of the local routing table uses a nexthop object, which the \
                  address type mirror does not follow"
@@ -394,10 +399,69 @@ impl AddrTypeMirror {
             nexthops,
         };
         let key = (dst, dst_len);
+        if table == RT_TABLE_MAIN {
+            match self.main.iter_mut().rev().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push((alias, nh_object)),
+                None => self.main.push((key, vec![(alias, nh_object)])),
+            }
+            return;
+        }
         match self.prefixes.iter_mut().rev().find(|(k, _)| *k == key) {
             Some((_, v)) => v.push(alias),
             None => self.prefixes.push((key, vec![alias])),
         }
+    }
+
+    /// Why the main table may change what a lookup in the local table answers, if it
+    /// may. Until a policy rule is first added or deleted (fib_unmerge()), the local
+    /// and main tables share one trie, and fib_table_lookup() in the local table also
+    /// meets the main table's routes (after the local ones of the same prefix); from
+    /// then on it meets only the local ones. Which of the two holds cannot be read
+    /// back, so the mirror (the local routes alone) is taken only where both answer
+    /// alike: wherever a main route would answer, it must answer what the local
+    /// routes around it do.
+    fn main_conflict(&self, local: &[Route]) -> Option<String> {
+        let norm = |(t, oif): (u8, u32)| (t, if t == RTN_UNICAST_TYPE { 0 } else { oif });
+        for ((addr, len), aliases) in &self.main {
+            if local.iter().any(|r| r.addr == *addr && r.len == *len) {
+                // The local routes of this prefix answer first.
+                continue;
+            }
+            let covering = local
+                .iter()
+                .filter(|r| r.len < *len && covers(r, *addr))
+                .max_by_key(|r| r.len)
+                .map(|r| (r.rtype, r.oif));
+            let local_answer = norm(covering.unwrap_or((RTN_UNICAST_TYPE, 0)));
+            let conflict = || {
+                Some(format!(
+                    "the main routing table's route to {}.{}.{}.{}/{len} may change the \
+                     local table's answers (local and main share one trie until a \
+                     policy rule is added), which the address type mirror does not follow",
+                    addr[0], addr[1], addr[2], addr[3]
+                ))
+            };
+            // A nexthop object's route: whether it is taken depends on state the
+            // mirror does not read; harmless only where no local route is around.
+            if aliases.iter().any(|(a, nh)| *nh && a.tos == 0) && covering.is_some() {
+                return conflict();
+            }
+            let plain: Vec<Alias> = aliases
+                .iter()
+                .filter(|(_, nh)| !nh)
+                .map(|(a, _)| a.clone())
+                .collect();
+            let mut nh_types = aliases.iter().filter(|(a, nh)| *nh && a.tos == 0);
+            if nh_types.any(|(a, _)| !matches!(a.rtype, RTN_UNICAST_TYPE | 6..=9)) {
+                return conflict();
+            }
+            if let Some(answer) = resolve(&plain) {
+                if norm(answer) != local_answer {
+                    return conflict();
+                }
+            }
+        }
+        None
     }
 
     fn finish(self) -> (Vec<Route>, Option<String>) {
@@ -415,7 +479,10 @@ impl AddrTypeMirror {
             })
             .collect();
         routes.sort();
-        let mut unsupported = self.unsupported;
+        let mut unsupported = self.unsupported.clone();
+        if unsupported.is_none() {
+            unsupported = self.main_conflict(&routes);
+        }
         if routes.len() > nftshim_ebpf::addrtype::MAX_ENTRIES {
             unsupported = Some(format!(
                 "more than {} prefixes in the local routing table are not supported by \
@@ -425,6 +492,16 @@ impl AddrTypeMirror {
         }
         (routes, unsupported)
     }
+}
+
+/// Whether `r`'s prefix holds `addr`.
+fn covers(r: &Route, addr: [u8; 4]) -> bool {
+    let mask = if r.len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - r.len.min(32) as u32)
+    };
+    u32::from_be_bytes(addr) & mask == u32::from_be_bytes(r.addr) & mask
 }
 
 /// `ignore_routes_with_linkdown` of a device (ip_ignore_linkdown()), read in the
@@ -593,5 +670,57 @@ mod tests {
             assert!(f.local_v4.iter().any(|n| n.to_string() == "127.0.0.1/32"));
         }
         assert!(f.local_v4.iter().any(|n| n.to_string() == "224.0.0.0/4"));
+    }
+
+    fn alias(rtype: u8, oif: u32) -> Alias {
+        Alias {
+            tos: 0,
+            rtype,
+            dead: false,
+            nexthops: vec![Nexthop { oif, good: true }],
+        }
+    }
+
+    /// A main route inside a local prefix of another type would answer otherwise
+    /// while the tables share their trie: the mirror is refused then, and taken
+    /// where the main routes answer what the local ones around them do.
+    #[test]
+    fn main_routes_that_would_change_the_answer_are_caught() {
+        let mirror = |local: Vec<(([u8; 4], u8), Vec<Alias>)>, main| AddrTypeMirror {
+            prefixes: local,
+            main,
+            unsupported: None,
+        };
+        let local = || vec![(([10, 0, 0, 0], 8), vec![alias(2, 1)])];
+        let (routes, why) = mirror(local(), vec![]).finish();
+        assert_eq!(routes.len(), 1);
+        assert_eq!(why, None);
+        // A connected route inside the local /8: UNICAST against LOCAL.
+        let (_, why) = mirror(
+            local(),
+            vec![(([10, 9, 0, 0], 24), vec![(alias(1, 3), false)])],
+        )
+        .finish();
+        assert!(why.is_some());
+        // Outside it, or of the same type and device: no difference.
+        let (_, why) = mirror(
+            local(),
+            vec![(([11, 0, 0, 0], 8), vec![(alias(1, 3), false)])],
+        )
+        .finish();
+        assert_eq!(why, None);
+        let (_, why) = mirror(
+            local(),
+            vec![(([10, 9, 0, 0], 24), vec![(alias(2, 1), false)])],
+        )
+        .finish();
+        assert_eq!(why, None);
+        // A nexthop object's route inside a local prefix.
+        let (_, why) = mirror(
+            local(),
+            vec![(([10, 9, 0, 0], 24), vec![(alias(1, 0), true)])],
+        )
+        .finish();
+        assert!(why.is_some());
     }
 }
