@@ -166,7 +166,8 @@ fn addrtype_follows_the_local_routing_table() {
 }
 
 /// Forms whose answer the mirror cannot give are refused, and their neighbours taken:
-/// IPv6 lookups (an inet rule not limited to IPv4) and fib's other results. (The
+/// IPv6 lookups (an inet rule not limited to IPv4), fib's other results, and any
+/// lookup while a main route lies inside a local prefix of another type. (The
 /// refusal of device-limited lookups beside a VRF device is not tested here: this
 /// kernel has no vrf driver.)
 #[test]
@@ -191,4 +192,41 @@ fn forms_the_mirror_cannot_answer_are_refused() {
     assert!(refused(nft("fib daddr . iif oif lo drop")));
     let ok = nft("meta nfproto ipv4 fib daddr . iif type local drop");
     assert!(ok.success(), "{}", ok.stderr);
+    // A main route inside a local prefix of another type: the local table's answer
+    // depends on whether the tables still share their trie.
+    ip(&ns, &["link", "set", "lo", "up"]);
+    ip(&ns, &["route", "add", "10.9.0.0/24", "dev", "lo"]);
+    ip(
+        &ns,
+        &[
+            "route",
+            "add",
+            "local",
+            "10.0.0.0/8",
+            "dev",
+            "lo",
+            "table",
+            "local",
+        ],
+    );
+    // The data plane reads the tables again after the route events.
+    std::thread::sleep(Duration::from_millis(500));
+    let ipt = |args: &[&str]| run_client(&ns, shim, "iptables-nft", args, None);
+    let rule = [
+        "-A",
+        "INPUT",
+        "-m",
+        "addrtype",
+        "--dst-type",
+        "LOCAL",
+        "-j",
+        "DROP",
+    ];
+    assert!(run_client(&ns, shim, "nft", &["flush", "ruleset"], None).success());
+    let out = ipt(&rule);
+    assert!(refused(out.clone()), "{}", out.stderr);
+    ip(&ns, &["route", "del", "10.9.0.0/24", "dev", "lo"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let out = ipt(&rule);
+    assert!(out.success(), "{}", out.stderr);
 }
