@@ -3,7 +3,10 @@
 //! lookups (xt_addrtype, nft_fib `type`; bpf/lib/addrtype.h) read. The worker syncs it
 //! before every switch to programs, and so after every route, address or link event
 //! that changed the table (the rebuild that follows such an event switches).
-//! Packets between the kernel's change and this write see the previous table.
+//! Packets between the kernel's change and this write see the previous table; so do
+//! those that pinned links run while no nftshimd runs (until the next worker's first
+//! switch). When the table comes to hold what the mirror cannot follow (see
+//! `check_addrtype`), the rebuild is refused and the map keeps the previous table.
 
 use std::collections::BTreeMap;
 use std::path::Path;
