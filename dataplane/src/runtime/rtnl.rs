@@ -331,11 +331,14 @@ pub fn read_facts() -> io::Result<Facts> {
 
 /// The IPv4 local table's routes by prefix, in the dump's order (each prefix's routes
 /// in fib_table_lookup()'s order), for the address type mirror.
+/// A prefix: address, length.
+type Prefix = ([u8; 4], u8);
+
 #[derive(Default)]
 struct AddrTypeMirror {
-    prefixes: Vec<(([u8; 4], u8), Vec<Alias>)>,
+    prefixes: Vec<(Prefix, Vec<Alias>)>,
     /// The main table's routes likewise, each with whether it uses a nexthop object.
-    main: Vec<(([u8; 4], u8), Vec<(Alias, bool)>)>,
+    main: Vec<(Prefix, Vec<(Alias, bool)>)>,
     unsupported: Option<String>,
 }
 
@@ -686,7 +689,7 @@ mod tests {
     /// where the main routes answer what the local ones around them do.
     #[test]
     fn main_routes_that_would_change_the_answer_are_caught() {
-        let mirror = |local: Vec<(([u8; 4], u8), Vec<Alias>)>, main| AddrTypeMirror {
+        let mirror = |local: Vec<(Prefix, Vec<Alias>)>, main| AddrTypeMirror {
             prefixes: local,
             main,
             unsupported: None,
