@@ -31,6 +31,7 @@
 //! verdict cache beyond the conntrack fast path; attaching to interfaces and atomic
 //! replacement on ruleset change (the `dataplane` crate's job).
 
+pub mod addrtype;
 pub mod conntrack;
 pub mod fields;
 pub mod image;

@@ -497,6 +497,33 @@ pub enum Insn {
         invert: bool,
         dest: bool,
     },
+    /// The type of the IPv4 address at `sreg` (4 bytes, network order) in the local
+    /// routing table, as inet_dev_addr_type() with the device `dev` answers it
+    /// ([`crate::addrtype`], [`Headers::addrtype`]): with `Test`, holds when `mask`
+    /// has its bit (`1 << RTN_*`), `!= invert` (xt_addrtype's match_type()); with
+    /// `Store`, the type goes to `dreg` as a host-order u32 (nft_fib's `type`).
+    AddrType {
+        sreg: u8,
+        dev: AddrDev,
+        out: AddrTypeOut,
+    },
+}
+
+/// Which device an address type lookup checks the route against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AddrDev {
+    None,
+    /// The packet's input device.
+    In,
+    /// Its output device.
+    Out,
+}
+
+/// What an address type lookup does with the type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AddrTypeOut {
+    Test { mask: u16, invert: bool },
+    Store { dreg: u8 },
 }
 
 /// What running a residual program on a packet gives.
@@ -550,6 +577,11 @@ pub struct Headers {
     /// The rates of the namespace's estimators by name (NUL-padded), as the BPF
     /// program finds them in `rateest_rates`; a name not here reads 0.
     pub rateest: Vec<([u8; 16], crate::rateest::Sample)>,
+    /// The mirror of the local routing table the BPF program finds in `addrtype_v4`.
+    pub addrtype: Vec<crate::addrtype::Route>,
+    /// The packet's input and output devices (0: none), for [`Insn::AddrType`].
+    pub iif: u32,
+    pub oif: u32,
 }
 
 /// The packet at a netdev hook (nft_do_chain_netdev).
@@ -620,6 +652,10 @@ pub fn netdev_view(nf: &NetdevFrame, mark: u32) -> (Headers, MetaValues) {
         // Link-layer loads still read the frame.
         netdev: Some(nf.clone()),
         rateest: Vec::new(),
+        // Not asked at netdev hooks (nft_fib and xt_addrtype are IP-family only).
+        addrtype: Vec::new(),
+        iif: 0,
+        oif: 0,
     };
     let mut m = MetaValues {
         len: frame.len().saturating_sub(data) as u32,
@@ -922,6 +958,13 @@ impl ResidualProgram {
                 Insn::XtRateest {
                     sreg, flags, mode, ..
                 } => within(*sreg, 16) && *flags <= 0xff && *mode <= 0xff,
+                Insn::AddrType { sreg, out, .. } => {
+                    within(*sreg, 4)
+                        && match out {
+                            AddrTypeOut::Store { dreg } => within(*dreg, 4),
+                            AddrTypeOut::Test { .. } => true,
+                        }
+                }
             };
             if !ok {
                 return Err(format!("operation out of bounds: {insn:?}"));
@@ -1247,6 +1290,23 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
         Insn::HalvesEq { sreg, len, negated } => {
             let (s, n) = (*sreg as usize, *len as usize);
             (regs[s..s + n] == regs[s + n..s + 2 * n]) != *negated
+        }
+        Insn::AddrType { sreg, dev, out } => {
+            let at = *sreg as usize;
+            let addr: [u8; 4] = regs[at..at + 4].try_into().unwrap_or_default();
+            let dev = match dev {
+                AddrDev::None => 0,
+                AddrDev::In => h.iif,
+                AddrDev::Out => h.oif,
+            };
+            let t = crate::addrtype::addr_type(&h.addrtype, dev, addr);
+            match out {
+                AddrTypeOut::Test { mask, invert } => (t < 16 && mask & (1 << t) != 0) != *invert,
+                AddrTypeOut::Store { dreg } => {
+                    store(regs, *dreg, &(t as u32).to_ne_bytes());
+                    true
+                }
+            }
         }
         Insn::XtRateest {
             sreg,

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::ir::StateId;
 
 /// The maps shared through the pin directory, by their names in the object.
-pub const SHARED_MAPS: [&str; 8] = [
+pub const SHARED_MAPS: [&str; 9] = [
     "ct_table",
     "ct_frags",
     "ct_acct",
@@ -25,6 +25,7 @@ pub const SHARED_MAPS: [&str; 8] = [
     "quotas",
     "rateest_rates",
     "recent_lists",
+    "addrtype_v4",
 ];
 
 /// Slots of the shared limit and quota arrays (their `max_entries`).

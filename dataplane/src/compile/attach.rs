@@ -35,6 +35,7 @@ use super::bridge::{port_classes, ports_of, PortClasses};
 use super::rule::family_guard;
 use super::{refuse, rules_use_ct, Facts, Family, Hook, HookChain, Program, SymMatch, SymRule};
 use nftshim_ebpf::ir::bridge_classes;
+use nftshim_ebpf::residual::{AddrDev, Insn};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Direction {
@@ -397,6 +398,7 @@ pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneEr
         c.family == Family::Bridge
             && matches!(c.hook, Hook::Forward | Hook::Output | Hook::Postrouting)
     });
+    check_addrtype(program, facts)?;
     check_br_netfilter(program, facts)?;
     let mut plan = Plan::default();
     // A program of 10,000 rules is flattened once, not once per interface.
@@ -460,6 +462,54 @@ pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneEr
 /// ingress come before it, which the kernel's are only below priority 0 (at 0 they
 /// were registered after it). Known: the sysctl is read when links or addresses
 /// change, not when it changes.
+/// IPv4 address type lookups (xt_addrtype, nft_fib `type`) read the mirror of the
+/// local routing table: refused when the table holds what the mirror does not
+/// follow, or, for lookups with a device, when some device has an l3mdev (VRF)
+/// table, which inet_dev_addr_type() consults instead of the local one.
+fn check_addrtype(program: &Program, facts: &Facts) -> Result<(), DataplaneError> {
+    let lookups: Vec<&Insn> = program
+        .chains
+        .iter()
+        .flat_map(|c| c.rules.iter())
+        .chain(program.regular.values().flat_map(|c| c.rules.iter()))
+        .flat_map(|r| r.matches.iter())
+        .filter_map(|m| match m {
+            SymMatch::Ir(Match {
+                test: Test::Residual(p),
+                ..
+            }) => Some(p.insns.iter()),
+            _ => None,
+        })
+        .flatten()
+        .filter(|i| matches!(i, Insn::AddrType { .. }))
+        .collect();
+    if lookups.is_empty() {
+        return Ok(());
+    }
+    if let Some(why) = &facts.addrtype_v4_unsupported {
+        return Err(refuse(format!(
+            "IPv4 address types (xt addrtype, fib type): {why}"
+        )));
+    }
+    let with_dev = lookups.iter().any(|i| {
+        matches!(
+            i,
+            Insn::AddrType {
+                dev: AddrDev::In | AddrDev::Out,
+                ..
+            }
+        )
+    });
+    if with_dev && !facts.l3mdev.is_empty() {
+        return Err(refuse(
+            "IPv4 address types of a device's table (xt addrtype --limit-iface-in/out, \
+             fib . iif/oif type) are not supported by the eBPF data plane in a namespace \
+             with VRF devices (l3mdev tables)",
+        ));
+    }
+    Ok(())
+}
+
 fn check_br_netfilter(program: &Program, facts: &Facts) -> Result<(), DataplaneError> {
     const NF_BR_PRI_BRNF: i32 = 0;
     if !facts.br_netfilter {

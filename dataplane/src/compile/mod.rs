@@ -16,6 +16,7 @@ pub mod attach;
 pub mod bridge;
 mod ct;
 pub mod kernel_ct;
+mod fib;
 pub mod maps;
 pub mod reject;
 mod residual;
@@ -335,6 +336,14 @@ pub struct Facts {
     /// br_netfilter passes bridged IPv4 or IPv6 frames through the IP hooks
     /// (`net.bridge.bridge-nf-call-iptables` or `-ip6tables` is 1).
     pub br_netfilter: bool,
+    /// The IPv4 local routing table as address type lookups see it (see
+    /// nftshim_ebpf::addrtype).
+    pub addrtype_v4: Vec<nftshim_ebpf::addrtype::Route>,
+    /// Why the table cannot be mirrored, if it cannot.
+    pub addrtype_v4_unsupported: Option<String>,
+    /// Links with an l3mdev routing table (VRF devices and their ports), where
+    /// inet_dev_addr_type() looks up another table than the local one.
+    pub l3mdev: std::collections::BTreeSet<u32>,
 }
 
 /// Reads every base chain of the ruleset into a [`Program`], or refuses the ruleset.

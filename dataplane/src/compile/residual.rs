@@ -5,7 +5,7 @@
 //! reads are dropped: the indexed predicates they fed already fail on packets without
 //! the field, as the load would have.
 
-use nftshim_ebpf::residual::{Insn, ResidualProgram, REGS_LEN};
+use nftshim_ebpf::residual::{AddrTypeOut, Insn, ResidualProgram, REGS_LEN};
 
 #[derive(Clone, Debug, Default)]
 pub struct Trace {
@@ -69,7 +69,12 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         Insn::XtSrhSegment { dreg, .. } => Some((*dreg, 16)),
         Insn::XtIpv6HeaderTypes { dreg } => Some((*dreg, 4)),
         Insn::SockUgid { dreg, .. } => Some((*dreg, 4)),
-        Insn::Cmp { .. }
+        Insn::AddrType {
+            out: AddrTypeOut::Store { dreg },
+            ..
+        } => Some((*dreg, 4)),
+        Insn::AddrType { .. }
+        | Insn::Cmp { .. }
         | Insn::Range { .. }
         | Insn::Lookup { .. }
         | Insn::LookupEither { .. }
@@ -129,6 +134,7 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         Insn::XtDropUnless { sreg, data } => Some((*sreg, data.len())),
         Insn::HalvesEq { sreg, len, .. } => Some((*sreg, 2 * *len as usize)),
         Insn::XtRateest { sreg, .. } => Some((*sreg, 16)),
+        Insn::AddrType { sreg, .. } => Some((*sreg, 4)),
         Insn::Bitwise { sreg, len, .. } => Some((*sreg, round(*len as usize))),
         Insn::Shift { sreg, .. } => Some((*sreg, 4)),
         Insn::Byteorder { sreg, len, .. } => Some((*sreg, *len as usize)),

@@ -610,6 +610,29 @@ impl RuleState<'_, '_> {
                     },
                 );
             }
+            TypedExpr::Fib(f) => {
+                if self.statements {
+                    return Err("expression fib after a statement is not supported".into());
+                }
+                let dreg = reg_offset(f.dreg(), "fib")?;
+                let res_dreg = res_reg(dreg).ok_or("fib: invalid register")?;
+                let (sreg, dev) =
+                    super::fib::addr_type(self.ctx.family, self.ctx.hook, self.families, f)?;
+                // The address into the result register, then its type over it.
+                self.trace
+                    .load(dreg, 4, payload_insn(ResBase::Network, sreg, 4, dreg));
+                self.trace.transform(
+                    dreg,
+                    dreg,
+                    4,
+                    Some(Insn::AddrType {
+                        sreg: res_dreg,
+                        dev,
+                        out: residual::AddrTypeOut::Store { dreg: res_dreg },
+                    }),
+                );
+                self.forget(dreg, 4);
+            }
             TypedExpr::Limit(l) => {
                 let flags = l.flags().unwrap_or(0);
                 if flags & !NFT_LIMIT_F_INV != 0 {

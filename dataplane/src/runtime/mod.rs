@@ -14,6 +14,7 @@
 //! interface of a namespace only a file descriptor elsewhere keeps alive: an
 //! unenforced interface. Enforcement wins.
 
+pub mod addrtype;
 pub mod links;
 pub mod logline;
 pub mod netns;

@@ -8,6 +8,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_proto::attr::parse_attrs_lenient;
 
+use nftshim_ebpf::addrtype::{resolve, Alias, Nexthop, Route};
+
 use crate::compile::bridge::{BridgeDevice, BridgePort};
 use crate::compile::Facts;
 
@@ -40,15 +42,23 @@ const ETH_P_8021AD: u16 = 0x88a8;
 const ARPHRD_ETHER: u16 = 1;
 const IFF_NOARP: u32 = 0x80;
 const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_MULTIPATH: u16 = 9;
+const RTA_NH_ID: u16 = 30;
+const RTNH_F_DEAD: u32 = 1;
+const RTNH_F_LINKDOWN: u32 = 16;
 const RTA_TABLE: u16 = 15;
 const RT_TABLE_LOCAL: u32 = 255;
+const RT_TABLE_MAIN: u32 = 254;
+const RTN_UNICAST_TYPE: u8 = 1;
 const RTN_LOCAL: u8 = 2;
 const RTN_BROADCAST: u8 = 3;
 const RTN_ANYCAST: u8 = 4;
 const RTN_MULTICAST: u8 = 5;
 /// RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR |
-/// RTMGRP_IPV6_ROUTE.
-const EVENT_GROUPS: u32 = 0x1 | 0x10 | 0x40 | 0x100 | 0x400;
+/// RTMGRP_IPV6_ROUTE, and RTNLGRP_IPV4_NETCONF (24), which announces changes of
+/// `ignore_routes_with_linkdown` (the address types of the local table depend on it).
+const EVENT_GROUPS: u32 = 0x1 | 0x10 | 0x40 | 0x100 | 0x400 | 1 << 23;
 
 /// A NETLINK_ROUTE socket of the calling thread's namespace.
 pub struct RtnlSocket {
@@ -224,6 +234,16 @@ pub fn read_facts() -> io::Result<Facts> {
         std::fs::read_to_string(format!("/proc/sys/net/bridge/bridge-nf-call-{t}"))
             .is_ok_and(|v| v.trim() == "1")
     });
+    let vrfs: std::collections::BTreeSet<u32> = links
+        .iter()
+        .filter(|l| l.kind.as_deref() == Some("vrf"))
+        .map(|l| l.index)
+        .collect();
+    facts.l3mdev = links
+        .iter()
+        .filter(|l| vrfs.contains(&l.index) || l.master.is_some_and(|m| vrfs.contains(&m)))
+        .map(|l| l.index)
+        .collect();
     for l in &links {
         if let Some(b) = &l.bridge {
             facts.bridges.insert(l.index, b.clone());
@@ -244,12 +264,16 @@ pub fn read_facts() -> io::Result<Facts> {
         }
     }
 
+    let mut mirror = AddrTypeMirror::default();
     for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
         let mut rtmsg = [0u8; 12];
         rtmsg[0] = family;
         for (t, body) in sock.dump(RTM_GETROUTE, &rtmsg)? {
             if t != RTM_NEWROUTE || body.len() < 12 {
                 continue;
+            }
+            if family == libc::AF_INET as u8 {
+                mirror.add(&body, &facts.links);
             }
             let dst_len = body[1];
             let mut table = body[4] as u32;
@@ -297,11 +321,201 @@ pub fn read_facts() -> io::Result<Facts> {
         .push("255.255.255.255/32".parse().expect("literal"));
     facts.local_v4.push("224.0.0.0/4".parse().expect("literal"));
     facts.local_v6.push("ff00::/8".parse().expect("literal"));
+    (facts.addrtype_v4, facts.addrtype_v4_unsupported) = mirror.finish();
     facts.local_v4.sort();
     facts.local_v4.dedup();
     facts.local_v6.sort();
     facts.local_v6.dedup();
     Ok(facts)
+}
+
+/// The IPv4 local table's routes by prefix, in the dump's order (each prefix's routes
+/// in fib_table_lookup()'s order), for the address type mirror.
+/// A prefix: address, length.
+type Prefix = ([u8; 4], u8);
+
+#[derive(Default)]
+struct AddrTypeMirror {
+    prefixes: Vec<(Prefix, Vec<Alias>)>,
+    /// The main table's routes likewise, each with whether it uses a nexthop object.
+    main: Vec<(Prefix, Vec<(Alias, bool)>)>,
+    unsupported: Option<String>,
+}
+
+impl AddrTypeMirror {
+    /// Takes one IPv4 RTM_NEWROUTE body of the dump (routes of other tables are
+    /// ignored).
+    fn add(&mut self, body: &[u8], links: &std::collections::BTreeMap<u32, String>) {
+        let (dst_len, tos, rtype) = (body[1], body[3], body[7]);
+        let rtm_flags = u32::from_ne_bytes([body[8], body[9], body[10], body[11]]);
+        let (attrs, _) = parse_attrs_lenient(&body[12..]);
+        let table = uint(&attrs, RTA_TABLE, 4).unwrap_or(body[4] as u32);
+        if table != RT_TABLE_LOCAL && table != RT_TABLE_MAIN {
+            return;
+        }
+        let nh_object = attrs.iter().any(|a| a.id() == RTA_NH_ID);
+        if nh_object && table == RT_TABLE_LOCAL {
+            self.unsupported = Some(
+                "a route of the local routing table uses a nexthop object, which the \
+                 address type mirror does not follow"
+                    .into(),
+            );
+            return;
+        }
+        let dst = match attrs.iter().find(|a| a.id() == RTA_DST) {
+            Some(a) if a.value.len() == 4 => [a.value[0], a.value[1], a.value[2], a.value[3]],
+            Some(_) => return,
+            None => [0; 4],
+        };
+        // fib_lookup_good_nhc(): a dead nexthop is skipped, a link-down one where its
+        // device ignores routes with link down.
+        let good = |oif: u32, flags: u32| {
+            flags & RTNH_F_DEAD == 0
+                && (flags & RTNH_F_LINKDOWN == 0 || !ignores_linkdown(links.get(&oif)))
+        };
+        let mut nexthops = Vec::new();
+        if let Some(mp) = attrs.iter().find(|a| a.id() == RTA_MULTIPATH) {
+            // struct rtnexthop: len u16, flags u8, hops u8, ifindex i32; then attributes.
+            let mut v = &mp.value[..];
+            while v.len() >= 8 {
+                let len = u16::from_ne_bytes([v[0], v[1]]) as usize;
+                let flags = v[2] as u32;
+                let oif = u32::from_ne_bytes([v[4], v[5], v[6], v[7]]);
+                nexthops.push(Nexthop {
+                    oif,
+                    good: good(oif, flags),
+                });
+                let step = (len.max(8) + 3) & !3;
+                v = &v[step.min(v.len())..];
+            }
+        } else if let Some(oif) = uint(&attrs, RTA_OIF, 4) {
+            nexthops.push(Nexthop {
+                oif,
+                good: good(oif, rtm_flags),
+            });
+        }
+        let alias = Alias {
+            tos,
+            rtype,
+            dead: rtm_flags & RTNH_F_DEAD != 0
+                && (nexthops.len() <= 1 || nexthops.iter().all(|n| !n.good)),
+            nexthops,
+        };
+        let key = (dst, dst_len);
+        if table == RT_TABLE_MAIN {
+            match self.main.iter_mut().rev().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push((alias, nh_object)),
+                None => self.main.push((key, vec![(alias, nh_object)])),
+            }
+            return;
+        }
+        match self.prefixes.iter_mut().rev().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(alias),
+            None => self.prefixes.push((key, vec![alias])),
+        }
+    }
+
+    /// Why the main table may change what a lookup in the local table answers, if it
+    /// may. Until a policy rule is first added or deleted (fib_unmerge()), the local
+    /// and main tables share one trie, and fib_table_lookup() in the local table also
+    /// meets the main table's routes (after the local ones of the same prefix); from
+    /// then on it meets only the local ones. Which of the two holds cannot be read
+    /// back, so the mirror (the local routes alone) is taken only where both answer
+    /// alike: wherever a main route would answer, it must answer what the local
+    /// routes around it do.
+    fn main_conflict(&self, local: &[Route]) -> Option<String> {
+        let norm = |(t, oif): (u8, u32)| (t, if t == RTN_UNICAST_TYPE { 0 } else { oif });
+        for ((addr, len), aliases) in &self.main {
+            if local.iter().any(|r| r.addr == *addr && r.len == *len) {
+                // The local routes of this prefix answer first.
+                continue;
+            }
+            let covering = local
+                .iter()
+                .filter(|r| r.len < *len && covers(r, *addr))
+                .max_by_key(|r| r.len)
+                .map(|r| (r.rtype, r.oif));
+            let local_answer = norm(covering.unwrap_or((RTN_UNICAST_TYPE, 0)));
+            let conflict = || {
+                Some(format!(
+                    "the main routing table's route to {}.{}.{}.{}/{len} may change the \
+                     local table's answers (local and main share one trie until a \
+                     policy rule is added), which the address type mirror does not follow",
+                    addr[0], addr[1], addr[2], addr[3]
+                ))
+            };
+            // A nexthop object's route: whether it is taken depends on state the
+            // mirror does not read; harmless only where no local route is around.
+            if aliases.iter().any(|(a, nh)| *nh && a.tos == 0) && covering.is_some() {
+                return conflict();
+            }
+            let plain: Vec<Alias> = aliases
+                .iter()
+                .filter(|(_, nh)| !nh)
+                .map(|(a, _)| a.clone())
+                .collect();
+            let mut nh_types = aliases.iter().filter(|(a, nh)| *nh && a.tos == 0);
+            if nh_types.any(|(a, _)| !matches!(a.rtype, RTN_UNICAST_TYPE | 6..=9)) {
+                return conflict();
+            }
+            if let Some(answer) = resolve(&plain) {
+                if norm(answer) != local_answer {
+                    return conflict();
+                }
+            }
+        }
+        None
+    }
+
+    fn finish(self) -> (Vec<Route>, Option<String>) {
+        let mut routes: Vec<Route> = self
+            .prefixes
+            .iter()
+            .filter_map(|((addr, len), aliases)| {
+                let (rtype, oif) = resolve(aliases)?;
+                Some(Route {
+                    addr: *addr,
+                    len: *len,
+                    rtype,
+                    oif,
+                })
+            })
+            .collect();
+        routes.sort();
+        let mut unsupported = self.unsupported.clone();
+        if unsupported.is_none() {
+            unsupported = self.main_conflict(&routes);
+        }
+        if routes.len() > nftshim_ebpf::addrtype::MAX_ENTRIES {
+            unsupported = Some(format!(
+                "more than {} prefixes in the local routing table are not supported by \
+                 the address type mirror",
+                nftshim_ebpf::addrtype::MAX_ENTRIES
+            ));
+        }
+        (routes, unsupported)
+    }
+}
+
+/// Whether `r`'s prefix holds `addr`.
+fn covers(r: &Route, addr: [u8; 4]) -> bool {
+    let mask = if r.len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - r.len.min(32) as u32)
+    };
+    u32::from_be_bytes(addr) & mask == u32::from_be_bytes(r.addr) & mask
+}
+
+/// `ignore_routes_with_linkdown` of a device (ip_ignore_linkdown()), read in the
+/// calling thread's namespace.
+fn ignores_linkdown(name: Option<&String>) -> bool {
+    name.is_some_and(|n| {
+        std::fs::read_to_string(format!(
+            "/proc/sys/net/ipv4/conf/{n}/ignore_routes_with_linkdown"
+        ))
+        .is_ok_and(|v| v.trim() != "0")
+    })
 }
 
 /// What decides whether a link's frames reach the ARP hooks as its own.
@@ -459,5 +673,57 @@ mod tests {
             assert!(f.local_v4.iter().any(|n| n.to_string() == "127.0.0.1/32"));
         }
         assert!(f.local_v4.iter().any(|n| n.to_string() == "224.0.0.0/4"));
+    }
+
+    fn alias(rtype: u8, oif: u32) -> Alias {
+        Alias {
+            tos: 0,
+            rtype,
+            dead: false,
+            nexthops: vec![Nexthop { oif, good: true }],
+        }
+    }
+
+    /// A main route inside a local prefix of another type would answer otherwise
+    /// while the tables share their trie: the mirror is refused then, and taken
+    /// where the main routes answer what the local ones around them do.
+    #[test]
+    fn main_routes_that_would_change_the_answer_are_caught() {
+        let mirror = |local: Vec<(Prefix, Vec<Alias>)>, main| AddrTypeMirror {
+            prefixes: local,
+            main,
+            unsupported: None,
+        };
+        let local = || vec![(([10, 0, 0, 0], 8), vec![alias(2, 1)])];
+        let (routes, why) = mirror(local(), vec![]).finish();
+        assert_eq!(routes.len(), 1);
+        assert_eq!(why, None);
+        // A connected route inside the local /8: UNICAST against LOCAL.
+        let (_, why) = mirror(
+            local(),
+            vec![(([10, 9, 0, 0], 24), vec![(alias(1, 3), false)])],
+        )
+        .finish();
+        assert!(why.is_some());
+        // Outside it, or of the same type and device: no difference.
+        let (_, why) = mirror(
+            local(),
+            vec![(([11, 0, 0, 0], 8), vec![(alias(1, 3), false)])],
+        )
+        .finish();
+        assert_eq!(why, None);
+        let (_, why) = mirror(
+            local(),
+            vec![(([10, 9, 0, 0], 24), vec![(alias(2, 1), false)])],
+        )
+        .finish();
+        assert_eq!(why, None);
+        // A nexthop object's route inside a local prefix.
+        let (_, why) = mirror(
+            local(),
+            vec![(([10, 9, 0, 0], 24), vec![(alias(1, 0), true)])],
+        )
+        .finish();
+        assert!(why.is_some());
     }
 }

@@ -970,6 +970,20 @@ impl State {
     /// Moves every link to the new generation's program, attaches new ones, detaches
     /// the ones the new generation does not have, then drops the old programs.
     fn switch(&mut self, mut next: Generation) {
+        // The table the new generation was built for, before its programs run.
+        if let Some(pin) = self
+            .shared
+            .as_ref()
+            .map(|s| s.pin_path(nftshim_ebpf::addrtype::MAP))
+        {
+            match super::addrtype::sync(&pin, &next.facts.addrtype_v4) {
+                Ok(n) => self.map_writes += n,
+                Err(e) => {
+                    self.errors += 1;
+                    tracing::error!(netns_cookie = self.key.cookie, error = %e, "cannot write the local routing table's mirror");
+                }
+            }
+        }
         let pin = self.shared.as_ref().map(|s| s.pin_path(RATES_MAP));
         self.estimators
             .adopt(&next.program, Instant::now(), pin.as_deref());

@@ -67,6 +67,8 @@ enum ns_action {
 				      * credentials (lib/sockcred.h, xt_owner.h) */
 #define NS_F_RECENT (1u << 17)	     /* some residual program uses xt_recent's lists
 				      * (lib/xt_recent.h) */
+#define NS_F_ADDRTYPE_RT (1u << 20) /* some residual program asks an IPv4 address's type
+				      * of the local routing table (lib/addrtype.h) */
 #define NS_F_TCPOPTSTRIP (1u << 13)  /* some rule strips TCP options (lib/tcpoptstrip.h);
 				      * off, its walk and its drop leave the verifier's paths */
 #define NS_F_HMARK (1u << 18)        /* some rule has an xt_HMARK statement (lib/hmark.h) */

@@ -62,6 +62,8 @@ enum ns_res_op {
 				 * seconds; count: hit_count; len: invert */
 	/* 85..89: xt_rateest (rateest.h). */
 	NS_RES_XT_RATEEST = 85, /* data, data2: names; flags, arg: flags, mode; sreg */
+	/* 135..139: IPv4 address types from the local routing table (addrtype.h). */
+	NS_RES_XT_ADDRTYPE = 135, /* sreg: address; flags; data: mask, or dreg */
 	/* 60..69: xtables payload matches (xt_multiport, ...). */
 	NS_RES_LOOKUP_EITHER = 60, /* as NS_RES_LOOKUP, of the key at sreg or at dreg */
 	NS_RES_XT_STRING = 61,	   /* xt_string.h */
@@ -178,6 +180,7 @@ struct ns_res_state {
 	__u8 vlan_present;
 	__u8 pkt_type; /* skb->pkt_type (TC; 0 at XDP) */
 	__u32 iif; /* the packet's input device (0: locally generated, answers too) */
+	__u32 oif; /* its output device (0: none, at TC ingress) */
 	/* What xt_socket.h reads: the transport protocol and header past an IPv6 AH
 	 * header (ipv6_find_hdr() without IP6_FH_F_AUTH); th 0: none. */
 	__u8 xp_l4proto;
@@ -522,6 +525,7 @@ static __attribute__((noinline)) int ns_res_sctp_chunk(struct ns_res_state *rs, 
 #include "connlimit.h"
 #include "rateest.h"
 #include "xt_recent.h"
+#include "addrtype.h"
 #include "xt_string.h"
 
 /* Link-layer bytes [off, off + len) into dreg as nft_payload_eval reads them (the
@@ -755,6 +759,10 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 		if (!NS_FEATURE(NS_F_XT_LATE_OPS))
 			return -1;
 		return ns_res_xt_rateest(rs, in);
+	case NS_RES_XT_ADDRTYPE:
+		if (!NS_FEATURE(NS_F_ADDRTYPE_RT))
+			return -1;
+		return ns_res_xt_addrtype(rs, in);
 	case NS_RES_XT_STRING:
 		return ns_res_xt_string(rs, in, hk);
 	case NS_RES_XT_RECENT:
@@ -905,6 +913,7 @@ NS_INLINE int ns_residual_holds(__u32 first, __u32 count, const struct pkt_ctx *
 		       : p->arp		     ? ETH_P_ARP
 					     : 0;
 	rs->iif = p->iif;
+	rs->oif = p->oif;
 	rs->l4proto = p->l4proto;
 	rs->has_l4proto = (p->flags & PKT_F_L4PROTO) != 0;
 	rs->ipv6 = p->l3 == NS_L3_IPV6;

@@ -8,7 +8,9 @@ use super::{sets, BuildError};
 use crate::ir::{
     Limit, Nth, PayloadWrite, Quota, Reject, Rule, SetField, StateId, Statement, Test, WriteBase,
 };
-use crate::residual::{self, CmpOp, Insn, MetaKey, PayloadBase, ResidualProgram, SctpChunkMatch};
+use crate::residual::{
+    self, AddrDev, AddrTypeOut, CmpOp, Insn, MetaKey, PayloadBase, ResidualProgram, SctpChunkMatch,
+};
 
 /// Checks and statements per rule (`NS_MAX_CHECKS`, `NS_MAX_STMTS`).
 pub const MAX_CHECKS: usize = 4;
@@ -83,6 +85,7 @@ pub const RES_XT_IPV6_HEADER_TYPES: u8 = 105;
 /// 85..89: xt_rateest (bpf/lib/rateest.h).
 pub const RES_XT_RATEEST: u8 = 85;
 pub const RES_XT_RECENT: u8 = 120;
+pub const RES_XT_ADDRTYPE: u8 = 135;
 /// 50..54: connection-count matches (bpf/lib/connlimit.h).
 pub const RES_XT_CONNLIMIT_TUPLE: u8 = 50;
 /// Not an operation: the spec of a `payload set` statement (`struct ns_res_insn` read
@@ -878,6 +881,26 @@ impl Extras {
                     (b.flags, b.arg, b.len) =
                         (*check_set, if *dest { 2 } else { 1 }, *invert as u8);
                     (b.first, b.count) = (*seconds, *hit_count);
+                }
+                Insn::AddrType { sreg, dev, out } => {
+                    // NS_ADDRTYPE_* (bpf/lib/addrtype.h).
+                    b.op = RES_XT_ADDRTYPE;
+                    b.sreg = *sreg;
+                    b.flags = match dev {
+                        AddrDev::None => 0,
+                        AddrDev::In => 2,
+                        AddrDev::Out => 4,
+                    };
+                    match out {
+                        AddrTypeOut::Test { mask, invert } => {
+                            b.flags |= *invert as u8;
+                            b.data[..2].copy_from_slice(&mask.to_le_bytes());
+                        }
+                        AddrTypeOut::Store { dreg } => {
+                            b.flags |= 8;
+                            b.dreg = *dreg;
+                        }
+                    }
                 }
                 Insn::XtDccpOption { option, invert } => {
                     b.op = RES_XT_DCCP_OPTION;

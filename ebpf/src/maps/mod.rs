@@ -165,6 +165,7 @@ pub const FEATURE_SOCKCRED: u32 = 1 << 15;
 pub const FEATURE_HMARK: u32 = 1 << 18;
 /// Some residual program uses xt_recent's lists ([`crate::residual::Insn::XtRecent`]).
 pub const FEATURE_RECENT: u32 = 1 << 17;
+pub const FEATURE_ADDRTYPE_RT: u32 = 1 << 20;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].
@@ -501,6 +502,14 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         .any(|i| i.op == checks::RES_XT_RECENT)
     {
         features |= FEATURE_RECENT;
+    }
+    if layout
+        .extras
+        .residual_insns
+        .iter()
+                .any(|i| i.op == checks::RES_XT_ADDRTYPE)
+    {
+        features |= FEATURE_ADDRTYPE_RT;
     }
     let config = BpfConfig {
         dims: dims.dims,

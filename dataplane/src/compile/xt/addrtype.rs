@@ -7,22 +7,29 @@
 //! (UNICAST without one, or when that route is of a type whose lookup fails).
 //! fib_create_info() only creates routes that look up without an error when their type
 //! is UNICAST, LOCAL, BROADCAST, ANYCAST or MULTICAST, so the answer is always one of
-//! those five. A mask without any of them never matches: that is enforced. A mask with
-//! one of them needs the namespace's local routing table, which the data plane does
-//! not follow: refused.
+//! those five: a mask without any of them never matches, one with all of them always
+//! does. Other masks ask the runtime's mirror of the local table
+//! ([`nftshim_ebpf::addrtype`]; the `AddrType` residual operation), with the device
+//! of `--limit-iface-in/out` (revision 1) checked against the route's first nexthop
+//! as __inet_dev_addr_type() does. Refused where the mirror is not exact (see
+//! `check_addrtype` in compile/attach.rs: nexthop objects in the local table, VRF
+//! devices with a device limit). Between a change of the table and the runtime's
+//! rebuild after its rtnetlink event, packets see the previous table.
 //!
 //! IPv6 (`match_type6()`): the mask's MULTICAST, UNICAST and UNSPEC bits each require
 //! a class of ipv6_addr_type() (all of them, not one of them), which depends on the
 //! address alone: enforced. LOCAL, ANYCAST and UNREACHABLE need a route lookup:
 //! refused. (checkentry refuses the other types for IPv6.)
 //!
-//! `--limit-iface-in/out` only choose the device of the route lookups, so they change
-//! nothing in what is enforced here.
+//! For IPv6, `--limit-iface-in/out` only choose the device of the route lookups,
+//! which no enforced class depends on.
 
 use ipnet::Ipv6Net;
 use netlink_proto::xt::Blob;
 use nftshim_ebpf::ir::{Match, Test};
+use nftshim_ebpf::residual::{AddrDev, AddrTypeOut, Insn, PayloadBase};
 
+use super::super::residual::SCRATCH;
 use super::{Decompiled, XtCx};
 use crate::compile::Family;
 
@@ -54,6 +61,8 @@ const NAMES: [&str; 12] = [
 
 const XT_ADDRTYPE_INVERT_SOURCE: u32 = 0x1;
 const XT_ADDRTYPE_INVERT_DEST: u32 = 0x2;
+const XT_ADDRTYPE_LIMIT_IFACE_IN: u32 = 0x4;
+const XT_ADDRTYPE_LIMIT_IFACE_OUT: u32 = 0x8;
 
 /// `struct xt_addrtype_info` (revision 0, IPv4): source u16 @0, dest u16 @2,
 /// invert_source u32 @4, invert_dest u32 @8. `struct xt_addrtype_info_v1`: source,
@@ -70,7 +79,15 @@ pub fn addrtype(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, Stri
             flags & XT_ADDRTYPE_INVERT_DEST != 0,
         )
     };
+    // addrtype_mt_v1(): the input device wins (checkentry refuses both).
+    let dev = match rev {
+        0 => AddrDev::None,
+        _ if b.u32(4) & XT_ADDRTYPE_LIMIT_IFACE_IN != 0 => AddrDev::In,
+        _ if b.u32(4) & XT_ADDRTYPE_LIMIT_IFACE_OUT != 0 => AddrDev::Out,
+        _ => AddrDev::None,
+    };
     let mut matches = Vec::new();
+    let mut insns = Vec::new();
     for (mask, invert, is_source) in [(source, invert_source, true), (dest, invert_dest, false)] {
         // An empty mask is not tested at all (`if (info->source)`).
         if mask == 0 {
@@ -82,7 +99,7 @@ pub fn addrtype(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, Stri
             "--dst-type"
         };
         let holds = match cx.family {
-            Family::Ip if rev <= 1 => v4_type(mask, option)?,
+            Family::Ip if rev <= 1 => v4_type(mask, is_source, dev),
             Family::Ip6 if rev == 1 => v6_type(mask, option, is_source)?,
             _ => {
                 return Err(format!(
@@ -100,12 +117,22 @@ pub fn addrtype(cx: &XtCx<'_>, rev: u32, b: Blob<'_>) -> Result<Decompiled, Stri
                 test: m.test,
                 negated: m.negated != invert,
             }),
+            Class::Lookup(mut ops) => {
+                if let Some(Insn::AddrType {
+                    out: AddrTypeOut::Test { invert: i, .. },
+                    ..
+                }) = ops.last_mut()
+                {
+                    *i = invert;
+                }
+                insns.extend(ops);
+            }
         }
     }
-    Ok(if matches.is_empty() {
-        Decompiled::Always
-    } else {
-        Decompiled::Matches(matches)
+    Ok(match (matches.is_empty(), insns.is_empty()) {
+        (true, true) => Decompiled::Always,
+        (false, true) => Decompiled::Matches(matches),
+        _ => Decompiled::Residual(matches, insns),
     })
 }
 
@@ -114,6 +141,8 @@ enum Class {
     Never,
     Always,
     Test(Match),
+    /// Residual operations: the address's load, then its type's test (not inverted).
+    Lookup(Vec<Insn>),
 }
 
 fn names(mask: u16) -> String {
@@ -126,15 +155,29 @@ fn names(mask: u16) -> String {
         .join(",")
 }
 
-fn v4_type(mask: u16, option: &str) -> Result<Class, String> {
+fn v4_type(mask: u16, is_source: bool, dev: AddrDev) -> Class {
     if mask & V4_POSSIBLE == 0 {
-        return Ok(Class::Never);
+        return Class::Never;
     }
-    Err(format!(
-        "xt match addrtype {option} {} is not supported by the eBPF data plane (IPv4 \
-         address types come from the namespace's local routing table)",
-        names(mask & V4_POSSIBLE)
-    ))
+    if mask & V4_POSSIBLE == V4_POSSIBLE {
+        return Class::Always;
+    }
+    Class::Lookup(vec![
+        Insn::Payload {
+            base: PayloadBase::Network,
+            offset: if is_source { 12 } else { 16 },
+            len: 4,
+            dreg: SCRATCH,
+        },
+        Insn::AddrType {
+            sreg: SCRATCH,
+            dev,
+            out: AddrTypeOut::Test {
+                mask,
+                invert: false,
+            },
+        },
+    ])
 }
 
 fn net(s: &str) -> Ipv6Net {
@@ -145,7 +188,8 @@ fn v6_type(mask: u16, option: &str, is_source: bool) -> Result<Class, String> {
     if mask & (LOCAL | ANYCAST | UNREACHABLE) != 0 {
         return Err(format!(
             "xt match addrtype {option} {} is not supported by the eBPF data plane for \
-             IPv6 (it needs a route lookup)",
+             IPv6 (it needs a route lookup in the namespace's full routing tables, \
+             which the data plane does not mirror)",
             names(mask & (LOCAL | ANYCAST | UNREACHABLE))
         ));
     }
@@ -212,20 +256,53 @@ mod tests {
         assert_eq!(decompile(Family::Ip, 0, 0, 3), Ok(Decompiled::Always));
     }
 
+    fn lookup(is_source: bool, dev: AddrDev, mask: u16, invert: bool) -> Vec<Insn> {
+        vec![
+            Insn::Payload {
+                base: PayloadBase::Network,
+                offset: if is_source { 12 } else { 16 },
+                len: 4,
+                dreg: SCRATCH,
+            },
+            Insn::AddrType {
+                sreg: SCRATCH,
+                dev,
+                out: AddrTypeOut::Test { mask, invert },
+            },
+        ]
+    }
+
     #[test]
-    fn ipv4_routed_types_are_refused() {
-        for mask in [
-            UNICAST,
-            LOCAL,
-            BROADCAST,
-            ANYCAST,
-            MULTICAST,
-            UNSPEC | LOCAL,
-        ] {
-            let err = decompile(Family::Ip, mask, 0, 0).unwrap_err();
-            assert!(err.contains("addrtype --src-type"), "{err}");
-            assert!(decompile(Family::Ip, 0, mask, 2).is_err());
+    fn ipv4_routed_types_ask_the_local_table() {
+        for mask in [UNICAST, LOCAL, BROADCAST, UNSPEC | LOCAL, !LOCAL] {
+            assert_eq!(
+                decompile(Family::Ip, mask, 0, 0),
+                Ok(Decompiled::Residual(
+                    vec![],
+                    lookup(true, AddrDev::None, mask, false)
+                ))
+            );
         }
+        // Both addresses, inverted destination, the input device's routes.
+        let mut both = lookup(true, AddrDev::In, LOCAL, false);
+        both.extend(lookup(false, AddrDev::In, ANYCAST, true));
+        assert_eq!(
+            decompile(Family::Ip, LOCAL, ANYCAST, 2 | 4),
+            Ok(Decompiled::Residual(vec![], both))
+        );
+        assert_eq!(
+            decompile(Family::Ip, 0, MULTICAST, 8),
+            Ok(Decompiled::Residual(
+                vec![],
+                lookup(false, AddrDev::Out, MULTICAST, false)
+            ))
+        );
+        // Every possible type: always.
+        assert_eq!(
+            decompile(Family::Ip, V4_POSSIBLE, 0, 0),
+            Ok(Decompiled::Always)
+        );
+        assert_eq!(decompile(Family::Ip, 0, 0xffff, 2), Ok(Decompiled::Never));
     }
 
     #[test]

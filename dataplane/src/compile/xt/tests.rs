@@ -465,8 +465,9 @@ fn refused_matches() {
     let c = input();
     let e = m(&c, "limit", 0, Info::new(40)).unwrap_err();
     assert!(e.contains("limit"), "{e}");
-    // --src-type LOCAL needs the local routing table.
-    assert!(m(&c, "addrtype", 1, Info::new(8).u8(0, 4)).is_err());
+    // IPv6 --src-type LOCAL needs a route lookup in the full routing tables.
+    let c6 = cx(Family::Ip6, Hook::Input, None);
+    assert!(m(&c6, "addrtype", 1, Info::new(8).u8(0, 4)).is_err());
     // mac is enforced at input (mac_source_reads_the_received_mac_header), not here.
     let output = cx(Family::Ip, Hook::Output, None);
     assert!(m(&output, "mac", 0, Info::new(16)).is_err());
