@@ -322,6 +322,10 @@ pub struct Facts {
     /// br_netfilter passes bridged IPv4 or IPv6 frames through the IP hooks
     /// (`net.bridge.bridge-nf-call-iptables` or `-ip6tables` is 1).
     pub br_netfilter: bool,
+    /// Sysctls that shape the kernel's reject answers to forwarded packets and are
+    /// not at the value the eBPF answers assume: (name, value). See
+    /// [`reject::check_forward_answers`].
+    pub answer_sysctls: Vec<(String, String)>,
 }
 
 /// Reads every base chain of the ruleset into a [`Program`], or refuses the ruleset.

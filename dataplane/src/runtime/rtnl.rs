@@ -224,6 +224,7 @@ pub fn read_facts() -> io::Result<Facts> {
         std::fs::read_to_string(format!("/proc/sys/net/bridge/bridge-nf-call-{t}"))
             .is_ok_and(|v| v.trim() == "1")
     });
+    facts.answer_sysctls = answer_sysctls(facts.links.values());
     for l in &links {
         if let Some(b) = &l.bridge {
             facts.bridges.insert(l.index, b.clone());
@@ -460,4 +461,30 @@ mod tests {
         }
         assert!(f.local_v4.iter().any(|n| n.to_string() == "224.0.0.0/4"));
     }
+}
+
+/// The sysctls of the calling thread's namespace whose value changes the kernel's
+/// answers to forwarded packets from what the eBPF programs send (see
+/// `compile::reject::check_forward_answers`), with the value they have when it is not
+/// that default. Absent ones (no IPv6) are left out.
+fn answer_sysctls<'a>(links: impl Iterator<Item = &'a String>) -> Vec<(String, String)> {
+    // icmp_send() answers from an address of the input device; TTL and hop limit of
+    // the answers (ip4_dst_hoplimit, ip6_dst_hoplimit of the route's device); the
+    // answers' mark (IP4_REPLY_MARK / IP6_REPLY_MARK).
+    let mut want: Vec<(String, &str)> = vec![
+        ("ipv4/icmp_errors_use_inbound_ifaddr".into(), "0"),
+        ("ipv4/ip_default_ttl".into(), "64"),
+        ("ipv4/fwmark_reflect".into(), "0"),
+        ("ipv6/fwmark_reflect".into(), "0"),
+    ];
+    for name in links {
+        want.push((format!("ipv6/conf/{name}/hop_limit"), "64"));
+    }
+    want.into_iter()
+        .filter_map(|(key, default)| {
+            let value = std::fs::read_to_string(format!("/proc/sys/net/{key}")).ok()?;
+            let value = value.trim();
+            (value != default).then(|| (format!("net/{key}"), value.to_string()))
+        })
+        .collect()
 }

@@ -282,6 +282,92 @@ NS_INLINE int ns_route_answer(struct __sk_buff *skb, struct ns_reply *r, const s
 	return 1;
 }
 
+/* ns_route_fwd_answer()'s result: no answer, or the answer leaves by r->fib.ifindex
+ * with the MAC addresses in r->fib, or there through the neighbour subsystem. */
+#define NS_FWD_NONE 0
+#define NS_FWD_MACS 1
+#define NS_FWD_NEIGH 2
+
+/* At TC egress, for a packet a forward chain rejects (NS_F_FWD_REJECT): the route the
+ * kernel's answer takes back to the sender, and for an ICMP error its source address.
+ * - ICMP error: icmp_send()/icmp6_send() find no local destination on a forwarded
+ *   packet and route with no source (icmp_route_lookup, icmpv6_route_lookup); the
+ *   route gives it (fib_result_prefsrc; IPv6 the route's preferred source or
+ *   ipv6_dev_get_saddr() on its device), as BPF_FIB_LOOKUP_SRC does. The address
+ *   replaces p->daddr, from which the answer is built.
+ * - TCP reset: from the rejected segment's destination (nf_reject_iphdr_put,
+ *   nf_reject_ip6hdr_put), routed with that source (ip_route_me_harder,
+ *   ip6_route_output).
+ * The lookup is an input-side one on the device the packet came in on (forwarding is
+ * on there, which the helper requires; the kernel's is an output lookup from lo: they
+ * differ only by `ip rule iif`). `kind` is the rule's reject argument. */
+NS_INLINE int ns_route_fwd_answer(struct __sk_buff *skb, struct ns_reply *r, struct pkt_ctx *p,
+				  __u32 kind)
+{
+	int reset = (kind & 0xff) == NS_REJECT_TCP_RST;
+	/* What NS_PREPARE_REPLY checks on the destination, before it is replaced. */
+	if (!reset && !ns_unreach_allowed(p))
+		return NS_FWD_NONE;
+	struct bpf_fib_lookup *fib = &r->fib;
+	__builtin_memset(fib, 0, sizeof(*fib));
+	int v4 = p->l3 == NS_L3_IPV4;
+	if (v4) {
+		fib->family = 2; /* AF_INET */
+		fib->ipv4_dst = p->saddr[0];
+		__u8 tos = 0;
+		if (reset)
+			fib->ipv4_src = p->daddr[0];
+		else if (bpf_skb_load_bytes(skb, p->l3_off + 1, &tos, 1) == 0)
+			/* The answer's TOS (icmp_send routes by RT_TOS of it). */
+			fib->tos = (tos & 0x1e) | 0xc0;
+	} else {
+		fib->family = 10; /* AF_INET6 */
+		__builtin_memcpy(fib->ipv6_dst, p->saddr, 16);
+		if (reset)
+			__builtin_memcpy(fib->ipv6_src, p->daddr, 16);
+	}
+	fib->l4_protocol = reset ? 6 : v4 ? 1 : 58;
+	/* The answer's size for the helper's MTU check (not the rejected packet's). */
+	fib->tot_len = v4 ? 68 : 1280;
+	fib->ifindex = skb->ingress_ifindex;
+	long rc = bpf_fib_lookup(skb, fib, sizeof(*fib), reset ? 0 : BPF_FIB_LOOKUP_SRC);
+	int out;
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
+		out = NS_FWD_MACS;
+	else if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		out = NS_FWD_NEIGH;
+	else
+		return NS_FWD_NONE;
+	if (!reset) {
+		if (v4)
+			p->daddr[0] = fib->ipv4_src;
+		else
+			__builtin_memcpy(p->daddr, fib->ipv6_src, 16);
+		if (v4 ? !p->daddr[0] : !ns_v6_unicast(p->daddr))
+			return NS_FWD_NONE;
+	}
+	return out;
+}
+
+/* Sends an answer built by NS_PREPARE_REPLY for ns_route_fwd_answer()'s route. */
+NS_INLINE long ns_send_fwd_answer(struct __sk_buff *skb, struct ns_reply *r, int how)
+{
+	struct bpf_fib_lookup *fib = &r->fib;
+	if (how == NS_FWD_MACS)
+		return bpf_redirect(fib->ifindex, 0);
+	/* The next hop (the helper put the gateway, if any, in place of the
+	 * destination) has no neighbour entry yet: the kernel's answer would wait for
+	 * it, as bpf_redirect_neigh() does. */
+	struct bpf_redir_neigh nh;
+	__builtin_memset(&nh, 0, sizeof(nh));
+	nh.nh_family = fib->family;
+	if (fib->family == 2)
+		nh.ipv4_nh = fib->ipv4_dst;
+	else
+		__builtin_memcpy(nh.ipv6_nh, fib->ipv6_dst, 16);
+	return bpf_redirect_neigh(fib->ifindex, &nh, sizeof(nh), 0);
+}
+
 /* skb->tc_index of an answer redirected from TC ingress to egress (NS_F_MARK_ANSWERS):
  * the egress program sees it as the kernel's answer, sent by ip_local_out as a
  * locally generated packet (output, not forward; no input device), and clears it. No
