@@ -355,17 +355,12 @@ NS_INLINE long ns_send_fwd_answer(struct __sk_buff *skb, struct ns_reply *r, int
 	struct bpf_fib_lookup *fib = &r->fib;
 	if (how == NS_FWD_MACS)
 		return bpf_redirect(fib->ifindex, 0);
-	/* The next hop (the helper put the gateway, if any, in place of the
-	 * destination) has no neighbour entry yet: the kernel's answer would wait for
-	 * it, as bpf_redirect_neigh() does. */
-	struct bpf_redir_neigh nh;
-	__builtin_memset(&nh, 0, sizeof(nh));
-	nh.nh_family = fib->family;
-	if (fib->family == 2)
-		nh.ipv4_nh = fib->ipv4_dst;
-	else
-		__builtin_memcpy(nh.ipv6_nh, fib->ipv6_dst, 16);
-	return bpf_redirect_neigh(fib->ifindex, &nh, sizeof(nh), 0);
+	/* No neighbour entry yet: the kernel's answer would wait for one, as
+	 * bpf_redirect_neigh() does. Without a next hop given it routes the answer
+	 * itself (out of that device) and sets the skb's route to that: the one the
+	 * skb still carries is the forwarded packet's, by which the neighbour
+	 * subsystem would send it once resolved. */
+	return bpf_redirect_neigh(fib->ifindex, NULL, 0, 0);
 }
 
 /* skb->tc_index of an answer redirected from TC ingress to egress (NS_F_MARK_ANSWERS):
