@@ -457,3 +457,46 @@ fn forward_reject_targets_answer_as_the_kernel() {
         false,
     );
 }
+
+/// The answers assume the kernel's defaults for the sysctls that shape them: with
+/// another default TTL the namespace's forward rejects are refused (the whole batch),
+/// and taken once it is back.
+#[test]
+fn forward_rejects_refused_with_another_default_ttl() {
+    nft_tests::cleanup::install_signal_cleanup();
+    let bins = Binaries::for_tests();
+    let ns = nft_tests::netns::Netns::create_unique("nftshim-rejft", "s").unwrap();
+    // Declared after the namespace: dropped (killed) first, so it lets go of it.
+    let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
+    let side = NftSide {
+        netns: ns.name().to_string(),
+        target: Target::Shim {
+            preload: bins.preload.clone(),
+            socket: daemon.socket().into(),
+        },
+        nft: "nft".into(),
+        limit: Duration::from_secs(15),
+    };
+    let ttl = |v: &str| {
+        let ok = std::process::Command::new("ip")
+            .args(["netns", "exec", ns.name(), "sysctl", "-qw"])
+            .arg(format!("net.ipv4.ip_default_ttl={v}"))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    ttl("63");
+    let out = side.run_program("nft".as_ref(), &["-f", "-"], Some(RULESET.as_bytes()));
+    assert!(
+        !out.success() && out.stderr.contains("Operation not supported"),
+        "{out:?}"
+    );
+    assert!(
+        daemon.log_tail(50).contains("ip_default_ttl is 63"),
+        "{}",
+        daemon.log_tail(50)
+    );
+    ttl("64");
+    let out = side.run_program("nft".as_ref(), &["-f", "-"], Some(RULESET.as_bytes()));
+    assert!(out.success(), "{out:?}\n{}", daemon.log_tail(20));
+}
