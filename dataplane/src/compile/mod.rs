@@ -326,6 +326,9 @@ pub struct Facts {
     /// not at the value the eBPF answers assume: (name, value). See
     /// [`reject::check_forward_answers`].
     pub answer_sysctls: Vec<(String, String)>,
+    /// Links stacked on others or under a master (not a plain device or veth), whose
+    /// packets meet the programs of two devices on their way out: (ifindex, kind).
+    pub layered_links: BTreeMap<u32, String>,
 }
 
 /// Reads every base chain of the ruleset into a [`Program`], or refuses the ruleset.

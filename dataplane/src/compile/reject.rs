@@ -15,8 +15,9 @@
 //! - at input, prerouting (TCP reset only) and netdev ingress, when no chain sits on
 //!   the way out (forward, output, postrouting, netdev egress);
 //! - at forward, where answers are always marked: with the same conditions on the
-//!   chains on the answers' way out, on Ethernet devices, and with the sysctls that
-//!   shape the kernel's answers at their defaults ([`check_forward_answers`]);
+//!   chains on the answers' way out, on plain Ethernet devices (and veth), and with the
+//!   sysctls that shape the kernel's answers at their defaults
+//!   ([`check_forward_answers`]);
 //! - at input and prerouting with chains on the way out, when answers are marked and
 //!   the chains the answer meets there see nothing of it that differs from the
 //!   kernel's ([`check_answer_path`]);
@@ -271,6 +272,16 @@ pub fn check_forward_answers(program: &Program, facts: &Facts) -> Result<(), Dat
         return Err(refuse(format!(
             "{} rejects forwarded packets, and {name} is not an Ethernet device: answers \
              routed through it are not supported by the eBPF data plane",
+            c.label()
+        )));
+    }
+    // A stacked device's packets meet the egress programs of the devices under it,
+    // which would see the answer as forwarded once the first took its mark off.
+    if let Some((idx, kind)) = facts.layered_links.iter().next() {
+        let name = facts.links.get(idx).map_or("?", |n| n.as_str());
+        return Err(refuse(format!(
+            "{} rejects forwarded packets, and {name} is a {kind} device: answers through \
+             stacked devices are not supported by the eBPF data plane",
             c.label()
         )));
     }

@@ -225,6 +225,18 @@ pub fn read_facts() -> io::Result<Facts> {
             .is_ok_and(|v| v.trim() == "1")
     });
     facts.answer_sysctls = answer_sysctls(facts.links.values());
+    facts.layered_links = links
+        .iter()
+        .filter_map(|l| {
+            let kind = l.kind.as_deref();
+            let plain = matches!(kind, None | Some("veth") | Some("dummy"));
+            match (plain, l.master) {
+                (true, None) => None,
+                (true, Some(_)) => Some((l.index, "port".to_string())),
+                (false, _) => Some((l.index, kind.unwrap_or("").to_string())),
+            }
+        })
+        .collect();
     for l in &links {
         if let Some(b) = &l.bridge {
             facts.bridges.insert(l.index, b.clone());
