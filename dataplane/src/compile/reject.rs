@@ -27,7 +27,9 @@
 //!   the reject becomes a drop).
 //!
 //! Known difference: the kernel rate-limits ICMP errors (`net.ipv4.icmp_ratelimit`,
-//! `net.ipv6.icmp.ratelimit`, per destination); the eBPF programs answer every packet.
+//! `net.ipv6.icmp.ratelimit`, per destination, and `icmp_msgs_per_sec`), with buckets
+//! it shares with the errors its stack sends; the eBPF programs answer every packet,
+//! forwarded ones too.
 
 use netlink_proto::expr::reject::{Reject as TypedReject, RejectType};
 use nftshim_ebpf::ir::{Action, IcmpxCode, Match, Reject, Test};

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /* `reject`: the packet is turned into the answer and sent back where it came from (TC
- * ingress: out of the same device; TC egress: into the local stack; XDP: XDP_TX), as
+ * ingress: out of the same device; TC egress: into the local stack, or for a forwarded
+ * packet by the route back, ns_route_fwd_answer(); XDP: XDP_TX), as
  * nf_reject_ipv4/ipv6 build them:
  * - TCP reset: no answer to a reset or a non-first fragment; seq/ack from the segment
  *   (its ack number if it had ACK, else ACK of seq + SYN + FIN + payload); IPv4 DF, TTL
@@ -9,10 +10,11 @@
  *   its network header (up to 576 / 1280 bytes of answer); none to ICMP errors, non-
  *   first fragments, multicast or broadcast destinations, or unusable IPv6 sources.
  *   TOS of an IPv4 answer as icmp_send() (precedence "internet control").
- * Simplified: the answer's source is the rejected packet's destination (the kernel
- * picks a local address of the route back for forwarded packets); the link-layer
+ * Simplified: the answer's source is the rejected packet's destination (forwarded
+ * packets' ICMP errors: the route back's, as the kernel's); the link-layer
  * header is the packet's with the MAC addresses swapped (VLAN tags kept); checksums of
- * the rejected packet are not verified; IPv4 ID 0; no ICMP rate limit. */
+ * the rejected packet are not verified; IPv4 ID 0, ICMPv6 flow label 0 (the kernel's
+ * are hashes); no IPv4 options echoed; no ICMP rate limit. */
 #ifndef NFTSHIM_REJECT_H
 #define NFTSHIM_REJECT_H
 
