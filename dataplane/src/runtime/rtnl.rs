@@ -478,7 +478,8 @@ mod tests {
 /// The sysctls of the calling thread's namespace whose value changes the kernel's
 /// answers to forwarded packets from what the eBPF programs send (see
 /// `compile::reject::check_forward_answers`), with the value they have when it is not
-/// that default. Absent ones (no IPv6) are left out.
+/// the one the programs assume (mostly the kernel's default). Absent ones (no IPv6) are
+/// left out.
 fn answer_sysctls<'a>(links: impl Iterator<Item = &'a String>) -> Vec<(String, String)> {
     // icmp_send() answers from an address of the input device; TTL and hop limit of
     // the answers (ip4_dst_hoplimit, ip6_dst_hoplimit of the route's device); the
@@ -489,8 +490,15 @@ fn answer_sysctls<'a>(links: impl Iterator<Item = &'a String>) -> Vec<(String, S
         ("ipv4/fwmark_reflect".into(), "0"),
         ("ipv6/fwmark_reflect".into(), "0"),
     ];
+    // ip6_forward() forwards by the namespace-wide switch, bpf_fib_lookup() looks up the
+    // route back only on an input device with its own forwarding on.
+    let v6_forwarding = std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding")
+        .is_ok_and(|v| v.trim() == "1");
     for name in links {
         want.push((format!("ipv6/conf/{name}/hop_limit"), "64"));
+        if v6_forwarding && name != "lo" {
+            want.push((format!("ipv6/conf/{name}/forwarding"), "1"));
+        }
     }
     want.into_iter()
         .filter_map(|(key, default)| {
