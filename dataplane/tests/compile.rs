@@ -1576,3 +1576,35 @@ fn a_renamed_chain_s_jumps_are_decompiled_again() {
     assert!(want.regular.contains_key("inet t blocker"), "{want:#?}");
     assert_eq!(decompile_cached(&renamed.view(), &mut cache).unwrap(), want);
 }
+
+#[test]
+fn forward_rejects_route_their_answers_back_with_the_kernels_defaults() {
+    let p = program("reject-forward");
+    let plan = instantiate(&p, &facts()).unwrap();
+    // Every device's egress program routes the answers of forwarded packets and takes
+    // the mark off the answers that come through; no ingress program is needed.
+    for dev in [1, 7] {
+        let prog = &plan.chains[&(dev, Direction::Egress)];
+        assert!(prog.forward_answers && prog.mark_answers, "{dev}");
+        assert!(!plan.chains.contains_key(&(dev, Direction::Ingress)));
+    }
+    // What the answers assume, and the refusals when the namespace says otherwise.
+    let mut f = facts();
+    f.answer_sysctls = vec![("net/ipv4/ip_default_ttl".into(), "63".into())];
+    let err = instantiate(&p, &f).expect_err("another default TTL");
+    assert!(err.to_string().contains("ip_default_ttl is 63"), "{err}");
+    let mut f = facts();
+    f.layered_links = [(7, "vlan".to_string())].into();
+    let err = instantiate(&p, &f).expect_err("a stacked device");
+    assert!(err.to_string().contains("veth0 is a vlan device"), "{err}");
+    let mut f = facts();
+    f.link_types = [(1, 772), (7, 65534)].into(); // ARPHRD_LOOPBACK, ARPHRD_NONE
+    let err = instantiate(&p, &f).expect_err("a link without Ethernet headers");
+    assert!(
+        err.to_string().contains("veth0 is not an Ethernet device"),
+        "{err}"
+    );
+    // Without a reject in forward, the egress programs leave forwarded packets alone.
+    let plan = instantiate(&program("basic"), &facts()).unwrap();
+    assert!(plan.chains.values().all(|c| !c.forward_answers));
+}

@@ -227,12 +227,29 @@ int nftshim_tc(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 
 	int ok;
+	/* A forwarded packet (at egress, it came in on a device): its answer takes the
+	 * route back to the sender, from the address the route gives an ICMP error. */
+	int fwd = NS_FWD_NONE;
+	if (cfg.egress && NS_FEATURE(NS_F_FWD_REJECT) && e->pkt.iif) {
+		fwd = ns_route_fwd_answer(skb, &e->reply, &e->pkt, e->rule);
+		if (fwd == NS_FWD_NONE)
+			return TC_ACT_SHOT;
+	}
 	NS_PREPARE_REPLY(bpf_skb_load_bytes, skb, e, frame_len, ok);
 	if (!ok)
 		return TC_ACT_SHOT;
 	struct ns_reply *r = &e->reply;
 	if (!cfg.egress && NS_FEATURE(NS_F_ROUTE_ANSWERS) && !ns_route_answer(skb, r, &e->pkt))
 		return TC_ACT_SHOT;
+	if (fwd != NS_FWD_NONE) {
+		/* The frame is the output device's Ethernet frame: the answer's link-layer
+		 * header is the route back's (ethertype kept); without a neighbour entry
+		 * bpf_redirect_neigh() writes it. */
+		if (e->pkt.l3_off != 14)
+			return TC_ACT_SHOT;
+		__builtin_memcpy(r->l2, r->fib.dmac, 6);
+		__builtin_memcpy(r->l2 + 6, r->fib.smac, 6);
+	}
 	__u32 l3 = e->pkt.l3_off;
 	__u32 hdr = r->hdr_len;
 	if (bpf_skb_change_tail(skb, l3 + (r->quote_len ? r->quote_len : hdr), 0) < 0)
@@ -246,6 +263,12 @@ int nftshim_tc(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	if (!cfg.egress && NS_FEATURE(NS_F_MARK_ANSWERS))
 		ns_mark_answer(skb);
+	/* Judged as the kernel's answer (ip_local_out) by the egress program of the
+	 * device it leaves by: the compiler gives every device one that takes the mark. */
+	if (fwd != NS_FWD_NONE) {
+		ns_mark_answer(skb);
+		return ns_send_fwd_answer(skb, r, fwd);
+	}
 	/* Ingress: out of the device it came in on; egress: into the local stack. */
 	return bpf_redirect(skb->ifindex, cfg.egress ? BPF_F_INGRESS : 0);
 }

@@ -775,6 +775,10 @@ pub struct Program {
     /// chains, no input device), as the kernel's ip_local_out. Set when every device
     /// has an egress program to take the mark off.
     pub mark_answers: bool,
+    /// A forward chain rejects: at TC egress, the answer to a forwarded packet leaves
+    /// as the kernel's does, by the route back to the sender (from the source address
+    /// that route gives an ICMP error), marked as [`Program::mark_answers`] marks them.
+    pub forward_answers: bool,
     /// The program runs bridge family chains: frames are classified for
     /// [`Test::BridgeHook`] and lengths are counted as the bridge hooks count them
     /// (from the network header, untrimmed).

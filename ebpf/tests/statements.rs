@@ -911,6 +911,7 @@ fn everything_at_once_verifies_at_every_chain_size() {
             conntrack: true,
             route_answers: false,
             mark_answers: false,
+            forward_answers: false,
             bridge_frames: false,
             bridge_tx_mark: false,
             bridge_clear_mark: false,

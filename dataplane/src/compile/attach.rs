@@ -400,6 +400,8 @@ pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneEr
     });
     check_addrtype(program, facts)?;
     check_br_netfilter(program, facts)?;
+    super::reject::check_forward_answers(program, facts)?;
+    let forward_answers = super::reject::forward_answers(program);
     let mut plan = Plan::default();
     // A program of 10,000 rules is flattened once, not once per interface.
     type Built = (Arc<ir::Program>, Arc<Vec<Vec<CounterRef>>>);
@@ -444,6 +446,7 @@ pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneEr
             chains.conntrack = track;
             chains.ct_labels = program.ct_labels;
             chains.mark_answers = marks;
+            chains.forward_answers = forward_answers;
             chains.bridge_frames = st.iter().any(|s| s.chain.family == Family::Bridge);
             chains.bridge_tx_mark = key.bridge_tx_mark;
             chains.bridge_clear_mark = marking;

@@ -344,6 +344,13 @@ pub struct Facts {
     /// Links with an l3mdev routing table (VRF devices and their ports), where
     /// inet_dev_addr_type() looks up another table than the local one.
     pub l3mdev: std::collections::BTreeSet<u32>,
+    /// Sysctls that shape the kernel's reject answers to forwarded packets and are
+    /// not at the value the eBPF answers assume: (name, value). See
+    /// [`reject::check_forward_answers`].
+    pub answer_sysctls: Vec<(String, String)>,
+    /// Links stacked on others or under a master (not a plain device or veth), whose
+    /// packets meet the programs of two devices on their way out: (ifindex, kind).
+    pub layered_links: BTreeMap<u32, String>,
 }
 
 /// Reads every base chain of the ruleset into a [`Program`], or refuses the ruleset.

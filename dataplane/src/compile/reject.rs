@@ -5,12 +5,19 @@
 //! output path (output and postrouting chains, then the device; an answer to a local
 //! packet then comes in on `lo`), from a netdev ingress chain straight out of the
 //! device. The TC program answers at ingress out of the same device (by the route back
-//! for IP hooks), at egress into the local stack of that device. An answer from TC
+//! for IP hooks), at egress into the local stack of that device, or for a forwarded
+//! packet (a forward chain's reject, `forward_answers`) by the route back to its sender
+//! out of the egress of that route's device, from the address that route gives an ICMP
+//! error (`bpf/lib/reject.h`, `ns_route_fwd_answer`). An answer from TC
 //! ingress is marked ([`marks_answers`]) so that the egress program judges it as the
 //! kernel's locally generated answer (output, postrouting and netdev egress chains; not
 //! forward). So a reject is enforced where that makes no difference:
 //! - at input, prerouting (TCP reset only) and netdev ingress, when no chain sits on
 //!   the way out (forward, output, postrouting, netdev egress);
+//! - at forward, where answers are always marked: with the same conditions on the
+//!   chains on the answers' way out, on plain Ethernet devices (and veth), and with the
+//!   sysctls that shape the kernel's answers at their defaults
+//!   ([`check_forward_answers`]);
 //! - at input and prerouting with chains on the way out, when answers are marked and
 //!   the chains the answer meets there see nothing of it that differs from the
 //!   kernel's ([`check_answer_path`]);
@@ -20,13 +27,15 @@
 //!   the reject becomes a drop).
 //!
 //! Known difference: the kernel rate-limits ICMP errors (`net.ipv4.icmp_ratelimit`,
-//! `net.ipv6.icmp.ratelimit`, per destination); the eBPF programs answer every packet.
+//! `net.ipv6.icmp.ratelimit`, per destination, and `icmp_msgs_per_sec`), with buckets
+//! it shares with the errors its stack sends; the eBPF programs answer every packet,
+//! forwarded ones too.
 
 use netlink_proto::expr::reject::{Reject as TypedReject, RejectType};
 use nftshim_ebpf::ir::{Action, IcmpxCode, Match, Reject, Test};
 use nftshim_engine::DataplaneError;
 
-use super::{refuse, Family, Hook, HookChain, Program, SymMatch, SymRule};
+use super::{refuse, Facts, Family, Hook, HookChain, Program, SymMatch, SymRule};
 
 /// The action of `reject` in a chain of `family` at `hook`.
 pub fn action(family: Family, hook: Hook, r: &TypedReject) -> Result<Action, String> {
@@ -60,15 +69,16 @@ pub fn action(family: Family, hook: Hook, r: &TypedReject) -> Result<Action, Str
 /// both send nf_send_unreach/nf_send_reset's answers), if it is enforced there.
 pub fn at_hook(hook: Hook, reject: Reject) -> Result<Action, String> {
     match hook {
-        // Output: [`check`] decides from the whole program.
-        Hook::Input | Hook::Ingress | Hook::Output => {}
+        // Output: [`check`] decides from the whole program. Forward: the egress program
+        // routes the answer back as the kernel does (`forward_answers`).
+        Hook::Input | Hook::Ingress | Hook::Output | Hook::Forward => {}
         Hook::Prerouting if reject == Reject::TcpReset => {}
-        // The kernel answers a forwarded packet from an address of its own (the route
-        // back), the eBPF program from the packet's destination.
-        Hook::Prerouting | Hook::Forward if reject != Reject::TcpReset => {
+        // nf_send_unreach() at prerouting routes toward the sender first: its ICMP
+        // error comes from the address of that route, for local destinations too.
+        Hook::Prerouting => {
             return Err(
-                "reject with an ICMP error for forwarded packets is not supported by \
-                        the eBPF data plane (the answer's source address would differ)"
+                "reject with an ICMP error at prerouting is not supported by the eBPF \
+                 data plane (the answer's source address would differ)"
                     .into(),
             )
         }
@@ -225,6 +235,66 @@ fn rejects(program: &Program, chain: &HookChain) -> bool {
     let mut rules: Vec<&SymRule> = chain.rules.iter().collect();
     rules.extend(program.reachable(chain).flat_map(|r| r.rules.iter()));
     rules.iter().any(|r| matches!(r.action, Action::Reject(_)))
+}
+
+/// Whether a forward chain rejects: the egress programs then route the answers to
+/// forwarded packets back to their senders (`ir::Program::forward_answers`). Only with
+/// marked answers ([`check`] refuses forward rejects without them): the answer keeps
+/// the forwarded packet's input device, and only the mark keeps the egress program of
+/// the device it leaves by from judging it as forwarded.
+pub fn forward_answers(program: &Program) -> bool {
+    marks_answers(program)
+        && program
+            .chains
+            .iter()
+            .any(|c| c.hook == Hook::Forward && rejects(program, c))
+}
+
+/// The egress programs answer forwarded packets as the kernel does with its defaults:
+/// the ICMP error from the address the route back gives (not the input device's,
+/// `icmp_errors_use_inbound_ifaddr`), TTL and hop limit 64 (`ip_default_ttl`, the
+/// devices' IPv6 `hop_limit`), mark 0 (`fwmark_reflect`). Refused when the namespace
+/// sets one of these otherwise (read when the ruleset is compiled).
+pub fn check_forward_answers(program: &Program, facts: &Facts) -> Result<(), DataplaneError> {
+    let Some(c) = program
+        .chains
+        .iter()
+        .find(|c| c.hook == Hook::Forward && rejects(program, c))
+    else {
+        return Ok(());
+    };
+    // The answer is built from the output device's Ethernet frame and leaves with the
+    // route back's Ethernet header.
+    if let Some((idx, _)) = facts
+        .link_types
+        .iter()
+        .find(|(_, &t)| t != libc::ARPHRD_ETHER && t != libc::ARPHRD_LOOPBACK)
+    {
+        let name = facts.links.get(idx).map_or("?", |n| n.as_str());
+        return Err(refuse(format!(
+            "{} rejects forwarded packets, and {name} is not an Ethernet device: answers \
+             routed through it are not supported by the eBPF data plane",
+            c.label()
+        )));
+    }
+    // A stacked device's packets meet the egress programs of the devices under it,
+    // which would see the answer as forwarded once the first took its mark off.
+    if let Some((idx, kind)) = facts.layered_links.iter().next() {
+        let name = facts.links.get(idx).map_or("?", |n| n.as_str());
+        return Err(refuse(format!(
+            "{} rejects forwarded packets, and {name} is a {kind} device: answers through \
+             stacked devices are not supported by the eBPF data plane",
+            c.label()
+        )));
+    }
+    if let Some((key, value)) = facts.answer_sysctls.first() {
+        return Err(refuse(format!(
+            "{} rejects forwarded packets, and {key} is {value}: the kernel's answers \
+             would differ from the eBPF data plane's (not supported)",
+            c.label()
+        )));
+    }
+    Ok(())
 }
 
 /// Whether reject answers are routed: the rejects are in ip/ip6/inet chains.

@@ -244,6 +244,19 @@ pub fn read_facts() -> io::Result<Facts> {
         .filter(|l| vrfs.contains(&l.index) || l.master.is_some_and(|m| vrfs.contains(&m)))
         .map(|l| l.index)
         .collect();
+    facts.answer_sysctls = answer_sysctls(facts.links.values());
+    facts.layered_links = links
+        .iter()
+        .filter_map(|l| {
+            let kind = l.kind.as_deref();
+            let plain = matches!(kind, None | Some("veth") | Some("dummy"));
+            match (plain, l.master) {
+                (true, None) => None,
+                (true, Some(_)) => Some((l.index, "port".to_string())),
+                (false, _) => Some((l.index, kind.unwrap_or("").to_string())),
+            }
+        })
+        .collect();
     for l in &links {
         if let Some(b) = &l.bridge {
             facts.bridges.insert(l.index, b.clone());
@@ -726,4 +739,38 @@ mod tests {
         .finish();
         assert!(why.is_some());
     }
+}
+
+/// The sysctls of the calling thread's namespace whose value changes the kernel's
+/// answers to forwarded packets from what the eBPF programs send (see
+/// `compile::reject::check_forward_answers`), with the value they have when it is not
+/// the one the programs assume (mostly the kernel's default). Absent ones (no IPv6) are
+/// left out.
+fn answer_sysctls<'a>(links: impl Iterator<Item = &'a String>) -> Vec<(String, String)> {
+    // icmp_send() answers from an address of the input device; TTL and hop limit of
+    // the answers (ip4_dst_hoplimit, ip6_dst_hoplimit of the route's device); the
+    // answers' mark (IP4_REPLY_MARK / IP6_REPLY_MARK).
+    let mut want: Vec<(String, &str)> = vec![
+        ("ipv4/icmp_errors_use_inbound_ifaddr".into(), "0"),
+        ("ipv4/ip_default_ttl".into(), "64"),
+        ("ipv4/fwmark_reflect".into(), "0"),
+        ("ipv6/fwmark_reflect".into(), "0"),
+    ];
+    // ip6_forward() forwards by the namespace-wide switch, bpf_fib_lookup() looks up the
+    // route back only on an input device with its own forwarding on.
+    let v6_forwarding = std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding")
+        .is_ok_and(|v| v.trim() == "1");
+    for name in links {
+        want.push((format!("ipv6/conf/{name}/hop_limit"), "64"));
+        if v6_forwarding && name != "lo" {
+            want.push((format!("ipv6/conf/{name}/forwarding"), "1"));
+        }
+    }
+    want.into_iter()
+        .filter_map(|(key, default)| {
+            let value = std::fs::read_to_string(format!("/proc/sys/net/{key}")).ok()?;
+            let value = value.trim();
+            (value != default).then(|| (format!("net/{key}"), value.to_string()))
+        })
+        .collect()
 }

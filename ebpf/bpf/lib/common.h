@@ -72,6 +72,8 @@ enum ns_action {
 #define NS_F_TCPOPTSTRIP (1u << 13)  /* some rule strips TCP options (lib/tcpoptstrip.h);
 				      * off, its walk and its drop leave the verifier's paths */
 #define NS_F_HMARK (1u << 18)        /* some rule has an xt_HMARK statement (lib/hmark.h) */
+#define NS_F_FWD_REJECT (1u << 19)   /* a forward chain rejects: at TC egress, the answer to a
+				      * forwarded packet takes the route back (lib/reject.h) */
 
 /* Conntrack timeouts (cfg.ct_timeout[], seconds). Same numbering as Rust
  * `loader::CtTimeouts`. */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /* `reject`: the packet is turned into the answer and sent back where it came from (TC
- * ingress: out of the same device; TC egress: into the local stack; XDP: XDP_TX), as
+ * ingress: out of the same device; TC egress: into the local stack, or for a forwarded
+ * packet by the route back, ns_route_fwd_answer(); XDP: XDP_TX), as
  * nf_reject_ipv4/ipv6 build them:
  * - TCP reset: no answer to a reset or a non-first fragment; seq/ack from the segment
  *   (its ack number if it had ACK, else ACK of seq + SYN + FIN + payload); IPv4 DF, TTL
@@ -9,10 +10,11 @@
  *   its network header (up to 576 / 1280 bytes of answer); none to ICMP errors, non-
  *   first fragments, multicast or broadcast destinations, or unusable IPv6 sources.
  *   TOS of an IPv4 answer as icmp_send() (precedence "internet control").
- * Simplified: the answer's source is the rejected packet's destination (the kernel
- * picks a local address of the route back for forwarded packets); the link-layer
+ * Simplified: the answer's source is the rejected packet's destination (forwarded
+ * packets' ICMP errors: the route back's, as the kernel's); the link-layer
  * header is the packet's with the MAC addresses swapped (VLAN tags kept); checksums of
- * the rejected packet are not verified; IPv4 ID 0; no ICMP rate limit. */
+ * the rejected packet are not verified; IPv4 ID 0, ICMPv6 flow label 0 (the kernel's
+ * are hashes); no IPv4 options echoed; no ICMP rate limit. */
 #ifndef NFTSHIM_REJECT_H
 #define NFTSHIM_REJECT_H
 
@@ -280,6 +282,87 @@ NS_INLINE int ns_route_answer(struct __sk_buff *skb, struct ns_reply *r, const s
 	__builtin_memcpy(r->l2, fib->dmac, 6);
 	__builtin_memcpy(r->l2 + 6, fib->smac, 6);
 	return 1;
+}
+
+/* ns_route_fwd_answer()'s result: no answer, or the answer leaves by r->fib.ifindex
+ * with the MAC addresses in r->fib, or there through the neighbour subsystem. */
+#define NS_FWD_NONE 0
+#define NS_FWD_MACS 1
+#define NS_FWD_NEIGH 2
+
+/* At TC egress, for a packet a forward chain rejects (NS_F_FWD_REJECT): the route the
+ * kernel's answer takes back to the sender, and for an ICMP error its source address.
+ * - ICMP error: icmp_send()/icmp6_send() find no local destination on a forwarded
+ *   packet and route with no source (icmp_route_lookup, icmpv6_route_lookup); the
+ *   route gives it (fib_result_prefsrc; IPv6 the route's preferred source or
+ *   ipv6_dev_get_saddr() on its device), as BPF_FIB_LOOKUP_SRC does. The address
+ *   replaces p->daddr, from which the answer is built.
+ * - TCP reset: from the rejected segment's destination (nf_reject_iphdr_put,
+ *   nf_reject_ip6hdr_put), routed with that source (ip_route_me_harder,
+ *   ip6_route_output).
+ * The lookup is an input-side one on the device the packet came in on (forwarding is
+ * on there, which the helper requires; the kernel's is an output lookup from lo: they
+ * differ only by `ip rule iif`). `kind` is the rule's reject argument. */
+NS_INLINE int ns_route_fwd_answer(struct __sk_buff *skb, struct ns_reply *r, struct pkt_ctx *p,
+				  __u32 kind)
+{
+	int reset = (kind & 0xff) == NS_REJECT_TCP_RST;
+	/* What NS_PREPARE_REPLY checks on the destination, before it is replaced. */
+	if (!reset && !ns_unreach_allowed(p))
+		return NS_FWD_NONE;
+	struct bpf_fib_lookup *fib = &r->fib;
+	__builtin_memset(fib, 0, sizeof(*fib));
+	int v4 = p->l3 == NS_L3_IPV4;
+	if (v4) {
+		fib->family = 2; /* AF_INET */
+		fib->ipv4_dst = p->saddr[0];
+		__u8 tos = 0;
+		if (reset)
+			fib->ipv4_src = p->daddr[0];
+		else if (bpf_skb_load_bytes(skb, p->l3_off + 1, &tos, 1) == 0)
+			/* The answer's TOS (icmp_send routes by RT_TOS of it). */
+			fib->tos = (tos & 0x1e) | 0xc0;
+	} else {
+		fib->family = 10; /* AF_INET6 */
+		__builtin_memcpy(fib->ipv6_dst, p->saddr, 16);
+		if (reset)
+			__builtin_memcpy(fib->ipv6_src, p->daddr, 16);
+	}
+	fib->l4_protocol = reset ? 6 : v4 ? 1 : 58;
+	/* The answer's size for the helper's MTU check (not the rejected packet's). */
+	fib->tot_len = v4 ? 68 : 1280;
+	fib->ifindex = skb->ingress_ifindex;
+	long rc = bpf_fib_lookup(skb, fib, sizeof(*fib), reset ? 0 : BPF_FIB_LOOKUP_SRC);
+	int out;
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
+		out = NS_FWD_MACS;
+	else if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		out = NS_FWD_NEIGH;
+	else
+		return NS_FWD_NONE;
+	if (!reset) {
+		if (v4)
+			p->daddr[0] = fib->ipv4_src;
+		else
+			__builtin_memcpy(p->daddr, fib->ipv6_src, 16);
+		if (v4 ? !p->daddr[0] : !ns_v6_unicast(p->daddr))
+			return NS_FWD_NONE;
+	}
+	return out;
+}
+
+/* Sends an answer built by NS_PREPARE_REPLY for ns_route_fwd_answer()'s route. */
+NS_INLINE long ns_send_fwd_answer(struct __sk_buff *skb, struct ns_reply *r, int how)
+{
+	struct bpf_fib_lookup *fib = &r->fib;
+	if (how == NS_FWD_MACS)
+		return bpf_redirect(fib->ifindex, 0);
+	/* No neighbour entry yet: the kernel's answer would wait for one, as
+	 * bpf_redirect_neigh() does. Without a next hop given it routes the answer
+	 * itself (out of that device) and sets the skb's route to that: the one the
+	 * skb still carries is the forwarded packet's, by which the neighbour
+	 * subsystem would send it once resolved. */
+	return bpf_redirect_neigh(fib->ifindex, NULL, 0, 0);
 }
 
 /* skb->tc_index of an answer redirected from TC ingress to egress (NS_F_MARK_ANSWERS):

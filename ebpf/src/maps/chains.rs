@@ -8,9 +8,9 @@ use super::checks::{reject_arg, Extras};
 use super::sets::SetIds;
 use super::{
     ActionKind, BpfChain, BpfRule, BuildError, BLOCK_RULES, CHAIN_NETDEV, FEATURE_BRIDGE,
-    FEATURE_BRIDGE_CLEAR, FEATURE_BRIDGE_TX, FEATURE_CHECKS, FEATURE_CONNTRACK, FEATURE_JUMPS,
-    FEATURE_MARK_ANSWERS, FEATURE_REJECT, FEATURE_ROUTE_ANSWERS, FEATURE_STMTS, KIND_IPV4,
-    KIND_IPV6, KIND_OTHER, MAX_BASE_CHAINS, MAX_STEPS, RULE_CHECKS, RULE_STMTS,
+    FEATURE_BRIDGE_CLEAR, FEATURE_BRIDGE_TX, FEATURE_CHECKS, FEATURE_CONNTRACK, FEATURE_FWD_REJECT,
+    FEATURE_JUMPS, FEATURE_MARK_ANSWERS, FEATURE_REJECT, FEATURE_ROUTE_ANSWERS, FEATURE_STMTS,
+    KIND_IPV4, KIND_IPV6, KIND_OTHER, MAX_BASE_CHAINS, MAX_STEPS, RULE_CHECKS, RULE_STMTS,
 };
 use crate::ir::{Action, Chain, ChainRef, L3Scope, Program, Rule, Test};
 
@@ -90,6 +90,9 @@ pub(super) fn layout<'a>(program: &'a Program, sets: &SetIds) -> Result<Layout<'
                     features |= FEATURE_REJECT;
                     if program.route_answers {
                         features |= FEATURE_ROUTE_ANSWERS;
+                    }
+                    if program.forward_answers {
+                        features |= FEATURE_FWD_REJECT;
                     }
                     (ActionKind::Reject, reject_arg(reject))
                 }

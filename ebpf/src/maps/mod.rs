@@ -166,6 +166,8 @@ pub const FEATURE_HMARK: u32 = 1 << 18;
 /// Some residual program uses xt_recent's lists ([`crate::residual::Insn::XtRecent`]).
 pub const FEATURE_RECENT: u32 = 1 << 17;
 pub const FEATURE_ADDRTYPE_RT: u32 = 1 << 20;
+/// [`crate::ir::Program::forward_answers`] and some rule rejects.
+pub const FEATURE_FWD_REJECT: u32 = 1 << 19;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].

@@ -506,9 +506,15 @@ fn reject_codes_per_family_and_hook() {
         v6(7),
         Ok(Decompiled::Verdict(Action::Reject(Reject::Icmp(5))))
     );
-    // Forwarded packets: the answer's source address would differ.
+    // Forwarded packets: routed back by the egress program (port unreachable).
     let fwd = cx(Family::Ip, Hook::Forward, None);
-    assert!(t(&fwd, "REJECT", 0, Info::new(8).u32(0, 3)).is_err());
+    assert_eq!(
+        t(&fwd, "REJECT", 0, Info::new(8).u32(0, 3)),
+        Ok(Decompiled::Verdict(Action::Reject(Reject::Icmp(3))))
+    );
+    // Prerouting: the kernel's ICMP error comes from the route toward the sender.
+    let pre = cx(Family::Ip, Hook::Prerouting, None);
+    assert!(t(&pre, "REJECT", 0, Info::new(8).u32(0, 3)).is_err());
 }
 
 #[test]
