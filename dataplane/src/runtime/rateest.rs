@@ -303,6 +303,7 @@ mod tests {
             }],
             regular: Default::default(),
             kernel_conntrack: 0,
+            ct_labels: false,
             recent: Default::default(),
         }
     }
