@@ -15,6 +15,7 @@
 #include "lib/reject.h"
 #include "lib/eval.h"
 #include "lib/log.h"
+#include "lib/nflog.h"
 
 #define XDP_DROP 1
 #define XDP_PASS 2
@@ -204,6 +205,8 @@ int nftshim_tc(struct __sk_buff *skb)
 	}
 	if (NS_FEATURE(NS_F_STMTS)) {
 		NS_EMIT_LOGS(bpf_skb_load_bytes, skb, e, frame_len);
+		if (NS_FEATURE(NS_F_NFLOG))
+			NS_EMIT_NFLOG(skb, e, frame_len);
 		if (skb->mark != e->pkt.mark)
 			skb->mark = e->pkt.mark;
 		if (e->priority_set)

@@ -397,6 +397,7 @@ pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneEr
             && matches!(c.hook, Hook::Forward | Hook::Output | Hook::Postrouting)
     });
     check_br_netfilter(program, facts)?;
+    super::nflog::check_facts(program, facts)?;
     let mut plan = Plan::default();
     // A program of 10,000 rules is flattened once, not once per interface.
     type Built = (Arc<ir::Program>, Arc<Vec<Vec<CounterRef>>>);

@@ -16,6 +16,7 @@ pub mod attach;
 pub mod bridge;
 mod ct;
 pub mod maps;
+pub mod nflog;
 pub mod reject;
 mod residual;
 pub mod rule;

@@ -64,6 +64,7 @@ enum ns_action {
 				      * rateest (lib/residual.h): off, the verifier prunes them */
 #define NS_F_TCPOPTSTRIP (1u << 13)  /* some rule strips TCP options (lib/tcpoptstrip.h);
 				      * off, its walk and its drop leave the verifier's paths */
+#define NS_F_NFLOG (1u << 16) /* some rule logs to an nfnetlink_log group (lib/nflog.h) */
 
 /* Conntrack timeouts (cfg.ct_timeout[], seconds). Same numbering as Rust
  * `loader::CtTimeouts`. */

@@ -155,6 +155,8 @@ pub const FEATURE_TCPOPTSTRIP: u32 = 1 << 13;
 /// Some residual program uses xt_socket, ipv6header or rateest; off, the verifier
 /// prunes their code, which programs with header writes cannot afford.
 pub const FEATURE_XT_LATE_OPS: u32 = 1 << 14;
+/// Some rule logs to an nfnetlink_log group ([`crate::ir::Statement::Nflog`]).
+pub const FEATURE_NFLOG: u32 = 1 << 16;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].
@@ -417,7 +419,7 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
             c.rules.iter().any(|r| {
                 r.statements
                     .iter()
-                    .any(|s| matches!(s, Statement::Log { .. }))
+                    .any(|s| matches!(s, Statement::Log { .. } | Statement::Nflog { .. }))
             })
         }) {
             return Err(BuildError::LogWithWrites);
@@ -432,6 +434,15 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
     }
     if !layout.extras.residual_insns.is_empty() {
         features |= FEATURE_RESIDUAL;
+    }
+    if program.chains_in_order().any(|(_, c)| {
+        c.rules.iter().any(|r| {
+            r.statements
+                .iter()
+                .any(|s| matches!(s, Statement::Nflog { .. }))
+        })
+    }) {
+        features |= FEATURE_NFLOG;
     }
     if layout
         .extras

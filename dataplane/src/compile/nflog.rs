@@ -1,0 +1,118 @@
+//! xt_NFLOG (`-j NFLOG`) and nft `log group N [snaplen S] [queue-threshold Q]
+//! [prefix P]`: the packet goes to the nfnetlink_log listener bound to the group
+//! (through the daemon, `runtime::nflog` and the engine's `ulog::packet`); the
+//! statement is non-terminal, and without a listener nothing happens.
+//!
+//! Enforced at prerouting of ip, ip6 and inet chains only, where the TC ingress
+//! program sees what nfnetlink_log puts in the message: the input device and its MAC
+//! header, the mark, skb->len, and no socket. Refused elsewhere:
+//! - input: early demux has attached the established TCP or connected UDP socket by
+//!   then, and the message carries its file's fsuid/fsgid (NFULA_UID/GID), which TC
+//!   ingress neither looks up nor reads;
+//! - output and postrouting: the sending socket's fsuid/fsgid, likewise;
+//! - forward: TC egress sees the outgoing MAC header, not the received one the
+//!   message carries (as `log`);
+//! - netdev, bridge and arp chains: NFULA_L2HDR/VLAN and the bridge's physical
+//!   devices.
+//! A namespace with a bridge and br_netfilter on (physical devices of bridged frames,
+//! NFULA_IFINDEX_PHYSINDEV) or with a
+//! link whose MAC header the program does not see as the kernel does (other than
+//! Ethernet, loopback and none) is refused when the programs are built.
+
+use nftshim_ebpf::ir::Statement;
+
+use super::{refuse, Facts, Family, Hook, Program, SymRule};
+use crate::runtime::nflog::{NflogSpec, ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE};
+use nftshim_engine::DataplaneError;
+
+/// NF_INET_PRE_ROUTING.
+const NF_INET_PRE_ROUTING: u8 = 0;
+
+/// The statement of an NFLOG rule in a chain of `family` at `hook`, or why not.
+pub fn statement(
+    family: Family,
+    hook: Hook,
+    group: u16,
+    prefix: &[u8],
+    copy_len: Option<u32>,
+    qthreshold: u16,
+) -> Result<Statement, String> {
+    match family {
+        Family::Ip | Family::Ip6 | Family::Inet => {}
+        _ => {
+            return Err(
+                "nflog (NFLOG, log group) in netdev, arp and bridge chains is not supported by \
+                 the eBPF data plane"
+                    .into(),
+            )
+        }
+    }
+    let why = match hook {
+        Hook::Prerouting => None,
+        Hook::Input => Some(
+            "at input the kernel's message carries the fsuid/fsgid of the socket early demux \
+             attached",
+        ),
+        Hook::Output | Hook::Postrouting => {
+            Some("the kernel's message carries the sending socket's fsuid/fsgid")
+        }
+        Hook::Forward => {
+            Some("TC egress sees the outgoing MAC header, not the received one the message carries")
+        }
+        Hook::Ingress | Hook::Egress => Some("netdev hooks"),
+    };
+    if let Some(why) = why {
+        return Err(format!(
+            "nflog (NFLOG, log group) is supported by the eBPF data plane at prerouting only \
+             ({why})"
+        ));
+    }
+    let spec = NflogSpec {
+        hook: NF_INET_PRE_ROUTING,
+        group,
+        copy_len,
+        qthreshold,
+        prefix: prefix.to_vec(),
+    };
+    Ok(Statement::Nflog {
+        snap: spec.snap(),
+        spec: spec.key(),
+    })
+}
+
+fn rules_nflog(rules: &[SymRule]) -> bool {
+    rules.iter().any(|r| {
+        r.statements
+            .iter()
+            .any(|s| matches!(s, Statement::Nflog { .. }))
+    })
+}
+
+/// What the namespace must be like for NFLOG statements (see the module's comment).
+pub fn check_facts(program: &Program, facts: &Facts) -> Result<(), DataplaneError> {
+    let uses = program.chains.iter().any(|c| rules_nflog(&c.rules))
+        || program.regular.values().any(|c| rules_nflog(&c.rules));
+    if !uses {
+        return Ok(());
+    }
+    if facts.br_netfilter && !facts.bridges.is_empty() {
+        return Err(refuse(
+            "nflog (NFLOG, log group) with a bridge and br_netfilter on is not supported by the \
+             eBPF data plane (bridged frames' messages carry their physical devices)"
+                .to_string(),
+        ));
+    }
+    if let Some((i, t)) = facts
+        .link_types
+        .iter()
+        .find(|(_, t)| !matches!(**t, ARPHRD_ETHER | ARPHRD_LOOPBACK | ARPHRD_NONE))
+    {
+        let name = facts.links.get(i).map_or("?", String::as_str);
+        return Err(refuse(format!(
+            "nflog (NFLOG, log group) with link {name} of type {t} (not Ethernet, loopback \
+             or none, whose MAC header the program sees as the kernel does) is not supported \
+             by the eBPF data plane"
+        )));
+    }
+    Ok(())
+}
