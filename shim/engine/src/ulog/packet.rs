@@ -324,3 +324,241 @@ pub fn flush(st: &mut InstanceState) -> Option<Vec<u8>> {
 pub fn deadline(st: &InstanceState) -> Option<Instant> {
     st.queue.deadline
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ulog::{Instance, Instances, NFULNL_COPY_META, QTHRESH_DEFAULT};
+
+    fn instance() -> Instance {
+        Instance::new(11)
+    }
+
+    fn packet(group: u16, len: usize) -> LogPacket {
+        LogPacket {
+            family: 2,
+            hook: 0,
+            group,
+            prefix: b"pfx".to_vec(),
+            copy_len: None,
+            qthreshold: 0,
+            hw_protocol: 0x0800,
+            indev: Some(3),
+            outdev: None,
+            mark: 0,
+            hw: Some(HwInfo {
+                hwtype: 1,
+                header: vec![0xaa; 14],
+                addr: Some(vec![1, 2, 3, 4, 5, 6]),
+            }),
+            timestamp: Some((1, 2)),
+            uid_gid: None,
+            len: len as u32,
+            data: (0..len).map(|i| i as u8).collect(),
+        }
+    }
+
+    /// (type, value) of each attribute after the nfgenmsg.
+    fn attrs(m: &[u8]) -> Vec<(u16, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut off = 20;
+        while off + 4 <= m.len() {
+            let len = u16::from_ne_bytes([m[off], m[off + 1]]) as usize;
+            let kind = u16::from_ne_bytes([m[off + 2], m[off + 3]]);
+            out.push((kind, m[off + 4..off + len].to_vec()));
+            off += align4(len);
+        }
+        out
+    }
+
+    /// Messages of a datagram: (type, length).
+    fn messages(d: &[u8]) -> Vec<(u16, usize)> {
+        let mut out = Vec::new();
+        let mut off = 0;
+        while off + 16 <= d.len() {
+            let len = u32::from_ne_bytes(d[off..off + 4].try_into().unwrap()) as usize;
+            out.push((u16::from_ne_bytes([d[off + 4], d[off + 5]]), len));
+            off += align4(len);
+        }
+        assert_eq!(off, d.len(), "messages fill the datagram");
+        out
+    }
+
+    #[test]
+    fn message_has_the_kernels_header_and_attributes_in_order() {
+        let mut p = packet(7, 40);
+        p.mark = 0x2a;
+        let m = build_message(&instance(), 7, &p, Some(4), Some(9));
+        assert_eq!(
+            u32::from_ne_bytes(m[..4].try_into().unwrap()) as usize,
+            m.len()
+        );
+        assert_eq!(u16::from_ne_bytes([m[4], m[5]]), 0x0400);
+        assert_eq!(&m[6..16], &[0; 10], "flags, seq and port id are 0");
+        assert_eq!(
+            &m[16..20],
+            &[2, 0, 0, 7],
+            "family, version, group (big endian)"
+        );
+        let mut hw = vec![0, 6, 0, 0, 1, 2, 3, 4, 5, 6, 0, 0];
+        hw.truncate(12);
+        let want: Vec<(u16, Vec<u8>)> = vec![
+            (NFULA_PACKET_HDR, vec![8, 0, 0, 0]),
+            (NFULA_PREFIX, b"pfx\0".to_vec()),
+            (NFULA_IFINDEX_INDEV, vec![0, 0, 0, 3]),
+            (NFULA_MARK, vec![0, 0, 0, 0x2a]),
+            (NFULA_HWADDR, hw),
+            (NFULA_HWTYPE, vec![0, 1]),
+            (NFULA_HWLEN, vec![0, 14]),
+            (NFULA_HWHEADER, vec![0xaa; 14]),
+            (
+                NFULA_TIMESTAMP,
+                [1u64.to_be_bytes(), 2u64.to_be_bytes()].concat(),
+            ),
+            (NFULA_SEQ, vec![0, 0, 0, 4]),
+            (NFULA_SEQ_GLOBAL, vec![0, 0, 0, 9]),
+            (NFULA_PAYLOAD, (0..40).collect()),
+        ];
+        assert_eq!(attrs(&m), want);
+    }
+
+    #[test]
+    fn payload_follows_copy_mode_range_and_the_rules_length() {
+        let p = packet(7, 100);
+        let payload = |inst: &Instance, p: &LogPacket| {
+            attrs(&build_message(inst, 7, p, None, None))
+                .into_iter()
+                .find(|(k, _)| *k == NFULA_PAYLOAD)
+                .map(|(_, v)| v.len())
+        };
+        let mut inst = instance();
+        assert_eq!(payload(&inst, &p), Some(100));
+        inst.set_mode(NFULNL_COPY_PACKET, 30);
+        assert_eq!(payload(&inst, &p), Some(30));
+        let rule_len = LogPacket {
+            copy_len: Some(10),
+            ..p.clone()
+        };
+        assert_eq!(payload(&inst, &rule_len), Some(10));
+        let zero = LogPacket {
+            copy_len: Some(0),
+            ..p.clone()
+        };
+        assert_eq!(payload(&inst, &zero), None, "no empty payload attribute");
+        inst.set_mode(NFULNL_COPY_META, 0);
+        assert_eq!(payload(&inst, &p), None);
+        // No prefix given by the rule: still one NUL.
+        let bare = LogPacket {
+            prefix: Vec::new(),
+            ..p
+        };
+        let a = attrs(&build_message(&inst, 7, &bare, None, None));
+        assert!(a.contains(&(NFULA_PREFIX, vec![0])));
+        assert!(
+            !a.iter().any(|(k, _)| *k == NFULA_MARK),
+            "mark 0 is left out"
+        );
+    }
+
+    #[test]
+    fn skb_room_is_what_alloc_skb_gives() {
+        // NLMSG_GOODSIZE fills a page; a page more rounds up to kmalloc-8k, and the
+        // 128 KiB maximum to 64 pages.
+        assert_eq!(skb_room(3776), 3776);
+        assert_eq!(skb_room(3777), 8192 - 320);
+        assert_eq!(skb_room(8192 - 320), 8192 - 320);
+        assert_eq!(skb_room(131072), 262144 - 320);
+    }
+
+    #[test]
+    fn queue_goes_out_at_the_threshold_or_when_the_timer_fires() {
+        let mut groups = Instances::default();
+        groups.groups.insert(7, instance());
+        assert_eq!(groups.get(7).unwrap().qthreshold, QTHRESH_DEFAULT);
+        let t0 = Instant::now();
+        // Nobody listens to group 8: nothing, not even a queue.
+        assert!(groups.log_packet(&packet(8, 20), t0).is_empty());
+        assert!(groups.log_packet(&packet(7, 20), t0).is_empty());
+        assert!(groups.log_packet(&packet(7, 20), t0).is_empty());
+        // The default timeout, 100 hundredths: 250 jiffies.
+        assert_eq!(groups.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        assert!(groups
+            .flush_expired(t0 + Duration::from_millis(999))
+            .is_empty());
+        let out = groups.flush_expired(t0 + Duration::from_secs(1));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, 11, "to the listener's port id");
+        let m = messages(&out[0].1);
+        assert_eq!(
+            m.iter().map(|x| x.0).collect::<Vec<_>>(),
+            [0x0400, 0x0400, 3]
+        );
+        assert_eq!(m[2].1, 20, "NLMSG_DONE with an nfgenmsg");
+        assert_eq!(groups.next_deadline(), None);
+
+        // The rule's threshold, lower than the instance's, sends the third at once;
+        // a lone message has no NLMSG_DONE.
+        let mut ruled = packet(7, 20);
+        ruled.qthreshold = 3;
+        assert!(groups.log_packet(&ruled, t0).is_empty());
+        assert!(groups.log_packet(&ruled, t0).is_empty());
+        let out = groups.log_packet(&ruled, t0);
+        assert_eq!(messages(&out[0].1).len(), 4);
+        groups.groups.get_mut(&7).unwrap().qthreshold = 1;
+        let out = groups.log_packet(&packet(7, 20), t0);
+        assert_eq!(messages(&out[0].1), [(0x0400, out[0].1.len())]);
+    }
+
+    #[test]
+    fn a_message_that_does_not_fit_sends_the_queue_first() {
+        let mut groups = Instances::default();
+        groups.groups.insert(7, instance());
+        let t0 = Instant::now();
+        // Each about 1.5 KB: the default buffer (3776 bytes) holds two.
+        let mut sent = Vec::new();
+        for _ in 0..5 {
+            sent.extend(groups.log_packet(&packet(7, 1400), t0));
+        }
+        assert_eq!(sent.len(), 2);
+        for (_, d) in &sent {
+            assert!(d.len() <= 3776, "{}", d.len());
+            assert_eq!(messages(d).len(), 3, "two messages and NLMSG_DONE");
+        }
+        // One larger than the buffer gets a buffer of its own size.
+        let big = groups.log_packet(&packet(7, 6000), t0);
+        assert_eq!(big.len(), 1, "the fifth message goes out first");
+        let out = groups.flush_expired(t0 + Duration::from_secs(1));
+        assert_eq!(messages(&out[0].1).len(), 1);
+        assert!(out[0].1.len() > 6000);
+    }
+
+    #[test]
+    fn sequence_numbers_count_per_instance_and_per_namespace() {
+        let mut groups = Instances::default();
+        for g in [1, 2] {
+            let mut i = instance();
+            i.qthreshold = 1;
+            i.flags = NFULNL_CFG_F_SEQ | NFULNL_CFG_F_SEQ_GLOBAL;
+            groups.groups.insert(g, i);
+        }
+        let t0 = Instant::now();
+        let seqs = |d: &[u8]| {
+            let a = attrs(d);
+            let get = |k| a.iter().find(|(t, _)| *t == k).map(|(_, v)| v.clone());
+            (get(NFULA_SEQ).unwrap(), get(NFULA_SEQ_GLOBAL).unwrap())
+        };
+        let mut got = Vec::new();
+        for g in [1, 2, 1] {
+            let out = groups.log_packet(&packet(g, 8), t0);
+            got.push(seqs(&out[0].1));
+        }
+        assert_eq!(
+            got,
+            [
+                (vec![0, 0, 0, 0], vec![0, 0, 0, 1]),
+                (vec![0, 0, 0, 0], vec![0, 0, 0, 2]),
+                (vec![0, 0, 0, 1], vec![0, 0, 0, 3]),
+            ]
+        );
+    }
+}
