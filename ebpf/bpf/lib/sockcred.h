@@ -70,20 +70,25 @@ struct request_sock___ns {
 			       * listener (owner_mt, nft_meta); without it, as
 			       * sk_fullsock(skb->sk) (nf_log, nfnetlink_log), none */
 
+/* Lives in map memory (the callers' per-CPU scratch): the reads below use it as
+ * their scratch too, which keeps them off the BPF stack the chains' calls share. */
 struct ns_sockcred {
 	__u32 fsuid; /* kuid_t / kgid_t values: the initial user namespace's ids */
 	__u32 fsgid;
 	__u64 group_info; /* struct group_info *, for ns_sockcred_in_groups() */
+	__u64 tmp;
+	/* ns_sockcred_in_groups()'s search: &gid[0], bounds, the gid sought. */
+	__u64 gids;
+	__u32 lo, hi, min, pad;
 };
 
-/* The verifier forbids arithmetic on socket pointers; the same bits copied through
- * the stack by bpf_probe_read_kernel are a plain number. */
-NS_INLINE __u64 ns_sockcred_addr(const void *p)
+/* The next pointer of the chain, read from kernel memory at `at` into c->tmp. */
+NS_INLINE __u64 ns_sockcred_ptr(struct ns_sockcred *c, const void *at)
 {
-	volatile __u64 slot = (__u64)(unsigned long)p;
-	__u64 v = 0;
-	bpf_probe_read_kernel(&v, sizeof(v), (const void *)&slot);
-	return v;
+	c->tmp = 0;
+	if (bpf_probe_read_kernel(&c->tmp, sizeof(c->tmp), at))
+		return 0;
+	return c->tmp;
 }
 
 /* The socket of the packet at TC egress (hk: the egress program's hook), with the
@@ -118,11 +123,11 @@ NS_INLINE int ns_sockcred_read(struct ns_hook *hk, __u32 iif, __u8 l4proto, __u8
 	if (sk->state == NS_SOCKCRED_TCP_NEW_SYN_RECV) {
 		if (!(flags & NS_SOCKCRED_FULL_SK) || !ours)
 			return NS_SOCKCRED_NONE;
-		struct request_sock___ns *req = (void *)ns_sockcred_addr(sk);
-		struct sock___ns *listener = 0;
-		if (bpf_core_read(&listener, sizeof(listener), &req->__req_common.skc_listener))
-			return NS_SOCKCRED_NONE;
-		addr = (__u64)(unsigned long)listener;
+		/* The verifier forbids arithmetic on socket pointers; the same bits
+		 * stored to and loaded from map memory are a plain number. */
+		*(volatile __u64 *)&out->tmp = (__u64)(unsigned long)sk;
+		struct request_sock___ns *req = (void *)*(volatile __u64 *)&out->tmp;
+		addr = ns_sockcred_ptr(out, &req->__req_common.skc_listener);
 	} else {
 		struct bpf_sock *full = bpf_sk_fullsock(sk);
 		if (!full) /* timewait: skb_to_full_sk() gives none */
@@ -135,61 +140,79 @@ NS_INLINE int ns_sockcred_read(struct ns_hook *hk, __u32 iif, __u8 l4proto, __u8
 			if (!ctl)
 				return NS_SOCKCRED_NONE;
 		}
-		addr = ns_sockcred_addr(full);
+		*(volatile __u64 *)&out->tmp = (__u64)(unsigned long)full;
+		addr = *(volatile __u64 *)&out->tmp;
 	}
 	if (!addr)
 		return NS_SOCKCRED_NONE;
 	struct sock___ns *s = (void *)addr;
-	struct socket___ns *sock = 0;
-	if (bpf_core_read(&sock, sizeof(sock), &s->sk_socket) || !sock)
+	struct socket___ns *sock = (void *)ns_sockcred_ptr(out, &s->sk_socket);
+	if (!sock)
 		return NS_SOCKCRED_NONE;
-	struct file___ns *file = 0;
-	if (bpf_core_read(&file, sizeof(file), &sock->file) || !file)
+	struct file___ns *file = (void *)ns_sockcred_ptr(out, &sock->file);
+	if (!file)
 		return NS_SOCKCRED_NOFILE;
-	const struct cred___ns *cred = 0;
-	if (bpf_core_read(&cred, sizeof(cred), &file->f_cred) || !cred)
+	const struct cred___ns *cred = (void *)ns_sockcred_ptr(out, &file->f_cred);
+	if (!cred)
 		return NS_SOCKCRED_NOFILE;
-	struct group_info___ns *gi = 0;
 	if (bpf_core_read(&out->fsuid, sizeof(out->fsuid), &cred->fsuid.val) ||
-	    bpf_core_read(&out->fsgid, sizeof(out->fsgid), &cred->fsgid.val) ||
-	    bpf_core_read(&gi, sizeof(gi), &cred->group_info))
+	    bpf_core_read(&out->fsgid, sizeof(out->fsgid), &cred->fsgid.val))
 		return NS_SOCKCRED_NOFILE;
-	out->group_info = (__u64)(unsigned long)gi;
+	out->group_info = ns_sockcred_ptr(out, &cred->group_info);
 	return NS_SOCKCRED_FILE;
 }
 
+/* One step of ns_sockcred_in_groups()'s binary search (a bpf_loop callback: the
+ * verifier checks it once, where an unrolled search multiplies its states). ctx
+ * holds the struct ns_sockcred pointer. */
+static long ns_sockcred_search_step(__u64 i, void *ctx)
+{
+	struct ns_sockcred *c = *(struct ns_sockcred **)ctx;
+	if (c->lo >= c->hi)
+		return 1;
+	__u32 mid = c->lo + (c->hi - c->lo) / 2;
+	c->tmp = 0;
+	if (bpf_probe_read_kernel(&c->tmp, 4, (const void *)(c->gids + (__u64)mid * 4))) {
+		c->lo = c->hi = 0xffffffff;
+		return 1;
+	}
+	if ((__u32)c->tmp < c->min)
+		c->lo = mid + 1;
+	else
+		c->hi = mid;
+	return 0;
+}
+
 /* Whether a supplementary group of the socket file's credentials lies in [min, max]
- * (owner_mt()'s XT_OWNER_SUPPL_GROUPS). The kernel walks group_info->gid[] in order;
- * the list is sorted (set_groups() callers sort it; groups_search() relies on that),
- * so a binary search for the first gid >= min answers the same in at most 17 reads
- * (NGROUPS_MAX is 65536). */
-NS_INLINE int ns_sockcred_in_groups(const struct ns_sockcred *c, __u32 min, __u32 max)
+ * (owner_mt()'s XT_OWNER_SUPPL_GROUPS), after ns_sockcred_read() gave
+ * NS_SOCKCRED_FILE. The kernel walks group_info->gid[] in order; the list is sorted
+ * (set_groups() callers sort it; groups_search() relies on that), so a binary search
+ * for the first gid >= min answers the same in at most 17 reads (NGROUPS_MAX is
+ * 65536). */
+NS_INLINE int ns_sockcred_in_groups(struct ns_sockcred *c, __u32 min, __u32 max)
 {
 	struct group_info___ns *gi = (void *)(unsigned long)c->group_info;
 	if (!gi)
 		return 0;
-	int n = 0;
-	if (bpf_core_read(&n, sizeof(n), &gi->ngroups) || n <= 0)
+	c->tmp = 0;
+	if (bpf_core_read(&c->tmp, 4, &gi->ngroups))
+		return 0;
+	__s32 n = (__s32)c->tmp;
+	if (n <= 0)
 		return 0;
 	/* The array's place relocated once; the index added by hand. */
-	__u64 gids = (__u64)(unsigned long)__builtin_preserve_access_index(&gi->gid);
-	__u32 lo = 0, hi = (__u32)n > 65536 ? 65536 : (__u32)n;
-	for (int step = 0; step < 18 && lo < hi; step++) {
-		__u32 mid = lo + (hi - lo) / 2;
-		__u32 g = 0;
-		if (bpf_probe_read_kernel(&g, sizeof(g), (const void *)(gids + (__u64)mid * 4)))
-			return 0;
-		if (g < min)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo >= (__u32)n)
+	c->gids = (__u64)(unsigned long)__builtin_preserve_access_index(&gi->gid);
+	c->lo = 0;
+	c->hi = (__u32)n > 65536 ? 65536 : (__u32)n;
+	c->min = min;
+	struct ns_sockcred *ctx = c;
+	bpf_loop(18, ns_sockcred_search_step, &ctx, 0);
+	if (c->lo >= (__u32)n)
 		return 0;
-	__u32 g = 0;
-	if (bpf_probe_read_kernel(&g, sizeof(g), (const void *)(gids + (__u64)lo * 4)))
+	c->tmp = 0;
+	if (bpf_probe_read_kernel(&c->tmp, 4, (const void *)(c->gids + (__u64)c->lo * 4)))
 		return 0;
-	return g >= min && g <= max;
+	return (__u32)c->tmp >= min && (__u32)c->tmp <= max;
 }
 
 #endif
