@@ -136,11 +136,15 @@ pub struct NflogEvent {
     pub l3_off: u16,
     /// skb->protocol, as the kernel stores it (network order).
     pub protocol: u16,
+    /// The fsuid and fsgid of the packet's socket file, when it has one (TC egress).
+    pub uid_gid: Option<(u32, u32)>,
     /// The frame from its link-layer header on, as far as the statement may need it.
     pub frame: Vec<u8>,
 }
 
-const NFLOG_EVENT_SIZE: usize = 40;
+const NFLOG_EVENT_SIZE: usize = 48;
+/// `NS_SOCKCRED_FILE` (lib/sockcred.h).
+const SOCKCRED_FILE: u32 = 2;
 
 /// Pages of each CPU's perf buffer: room for a few packets of the largest size.
 const NFLOG_PAGES: usize = 64;
@@ -165,6 +169,7 @@ impl NflogEvent {
             l3_off: u16_at(32),
             // Stored as the kernel's __be16, read back as its bytes.
             protocol: u16::from_be_bytes(sample[34..36].try_into().expect("2 bytes")),
+            uid_gid: (u32_at(36) == SOCKCRED_FILE).then(|| (u32_at(40), u32_at(44))),
             frame: frame.to_vec(),
         })
     }

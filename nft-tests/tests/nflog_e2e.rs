@@ -1,6 +1,8 @@
-//! NFLOG (`-j NFLOG`, nft `log group`) end to end: the same rules at prerouting
-//! (iptables-nft and ip6tables-nft raw PREROUTING, an inet table), the same frames
-//! injected from `peer`, and an nfnetlink_log listener (`nflog-listen`) bound to the
+//! NFLOG (`-j NFLOG`, nft `log group`) end to end: the same rules at prerouting,
+//! output and postrouting (iptables-nft and ip6tables-nft raw PREROUTING and OUTPUT,
+//! an inet table), the same frames injected from `peer` and the same datagrams and
+//! echo requests sent by sockets of `fw` (one made with another fsuid/fsgid, for
+//! NFULA_UID/GID), and an nfnetlink_log listener (`nflog-listen`) bound to the
 //! group, on the kernel and through nftshimd (eBPF data plane). What the listener
 //! receives must be the same datagram for datagram, message for message, attribute
 //! for attribute (timestamps masked, ifindexes named), for several listener settings:
@@ -31,9 +33,10 @@ const RULES4: &str = "*raw
 :OUTPUT ACCEPT [0:0]
 -A PREROUTING -p udp -m udp --dport 5001 -j NFLOG --nflog-group 7 --nflog-prefix ipt-udp
 -A PREROUTING -p tcp -m tcp --dport 5002 -j NFLOG --nflog-group 7 --nflog-size 40 --nflog-threshold 3
--A PREROUTING -p icmp -j NFLOG --nflog-group 7 --nflog-size 0
+-A PREROUTING -p icmp -m icmp --icmp-type 8 -j NFLOG --nflog-group 7 --nflog-size 0
 -A PREROUTING -p udp -m udp --dport 5003 -j NFLOG --nflog-group 8 --nflog-prefix nobody
 -A PREROUTING -p udp -m udp --dport 5003 -j NFLOG --nflog-group 7 --nflog-prefix after
+-A OUTPUT -p udp -m udp --sport 6001 -j NFLOG --nflog-group 7 --nflog-prefix out4
 COMMIT
 ";
 
@@ -43,6 +46,7 @@ const RULES6: &str = "*raw
 -A PREROUTING -p udp -m udp --dport 5001 -j NFLOG --nflog-group 7 --nflog-prefix ip6t-udp
 -A PREROUTING -p tcp -m tcp --dport 5002 -j NFLOG --nflog-group 7 --nflog-size 60
 -A PREROUTING -p ipv6-icmp -m icmp6 --icmpv6-type 128 -j NFLOG --nflog-group 7
+-A OUTPUT -p udp -m udp --sport 6001 -j NFLOG --nflog-group 7 --nflog-prefix out6 --nflog-size 20
 COMMIT
 ";
 
@@ -53,6 +57,12 @@ const NFT: &str = "table inet s9nflog {
         tcp dport 5004 log group 7 queue-threshold 2
         udp dport 5005 log group 7
         udp dport 5005 log prefix \"syslog, not nflog\"
+    }
+    chain post {
+        type filter hook postrouting priority 0; policy accept;
+        udp sport 6002 log group 7 prefix \"post\"
+        icmp type echo-request log group 7
+        icmpv6 type echo-request log group 7 snaplen 16
     }
 }
 ";
@@ -153,6 +163,132 @@ fn inject(peer: &Netns) {
     .unwrap();
 }
 
+/// A socket of fw's own: made with fsuid 4321 and fsgid 765 (its file's credentials)
+/// when `other_ids`.
+fn socket_as(domain: i32, ty: i32, proto: i32, other_ids: bool) -> OwnedFd {
+    // SAFETY: credential calls affect this thread only; socket(2) is owned at once.
+    unsafe {
+        if other_ids {
+            libc::setfsgid(765);
+            libc::setfsuid(4321);
+        }
+        let fd = libc::socket(domain, ty, proto);
+        assert!(fd >= 0, "socket");
+        if other_ids {
+            libc::setfsuid(0);
+            libc::setfsgid(0);
+        }
+        OwnedFd::from_raw_fd(fd)
+    }
+}
+
+fn send_to(fd: &OwnedFd, data: &[u8], to: std::net::SocketAddr) {
+    let (addr, len) = sockaddr(to);
+    // SAFETY: data and addr are valid for the lengths given.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            0,
+            &addr as *const _ as *const libc::sockaddr,
+            len,
+        )
+    };
+    assert_eq!(n, data.len() as isize, "sendto {to}");
+}
+
+fn sockaddr(a: std::net::SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: a zeroed sockaddr_storage is valid; the variant is filled below.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    match a {
+        std::net::SocketAddr::V4(v4) => {
+            // SAFETY: sockaddr_storage is large enough for sockaddr_in.
+            let sin = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as u16;
+            sin.sin_port = v4.port().to_be();
+            sin.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
+            (ss, std::mem::size_of::<libc::sockaddr_in>() as u32)
+        }
+        std::net::SocketAddr::V6(v6) => {
+            // SAFETY: sockaddr_storage is large enough for sockaddr_in6.
+            let sin6 = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as u16;
+            sin6.sin6_port = v6.port().to_be();
+            sin6.sin6_addr.s6_addr = v6.ip().octets();
+            (ss, std::mem::size_of::<libc::sockaddr_in6>() as u32)
+        }
+    }
+}
+
+fn bind(fd: &OwnedFd, a: std::net::SocketAddr) {
+    let (addr, len) = sockaddr(a);
+    // SAFETY: addr is valid for len.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &addr as *const _ as *const libc::sockaddr,
+            len,
+        )
+    };
+    assert_eq!(rc, 0, "bind {a}");
+}
+
+/// What fw's own sockets send (output and postrouting): UDP from ports 6001 and 6002
+/// (sockets with other ids send from 6001), ICMP and ICMPv6 echo requests. IPv4 goes
+/// through raw sockets with the header included, with a fixed IP id (the kernel's
+/// own ids are hashed with a per-namespace secret).
+fn local_traffic(fw: &Netns) {
+    in_netns(fw, || {
+        // SAFETY: as in `inject`.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+        let peer4: std::net::SocketAddr = "10.9.5.2:0".parse().unwrap();
+        let peer6: std::net::SocketAddr = "[fd09:5::2]:7777".parse().unwrap();
+        let mut id = 0x1200u16;
+        let mut send4 = |fd: &OwnedFd, mut pkt: Vec<u8>| {
+            id += 1;
+            pkt[4..6].copy_from_slice(&id.to_be_bytes());
+            send_to(fd, &pkt, peer4);
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        for (other, port) in [(true, 6001u16), (false, 6002)] {
+            let r4 = socket_as(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW, other);
+            let u6 = socket_as(libc::AF_INET6, libc::SOCK_DGRAM, 0, other);
+            bind(&u6, format!("[fd09:5::1]:{port}").parse().unwrap());
+            for n in [12usize, 300] {
+                let data: Vec<u8> = (0..n).map(|i| (i * 5 + usize::from(port)) as u8).collect();
+                let mut pkt = Vec::new();
+                PacketBuilder::ipv4(FW4, PEER4, 64)
+                    .udp(port, 7777)
+                    .write(&mut pkt, &data)
+                    .unwrap();
+                send4(&r4, pkt);
+                send_to(&u6, &data, peer6);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        let payload: Vec<u8> = (0..40).collect();
+        let r4 = socket_as(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW, false);
+        let mut pkt = Vec::new();
+        PacketBuilder::ipv4(FW4, PEER4, 64)
+            .icmpv4_echo_request(9, 1)
+            .write(&mut pkt, &payload)
+            .unwrap();
+        send4(&r4, pkt);
+        // ICMPv6 from a raw socket of other ids: the kernel fills the checksum in.
+        let r6 = socket_as(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6, true);
+        let mut echo = vec![128, 0, 0, 0, 0, 9, 0, 1];
+        echo.extend_from_slice(&payload);
+        send_to(&r6, &echo, "[fd09:5::2]:0".parse().unwrap());
+        Ok(())
+    })
+    .unwrap();
+}
+
 struct Side {
     fw: Netns,
     peer: Netns,
@@ -180,6 +316,23 @@ fn setup(bins: &Binaries, daemon: Option<&Daemon>, tag: &str) -> Side {
         ]);
         ip(&["-n", ns.name(), "link", "set", dev, "mtu", "9000", "up"]);
         ip(&["-n", ns.name(), "addr", "add", a6, "dev", dev, "nodad"]);
+    }
+    // fw's packets leave at once (no neighbour resolution between the hook and TC).
+    let peer_mac = "02:00:00:00:05:02";
+    for a in ["10.9.5.2", "fd09:5::2"] {
+        ip(&[
+            "-n",
+            fw.name(),
+            "neigh",
+            "replace",
+            a,
+            "lladdr",
+            peer_mac,
+            "dev",
+            "f0",
+            "nud",
+            "permanent",
+        ]);
     }
     let shim = daemon.map(|d| (d, bins.preload.as_path()));
     for (tool, rules) in [
@@ -229,7 +382,8 @@ fn listen(side: &Side, bins: &Binaries, daemon: Option<&Daemon>, args: &[&str]) 
     child
 }
 
-/// The listener's output with fw's f0 named instead of numbered.
+/// The listener's output with fw's f0 (input or output device) named instead of
+/// numbered.
 fn finish(child: Child, side: &Side) -> String {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "listener: {out:?}");
@@ -237,7 +391,7 @@ fn finish(child: Child, side: &Side) -> String {
     let f0 = format!(" {:08x}", side.f0);
     text.lines()
         .map(|l| {
-            if l.starts_with("attr 4 ") {
+            if l.starts_with("attr 4 ") || l.starts_with("attr 5 ") {
                 l.replace(&f0, " F0")
             } else {
                 l.to_string()
@@ -266,9 +420,11 @@ fn nflog_messages_match_the_kernels() {
         let s = listen(&shim, &bins, Some(&daemon), args);
         inject(&kernel.peer);
         inject(&shim.peer);
+        local_traffic(&kernel.fw);
+        local_traffic(&shim.fw);
         let (k, s) = (finish(k, &kernel), finish(s, &shim));
         assert!(
-            k.matches("msg type=0x0400").count() >= 10,
+            k.matches("msg type=0x0400").count() >= 20 && k.contains("attr 11 000010e1"),
             "the kernel's listener got too little ({args:?}):\n{k}"
         );
         if k != s {

@@ -3,13 +3,15 @@
 //! (through the daemon, `runtime::nflog` and the engine's `ulog::packet`); the
 //! statement is non-terminal, and without a listener nothing happens.
 //!
-//! Enforced at prerouting of ip, ip6 and inet chains only, where the TC ingress
-//! program sees what nfnetlink_log puts in the message: the input device and its MAC
-//! header, the mark, skb->len, and no socket. Refused elsewhere:
+//! Enforced at prerouting, output and postrouting of ip, ip6 and inet chains, where
+//! the TC programs see what nfnetlink_log puts in the message: at prerouting (TC
+//! ingress) the input device and its MAC header, the mark, skb->len, and no socket;
+//! at output and postrouting (TC egress; ip_output passes no input device) the output
+//! device, the mark, skb->len and the socket file's fsuid/fsgid (NFULA_UID/GID, read by
+//! lib/sockcred.h). Refused elsewhere:
 //! - input: early demux has attached the established TCP or connected UDP socket by
-//!   then, and the message carries its file's fsuid/fsgid (NFULA_UID/GID), which TC
-//!   ingress neither looks up nor reads;
-//! - output and postrouting: the sending socket's fsuid/fsgid, likewise;
+//!   then, and the message carries its file's fsuid/fsgid, which TC ingress neither
+//!   looks up nor reads;
 //! - forward: TC egress sees the outgoing MAC header, not the received one the
 //!   message carries (as `log`);
 //! - netdev, bridge and arp chains: NFULA_L2HDR/VLAN and the bridge's physical
@@ -22,11 +24,11 @@
 use nftshim_ebpf::ir::Statement;
 
 use super::{refuse, Facts, Family, Hook, Program, SymRule};
-use crate::runtime::nflog::{NflogSpec, ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE};
+use crate::runtime::nflog::{
+    NflogSpec, ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING,
+    NF_INET_PRE_ROUTING,
+};
 use nftshim_engine::DataplaneError;
-
-/// NF_INET_PRE_ROUTING.
-const NF_INET_PRE_ROUTING: u8 = 0;
 
 /// The statement of an NFLOG rule in a chain of `family` at `hook`, or why not.
 pub fn statement(
@@ -47,15 +49,18 @@ pub fn statement(
             )
         }
     }
+    let hooknum = match hook {
+        Hook::Prerouting => NF_INET_PRE_ROUTING,
+        Hook::Output => NF_INET_LOCAL_OUT,
+        Hook::Postrouting => NF_INET_POST_ROUTING,
+        _ => 0xff,
+    };
     let why = match hook {
-        Hook::Prerouting => None,
+        Hook::Prerouting | Hook::Output | Hook::Postrouting => None,
         Hook::Input => Some(
             "at input the kernel's message carries the fsuid/fsgid of the socket early demux \
              attached",
         ),
-        Hook::Output | Hook::Postrouting => {
-            Some("the kernel's message carries the sending socket's fsuid/fsgid")
-        }
         Hook::Forward => {
             Some("TC egress sees the outgoing MAC header, not the received one the message carries")
         }
@@ -63,12 +68,12 @@ pub fn statement(
     };
     if let Some(why) = why {
         return Err(format!(
-            "nflog (NFLOG, log group) is supported by the eBPF data plane at prerouting only \
-             ({why})"
+            "nflog (NFLOG, log group) is supported by the eBPF data plane at prerouting, \
+             output and postrouting only ({why})"
         ));
     }
     let spec = NflogSpec {
-        hook: NF_INET_PRE_ROUTING,
+        hook: hooknum,
         group,
         copy_len,
         qthreshold,

@@ -4,9 +4,12 @@
 //! from ([`nftshim_engine::ulog::packet::LogPacket`]), made of what the program
 //! reported ([`NflogEvent`]) and the namespace's facts.
 //!
-//! Only prerouting is enforced (see `compile::nflog`): the input device is the TC
-//! ingress device, there is no output device and no socket (so no NFULA_UID/GID), and
-//! the MAC header is the frame's.
+//! Enforced at prerouting, output and postrouting (see `compile::nflog`). At
+//! prerouting the input device is the TC ingress device, there is no output device and
+//! no socket (so no NFULA_UID/GID), and the MAC header is the frame's. At output and
+//! postrouting there is no input device (so no MAC header and no timestamp), the
+//! output device is the TC egress device, and the socket's file credentials come from
+//! lib/sockcred.h.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,6 +24,11 @@ use crate::compile::Facts;
 pub const ARPHRD_ETHER: u16 = 1;
 pub const ARPHRD_LOOPBACK: u16 = 772;
 pub const ARPHRD_NONE: u16 = 65534;
+
+/// NF_INET_PRE_ROUTING, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING.
+pub const NF_INET_PRE_ROUTING: u8 = 0;
+pub const NF_INET_LOCAL_OUT: u8 = 3;
+pub const NF_INET_POST_ROUTING: u8 = 4;
 
 /// NFULNL_COPY_RANGE_MAX.
 pub const COPY_RANGE_MAX: u32 = 0xffff - 4;
@@ -96,6 +104,27 @@ pub fn to_packet(spec: &NflogSpec, ev: &NflogEvent, facts: &Facts) -> Option<Log
         _ => return None,
     };
     let l3 = usize::from(ev.l3_off);
+    if spec.hook != NF_INET_PRE_ROUTING {
+        // Output and postrouting (ip_output passes no input device): the output
+        // device, the sending socket's file credentials, no MAC header, no time.
+        return Some(LogPacket {
+            family,
+            hook: spec.hook,
+            group: spec.group,
+            prefix: spec.prefix.clone(),
+            copy_len: spec.copy_len,
+            qthreshold: spec.qthreshold,
+            hw_protocol: ev.protocol,
+            indev: None,
+            outdev: Some(ev.oif),
+            mark: ev.mark,
+            hw: None,
+            timestamp: None,
+            uid_gid: ev.uid_gid,
+            len: ev.len,
+            data: ev.frame.get(l3..)?.to_vec(),
+        });
+    }
     let hw = match facts.link_types.get(&ev.iif).copied()? {
         t @ (ARPHRD_ETHER | ARPHRD_LOOPBACK) if l3 == 14 => HwInfo {
             hwtype: t,
@@ -178,6 +207,7 @@ mod tests {
             tstamp: 1_500_000_123_456_789,
             l3_off: 14,
             protocol: 0x0800,
+            uid_gid: None,
             frame: frame.clone(),
         };
         let spec = NflogSpec {
@@ -196,7 +226,26 @@ mod tests {
         assert_eq!(hw.header, frame[..14].to_vec());
         assert_eq!(hw.addr, Some(vec![2, 0, 0, 0, 0, 9]));
         assert_eq!(p.timestamp, Some((1_500_000, 123_456)));
-        let tunnel = NflogEvent { iif: 4, ..ev };
+        let tunnel = NflogEvent {
+            iif: 4,
+            ..ev.clone()
+        };
         assert_eq!(to_packet(&spec, &tunnel, &facts), None);
+        // At output: the output device and the socket's ids; no MAC header, no time.
+        let out = NflogEvent {
+            iif: 0,
+            oif: 4,
+            uid_gid: Some((1000, 100)),
+            ..ev
+        };
+        let spec = NflogSpec {
+            hook: NF_INET_LOCAL_OUT,
+            ..spec
+        };
+        let p = to_packet(&spec, &out, &facts).expect("a packet");
+        assert_eq!((p.indev, p.outdev), (None, Some(4)));
+        assert_eq!((p.hw, p.timestamp), (None, None));
+        assert_eq!(p.uid_gid, Some((1000, 100)));
+        assert_eq!(p.hook, 3);
     }
 }
