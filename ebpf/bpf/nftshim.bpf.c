@@ -206,7 +206,7 @@ int nftshim_tc(struct __sk_buff *skb)
 	if (NS_FEATURE(NS_F_STMTS)) {
 		NS_EMIT_LOGS(bpf_skb_load_bytes, skb, e, frame_len);
 		if (NS_FEATURE(NS_F_NFLOG))
-			NS_EMIT_NFLOG(skb, &hk, e, frame_len);
+			ns_emit_nflog(skb, &hk, frame_len);
 		if (skb->mark != e->pkt.mark)
 			skb->mark = e->pkt.mark;
 		if (e->priority_set)

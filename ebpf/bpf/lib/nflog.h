@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "stmts.h"
+#include "eval.h"
 #include "sockcred.h"
 
 /* A perf sample's size is a u16: the header, the raw size word, this event and the
@@ -31,78 +32,79 @@ struct ns_nflog_event {
 	__u32 gid;
 };
 
-/* ns_sockcred_read()'s scratch: it must live in map memory. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, __u32);
-	__type(value, struct ns_sockcred);
-	__uint(max_entries, 1);
-} nflog_cred SEC(".maps");
-
-/* nfnetlink_log's NFULA_UID/GID at the egress hooks: sk_fullsock(skb->sk) with a
- * socket file (NS_SOCKCRED_FULL_SK off). At ingress the program sees no socket (the
- * chains that would have one are refused). */
-NS_INLINE void ns_nflog_cred(struct ns_hook *hk, const struct pkt_ctx *p, __u32 *cred,
-			     __u32 *uid, __u32 *gid)
-{
-	__u32 zero = 0;
-	struct ns_sockcred *c = bpf_map_lookup_elem(&nflog_cred, &zero);
-	*cred = NS_SOCKCRED_NONE;
-	*uid = 0;
-	*gid = 0;
-	if (!c)
-		return;
-	*cred = ns_sockcred_read(hk, p->iif, p->l4proto, (p->flags & PKT_F_L4PROTO) != 0, 0, c);
-	*uid = c->fsuid;
-	*gid = c->fsgid;
-}
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, sizeof(__u32));
 } nflog_events SEC(".maps");
 
-/* Emits the nflog events of e's log queue (TC only: the copy needs the skb). */
-#define NS_EMIT_NFLOG(skb, hk, e, frame_len)                                             \
-	do {                                                                             \
-		__u32 cred_ = NS_SOCKCRED_NONE, uid_ = 0, gid_ = 0, creds_read_ = 0;      \
-		for (__u32 i = 0; i < NS_MAX_LOGS; i++) {                                 \
-			if (i >= (e)->nlogs)                                             \
-				break;                                                   \
-			const struct ns_log_entry *l_ = &(e)->logs[i];                   \
-			if (!(l_->prefix & NS_LOG_NFLOG))                                \
-				continue;                                                \
-			if (!creds_read_ && cfg.egress) {                                \
-				ns_nflog_cred(hk, &(e)->pkt, &cred_, &uid_, &gid_);      \
-				creds_read_ = 1;                                         \
-			}                                                                \
-			struct ns_nflog_event ev_ = {                                    \
-				.spec = l_->prefix & ~NS_LOG_NFLOG,                      \
-				.iif = (e)->pkt.iif,                                     \
-				.oif = (e)->pkt.oif,                                     \
-				.mark = l_->mark,                                        \
-				.len = (e)->pkt.len,                                     \
-				.tstamp = (skb)->tstamp,                                 \
-				.l3_off = (e)->pkt.l3_off,                               \
-				.protocol = (__u16)(skb)->protocol,                      \
-				.cred = cred_,                                           \
-				.uid = uid_,                                             \
-				.gid = gid_,                                             \
-			};                                                               \
-			__u64 want_ = (__u64)(e)->pkt.l3_off +                           \
-				      ((e)->pkt.len < l_->snap ? (e)->pkt.len : l_->snap); \
-			if (want_ > (frame_len))                                         \
-				want_ = (frame_len);                                     \
-			if (want_ > NS_NFLOG_MAX_FRAME)                                  \
-				want_ = NS_NFLOG_MAX_FRAME;                              \
-			ev_.caplen = want_;                                              \
-			if (bpf_perf_event_output(skb, &nflog_events,                    \
-						  BPF_F_CURRENT_CPU |                    \
-							  ((want_ << 32) & BPF_F_CTXLEN_MASK), \
-						  &ev_, sizeof(ev_)) < 0)                \
-				ns_stat(NS_STAT_LOG_LOST);                               \
-		}                                                                        \
-	} while (0)
+/* The event and ns_sockcred_read()'s scratch live in map memory: the TC entry's
+ * stack, shared with the chains' calls, has no room for them. */
+struct ns_nflog_scratch {
+	struct ns_sockcred cred;
+	struct ns_nflog_event ev;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ns_nflog_scratch);
+	__uint(max_entries, 1);
+} nflog_scratch SEC(".maps");
+
+/* Emits the nflog events of the packet's log queue (TC only: the copy needs the skb).
+ * A function of its own, so that its stack is not the TC entry's. NFULA_UID/GID at
+ * the egress hooks: sk_fullsock(skb->sk) with a socket file (NS_SOCKCRED_FULL_SK off);
+ * at ingress the program sees no socket (the chains that would have one are
+ * refused). */
+static __noinline int ns_emit_nflog(struct __sk_buff *skb, struct ns_hook *hk, __u32 frame_len)
+{
+	__u32 zero = 0;
+	struct ns_eval *e = ns_eval_state();
+	struct ns_nflog_scratch *sc = bpf_map_lookup_elem(&nflog_scratch, &zero);
+	if (!e || !sc || !hk)
+		return 0;
+	int creds_read = 0;
+	__u32 cred = NS_SOCKCRED_NONE;
+	for (__u32 i = 0; i < NS_MAX_LOGS; i++) {
+		if (i >= e->nlogs)
+			break;
+		const struct ns_log_entry *l = &e->logs[i];
+		if (!(l->prefix & NS_LOG_NFLOG))
+			continue;
+		if (!creds_read) {
+			sc->cred.fsuid = 0;
+			sc->cred.fsgid = 0;
+			if (cfg.egress)
+				cred = ns_sockcred_read(hk, e->pkt.iif, e->pkt.l4proto,
+							(e->pkt.flags & PKT_F_L4PROTO) != 0, 0,
+							&sc->cred);
+			creds_read = 1;
+		}
+		struct ns_nflog_event *ev = &sc->ev;
+		ev->spec = l->prefix & ~NS_LOG_NFLOG;
+		ev->iif = e->pkt.iif;
+		ev->oif = e->pkt.oif;
+		ev->mark = l->mark;
+		ev->len = e->pkt.len;
+		ev->tstamp = skb->tstamp;
+		ev->l3_off = e->pkt.l3_off;
+		ev->protocol = (__u16)skb->protocol;
+		ev->cred = cred;
+		ev->uid = sc->cred.fsuid;
+		ev->gid = sc->cred.fsgid;
+		__u64 want = (__u64)e->pkt.l3_off + (e->pkt.len < l->snap ? e->pkt.len : l->snap);
+		if (want > frame_len)
+			want = frame_len;
+		if (want > NS_NFLOG_MAX_FRAME)
+			want = NS_NFLOG_MAX_FRAME;
+		ev->caplen = want;
+		if (bpf_perf_event_output(skb, &nflog_events,
+					  BPF_F_CURRENT_CPU | ((want << 32) & BPF_F_CTXLEN_MASK), ev,
+					  sizeof(*ev)) < 0)
+			ns_stat(NS_STAT_LOG_LOST);
+	}
+	return 0;
+}
 
 #endif
