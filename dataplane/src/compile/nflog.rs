@@ -121,3 +121,73 @@ pub fn check_facts(program: &Program, facts: &Facts) -> Result<(), DataplaneErro
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hooks_and_families() {
+        for (hook, num) in [
+            (Hook::Prerouting, 0),
+            (Hook::Output, 3),
+            (Hook::Postrouting, 4),
+        ] {
+            for family in [Family::Ip, Family::Ip6, Family::Inet] {
+                let st = statement(family, hook, 7, b"p", Some(100_000), 3).unwrap();
+                let Statement::Nflog { spec, snap } = st else {
+                    panic!("{st:?}");
+                };
+                assert_eq!(
+                    snap, 0xfffb,
+                    "the copy length is cut to the range's maximum"
+                );
+                let spec = NflogSpec::from_key(&spec).unwrap();
+                assert_eq!(
+                    (spec.hook, spec.group, spec.copy_len, spec.qthreshold),
+                    (num, 7, Some(100_000), 3)
+                );
+            }
+        }
+        for hook in [Hook::Input, Hook::Forward, Hook::Ingress] {
+            let e = statement(Family::Ip, hook, 1, b"", None, 0).unwrap_err();
+            assert!(e.contains("prerouting, output and postrouting only"), "{e}");
+        }
+        for family in [Family::Netdev, Family::Bridge, Family::Arp] {
+            assert!(statement(family, Hook::Prerouting, 1, b"", None, 0).is_err());
+        }
+    }
+
+    #[test]
+    fn namespaces_it_cannot_serve_are_refused() {
+        let rule = SymRule {
+            handle: 1,
+            matches: Vec::new(),
+            action: super::super::Action::Continue,
+            statements: vec![statement(Family::Ip, Hook::Prerouting, 1, b"", None, 0).unwrap()],
+            counters: Vec::new(),
+            rateest: Vec::new(),
+        };
+        let mut program = Program::default();
+        program.regular.insert(
+            "r".into(),
+            super::super::RegularChain {
+                label: "r".into(),
+                rules: vec![rule],
+            },
+        );
+        let mut facts = Facts::default();
+        facts.link_types.insert(1, ARPHRD_LOOPBACK);
+        facts.link_types.insert(2, ARPHRD_ETHER);
+        facts.br_netfilter = true;
+        assert!(
+            check_facts(&program, &facts).is_ok(),
+            "br_netfilter without a bridge"
+        );
+        facts.links.insert(3, "gre0".into());
+        facts.link_types.insert(3, 778);
+        let e = check_facts(&program, &facts).unwrap_err();
+        assert!(e.reason.contains("gre0"), "{}", e.reason);
+        assert!(check_facts(&Program::default(), &facts).is_ok(), "no NFLOG");
+    }
+}
