@@ -15,6 +15,7 @@
 #include "lib/reject.h"
 #include "lib/eval.h"
 #include "lib/log.h"
+#include "lib/nflog.h"
 
 #define XDP_DROP 1
 #define XDP_PASS 2
@@ -213,6 +214,8 @@ int nftshim_tc(struct __sk_buff *skb)
 			e->log_cred_found = ns_sockcred_read(&hk, e->pkt.iif, 0, 0, 0,
 							     &e->log_cred) == NS_SOCKCRED_FILE;
 		NS_EMIT_LOGS(bpf_skb_load_bytes, skb, e, frame_len);
+		if (NS_FEATURE(NS_F_NFLOG))
+			ns_emit_nflog(skb, &hk, frame_len);
 		if (skb->mark != e->pkt.mark)
 			skb->mark = e->pkt.mark;
 		if (e->priority_set)

@@ -185,6 +185,12 @@ pub enum Statement {
     /// ([`crate::loader::LogEvent`]). The prefix travels as an id: the index of the
     /// prefix in [`crate::maps::CompiledProgram::log_prefixes`].
     Log { prefix: String },
+    /// xt_NFLOG / `log group`: a perf event to user space with the packet's frame up
+    /// to `snap` bytes from the network header on (the most any listener's copy range
+    /// can ask for: the rule's copy length, or NFULNL_COPY_RANGE_MAX). The spec (group,
+    /// prefix, copy length, threshold) travels as an id into
+    /// [`crate::maps::CompiledProgram::log_prefixes`], as `Log`'s prefix does.
+    Nflog { spec: String, snap: u32 },
     /// `ip ttl set ...`, `tcp dport set ...`, ...: nft_payload_set_eval() on a header.
     /// Later rules and chains see the new bytes (and the fields parsed from them).
     /// Breaks the rule, as the kernel does, when the bytes are not in the packet.

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::perf::{PerfEvent, PerfEventArray, PerfEventArrayBuffer};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf};
 use aya::programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp};
 use aya::{include_bytes_aligned, Ebpf, EbpfLoader, Pod};
@@ -120,6 +121,62 @@ pub struct LogEvent {
 }
 
 const LOG_EVENT_SIZE: usize = 7 * 4 + 2 * 2 + 128 + 3 * 4;
+
+/// One xt_NFLOG / `log group` statement that ran (`struct ns_nflog_event`, lib/nflog.h).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NflogEvent {
+    /// Index into the program's `log_prefixes` (the statement's spec).
+    pub spec: u32,
+    pub iif: u32,
+    pub oif: u32,
+    /// The meta mark when the statement ran.
+    pub mark: u32,
+    /// skb->len at the IP hooks: bytes from the network header on.
+    pub len: u32,
+    /// skb->tstamp (0: none).
+    pub tstamp: u64,
+    /// Where the network header starts in `frame`.
+    pub l3_off: u16,
+    /// skb->protocol, as the kernel stores it (network order).
+    pub protocol: u16,
+    /// The fsuid and fsgid of the packet's socket file, when it has one (TC egress).
+    pub uid_gid: Option<(u32, u32)>,
+    /// The frame from its link-layer header on, as far as the statement may need it.
+    pub frame: Vec<u8>,
+}
+
+const NFLOG_EVENT_SIZE: usize = 48;
+/// `NS_SOCKCRED_FILE` (lib/sockcred.h).
+const SOCKCRED_FILE: u32 = 2;
+
+/// Pages of each CPU's perf buffer: room for a few packets of the largest size.
+const NFLOG_PAGES: usize = 64;
+
+impl NflogEvent {
+    /// Parses one perf sample: the event, then the frame.
+    fn parse(sample: &[u8]) -> Option<NflogEvent> {
+        let u32_at = |o: usize| u32::from_ne_bytes(sample[o..o + 4].try_into().expect("4 bytes"));
+        let u16_at = |o: usize| u16::from_ne_bytes(sample[o..o + 2].try_into().expect("2 bytes"));
+        if sample.len() < NFLOG_EVENT_SIZE {
+            return None;
+        }
+        let caplen = u32_at(20) as usize;
+        let frame = sample.get(NFLOG_EVENT_SIZE..NFLOG_EVENT_SIZE + caplen)?;
+        Some(NflogEvent {
+            spec: u32_at(0),
+            iif: u32_at(4),
+            oif: u32_at(8),
+            mark: u32_at(12),
+            len: u32_at(16),
+            tstamp: u64::from_ne_bytes(sample[24..32].try_into().expect("8 bytes")),
+            l3_off: u16_at(32),
+            // Stored as the kernel's __be16, read back as its bytes.
+            protocol: u16::from_be_bytes(sample[34..36].try_into().expect("2 bytes")),
+            uid_gid: (u32_at(36) == SOCKCRED_FILE).then(|| (u32_at(40), u32_at(44))),
+            frame: frame.to_vec(),
+        })
+    }
+}
 /// Packets and bytes that hit a rule (or the policy), summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
@@ -286,6 +343,8 @@ pub struct LoadedProgram {
     image: Image,
     /// Map writes of the last load or patch.
     writes: u64,
+    /// Programs with NFLOG statements: their per-CPU perf buffers.
+    nflog: Vec<PerfEventArrayBuffer<MapData>>,
 }
 
 /// A loaded lone chain.
@@ -413,7 +472,13 @@ impl LoadedProgram {
             .try_into()
             .map_err(prog_err(TC_PROGRAM))?;
         tc.load().map_err(prog_err(TC_PROGRAM))?;
+        let nflog = if config.features & crate::maps::FEATURE_NFLOG != 0 {
+            open_nflog_buffers(&mut ebpf)?
+        } else {
+            Vec::new()
+        };
         Ok(LoadedProgram {
+            nflog,
             ebpf,
             ncounters: chain.ncounters() as u32,
             sets: chain.sets.clone(),
@@ -655,6 +720,35 @@ impl LoadedProgram {
             });
         }
         Ok(events)
+    }
+
+    /// Takes the nflog events written since the last call, and how many the perf
+    /// buffers had no room for.
+    pub fn read_nflog(&mut self) -> (Vec<NflogEvent>, u64) {
+        let mut events = Vec::new();
+        let mut lost = 0;
+        for buf in &mut self.nflog {
+            buf.for_each(|ev| match ev {
+                PerfEvent::Sample { head, tail } => {
+                    let parsed = if tail.is_empty() {
+                        NflogEvent::parse(head)
+                    } else {
+                        NflogEvent::parse(&[head, tail].concat())
+                    };
+                    match parsed {
+                        Some(e) => events.push(e),
+                        None => lost += 1,
+                    }
+                }
+                PerfEvent::Lost { count } => lost += count,
+            });
+        }
+        (events, lost)
+    }
+
+    /// Whether the program has nflog statements.
+    pub fn has_nflog(&self) -> bool {
+        !self.nflog.is_empty()
     }
 
     /// Counters of rules `0..nrules`, then the base chains' policies, summed over CPUs.
@@ -1064,4 +1158,32 @@ pub fn monotonic_ns() -> u64 {
     // Safety: a valid pointer to a timespec; CLOCK_MONOTONIC cannot fail.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Opens one perf buffer per online CPU for the `nflog_events` map.
+fn open_nflog_buffers(ebpf: &mut Ebpf) -> Result<Vec<PerfEventArrayBuffer<MapData>>, LoadError> {
+    let map = ebpf
+        .take_map("nflog_events")
+        .ok_or(LoadError::Missing("nflog_events"))?;
+    let mut array = PerfEventArray::try_from(map).map_err(map_err("nflog_events"))?;
+    let cpus = aya::util::online_cpus().map_err(|(_, e)| LoadError::Map {
+        name: "nflog_events",
+        source: Box::new(MapError::SyscallError(aya::sys::SyscallError {
+            call: "online_cpus",
+            io_error: e,
+        })),
+    })?;
+    cpus.into_iter()
+        .map(|cpu| {
+            array
+                .open(cpu, Some(NFLOG_PAGES))
+                .map_err(|e| LoadError::Map {
+                    name: "nflog_events",
+                    source: Box::new(MapError::SyscallError(aya::sys::SyscallError {
+                        call: "perf_event_open",
+                        io_error: std::io::Error::other(e.to_string()),
+                    })),
+                })
+        })
+        .collect()
 }

@@ -407,6 +407,9 @@ impl<'a> Reference<'a> {
                 Statement::Log { prefix } => {
                     eval.effects.logs.push((number, prefix.clone(), p.mark))
                 }
+                Statement::Nflog { spec, .. } => {
+                    eval.effects.logs.push((number, spec.clone(), p.mark))
+                }
                 Statement::TcpOptStrip(strip) => {
                     let outcome = crate::rewrite::strip_tcp_options(strip, p);
                     eval.effects.network = p.headers.as_ref().map(|h| h.network.clone());

@@ -754,6 +754,60 @@ fn log_events_carry_the_rule_prefix_mark_and_headers() {
     );
 }
 
+/// xt_NFLOG / `log group`: one perf event per statement that ran, with the mark at
+/// the time, skb->protocol and the frame up to the network header plus the
+/// statement's snap length (or the whole packet).
+#[test]
+fn nflog_events_carry_the_frame_up_to_the_snap_length() {
+    let program = Program::single(base(
+        Verdict::Accept,
+        vec![Rule::new(vec![], Action::Continue)
+            .with(Statement::Nflog {
+                spec: "short".into(),
+                snap: 20,
+            })
+            .with(Statement::set_mark(3))
+            .with(Statement::Nflog {
+                spec: "all".into(),
+                snap: 0xfffb,
+            })],
+    ));
+    let Some(mut loaded) = load(&program) else {
+        return;
+    };
+    assert!(loaded.has_nflog());
+    let spec = udp(53);
+    let frame = spec.frame();
+    loaded
+        .run_tc(
+            &frame,
+            SkbMeta {
+                mark: 1,
+                ingress_ifindex: 4,
+                ifindex: 0,
+            },
+            1,
+        )
+        .unwrap();
+    let (events, lost) = loaded.read_nflog();
+    assert_eq!(lost, 0);
+    let summary: Vec<(&str, u32, usize)> = events
+        .iter()
+        .map(|e| (loaded.log_prefix(e.spec).unwrap(), e.mark, e.frame.len()))
+        .collect();
+    assert_eq!(
+        summary,
+        [("short", 1, 14 + 20), ("all", 3, 14 + spec.l3_len())]
+    );
+    for e in &events {
+        assert_eq!((e.iif, e.l3_off, e.protocol), (4, 14, 0x0800));
+        assert_eq!(e.len as usize, spec.l3_len());
+        assert_eq!(e.uid_gid, None, "no socket at ingress");
+        assert_eq!(e.frame[..], frame[..e.frame.len()]);
+    }
+    assert!(loaded.read_nflog().0.is_empty(), "events are taken once");
+}
+
 /// Sets for the random programs: one per key type the generated packets exercise.
 fn program_sets() -> BTreeMap<String, nftshim_ebpf::ir::Set> {
     use nftshim_ebpf::ir::{Set, SetElement, SetKey};

@@ -12,9 +12,9 @@ const ULOG_CONFIG: u16 = 4 << 8 | 1;
 
 const CMD: u16 = 1;
 const MODE: u16 = 2;
-const TIMEOUT: u16 = 3;
-const QTHRESH: u16 = 4;
-const NLBUFSIZ: u16 = 5;
+const NLBUFSIZ: u16 = 3;
+const TIMEOUT: u16 = 4;
+const QTHRESH: u16 = 5;
 const FLAGS: u16 = 6;
 
 const BIND: u8 = 1;

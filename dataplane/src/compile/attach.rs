@@ -402,6 +402,7 @@ pub fn instantiate(program: &Program, facts: &Facts) -> Result<Plan, DataplaneEr
     check_br_netfilter(program, facts)?;
     super::reject::check_forward_answers(program, facts)?;
     let forward_answers = super::reject::forward_answers(program);
+    super::nflog::check_facts(program, facts)?;
     let mut plan = Plan::default();
     // A program of 10,000 rules is flattened once, not once per interface.
     type Built = (Arc<ir::Program>, Arc<Vec<Vec<CounterRef>>>);

@@ -15,9 +15,10 @@
 pub mod attach;
 pub mod bridge;
 mod ct;
-pub mod kernel_ct;
 mod fib;
+pub mod kernel_ct;
 pub mod maps;
+pub mod nflog;
 pub mod reject;
 mod residual;
 pub mod rule;
@@ -489,6 +490,8 @@ fn keeps_the_route(family: Family, st: &Statement) -> bool {
         Statement::SetPriority(_) => true,
         // TCP options are not compared (xt_TCPOPTSTRIP).
         Statement::TcpOptStrip(_) => true,
+        // The packet goes to a listener unchanged.
+        Statement::Nflog { .. } => true,
         Statement::PayloadSet(w) if family == Family::Ip && w.base == WriteBase::Network => {
             let compared = |at: usize| at == 1 || (12..20).contains(&at);
             (0..usize::from(w.len)).all(|k| {

@@ -332,6 +332,22 @@ pub fn decompile_rule_indexed(
     }))
 }
 
+/// `log group N`: nft_log_init's NF_LOG_TYPE_ULOG loginfo (a snaplen sets
+/// NF_LOG_F_COPY_LEN) for nfnetlink_log.
+fn nflog_statement(
+    ctx: &ChainContext<'_>,
+    l: &netlink_proto::expr::log::Log,
+) -> Result<Statement, String> {
+    super::nflog::statement(
+        ctx.family,
+        ctx.hook,
+        l.group().unwrap_or(0),
+        l.prefix().unwrap_or("").as_bytes(),
+        l.snaplen(),
+        l.qthreshold().unwrap_or(0),
+    )
+}
+
 /// A `log` statement the daemon can print as nf_log_syslog would, or why not.
 fn log_spec(
     ctx: &ChainContext<'_>,
@@ -966,6 +982,10 @@ impl RuleState<'_, '_> {
                         return Err(format!("verdict {} is not supported", verdict_name(other)))
                     }
                 });
+            }
+            TypedExpr::Log(l) if l.group().is_some() => {
+                self.effects.push(nflog_statement(self.ctx, l)?);
+                self.statements = true;
             }
             TypedExpr::Log(l) => {
                 let spec = log_spec(self.ctx, l)?;

@@ -185,6 +185,7 @@ pub fn decompile_target(cx: &XtCx<'_>, t: &XtTarget) -> Result<Decompiled, Strin
     match (name, rev) {
         ("REJECT", 0) => reject(cx, b),
         ("LOG", 0) => log(cx, b),
+        ("NFLOG", 0) => nflog::nflog(cx, b),
         ("MARK", 2) => mark_target(cx, b),
         ("CONNMARK", 1 | 2) => connmark_target(cx, rev, b),
         ("DSCP", 0) => header_targets::dscp(cx, b),
@@ -970,8 +971,9 @@ mod ct_target;
 mod ebt;
 mod ecn;
 mod header_targets;
-pub(crate) mod owner;
 mod hmark;
+mod nflog;
+pub(crate) mod owner;
 mod pkttype;
 mod quota;
 pub mod rateest;

@@ -18,6 +18,7 @@ pub mod addrtype;
 pub mod links;
 pub mod logline;
 pub mod netns;
+pub mod nflog;
 pub mod pins;
 pub mod rateest;
 pub mod recent;
@@ -27,7 +28,9 @@ pub mod worker;
 use std::sync::{Arc, Mutex};
 
 use nftshim_engine::view::{Chain, Rule, Table};
-use nftshim_engine::{CountDelta, Dataplane, DataplaneError, DataplaneStats, RulesetView};
+use nftshim_engine::{
+    CountDelta, Dataplane, DataplaneError, DataplaneStats, NflogSink, RulesetView,
+};
 
 use crate::compile::{check_rule, decompile_cached, refuse, Program, RuleCache};
 pub use netns::NetnsKey;
@@ -45,6 +48,8 @@ pub struct EbpfDataplane {
     checked: Mutex<Option<Arc<Program>>>,
     /// Rules decompiled by earlier commits: a commit decompiles what it changed.
     rule_cache: Mutex<RuleCache>,
+    /// Where the worker hands NFLOG packets.
+    nflog_sink: Option<NflogSink>,
 }
 
 impl EbpfDataplane {
@@ -55,6 +60,7 @@ impl EbpfDataplane {
             carry: Vec::new(),
             checked: Mutex::new(None),
             rule_cache: Mutex::new(RuleCache::default()),
+            nflog_sink: None,
         }
     }
 
@@ -72,7 +78,7 @@ impl EbpfDataplane {
         guard: &'a mut Option<Worker>,
     ) -> Result<&'a Worker, DataplaneError> {
         if guard.is_none() {
-            let w = Worker::start(self.key).map_err(|e| {
+            let w = Worker::start(self.key, self.nflog_sink.clone()).map_err(|e| {
                 refuse(format!(
                     "the eBPF data plane cannot enter this network namespace: {e}"
                 ))
@@ -89,6 +95,10 @@ impl EbpfDataplane {
 impl Dataplane for EbpfDataplane {
     fn name(&self) -> &'static str {
         "ebpf"
+    }
+
+    fn set_nflog_sink(&mut self, sink: NflogSink) {
+        self.nflog_sink = Some(sink);
     }
 
     fn enforces(&self) -> bool {

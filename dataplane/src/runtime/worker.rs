@@ -28,7 +28,7 @@ use nftshim_ebpf::ir;
 use nftshim_ebpf::loader::{Counter, LoadError, LoadOptions, LoadedChain, TC_PROGRAM};
 use nftshim_ebpf::maps;
 use nftshim_ebpf::shared::SharedState;
-use nftshim_engine::{CountDelta, CounterRef, DataplaneError};
+use nftshim_engine::{CountDelta, CounterRef, DataplaneError, NflogSink};
 
 use super::links as pinned_links;
 use super::logline::{self, LogSpec};
@@ -77,7 +77,7 @@ pub struct Worker {
 
 impl Worker {
     /// Starts the worker in the namespace `key` names.
-    pub fn start(key: NetnsKey) -> io::Result<Worker> {
+    pub fn start(key: NetnsKey, nflog: Option<NflogSink>) -> io::Result<Worker> {
         let netns = netns::open(key)?;
         // SAFETY: eventfd(2); the fd is owned at once.
         let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
@@ -115,6 +115,7 @@ impl Worker {
                     Ok((events, facts, shared)) => {
                         let _ = ready_tx.send(Ok(()));
                         let mut w = State::new(key, facts, shared, status_thread);
+                        w.nflog = nflog;
                         w.run(&rx, &events, wake_thread);
                     }
                     Err(e) => {
@@ -249,6 +250,47 @@ fn write_logs<'a>(key: NetnsKey, facts: &Facts, progs: impl Iterator<Item = &'a 
                 _ => tracing::debug!(target: "nft_log", "{line}"),
             }
         }
+    }
+}
+
+/// Turns the NFLOG events the programs reported into packets for the engine's
+/// nfnetlink_log, and hands them to the sink.
+fn send_nflog<'a>(
+    key: NetnsKey,
+    facts: &Facts,
+    sink: Option<&NflogSink>,
+    progs: impl Iterator<Item = &'a mut LoadedProg>,
+) {
+    let mut packets = Vec::new();
+    for p in progs {
+        if !p.loaded.has_nflog() {
+            continue;
+        }
+        let (events, lost) = p.loaded.read_nflog();
+        if lost > 0 {
+            tracing::warn!(
+                netns_cookie = key.cookie,
+                lost,
+                "NFLOG events lost (perf buffer full)"
+            );
+        }
+        for ev in events {
+            let spec = p
+                .loaded
+                .log_prefix(ev.spec)
+                .and_then(super::nflog::NflogSpec::from_key);
+            match spec.and_then(|s| super::nflog::to_packet(&s, &ev, facts)) {
+                Some(pkt) => packets.push(pkt),
+                None => tracing::warn!(
+                    netns_cookie = key.cookie,
+                    ifindex = ev.iif,
+                    "NFLOG event the data plane cannot turn into a message, dropped"
+                ),
+            }
+        }
+    }
+    if let (Some(sink), false) = (sink, packets.is_empty()) {
+        sink(packets);
     }
 }
 
@@ -614,6 +656,8 @@ struct State {
     loads: u64,
     patches: u64,
     map_writes: u64,
+    /// Where NFLOG packets go (none: they are dropped, as with no listener).
+    nflog: Option<NflogSink>,
 }
 
 impl State {
@@ -648,6 +692,7 @@ impl State {
             loads: 0,
             patches: 0,
             map_writes: 0,
+            nflog: None,
         }
     }
 
@@ -666,7 +711,15 @@ impl State {
                 },
             ];
             // Log events wait in each program's ring buffer: read them every 100 ms.
-            let mut timeout = if self.logs() { 100 } else { -1 };
+            // NFLOG packets wait in perf buffers: 10 ms, about the kernel's shortest
+            // flush timer (2 jiffies).
+            let mut timeout = if self.nflogs() {
+                10
+            } else if self.logs() {
+                100
+            } else {
+                -1
+            };
             // A rate estimator's period ends.
             if let Some(next) = self.estimators.next_deadline() {
                 let wait = next.saturating_duration_since(Instant::now());
@@ -692,6 +745,7 @@ impl State {
             if let Some(g) = self.live.as_ref() {
                 write_logs(self.key, &self.facts, g.progs.values());
             }
+            self.send_nflog();
             loop {
                 match commands.try_recv() {
                     Ok(c) => self.handle(c),
@@ -706,6 +760,26 @@ impl State {
             if let Some(g) = self.live.as_ref() {
                 write_logs(self.key, &self.facts, g.progs.values());
             }
+            self.send_nflog();
+        }
+    }
+
+    /// Whether some live program has NFLOG statements.
+    fn nflogs(&self) -> bool {
+        self.live
+            .as_ref()
+            .is_some_and(|g| g.progs.values().any(|p| p.loaded.has_nflog()))
+    }
+
+    /// Hands the NFLOG packets of the live programs to the sink.
+    fn send_nflog(&mut self) {
+        if let Some(g) = self.live.as_mut() {
+            send_nflog(
+                self.key,
+                &self.facts,
+                self.nflog.as_ref(),
+                g.progs.values_mut(),
+            );
         }
     }
 
@@ -1065,6 +1139,12 @@ impl State {
         self.links = links;
         if let Some(mut old) = self.live.take() {
             write_logs(self.key, &self.facts, old.progs.values());
+            send_nflog(
+                self.key,
+                &self.facts,
+                self.nflog.as_ref(),
+                old.progs.values_mut(),
+            );
             for p in old.progs.values_mut() {
                 p.collect(&mut self.carry);
             }

@@ -344,6 +344,25 @@ NS_INLINE int ns_run_stmts(struct ns_eval *e, __u32 rule, const struct ns_rule_e
 			l->rule = rule;
 			l->prefix = s->a;
 			l->mark = e->pkt.mark;
+			l->snap = 0;
+			e->nlogs = n + 1;
+			break;
+		}
+		case NS_STMT_NFLOG: {
+			if (!NS_FEATURE(NS_F_NFLOG)) {
+				e->status = NS_EVAL_ERROR;
+				return 0;
+			}
+			__u32 n = e->nlogs;
+			if (n >= NS_MAX_LOGS) {
+				ns_stat(NS_STAT_LOG_LOST);
+				break;
+			}
+			struct ns_log_entry *l = &e->logs[n & (NS_MAX_LOGS - 1)];
+			l->rule = rule;
+			l->prefix = s->a | NS_LOG_NFLOG;
+			l->mark = e->pkt.mark;
+			l->snap = s->b;
 			e->nlogs = n + 1;
 			break;
 		}

@@ -62,6 +62,8 @@ NS_INLINE struct ns_log_event *ns_log_start(const struct pkt_ctx *p, const struc
 		for (__u32 i = 0; i < NS_MAX_LOGS; i++) {                               \
 			if (i >= (e)->nlogs)                                           \
 				break;                                                 \
+			if ((e)->logs[i].prefix & NS_LOG_NFLOG)                        \
+				continue;                                              \
 			struct ns_log_event *ev = ns_log_start(&(e)->pkt, &(e)->logs[i], \
 							       (e)->ct.state_bit, frame_len); \
 			if (!ev)                                                       \

@@ -57,6 +57,9 @@ enum ns_stmt_kind {
 	NS_STMT_TCPOPTSTRIP = 90,
 	/* xt_HMARK: a: its spec in residual_insns (lib/hmark.h). */
 	NS_STMT_HMARK = 125,
+	/* xt_NFLOG / `log group`: a: its spec id (as NS_STMT_LOG's prefix id), b: the
+	 * most bytes from the network header on any listener can ask for (lib/nflog.h). */
+	NS_STMT_NFLOG = 115,
 };
 
 /* ns_stmt.shift of NS_STMT_MARK_SHIFT: the shift in bits 0-4, then these. */
@@ -103,9 +106,12 @@ struct ns_quota {
  * packet, which the bpf_loop callback has no pointer to). */
 struct ns_log_entry {
 	__u32 rule;
-	__u32 prefix;
+	__u32 prefix; /* with NS_LOG_NFLOG: an NS_STMT_NFLOG's spec id */
 	__u32 mark; /* the meta mark when the statement ran */
+	__u32 snap; /* NS_STMT_NFLOG's b */
 };
+
+#define NS_LOG_NFLOG (1u << 31)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -145,6 +145,8 @@ pub const STMT_SET_CTMARK: u32 = 2;
 pub const STMT_SET_MARK_FROM_CT: u32 = 3;
 pub const STMT_SET_CTMARK_FROM_MARK: u32 = 4;
 pub const STMT_LOG: u32 = 5;
+/// `NS_STMT_NFLOG` (lib/stmts.h).
+pub const STMT_NFLOG: u32 = 115;
 /// a: the write's spec in `residual_insns`.
 pub const STMT_PAYLOAD_SET: u32 = 6;
 /// a, b: and, xor before the shift; c: xor after it; shift: [`BpfStmt::shift`].
@@ -500,6 +502,14 @@ impl Extras {
                         self.log_prefixes.push(prefix.clone());
                     }
                     stmt(STMT_LOG, id, 0)
+                }
+                Statement::Nflog { spec, snap } => {
+                    let next = self.log_prefixes.len() as u32;
+                    let id = *self.prefix_ids.entry(spec.clone()).or_insert(next);
+                    if id == next {
+                        self.log_prefixes.push(spec.clone());
+                    }
+                    stmt(STMT_NFLOG, id, *snap)
                 }
                 Statement::TcpOptStrip(strip) => {
                     let mut spec = BpfResidualInsn {

@@ -168,6 +168,8 @@ pub const FEATURE_RECENT: u32 = 1 << 17;
 pub const FEATURE_ADDRTYPE_RT: u32 = 1 << 20;
 /// [`crate::ir::Program::forward_answers`] and some rule rejects.
 pub const FEATURE_FWD_REJECT: u32 = 1 << 19;
+/// Some rule logs to an nfnetlink_log group ([`crate::ir::Statement::Nflog`]).
+pub const FEATURE_NFLOG: u32 = 1 << 16;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].
@@ -432,7 +434,7 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
             c.rules.iter().any(|r| {
                 r.statements
                     .iter()
-                    .any(|s| matches!(s, Statement::Log { .. }))
+                    .any(|s| matches!(s, Statement::Log { .. } | Statement::Nflog { .. }))
             })
         }) {
             return Err(BuildError::LogWithWrites);
@@ -447,6 +449,15 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
     }
     if !layout.extras.residual_insns.is_empty() {
         features |= FEATURE_RESIDUAL;
+    }
+    if program.chains_in_order().any(|(_, c)| {
+        c.rules.iter().any(|r| {
+            r.statements
+                .iter()
+                .any(|s| matches!(s, Statement::Nflog { .. }))
+        })
+    }) {
+        features |= FEATURE_NFLOG;
     }
     if layout
         .extras
@@ -492,7 +503,7 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         .extras
         .residual_insns
         .iter()
-.any(|i| matches!(i.op, checks::RES_XT_OWNER | checks::RES_SOCK_UGID))
+        .any(|i| matches!(i.op, checks::RES_XT_OWNER | checks::RES_SOCK_UGID))
         || layout.extras.log_prefixes.iter().any(log_uid)
     {
         features |= FEATURE_SOCKCRED;
@@ -509,7 +520,7 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         .extras
         .residual_insns
         .iter()
-                .any(|i| i.op == checks::RES_XT_ADDRTYPE)
+        .any(|i| i.op == checks::RES_XT_ADDRTYPE)
     {
         features |= FEATURE_ADDRTYPE_RT;
     }

@@ -2,7 +2,14 @@
 //! the real one; tests plug in fakes to drive the plumbing (multicast, queueing,
 //! persistence) while the engine is still a stub.
 
+use std::time::Instant;
+
+use nftshim_engine::ulog::packet::LogPacket;
 use nftshim_engine::{Caller, Dataplane, Netns, Output};
+
+/// Datagrams for nfnetlink_log listeners (port id, bytes), and when the next flush
+/// timer fires.
+pub type NflogOut = (Vec<(u32, Vec<u8>)>, Option<Instant>);
 
 pub trait NamespaceState: Send + 'static {
     fn empty() -> Self
@@ -38,6 +45,16 @@ pub trait NamespaceState: Send + 'static {
     fn apply_to(&self, dataplane: &mut dyn Dataplane) {
         let _ = dataplane;
     }
+    /// nfnetlink_log: packets the data plane's rules logged to groups.
+    fn log_packets(&mut self, packets: Vec<LogPacket>, now: Instant) -> NflogOut {
+        let _ = (packets, now);
+        (Vec::new(), None)
+    }
+    /// nfnetlink_log: the flush timers that fired by `now`.
+    fn flush_nflog(&mut self, now: Instant) -> NflogOut {
+        let _ = now;
+        (Vec::new(), None)
+    }
 }
 
 impl NamespaceState for Netns {
@@ -71,5 +88,31 @@ impl NamespaceState for Netns {
     }
     fn apply_to(&self, dataplane: &mut dyn Dataplane) {
         dataplane.apply(&self.view());
+    }
+    fn log_packets(&mut self, packets: Vec<LogPacket>, now: Instant) -> NflogOut {
+        let nflog = self.nflog_mut();
+        let mut out = Vec::new();
+        for p in &packets {
+            match nflog.payload_needed(p) {
+                None => continue,
+                // The program copies at most a perf sample's worth of the packet.
+                Some(n) if n > p.data.len() => {
+                    tracing::warn!(
+                        group = p.group,
+                        need = n,
+                        have = p.data.len(),
+                        "NFLOG packet larger than the data plane captured, not logged"
+                    );
+                    continue;
+                }
+                Some(_) => out.extend(nflog.log_packet(p, now)),
+            }
+        }
+        (out, nflog.next_deadline())
+    }
+    fn flush_nflog(&mut self, now: Instant) -> NflogOut {
+        let nflog = self.nflog_mut();
+        let out = nflog.flush_expired(now);
+        (out, nflog.next_deadline())
     }
 }

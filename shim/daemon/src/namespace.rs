@@ -3,12 +3,15 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
 
+use nftshim_engine::ulog::packet::LogPacket;
 use nftshim_engine::{Caller, Dataplane};
 
 use crate::appsock::AppSocket;
-use crate::engine::NamespaceState;
+use crate::engine::{NamespaceState, NflogOut};
 use crate::lock;
 use crate::netns::NetnsId;
 use crate::persist::StateStore;
@@ -130,6 +133,39 @@ impl<S: NamespaceState> Namespace<S> {
         }
     }
 
+    /// nfnetlink_log: queues the messages of packets the data plane logged, and sends
+    /// what must go now to the listeners' sockets (dropped, as the kernel's unicast
+    /// to a full socket is, when a listener is too far behind). Returns the next flush
+    /// timer.
+    pub fn log_packets(&self, packets: Vec<LogPacket>) -> Option<Instant> {
+        let out = lock(&self.state)
+            .engine
+            .log_packets(packets, Instant::now());
+        self.deliver_nflog(out)
+    }
+
+    /// nfnetlink_log: the flush timers that fired.
+    pub fn flush_nflog(&self) -> Option<Instant> {
+        let out = lock(&self.state).engine.flush_nflog(Instant::now());
+        self.deliver_nflog(out)
+    }
+
+    fn deliver_nflog(&self, (datagrams, next): NflogOut) -> Option<Instant> {
+        if datagrams.is_empty() {
+            return next;
+        }
+        let sessions: Vec<Arc<SessionLink>> = lock(&self.sessions).values().cloned().collect();
+        for (portid, d) in datagrams {
+            if let Some(s) = sessions
+                .iter()
+                .find(|s| s.portid.load(Ordering::Relaxed) == portid)
+            {
+                s.socket.send_multicast(d);
+            }
+        }
+        next
+    }
+
     /// Generation id (blocking: waits for a running batch).
     pub fn genid(&self) -> u32 {
         lock(&self.state).engine.genid()
@@ -159,22 +195,89 @@ pub type DataplaneFactory = Box<dyn Fn(NetnsId) -> Box<dyn Dataplane> + Send + S
 pub struct Registry<S> {
     namespaces: Mutex<HashMap<u64, Arc<Namespace<S>>>>,
     make_dataplane: DataplaneFactory,
+    /// To the nfnetlink_log thread: packets a namespace's data plane logged.
+    nflog: Mutex<Sender<NflogWork<S>>>,
+}
+
+type NflogWork<S> = (Weak<Namespace<S>>, Vec<LogPacket>);
+
+/// The nfnetlink_log thread: hands logged packets to their namespace's groups and
+/// fires the flush timers. It ends when every sender (the registry's, the data
+/// planes' sinks) is gone.
+fn nflog_thread<S: NamespaceState>(rx: std::sync::mpsc::Receiver<NflogWork<S>>) {
+    let mut timers: Vec<(Weak<Namespace<S>>, Instant)> = Vec::new();
+    loop {
+        let next = timers.iter().map(|(_, t)| *t).min();
+        let work = match next {
+            Some(t) => rx.recv_timeout(t.saturating_duration_since(Instant::now())),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        let mut set_timer = |ns: &Weak<Namespace<S>>, t: Option<Instant>| {
+            timers.retain(|(w, _)| !w.ptr_eq(ns));
+            if let Some(t) = t {
+                timers.push((ns.clone(), t));
+            }
+        };
+        match work {
+            Ok((weak, packets)) => {
+                if let Some(ns) = weak.upgrade() {
+                    set_timer(&weak, ns.log_packets(packets));
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let now = Instant::now();
+        let due: Vec<Weak<Namespace<S>>> = timers
+            .iter()
+            .filter(|(_, t)| *t <= now)
+            .map(|(w, _)| w.clone())
+            .collect();
+        for weak in due {
+            let next = weak.upgrade().and_then(|ns| ns.flush_nflog());
+            timers.retain(|(w, _)| !w.ptr_eq(&weak));
+            if let Some(t) = next {
+                timers.push((weak, t));
+            }
+        }
+    }
 }
 
 impl<S: NamespaceState> Registry<S> {
     pub fn new(make_dataplane: DataplaneFactory) -> Self {
+        let (tx, rx) = channel();
+        std::thread::Builder::new()
+            .name("nftshim-nflog".into())
+            .spawn(move || nflog_thread::<S>(rx))
+            .expect("spawning the nfnetlink_log thread");
         Registry {
             namespaces: Mutex::new(HashMap::new()),
             make_dataplane,
+            nflog: Mutex::new(tx),
         }
+    }
+
+    /// A namespace whose data plane hands logged packets to the nfnetlink_log thread.
+    fn make_namespace(&self, id: NetnsId, engine: S, has_state: bool) -> Arc<Namespace<S>> {
+        let tx = lock(&self.nflog).clone();
+        Arc::new_cyclic(|weak: &Weak<Namespace<S>>| {
+            let mut dataplane = (self.make_dataplane)(id);
+            let weak = weak.clone();
+            let tx = Mutex::new(tx);
+            dataplane.set_nflog_sink(Arc::new(move |packets| {
+                let _ = lock(&tx).send((weak.clone(), packets));
+            }));
+            if has_state {
+                engine.apply_to(dataplane.as_mut());
+            }
+            Namespace::new(id, engine, dataplane, has_state)
+        })
     }
 
     /// Installs a namespace restored from the state directory and enforces its ruleset
     /// again.
     pub fn restore(&self, id: NetnsId, engine: S) {
-        let mut dataplane = (self.make_dataplane)(id);
-        engine.apply_to(dataplane.as_mut());
-        let ns = Arc::new(Namespace::new(id, engine, dataplane, true));
+        let ns = self.make_namespace(id, engine, true);
         lock(&self.namespaces).insert(id.cookie, ns);
     }
 
@@ -189,14 +292,7 @@ impl<S: NamespaceState> Registry<S> {
         let mut all = lock(&self.namespaces);
         let ns = all
             .entry(id.cookie)
-            .or_insert_with(|| {
-                Arc::new(Namespace::new(
-                    id,
-                    S::empty(),
-                    (self.make_dataplane)(id),
-                    false,
-                ))
-            })
+            .or_insert_with(|| self.make_namespace(id, S::empty(), false))
             .clone();
         let portid = lock(&ns.ports).autobind(tgid);
         lock(&ns.sessions).insert(session, link);

@@ -19,6 +19,10 @@ pub struct DataplaneError {
     pub reason: String,
 }
 
+/// Where a data plane hands the packets its rules logged to nfnetlink_log groups
+/// (xt_NFLOG, `log group`); the daemon builds and sends the listeners' messages.
+pub type NflogSink = std::sync::Arc<dyn Fn(Vec<crate::ulog::packet::LogPacket>) + Send + Sync>;
+
 /// Enforces a namespace's ruleset.
 pub trait Dataplane: Send {
     /// A short name for logs and `nftshim status`.
@@ -64,6 +68,10 @@ pub trait Dataplane: Send {
     /// What the data plane did so far, for `nftshim status` (None: nothing to say).
     fn stats(&self) -> Option<DataplaneStats> {
         None
+    }
+    /// Where logged packets go (set once, before the first ruleset).
+    fn set_nflog_sink(&mut self, sink: NflogSink) {
+        let _ = sink;
     }
 }
 

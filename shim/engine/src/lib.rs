@@ -49,7 +49,7 @@ mod validate;
 mod xt;
 
 pub use dataplane::{
-    CountDelta, CounterRef, Dataplane, DataplaneError, DataplaneStats, NoDataplane,
+    CountDelta, CounterRef, Dataplane, DataplaneError, DataplaneStats, NflogSink, NoDataplane,
 };
 pub use view::RulesetView;
 
@@ -160,6 +160,11 @@ impl Default for Netns {
 }
 
 impl Netns {
+    /// The namespace's nfnetlink_log groups (their listeners and queues).
+    pub fn nflog_mut(&mut self) -> &mut ulog::Instances {
+        &mut self.nflog
+    }
+
     pub fn new() -> Self {
         Netns::default()
     }

@@ -186,7 +186,12 @@ fn rcv_msg(
             get::handle(ns, caller, &msg, out).map_err(|e| leftover_msg(e, leftover))
         }
         SUBSYS_NFT_COMPAT => compat::handle(caller, req, out).map(|_| Handled::Done),
-        crate::ulog::SUBSYS_ULOG => ns.nflog.handle(caller, req).map(|_| Handled::Done),
+        crate::ulog::SUBSYS_ULOG => {
+            let mut flushed = Vec::new();
+            let r = ns.nflog.handle(caller, req, &mut flushed);
+            out.unicast.extend(flushed);
+            r.map(|_| Handled::Done)
+        }
         _ => Err(EINVAL.into()),
     }
 }

@@ -11,6 +11,7 @@
 //! and a daemon restart closes every socket.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use crate::errno::*;
 use crate::nla::{self, Pol};
@@ -27,9 +28,9 @@ const NFULNL_MSG_MAX: u16 = 2;
 
 const NFULA_CFG_CMD: u16 = 1;
 const NFULA_CFG_MODE: u16 = 2;
-const NFULA_CFG_TIMEOUT: u16 = 3;
-const NFULA_CFG_QTHRESH: u16 = 4;
-const NFULA_CFG_NLBUFSIZ: u16 = 5;
+const NFULA_CFG_NLBUFSIZ: u16 = 3;
+const NFULA_CFG_TIMEOUT: u16 = 4;
+const NFULA_CFG_QTHRESH: u16 = 5;
 const NFULA_CFG_FLAGS: u16 = 6;
 
 const NFULNL_CFG_CMD_BIND: u8 = 1;
@@ -133,30 +134,101 @@ impl Instance {
 #[derive(Clone, Debug, Default)]
 pub struct Instances {
     groups: BTreeMap<u16, Instance>,
+    /// Each group's sequence number and queued messages.
+    states: BTreeMap<u16, packet::InstanceState>,
+    /// `log->global_seq`: NFULA_SEQ_GLOBAL, counted over the namespace's groups.
+    global_seq: u32,
 }
+
+/// A datagram for a listener: its port id and the bytes.
+pub type ToListener = (u32, Vec<u8>);
 
 impl Instances {
     pub fn get(&self, group: u16) -> Option<&Instance> {
         self.groups.get(&group)
     }
 
-    /// `nfulnl_rcv_nl_event` (NETLINK_URELEASE): the socket's instances go.
+    /// `nfulnl_rcv_nl_event` (NETLINK_URELEASE): the socket's instances go (what
+    /// they queued has nowhere to go).
     pub fn socket_closed(&mut self, portid: u32) {
-        self.groups.retain(|_, i| i.peer_portid != portid);
+        let gone: Vec<u16> = self
+            .groups
+            .iter()
+            .filter(|(_, i)| i.peer_portid == portid)
+            .map(|(g, _)| *g)
+            .collect();
+        for g in gone {
+            self.groups.remove(&g);
+            self.states.remove(&g);
+        }
     }
 
-    /// One NFNL_SUBSYS_ULOG request outside a batch.
-    pub fn handle(&mut self, caller: &Caller, req: &Req<'_>) -> Result<(), MsgErr> {
+    /// `nfulnl_log_packet`: nothing without a listener bound to the group; else the
+    /// message is queued, and what must go out now is returned.
+    pub fn log_packet(&mut self, pkt: &packet::LogPacket, now: Instant) -> Vec<ToListener> {
+        let Some(inst) = self.groups.get(&pkt.group) else {
+            return Vec::new();
+        };
+        let st = self.states.entry(pkt.group).or_default();
+        packet::log_packet(inst, pkt.group, st, &mut self.global_seq, pkt, now)
+            .into_iter()
+            .map(|d| (inst.peer_portid, d))
+            .collect()
+    }
+
+    /// The bytes of the packet a message to `group` would carry now (None: no
+    /// listener).
+    pub fn payload_needed(&self, pkt: &packet::LogPacket) -> Option<usize> {
+        let inst = self.groups.get(&pkt.group)?;
+        Some(packet::payload_needed(inst, pkt))
+    }
+
+    /// The flush timers that fired by `now`: their queues go out.
+    pub fn flush_expired(&mut self, now: Instant) -> Vec<ToListener> {
+        let mut out = Vec::new();
+        for (g, st) in self.states.iter_mut() {
+            if packet::deadline(st).is_some_and(|d| d <= now) {
+                if let (Some(inst), Some(d)) = (self.groups.get(g), packet::flush(st)) {
+                    out.push((inst.peer_portid, d));
+                }
+            }
+        }
+        out
+    }
+
+    /// The next flush timer.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.states.values().filter_map(packet::deadline).min()
+    }
+
+    /// Whether some group has a listener.
+    pub fn any_bound(&self) -> bool {
+        !self.groups.is_empty()
+    }
+
+    /// One NFNL_SUBSYS_ULOG request outside a batch. Messages an unbound instance
+    /// had queued go to its listener (the sender) before the answer.
+    pub fn handle(
+        &mut self,
+        caller: &Caller,
+        req: &Req<'_>,
+        flushed: &mut Vec<Vec<u8>>,
+    ) -> Result<(), MsgErr> {
         match req.msg_type & 0xff {
             NFULNL_MSG_PACKET => Err(ENOTSUPP.into()),
-            NFULNL_MSG_CONFIG => self.config(caller, req),
+            NFULNL_MSG_CONFIG => self.config(caller, req, flushed),
             t if t >= NFULNL_MSG_MAX => Err(EINVAL.into()),
             _ => Err(EINVAL.into()),
         }
     }
 
     /// `nfulnl_recv_config`.
-    fn config(&mut self, caller: &Caller, req: &Req<'_>) -> Result<(), MsgErr> {
+    fn config(
+        &mut self,
+        caller: &Caller,
+        req: &Req<'_>,
+        flushed: &mut Vec<Vec<u8>>,
+    ) -> Result<(), MsgErr> {
         let tb = nla::parse(req.attr_bytes(), 20, POLICY)?;
         let group = res_id(req);
         let cmd = tb.get(NFULA_CFG_CMD).map(|a| a.value[0]);
@@ -189,8 +261,13 @@ impl Instances {
                     return Err(EBUSY.into());
                 }
                 self.groups.insert(group, Instance::new(caller.portid));
+                self.states.remove(&group);
             }
             Some(NFULNL_CFG_CMD_UNBIND) => {
+                // __instance_destroy flushes the queue to the listener.
+                if let Some(d) = self.states.remove(&group).as_mut().and_then(packet::flush) {
+                    flushed.push(d);
+                }
                 return match self.groups.remove(&group) {
                     Some(_) => Ok(()),
                     None => Err(ENODEV.into()),
@@ -222,6 +299,8 @@ impl Instances {
         Ok(())
     }
 }
+
+pub mod packet;
 
 #[cfg(test)]
 mod tests;

@@ -210,3 +210,48 @@ fn malformed_and_other_messages() {
     assert_eq!(answer(&mut ns, 10, &bind), None);
     assert!(ns.nflog.get(8).is_some());
 }
+
+/// `__instance_destroy` flushes what the instance queued to its listener: the queued
+/// datagram comes before the unbind's ACK; a closed socket's queue is dropped.
+#[test]
+fn unbind_sends_the_queue_before_its_ack() {
+    let mut ns = Netns::new();
+    assert_eq!(config(&mut ns, 10, 0, 5, &[cmd(NFULNL_CFG_CMD_BIND)]), 0);
+    let pkt = packet::LogPacket {
+        family: 2,
+        hook: 0,
+        group: 5,
+        prefix: Vec::new(),
+        copy_len: None,
+        qthreshold: 0,
+        hw_protocol: 0x0800,
+        indev: Some(2),
+        outdev: None,
+        mark: 0,
+        hw: None,
+        timestamp: None,
+        uid_gid: None,
+        len: 4,
+        data: vec![0x45, 0, 0, 4],
+    };
+    let now = std::time::Instant::now();
+    assert!(ns.nflog_mut().log_packet(&pkt, now).is_empty());
+    let unbind = msg(CONFIG, REQ | ACK, 0, 5, &[cmd(NFULNL_CFG_CMD_UNBIND)]);
+    let out = ns.handle_datagram(&caller(10), &unbind, &mut NoDataplane);
+    assert_eq!(out.unicast.len(), 2);
+    assert_eq!(
+        u16::from_ne_bytes([out.unicast[0][4], out.unicast[0][5]]),
+        0x0400
+    );
+    assert_eq!(
+        u16::from_ne_bytes([out.unicast[1][4], out.unicast[1][5]]),
+        2
+    );
+    assert_eq!(ns.nflog_mut().next_deadline(), None);
+
+    assert_eq!(config(&mut ns, 10, 0, 5, &[cmd(NFULNL_CFG_CMD_BIND)]), 0);
+    assert!(ns.nflog_mut().log_packet(&pkt, now).is_empty());
+    ns.nflog_mut().socket_closed(10);
+    assert_eq!(ns.nflog_mut().next_deadline(), None);
+    assert!(ns.nflog_mut().log_packet(&pkt, now).is_empty());
+}

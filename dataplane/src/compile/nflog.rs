@@ -1,0 +1,193 @@
+//! xt_NFLOG (`-j NFLOG`) and nft `log group N [snaplen S] [queue-threshold Q]
+//! [prefix P]`: the packet goes to the nfnetlink_log listener bound to the group
+//! (through the daemon, `runtime::nflog` and the engine's `ulog::packet`); the
+//! statement is non-terminal, and without a listener nothing happens.
+//!
+//! Enforced at prerouting, output and postrouting of ip, ip6 and inet chains, where
+//! the TC programs see what nfnetlink_log puts in the message: at prerouting (TC
+//! ingress) the input device and its MAC header, the mark, skb->len, and no socket;
+//! at output and postrouting (TC egress; ip_output passes no input device) the output
+//! device, the mark, skb->len and the socket file's fsuid/fsgid (NFULA_UID/GID, read by
+//! lib/sockcred.h). Refused elsewhere:
+//! - input: early demux has attached the established TCP or connected UDP socket by
+//!   then, and the message carries its file's fsuid/fsgid, which TC ingress neither
+//!   looks up nor reads;
+//! - forward: TC egress sees the outgoing MAC header, not the received one the
+//!   message carries (as `log`);
+//! - netdev, bridge and arp chains: NFULA_L2HDR/VLAN and the bridge's physical
+//!   devices.
+//! A namespace with a bridge and br_netfilter on (physical devices of bridged frames,
+//! NFULA_IFINDEX_PHYSINDEV) or with a
+//! link whose MAC header the program does not see as the kernel does (other than
+//! Ethernet, loopback and none) is refused when the programs are built.
+
+use nftshim_ebpf::ir::Statement;
+
+use super::{refuse, Facts, Family, Hook, Program, SymRule};
+use crate::runtime::nflog::{
+    NflogSpec, ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING,
+    NF_INET_PRE_ROUTING,
+};
+use nftshim_engine::DataplaneError;
+
+/// The statement of an NFLOG rule in a chain of `family` at `hook`, or why not.
+pub fn statement(
+    family: Family,
+    hook: Hook,
+    group: u16,
+    prefix: &[u8],
+    copy_len: Option<u32>,
+    qthreshold: u16,
+) -> Result<Statement, String> {
+    match family {
+        Family::Ip | Family::Ip6 | Family::Inet => {}
+        _ => {
+            return Err(
+                "nflog (NFLOG, log group) in netdev, arp and bridge chains is not supported by \
+                 the eBPF data plane"
+                    .into(),
+            )
+        }
+    }
+    let hooknum = match hook {
+        Hook::Prerouting => NF_INET_PRE_ROUTING,
+        Hook::Output => NF_INET_LOCAL_OUT,
+        Hook::Postrouting => NF_INET_POST_ROUTING,
+        _ => 0xff,
+    };
+    let why = match hook {
+        Hook::Prerouting | Hook::Output | Hook::Postrouting => None,
+        Hook::Input => Some(
+            "at input the kernel's message carries the fsuid/fsgid of the socket early demux \
+             attached",
+        ),
+        Hook::Forward => {
+            Some("TC egress sees the outgoing MAC header, not the received one the message carries")
+        }
+        Hook::Ingress | Hook::Egress => Some("netdev hooks"),
+    };
+    if let Some(why) = why {
+        return Err(format!(
+            "nflog (NFLOG, log group) is supported by the eBPF data plane at prerouting, \
+             output and postrouting only ({why})"
+        ));
+    }
+    let spec = NflogSpec {
+        hook: hooknum,
+        group,
+        copy_len,
+        qthreshold,
+        prefix: prefix.to_vec(),
+    };
+    Ok(Statement::Nflog {
+        snap: spec.snap(),
+        spec: spec.key(),
+    })
+}
+
+fn rules_nflog(rules: &[SymRule]) -> bool {
+    rules.iter().any(|r| {
+        r.statements
+            .iter()
+            .any(|s| matches!(s, Statement::Nflog { .. }))
+    })
+}
+
+/// What the namespace must be like for NFLOG statements (see the module's comment).
+pub fn check_facts(program: &Program, facts: &Facts) -> Result<(), DataplaneError> {
+    let uses = program.chains.iter().any(|c| rules_nflog(&c.rules))
+        || program.regular.values().any(|c| rules_nflog(&c.rules));
+    if !uses {
+        return Ok(());
+    }
+    if facts.br_netfilter && !facts.bridges.is_empty() {
+        return Err(refuse(
+            "nflog (NFLOG, log group) with a bridge and br_netfilter on is not supported by the \
+             eBPF data plane (bridged frames' messages carry their physical devices)"
+                .to_string(),
+        ));
+    }
+    if let Some((i, t)) = facts
+        .link_types
+        .iter()
+        .find(|(_, t)| !matches!(**t, ARPHRD_ETHER | ARPHRD_LOOPBACK | ARPHRD_NONE))
+    {
+        let name = facts.links.get(i).map_or("?", String::as_str);
+        return Err(refuse(format!(
+            "nflog (NFLOG, log group) with link {name} of type {t} (not Ethernet, loopback \
+             or none, whose MAC header the program sees as the kernel does) is not supported \
+             by the eBPF data plane"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hooks_and_families() {
+        for (hook, num) in [
+            (Hook::Prerouting, 0),
+            (Hook::Output, 3),
+            (Hook::Postrouting, 4),
+        ] {
+            for family in [Family::Ip, Family::Ip6, Family::Inet] {
+                let st = statement(family, hook, 7, b"p", Some(100_000), 3).unwrap();
+                let Statement::Nflog { spec, snap } = st else {
+                    panic!("{st:?}");
+                };
+                assert_eq!(
+                    snap, 0xfffb,
+                    "the copy length is cut to the range's maximum"
+                );
+                let spec = NflogSpec::from_key(&spec).unwrap();
+                assert_eq!(
+                    (spec.hook, spec.group, spec.copy_len, spec.qthreshold),
+                    (num, 7, Some(100_000), 3)
+                );
+            }
+        }
+        for hook in [Hook::Input, Hook::Forward, Hook::Ingress] {
+            let e = statement(Family::Ip, hook, 1, b"", None, 0).unwrap_err();
+            assert!(e.contains("prerouting, output and postrouting only"), "{e}");
+        }
+        for family in [Family::Netdev, Family::Bridge, Family::Arp] {
+            assert!(statement(family, Hook::Prerouting, 1, b"", None, 0).is_err());
+        }
+    }
+
+    #[test]
+    fn namespaces_it_cannot_serve_are_refused() {
+        let rule = SymRule {
+            handle: 1,
+            matches: Vec::new(),
+            action: super::super::Action::Continue,
+            statements: vec![statement(Family::Ip, Hook::Prerouting, 1, b"", None, 0).unwrap()],
+            counters: Vec::new(),
+            rateest: Vec::new(),
+        };
+        let mut program = Program::default();
+        program.regular.insert(
+            "r".into(),
+            super::super::RegularChain {
+                label: "r".into(),
+                rules: vec![rule],
+            },
+        );
+        let mut facts = Facts::default();
+        facts.link_types.insert(1, ARPHRD_LOOPBACK);
+        facts.link_types.insert(2, ARPHRD_ETHER);
+        facts.br_netfilter = true;
+        assert!(
+            check_facts(&program, &facts).is_ok(),
+            "br_netfilter without a bridge"
+        );
+        facts.links.insert(3, "gre0".into());
+        facts.link_types.insert(3, 778);
+        let e = check_facts(&program, &facts).unwrap_err();
+        assert!(e.reason.contains("gre0"), "{}", e.reason);
+        assert!(check_facts(&Program::default(), &facts).is_ok(), "no NFLOG");
+    }
+}
