@@ -14,8 +14,8 @@ use nft_tests::netns::Netns;
 use nft_tests::packets::in_netns;
 
 enum Step {
-    /// iptables-nft arguments.
-    Ipt(&'static [&'static str]),
+    /// iptables-nft arguments, separated by spaces.
+    Ipt(&'static str),
     /// nft arguments.
     Nft(&'static [&'static str]),
     /// A datagram from 127.0.0.1:port to port 9.
@@ -25,31 +25,13 @@ enum Step {
 use Step::{Ipt, Nft, Send};
 
 const STEPS: &[Step] = &[
-    Ipt(&["-A", "OUTPUT", "-m", "state", "--state", "NEW,ESTABLISHED"]),
+    Ipt("-A OUTPUT -m state --state NEW,ESTABLISHED"),
     // Before any label rule: no labels extension.
     Send(5000),
     // While only a test without --set exists.
-    Ipt(&[
-        "-A",
-        "OUTPUT",
-        "-p",
-        "udp",
-        "-m",
-        "connlabel",
-        "--label",
-        "40",
-    ]),
+    Ipt("-A OUTPUT -p udp -m connlabel --label 40"),
     Send(6000),
-    Ipt(&[
-        "-D",
-        "OUTPUT",
-        "-p",
-        "udp",
-        "-m",
-        "connlabel",
-        "--label",
-        "40",
-    ]),
+    Ipt("-D OUTPUT -p udp -m connlabel --label 40"),
     // None again.
     Send(7000),
     // While only an nft `ct label` test exists.
@@ -67,49 +49,10 @@ const STEPS: &[Step] = &[
     ]),
     Send(8000),
     Nft(&["delete", "table", "ip", "t"]),
-    Ipt(&[
-        "-A",
-        "OUTPUT",
-        "-p",
-        "udp",
-        "-m",
-        "connlabel",
-        "--label",
-        "41",
-        "--set",
-    ]),
-    Ipt(&[
-        "-A",
-        "OUTPUT",
-        "-p",
-        "udp",
-        "-m",
-        "connlabel",
-        "--label",
-        "41",
-    ]),
-    Ipt(&[
-        "-A",
-        "OUTPUT",
-        "-p",
-        "udp",
-        "-m",
-        "connlabel",
-        "!",
-        "--label",
-        "42",
-        "--set",
-    ]),
-    Ipt(&[
-        "-A",
-        "OUTPUT",
-        "-p",
-        "udp",
-        "-m",
-        "connlabel",
-        "--label",
-        "42",
-    ]),
+    Ipt("-A OUTPUT -p udp -m connlabel --label 41 --set"),
+    Ipt("-A OUTPUT -p udp -m connlabel --label 41"),
+    Ipt("-A OUTPUT -p udp -m connlabel ! --label 42 --set"),
+    Ipt("-A OUTPUT -p udp -m connlabel --label 42"),
     Send(5000),
     Send(6000),
     Send(7000),
@@ -129,14 +72,14 @@ fn run_side(bins: &Binaries, daemon: Option<&Daemon>) -> String {
     let shim = daemon.map(|d| (d, bins.preload.as_path()));
     for step in STEPS {
         match step {
-            Ipt(args) | Nft(args) => {
-                let tool = if matches!(step, Ipt(_)) {
-                    "iptables-nft"
-                } else {
-                    "nft"
-                };
-                let out = run_client(&ns, shim, tool, args, None);
-                assert!(out.success(), "{tool} {args:?}: {}", out.stderr);
+            Ipt(args) => {
+                let args: Vec<&str> = args.split_whitespace().collect();
+                let out = run_client(&ns, shim, "iptables-nft", &args, None);
+                assert!(out.success(), "iptables-nft {args:?}: {}", out.stderr);
+            }
+            Nft(args) => {
+                let out = run_client(&ns, shim, "nft", args, None);
+                assert!(out.success(), "nft {args:?}: {}", out.stderr);
             }
             Send(port) => in_netns(&ns, || {
                 let s = UdpSocket::bind(("127.0.0.1", *port))?;
