@@ -1608,3 +1608,37 @@ fn forward_rejects_route_their_answers_back_with_the_kernels_defaults() {
     let plan = instantiate(&program("basic"), &facts()).unwrap();
     assert!(plan.chains.values().all(|c| !c.forward_answers));
 }
+
+/// A residual test written before a limit or quota runs before it (checks run in rule
+/// order), so the limit charges only the packets the kernel's would.
+#[test]
+fn residual_tests_before_a_limit_run_before_it() {
+    let p = program("limit-order");
+    let rules = &p.chains[0].rules;
+    assert_eq!(rules.len(), 2);
+    for r in rules {
+        let kinds: Vec<&str> = r
+            .matches
+            .iter()
+            .filter_map(|m| match m {
+                SymMatch::Ir(Match {
+                    test: Test::Residual(_),
+                    ..
+                }) => Some("residual"),
+                SymMatch::Ir(Match {
+                    test: Test::Limit(_),
+                    ..
+                }) => Some("limit"),
+                SymMatch::Ir(Match {
+                    test: Test::Quota(_),
+                    ..
+                }) => Some("quota"),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            kinds == ["residual", "limit"] || kinds == ["residual", "quota"],
+            "{kinds:?}"
+        );
+    }
+}

@@ -172,6 +172,10 @@ struct RuleState<'a, 'v> {
     /// connlabel --set leaves its bit): a later match that never holds must not make
     /// the rule vanish.
     lasting: bool,
+    /// Where the first limit, quota, nth or connlabel --set went in `matches`, and how
+    /// many residual tests came before it: the residual program (pushed last) must run
+    /// before it when they all did, as the kernel tests them first.
+    first_stateful: Option<(usize, usize)>,
     /// Identity of the rule's limits and quotas: table and rule handle (and
     /// `expr_index`).
     table_handle: u64,
@@ -255,6 +259,7 @@ pub fn decompile_rule_indexed(
         verdict: None,
         stateful: false,
         lasting: false,
+        first_stateful: None,
         table_handle: ctx.table.handle,
         rule_handle: rule.handle,
         trace: Trace::new(matches!(ctx.family, Family::Netdev | Family::Bridge)),
@@ -310,8 +315,18 @@ pub fn decompile_rule_indexed(
                     .into(),
             );
         }
-        st.matches
-            .push(SymMatch::Ir(Match::is(Test::Residual(program))));
+        let residual = SymMatch::Ir(Match::is(Test::Residual(program)));
+        match st.first_stateful {
+            // Checks run in rule order: tests written before a limit or quota must
+            // not let it charge packets they reject.
+            Some((at, before)) if before == st.trace.tests() => st.matches.insert(at, residual),
+            Some((_, 0)) | None => st.matches.push(residual),
+            Some(_) => {
+                return Err("residual tests both before and after a limit, quota or \
+                            connlabel --set are not supported by the eBPF data plane"
+                    .into())
+            }
+        }
     }
     let action = match st.verdict {
         Some(a) => a,
@@ -1158,6 +1173,9 @@ impl RuleState<'_, '_> {
     /// statement (a counter before it would count packets it then stops).
     fn stateful_match(&mut self, m: Match) -> Result<(), String> {
         self.stateful = true;
+        if self.first_stateful.is_none() {
+            self.first_stateful = Some((self.matches.len(), self.trace.tests()));
+        }
         self.matches.push(SymMatch::Ir(m));
         Ok(())
     }
