@@ -16,10 +16,11 @@
 //!   message carries (as `log`);
 //! - netdev, bridge and arp chains: NFULA_L2HDR/VLAN and the bridge's physical
 //!   devices.
+//!
 //! A namespace with a bridge and br_netfilter on (physical devices of bridged frames,
-//! NFULA_IFINDEX_PHYSINDEV) or with a
-//! link whose MAC header the program does not see as the kernel does (other than
-//! Ethernet, loopback and none) is refused when the programs are built.
+//! NFULA_IFINDEX_PHYSINDEV) or with a link whose MAC header the program does not see as
+//! the kernel does (other than Ethernet, loopback and none) is refused when the
+//! programs are built.
 
 use nftshim_ebpf::ir::Statement;
 
