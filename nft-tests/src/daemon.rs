@@ -92,6 +92,27 @@ impl Daemon {
         }
     }
 
+    /// `tool` (nft, iptables-nft, ...) on the kernel in `kernel_ns` and through this
+    /// daemon in `shim_ns`: the two sides of a differential test.
+    pub fn sides(
+        &self,
+        preload: &Path,
+        (kernel_ns, shim_ns): (&str, &str),
+        tool: &str,
+        limit: Duration,
+    ) -> [crate::nft::NftSide; 2] {
+        let side = |netns: &str, target| crate::nft::NftSide {
+            netns: netns.to_string(),
+            target,
+            nft: tool.into(),
+            limit,
+        };
+        [
+            side(kernel_ns, crate::nft::Target::Kernel),
+            side(shim_ns, self.target(preload)),
+        ]
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

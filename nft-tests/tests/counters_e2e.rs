@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use nft_tests::bins::Binaries;
 use nft_tests::daemon::Daemon;
-use nft_tests::nft::{NftSide, Target};
+use nft_tests::nft::NftSide;
 use nft_tests::packets::{self, Topology};
 
 const RULES: &[&[&str]] = &[
@@ -46,23 +46,12 @@ fn iptables_nft_shows_what_the_ebpf_programs_counted() {
     // Declared after the namespaces: dropped (killed) first, so it lets go of them.
     let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
     let limit = Duration::from_secs(15);
-    let sides = [
-        NftSide {
-            netns: kernel.fw.name().to_string(),
-            target: Target::Kernel,
-            nft: "iptables-nft".into(),
-            limit,
-        },
-        NftSide {
-            netns: shim.fw.name().to_string(),
-            target: Target::Shim {
-                preload: bins.preload.clone(),
-                socket: daemon.socket().into(),
-            },
-            nft: "iptables-nft".into(),
-            limit,
-        },
-    ];
+    let sides = daemon.sides(
+        &bins.preload,
+        (kernel.fw.name(), shim.fw.name()),
+        "iptables-nft",
+        limit,
+    );
     for side in &sides {
         for rule in RULES {
             let out = side.run(rule);

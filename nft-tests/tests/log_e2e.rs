@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use nft_tests::bins::Binaries;
 use nft_tests::daemon::Daemon;
-use nft_tests::nft::{NftSide, Target};
+
 use nft_tests::packets::{self, Topology};
 
 const RULESET: &str = r#"table inet filter {
@@ -90,23 +90,12 @@ fn same_lines_as_the_kernel(program: &str, args: &[&str], rules: &str, keep: fn(
     // Declared after the namespaces: dropped (killed) first, so it lets go of them.
     let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
     let limit = Duration::from_secs(15);
-    let sides = [
-        NftSide {
-            netns: kernel.fw.name().to_string(),
-            target: Target::Kernel,
-            nft: "nft".into(),
-            limit,
-        },
-        NftSide {
-            netns: shim.fw.name().to_string(),
-            target: Target::Shim {
-                preload: bins.preload.clone(),
-                socket: daemon.socket().into(),
-            },
-            nft: "nft".into(),
-            limit,
-        },
-    ];
+    let sides = daemon.sides(
+        &bins.preload,
+        (kernel.fw.name(), shim.fw.name()),
+        "nft",
+        limit,
+    );
     for side in &sides {
         let out = side.run_program(program.as_ref(), args, Some(rules.as_bytes()));
         assert!(out.success(), "{out:?}\n{}", daemon.log_tail(20));

@@ -375,23 +375,12 @@ fn same_answers_as_the_kernel(tag: &str, loads: &[(&str, &str)], forget_peer: bo
     // Declared after the namespaces: dropped (killed) first, so it lets go of them.
     let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
     let limit = Duration::from_secs(15);
-    let sides = [
-        NftSide {
-            netns: kernel.fw.name().to_string(),
-            target: Target::Kernel,
-            nft: "nft".into(),
-            limit,
-        },
-        NftSide {
-            netns: shim.fw.name().to_string(),
-            target: Target::Shim {
-                preload: bins.preload.clone(),
-                socket: daemon.socket().into(),
-            },
-            nft: "nft".into(),
-            limit,
-        },
-    ];
+    let sides = daemon.sides(
+        &bins.preload,
+        (kernel.fw.name(), shim.fw.name()),
+        "nft",
+        limit,
+    );
     for side in &sides {
         for (program, input) in loads {
             let args: &[&str] = if *program == "nft" { &["-f", "-"] } else { &[] };
