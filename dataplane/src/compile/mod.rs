@@ -822,12 +822,12 @@ fn early_counter(exprs: &[nftshim_engine::view::Expr], counted: &[usize]) -> Opt
 /// (nf_connlabels_get(): xt_connlabel's checkentry, nft_ct's labels get and set), in
 /// any table, dormant or not, and any chain, reached or not: while one exists, new
 /// connections get the labels extension.
+/// Reads only the one attribute it needs: every rule is scanned on every commit.
 fn uses_labels(e: &nftshim_engine::view::Expr) -> bool {
-    use netlink_proto::expr::ct::CtKey;
-    use netlink_proto::expr::Expr as TypedExpr;
-    match TypedExpr::from_data(&e.name, &e.data) {
-        TypedExpr::Match(m) => m.ext_name() == Some("connlabel"),
-        TypedExpr::Ct(c) => c.key() == Some(CtKey::Labels),
+    let attr = |id: u16| e.data.iter().find(|a| a.id() == id);
+    match e.name.as_str() {
+        "match" => attr(NFTA_MATCH_NAME).is_some_and(|a| a.str_bytes() == b"connlabel"),
+        "ct" => attr(NFTA_CT_KEY).is_some_and(|a| a.as_u32_be() == Some(NFT_CT_LABELS)),
         _ => false,
     }
 }
