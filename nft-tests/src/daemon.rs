@@ -92,8 +92,24 @@ impl Daemon {
         }
     }
 
-    /// `tool` (nft, iptables-nft, ...) on the kernel in `kernel_ns` and through this
-    /// daemon in `shim_ns`: the two sides of a differential test.
+    /// `tool` (nft, iptables-nft, ...) through this daemon in `netns`.
+    pub fn side(
+        &self,
+        preload: &Path,
+        netns: &str,
+        tool: &str,
+        limit: Duration,
+    ) -> crate::nft::NftSide {
+        crate::nft::NftSide {
+            netns: netns.to_string(),
+            target: self.target(preload),
+            nft: tool.into(),
+            limit,
+        }
+    }
+
+    /// `tool` on the kernel in `kernel_ns` and through this daemon in `shim_ns`: the
+    /// two sides of a differential test.
     pub fn sides(
         &self,
         preload: &Path,
@@ -101,16 +117,13 @@ impl Daemon {
         tool: &str,
         limit: Duration,
     ) -> [crate::nft::NftSide; 2] {
-        let side = |netns: &str, target| crate::nft::NftSide {
-            netns: netns.to_string(),
-            target,
+        let kernel = crate::nft::NftSide {
+            netns: kernel_ns.to_string(),
+            target: crate::nft::Target::Kernel,
             nft: tool.into(),
             limit,
         };
-        [
-            side(kernel_ns, crate::nft::Target::Kernel),
-            side(shim_ns, self.target(preload)),
-        ]
+        [kernel, self.side(preload, shim_ns, tool, limit)]
     }
 
     pub fn dir(&self) -> &Path {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use nft_tests::bins::Binaries;
 use nft_tests::daemon::Daemon;
 use nft_tests::netns::Netns;
-use nft_tests::nft::{NftSide, Target};
+use nft_tests::nft::NftSide;
 use nft_tests::packets::in_netns;
 
 const ETHERTYPE: u16 = 0x88b5;
@@ -574,21 +574,12 @@ impl Bench {
         let shim = Side::create("s");
         let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
         let limit = Duration::from_secs(60);
-        let kside = NftSide {
-            netns: kernel.br.name().to_string(),
-            target: Target::Kernel,
-            nft: "nft".into(),
+        let [kside, sside] = daemon.sides(
+            &bins.preload,
+            (kernel.br.name(), shim.br.name()),
+            "nft",
             limit,
-        };
-        let sside = NftSide {
-            netns: shim.br.name().to_string(),
-            target: Target::Shim {
-                preload: bins.preload.clone(),
-                socket: daemon.socket().into(),
-            },
-            nft: "nft".into(),
-            limit,
-        };
+        );
         Bench {
             kernel,
             shim,

@@ -10,7 +10,6 @@ use std::time::Duration;
 use nft_tests::bins::Binaries;
 use nft_tests::daemon::Daemon;
 use nft_tests::netns::Netns;
-use nft_tests::nft::{NftSide, Target};
 use nft_tests::packets::in_netns;
 
 const RULESET: &str = "table inet filter {
@@ -67,15 +66,7 @@ fn tcp_across_namespaces_through_an_enforced_input_chain() {
     }
     assert_eq!(connect(&client, 8001).unwrap(), "ping\n", "no ruleset yet");
 
-    let shim = NftSide {
-        netns: server.name().to_string(),
-        target: Target::Shim {
-            preload: bins.preload.clone(),
-            socket: daemon.socket().into(),
-        },
-        nft: "nft".into(),
-        limit: Duration::from_secs(15),
-    };
+    let shim = daemon.side(&bins.preload, server.name(), "nft", Duration::from_secs(15));
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), RULESET).unwrap();
     let out = shim.run(&[std::ffi::OsStr::new("-f"), file.path().as_os_str()]);
@@ -153,15 +144,7 @@ fn a_refused_rule_is_reported_on_its_own_line_and_nothing_applies() {
     let bins = Binaries::for_tests();
     let ns = Netns::create_unique("nftshim-e2e", "refuse").unwrap();
     let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
-    let shim = NftSide {
-        netns: ns.name().to_string(),
-        target: Target::Shim {
-            preload: bins.preload.clone(),
-            socket: daemon.socket().into(),
-        },
-        nft: "nft".into(),
-        limit: Duration::from_secs(15),
-    };
+    let shim = daemon.side(&bins.preload, ns.name(), "nft", Duration::from_secs(15));
     // `osf` fingerprints operating systems from SYN options: nothing in the data plane does.
     let ruleset = "table inet filter {\n  chain input {\n    type filter hook input priority 0;\n    tcp dport 22 accept\n    osf name \"Linux\" drop\n    tcp dport 23 drop\n  }\n}\n";
     let file = tempfile::NamedTempFile::new().unwrap();

@@ -11,7 +11,6 @@ use std::time::Duration;
 use nft_tests::bins::Binaries;
 use nft_tests::daemon::Daemon;
 use nft_tests::netns::Netns;
-use nft_tests::nft::{NftSide, Target};
 use nft_tests::packets::in_netns;
 
 const RULESET: &str = r#"table inet t {
@@ -58,29 +57,8 @@ fn address_writes_on_loopback_packets_reach_the_new_address() {
     // Declared after the namespaces: dropped (killed) first, so it lets go of them.
     let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
     let limit = Duration::from_secs(15);
-    let sides = [
-        (
-            &kernel,
-            NftSide {
-                netns: kernel.name().to_string(),
-                target: Target::Kernel,
-                nft: "nft".into(),
-                limit,
-            },
-        ),
-        (
-            &shim,
-            NftSide {
-                netns: shim.name().to_string(),
-                target: Target::Shim {
-                    preload: bins.preload.clone(),
-                    socket: daemon.socket().into(),
-                },
-                nft: "nft".into(),
-                limit,
-            },
-        ),
-    ];
+    let [kside, sside] = daemon.sides(&bins.preload, (kernel.name(), shim.name()), "nft", limit);
+    let sides = [(&kernel, kside), (&shim, sside)];
     let v4 = |s: &str| -> IpAddr { s.parse().unwrap() };
     for (ns, side) in &sides {
         ip(&["-n", ns.name(), "link", "set", "lo", "up"]);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use nft_tests::bins::Binaries;
 use nft_tests::daemon::Daemon;
 use nft_tests::netns::Netns;
-use nft_tests::nft::{NftSide, Target};
+use nft_tests::nft::NftSide;
 use nft_tests::packets::in_netns;
 
 const RULESET: &str = "table inet filter {
@@ -80,15 +80,7 @@ fn exchange(s: &mut TcpStream, msg: &str) -> std::io::Result<String> {
 }
 
 fn shim(server: &Netns, bins: &Binaries, daemon: &Daemon) -> NftSide {
-    NftSide {
-        netns: server.name().to_string(),
-        target: Target::Shim {
-            preload: bins.preload.clone(),
-            socket: daemon.socket().into(),
-        },
-        nft: "nft".into(),
-        limit: Duration::from_secs(15),
-    }
+    daemon.side(&bins.preload, server.name(), "nft", Duration::from_secs(15))
 }
 
 fn load(side: &NftSide, daemon: &Daemon, ruleset: &str) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use nft_tests::bins::Binaries;
 use nft_tests::daemon::Daemon;
 use nft_tests::netns::Netns;
-use nft_tests::nft::{NftSide, Target};
+use nft_tests::nft::NftSide;
 use nft_tests::packets::in_netns;
 
 const RULESET: &str = "table inet filter {
@@ -64,23 +64,7 @@ fn sides(tag: &str) -> Sides {
     let shim = Netns::create_unique(tag, "s").unwrap();
     let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
     let limit = Duration::from_secs(15);
-    let sides = [
-        NftSide {
-            netns: kernel.name().to_string(),
-            target: Target::Kernel,
-            nft: "nft".into(),
-            limit,
-        },
-        NftSide {
-            netns: shim.name().to_string(),
-            target: Target::Shim {
-                preload: bins.preload.clone(),
-                socket: daemon.socket().into(),
-            },
-            nft: "nft".into(),
-            limit,
-        },
-    ];
+    let sides = daemon.sides(&bins.preload, (kernel.name(), shim.name()), "nft", limit);
     for ns in [&kernel, &shim] {
         let up = std::process::Command::new("ip")
             .args(["-n", ns.name(), "link", "set", "lo", "up"])

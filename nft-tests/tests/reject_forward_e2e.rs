@@ -20,7 +20,6 @@ use std::time::Duration;
 use etherparse::{IcmpEchoHeader, Icmpv4Type, Icmpv6Type, PacketBuilder};
 use nft_tests::bins::Binaries;
 use nft_tests::daemon::Daemon;
-use nft_tests::nft::{NftSide, Target};
 use nft_tests::packets::{in_netns, Topology};
 
 /// The topology's MAC addresses of peer's `p0` and fw's `f0`.
@@ -457,15 +456,7 @@ fn forward_rejects_refused_with_another_default_ttl() {
     let ns = nft_tests::netns::Netns::create_unique("nftshim-rejft", "s").unwrap();
     // Declared after the namespace: dropped (killed) first, so it lets go of it.
     let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
-    let side = NftSide {
-        netns: ns.name().to_string(),
-        target: Target::Shim {
-            preload: bins.preload.clone(),
-            socket: daemon.socket().into(),
-        },
-        nft: "nft".into(),
-        limit: Duration::from_secs(15),
-    };
+    let side = daemon.side(&bins.preload, ns.name(), "nft", Duration::from_secs(15));
     let ttl = |v: &str| {
         let ok = std::process::Command::new("ip")
             .args(["netns", "exec", ns.name(), "sysctl", "-qw"])

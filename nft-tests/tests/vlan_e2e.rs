@@ -23,7 +23,6 @@ use std::time::Duration;
 use nft_tests::bins::Binaries;
 use nft_tests::daemon::Daemon;
 use nft_tests::netns::Netns;
-use nft_tests::nft::{NftSide, Target};
 use nft_tests::packets::in_netns;
 
 const ETHERTYPE: u16 = 0x88b5;
@@ -508,21 +507,12 @@ fn link_layer_matches_see_what_the_kernel_s_hooks_see() {
     let shim = Side::create("s");
     let daemon = Daemon::start(&bins.nftshimd, "ebpf").unwrap();
     let limit = Duration::from_secs(60);
-    let kside = NftSide {
-        netns: kernel.fw.name().to_string(),
-        target: Target::Kernel,
-        nft: "nft".into(),
+    let [kside, sside] = daemon.sides(
+        &bins.preload,
+        (kernel.fw.name(), shim.fw.name()),
+        "nft",
         limit,
-    };
-    let sside = NftSide {
-        netns: shim.fw.name().to_string(),
-        target: Target::Shim {
-            preload: bins.preload.clone(),
-            socket: daemon.socket().into(),
-        },
-        nft: "nft".into(),
-        limit,
-    };
+    );
     let probes = probes();
     for (name, ruleset) in RULESETS {
         let file = std::env::temp_dir().join(format!(
