@@ -26,8 +26,8 @@ use nftshim_ebpf::ir::Statement;
 
 use super::{refuse, Facts, Family, Hook, Program, SymRule};
 use crate::runtime::nflog::{
-    NflogSpec, ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING,
-    NF_INET_PRE_ROUTING,
+    NflogSpec, ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT,
+    NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING,
 };
 use nftshim_engine::DataplaneError;
 
@@ -52,16 +52,13 @@ pub fn statement(
     }
     let hooknum = match hook {
         Hook::Prerouting => NF_INET_PRE_ROUTING,
+        Hook::Input => NF_INET_LOCAL_IN,
         Hook::Output => NF_INET_LOCAL_OUT,
         Hook::Postrouting => NF_INET_POST_ROUTING,
         _ => 0xff,
     };
     let why = match hook {
-        Hook::Prerouting | Hook::Output | Hook::Postrouting => None,
-        Hook::Input => Some(
-            "at input the kernel's message carries the fsuid/fsgid of the socket early demux \
-             attached",
-        ),
+        Hook::Prerouting | Hook::Input | Hook::Output | Hook::Postrouting => None,
         Hook::Forward => {
             Some("TC egress sees the outgoing MAC header, not the received one the message carries")
         }
@@ -70,7 +67,7 @@ pub fn statement(
     if let Some(why) = why {
         return Err(format!(
             "nflog (NFLOG, log group) is supported by the eBPF data plane at prerouting, \
-             output and postrouting only ({why})"
+             input, output and postrouting only ({why})"
         ));
     }
     let spec = NflogSpec {
@@ -84,6 +81,18 @@ pub fn statement(
         snap: spec.snap(),
         spec: spec.key(),
     })
+}
+
+/// The spec keys of the rules' nflog statements, in order.
+pub fn specs(rules: &[SymRule]) -> Vec<&str> {
+    rules
+        .iter()
+        .flat_map(|r| &r.statements)
+        .filter_map(|s| match s {
+            Statement::Nflog { spec, .. } => Some(spec.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn rules_nflog(rules: &[SymRule]) -> bool {
@@ -100,6 +109,21 @@ pub fn check_facts(program: &Program, facts: &Facts) -> Result<(), DataplaneErro
         || program.regular.values().any(|c| rules_nflog(&c.rules));
     if !uses {
         return Ok(());
+    }
+    let input = program
+        .chains
+        .iter()
+        .map(|c| specs(&c.rules))
+        .chain(program.regular.values().map(|c| specs(&c.rules)))
+        .flatten()
+        .any(|k| NflogSpec::from_key(k).is_some_and(|s| s.hook == NF_INET_LOCAL_IN));
+    if input && !facts.early_demux_off.is_empty() {
+        return Err(refuse(format!(
+            "nflog (NFLOG, log group) in input chains with {} off is not supported by the \
+             eBPF data plane (the programs find the socket early demux attaches, whose ids \
+             the message carries, as with the kernel's defaults)",
+            facts.early_demux_off.join(", ")
+        )));
     }
     if facts.br_netfilter && !facts.bridges.is_empty() {
         return Err(refuse(
@@ -131,6 +155,7 @@ mod tests {
     fn hooks_and_families() {
         for (hook, num) in [
             (Hook::Prerouting, 0),
+            (Hook::Input, 1),
             (Hook::Output, 3),
             (Hook::Postrouting, 4),
         ] {
@@ -150,9 +175,12 @@ mod tests {
                 );
             }
         }
-        for hook in [Hook::Input, Hook::Forward, Hook::Ingress] {
+        for hook in [Hook::Forward, Hook::Ingress] {
             let e = statement(Family::Ip, hook, 1, b"", None, 0).unwrap_err();
-            assert!(e.contains("prerouting, output and postrouting only"), "{e}");
+            assert!(
+                e.contains("prerouting, input, output and postrouting only"),
+                "{e}"
+            );
         }
         for family in [Family::Netdev, Family::Bridge, Family::Arp] {
             assert!(statement(family, Hook::Prerouting, 1, b"", None, 0).is_err());
@@ -190,5 +218,15 @@ mod tests {
         let e = check_facts(&program, &facts).unwrap_err();
         assert!(e.reason.contains("gre0"), "{}", e.reason);
         assert!(check_facts(&Program::default(), &facts).is_ok(), "no NFLOG");
+        // Input statements need early demux as the programs emulate it.
+        facts.link_types.remove(&3);
+        facts.early_demux_off = vec!["net.ipv4.udp_early_demux".into()];
+        assert!(check_facts(&program, &facts).is_ok(), "prerouting only");
+        let input = statement(Family::Ip, Hook::Input, 1, b"", None, 0).unwrap();
+        program.regular.get_mut("r").unwrap().rules[0].statements = vec![input];
+        let e = check_facts(&program, &facts).unwrap_err();
+        assert!(e.reason.contains("udp_early_demux"), "{}", e.reason);
+        facts.early_demux_off.clear();
+        assert!(check_facts(&program, &facts).is_ok());
     }
 }
