@@ -3,15 +3,15 @@
 //! (through the daemon, `runtime::nflog` and the engine's `ulog::packet`); the
 //! statement is non-terminal, and without a listener nothing happens.
 //!
-//! Enforced at prerouting, output and postrouting of ip, ip6 and inet chains, where
-//! the TC programs see what nfnetlink_log puts in the message: at prerouting (TC
-//! ingress) the input device and its MAC header, the mark, skb->len, and no socket;
-//! at output and postrouting (TC egress; ip_output passes no input device) the output
-//! device, the mark, skb->len and the socket file's fsuid/fsgid (NFULA_UID/GID, read by
+//! Enforced at prerouting, input, output and postrouting of ip, ip6 and inet chains,
+//! where the TC programs see what nfnetlink_log puts in the message: at prerouting (TC
+//! ingress) the input device and its MAC header, the mark, skb->len, and no socket; at
+//! input the same and the fsuid/fsgid of the socket early demux attached after
+//! prerouting, which TC ingress looks up as early demux does (lib/nflog_demux.h;
+//! refused when the namespace's early demux sysctls are off); at output and
+//! postrouting (TC egress; ip_output passes no input device) the output device, the
+//! mark, skb->len and the socket file's fsuid/fsgid (NFULA_UID/GID, read by
 //! lib/sockcred.h). Refused elsewhere:
-//! - input: early demux has attached the established TCP or connected UDP socket by
-//!   then, and the message carries its file's fsuid/fsgid, which TC ingress neither
-//!   looks up nor reads;
 //! - forward: TC egress sees the outgoing MAC header, not the received one the
 //!   message carries (as `log`);
 //! - netdev, bridge and arp chains: NFULA_L2HDR/VLAN and the bridge's physical

@@ -4,9 +4,10 @@
 //! from ([`nftshim_engine::ulog::packet::LogPacket`]), made of what the program
 //! reported ([`NflogEvent`]) and the namespace's facts.
 //!
-//! Enforced at prerouting, output and postrouting (see `compile::nflog`). At
-//! prerouting the input device is the TC ingress device, there is no output device and
-//! no socket (so no NFULA_UID/GID), and the MAC header is the frame's. At output and
+//! Enforced at prerouting, input, output and postrouting (see `compile::nflog`). At
+//! prerouting and input the input device is the TC ingress device, there is no output
+//! device and the MAC header is the frame's; at prerouting no socket (so no
+//! NFULA_UID/GID), at input the one early demux attached (lib/nflog_demux.h). At output and
 //! postrouting there is no input device (so no MAC header and no timestamp), the
 //! output device is the TC egress device, and the socket's file credentials come from
 //! lib/sockcred.h.
