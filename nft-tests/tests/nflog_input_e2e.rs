@@ -39,6 +39,8 @@ COMMIT
 -A INPUT -p udp -m udp --dport 5101:5104 -j NFLOG --nflog-group 7 --nflog-prefix in4
 -A INPUT -p tcp -m tcp --dport 5110 --tcp-flags SYN,ACK,RST SYN -j NFLOG --nflog-group 7 --nflog-prefix syn4
 -A INPUT -p tcp -m tcp --dport 5111 --tcp-flags PSH PSH -j NFLOG --nflog-group 7 --nflog-prefix est4
+-A INPUT -i lo -p udp -m udp --dport 5107 -j NFLOG --nflog-group 7 --nflog-prefix lo4
+-A INPUT -d 239.1.2.3/32 -p udp -m udp --dport 5108 -j NFLOG --nflog-group 7 --nflog-prefix mc4
 COMMIT
 ";
 
@@ -92,8 +94,17 @@ fn frames() -> Vec<Vec<u8>> {
             .unwrap();
         out.push(f);
     }
+    // To a group fw's f0 joined, with its Ethernet multicast address.
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(MAC_PEER, [0x01, 0, 0x5e, 1, 2, 3])
+        .ipv4(PEER4, [239, 1, 2, 3], 1)
+        .udp(40000, 5108)
+        .write(&mut f, &payload(30))
+        .unwrap();
+    out.push(f);
     out
 }
+
 fn ip(args: &[&str]) {
     let ok = Command::new("ip").args(args).status().unwrap().success();
     assert!(ok, "ip {args:?}");
@@ -305,6 +316,31 @@ fn sockets(fw: &Netns) -> Vec<OwnedFd> {
                 v.push(s);
             }
         }
+        // The only socket of port 5108, bound to the any address, in group 239.1.2.3
+        // on f0: udp_v4_early_demux() attaches it to the group's datagrams.
+        let m = socket_as(libc::AF_INET, libc::SOCK_DGRAM, 0, true);
+        bind(&m, "0.0.0.0:5108".parse().unwrap());
+        let name = std::ffi::CString::new("f0").unwrap();
+        let mreq = libc::ip_mreqn {
+            imr_multiaddr: libc::in_addr {
+                s_addr: u32::from_ne_bytes([239, 1, 2, 3]),
+            },
+            imr_address: libc::in_addr { s_addr: 0 },
+            // SAFETY: a NUL-terminated name.
+            imr_ifindex: unsafe { libc::if_nametoindex(name.as_ptr()) } as i32,
+        };
+        // SAFETY: an ip_mreqn of its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                m.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_ADD_MEMBERSHIP,
+                &mreq as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::ip_mreqn>() as u32,
+            )
+        };
+        assert_eq!(rc, 0, "IP_ADD_MEMBERSHIP");
+        v.push(m);
         Ok(v)
     })
     .unwrap()
@@ -313,8 +349,26 @@ fn sockets(fw: &Netns) -> Vec<OwnedFd> {
 /// A TCP connection from peer to fw's port 5111 per family, accepted by fw under
 /// fsuid 4321 / fsgid 765 (the accepted socket's file takes the caller's credentials),
 /// then a few bytes from peer (one segment with PSH).
+/// And over loopback, a datagram to a UDP socket of those ids connected to its sender:
+/// the kernel's loopback packets keep their output route (loopback_xmit()), so early
+/// demux passes them by (no ids).
 fn established(side: &Side) -> Vec<OwnedFd> {
-    let mut keep = Vec::new();
+    let mut keep = in_netns(&side.fw, || {
+        ip(&["-n", side.fw.name(), "link", "set", "lo", "up"]);
+        let a = socket_as(libc::AF_INET, libc::SOCK_DGRAM, 0, true);
+        let b = socket_as(libc::AF_INET, libc::SOCK_DGRAM, 0, false);
+        bind(&a, "127.0.0.1:5107".parse().unwrap());
+        bind(&b, "127.0.0.1:40000".parse().unwrap());
+        connect(&a, "127.0.0.1:40000".parse().unwrap());
+        connect(&b, "127.0.0.1:5107".parse().unwrap());
+        let data = b"over lo";
+        // SAFETY: data is valid for its length.
+        let n = unsafe { libc::send(b.as_raw_fd(), data.as_ptr().cast(), data.len(), 0) };
+        assert_eq!(n, data.len() as isize);
+        std::thread::sleep(Duration::from_millis(20));
+        Ok(vec![a, b])
+    })
+    .unwrap();
     for v6 in [false, true] {
         let (dom, fw) = if v6 {
             (libc::AF_INET6, "[fd09:6::1]:5111")
@@ -462,8 +516,9 @@ fn nflog_input_messages_match_the_kernels() {
         // At input: 5101-5105 and a SYN of each family (and the two connections'
         // data); at prerouting ip 5101 (5106 has no rule). The ids on the messages of
         // the datagrams to connected sockets (5101, 5103, 5105 of each family) and of
-        // the data (the accepted sockets).
-        let (want_msgs, want_uids) = if tcp { (15, 8) } else { (13, 6) };
+        // the data (the accepted sockets), the multicast datagram's (the group's only
+        // socket); the loopback datagram's has none.
+        let (want_msgs, want_uids) = if tcp { (17, 9) } else { (14, 7) };
         assert!(
             msgs == want_msgs && uids == want_uids,
             "the kernel's listener got other than expected ({args:?}: {msgs} messages, \
