@@ -862,7 +862,7 @@ fn nflog_input_events_carry_the_connected_sockets_ids() {
         ingress_ifindex: 1,
         ifindex: 0,
     };
-    let mut ids = |loaded: &mut LoadedProgram, sport: u16| {
+    let ids = |loaded: &mut LoadedProgram, sport: u16| {
         loaded.run_tc(&frame(sport), meta, 1).unwrap();
         let (events, lost) = loaded.read_nflog();
         assert_eq!((events.len(), lost), (1, 0));
