@@ -8,7 +8,8 @@
 //! ingress) the input device and its MAC header, the mark, skb->len, and no socket; at
 //! input the same and the fsuid/fsgid of the socket early demux attached after
 //! prerouting, which TC ingress looks up as early demux does (lib/nflog_demux.h;
-//! refused when the namespace's early demux sysctls are off); at output and
+//! refused when the namespace's early demux sysctls are off or it has VRF devices,
+//! whose ports' packets early demux looks up under the VRF device); at output and
 //! postrouting (TC egress; ip_output passes no input device) the output device, the
 //! mark, skb->len and the socket file's fsuid/fsgid (NFULA_UID/GID, read by
 //! lib/sockcred.h). Refused elsewhere:
@@ -125,6 +126,14 @@ pub fn check_facts(program: &Program, facts: &Facts) -> Result<(), DataplaneErro
             facts.early_demux_off.join(", ")
         )));
     }
+    if input && !facts.l3mdev.is_empty() {
+        return Err(refuse(
+            "nflog (NFLOG, log group) in input chains with VRF devices is not supported by \
+             the eBPF data plane (early demux looks a VRF port's packets up with the VRF \
+             device as their input device, the programs' lookup with the port)"
+                .to_string(),
+        ));
+    }
     if facts.br_netfilter && !facts.bridges.is_empty() {
         return Err(refuse(
             "nflog (NFLOG, log group) with a bridge and br_netfilter on is not supported by the \
@@ -228,5 +237,8 @@ mod tests {
         assert!(e.reason.contains("udp_early_demux"), "{}", e.reason);
         facts.early_demux_off.clear();
         assert!(check_facts(&program, &facts).is_ok());
+        facts.l3mdev.insert(2);
+        let e = check_facts(&program, &facts).unwrap_err();
+        assert!(e.reason.contains("VRF"), "{}", e.reason);
     }
 }
