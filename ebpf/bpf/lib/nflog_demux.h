@@ -13,7 +13,8 @@
  * - UDP (net.ipv4.udp_early_demux; udp_v4/v6_early_demux()): PACKET_HOST, the 8-byte
  *   header there, and a socket connected to exactly the packet's tuple; IPv4
  *   PACKET_MULTICAST: the one socket of the port the group's datagram goes to.
- * The compiler refuses a namespace whose early demux sysctls are off (compile::nflog);
+ * The compiler refuses a namespace whose early demux sysctls are off or that has VRF
+ * devices (early demux looks a port's packets up under the VRF device; compile::nflog);
  * the loopback device's packets keep the dst of their output route (loopback_xmit),
  * so they are never demuxed.
  *
