@@ -25,7 +25,7 @@
 //! `reject` ([`compile::reject`]: where its answer takes the kernel's path); `log`
 //! ([`runtime::logline`]: nf_log_syslog's line through the daemon's logger; not in
 //! forward or netdev chains); `log group` and xt_NFLOG ([`compile::nflog`]: to
-//! nfnetlink_log listeners through the daemon, at prerouting, output and postrouting). `ct state` is decompiled exactly but
+//! nfnetlink_log listeners through the daemon, at prerouting, input, output and postrouting). `ct state` is decompiled exactly but
 //! refused when the programs are built: each interface and direction has its own
 //! connection table, so replies would look new. Everything else is refused
 //! (EOPNOTSUPP; the reason is logged): other expressions (other ct keys, limit, quota,

@@ -808,6 +808,82 @@ fn nflog_events_carry_the_frame_up_to_the_snap_length() {
     assert!(loaded.read_nflog().0.is_empty(), "events are taken once");
 }
 
+/// NFLOG at input (a dataplane spec key of hook 1: FEATURE_NFLOG_INPUT): the event
+/// carries the ids of the socket early demux would attach, here a UDP socket of this
+/// process's namespace connected to the datagram's source (the test run's device is
+/// its loopback, the lookup's namespace), and none for a datagram from another port
+/// (the socket is not connected to it) or at prerouting's ingress without the feature.
+#[test]
+fn nflog_input_events_carry_the_connected_sockets_ids() {
+    let nflog = |hook: u8| {
+        Program::single(base(
+            Verdict::Accept,
+            vec![Rule::new(vec![], Action::Continue).with(Statement::Nflog {
+                spec: format!("nflog/{hook}/7/-/0/"),
+                snap: 0xfffb,
+            })],
+        ))
+    };
+    let compiled = compile_program(&nflog(1)).expect("program compiles");
+    assert_ne!(
+        compiled.config.features & nftshim_ebpf::maps::FEATURE_NFLOG_INPUT,
+        0
+    );
+    let pre = compile_program(&nflog(0)).expect("program compiles");
+    assert_eq!(
+        pre.config.features & nftshim_ebpf::maps::FEATURE_NFLOG_INPUT,
+        0
+    );
+    let Some(mut input) = load(&nflog(1)) else {
+        return;
+    };
+    let Some(mut prerouting) = load(&nflog(0)) else {
+        return;
+    };
+    let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    a.connect(b.local_addr().unwrap()).unwrap();
+    let (pa, pb) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    // To the loopback device's address (zero): PACKET_HOST.
+    let frame = |sport: u16| {
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [0; 6])
+            .ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64)
+            .udp(sport, pa)
+            .write(&mut f, b"data")
+            .unwrap();
+        f
+    };
+    let meta = SkbMeta {
+        mark: 0,
+        ingress_ifindex: 1,
+        ifindex: 0,
+    };
+    let ids = |loaded: &mut LoadedProgram, sport: u16| {
+        loaded.run_tc(&frame(sport), meta, 1).unwrap();
+        let (events, lost) = loaded.read_nflog();
+        assert_eq!((events.len(), lost), (1, 0));
+        events[0].uid_gid
+    };
+    // SAFETY: getuid/getgid cannot fail.
+    let me = unsafe { (libc_ids::getuid(), libc_ids::getgid()) };
+    assert_eq!(ids(&mut input, pb), Some(me), "connected to the source");
+    let other = if pb == 65535 { pb - 1 } else { pb + 1 };
+    assert_eq!(ids(&mut input, other), None, "connected elsewhere");
+    assert_eq!(ids(&mut prerouting, pb), None, "no lookup for prerouting");
+}
+
+/// The process's ids (its sockets' files carry them as fsuid/fsgid).
+mod libc_ids {
+    extern "C" {
+        pub fn getuid() -> u32;
+        pub fn getgid() -> u32;
+    }
+}
+
 /// Sets for the random programs: one per key type the generated packets exercise.
 fn program_sets() -> BTreeMap<String, nftshim_ebpf::ir::Set> {
     use nftshim_ebpf::ir::{Set, SetElement, SetKey};

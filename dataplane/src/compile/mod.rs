@@ -352,6 +352,9 @@ pub struct Facts {
     /// Links stacked on others or under a master (not a plain device or veth), whose
     /// packets meet the programs of two devices on their way out: (ifindex, kind).
     pub layered_links: BTreeMap<u32, String>,
+    /// Early demux sysctls (`net.ipv4.ip_early_demux`, `tcp_early_demux`,
+    /// `udp_early_demux`) that are off: see `nflog::check_facts`.
+    pub early_demux_off: Vec<String>,
 }
 
 /// Reads every base chain of the ruleset into a [`Program`], or refuses the ruleset.
@@ -885,6 +888,16 @@ fn add_jump_targets(
             })?;
         let rules = decompile_rules(&ctx, chain, cache)?;
         todo.extend(targets(&rules));
+        // An nflog statement carries its hook (the message's, and whether it has the
+        // socket's ids): one chain cannot serve two hooks' statements.
+        if let Some(old) = program.regular.get(&key) {
+            if nflog::specs(&old.rules) != nflog::specs(&rules) {
+                return Err(refuse(format!(
+                    "{}: nflog (NFLOG, log group) in a regular chain reached from more than                      one hook is not supported by the eBPF data plane",
+                    base.label()
+                )));
+            }
+        }
         program.regular.insert(
             key,
             RegularChain {

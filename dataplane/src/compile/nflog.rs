@@ -3,15 +3,16 @@
 //! (through the daemon, `runtime::nflog` and the engine's `ulog::packet`); the
 //! statement is non-terminal, and without a listener nothing happens.
 //!
-//! Enforced at prerouting, output and postrouting of ip, ip6 and inet chains, where
-//! the TC programs see what nfnetlink_log puts in the message: at prerouting (TC
-//! ingress) the input device and its MAC header, the mark, skb->len, and no socket;
-//! at output and postrouting (TC egress; ip_output passes no input device) the output
-//! device, the mark, skb->len and the socket file's fsuid/fsgid (NFULA_UID/GID, read by
+//! Enforced at prerouting, input, output and postrouting of ip, ip6 and inet chains,
+//! where the TC programs see what nfnetlink_log puts in the message: at prerouting (TC
+//! ingress) the input device and its MAC header, the mark, skb->len, and no socket; at
+//! input the same and the fsuid/fsgid of the socket early demux attached after
+//! prerouting, which TC ingress looks up as early demux does (lib/nflog_demux.h;
+//! refused when the namespace's early demux sysctls are off or it has VRF devices,
+//! whose ports' packets early demux looks up under the VRF device); at output and
+//! postrouting (TC egress; ip_output passes no input device) the output device, the
+//! mark, skb->len and the socket file's fsuid/fsgid (NFULA_UID/GID, read by
 //! lib/sockcred.h). Refused elsewhere:
-//! - input: early demux has attached the established TCP or connected UDP socket by
-//!   then, and the message carries its file's fsuid/fsgid, which TC ingress neither
-//!   looks up nor reads;
 //! - forward: TC egress sees the outgoing MAC header, not the received one the
 //!   message carries (as `log`);
 //! - netdev, bridge and arp chains: NFULA_L2HDR/VLAN and the bridge's physical
@@ -26,8 +27,8 @@ use nftshim_ebpf::ir::Statement;
 
 use super::{refuse, Facts, Family, Hook, Program, SymRule};
 use crate::runtime::nflog::{
-    NflogSpec, ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING,
-    NF_INET_PRE_ROUTING,
+    NflogSpec, ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT,
+    NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING,
 };
 use nftshim_engine::DataplaneError;
 
@@ -52,16 +53,13 @@ pub fn statement(
     }
     let hooknum = match hook {
         Hook::Prerouting => NF_INET_PRE_ROUTING,
+        Hook::Input => NF_INET_LOCAL_IN,
         Hook::Output => NF_INET_LOCAL_OUT,
         Hook::Postrouting => NF_INET_POST_ROUTING,
         _ => 0xff,
     };
     let why = match hook {
-        Hook::Prerouting | Hook::Output | Hook::Postrouting => None,
-        Hook::Input => Some(
-            "at input the kernel's message carries the fsuid/fsgid of the socket early demux \
-             attached",
-        ),
+        Hook::Prerouting | Hook::Input | Hook::Output | Hook::Postrouting => None,
         Hook::Forward => {
             Some("TC egress sees the outgoing MAC header, not the received one the message carries")
         }
@@ -70,7 +68,7 @@ pub fn statement(
     if let Some(why) = why {
         return Err(format!(
             "nflog (NFLOG, log group) is supported by the eBPF data plane at prerouting, \
-             output and postrouting only ({why})"
+             input, output and postrouting only ({why})"
         ));
     }
     let spec = NflogSpec {
@@ -84,6 +82,18 @@ pub fn statement(
         snap: spec.snap(),
         spec: spec.key(),
     })
+}
+
+/// The spec keys of the rules' nflog statements, in order.
+pub fn specs(rules: &[SymRule]) -> Vec<&str> {
+    rules
+        .iter()
+        .flat_map(|r| &r.statements)
+        .filter_map(|s| match s {
+            Statement::Nflog { spec, .. } => Some(spec.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn rules_nflog(rules: &[SymRule]) -> bool {
@@ -100,6 +110,29 @@ pub fn check_facts(program: &Program, facts: &Facts) -> Result<(), DataplaneErro
         || program.regular.values().any(|c| rules_nflog(&c.rules));
     if !uses {
         return Ok(());
+    }
+    let input = program
+        .chains
+        .iter()
+        .map(|c| specs(&c.rules))
+        .chain(program.regular.values().map(|c| specs(&c.rules)))
+        .flatten()
+        .any(|k| NflogSpec::from_key(k).is_some_and(|s| s.hook == NF_INET_LOCAL_IN));
+    if input && !facts.early_demux_off.is_empty() {
+        return Err(refuse(format!(
+            "nflog (NFLOG, log group) in input chains with {} off is not supported by the \
+             eBPF data plane (the programs find the socket early demux attaches, whose ids \
+             the message carries, as with the kernel's defaults)",
+            facts.early_demux_off.join(", ")
+        )));
+    }
+    if input && !facts.l3mdev.is_empty() {
+        return Err(refuse(
+            "nflog (NFLOG, log group) in input chains with VRF devices is not supported by \
+             the eBPF data plane (early demux looks a VRF port's packets up with the VRF \
+             device as their input device, the programs' lookup with the port)"
+                .to_string(),
+        ));
     }
     if facts.br_netfilter && !facts.bridges.is_empty() {
         return Err(refuse(
@@ -131,6 +164,7 @@ mod tests {
     fn hooks_and_families() {
         for (hook, num) in [
             (Hook::Prerouting, 0),
+            (Hook::Input, 1),
             (Hook::Output, 3),
             (Hook::Postrouting, 4),
         ] {
@@ -150,9 +184,12 @@ mod tests {
                 );
             }
         }
-        for hook in [Hook::Input, Hook::Forward, Hook::Ingress] {
+        for hook in [Hook::Forward, Hook::Ingress] {
             let e = statement(Family::Ip, hook, 1, b"", None, 0).unwrap_err();
-            assert!(e.contains("prerouting, output and postrouting only"), "{e}");
+            assert!(
+                e.contains("prerouting, input, output and postrouting only"),
+                "{e}"
+            );
         }
         for family in [Family::Netdev, Family::Bridge, Family::Arp] {
             assert!(statement(family, Hook::Prerouting, 1, b"", None, 0).is_err());
@@ -190,5 +227,18 @@ mod tests {
         let e = check_facts(&program, &facts).unwrap_err();
         assert!(e.reason.contains("gre0"), "{}", e.reason);
         assert!(check_facts(&Program::default(), &facts).is_ok(), "no NFLOG");
+        // Input statements need early demux as the programs emulate it.
+        facts.link_types.remove(&3);
+        facts.early_demux_off = vec!["net.ipv4.udp_early_demux".into()];
+        assert!(check_facts(&program, &facts).is_ok(), "prerouting only");
+        let input = statement(Family::Ip, Hook::Input, 1, b"", None, 0).unwrap();
+        program.regular.get_mut("r").unwrap().rules[0].statements = vec![input];
+        let e = check_facts(&program, &facts).unwrap_err();
+        assert!(e.reason.contains("udp_early_demux"), "{}", e.reason);
+        facts.early_demux_off.clear();
+        assert!(check_facts(&program, &facts).is_ok());
+        facts.l3mdev.insert(2);
+        let e = check_facts(&program, &facts).unwrap_err();
+        assert!(e.reason.contains("VRF"), "{}", e.reason);
     }
 }

@@ -4,9 +4,10 @@
 //! from ([`nftshim_engine::ulog::packet::LogPacket`]), made of what the program
 //! reported ([`NflogEvent`]) and the namespace's facts.
 //!
-//! Enforced at prerouting, output and postrouting (see `compile::nflog`). At
-//! prerouting the input device is the TC ingress device, there is no output device and
-//! no socket (so no NFULA_UID/GID), and the MAC header is the frame's. At output and
+//! Enforced at prerouting, input, output and postrouting (see `compile::nflog`). At
+//! prerouting and input the input device is the TC ingress device, there is no output
+//! device and the MAC header is the frame's; at prerouting no socket (so no
+//! NFULA_UID/GID), at input the one early demux attached (lib/nflog_demux.h). At output and
 //! postrouting there is no input device (so no MAC header and no timestamp), the
 //! output device is the TC egress device, and the socket's file credentials come from
 //! lib/sockcred.h.
@@ -25,8 +26,9 @@ pub const ARPHRD_ETHER: u16 = 1;
 pub const ARPHRD_LOOPBACK: u16 = 772;
 pub const ARPHRD_NONE: u16 = 65534;
 
-/// NF_INET_PRE_ROUTING, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING.
+/// NF_INET_PRE_ROUTING, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING.
 pub const NF_INET_PRE_ROUTING: u8 = 0;
+pub const NF_INET_LOCAL_IN: u8 = 1;
 pub const NF_INET_LOCAL_OUT: u8 = 3;
 pub const NF_INET_POST_ROUTING: u8 = 4;
 
@@ -95,7 +97,7 @@ impl NflogSpec {
     }
 }
 
-/// The packet nfnetlink_log sees at prerouting, or None when the event does not say
+/// The packet nfnetlink_log sees, or None when the event does not say
 /// enough (not IPv4/IPv6, a device of another type, a frame cut short).
 pub fn to_packet(spec: &NflogSpec, ev: &NflogEvent, facts: &Facts) -> Option<LogPacket> {
     let family = match ev.protocol {
@@ -104,7 +106,7 @@ pub fn to_packet(spec: &NflogSpec, ev: &NflogEvent, facts: &Facts) -> Option<Log
         _ => return None,
     };
     let l3 = usize::from(ev.l3_off);
-    if spec.hook != NF_INET_PRE_ROUTING {
+    if spec.hook != NF_INET_PRE_ROUTING && spec.hook != NF_INET_LOCAL_IN {
         // Output and postrouting (ip_output passes no input device): the output
         // device, the sending socket's file credentials, no MAC header, no time.
         return Some(LogPacket {
@@ -160,7 +162,13 @@ pub fn to_packet(spec: &NflogSpec, ev: &NflogEvent, facts: &Facts) -> Option<Log
         mark: ev.mark,
         hw: Some(hw),
         timestamp: Some((ns / 1_000_000_000, ns % 1_000_000_000 / 1000)),
-        uid_gid: None,
+        // At input, the socket early demux attached (lib/nflog_demux.h); at prerouting
+        // ip_rcv_core() has orphaned the skb.
+        uid_gid: if spec.hook == NF_INET_LOCAL_IN {
+            ev.uid_gid
+        } else {
+            None
+        },
         len: ev.len,
         data: ev.frame.get(l3..)?.to_vec(),
     })

@@ -245,6 +245,15 @@ pub fn read_facts() -> io::Result<Facts> {
         .map(|l| l.index)
         .collect();
     facts.answer_sysctls = answer_sysctls(facts.links.values());
+    // Per namespace, read in the calling thread's; IPv6 follows the IPv4 ones.
+    facts.early_demux_off = ["ip_early_demux", "tcp_early_demux", "udp_early_demux"]
+        .iter()
+        .filter(|n| {
+            std::fs::read_to_string(format!("/proc/sys/net/ipv4/{n}"))
+                .is_ok_and(|v| v.trim() != "1")
+        })
+        .map(|n| format!("net.ipv4.{n}"))
+        .collect();
     facts.layered_links = links
         .iter()
         .filter_map(|l| {

@@ -75,6 +75,8 @@ enum ns_action {
 #define NS_F_FWD_REJECT (1u << 19)   /* a forward chain rejects: at TC egress, the answer to a
 				      * forwarded packet takes the route back (lib/reject.h) */
 #define NS_F_NFLOG (1u << 16) /* some rule logs to an nfnetlink_log group (lib/nflog.h) */
+#define NS_F_NFLOG_INPUT (1u << 22) /* some of those at input: the socket early demux
+				     * attaches (lib/nflog_demux.h) */
 
 /* Conntrack timeouts (cfg.ct_timeout[], seconds). Same numbering as Rust
  * `loader::CtTimeouts`. */

@@ -11,6 +11,7 @@
 #include "stmts.h"
 #include "eval.h"
 #include "sockcred.h"
+#include "nflog_demux.h"
 
 /* A perf sample's size is a u16: the header, the raw size word, this event and the
  * frame must fit. */
@@ -27,7 +28,8 @@ struct ns_nflog_event {
 	__u64 tstamp;   /* skb->tstamp (0: none) */
 	__u16 l3_off;   /* where the network header starts in the frame */
 	__u16 protocol; /* skb->protocol, network order */
-	__u32 cred;     /* NS_SOCKCRED_* of the packet's socket (TC egress) */
+	__u32 cred;     /* NS_SOCKCRED_* of the packet's socket (TC egress; at ingress with
+			 * NS_F_NFLOG_INPUT, the one early demux attaches for input) */
 	__u32 uid;      /* with NS_SOCKCRED_FILE: its file's fsuid and fsgid */
 	__u32 gid;
 };
@@ -55,8 +57,9 @@ struct {
 /* Emits the nflog events of the packet's log queue (TC only: the copy needs the skb).
  * A function of its own, so that its stack is not the TC entry's. NFULA_UID/GID at
  * the egress hooks: sk_fullsock(skb->sk) with a socket file (NS_SOCKCRED_FULL_SK off);
- * at ingress the program sees no socket (the chains that would have one are
- * refused). */
+ * at ingress, with input chains that log, the socket early demux attaches after
+ * prerouting (lib/nflog_demux.h; the daemon puts its ids in input hooks' messages
+ * only: at prerouting ip_rcv_core() has orphaned the skb). */
 static __noinline int ns_emit_nflog(struct __sk_buff *skb, struct ns_hook *hk, __u32 frame_len)
 {
 	__u32 zero = 0;
@@ -79,6 +82,8 @@ static __noinline int ns_emit_nflog(struct __sk_buff *skb, struct ns_hook *hk, _
 				cred = ns_sockcred_read(hk, e->pkt.iif, e->pkt.l4proto,
 							(e->pkt.flags & PKT_F_L4PROTO) != 0, 0,
 							&sc->cred);
+			else if (NS_FEATURE(NS_F_NFLOG_INPUT))
+				cred = ns_nflog_demux(skb, &sc->cred);
 			creds_read = 1;
 		}
 		struct ns_nflog_event *ev = &sc->ev;

@@ -170,6 +170,9 @@ pub const FEATURE_ADDRTYPE_RT: u32 = 1 << 20;
 pub const FEATURE_FWD_REJECT: u32 = 1 << 19;
 /// Some rule logs to an nfnetlink_log group ([`crate::ir::Statement::Nflog`]).
 pub const FEATURE_NFLOG: u32 = 1 << 16;
+/// Some of those run at input (the spec key's hook is NF_INET_LOCAL_IN): TC ingress
+/// looks up the socket early demux attaches, for NFULA_UID/GID (bpf/lib/nflog_demux.h).
+pub const FEATURE_NFLOG_INPUT: u32 = 1 << 22;
 
 /// Conntrack timeouts, indexes of [`BpfConfig::ct_timeout`] (`enum ns_ct_timeout`);
 /// see [`crate::conntrack::Timeouts::to_config`].
@@ -458,6 +461,16 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         })
     }) {
         features |= FEATURE_NFLOG;
+    }
+    // The dataplane's nflog keys are `nflog/<hook>/...`; 1 is NF_INET_LOCAL_IN.
+    if program.chains_in_order().any(|(_, c)| {
+        c.rules.iter().any(|r| {
+            r.statements.iter().any(|s| {
+                matches!(s, Statement::Nflog { spec, .. } if spec.split('/').nth(1) == Some("1"))
+            })
+        })
+    }) {
+        features |= FEATURE_NFLOG_INPUT;
     }
     if layout
         .extras
