@@ -161,6 +161,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("dst", 0) => hbh6::options_header(cx, b, "dst", 60),
         ("srh", 0 | 1) => srh6::srh(cx, rev, b),
         ("ipv6header", 0) => ipv6header::ipv6header(cx, b),
+        ("u32", 0) => u32match::u32_match(b),
         ("string", 1) => string::string(b),
         ("recent", 0 | 1) => recent::recent(cx, rev, b),
         ("limit", _) => Err(
@@ -992,3 +993,4 @@ mod string;
 mod tcpoptstrip;
 #[cfg(test)]
 mod tests;
+mod u32match;

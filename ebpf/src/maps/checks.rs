@@ -47,6 +47,8 @@ pub const RES_LOOKUP_EITHER: u8 = 60;
 /// (host order), flags 1 invert, 2 icase; in the 8 elements from `first` (32 bytes
 /// each, `from` then `to`) the pattern and its KMP prefix table, 128 bytes each.
 pub const RES_XT_STRING: u8 = 61;
+/// 145..149: xt_u32 (bpf/lib/xt_u32.h).
+pub const RES_XT_U32: u8 = 145;
 pub const RES_EXTHDR6: u8 = 10;
 pub const RES_TCPOPT: u8 = 11;
 pub const RES_NETDEV: u8 = 12;
@@ -965,6 +967,20 @@ impl Extras {
                     b.first = self.residual_elems.len() as u32;
                     b.count = 8;
                     for chunk in bytes.chunks(32) {
+                        let mut e = BpfResidualElem::default();
+                        e.from.copy_from_slice(&chunk[..16]);
+                        e.to.copy_from_slice(&chunk[16..]);
+                        self.residual_elems.push(e);
+                    }
+                }
+                Insn::XtU32(u) => {
+                    // flags: invert; the tests as elements (XtU32::elements).
+                    b.op = RES_XT_U32;
+                    b.flags = u8::from(u.invert);
+                    let elems = u.elements();
+                    b.first = self.residual_elems.len() as u32;
+                    b.count = elems.len() as u32;
+                    for chunk in elems {
                         let mut e = BpfResidualElem::default();
                         e.from.copy_from_slice(&chunk[..16]);
                         e.to.copy_from_slice(&chunk[16..]);

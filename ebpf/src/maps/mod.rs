@@ -166,6 +166,9 @@ pub const FEATURE_HMARK: u32 = 1 << 18;
 /// Some residual program uses xt_recent's lists ([`crate::residual::Insn::XtRecent`]).
 pub const FEATURE_RECENT: u32 = 1 << 17;
 pub const FEATURE_ADDRTYPE_RT: u32 = 1 << 20;
+/// Some residual program runs xt_u32's tests ([`crate::residual::Insn::XtU32`],
+/// bpf/lib/xt_u32.h); off, the verifier prunes them.
+pub const FEATURE_XT_U32: u32 = 1 << 23;
 /// [`crate::ir::Program::forward_answers`] and some rule rejects.
 pub const FEATURE_FWD_REJECT: u32 = 1 << 19;
 /// Some rule logs to an nfnetlink_log group ([`crate::ir::Statement::Nflog`]).
@@ -523,6 +526,14 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         .any(|i| i.op == checks::RES_XT_ADDRTYPE)
     {
         features |= FEATURE_ADDRTYPE_RT;
+    }
+    if layout
+        .extras
+        .residual_insns
+        .iter()
+        .any(|i| i.op == checks::RES_XT_U32)
+    {
+        features |= FEATURE_XT_U32;
     }
     let config = BpfConfig {
         dims: dims.dims,
