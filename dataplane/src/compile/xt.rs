@@ -81,6 +81,9 @@ pub enum Decompiled {
     /// A target that rewrites header bytes and lets the packet go on, when the rule
     /// decompiler's checks of header writes allow it there.
     Write(nftshim_ebpf::ir::PayloadWrite),
+    /// A header write as [`Decompiled::Write`], then a statement (ipt_ECN's IP then
+    /// TCP operations).
+    WriteThenStatement(nftshim_ebpf::ir::PayloadWrite, Statement),
     /// Holds while the bytes of the packets the rule's quota saw (this one included)
     /// stay within `bytes` (`negated`: once they exceed it); the rule decompiler gives
     /// it the rule's identity, whose counter it is.

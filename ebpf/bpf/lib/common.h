@@ -75,6 +75,7 @@ enum ns_action {
 #define NS_F_FWD_REJECT (1u << 19)   /* a forward chain rejects: at TC egress, the answer to a
 				      * forwarded packet takes the route back (lib/reject.h) */
 #define NS_F_NFLOG (1u << 16) /* some rule logs to an nfnetlink_log group (lib/nflog.h) */
+#define NS_F_XT_ECN (1u << 24) /* some rule has ipt_ECN's TCP operations (lib/xt_ecn.h) */
 #define NS_F_XT_U32 (1u << 23) /* some residual program runs xt_u32's tests (lib/xt_u32.h) */
 
 /* Conntrack timeouts (cfg.ct_timeout[], seconds). Same numbering as Rust

@@ -107,6 +107,10 @@ pub const WRITE_SAT_DOWN: u8 = 1 << 4;
 /// data and data2 the 256-bit map of stripped kinds ([`crate::ir::TcpOptStrip::kinds`]).
 /// In xt_TCPOPTSTRIP's range (90-94).
 pub const RES_TCPOPTSTRIP: u8 = 90;
+/// Not an operation: the spec of an ipt_ECN TCP statement (bpf/lib/xt_ecn.h): flags
+/// bit 0 sets ECE, bit 1 sets CWR; arg bits 0 and 1 their values. In xt_u32/ECN's
+/// range (145-149).
+pub const RES_XT_ECN_TCP: u8 = 146;
 /// Not an operation: the spec of an xt_HMARK statement (bpf/lib/hmark.h): data the
 /// source mask, the port mask, the port set (4 bytes each, network order) and the
 /// offset (host order), data2 the destination mask, first the random seed, count the
@@ -161,6 +165,8 @@ pub const STMT_MARK_MERGE: u32 = 70;
 pub const STMT_SET_PRIORITY: u32 = 71;
 /// [`crate::ir::Statement::TcpOptStrip`]: a = its spec in `residual_insns`.
 pub const STMT_TCPOPTSTRIP: u32 = 90;
+/// [`crate::ir::Statement::EcnTcp`]: a = its spec in `residual_insns`.
+pub const STMT_XT_ECN_TCP: u32 = 146;
 /// [`crate::ir::Statement::Hmark`]: a = its spec in `residual_insns`.
 pub const STMT_HMARK: u32 = 125;
 
@@ -512,6 +518,20 @@ impl Extras {
                         self.log_prefixes.push(spec.clone());
                     }
                     stmt(STMT_NFLOG, id, *snap)
+                }
+                Statement::EcnTcp(e) => {
+                    let bit = |v: Option<bool>, k: u8| {
+                        (u8::from(v.is_some()) << k, u8::from(v == Some(true)) << k)
+                    };
+                    let (ece_set, ece_val) = bit(e.ece, 0);
+                    let (cwr_set, cwr_val) = bit(e.cwr, 1);
+                    self.residual_insns.push(BpfResidualInsn {
+                        op: RES_XT_ECN_TCP,
+                        flags: ece_set | cwr_set,
+                        arg: ece_val | cwr_val,
+                        ..BpfResidualInsn::default()
+                    });
+                    stmt(STMT_XT_ECN_TCP, self.residual_insns.len() as u32 - 1, 0)
                 }
                 Statement::TcpOptStrip(strip) => {
                     let mut spec = BpfResidualInsn {
