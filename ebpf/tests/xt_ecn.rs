@@ -253,3 +253,51 @@ fn fragments_short_headers_and_udp() {
     let (verdict, out) = run(&loaded, &p, &f);
     assert_eq!((verdict, out), (Verdict::Accept, f));
 }
+
+/// xt_u32 after the target reads the flags as rewritten (from the header copy, not
+/// the skb, which gets the write after the chains).
+#[test]
+fn u32_sees_the_new_flags() {
+    use nftshim_ebpf::residual::{U32Op, U32Test, XtU32};
+    // "0>>22&0x3C@12>>16&0xC0=0x80": CWR alone.
+    let cwr_only = Match::is(Test::Residual(ResidualProgram {
+        insns: vec![Insn::XtU32(XtU32 {
+            tests: vec![U32Test {
+                start: 0,
+                steps: vec![
+                    (U32Op::RightShift, 22),
+                    (U32Op::And, 0x3c),
+                    (U32Op::At, 12),
+                    (U32Op::RightShift, 16),
+                    (U32Op::And, 0xc0),
+                ],
+                ranges: vec![(0x80, 0x80)],
+            }],
+            invert: false,
+        })],
+    }));
+    for (e, verdict) in [
+        (
+            EcnTcp {
+                ece: Some(false),
+                cwr: Some(true),
+            },
+            Verdict::Drop,
+        ),
+        (
+            EcnTcp {
+                ece: None,
+                cwr: Some(false),
+            },
+            Verdict::Accept,
+        ),
+    ] {
+        let p = program(e, vec![Rule::new(vec![cwr_only.clone()], Action::Drop)]);
+        let Some(loaded) = load(&p) else { return };
+        assert_eq!(
+            run(&loaded, &p, &frame(6, 0, tcp(0x42))).0,
+            verdict,
+            "{e:?}"
+        );
+    }
+}

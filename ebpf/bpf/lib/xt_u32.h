@@ -81,8 +81,17 @@ static long ns_xt_u32_step(__u64 i, void *hk)
 		rs->u32_result = -1;
 		return 1;
 	}
-	/* off + 4 <= len: the word is in the datagram. */
-	if (ns_hook_load(hk, rs->nh + off, rs->tmp, 4) < 0) {
+	/* off + 4 <= len: the word is in the datagram. The header copy has what earlier
+	 * header writes of the chains made of it (the skb gets them after the chains). */
+	__u32 at_frame = rs->nh + off;
+	if (at_frame + 4 <= rs->hdr_len) {
+		rs->u32_val = (__u32)rs->hdr[at_frame & (NS_RES_HDR_MAX - 1)] << 24 |
+			      (__u32)rs->hdr[(at_frame + 1) & (NS_RES_HDR_MAX - 1)] << 16 |
+			      (__u32)rs->hdr[(at_frame + 2) & (NS_RES_HDR_MAX - 1)] << 8 |
+			      (__u32)rs->hdr[(at_frame + 3) & (NS_RES_HDR_MAX - 1)];
+		return 0;
+	}
+	if (ns_hook_load(hk, at_frame, rs->tmp, 4) < 0) {
 		rs->u32_result = -1;
 		return 1;
 	}
