@@ -127,6 +127,19 @@ mod tests {
         );
     }
 
+    /// mangle OUTPUT is a route chain: the TCP operations keep the route, the write
+    /// of the TOS byte's ECN bits does not (nf_route_table_hook4() compares the byte).
+    #[test]
+    fn route_chains_take_the_tcp_operations_only() {
+        use crate::compile::{keeps_the_route, Family as F};
+        let tcp = BTreeSet::from([IPPROTO_TCP]);
+        let Ok(Decompiled::WriteThenStatement(w, st)) = ecn_info(Some(&tcp), 0x31, 1, 1) else {
+            panic!("not a write and a statement");
+        };
+        assert!(keeps_the_route(F::Ip, &st));
+        assert!(!keeps_the_route(F::Ip, &Statement::PayloadSet(w)));
+    }
+
     #[test]
     fn tcp_operations_need_tcp_and_ipv4() {
         let udp = BTreeSet::from([17]);
