@@ -203,7 +203,7 @@ fn known_answers() {
         let u = XtU32 { tests, invert };
         assert_eq!(u.holds(&frame[14..]), hit, "{u:?}");
         let want = if hit { Verdict::Drop } else { Verdict::Accept };
-        let Some((reference, got)) = run(&program(&[u.clone()]), &frame, false) else {
+        let Some((reference, got)) = run(&program(std::slice::from_ref(&u)), &frame, false) else {
             return;
         };
         assert_eq!(reference, want, "{u:?}");

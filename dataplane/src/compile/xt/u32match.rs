@@ -54,7 +54,10 @@ pub(super) fn u32_match(b: Blob<'_>) -> Result<Decompiled, String> {
 mod tests {
     use super::*;
 
-    fn blob(tests: &[(&[(u32, u8)], &[(u32, u32)])], invert: bool) -> Vec<u8> {
+    /// A test's locations (number, nextop) and values (min, max).
+    type TestSpec<'a> = (&'a [(u32, u8)], &'a [(u32, u32)]);
+
+    fn blob(tests: &[TestSpec<'_>], invert: bool) -> Vec<u8> {
         let mut b = vec![0u8; 1984];
         for (t, (locs, vals)) in tests.iter().enumerate() {
             let base = t * TEST_SIZE;
