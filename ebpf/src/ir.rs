@@ -199,6 +199,10 @@ pub enum Statement {
     /// follows; later rules see the new bytes. Drops the packet when its TCP header is
     /// cut short.
     TcpOptStrip(TcpOptStrip),
+    /// ipt_ECN's TCP operations ([`EcnTcp`]): the ECE and CWR bits of the TCP header
+    /// after the IPv4 header (later fragments too), the TCP checksum following; later
+    /// rules see the new bytes. Drops the packet when those 20 bytes are not there.
+    EcnTcp(EcnTcp),
     /// xt_HMARK's packet tuple on an IPv4 packet ([`Hmark`]): skb->mark set outright.
     Hmark(Hmark),
 }
@@ -321,6 +325,14 @@ impl TcpOptStrip {
     pub fn strips(&self, kind: u8) -> bool {
         self.kinds[usize::from(kind / 8)] & (1 << (kind % 8)) != 0
     }
+}
+
+/// ipt_ECN's `--ecn-tcp-remove`, `--ecn-tcp-cwr`, `--ecn-tcp-ece`: the values the
+/// ECE and CWR bits get (`None`: left alone); at least one is set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EcnTcp {
+    pub ece: Option<bool>,
+    pub cwr: Option<bool>,
 }
 
 /// `to = ((((from & and) ^ xor) << or >> by) ^ post`, from and to the meta mark or

@@ -410,6 +410,13 @@ impl<'a> Reference<'a> {
                 Statement::Nflog { spec, .. } => {
                     eval.effects.logs.push((number, spec.clone(), p.mark))
                 }
+                Statement::EcnTcp(e) => {
+                    let outcome = crate::rewrite::ecn_tcp(e, p);
+                    eval.effects.network = p.headers.as_ref().map(|h| h.network.clone());
+                    if outcome == crate::rewrite::StripOutcome::Drop {
+                        return Statements::Dropped;
+                    }
+                }
                 Statement::TcpOptStrip(strip) => {
                     let outcome = crate::rewrite::strip_tcp_options(strip, p);
                     eval.effects.network = p.headers.as_ref().map(|h| h.network.clone());

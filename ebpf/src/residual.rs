@@ -12,8 +12,10 @@
 
 mod connlimit;
 mod string;
+mod u32match;
 mod xt;
 pub use string::{kernel_toupper, XtString, MAX_PATTERN as XT_STRING_MAX_PATTERN};
+pub use u32match::{U32Op, U32Test, XtU32, MAX_SIZE as XT_U32_MAX_SIZE};
 pub use xt::{ipv6_header_types, ipv6_options_match, SctpChunkMatch, SctpChunks, IPV6_MAX_OPTS};
 
 /// Bytes of the register file (NFT_REG32_00 .. NFT_REG32_15).
@@ -355,6 +357,8 @@ pub enum Insn {
     },
     /// xt_string's `--algo kmp` search of the datagram ([`XtString`]).
     XtString(XtString),
+    /// xt_u32's tests of the datagram ([`XtU32`]).
+    XtU32(XtU32),
     /// The operations after it see the packet as netdev-family chains do
     /// ([`netdev_view`]): first in the programs of rules in netdev chains.
     NetdevView,
@@ -890,6 +894,7 @@ impl ResidualProgram {
                     ..
                 } => lookup_fits(*sreg, *len, elements) && within(*sreg2, *len as usize),
                 Insn::XtString(s) => (1..=string::MAX_PATTERN).contains(&s.pattern.len()),
+                Insn::XtU32(u) => u.fits(),
                 Insn::NetdevView
                 | Insn::XtFullSocket
                 | Insn::XtCgroupClassid { .. }
@@ -1207,6 +1212,12 @@ fn step(insn: &Insn, regs: &mut [u8; REGS_LEN], h: &Headers, m: &MetaValues) -> 
             let net = h.network.get(h.nh..).unwrap_or(&[]);
             let len = (m.len as usize).min(net.len());
             s.holds(&net[..len])
+        }
+        Insn::XtU32(u) => {
+            // skb->data to skb->len.
+            let net = h.network.get(h.nh..).unwrap_or(&[]);
+            let len = (m.len as usize).min(net.len());
+            u.holds(&net[..len])
         }
         Insn::LookupEither {
             sreg,

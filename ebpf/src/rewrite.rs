@@ -7,7 +7,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::fields::{L3Fields, PacketFields};
-use crate::ir::{PayloadWrite, TcpOptStrip, WriteBase};
+use crate::ir::{EcnTcp, PayloadWrite, TcpOptStrip, WriteBase};
 
 /// The 16-bit one's complement sum of `bytes` as big-endian words (a last odd byte is
 /// a high byte), as csum_partial() starts a buffer; folded, not complemented.
@@ -178,6 +178,47 @@ pub fn strip_tcp_options(s: &TcpOptStrip, p: &mut PacketFields) -> StripOutcome 
             }
         }
         i += optl;
+    }
+    StripOutcome::Continue
+}
+
+/// ipt_ECN's set_ect_tcp(), run by ecn_tg() when the IPv4 header says TCP: the 20
+/// bytes at ip_hdrlen() (in a later fragment too, whose payload they then are) must be
+/// in the datagram, or the packet is dropped; when ECE or CWR differ from what the
+/// target sets, they change and the TCP checksum follows (inet_proto_csum_replace2()
+/// on bytes 12-13, for a packet that is not CHECKSUM_PARTIAL). Later rules see the new
+/// flags.
+pub fn ecn_tcp(e: &EcnTcp, p: &mut PacketFields) -> StripOutcome {
+    let later_fragment = p.later_fragment;
+    let Some(h) = p.headers.as_mut() else {
+        return StripOutcome::Continue;
+    };
+    let ip = h.nh;
+    let net = &mut h.network;
+    if net.len() < ip + 20 || net[ip] >> 4 != 4 || net[ip + 9] != IPPROTO_TCP {
+        return StripOutcome::Continue;
+    }
+    let th = ip + usize::from(net[ip] & 0x0f) * 4;
+    if th + 20 > net.len() {
+        return StripOutcome::Drop;
+    }
+    let old = net[th + 13];
+    let mut new = old;
+    if let Some(ece) = e.ece {
+        new = (new & !0x40) | if ece { 0x40 } else { 0 };
+    }
+    if let Some(cwr) = e.cwr {
+        new = (new & !0x80) | if cwr { 0x80 } else { 0 };
+    }
+    if new == old {
+        return StripOutcome::Continue;
+    }
+    let from = get16(net, th + 12);
+    net[th + 13] = new;
+    let sum = csum_replace_keep_zero(get16(net, th + 16), from, get16(net, th + 12));
+    put16(net, th + 16, sum);
+    if !later_fragment && p.tcp_flags.is_some() {
+        p.tcp_flags = Some(new);
     }
     StripOutcome::Continue
 }

@@ -493,6 +493,8 @@ fn keeps_the_route(family: Family, st: &Statement) -> bool {
         Statement::SetPriority(_) => true,
         // TCP options are not compared (xt_TCPOPTSTRIP).
         Statement::TcpOptStrip(_) => true,
+        // Nor are TCP flags (ipt_ECN's TCP operations).
+        Statement::EcnTcp(_) => true,
         // The packet goes to a listener unchanged.
         Statement::Nflog { .. } => true,
         Statement::PayloadSet(w) if family == Family::Ip && w.base == WriteBase::Network => {

@@ -79,6 +79,7 @@ fn writes(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::Lookup { .. }
         | Insn::LookupEither { .. }
         | Insn::XtString(_)
+        | Insn::XtU32(_)
         | Insn::NetdevView
         | Insn::XtFullSocket
         | Insn::XtCgroupClassid { .. }
@@ -120,6 +121,7 @@ fn reads(insn: &Insn) -> Option<(u8, usize)> {
         | Insn::XtOwner { .. }
         | Insn::SockUgid { .. }
         | Insn::XtString(_)
+        | Insn::XtU32(_)
         | Insn::XtTransportHeader { .. }
         | Insn::XtSctpChunks(_)
         | Insn::XtDccpOption { .. }

@@ -1104,6 +1104,11 @@ impl RuleState<'_, '_> {
                 self.verdict = Some(a);
             }
             Decompiled::Write(w) => self.header_write(w)?,
+            Decompiled::WriteThenStatement(w, st) => {
+                self.header_write(w)?;
+                self.effects.push(st);
+                self.statements = true;
+            }
             Decompiled::Stateful(m) => {
                 self.lasting = true;
                 self.stateful_match(m)?

@@ -81,6 +81,9 @@ pub enum Decompiled {
     /// A target that rewrites header bytes and lets the packet go on, when the rule
     /// decompiler's checks of header writes allow it there.
     Write(nftshim_ebpf::ir::PayloadWrite),
+    /// A header write as [`Decompiled::Write`], then a statement (ipt_ECN's IP then
+    /// TCP operations).
+    WriteThenStatement(nftshim_ebpf::ir::PayloadWrite, Statement),
     /// Holds while the bytes of the packets the rule's quota saw (this one included)
     /// stay within `bytes` (`negated`: once they exceed it); the rule decompiler gives
     /// it the rule's identity, whose counter it is.
@@ -161,6 +164,7 @@ pub fn decompile_match(cx: &XtCx<'_>, m: &XtMatch) -> Result<Decompiled, String>
         ("dst", 0) => hbh6::options_header(cx, b, "dst", 60),
         ("srh", 0 | 1) => srh6::srh(cx, rev, b),
         ("ipv6header", 0) => ipv6header::ipv6header(cx, b),
+        ("u32", 0) => u32match::u32_match(b),
         ("string", 1) => string::string(b),
         ("recent", 0 | 1) => recent::recent(cx, rev, b),
         ("limit", _) => Err(
@@ -992,3 +996,4 @@ mod string;
 mod tcpoptstrip;
 #[cfg(test)]
 mod tests;
+mod u32match;

@@ -77,6 +77,8 @@ enum ns_action {
 #define NS_F_NFLOG (1u << 16) /* some rule logs to an nfnetlink_log group (lib/nflog.h) */
 #define NS_F_NFLOG_INPUT (1u << 22) /* some of those at input: the socket early demux
 				     * attaches (lib/nflog_demux.h) */
+#define NS_F_XT_ECN (1u << 24) /* some rule has ipt_ECN's TCP operations (lib/xt_ecn.h) */
+#define NS_F_XT_U32 (1u << 23) /* some residual program runs xt_u32's tests (lib/xt_u32.h) */
 
 /* Conntrack timeouts (cfg.ct_timeout[], seconds). Same numbering as Rust
  * `loader::CtTimeouts`. */

@@ -18,6 +18,7 @@
 #include "reject.h"
 #include "rewrite.h"
 #include "tcpoptstrip.h"
+#include "xt_ecn.h"
 #include "sockcred.h"
 #include "hmark.h"
 
@@ -318,6 +319,20 @@ NS_INLINE int ns_run_stmts(struct ns_eval *e, __u32 rule, const struct ns_rule_e
 			}
 			break;
 		}
+		case NS_STMT_XT_ECN_TCP: {
+			if (!NS_FEATURE(NS_F_WRITES) || !NS_FEATURE(NS_F_XT_ECN)) {
+				e->status = NS_EVAL_ERROR;
+				return 0;
+			}
+			int r = ns_xt_ecn_tcp(&e->pkt, &e->writes, s->a);
+			if (r == NS_XT_ECN_DROP)
+				return NS_STMTS_DROP;
+			if (r < 0) {
+				e->status = NS_EVAL_ERROR;
+				return 0;
+			}
+			break;
+		}
 		case NS_STMT_HMARK: {
 			if (!NS_FEATURE(NS_F_HMARK)) {
 				e->status = NS_EVAL_ERROR;
@@ -411,7 +426,8 @@ NS_INLINE void ns_rule_matched(struct ns_eval *e, __u32 rule, struct ns_hook *hk
 	ns_count_rule(rule, e->pkt.charge);
 	if (NS_FEATURE(NS_F_STMTS) && x && (r->flags & NS_RULE_STMTS)) {
 		int st = ns_run_stmts(e, rule, x);
-		if (NS_FEATURE(NS_F_TCPOPTSTRIP) && st == NS_STMTS_DROP) {
+		if ((NS_FEATURE(NS_F_TCPOPTSTRIP) || NS_FEATURE(NS_F_XT_ECN)) &&
+		    st == NS_STMTS_DROP) {
 			ns_done(e, NS_DROP);
 			return;
 		}

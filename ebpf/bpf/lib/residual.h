@@ -64,6 +64,8 @@ enum ns_res_op {
 	NS_RES_XT_RATEEST = 85, /* data, data2: names; flags, arg: flags, mode; sreg */
 	/* 135..139: IPv4 address types from the local routing table (addrtype.h). */
 	NS_RES_XT_ADDRTYPE = 135, /* sreg: address; flags; data: mask, or dreg */
+	/* 145..149: xt_u32 (xt_u32.h). */
+	NS_RES_XT_U32 = 145, /* flags: invert; elements [first, first + count): tests */
 	/* 60..69: xtables payload matches (xt_multiport, ...). */
 	NS_RES_LOOKUP_EITHER = 60, /* as NS_RES_LOOKUP, of the key at sreg or at dreg */
 	NS_RES_XT_STRING = 61,	   /* xt_string.h */
@@ -252,6 +254,15 @@ struct ns_res_state {
 	__u32 hm_dst;
 	__u32 hm_ports;
 	__u32 hm_proto;
+	/* xt_u32's tests (NS_RES_XT_U32): its elements, skb->len, the value and `at`
+	 * of the test running, whether one is and its value was in a range, the result. */
+	__u32 u32_first;
+	__u32 u32_len;
+	__u32 u32_val;
+	__u32 u32_at;
+	__u8 u32_open;
+	__u8 u32_in;
+	__s8 u32_result;
 	__u8 tmp[NS_RES_DATA]; /* a byte order swap's source */
 	__u8 hdr[NS_RES_HDR_MAX];
 	/* Room for a few bytes read past a masked index (lib/rewrite.h), which the
@@ -527,6 +538,7 @@ static __attribute__((noinline)) int ns_res_sctp_chunk(struct ns_res_state *rs, 
 #include "xt_recent.h"
 #include "addrtype.h"
 #include "xt_string.h"
+#include "xt_u32.h"
 
 /* Link-layer bytes [off, off + len) into dreg as nft_payload_eval reads them (the
  * frame starts at the MAC header at TC): with an accelerated VLAN tag (`tagged`
@@ -765,6 +777,10 @@ NS_INLINE int ns_res_exec(struct ns_res_state *rs, const struct ns_res_insn *in,
 		return ns_res_xt_addrtype(rs, in);
 	case NS_RES_XT_STRING:
 		return ns_res_xt_string(rs, in, hk);
+	case NS_RES_XT_U32:
+		if (!NS_FEATURE(NS_F_XT_U32))
+			return -1;
+		return ns_res_xt_u32(rs, in, hk);
 	case NS_RES_XT_RECENT:
 		if (!NS_FEATURE(NS_F_RECENT))
 			return -1;

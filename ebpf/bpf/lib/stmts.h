@@ -55,6 +55,8 @@ enum ns_stmt_kind {
 	NS_STMT_SET_PRIORITY = 71,
 	/* xt_TCPOPTSTRIP: a: its spec in residual_insns (lib/tcpoptstrip.h). */
 	NS_STMT_TCPOPTSTRIP = 90,
+	/* ipt_ECN's TCP operations: a: its spec in residual_insns (lib/xt_ecn.h). */
+	NS_STMT_XT_ECN_TCP = 146,
 	/* xt_HMARK: a: its spec in residual_insns (lib/hmark.h). */
 	NS_STMT_HMARK = 125,
 	/* xt_NFLOG / `log group`: a: its spec id (as NS_STMT_LOG's prefix id), b: the

@@ -47,6 +47,8 @@ pub const RES_LOOKUP_EITHER: u8 = 60;
 /// (host order), flags 1 invert, 2 icase; in the 8 elements from `first` (32 bytes
 /// each, `from` then `to`) the pattern and its KMP prefix table, 128 bytes each.
 pub const RES_XT_STRING: u8 = 61;
+/// 145..149: xt_u32 (bpf/lib/xt_u32.h).
+pub const RES_XT_U32: u8 = 145;
 pub const RES_EXTHDR6: u8 = 10;
 pub const RES_TCPOPT: u8 = 11;
 pub const RES_NETDEV: u8 = 12;
@@ -105,6 +107,10 @@ pub const WRITE_SAT_DOWN: u8 = 1 << 4;
 /// data and data2 the 256-bit map of stripped kinds ([`crate::ir::TcpOptStrip::kinds`]).
 /// In xt_TCPOPTSTRIP's range (90-94).
 pub const RES_TCPOPTSTRIP: u8 = 90;
+/// Not an operation: the spec of an ipt_ECN TCP statement (bpf/lib/xt_ecn.h): flags
+/// bit 0 sets ECE, bit 1 sets CWR; arg bits 0 and 1 their values. In xt_u32/ECN's
+/// range (145-149).
+pub const RES_XT_ECN_TCP: u8 = 146;
 /// Not an operation: the spec of an xt_HMARK statement (bpf/lib/hmark.h): data the
 /// source mask, the port mask, the port set (4 bytes each, network order) and the
 /// offset (host order), data2 the destination mask, first the random seed, count the
@@ -159,6 +165,8 @@ pub const STMT_MARK_MERGE: u32 = 70;
 pub const STMT_SET_PRIORITY: u32 = 71;
 /// [`crate::ir::Statement::TcpOptStrip`]: a = its spec in `residual_insns`.
 pub const STMT_TCPOPTSTRIP: u32 = 90;
+/// [`crate::ir::Statement::EcnTcp`]: a = its spec in `residual_insns`.
+pub const STMT_XT_ECN_TCP: u32 = 146;
 /// [`crate::ir::Statement::Hmark`]: a = its spec in `residual_insns`.
 pub const STMT_HMARK: u32 = 125;
 
@@ -510,6 +518,20 @@ impl Extras {
                         self.log_prefixes.push(spec.clone());
                     }
                     stmt(STMT_NFLOG, id, *snap)
+                }
+                Statement::EcnTcp(e) => {
+                    let bit = |v: Option<bool>, k: u8| {
+                        (u8::from(v.is_some()) << k, u8::from(v == Some(true)) << k)
+                    };
+                    let (ece_set, ece_val) = bit(e.ece, 0);
+                    let (cwr_set, cwr_val) = bit(e.cwr, 1);
+                    self.residual_insns.push(BpfResidualInsn {
+                        op: RES_XT_ECN_TCP,
+                        flags: ece_set | cwr_set,
+                        arg: ece_val | cwr_val,
+                        ..BpfResidualInsn::default()
+                    });
+                    stmt(STMT_XT_ECN_TCP, self.residual_insns.len() as u32 - 1, 0)
                 }
                 Statement::TcpOptStrip(strip) => {
                     let mut spec = BpfResidualInsn {
@@ -965,6 +987,20 @@ impl Extras {
                     b.first = self.residual_elems.len() as u32;
                     b.count = 8;
                     for chunk in bytes.chunks(32) {
+                        let mut e = BpfResidualElem::default();
+                        e.from.copy_from_slice(&chunk[..16]);
+                        e.to.copy_from_slice(&chunk[16..]);
+                        self.residual_elems.push(e);
+                    }
+                }
+                Insn::XtU32(u) => {
+                    // flags: invert; the tests as elements (XtU32::elements).
+                    b.op = RES_XT_U32;
+                    b.flags = u8::from(u.invert);
+                    let elems = u.elements();
+                    b.first = self.residual_elems.len() as u32;
+                    b.count = elems.len() as u32;
+                    for chunk in elems {
                         let mut e = BpfResidualElem::default();
                         e.from.copy_from_slice(&chunk[..16]);
                         e.to.copy_from_slice(&chunk[16..]);

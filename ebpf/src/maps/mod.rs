@@ -166,6 +166,12 @@ pub const FEATURE_HMARK: u32 = 1 << 18;
 /// Some residual program uses xt_recent's lists ([`crate::residual::Insn::XtRecent`]).
 pub const FEATURE_RECENT: u32 = 1 << 17;
 pub const FEATURE_ADDRTYPE_RT: u32 = 1 << 20;
+/// Some residual program runs xt_u32's tests ([`crate::residual::Insn::XtU32`],
+/// bpf/lib/xt_u32.h); off, the verifier prunes them.
+pub const FEATURE_XT_U32: u32 = 1 << 23;
+/// Some rule has ipt_ECN's TCP operations ([`crate::ir::Statement::EcnTcp`],
+/// bpf/lib/xt_ecn.h); off, the verifier prunes that statement.
+pub const FEATURE_XT_ECN: u32 = 1 << 24;
 /// [`crate::ir::Program::forward_answers`] and some rule rejects.
 pub const FEATURE_FWD_REJECT: u32 = 1 << 19;
 /// Some rule logs to an nfnetlink_log group ([`crate::ir::Statement::Nflog`]).
@@ -424,12 +430,12 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
     let nblocks = nrules.div_ceil(BLOCK_RULES).max(1);
     let dims = lbvs::build(&layout.rule_refs, nblocks)?;
     let mut features = layout.features;
-    if layout
-        .extras
-        .residual_insns
-        .iter()
-        .any(|i| i.op == checks::RES_WRITE || i.op == checks::RES_TCPOPTSTRIP)
-    {
+    if layout.extras.residual_insns.iter().any(|i| {
+        matches!(
+            i.op,
+            checks::RES_WRITE | checks::RES_TCPOPTSTRIP | checks::RES_XT_ECN_TCP
+        )
+    }) {
         features |= FEATURE_WRITES;
         // Log events carry the packet as it leaves the program, not as it was when
         // the statement ran.
@@ -442,8 +448,19 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         }) {
             return Err(BuildError::LogWithWrites);
         }
-        if write_queue::strips_tcp_options(program) {
+        if layout
+            .extras
+            .residual_insns
+            .iter()
+            .any(|i| i.op == checks::RES_XT_ECN_TCP)
+        {
+            features |= FEATURE_XT_ECN;
+        }
+        let strips = write_queue::strips_tcp_options(program);
+        if strips {
             features |= FEATURE_TCPOPTSTRIP;
+        }
+        if strips || features & FEATURE_XT_ECN != 0 {
             let most = write_queue::most_queued_writes(program);
             if most > write_queue::MAX_QUEUED_WRITES {
                 return Err(BuildError::TooManyWrites { most });
@@ -536,6 +553,14 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         .any(|i| i.op == checks::RES_XT_ADDRTYPE)
     {
         features |= FEATURE_ADDRTYPE_RT;
+    }
+    if layout
+        .extras
+        .residual_insns
+        .iter()
+        .any(|i| i.op == checks::RES_XT_U32)
+    {
+        features |= FEATURE_XT_U32;
     }
     let config = BpfConfig {
         dims: dims.dims,

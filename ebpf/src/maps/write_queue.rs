@@ -14,6 +14,7 @@ fn queued_by(s: &Statement) -> usize {
     match s {
         Statement::PayloadSet(_) => 1,
         Statement::TcpOptStrip(_) => 3,
+        Statement::EcnTcp(_) => 1,
         _ => 0,
     }
 }

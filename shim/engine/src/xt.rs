@@ -446,6 +446,26 @@ fn checkentry(ext: &Ext, cx: &CheckCx<'_>, b: &mut [u8]) -> Result<(), i32> {
                 EINVAL,
             )
         }
+        (false, "u32") => {
+            // u32_mt_checkentry(): at most XT_U32_MAXSIZE + 1 tests, locations and
+            // values, and no shift by 32 or more. `struct xt_u32`: 11 tests of 180
+            // bytes (11 locations of 8: number u32, nextop u8; 11 values of 8; nnums
+            // @176, nvalues @177), ntests @1980.
+            const MAX: u8 = 11;
+            let ntests = u8_at(b, 1980);
+            ok_if(ntests <= MAX, EINVAL)?;
+            for t in 0..usize::from(ntests) {
+                let base = t * 180;
+                let nnums = u8_at(b, base + 176);
+                ok_if(nnums <= MAX && u8_at(b, base + 177) <= MAX, EINVAL)?;
+                for j in 1..usize::from(nnums) {
+                    let (number, op) = (u32_at(b, base + 8 * j), u8_at(b, base + 8 * j + 4));
+                    // XT_U32_LEFTSH, XT_U32_RIGHTSH
+                    ok_if(!(matches!(op, 1 | 2) && number >= 32), EINVAL)?;
+                }
+            }
+            Ok(())
+        }
         (false, "recent") => {
             let (seconds, hit_count, check_set) = (u32_at(b, 0), u32_at(b, 4), u8_at(b, 8));
             const SET: u8 = 2;
@@ -619,6 +639,16 @@ fn checkentry(ext: &Ext, cx: &CheckCx<'_>, b: &mut [u8]) -> Result<(), i32> {
         (false, "limit") => ok_if(limit_ok(u32_at(b, 0), u32_at(b, 4)), EINVAL),
 
         // ---- targets ----
+        (true, "ECN") => {
+            // ecn_tg_check(): no match operation bits (IPT_ECN_OP_MASK), ip_ect within
+            // IPT_ECN_IP_MASK, and the TCP operations only on `-p tcp` rules.
+            let (operation, ip_ect) = (u8_at(b, 0), u8_at(b, 1));
+            ok_if(operation & 0xce == 0 && ip_ect & !0x03 == 0, EINVAL)?;
+            ok_if(
+                !(operation & 0x30 != 0 && (cx.proto != IPPROTO_TCP || cx.inv)),
+                EINVAL,
+            )
+        }
         (true, "RATEEST") => rateest_target(cx, b),
         (true, "REJECT") if fam == NFPROTO_IPV4 => match u32_at(b, 0) {
             4 => Err(EINVAL),

@@ -35,7 +35,7 @@ pub(super) fn network_write(v: u8, offset: u8, mask: &[u8], xor: &[u8]) -> Decom
 }
 
 /// [`network_write`]'s write.
-fn network_write_spec(v: u8, offset: u8, mask: &[u8], xor: &[u8]) -> PayloadWrite {
+pub(super) fn network_write_spec(v: u8, offset: u8, mask: &[u8], xor: &[u8]) -> PayloadWrite {
     let (mut wide_mask, mut wide_xor) = ([0xffu8; 16], [0u8; 16]);
     let (start, len) = if v == V4 {
         let start = offset & !1;

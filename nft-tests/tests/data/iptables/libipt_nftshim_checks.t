@@ -38,3 +38,9 @@
 -p udp -m udp --sport 53;=;OK
 -j REJECT --reject-with icmp-host-prohibited;=;OK
 -j ULOG;;FAIL
+*mangle
+:POSTROUTING
+-j ECN --ecn-tcp-remove;;FAIL
+! -p tcp -j ECN --ecn-tcp-remove;;FAIL
+-p udp -j ECN --ecn-tcp-cwr 1;;FAIL
+-p tcp -j ECN --ecn-tcp-cwr 1 --ecn-ip-ect 1;=;OK

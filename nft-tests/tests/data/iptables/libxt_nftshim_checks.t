@@ -1,6 +1,10 @@
 # Kernel checks (xt_check_match/xt_check_target and checkentry) that the upstream
 # corpus does not reach; the kernel decides what is right.
 :INPUT
+-m u32 --u32 "0>>32=0";;FAIL
+-m u32 --u32 "0<<32=0";;FAIL
+-m u32 --u32 "0x0<<0x1f=0x0";=;OK
+-m u32 --u32 "0x0&0xffffffff@0x20=0x0";=;OK
 -j REJECT;=;OK
 -p tcp -j TCPMSS --clamp-mss-to-pmtu;;FAIL
 -j TCPMSS --set-mss 100;;FAIL
