@@ -11,6 +11,9 @@ use super::{
 };
 use crate::ir::{PortRange, Rule, Test};
 
+mod update;
+pub(super) use update::{update, Prev};
+
 /// Every dimension's maps, for the rules of one program.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct Dimensions {
@@ -35,6 +38,10 @@ pub(super) struct Dimensions {
     pub mark: [Vec<(u32, u32)>; 2],
     pub ctstate: Vec<u32>,
     pub ctmark: Vec<(u32, u32)>,
+    /// Per used dimension, the id of its "field absent" vector (the rules without a
+    /// predicate on it): interned for every dimension, also where no key holds it, so
+    /// an incremental update (`update.rs`) must keep it too.
+    pub wild: [u32; NDIMS],
 }
 
 /// Builds the dimensions of `rules` (the program's rules in their numbering), with
@@ -56,6 +63,7 @@ pub(super) fn build(rules: &[&Rule], nblocks: usize) -> Result<Dimensions, Build
             d.dims |= dim.bit();
             let (entries, absent) = build_lpm(p, &mut table);
             d.absent[dim as usize] = absent;
+            d.wild[dim as usize] = absent;
             *out = entries;
         }
     }
@@ -94,6 +102,7 @@ pub(super) fn build(rules: &[&Rule], nblocks: usize) -> Result<Dimensions, Build
         if p.is_used() {
             d.dims |= dim.bit();
             *out = build_array(p, segments, &mut table);
+            d.wild[dim as usize] = *out.last().expect("the absent entry");
         }
     }
     // The ct state is always known: no "absent" entry.
@@ -111,6 +120,7 @@ pub(super) fn build(rules: &[&Rule], nblocks: usize) -> Result<Dimensions, Build
             d.dims |= dim.bit();
             let (entries, miss, absent) = build_hash(p, &mut table);
             d.miss[dim as usize] = miss;
+            d.wild[dim as usize] = absent;
             // Only the ct mark can be absent (no connection).
             if dim == Dim::CtMark {
                 d.absent[dim as usize] = absent;
@@ -162,6 +172,29 @@ impl<V> DimPreds<V> {
 
     fn is_used(&self) -> bool {
         !self.preds.is_empty()
+    }
+}
+
+impl Predicates {
+    /// [`Dim::bit`]s of the dimensions some predicate is on.
+    fn used(&self) -> u32 {
+        let dims: [(Dim, bool); NDIMS] = [
+            (Dim::Saddr, self.saddr.is_used()),
+            (Dim::Daddr, self.daddr.is_used()),
+            (Dim::L4Proto, self.l4proto.is_used()),
+            (Dim::Sport, self.sport.is_used()),
+            (Dim::Dport, self.dport.is_used()),
+            (Dim::Icmp, self.icmp.is_used()),
+            (Dim::Iif, self.iif.is_used()),
+            (Dim::Oif, self.oif.is_used()),
+            (Dim::Mark0, self.mark[0].is_used()),
+            (Dim::Mark1, self.mark[1].is_used()),
+            (Dim::CtState, self.ctstate.is_used()),
+            (Dim::CtMark, self.ctmark.is_used()),
+        ];
+        dims.iter()
+            .filter(|(_, used)| *used)
+            .fold(0, |acc, (d, _)| acc | d.bit())
     }
 }
 
