@@ -644,7 +644,7 @@ fn lbvs_after(
         ],
         hashes: [&old.iif, &old.oif, &old.mark[0], &old.mark[1], &old.ctmark],
     };
-    lbvs::update(&prev, rules, nblocks)
+    lbvs::update(&prev, rules, &old_rules[common..], nblocks)
 }
 
 #[cfg(test)]

@@ -29,7 +29,10 @@ use super::{
     AddrSet, BuildError, DimPreds, Dimensions, FastMap, LpmEntries, Predicates, Rule, VectorTable,
     KIND_V4, KIND_V6,
 };
+use crate::ir::Test;
 use crate::maps::{Dim, BLOCK_RULES, BLOCK_WORDS, CTSTATE_VALUES, ICMP6_BASE, ICMP_ABSENT, NDIMS};
+
+type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// The most rules one update may add or delete (a class's pattern is a u64).
 pub const MAX_CHANGED: usize = 64;
@@ -60,6 +63,7 @@ pub struct Prev<'a> {
 pub fn update(
     prev: &Prev<'_>,
     rules: &[&Rule],
+    removed: &[&Rule],
     nblocks: usize,
 ) -> Result<Option<Dimensions>, BuildError> {
     let n = rules.len();
@@ -67,14 +71,68 @@ pub fn update(
     if nblocks != prev.nblocks || hi - lo > MAX_CHANGED {
         return Ok(None);
     }
-    // The same errors as a full build, and the dimensions and masks in use.
-    let preds = Predicates::collect(rules)?;
-    let dims = preds.used();
-    if dims != prev.dims
-        || preds.mark_masks != prev.mark_mask
-        || preds.ctmark_mask != prev.ctmark_mask
-    {
+    let used_before = |dim: Dim| prev.dims & dim.bit() != 0;
+    // The mark masks in their slots, as the earlier rules left them.
+    let masks: Vec<u32> = [Dim::Mark0, Dim::Mark1]
+        .iter()
+        .zip(prev.mark_mask)
+        .filter(|(d, _)| used_before(**d))
+        .map(|(_, m)| m)
+        .collect();
+    let ctmask = used_before(Dim::CtMark).then_some(prev.ctmark_mask);
+    // The appended rules' predicates (none for a delete). An error, or a new
+    // dimension or mask: the full build decides (and gives the error).
+    let Ok(preds) = Predicates::collect_from(rules, lo.min(n), &masks, ctmask) else {
         return Ok(None);
+    };
+    let (dims, mark_masks, ctmark_mask) = if n >= prev.nrules {
+        (
+            prev.dims | preds.used(),
+            preds.mark_masks,
+            if preds.ctmark.is_used() {
+                preds.ctmark_mask
+            } else {
+                prev.ctmark_mask
+            },
+        )
+    } else {
+        scan(rules)
+    };
+    if dims != prev.dims || mark_masks != prev.mark_mask || ctmark_mask != prev.ctmark_mask {
+        return Ok(None);
+    }
+    // Prefixes only deleted rules listed (per address dimension): no longer keys.
+    let mut gone: [(FastSet<Ipv4Net>, FastSet<Ipv6Net>); 2] = Default::default();
+    fn addr(test: &Test) -> Option<(usize, Result<&Vec<Ipv4Net>, &Vec<Ipv6Net>>)> {
+        match test {
+            Test::IpSaddr(nets) => Some((0, Ok(nets))),
+            Test::IpDaddr(nets) => Some((1, Ok(nets))),
+            Test::Ip6Saddr(nets) => Some((0, Err(nets))),
+            Test::Ip6Daddr(nets) => Some((1, Err(nets))),
+            _ => None,
+        }
+    }
+    for r in removed {
+        for (dim, nets) in r.matches.iter().filter_map(|m| addr(&m.test)) {
+            match nets {
+                Ok(nets) => gone[dim].0.extend(nets.iter().map(Ipv4Net::trunc)),
+                Err(nets) => gone[dim].1.extend(nets.iter().map(Ipv6Net::trunc)),
+            }
+        }
+    }
+    if gone.iter().any(|(g4, g6)| !g4.is_empty() || !g6.is_empty()) {
+        for r in rules {
+            for (dim, nets) in r.matches.iter().filter_map(|m| addr(&m.test)) {
+                match nets {
+                    Ok(nets) => nets.iter().for_each(|n| {
+                        gone[dim].0.remove(&n.trunc());
+                    }),
+                    Err(nets) => nets.iter().for_each(|n| {
+                        gone[dim].1.remove(&n.trunc());
+                    }),
+                }
+            }
+        }
     }
     let changed = Changed {
         lo,
@@ -92,21 +150,21 @@ pub fn update(
     };
     let mut d = Dimensions {
         dims,
-        mark_mask: preds.mark_masks,
-        ctmark_mask: preds.ctmark_mask,
+        mark_mask: mark_masks,
+        ctmark_mask,
         ..Dimensions::default()
     };
     let used = |dim: Dim| dims & dim.bit() != 0;
 
-    for (dim, p, old, out) in [
-        (Dim::Saddr, &preds.saddr, prev.saddr, &mut d.saddr),
-        (Dim::Daddr, &preds.daddr, prev.daddr, &mut d.daddr),
+    for (dim, p, old, out, (gone4, gone6)) in [
+        (Dim::Saddr, &preds.saddr, prev.saddr, &mut d.saddr, &gone[0]),
+        (Dim::Daddr, &preds.daddr, prev.daddr, &mut d.daddr, &gone[1]),
     ] {
         if used(dim) {
             let wild = remap.map(prev.wild[dim as usize], changed.pattern(p, None, |_| false));
             d.wild[dim as usize] = wild;
             d.absent[dim as usize] = wild;
-            *out = update_lpm(p, old, &changed, &mut remap);
+            *out = update_lpm(p, old, &changed, &mut remap, (gone4, gone6));
         }
     }
 
@@ -186,7 +244,7 @@ pub fn update(
         let mut values: Vec<u32> = old.iter().map(|&(v, _)| v).collect();
         if changed.appended {
             for rule in lo..hi {
-                for &q in &p.per_rule[rule] {
+                for &q in &p.per_rule[rule - lo] {
                     values.extend_from_slice(&p.preds[q].values);
                 }
             }
@@ -232,7 +290,7 @@ impl Changed {
         }
         let mut pattern = 0;
         for rule in self.lo..self.hi {
-            let holds = dim.per_rule[rule].iter().all(|&q| {
+            let holds = dim.per_rule[rule - self.lo].iter().all(|&q| {
                 let pred = &dim.preds[q];
                 kind == Some(pred.kind) && (contains(&pred.values) != pred.negated)
             });
@@ -251,28 +309,62 @@ fn update_lpm(
     old: &LpmEntries,
     changed: &Changed,
     remap: &mut Remap<'_>,
+    (gone4, gone6): (&FastSet<Ipv4Net>, &FastSet<Ipv6Net>),
 ) -> LpmEntries {
-    let mut nets4: Vec<Ipv4Net> = vec![Ipv4Net::default()];
-    let mut nets6: Vec<Ipv6Net> = vec![Ipv6Net::default()];
+    let mut nets4: Vec<Ipv4Net> = old.v4.iter().map(|e| e.0).collect();
+    let mut nets6: Vec<Ipv6Net> = old.v6.iter().map(|e| e.0).collect();
+    let (n4, n6) = (nets4.len(), nets6.len());
     for pred in &p.preds {
         match &pred.values {
             AddrSet::V4(nets) => nets4.extend_from_slice(nets),
             AddrSet::V6(nets) => nets6.extend_from_slice(nets),
         }
     }
-    nets4.sort_unstable();
-    nets4.dedup();
-    nets6.sort_unstable();
-    nets6.dedup();
-    let old4: FastMap<Ipv4Net, u32> = old.v4.iter().copied().collect();
-    let old6: FastMap<Ipv6Net, u32> = old.v6.iter().copied().collect();
+    if nets4.len() > n4 {
+        nets4.sort_unstable();
+        nets4.dedup();
+    }
+    if nets6.len() > n6 {
+        nets6.sort_unstable();
+        nets6.dedup();
+    }
+    let zero4 = Ipv4Net::default();
+    let zero6 = Ipv6Net::default();
+    nets4.retain(|n| *n == zero4 || !gone4.contains(n));
+    nets6.retain(|n| *n == zero6 || !gone6.contains(n));
+    // The old entries are sorted: a new prefix's enclosing ones are found by search.
+    let old4 = |net: &Ipv4Net| {
+        old.v4
+            .binary_search_by(|e| e.0.cmp(net))
+            .ok()
+            .map(|i| old.v4[i].1)
+    };
+    let old6 = |net: &Ipv6Net| {
+        old.v6
+            .binary_search_by(|e| e.0.cmp(net))
+            .ok()
+            .map(|i| old.v6[i].1)
+    };
+    let mut i4 = 0;
     let v4 = nets4
         .into_iter()
         .map(|net| {
-            // A new prefix: its longest enclosing old prefix's class (/0 at least).
-            let old_id = std::iter::successors(Some(net), |n| n.supernet())
-                .find_map(|n| old4.get(&n).copied())
-                .expect("the old entries hold 0.0.0.0/0");
+            // Most keys are old ones, in order: checked at the cursor first.
+            let old_id = match old.v4.get(i4) {
+                Some(&(k, id)) if k == net => {
+                    i4 += 1;
+                    id
+                }
+                _ => {
+                    // A new prefix: its longest enclosing old prefix's class (/0 at least).
+                    while old.v4.get(i4).is_some_and(|e| e.0 < net) {
+                        i4 += 1;
+                    }
+                    std::iter::successors(Some(net), |n| n.supernet())
+                        .find_map(|n| old4(&n))
+                        .expect("the old entries hold 0.0.0.0/0")
+                }
+            };
             let pattern = changed.pattern(p, Some(KIND_V4), |v| match v {
                 AddrSet::V4(nets) => nets.iter().any(|n| n.contains(&net)),
                 AddrSet::V6(_) => false,
@@ -280,12 +372,24 @@ fn update_lpm(
             (net, remap.map(old_id, pattern))
         })
         .collect();
+    let mut i6 = 0;
     let v6 = nets6
         .into_iter()
         .map(|net| {
-            let old_id = std::iter::successors(Some(net), |n| n.supernet())
-                .find_map(|n| old6.get(&n).copied())
-                .expect("the old entries hold ::/0");
+            let old_id = match old.v6.get(i6) {
+                Some(&(k, id)) if k == net => {
+                    i6 += 1;
+                    id
+                }
+                _ => {
+                    while old.v6.get(i6).is_some_and(|e| e.0 < net) {
+                        i6 += 1;
+                    }
+                    std::iter::successors(Some(net), |n| n.supernet())
+                        .find_map(|n| old6(&n))
+                        .expect("the old entries hold ::/0")
+                }
+            };
             let pattern = changed.pattern(p, Some(KIND_V6), |v| match v {
                 AddrSet::V6(nets) => nets.iter().any(|n| n.contains(&net)),
                 AddrSet::V4(_) => false,
@@ -294,6 +398,52 @@ fn update_lpm(
         })
         .collect();
     LpmEntries { v4, v6 }
+}
+
+/// The dimensions, mark masks (in their slots) and ct mark mask `rules` use, as
+/// [`Predicates::collect`] finds them (without building the predicates).
+fn scan(rules: &[&Rule]) -> (u32, [u32; 2], u32) {
+    let mut dims = 0;
+    let mut masks: Vec<u32> = Vec::new();
+    let mut ctmask = None;
+    for r in rules {
+        for m in &r.matches {
+            let dim = match &m.test {
+                Test::IpSaddr(_) | Test::Ip6Saddr(_) => Dim::Saddr,
+                Test::IpDaddr(_) | Test::Ip6Daddr(_) => Dim::Daddr,
+                Test::L4Proto(_) => Dim::L4Proto,
+                Test::Sport(_) => Dim::Sport,
+                Test::Dport(_) => Dim::Dport,
+                Test::IcmpType(_) | Test::Icmpv6Type(_) => Dim::Icmp,
+                Test::Iif(_) => Dim::Iif,
+                Test::Oif(_) => Dim::Oif,
+                Test::Mark { mask, .. } => match masks.iter().position(|m| m == mask) {
+                    Some(0) => Dim::Mark0,
+                    Some(_) => Dim::Mark1,
+                    None => {
+                        masks.push(*mask);
+                        if masks.len() == 1 {
+                            Dim::Mark0
+                        } else {
+                            Dim::Mark1
+                        }
+                    }
+                },
+                Test::CtState(_) => Dim::CtState,
+                Test::CtMark { mask, .. } => {
+                    ctmask.get_or_insert(*mask);
+                    Dim::CtMark
+                }
+                _ => continue,
+            };
+            dims |= dim.bit();
+        }
+    }
+    let mut slots = [0; 2];
+    for (slot, mask) in slots.iter_mut().zip(&masks) {
+        *slot = *mask;
+    }
+    (dims, slots, ctmask.unwrap_or(0))
 }
 
 /// Old vector id and pattern -> the new table's vector id.
