@@ -14,6 +14,7 @@
 //! vectors whose bits changed, and the keys of its own values; nothing else.
 
 use std::collections::{HashMap as StdHashMap, HashSet as StdHashSet};
+use std::sync::Arc;
 
 /// The image's tables are rebuilt on every commit: hashed with foldhash, not SipHash.
 type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
@@ -100,7 +101,9 @@ type Prefix = (u8, u128);
 pub struct Image {
     live: BpfLive,
     /// Block slot -> its words (None: never written, all zeros; slot 0 stays so).
-    blocks: Vec<Option<Box<[u64]>>>,
+    /// Shared: the next image starts as a copy of this one, which costs a reference
+    /// per block instead of a copy of every block.
+    blocks: Vec<Option<Arc<[u64]>>>,
     /// Vector id -> the block slot of each of its blocks.
     rows: Vec<Vec<u32>>,
     /// saddr4, saddr6, daddr4, daddr6: prefix -> vector id.
@@ -340,7 +343,8 @@ impl Image {
                 Array::try_from(map(ebpf, "vectors")?)?;
             for (slot, words) in next.blocks.iter().enumerate() {
                 let Some(words) = words else { continue };
-                if self.blocks.get(slot).and_then(Option::as_deref) == Some(&words[..]) {
+                let old = self.blocks.get(slot).and_then(Option::as_ref);
+                if old.is_some_and(|old| Arc::ptr_eq(old, words) || **old == **words) {
                     continue;
                 }
                 let mut value = [0u64; BLOCK_WORDS + 1];
