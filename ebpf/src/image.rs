@@ -187,8 +187,8 @@ impl Image {
         }
         let array_new: [&[u32]; 5] = [&c.l4proto, &c.sport, &c.dport, &c.icmp, &c.ctstate];
 
-        let block_slot = self.place_blocks(c, cap)?;
         let vector_id = self.place_vectors(c, cap, &lpm_new, &array_new, &hash_new)?;
+        let block_slot = self.place_blocks(c, cap, &vector_id)?;
 
         let mut next = Image {
             live: c.live,
@@ -240,8 +240,14 @@ impl Image {
     }
 
     /// Block slot of each of `c`'s blocks: the slot that holds that content already,
-    /// else one whose content the new ruleset no longer has.
-    fn place_blocks(&self, c: &CompiledProgram, cap: &Capacity) -> Result<Vec<u32>, NoRoom> {
+    /// else one whose content the new ruleset no longer has, preferably the one the
+    /// block replaces (`vector_id`: the image's id of each of `c`'s vectors).
+    fn place_blocks(
+        &self,
+        c: &CompiledProgram,
+        cap: &Capacity,
+        vector_id: &[u32],
+    ) -> Result<Vec<u32>, NoRoom> {
         let have: HashMap<&[u64], u32> = self
             .blocks
             .iter()
@@ -264,9 +270,29 @@ impl Image {
                 None => fresh.push(logical),
             }
         }
+        // A new block takes the slot of the block it replaces where it can: the slot
+        // its vector's id had at that position, if that content is gone. The rows
+        // then stay as they were (one rule's bit in a block rewrites the block, not
+        // every row holding it), whatever order the compiler numbered blocks in.
+        let nblocks = c.live.nblocks as usize;
+        for (logical, &id) in vector_id.iter().enumerate() {
+            let Some(old_row) = self.rows.get(id as usize) else {
+                continue;
+            };
+            let blocks = &c.vector_blocks[logical * nblocks..(logical + 1) * nblocks];
+            for (&block, &old) in blocks.iter().zip(old_row) {
+                let block = block as usize;
+                if block != 0 && slot[block] == 0 && old != 0 && !used[old as usize] {
+                    used[old as usize] = true;
+                    slot[block] = old;
+                }
+            }
+        }
         let mut free = (1..cap.blocks).filter(|&s| !used[s as usize]);
         for logical in fresh {
-            slot[logical] = free.next().ok_or(NoRoom("vector blocks"))?;
+            if slot[logical] == 0 {
+                slot[logical] = free.next().ok_or(NoRoom("vector blocks"))?;
+            }
         }
         Ok(slot)
     }
