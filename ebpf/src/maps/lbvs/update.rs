@@ -103,7 +103,9 @@ pub fn update(
     }
     // Prefixes only deleted rules listed (per address dimension): no longer keys.
     let mut gone: [(FastSet<Ipv4Net>, FastSet<Ipv6Net>); 2] = Default::default();
-    fn addr(test: &Test) -> Option<(usize, Result<&Vec<Ipv4Net>, &Vec<Ipv6Net>>)> {
+    /// An address test's dimension (0 saddr, 1 daddr) and its IPv4 or IPv6 prefixes.
+    type Nets<'a> = Result<&'a Vec<Ipv4Net>, &'a Vec<Ipv6Net>>;
+    fn addr(test: &Test) -> Option<(usize, Nets<'_>)> {
         match test {
             Test::IpSaddr(nets) => Some((0, Ok(nets))),
             Test::IpDaddr(nets) => Some((1, Ok(nets))),
