@@ -824,4 +824,30 @@ mod tests {
         );
         assert_eq!(n, 4);
     }
+
+    /// A rule changed or deleted before the end is not an update: built from scratch.
+    #[test]
+    fn changes_before_the_end_build_from_scratch() {
+        let rule = |port: u16| {
+            Rule::new(
+                vec![Match::is(Test::Dport(vec![PortRange::single(port)]))],
+                Action::Drop,
+            )
+        };
+        let rules: Vec<Rule> = (0..100).map(rule).collect();
+        let before = program(&rules);
+        let old = compile_program(&before).unwrap();
+        let mut changed = rules.clone();
+        changed[50] = rule(1000);
+        let mut removed = rules.clone();
+        removed.remove(10);
+        let mut inserted = rules.clone();
+        inserted.insert(0, rule(7));
+        for next in [changed, removed, inserted] {
+            let next = program(&next);
+            let (after, updated) = compile_program_after(&next, Some((&before, &old))).unwrap();
+            assert!(!updated);
+            assert_eq!(after, compile_program(&next).unwrap());
+        }
+    }
 }
