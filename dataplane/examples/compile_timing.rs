@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use nftshim_dataplane::compile::{decompile, instantiate, Facts};
-use nftshim_ebpf::maps::compile_program;
+use nftshim_ebpf::maps::{compile_program, compile_program_after};
 use nftshim_engine::Netns;
 
 // As nftshimd: the builder's allocations cost what they cost there.
@@ -57,5 +57,43 @@ fn main() {
         median(dec),
         median(inst),
         median(comp)
+    );
+
+    // One rule appended at the end of the last chain (a copy of its first rule), then
+    // deleted again: compiled from scratch and from the previous compile.
+    let program = decompile(&ns.view()).expect("decompiled");
+    let plan = instantiate(&program, &facts).expect("instantiated");
+    let before = plan.chains.values().next().expect("a program").clone();
+    let mut after = (*before).clone();
+    let last = after
+        .base_chains
+        .iter_mut()
+        .rev()
+        .find(|c| !c.rules.is_empty())
+        .expect("a rule");
+    last.rules.push(last.rules[0].clone());
+    let compiled = compile_program(&before).expect("compiled");
+    let (mut full, mut add, mut del) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..7 {
+        let t = Instant::now();
+        std::hint::black_box(compile_program(&after).expect("compiled"));
+        full.push(t.elapsed());
+        let t = Instant::now();
+        let (appended, incremental) =
+            compile_program_after(&after, Some((&before, &compiled))).expect("compiled");
+        add.push(t.elapsed());
+        assert!(incremental, "the append is an update");
+        let t = Instant::now();
+        let (deleted, incremental) =
+            compile_program_after(&before, Some((&after, &appended))).expect("compiled");
+        del.push(t.elapsed());
+        assert!(incremental, "the delete is an update");
+        std::hint::black_box(deleted);
+    }
+    println!(
+        "one rule appended: compile_program {:?}, compile_program_after {:?}; deleted again: compile_program_after {:?}",
+        median(full),
+        median(add),
+        median(del)
     );
 }

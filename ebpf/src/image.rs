@@ -14,6 +14,7 @@
 //! vectors whose bits changed, and the keys of its own values; nothing else.
 
 use std::collections::{HashMap as StdHashMap, HashSet as StdHashSet};
+use std::sync::Arc;
 
 /// The image's tables are rebuilt on every commit: hashed with foldhash, not SipHash.
 type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
@@ -100,7 +101,9 @@ type Prefix = (u8, u128);
 pub struct Image {
     live: BpfLive,
     /// Block slot -> its words (None: never written, all zeros; slot 0 stays so).
-    blocks: Vec<Option<Box<[u64]>>>,
+    /// Shared: the next image starts as a copy of this one, which costs a reference
+    /// per block instead of a copy of every block.
+    blocks: Vec<Option<Arc<[u64]>>>,
     /// Vector id -> the block slot of each of its blocks.
     rows: Vec<Vec<u32>>,
     /// saddr4, saddr6, daddr4, daddr6: prefix -> vector id.
@@ -184,8 +187,8 @@ impl Image {
         }
         let array_new: [&[u32]; 5] = [&c.l4proto, &c.sport, &c.dport, &c.icmp, &c.ctstate];
 
-        let block_slot = self.place_blocks(c, cap)?;
         let vector_id = self.place_vectors(c, cap, &lpm_new, &array_new, &hash_new)?;
+        let block_slot = self.place_blocks(c, cap, &vector_id)?;
 
         let mut next = Image {
             live: c.live,
@@ -237,8 +240,14 @@ impl Image {
     }
 
     /// Block slot of each of `c`'s blocks: the slot that holds that content already,
-    /// else one whose content the new ruleset no longer has.
-    fn place_blocks(&self, c: &CompiledProgram, cap: &Capacity) -> Result<Vec<u32>, NoRoom> {
+    /// else one whose content the new ruleset no longer has, preferably the one the
+    /// block replaces (`vector_id`: the image's id of each of `c`'s vectors).
+    fn place_blocks(
+        &self,
+        c: &CompiledProgram,
+        cap: &Capacity,
+        vector_id: &[u32],
+    ) -> Result<Vec<u32>, NoRoom> {
         let have: HashMap<&[u64], u32> = self
             .blocks
             .iter()
@@ -261,9 +270,29 @@ impl Image {
                 None => fresh.push(logical),
             }
         }
+        // A new block takes the slot of the block it replaces where it can: the slot
+        // its vector's id had at that position, if that content is gone. The rows
+        // then stay as they were (one rule's bit in a block rewrites the block, not
+        // every row holding it), whatever order the compiler numbered blocks in.
+        let nblocks = c.live.nblocks as usize;
+        for (logical, &id) in vector_id.iter().enumerate() {
+            let Some(old_row) = self.rows.get(id as usize) else {
+                continue;
+            };
+            let blocks = &c.vector_blocks[logical * nblocks..(logical + 1) * nblocks];
+            for (&block, &old) in blocks.iter().zip(old_row) {
+                let block = block as usize;
+                if block != 0 && slot[block] == 0 && old != 0 && !used[old as usize] {
+                    used[old as usize] = true;
+                    slot[block] = old;
+                }
+            }
+        }
         let mut free = (1..cap.blocks).filter(|&s| !used[s as usize]);
         for logical in fresh {
-            slot[logical] = free.next().ok_or(NoRoom("vector blocks"))?;
+            if slot[logical] == 0 {
+                slot[logical] = free.next().ok_or(NoRoom("vector blocks"))?;
+            }
         }
         Ok(slot)
     }
@@ -340,7 +369,8 @@ impl Image {
                 Array::try_from(map(ebpf, "vectors")?)?;
             for (slot, words) in next.blocks.iter().enumerate() {
                 let Some(words) = words else { continue };
-                if self.blocks.get(slot).and_then(Option::as_deref) == Some(&words[..]) {
+                let old = self.blocks.get(slot).and_then(Option::as_ref);
+                if old.is_some_and(|old| Arc::ptr_eq(old, words) || **old == **words) {
                     continue;
                 }
                 let mut value = [0u64; BLOCK_WORDS + 1];

@@ -320,6 +320,9 @@ struct LoadedProg {
     /// the same, the slots still hold `seen` and need no reading.
     evaluated: Option<u64>,
     loaded: LoadedChain,
+    /// What `chain` compiled to: the basis the next commit's compile of this
+    /// interface's chain updates (`maps::compile_program_after`).
+    compiled: Arc<maps::CompiledProgram>,
 }
 
 /// The limits' and quotas' states a program uses.
@@ -519,14 +522,32 @@ impl Generation {
                             (shared_chain.clone(), compiled.clone())
                         }
                         None => {
+                            // The live program of this interface and direction (else one
+                            // of the same direction): the chain it runs is most often
+                            // this one with a rule more or less at the end.
+                            let basis = live.and_then(|g| {
+                                g.assign
+                                    .get(&(ifindex, dir))
+                                    .and_then(|id| g.progs.get(id))
+                                    .filter(|p| p.loopback == loopback)
+                                    .or_else(|| {
+                                        g.progs
+                                            .values()
+                                            .find(|p| p.dir == dir && p.loopback == loopback)
+                                    })
+                            });
                             let t = Instant::now();
-                            let compiled =
-                                Arc::new(maps::compile_program(&chain).map_err(|e| {
-                                    refuse(format!(
-                                        "the eBPF data plane cannot build this ruleset: {e}"
-                                    ))
-                                })?);
-                            tracing::debug!(elapsed = ?t.elapsed(), "chain compiled");
+                            let (compiled, incremental) = maps::compile_program_after(
+                                &chain,
+                                basis.map(|p| (&*p.chain, &*p.compiled)),
+                            )
+                            .map_err(|e| {
+                                refuse(format!(
+                                    "the eBPF data plane cannot build this ruleset: {e}"
+                                ))
+                            })?;
+                            let compiled = Arc::new(compiled);
+                            tracing::debug!(elapsed = ?t.elapsed(), incremental, "chain compiled");
                             compiled_chains.push((print, chain.clone(), compiled.clone()));
                             (chain, compiled)
                         }
@@ -575,6 +596,7 @@ impl Generation {
                         id,
                         LoadedProg {
                             chain,
+                            compiled,
                             fingerprint: print,
                             dir,
                             loopback,

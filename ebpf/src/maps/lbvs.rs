@@ -3,6 +3,9 @@
 //! the [`super`] doc for the design).
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
@@ -10,6 +13,9 @@ use super::{
     BuildError, Dim, LpmEntries, BLOCK_WORDS, CTSTATE_VALUES, ICMP6_BASE, ICMP_ABSENT, NDIMS,
 };
 use crate::ir::{PortRange, Rule, Test};
+
+mod update;
+pub(super) use update::{update, Prev};
 
 /// Every dimension's maps, for the rules of one program.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -35,6 +41,10 @@ pub(super) struct Dimensions {
     pub mark: [Vec<(u32, u32)>; 2],
     pub ctstate: Vec<u32>,
     pub ctmark: Vec<(u32, u32)>,
+    /// Per used dimension, the id of its "field absent" vector (the rules without a
+    /// predicate on it): interned for every dimension, also where no key holds it, so
+    /// an incremental update (`update.rs`) must keep it too.
+    pub wild: [u32; NDIMS],
 }
 
 /// Builds the dimensions of `rules` (the program's rules in their numbering), with
@@ -56,6 +66,7 @@ pub(super) fn build(rules: &[&Rule], nblocks: usize) -> Result<Dimensions, Build
             d.dims |= dim.bit();
             let (entries, absent) = build_lpm(p, &mut table);
             d.absent[dim as usize] = absent;
+            d.wild[dim as usize] = absent;
             *out = entries;
         }
     }
@@ -94,6 +105,7 @@ pub(super) fn build(rules: &[&Rule], nblocks: usize) -> Result<Dimensions, Build
         if p.is_used() {
             d.dims |= dim.bit();
             *out = build_array(p, segments, &mut table);
+            d.wild[dim as usize] = *out.last().expect("the absent entry");
         }
     }
     // The ct state is always known: no "absent" entry.
@@ -111,6 +123,7 @@ pub(super) fn build(rules: &[&Rule], nblocks: usize) -> Result<Dimensions, Build
             d.dims |= dim.bit();
             let (entries, miss, absent) = build_hash(p, &mut table);
             d.miss[dim as usize] = miss;
+            d.wild[dim as usize] = absent;
             // Only the ct mark can be absent (no connection).
             if dim == Dim::CtMark {
                 d.absent[dim as usize] = absent;
@@ -165,6 +178,29 @@ impl<V> DimPreds<V> {
     }
 }
 
+impl Predicates {
+    /// [`Dim::bit`]s of the dimensions some predicate is on.
+    fn used(&self) -> u32 {
+        let dims: [(Dim, bool); NDIMS] = [
+            (Dim::Saddr, self.saddr.is_used()),
+            (Dim::Daddr, self.daddr.is_used()),
+            (Dim::L4Proto, self.l4proto.is_used()),
+            (Dim::Sport, self.sport.is_used()),
+            (Dim::Dport, self.dport.is_used()),
+            (Dim::Icmp, self.icmp.is_used()),
+            (Dim::Iif, self.iif.is_used()),
+            (Dim::Oif, self.oif.is_used()),
+            (Dim::Mark0, self.mark[0].is_used()),
+            (Dim::Mark1, self.mark[1].is_used()),
+            (Dim::CtState, self.ctstate.is_used()),
+            (Dim::CtMark, self.ctmark.is_used()),
+        ];
+        dims.iter()
+            .filter(|(_, used)| *used)
+            .fold(0, |acc, (d, _)| acc | d.bit())
+    }
+}
+
 enum AddrSet {
     V4(Vec<Ipv4Net>),
     V6(Vec<Ipv6Net>),
@@ -192,7 +228,19 @@ pub(super) struct Predicates {
 impl Predicates {
     /// Sorts the matches of `rules` (the program's rules in their numbering).
     pub(super) fn collect(rules: &[&Rule]) -> Result<Self, BuildError> {
-        let n = rules.len();
+        Self::collect_from(rules, 0, &[], None)
+    }
+
+    /// Sorts the matches of `rules[first..]`, numbered from 0 (errors give their
+    /// numbers in `rules`), with the mark masks `masks` and the ct mark mask `ctmask`
+    /// already in use (in their slots), as the rules before `first` left them.
+    fn collect_from(
+        rules: &[&Rule],
+        first: usize,
+        masks: &[u32],
+        ctmask: Option<u32>,
+    ) -> Result<Self, BuildError> {
+        let n = rules.len() - first;
         let mut p = Predicates {
             saddr: DimPreds::new(n),
             daddr: DimPreds::new(n),
@@ -208,9 +256,10 @@ impl Predicates {
             ctmark: DimPreds::new(n),
             ctmark_mask: 0,
         };
-        let mut ctmask: Option<u32> = None;
-        let mut masks: Vec<u32> = Vec::new();
-        for (rule, r) in rules.iter().enumerate() {
+        let mut ctmask: Option<u32> = ctmask;
+        let mut masks: Vec<u32> = masks.to_vec();
+        for (rule, r) in rules[first..].iter().enumerate() {
+            let number = first + rule;
             for m in &r.matches {
                 let neg = m.negated;
                 match &m.test {
@@ -228,10 +277,12 @@ impl Predicates {
                     }
                     Test::L4Proto(protos) => p.l4proto.add(rule, KIND_V4, neg, points(protos, 0)),
                     Test::Sport(ranges) => {
-                        p.sport.add(rule, KIND_V4, neg, port_ranges(rule, ranges)?)
+                        p.sport
+                            .add(rule, KIND_V4, neg, port_ranges(number, ranges)?)
                     }
                     Test::Dport(ranges) => {
-                        p.dport.add(rule, KIND_V4, neg, port_ranges(rule, ranges)?)
+                        p.dport
+                            .add(rule, KIND_V4, neg, port_ranges(number, ranges)?)
                     }
                     Test::IcmpType(types) => p.icmp.add(rule, KIND_V4, neg, points(types, 0)),
                     Test::Icmpv6Type(types) => {
@@ -663,10 +714,14 @@ struct VectorTable {
     nblocks: usize,
     /// Distinct blocks, `BLOCK_WORDS` words each; block 0 is all zeros.
     blocks: Vec<u64>,
-    block_ids: FastMap<Box<[u64]>, u32>,
+    /// Block ids by their content's hash (the content is in `blocks`): no allocation
+    /// per block, to build or to drop.
+    block_ids: HashTable<u32>,
     /// Per vector, its blocks' ids.
     vector_blocks: Vec<u32>,
-    vector_ids: FastMap<Vec<u32>, u32>,
+    /// Vector ids by the hash of their block ids (in `vector_blocks`).
+    vector_ids: HashTable<u32>,
+    hasher: foldhash::fast::FixedState,
     /// The block ids of the vector being interned (reused).
     scratch: Vec<u32>,
 }
@@ -676,9 +731,10 @@ impl VectorTable {
         let mut t = VectorTable {
             nblocks: words / BLOCK_WORDS,
             blocks: Vec::new(),
-            block_ids: FastMap::default(),
+            block_ids: HashTable::new(),
             vector_blocks: Vec::new(),
-            vector_ids: FastMap::default(),
+            vector_ids: HashTable::new(),
+            hasher: foldhash::fast::FixedState::default(),
             scratch: Vec::new(),
         };
         t.intern_block(&[0; BLOCK_WORDS]);
@@ -695,12 +751,23 @@ impl VectorTable {
         if !self.blocks.is_empty() && block.iter().all(|&w| w == 0) {
             return 0;
         }
-        if let Some(&id) = self.block_ids.get(block) {
+        let VectorTable {
+            blocks,
+            block_ids,
+            hasher,
+            ..
+        } = self;
+        let words = |id: u32| &blocks[id as usize * BLOCK_WORDS..(id as usize + 1) * BLOCK_WORDS];
+        let hash = hasher.hash_one(block);
+        if let Some(&id) = block_ids.find(hash, |&id| words(id) == block) {
             return id;
         }
-        let id = (self.blocks.len() / BLOCK_WORDS) as u32;
-        self.blocks.extend_from_slice(block);
-        self.block_ids.insert(block.into(), id);
+        let id = (blocks.len() / BLOCK_WORDS) as u32;
+        blocks.extend_from_slice(block);
+        let blocks = &*blocks;
+        block_ids.insert_unique(hash, id, |&id| {
+            hasher.hash_one(&blocks[id as usize * BLOCK_WORDS..(id as usize + 1) * BLOCK_WORDS])
+        });
         id
     }
 
@@ -730,12 +797,26 @@ impl VectorTable {
 
     /// The id of the vector of blocks `ids` (a reused buffer, kept for the next call).
     fn intern_ids(&mut self, ids: Vec<u32>) -> u32 {
-        let id = match self.vector_ids.get(&ids[..]) {
+        let VectorTable {
+            nblocks,
+            vector_blocks,
+            vector_ids,
+            hasher,
+            ..
+        } = self;
+        let n = (*nblocks).max(1);
+        let hash = hasher.hash_one(&ids[..]);
+        let id = match vector_ids.find(hash, |&id| {
+            vector_blocks[id as usize * n..(id as usize + 1) * n] == ids[..]
+        }) {
             Some(&id) => id,
             None => {
-                let id = (self.vector_blocks.len() / self.nblocks.max(1)) as u32;
-                self.vector_blocks.extend_from_slice(&ids);
-                self.vector_ids.insert(ids.clone(), id);
+                let id = (vector_blocks.len() / n) as u32;
+                vector_blocks.extend_from_slice(&ids);
+                let vector_blocks = &*vector_blocks;
+                vector_ids.insert_unique(hash, id, |&id| {
+                    hasher.hash_one(&vector_blocks[id as usize * n..(id as usize + 1) * n])
+                });
                 id
             }
         };

@@ -37,7 +37,7 @@ mod write_queue;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use crate::ir::{Chain, PortRange, Program, Statement, Verdict};
+use crate::ir::{Chain, PortRange, Program, Rule, Statement, Verdict};
 
 /// 64-bit words in one map entry of the vector table (4096 rules).
 pub const BLOCK_WORDS: usize = 64;
@@ -320,6 +320,9 @@ pub struct CompiledProgram {
     pub residual_elems: Vec<checks::BpfResidualElem>,
     /// [`crate::ir::Program::ct_labels`]: the namespace's shared `ct_labels` switch.
     pub ct_labels: bool,
+    /// Per dimension, the id of its "field absent" vector (also where no key holds it):
+    /// what [`compile_program_after`] needs besides the maps' contents.
+    pub wild: [u32; NDIMS],
 }
 
 /// The compiled form of a lone chain (a program with one base chain).
@@ -420,6 +423,18 @@ pub fn compile(chain: &Chain) -> Result<CompiledChain, BuildError> {
 
 /// Compiles a program. Fails on what the data plane cannot enforce.
 pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError> {
+    compile_program_after(program, None).map(|(c, _)| c)
+}
+
+/// Compiles `program`, given `prev`: an earlier program and its compiled form. When
+/// `program`'s rules are `prev`'s with a few appended at the end of the rule numbering
+/// or its last few deleted, the LBVS maps are updated from `prev`'s instead of built
+/// from scratch (`lbvs/update.rs`); the result has the same map contents up to the
+/// numbering of vectors and blocks. Also returns whether that update was made.
+pub fn compile_program_after(
+    program: &Program,
+    prev: Option<(&Program, &CompiledProgram)>,
+) -> Result<(CompiledProgram, bool), BuildError> {
     let set_ids = sets::SetIds::new(program);
     let set_entries = sets::initial_entries(program, &set_ids)?;
     let layout = chains::layout(program, &set_ids)?;
@@ -428,7 +443,15 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         return Err(BuildError::TooManyRules { rules: nrules });
     }
     let nblocks = nrules.div_ceil(BLOCK_RULES).max(1);
-    let dims = lbvs::build(&layout.rule_refs, nblocks)?;
+    let updated = match prev {
+        Some((old_program, old)) => lbvs_after(old_program, old, &layout.rule_refs, nblocks)?,
+        None => None,
+    };
+    let incremental = updated.is_some();
+    let dims = match updated {
+        Some(dims) => dims,
+        None => lbvs::build(&layout.rule_refs, nblocks)?,
+    };
     let mut features = layout.features;
     if layout.extras.residual_insns.iter().any(|i| {
         matches!(
@@ -579,36 +602,87 @@ pub fn compile_program(program: &Program) -> Result<CompiledProgram, BuildError>
         miss: dims.miss,
         absent: dims.absent,
     };
-    Ok(CompiledProgram {
-        config,
-        live,
-        blocks: dims.blocks,
-        vector_blocks: dims.vector_blocks,
-        saddr: dims.saddr,
-        daddr: dims.daddr,
-        l4proto: dims.l4proto,
-        sport: dims.sport,
-        dport: dims.dport,
-        icmp: dims.icmp,
-        ctstate: dims.ctstate,
-        iif: dims.iif,
-        oif: dims.oif,
-        mark: dims.mark,
-        ctmark: dims.ctmark,
-        chains: layout.chains,
-        rules: layout.rules,
-        rule_ext: layout.extras.ext,
-        limits: layout.extras.limits,
-        quotas: layout.extras.quotas,
-        limit_states: layout.extras.limit_states,
-        quota_states: layout.extras.quota_states,
-        log_prefixes: layout.extras.log_prefixes,
-        sets: set_ids,
-        set_entries,
-        residual_insns: layout.extras.residual_insns,
-        residual_elems: layout.extras.residual_elems,
-        ct_labels: program.ct_labels,
-    })
+    Ok((
+        CompiledProgram {
+            config,
+            live,
+            blocks: dims.blocks,
+            vector_blocks: dims.vector_blocks,
+            saddr: dims.saddr,
+            daddr: dims.daddr,
+            l4proto: dims.l4proto,
+            sport: dims.sport,
+            dport: dims.dport,
+            icmp: dims.icmp,
+            ctstate: dims.ctstate,
+            iif: dims.iif,
+            oif: dims.oif,
+            mark: dims.mark,
+            ctmark: dims.ctmark,
+            chains: layout.chains,
+            rules: layout.rules,
+            rule_ext: layout.extras.ext,
+            limits: layout.extras.limits,
+            quotas: layout.extras.quotas,
+            limit_states: layout.extras.limit_states,
+            quota_states: layout.extras.quota_states,
+            log_prefixes: layout.extras.log_prefixes,
+            sets: set_ids,
+            set_entries,
+            residual_insns: layout.extras.residual_insns,
+            residual_elems: layout.extras.residual_elems,
+            ct_labels: program.ct_labels,
+            wild: dims.wild,
+        },
+        incremental,
+    ))
+}
+
+/// The LBVS dimensions of `rules` updated from `old`'s (compiled from `old_program`),
+/// if the rules both have in common are the same (their matches: all the LBVS reads).
+fn lbvs_after(
+    old_program: &Program,
+    old: &CompiledProgram,
+    rules: &[&Rule],
+    nblocks: usize,
+) -> Result<Option<lbvs::Dimensions>, BuildError> {
+    let old_rules: Vec<&Rule> = old_program
+        .chains_in_order()
+        .flat_map(|(_, c)| c.rules.iter())
+        .collect();
+    if old_rules.len() != old.live.nrules as usize {
+        return Ok(None);
+    }
+    let common = old_rules.len().min(rules.len());
+    let same = old_rules[..common]
+        .iter()
+        .zip(&rules[..common])
+        .all(|(a, b)| std::ptr::eq(*a, *b) || a.matches == b.matches);
+    if !same {
+        return Ok(None);
+    }
+    let prev = lbvs::Prev {
+        nrules: old_rules.len(),
+        nblocks: old.live.nblocks as usize,
+        dims: old.config.dims,
+        mark_mask: old.config.mark_mask,
+        ctmark_mask: old.config.ctmark_mask,
+        miss: old.live.miss,
+        wild: old.wild,
+        blocks: &old.blocks,
+        vector_blocks: &old.vector_blocks,
+        saddr: &old.saddr,
+        daddr: &old.daddr,
+        arrays: [
+            &old.l4proto,
+            &old.sport,
+            &old.dport,
+            &old.icmp,
+            &old.ctstate,
+        ],
+        hashes: [&old.iif, &old.oif, &old.mark[0], &old.mark[1], &old.ctmark],
+    };
+    lbvs::update(&prev, rules, &old_rules[common..], nblocks)
 }
 
 #[cfg(test)]
