@@ -12,10 +12,12 @@
 //! sequence numbers are random). What the listener receives must be the same,
 //! attribute for attribute (timestamps masked, ifindexes named). Needs root.
 
-use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
+
+mod nflog_common;
+use nflog_common::*;
 
 use etherparse::PacketBuilder;
 use nft_tests::bins::Binaries;
@@ -103,152 +105,6 @@ fn frames() -> Vec<Vec<u8>> {
         .unwrap();
     out.push(f);
     out
-}
-
-fn ip(args: &[&str]) {
-    let ok = Command::new("ip").args(args).status().unwrap().success();
-    assert!(ok, "ip {args:?}");
-}
-
-/// A socket of fw's own: made with fsuid 4321 and fsgid 765 (its file's credentials)
-/// when `other_ids`.
-fn socket_as(domain: i32, ty: i32, proto: i32, other_ids: bool) -> OwnedFd {
-    // SAFETY: credential calls affect this thread only; socket(2) is owned at once.
-    unsafe {
-        if other_ids {
-            libc::setfsgid(765);
-            libc::setfsuid(4321);
-        }
-        let fd = libc::socket(domain, ty, proto);
-        assert!(fd >= 0, "socket");
-        if other_ids {
-            libc::setfsuid(0);
-            libc::setfsgid(0);
-        }
-        OwnedFd::from_raw_fd(fd)
-    }
-}
-
-fn sockaddr(a: std::net::SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: a zeroed sockaddr_storage is valid; the variant is filled below.
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    match a {
-        std::net::SocketAddr::V4(v4) => {
-            // SAFETY: sockaddr_storage is large enough for sockaddr_in.
-            let sin = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in) };
-            sin.sin_family = libc::AF_INET as u16;
-            sin.sin_port = v4.port().to_be();
-            sin.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
-            (ss, std::mem::size_of::<libc::sockaddr_in>() as u32)
-        }
-        std::net::SocketAddr::V6(v6) => {
-            // SAFETY: sockaddr_storage is large enough for sockaddr_in6.
-            let sin6 = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in6) };
-            sin6.sin6_family = libc::AF_INET6 as u16;
-            sin6.sin6_port = v6.port().to_be();
-            sin6.sin6_addr.s6_addr = v6.ip().octets();
-            (ss, std::mem::size_of::<libc::sockaddr_in6>() as u32)
-        }
-    }
-}
-
-fn bind(fd: &OwnedFd, a: std::net::SocketAddr) {
-    let (addr, len) = sockaddr(a);
-    // SAFETY: addr is valid for len.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            &addr as *const _ as *const libc::sockaddr,
-            len,
-        )
-    };
-    assert_eq!(rc, 0, "bind {a}");
-}
-
-/// Starts the listener on fw and waits until it has bound and configured its group.
-fn listen(side: &Side, bins: &Binaries, daemon: Option<&Daemon>, args: &[&str]) -> Child {
-    let listener = env!("CARGO_BIN_EXE_nflog-listen");
-    let target = daemon.map_or(nft_tests::nft::Target::Kernel, |d| d.target(&bins.preload));
-    let mut all = vec!["7", "3000"];
-    all.extend_from_slice(args);
-    let mut cmd = nft_tests::nft::command_in(side.fw.name(), &target, listener.as_ref(), &all);
-    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    let mut out = BufReader::new(child.stdout.as_mut().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "listener ended early"
-        );
-        if line.trim() == "ready" {
-            break;
-        }
-        assert!(line.contains("error=0"), "listener config: {line}");
-    }
-    child
-}
-
-/// The listener's output with fw's f0 (input or output device) named instead of
-/// numbered.
-fn finish(child: Child, side: &Side) -> String {
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "listener: {out:?}");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let f0 = format!(" {:08x}", side.f0);
-    text.lines()
-        .map(|l| {
-            if l.starts_with("attr 4 ") || l.starts_with("attr 5 ") {
-                l.replace(&f0, " F0")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Sends the frames on peer's p0, from one CPU (the messages then come in the
-/// frames' order).
-fn inject(peer: &Netns) {
-    in_netns(peer, || {
-        pin_cpu0();
-        // SAFETY: socket(2), owned at once.
-        let s = unsafe { OwnedFd::from_raw_fd(libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0)) };
-        let name = std::ffi::CString::new("p0").unwrap();
-        // SAFETY: a NUL-terminated name.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        // SAFETY: zeroed sockaddr_ll is valid; fields set below.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_ifindex = ifindex as i32;
-        // SAFETY: addr is a valid sockaddr_ll.
-        let rc = unsafe {
-            libc::bind(
-                s.as_raw_fd(),
-                &addr as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(rc, 0, "bind p0");
-        for f in frames() {
-            // SAFETY: f is valid for its length.
-            let n = unsafe { libc::send(s.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
-            assert_eq!(n, f.len() as isize, "send");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        Ok(())
-    })
-    .unwrap();
-}
-
-fn pin_cpu0() {
-    // SAFETY: a zeroed cpu_set_t with one bit set, for this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
 }
 
 fn connect(fd: &OwnedFd, a: std::net::SocketAddr) {
@@ -505,12 +361,12 @@ fn nflog_input_messages_match_the_kernels() {
         (&["mode=1,range=0", "qthresh=1"], true),
     ];
     for (args, tcp) in settings {
-        let k = listen(&kernel, &bins, None, args);
-        let s = listen(&shim, &bins, Some(&daemon), args);
-        inject(&kernel.peer);
-        inject(&shim.peer);
+        let k = listen(&kernel.fw, &bins, None, args);
+        let s = listen(&shim.fw, &bins, Some(&daemon), args);
+        inject(&kernel.peer, &frames());
+        inject(&shim.peer, &frames());
         let _keep = tcp.then(|| (established(&kernel), established(&shim)));
-        let (k, s) = (finish(k, &kernel), finish(s, &shim));
+        let (k, s) = (finish(k, kernel.f0), finish(s, shim.f0));
         let msgs = k.matches("msg type=0x0400").count();
         let uids = k.matches("attr 11 000010e1").count();
         // At input: 5101-5105 and a SYN of each family (and the two connections'
