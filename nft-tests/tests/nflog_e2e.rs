@@ -11,7 +11,6 @@
 //! copy ranges, and metadata only. Needs root.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::Command;
 use std::time::Duration;
 
 mod nflog_common;
@@ -19,7 +18,7 @@ use nflog_common::*;
 
 use etherparse::PacketBuilder;
 use nft_tests::bins::Binaries;
-use nft_tests::daemon::{run_client, Daemon};
+use nft_tests::daemon::Daemon;
 use nft_tests::netns::Netns;
 use nft_tests::packets::in_netns;
 
@@ -192,73 +191,10 @@ fn local_traffic(fw: &Netns) {
     .unwrap();
 }
 
-struct Side {
-    fw: Netns,
-    peer: Netns,
-    f0: u32,
-}
-
-fn setup(bins: &Binaries, daemon: Option<&Daemon>, tag: &str) -> Side {
-    let fw = Netns::create_unique("nftshim-s9nflog", &format!("{tag}fw")).unwrap();
-    let peer = Netns::create_unique("nftshim-s9nflog", &format!("{tag}peer")).unwrap();
-    nft_tests::netns::veth_pair((&fw, "f0", "10.9.5.1/24"), (&peer, "p0", "10.9.5.2/24")).unwrap();
-    for (ns, dev, mac, a6) in [
-        (&fw, "f0", MAC_FW, "fd09:5::1/64"),
-        (&peer, "p0", MAC_PEER, "fd09:5::2/64"),
-    ] {
-        let mac: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
-        ip(&["-n", ns.name(), "link", "set", dev, "down"]);
-        ip(&[
-            "-n",
-            ns.name(),
-            "link",
-            "set",
-            dev,
-            "address",
-            &mac.join(":"),
-        ]);
-        ip(&["-n", ns.name(), "link", "set", dev, "mtu", "9000", "up"]);
-        ip(&["-n", ns.name(), "addr", "add", a6, "dev", dev, "nodad"]);
-    }
-    // fw's packets leave at once (no neighbour resolution between the hook and TC).
-    let peer_mac = "02:00:00:00:05:02";
-    for a in ["10.9.5.2", "fd09:5::2"] {
-        ip(&[
-            "-n",
-            fw.name(),
-            "neigh",
-            "replace",
-            a,
-            "lladdr",
-            peer_mac,
-            "dev",
-            "f0",
-            "nud",
-            "permanent",
-        ]);
-    }
-    let shim = daemon.map(|d| (d, bins.preload.as_path()));
-    for (tool, rules) in [
-        ("iptables-nft-restore", RULES4),
-        ("ip6tables-nft-restore", RULES6),
-    ] {
-        let out = run_client(&fw, shim, tool, &[] as &[&str], Some(rules));
-        assert!(
-            out.success(),
-            "{tool}: {}\n{}",
-            out.stderr,
-            daemon.map(|d| d.log_tail(20)).unwrap_or_default()
-        );
-    }
-    let out = run_client(&fw, shim, "nft", &["-f", "-"], Some(NFT));
-    assert!(out.success(), "nft: {}", out.stderr);
-    let link = Command::new("ip")
-        .args(["-n", fw.name(), "-o", "link", "show", "f0"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&link.stdout);
-    let f0 = text.split(':').next().unwrap().trim().parse().unwrap();
-    Side { fw, peer, f0 }
+fn setup(bins: &Binaries, daemon: Option<&Daemon>, tag: &str) -> Pair {
+    let pair = pair("nftshim-s9nflog", tag, 5, Some("9000"));
+    load(&pair.fw, bins, daemon, RULES4, RULES6, NFT);
+    pair
 }
 
 #[test]

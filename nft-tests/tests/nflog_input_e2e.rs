@@ -13,7 +13,6 @@
 //! attribute for attribute (timestamps masked, ifindexes named). Needs root.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::Command;
 use std::time::Duration;
 
 mod nflog_common;
@@ -21,7 +20,7 @@ use nflog_common::*;
 
 use etherparse::PacketBuilder;
 use nft_tests::bins::Binaries;
-use nft_tests::daemon::{run_client, Daemon};
+use nft_tests::daemon::Daemon;
 use nft_tests::netns::Netns;
 use nft_tests::packets::in_netns;
 
@@ -272,73 +271,9 @@ struct Side {
 }
 
 fn setup(bins: &Binaries, daemon: Option<&Daemon>, tag: &str) -> Side {
-    let fw = Netns::create_unique("nftshim-s10nfin", &format!("{tag}fw")).unwrap();
-    let peer = Netns::create_unique("nftshim-s10nfin", &format!("{tag}peer")).unwrap();
-    nft_tests::netns::veth_pair((&fw, "f0", "10.9.6.1/24"), (&peer, "p0", "10.9.6.2/24")).unwrap();
-    for (ns, dev, mac, a6) in [
-        (&fw, "f0", MAC_FW, "fd09:6::1/64"),
-        (&peer, "p0", MAC_PEER, "fd09:6::2/64"),
-    ] {
-        let mac: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
-        ip(&["-n", ns.name(), "link", "set", dev, "down"]);
-        ip(&[
-            "-n",
-            ns.name(),
-            "link",
-            "set",
-            dev,
-            "address",
-            &mac.join(":"),
-        ]);
-        ip(&["-n", ns.name(), "link", "set", dev, "up"]);
-        ip(&["-n", ns.name(), "addr", "add", a6, "dev", dev, "nodad"]);
-    }
-    for (ns, a, mac) in [
-        (&fw, "10.9.6.2", "02:00:00:00:06:02"),
-        (&fw, "fd09:6::2", "02:00:00:00:06:02"),
-        (&peer, "10.9.6.1", "02:00:00:00:06:01"),
-        (&peer, "fd09:6::1", "02:00:00:00:06:01"),
-    ] {
-        ip(&[
-            "-n",
-            ns.name(),
-            "neigh",
-            "replace",
-            a,
-            "lladdr",
-            mac,
-            "dev",
-            if ns.name() == fw.name() { "f0" } else { "p0" },
-            "nud",
-            "permanent",
-        ]);
-    }
-    let shim = daemon.map(|d| (d, bins.preload.as_path()));
-    for (tool, rules) in [
-        ("iptables-nft-restore", RULES4),
-        ("ip6tables-nft-restore", RULES6),
-    ] {
-        let out = run_client(&fw, shim, tool, &[] as &[&str], Some(rules));
-        assert!(
-            out.success(),
-            "{tool}: {}\n{}",
-            out.stderr,
-            daemon.map(|d| d.log_tail(20)).unwrap_or_default()
-        );
-    }
-    let out = run_client(&fw, shim, "nft", &["-f", "-"], Some(NFT));
-    assert!(
-        out.success(),
-        "nft: {}\n{}",
-        out.stderr,
-        daemon.map(|d| d.log_tail(20)).unwrap_or_default()
-    );
-    let link = Command::new("ip")
-        .args(["-n", fw.name(), "-o", "link", "show", "f0"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&link.stdout);
-    let f0 = text.split(':').next().unwrap().trim().parse().unwrap();
+    let pair = pair("nftshim-s10nfin", tag, 6, None);
+    load(&pair.fw, bins, daemon, RULES4, RULES6, NFT);
+    let Pair { fw, peer, f0 } = pair;
     let sockets = sockets(&fw);
     Side {
         fw,

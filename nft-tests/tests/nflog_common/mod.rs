@@ -1,5 +1,6 @@
 //! What nflog_e2e and nflog_input_e2e share: sockets made under other ids, an
-//! nfnetlink_log listener on fw, frames injected from peer.
+//! nfnetlink_log listener on fw, frames injected from peer, the fw/peer pair and its
+//! rules.
 
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -7,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use nft_tests::bins::Binaries;
-use nft_tests::daemon::Daemon;
+use nft_tests::daemon::{run_client, Daemon};
 use nft_tests::netns::Netns;
 use nft_tests::packets::in_netns;
 
@@ -154,5 +155,99 @@ pub fn pin_cpu0() {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(0, &mut set);
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// fw and peer joined by a veth pair f0/p0: 10.9.`net`.1 and .2, fd09:`net`::1 and ::2,
+/// MACs 02:00:00:00:`net`:01 and :02, each side's neighbour entry for the other
+/// permanent (packets leave at once: no neighbour resolution between a hook and TC).
+pub struct Pair {
+    pub fw: Netns,
+    pub peer: Netns,
+    /// f0's ifindex.
+    pub f0: u32,
+}
+
+pub fn pair(prefix: &str, tag: &str, net: u8, mtu: Option<&str>) -> Pair {
+    let fw = Netns::create_unique(prefix, &format!("{tag}fw")).unwrap();
+    let peer = Netns::create_unique(prefix, &format!("{tag}peer")).unwrap();
+    let (fw4, peer4) = (format!("10.9.{net}.1"), format!("10.9.{net}.2"));
+    let (fw6, peer6) = (format!("fd09:{net}::1"), format!("fd09:{net}::2"));
+    nft_tests::netns::veth_pair(
+        (&fw, "f0", &format!("{fw4}/24")),
+        (&peer, "p0", &format!("{peer4}/24")),
+    )
+    .unwrap();
+    let mac = |host: u8| format!("02:00:00:00:{net:02x}:{host:02x}");
+    for (ns, dev, own, a6) in [(&fw, "f0", 1, &fw6), (&peer, "p0", 2, &peer6)] {
+        ip(&["-n", ns.name(), "link", "set", dev, "down"]);
+        ip(&["-n", ns.name(), "link", "set", dev, "address", &mac(own)]);
+        let mut up = vec!["-n", ns.name(), "link", "set", dev];
+        if let Some(mtu) = mtu {
+            up.extend(["mtu", mtu]);
+        }
+        up.push("up");
+        ip(&up);
+        ip(&[
+            "-n",
+            ns.name(),
+            "addr",
+            "add",
+            &format!("{a6}/64"),
+            "dev",
+            dev,
+            "nodad",
+        ]);
+    }
+    for (ns, dev, other, a4, a6) in [(&fw, "f0", 2, &peer4, &peer6), (&peer, "p0", 1, &fw4, &fw6)] {
+        for a in [a4, a6] {
+            let lladdr = mac(other);
+            ip(&[
+                "-n",
+                ns.name(),
+                "neigh",
+                "replace",
+                a,
+                "lladdr",
+                &lladdr,
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ]);
+        }
+    }
+    let link = Command::new("ip")
+        .args(["-n", fw.name(), "-o", "link", "show", "f0"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&link.stdout);
+    let f0 = text.split(':').next().unwrap().trim().parse().unwrap();
+    Pair { fw, peer, f0 }
+}
+
+/// Loads fw's rules: `rules4`/`rules6` with the restore tools, `nft` with nft, on the
+/// kernel or through `daemon`.
+pub fn load(
+    fw: &Netns,
+    bins: &Binaries,
+    daemon: Option<&Daemon>,
+    rules4: &str,
+    rules6: &str,
+    nft: &str,
+) {
+    let shim = daemon.map(|d| (d, bins.preload.as_path()));
+    for (tool, args, rules) in [
+        ("iptables-nft-restore", &[] as &[&str], rules4),
+        ("ip6tables-nft-restore", &[], rules6),
+        ("nft", &["-f", "-"], nft),
+    ] {
+        let out = run_client(fw, shim, tool, args, Some(rules));
+        assert!(
+            out.success(),
+            "{tool}: {}\n{}",
+            out.stderr,
+            daemon.map(|d| d.log_tail(20)).unwrap_or_default()
+        );
     }
 }
