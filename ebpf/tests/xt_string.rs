@@ -9,43 +9,17 @@ mod common;
 use common::check::LOOPBACK;
 use common::frames;
 use common::load_or_skip;
-use etherparse::PacketBuilder;
-use nftshim_ebpf::fields::PacketFields;
 use nftshim_ebpf::ir::{Action, Chain, L3Scope, Match, Program, Rule, Test, Verdict};
 use nftshim_ebpf::loader::{LoadOptions, SkbMeta};
 use nftshim_ebpf::maps::compile_program;
 use nftshim_ebpf::reference::Reference;
-use nftshim_ebpf::residual::{kernel_toupper, Headers, Insn, ResidualProgram, XtString};
+use nftshim_ebpf::residual::{kernel_toupper, Insn, ResidualProgram, XtString};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
 
 /// Letters with and without case, and bytes toupper() leaves alone.
 const ALPHABET: [u8; 7] = [b'a', b'A', 0xff, 0xdf, 0xbf, 0xf7, 0xd7];
-
-/// A UDP datagram (IPv4 or IPv6) carrying `payload`.
-fn udp(payload: &[u8], v6: bool) -> Vec<u8> {
-    let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
-    let step = if v6 {
-        eth.ipv6([0xfd; 16], [0xfe; 16], 64)
-    } else {
-        eth.ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-    };
-    let mut out = Vec::new();
-    step.udp(4000, 53).write(&mut out, payload).unwrap();
-    out
-}
-
-fn fields(frame: &[u8], v6: bool) -> PacketFields {
-    let mut f = frames::fields_of(frame, 0, 0);
-    f.headers = Some(Headers {
-        network: frame[14..].to_vec(),
-        transport: Some(if v6 { 40 } else { 20 }),
-        protocol: if v6 { 0x86dd } else { 0x0800 },
-        ..Default::default()
-    });
-    f
-}
 
 fn search() -> impl Strategy<Value = (XtString, Vec<u8>, bool)> {
     (
@@ -111,8 +85,8 @@ proptest! {
         };
         let mut reference = Reference::new(&program).unwrap();
         for (s, payload, v6) in &searches {
-            let frame = udp(payload, *v6);
-            let want = reference.evaluate(&fields(&frame, *v6)).unwrap();
+            let frame = frames::udp_carrying(payload, *v6);
+            let want = reference.evaluate(&frames::fields_with_headers(&frame, *v6)).unwrap();
             for hook in ["XDP", "TC"] {
                 let got = if hook == "XDP" {
                     loaded.run_xdp(&frame, 1).unwrap()
@@ -133,7 +107,7 @@ proptest! {
 fn a_match_past_the_header_copy_and_one_ending_at_to() {
     let mut payload = vec![b'.'; 2900];
     payload[2500..2504].copy_from_slice(b"test");
-    let frame = udp(&payload, false);
+    let frame = frames::udp_carrying(&payload, false);
     // The payload starts at offset 28 of the datagram.
     let at = 28 + 2500;
     for (from, to, found) in [
@@ -170,7 +144,7 @@ fn a_match_past_the_header_copy_and_one_ending_at_to() {
         assert_eq!(
             Reference::new(&program)
                 .unwrap()
-                .evaluate(&fields(&frame, false))
+                .evaluate(&frames::fields_with_headers(&frame, false))
                 .unwrap()
                 .verdict,
             want

@@ -8,39 +8,13 @@ mod common;
 use common::check::LOOPBACK;
 use common::frames;
 use common::load_or_skip;
-use etherparse::PacketBuilder;
-use nftshim_ebpf::fields::PacketFields;
 use nftshim_ebpf::ir::{Action, Chain, L3Scope, Match, Program, Rule, Test, Verdict};
 use nftshim_ebpf::loader::{LoadOptions, SkbMeta};
 use nftshim_ebpf::maps::compile_program;
 use nftshim_ebpf::reference::Reference;
-use nftshim_ebpf::residual::{Headers, Insn, ResidualProgram, U32Op, U32Test, XtU32};
+use nftshim_ebpf::residual::{Insn, ResidualProgram, U32Op, U32Test, XtU32};
 use proptest::collection::vec;
 use proptest::prelude::*;
-
-/// A UDP datagram (IPv4 or IPv6) carrying `payload`.
-fn udp(payload: &[u8], v6: bool) -> Vec<u8> {
-    let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
-    let step = if v6 {
-        eth.ipv6([0xfd; 16], [0xfe; 16], 64)
-    } else {
-        eth.ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-    };
-    let mut out = Vec::new();
-    step.udp(4000, 53).write(&mut out, payload).unwrap();
-    out
-}
-
-fn fields(frame: &[u8], v6: bool) -> PacketFields {
-    let mut f = frames::fields_of(frame, 0, 0);
-    f.headers = Some(Headers {
-        network: frame[14..].to_vec(),
-        transport: Some(if v6 { 40 } else { 20 }),
-        protocol: if v6 { 0x86dd } else { 0x0800 },
-        ..Default::default()
-    });
-    f
-}
 
 /// Mostly offsets inside small datagrams, sometimes anywhere.
 fn number() -> impl Strategy<Value = u32> {
@@ -92,7 +66,7 @@ fn run(program: &Program, frame: &[u8], v6: bool) -> Option<(Verdict, [Verdict; 
     let loaded = load_or_skip(&compile_program(program).unwrap(), LoadOptions::default())?;
     let want = Reference::new(program)
         .unwrap()
-        .evaluate(&fields(frame, v6))
+        .evaluate(&frames::fields_with_headers(frame, v6))
         .unwrap()
         .verdict;
     let meta = SkbMeta {
@@ -146,8 +120,8 @@ proptest! {
         };
         let mut reference = Reference::new(&program).unwrap();
         for (payload, v6) in &packets {
-            let frame = udp(payload, *v6);
-            let want = reference.evaluate(&fields(&frame, *v6)).unwrap();
+            let frame = frames::udp_carrying(payload, *v6);
+            let want = reference.evaluate(&frames::fields_with_headers(&frame, *v6)).unwrap();
             let meta = SkbMeta { mark: 0, ingress_ifindex: LOOPBACK, ifindex: 0 };
             let tc = loaded.run_tc(&frame, meta, 1).unwrap();
             let xdp = loaded.run_xdp(&frame, 1).unwrap();
@@ -163,7 +137,7 @@ proptest! {
 /// 4 bytes from the end, and the inversion.
 #[test]
 fn known_answers() {
-    let frame = udp(&[0xab; 32], false);
+    let frame = frames::udp_carrying(&[0xab; 32], false);
     let dlen = (frame.len() - 14) as u32; // 60
     let t = |start: u32, steps: &[(U32Op, u32)], ranges: &[(u32, u32)]| U32Test {
         start,

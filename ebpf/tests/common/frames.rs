@@ -8,6 +8,7 @@ use etherparse::{
     IpNumber, NetSlice, PacketBuilder, PacketBuilderStep, SlicedPacket, TransportSlice,
 };
 use nftshim_ebpf::fields::{InnerTuple, L3Fields, PacketFields};
+use nftshim_ebpf::residual::Headers;
 
 const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
 const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
@@ -304,4 +305,29 @@ pub fn with_ah(frame: &[u8]) -> Vec<u8> {
     // Next header, length in 4-byte units minus 2, reserved, SPI 1, sequence 1, 4 bytes of ICV.
     let ah = [next, 2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0];
     [eth, &ip6, &ah, rest].concat()
+}
+
+/// A UDP datagram (IPv4 or IPv6) carrying `payload`.
+pub fn udp_carrying(payload: &[u8], v6: bool) -> Vec<u8> {
+    let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    let step = if v6 {
+        eth.ipv6([0xfd; 16], [0xfe; 16], 64)
+    } else {
+        eth.ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+    };
+    let mut out = Vec::new();
+    step.udp(4000, 53).write(&mut out, payload).unwrap();
+    out
+}
+
+/// The fields of a `udp_carrying` frame, with the header copy the residual tests read.
+pub fn fields_with_headers(frame: &[u8], v6: bool) -> PacketFields {
+    let mut f = fields_of(frame, 0, 0);
+    f.headers = Some(Headers {
+        network: frame[14..].to_vec(),
+        transport: Some(if v6 { 40 } else { 20 }),
+        protocol: if v6 { 0x86dd } else { 0x0800 },
+        ..Default::default()
+    });
+    f
 }
