@@ -56,20 +56,7 @@ NS_INLINE int ns_nflog_demux_file(struct bpf_sock *full, struct ns_sockcred *out
 	/* The verifier forbids arithmetic on socket pointers; stored to and loaded from
 	 * map memory, the same bits are a plain number. */
 	*(volatile __u64 *)&out->tmp = (__u64)(unsigned long)full;
-	struct sock___ns *s = (void *)*(volatile __u64 *)&out->tmp;
-	struct socket___ns *sock = (void *)ns_sockcred_ptr(out, &s->sk_socket);
-	if (!sock)
-		return NS_SOCKCRED_NONE;
-	struct file___ns *file = (void *)ns_sockcred_ptr(out, &sock->file);
-	if (!file)
-		return NS_SOCKCRED_NOFILE;
-	const struct cred___ns *cred = (void *)ns_sockcred_ptr(out, &file->f_cred);
-	if (!cred)
-		return NS_SOCKCRED_NOFILE;
-	if (bpf_core_read(&out->fsuid, sizeof(out->fsuid), &cred->fsuid.val) ||
-	    bpf_core_read(&out->fsgid, sizeof(out->fsgid), &cred->fsgid.val))
-		return NS_SOCKCRED_NOFILE;
-	return NS_SOCKCRED_FILE;
+	return ns_sockcred_of_sock(*(volatile __u64 *)&out->tmp, out);
 }
 
 /* NS_SOCKCRED_* of the socket early demux would attach to the packet (see above);

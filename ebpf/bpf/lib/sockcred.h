@@ -91,6 +91,29 @@ NS_INLINE __u64 ns_sockcred_ptr(struct ns_sockcred *c, const void *at)
 	return c->tmp;
 }
 
+/* NS_SOCKCRED_* of the socket at kernel address `addr` (a full socket): its file's
+ * fsuid, fsgid and group_info into `out`. */
+NS_INLINE int ns_sockcred_of_sock(__u64 addr, struct ns_sockcred *out)
+{
+	if (!addr)
+		return NS_SOCKCRED_NONE;
+	struct sock___ns *s = (void *)addr;
+	struct socket___ns *sock = (void *)ns_sockcred_ptr(out, &s->sk_socket);
+	if (!sock)
+		return NS_SOCKCRED_NONE;
+	struct file___ns *file = (void *)ns_sockcred_ptr(out, &sock->file);
+	if (!file)
+		return NS_SOCKCRED_NOFILE;
+	const struct cred___ns *cred = (void *)ns_sockcred_ptr(out, &file->f_cred);
+	if (!cred)
+		return NS_SOCKCRED_NOFILE;
+	if (bpf_core_read(&out->fsuid, sizeof(out->fsuid), &cred->fsuid.val) ||
+	    bpf_core_read(&out->fsgid, sizeof(out->fsgid), &cred->fsgid.val))
+		return NS_SOCKCRED_NOFILE;
+	out->group_info = ns_sockcred_ptr(out, &cred->group_info);
+	return NS_SOCKCRED_FILE;
+}
+
 /* The socket of the packet at TC egress (hk: the egress program's hook), with the
  * kernel's tests: a full socket (see NS_SOCKCRED_FULL_SK) of the namespace
  * (net_eq(net, sock_net(sk)), by netns cookie), with a struct socket, with a file.
@@ -143,23 +166,7 @@ NS_INLINE int ns_sockcred_read(struct ns_hook *hk, __u32 iif, __u8 l4proto, __u8
 		*(volatile __u64 *)&out->tmp = (__u64)(unsigned long)full;
 		addr = *(volatile __u64 *)&out->tmp;
 	}
-	if (!addr)
-		return NS_SOCKCRED_NONE;
-	struct sock___ns *s = (void *)addr;
-	struct socket___ns *sock = (void *)ns_sockcred_ptr(out, &s->sk_socket);
-	if (!sock)
-		return NS_SOCKCRED_NONE;
-	struct file___ns *file = (void *)ns_sockcred_ptr(out, &sock->file);
-	if (!file)
-		return NS_SOCKCRED_NOFILE;
-	const struct cred___ns *cred = (void *)ns_sockcred_ptr(out, &file->f_cred);
-	if (!cred)
-		return NS_SOCKCRED_NOFILE;
-	if (bpf_core_read(&out->fsuid, sizeof(out->fsuid), &cred->fsuid.val) ||
-	    bpf_core_read(&out->fsgid, sizeof(out->fsgid), &cred->fsgid.val))
-		return NS_SOCKCRED_NOFILE;
-	out->group_info = ns_sockcred_ptr(out, &cred->group_info);
-	return NS_SOCKCRED_FILE;
+	return ns_sockcred_of_sock(addr, out);
 }
 
 /* One step of ns_sockcred_in_groups()'s binary search (a bpf_loop callback: the
