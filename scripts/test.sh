@@ -20,7 +20,7 @@ echo "== iptables conformance (dataplane none)"
 
 echo "== iptables conformance (eBPF data plane: every case agrees or is a deliberate refusal)"
 "$NFTSHIM_BIN_DIR/nft-conformance" --suite iptables --dataplane ebpf --jobs 2 \
-    --report target/conformance/iptables-ebpf.md --min-pass-rate 86 --max-failed 0 \
+    --report target/conformance/iptables-ebpf.md --min-pass-rate 90 --max-failed 0 \
     "$SHARED/conformance/iptables"
 
 echo "== nft-py conformance (dataplane none)"
