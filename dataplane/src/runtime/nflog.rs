@@ -106,25 +106,30 @@ pub fn to_packet(spec: &NflogSpec, ev: &NflogEvent, facts: &Facts) -> Option<Log
         _ => return None,
     };
     let l3 = usize::from(ev.l3_off);
+    let packet = LogPacket {
+        family,
+        hook: spec.hook,
+        group: spec.group,
+        prefix: spec.prefix.clone(),
+        copy_len: spec.copy_len,
+        qthreshold: spec.qthreshold,
+        hw_protocol: ev.protocol,
+        indev: None,
+        outdev: None,
+        mark: ev.mark,
+        hw: None,
+        timestamp: None,
+        uid_gid: None,
+        len: ev.len,
+        data: ev.frame.get(l3..)?.to_vec(),
+    };
     if spec.hook != NF_INET_PRE_ROUTING && spec.hook != NF_INET_LOCAL_IN {
         // Output and postrouting (ip_output passes no input device): the output
         // device, the sending socket's file credentials, no MAC header, no time.
         return Some(LogPacket {
-            family,
-            hook: spec.hook,
-            group: spec.group,
-            prefix: spec.prefix.clone(),
-            copy_len: spec.copy_len,
-            qthreshold: spec.qthreshold,
-            hw_protocol: ev.protocol,
-            indev: None,
             outdev: Some(ev.oif),
-            mark: ev.mark,
-            hw: None,
-            timestamp: None,
             uid_gid: ev.uid_gid,
-            len: ev.len,
-            data: ev.frame.get(l3..)?.to_vec(),
+            ..packet
         });
     }
     let hw = match facts.link_types.get(&ev.iif).copied()? {
@@ -150,16 +155,7 @@ pub fn to_packet(spec: &NflogSpec, ev: &NflogEvent, facts: &Facts) -> Option<Log
             .map_or(0, |d| d.as_nanos() as u64)
     };
     Some(LogPacket {
-        family,
-        hook: spec.hook,
-        group: spec.group,
-        prefix: spec.prefix.clone(),
-        copy_len: spec.copy_len,
-        qthreshold: spec.qthreshold,
-        hw_protocol: ev.protocol,
         indev: Some(ev.iif),
-        outdev: None,
-        mark: ev.mark,
         hw: Some(hw),
         timestamp: Some((ns / 1_000_000_000, ns % 1_000_000_000 / 1000)),
         // At input, the socket early demux attached (lib/nflog_demux.h); at prerouting
@@ -169,8 +165,7 @@ pub fn to_packet(spec: &NflogSpec, ev: &NflogEvent, facts: &Facts) -> Option<Log
         } else {
             None
         },
-        len: ev.len,
-        data: ev.frame.get(l3..)?.to_vec(),
+        ..packet
     })
 }
 
