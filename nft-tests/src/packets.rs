@@ -951,12 +951,20 @@ pub fn observe(t: &Topology, probes: &[Probe]) -> anyhow::Result<Fates> {
 /// A packet socket bound to peer's `p0` for frames of `protocol` (host order; 0: only
 /// for sending), with `flags` added to SOCK_RAW.
 fn p0_packet_socket(protocol: u16, flags: i32) -> io::Result<OwnedFd> {
+    packet_socket("p0", protocol, flags)
+}
+
+/// A packet socket of this thread's namespace bound to `dev` for frames of `protocol`
+/// (host order; 0: only for sending; ETH_P_ALL: every frame), with `flags` added to
+/// SOCK_RAW.
+pub fn packet_socket(dev: &str, protocol: u16, flags: i32) -> io::Result<OwnedFd> {
     let s = socket(
         libc::AF_PACKET,
         libc::SOCK_RAW | flags,
         i32::from(protocol.to_be()),
     )?;
-    let name = std::ffi::CString::new("p0").expect("literal");
+    let name =
+        std::ffi::CString::new(dev).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     // SAFETY: if_nametoindex on a NUL-terminated name.
     let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
     if ifindex == 0 {

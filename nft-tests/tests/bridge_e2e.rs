@@ -10,7 +10,7 @@
 //! Needs root. Namespaces and the daemon are removed even when an assertion fails.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Command;
 use std::time::Duration;
 
@@ -110,16 +110,6 @@ impl Side {
     }
 }
 
-fn socket(domain: i32, ty: i32, proto: i32) -> io::Result<OwnedFd> {
-    // SAFETY: socket(2); the fd is owned at once.
-    let raw = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-}
-
 /// A non-blocking packet socket for ETHERTYPE frames on `dev`.
 fn packet_socket(dev: &str) -> io::Result<OwnedFd> {
     packet_socket_for(dev, ETHERTYPE)
@@ -127,34 +117,7 @@ fn packet_socket(dev: &str) -> io::Result<OwnedFd> {
 
 /// A non-blocking packet socket for frames of `ethertype` on `dev`.
 fn packet_socket_for(dev: &str, ethertype: u16) -> io::Result<OwnedFd> {
-    let s = socket(
-        libc::AF_PACKET,
-        libc::SOCK_RAW | libc::SOCK_NONBLOCK,
-        i32::from(ethertype.to_be()),
-    )?;
-    let name = std::ffi::CString::new(dev).expect("name");
-    // SAFETY: a NUL-terminated name.
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if ifindex == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: zeroed sockaddr_ll is valid; fields set below.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = ethertype.to_be();
-    addr.sll_ifindex = ifindex as i32;
-    // SAFETY: addr is a valid sockaddr_ll.
-    let rc = unsafe {
-        libc::bind(
-            s.as_raw_fd(),
-            &addr as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(s)
+    nft_tests::packets::packet_socket(dev, ethertype, libc::SOCK_NONBLOCK)
 }
 
 /// Probe ids in what the socket has queued.

@@ -16,7 +16,7 @@
 
 use std::io;
 use std::net::UdpSocket;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Command;
 use std::time::Duration;
 
@@ -127,45 +127,9 @@ impl Side {
     }
 }
 
-fn socket(domain: i32, ty: i32, proto: i32) -> io::Result<OwnedFd> {
-    // SAFETY: socket(2); the fd is owned at once.
-    let raw = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-}
-
 /// A non-blocking packet socket for frames of `ethertype` on `dev`.
 fn packet_socket(dev: &str, ethertype: u16) -> io::Result<OwnedFd> {
-    let s = socket(
-        libc::AF_PACKET,
-        libc::SOCK_RAW | libc::SOCK_NONBLOCK,
-        i32::from(ethertype.to_be()),
-    )?;
-    let name = std::ffi::CString::new(dev).expect("name");
-    // SAFETY: a NUL-terminated name.
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if ifindex == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: zeroed sockaddr_ll is valid; fields set below.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = ethertype.to_be();
-    addr.sll_ifindex = ifindex as i32;
-    // SAFETY: addr is a valid sockaddr_ll.
-    let rc = unsafe {
-        libc::bind(
-            s.as_raw_fd(),
-            &addr as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let s = nft_tests::packets::packet_socket(dev, ethertype, libc::SOCK_NONBLOCK)?;
     // Room for every probe (root may exceed rmem_max).
     let size: libc::c_int = 8 << 20;
     // SAFETY: setsockopt(2) with a valid int.

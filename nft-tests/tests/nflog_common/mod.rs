@@ -120,24 +120,7 @@ pub fn finish(child: Child, f0: u32) -> String {
 pub fn inject(peer: &Netns, frames: &[Vec<u8>]) {
     in_netns(peer, || {
         pin_cpu0();
-        // SAFETY: socket(2), owned at once.
-        let s = unsafe { OwnedFd::from_raw_fd(libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0)) };
-        let name = std::ffi::CString::new("p0").unwrap();
-        // SAFETY: a NUL-terminated name.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        // SAFETY: zeroed sockaddr_ll is valid; fields set below.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_ifindex = ifindex as i32;
-        // SAFETY: addr is a valid sockaddr_ll.
-        let rc = unsafe {
-            libc::bind(
-                s.as_raw_fd(),
-                &addr as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(rc, 0, "bind p0");
+        let s = nft_tests::packets::packet_socket("p0", 0, 0).expect("packet socket on p0");
         for f in frames {
             // SAFETY: f is valid for its length.
             let n = unsafe { libc::send(s.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
