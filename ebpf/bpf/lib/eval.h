@@ -214,8 +214,11 @@ __noinline int ns_relookup(struct ns_eval *e)
 	return ns_lookup_vectors(&e->pkt, e->ct.state_bit, e->ct.has_ct, e->ct.mark, e->ids);
 }
 
-/* ns_run_stmts(): a statement dropped the packet (xt_TCPOPTSTRIP's NF_DROP). */
+/* ns_run_stmts(): a statement dropped the packet (xt_TCPOPTSTRIP's or ipt_ECN's
+ * NF_DROP). */
 #define NS_STMTS_DROP 2
+/* The features of the statements that can drop: only their programs test for it. */
+#define NS_F_STMTS_MAY_DROP (NS_F_TCPOPTSTRIP | NS_F_XT_ECN)
 
 /* Runs a rule's statements in order. Returns 0 when one breaks the rule (`meta mark
  * set ct mark` without a connection): the rule's action is then skipped;
@@ -426,8 +429,7 @@ NS_INLINE void ns_rule_matched(struct ns_eval *e, __u32 rule, struct ns_hook *hk
 	ns_count_rule(rule, e->pkt.charge);
 	if (NS_FEATURE(NS_F_STMTS) && x && (r->flags & NS_RULE_STMTS)) {
 		int st = ns_run_stmts(e, rule, x);
-		if ((NS_FEATURE(NS_F_TCPOPTSTRIP) || NS_FEATURE(NS_F_XT_ECN)) &&
-		    st == NS_STMTS_DROP) {
+		if (NS_FEATURE(NS_F_STMTS_MAY_DROP) && st == NS_STMTS_DROP) {
 			ns_done(e, NS_DROP);
 			return;
 		}
