@@ -251,6 +251,48 @@ pub struct Notification {
     pub msg: Vec<u8>,
 }
 
+/// Where the rules a batch added sit in their chains. A batch that adds a few rules
+/// to a chain searches it from the end (where appended rules are) for each; one that
+/// adds many indexes the chain by handle once, instead of searching it once per rule.
+struct RulePositions {
+    added: std::collections::HashMap<(u64, u64), usize>,
+    index: std::collections::HashMap<(u64, u64), std::collections::HashMap<u64, usize>>,
+}
+
+impl RulePositions {
+    /// Up to this many added rules per chain, each is searched for.
+    const SEARCHED: usize = 16;
+
+    fn new(log: &[Trans]) -> Self {
+        let mut added = std::collections::HashMap::new();
+        for t in log {
+            if let TransKind::NewRule { chain, .. } = &t.kind {
+                *added.entry((t.table, *chain)).or_insert(0) += 1;
+            }
+        }
+        RulePositions {
+            added,
+            index: std::collections::HashMap::new(),
+        }
+    }
+
+    fn find(&mut self, table: u64, chain: &Chain, handle: u64) -> Option<usize> {
+        let key = (table, chain.handle);
+        if self.added.get(&key).copied().unwrap_or(0) <= Self::SEARCHED {
+            return chain.rules.iter().rposition(|r| r.handle == handle);
+        }
+        let index = self.index.entry(key).or_insert_with(|| {
+            chain
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.handle, i))
+                .collect()
+        });
+        index.get(&handle).copied()
+    }
+}
+
 /// Renders the notifications of a committed transaction, in log order, from the
 /// committed ruleset (objects that no longer exist are shown as they were when the
 /// message handled them).
@@ -259,10 +301,7 @@ pub fn notifications(rs: &Ruleset, log: &[Trans], genid: u32) -> Vec<Notificatio
     let mut out = Vec::new();
     // Anonymous sets count in `table->use` until their own NEWSET is committed.
     let mut pending_anon: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
-    let mut rule_positions: std::collections::HashMap<
-        (u64, u64),
-        std::collections::HashMap<u64, usize>,
-    > = std::collections::HashMap::new();
+    let mut rule_positions = RulePositions::new(log);
     for t in log {
         if let TransKind::NewSet {
             snapshot,
@@ -371,16 +410,7 @@ pub fn notifications(rs: &Ruleset, log: &[Trans], genid: u32) -> Vec<Notificatio
             } => {
                 if let Some(tab) = table {
                     if let Some(c) = tab.chains.iter().find(|c| c.handle == *chain) {
-                        // Positions by handle, once per chain: a batch of N rules would
-                        // otherwise search the chain N times.
-                        let index = rule_positions.entry((t.table, *chain)).or_insert_with(|| {
-                            c.rules
-                                .iter()
-                                .enumerate()
-                                .map(|(i, r)| (r.handle, i))
-                                .collect()
-                        });
-                        let pos = index.get(handle).copied();
+                        let pos = rule_positions.find(t.table, c, *handle);
                         let rule = pos.map(|p| &c.rules[p]).unwrap_or(snapshot);
                         // The kernel names the previous rule unless the new one is first or last.
                         let position = match pos {
