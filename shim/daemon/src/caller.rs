@@ -123,12 +123,24 @@ fn has_thread_in(pid: u32, netns: InodeId) -> io::Result<bool> {
 /// Verifies a Hello from the process `pid` (from SO_PEERCRED) that passed `netns_fd`.
 /// `pidfd`, when the kernel offers one, proves at the end that `pid` was not reused
 /// while /proc was read.
+/// The cookie of `app`'s namespace when it is the namespace `netns` (the client creates
+/// its socket pair where it creates the netlink socket): two syscalls, where reading
+/// the cookie of a namespace fd takes a thread that enters it.
+fn same_netns_cookie(app: BorrowedFd<'_>, netns: InodeId) -> Option<u64> {
+    let ns = sys::socket_netns(app).ok()?;
+    if sys::fstat_id(ns.as_fd()).ok()? != netns {
+        return None;
+    }
+    sys::socket_netns_cookie(app).ok()
+}
+
 pub fn verify(
     home: &Home,
     pid: u32,
     uid: u32,
     pidfd: Option<BorrowedFd<'_>>,
     netns_fd: BorrowedFd<'_>,
+    app_socket: Option<BorrowedFd<'_>>,
 ) -> Result<VerifiedCaller, HelloRefused> {
     if !netns::is_netns(netns_fd) {
         return Err(HelloRefused::NotANetns);
@@ -159,7 +171,10 @@ pub fn verify(
     // A capability counts in the caller's own user namespace and every namespace below
     // it; we recognise the two cases that matter: the initial one, and the owner itself.
     let net_admin = has_cap && (caller_userns == home.userns || caller_userns == owner);
-    let cookie = home.netns.cookie_of(netns_fd)?;
+    let cookie = match app_socket.and_then(|app| same_netns_cookie(app, netns_inode)) {
+        Some(cookie) => cookie,
+        None => home.netns.cookie_of(netns_fd)?,
+    };
     Ok(VerifiedCaller {
         pid,
         uid,
@@ -199,7 +214,7 @@ mod tests {
         let home = Home::open().unwrap();
         let ns = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
         let me = std::process::id();
-        let v = verify(&home, me, 0, None, ns.as_fd()).unwrap();
+        let v = verify(&home, me, 0, None, ns.as_fd(), None).unwrap();
         assert_eq!(v.netns.cookie, sys::current_netns_cookie().unwrap());
         assert_eq!(
             v.netns.inode,
@@ -214,7 +229,7 @@ mod tests {
     fn a_non_namespace_fd_is_refused() {
         let home = Home::open().unwrap();
         let f = std::fs::File::open("/dev/null").unwrap();
-        let e = verify(&home, std::process::id(), 0, None, f.as_fd()).unwrap_err();
+        let e = verify(&home, std::process::id(), 0, None, f.as_fd(), None).unwrap_err();
         assert_eq!(e.errno(), libc::EINVAL);
     }
 }

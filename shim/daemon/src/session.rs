@@ -86,6 +86,25 @@ impl<S: NamespaceState> Session<S> {
     }
 }
 
+/// Runs `f`, which may block (engine work, /proc reads), without stalling the other
+/// connections. On the daemon's multi-threaded runtime the task's own thread runs it
+/// (`block_in_place`: the runtime moves its other tasks away), which saves the two
+/// thread hand-overs of `spawn_blocking` on every request; elsewhere (tests on a
+/// current-thread runtime) it goes to the blocking pool.
+async fn run_blocking<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, String> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)))
+            .map_err(|_| "panicked".to_string())
+    } else {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// What to do after a record.
 enum Next {
     Reply(Vec<u8>),
@@ -227,23 +246,29 @@ impl<S: NamespaceState> Connection<S> {
         };
         let pidfd = sys::peer_pidfd(conn.as_fd()).ok();
         let home = self.daemon.home.clone();
-        let verified = tokio::task::spawn_blocking(move || {
-            caller::verify(
+        // The application's socket pair end goes along to tell its namespace, and back.
+        let (verified, app) = match run_blocking(move || {
+            let v = caller::verify(
                 &home,
                 cred.pid as u32,
                 cred.uid,
                 pidfd.as_ref().map(|f| f.as_fd()),
                 netns.as_fd(),
-            )
+                Some(app.as_fd()),
+            );
+            (v, app)
         })
-        .await;
+        .await
+        {
+            Ok(done_verifying) => done_verifying,
+            Err(e) => return Next::Close(format!("verification task failed: {e}")),
+        };
         let v = match verified {
-            Ok(Ok(v)) => v,
-            Ok(Err(refused)) => {
+            Ok(v) => v,
+            Err(refused) => {
                 tracing::info!(pid = cred.pid, uid = cred.uid, tid = hello.tid, reason = %refused, "Hello refused");
                 return Next::ReplyAndClose(done(errno_reply(refused.errno())));
             }
-            Err(e) => return Next::Close(format!("verification task failed: {e}")),
         };
         let socket = match AppSocket::new(app, self.daemon.limits) {
             Ok(s) => Arc::new(s),
@@ -307,17 +332,16 @@ impl<S: NamespaceState> Connection<S> {
         let consumed = record.data.len() - Frame::LEN;
         let (ns, caller, store) = (s.ns.clone(), s.caller(), self.daemon.store.clone());
         let data = record.data;
-        let unicast = match tokio::task::spawn_blocking(move || {
-            ns.handle_datagram(&caller, &data[Frame::LEN..], &store)
-        })
-        .await
-        {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::error!(error = %e, "the engine failed on a datagram");
-                return Next::Close("engine failure".into());
-            }
-        };
+        let unicast =
+            match run_blocking(move || ns.handle_datagram(&caller, &data[Frame::LEN..], &store))
+                .await
+            {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::error!(error = %e, "the engine failed on a datagram");
+                    return Next::Close("engine failure".into());
+                }
+            };
         match s.link.socket.send_unicast(unicast) {
             Ok(_) => Next::Reply(done(consumed as i64)),
             Err(overflow) => {

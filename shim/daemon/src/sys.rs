@@ -18,6 +18,8 @@ pub const SO_PEERPIDFD: c_int = 77;
 const NS_GET_USERNS: libc::c_ulong = 0xb701;
 /// `NS_GET_NSTYPE` = `_IO(0xb7, 0x3)`: the `CLONE_NEW*` type of a namespace fd.
 const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+/// `SIOCGSKNS` (linux/sockios.h): a socket's network namespace as an fd.
+const SIOCGSKNS: libc::c_ulong = 0x894C;
 
 fn cvt(r: c_int) -> io::Result<c_int> {
     if r < 0 {
@@ -109,6 +111,19 @@ fn setsockopt_int(fd: RawFd, level: c_int, name: c_int, value: c_int) -> io::Res
 }
 
 /// The namespace cookie of the network namespace the calling thread is in.
+/// The namespace cookie of the namespace `sock` was created in.
+pub fn socket_netns_cookie(sock: BorrowedFd<'_>) -> io::Result<u64> {
+    getsockopt_raw::<u64>(sock.as_raw_fd(), libc::SOL_SOCKET, SO_NETNS_COOKIE)
+}
+
+/// The network namespace `sock` was created in (`SIOCGSKNS`; needs CAP_NET_ADMIN over it).
+pub fn socket_netns(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: SIOCGSKNS takes no argument and returns a new fd.
+    let r = cvt(unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGSKNS) })?;
+    // SAFETY: the kernel just gave us this fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
 pub fn current_netns_cookie() -> io::Result<u64> {
     // SAFETY: plain syscall; the result is checked and wrapped at once.
     let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
