@@ -232,4 +232,23 @@ mod tests {
         let e = verify(&home, std::process::id(), 0, None, f.as_fd(), None).unwrap_err();
         assert_eq!(e.errno(), libc::EINVAL);
     }
+
+    #[test]
+    fn the_socket_tells_the_cookie_only_of_the_namespace_it_was_made_in() {
+        // A thread of its own enters a new namespace and makes a socket pair there.
+        let (sock, ns, cookie) = std::thread::spawn(|| {
+            // SAFETY: unshare(2) of this thread's network namespace only.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+            let (sock, _other) = std::os::unix::net::UnixDatagram::pair().unwrap();
+            let ns = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
+            (sock, ns, sys::current_netns_cookie().unwrap())
+        })
+        .join()
+        .unwrap();
+        assert_ne!(cookie, sys::current_netns_cookie().unwrap());
+        let there = sys::fstat_id(ns.as_fd()).unwrap();
+        assert_eq!(same_netns_cookie(sock.as_fd(), there), Some(cookie));
+        let here = sys::stat_id("/proc/self/ns/net".as_ref()).unwrap();
+        assert_eq!(same_netns_cookie(sock.as_fd(), here), None);
+    }
 }
