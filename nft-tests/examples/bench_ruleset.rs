@@ -8,5 +8,11 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(10_000);
-    print!("{}", render(Spec { rules, conntrack: std::env::args().any(|a| a == "--conntrack") }));
+    print!(
+        "{}",
+        render(Spec {
+            rules,
+            conntrack: std::env::args().any(|a| a == "--conntrack")
+        })
+    );
 }

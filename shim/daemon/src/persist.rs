@@ -147,7 +147,11 @@ impl StateStore {
         // two-core machine it would otherwise share a core with the commit's work).
         // SAFETY: setpriority(2) of this thread (PRIO_PROCESS with a thread id).
         unsafe {
-            libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, WRITER_NICE);
+            libc::setpriority(
+                libc::PRIO_PROCESS,
+                libc::gettid() as libc::id_t,
+                WRITER_NICE,
+            );
         }
         while let Ok(first) = jobs.recv() {
             let mut newest: Vec<(u64, u64, u32, Snapshot)> = Vec::new();
