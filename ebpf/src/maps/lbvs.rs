@@ -30,6 +30,10 @@ pub(super) struct Dimensions {
     /// the block's id: see [`super::CompiledProgram::blocks`].
     pub blocks: Vec<u64>,
     pub vector_blocks: Vec<u32>,
+    /// The hash tables that found `blocks` and `vector_blocks` by content: kept so that
+    /// an incremental update (`update.rs`) interns into them instead of hashing every
+    /// block again.
+    pub index: TableIndex,
     pub saddr: LpmEntries,
     pub daddr: LpmEntries,
     pub l4proto: Vec<u32>,
@@ -131,8 +135,55 @@ pub(super) fn build(rules: &[&Rule], nblocks: usize) -> Result<Dimensions, Build
             *out = entries;
         }
     }
-    (d.blocks, d.vector_blocks) = table.into_parts();
+    (d.blocks, d.vector_blocks, d.index) = table.into_parts();
     Ok(d)
+}
+
+/// A compiled program's LBVS hash tables (see [`Dimensions::index`]): a cache of what
+/// its `blocks` and `vector_blocks` hold, so equal whatever it holds.
+#[derive(Clone, Default)]
+pub struct TableIndex(Option<std::sync::Arc<Index>>);
+
+impl PartialEq for TableIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for TableIndex {}
+
+impl TableIndex {
+    /// Whether the index finds each of the blocks and vectors at its own id, and
+    /// nothing else (what an incremental update relies on).
+    #[cfg(test)]
+    pub(crate) fn matches(&self, blocks: &[u64], vector_blocks: &[u32], nblocks: usize) -> bool {
+        let Some(i) = &self.0 else { return true };
+        let hasher = foldhash::fast::FixedState::default();
+        let nvectors = vector_blocks.len() / nblocks;
+        i.blocks == blocks.len() / BLOCK_WORDS
+            && i.vectors == nvectors
+            && i.block_ids.len() == i.blocks
+            && i.vector_ids.len() == nvectors
+            && blocks.chunks_exact(BLOCK_WORDS).enumerate().all(|(id, b)| {
+                i.block_ids
+                    .find(hasher.hash_one(b), |&x| x == id as u32)
+                    .is_some()
+            })
+            && vector_blocks
+                .chunks_exact(nblocks)
+                .enumerate()
+                .all(|(id, v)| {
+                    i.vector_ids
+                        .find(hasher.hash_one(v), |&x| x == id as u32)
+                        .is_some()
+                })
+    }
+}
+
+impl std::fmt::Debug for TableIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TableIndex")
+    }
 }
 
 /// Presence kinds: which flavour of a dimension's field a class or predicate is about.
@@ -824,7 +875,168 @@ impl VectorTable {
         id
     }
 
-    fn into_parts(self) -> (Vec<u64>, Vec<u32>) {
-        (self.blocks, self.vector_blocks)
+    /// The table holding `blocks` and `vector_blocks` (deduplicated, as built here),
+    /// with their ids as they are; `index`, if it is theirs, spares hashing them all.
+    fn resume(
+        blocks: Vec<u64>,
+        vector_blocks: Vec<u32>,
+        nblocks: usize,
+        index: &TableIndex,
+    ) -> Self {
+        let hasher = foldhash::fast::FixedState::default();
+        let nvectors = vector_blocks.len() / nblocks.max(1);
+        let (block_ids, vector_ids) = match index.0.as_deref() {
+            Some(i) if i.blocks == blocks.len() / BLOCK_WORDS && i.vectors == nvectors => {
+                (i.block_ids.clone(), i.vector_ids.clone())
+            }
+            _ => {
+                let mut block_ids = HashTable::new();
+                for (id, b) in blocks.chunks_exact(BLOCK_WORDS).enumerate() {
+                    block_ids.insert_unique(hasher.hash_one(b), id as u32, |&id| {
+                        hasher.hash_one(&blocks[id as usize * BLOCK_WORDS..][..BLOCK_WORDS])
+                    });
+                }
+                let n = nblocks.max(1);
+                let mut vector_ids = HashTable::new();
+                for (id, v) in vector_blocks.chunks_exact(n).enumerate() {
+                    vector_ids.insert_unique(hasher.hash_one(v), id as u32, |&id| {
+                        hasher.hash_one(&vector_blocks[id as usize * n..][..n])
+                    });
+                }
+                (block_ids, vector_ids)
+            }
+        };
+        VectorTable {
+            nblocks,
+            blocks,
+            block_ids,
+            vector_blocks,
+            vector_ids,
+            hasher,
+            scratch: Vec::new(),
+        }
     }
+
+    /// Drops the vectors not in `live` and then the blocks no vector holds any more
+    /// (block 0, all zeros, stays), as a build from scratch would not have them: the
+    /// last entries move into the holes, so that little moves. Returns the new id of
+    /// each old vector id (dropped ones: u32::MAX), or None if none moved.
+    fn collect(&mut self, live: &[bool]) -> Option<Vec<u32>> {
+        const DEAD: u32 = u32::MAX;
+        let nb = self.nblocks;
+        let moved_vectors = compact(live, |from, to| {
+            self.vector_blocks
+                .copy_within(from * nb..(from + 1) * nb, to * nb)
+        });
+        if let Some(ids) = &moved_vectors {
+            self.vector_blocks.truncate(ids.1 * nb);
+            // A moved vector keeps its blocks, so its hash: only its id changes.
+            self.vector_ids.retain(|id| match ids.0[*id as usize] {
+                DEAD => false,
+                new => {
+                    *id = new;
+                    true
+                }
+            });
+        }
+        let mut live_blocks = vec![false; self.blocks.len() / BLOCK_WORDS];
+        live_blocks[0] = true;
+        for &b in &self.vector_blocks {
+            live_blocks[b as usize] = true;
+        }
+        let moved_blocks = compact(&live_blocks, |from, to| {
+            self.blocks.copy_within(
+                from * BLOCK_WORDS..(from + 1) * BLOCK_WORDS,
+                to * BLOCK_WORDS,
+            )
+        });
+        if let Some((ids, len)) = moved_blocks {
+            self.blocks.truncate(len * BLOCK_WORDS);
+            self.block_ids.retain(|id| match ids[*id as usize] {
+                DEAD => false,
+                new => {
+                    *id = new;
+                    true
+                }
+            });
+            // The vectors holding a moved block: their rows change, so their hashes.
+            let VectorTable {
+                vector_blocks,
+                vector_ids,
+                hasher,
+                ..
+            } = self;
+            for v in 0..vector_blocks.len() / nb {
+                let row = &vector_blocks[v * nb..(v + 1) * nb];
+                if row.iter().all(|&b| ids[b as usize] == b) {
+                    continue;
+                }
+                let old_hash = hasher.hash_one(row);
+                if let Ok(entry) = vector_ids.find_entry(old_hash, |&id| id == v as u32) {
+                    entry.remove();
+                }
+                for b in &mut vector_blocks[v * nb..(v + 1) * nb] {
+                    *b = ids[*b as usize];
+                }
+                let vector_blocks = &*vector_blocks;
+                let hash = hasher.hash_one(&vector_blocks[v * nb..(v + 1) * nb]);
+                vector_ids.insert_unique(hash, v as u32, |&id| {
+                    hasher.hash_one(&vector_blocks[id as usize * nb..(id as usize + 1) * nb])
+                });
+            }
+        }
+        moved_vectors.map(|(ids, _)| ids)
+    }
+
+    fn into_parts(self) -> (Vec<u64>, Vec<u32>, TableIndex) {
+        let index = Index {
+            blocks: self.blocks.len() / BLOCK_WORDS,
+            vectors: self.vector_blocks.len() / self.nblocks.max(1),
+            block_ids: self.block_ids,
+            vector_ids: self.vector_ids,
+        };
+        (
+            self.blocks,
+            self.vector_blocks,
+            TableIndex(Some(std::sync::Arc::new(index))),
+        )
+    }
+}
+
+/// Renumbers entries `0..live.len()` so that the live ones are `0..n`: each dead one
+/// below `n` gets the last live one (`moved(from, to)` moves its contents). Returns
+/// the new number of each entry (dead ones: u32::MAX) and `n`, or None if all live.
+fn compact(live: &[bool], mut moved: impl FnMut(usize, usize)) -> Option<(Vec<u32>, usize)> {
+    if live.iter().all(|&l| l) {
+        return None;
+    }
+    let mut ids: Vec<u32> = (0..live.len() as u32)
+        .map(|i| if live[i as usize] { i } else { u32::MAX })
+        .collect();
+    let (mut i, mut j) = (0, live.len());
+    loop {
+        while i < j && live[i] {
+            i += 1;
+        }
+        while j > i && !live[j - 1] {
+            j -= 1;
+        }
+        if i >= j {
+            break;
+        }
+        moved(j - 1, i);
+        ids[j - 1] = i as u32;
+        i += 1;
+        j -= 1;
+    }
+    Some((ids, i))
+}
+
+/// A [`VectorTable`]'s hash tables, for the `blocks` blocks and `vectors` vectors it
+/// was left with.
+pub(super) struct Index {
+    blocks: usize,
+    vectors: usize,
+    block_ids: HashTable<u32>,
+    vector_ids: HashTable<u32>,
 }

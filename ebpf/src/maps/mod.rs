@@ -32,6 +32,7 @@
 mod chains;
 pub mod checks;
 mod lbvs;
+pub use lbvs::TableIndex;
 pub mod sets;
 mod write_queue;
 
@@ -323,6 +324,9 @@ pub struct CompiledProgram {
     /// Per dimension, the id of its "field absent" vector (also where no key holds it):
     /// what [`compile_program_after`] needs besides the maps' contents.
     pub wild: [u32; NDIMS],
+    /// The hash tables that deduplicated `blocks` and `vector_blocks`, for the next
+    /// [`compile_program_after`] (a cache: any two compare equal).
+    pub lbvs_index: lbvs::TableIndex,
 }
 
 /// The compiled form of a lone chain (a program with one base chain).
@@ -633,6 +637,7 @@ pub fn compile_program_after(
             residual_elems: layout.extras.residual_elems,
             ct_labels: program.ct_labels,
             wild: dims.wild,
+            lbvs_index: dims.index,
         },
         incremental,
     ))
@@ -669,6 +674,7 @@ fn lbvs_after(
         ctmark_mask: old.config.ctmark_mask,
         miss: old.live.miss,
         wild: old.wild,
+        index: &old.lbvs_index,
         blocks: &old.blocks,
         vector_blocks: &old.vector_blocks,
         saddr: &old.saddr,

@@ -46,6 +46,7 @@ pub struct Prev<'a> {
     pub ctmark_mask: u32,
     pub miss: [u32; NDIMS],
     pub wild: [u32; NDIMS],
+    pub index: &'a super::TableIndex,
     pub blocks: &'a [u64],
     pub vector_blocks: &'a [u32],
     pub saddr: &'a LpmEntries,
@@ -145,7 +146,12 @@ pub fn update(
         prev,
         lo,
         hi,
-        table: VectorTable::new(nblocks * BLOCK_WORDS),
+        table: VectorTable::resume(
+            prev.blocks.to_vec(),
+            prev.vector_blocks.to_vec(),
+            nblocks,
+            prev.index,
+        ),
         vectors: FastMap::default(),
         blocks: FastMap::default(),
         words: Vec::with_capacity(BLOCK_WORDS),
@@ -197,24 +203,45 @@ pub fn update(
                 Some(KIND_V4)
             }
         };
-        // Runs of indexes with the same old vector and pattern: one lookup per run.
-        let mut last: Option<(u32, u64, u32)> = None;
-        *out = prev.arrays[i]
-            .iter()
-            .enumerate()
-            .map(|(index, &old)| {
-                let index = index as u32;
-                let pattern = changed.pattern(p, kind_of(index), |ranges| {
-                    ranges.iter().any(|&(a, b)| a <= index && index <= b)
-                });
+        // The pattern changes only at the changed rules' range boundaries and where
+        // the kind does: one pattern per segment, one lookup per run of indexes with
+        // the same old vector.
+        let old = prev.arrays[i];
+        let len = old.len() as u32;
+        let mut cuts: Vec<u32> = vec![0, len];
+        if domain < len {
+            cuts.push(domain);
+        }
+        if dim == Dim::Icmp {
+            cuts.push(ICMP6_BASE as u32);
+        }
+        if changed.appended {
+            for pred in &p.preds {
+                for &(a, b) in &pred.values {
+                    cuts.extend([a, b.saturating_add(1)]);
+                }
+            }
+        }
+        cuts.retain(|&c| c <= len);
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut new = Vec::with_capacity(old.len());
+        for seg in cuts.windows(2) {
+            let first = seg[0];
+            let pattern = changed.pattern(p, kind_of(first), |ranges| {
+                ranges.iter().any(|&(a, b)| a <= first && first <= b)
+            });
+            let mut last: Option<(u32, u32)> = None;
+            for &o in &old[seg[0] as usize..seg[1] as usize] {
                 let id = match last {
-                    Some((o, pat, id)) if o == old && pat == pattern => id,
-                    _ => remap.map(old, pattern),
+                    Some((lo, id)) if lo == o => id,
+                    _ => remap.map(o, pattern),
                 };
-                last = Some((old, pattern, id));
-                id
-            })
-            .collect();
+                last = Some((o, id));
+                new.push(id);
+            }
+        }
+        *out = new;
     }
 
     let [mark0, mark1] = &mut d.mark;
@@ -266,8 +293,67 @@ pub fn update(
             })
             .collect();
     }
-    (d.blocks, d.vector_blocks) = remap.table.into_parts();
+    // The vectors no key holds any more go, as a build from scratch would not have
+    // them, and with them the blocks only they held.
+    let mut live = vec![false; remap.table.vector_blocks.len() / nblocks];
+    for_each_id(&mut d, |id| live[*id as usize] = true);
+    if let Some(ids) = remap.table.collect(&live) {
+        for_each_id(&mut d, |id| *id = ids[*id as usize]);
+    }
+    (d.blocks, d.vector_blocks, d.index) = remap.table.into_parts();
     Ok(Some(d))
+}
+
+/// Calls `f` on every vector id the used dimensions of `d` hold.
+fn for_each_id(d: &mut Dimensions, mut f: impl FnMut(&mut u32)) {
+    let used = |dim: Dim| d.dims & dim.bit() != 0;
+    let (saddr, daddr) = (used(Dim::Saddr), used(Dim::Daddr));
+    for dim in Dim::ALL {
+        let i = dim as usize;
+        if !used(dim) {
+            continue;
+        }
+        f(&mut d.wild[i]);
+        if matches!(dim, Dim::Saddr | Dim::Daddr | Dim::CtMark) {
+            f(&mut d.absent[i]);
+        }
+        if matches!(
+            dim,
+            Dim::Iif | Dim::Oif | Dim::Mark0 | Dim::Mark1 | Dim::CtMark
+        ) {
+            f(&mut d.miss[i]);
+        }
+    }
+    for (on, e) in [(saddr, &mut d.saddr), (daddr, &mut d.daddr)] {
+        if on {
+            e.v4.iter_mut().for_each(|(_, id)| f(id));
+            e.v6.iter_mut().for_each(|(_, id)| f(id));
+        }
+    }
+    // Unused dimensions have no entries.
+    for a in [
+        &mut d.l4proto,
+        &mut d.sport,
+        &mut d.dport,
+        &mut d.icmp,
+        &mut d.ctstate,
+    ] {
+        let mut last: Option<(u32, u32)> = None;
+        for id in a.iter_mut() {
+            match last {
+                Some((o, n)) if o == *id => *id = n,
+                _ => {
+                    let o = *id;
+                    f(id);
+                    last = Some((o, *id));
+                }
+            }
+        }
+    }
+    let [mark0, mark1] = &mut d.mark;
+    for h in [&mut d.iif, &mut d.oif, mark0, mark1, &mut d.ctmark] {
+        h.iter_mut().for_each(|(_, id)| f(id));
+    }
 }
 
 /// The changed rule numbers.
@@ -448,20 +534,48 @@ fn scan(rules: &[&Rule]) -> (u32, [u32; 2], u32) {
     (dims, slots, ctmask.unwrap_or(0))
 }
 
-/// Old vector id and pattern -> the new table's vector id.
+/// Old vector id and pattern -> the new table's vector id. The new table starts as
+/// the old one (same ids): a vector whose changed rules' bits are already the
+/// pattern stays as it is, and only the others are interned anew.
 struct Remap<'a> {
     prev: &'a Prev<'a>,
     lo: usize,
     hi: usize,
     table: VectorTable,
     vectors: FastMap<(u32, u64), u32>,
-    /// (old block id, block index or u32::MAX if untouched, pattern) -> new block id.
+    /// (old block id, block index, pattern) -> new block id.
     blocks: FastMap<(u32, u32, u64), u32>,
     words: Vec<u64>,
 }
 
 impl Remap<'_> {
+    /// The changed rules' bits in old vector `old`, as a pattern.
+    fn old_pattern(&self, old: u32) -> u64 {
+        let nblocks = self.prev.nblocks;
+        let mut pattern = 0;
+        let mut rule = self.lo;
+        while rule < self.hi {
+            let b = rule / BLOCK_RULES;
+            let block = self.prev.vector_blocks[old as usize * nblocks + b] as usize;
+            let end = self.hi.min((b + 1) * BLOCK_RULES);
+            if block != 0 {
+                let words = &self.prev.blocks[block * BLOCK_WORDS..(block + 1) * BLOCK_WORDS];
+                for r in rule..end {
+                    let bit = r - b * BLOCK_RULES;
+                    if words[bit / 64] >> (bit % 64) & 1 != 0 {
+                        pattern |= 1 << (r - self.lo);
+                    }
+                }
+            }
+            rule = end;
+        }
+        pattern
+    }
+
     fn map(&mut self, old: u32, pattern: u64) -> u32 {
+        if self.old_pattern(old) == pattern {
+            return old;
+        }
         if let Some(&id) = self.vectors.get(&(old, pattern)) {
             return id;
         }
@@ -471,36 +585,31 @@ impl Remap<'_> {
         for b in 0..nblocks {
             let old_block = self.prev.vector_blocks[old as usize * nblocks + b];
             let (first, end) = (b * BLOCK_RULES, (b + 1) * BLOCK_RULES);
-            let touched = self.lo < end && first < self.hi;
-            let key = if touched {
-                (old_block, b as u32, pattern)
-            } else {
-                (old_block, u32::MAX, 0)
-            };
+            if !(self.lo < end && first < self.hi) {
+                // Untouched: the same block, under the same id.
+                ids.push(old_block);
+                continue;
+            }
+            let key = (old_block, b as u32, pattern);
             let id = match self.blocks.get(&key) {
                 Some(&id) => id,
                 None => {
                     let start = old_block as usize * BLOCK_WORDS;
-                    let src = &self.prev.blocks[start..start + BLOCK_WORDS];
-                    let id = if touched {
-                        self.words.clear();
-                        self.words.extend_from_slice(src);
-                        for rule in self.lo.max(first)..self.hi.min(end) {
-                            let bit = rule - first;
-                            let mask = 1u64 << (bit % 64);
-                            if pattern >> (rule - self.lo) & 1 != 0 {
-                                self.words[bit / 64] |= mask;
-                            } else {
-                                self.words[bit / 64] &= !mask;
-                            }
+                    self.words.clear();
+                    self.words
+                        .extend_from_slice(&self.prev.blocks[start..start + BLOCK_WORDS]);
+                    for rule in self.lo.max(first)..self.hi.min(end) {
+                        let bit = rule - first;
+                        let mask = 1u64 << (bit % 64);
+                        if pattern >> (rule - self.lo) & 1 != 0 {
+                            self.words[bit / 64] |= mask;
+                        } else {
+                            self.words[bit / 64] &= !mask;
                         }
-                        let words = std::mem::take(&mut self.words);
-                        let id = self.table.intern_block(&words);
-                        self.words = words;
-                        id
-                    } else {
-                        self.table.intern_block(src)
-                    };
+                    }
+                    let words = std::mem::take(&mut self.words);
+                    let id = self.table.intern_block(&words);
+                    self.words = words;
                     self.blocks.insert(key, id);
                     id
                 }
@@ -758,6 +867,11 @@ mod tests {
             match (full, after) {
                 (Ok(full), Ok((after, updated))) => {
                     assert_same(&after, &full);
+                    assert!(after.lbvs_index.matches(
+                        &after.blocks,
+                        &after.vector_blocks,
+                        after.live.nblocks as usize
+                    ));
                     incremental += usize::from(updated);
                     prev = after;
                     prev_program = next_program;
