@@ -128,7 +128,8 @@ fn main() {
     let mut with = rules.clone();
     with.push(extra);
     let (mut compile_ms, mut image_ms) = (Vec::new(), Vec::new());
-    for step in 0..20 {
+    let steps: usize = std::env::var("STEPS").map_or(20, |s| s.parse().unwrap());
+    for step in 0..steps {
         let next = program(if step % 2 == 0 {
             with.clone()
         } else {

@@ -26,7 +26,7 @@ use aya::{Ebpf, Pod};
 
 use crate::maps::checks::{BpfResidualElem, BpfResidualInsn, BpfRuleExt};
 use crate::maps::sets::SetEntry;
-use crate::maps::{BpfChain, BpfLive, BpfRule, CompiledProgram, LpmEntries, BLOCK_WORDS};
+use crate::maps::{Block, BpfChain, BpfLive, BpfRule, CompiledProgram, LpmEntries, BLOCK_WORDS};
 
 /// Room a loaded program keeps for its ruleset to grow in place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,11 +101,16 @@ type Prefix = (u8, u128);
 pub struct Image {
     live: BpfLive,
     /// Block slot -> its words (None: never written, all zeros; slot 0 stays so).
-    /// Shared: the next image starts as a copy of this one, which costs a reference
-    /// per block instead of a copy of every block.
-    blocks: Vec<Option<Arc<[u64]>>>,
-    /// Vector id -> the block slot of each of its blocks.
-    rows: Vec<Vec<u32>>,
+    /// The compiled program's own blocks: the next image starts as a copy of this
+    /// one, which costs a reference per block instead of a copy of every block, and a
+    /// compile updated from an earlier one keeps the blocks that did not change, so
+    /// that most blocks are found by pointer (`slot_of`).
+    blocks: Vec<Option<Block>>,
+    /// The slot of each block of `blocks` by its address (each is in one slot).
+    slot_of: HashMap<usize, u32>,
+    /// Vector id * the capacity's stride + block -> the block slot of that block of
+    /// that vector.
+    rows: Vec<u32>,
     /// saddr4, saddr6, daddr4, daddr6: prefix -> vector id.
     lpm: [HashMap<Prefix, u32>; 4],
     /// l4proto, sport, dport, icmp, ctstate: index -> vector id.
@@ -193,6 +198,7 @@ impl Image {
         let mut next = Image {
             live: c.live,
             blocks: self.blocks.clone(),
+            slot_of: self.slot_of.clone(),
             rows: self.rows.clone(),
             rules: c.rules.clone(),
             chains: c.chains.clone(),
@@ -205,20 +211,28 @@ impl Image {
         next.blocks
             .resize(next.blocks.len().max(cap.blocks as usize), None);
         for (logical, &slot) in block_slot.iter().enumerate().skip(1) {
-            let words = &c.blocks[logical * BLOCK_WORDS..(logical + 1) * BLOCK_WORDS];
+            let block = &c.blocks[logical];
             let cell = &mut next.blocks[slot as usize];
-            if cell.as_deref() != Some(words) {
-                *cell = Some(words.into());
+            if !cell.as_ref().is_some_and(|old| Arc::ptr_eq(old, block)) {
+                if let Some(old) = cell.take() {
+                    next.slot_of.remove(&address(&old));
+                }
+                next.slot_of.insert(address(block), slot);
+                *cell = Some(block.clone());
             }
         }
         let nblocks = c.live.nblocks as usize;
+        let stride = cap.stride as usize;
         next.rows
-            .resize(next.rows.len().max(cap.rows as usize), Vec::new());
+            .resize(next.rows.len().max(cap.rows as usize * stride), 0);
         for (logical, &id) in vector_id.iter().enumerate() {
-            next.rows[id as usize] = c.vector_blocks[logical * nblocks..(logical + 1) * nblocks]
-                .iter()
-                .map(|&b| block_slot[b as usize])
-                .collect();
+            let row = &mut next.rows[id as usize * stride..][..nblocks];
+            for (slot, &b) in row
+                .iter_mut()
+                .zip(&c.vector_blocks[logical * nblocks..(logical + 1) * nblocks])
+            {
+                *slot = block_slot[b as usize];
+            }
         }
         let to_id = |logical: u32| vector_id[logical as usize];
         for (d, s) in next.live.miss.iter_mut().zip(c.live.miss) {
@@ -248,21 +262,13 @@ impl Image {
         cap: &Capacity,
         vector_id: &[u32],
     ) -> Result<Vec<u32>, NoRoom> {
-        let have: HashMap<&[u64], u32> = self
-            .blocks
-            .iter()
-            .enumerate()
-            .skip(1)
-            .filter_map(|(slot, b)| Some((b.as_deref()?, slot as u32)))
-            .collect();
         let n = c.block_entries();
         let mut slot = vec![0u32; n];
         let mut used = vec![false; (cap.blocks as usize).max(self.blocks.len())];
         used[0] = true;
         let mut fresh = Vec::new();
         for (logical, s) in slot.iter_mut().enumerate().skip(1) {
-            let words = &c.blocks[logical * BLOCK_WORDS..(logical + 1) * BLOCK_WORDS];
-            match have.get(words) {
+            match self.slot_of.get(&address(&c.blocks[logical])) {
                 Some(&old) => {
                     *s = old;
                     used[old as usize] = true;
@@ -270,13 +276,39 @@ impl Image {
                 None => fresh.push(logical),
             }
         }
+        // Blocks not found by pointer (a compile from scratch has only new ones): by
+        // content, among the slots no block took yet.
+        if !fresh.is_empty() {
+            let have: HashMap<&[u64], u32> = self
+                .blocks
+                .iter()
+                .enumerate()
+                .skip(1)
+                .filter(|&(s, _)| !used[s])
+                .filter_map(|(s, b)| Some((&b.as_deref()?[..], s as u32)))
+                .collect();
+            fresh.retain(|&logical| match have.get(&c.blocks[logical][..]) {
+                Some(&old) if !used[old as usize] => {
+                    slot[logical] = old;
+                    used[old as usize] = true;
+                    false
+                }
+                _ => true,
+            });
+        }
         // A new block takes the slot of the block it replaces where it can: the slot
-        // its vector's id had at that position, if that content is gone. The rows
-        // then stay as they were (one rule's bit in a block rewrites the block, not
-        // every row holding it), whatever order the compiler numbered blocks in.
+        // its vector's id had at that position, if that block is gone. The rows then
+        // stay as they were (one rule's bit in a block rewrites the block, not every
+        // row holding it), whatever order the compiler numbered blocks in. (A block
+        // found by content only, not by pointer, takes a slot too: the map holds its
+        // content twice, which costs room, not correctness.)
         let nblocks = c.live.nblocks as usize;
+        let stride = cap.stride as usize;
         for (logical, &id) in vector_id.iter().enumerate() {
-            let Some(old_row) = self.rows.get(id as usize) else {
+            let Some(old_row) = self
+                .rows
+                .get(id as usize * stride..(id as usize + 1) * stride)
+            else {
                 continue;
             };
             let blocks = &c.vector_blocks[logical * nblocks..(logical + 1) * nblocks];
@@ -310,7 +342,7 @@ impl Image {
         const NONE: u32 = u32::MAX;
         let n = c.distinct_vectors();
         let mut id = vec![NONE; n];
-        let mut taken = vec![false; (cap.rows as usize).max(self.rows.len())];
+        let mut taken = vec![false; cap.rows as usize];
         let mut claim = |old: Option<u32>, logical: u32| {
             let (Some(old), Some(slot)) = (old, id.get_mut(logical as usize)) else {
                 return;
@@ -351,12 +383,7 @@ impl Image {
 
     /// Writes into `ebpf`'s maps what differs between `self` (what they hold) and
     /// `next`; returns the number of map updates and deletions.
-    pub fn write_diff(
-        &self,
-        next: &Image,
-        cap: &Capacity,
-        ebpf: &mut Ebpf,
-    ) -> Result<u64, aya::maps::MapError> {
+    pub fn write_diff(&self, next: &Image, ebpf: &mut Ebpf) -> Result<u64, aya::maps::MapError> {
         let mut writes = 0u64;
         if self.live != next.live {
             let mut bss: Array<&mut MapData, BpfLive> = Array::try_from(map(ebpf, ".bss")?)?;
@@ -374,7 +401,7 @@ impl Image {
                     continue;
                 }
                 let mut value = [0u64; BLOCK_WORDS + 1];
-                value[..BLOCK_WORDS].copy_from_slice(words);
+                value[..BLOCK_WORDS].copy_from_slice(&words[..]);
                 value[BLOCK_WORDS] = words
                     .iter()
                     .enumerate()
@@ -386,13 +413,10 @@ impl Image {
         }
         {
             let mut index: Array<&mut MapData, u32> = Array::try_from(map(ebpf, "vector_blocks")?)?;
-            for (id, row) in next.rows.iter().enumerate() {
-                let old = self.rows.get(id);
-                for (b, &slot) in row.iter().enumerate() {
-                    if old.and_then(|r| r.get(b)).copied().unwrap_or(0) != slot {
-                        index.set(id as u32 * cap.stride + b as u32, slot, 0)?;
-                        writes += 1;
-                    }
+            for (i, &slot) in next.rows.iter().enumerate() {
+                if self.rows.get(i).copied().unwrap_or(0) != slot {
+                    index.set(i as u32, slot, 0)?;
+                    writes += 1;
                 }
             }
         }
@@ -445,6 +469,11 @@ impl Image {
             self.sets.remove(&entry);
         }
     }
+}
+
+/// A block's address, which tells it from every other block alive.
+fn address(block: &Block) -> usize {
+    Arc::as_ptr(block) as usize
 }
 
 fn map<'a>(

@@ -10,7 +10,7 @@ use hashbrown::HashTable;
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::{
-    BuildError, Dim, LpmEntries, BLOCK_WORDS, CTSTATE_VALUES, ICMP6_BASE, ICMP_ABSENT, NDIMS,
+    Block, BuildError, Dim, LpmEntries, BLOCK_WORDS, CTSTATE_VALUES, ICMP6_BASE, ICMP_ABSENT, NDIMS,
 };
 use crate::ir::{PortRange, Rule, Test};
 
@@ -28,7 +28,7 @@ pub(super) struct Dimensions {
     pub ctmark_mask: u32,
     /// Distinct 4096-rule blocks (block 0 is all zeros) and, per vector and block,
     /// the block's id: see [`super::CompiledProgram::blocks`].
-    pub blocks: Vec<u64>,
+    pub blocks: Vec<Block>,
     pub vector_blocks: Vec<u32>,
     /// The hash tables that found `blocks` and `vector_blocks` by content: kept so that
     /// an incremental update (`update.rs`) interns into them instead of hashing every
@@ -156,17 +156,17 @@ impl TableIndex {
     /// Whether the index finds each of the blocks and vectors at its own id, and
     /// nothing else (what an incremental update relies on).
     #[cfg(test)]
-    pub(crate) fn matches(&self, blocks: &[u64], vector_blocks: &[u32], nblocks: usize) -> bool {
+    pub(crate) fn matches(&self, blocks: &[Block], vector_blocks: &[u32], nblocks: usize) -> bool {
         let Some(i) = &self.0 else { return true };
         let hasher = foldhash::fast::FixedState::default();
         let nvectors = vector_blocks.len() / nblocks;
-        i.blocks == blocks.len() / BLOCK_WORDS
+        i.blocks == blocks.len()
             && i.vectors == nvectors
             && i.block_ids.len() == i.blocks
             && i.vector_ids.len() == nvectors
-            && blocks.chunks_exact(BLOCK_WORDS).enumerate().all(|(id, b)| {
+            && blocks.iter().enumerate().all(|(id, b)| {
                 i.block_ids
-                    .find(hasher.hash_one(b), |&x| x == id as u32)
+                    .find(hasher.hash_one(&b[..]), |&x| x == id as u32)
                     .is_some()
             })
             && vector_blocks
@@ -763,8 +763,8 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 struct VectorTable {
     nblocks: usize,
-    /// Distinct blocks, `BLOCK_WORDS` words each; block 0 is all zeros.
-    blocks: Vec<u64>,
+    /// Distinct blocks; block 0 is all zeros.
+    blocks: Vec<Block>,
     /// Block ids by their content's hash (the content is in `blocks`): no allocation
     /// per block, to build or to drop.
     block_ids: HashTable<u32>,
@@ -808,17 +808,14 @@ impl VectorTable {
             hasher,
             ..
         } = self;
-        let words = |id: u32| &blocks[id as usize * BLOCK_WORDS..(id as usize + 1) * BLOCK_WORDS];
         let hash = hasher.hash_one(block);
-        if let Some(&id) = block_ids.find(hash, |&id| words(id) == block) {
+        if let Some(&id) = block_ids.find(hash, |&id| blocks[id as usize][..] == *block) {
             return id;
         }
-        let id = (blocks.len() / BLOCK_WORDS) as u32;
-        blocks.extend_from_slice(block);
+        let id = blocks.len() as u32;
+        blocks.push(Block::new(block.try_into().expect("one block")));
         let blocks = &*blocks;
-        block_ids.insert_unique(hash, id, |&id| {
-            hasher.hash_one(&blocks[id as usize * BLOCK_WORDS..(id as usize + 1) * BLOCK_WORDS])
-        });
+        block_ids.insert_unique(hash, id, |&id| hasher.hash_one(&blocks[id as usize][..]));
         id
     }
 
@@ -878,7 +875,7 @@ impl VectorTable {
     /// The table holding `blocks` and `vector_blocks` (deduplicated, as built here),
     /// with their ids as they are; `index`, if it is theirs, spares hashing them all.
     fn resume(
-        blocks: Vec<u64>,
+        blocks: Vec<Block>,
         vector_blocks: Vec<u32>,
         nblocks: usize,
         index: &TableIndex,
@@ -886,14 +883,14 @@ impl VectorTable {
         let hasher = foldhash::fast::FixedState::default();
         let nvectors = vector_blocks.len() / nblocks.max(1);
         let (block_ids, vector_ids) = match index.0.as_deref() {
-            Some(i) if i.blocks == blocks.len() / BLOCK_WORDS && i.vectors == nvectors => {
+            Some(i) if i.blocks == blocks.len() && i.vectors == nvectors => {
                 (i.block_ids.clone(), i.vector_ids.clone())
             }
             _ => {
                 let mut block_ids = HashTable::new();
-                for (id, b) in blocks.chunks_exact(BLOCK_WORDS).enumerate() {
-                    block_ids.insert_unique(hasher.hash_one(b), id as u32, |&id| {
-                        hasher.hash_one(&blocks[id as usize * BLOCK_WORDS..][..BLOCK_WORDS])
+                for (id, b) in blocks.iter().enumerate() {
+                    block_ids.insert_unique(hasher.hash_one(&b[..]), id as u32, |&id| {
+                        hasher.hash_one(&blocks[id as usize][..])
                     });
                 }
                 let n = nblocks.max(1);
@@ -939,19 +936,14 @@ impl VectorTable {
                 }
             });
         }
-        let mut live_blocks = vec![false; self.blocks.len() / BLOCK_WORDS];
+        let mut live_blocks = vec![false; self.blocks.len()];
         live_blocks[0] = true;
         for &b in &self.vector_blocks {
             live_blocks[b as usize] = true;
         }
-        let moved_blocks = compact(&live_blocks, |from, to| {
-            self.blocks.copy_within(
-                from * BLOCK_WORDS..(from + 1) * BLOCK_WORDS,
-                to * BLOCK_WORDS,
-            )
-        });
+        let moved_blocks = compact(&live_blocks, |from, to| self.blocks.swap(from, to));
         if let Some((ids, len)) = moved_blocks {
-            self.blocks.truncate(len * BLOCK_WORDS);
+            self.blocks.truncate(len);
             self.block_ids.retain(|id| match ids[*id as usize] {
                 DEAD => false,
                 new => {
@@ -988,9 +980,9 @@ impl VectorTable {
         moved_vectors.map(|(ids, _)| ids)
     }
 
-    fn into_parts(self) -> (Vec<u64>, Vec<u32>, TableIndex) {
+    fn into_parts(self) -> (Vec<Block>, Vec<u32>, TableIndex) {
         let index = Index {
-            blocks: self.blocks.len() / BLOCK_WORDS,
+            blocks: self.blocks.len(),
             vectors: self.vector_blocks.len() / self.nblocks.max(1),
             block_ids: self.block_ids,
             vector_ids: self.vector_ids,

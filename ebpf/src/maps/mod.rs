@@ -43,6 +43,10 @@ use crate::ir::{Chain, PortRange, Program, Rule, Statement, Verdict};
 /// 64-bit words in one map entry of the vector table (4096 rules).
 pub const BLOCK_WORDS: usize = 64;
 pub const BLOCK_RULES: usize = BLOCK_WORDS * 64;
+/// One 4096-rule block of a bit-vector. Shared: a compile updated from an earlier one
+/// keeps the blocks that did not change, and a loaded program's image holds the same
+/// ones, so that telling what changed compares pointers, not 512 bytes.
+pub type Block = std::sync::Arc<[u64; BLOCK_WORDS]>;
 /// Index of the "not IP" entry of the l4proto array.
 pub const L4PROTO_ABSENT: usize = 256;
 /// Index of the "no ports" entry of the port arrays.
@@ -282,7 +286,7 @@ pub struct CompiledProgram {
     /// The vector table, as distinct 4096-rule blocks of 64 words (map `vectors`;
     /// block 0 is all zeros) and, for entry `vector id * nblocks + block` (map
     /// `vector_blocks`), the id of that block of that vector.
-    pub blocks: Vec<u64>,
+    pub blocks: Vec<Block>,
     pub vector_blocks: Vec<u32>,
     pub saddr: LpmEntries,
     pub daddr: LpmEntries,
@@ -357,7 +361,7 @@ impl CompiledProgram {
 
     /// Distinct blocks stored.
     pub fn block_entries(&self) -> usize {
-        self.blocks.len() / BLOCK_WORDS
+        self.blocks.len()
     }
 
     /// Distinct bit-vectors after deduplication.
@@ -373,7 +377,7 @@ impl CompiledProgram {
     pub fn vector_bit(&self, id: u32, rule: usize) -> bool {
         let nblocks = self.live.nblocks as usize;
         let block = self.vector_blocks[id as usize * nblocks + rule / 4096] as usize;
-        self.blocks[block * BLOCK_WORDS + (rule % 4096) / 64] & (1 << (rule % 64)) != 0
+        self.blocks[block][(rule % 4096) / 64] & (1 << (rule % 64)) != 0
     }
 }
 

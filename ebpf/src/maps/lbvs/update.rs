@@ -47,7 +47,7 @@ pub struct Prev<'a> {
     pub miss: [u32; NDIMS],
     pub wild: [u32; NDIMS],
     pub index: &'a super::TableIndex,
-    pub blocks: &'a [u64],
+    pub blocks: &'a [super::Block],
     pub vector_blocks: &'a [u32],
     pub saddr: &'a LpmEntries,
     pub daddr: &'a LpmEntries,
@@ -559,7 +559,7 @@ impl Remap<'_> {
             let block = self.prev.vector_blocks[old as usize * nblocks + b] as usize;
             let end = self.hi.min((b + 1) * BLOCK_RULES);
             if block != 0 {
-                let words = &self.prev.blocks[block * BLOCK_WORDS..(block + 1) * BLOCK_WORDS];
+                let words = &self.prev.blocks[block];
                 for r in rule..end {
                     let bit = r - b * BLOCK_RULES;
                     if words[bit / 64] >> (bit % 64) & 1 != 0 {
@@ -594,10 +594,9 @@ impl Remap<'_> {
             let id = match self.blocks.get(&key) {
                 Some(&id) => id,
                 None => {
-                    let start = old_block as usize * BLOCK_WORDS;
                     self.words.clear();
                     self.words
-                        .extend_from_slice(&self.prev.blocks[start..start + BLOCK_WORDS]);
+                        .extend_from_slice(&self.prev.blocks[old_block as usize][..]);
                     for rule in self.lo.max(first)..self.hi.min(end) {
                         let bit = rule - first;
                         let mask = 1u64 << (bit % 64);
@@ -638,11 +637,7 @@ mod tests {
             .chunks_exact(nb)
             .map(|ids| {
                 ids.iter()
-                    .flat_map(|&b| {
-                        c.blocks[b as usize * BLOCK_WORDS..(b as usize + 1) * BLOCK_WORDS]
-                            .iter()
-                            .copied()
-                    })
+                    .flat_map(|&b| c.blocks[b as usize].iter().copied())
                     .collect()
             })
             .collect()
@@ -661,11 +656,7 @@ mod tests {
         };
         assert_eq!(sorted(ca.clone()), sorted(cb.clone()), "vector sets");
         let blocks = |c: &CompiledProgram| {
-            let mut v: Vec<Vec<u64>> = c
-                .blocks
-                .chunks_exact(BLOCK_WORDS)
-                .map(<[u64]>::to_vec)
-                .collect();
+            let mut v: Vec<Vec<u64>> = c.blocks.iter().map(|b| b.to_vec()).collect();
             v.sort();
             v
         };
