@@ -553,3 +553,188 @@ fn write_lpm<K: Pod>(
     }
     Ok(writes)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap as StdMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::ir::{Action, Chain, L3Scope, Match, PortRange, Program, Rule, Test, Verdict};
+    use crate::maps::{compile_program_after, Dim};
+
+    /// Checks that `a` (within `cap_a`) and `b` give every key the same bits and hold
+    /// the same rules, chains and checks: the same maps up to the numbering of blocks
+    /// and vectors.
+    fn assert_same_maps(a: &Image, cap_a: &Capacity, b: &Image, cap_b: &Capacity, dims: u32) {
+        assert_eq!(a.live.nblocks, b.live.nblocks);
+        let nb = a.live.nblocks as usize;
+        let bits = |img: &Image, cap: &Capacity, id: u32| -> Vec<u64> {
+            (0..nb)
+                .flat_map(|blk| {
+                    let slot = img.rows[id as usize * cap.stride as usize + blk] as usize;
+                    match img.blocks.get(slot).and_then(Option::as_ref) {
+                        Some(block) => block.to_vec(),
+                        None => vec![0; BLOCK_WORDS],
+                    }
+                })
+                .collect()
+        };
+        let mut checked: StdMap<(u32, u32), ()> = StdMap::new();
+        let mut same = |x: u32, y: u32, what: &str| {
+            if checked.insert((x, y), ()).is_none() {
+                assert_eq!(bits(a, cap_a, x), bits(b, cap_b, y), "{what}");
+            }
+        };
+        for d in Dim::ALL {
+            if dims & d.bit() != 0 {
+                let i = d as usize;
+                same(a.live.miss[i], b.live.miss[i], "miss");
+                same(a.live.absent[i], b.live.absent[i], "absent");
+            }
+        }
+        for i in 0..5 {
+            assert_eq!(a.arrays[i].len(), b.arrays[i].len());
+            for (&x, &y) in a.arrays[i].iter().zip(&b.arrays[i]) {
+                same(x, y, "array entry");
+            }
+            let mut keys: Vec<&u32> = a.hashes[i].keys().collect();
+            keys.sort();
+            let mut other: Vec<&u32> = b.hashes[i].keys().collect();
+            other.sort();
+            assert_eq!(keys, other, "hash keys");
+            for k in keys {
+                same(a.hashes[i][k], b.hashes[i][k], "hash entry");
+            }
+        }
+        for i in 0..4 {
+            let mut keys: Vec<&Prefix> = a.lpm[i].keys().collect();
+            keys.sort();
+            let mut other: Vec<&Prefix> = b.lpm[i].keys().collect();
+            other.sort();
+            assert_eq!(keys, other, "prefixes");
+            for k in keys {
+                same(a.lpm[i][k], b.lpm[i][k], "prefix entry");
+            }
+        }
+        let strip = |l: BpfLive| BpfLive {
+            miss: Default::default(),
+            absent: Default::default(),
+            ..l
+        };
+        assert_eq!(strip(a.live), strip(b.live));
+        assert_eq!(a.rules, b.rules);
+        assert_eq!(a.chains, b.chains);
+        assert_eq!(a.rule_ext, b.rule_ext);
+        assert_eq!(a.sets, b.sets);
+        // Every block is found at its slot by its address, and nothing else is.
+        let held = a.blocks.iter().flatten().count();
+        assert_eq!(a.slot_of.len(), held);
+        for (slot, block) in a.blocks.iter().enumerate() {
+            if let Some(block) = block {
+                assert_eq!(a.slot_of.get(&address(block)), Some(&(slot as u32)));
+            }
+        }
+    }
+
+    fn rule(kind: u8, v: u16) -> Rule {
+        let net = ipnet::Ipv4Net::new([10, (v >> 8) as u8, v as u8, 0].into(), 24).unwrap();
+        let matches = match kind % 4 {
+            0 => vec![
+                Match::is(Test::IpSaddr(vec![net])),
+                Match::is(Test::Dport(vec![PortRange::single(1000 + v)])),
+            ],
+            1 => vec![Match::is(Test::Dport(vec![PortRange::new(v, v + 10)]))],
+            2 => vec![Match::not(Test::Iif(vec![u32::from(v % 5)]))],
+            _ => vec![],
+        };
+        Rule::new(
+            matches,
+            if v % 2 == 0 {
+                Action::Drop
+            } else {
+                Action::Accept
+            },
+        )
+    }
+
+    fn program(rules: &[Rule]) -> Program {
+        Program::single(Chain {
+            scope: L3Scope::Inet,
+            policy: Verdict::Accept,
+            rules: rules.to_vec(),
+        })
+    }
+
+    /// Commits `ops` (Some: append a rule; None: delete the last), each compiled after
+    /// the previous one as the worker does, and rewrites two images in turn (the spare
+    /// a commit takes holds the ruleset of two commits before): each must hold what a
+    /// fresh load of that commit's ruleset holds. Returns the incremental compiles.
+    fn check(mut rules: Vec<Rule>, ops: &[Option<(u8, u16)>]) -> usize {
+        let mut prog = program(&rules);
+        let (mut comp, _) = compile_program_after(&prog, None).unwrap();
+        let cap = Capacity::for_program(&comp);
+        let first = Image::default()
+            .successor(&comp, &comp.rule_ext, &cap)
+            .unwrap();
+        let mut spares = [(first.clone(), cap), (first, cap)];
+        let mut incremental = 0;
+        for (step, op) in ops.iter().enumerate() {
+            match op {
+                Some((kind, v)) => rules.push(rule(*kind, *v)),
+                None => {
+                    rules.pop();
+                }
+            }
+            let next = program(&rules);
+            let (c, inc) = compile_program_after(&next, Some((&prog, &comp))).unwrap();
+            incremental += usize::from(inc);
+            let fresh_cap = Capacity::for_program(&c);
+            let fresh = Image::default()
+                .successor(&c, &c.rule_ext, &fresh_cap)
+                .unwrap();
+            let (img, cap) = &mut spares[step % 2];
+            match img.successor(&c, &c.rule_ext, cap) {
+                Ok(patched) => *img = patched,
+                // A fresh program, as the worker loads when a spare has no room.
+                Err(NoRoom(_)) => (*img, *cap) = (fresh.clone(), fresh_cap),
+            }
+            assert_same_maps(img, cap, &fresh, &fresh_cap, c.config.dims);
+            (prog, comp) = (next, c);
+        }
+        incremental
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn a_spare_two_commits_back_patched_equals_a_fresh_load(
+            rules in prop::collection::vec((0u8..4, 0u16..40), 0..40),
+            ops in prop::collection::vec(prop::option::weighted(0.6, (0u8..4, 0u16..60)), 1..12),
+        ) {
+            let rules = rules.into_iter().map(|(k, v)| rule(k, v)).collect();
+            check(rules, &ops);
+        }
+    }
+
+    /// The same past the first block, with the pointer-shared blocks of incremental
+    /// compiles (checked to be taken).
+    #[test]
+    fn spares_of_a_two_block_ruleset_equal_fresh_loads() {
+        let rules: Vec<Rule> = (0..4200u16).map(|i| rule((i % 4) as u8, i % 300)).collect();
+        let ops = [
+            Some((0, 500)),
+            None,
+            Some((3, 0)),
+            Some((1, 7)),
+            None,
+            None,
+            Some((2, 3)),
+            Some((0, 500)),
+            None,
+        ];
+        assert_eq!(check(rules, &ops), ops.len());
+    }
+}
