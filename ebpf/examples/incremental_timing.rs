@@ -151,12 +151,20 @@ fn main() {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let min = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
+    // Even steps append, odd ones delete.
+    let (mut add_c, mut del_c): (Vec<f64>, Vec<f64>) = (
+        compile_ms.iter().step_by(2).copied().collect(),
+        compile_ms.iter().skip(1).step_by(2).copied().collect(),
+    );
+    let (mut add_i, mut del_i): (Vec<f64>, Vec<f64>) = (
+        image_ms.iter().step_by(2).copied().collect(),
+        image_ms.iter().skip(1).step_by(2).copied().collect(),
+    );
     println!(
-        "incremental compile median {:.2} ms (min {:.2}), spare image median {:.2} ms (min {:.2})",
-        med(&mut compile_ms),
-        min(&compile_ms),
-        med(&mut image_ms),
-        min(&image_ms)
+        "median ms: compile add {:.2} delete {:.2}; spare image add {:.2} delete {:.2}",
+        med(&mut add_c),
+        med(&mut del_c),
+        med(&mut add_i),
+        med(&mut del_i)
     );
 }

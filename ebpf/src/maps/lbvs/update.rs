@@ -155,6 +155,8 @@ pub fn update(
         vectors: FastMap::default(),
         blocks: FastMap::default(),
         words: Vec::with_capacity(BLOCK_WORDS),
+        appended: n > prev.nrules,
+        old_patterns: vec![None; prev.vector_blocks.len() / nblocks],
     };
     let mut d = Dimensions {
         dims,
@@ -231,8 +233,14 @@ pub fn update(
             let pattern = changed.pattern(p, kind_of(first), |ranges| {
                 ranges.iter().any(|&(a, b)| a <= first && first <= b)
             });
+            let olds = &old[seg[0] as usize..seg[1] as usize];
+            if changed.appended && pattern == 0 {
+                // The appended rules' bits are clear in every old vector already.
+                new.extend_from_slice(olds);
+                continue;
+            }
             let mut last: Option<(u32, u32)> = None;
-            for &o in &old[seg[0] as usize..seg[1] as usize] {
+            for &o in olds {
                 let id = match last {
                     Some((lo, id)) if lo == o => id,
                     _ => remap.map(o, pattern),
@@ -546,11 +554,21 @@ struct Remap<'a> {
     /// (old block id, block index, pattern) -> new block id.
     blocks: FastMap<(u32, u32, u64), u32>,
     words: Vec<u64>,
+    /// Rules appended: their bits are clear in every old vector.
+    appended: bool,
+    /// Per old vector, [`Self::old_pattern`] once known.
+    old_patterns: Vec<Option<u64>>,
 }
 
 impl Remap<'_> {
     /// The changed rules' bits in old vector `old`, as a pattern.
-    fn old_pattern(&self, old: u32) -> u64 {
+    fn old_pattern(&mut self, old: u32) -> u64 {
+        if self.appended {
+            return 0;
+        }
+        if let Some(p) = self.old_patterns[old as usize] {
+            return p;
+        }
         let nblocks = self.prev.nblocks;
         let mut pattern = 0;
         let mut rule = self.lo;
@@ -569,6 +587,7 @@ impl Remap<'_> {
             }
             rule = end;
         }
+        self.old_patterns[old as usize] = Some(pattern);
         pattern
     }
 
