@@ -108,6 +108,11 @@ pub struct Image {
     blocks: Vec<Option<Block>>,
     /// The slot of each block of `blocks` by its address (each is in one slot).
     slot_of: HashMap<usize, u32>,
+    /// Per block of the compiled program this image is of, its address and slot: an
+    /// incremental compile keeps most blocks under the same numbers, even two commits
+    /// on, so most are found here without a lookup. (The image holds every one of
+    /// them, so no other block can have that address.)
+    placed: Vec<(usize, u32)>,
     /// Vector id * the capacity's stride + block -> the block slot of that block of
     /// that vector.
     rows: Vec<u32>,
@@ -221,6 +226,12 @@ impl Image {
                 *cell = Some(block.clone());
             }
         }
+        next.placed = c
+            .blocks
+            .iter()
+            .zip(&block_slot)
+            .map(|(b, &slot)| (if slot == 0 { 0 } else { address(b) }, slot))
+            .collect();
         let nblocks = c.live.nblocks as usize;
         let stride = cap.stride as usize;
         next.rows
@@ -268,8 +279,13 @@ impl Image {
         used[0] = true;
         let mut fresh = Vec::new();
         for (logical, s) in slot.iter_mut().enumerate().skip(1) {
-            match self.slot_of.get(&address(&c.blocks[logical])) {
-                Some(&old) => {
+            let at = address(&c.blocks[logical]);
+            let found = match self.placed.get(logical) {
+                Some(&(a, slot)) if a == at => Some(slot),
+                _ => self.slot_of.get(&at).copied(),
+            };
+            match found {
+                Some(old) => {
                     *s = old;
                     used[old as usize] = true;
                 }

@@ -647,7 +647,7 @@ mod tests {
     use proptest::prelude::*;
 
     use crate::ir::{Action, Chain, L3Scope, Match, PortRange, Program, Rule, Test, Verdict};
-    use crate::maps::{compile_program, compile_program_after, CompiledProgram, Dim, BLOCK_WORDS};
+    use crate::maps::{compile_program, compile_program_after, CompiledProgram, Dim};
 
     /// Each vector id's bits, in full.
     fn contents(c: &CompiledProgram) -> Vec<Vec<u64>> {
