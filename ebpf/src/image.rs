@@ -12,6 +12,11 @@
 //! vector that the keys which pointed at it point at first. One rule appended to a
 //! long chain then rewrites the blocks that hold its bit, the index entries of the
 //! vectors whose bits changed, and the keys of its own values; nothing else.
+//!
+//! Blocks are shared (`maps::Block`): an incremental compile keeps the blocks that did
+//! not change, under the same numbers, so the image of a spare (two commits back)
+//! finds most of them by number and pointer (`placed`, `slot_of`), and hashes only
+//! the contents of the others.
 
 use std::collections::{HashMap as StdHashMap, HashSet as StdHashSet};
 use std::sync::Arc;

@@ -13,13 +13,19 @@
 //! old prefix's predicates; a new value is in no old predicate, so it was a miss).
 //! A class's vector is then its old vector with the changed rules' bits replaced by
 //! the class's "pattern" of them; (old vector, pattern) pairs and the blocks they
-//! produce are memoized, so the update costs one pass over the keys and one interning
-//! per distinct new block, not a bit-vector walk per class.
+//! produce are memoized. The new table starts as the old one, with the same ids and
+//! the same (shared) blocks, and the old hash tables (`TableIndex`): a vector whose
+//! bits are already its pattern (most, for an append: the rule's bit is clear
+//! everywhere) stays as it is, and only the others' changed blocks are hashed and
+//! interned. The vectors no key holds any more, and the blocks only they held, are
+//! then dropped, the last ones moving into their places. So the update costs a pass
+//! over the keys and work per changed vector, not a re-interning of every block.
 //!
 //! The result holds the same keys and, key for key, the same bit-vectors as
 //! [`super::build`] over the same rules, deduplicated the same way (the same vector
 //! and block counts); only the numbering of vectors and blocks may differ, which the
-//! image ignores (`image.rs` places them by content). Anything else (another
+//! image ignores (`image.rs` places them by content, and finds the blocks an update
+//! kept by pointer). Anything else (another
 //! dimension or mark mask in use, a change of the block count, more than
 //! [`MAX_CHANGED`] rules) returns None: the caller builds from scratch.
 
