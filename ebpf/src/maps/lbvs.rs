@@ -394,6 +394,36 @@ impl Predicates {
     }
 }
 
+/// Whether `test` is one of the dimensions' predicates (what [`Predicates::collect`]
+/// reads), not a residual check.
+pub(super) fn is_dimension_test(test: &Test) -> bool {
+    match test {
+        Test::IpSaddr(_)
+        | Test::IpDaddr(_)
+        | Test::Ip6Saddr(_)
+        | Test::Ip6Daddr(_)
+        | Test::L4Proto(_)
+        | Test::Sport(_)
+        | Test::Dport(_)
+        | Test::IcmpType(_)
+        | Test::Icmpv6Type(_)
+        | Test::Iif(_)
+        | Test::Oif(_)
+        | Test::Mark { .. }
+        | Test::CtState(_)
+        | Test::CtMark { .. } => true,
+        Test::CtStatus(_)
+        | Test::CtLabel { .. }
+        | Test::ArpHook
+        | Test::BridgeHook(_)
+        | Test::InSet { .. }
+        | Test::Limit(_)
+        | Test::Quota(_)
+        | Test::Nth(_)
+        | Test::Residual(_) => false,
+    }
+}
+
 fn trunc4(nets: &[Ipv4Net]) -> Vec<Ipv4Net> {
     nets.iter().map(Ipv4Net::trunc).collect()
 }

@@ -663,10 +663,20 @@ fn lbvs_after(
         return Ok(None);
     }
     let common = old_rules.len().min(rules.len());
+    // The vectors depend on the LBVS matches only (`lbvs::Predicates`): residual
+    // checks (sets, limits, residual programs, often the larger part of a rule) need
+    // no comparing; the layout is built anew anyway.
+    let lbvs_test = |m: &&crate::ir::Match| lbvs::is_dimension_test(&m.test);
     let same = old_rules[..common]
         .iter()
         .zip(&rules[..common])
-        .all(|(a, b)| std::ptr::eq(*a, *b) || a.matches == b.matches);
+        .all(|(a, b)| {
+            std::ptr::eq(*a, *b)
+                || a.matches
+                    .iter()
+                    .filter(lbvs_test)
+                    .eq(b.matches.iter().filter(lbvs_test))
+        });
     if !same {
         return Ok(None);
     }

@@ -955,6 +955,36 @@ mod tests {
         assert_eq!(n, 4);
     }
 
+    /// A rule whose residual checks changed (not its dimensions' predicates) keeps the
+    /// update, and it equals a build from scratch.
+    #[test]
+    fn a_residual_change_before_the_end_keeps_the_update() {
+        let rule = |port: u16, status: u32| {
+            Rule::new(
+                vec![
+                    Match::is(Test::Dport(vec![PortRange::single(port)])),
+                    Match::is(Test::CtStatus(status)),
+                ],
+                Action::Drop,
+            )
+        };
+        let rules: Vec<Rule> = (0..100).map(|i| rule(i, 1)).collect();
+        let before = program(&rules);
+        let old = compile_program(&before).unwrap();
+        let mut next = rules.clone();
+        next[50] = rule(50, 2);
+        next.push(rule(7, 4));
+        let next = program(&next);
+        let (after, updated) = compile_program_after(&next, Some((&before, &old))).unwrap();
+        assert!(updated);
+        let full = compile_program(&next).unwrap();
+        assert_same(&after, &full);
+        assert_ne!(
+            old.rule_ext, after.rule_ext,
+            "the residual change is compiled"
+        );
+    }
+
     /// A rule changed or deleted before the end is not an update: built from scratch.
     #[test]
     fn changes_before_the_end_build_from_scratch() {
