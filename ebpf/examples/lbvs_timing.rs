@@ -163,7 +163,7 @@ fn main() {
             "{:>7} {:>8} {:>10} {:>7}ms {:>6}ms {:>12} {:>12} {:>12} {:>12} {:>12}",
             n,
             compiled.distinct_vectors(),
-            (compiled.blocks.len() * 8 + compiled.vector_blocks.len() * 4) / 1024,
+            (compiled.blocks.len() * 512 + compiled.vector_blocks.len() * 4) / 1024,
             compile_time.as_millis(),
             load_time.as_millis(),
             xdp_miss.as_nanos(),

@@ -12,6 +12,11 @@
 //! vector that the keys which pointed at it point at first. One rule appended to a
 //! long chain then rewrites the blocks that hold its bit, the index entries of the
 //! vectors whose bits changed, and the keys of its own values; nothing else.
+//!
+//! Blocks are shared (`maps::Block`): an incremental compile keeps the blocks that did
+//! not change, under the same numbers, so the image of a spare (two commits back)
+//! finds most of them by number and pointer (`placed`, `slot_of`), and hashes only
+//! the contents of the others.
 
 use std::collections::{HashMap as StdHashMap, HashSet as StdHashSet};
 use std::sync::Arc;
@@ -26,7 +31,7 @@ use aya::{Ebpf, Pod};
 
 use crate::maps::checks::{BpfResidualElem, BpfResidualInsn, BpfRuleExt};
 use crate::maps::sets::SetEntry;
-use crate::maps::{BpfChain, BpfLive, BpfRule, CompiledProgram, LpmEntries, BLOCK_WORDS};
+use crate::maps::{Block, BpfChain, BpfLive, BpfRule, CompiledProgram, LpmEntries, BLOCK_WORDS};
 
 /// Room a loaded program keeps for its ruleset to grow in place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,11 +106,21 @@ type Prefix = (u8, u128);
 pub struct Image {
     live: BpfLive,
     /// Block slot -> its words (None: never written, all zeros; slot 0 stays so).
-    /// Shared: the next image starts as a copy of this one, which costs a reference
-    /// per block instead of a copy of every block.
-    blocks: Vec<Option<Arc<[u64]>>>,
-    /// Vector id -> the block slot of each of its blocks.
-    rows: Vec<Vec<u32>>,
+    /// The compiled program's own blocks: the next image starts as a copy of this
+    /// one, which costs a reference per block instead of a copy of every block, and a
+    /// compile updated from an earlier one keeps the blocks that did not change, so
+    /// that most blocks are found by pointer (`slot_of`).
+    blocks: Vec<Option<Block>>,
+    /// The slot of each block of `blocks` by its address (each is in one slot).
+    slot_of: HashMap<usize, u32>,
+    /// Per block of the compiled program this image is of, its address and slot: an
+    /// incremental compile keeps most blocks under the same numbers, even two commits
+    /// on, so most are found here without a lookup. (The image holds every one of
+    /// them, so no other block can have that address.)
+    placed: Vec<(usize, u32)>,
+    /// Vector id * the capacity's stride + block -> the block slot of that block of
+    /// that vector.
+    rows: Vec<u32>,
     /// saddr4, saddr6, daddr4, daddr6: prefix -> vector id.
     lpm: [HashMap<Prefix, u32>; 4],
     /// l4proto, sport, dport, icmp, ctstate: index -> vector id.
@@ -193,6 +208,7 @@ impl Image {
         let mut next = Image {
             live: c.live,
             blocks: self.blocks.clone(),
+            slot_of: self.slot_of.clone(),
             rows: self.rows.clone(),
             rules: c.rules.clone(),
             chains: c.chains.clone(),
@@ -205,20 +221,34 @@ impl Image {
         next.blocks
             .resize(next.blocks.len().max(cap.blocks as usize), None);
         for (logical, &slot) in block_slot.iter().enumerate().skip(1) {
-            let words = &c.blocks[logical * BLOCK_WORDS..(logical + 1) * BLOCK_WORDS];
+            let block = &c.blocks[logical];
             let cell = &mut next.blocks[slot as usize];
-            if cell.as_deref() != Some(words) {
-                *cell = Some(words.into());
+            if !cell.as_ref().is_some_and(|old| Arc::ptr_eq(old, block)) {
+                if let Some(old) = cell.take() {
+                    next.slot_of.remove(&address(&old));
+                }
+                next.slot_of.insert(address(block), slot);
+                *cell = Some(block.clone());
             }
         }
+        next.placed = c
+            .blocks
+            .iter()
+            .zip(&block_slot)
+            .map(|(b, &slot)| (if slot == 0 { 0 } else { address(b) }, slot))
+            .collect();
         let nblocks = c.live.nblocks as usize;
+        let stride = cap.stride as usize;
         next.rows
-            .resize(next.rows.len().max(cap.rows as usize), Vec::new());
+            .resize(next.rows.len().max(cap.rows as usize * stride), 0);
         for (logical, &id) in vector_id.iter().enumerate() {
-            next.rows[id as usize] = c.vector_blocks[logical * nblocks..(logical + 1) * nblocks]
-                .iter()
-                .map(|&b| block_slot[b as usize])
-                .collect();
+            let row = &mut next.rows[id as usize * stride..][..nblocks];
+            for (slot, &b) in row
+                .iter_mut()
+                .zip(&c.vector_blocks[logical * nblocks..(logical + 1) * nblocks])
+            {
+                *slot = block_slot[b as usize];
+            }
         }
         let to_id = |logical: u32| vector_id[logical as usize];
         for (d, s) in next.live.miss.iter_mut().zip(c.live.miss) {
@@ -248,35 +278,58 @@ impl Image {
         cap: &Capacity,
         vector_id: &[u32],
     ) -> Result<Vec<u32>, NoRoom> {
-        let have: HashMap<&[u64], u32> = self
-            .blocks
-            .iter()
-            .enumerate()
-            .skip(1)
-            .filter_map(|(slot, b)| Some((b.as_deref()?, slot as u32)))
-            .collect();
         let n = c.block_entries();
         let mut slot = vec![0u32; n];
         let mut used = vec![false; (cap.blocks as usize).max(self.blocks.len())];
         used[0] = true;
         let mut fresh = Vec::new();
         for (logical, s) in slot.iter_mut().enumerate().skip(1) {
-            let words = &c.blocks[logical * BLOCK_WORDS..(logical + 1) * BLOCK_WORDS];
-            match have.get(words) {
-                Some(&old) => {
+            let at = address(&c.blocks[logical]);
+            let found = match self.placed.get(logical) {
+                Some(&(a, slot)) if a == at => Some(slot),
+                _ => self.slot_of.get(&at).copied(),
+            };
+            match found {
+                Some(old) => {
                     *s = old;
                     used[old as usize] = true;
                 }
                 None => fresh.push(logical),
             }
         }
+        // Blocks not found by pointer (a compile from scratch has only new ones): by
+        // content, among the slots no block took yet.
+        if !fresh.is_empty() {
+            let have: HashMap<&[u64], u32> = self
+                .blocks
+                .iter()
+                .enumerate()
+                .skip(1)
+                .filter(|&(s, _)| !used[s])
+                .filter_map(|(s, b)| Some((&b.as_deref()?[..], s as u32)))
+                .collect();
+            fresh.retain(|&logical| match have.get(&c.blocks[logical][..]) {
+                Some(&old) if !used[old as usize] => {
+                    slot[logical] = old;
+                    used[old as usize] = true;
+                    false
+                }
+                _ => true,
+            });
+        }
         // A new block takes the slot of the block it replaces where it can: the slot
-        // its vector's id had at that position, if that content is gone. The rows
-        // then stay as they were (one rule's bit in a block rewrites the block, not
-        // every row holding it), whatever order the compiler numbered blocks in.
+        // its vector's id had at that position, if that block is gone. The rows then
+        // stay as they were (one rule's bit in a block rewrites the block, not every
+        // row holding it), whatever order the compiler numbered blocks in. (A block
+        // found by content only, not by pointer, takes a slot too: the map holds its
+        // content twice, which costs room, not correctness.)
         let nblocks = c.live.nblocks as usize;
+        let stride = cap.stride as usize;
         for (logical, &id) in vector_id.iter().enumerate() {
-            let Some(old_row) = self.rows.get(id as usize) else {
+            let Some(old_row) = self
+                .rows
+                .get(id as usize * stride..(id as usize + 1) * stride)
+            else {
                 continue;
             };
             let blocks = &c.vector_blocks[logical * nblocks..(logical + 1) * nblocks];
@@ -310,7 +363,7 @@ impl Image {
         const NONE: u32 = u32::MAX;
         let n = c.distinct_vectors();
         let mut id = vec![NONE; n];
-        let mut taken = vec![false; (cap.rows as usize).max(self.rows.len())];
+        let mut taken = vec![false; cap.rows as usize];
         let mut claim = |old: Option<u32>, logical: u32| {
             let (Some(old), Some(slot)) = (old, id.get_mut(logical as usize)) else {
                 return;
@@ -351,12 +404,7 @@ impl Image {
 
     /// Writes into `ebpf`'s maps what differs between `self` (what they hold) and
     /// `next`; returns the number of map updates and deletions.
-    pub fn write_diff(
-        &self,
-        next: &Image,
-        cap: &Capacity,
-        ebpf: &mut Ebpf,
-    ) -> Result<u64, aya::maps::MapError> {
+    pub fn write_diff(&self, next: &Image, ebpf: &mut Ebpf) -> Result<u64, aya::maps::MapError> {
         let mut writes = 0u64;
         if self.live != next.live {
             let mut bss: Array<&mut MapData, BpfLive> = Array::try_from(map(ebpf, ".bss")?)?;
@@ -374,7 +422,7 @@ impl Image {
                     continue;
                 }
                 let mut value = [0u64; BLOCK_WORDS + 1];
-                value[..BLOCK_WORDS].copy_from_slice(words);
+                value[..BLOCK_WORDS].copy_from_slice(&words[..]);
                 value[BLOCK_WORDS] = words
                     .iter()
                     .enumerate()
@@ -386,13 +434,10 @@ impl Image {
         }
         {
             let mut index: Array<&mut MapData, u32> = Array::try_from(map(ebpf, "vector_blocks")?)?;
-            for (id, row) in next.rows.iter().enumerate() {
-                let old = self.rows.get(id);
-                for (b, &slot) in row.iter().enumerate() {
-                    if old.and_then(|r| r.get(b)).copied().unwrap_or(0) != slot {
-                        index.set(id as u32 * cap.stride + b as u32, slot, 0)?;
-                        writes += 1;
-                    }
+            for (i, &slot) in next.rows.iter().enumerate() {
+                if self.rows.get(i).copied().unwrap_or(0) != slot {
+                    index.set(i as u32, slot, 0)?;
+                    writes += 1;
                 }
             }
         }
@@ -445,6 +490,11 @@ impl Image {
             self.sets.remove(&entry);
         }
     }
+}
+
+/// A block's address, which tells it from every other block alive.
+fn address(block: &Block) -> usize {
+    Arc::as_ptr(block) as usize
 }
 
 fn map<'a>(
@@ -523,4 +573,189 @@ fn write_lpm<K: Pod>(
         writes += 1;
     }
     Ok(writes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap as StdMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::ir::{Action, Chain, L3Scope, Match, PortRange, Program, Rule, Test, Verdict};
+    use crate::maps::{compile_program_after, Dim};
+
+    /// Checks that `a` (within `cap_a`) and `b` give every key the same bits and hold
+    /// the same rules, chains and checks: the same maps up to the numbering of blocks
+    /// and vectors.
+    fn assert_same_maps(a: &Image, cap_a: &Capacity, b: &Image, cap_b: &Capacity, dims: u32) {
+        assert_eq!(a.live.nblocks, b.live.nblocks);
+        let nb = a.live.nblocks as usize;
+        let bits = |img: &Image, cap: &Capacity, id: u32| -> Vec<u64> {
+            (0..nb)
+                .flat_map(|blk| {
+                    let slot = img.rows[id as usize * cap.stride as usize + blk] as usize;
+                    match img.blocks.get(slot).and_then(Option::as_ref) {
+                        Some(block) => block.to_vec(),
+                        None => vec![0; BLOCK_WORDS],
+                    }
+                })
+                .collect()
+        };
+        let mut checked: StdMap<(u32, u32), ()> = StdMap::new();
+        let mut same = |x: u32, y: u32, what: &str| {
+            if checked.insert((x, y), ()).is_none() {
+                assert_eq!(bits(a, cap_a, x), bits(b, cap_b, y), "{what}");
+            }
+        };
+        for d in Dim::ALL {
+            if dims & d.bit() != 0 {
+                let i = d as usize;
+                same(a.live.miss[i], b.live.miss[i], "miss");
+                same(a.live.absent[i], b.live.absent[i], "absent");
+            }
+        }
+        for i in 0..5 {
+            assert_eq!(a.arrays[i].len(), b.arrays[i].len());
+            for (&x, &y) in a.arrays[i].iter().zip(&b.arrays[i]) {
+                same(x, y, "array entry");
+            }
+            let mut keys: Vec<&u32> = a.hashes[i].keys().collect();
+            keys.sort();
+            let mut other: Vec<&u32> = b.hashes[i].keys().collect();
+            other.sort();
+            assert_eq!(keys, other, "hash keys");
+            for k in keys {
+                same(a.hashes[i][k], b.hashes[i][k], "hash entry");
+            }
+        }
+        for i in 0..4 {
+            let mut keys: Vec<&Prefix> = a.lpm[i].keys().collect();
+            keys.sort();
+            let mut other: Vec<&Prefix> = b.lpm[i].keys().collect();
+            other.sort();
+            assert_eq!(keys, other, "prefixes");
+            for k in keys {
+                same(a.lpm[i][k], b.lpm[i][k], "prefix entry");
+            }
+        }
+        let strip = |l: BpfLive| BpfLive {
+            miss: Default::default(),
+            absent: Default::default(),
+            ..l
+        };
+        assert_eq!(strip(a.live), strip(b.live));
+        assert_eq!(a.rules, b.rules);
+        assert_eq!(a.chains, b.chains);
+        assert_eq!(a.rule_ext, b.rule_ext);
+        assert_eq!(a.sets, b.sets);
+        // Every block is found at its slot by its address, and nothing else is.
+        let held = a.blocks.iter().flatten().count();
+        assert_eq!(a.slot_of.len(), held);
+        for (slot, block) in a.blocks.iter().enumerate() {
+            if let Some(block) = block {
+                assert_eq!(a.slot_of.get(&address(block)), Some(&(slot as u32)));
+            }
+        }
+    }
+
+    fn rule(kind: u8, v: u16) -> Rule {
+        let net = ipnet::Ipv4Net::new([10, (v >> 8) as u8, v as u8, 0].into(), 24).unwrap();
+        let matches = match kind % 4 {
+            0 => vec![
+                Match::is(Test::IpSaddr(vec![net])),
+                Match::is(Test::Dport(vec![PortRange::single(1000 + v)])),
+            ],
+            1 => vec![Match::is(Test::Dport(vec![PortRange::new(v, v + 10)]))],
+            2 => vec![Match::not(Test::Iif(vec![u32::from(v % 5)]))],
+            _ => vec![],
+        };
+        Rule::new(
+            matches,
+            if v % 2 == 0 {
+                Action::Drop
+            } else {
+                Action::Accept
+            },
+        )
+    }
+
+    fn program(rules: &[Rule]) -> Program {
+        Program::single(Chain {
+            scope: L3Scope::Inet,
+            policy: Verdict::Accept,
+            rules: rules.to_vec(),
+        })
+    }
+
+    /// Commits `ops` (Some: append a rule; None: delete the last), each compiled after
+    /// the previous one as the worker does, and rewrites two images in turn (the spare
+    /// a commit takes holds the ruleset of two commits before): each must hold what a
+    /// fresh load of that commit's ruleset holds. Returns the incremental compiles.
+    fn check(mut rules: Vec<Rule>, ops: &[Option<(u8, u16)>]) -> usize {
+        let mut prog = program(&rules);
+        let (mut comp, _) = compile_program_after(&prog, None).unwrap();
+        let cap = Capacity::for_program(&comp);
+        let first = Image::default()
+            .successor(&comp, &comp.rule_ext, &cap)
+            .unwrap();
+        let mut spares = [(first.clone(), cap), (first, cap)];
+        let mut incremental = 0;
+        for (step, op) in ops.iter().enumerate() {
+            match op {
+                Some((kind, v)) => rules.push(rule(*kind, *v)),
+                None => {
+                    rules.pop();
+                }
+            }
+            let next = program(&rules);
+            let (c, inc) = compile_program_after(&next, Some((&prog, &comp))).unwrap();
+            incremental += usize::from(inc);
+            let fresh_cap = Capacity::for_program(&c);
+            let fresh = Image::default()
+                .successor(&c, &c.rule_ext, &fresh_cap)
+                .unwrap();
+            let (img, cap) = &mut spares[step % 2];
+            match img.successor(&c, &c.rule_ext, cap) {
+                Ok(patched) => *img = patched,
+                // A fresh program, as the worker loads when a spare has no room.
+                Err(NoRoom(_)) => (*img, *cap) = (fresh.clone(), fresh_cap),
+            }
+            assert_same_maps(img, cap, &fresh, &fresh_cap, c.config.dims);
+            (prog, comp) = (next, c);
+        }
+        incremental
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn a_spare_two_commits_back_patched_equals_a_fresh_load(
+            rules in prop::collection::vec((0u8..4, 0u16..40), 0..40),
+            ops in prop::collection::vec(prop::option::weighted(0.6, (0u8..4, 0u16..60)), 1..12),
+        ) {
+            let rules = rules.into_iter().map(|(k, v)| rule(k, v)).collect();
+            check(rules, &ops);
+        }
+    }
+
+    /// The same past the first block, with the pointer-shared blocks of incremental
+    /// compiles (checked to be taken).
+    #[test]
+    fn spares_of_a_two_block_ruleset_equal_fresh_loads() {
+        let rules: Vec<Rule> = (0..4200u16).map(|i| rule((i % 4) as u8, i % 300)).collect();
+        let ops = [
+            Some((0, 500)),
+            None,
+            Some((3, 0)),
+            Some((1, 7)),
+            None,
+            None,
+            Some((2, 3)),
+            Some((0, 500)),
+            None,
+        ];
+        assert_eq!(check(rules, &ops), ops.len());
+    }
 }

@@ -445,7 +445,7 @@ impl LoadedProgram {
         let empty = Image::default();
         let image = empty.successor(chain, &rule_ext, &caps)?;
         let writes = empty
-            .write_diff(&image, &caps, &mut ebpf)
+            .write_diff(&image, &mut ebpf)
             .map_err(map_err("the ruleset's maps"))?;
         for entry in &chain.set_entries {
             set_entry(&mut ebpf, entry, true)?;
@@ -549,7 +549,7 @@ impl LoadedProgram {
         let next = self.image.successor(chain, &rule_ext, &self.caps)?;
         let mut writes = self
             .image
-            .write_diff(&next, &self.caps, &mut self.ebpf)
+            .write_diff(&next, &mut self.ebpf)
             .map_err(map_err("the ruleset's maps"))?;
         let (gone, new) = self.image.set_changes(&next);
         for e in gone.iter() {

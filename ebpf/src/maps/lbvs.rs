@@ -10,7 +10,7 @@ use hashbrown::HashTable;
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::{
-    BuildError, Dim, LpmEntries, BLOCK_WORDS, CTSTATE_VALUES, ICMP6_BASE, ICMP_ABSENT, NDIMS,
+    Block, BuildError, Dim, LpmEntries, BLOCK_WORDS, CTSTATE_VALUES, ICMP6_BASE, ICMP_ABSENT, NDIMS,
 };
 use crate::ir::{PortRange, Rule, Test};
 
@@ -28,8 +28,12 @@ pub(super) struct Dimensions {
     pub ctmark_mask: u32,
     /// Distinct 4096-rule blocks (block 0 is all zeros) and, per vector and block,
     /// the block's id: see [`super::CompiledProgram::blocks`].
-    pub blocks: Vec<u64>,
+    pub blocks: Vec<Block>,
     pub vector_blocks: Vec<u32>,
+    /// The hash tables that found `blocks` and `vector_blocks` by content: kept so that
+    /// an incremental update (`update.rs`) interns into them instead of hashing every
+    /// block again.
+    pub index: TableIndex,
     pub saddr: LpmEntries,
     pub daddr: LpmEntries,
     pub l4proto: Vec<u32>,
@@ -131,8 +135,55 @@ pub(super) fn build(rules: &[&Rule], nblocks: usize) -> Result<Dimensions, Build
             *out = entries;
         }
     }
-    (d.blocks, d.vector_blocks) = table.into_parts();
+    (d.blocks, d.vector_blocks, d.index) = table.into_parts();
     Ok(d)
+}
+
+/// A compiled program's LBVS hash tables (see [`Dimensions::index`]): a cache of what
+/// its `blocks` and `vector_blocks` hold, so equal whatever it holds.
+#[derive(Clone, Default)]
+pub struct TableIndex(Option<std::sync::Arc<Index>>);
+
+impl PartialEq for TableIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for TableIndex {}
+
+impl TableIndex {
+    /// Whether the index finds each of the blocks and vectors at its own id, and
+    /// nothing else (what an incremental update relies on).
+    #[cfg(test)]
+    pub(crate) fn matches(&self, blocks: &[Block], vector_blocks: &[u32], nblocks: usize) -> bool {
+        let Some(i) = &self.0 else { return true };
+        let hasher = foldhash::fast::FixedState::default();
+        let nvectors = vector_blocks.len() / nblocks;
+        i.blocks == blocks.len()
+            && i.vectors == nvectors
+            && i.block_ids.len() == i.blocks
+            && i.vector_ids.len() == nvectors
+            && blocks.iter().enumerate().all(|(id, b)| {
+                i.block_ids
+                    .find(hasher.hash_one(&b[..]), |&x| x == id as u32)
+                    .is_some()
+            })
+            && vector_blocks
+                .chunks_exact(nblocks)
+                .enumerate()
+                .all(|(id, v)| {
+                    i.vector_ids
+                        .find(hasher.hash_one(v), |&x| x == id as u32)
+                        .is_some()
+                })
+    }
+}
+
+impl std::fmt::Debug for TableIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TableIndex")
+    }
 }
 
 /// Presence kinds: which flavour of a dimension's field a class or predicate is about.
@@ -340,6 +391,36 @@ impl Predicates {
         }
         p.ctmark_mask = ctmask.unwrap_or(0);
         Ok(p)
+    }
+}
+
+/// Whether `test` is one of the dimensions' predicates (what [`Predicates::collect`]
+/// reads), not a residual check.
+pub(super) fn is_dimension_test(test: &Test) -> bool {
+    match test {
+        Test::IpSaddr(_)
+        | Test::IpDaddr(_)
+        | Test::Ip6Saddr(_)
+        | Test::Ip6Daddr(_)
+        | Test::L4Proto(_)
+        | Test::Sport(_)
+        | Test::Dport(_)
+        | Test::IcmpType(_)
+        | Test::Icmpv6Type(_)
+        | Test::Iif(_)
+        | Test::Oif(_)
+        | Test::Mark { .. }
+        | Test::CtState(_)
+        | Test::CtMark { .. } => true,
+        Test::CtStatus(_)
+        | Test::CtLabel { .. }
+        | Test::ArpHook
+        | Test::BridgeHook(_)
+        | Test::InSet { .. }
+        | Test::Limit(_)
+        | Test::Quota(_)
+        | Test::Nth(_)
+        | Test::Residual(_) => false,
     }
 }
 
@@ -712,8 +793,8 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 struct VectorTable {
     nblocks: usize,
-    /// Distinct blocks, `BLOCK_WORDS` words each; block 0 is all zeros.
-    blocks: Vec<u64>,
+    /// Distinct blocks; block 0 is all zeros.
+    blocks: Vec<Block>,
     /// Block ids by their content's hash (the content is in `blocks`): no allocation
     /// per block, to build or to drop.
     block_ids: HashTable<u32>,
@@ -757,17 +838,14 @@ impl VectorTable {
             hasher,
             ..
         } = self;
-        let words = |id: u32| &blocks[id as usize * BLOCK_WORDS..(id as usize + 1) * BLOCK_WORDS];
         let hash = hasher.hash_one(block);
-        if let Some(&id) = block_ids.find(hash, |&id| words(id) == block) {
+        if let Some(&id) = block_ids.find(hash, |&id| blocks[id as usize][..] == *block) {
             return id;
         }
-        let id = (blocks.len() / BLOCK_WORDS) as u32;
-        blocks.extend_from_slice(block);
+        let id = blocks.len() as u32;
+        blocks.push(Block::new(block.try_into().expect("one block")));
         let blocks = &*blocks;
-        block_ids.insert_unique(hash, id, |&id| {
-            hasher.hash_one(&blocks[id as usize * BLOCK_WORDS..(id as usize + 1) * BLOCK_WORDS])
-        });
+        block_ids.insert_unique(hash, id, |&id| hasher.hash_one(&blocks[id as usize][..]));
         id
     }
 
@@ -824,7 +902,163 @@ impl VectorTable {
         id
     }
 
-    fn into_parts(self) -> (Vec<u64>, Vec<u32>) {
-        (self.blocks, self.vector_blocks)
+    /// The table holding `blocks` and `vector_blocks` (deduplicated, as built here),
+    /// with their ids as they are; `index`, if it is theirs, spares hashing them all.
+    fn resume(
+        blocks: Vec<Block>,
+        vector_blocks: Vec<u32>,
+        nblocks: usize,
+        index: &TableIndex,
+    ) -> Self {
+        let hasher = foldhash::fast::FixedState::default();
+        let nvectors = vector_blocks.len() / nblocks.max(1);
+        let (block_ids, vector_ids) = match index.0.as_deref() {
+            Some(i) if i.blocks == blocks.len() && i.vectors == nvectors => {
+                (i.block_ids.clone(), i.vector_ids.clone())
+            }
+            _ => {
+                let mut block_ids = HashTable::new();
+                for (id, b) in blocks.iter().enumerate() {
+                    block_ids.insert_unique(hasher.hash_one(&b[..]), id as u32, |&id| {
+                        hasher.hash_one(&blocks[id as usize][..])
+                    });
+                }
+                let n = nblocks.max(1);
+                let mut vector_ids = HashTable::new();
+                for (id, v) in vector_blocks.chunks_exact(n).enumerate() {
+                    vector_ids.insert_unique(hasher.hash_one(v), id as u32, |&id| {
+                        hasher.hash_one(&vector_blocks[id as usize * n..][..n])
+                    });
+                }
+                (block_ids, vector_ids)
+            }
+        };
+        VectorTable {
+            nblocks,
+            blocks,
+            block_ids,
+            vector_blocks,
+            vector_ids,
+            hasher,
+            scratch: Vec::new(),
+        }
     }
+
+    /// Drops the vectors not in `live` and then the blocks no vector holds any more
+    /// (block 0, all zeros, stays), as a build from scratch would not have them: the
+    /// last entries move into the holes, so that little moves. Returns the new id of
+    /// each old vector id (dropped ones: u32::MAX), or None if none moved.
+    fn collect(&mut self, live: &[bool]) -> Option<Vec<u32>> {
+        const DEAD: u32 = u32::MAX;
+        let nb = self.nblocks;
+        let moved_vectors = compact(live, |from, to| {
+            self.vector_blocks
+                .copy_within(from * nb..(from + 1) * nb, to * nb)
+        });
+        if let Some(ids) = &moved_vectors {
+            self.vector_blocks.truncate(ids.1 * nb);
+            // A moved vector keeps its blocks, so its hash: only its id changes.
+            self.vector_ids.retain(|id| match ids.0[*id as usize] {
+                DEAD => false,
+                new => {
+                    *id = new;
+                    true
+                }
+            });
+        }
+        let mut live_blocks = vec![false; self.blocks.len()];
+        live_blocks[0] = true;
+        for &b in &self.vector_blocks {
+            live_blocks[b as usize] = true;
+        }
+        let moved_blocks = compact(&live_blocks, |from, to| self.blocks.swap(from, to));
+        if let Some((ids, len)) = moved_blocks {
+            self.blocks.truncate(len);
+            self.block_ids.retain(|id| match ids[*id as usize] {
+                DEAD => false,
+                new => {
+                    *id = new;
+                    true
+                }
+            });
+            // The vectors holding a moved block: their rows change, so their hashes.
+            let VectorTable {
+                vector_blocks,
+                vector_ids,
+                hasher,
+                ..
+            } = self;
+            for v in 0..vector_blocks.len() / nb {
+                let row = &vector_blocks[v * nb..(v + 1) * nb];
+                if row.iter().all(|&b| ids[b as usize] == b) {
+                    continue;
+                }
+                let old_hash = hasher.hash_one(row);
+                if let Ok(entry) = vector_ids.find_entry(old_hash, |&id| id == v as u32) {
+                    entry.remove();
+                }
+                for b in &mut vector_blocks[v * nb..(v + 1) * nb] {
+                    *b = ids[*b as usize];
+                }
+                let vector_blocks = &*vector_blocks;
+                let hash = hasher.hash_one(&vector_blocks[v * nb..(v + 1) * nb]);
+                vector_ids.insert_unique(hash, v as u32, |&id| {
+                    hasher.hash_one(&vector_blocks[id as usize * nb..(id as usize + 1) * nb])
+                });
+            }
+        }
+        moved_vectors.map(|(ids, _)| ids)
+    }
+
+    fn into_parts(self) -> (Vec<Block>, Vec<u32>, TableIndex) {
+        let index = Index {
+            blocks: self.blocks.len(),
+            vectors: self.vector_blocks.len() / self.nblocks.max(1),
+            block_ids: self.block_ids,
+            vector_ids: self.vector_ids,
+        };
+        (
+            self.blocks,
+            self.vector_blocks,
+            TableIndex(Some(std::sync::Arc::new(index))),
+        )
+    }
+}
+
+/// Renumbers entries `0..live.len()` so that the live ones are `0..n`: each dead one
+/// below `n` gets the last live one (`moved(from, to)` moves its contents). Returns
+/// the new number of each entry (dead ones: u32::MAX) and `n`, or None if all live.
+fn compact(live: &[bool], mut moved: impl FnMut(usize, usize)) -> Option<(Vec<u32>, usize)> {
+    if live.iter().all(|&l| l) {
+        return None;
+    }
+    let mut ids: Vec<u32> = (0..live.len() as u32)
+        .map(|i| if live[i as usize] { i } else { u32::MAX })
+        .collect();
+    let (mut i, mut j) = (0, live.len());
+    loop {
+        while i < j && live[i] {
+            i += 1;
+        }
+        while j > i && !live[j - 1] {
+            j -= 1;
+        }
+        if i >= j {
+            break;
+        }
+        moved(j - 1, i);
+        ids[j - 1] = i as u32;
+        i += 1;
+        j -= 1;
+    }
+    Some((ids, i))
+}
+
+/// A [`VectorTable`]'s hash tables, for the `blocks` blocks and `vectors` vectors it
+/// was left with.
+pub(super) struct Index {
+    blocks: usize,
+    vectors: usize,
+    block_ids: HashTable<u32>,
+    vector_ids: HashTable<u32>,
 }

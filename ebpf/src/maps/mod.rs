@@ -32,6 +32,7 @@
 mod chains;
 pub mod checks;
 mod lbvs;
+pub use lbvs::TableIndex;
 pub mod sets;
 mod write_queue;
 
@@ -42,6 +43,10 @@ use crate::ir::{Chain, PortRange, Program, Rule, Statement, Verdict};
 /// 64-bit words in one map entry of the vector table (4096 rules).
 pub const BLOCK_WORDS: usize = 64;
 pub const BLOCK_RULES: usize = BLOCK_WORDS * 64;
+/// One 4096-rule block of a bit-vector. Shared: a compile updated from an earlier one
+/// keeps the blocks that did not change, and a loaded program's image holds the same
+/// ones, so that telling what changed compares pointers, not 512 bytes.
+pub type Block = std::sync::Arc<[u64; BLOCK_WORDS]>;
 /// Index of the "not IP" entry of the l4proto array.
 pub const L4PROTO_ABSENT: usize = 256;
 /// Index of the "no ports" entry of the port arrays.
@@ -281,7 +286,7 @@ pub struct CompiledProgram {
     /// The vector table, as distinct 4096-rule blocks of 64 words (map `vectors`;
     /// block 0 is all zeros) and, for entry `vector id * nblocks + block` (map
     /// `vector_blocks`), the id of that block of that vector.
-    pub blocks: Vec<u64>,
+    pub blocks: Vec<Block>,
     pub vector_blocks: Vec<u32>,
     pub saddr: LpmEntries,
     pub daddr: LpmEntries,
@@ -323,6 +328,9 @@ pub struct CompiledProgram {
     /// Per dimension, the id of its "field absent" vector (also where no key holds it):
     /// what [`compile_program_after`] needs besides the maps' contents.
     pub wild: [u32; NDIMS],
+    /// The hash tables that deduplicated `blocks` and `vector_blocks`, for the next
+    /// [`compile_program_after`] (a cache: any two compare equal).
+    pub lbvs_index: lbvs::TableIndex,
 }
 
 /// The compiled form of a lone chain (a program with one base chain).
@@ -353,7 +361,7 @@ impl CompiledProgram {
 
     /// Distinct blocks stored.
     pub fn block_entries(&self) -> usize {
-        self.blocks.len() / BLOCK_WORDS
+        self.blocks.len()
     }
 
     /// Distinct bit-vectors after deduplication.
@@ -369,7 +377,7 @@ impl CompiledProgram {
     pub fn vector_bit(&self, id: u32, rule: usize) -> bool {
         let nblocks = self.live.nblocks as usize;
         let block = self.vector_blocks[id as usize * nblocks + rule / 4096] as usize;
-        self.blocks[block * BLOCK_WORDS + (rule % 4096) / 64] & (1 << (rule % 64)) != 0
+        self.blocks[block][(rule % 4096) / 64] & (1 << (rule % 64)) != 0
     }
 }
 
@@ -633,6 +641,7 @@ pub fn compile_program_after(
             residual_elems: layout.extras.residual_elems,
             ct_labels: program.ct_labels,
             wild: dims.wild,
+            lbvs_index: dims.index,
         },
         incremental,
     ))
@@ -654,10 +663,20 @@ fn lbvs_after(
         return Ok(None);
     }
     let common = old_rules.len().min(rules.len());
+    // The vectors depend on the LBVS matches only (`lbvs::Predicates`): residual
+    // checks (sets, limits, residual programs, often the larger part of a rule) need
+    // no comparing; the layout is built anew anyway.
+    let lbvs_test = |m: &&crate::ir::Match| lbvs::is_dimension_test(&m.test);
     let same = old_rules[..common]
         .iter()
         .zip(&rules[..common])
-        .all(|(a, b)| std::ptr::eq(*a, *b) || a.matches == b.matches);
+        .all(|(a, b)| {
+            std::ptr::eq(*a, *b)
+                || a.matches
+                    .iter()
+                    .filter(lbvs_test)
+                    .eq(b.matches.iter().filter(lbvs_test))
+        });
     if !same {
         return Ok(None);
     }
@@ -669,6 +688,7 @@ fn lbvs_after(
         ctmark_mask: old.config.ctmark_mask,
         miss: old.live.miss,
         wild: old.wild,
+        index: &old.lbvs_index,
         blocks: &old.blocks,
         vector_blocks: &old.vector_blocks,
         saddr: &old.saddr,

@@ -13,13 +13,19 @@
 //! old prefix's predicates; a new value is in no old predicate, so it was a miss).
 //! A class's vector is then its old vector with the changed rules' bits replaced by
 //! the class's "pattern" of them; (old vector, pattern) pairs and the blocks they
-//! produce are memoized, so the update costs one pass over the keys and one interning
-//! per distinct new block, not a bit-vector walk per class.
+//! produce are memoized. The new table starts as the old one, with the same ids and
+//! the same (shared) blocks, and the old hash tables (`TableIndex`): a vector whose
+//! bits are already its pattern (most, for an append: the rule's bit is clear
+//! everywhere) stays as it is, and only the others' changed blocks are hashed and
+//! interned. The vectors no key holds any more, and the blocks only they held, are
+//! then dropped, the last ones moving into their places. So the update costs a pass
+//! over the keys and work per changed vector, not a re-interning of every block.
 //!
 //! The result holds the same keys and, key for key, the same bit-vectors as
 //! [`super::build`] over the same rules, deduplicated the same way (the same vector
 //! and block counts); only the numbering of vectors and blocks may differ, which the
-//! image ignores (`image.rs` places them by content). Anything else (another
+//! image ignores (`image.rs` places them by content, and finds the blocks an update
+//! kept by pointer). Anything else (another
 //! dimension or mark mask in use, a change of the block count, more than
 //! [`MAX_CHANGED`] rules) returns None: the caller builds from scratch.
 
@@ -46,7 +52,8 @@ pub struct Prev<'a> {
     pub ctmark_mask: u32,
     pub miss: [u32; NDIMS],
     pub wild: [u32; NDIMS],
-    pub blocks: &'a [u64],
+    pub index: &'a super::TableIndex,
+    pub blocks: &'a [super::Block],
     pub vector_blocks: &'a [u32],
     pub saddr: &'a LpmEntries,
     pub daddr: &'a LpmEntries,
@@ -145,10 +152,17 @@ pub fn update(
         prev,
         lo,
         hi,
-        table: VectorTable::new(nblocks * BLOCK_WORDS),
+        table: VectorTable::resume(
+            prev.blocks.to_vec(),
+            prev.vector_blocks.to_vec(),
+            nblocks,
+            prev.index,
+        ),
         vectors: FastMap::default(),
         blocks: FastMap::default(),
         words: Vec::with_capacity(BLOCK_WORDS),
+        appended: n > prev.nrules,
+        old_patterns: vec![None; prev.vector_blocks.len() / nblocks],
     };
     let mut d = Dimensions {
         dims,
@@ -197,24 +211,51 @@ pub fn update(
                 Some(KIND_V4)
             }
         };
-        // Runs of indexes with the same old vector and pattern: one lookup per run.
-        let mut last: Option<(u32, u64, u32)> = None;
-        *out = prev.arrays[i]
-            .iter()
-            .enumerate()
-            .map(|(index, &old)| {
-                let index = index as u32;
-                let pattern = changed.pattern(p, kind_of(index), |ranges| {
-                    ranges.iter().any(|&(a, b)| a <= index && index <= b)
-                });
+        // The pattern changes only at the changed rules' range boundaries and where
+        // the kind does: one pattern per segment, one lookup per run of indexes with
+        // the same old vector.
+        let old = prev.arrays[i];
+        let len = old.len() as u32;
+        let mut cuts: Vec<u32> = vec![0, len];
+        if domain < len {
+            cuts.push(domain);
+        }
+        if dim == Dim::Icmp {
+            cuts.push(ICMP6_BASE as u32);
+        }
+        if changed.appended {
+            for pred in &p.preds {
+                for &(a, b) in &pred.values {
+                    cuts.extend([a, b.saturating_add(1)]);
+                }
+            }
+        }
+        cuts.retain(|&c| c <= len);
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut new = Vec::with_capacity(old.len());
+        for seg in cuts.windows(2) {
+            let first = seg[0];
+            let pattern = changed.pattern(p, kind_of(first), |ranges| {
+                ranges.iter().any(|&(a, b)| a <= first && first <= b)
+            });
+            let olds = &old[seg[0] as usize..seg[1] as usize];
+            if changed.appended && pattern == 0 {
+                // The appended rules' bits are clear in every old vector already.
+                new.extend_from_slice(olds);
+                continue;
+            }
+            let mut last: Option<(u32, u32)> = None;
+            for &o in olds {
                 let id = match last {
-                    Some((o, pat, id)) if o == old && pat == pattern => id,
-                    _ => remap.map(old, pattern),
+                    Some((lo, id)) if lo == o => id,
+                    _ => remap.map(o, pattern),
                 };
-                last = Some((old, pattern, id));
-                id
-            })
-            .collect();
+                last = Some((o, id));
+                new.push(id);
+            }
+        }
+        *out = new;
     }
 
     let [mark0, mark1] = &mut d.mark;
@@ -266,8 +307,67 @@ pub fn update(
             })
             .collect();
     }
-    (d.blocks, d.vector_blocks) = remap.table.into_parts();
+    // The vectors no key holds any more go, as a build from scratch would not have
+    // them, and with them the blocks only they held.
+    let mut live = vec![false; remap.table.vector_blocks.len() / nblocks];
+    for_each_id(&mut d, |id| live[*id as usize] = true);
+    if let Some(ids) = remap.table.collect(&live) {
+        for_each_id(&mut d, |id| *id = ids[*id as usize]);
+    }
+    (d.blocks, d.vector_blocks, d.index) = remap.table.into_parts();
     Ok(Some(d))
+}
+
+/// Calls `f` on every vector id the used dimensions of `d` hold.
+fn for_each_id(d: &mut Dimensions, mut f: impl FnMut(&mut u32)) {
+    let used = |dim: Dim| d.dims & dim.bit() != 0;
+    let (saddr, daddr) = (used(Dim::Saddr), used(Dim::Daddr));
+    for dim in Dim::ALL {
+        let i = dim as usize;
+        if !used(dim) {
+            continue;
+        }
+        f(&mut d.wild[i]);
+        if matches!(dim, Dim::Saddr | Dim::Daddr | Dim::CtMark) {
+            f(&mut d.absent[i]);
+        }
+        if matches!(
+            dim,
+            Dim::Iif | Dim::Oif | Dim::Mark0 | Dim::Mark1 | Dim::CtMark
+        ) {
+            f(&mut d.miss[i]);
+        }
+    }
+    for (on, e) in [(saddr, &mut d.saddr), (daddr, &mut d.daddr)] {
+        if on {
+            e.v4.iter_mut().for_each(|(_, id)| f(id));
+            e.v6.iter_mut().for_each(|(_, id)| f(id));
+        }
+    }
+    // Unused dimensions have no entries.
+    for a in [
+        &mut d.l4proto,
+        &mut d.sport,
+        &mut d.dport,
+        &mut d.icmp,
+        &mut d.ctstate,
+    ] {
+        let mut last: Option<(u32, u32)> = None;
+        for id in a.iter_mut() {
+            match last {
+                Some((o, n)) if o == *id => *id = n,
+                _ => {
+                    let o = *id;
+                    f(id);
+                    last = Some((o, *id));
+                }
+            }
+        }
+    }
+    let [mark0, mark1] = &mut d.mark;
+    for h in [&mut d.iif, &mut d.oif, mark0, mark1, &mut d.ctmark] {
+        h.iter_mut().for_each(|(_, id)| f(id));
+    }
 }
 
 /// The changed rule numbers.
@@ -448,20 +548,59 @@ fn scan(rules: &[&Rule]) -> (u32, [u32; 2], u32) {
     (dims, slots, ctmask.unwrap_or(0))
 }
 
-/// Old vector id and pattern -> the new table's vector id.
+/// Old vector id and pattern -> the new table's vector id. The new table starts as
+/// the old one (same ids): a vector whose changed rules' bits are already the
+/// pattern stays as it is, and only the others are interned anew.
 struct Remap<'a> {
     prev: &'a Prev<'a>,
     lo: usize,
     hi: usize,
     table: VectorTable,
     vectors: FastMap<(u32, u64), u32>,
-    /// (old block id, block index or u32::MAX if untouched, pattern) -> new block id.
+    /// (old block id, block index, pattern) -> new block id.
     blocks: FastMap<(u32, u32, u64), u32>,
     words: Vec<u64>,
+    /// Rules appended: their bits are clear in every old vector.
+    appended: bool,
+    /// Per old vector, [`Self::old_pattern`] once known.
+    old_patterns: Vec<Option<u64>>,
 }
 
 impl Remap<'_> {
+    /// The changed rules' bits in old vector `old`, as a pattern.
+    fn old_pattern(&mut self, old: u32) -> u64 {
+        if self.appended {
+            return 0;
+        }
+        if let Some(p) = self.old_patterns[old as usize] {
+            return p;
+        }
+        let nblocks = self.prev.nblocks;
+        let mut pattern = 0;
+        let mut rule = self.lo;
+        while rule < self.hi {
+            let b = rule / BLOCK_RULES;
+            let block = self.prev.vector_blocks[old as usize * nblocks + b] as usize;
+            let end = self.hi.min((b + 1) * BLOCK_RULES);
+            if block != 0 {
+                let words = &self.prev.blocks[block];
+                for r in rule..end {
+                    let bit = r - b * BLOCK_RULES;
+                    if words[bit / 64] >> (bit % 64) & 1 != 0 {
+                        pattern |= 1 << (r - self.lo);
+                    }
+                }
+            }
+            rule = end;
+        }
+        self.old_patterns[old as usize] = Some(pattern);
+        pattern
+    }
+
     fn map(&mut self, old: u32, pattern: u64) -> u32 {
+        if self.old_pattern(old) == pattern {
+            return old;
+        }
         if let Some(&id) = self.vectors.get(&(old, pattern)) {
             return id;
         }
@@ -471,36 +610,30 @@ impl Remap<'_> {
         for b in 0..nblocks {
             let old_block = self.prev.vector_blocks[old as usize * nblocks + b];
             let (first, end) = (b * BLOCK_RULES, (b + 1) * BLOCK_RULES);
-            let touched = self.lo < end && first < self.hi;
-            let key = if touched {
-                (old_block, b as u32, pattern)
-            } else {
-                (old_block, u32::MAX, 0)
-            };
+            if !(self.lo < end && first < self.hi) {
+                // Untouched: the same block, under the same id.
+                ids.push(old_block);
+                continue;
+            }
+            let key = (old_block, b as u32, pattern);
             let id = match self.blocks.get(&key) {
                 Some(&id) => id,
                 None => {
-                    let start = old_block as usize * BLOCK_WORDS;
-                    let src = &self.prev.blocks[start..start + BLOCK_WORDS];
-                    let id = if touched {
-                        self.words.clear();
-                        self.words.extend_from_slice(src);
-                        for rule in self.lo.max(first)..self.hi.min(end) {
-                            let bit = rule - first;
-                            let mask = 1u64 << (bit % 64);
-                            if pattern >> (rule - self.lo) & 1 != 0 {
-                                self.words[bit / 64] |= mask;
-                            } else {
-                                self.words[bit / 64] &= !mask;
-                            }
+                    self.words.clear();
+                    self.words
+                        .extend_from_slice(&self.prev.blocks[old_block as usize][..]);
+                    for rule in self.lo.max(first)..self.hi.min(end) {
+                        let bit = rule - first;
+                        let mask = 1u64 << (bit % 64);
+                        if pattern >> (rule - self.lo) & 1 != 0 {
+                            self.words[bit / 64] |= mask;
+                        } else {
+                            self.words[bit / 64] &= !mask;
                         }
-                        let words = std::mem::take(&mut self.words);
-                        let id = self.table.intern_block(&words);
-                        self.words = words;
-                        id
-                    } else {
-                        self.table.intern_block(src)
-                    };
+                    }
+                    let words = std::mem::take(&mut self.words);
+                    let id = self.table.intern_block(&words);
+                    self.words = words;
                     self.blocks.insert(key, id);
                     id
                 }
@@ -520,7 +653,7 @@ mod tests {
     use proptest::prelude::*;
 
     use crate::ir::{Action, Chain, L3Scope, Match, PortRange, Program, Rule, Test, Verdict};
-    use crate::maps::{compile_program, compile_program_after, CompiledProgram, Dim, BLOCK_WORDS};
+    use crate::maps::{compile_program, compile_program_after, CompiledProgram, Dim};
 
     /// Each vector id's bits, in full.
     fn contents(c: &CompiledProgram) -> Vec<Vec<u64>> {
@@ -529,11 +662,7 @@ mod tests {
             .chunks_exact(nb)
             .map(|ids| {
                 ids.iter()
-                    .flat_map(|&b| {
-                        c.blocks[b as usize * BLOCK_WORDS..(b as usize + 1) * BLOCK_WORDS]
-                            .iter()
-                            .copied()
-                    })
+                    .flat_map(|&b| c.blocks[b as usize].iter().copied())
                     .collect()
             })
             .collect()
@@ -552,11 +681,7 @@ mod tests {
         };
         assert_eq!(sorted(ca.clone()), sorted(cb.clone()), "vector sets");
         let blocks = |c: &CompiledProgram| {
-            let mut v: Vec<Vec<u64>> = c
-                .blocks
-                .chunks_exact(BLOCK_WORDS)
-                .map(<[u64]>::to_vec)
-                .collect();
+            let mut v: Vec<Vec<u64>> = c.blocks.iter().map(|b| b.to_vec()).collect();
             v.sort();
             v
         };
@@ -758,6 +883,11 @@ mod tests {
             match (full, after) {
                 (Ok(full), Ok((after, updated))) => {
                     assert_same(&after, &full);
+                    assert!(after.lbvs_index.matches(
+                        &after.blocks,
+                        &after.vector_blocks,
+                        after.live.nblocks as usize
+                    ));
                     incremental += usize::from(updated);
                     prev = after;
                     prev_program = next_program;
@@ -823,6 +953,36 @@ mod tests {
             ],
         );
         assert_eq!(n, 4);
+    }
+
+    /// A rule whose residual checks changed (not its dimensions' predicates) keeps the
+    /// update, and it equals a build from scratch.
+    #[test]
+    fn a_residual_change_before_the_end_keeps_the_update() {
+        let rule = |port: u16, status: u32| {
+            Rule::new(
+                vec![
+                    Match::is(Test::Dport(vec![PortRange::single(port)])),
+                    Match::is(Test::CtStatus(status)),
+                ],
+                Action::Drop,
+            )
+        };
+        let rules: Vec<Rule> = (0..100).map(|i| rule(i, 1)).collect();
+        let before = program(&rules);
+        let old = compile_program(&before).unwrap();
+        let mut next = rules.clone();
+        next[50] = rule(50, 2);
+        next.push(rule(7, 4));
+        let next = program(&next);
+        let (after, updated) = compile_program_after(&next, Some((&before, &old))).unwrap();
+        assert!(updated);
+        let full = compile_program(&next).unwrap();
+        assert_same(&after, &full);
+        assert_ne!(
+            old.rule_ext, after.rule_ext,
+            "the residual change is compiled"
+        );
     }
 
     /// A rule changed or deleted before the end is not an update: built from scratch.
