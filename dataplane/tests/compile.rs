@@ -91,7 +91,7 @@ fn every_predicate_form_decompiles() {
     let rules: Vec<(Vec<SymMatch>, Action)> = c
         .rules
         .iter()
-        .map(|r: &SymRule| (r.matches.clone(), r.action.clone()))
+        .map(|r| (r.matches.clone(), r.action.clone()))
         .collect();
     let expected = vec![
         (vec![ir(Test::Iif(vec![1]))], Action::Accept),
@@ -1332,7 +1332,7 @@ fn bridge_output_is_told_from_forwarded_copies_by_the_bridge_device_s_mark() {
 /// The rules of the one base chain `chain` of the fixture `expansion`.
 fn expansion_rules(chain: &str) -> Result<Vec<SymRule>, nftshim_engine::DataplaneError> {
     let ns = only_chain(&fixture("expansion"), chain);
-    decompile(&ns.view()).map(|p| p.chains[0].rules.clone())
+    decompile(&ns.view()).map(|p| p.chains[0].rules.iter().map(|r| (**r).clone()).collect())
 }
 
 /// The expression index each rule's counters name (`CounterRef::Rule`).
@@ -1641,4 +1641,130 @@ fn residual_tests_before_a_limit_run_before_it() {
             "{kinds:?}"
         );
     }
+}
+
+/// A warm rule cache gives what a cold pass gives, through a sequence of appends,
+/// inserts, deletes, replaces and refused rules in base and regular chains (each view
+/// is a fresh engine state: rules are found again by handle and expressions); and the
+/// rules a commit did not touch are the same allocations as before.
+#[test]
+fn a_warm_cache_decompiles_and_instantiates_as_a_cold_pass() {
+    use nftshim_dataplane::compile::{decompile_cached, RuleCache};
+    use std::sync::Arc;
+    let mut state = fixture("jumps");
+    let chains = |s: &serde_json::Value| s["ruleset"]["tables"][0]["chains"].clone();
+    // `goto` (handle 7) is refused in a base chain.
+    let all: Vec<serde_json::Value> = chains(&state)
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["rules"].as_array().unwrap().clone())
+        .filter(|r| r["handle"] != 7)
+        .collect();
+    // Rules without jumps may go anywhere; the jumps (handles 10, 11) only to input.
+    let plain: Vec<serde_json::Value> = all
+        .iter()
+        .filter(|r| ![7, 10, 11].contains(&r["handle"].as_u64().unwrap()))
+        .cloned()
+        .collect();
+    let chain_index = |s: &serde_json::Value, name: &str| {
+        chains(s)
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|c| c["name"] == name)
+            .unwrap()
+    };
+    let mut next_handle = 100u64;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = |n: usize| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 33) as usize) % n.max(1)
+    };
+    let mut cache = RuleCache::default();
+    let mut previous: Option<Program> = None;
+    let mut bogus: Option<(usize, u64)> = None;
+    let mut refused = 0;
+    for step in 0..80 {
+        if let Some((ci, handle)) = bogus.take() {
+            let rules = state["ruleset"]["tables"][0]["chains"][ci]["rules"]
+                .as_array_mut()
+                .unwrap();
+            rules.retain(|r| r["handle"] != handle);
+        } else {
+            let name = ["input", "input", "web", "ssh", "blocked"][rand(5)];
+            let ci = chain_index(&state, name);
+            let pool = if name == "input" { &all } else { &plain };
+            let mut rule = pool[rand(pool.len())].clone();
+            let rules = state["ruleset"]["tables"][0]["chains"][ci]["rules"]
+                .as_array_mut()
+                .unwrap();
+            let op = rand(6);
+            match op {
+                0 | 1 => {
+                    rule["handle"] = next_handle.into();
+                    rules.push(rule);
+                }
+                2 => {
+                    rule["handle"] = next_handle.into();
+                    let at = rand(rules.len() + 1);
+                    rules.insert(at, rule);
+                }
+                3 if !rules.is_empty() => {
+                    let at = rand(rules.len());
+                    rules.remove(at);
+                }
+                4 if !rules.is_empty() => {
+                    // `replace rule`: same handle, other expressions.
+                    let at = rand(rules.len());
+                    rules[at]["exprs"] = rule["exprs"].clone();
+                }
+                _ => {
+                    // A rule the data plane refuses; taken out again by the next step.
+                    rule["handle"] = next_handle.into();
+                    rule["exprs"] = serde_json::json!([{"name": "bogus", "data": ""}]);
+                    let at = rand(rules.len() + 1);
+                    rules.insert(at, rule);
+                    bogus = Some((ci, next_handle));
+                }
+            }
+            next_handle += 1;
+        }
+        state["counters"]["hgen"]["1"] = next_handle.into();
+        let ns = netns(state.clone());
+        let warm = decompile_cached(&ns.view(), &mut cache).map_err(|e| e.reason);
+        let cold = decompile(&ns.view()).map_err(|e| e.reason);
+        assert_eq!(warm, cold, "step {step}");
+        // A bogus rule in a chain no base chain reaches is not read.
+        assert!(bogus.is_some() || warm.is_ok(), "step {step}: {warm:?}");
+        let Ok(warm) = warm else {
+            refused += 1;
+            continue;
+        };
+        let cold = cold.unwrap();
+        assert_eq!(
+            instantiate(&warm, &facts()).map_err(|e| e.reason),
+            instantiate(&cold, &facts()).map_err(|e| e.reason),
+            "step {step}"
+        );
+        // Rules of the last successful pass that are still there are shared.
+        if let Some(prev) = &previous {
+            let before: Vec<&Arc<SymRule>> = prev.chains[0].rules.iter().collect();
+            let shared = warm.chains[0]
+                .rules
+                .iter()
+                .filter(|r| before.iter().any(|b| Arc::ptr_eq(b, r)))
+                .count();
+            let kept = warm.chains[0]
+                .rules
+                .iter()
+                .filter(|r| before.iter().any(|b| b.handle == r.handle))
+                .count();
+            assert!(shared + 1 >= kept, "step {step}: {shared} of {kept} shared");
+        }
+        previous = Some(warm);
+    }
+    assert!(refused > 0, "no refusal in the sequence");
 }

@@ -297,7 +297,7 @@ fn check_lengths(program: &Program, st: &[Stage<'_>]) -> Result<(), DataplaneErr
 }
 
 /// Whether rules count bytes or read the packet's length.
-fn reads_length(rules: &[SymRule]) -> bool {
+fn reads_length(rules: &[Arc<SymRule>]) -> bool {
     rules.iter().any(|r| {
         !r.counters.is_empty()
             || r.matches.iter().any(|m| {
