@@ -1768,3 +1768,85 @@ fn a_warm_cache_decompiles_and_instantiates_as_a_cold_pass() {
     }
     assert!(refused > 0, "no refusal in the sequence");
 }
+
+/// A flattened rule whose first match reads one IP version's header is left out behind
+/// the other version's guard: the planned programs decide and count as those with
+/// every copy (made by a first match that reads no header: no interface of an empty
+/// list) for IPv4 and IPv6 packets, local or not.
+#[test]
+fn copies_for_the_other_ip_version_change_no_verdict() {
+    let mut state = fixture("jumps");
+    let chains = state["ruleset"]["tables"][0]["chains"].clone();
+    let rule = |ci: usize, ri: usize| chains[ci]["rules"][ri].clone();
+    // ip saddr 192.0.2.1 drop; tcp dport 22 accept; return; jump blocked;
+    // meta l4proto tcp jump web; tcp dport 80 accept
+    state["ruleset"]["tables"][0]["chains"][3]["rules"] = serde_json::json!([
+        rule(2, 0),
+        rule(0, 0),
+        rule(0, 1),
+        rule(3, 0),
+        rule(3, 1),
+        rule(3, 2)
+    ]);
+    let ns = netns(state);
+    let pruned = decompile(&ns.view()).unwrap();
+    let mut every_copy = pruned.clone();
+    for r in &mut every_copy.chains[0].rules {
+        let r = std::sync::Arc::make_mut(r);
+        r.matches.insert(
+            0,
+            SymMatch::IfName {
+                output: false,
+                patterns: Vec::new(),
+                negated: true,
+            },
+        );
+    }
+    let f = facts();
+    let (a, b) = (
+        instantiate(&pruned, &f).unwrap(),
+        instantiate(&every_copy, &f).unwrap(),
+    );
+    let at =
+        |plan: &nftshim_dataplane::compile::Plan| plan.chains[&(7, Direction::Ingress)].clone();
+    let rules = |plan| at(plan).base_chains[0].rules.len();
+    assert_eq!(
+        rules(&a) + 1,
+        rules(&b),
+        "one copy fewer (the IPv4-only rule's)"
+    );
+    let counted = |plan: &nftshim_dataplane::compile::Plan, e: &Evaluation| {
+        let slots = &plan.counters[&(7, Direction::Ingress)];
+        e.counted
+            .iter()
+            .flat_map(|&i| slots.get(i).cloned().unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    let mut packets = Vec::new();
+    for saddr in [[192, 0, 2, 1], [10, 1, 2, 3]] {
+        for daddr in [[10, 1, 0, 1], [8, 8, 8, 8]] {
+            for dport in [22, 80, 443] {
+                packets.push(tcp4(saddr, daddr, dport, 7));
+            }
+        }
+    }
+    for daddr in [Ipv6Addr::LOCALHOST, "2001:db8::9".parse().unwrap()] {
+        for dport in [22, 80, 443] {
+            let mut p = tcp4([0; 4], [0; 4], dport, 7);
+            p.l3 = L3Fields::V6 {
+                saddr: "2001:db8::1".parse().unwrap(),
+                daddr,
+            };
+            packets.push(p);
+        }
+    }
+    let mut verdicts = std::collections::BTreeSet::new();
+    for p in &packets {
+        let (x, y) = (evaluate(&at(&a), p).unwrap(), evaluate(&at(&b), p).unwrap());
+        assert_eq!(x.verdict, y.verdict, "{p:?}");
+        assert_eq!(x.effects, y.effects, "{p:?}");
+        assert_eq!(counted(&a, &x), counted(&b, &y), "{p:?}");
+        verdicts.insert(format!("{:?}", x.verdict));
+    }
+    assert_eq!(verdicts.len(), 2, "both verdicts are exercised");
+}
