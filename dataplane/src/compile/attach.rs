@@ -568,24 +568,17 @@ fn flatten(
                 Some(SymMatch::Ir(m)) => family_of(m),
                 _ => 0,
             };
-            let wanted: Vec<usize> = (0..guards.len())
-                .filter(|&gi| {
-                    let g = guard_families[gi];
-                    rule_family == 0 || g == 0 || g == rule_family
-                })
-                .collect();
-            // 10,000 rules are copied on every commit: each match once per guard, the
-            // last guard's taking the resolved ones.
-            let mut resolved = Some(resolve(&r.matches, facts));
-            for (wi, &gi) in wanted.iter().enumerate() {
+            let wanted = (0..guards.len()).filter(|&gi| {
+                let g = guard_families[gi];
+                rule_family == 0 || g == 0 || g == rule_family
+            });
+            for gi in wanted {
                 let g = &guards[gi];
+                // 10,000 rules are copied on every commit: one allocation for the
+                // matches, each copied once.
                 let mut matches = Vec::with_capacity(g.len() + r.matches.len());
                 matches.extend_from_slice(g);
-                if wi + 1 == wanted.len() {
-                    matches.extend(resolved.take().into_iter().flatten());
-                } else {
-                    matches.extend(resolved.iter().flatten().cloned());
-                }
+                matches.extend(r.matches.iter().map(|m| resolve_one(m, facts)));
                 let mut rule = ir::Rule::new(matches, base_action(s.chain, &r.action));
                 rule.statements = r.statements.clone();
                 rules.push(rule);
@@ -748,38 +741,39 @@ fn guards(s: &Stage<'_>, scope_fams: u8, facts: &Facts) -> Vec<Vec<Match>> {
 
 /// Interface names and types to the indexes of the links that have them now.
 fn resolve(matches: &[SymMatch], facts: &Facts) -> Vec<Match> {
-    matches
-        .iter()
-        .map(|m| match m {
-            SymMatch::Ir(m) => m.clone(),
-            SymMatch::IfName {
-                output,
-                patterns,
-                negated,
-            } => {
-                let idx = facts
-                    .links
-                    .iter()
-                    .filter(|(_, name)| patterns.iter().any(|p| p.matches(name)))
-                    .map(|(&i, _)| i)
-                    .collect();
-                device_match(*output, idx, *negated)
-            }
-            SymMatch::IfType {
-                output,
-                types,
-                negated,
-            } => {
-                let idx = facts
-                    .link_types
-                    .iter()
-                    .filter(|(_, t)| types.contains(t))
-                    .map(|(&i, _)| i)
-                    .collect();
-                device_match(*output, idx, *negated)
-            }
-        })
-        .collect()
+    matches.iter().map(|m| resolve_one(m, facts)).collect()
+}
+
+fn resolve_one(m: &SymMatch, facts: &Facts) -> Match {
+    match m {
+        SymMatch::Ir(m) => m.clone(),
+        SymMatch::IfName {
+            output,
+            patterns,
+            negated,
+        } => {
+            let idx = facts
+                .links
+                .iter()
+                .filter(|(_, name)| patterns.iter().any(|p| p.matches(name)))
+                .map(|(&i, _)| i)
+                .collect();
+            device_match(*output, idx, *negated)
+        }
+        SymMatch::IfType {
+            output,
+            types,
+            negated,
+        } => {
+            let idx = facts
+                .link_types
+                .iter()
+                .filter(|(_, t)| types.contains(t))
+                .map(|(&i, _)| i)
+                .collect();
+            device_match(*output, idx, *negated)
+        }
+    }
 }
 
 /// `meta iif`/`oif` in `idx`: what interface name and type matches resolve to.
