@@ -91,7 +91,7 @@ fn every_predicate_form_decompiles() {
     let rules: Vec<(Vec<SymMatch>, Action)> = c
         .rules
         .iter()
-        .map(|r: &SymRule| (r.matches.clone(), r.action.clone()))
+        .map(|r| (r.matches.clone(), r.action.clone()))
         .collect();
     let expected = vec![
         (vec![ir(Test::Iif(vec![1]))], Action::Accept),
@@ -1332,7 +1332,7 @@ fn bridge_output_is_told_from_forwarded_copies_by_the_bridge_device_s_mark() {
 /// The rules of the one base chain `chain` of the fixture `expansion`.
 fn expansion_rules(chain: &str) -> Result<Vec<SymRule>, nftshim_engine::DataplaneError> {
     let ns = only_chain(&fixture("expansion"), chain);
-    decompile(&ns.view()).map(|p| p.chains[0].rules.clone())
+    decompile(&ns.view()).map(|p| p.chains[0].rules.iter().map(|r| (**r).clone()).collect())
 }
 
 /// The expression index each rule's counters name (`CounterRef::Rule`).
@@ -1641,4 +1641,212 @@ fn residual_tests_before_a_limit_run_before_it() {
             "{kinds:?}"
         );
     }
+}
+
+/// A warm rule cache gives what a cold pass gives, through a sequence of appends,
+/// inserts, deletes, replaces and refused rules in base and regular chains (each view
+/// is a fresh engine state: rules are found again by handle and expressions); and the
+/// rules a commit did not touch are the same allocations as before.
+#[test]
+fn a_warm_cache_decompiles_and_instantiates_as_a_cold_pass() {
+    use nftshim_dataplane::compile::{decompile_cached, RuleCache};
+    use std::sync::Arc;
+    let mut state = fixture("jumps");
+    let chains = |s: &serde_json::Value| s["ruleset"]["tables"][0]["chains"].clone();
+    // `goto` (handle 7) is refused in a base chain.
+    let all: Vec<serde_json::Value> = chains(&state)
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["rules"].as_array().unwrap().clone())
+        .filter(|r| r["handle"] != 7)
+        .collect();
+    // Rules without jumps may go anywhere; the jumps (handles 10, 11) only to input.
+    let plain: Vec<serde_json::Value> = all
+        .iter()
+        .filter(|r| ![7, 10, 11].contains(&r["handle"].as_u64().unwrap()))
+        .cloned()
+        .collect();
+    let chain_index = |s: &serde_json::Value, name: &str| {
+        chains(s)
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|c| c["name"] == name)
+            .unwrap()
+    };
+    let mut next_handle = 100u64;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = |n: usize| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 33) as usize) % n.max(1)
+    };
+    let mut cache = RuleCache::default();
+    let mut previous: Option<Program> = None;
+    let mut bogus: Option<(usize, u64)> = None;
+    let mut refused = 0;
+    for step in 0..80 {
+        if let Some((ci, handle)) = bogus.take() {
+            let rules = state["ruleset"]["tables"][0]["chains"][ci]["rules"]
+                .as_array_mut()
+                .unwrap();
+            rules.retain(|r| r["handle"] != handle);
+        } else {
+            let name = ["input", "input", "web", "ssh", "blocked"][rand(5)];
+            let ci = chain_index(&state, name);
+            let pool = if name == "input" { &all } else { &plain };
+            let mut rule = pool[rand(pool.len())].clone();
+            let rules = state["ruleset"]["tables"][0]["chains"][ci]["rules"]
+                .as_array_mut()
+                .unwrap();
+            let op = rand(6);
+            match op {
+                0 | 1 => {
+                    rule["handle"] = next_handle.into();
+                    rules.push(rule);
+                }
+                2 => {
+                    rule["handle"] = next_handle.into();
+                    let at = rand(rules.len() + 1);
+                    rules.insert(at, rule);
+                }
+                3 if !rules.is_empty() => {
+                    let at = rand(rules.len());
+                    rules.remove(at);
+                }
+                4 if !rules.is_empty() => {
+                    // `replace rule`: same handle, other expressions.
+                    let at = rand(rules.len());
+                    rules[at]["exprs"] = rule["exprs"].clone();
+                }
+                _ => {
+                    // A rule the data plane refuses; taken out again by the next step.
+                    rule["handle"] = next_handle.into();
+                    rule["exprs"] = serde_json::json!([{"name": "bogus", "data": ""}]);
+                    let at = rand(rules.len() + 1);
+                    rules.insert(at, rule);
+                    bogus = Some((ci, next_handle));
+                }
+            }
+            next_handle += 1;
+        }
+        state["counters"]["hgen"]["1"] = next_handle.into();
+        let ns = netns(state.clone());
+        let warm = decompile_cached(&ns.view(), &mut cache).map_err(|e| e.reason);
+        let cold = decompile(&ns.view()).map_err(|e| e.reason);
+        assert_eq!(warm, cold, "step {step}");
+        // A bogus rule in a chain no base chain reaches is not read.
+        assert!(bogus.is_some() || warm.is_ok(), "step {step}: {warm:?}");
+        let Ok(warm) = warm else {
+            refused += 1;
+            continue;
+        };
+        let cold = cold.unwrap();
+        assert_eq!(
+            instantiate(&warm, &facts()).map_err(|e| e.reason),
+            instantiate(&cold, &facts()).map_err(|e| e.reason),
+            "step {step}"
+        );
+        // Rules of the last successful pass that are still there are shared.
+        if let Some(prev) = &previous {
+            let before: Vec<&Arc<SymRule>> = prev.chains[0].rules.iter().collect();
+            let shared = warm.chains[0]
+                .rules
+                .iter()
+                .filter(|r| before.iter().any(|b| Arc::ptr_eq(b, r)))
+                .count();
+            let kept = warm.chains[0]
+                .rules
+                .iter()
+                .filter(|r| before.iter().any(|b| b.handle == r.handle))
+                .count();
+            assert!(shared + 1 >= kept, "step {step}: {shared} of {kept} shared");
+        }
+        previous = Some(warm);
+    }
+    assert!(refused > 0, "no refusal in the sequence");
+}
+
+/// A flattened rule whose first match reads one IP version's header is left out behind
+/// the other version's guard: the planned programs decide and count as those with
+/// every copy (made by a first match that reads no header: no interface of an empty
+/// list) for IPv4 and IPv6 packets, local or not.
+#[test]
+fn copies_for_the_other_ip_version_change_no_verdict() {
+    let mut state = fixture("jumps");
+    let chains = state["ruleset"]["tables"][0]["chains"].clone();
+    let rule = |ci: usize, ri: usize| chains[ci]["rules"][ri].clone();
+    // ip saddr 192.0.2.1 drop; tcp dport 22 accept; return; jump blocked;
+    // meta l4proto tcp jump web; tcp dport 80 accept
+    state["ruleset"]["tables"][0]["chains"][3]["rules"] = serde_json::json!([
+        rule(2, 0),
+        rule(0, 0),
+        rule(0, 1),
+        rule(3, 0),
+        rule(3, 1),
+        rule(3, 2)
+    ]);
+    let ns = netns(state);
+    let pruned = decompile(&ns.view()).unwrap();
+    let mut every_copy = pruned.clone();
+    for r in &mut every_copy.chains[0].rules {
+        let r = std::sync::Arc::make_mut(r);
+        r.matches.insert(
+            0,
+            SymMatch::IfName {
+                output: false,
+                patterns: Vec::new(),
+                negated: true,
+            },
+        );
+    }
+    let f = facts();
+    let (a, b) = (
+        instantiate(&pruned, &f).unwrap(),
+        instantiate(&every_copy, &f).unwrap(),
+    );
+    let at =
+        |plan: &nftshim_dataplane::compile::Plan| plan.chains[&(7, Direction::Ingress)].clone();
+    let rules = |plan| at(plan).base_chains[0].rules.len();
+    assert_eq!(
+        rules(&a) + 1,
+        rules(&b),
+        "one copy fewer (the IPv4-only rule's)"
+    );
+    let counted = |plan: &nftshim_dataplane::compile::Plan, e: &Evaluation| {
+        let slots = &plan.counters[&(7, Direction::Ingress)];
+        e.counted
+            .iter()
+            .flat_map(|&i| slots.get(i).cloned().unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    let mut packets = Vec::new();
+    for saddr in [[192, 0, 2, 1], [10, 1, 2, 3]] {
+        for daddr in [[10, 1, 0, 1], [8, 8, 8, 8]] {
+            for dport in [22, 80, 443] {
+                packets.push(tcp4(saddr, daddr, dport, 7));
+            }
+        }
+    }
+    for daddr in [Ipv6Addr::LOCALHOST, "2001:db8::9".parse().unwrap()] {
+        for dport in [22, 80, 443] {
+            let mut p = tcp4([0; 4], [0; 4], dport, 7);
+            p.l3 = L3Fields::V6 {
+                saddr: "2001:db8::1".parse().unwrap(),
+                daddr,
+            };
+            packets.push(p);
+        }
+    }
+    let mut verdicts = std::collections::BTreeSet::new();
+    for p in &packets {
+        let (x, y) = (evaluate(&at(&a), p).unwrap(), evaluate(&at(&b), p).unwrap());
+        assert_eq!(x.verdict, y.verdict, "{p:?}");
+        assert_eq!(x.effects, y.effects, "{p:?}");
+        assert_eq!(counted(&a, &x), counted(&b, &y), "{p:?}");
+        verdicts.insert(format!("{:?}", x.verdict));
+    }
+    assert_eq!(verdicts.len(), 2, "both verdicts are exercised");
 }

@@ -28,7 +28,7 @@ fn rule(i: usize) -> Result<SymRule, String> {
     }
     let ns = Netns::from_persisted(s).expect("engine state");
     let p = decompile(&ns.view()).map_err(|e| e.reason)?;
-    Ok(p.chains[0].rules[0].clone())
+    Ok((*p.chains[0].rules[0]).clone())
 }
 
 fn residual(r: &SymRule) -> Vec<Insn> {

@@ -297,7 +297,7 @@ fn check_lengths(program: &Program, st: &[Stage<'_>]) -> Result<(), DataplaneErr
 }
 
 /// Whether rules count bytes or read the packet's length.
-fn reads_length(rules: &[SymRule]) -> bool {
+fn reads_length(rules: &[Arc<SymRule>]) -> bool {
     rules.iter().any(|r| {
         !r.counters.is_empty()
             || r.matches.iter().any(|m| {
@@ -557,11 +557,28 @@ fn flatten(
     let mut slots = Vec::new();
     for s in stages {
         let guards = guards(s, scope_fams, facts);
+        let guard_families: Vec<u8> = guards.iter().map(|g| first_family(g)).collect();
+        rules.reserve(s.chain.rules.len() * guards.len());
+        slots.reserve(s.chain.rules.len() * guards.len());
         for r in &s.chain.rules {
-            let resolved = resolve(&r.matches, facts);
-            for g in &guards {
-                let mut matches = g.clone();
-                matches.extend(resolved.iter().cloned());
+            // A rule whose first match reads one IP version's header never matches
+            // behind the guard of the other (the field is absent: no match, negated or
+            // not), and nothing after that first match runs: the copy is left out.
+            let rule_family = match r.matches.first() {
+                Some(SymMatch::Ir(m)) => family_of(m),
+                _ => 0,
+            };
+            let wanted = (0..guards.len()).filter(|&gi| {
+                let g = guard_families[gi];
+                rule_family == 0 || g == 0 || g == rule_family
+            });
+            for gi in wanted {
+                let g = &guards[gi];
+                // 10,000 rules are copied on every commit: one allocation for the
+                // matches, each copied once.
+                let mut matches = Vec::with_capacity(g.len() + r.matches.len());
+                matches.extend_from_slice(g);
+                matches.extend(r.matches.iter().map(|m| resolve_one(m, facts)));
                 let mut rule = ir::Rule::new(matches, base_action(s.chain, &r.action));
                 rule.statements = r.statements.clone();
                 rules.push(rule);
@@ -593,6 +610,32 @@ fn flatten(
         rules,
     };
     Ok((chain, slots))
+}
+
+/// The IP version (`V4`, `V6`) a match reads a header field of, or 0: on a packet of
+/// the other version the field is absent and the match fails, negated or not.
+fn family_of(m: &Match) -> u8 {
+    use nftshim_ebpf::ir::SetField;
+    match &m.test {
+        Test::IpSaddr(_)
+        | Test::IpDaddr(_)
+        | Test::InSet {
+            field: SetField::IpSaddr | SetField::IpDaddr,
+            ..
+        } => V4,
+        Test::Ip6Saddr(_)
+        | Test::Ip6Daddr(_)
+        | Test::InSet {
+            field: SetField::Ip6Saddr | SetField::Ip6Daddr,
+            ..
+        } => V6,
+        _ => 0,
+    }
+}
+
+/// The IP version a guard (a conjunction) selects by one of its matches, or 0.
+fn first_family(guard: &[Match]) -> u8 {
+    guard.iter().map(family_of).find(|&f| f != 0).unwrap_or(0)
 }
 
 /// What a rule of base chain `chain` does in the flattened chain: `return` there has
@@ -698,38 +741,39 @@ fn guards(s: &Stage<'_>, scope_fams: u8, facts: &Facts) -> Vec<Vec<Match>> {
 
 /// Interface names and types to the indexes of the links that have them now.
 fn resolve(matches: &[SymMatch], facts: &Facts) -> Vec<Match> {
-    matches
-        .iter()
-        .map(|m| match m {
-            SymMatch::Ir(m) => m.clone(),
-            SymMatch::IfName {
-                output,
-                patterns,
-                negated,
-            } => {
-                let idx = facts
-                    .links
-                    .iter()
-                    .filter(|(_, name)| patterns.iter().any(|p| p.matches(name)))
-                    .map(|(&i, _)| i)
-                    .collect();
-                device_match(*output, idx, *negated)
-            }
-            SymMatch::IfType {
-                output,
-                types,
-                negated,
-            } => {
-                let idx = facts
-                    .link_types
-                    .iter()
-                    .filter(|(_, t)| types.contains(t))
-                    .map(|(&i, _)| i)
-                    .collect();
-                device_match(*output, idx, *negated)
-            }
-        })
-        .collect()
+    matches.iter().map(|m| resolve_one(m, facts)).collect()
+}
+
+fn resolve_one(m: &SymMatch, facts: &Facts) -> Match {
+    match m {
+        SymMatch::Ir(m) => m.clone(),
+        SymMatch::IfName {
+            output,
+            patterns,
+            negated,
+        } => {
+            let idx = facts
+                .links
+                .iter()
+                .filter(|(_, name)| patterns.iter().any(|p| p.matches(name)))
+                .map(|(&i, _)| i)
+                .collect();
+            device_match(*output, idx, *negated)
+        }
+        SymMatch::IfType {
+            output,
+            types,
+            negated,
+        } => {
+            let idx = facts
+                .link_types
+                .iter()
+                .filter(|(_, t)| types.contains(t))
+                .map(|(&i, _)| i)
+                .collect();
+            device_match(*output, idx, *negated)
+        }
+    }
 }
 
 /// `meta iif`/`oif` in `idx`: what interface name and type matches resolve to.

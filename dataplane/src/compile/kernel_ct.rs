@@ -18,7 +18,7 @@ use netlink_proto::consts::{
     NFPROTO_IPV4, NFPROTO_IPV6, NFTA_MATCH_NAME, NFTA_TARGET_NAME, NFT_OBJECT_CONNLIMIT,
     NFT_OBJECT_CT_EXPECT, NFT_OBJECT_CT_HELPER, NFT_OBJECT_CT_TIMEOUT, NFT_OBJECT_SYNPROXY,
 };
-use nftshim_engine::view::Expr;
+use nftshim_engine::view::{Expr, Rule, Table};
 use nftshim_engine::RulesetView;
 
 use super::rule::{V4, V6};
@@ -76,8 +76,24 @@ fn tracks(e: &Expr) -> bool {
         .is_none_or(|n| XT_EXTS.contains(&n))
 }
 
+/// Whether one rule turns tracking on.
+pub fn rule_tracks(r: &Rule) -> bool {
+    r.exprs.iter().any(tracks)
+}
+
 /// The IP versions (`V4 | V6` bits) the kernel would track connections of.
 pub fn versions(view: &RulesetView<'_>) -> u8 {
+    versions_with(view, |t| {
+        t.chains
+            .iter()
+            .flat_map(|c| &c.rules)
+            .any(|r| rule_tracks(r))
+    })
+}
+
+/// [`versions`], with `rules_track` telling whether a rule of a table turns tracking on
+/// (an earlier scan knows).
+pub fn versions_with(view: &RulesetView<'_>, rules_track: impl Fn(&Table) -> bool) -> u8 {
     let mut on = 0;
     for t in view.tables() {
         let versions = match u32::from(t.family) {
@@ -102,12 +118,7 @@ pub fn versions(view: &RulesetView<'_>) -> u8 {
             .sets
             .iter()
             .any(|s| !s.exprs.is_empty() || s.elems.iter().any(|e| !e.exprs.is_empty()));
-        let rules = t
-            .chains
-            .iter()
-            .flat_map(|c| &c.rules)
-            .any(|r| r.exprs.iter().any(tracks));
-        if objects || sets || rules {
+        if objects || sets || rules_track(t) {
             on |= versions;
         }
     }

@@ -159,7 +159,9 @@ pub struct HookChain {
     /// netdev chains: the devices they are bound to.
     pub devices: Vec<String>,
     pub policy: Verdict,
-    pub rules: Vec<SymRule>,
+    /// Shared with the rule cache and earlier programs: a rule a commit did not
+    /// change is the same allocation, not a copy.
+    pub rules: Vec<Arc<SymRule>>,
     /// The chain's own counters (packets that meet its policy), when it has them.
     pub policy_counter: Option<CounterRef>,
 }
@@ -185,7 +187,7 @@ impl HookChain {
 
 /// Whether a rule reads or sets connection tracking state (nf_tables starts tracking a
 /// namespace's packets as soon as one such expression exists).
-pub fn rules_use_ct(rules: &[SymRule]) -> bool {
+pub fn rules_use_ct(rules: &[Arc<SymRule>]) -> bool {
     rules.iter().any(|r| {
         r.matches.iter().any(|m| {
             matches!(
@@ -235,7 +237,7 @@ fn family_name(f: Family) -> &'static str {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegularChain {
     pub label: String,
-    pub rules: Vec<SymRule>,
+    pub rules: Vec<Arc<SymRule>>,
 }
 
 /// The program-wide name of a regular chain (jump targets are per table).
@@ -271,7 +273,7 @@ impl Program {
             return true;
         }
         let mut seen = std::collections::BTreeSet::new();
-        let mut todo: Vec<&Vec<SymRule>> = vec![&chain.rules];
+        let mut todo: Vec<&Vec<Arc<SymRule>>> = vec![&chain.rules];
         while let Some(rules) = todo.pop() {
             for r in rules {
                 match &r.action {
@@ -368,7 +370,7 @@ pub fn decompile_cached(
     cache: &mut RuleCache,
 ) -> Result<Program, DataplaneError> {
     let result = decompile_with(view, cache);
-    cache.end_pass();
+    cache.end_pass(result.is_ok());
     result
 }
 
@@ -376,13 +378,10 @@ fn decompile_with(
     view: &RulesetView<'_>,
     cache: &mut RuleCache,
 ) -> Result<Program, DataplaneError> {
+    let scan = cache.scan(view);
     let mut program = Program {
-        ct_labels: view.tables().iter().any(|t| {
-            t.chains
-                .iter()
-                .any(|c| c.rules.iter().any(|r| r.exprs.iter().any(uses_labels)))
-        }),
-        kernel_conntrack: kernel_ct::versions(view),
+        ct_labels: scan.labels,
+        kernel_conntrack: kernel_ct::versions_with(view, |t| scan.tracking.contains(&t.handle)),
         ..Program::default()
     };
     for table in view.tables() {
@@ -406,7 +405,7 @@ fn decompile_with(
             program.chains.push(hook_chain);
         }
     }
-    program.recent = xt::recent::lists(view);
+    program.recent = xt::recent::lists_of(scan.recent.iter().copied());
     attach::check_composable(&program)?;
     reject::check(&mut program)?;
     Ok(program)
@@ -602,94 +601,137 @@ fn decompile_rules(
     ctx: &rule::ChainContext<'_>,
     chain: &Chain,
     cache: &mut RuleCache,
-) -> Result<Vec<SymRule>, DataplaneError> {
-    let mut rules = Vec::new();
-    for (position, r) in chain.rules.iter().enumerate() {
-        if let Some(hit) = cache.get(ctx, r) {
-            rules.extend(hit);
-            continue;
+) -> Result<Vec<Arc<SymRule>>, DataplaneError> {
+    let key: ChainKey = (
+        ctx.table.handle,
+        chain.handle,
+        ctx.hook,
+        ctx.base,
+        ctx.priority,
+    );
+    // The same chain reached twice in one pass (a regular chain two base chains of
+    // one hook jump to) finds this pass's entry.
+    let old = cache
+        .now
+        .remove(&key)
+        .or_else(|| cache.before.remove(&key))
+        .filter(|c| c.family == ctx.family && c.table == ctx.table.name);
+    let (mut old_rules, old_max) = old.map_or((Vec::new(), 0), |c| (c.rules, c.max_handle));
+    let mut aligner = Aligner::new(old_max);
+    let mut kept = CachedChain {
+        family: ctx.family,
+        table: ctx.table.name.clone(),
+        max_handle: 0,
+        rules: Vec::with_capacity(chain.rules.len()),
+    };
+    let mut rules = Vec::with_capacity(chain.rules.len());
+    let result = (|| {
+        for (position, r) in chain.rules.iter().enumerate() {
+            kept.max_handle = kept.max_handle.max(r.handle);
+            let hit = aligner
+                .find(&old_rules, r.handle)
+                .map(|i| std::mem::take(&mut old_rules[i]))
+                .filter(|c| {
+                    c.rules.is_some()
+                        && (std::ptr::eq(c.source.as_ptr(), Arc::as_ptr(r)) || c.exprs == r.exprs)
+                });
+            if let Some(mut c) = hit {
+                rules.extend(c.rules.iter().flatten().cloned());
+                // The current allocation: the next pass compares it by address.
+                if !std::ptr::eq(c.source.as_ptr(), Arc::as_ptr(r)) {
+                    c.source = Arc::downgrade(r);
+                }
+                kept.rules.push(c);
+                continue;
+            }
+            let refused = |why: String| {
+                refuse(format!(
+                    "table {} chain {}: rule {} (handle {}): {why}",
+                    ctx.table.name,
+                    chain.name,
+                    position + 1,
+                    r.handle
+                ))
+            };
+            let decompiled: Vec<Arc<SymRule>> = decompile_expanded(ctx, r)
+                .map_err(refused)?
+                .into_iter()
+                .map(Arc::new)
+                .collect();
+            rules.extend(decompiled.iter().cloned());
+            kept.rules.push(CachedRule::new(ctx, r, decompiled));
         }
-        let refused = |why: String| {
-            refuse(format!(
-                "table {} chain {}: rule {} (handle {}): {why}",
-                ctx.table.name,
-                chain.name,
-                position + 1,
-                r.handle
-            ))
-        };
-        let decompiled = decompile_expanded(ctx, r).map_err(refused)?;
-        cache.put(ctx, r, &decompiled);
-        rules.extend(decompiled);
+        Ok(())
+    })();
+    if result.is_err() {
+        // Refused: what was decompiled and what was not reached yet stay for the next
+        // pass (entries taken above are left empty: handle 0).
+        kept.max_handle = kept.max_handle.max(old_max);
+        kept.rules
+            .extend(old_rules.into_iter().filter(|c| c.rules.is_some()));
     }
-    Ok(rules)
+    cache.now.insert(key, kept);
+    result.map(|()| rules)
 }
 
 /// Rules decompiled by the last passes, for a commit that adds one rule to 10,000 to
-/// decompile one. A rule is found by its table's and its own handle (neither is ever
-/// given again in a namespace, nor are those of a batch that failed) and taken when
-/// its expressions are the same (renaming a chain rewrites the jumps to it) under the
-/// same chain context (family, hook, priority). Rules that read a named set, a map or
-/// an object are decompiled every time: those change on their own (a rename rewrites
-/// a verdict map's elements too). Constant anonymous sets live and die with their rule.
+/// decompile one, and to share the other rules' [`SymRule`]s (an `Arc` each) rather
+/// than copy them. Kept per chain and chain context (table, chain, hook, base or
+/// regular, priority; the family and table name are checked), in the chain's order, so
+/// that a rule's entry is most often the next one. A rule's entry is found by its
+/// handle (never given again in a namespace, nor are those of a batch that failed)
+/// and taken when its expressions are the same (renaming a chain rewrites the jumps to
+/// it): the same allocation, or equal expressions. Rules that read a named set, a map
+/// or an object are decompiled every time: those change on their own (a rename
+/// rewrites a verdict map's elements too). Constant anonymous sets live and die with
+/// their rule.
 #[derive(Default)]
 pub struct RuleCache {
-    /// Rules taken or decompiled in this pass.
-    now: HashMap<RuleKey, CachedRule, foldhash::fast::RandomState>,
+    /// Chains decompiled in this pass.
+    now: HashMap<ChainKey, CachedChain, foldhash::fast::RandomState>,
     /// The previous pass's, dropped at the end of this one unless taken.
-    before: HashMap<RuleKey, CachedRule, foldhash::fast::RandomState>,
+    before: HashMap<ChainKey, CachedChain, foldhash::fast::RandomState>,
+    /// What the whole-ruleset scans ([`RuleCache::scan`]) found in each rule of each
+    /// chain (reachable or not), by table and chain handle.
+    scanned: HashMap<(u64, u64), ScannedChain, foldhash::fast::RandomState>,
 }
 
-/// Table handle, rule handle, hook, base chain.
-type RuleKey = (u64, u64, Hook, bool);
+/// Table handle, chain handle, hook, base chain, priority (of the chain, or for a
+/// regular one of the base chain it is reached from).
+type ChainKey = (u64, u64, Hook, bool, Option<i32>);
 
-struct CachedRule {
+struct CachedChain {
     family: Family,
     table: String,
-    priority: Option<i32>,
+    /// The largest rule handle of `rules`: a rule with a larger one is new.
+    max_handle: u64,
+    rules: Vec<CachedRule>,
+}
+
+#[derive(Default)]
+struct CachedRule {
+    handle: u64,
     /// The engine's rule it was made from. A weak reference keeps the allocation, so
     /// the same address is the same rule, unchanged: the engine changes a rule only
     /// through `Arc::make_mut`, which moves a rule that has weak references.
     source: std::sync::Weak<nftshim_engine::view::Rule>,
     exprs: Vec<nftshim_engine::view::Expr>,
-    rules: Vec<SymRule>,
+    /// None: decompiled on every pass (see [`RuleCache`]).
+    rules: Option<Vec<Arc<SymRule>>>,
 }
 
-impl RuleCache {
-    fn key(ctx: &rule::ChainContext<'_>, r: &Arc<nftshim_engine::view::Rule>) -> RuleKey {
-        (ctx.table.handle, r.handle, ctx.hook, ctx.base)
+impl HasHandle for CachedRule {
+    fn handle(&self) -> u64 {
+        self.handle
     }
+}
 
-    fn get(
-        &mut self,
+impl CachedRule {
+    fn new(
         ctx: &rule::ChainContext<'_>,
         r: &Arc<nftshim_engine::view::Rule>,
-    ) -> Option<Vec<SymRule>> {
-        let key = Self::key(ctx, r);
-        let same = |c: &CachedRule| {
-            c.family == ctx.family
-                && c.priority == ctx.priority
-                && c.table == ctx.table.name
-                && (std::ptr::eq(c.source.as_ptr(), Arc::as_ptr(r)) || c.exprs == r.exprs)
-        };
-        if let Some(c) = self.now.get(&key) {
-            return same(c).then(|| c.rules.clone());
-        }
-        let c = self.before.remove(&key)?;
-        if !same(&c) {
-            return None;
-        }
-        let rules = c.rules.clone();
-        self.now.insert(key, c);
-        Some(rules)
-    }
-
-    fn put(
-        &mut self,
-        ctx: &rule::ChainContext<'_>,
-        r: &Arc<nftshim_engine::view::Rule>,
-        rules: &[SymRule],
-    ) {
+        rules: Vec<Arc<SymRule>>,
+    ) -> CachedRule {
         let reads_table = r.exprs.iter().any(|e| match e.name.as_str() {
             "lookup" => !ctx.view.set_of(ctx.table, e).is_some_and(|set| {
                 let constant = NFT_SET_ANONYMOUS | NFT_SET_CONSTANT;
@@ -704,23 +746,161 @@ impl RuleCache {
             _ => false,
         });
         if reads_table {
-            return;
+            // Kept for its place in the chain only.
+            return CachedRule {
+                handle: r.handle,
+                ..CachedRule::default()
+            };
         }
-        self.now.insert(
-            Self::key(ctx, r),
-            CachedRule {
-                family: ctx.family,
-                table: ctx.table.name.clone(),
-                priority: ctx.priority,
-                source: Arc::downgrade(r),
-                exprs: r.exprs.clone(),
-                rules: rules.to_vec(),
-            },
-        );
+        CachedRule {
+            handle: r.handle,
+            source: Arc::downgrade(r),
+            exprs: r.exprs.clone(),
+            rules: Some(rules),
+        }
+    }
+}
+
+trait HasHandle {
+    fn handle(&self) -> u64;
+}
+
+/// Finds, for each rule of a chain in order, the entry of the rule with the same
+/// handle among the entries an earlier pass kept in the chain's order then: the next
+/// entry, or one a few further (rules deleted), else by a map built on the first such
+/// miss. A rule with a handle larger than every entry's is new: appending looks up
+/// nothing.
+struct Aligner {
+    cursor: usize,
+    max_handle: u64,
+    by_handle: Option<HashMap<u64, usize, foldhash::fast::RandomState>>,
+}
+
+impl Aligner {
+    const LOOKAHEAD: usize = 8;
+
+    fn new(max_handle: u64) -> Aligner {
+        Aligner {
+            cursor: 0,
+            max_handle,
+            by_handle: None,
+        }
     }
 
-    fn end_pass(&mut self) {
-        self.before = std::mem::take(&mut self.now);
+    fn find<E: HasHandle>(&mut self, old: &[E], handle: u64) -> Option<usize> {
+        if handle > self.max_handle {
+            return None;
+        }
+        let end = old.len().min(self.cursor + Self::LOOKAHEAD);
+        if let Some(i) = (self.cursor..end).find(|&i| old[i].handle() == handle) {
+            self.cursor = i + 1;
+            return Some(i);
+        }
+        let map = self.by_handle.get_or_insert_with(|| {
+            old.iter()
+                .enumerate()
+                .map(|(i, e)| (e.handle(), i))
+                .collect()
+        });
+        let i = *map.get(&handle)?;
+        self.cursor = i + 1;
+        Some(i)
+    }
+}
+
+/// What the whole-ruleset scans need of one rule.
+#[derive(Default)]
+struct ScannedRule {
+    handle: u64,
+    /// As [`CachedRule::source`].
+    source: std::sync::Weak<nftshim_engine::view::Rule>,
+    /// [`uses_labels`]
+    labels: bool,
+    /// [`kernel_ct::rule_tracks`]
+    tracks: bool,
+    /// [`xt::recent::names_a_list`]
+    recent: bool,
+}
+
+impl HasHandle for ScannedRule {
+    fn handle(&self) -> u64 {
+        self.handle
+    }
+}
+
+#[derive(Default)]
+struct ScannedChain {
+    max_handle: u64,
+    rules: Vec<ScannedRule>,
+}
+
+/// What the scans of every rule of the ruleset (any table, dormant or not, any chain,
+/// reached or not) found.
+struct Scan<'v> {
+    /// Some rule uses connection labels.
+    labels: bool,
+    /// Tables with a rule that turns connection tracking on.
+    tracking: std::collections::BTreeSet<u64>,
+    /// The rules that name an xt_recent list, in table, chain and rule order.
+    recent: Vec<(&'v Table, &'v nftshim_engine::view::Rule)>,
+}
+
+impl RuleCache {
+    /// Scans every rule of the ruleset, reading again only the rules that are not the
+    /// same allocations as in the last pass.
+    fn scan<'v>(&mut self, view: &'v RulesetView<'_>) -> Scan<'v> {
+        let mut scan = Scan {
+            labels: false,
+            tracking: Default::default(),
+            recent: Vec::new(),
+        };
+        let mut before = std::mem::take(&mut self.scanned);
+        for table in view.tables() {
+            for chain in &table.chains {
+                let mut old = before
+                    .remove(&(table.handle, chain.handle))
+                    .unwrap_or_default();
+                let mut aligner = Aligner::new(old.max_handle);
+                let mut kept = ScannedChain {
+                    max_handle: 0,
+                    rules: Vec::with_capacity(chain.rules.len()),
+                };
+                for r in &chain.rules {
+                    kept.max_handle = kept.max_handle.max(r.handle);
+                    let hit = aligner
+                        .find(&old.rules, r.handle)
+                        .map(|i| std::mem::take(&mut old.rules[i]))
+                        .filter(|c| std::ptr::eq(c.source.as_ptr(), Arc::as_ptr(r)));
+                    let s = hit.unwrap_or_else(|| ScannedRule {
+                        handle: r.handle,
+                        source: Arc::downgrade(r),
+                        labels: r.exprs.iter().any(uses_labels),
+                        tracks: kernel_ct::rule_tracks(r),
+                        recent: xt::recent::names_a_list(r),
+                    });
+                    scan.labels |= s.labels;
+                    if s.tracks {
+                        scan.tracking.insert(table.handle);
+                    }
+                    if s.recent {
+                        scan.recent.push((table, &**r));
+                    }
+                    kept.rules.push(s);
+                }
+                self.scanned.insert((table.handle, chain.handle), kept);
+            }
+        }
+        scan
+    }
+
+    /// After a refusal, the chains the pass did not reach keep their entries too: the
+    /// next commit (most often the same ruleset without the refused rule) finds them.
+    fn end_pass(&mut self, complete: bool) {
+        if complete {
+            self.before = std::mem::take(&mut self.now);
+        } else {
+            self.before.extend(self.now.drain());
+        }
     }
 }
 
@@ -916,14 +1096,14 @@ fn add_jump_targets(
     Ok(())
 }
 
-fn target_of(r: &SymRule) -> Option<&String> {
+fn target_of(r: &Arc<SymRule>) -> Option<&String> {
     match &r.action {
         Action::Jump(t) | Action::Goto(t) => Some(t),
         _ => None,
     }
 }
 
-fn targets(rules: &[SymRule]) -> Vec<String> {
+fn targets(rules: &[Arc<SymRule>]) -> Vec<String> {
     rules
         .iter()
         .filter_map(|r| match &r.action {

@@ -25,6 +25,8 @@
 
 use nftshim_ebpf::ir::Statement;
 
+use std::sync::Arc;
+
 use super::{refuse, Facts, Family, Hook, Program, SymRule};
 use crate::runtime::nflog::{
     NflogSpec, ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT,
@@ -85,7 +87,7 @@ pub fn statement(
 }
 
 /// The spec keys of the rules' nflog statements, in order.
-pub fn specs(rules: &[SymRule]) -> Vec<&str> {
+pub fn specs(rules: &[Arc<SymRule>]) -> Vec<&str> {
     rules
         .iter()
         .flat_map(|r| &r.statements)
@@ -96,7 +98,7 @@ pub fn specs(rules: &[SymRule]) -> Vec<&str> {
         .collect()
 }
 
-fn rules_nflog(rules: &[SymRule]) -> bool {
+fn rules_nflog(rules: &[Arc<SymRule>]) -> bool {
     rules.iter().any(|r| {
         r.statements
             .iter()
@@ -211,7 +213,7 @@ mod tests {
             "r".into(),
             super::super::RegularChain {
                 label: "r".into(),
-                rules: vec![rule],
+                rules: vec![Arc::new(rule)],
             },
         );
         let mut facts = Facts::default();
@@ -232,7 +234,7 @@ mod tests {
         facts.early_demux_off = vec!["net.ipv4.udp_early_demux".into()];
         assert!(check_facts(&program, &facts).is_ok(), "prerouting only");
         let input = statement(Family::Ip, Hook::Input, 1, b"", None, 0).unwrap();
-        program.regular.get_mut("r").unwrap().rules[0].statements = vec![input];
+        Arc::make_mut(&mut program.regular.get_mut("r").unwrap().rules[0]).statements = vec![input];
         let e = check_facts(&program, &facts).unwrap_err();
         assert!(e.reason.contains("udp_early_demux"), "{}", e.reason);
         facts.early_demux_off.clear();

@@ -35,6 +35,8 @@ use netlink_proto::expr::reject::{Reject as TypedReject, RejectType};
 use nftshim_ebpf::ir::{Action, IcmpxCode, Match, Reject, Test};
 use nftshim_engine::DataplaneError;
 
+use std::sync::Arc;
+
 use super::{refuse, Facts, Family, Hook, HookChain, Program, SymMatch, SymRule};
 
 /// The action of `reject` in a chain of `family` at `hook`.
@@ -185,7 +187,7 @@ fn check_answer_path(program: &Program, rejecting: &HookChain) -> Result<(), Dat
             && c.family != Family::Arp
             && matches!(c.hook, Hook::Output | Hook::Postrouting | Hook::Egress)
     }) {
-        let mut rules: Vec<&SymRule> = c.rules.iter().collect();
+        let mut rules: Vec<&Arc<SymRule>> = c.rules.iter().collect();
         rules.extend(program.reachable(c).flat_map(|r| r.rules.iter()));
         let why = if super::rules_use_ct(&c.rules)
             || program.reachable(c).any(|r| super::rules_use_ct(&r.rules))
@@ -232,9 +234,11 @@ fn reads_unknown(m: &SymMatch) -> bool {
 
 /// Whether a packet can be rejected by `chain` or a chain it jumps to.
 fn rejects(program: &Program, chain: &HookChain) -> bool {
-    let mut rules: Vec<&SymRule> = chain.rules.iter().collect();
-    rules.extend(program.reachable(chain).flat_map(|r| r.rules.iter()));
-    rules.iter().any(|r| matches!(r.action, Action::Reject(_)))
+    chain
+        .rules
+        .iter()
+        .chain(program.reachable(chain).flat_map(|r| r.rules.iter()))
+        .any(|r| matches!(r.action, Action::Reject(_)))
 }
 
 /// Whether a forward chain rejects: the egress programs then route the answers to
@@ -376,11 +380,11 @@ fn resolve_output(program: &mut Program) -> Result<(), DataplaneError> {
         regular_actions.push((name.clone(), *ri, decide(*rj, *fams)?));
     }
     for (ci, ri, a) in base_actions {
-        program.chains[ci].rules[ri].action = a;
+        Arc::make_mut(&mut program.chains[ci].rules[ri]).action = a;
     }
     for (name, ri, a) in regular_actions {
         if let Some(c) = program.regular.get_mut(&name) {
-            c.rules[ri].action = a;
+            Arc::make_mut(&mut c.rules[ri]).action = a;
         }
     }
     Ok(())
@@ -468,7 +472,7 @@ fn answer_fate(program: &Program, a: &Answer) -> Fate {
     Fate::Passes
 }
 
-fn eval_rules(program: &Program, rules: &[SymRule], a: &Answer, depth: usize) -> Flow {
+fn eval_rules(program: &Program, rules: &[Arc<SymRule>], a: &Answer, depth: usize) -> Flow {
     if depth > nftshim_ebpf::ir::JUMP_STACK_SIZE {
         return Flow::Unknown;
     }

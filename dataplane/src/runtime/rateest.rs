@@ -280,13 +280,15 @@ mod tests {
         let rules = uses
             .into_iter()
             .enumerate()
-            .map(|(i, u)| SymRule {
-                handle: i as u64 + 1,
-                matches: Vec::new(),
-                action: Action::Continue,
-                statements: Vec::new(),
-                counters: Vec::new(),
-                rateest: vec![u],
+            .map(|(i, u)| {
+                std::sync::Arc::new(SymRule {
+                    handle: i as u64 + 1,
+                    matches: Vec::new(),
+                    action: Action::Continue,
+                    statements: Vec::new(),
+                    counters: Vec::new(),
+                    rateest: vec![u],
+                })
             })
             .collect();
         Program {

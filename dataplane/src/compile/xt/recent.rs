@@ -32,7 +32,7 @@ use netlink_proto::expr::Expr as TypedExpr;
 use netlink_proto::xt::{strnlen, Blob};
 use nftshim_ebpf::recent::{self as r, Params};
 use nftshim_ebpf::residual::Insn;
-use nftshim_engine::view::RulesetView;
+use nftshim_engine::view::{Expr, Rule, RulesetView, Table};
 
 use super::{Decompiled, XtCx};
 use crate::compile::Family;
@@ -169,23 +169,50 @@ pub struct ListNeed {
 /// Every list the ruleset's rules name, by name: every table (dormant ones too) and
 /// every chain (reachable or not), as the kernel's reference counts keep them.
 pub fn lists(view: &RulesetView<'_>) -> BTreeMap<Vec<u8>, ListNeed> {
+    lists_of(view.tables().iter().flat_map(|t| {
+        t.chains
+            .iter()
+            .flat_map(move |c| c.rules.iter().map(move |r| (t, &**r)))
+    }))
+}
+
+/// The xt_recent match info of an expression (revision, blob) handed to `f`, if it is
+/// one (what [`lists`] reads).
+fn recent_info<T>(e: &Expr, f: impl FnOnce(u32, &[u8]) -> T) -> Option<T> {
+    if e.name != "match" {
+        return None;
+    }
+    let TypedExpr::Match(m) = TypedExpr::from_data(&e.name, &e.data) else {
+        return None;
+    };
+    if m.ext_name() != Some("recent") {
+        return None;
+    }
+    Some(f(m.rev().unwrap_or(0), m.info()?))
+}
+
+/// Whether [`lists`] finds a list in `rule`.
+pub fn names_a_list(rule: &Rule) -> bool {
+    rule.exprs
+        .iter()
+        .any(|e| recent_info(e, |_, _| ()).is_some())
+}
+
+/// [`lists`] of the rules given (in table, chain and rule order); rules that name no
+/// list may be left out.
+pub fn lists_of<'a>(
+    rules: impl Iterator<Item = (&'a Table, &'a Rule)>,
+) -> BTreeMap<Vec<u8>, ListNeed> {
     // name -> (need, (table handle, rule handle) of the creator candidate)
     let mut out: BTreeMap<Vec<u8>, (ListNeed, u64, u64)> = BTreeMap::new();
-    for table in view.tables() {
-        for chain in &table.chains {
-            for rule in &chain.rules {
+    for (table, rule) in rules {
+        {
+            {
                 for e in &rule.exprs {
-                    if e.name != "match" {
-                        continue;
-                    }
-                    let TypedExpr::Match(m) = TypedExpr::from_data(&e.name, &e.data) else {
+                    let Some(info) = recent_info(e, |rev, data| Info::parse(rev, Blob(data)))
+                    else {
                         continue;
                     };
-                    if m.ext_name() != Some("recent") {
-                        continue;
-                    }
-                    let Some(data) = m.info() else { continue };
-                    let info = Info::parse(m.rev().unwrap_or(0), Blob(data));
                     let nmask = r::nstamp_mask(info.hit_count);
                     match out.get_mut(&info.name) {
                         None => {
