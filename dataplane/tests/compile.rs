@@ -1850,3 +1850,32 @@ fn copies_for_the_other_ip_version_change_no_verdict() {
     }
     assert_eq!(verdicts.len(), 2, "both verdicts are exercised");
 }
+
+#[test]
+fn rules_flattened_before_follow_the_interfaces_of_the_facts_at_hand() {
+    use nftshim_dataplane::compile::{decompile_cached, RuleCache};
+    // basic.nft has `iifname "veth*" drop`: which ifindexes it means depends on the facts.
+    let ns = netns(fixture("basic"));
+    let mut cache = RuleCache::default();
+    let warm = decompile_cached(&ns.view(), &mut cache).unwrap();
+    let mut renamed = facts();
+    renamed.links.insert(7, "eth0".to_string());
+    let mut added = facts();
+    added.links.insert(9, "veth9".to_string());
+    // The same decompiled rules, flattened under each facts in turn (their copies kept
+    // from the previous pass), give what a fresh decompile gives.
+    for (step, f) in [facts(), renamed, facts(), added.clone(), added, facts()]
+        .iter()
+        .enumerate()
+    {
+        let cold = decompile(&ns.view()).unwrap();
+        let again = decompile_cached(&ns.view(), &mut cache).unwrap();
+        for p in [&warm, &again] {
+            assert_eq!(
+                instantiate(p, f).map_err(|e| e.reason),
+                instantiate(&cold, f).map_err(|e| e.reason),
+                "step {step}"
+            );
+        }
+    }
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
 use nftshim_ebpf::ir::{
-    ct_state, Action, Chain, L3Scope, Match, PortRange, Program, Rule, Test, Verdict,
+    ct_state, Action, Chain, L3Scope, Match, PortRange, Program, Rule, RuleBody, Test, Verdict,
 };
 use nftshim_ebpf::loader::{LoadOptions, LoadedChain, SkbMeta};
 use nftshim_ebpf::maps::{compile, compile_program};
@@ -26,7 +26,7 @@ fn chain(n: usize) -> Chain {
     let rules = (0..n)
         .map(|i| {
             let saddr = Ipv4Net::new(Ipv4Addr::new(10, (i >> 8) as u8, i as u8, 0), 24).unwrap();
-            Rule {
+            Rule::from(RuleBody {
                 matches: vec![
                     Match::is(Test::IpSaddr(vec![saddr])),
                     Match::is(Test::IpDaddr(vec!["192.168.0.0/16".parse().unwrap()])),
@@ -37,8 +37,8 @@ fn chain(n: usize) -> Chain {
                     )])),
                 ],
                 action: Action::Accept,
-                ..Rule::default()
-            }
+                ..RuleBody::default()
+            })
         })
         .collect();
     Chain {

@@ -130,8 +130,14 @@ impl IcmpxCode {
     }
 }
 
+/// A rule: shared, so that the chains of several commits (and the several copies a
+/// flattened chain makes of it) hold one allocation, copied as a pointer and compared
+/// by pointer first. Its fields are [`RuleBody`]'s; writing one copies a shared body.
+#[derive(Clone, Default, Eq)]
+pub struct Rule(std::sync::Arc<RuleBody>);
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Rule {
+pub struct RuleBody {
     /// All must hold (an empty list matches every packet the chain sees).
     pub matches: Vec<Match>,
     pub action: Action,
@@ -142,17 +148,59 @@ pub struct Rule {
 
 impl Rule {
     pub fn new(matches: Vec<Match>, action: Action) -> Self {
-        Rule {
+        Rule::from(RuleBody {
             matches,
             action,
             statements: Vec::new(),
-        }
+        })
     }
 
     /// Adds a statement (builder style).
     pub fn with(mut self, statement: Statement) -> Self {
         self.statements.push(statement);
         self
+    }
+
+    /// Whether `self` and `other` are one allocation (then they are equal).
+    pub fn ptr_eq(&self, other: &Rule) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl From<RuleBody> for Rule {
+    fn from(body: RuleBody) -> Self {
+        Rule(std::sync::Arc::new(body))
+    }
+}
+
+impl std::ops::Deref for Rule {
+    type Target = RuleBody;
+    fn deref(&self) -> &RuleBody {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Rule {
+    fn deref_mut(&mut self) -> &mut RuleBody {
+        std::sync::Arc::make_mut(&mut self.0)
+    }
+}
+
+impl PartialEq for Rule {
+    fn eq(&self, other: &Rule) -> bool {
+        self.ptr_eq(other) || *self.0 == *other.0
+    }
+}
+
+impl std::hash::Hash for Rule {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
+
+impl std::fmt::Debug for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
 }
 

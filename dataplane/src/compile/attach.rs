@@ -555,6 +555,7 @@ fn flatten(
     };
     let mut rules = Vec::new();
     let mut slots = Vec::new();
+    let link_facts = FlatMemo::link_facts(facts);
     for s in stages {
         let guards = guards(s, scope_fams, facts);
         let guard_families: Vec<u8> = guards.iter().map(|g| first_family(g)).collect();
@@ -574,13 +575,20 @@ fn flatten(
             });
             for gi in wanted {
                 let g = &guards[gi];
-                // 10,000 rules are copied on every commit: one allocation for the
-                // matches, each copied once.
-                let mut matches = Vec::with_capacity(g.len() + r.matches.len());
-                matches.extend_from_slice(g);
-                matches.extend(r.matches.iter().map(|m| resolve_one(m, facts)));
-                let mut rule = ir::Rule::new(matches, base_action(s.chain, &r.action));
-                rule.statements = r.statements.clone();
+                let action = base_action(s.chain, &r.action);
+                // A rule a commit left alone was flattened before, behind the same
+                // guard, with the same action and facts: its copy is a pointer.
+                let uses_facts = r.matches.iter().any(|m| !matches!(m, SymMatch::Ir(_)));
+                let rule_facts = uses_facts.then_some(&link_facts);
+                let rule = r.flat.get(rule_facts, g, &action).unwrap_or_else(|| {
+                    let mut matches = Vec::with_capacity(g.len() + r.matches.len());
+                    matches.extend_from_slice(g);
+                    matches.extend(r.matches.iter().map(|m| resolve_one(m, facts)));
+                    let mut rule = ir::Rule::new(matches, action.clone());
+                    rule.statements = r.statements.clone();
+                    r.flat.put(rule_facts, g, &action, &rule);
+                    rule
+                });
                 rules.push(rule);
                 let mut slot = r.counters.clone();
                 if r.action == Action::Return {
@@ -610,6 +618,94 @@ fn flatten(
         rules,
     };
     Ok((chain, slots))
+}
+
+/// The IR copies flatten made of one decompiled rule, each with what it was made
+/// behind: the guard's matches, the action in its chain, and the facts that interface
+/// matches were resolved with. Decompiled rules live across commits (shared by
+/// pointer), so an unchanged rule's copies are taken from here, not made again: one
+/// pointer per rule instead of its matches' allocations, and later stages see the same
+/// rule by pointer.
+#[derive(Default)]
+pub struct FlatMemo(std::sync::Mutex<Vec<FlatCopy>>);
+
+/// What interface matches resolve with: interface names and types by ifindex.
+type LinkFacts = (BTreeMap<u32, String>, BTreeMap<u32, u16>);
+
+struct FlatCopy {
+    /// None for a rule without interface matches (the facts do not matter).
+    facts: Option<std::sync::Arc<LinkFacts>>,
+    guard: Vec<Match>,
+    action: Action,
+    rule: ir::Rule,
+}
+
+impl FlatMemo {
+    /// More copies than a rule has guards and actions in practice: beyond, start over.
+    const MAX: usize = 8;
+
+    fn link_facts(facts: &Facts) -> std::sync::Arc<LinkFacts> {
+        std::sync::Arc::new((facts.links.clone(), facts.link_types.clone()))
+    }
+
+    fn get(
+        &self,
+        facts: Option<&std::sync::Arc<LinkFacts>>,
+        guard: &[Match],
+        action: &Action,
+    ) -> Option<ir::Rule> {
+        let same_facts = |c: &FlatCopy| match (&c.facts, facts) {
+            (None, None) => true,
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b) || a == b,
+            _ => false,
+        };
+        let copies = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        copies
+            .iter()
+            .find(|c| same_facts(c) && c.action == *action && c.guard == guard)
+            .map(|c| c.rule.clone())
+    }
+
+    fn put(
+        &self,
+        facts: Option<&std::sync::Arc<LinkFacts>>,
+        guard: &[Match],
+        action: &Action,
+        rule: &ir::Rule,
+    ) {
+        let mut copies = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if copies.len() >= Self::MAX {
+            copies.clear();
+        }
+        copies.push(FlatCopy {
+            facts: facts.cloned(),
+            guard: guard.to_vec(),
+            action: action.clone(),
+            rule: rule.clone(),
+        });
+    }
+}
+
+/// A copy of a rule starts without copies of its own.
+impl Clone for FlatMemo {
+    fn clone(&self) -> Self {
+        FlatMemo::default()
+    }
+}
+
+/// Copies are a cache: they never make two rules differ.
+impl PartialEq for FlatMemo {
+    fn eq(&self, _: &FlatMemo) -> bool {
+        true
+    }
+}
+
+impl Eq for FlatMemo {}
+
+impl std::fmt::Debug for FlatMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FlatMemo")
+    }
 }
 
 /// The IP version (`V4`, `V6`) a match reads a header field of, or 0: on a packet of

@@ -146,6 +146,8 @@ pub struct SymRule {
     pub counters: Vec<CounterRef>,
     /// The rate estimators the rule counts into or reads (xt_RATEEST, xt_rateest).
     pub rateest: Vec<xt::rateest::RateestUse>,
+    /// The IR copies [`attach::instantiate`] made of this rule.
+    pub flat: attach::FlatMemo,
 }
 
 /// One enforced base chain.

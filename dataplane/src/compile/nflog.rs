@@ -207,6 +207,7 @@ mod tests {
             statements: vec![statement(Family::Ip, Hook::Prerouting, 1, b"", None, 0).unwrap()],
             counters: Vec::new(),
             rateest: Vec::new(),
+            flat: Default::default(),
         };
         let mut program = Program::default();
         program.regular.insert(

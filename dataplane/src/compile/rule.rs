@@ -344,6 +344,7 @@ pub fn decompile_rule_indexed(
         statements: st.effects,
         counters: st.counters,
         rateest: st.rateest,
+        flat: Default::default(),
     }))
 }
 

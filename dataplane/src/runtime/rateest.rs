@@ -288,6 +288,7 @@ mod tests {
                     statements: Vec::new(),
                     counters: Vec::new(),
                     rateest: vec![u],
+                    flat: Default::default(),
                 })
             })
             .collect();

@@ -671,7 +671,7 @@ fn lbvs_after(
         .iter()
         .zip(&rules[..common])
         .all(|(a, b)| {
-            std::ptr::eq(*a, *b)
+            a.ptr_eq(b)
                 || a.matches
                     .iter()
                     .filter(lbvs_test)
