@@ -243,3 +243,40 @@ fn an_interface_created_right_after_a_commit_gets_the_new_rulesets_program() {
     let (right_away, _) = a_pair_after_a_commit(true);
     assert_eq!(right_away, later);
 }
+
+/// After a namespace's first ruleset, a copy of each hook's program is loaded beside
+/// the worker as its spare: the first change rewrites it in place rather than load a
+/// program while its client waits.
+#[test]
+fn the_first_change_after_the_first_ruleset_rewrites_a_spare() {
+    if !bpf_available() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let ns = TestNetns::new();
+    ns.ip(&["link", "set", "lo", "up"]);
+    let mut dp = EbpfDataplane::new(ns.key());
+    let first = fixture("basic");
+    dp.check(&first.view()).unwrap();
+    dp.apply(&first.view());
+    // A round trip to the worker: done with what the commit left to do (the program
+    // for interfaces yet to come, after the answer).
+    dp.take_counts();
+    let s0 = dp.status().unwrap();
+    // The same ruleset less its last rule.
+    let mut fewer = first.to_persisted();
+    for t in fewer["ruleset"]["tables"].as_array_mut().unwrap() {
+        for c in t["chains"].as_array_mut().unwrap() {
+            c["rules"].as_array_mut().unwrap().pop();
+        }
+    }
+    let fewer = Netns::from_persisted(fewer).unwrap();
+    dp.check(&fewer.view()).unwrap();
+    dp.apply(&fewer.view());
+    dp.take_counts();
+    let s1 = dp.status().unwrap();
+    assert_eq!(s1.errors, 0, "{s1:?}");
+    assert_eq!(s1.loads, s0.loads, "no program loaded: {s0:?} -> {s1:?}");
+    assert!(s1.patches > s0.patches, "{s0:?} -> {s1:?}");
+    assert!(s1.spare_loads > s0.spare_loads, "{s0:?} -> {s1:?}");
+}

@@ -49,8 +49,11 @@ pub struct WorkerStatus {
     pub generations: u64,
     /// Interfaces whose attach or switch failed (logged); retried on the next change.
     pub errors: u64,
-    /// Programs loaded (and verified) afresh since the worker started.
+    /// Programs loaded (and verified) afresh since the worker started, for a commit or
+    /// an interface.
     pub loads: u64,
+    /// Spare programs loaded beside the worker (see `State::start_spare_loads`).
+    pub spare_loads: u64,
     /// Programs that took a new ruleset by rewriting their maps in place.
     pub patches: u64,
     /// Map entries written (updated or deleted) since the worker started.
@@ -491,6 +494,27 @@ impl Want {
     }
 }
 
+/// How the programs of a hook are loaded (a spare must match them to be rewritten).
+fn load_options(dir: Direction, loopback: bool, netns_cookie: u64) -> LoadOptions {
+    LoadOptions {
+        tc_egress: dir == Direction::Egress,
+        tc_loopback_ingress: loopback,
+        // The worker thread is in the namespace.
+        netns_cookie,
+        xdp: false,
+        ..LoadOptions::default()
+    }
+}
+
+/// A spare loaded beside the worker thread: a copy of a live program, for a hook that
+/// has no spare (after the first load), so that the next commit rewrites it rather
+/// than load (and verify) a program while its client waits.
+struct SpareLoad {
+    want: Want,
+    compiled: Arc<maps::CompiledProgram>,
+    thread: JoinHandle<Result<LoadedChain, LoadError>>,
+}
+
 /// Compiles `want` (on `basis`, the program whose chain is likely the closest:
 /// `maps::compile_program_after`), unless `compiled` is given, then rewrites a spare
 /// (`prefer` first) to enforce it, or loads a new program.
@@ -520,14 +544,7 @@ fn make_prog(
             Arc::new(compiled)
         }
     };
-    let options = LoadOptions {
-        tc_egress: want.dir == Direction::Egress,
-        tc_loopback_ingress: want.loopback,
-        // The worker thread is in the namespace.
-        netns_cookie,
-        xdp: false,
-        ..LoadOptions::default()
-    };
+    let options = load_options(want.dir, want.loopback, netns_cookie);
     let t = Instant::now();
     let patched = patch_spare(
         retired,
@@ -755,6 +772,8 @@ struct State {
     just_retired: Vec<LoadedProg>,
     /// What the last build or switch replaced: freed after the answer, not before.
     garbage: Vec<Box<dyn std::any::Any>>,
+    /// Spares being loaded beside this thread.
+    spare_loads: Vec<SpareLoad>,
     /// Per live quota, what it had consumed when last reported to the engine.
     quotas_reported: BTreeMap<ir::StateId, u64>,
     /// The namespace's rate estimators (xt_RATEEST).
@@ -762,6 +781,7 @@ struct State {
     /// The namespace's xt_recent lists.
     recent: RecentLists,
     loads: u64,
+    spares_loaded: u64,
     patches: u64,
     map_writes: u64,
     /// Where NFLOG packets go (none: they are dropped, as with no listener).
@@ -796,10 +816,12 @@ impl State {
             retired_running: false,
             just_retired: Vec::new(),
             garbage: Vec::new(),
+            spare_loads: Vec::new(),
             quotas_reported: BTreeMap::new(),
             estimators: Estimators::default(),
             recent: RecentLists::default(),
             loads: 0,
+            spares_loaded: 0,
             patches: 0,
             map_writes: 0,
             nflog: None,
@@ -904,6 +926,8 @@ impl State {
         match c {
             Command::Prepare(program, reply) => {
                 self.discard_pending();
+                // Loading since the last switch: done sooner than a load started now.
+                self.take_spare_loads(true);
                 let result = self.build(program).map(|g| {
                     self.pending = Some(g);
                 });
@@ -923,7 +947,10 @@ impl State {
                 }
                 let next = match self.pending.take() {
                     Some(g) => Ok(g),
-                    None => self.build(program),
+                    None => {
+                        self.take_spare_loads(true);
+                        self.build(program)
+                    }
                 };
                 match next {
                     Ok(g) => {
@@ -1052,6 +1079,7 @@ impl State {
 
     /// Detaches every link, drops the programs and removes every pin.
     fn retire(&mut self) {
+        self.take_spare_loads(true);
         self.estimators = Estimators::default();
         let keys: Vec<(u32, Direction)> = self.links.keys().copied().collect();
         for (ifindex, dir) in keys {
@@ -1154,6 +1182,8 @@ impl State {
         self.facts = facts;
         if let Some(program) = self.live.as_ref().map(|g| g.program.clone()) {
             self.discard_pending();
+            // A new interface does not wait for spares.
+            self.take_spare_loads(false);
             match self.build(program) {
                 Ok(g) => {
                     self.switch(g);
@@ -1294,6 +1324,7 @@ impl State {
         self.retired.append(&mut fresh);
         self.build_phantoms();
         self.free_unused_states();
+        self.start_spare_loads();
         self.garbage.clear();
         self.publish();
         tracing::debug!(netns_cookie = self.key.cookie, elapsed = ?t.elapsed(), "after the switch");
@@ -1388,6 +1419,104 @@ impl State {
         drop(tally.garbage);
     }
 
+    /// Starts loading a copy of a live program for each hook (direction, loopback or
+    /// not) that has no spare. Only after the first load of a namespace (or of a hook)
+    /// do they lack one: each switch retires the programs it replaces.
+    fn start_spare_loads(&mut self) {
+        let (Some(g), Some(shared)) = (self.live.as_ref(), self.shared.as_ref()) else {
+            return;
+        };
+        let mut hooks: Vec<(Direction, bool)> =
+            self.retired.iter().map(|p| (p.dir, p.loopback)).collect();
+        hooks.extend(
+            self.spare_loads
+                .iter()
+                .map(|s| (s.want.dir, s.want.loopback)),
+        );
+        for id in g.assign.values() {
+            let Some(p) = g.progs.get(id) else {
+                continue;
+            };
+            if hooks.contains(&(p.dir, p.loopback)) {
+                continue;
+            }
+            hooks.push((p.dir, p.loopback));
+            let compiled = p.compiled.clone();
+            let options = load_options(p.dir, p.loopback, self.key.cookie);
+            // Every limit and quota of a live program has its slot already: the copy
+            // finds them, and initialises none.
+            let mut slots = shared.clone();
+            let c = compiled.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("nftshim-spare-{}", self.key.cookie))
+                .spawn(move || {
+                    // Below the worker and everything else: it must not slow a commit
+                    // or a new interface's attach (the verifier runs in this thread).
+                    // SAFETY: setpriority(2) on this thread's own id; no memory passed.
+                    unsafe {
+                        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+                    }
+                    LoadedChain::load_shared(&c, options, &mut slots)
+                });
+            match thread {
+                Ok(thread) => self.spare_loads.push(SpareLoad {
+                    want: Want {
+                        dir: p.dir,
+                        loopback: p.loopback,
+                        chain: p.chain.clone(),
+                        counters: p.counters.clone(),
+                    },
+                    compiled,
+                    thread,
+                }),
+                Err(e) => {
+                    tracing::warn!(netns_cookie = self.key.cookie, error = %e, "cannot start loading a spare program")
+                }
+            }
+        }
+    }
+
+    /// Adds the spares loaded beside this thread to the retired programs: those done,
+    /// or all of them (waiting) with `wait`.
+    fn take_spare_loads(&mut self, wait: bool) {
+        let mut i = 0;
+        while i < self.spare_loads.len() {
+            if !wait && !self.spare_loads[i].thread.is_finished() {
+                i += 1;
+                continue;
+            }
+            let s = self.spare_loads.swap_remove(i);
+            match s.thread.join() {
+                Ok(Ok(loaded)) => {
+                    self.spares_loaded += 1;
+                    self.map_writes += loaded.last_writes();
+                    self.retired.push(LoadedProg {
+                        chain: s.want.chain,
+                        compiled: s.compiled,
+                        dir: s.want.dir,
+                        loopback: s.want.loopback,
+                        phantom: false,
+                        counters: s.want.counters,
+                        // Read as the base when it is rewritten (`make_prog`).
+                        seen: Vec::new(),
+                        evaluated: None,
+                        loaded,
+                    });
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(netns_cookie = self.key.cookie, error = %e, "cannot load a spare program")
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        netns_cookie = self.key.cookie,
+                        "loading a spare program panicked"
+                    )
+                }
+            }
+        }
+    }
+
     /// Drops a prepared generation that will not be switched to: its new programs
     /// (attached nowhere, never run) become spares.
     fn discard_pending(&mut self) {
@@ -1406,6 +1535,7 @@ impl State {
                 generations: self.generations,
                 errors: self.errors,
                 loads: self.loads,
+                spare_loads: self.spares_loaded,
                 patches: self.patches,
                 map_writes: self.map_writes,
             };
