@@ -407,7 +407,7 @@ struct BuildTally {
     patches: u64,
     writes: u64,
     /// What the build replaced, freed once the commit is answered.
-    garbage: Vec<Box<dyn std::any::Any>>,
+    garbage: Vec<Garbage>,
 }
 
 /// A retired program (one the last switch left, attached nowhere) of the same hook,
@@ -493,6 +493,9 @@ impl Want {
             && Arc::ptr_eq(&p.chain, &self.chain)
     }
 }
+
+/// Something a commit replaced, freed on a thread of its own.
+type Garbage = Box<dyn std::any::Any + Send>;
 
 /// How the programs of a hook are loaded (a spare must match them to be rewritten).
 fn load_options(dir: Direction, loopback: bool, netns_cookie: u64) -> LoadOptions {
@@ -771,7 +774,7 @@ struct State {
     /// to be read ([`State::after_switch`]); then they join `retired`.
     just_retired: Vec<LoadedProg>,
     /// What the last build or switch replaced: freed after the answer, not before.
-    garbage: Vec<Box<dyn std::any::Any>>,
+    garbage: Vec<Garbage>,
     /// Spares being loaded beside this thread.
     spare_loads: Vec<SpareLoad>,
     /// Per live quota, what it had consumed when last reported to the engine.
@@ -933,7 +936,7 @@ impl State {
                 });
                 self.publish();
                 let _ = reply.send(result);
-                self.garbage.clear();
+                self.free_garbage();
             }
             Command::Commit(program, reply) => {
                 // Arc<Program>'s == compares pointers first: the checked program is
@@ -1325,7 +1328,7 @@ impl State {
         self.build_phantoms();
         self.free_unused_states();
         self.start_spare_loads();
-        self.garbage.clear();
+        self.free_garbage();
         self.publish();
         tracing::debug!(netns_cookie = self.key.cookie, elapsed = ?t.elapsed(), "after the switch");
     }
@@ -1416,7 +1419,7 @@ impl State {
         self.loads += tally.loads;
         self.patches += tally.patches;
         self.map_writes += tally.writes;
-        drop(tally.garbage);
+        self.garbage.append(&mut tally.garbage);
     }
 
     /// Starts loading a copy of a live program for each hook (direction, loopback or
@@ -1514,6 +1517,22 @@ impl State {
                     )
                 }
             }
+        }
+    }
+
+    /// Frees what the last build or switch replaced, on another thread: chains of
+    /// 10,000 rules take milliseconds to free, and the commit that follows a prepare
+    /// must not wait for them.
+    fn free_garbage(&mut self) {
+        if self.garbage.is_empty() {
+            return;
+        }
+        let garbage = std::mem::take(&mut self.garbage);
+        let freeing = std::thread::Builder::new()
+            .name("nftshim-free".into())
+            .spawn(move || drop(garbage));
+        if let Err(e) = freeing {
+            tracing::debug!(error = %e, "cannot start a thread to free memory; freed here");
         }
     }
 
