@@ -8,7 +8,12 @@
 //! or the new program). A program is prepared by rewriting, in place, the maps of one the
 //! previous switch retired (only the entries that differ; see `nftshim_ebpf::image`), or
 //! by loading a fresh one when no spare has the same constants and room. The programs
-//! this switch retires become the next commit's spares.
+//! this switch retires become the next commit's spares; a hook that has none yet (after
+//! its first program) gets a copy loaded beside the worker thread.
+//! Only what the switch needs happens before the client's answer: reading the retired
+//! programs' last events and counts, building the program for interfaces yet to come,
+//! freeing what is gone come after it, before the worker takes any other command or
+//! event ([`State::after_switch`]).
 //! Link and address events over rtnetlink re-read the facts and, when they changed,
 //! build and switch to a new generation the same way, so new interfaces are covered
 //! as soon as the kernel announces them.
