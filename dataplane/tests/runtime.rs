@@ -218,6 +218,18 @@ fn a_pair_after_a_commit(right_away: bool) -> ((u64, u64), Option<(u64, u64)>) {
         ["nftshim_tc"]
     );
     assert!(tcx_programs(&ns, "dpa", TcAttachType::Egress).is_empty());
+    // The same ruleset committed again, decompiled afresh: every program, the pair's
+    // included, already runs exactly what the worker plans for its interface.
+    let again = fixture("basic");
+    dp.check(&again.view()).unwrap();
+    dp.apply(&again.view());
+    dp.take_counts();
+    let s2 = dp.status().unwrap();
+    assert_eq!(
+        (s2.loads, s2.patches, s2.errors),
+        (s1.loads, s1.patches, 0),
+        "{s1:?} -> {s2:?}"
+    );
     let delta = |a: &nftshim_dataplane::runtime::worker::WorkerStatus| {
         (s1.loads - a.loads, s1.patches - a.patches)
     };
