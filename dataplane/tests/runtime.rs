@@ -178,3 +178,117 @@ fn a_refused_ruleset_leaves_nothing_behind() {
     assert_eq!(err.errno, libc::EOPNOTSUPP);
     assert!(dp.status().is_none());
 }
+
+/// Loads and patches from applying `hooks` over `basic` until a veth pair created
+/// after that apply (right away, or once the worker is idle) is attached; and, when
+/// idle first, those of the pair alone.
+fn a_pair_after_a_commit(right_away: bool) -> ((u64, u64), Option<(u64, u64)>) {
+    let ns = TestNetns::new();
+    ns.ip(&["link", "set", "lo", "up"]);
+    let mut dp = EbpfDataplane::new(ns.key());
+    let first = fixture("hooks");
+    dp.check(&first.view()).unwrap();
+    dp.apply(&first.view());
+    // A round trip to the worker: it has done all the commit left to do.
+    dp.take_counts();
+    let s0 = dp.status().unwrap();
+    let next = fixture("basic");
+    dp.check(&next.view()).unwrap();
+    dp.apply(&next.view());
+    let idle = (!right_away).then(|| {
+        dp.take_counts();
+        dp.status().unwrap()
+    });
+    ns.ip(&["link", "add", "dpa", "type", "veth", "peer", "name", "dpb"]);
+    let t = Instant::now();
+    // Input chains only: ingress programs on lo, dpa and dpb.
+    while dp.status().unwrap().attached.len() < 3 {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "new links not attached: {:?}",
+            dp.status()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    dp.take_counts();
+    let s1 = dp.status().unwrap();
+    assert_eq!(s1.errors, 0, "{s1:?}");
+    assert_eq!(
+        tcx_programs(&ns, "dpa", TcAttachType::Ingress),
+        ["nftshim_tc"]
+    );
+    assert!(tcx_programs(&ns, "dpa", TcAttachType::Egress).is_empty());
+    // The same ruleset committed again, decompiled afresh: every program, the pair's
+    // included, already runs exactly what the worker plans for its interface.
+    let again = fixture("basic");
+    dp.check(&again.view()).unwrap();
+    dp.apply(&again.view());
+    dp.take_counts();
+    let s2 = dp.status().unwrap();
+    assert_eq!(
+        (s2.loads, s2.patches, s2.errors),
+        (s1.loads, s1.patches, 0),
+        "{s1:?} -> {s2:?}"
+    );
+    let delta = |a: &nftshim_dataplane::runtime::worker::WorkerStatus| {
+        (s1.loads - a.loads, s1.patches - a.patches)
+    };
+    (delta(&s0), idle.as_ref().map(delta))
+}
+
+/// The program for interfaces yet to come is built after a commit is answered, but
+/// before the worker takes any event: a pair created the moment the commit returns
+/// finds the new ruleset's program ready, exactly as one created later does (no
+/// program loaded or rewritten for it).
+#[test]
+fn an_interface_created_right_after_a_commit_gets_the_new_rulesets_program() {
+    if !bpf_available() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let (later, pair_alone) = a_pair_after_a_commit(false);
+    assert_eq!(
+        pair_alone,
+        Some((0, 0)),
+        "the pair reused the ready program"
+    );
+    let (right_away, _) = a_pair_after_a_commit(true);
+    assert_eq!(right_away, later);
+}
+
+/// After a namespace's first ruleset, a copy of each hook's program is loaded beside
+/// the worker as its spare: the first change rewrites it in place rather than load a
+/// program while its client waits.
+#[test]
+fn the_first_change_after_the_first_ruleset_rewrites_a_spare() {
+    if !bpf_available() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let ns = TestNetns::new();
+    ns.ip(&["link", "set", "lo", "up"]);
+    let mut dp = EbpfDataplane::new(ns.key());
+    let first = fixture("basic");
+    dp.check(&first.view()).unwrap();
+    dp.apply(&first.view());
+    // A round trip to the worker: done with what the commit left to do (the program
+    // for interfaces yet to come, after the answer).
+    dp.take_counts();
+    let s0 = dp.status().unwrap();
+    // The same ruleset less its last rule.
+    let mut fewer = first.to_persisted();
+    for t in fewer["ruleset"]["tables"].as_array_mut().unwrap() {
+        for c in t["chains"].as_array_mut().unwrap() {
+            c["rules"].as_array_mut().unwrap().pop();
+        }
+    }
+    let fewer = Netns::from_persisted(fewer).unwrap();
+    dp.check(&fewer.view()).unwrap();
+    dp.apply(&fewer.view());
+    dp.take_counts();
+    let s1 = dp.status().unwrap();
+    assert_eq!(s1.errors, 0, "{s1:?}");
+    assert_eq!(s1.loads, s0.loads, "no program loaded: {s0:?} -> {s1:?}");
+    assert!(s1.patches > s0.patches, "{s0:?} -> {s1:?}");
+    assert!(s1.spare_loads > s0.spare_loads, "{s0:?} -> {s1:?}");
+}
