@@ -36,7 +36,7 @@ pub const SHARED_CT_MAX: u32 = 65536;
 
 /// The namespace's shared maps: where they are pinned, and which slot each limit and
 /// quota has.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct SharedState {
     dir: PathBuf,
     pub(crate) limits: Slots,
@@ -44,7 +44,7 @@ pub struct SharedState {
 }
 
 /// A slot allocator for one shared array.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Slots {
     by_state: HashMap<StateId, u32>,
     free: Vec<u32>,

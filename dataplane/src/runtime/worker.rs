@@ -8,12 +8,7 @@
 //! or the new program). A program is prepared by rewriting, in place, the maps of one the
 //! previous switch retired (only the entries that differ; see `nftshim_ebpf::image`), or
 //! by loading a fresh one when no spare has the same constants and room. The programs
-//! this switch retires become the next commit's spares; a hook that has none yet (after
-//! its first program) gets a copy loaded beside the worker thread.
-//! Only what the switch needs happens before the client's answer: reading the retired
-//! programs' last events and counts, building the program for interfaces yet to come,
-//! freeing what is gone come after it, before the worker takes any other command or
-//! event ([`State::after_switch`]).
+//! this switch retires become the next commit's spares.
 //! Link and address events over rtnetlink re-read the facts and, when they changed,
 //! build and switch to a new generation the same way, so new interfaces are covered
 //! as soon as the kernel announces them.
@@ -54,11 +49,8 @@ pub struct WorkerStatus {
     pub generations: u64,
     /// Interfaces whose attach or switch failed (logged); retried on the next change.
     pub errors: u64,
-    /// Programs loaded (and verified) afresh since the worker started, for a commit or
-    /// an interface.
+    /// Programs loaded (and verified) afresh since the worker started.
     pub loads: u64,
-    /// Spare programs loaded beside the worker (see `State::start_spare_loads`).
-    pub spare_loads: u64,
     /// Programs that took a new ruleset by rewriting their maps in place.
     pub patches: u64,
     /// Map entries written (updated or deleted) since the worker started.
@@ -212,9 +204,6 @@ struct Generation {
     assign: BTreeMap<(u32, Direction), u64>,
     /// Programs kept for interfaces yet to come.
     spares: Vec<u64>,
-    /// Chains of interfaces yet to come whose programs are still to be built (after
-    /// the switch, before anything else: [`State::build_phantoms`]).
-    phantoms: Vec<Want>,
     /// Each quota's state and what it had used when its rule came, once asked for
     /// (every listing with counters asks; the live programs do not change).
     quotas: std::cell::OnceCell<BTreeMap<ir::StateId, u64>>,
@@ -316,11 +305,12 @@ const ADOPTED: u64 = 0;
 
 struct LoadedProg {
     chain: Arc<ir::Program>,
+    /// `fingerprint(&chain)`: most chains a build compares differ, often only in their
+    /// last rules; the fingerprints tell them apart without walking them.
+    fingerprint: u64,
     dir: Direction,
     /// Loopback's ingress program (its packets were tracked at its egress).
     loopback: bool,
-    /// Built for interfaces yet to come: the closest basis for their next program.
-    phantom: bool,
     /// Per counter slot, the ruleset's counters it counts for (part of what makes a
     /// program reusable: the same slots must keep meaning the same counters).
     counters: Arc<Vec<Vec<CounterRef>>>,
@@ -411,8 +401,6 @@ struct BuildTally {
     loads: u64,
     patches: u64,
     writes: u64,
-    /// What the build replaced, freed once the commit is answered.
-    garbage: Vec<Garbage>,
 }
 
 /// A retired program (one the last switch left, attached nowhere) of the same hook,
@@ -420,17 +408,12 @@ struct BuildTally {
 /// that differ are written. None if no spare has the same constants and room.
 fn patch_spare(
     retired: &mut Vec<LoadedProg>,
-    prefer: Option<usize>,
     compiled: &maps::CompiledProgram,
     options: LoadOptions,
     dir: Direction,
     loopback: bool,
     shared: &mut SharedState,
 ) -> Option<LoadedProg> {
-    // `prefer` first: its maps are likely the closest to `compiled`.
-    if let Some(i) = prefer.filter(|&i| i < retired.len()) {
-        retired.swap(0, i);
-    }
     let mut i = 0;
     while i < retired.len() {
         let spare = &mut retired[i];
@@ -449,6 +432,14 @@ fn patch_spare(
         }
     }
     None
+}
+
+/// A hash of a planned chain, to tell chains apart before comparing them whole.
+fn fingerprint(chain: &ir::Program) -> u64 {
+    use std::hash::BuildHasher;
+    // Compared only within this process: a fixed seed, and foldhash rather than SipHash
+    // (10,000 rules are hashed on every commit).
+    foldhash::fast::FixedState::default().hash_one(chain)
 }
 
 /// Returns once every BPF program run that started before has ended: TC programs run
@@ -470,256 +461,160 @@ fn next_program_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// What one program must enforce: a planned chain at one hook, counting for the
-/// ruleset's counters slot by slot.
-struct Want {
-    dir: Direction,
-    loopback: bool,
-    chain: Arc<ir::Program>,
-    counters: Arc<Vec<Vec<CounterRef>>>,
-}
-
-impl Want {
-    /// Whether `p` enforces exactly this. Shared pieces compare by pointer, others in
-    /// full: chains or counters of different lengths differ at once, so a full walk is
-    /// paid only for equal ones (counters first, the cheaper of the two).
-    fn is(&self, p: &LoadedProg) -> bool {
-        p.dir == self.dir
-            && p.loopback == self.loopback
-            && (Arc::ptr_eq(&p.counters, &self.counters) || p.counters == self.counters)
-            && (Arc::ptr_eq(&p.chain, &self.chain) || p.chain == self.chain)
-    }
-
-    /// Whether `p` enforces exactly this, known without walking anything.
-    fn is_shared(&self, p: &LoadedProg) -> bool {
-        p.dir == self.dir
-            && p.loopback == self.loopback
-            && Arc::ptr_eq(&p.counters, &self.counters)
-            && Arc::ptr_eq(&p.chain, &self.chain)
-    }
-}
-
-/// Something a commit replaced, freed on a thread of its own.
-type Garbage = Box<dyn std::any::Any + Send>;
-
-/// How the programs of a hook are loaded (a spare must match them to be rewritten).
-fn load_options(dir: Direction, loopback: bool, netns_cookie: u64) -> LoadOptions {
-    LoadOptions {
-        tc_egress: dir == Direction::Egress,
-        tc_loopback_ingress: loopback,
-        // The worker thread is in the namespace.
-        netns_cookie,
-        xdp: false,
-        ..LoadOptions::default()
-    }
-}
-
-/// A spare loaded beside the worker thread: a copy of a live program, for a hook that
-/// has no spare (after the first load), so that the next commit rewrites it rather
-/// than load (and verify) a program while its client waits.
-struct SpareLoad {
-    want: Want,
-    compiled: Arc<maps::CompiledProgram>,
-    thread: JoinHandle<Result<LoadedChain, LoadError>>,
-}
-
-/// Compiles `want` (on `basis`, the program whose chain is likely the closest:
-/// `maps::compile_program_after`), unless `compiled` is given, then rewrites a spare
-/// (`prefer` first) to enforce it, or loads a new program.
-#[allow(clippy::too_many_arguments)]
-fn make_prog(
-    want: Want,
-    compiled: Option<Arc<maps::CompiledProgram>>,
-    basis: Option<&LoadedProg>,
-    prefer: Option<usize>,
-    retired: &mut Vec<LoadedProg>,
-    shared: &mut SharedState,
-    netns_cookie: u64,
-    tally: &mut BuildTally,
-) -> Result<LoadedProg, DataplaneError> {
-    let compiled = match compiled {
-        Some(c) => c,
-        None => {
-            let t = Instant::now();
-            let (compiled, incremental) =
-                maps::compile_program_after(&want.chain, basis.map(|p| (&*p.chain, &*p.compiled)))
-                    .map_err(|e| {
-                        refuse(format!(
-                            "the eBPF data plane cannot build this ruleset: {e}"
-                        ))
-                    })?;
-            tracing::debug!(elapsed = ?t.elapsed(), incremental, "chain compiled");
-            Arc::new(compiled)
-        }
-    };
-    let options = load_options(want.dir, want.loopback, netns_cookie);
-    let t = Instant::now();
-    let patched = patch_spare(
-        retired,
-        prefer,
-        &compiled,
-        options,
-        want.dir,
-        want.loopback,
-        shared,
-    );
-    tracing::debug!(elapsed = ?t.elapsed(), patched = patched.is_some(), "spare tried");
-    let (loaded, seen, evaluated) = match patched {
-        Some(spare) => {
-            tally.patches += 1;
-            // Counts start now: what the slots hold is another ruleset's, still what
-            // was last read of them if no packet ran since.
-            let now = spare.loaded.evaluated().ok();
-            let unmoved = now.is_some() && now == spare.evaluated;
-            let seen = if unmoved {
-                spare.seen
-            } else {
-                spare.loaded.counter_slots().unwrap_or_default()
-            };
-            // What the spare enforced before: freed after the switch, not before it.
-            tally
-                .garbage
-                .push(Box::new((spare.chain, spare.compiled, spare.counters)));
-            (spare.loaded, seen, now)
-        }
-        None => {
-            tally.loads += 1;
-            let loaded = LoadedChain::load_shared(&compiled, options, shared).map_err(|e| {
-                refuse(format!("the eBPF data plane cannot load this ruleset: {e}"))
-            })?;
-            (loaded, Vec::new(), None)
-        }
-    };
-    tally.writes += loaded.last_writes();
-    Ok(LoadedProg {
-        chain: want.chain,
-        compiled,
-        dir: want.dir,
-        loopback: want.loopback,
-        phantom: false,
-        counters: want.counters,
-        seen,
-        evaluated,
-        loaded,
-    })
-}
-
 impl Generation {
-    /// The programs of `program` for every interface of `facts`. The chains of
-    /// interfaces yet to come (`PHANTOM_IFINDEX`) that no interface here has are left
-    /// in `phantoms`, for [`State::build_phantoms`] after the switch: no packet runs
-    /// them, so a commit need not wait for them.
     fn build(
         program: Arc<Program>,
         facts: &Facts,
         live: Option<&Generation>,
         retired: &mut Vec<LoadedProg>,
         shared: &mut SharedState,
-        netns_cookie: u64,
         tally: &mut BuildTally,
     ) -> Result<Generation, DataplaneError> {
         // Also the chain of an interface that does not exist yet (matched by no
-        // interface name pattern, bound to no netdev chain), so that a new interface
-        // gets its program the moment the kernel announces it.
+        // interface name pattern, bound to no netdev chain): built ahead, so that a new
+        // interface gets its program the moment the kernel announces it.
         let mut with_phantom = facts.clone();
         with_phantom.links.insert(PHANTOM_IFINDEX, String::new());
         let t = Instant::now();
         let plan = instantiate(&program, &with_phantom)?;
         tracing::debug!(elapsed = ?t.elapsed(), chains = plan.chains.len(), "instantiated");
-        let t = Instant::now();
         let mut progs: BTreeMap<u64, LoadedProg> = BTreeMap::new();
+        // Chains are shared, not copied: each holds 10,000 rules at the sizes benchmarked.
+        let mut compiled_chains: Vec<(u64, Arc<ir::Program>, Arc<maps::CompiledProgram>)> =
+            Vec::new();
         let mut assign = BTreeMap::new();
         let mut spares = Vec::new();
-        let mut phantoms = Vec::new();
-        // Live programs this generation keeps, by the planned chain they were found
-        // equal to: a phantom of the same chain shares them without another compare.
-        let mut kept: Vec<(Want, u64)> = Vec::new();
         let mut plan_counters = plan.counters;
+        let mut prints: Vec<(Arc<ir::Program>, u64)> = Vec::new();
         for ((ifindex, dir), chain) in plan.chains {
             let loopback = ifindex == LOOPBACK_IFINDEX && dir == Direction::Ingress;
             let counters = plan_counters.remove(&(ifindex, dir)).unwrap_or_default();
-            let want = Want {
-                dir,
-                loopback,
-                chain,
-                counters,
-            };
-            // Interfaces that share a planned chain share its program (instantiate
-            // hands them one Arc).
-            let built = progs
-                .iter()
-                .find(|(_, p)| want.is_shared(p))
-                .map(|(&id, _)| id);
-            let built = built.or_else(|| {
-                kept.iter()
-                    .find(|(k, _)| {
-                        k.dir == want.dir
-                            && k.loopback == want.loopback
-                            && Arc::ptr_eq(&k.chain, &want.chain)
-                            && Arc::ptr_eq(&k.counters, &want.counters)
-                    })
-                    .map(|&(_, id)| id)
-            });
-            if ifindex == PHANTOM_IFINDEX {
-                match built {
-                    Some(id) => spares.push(id),
-                    None => phantoms.push(want),
+            // Interfaces that share a planned chain share its fingerprint too.
+            let print = match prints.iter().find(|(c, _)| Arc::ptr_eq(c, &chain)) {
+                Some(&(_, print)) => print,
+                None => {
+                    let print = fingerprint(&chain);
+                    prints.push((chain.clone(), print));
+                    print
                 }
-                continue;
-            }
-            if let Some(id) = built {
-                assign.insert((ifindex, dir), id);
-                continue;
-            }
+            };
+            let same = |p: &LoadedProg| {
+                p.fingerprint == print
+                    && p.dir == dir
+                    && p.loopback == loopback
+                    && (Arc::ptr_eq(&p.counters, &counters) || p.counters == counters)
+                    && (Arc::ptr_eq(&p.chain, &chain) || p.chain == chain)
+            };
             let reused = live
-                .and_then(|g| g.progs.iter().find(|(_, p)| want.is(p)))
+                .and_then(|g| g.progs.iter().find(|(_, p)| same(p)))
+                .or_else(|| progs.iter().find(|(_, p)| same(p)))
                 .map(|(&id, _)| id);
-            if let Some(id) = reused {
+            let id = match reused {
+                Some(id) => id,
+                None => {
+                    // Interfaces often get the same chains (loopback's ingress and the
+                    // others' differ only in how they are loaded): compiled once.
+                    let found = compiled_chains
+                        .iter()
+                        .find(|(p, c, _)| *p == print && (Arc::ptr_eq(c, &chain) || *c == chain));
+                    let (chain, compiled) = match found {
+                        Some((_, shared_chain, compiled)) => {
+                            (shared_chain.clone(), compiled.clone())
+                        }
+                        None => {
+                            // The live program of this interface and direction (else one
+                            // of the same direction): the chain it runs is most often
+                            // this one with a rule more or less at the end.
+                            let basis = live.and_then(|g| {
+                                g.assign
+                                    .get(&(ifindex, dir))
+                                    .and_then(|id| g.progs.get(id))
+                                    .filter(|p| p.loopback == loopback)
+                                    .or_else(|| {
+                                        g.progs
+                                            .values()
+                                            .find(|p| p.dir == dir && p.loopback == loopback)
+                                    })
+                            });
+                            let t = Instant::now();
+                            let (compiled, incremental) = maps::compile_program_after(
+                                &chain,
+                                basis.map(|p| (&*p.chain, &*p.compiled)),
+                            )
+                            .map_err(|e| {
+                                refuse(format!(
+                                    "the eBPF data plane cannot build this ruleset: {e}"
+                                ))
+                            })?;
+                            let compiled = Arc::new(compiled);
+                            tracing::debug!(elapsed = ?t.elapsed(), incremental, "chain compiled");
+                            compiled_chains.push((print, chain.clone(), compiled.clone()));
+                            (chain, compiled)
+                        }
+                    };
+                    let options = LoadOptions {
+                        tc_egress: dir == Direction::Egress,
+                        tc_loopback_ingress: loopback,
+                        // The worker thread is in the namespace.
+                        netns_cookie: netns::current_cookie().map_err(|e| {
+                            refuse(format!("cannot read the namespace's cookie: {e}"))
+                        })?,
+                        xdp: false,
+                        ..LoadOptions::default()
+                    };
+                    let t = Instant::now();
+                    let patched = patch_spare(retired, &compiled, options, dir, loopback, shared);
+                    tracing::debug!(elapsed = ?t.elapsed(), patched = patched.is_some(), "spare tried");
+                    let (loaded, seen, evaluated) = match patched {
+                        Some(spare) => {
+                            tally.patches += 1;
+                            // Counts start now: what the slots hold is another ruleset's,
+                            // still what was last read of them if no packet ran since.
+                            let now = spare.loaded.evaluated().ok();
+                            let unmoved = now.is_some() && now == spare.evaluated;
+                            let seen = if unmoved {
+                                spare.seen
+                            } else {
+                                spare.loaded.counter_slots().unwrap_or_default()
+                            };
+                            (spare.loaded, seen, now)
+                        }
+                        None => {
+                            tally.loads += 1;
+                            let loaded = LoadedChain::load_shared(&compiled, options, shared)
+                                .map_err(|e| {
+                                    refuse(format!(
+                                        "the eBPF data plane cannot load this ruleset: {e}"
+                                    ))
+                                })?;
+                            (loaded, Vec::new(), None)
+                        }
+                    };
+                    tally.writes += loaded.last_writes();
+                    let id = next_program_id();
+                    progs.insert(
+                        id,
+                        LoadedProg {
+                            chain,
+                            compiled,
+                            fingerprint: print,
+                            dir,
+                            loopback,
+                            counters,
+                            seen,
+                            evaluated,
+                            loaded,
+                        },
+                    );
+                    id
+                }
+            };
+            if ifindex == PHANTOM_IFINDEX {
+                spares.push(id);
+            } else {
                 assign.insert((ifindex, dir), id);
-                kept.push((want, id));
-                continue;
             }
-            // Equal chains of other attach points (another Arc, the same rules).
-            if let Some(id) = progs.iter().find(|(_, p)| want.is(p)).map(|(&id, _)| id) {
-                assign.insert((ifindex, dir), id);
-                kept.push((want, id));
-                continue;
-            }
-            // Interfaces often get the same chains (loopback's ingress and the others'
-            // differ only in how they are loaded): compiled once.
-            let compiled = progs
-                .values()
-                .find(|p| Arc::ptr_eq(&p.chain, &want.chain) || p.chain == want.chain)
-                .map(|p| p.compiled.clone());
-            // The live program of this interface and direction (else one of the same
-            // direction): the chain it runs is most often this one with a rule more or
-            // less at the end.
-            let basis = live.and_then(|g| {
-                g.assign
-                    .get(&(ifindex, dir))
-                    .and_then(|id| g.progs.get(id))
-                    .filter(|p| p.loopback == loopback)
-                    .or_else(|| {
-                        g.progs
-                            .values()
-                            .find(|p| p.dir == dir && p.loopback == loopback)
-                    })
-            });
-            let p = make_prog(
-                want,
-                compiled,
-                basis,
-                None,
-                retired,
-                shared,
-                netns_cookie,
-                tally,
-            )?;
-            let id = next_program_id();
-            progs.insert(id, p);
-            assign.insert((ifindex, dir), id);
         }
-        tracing::debug!(elapsed = ?t.elapsed(), built = progs.len(), phantoms = phantoms.len(), "programs built");
         Ok(Generation {
             quotas: Default::default(),
             program,
@@ -727,7 +622,6 @@ impl Generation {
             progs,
             assign,
             spares,
-            phantoms,
         })
     }
 
@@ -775,13 +669,6 @@ struct State {
     /// The retired programs may still be running packets (switched away from since the
     /// last wait for an RCU grace period).
     retired_running: bool,
-    /// Programs the last switch retired whose last log events and counts are still
-    /// to be read ([`State::after_switch`]); then they join `retired`.
-    just_retired: Vec<LoadedProg>,
-    /// What the last build or switch replaced: freed after the answer, not before.
-    garbage: Vec<Garbage>,
-    /// Spares being loaded beside this thread.
-    spare_loads: Vec<SpareLoad>,
     /// Per live quota, what it had consumed when last reported to the engine.
     quotas_reported: BTreeMap<ir::StateId, u64>,
     /// The namespace's rate estimators (xt_RATEEST).
@@ -789,7 +676,6 @@ struct State {
     /// The namespace's xt_recent lists.
     recent: RecentLists,
     loads: u64,
-    spares_loaded: u64,
     patches: u64,
     map_writes: u64,
     /// Where NFLOG packets go (none: they are dropped, as with no listener).
@@ -822,14 +708,10 @@ impl State {
             carry: Tally::new(),
             retired: Vec::new(),
             retired_running: false,
-            just_retired: Vec::new(),
-            garbage: Vec::new(),
-            spare_loads: Vec::new(),
             quotas_reported: BTreeMap::new(),
             estimators: Estimators::default(),
             recent: RecentLists::default(),
             loads: 0,
-            spares_loaded: 0,
             patches: 0,
             map_writes: 0,
             nflog: None,
@@ -933,39 +815,23 @@ impl State {
     fn handle(&mut self, c: Command) {
         match c {
             Command::Prepare(program, reply) => {
-                self.discard_pending();
-                // Loading since the last switch: done sooner than a load started now.
-                self.take_spare_loads(true);
                 let result = self.build(program).map(|g| {
                     self.pending = Some(g);
                 });
                 self.publish();
                 let _ = reply.send(result);
-                self.free_garbage();
             }
             Command::Commit(program, reply) => {
-                // Arc<Program>'s == compares pointers first: the checked program is
-                // the committed one.
-                let matches = self
+                let prepared = self
                     .pending
-                    .as_ref()
-                    .is_some_and(|g| g.program == program && g.facts == self.facts);
-                if !matches {
-                    self.discard_pending();
-                }
-                let next = match self.pending.take() {
+                    .take()
+                    .filter(|g| g.program == program && g.facts == self.facts);
+                let next = match prepared {
                     Some(g) => Ok(g),
-                    None => {
-                        self.take_spare_loads(true);
-                        self.build(program)
-                    }
+                    None => self.build(program),
                 };
                 match next {
-                    Ok(g) => {
-                        let t = Instant::now();
-                        self.switch(g);
-                        tracing::debug!(netns_cookie = self.key.cookie, elapsed = ?t.elapsed(), "links switched");
-                    }
+                    Ok(g) => self.switch(g),
                     Err(e) => {
                         // Check built the same program a moment ago; only a change of
                         // facts in between can get here.
@@ -975,8 +841,9 @@ impl State {
                 }
                 self.publish();
                 let _ = reply.send(());
-                // While the client reads its answer, before any other command or event.
-                self.after_switch();
+                // The grace period passes now, while the client reads its answer, not
+                // in the next commit.
+                self.settle_retired();
             }
             Command::TakeCounts(reply) => {
                 let mut tally = std::mem::take(&mut self.carry);
@@ -999,7 +866,6 @@ impl State {
             }
             Command::Retire(reply) => {
                 self.retire();
-                self.garbage.clear();
                 self.publish();
                 let _ = reply.send(());
             }
@@ -1087,7 +953,6 @@ impl State {
 
     /// Detaches every link, drops the programs and removes every pin.
     fn retire(&mut self) {
-        self.take_spare_loads(true);
         self.estimators = Estimators::default();
         let keys: Vec<(u32, Direction)> = self.links.keys().copied().collect();
         for (ifindex, dir) in keys {
@@ -1097,7 +962,6 @@ impl State {
         self.pending = None;
         self.live = None;
         self.retired.clear();
-        self.just_retired.clear();
         if let Some(shared) = self.shared.take() {
             if let Err(e) = shared.remove() {
                 self.errors += 1;
@@ -1142,13 +1006,11 @@ impl State {
             self.live.as_ref(),
             &mut self.retired,
             shared,
-            self.key.cookie,
             &mut tally,
         );
         self.loads += tally.loads;
         self.patches += tally.patches;
         self.map_writes += tally.writes;
-        self.garbage.append(&mut tally.garbage);
         let g = g?;
         // After the retired programs settled: a list made again is never written
         // while a program of the commit that deleted it still runs.
@@ -1189,14 +1051,8 @@ impl State {
         let t = Instant::now();
         self.facts = facts;
         if let Some(program) = self.live.as_ref().map(|g| g.program.clone()) {
-            self.discard_pending();
-            // A new interface does not wait for spares.
-            self.take_spare_loads(false);
             match self.build(program) {
-                Ok(g) => {
-                    self.switch(g);
-                    self.after_switch();
-                }
+                Ok(g) => self.switch(g),
                 Err(e) => {
                     self.errors += 1;
                     tracing::error!(netns_cookie = self.key.cookie, error = %e, "cannot rebuild after a link or address change");
@@ -1304,251 +1160,23 @@ impl State {
         }
         self.links = links;
         if let Some(mut old) = self.live.take() {
-            // The programs no link runs any more are the next commit's spares, once
-            // their last events and counts are read (after the answer).
-            self.just_retired
-                .extend(std::mem::take(&mut old.progs).into_values());
+            write_logs(self.key, &self.facts, old.progs.values());
+            send_nflog(
+                self.key,
+                &self.facts,
+                self.nflog.as_ref(),
+                old.progs.values_mut(),
+            );
+            for p in old.progs.values_mut() {
+                p.collect(&mut self.carry);
+            }
+            // The programs no link runs any more are the next commit's spares.
+            self.retired = std::mem::take(&mut old.progs).into_values().collect();
             self.retired_running = true;
-            self.garbage.push(Box::new(old));
         }
         self.live = Some(next);
         self.generations += 1;
-    }
-
-    /// What a switch leaves to do, done once it is answered and before any other
-    /// command or event: the retired programs' last log events and counts, the
-    /// programs of interfaces yet to come, freeing what is gone.
-    fn after_switch(&mut self) {
-        let t = Instant::now();
-        // Waits until no packet runs a retired program: then their counts are final,
-        // and their maps can be rewritten.
-        self.settle_retired();
-        let mut fresh = std::mem::take(&mut self.just_retired);
-        write_logs(self.key, &self.facts, fresh.iter());
-        send_nflog(self.key, &self.facts, self.nflog.as_ref(), fresh.iter_mut());
-        for p in &mut fresh {
-            p.collect(&mut self.carry);
-        }
-        self.retired.append(&mut fresh);
-        self.build_phantoms();
         self.free_unused_states();
-        self.start_spare_loads();
-        self.free_garbage();
-        self.publish();
-        tracing::debug!(netns_cookie = self.key.cookie, elapsed = ?t.elapsed(), "after the switch");
-    }
-
-    /// Builds the live generation's programs for interfaces yet to come that the
-    /// build left (see [`Generation::build`]). A new interface finds its program ready;
-    /// one that came first was built its exact program anyway (its event waits until
-    /// this is done, and rebuilds from the facts it brings).
-    fn build_phantoms(&mut self) {
-        let Some(g) = self.live.as_mut() else {
-            return;
-        };
-        if g.phantoms.is_empty() {
-            return;
-        }
-        let Some(shared) = self.shared.as_mut() else {
-            return;
-        };
-        let mut tally = BuildTally::default();
-        for want in std::mem::take(&mut g.phantoms) {
-            // A program of this generation, or one the switch retired, that enforces
-            // it already (e.g. the last phantom, when the commit changed other chains).
-            if let Some(id) = g
-                .progs
-                .iter()
-                .find(|(_, p)| !p.loopback && want.is(p))
-                .map(|(&id, _)| id)
-            {
-                g.spares.push(id);
-                continue;
-            }
-            let id = next_program_id();
-            if let Some(i) = self.retired.iter().position(|p| want.is(p)) {
-                let mut p = self.retired.swap_remove(i);
-                p.phantom = true;
-                g.progs.insert(id, p);
-                g.spares.push(id);
-                continue;
-            }
-            // The last phantom program of this direction is the closest basis and
-            // spare; else a live program of this direction.
-            let last = self
-                .retired
-                .iter()
-                .position(|p| p.phantom && p.dir == want.dir && !p.loopback);
-            let basis = match last {
-                Some(i) => self.retired.get(i),
-                None => g
-                    .progs
-                    .values()
-                    .find(|p| p.dir == want.dir && p.loopback == want.loopback),
-            };
-            // Rewriting the basis in place: compile from a copy of what it holds.
-            let basis = basis.map(|p| (p.chain.clone(), p.compiled.clone()));
-            let compiled = match maps::compile_program_after(
-                &want.chain,
-                basis.as_ref().map(|(c, p)| (&**c, &**p)),
-            ) {
-                Ok((c, _)) => Arc::new(c),
-                Err(e) => {
-                    self.errors += 1;
-                    tracing::error!(netns_cookie = self.key.cookie, error = %e, "cannot compile the program for new interfaces");
-                    continue;
-                }
-            };
-            match make_prog(
-                want,
-                Some(compiled),
-                None,
-                last,
-                &mut self.retired,
-                shared,
-                self.key.cookie,
-                &mut tally,
-            ) {
-                Ok(mut p) => {
-                    p.phantom = true;
-                    g.progs.insert(id, p);
-                    g.spares.push(id);
-                }
-                Err(e) => {
-                    // A new interface then gets its program built when it comes.
-                    self.errors += 1;
-                    tracing::error!(netns_cookie = self.key.cookie, error = %e, "cannot build the program for new interfaces");
-                }
-            }
-        }
-        self.loads += tally.loads;
-        self.patches += tally.patches;
-        self.map_writes += tally.writes;
-        self.garbage.append(&mut tally.garbage);
-    }
-
-    /// Starts loading a copy of a live program for each hook (direction, loopback or
-    /// not) that has no spare. Only after the first load of a namespace (or of a hook)
-    /// do they lack one: each switch retires the programs it replaces.
-    fn start_spare_loads(&mut self) {
-        let (Some(g), Some(shared)) = (self.live.as_ref(), self.shared.as_ref()) else {
-            return;
-        };
-        let mut hooks: Vec<(Direction, bool)> =
-            self.retired.iter().map(|p| (p.dir, p.loopback)).collect();
-        hooks.extend(
-            self.spare_loads
-                .iter()
-                .map(|s| (s.want.dir, s.want.loopback)),
-        );
-        for id in g.assign.values() {
-            let Some(p) = g.progs.get(id) else {
-                continue;
-            };
-            if hooks.contains(&(p.dir, p.loopback)) {
-                continue;
-            }
-            hooks.push((p.dir, p.loopback));
-            let compiled = p.compiled.clone();
-            let options = load_options(p.dir, p.loopback, self.key.cookie);
-            // Every limit and quota of a live program has its slot already: the copy
-            // finds them, and initialises none.
-            let mut slots = shared.clone();
-            let c = compiled.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("nftshim-spare-{}", self.key.cookie))
-                .spawn(move || {
-                    // Below the worker and everything else: it must not slow a commit
-                    // or a new interface's attach (the verifier runs in this thread).
-                    // SAFETY: setpriority(2) on this thread's own id; no memory passed.
-                    unsafe {
-                        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-                        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
-                    }
-                    LoadedChain::load_shared(&c, options, &mut slots)
-                });
-            match thread {
-                Ok(thread) => self.spare_loads.push(SpareLoad {
-                    want: Want {
-                        dir: p.dir,
-                        loopback: p.loopback,
-                        chain: p.chain.clone(),
-                        counters: p.counters.clone(),
-                    },
-                    compiled,
-                    thread,
-                }),
-                Err(e) => {
-                    tracing::warn!(netns_cookie = self.key.cookie, error = %e, "cannot start loading a spare program")
-                }
-            }
-        }
-    }
-
-    /// Adds the spares loaded beside this thread to the retired programs: those done,
-    /// or all of them (waiting) with `wait`.
-    fn take_spare_loads(&mut self, wait: bool) {
-        let mut i = 0;
-        while i < self.spare_loads.len() {
-            if !wait && !self.spare_loads[i].thread.is_finished() {
-                i += 1;
-                continue;
-            }
-            let s = self.spare_loads.swap_remove(i);
-            match s.thread.join() {
-                Ok(Ok(loaded)) => {
-                    self.spares_loaded += 1;
-                    self.map_writes += loaded.last_writes();
-                    self.retired.push(LoadedProg {
-                        chain: s.want.chain,
-                        compiled: s.compiled,
-                        dir: s.want.dir,
-                        loopback: s.want.loopback,
-                        phantom: false,
-                        counters: s.want.counters,
-                        // Read as the base when it is rewritten (`make_prog`).
-                        seen: Vec::new(),
-                        evaluated: None,
-                        loaded,
-                    });
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(netns_cookie = self.key.cookie, error = %e, "cannot load a spare program")
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        netns_cookie = self.key.cookie,
-                        "loading a spare program panicked"
-                    )
-                }
-            }
-        }
-    }
-
-    /// Frees what the last build or switch replaced, on another thread: chains of
-    /// 10,000 rules take milliseconds to free, and the commit that follows a prepare
-    /// must not wait for them.
-    fn free_garbage(&mut self) {
-        if self.garbage.is_empty() {
-            return;
-        }
-        let garbage = std::mem::take(&mut self.garbage);
-        let freeing = std::thread::Builder::new()
-            .name("nftshim-free".into())
-            .spawn(move || drop(garbage));
-        if let Err(e) = freeing {
-            tracing::debug!(error = %e, "cannot start a thread to free memory; freed here");
-        }
-    }
-
-    /// Drops a prepared generation that will not be switched to: its new programs
-    /// (attached nowhere, never run) become spares.
-    fn discard_pending(&mut self) {
-        if let Some(mut g) = self.pending.take() {
-            self.retired
-                .extend(std::mem::take(&mut g.progs).into_values());
-            self.garbage.push(Box::new(g));
-        }
     }
 
     fn publish(&self) {
@@ -1559,7 +1187,6 @@ impl State {
                 generations: self.generations,
                 errors: self.errors,
                 loads: self.loads,
-                spare_loads: self.spares_loaded,
                 patches: self.patches,
                 map_writes: self.map_writes,
             };
